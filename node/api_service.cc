@@ -1,0 +1,344 @@
+#include "node/api_service.h"
+
+#include <chrono>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "node/api_codec.h"
+#include "node/ca/hresult.h"
+#include "node/pki/csr.h"
+#include "node/pki/absl_view.h"
+#include "node/pki/encoding.h"
+
+namespace adcsc::node {
+namespace {
+
+using adcsc::ca::Disposition;
+using adcsc::store::RecordStatus;
+using adcsc::store::RequestRecord;
+using Json = nlohmann::json;
+
+constexpr std::string_view kVersionPath = "/api/v1/version";
+constexpr std::string_view kSubmitPath = "/api/v1/certificate/request";
+constexpr std::string_view kRetrievePath = "/api/v1/certificate/retrieve";
+
+ApiResponse Make(int status, std::string body, std::string outcome) {
+  ApiResponse r;
+  r.status = status;
+  r.body = std::move(body);
+  r.outcome = std::move(outcome);
+  return r;
+}
+
+ApiResponse BadRequest(std::string_view message) {
+  return Make(400, StatusOnlyJson("BAD_REQUEST", message), "bad_request");
+}
+
+RecordStatus RecordStatusFor(Disposition d) {
+  switch (d) {
+    case Disposition::kIssued:
+    case Disposition::kIssuedOutOfBand: return adcsc::store::v1::RECORD_STATUS_ISSUED;
+    case Disposition::kUnderSubmission: return adcsc::store::v1::RECORD_STATUS_PENDING;
+    case Disposition::kDenied: return adcsc::store::v1::RECORD_STATUS_DENIED;
+    case Disposition::kRevoked: return adcsc::store::v1::RECORD_STATUS_REVOKED;
+    case Disposition::kIncomplete:
+    case Disposition::kError: return adcsc::store::v1::RECORD_STATUS_FAILED;
+  }
+  return adcsc::store::v1::RECORD_STATUS_FAILED;
+}
+
+std::string OutcomeFor(Disposition d) {
+  switch (d) {
+    case Disposition::kIssued:
+    case Disposition::kIssuedOutOfBand: return "issued";
+    case Disposition::kUnderSubmission: return "pending";
+    case Disposition::kDenied: return "denied";
+    case Disposition::kRevoked: return "revoked";
+    case Disposition::kIncomplete:
+    case Disposition::kError: return "ca_error";
+  }
+  return "ca_error";
+}
+
+// What a stored record says, as a CA response.
+adcsc::ca::CaResponse ResponseFromRecord(const RequestRecord& rec) {
+  adcsc::ca::CaResponse r;
+  r.request_id = rec.request_id();
+  r.disposition = static_cast<Disposition>(rec.disposition());
+  r.hresult = rec.hresult();
+  r.message = rec.message();
+  r.cert_der.assign(rec.certificate_der().begin(), rec.certificate_der().end());
+  return r;
+}
+
+// A record whose answer can no longer change at the CA except by revocation: served from
+// the store without a CA call.
+bool IsSettled(const RequestRecord& rec) {
+  switch (rec.status()) {
+    case adcsc::store::v1::RECORD_STATUS_ISSUED: return !rec.certificate_der().empty();
+    case adcsc::store::v1::RECORD_STATUS_DENIED:
+    case adcsc::store::v1::RECORD_STATUS_REVOKED: return true;
+    default: return false;
+  }
+}
+
+bool IsErrorDisposition(Disposition d) { return d == Disposition::kError || d == Disposition::kIncomplete; }
+
+std::string CaFailureMessage(uint32_t hresult, std::string_view ca_message) {
+  std::string msg = absl::StrCat("ICertPassage::CertServerRequest: ", adcsc::ca::FormatHresult(hresult));
+  if (!ca_message.empty()) absl::StrAppend(&msg, " CA message: ", pki::AbslView(ca_message));
+  return msg;
+}
+
+std::string StripQuery(std::string_view target) {
+  auto q = target.find('?');
+  return std::string(q == std::string_view::npos ? target : target.substr(0, q));
+}
+
+}  // namespace
+
+ApiService::ApiService(const Config& config, adcsc::ca::CaBackend* backend, adcsc::store::RequestStore* store,
+                       EventLog* log, const Clock* clock)
+    : config_(config), backend_(backend), store_(store), log_(log), clock_(clock) {}
+
+ApiResponse ApiService::Handle(const ApiRequest& request) {
+  const std::string path = StripQuery(request.target);
+  if (request.auth == nullptr || !request.auth->ok) {
+    std::string reason = request.auth ? request.auth->reason : "client certificate not checked";
+    log_->Warn("client_refused", {{"path", path},
+                                  {"remote", std::string(request.remote)},
+                                  {"client_pin", request.auth ? request.auth->pin : ""},
+                                  {"reason", reason},
+                                  {"iis_substatus", request.auth ? request.auth->iis_substatus : 0}});
+    return Make(403, StatusOnlyJson("FORBIDDEN", reason), "forbidden");
+  }
+  struct Route {
+    std::string_view path;
+    std::string_view method;
+  };
+  static constexpr Route kRoutes[] = {{kVersionPath, "GET"}, {kSubmitPath, "POST"}, {kRetrievePath, "POST"}};
+  for (const Route& route : kRoutes) {
+    if (path != route.path) continue;
+    if (request.method != route.method) {
+      ApiResponse r = Make(405,
+                           StatusOnlyJson("METHOD_NOT_ALLOWED", absl::StrCat("use ", pki::AbslView(route.method), " for ", pki::AbslView(route.path))),
+                           "method_not_allowed");
+      r.allow = std::string(route.method);
+      return r;
+    }
+    if (route.path == kVersionPath) return Version();
+    if (route.path == kSubmitPath) return Submit(request);
+    return Retrieve(request);
+  }
+  return Make(404, StatusOnlyJson("NOT_FOUND", absl::StrCat("no such endpoint: ", path)), "not_found");
+}
+
+ApiResponse ApiService::Version() {
+  nlohmann::ordered_json j;
+  j["name"] = "adcsc";
+  j["version"] = ADCSC_VERSION;
+  j["api"] = "v1";
+  j["node"] = config_.node_id;
+  return Make(200, j.dump(), "version");
+}
+
+ApiResponse ApiService::Submit(const ApiRequest& request) {
+  const auto started = std::chrono::steady_clock::now();
+  Json fields = {{"endpoint", "request"}, {"client_pin", request.auth->pin}, {"remote", std::string(request.remote)}};
+  auto finish = [&](ApiResponse r) {
+    fields["outcome"] = r.outcome;
+    fields["http_status"] = r.status;
+    fields["latency_ms"] =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+    if (r.status >= 500) {
+      log_->Error("api", fields);
+    } else if (r.status >= 400) {
+      log_->Warn("api", fields);
+    } else {
+      log_->Info("api", fields);
+    }
+    return r;
+  };
+
+  auto body = ParseSubmitBody(request.body);
+  if (!body.ok()) {
+    fields["error"] = std::string(body.status().message());
+    return finish(BadRequest(std::string(body.status().message())));
+  }
+  const std::string ca_config = adcsc::store::CaConfigKey(body->dc, body->ca);
+  fields["ca_config"] = ca_config;
+  fields["template"] = body->template_name;
+  const AllowedCa* allowed = config_.FindAllowedCa(body->dc, body->ca);
+  if (allowed == nullptr) {
+    return finish(BadRequest(absl::StrCat("CA config \"", body->dc, "\\", body->ca,
+                                          "\" is not allowed on this connector (check ca.allow in the node config)")));
+  }
+  if (!allowed->templates.empty() &&
+      std::find(allowed->templates.begin(), allowed->templates.end(), body->template_name) == allowed->templates.end()) {
+    return finish(BadRequest(absl::StrCat("template \"", body->template_name, "\" is not allowed for CA \"", body->dc,
+                                          "\\", body->ca, "\" (check ca.allow.templates)")));
+  }
+  auto der = adcsc::pki::Base64Decode(body->pkcs10);
+  if (!der.ok()) return finish(BadRequest(absl::StrCat("pkcs10: ", std::string(der.status().message()))));
+  auto csr = adcsc::pki::ParseVerifiedCsr(*der);
+  if (!csr.ok()) return finish(BadRequest(absl::StrCat("pkcs10: ", std::string(csr.status().message()))));
+  const adcsc::pki::Sha256Digest digest = adcsc::pki::Sha256(adcsc::pki::ByteView(*der));
+  const std::string csr_sha256(digest.begin(), digest.end());
+
+  // A retried submit of the same CSR gets the earlier request ID, not a second CA request.
+  const int64_t now_ms = clock_->NowUnixMillis();
+  const int64_t window_ms = std::chrono::duration_cast<std::chrono::milliseconds>(config_.ca.dedupe_window).count();
+  auto earlier = store_->FindByDedupeKey(ca_config, body->template_name, csr_sha256, now_ms - window_ms);
+  if (!earlier.ok()) {
+    fields["error"] = std::string(earlier.status().message());
+    return finish(Make(500,
+                       WithRequestIdJson("INTERNAL_ERROR",
+                                         absl::StrCat("request store unavailable: ", std::string(earlier.status().message())), 0),
+                       "store_error"));
+  }
+  if (earlier->has_value() && (*earlier)->request_id() != 0 &&
+      (*earlier)->status() != adcsc::store::v1::RECORD_STATUS_FAILED) {
+    const RequestRecord& rec = **earlier;
+    auto d = static_cast<Disposition>(rec.disposition());
+    fields["request_id"] = rec.request_id();
+    fields["deduplicated"] = true;
+    return finish(Make(200, WithRequestIdJson(DispositionStatus(d), DispositionMessage(d), rec.request_id()),
+                       OutcomeFor(d)));
+  }
+
+  adcsc::ca::SubmitRequest sub;
+  sub.target = {body->dc, body->ca};
+  sub.caller = {config_.ca.identity};
+  sub.csr_der = std::move(*der);
+  sub.template_name = body->template_name;
+  const auto ca_started = std::chrono::steady_clock::now();
+  auto answer = backend_->Submit(sub);
+  fields["ca_ms"] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - ca_started).count();
+  if (!answer.ok()) {
+    auto hr = adcsc::ca::HresultOf(answer.status());
+    fields["error"] = std::string(answer.status().message());
+    if (hr) fields["hresult"] = absl::StrCat("0x", absl::Hex(*hr, absl::kZeroPad8));
+    std::string message = hr ? CaFailureMessage(*hr, "") : std::string(answer.status().message());
+    return finish(Make(500, WithRequestIdJson("INTERNAL_ERROR", message, 0), "ca_error"));
+  }
+  fields["request_id"] = answer->request_id;
+  if (answer->hresult != 0) fields["hresult"] = absl::StrCat("0x", absl::Hex(answer->hresult, absl::kZeroPad8));
+  if (!answer->message.empty()) fields["ca_message"] = answer->message;
+
+  if (answer->request_id != 0) {
+    RequestRecord rec;
+    rec.set_ca_config(ca_config);
+    rec.set_request_id(answer->request_id);
+    rec.set_status(RecordStatusFor(answer->disposition));
+    rec.set_disposition(static_cast<uint32_t>(answer->disposition));
+    rec.set_hresult(answer->hresult);
+    rec.set_message(answer->message);
+    rec.set_certificate_der(std::string(answer->cert_der.begin(), answer->cert_der.end()));
+    rec.set_csr_sha256(csr_sha256);
+    rec.set_template_name(body->template_name);
+    rec.set_requester(config_.ca.identity);
+    auto put = store_->Put(rec);
+    if (!put.ok()) {
+      fields["error"] = std::string(put.status().message());
+      return finish(Make(500,
+                         WithRequestIdJson("INTERNAL_ERROR",
+                                           absl::StrCat("the CA accepted request ", answer->request_id,
+                                                        " but it could not be recorded: ", std::string(put.status().message())),
+                                           answer->request_id),
+                         "store_error"));
+    }
+  }
+  if (IsErrorDisposition(answer->disposition)) {
+    return finish(Make(500, WithRequestIdJson("INTERNAL_ERROR", CaFailureMessage(answer->hresult, answer->message),
+                                              answer->request_id),
+                       "ca_error"));
+  }
+  return finish(Make(200,
+                     WithRequestIdJson(DispositionStatus(answer->disposition), DispositionMessage(answer->disposition),
+                                       answer->request_id),
+                     OutcomeFor(answer->disposition)));
+}
+
+ApiResponse ApiService::Retrieve(const ApiRequest& request) {
+  const auto started = std::chrono::steady_clock::now();
+  Json fields = {{"endpoint", "retrieve"}, {"client_pin", request.auth->pin}, {"remote", std::string(request.remote)}};
+  auto finish = [&](ApiResponse r) {
+    fields["outcome"] = r.outcome;
+    fields["http_status"] = r.status;
+    fields["latency_ms"] =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+    log_->Log(r.status >= 500 ? LogLevel::kError : r.status >= 400 ? LogLevel::kWarn : LogLevel::kInfo, "api", fields);
+    return r;
+  };
+  auto internal_error = [&](std::string message, std::string outcome) {
+    fields["error"] = message;
+    return finish(Make(500, WithX509Json("INTERNAL_ERROR", message, ""), std::move(outcome)));
+  };
+
+  auto body = ParseRetrieveBody(request.body);
+  if (!body.ok()) {
+    fields["error"] = std::string(body.status().message());
+    return finish(BadRequest(std::string(body.status().message())));
+  }
+  const std::string ca_config = adcsc::store::CaConfigKey(body->dc, body->ca);
+  fields["ca_config"] = ca_config;
+  fields["request_id"] = body->request_id;
+  if (config_.FindAllowedCa(body->dc, body->ca) == nullptr) {
+    return finish(BadRequest(absl::StrCat("CA config \"", body->dc, "\\", body->ca,
+                                          "\" is not allowed on this connector (check ca.allow in the node config)")));
+  }
+
+  auto local = store_->Get(ca_config, body->request_id);
+  if (!local.ok()) return internal_error(absl::StrCat("request store unavailable: ", std::string(local.status().message())), "store_error");
+
+  adcsc::ca::CaResponse answer;
+  if (local->has_value() && IsSettled(**local)) {
+    answer = ResponseFromRecord(**local);
+    fields["source"] = "store";
+  } else {
+    adcsc::ca::RetrieveRequest ret;
+    ret.target = {body->dc, body->ca};
+    ret.caller = {config_.ca.identity};
+    ret.request_id = body->request_id;
+    const auto ca_started = std::chrono::steady_clock::now();
+    auto from_ca = backend_->Retrieve(ret);
+    fields["ca_ms"] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - ca_started).count();
+    fields["source"] = "ca";
+    if (!from_ca.ok()) {
+      auto hr = adcsc::ca::HresultOf(from_ca.status());
+      if (hr) fields["hresult"] = absl::StrCat("0x", absl::Hex(*hr, absl::kZeroPad8));
+      return internal_error(hr ? CaFailureMessage(*hr, "") : std::string(from_ca.status().message()), "ca_error");
+    }
+    answer = std::move(*from_ca);
+    answer.request_id = body->request_id;
+    RequestRecord rec;
+    if (local->has_value()) rec = **local;
+    rec.set_ca_config(ca_config);
+    rec.set_request_id(body->request_id);
+    rec.set_status(RecordStatusFor(answer.disposition));
+    rec.set_disposition(static_cast<uint32_t>(answer.disposition));
+    rec.set_hresult(answer.hresult);
+    rec.set_message(answer.message);
+    rec.set_certificate_der(std::string(answer.cert_der.begin(), answer.cert_der.end()));
+    if (rec.requester().empty()) rec.set_requester(config_.ca.identity);
+    auto put = store_->Put(rec);
+    if (!put.ok()) {
+      return internal_error(absl::StrCat("request ", body->request_id, " was read from the CA but could not be recorded: ",
+                                         std::string(put.status().message())),
+                            "store_error");
+    }
+  }
+  if (answer.hresult != 0) fields["hresult"] = absl::StrCat("0x", absl::Hex(answer.hresult, absl::kZeroPad8));
+  if (IsErrorDisposition(answer.disposition)) {
+    return internal_error(CaFailureMessage(answer.hresult, answer.message), "ca_error");
+  }
+  std::string x509;
+  if ((answer.disposition == Disposition::kIssued || answer.disposition == Disposition::kIssuedOutOfBand) &&
+      !answer.cert_der.empty()) {
+    x509 = adcsc::pki::Base64EncodeLines(answer.cert_der);
+  }
+  return finish(Make(200, WithX509Json(DispositionStatus(answer.disposition), DispositionMessage(answer.disposition), x509),
+                     OutcomeFor(answer.disposition)));
+}
+
+}  // namespace adcsc::node

@@ -1,0 +1,76 @@
+// The seam between the connector and a certificate authority: submit a CSR, retrieve a
+// request by ID, ping. Implementations: `icpr` (MS-ICPR over DCE/RPC, later), `local` (the
+// embedded CA engine in local_ca.h) and fakes in tests.
+//
+// Thread-safety: implementations must allow concurrent calls from any thread.
+// Errors: a CA that answers with a disposition (issued, pending, denied) is a successful
+// call; transport failures and HRESULT errors are returned as absl::Status built with
+// CaError() so the HRESULT travels with them.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace adcsc::ca {
+
+// The CA a request is for, as Jamf sends it in "config": host FQDN and CA instance name.
+struct CaTarget {
+  std::string dc;
+  std::string ca;
+};
+
+// Who the CA sees as the caller (DOMAIN\user). ADCS only lets the identity that submitted a
+// request retrieve it.
+struct CallerIdentity {
+  std::string name;
+};
+
+// CR_DISP_* values as ADCS returns them.
+enum class Disposition : uint32_t {
+  kIncomplete = 0,
+  kError = 1,
+  kDenied = 2,
+  kIssued = 3,
+  kIssuedOutOfBand = 4,
+  kUnderSubmission = 5,
+  kRevoked = 6,
+};
+
+struct SubmitRequest {
+  CaTarget target;
+  CallerIdentity caller;
+  std::vector<uint8_t> csr_der;
+  std::string template_name;  // may be empty (standalone CA)
+};
+
+struct RetrieveRequest {
+  CaTarget target;
+  CallerIdentity caller;
+  uint32_t request_id = 0;
+};
+
+struct CaResponse {
+  uint32_t request_id = 0;
+  Disposition disposition = Disposition::kIncomplete;
+  uint32_t hresult = 0;            // status accompanying the disposition (0 = S_OK)
+  std::string message;             // the CA's disposition message (may be empty)
+  std::vector<uint8_t> cert_der;   // issued leaf certificate; empty unless issued/revoked
+};
+
+class CaBackend {
+ public:
+  virtual ~CaBackend() = default;
+  virtual absl::StatusOr<CaResponse> Submit(const SubmitRequest& request) = 0;
+  virtual absl::StatusOr<CaResponse> Retrieve(const RetrieveRequest& request) = 0;
+  // Checks that the CA is reachable and accepts this identity.
+  virtual absl::Status Ping(const CaTarget& target, const CallerIdentity& caller) = 0;
+  // Short name for logs and metrics, e.g. "local" or "icpr".
+  virtual std::string Kind() const = 0;
+};
+
+}  // namespace adcsc::ca

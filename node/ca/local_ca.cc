@@ -1,0 +1,690 @@
+#include "node/ca/local_ca.h"
+
+#include <errno.h>
+#include <openssl/err.h>
+#include <sqlite3.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <limits>
+#include <system_error>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "node/ca/hresult.h"
+#include "node/pki/absl_view.h"
+#include "node/pki/csr.h"
+#include "node/pki/x509.h"
+
+namespace adcsc::ca {
+namespace {
+
+constexpr char kCaKeyFile[] = "ca-key.pem";
+constexpr char kCaCertFile[] = "ca-cert.pem";
+constexpr char kDatabaseFile[] = "requests.db";
+constexpr int kSchemaVersion = 1;
+constexpr int kBusyTimeoutMillis = 5'000;
+constexpr int kMaxCaYears = 100;
+constexpr mode_t kCaDirMode = 0700;
+constexpr mode_t kCaCertMode = 0644;
+
+constexpr char kMessageIssued[] = "Issued";
+constexpr char kMessagePending[] = "Taken Under Submission";
+constexpr char kMessagePolicyDenied[] = "Denied by Policy Module";
+constexpr char kMessageAdminDenied[] = "Denied by CA administrator";
+
+constexpr char kSchema[] = R"sql(
+CREATE TABLE IF NOT EXISTS requests (
+  id               INTEGER PRIMARY KEY AUTOINCREMENT,
+  requester        TEXT    NOT NULL,
+  template         TEXT    NOT NULL,
+  subject          TEXT    NOT NULL,
+  csr              BLOB    NOT NULL,
+  ekus             TEXT    NOT NULL,   -- dotted OIDs, comma-separated, as of the submit
+  validity_days    INTEGER NOT NULL,   -- as of the submit
+  disposition      INTEGER NOT NULL,   -- CR_DISP_*
+  hresult          INTEGER NOT NULL,
+  message          TEXT    NOT NULL,
+  cert             BLOB,
+  serial           TEXT,
+  submitted_ms     INTEGER NOT NULL,
+  pending_until_ms INTEGER,            -- NULL: pending until Approve/Deny
+  resolved_ms      INTEGER
+);
+)sql";
+
+std::string_view DispositionName(Disposition d) {
+  switch (d) {
+    case Disposition::kIncomplete:
+      return "incomplete";
+    case Disposition::kError:
+      return "error";
+    case Disposition::kDenied:
+      return "denied";
+    case Disposition::kIssued:
+      return "issued";
+    case Disposition::kIssuedOutOfBand:
+      return "issued out of band";
+    case Disposition::kUnderSubmission:
+      return "pending";
+    case Disposition::kRevoked:
+      return "revoked";
+  }
+  return "unknown";
+}
+
+// A prepared statement, finalised on destruction. Use only while holding the DB lock.
+class Statement {
+ public:
+  Statement(sqlite3* db, const char* sql) : db_(db) { rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr); }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  bool prepared() const { return rc_ == SQLITE_OK; }
+  Statement& Bind(int i, int64_t v) {
+    Check(sqlite3_bind_int64(stmt_, i, v));
+    return *this;
+  }
+  Statement& Bind(int i, const std::string& v) {
+    Check(sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
+    return *this;
+  }
+  Statement& Bind(int i, const std::vector<uint8_t>& v) {
+    if (v.empty()) {
+      Check(sqlite3_bind_null(stmt_, i));
+    } else {
+      Check(sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
+    }
+    return *this;
+  }
+  Statement& BindNull(int i) {
+    Check(sqlite3_bind_null(stmt_, i));
+    return *this;
+  }
+  // SQLITE_ROW or SQLITE_DONE; anything else is an error (see error()).
+  int Step() {
+    if (rc_ != SQLITE_OK) return rc_;
+    const int rc = sqlite3_step(stmt_);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) rc_ = rc;
+    return rc;
+  }
+  int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
+  bool IsNull(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+  std::string Text(int col) const {
+    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
+    return p == nullptr ? std::string() : std::string(p, sqlite3_column_bytes(stmt_, col));
+  }
+  std::vector<uint8_t> Blob(int col) const {
+    const auto* p = static_cast<const uint8_t*>(sqlite3_column_blob(stmt_, col));
+    return p == nullptr ? std::vector<uint8_t>() : std::vector<uint8_t>(p, p + sqlite3_column_bytes(stmt_, col));
+  }
+  std::string error() const { return absl::StrCat(sqlite3_errstr(rc_), " (", sqlite3_errmsg(db_), ")"); }
+
+ private:
+  void Check(int rc) {
+    if (rc != SQLITE_OK && rc_ == SQLITE_OK) rc_ = rc;
+  }
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+  int rc_ = SQLITE_OK;
+};
+
+std::string DbErrorText(const std::filesystem::path& dir, std::string_view what, const std::string& detail) {
+  return absl::StrCat("local CA database ", (dir / kDatabaseFile).string(), ": ", pki::AbslView(what), ": ", detail);
+}
+
+absl::Status DbError(const std::filesystem::path& dir, std::string_view what, const std::string& detail) {
+  return absl::InternalError(DbErrorText(dir, what, detail));
+}
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  return absl::EqualsIgnoreCase(pki::AbslView(a), pki::AbslView(b));
+}
+
+std::string Quote(std::string_view s) { return absl::StrCat("\"", pki::AbslView(s), "\""); }
+
+}  // namespace
+
+// A request row. csr is filled only when asked for.
+struct LocalCa::Row {
+  uint32_t id = 0;
+  std::string requester;
+  std::string template_name;
+  std::string subject;
+  std::vector<uint8_t> csr;
+  std::string ekus;
+  int validity_days = 0;
+  Disposition disposition = Disposition::kIncomplete;
+  uint32_t hresult = 0;
+  std::string message;
+  std::vector<uint8_t> cert;
+  std::string serial;
+  int64_t submitted_ms = 0;
+  int64_t pending_until_ms = 0;  // 0: none
+  int64_t resolved_ms = 0;
+};
+
+absl::Status ValidateLocalCaOptions(const LocalCaOptions& o) {
+  std::vector<std::string> problems;
+  if (o.dir.empty()) problems.push_back("dir: required (where the CA key and database live)");
+  if (o.ca_name.empty()) problems.push_back("ca_name: required (the CA instance name, Jamf's \"ca\")");
+  if (o.ca_years < 1 || o.ca_years > kMaxCaYears) {
+    problems.push_back(absl::StrCat("ca_years: ", o.ca_years, " is out of range (1..", kMaxCaYears, ")"));
+  }
+  bool default_found = o.default_template.empty();
+  for (size_t i = 0; i < o.templates.size(); ++i) {
+    const TemplatePolicy& t = o.templates[i];
+    const std::string where = absl::StrCat("templates[", i, "] (", Quote(t.name), ")");
+    for (size_t j = 0; j < i; ++j) {
+      if (EqualsIgnoreCase(o.templates[j].name, t.name)) {
+        problems.push_back(absl::StrCat(where, ".name: duplicate of templates[", j, "]"));
+        break;
+      }
+    }
+    for (const std::string& eku : t.ekus) {
+      absl::StatusOr<std::string> oid = pki::ResolveEku(eku);
+      if (!oid.ok()) problems.push_back(absl::StrCat(where, ".ekus: ", oid.status().message()));
+    }
+    if (t.validity_days < 1) {
+      problems.push_back(absl::StrCat(where, ".validity_days: must be at least 1, not ", t.validity_days));
+    }
+    if (t.min_key_bits < 0) problems.push_back(absl::StrCat(where, ".min_key_bits: must not be negative"));
+    if (t.min_ec_key_bits < 0) {
+      problems.push_back(absl::StrCat(where, ".min_ec_key_bits: must not be negative"));
+    }
+    if (t.pending_seconds < 0) {
+      problems.push_back(absl::StrCat(where, ".pending_seconds: must not be negative"));
+    }
+    if (!default_found && EqualsIgnoreCase(t.name, o.default_template)) default_found = true;
+  }
+  if (!default_found) {
+    problems.push_back(
+        absl::StrCat("default_template: ", Quote(o.default_template), " is not one of the configured templates"));
+  }
+  if (problems.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrJoin(problems, "\n"));
+}
+
+LocalCa::LocalCa(LocalCaOptions options) : options_(std::move(options)) {}
+
+LocalCa::~LocalCa() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (db_ != nullptr) sqlite3_close_v2(db_);
+}
+
+absl::StatusOr<std::unique_ptr<LocalCa>> LocalCa::Open(LocalCaOptions options) {
+  if (absl::Status s = ValidateLocalCaOptions(options); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("local CA options are invalid:\n", s.message()));
+  }
+  // Store EKUs as dotted OIDs so later comparisons and issuance need no lookups.
+  for (TemplatePolicy& t : options.templates) {
+    for (std::string& eku : t.ekus) eku = *pki::ResolveEku(eku);
+  }
+  if (options.common_name.empty()) options.common_name = options.ca_name;
+  std::unique_ptr<LocalCa> ca(new LocalCa(std::move(options)));
+  if (absl::Status s = ca->LoadOrCreateCa(); !s.ok()) return s;
+  if (absl::Status s = ca->OpenDatabase(); !s.ok()) return s;
+  return ca;
+}
+
+absl::Status LocalCa::LoadOrCreateCa() {
+  const std::filesystem::path& dir = options_.dir;
+  std::error_code ec;
+  if (!std::filesystem::exists(dir, ec)) {
+    if (!dir.parent_path().empty()) std::filesystem::create_directories(dir.parent_path(), ec);
+    if (mkdir(dir.c_str(), kCaDirMode) != 0 && errno != EEXIST) {
+      const int err = errno;
+      return absl::PermissionDeniedError(
+          absl::StrCat("cannot create the local CA directory ", dir.string(), ": ", strerror(err)));
+    }
+  } else if (!std::filesystem::is_directory(dir, ec)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("local CA directory ", dir.string(), " exists and is not a directory"));
+  }
+  const std::filesystem::path key_path = dir / kCaKeyFile;
+  const std::filesystem::path cert_path = dir / kCaCertFile;
+  const bool have_key = std::filesystem::exists(key_path, ec);
+  const bool have_cert = std::filesystem::exists(cert_path, ec);
+
+  if (have_key != have_cert) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("local CA in ", dir.string(), ": ", have_key ? cert_path.string() : key_path.string(),
+                     " is missing but ", have_key ? key_path.string() : cert_path.string(),
+                     " exists; restore the missing file, or remove both to create a new CA (certificates "
+                     "it issued will no longer chain)"));
+  }
+  if (have_key) {
+    absl::StatusOr<pki::EvpPkeyPtr> key = pki::ReadPrivateKeyFile(key_path);
+    if (!key.ok()) return key.status();
+    absl::StatusOr<std::string> pem = pki::ReadFileToString(cert_path);
+    if (!pem.ok()) return pem.status();
+    absl::StatusOr<pki::X509Ptr> cert = pki::CertFromPem(*pem);
+    if (!cert.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(cert_path.string(), ": ", cert.status().message()));
+    }
+    if (X509_check_private_key(cert->get(), key->get()) != 1) {
+      ERR_clear_error();
+      return absl::FailedPreconditionError(
+          absl::StrCat("local CA: ", cert_path.string(), " does not match the key in ", key_path.string()));
+    }
+    ca_key_ = std::move(*key);
+    ca_cert_ = std::move(*cert);
+  } else {
+    absl::StatusOr<pki::EvpPkeyPtr> key = pki::GenerateKey(options_.key_type);
+    if (!key.ok()) return key.status();
+    pki::SelfSignedCaOptions ca_options;
+    ca_options.common_name = options_.common_name;
+    ca_options.years = options_.ca_years;
+    ca_options.now_unix_seconds = NowMillis() / 1000;
+    absl::StatusOr<pki::X509Ptr> cert = pki::MakeSelfSignedCa(key->get(), ca_options);
+    if (!cert.ok()) return cert.status();
+    absl::StatusOr<std::string> key_pem = pki::PrivateKeyToPem(key->get());
+    if (!key_pem.ok()) return key_pem.status();
+    absl::StatusOr<std::string> cert_pem = pki::CertToPem(cert->get());
+    if (!cert_pem.ok()) return cert_pem.status();
+    absl::Status s = pki::WritePrivateFile(key_path, *key_pem);
+    OPENSSL_cleanse(key_pem->data(), key_pem->size());
+    if (!s.ok()) return s;
+    if (s = pki::WriteFileAtomic(cert_path, *cert_pem, kCaCertMode); !s.ok()) return s;
+    ca_key_ = std::move(*key);
+    ca_cert_ = std::move(*cert);
+  }
+  absl::StatusOr<pki::Bytes> der = pki::CertToDer(ca_cert_.get());
+  if (!der.ok()) return der.status();
+  ca_cert_der_ = std::move(*der);
+  // Decode and cache the certificate's extensions now, before threads share it for signing.
+  X509_check_purpose(ca_cert_.get(), -1, 0);
+  ERR_clear_error();
+  return absl::OkStatus();
+}
+
+absl::Status LocalCa::OpenDatabase() {
+  const std::filesystem::path path = options_.dir / kDatabaseFile;
+  std::lock_guard<std::mutex> lock(mu_);
+  const int rc =
+      sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string detail = db_ != nullptr ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+    sqlite3_close_v2(db_);
+    db_ = nullptr;
+    return DbError(options_.dir, "cannot open", detail);
+  }
+  sqlite3_busy_timeout(db_, kBusyTimeoutMillis);
+  const std::string pragmas =
+      absl::StrCat("PRAGMA journal_mode=WAL; PRAGMA synchronous=", options_.durable ? "FULL" : "NORMAL", ";");
+  char* err = nullptr;
+  for (const char* sql : {pragmas.c_str(), kSchema}) {
+    if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+      std::string detail = err != nullptr ? err : "unknown error";
+      sqlite3_free(err);
+      return DbError(options_.dir, "cannot set up the schema", detail);
+    }
+  }
+  Statement version(db_, "PRAGMA user_version");
+  if (version.Step() != SQLITE_ROW) return DbError(options_.dir, "user_version", version.error());
+  const int64_t found = version.Int(0);
+  if (found > kSchemaVersion) {
+    return absl::FailedPreconditionError(absl::StrCat("local CA database ", path.string(), " has schema version ",
+                                                      found, ", newer than this program's ", kSchemaVersion,
+                                                      "; run a newer adcsc"));
+  }
+  if (found < kSchemaVersion) {
+    const std::string sql = absl::StrCat("PRAGMA user_version=", kSchemaVersion);
+    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
+      return DbError(options_.dir, "cannot set user_version", sqlite3_errmsg(db_));
+    }
+  }
+  return absl::OkStatus();
+}
+
+int64_t LocalCa::NowMillis() const {
+  if (options_.now_unix_millis) return options_.now_unix_millis();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+bool LocalCa::ServesCa(const std::string& ca) const { return EqualsIgnoreCase(ca, options_.ca_name); }
+
+const TemplatePolicy* LocalCa::FindTemplate(const std::string& name) const {
+  for (const TemplatePolicy& t : options_.templates) {
+    if (EqualsIgnoreCase(t.name, name)) return &t;
+  }
+  return nullptr;
+}
+
+absl::StatusOr<std::vector<uint8_t>> LocalCa::Sign(const std::vector<uint8_t>& csr_der, const std::string& ekus,
+                                                   int validity_days, std::string* serial_hex) const {
+  absl::StatusOr<pki::ParsedCsr> csr = pki::ParseCsr(csr_der);
+  if (!csr.ok()) return csr.status();
+  pki::IssueOptions issue;
+  issue.validity_days = validity_days;
+  for (absl::string_view oid : absl::StrSplit(ekus, ',', absl::SkipEmpty())) {
+    issue.ekus.emplace_back(oid);
+  }
+  issue.now_unix_seconds = NowMillis() / 1000;
+  absl::StatusOr<pki::X509Ptr> cert = pki::IssueCertificate(ca_cert_.get(), ca_key_.get(), csr->request.get(), issue);
+  if (!cert.ok()) return cert.status();
+  *serial_hex = pki::SerialHex(cert->get());
+  return pki::CertToDer(cert->get());
+}
+
+CaResponse LocalCa::ToResponse(const Row& row) {
+  CaResponse response;
+  response.request_id = row.id;
+  response.disposition = row.disposition;
+  response.hresult = row.hresult;
+  response.message = row.message;
+  if (row.disposition == Disposition::kIssued || row.disposition == Disposition::kRevoked) {
+    response.cert_der = row.cert;
+  }
+  return response;
+}
+
+absl::StatusOr<CaResponse> LocalCa::Submit(const SubmitRequest& request) {
+  if (!ServesCa(request.target.ca)) {
+    return CaError(hr::kInvalidArg, absl::StrCat("Submit: this CA is ", Quote(options_.ca_name), ", not ",
+                                                 Quote(request.target.ca), " (check the CA name in the config)"));
+  }
+  absl::StatusOr<pki::ParsedCsr> csr = pki::ParseCsr(request.csr_der);
+  if (!csr.ok()) return CaError(hr::kAsn1BadTag, absl::StrCat("Submit: ", csr.status().message()));
+  if (!csr->signature_valid) {
+    return CaError(hr::kBadSignature,
+                   absl::StrCat("Submit: CSR signature does not verify (subject ", Quote(csr->subject), ")"));
+  }
+
+  const TemplatePolicy* policy = nullptr;
+  if (request.template_name.empty()) {
+    policy = FindTemplate("");
+    if (policy == nullptr && !options_.default_template.empty()) {
+      policy = FindTemplate(options_.default_template);
+    }
+    if (policy == nullptr) {
+      return CaError(hr::kNoCertType, absl::StrCat("Submit: the request names no certificate template and CA ",
+                                                   Quote(options_.ca_name), " has no default template"));
+    }
+  } else {
+    policy = FindTemplate(request.template_name);
+    if (policy == nullptr) {
+      std::vector<std::string> offered;
+      for (const TemplatePolicy& t : options_.templates) offered.push_back(Quote(t.name));
+      return CaError(hr::kUnsupportedCertType,
+                     absl::StrCat("Submit: template ", Quote(request.template_name), " is not offered by CA ",
+                                  Quote(options_.ca_name),
+                                  " (offered: ", offered.empty() ? "none" : absl::StrJoin(offered, ", "), ")"));
+    }
+  }
+
+  const int64_t now = NowMillis();
+  Row row;
+  row.requester = request.caller.name;
+  row.template_name = policy->name;
+  row.subject = csr->subject;
+  row.csr = request.csr_der;
+  row.ekus = absl::StrJoin(policy->ekus, ",");
+  row.validity_days = policy->validity_days;
+  row.submitted_ms = now;
+
+  const bool is_ec = csr->key_type == "EC";
+  const bool is_rsa_like = csr->key_type == "RSA" || csr->key_type == "DSA";
+  const int min_bits = is_ec ? policy->min_ec_key_bits : is_rsa_like ? policy->min_key_bits : 0;
+  if (csr->subject.empty() && csr->subject_alt_names.empty()) {
+    row.disposition = Disposition::kDenied;
+    row.hresult = hr::kBadRequestSubject;
+    row.message = absl::StrCat(kMessagePolicyDenied, ": ", pki::AbslView(HresultText(hr::kBadRequestSubject)),
+                               " (the CSR has an empty subject and no subjectAltName)");
+    row.resolved_ms = now;
+  } else if (csr->key_bits < min_bits) {
+    row.disposition = Disposition::kDenied;
+    row.hresult = hr::kKeyLength;
+    row.message = absl::StrCat(kMessagePolicyDenied, ": ", pki::AbslView(HresultText(hr::kKeyLength)), " (",
+                               csr->key_type, " key of ", csr->key_bits, " bits; template ", Quote(policy->name),
+                               " requires at least ", min_bits, ")");
+    row.resolved_ms = now;
+  } else if (policy->policy == IssuancePolicy::kDeny) {
+    row.disposition = Disposition::kDenied;
+    row.hresult = hr::kAdminDeniedRequest;
+    row.message = absl::StrCat(kMessagePolicyDenied, ": template ", Quote(policy->name), " denies all requests");
+    row.resolved_ms = now;
+  } else if (policy->policy == IssuancePolicy::kPending) {
+    row.disposition = Disposition::kUnderSubmission;
+    row.hresult = hr::kRequestPending;
+    row.message = kMessagePending;
+    if (policy->pending_seconds > 0) row.pending_until_ms = now + policy->pending_seconds * 1000;
+  } else {
+    // Sign before taking the database lock, so submits sign in parallel.
+    absl::StatusOr<std::vector<uint8_t>> cert = Sign(row.csr, row.ekus, row.validity_days, &row.serial);
+    if (!cert.ok()) {
+      return CaError(hr::kFail, absl::StrCat("Submit: signing failed: ", cert.status().message()));
+    }
+    row.cert = std::move(*cert);
+    row.disposition = Disposition::kIssued;
+    row.hresult = hr::kOk;
+    row.message = kMessageIssued;
+    row.resolved_ms = now;
+  }
+
+  std::lock_guard<std::mutex> lock(mu_);
+  Statement insert(db_,
+                   "INSERT INTO requests (requester, template, subject, csr, ekus, validity_days, "
+                   "disposition, hresult, message, cert, serial, submitted_ms, pending_until_ms, "
+                   "resolved_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)");
+  insert.Bind(1, row.requester)
+      .Bind(2, row.template_name)
+      .Bind(3, row.subject)
+      .Bind(4, row.csr)
+      .Bind(5, row.ekus)
+      .Bind(6, int64_t{row.validity_days})
+      .Bind(7, static_cast<int64_t>(row.disposition))
+      .Bind(8, int64_t{row.hresult})
+      .Bind(9, row.message)
+      .Bind(10, row.cert)
+      .Bind(12, row.submitted_ms);
+  if (row.serial.empty()) {
+    insert.BindNull(11);
+  } else {
+    insert.Bind(11, row.serial);
+  }
+  if (row.pending_until_ms == 0) {
+    insert.BindNull(13);
+  } else {
+    insert.Bind(13, row.pending_until_ms);
+  }
+  if (row.resolved_ms == 0) {
+    insert.BindNull(14);
+  } else {
+    insert.Bind(14, row.resolved_ms);
+  }
+  if (insert.Step() != SQLITE_DONE) {
+    return CaError(hr::kFail, DbErrorText(options_.dir, "cannot record the request", insert.error()));
+  }
+  const int64_t id = sqlite3_last_insert_rowid(db_);
+  if (id <= 0 || id > std::numeric_limits<uint32_t>::max()) {
+    return CaError(hr::kFail, absl::StrCat("Submit: request ID ", id, " is out of range"));
+  }
+  row.id = static_cast<uint32_t>(id);
+  return ToResponse(row);
+}
+
+absl::StatusOr<LocalCa::Row> LocalCa::LoadRow(uint32_t request_id, bool with_csr, std::string_view context) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  Statement select(db_,
+                   "SELECT id, requester, template, subject, ekus, validity_days, disposition, "
+                   "hresult, message, cert, serial, submitted_ms, pending_until_ms, resolved_ms, "
+                   "CASE WHEN ?2 THEN csr END FROM requests WHERE id = ?1");
+  select.Bind(1, int64_t{request_id}).Bind(2, int64_t{with_csr ? 1 : 0});
+  const int rc = select.Step();
+  if (rc == SQLITE_DONE) {
+    return CaError(hr::kPropertyEmpty, absl::StrCat(pki::AbslView(context), ": request ID ", request_id,
+                                                    " does not exist on CA ", Quote(options_.ca_name)));
+  }
+  if (rc != SQLITE_ROW) {
+    return CaError(hr::kFail, absl::StrCat(pki::AbslView(context), ": ",
+                                           DbErrorText(options_.dir, absl::StrCat("cannot read request ", request_id),
+                                                       select.error())));
+  }
+  Row row;
+  row.id = static_cast<uint32_t>(select.Int(0));
+  row.requester = select.Text(1);
+  row.template_name = select.Text(2);
+  row.subject = select.Text(3);
+  row.ekus = select.Text(4);
+  row.validity_days = static_cast<int>(select.Int(5));
+  row.disposition = static_cast<Disposition>(select.Int(6));
+  row.hresult = static_cast<uint32_t>(select.Int(7));
+  row.message = select.Text(8);
+  row.cert = select.Blob(9);
+  row.serial = select.Text(10);
+  row.submitted_ms = select.Int(11);
+  row.pending_until_ms = select.IsNull(12) ? 0 : select.Int(12);
+  row.resolved_ms = select.IsNull(13) ? 0 : select.Int(13);
+  if (with_csr) row.csr = select.Blob(14);
+  return row;
+}
+
+absl::StatusOr<LocalCa::Row> LocalCa::ResolvePending(const Row& pending, bool issue, std::string_view message) {
+  absl::StatusOr<Row> full = LoadRow(pending.id, /*with_csr=*/issue, "Resolve");
+  if (!full.ok()) return full.status();
+  if (full->disposition != Disposition::kUnderSubmission) return full;  // resolved meanwhile
+  const int64_t now = NowMillis();
+  std::vector<uint8_t> cert;
+  std::string serial;
+  if (issue) {
+    absl::StatusOr<std::vector<uint8_t>> signed_cert = Sign(full->csr, full->ekus, full->validity_days, &serial);
+    if (!signed_cert.ok()) {
+      return CaError(hr::kFail,
+                     absl::StrCat("issuing pending request ", pending.id, ": ", signed_cert.status().message()));
+    }
+    cert = std::move(*signed_cert);
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Statement update(db_,
+                     "UPDATE requests SET disposition = ?2, hresult = ?3, message = ?4, cert = ?5, "
+                     "serial = ?6, resolved_ms = ?7 WHERE id = ?1 AND disposition = ?8");
+    update.Bind(1, int64_t{pending.id})
+        .Bind(2, static_cast<int64_t>(issue ? Disposition::kIssued : Disposition::kDenied))
+        .Bind(3, int64_t{issue ? hr::kOk : hr::kAdminDeniedRequest})
+        .Bind(4, std::string(message))
+        .Bind(5, cert)
+        .Bind(7, now)
+        .Bind(8, static_cast<int64_t>(Disposition::kUnderSubmission));
+    if (serial.empty()) {
+      update.BindNull(6);
+    } else {
+      update.Bind(6, serial);
+    }
+    if (update.Step() != SQLITE_DONE) {
+      return CaError(hr::kFail,
+                     DbErrorText(options_.dir, absl::StrCat("cannot update request ", pending.id), update.error()));
+    }
+  }
+  // Whoever won the race, the row now holds the final state.
+  return LoadRow(pending.id, /*with_csr=*/false, "Resolve");
+}
+
+absl::StatusOr<CaResponse> LocalCa::Retrieve(const RetrieveRequest& request) {
+  if (!ServesCa(request.target.ca)) {
+    return CaError(hr::kInvalidArg, absl::StrCat("Retrieve: this CA is ", Quote(options_.ca_name), ", not ",
+                                                 Quote(request.target.ca), " (check the CA name in the config)"));
+  }
+  absl::StatusOr<Row> row = LoadRow(request.request_id, /*with_csr=*/false, "Retrieve");
+  if (!row.ok()) return row.status();
+  if (!EqualsIgnoreCase(row->requester, request.caller.name)) {
+    return CaError(hr::kAccessDenied, absl::StrCat("Retrieve: request ", request.request_id,
+                                                   " was submitted by "
+                                                   "another identity than ",
+                                                   Quote(request.caller.name),
+                                                   "; only the submitter may retrieve it (run every node as the same "
+                                                   "service account)"));
+  }
+  if (row->disposition == Disposition::kUnderSubmission && row->pending_until_ms > 0 &&
+      NowMillis() >= row->pending_until_ms) {
+    row = ResolvePending(*row, /*issue=*/true, kMessageIssued);
+    if (!row.ok()) return row.status();
+  }
+  return ToResponse(*row);
+}
+
+absl::Status LocalCa::Ping(const CaTarget& target, const CallerIdentity& /*caller*/) {
+  if (!ServesCa(target.ca)) {
+    return CaError(hr::kInvalidArg,
+                   absl::StrCat("Ping: this CA is ", Quote(options_.ca_name), ", not ", Quote(target.ca)));
+  }
+  if (ca_key_ == nullptr || ca_cert_ == nullptr) return CaError(hr::kUnexpected, "Ping: CA not loaded");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<CaResponse> LocalCa::Approve(uint32_t request_id) {
+  absl::StatusOr<Row> row = LoadRow(request_id, /*with_csr=*/false, "Approve");
+  if (!row.ok()) return row.status();
+  if (row->disposition != Disposition::kUnderSubmission) {
+    return CaError(hr::kBadRequestStatus,
+                   absl::StrCat("Approve: request ", request_id, " is ",
+                                pki::AbslView(DispositionName(row->disposition)), ", not pending"));
+  }
+  row = ResolvePending(*row, /*issue=*/true, kMessageIssued);
+  if (!row.ok()) return row.status();
+  return ToResponse(*row);
+}
+
+absl::StatusOr<CaResponse> LocalCa::Deny(uint32_t request_id) {
+  absl::StatusOr<Row> row = LoadRow(request_id, /*with_csr=*/false, "Deny");
+  if (!row.ok()) return row.status();
+  if (row->disposition != Disposition::kUnderSubmission) {
+    return CaError(hr::kBadRequestStatus,
+                   absl::StrCat("Deny: request ", request_id, " is ", pki::AbslView(DispositionName(row->disposition)),
+                                ", not pending"));
+  }
+  row = ResolvePending(*row, /*issue=*/false, kMessageAdminDenied);
+  if (!row.ok()) return row.status();
+  return ToResponse(*row);
+}
+
+absl::StatusOr<std::vector<LocalCaRequest>> LocalCa::List(uint32_t after_id, size_t limit) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  Statement select(db_,
+                   "SELECT id, requester, template, subject, disposition, hresult, message, cert, "
+                   "serial, submitted_ms, resolved_ms FROM requests WHERE id > ?1 ORDER BY id "
+                   "LIMIT ?2");
+  const int64_t max_limit = std::numeric_limits<int64_t>::max();
+  select.Bind(1, int64_t{after_id})
+      .Bind(2, limit > static_cast<size_t>(max_limit) ? max_limit : static_cast<int64_t>(limit));
+  std::vector<LocalCaRequest> out;
+  int rc;
+  while ((rc = select.Step()) == SQLITE_ROW) {
+    LocalCaRequest r;
+    r.request_id = static_cast<uint32_t>(select.Int(0));
+    r.requester = select.Text(1);
+    r.template_name = select.Text(2);
+    r.subject = select.Text(3);
+    r.disposition = static_cast<Disposition>(select.Int(4));
+    r.hresult = static_cast<uint32_t>(select.Int(5));
+    r.message = select.Text(6);
+    r.cert_der = select.Blob(7);
+    r.serial_hex = select.Text(8);
+    r.submitted_unix_millis = select.Int(9);
+    r.resolved_unix_millis = select.IsNull(10) ? 0 : select.Int(10);
+    out.push_back(std::move(r));
+  }
+  if (rc != SQLITE_DONE) return DbError(options_.dir, "cannot list requests", select.error());
+  return out;
+}
+
+absl::StatusOr<uint64_t> LocalCa::RequestCount() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  Statement count(db_, "SELECT COUNT(*) FROM requests");
+  if (count.Step() != SQLITE_ROW) return DbError(options_.dir, "cannot count requests", count.error());
+  return static_cast<uint64_t>(count.Int(0));
+}
+
+std::string LocalCa::CaCertificatePem() const {
+  absl::StatusOr<std::string> pem = pki::CertToPem(ca_cert_.get());
+  return pem.ok() ? *pem : std::string();
+}
+
+}  // namespace adcsc::ca

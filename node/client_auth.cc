@@ -1,0 +1,103 @@
+#include "node/client_auth.h"
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509_vfy.h>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "node/pki/keys.h"
+
+namespace adcsc::node {
+namespace {
+
+std::string CommonName(X509* cert) {
+  X509_NAME* name = X509_get_subject_name(cert);
+  int idx = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+  if (idx < 0) return "";
+  ASN1_STRING* data = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx));
+  unsigned char* utf8 = nullptr;
+  int len = ASN1_STRING_to_UTF8(&utf8, data);
+  if (len < 0) return "";
+  std::string cn(reinterpret_cast<char*>(utf8), static_cast<size_t>(len));
+  OPENSSL_free(utf8);
+  return cn;
+}
+
+}  // namespace
+
+ClientAuthorizer::ClientAuthorizer(X509_STORE* store, std::set<std::string> pins)
+    : store_(store), pins_(std::move(pins)) {}
+
+ClientAuthorizer::~ClientAuthorizer() { X509_STORE_free(store_); }
+
+absl::StatusOr<std::unique_ptr<ClientAuthorizer>> ClientAuthorizer::Create(const std::string& trust_pem_file,
+                                                                           const std::vector<std::string>& pins) {
+  X509_STORE* store = X509_STORE_new();
+  if (store == nullptr) return absl::ResourceExhaustedError("X509_STORE_new failed");
+  if (X509_STORE_load_file(store, trust_pem_file.c_str()) != 1) {
+    X509_STORE_free(store);
+    ERR_clear_error();
+    return absl::InvalidArgumentError(absl::StrCat("api.client_ca_file: cannot load certificates from ", trust_pem_file,
+                                                   " (expect a PEM bundle of the CA(s) that issue Jamf Pro's client "
+                                                   "certificate)"));
+  }
+  return std::unique_ptr<ClientAuthorizer>(new ClientAuthorizer(store, std::set<std::string>(pins.begin(), pins.end())));
+}
+
+ClientAuthResult ClientAuthorizer::Authorize(X509* leaf, STACK_OF(X509) * chain) const {
+  ClientAuthResult r;
+  if (leaf == nullptr) {
+    r.iis_substatus = 7;
+    r.reason = "no client certificate was presented (Jamf Pro must upload client-cert.pfx)";
+    return r;
+  }
+  r.pin = adcsc::pki::CertSha256Hex(leaf);
+  r.subject = CommonName(leaf);
+
+  X509_STORE_CTX* ctx = X509_STORE_CTX_new();
+  if (ctx == nullptr || X509_STORE_CTX_init(ctx, store_, leaf, chain) != 1) {
+    X509_STORE_CTX_free(ctx);
+    r.reason = "internal error while verifying the client certificate";
+    return r;
+  }
+  X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
+  int verified = X509_verify_cert(ctx);
+  int err = X509_STORE_CTX_get_error(ctx);
+  X509_STORE_CTX_free(ctx);
+  ERR_clear_error();
+  if (verified != 1) {
+    switch (err) {
+      case X509_V_ERR_CERT_HAS_EXPIRED:
+        r.iis_substatus = 17;
+        r.reason = absl::StrCat("client certificate sha256:", r.pin,
+                                " has expired (issue a new client identity with `adcsc pki init` or your CA)");
+        break;
+      case X509_V_ERR_CERT_NOT_YET_VALID:
+        r.iis_substatus = 17;
+        r.reason = absl::StrCat("client certificate sha256:", r.pin, " is not yet valid (check the clocks)");
+        break;
+      default:
+        r.iis_substatus = 16;
+        r.reason = absl::StrCat("client certificate sha256:", r.pin, " is not trusted: ",
+                                X509_verify_cert_error_string(err), " (check api.client_ca_file)");
+        break;
+    }
+    return r;
+  }
+  if (pins_.count(r.pin) == 0) {
+    r.iis_substatus = 20;
+    r.reason = absl::StrCat("client certificate sha256:", r.pin,
+                            " is trusted but not mapped (add its pin to api.client_pins)");
+    return r;
+  }
+  r.ok = true;
+  return r;
+}
+
+ClientAuthResult ClientAuthorizer::AuthorizeSsl(SSL* ssl) const {
+  return Authorize(SSL_get0_peer_certificate(ssl), SSL_get_peer_cert_chain(ssl));
+}
+
+}  // namespace adcsc::node

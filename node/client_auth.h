@@ -1,0 +1,48 @@
+// Client-certificate authorization for the API port, the equivalent of IIS one-to-one
+// mapping: a client is let in only if its certificate chains to the configured trust, is
+// within its validity period, and its SHA-256 fingerprint is one of the configured pins.
+// Thread-safe after construction (X509_STORE verification is safe to share).
+#pragma once
+
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "absl/status/statusor.h"
+
+namespace adcsc::node {
+
+struct ClientAuthResult {
+  bool ok = false;
+  std::string pin;      // SHA-256 of the leaf, lowercase hex; empty without a certificate
+  std::string subject;  // CN of the leaf (for the access log's cs-username)
+  std::string reason;   // why it was refused: the 403 message, says what to check
+  int iis_substatus = 0;  // 403.x as IIS would log it: 7 none, 16 untrusted, 17 expired, 20 not mapped
+};
+
+class ClientAuthorizer {
+ public:
+  // `trust_pem_file`: the PEM bundle client certificates must chain to (intermediates may
+  // be included). `pins`: normalised lowercase hex SHA-256 fingerprints.
+  static absl::StatusOr<std::unique_ptr<ClientAuthorizer>> Create(const std::string& trust_pem_file,
+                                                                 const std::vector<std::string>& pins);
+  ~ClientAuthorizer();
+  ClientAuthorizer(const ClientAuthorizer&) = delete;
+  ClientAuthorizer& operator=(const ClientAuthorizer&) = delete;
+
+  // Decides for a peer certificate `leaf` (may be null) with the chain it sent (may be null).
+  ClientAuthResult Authorize(X509* leaf, STACK_OF(X509) * chain) const;
+  // Convenience for a finished TLS handshake.
+  ClientAuthResult AuthorizeSsl(SSL* ssl) const;
+
+ private:
+  ClientAuthorizer(X509_STORE* store, std::set<std::string> pins);
+  X509_STORE* store_;  // owned
+  std::set<std::string> pins_;
+};
+
+}  // namespace adcsc::node

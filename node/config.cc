@@ -1,0 +1,382 @@
+#include "node/config.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "node/pki/absl_view.h"
+#include "node/pki/keys.h"
+#include "toml++/toml.h"
+
+namespace adcsc::node {
+namespace {
+
+// Collects every problem in one pass so an operator fixes the file once.
+class Reader {
+ public:
+  explicit Reader(std::filesystem::path source) : source_(std::move(source)), base_(source_.parent_path()) {}
+
+  void Error(std::string_view key, std::string_view what) {
+    errors_.push_back(absl::StrCat(source_.string(), ": ", pki::AbslView(key), ": ", pki::AbslView(what)));
+  }
+  bool ok() const { return errors_.empty(); }
+  std::string Joined() const { return absl::StrJoin(errors_, "\n"); }
+
+  // Reports keys of `table` not in `known`.
+  void CheckKnown(const toml::table& table, std::string_view prefix, std::initializer_list<std::string_view> known) {
+    for (auto& [k, v] : table) {
+      if (std::find(known.begin(), known.end(), k.str()) == known.end()) {
+        Error(absl::StrCat(pki::AbslView(prefix), pki::AbslView(k.str())), "unknown key (check the spelling; see docs/configuration.md)");
+      }
+    }
+  }
+
+  const toml::table* Table(const toml::table& parent, std::string_view key, std::string_view full, bool required) {
+    const toml::node* n = parent.get(key);
+    if (n == nullptr) {
+      if (required) Error(full, "missing section");
+      return nullptr;
+    }
+    if (!n->is_table()) {
+      Error(full, "must be a table");
+      return nullptr;
+    }
+    return n->as_table();
+  }
+
+  void String(const toml::table& t, std::string_view key, std::string_view full, std::string* out, bool required) {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) {
+      if (required) Error(full, "missing (required)");
+      return;
+    }
+    if (auto v = n->value<std::string>(); v && n->is_string()) {
+      *out = *v;
+      if (required && out->empty()) Error(full, "must not be empty");
+    } else {
+      Error(full, "must be a string");
+    }
+  }
+
+  void Path(const toml::table& t, std::string_view key, std::string_view full, std::filesystem::path* out,
+            bool required) {
+    std::string s;
+    if (t.get(key) == nullptr && !required) return;
+    String(t, key, full, &s, required);
+    if (s.empty()) return;
+    std::filesystem::path p(s);
+    *out = p.is_absolute() ? p : (base_ / p).lexically_normal();
+  }
+
+  template <typename T>
+  void Int(const toml::table& t, std::string_view key, std::string_view full, T* out, int64_t min, int64_t max) {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return;
+    if (!n->is_integer()) {
+      Error(full, "must be an integer");
+      return;
+    }
+    int64_t v = *n->value<int64_t>();
+    if (v < min || v > max) {
+      Error(full, absl::StrCat("must be between ", min, " and ", max, ", got ", v));
+      return;
+    }
+    *out = static_cast<T>(v);
+  }
+
+  void Millis(const toml::table& t, std::string_view key, std::string_view full, std::chrono::milliseconds* out) {
+    int64_t v = out->count();
+    Int(t, key, full, &v, 1, 24LL * 3600 * 1000);
+    *out = std::chrono::milliseconds(v);
+  }
+
+  void Bool(const toml::table& t, std::string_view key, std::string_view full, bool* out) {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return;
+    if (!n->is_boolean()) {
+      Error(full, "must be true or false");
+      return;
+    }
+    *out = *n->value<bool>();
+  }
+
+  void Strings(const toml::table& t, std::string_view key, std::string_view full, std::vector<std::string>* out) {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return;
+    const toml::array* arr = n->as_array();
+    if (arr == nullptr) {
+      Error(full, "must be an array of strings");
+      return;
+    }
+    out->clear();
+    for (size_t i = 0; i < arr->size(); ++i) {
+      auto v = (*arr)[i].value<std::string>();
+      if (!v || !(*arr)[i].is_string()) {
+        Error(absl::StrCat(pki::AbslView(full), "[", i, "]"), "must be a string");
+        continue;
+      }
+      out->push_back(*v);
+    }
+  }
+
+  const std::filesystem::path& source() const { return source_; }
+
+ private:
+  std::filesystem::path source_;
+  std::filesystem::path base_;
+  std::vector<std::string> errors_;
+};
+
+void ReadListen(Reader& r, const toml::table& api, ApiConfig* out) {
+  std::string listen;
+  r.String(api, "listen", "api.listen", &listen, false);
+  if (listen.empty()) return;
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos) {
+    r.Error("api.listen", "expected ADDRESS:PORT, e.g. \"0.0.0.0:8443\" or \"[::]:8443\"");
+    return;
+  }
+  std::string addr = listen.substr(0, colon);
+  if (addr.size() >= 2 && addr.front() == '[' && addr.back() == ']') addr = addr.substr(1, addr.size() - 2);
+  uint32_t port = 0;
+  if (!absl::SimpleAtoi(listen.substr(colon + 1), &port) || port > 65535) {
+    r.Error("api.listen", absl::StrCat("bad port in \"", listen, "\""));
+    return;
+  }
+  out->listen_address = addr.empty() ? "0.0.0.0" : addr;
+  out->listen_port = static_cast<uint16_t>(port);
+}
+
+void CheckPrivateKeyMode(Reader& r, std::string_view key, const std::filesystem::path& path) {
+  struct stat st {};
+  if (path.empty()) return;
+  if (::stat(path.c_str(), &st) != 0) {
+    r.Error(key, absl::StrCat("cannot read ", path.string(), " (does it exist, and may the service user read it?)"));
+    return;
+  }
+  if ((st.st_mode & 077) != 0) {
+    r.Error(key, absl::StrFormat("%s is readable by group or others (mode %04o); run: chmod 600 %s", path.string(),
+                                 st.st_mode & 07777, path.string()));
+  }
+}
+
+void CheckReadable(Reader& r, std::string_view key, const std::filesystem::path& path) {
+  if (path.empty()) return;
+  std::ifstream f(path);
+  if (!f) r.Error(key, absl::StrCat("cannot read ", path.string(), " (does it exist, and may the service user read it?)"));
+}
+
+void ReadApi(Reader& r, const toml::table& api, ApiConfig* out) {
+  r.CheckKnown(api, "api.",
+               {"listen", "cert_file", "key_file", "client_ca_file", "client_pins", "max_body_bytes",
+                "handshake_timeout_ms", "header_timeout_ms", "idle_timeout_ms", "request_timeout_ms", "max_connections",
+                "shutdown_grace_ms", "io_threads", "worker_threads", "session_cache_size", "session_timeout_s"});
+  ReadListen(r, api, out);
+  r.Path(api, "cert_file", "api.cert_file", &out->cert_file, true);
+  r.Path(api, "key_file", "api.key_file", &out->key_file, true);
+  r.Path(api, "client_ca_file", "api.client_ca_file", &out->client_ca_file, true);
+  CheckReadable(r, "api.cert_file", out->cert_file);
+  CheckPrivateKeyMode(r, "api.key_file", out->key_file);
+  CheckReadable(r, "api.client_ca_file", out->client_ca_file);
+  std::vector<std::string> pins;
+  r.Strings(api, "client_pins", "api.client_pins", &pins);
+  if (pins.empty()) r.Error("api.client_pins", "at least one client certificate pin is required (see `adcsc pki init`)");
+  for (size_t i = 0; i < pins.size(); ++i) {
+    auto pin = adcsc::pki::NormalizePin(pins[i]);
+    if (!pin.ok()) {
+      r.Error(absl::StrCat("api.client_pins[", i, "]"), pki::StdView(pin.status().message()));
+    } else {
+      out->client_pins.push_back(*pin);
+    }
+  }
+  r.Int(api, "max_body_bytes", "api.max_body_bytes", &out->max_body_bytes, 1024, 16 * 1024 * 1024);
+  r.Millis(api, "handshake_timeout_ms", "api.handshake_timeout_ms", &out->handshake_timeout);
+  r.Millis(api, "header_timeout_ms", "api.header_timeout_ms", &out->header_timeout);
+  r.Millis(api, "idle_timeout_ms", "api.idle_timeout_ms", &out->idle_timeout);
+  r.Millis(api, "request_timeout_ms", "api.request_timeout_ms", &out->request_timeout);
+  r.Millis(api, "shutdown_grace_ms", "api.shutdown_grace_ms", &out->shutdown_grace);
+  r.Int(api, "max_connections", "api.max_connections", &out->max_connections, 1, 1'000'000);
+  r.Int(api, "io_threads", "api.io_threads", &out->io_threads, 0, 256);
+  r.Int(api, "worker_threads", "api.worker_threads", &out->worker_threads, 0, 1024);
+  r.Int(api, "session_cache_size", "api.session_cache_size", &out->session_cache_size, 0, 10'000'000);
+  int64_t session_timeout = out->session_timeout.count();
+  r.Int(api, "session_timeout_s", "api.session_timeout_s", &session_timeout, 1, 7 * 86400);
+  out->session_timeout = std::chrono::seconds(session_timeout);
+}
+
+void ReadLog(Reader& r, const toml::table& log, LogConfig* out) {
+  r.CheckKnown(log, "log.", {"level", "file", "access_log"});
+  r.String(log, "level", "log.level", &out->level, false);
+  if (out->level != "debug" && out->level != "info" && out->level != "warn" && out->level != "error") {
+    r.Error("log.level", absl::StrCat("unknown level \"", out->level, "\" (use debug, info, warn or error)"));
+  }
+  r.Path(log, "file", "log.file", &out->file, false);
+  r.Path(log, "access_log", "log.access_log", &out->access_log, false);
+}
+
+void ReadTemplates(Reader& r, const toml::table& local, adcsc::ca::LocalCaOptions* out) {
+  const toml::node* n = local.get("templates");
+  if (n == nullptr) {
+    r.Error("ca.local.templates", "at least one [[ca.local.templates]] entry is required for backend \"local\"");
+    return;
+  }
+  const toml::array* arr = n->as_array();
+  if (arr == nullptr) {
+    r.Error("ca.local.templates", "must be an array of tables ([[ca.local.templates]])");
+    return;
+  }
+  for (size_t i = 0; i < arr->size(); ++i) {
+    std::string key = absl::StrCat("ca.local.templates[", i, "]");
+    const toml::table* t = (*arr)[i].as_table();
+    if (t == nullptr) {
+      r.Error(key, "must be a table");
+      continue;
+    }
+    r.CheckKnown(*t, key + ".",
+                 {"name", "eku", "validity_days", "min_key_bits", "min_ec_key_bits", "policy", "pending_seconds"});
+    adcsc::ca::TemplatePolicy tp;
+    r.String(*t, "name", key + ".name", &tp.name, false);
+    r.Strings(*t, "eku", key + ".eku", &tp.ekus);
+    r.Int(*t, "validity_days", key + ".validity_days", &tp.validity_days, 1, 36500);
+    r.Int(*t, "min_key_bits", key + ".min_key_bits", &tp.min_key_bits, 0, 16384);
+    r.Int(*t, "min_ec_key_bits", key + ".min_ec_key_bits", &tp.min_ec_key_bits, 0, 571);
+    r.Int(*t, "pending_seconds", key + ".pending_seconds", &tp.pending_seconds, 0, 365LL * 86400);
+    std::string policy = "issue";
+    r.String(*t, "policy", key + ".policy", &policy, false);
+    if (policy == "issue") {
+      tp.policy = adcsc::ca::IssuancePolicy::kIssue;
+    } else if (policy == "pending") {
+      tp.policy = adcsc::ca::IssuancePolicy::kPending;
+    } else if (policy == "deny") {
+      tp.policy = adcsc::ca::IssuancePolicy::kDeny;
+    } else {
+      r.Error(key + ".policy", absl::StrCat("unknown policy \"", policy, "\" (use issue, pending or deny)"));
+    }
+    out->templates.push_back(std::move(tp));
+  }
+}
+
+void ReadCa(Reader& r, const toml::table& ca, const std::filesystem::path& data_dir, CaConfig* out) {
+  r.CheckKnown(ca, "ca.", {"backend", "identity", "dedupe_window_s", "allow", "local"});
+  r.String(ca, "backend", "ca.backend", &out->backend, false);
+  if (out->backend != "local") {
+    r.Error("ca.backend", absl::StrCat("unknown backend \"", out->backend, "\" (this version supports \"local\")"));
+  }
+  r.String(ca, "identity", "ca.identity", &out->identity, true);
+  int64_t window = out->dedupe_window.count();
+  r.Int(ca, "dedupe_window_s", "ca.dedupe_window_s", &window, 0, 30LL * 86400);
+  out->dedupe_window = std::chrono::seconds(window);
+
+  const toml::node* allow = ca.get("allow");
+  const toml::array* arr = allow ? allow->as_array() : nullptr;
+  if (arr == nullptr || arr->empty()) {
+    r.Error("ca.allow", "at least one [[ca.allow]] entry (dc, ca) is required: the connector only talks to listed CAs");
+  } else {
+    for (size_t i = 0; i < arr->size(); ++i) {
+      std::string key = absl::StrCat("ca.allow[", i, "]");
+      const toml::table* t = (*arr)[i].as_table();
+      if (t == nullptr) {
+        r.Error(key, "must be a table with dc, ca and optional templates");
+        continue;
+      }
+      r.CheckKnown(*t, key + ".", {"dc", "ca", "templates"});
+      AllowedCa entry;
+      r.String(*t, "dc", key + ".dc", &entry.dc, true);
+      r.String(*t, "ca", key + ".ca", &entry.ca, true);
+      r.Strings(*t, "templates", key + ".templates", &entry.templates);
+      out->allow.push_back(std::move(entry));
+    }
+  }
+
+  if (out->backend == "local") {
+    adcsc::ca::LocalCaOptions& local = out->local;
+    local.dir = data_dir / "local-ca";
+    if (!out->allow.empty()) local.ca_name = out->allow.front().ca;
+    const toml::node* ln = ca.get("local");
+    if (ln == nullptr || !ln->is_table()) {
+      r.Error("ca.local", "missing section [ca.local] (required for backend \"local\")");
+      return;
+    }
+    const toml::table& lt = *ln->as_table();
+    r.CheckKnown(lt, "ca.local.",
+                 {"dir", "ca_name", "common_name", "key_type", "ca_years", "durable", "default_template", "templates"});
+    r.Path(lt, "dir", "ca.local.dir", &local.dir, false);
+    r.String(lt, "ca_name", "ca.local.ca_name", &local.ca_name, false);
+    r.String(lt, "common_name", "ca.local.common_name", &local.common_name, false);
+    std::string key_type = "p256";
+    r.String(lt, "key_type", "ca.local.key_type", &key_type, false);
+    auto kt = adcsc::pki::ParseKeyType(key_type);
+    if (!kt.ok()) {
+      r.Error("ca.local.key_type", pki::StdView(kt.status().message()));
+    } else {
+      local.key_type = *kt;
+    }
+    r.Int(lt, "ca_years", "ca.local.ca_years", &local.ca_years, 1, 100);
+    r.Bool(lt, "durable", "ca.local.durable", &local.durable);
+    r.String(lt, "default_template", "ca.local.default_template", &local.default_template, false);
+    ReadTemplates(r, lt, &local);
+    if (r.ok()) {
+      // The engine's own checks (EKU names, duplicate templates, ...), one per line.
+      if (auto v = adcsc::ca::ValidateLocalCaOptions(local); !v.ok()) {
+        for (absl::string_view line : absl::StrSplit(v.message(), '\n')) r.Error("ca.local", pki::StdView(line));
+      }
+    }
+  }
+}
+
+}  // namespace
+
+const AllowedCa* Config::FindAllowedCa(std::string_view dc, std::string_view ca_name) const {
+  for (const AllowedCa& a : ca.allow) {
+    if (absl::EqualsIgnoreCase(a.dc, pki::AbslView(dc)) && a.ca == ca_name) return &a;
+  }
+  return nullptr;
+}
+
+absl::StatusOr<Config> ParseConfig(std::string_view toml_text, const std::filesystem::path& source_name) {
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, source_name.string());
+  } catch (const toml::parse_error& err) {
+    return absl::InvalidArgumentError(absl::StrCat(source_name.string(), ":", err.source().begin.line, ":",
+                                                   err.source().begin.column, ": TOML syntax error: ", pki::AbslView(err.description())));
+  }
+  Reader r(source_name);
+  Config c;
+  c.source = source_name;
+  r.CheckKnown(root, "", {"node", "api", "log", "ca"});
+  if (const toml::table* node = r.Table(root, "node", "node", true)) {
+    r.CheckKnown(*node, "node.", {"id", "data_dir"});
+    r.String(*node, "id", "node.id", &c.node_id, true);
+    r.Path(*node, "data_dir", "node.data_dir", &c.data_dir, true);
+    if (!c.node_id.empty() && c.node_id.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-_.") != std::string::npos) {
+      r.Error("node.id", "use lowercase letters, digits, '-', '_' and '.' only");
+    }
+  }
+  if (const toml::table* api = r.Table(root, "api", "api", true)) ReadApi(r, *api, &c.api);
+  if (const toml::table* log = r.Table(root, "log", "log", false)) ReadLog(r, *log, &c.log);
+  if (const toml::table* ca = r.Table(root, "ca", "ca", true)) ReadCa(r, *ca, c.data_dir, &c.ca);
+  if (!r.ok()) return absl::InvalidArgumentError(r.Joined());
+  return c;
+}
+
+absl::StatusOr<Config> LoadConfig(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) {
+    return absl::NotFoundError(absl::StrCat(path.string(), ": cannot read the config file (does it exist?)"));
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ParseConfig(ss.str(), std::filesystem::absolute(path));
+}
+
+}  // namespace adcsc::node

@@ -1,0 +1,77 @@
+// The node's configuration: the TOML file `adcsc node --config FILE` reads, parsed and
+// validated in one pass. Every problem is reported at once, each naming the file and key.
+// A Config is a plain value; share it read-only between threads.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "node/ca/local_ca.h"
+
+namespace adcsc::node {
+
+// One CA the connector may talk to (the Jamf "config" object), with its templates.
+struct AllowedCa {
+  std::string dc;                      // CA host FQDN, compared case-insensitively
+  std::string ca;                      // CA instance name, compared exactly
+  std::vector<std::string> templates;  // empty: any template; else only these
+};
+
+struct ApiConfig {
+  std::string listen_address = "0.0.0.0";
+  uint16_t listen_port = 8443;
+  std::filesystem::path cert_file;       // server certificate (PEM, leaf first, chain may follow)
+  std::filesystem::path key_file;        // server private key (PEM); must be mode 0600 or stricter
+  std::filesystem::path client_ca_file;  // PEM bundle a client certificate must chain to
+  std::vector<std::string> client_pins;  // SHA-256 of allowed client certificates, normalised hex
+  size_t max_body_bytes = 64 * 1024;
+  std::chrono::milliseconds handshake_timeout{10'000};
+  std::chrono::milliseconds header_timeout{10'000};
+  std::chrono::milliseconds idle_timeout{60'000};
+  std::chrono::milliseconds request_timeout{60'000};
+  size_t max_connections = 1024;
+  std::chrono::milliseconds shutdown_grace{30'000};
+  unsigned io_threads = 0;      // 0: number of cores
+  unsigned worker_threads = 0;  // 0: 4 x cores (CA calls may block)
+  int session_cache_size = 20'000;
+  std::chrono::seconds session_timeout{3600};
+};
+
+struct LogConfig {
+  std::string level = "info";           // trace, debug, info, warn, error
+  std::filesystem::path file;           // JSON lines; empty: standard output
+  std::filesystem::path access_log;     // W3C extended log; empty: none
+};
+
+struct CaConfig {
+  std::string backend = "local";        // "local" (embedded engine); "icpr" comes later
+  std::string identity;                 // DOMAIN\user the CA sees
+  std::vector<AllowedCa> allow;
+  std::chrono::seconds dedupe_window{86'400};
+  adcsc::ca::LocalCaOptions local;      // for backend = "local"
+};
+
+struct Config {
+  std::filesystem::path source;         // the file this came from
+  std::string node_id;
+  std::filesystem::path data_dir;
+  ApiConfig api;
+  LogConfig log;
+  CaConfig ca;
+
+  // The allowlist entry for (dc, ca), or nullptr.
+  const AllowedCa* FindAllowedCa(std::string_view dc, std::string_view ca) const;
+};
+
+// Reads and validates `path`. On failure the status message lists every problem, one per
+// line, as "<file>: <key>: <what is wrong>".
+absl::StatusOr<Config> LoadConfig(const std::filesystem::path& path);
+
+// Same, from TOML text (tests); `source_name` is used in messages.
+absl::StatusOr<Config> ParseConfig(std::string_view toml_text, const std::filesystem::path& source_name);
+
+}  // namespace adcsc::node

@@ -1,0 +1,479 @@
+#include "node/https_server.h"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "node/api_codec.h"
+
+namespace adcsc::node {
+namespace {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = net::ssl;
+using tcp = net::ip::tcp;
+using Stream = beast::ssl_stream<beast::tcp_stream>;
+
+// Request headers larger than this are refused with 431.
+constexpr uint32_t kMaxHeaderBytes = 16 * 1024;
+// How much to read at once while waiting for the next request on a connection.
+constexpr size_t kReadChunk = 8 * 1024;
+// Bound on the TLS close_notify exchange when a connection ends.
+constexpr std::chrono::seconds kTlsShutdownTimeout{2};
+// Pause after accept() fails for lack of descriptors, so the loop does not spin.
+constexpr std::chrono::milliseconds kAcceptBackoff{100};
+// TLS 1.2 suites: forward secret AEAD only. TLS 1.3 suites are OpenSSL's defaults (all AEAD).
+constexpr const char* kTls12Ciphers =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+constexpr unsigned char kSessionIdContext[] = "adcsc-api";
+
+std::string OpenSslErrors() {
+  std::string out;
+  unsigned long e;
+  while ((e = ERR_get_error()) != 0) {
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof buf);
+    if (!out.empty()) out += "; ";
+    out += buf;
+  }
+  return out.empty() ? "unknown OpenSSL error" : out;
+}
+
+// Peer certificates are accepted at the handshake whatever their chain, so that an
+// untrusted or unmapped client gets a 403 with a reason (as IIS gives 403.16) instead of an
+// opaque handshake failure. ClientAuthorizer decides after the handshake. A client that
+// presents no certificate at all still fails the handshake (SSL_VERIFY_FAIL_IF_NO_PEER_CERT).
+int AcceptAnyPresentedCertificate(int /*preverify_ok*/, X509_STORE_CTX* /*ctx*/) { return 1; }
+
+struct Endpoints {
+  std::string remote_ip, local_ip;
+  uint16_t local_port = 0;
+};
+
+}  // namespace
+
+class HttpsServer::Impl {
+ public:
+  Impl(const ApiConfig& config, ApiService* service, const ClientAuthorizer* authorizer, EventLog* log,
+       AccessLog* access_log)
+      : config_(config),
+        service_(service),
+        authorizer_(authorizer),
+        log_(log),
+        access_log_(access_log),
+        io_threads_count_(config.io_threads ? config.io_threads : std::max(1u, std::thread::hardware_concurrency())),
+        ioc_(static_cast<int>(io_threads_count_)),
+        ssl_ctx_(ssl::context::tls_server) {}
+
+  ~Impl() { Stop(); }
+
+  absl::Status Start();
+  void BeginShutdown();
+  bool WaitIdle(std::chrono::milliseconds grace);
+  void Stop();
+
+  uint16_t port_ = 0;
+  ServerCounters counters_;
+  std::atomic<size_t> active_{0};
+
+ private:
+  absl::Status ConfigureTls();
+  net::awaitable<void> AcceptLoop();
+  net::awaitable<void> RunSession(std::shared_ptr<Stream> stream, uint64_t id);
+  net::awaitable<void> Session(std::shared_ptr<Stream> stream_ptr, uint64_t id, const Endpoints& ep);
+  net::awaitable<bool> WriteError(Stream& stream, int status, std::string_view code, std::string_view message,
+                                  const Endpoints& ep, std::string_view method, std::string_view path,
+                                  const ClientAuthResult* auth, std::chrono::steady_clock::time_point started);
+  void WriteAccess(const Endpoints& ep, std::string_view method, std::string_view path, const ClientAuthResult* auth,
+                   std::string_view user_agent, int status, std::chrono::steady_clock::time_point started);
+  void RegisterIdle(uint64_t id, const std::shared_ptr<Stream>& stream);
+  void UnregisterIdle(uint64_t id);
+  void ConnectionClosed();
+
+  const ApiConfig& config_;
+  ApiService* service_;
+  const ClientAuthorizer* authorizer_;
+  EventLog* log_;
+  AccessLog* access_log_;
+  unsigned io_threads_count_;
+  net::io_context ioc_;
+  ssl::context ssl_ctx_;
+  std::optional<tcp::acceptor> acceptor_;
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> work_;
+  std::unique_ptr<net::thread_pool> workers_;
+  std::vector<std::thread> threads_;
+  std::atomic<bool> shutting_down_{false};
+  std::atomic<uint64_t> next_session_id_{1};
+
+  std::mutex mu_;  // guards idle_ and signals idle_cv_
+  std::condition_variable idle_cv_;
+  std::map<uint64_t, std::weak_ptr<Stream>> idle_;  // sessions waiting for their next request
+};
+
+absl::Status HttpsServer::Impl::ConfigureTls() {
+  SSL_CTX* ctx = ssl_ctx_.native_handle();
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION);
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+  if (SSL_CTX_set_cipher_list(ctx, kTls12Ciphers) != 1) return absl::InternalError("cannot set TLS 1.2 ciphers: " + OpenSslErrors());
+  SSL_CTX_set1_groups_list(ctx, "X25519:P-256:P-384");
+  if (SSL_CTX_use_certificate_chain_file(ctx, config_.cert_file.c_str()) != 1) {
+    return absl::InvalidArgumentError(absl::StrCat("api.cert_file: cannot load ", config_.cert_file.string(), ": ",
+                                                   OpenSslErrors(), " (expect PEM, leaf certificate first)"));
+  }
+  if (SSL_CTX_use_PrivateKey_file(ctx, config_.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+    return absl::InvalidArgumentError(absl::StrCat("api.key_file: cannot load ", config_.key_file.string(), ": ",
+                                                   OpenSslErrors(), " (expect an unencrypted PEM private key)"));
+  }
+  if (SSL_CTX_check_private_key(ctx) != 1) {
+    return absl::InvalidArgumentError(absl::StrCat("api.key_file: ", config_.key_file.string(),
+                                                   " does not match the certificate in ", config_.cert_file.string()));
+  }
+  if (SSL_CTX_load_verify_locations(ctx, config_.client_ca_file.c_str(), nullptr) != 1) {
+    return absl::InvalidArgumentError(absl::StrCat("api.client_ca_file: cannot load ", config_.client_ca_file.string(),
+                                                   ": ", OpenSslErrors()));
+  }
+  // Tell clients which issuers we accept, so Java's key manager picks the right identity.
+  STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(config_.client_ca_file.c_str());
+  if (names == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("api.client_ca_file: no certificates in ", config_.client_ca_file.string()));
+  }
+  SSL_CTX_set_client_CA_list(ctx, names);
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, AcceptAnyPresentedCertificate);
+  // Resumption (IDs for TLS 1.2, tickets for both): Jamf Pro opens a new connection per request.
+  SSL_CTX_set_session_id_context(ctx, kSessionIdContext, sizeof kSessionIdContext - 1);
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+  SSL_CTX_sess_set_cache_size(ctx, config_.session_cache_size);
+  SSL_CTX_set_timeout(ctx, static_cast<long>(config_.session_timeout.count()));
+  SSL_CTX_set_num_tickets(ctx, 1);
+  return absl::OkStatus();
+}
+
+absl::Status HttpsServer::Impl::Start() {
+  if (auto s = ConfigureTls(); !s.ok()) return s;
+  beast::error_code ec;
+  auto address = net::ip::make_address(config_.listen_address, ec);
+  if (ec) return absl::InvalidArgumentError(absl::StrCat("api.listen: bad address \"", config_.listen_address, "\""));
+  tcp::endpoint endpoint(address, config_.listen_port);
+  acceptor_.emplace(ioc_);
+  acceptor_->open(endpoint.protocol(), ec);
+  if (!ec) acceptor_->set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_->bind(endpoint, ec);
+  if (!ec) acceptor_->listen(net::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return absl::UnavailableError(absl::StrCat("api.listen: cannot listen on ", config_.listen_address, ":",
+                                               config_.listen_port, ": ", ec.message(),
+                                               " (is another process using the port?)"));
+  }
+  port_ = acceptor_->local_endpoint().port();
+  unsigned workers = config_.worker_threads ? config_.worker_threads : 4 * std::max(1u, std::thread::hardware_concurrency());
+  workers_ = std::make_unique<net::thread_pool>(workers);
+  work_.emplace(ioc_.get_executor());
+  net::co_spawn(acceptor_->get_executor(), AcceptLoop(), net::detached);
+  for (unsigned i = 0; i < io_threads_count_; ++i) {
+    threads_.emplace_back([this] {
+      for (;;) {
+        try {
+          ioc_.run();
+          return;
+        } catch (const std::exception& e) {
+          log_->Error("io_thread_exception", {{"error", e.what()}});
+        }
+      }
+    });
+  }
+  return absl::OkStatus();
+}
+
+net::awaitable<void> HttpsServer::Impl::AcceptLoop() {
+  for (;;) {
+    beast::error_code ec;
+    tcp::socket socket =
+        co_await acceptor_->async_accept(net::make_strand(ioc_), net::redirect_error(net::use_awaitable, ec));
+    if (ec) {
+      if (shutting_down_ || ec == net::error::operation_aborted) co_return;
+      log_->Warn("accept_failed", {{"error", ec.message()}});
+      net::steady_timer pause(acceptor_->get_executor(), kAcceptBackoff);
+      co_await pause.async_wait(net::redirect_error(net::use_awaitable, ec));
+      continue;
+    }
+    if (active_.load() >= config_.max_connections) {
+      counters_.connections_refused++;
+      log_->Warn("connection_refused", {{"reason", "api.max_connections reached"},
+                                        {"max_connections", config_.max_connections}});
+      socket.close(ec);
+      continue;
+    }
+    socket.set_option(tcp::no_delay(true), ec);
+    active_++;
+    counters_.connections_accepted++;
+    auto stream = std::make_shared<Stream>(std::move(socket), ssl_ctx_);
+    net::co_spawn(stream->get_executor(), RunSession(stream, next_session_id_++), net::detached);
+  }
+}
+
+void HttpsServer::Impl::ConnectionClosed() {
+  std::lock_guard lock(mu_);
+  active_--;
+  idle_cv_.notify_all();
+}
+
+net::awaitable<void> HttpsServer::Impl::RunSession(std::shared_ptr<Stream> stream, uint64_t id) {
+  Endpoints ep;
+  {
+    beast::error_code ec;
+    auto& sock = beast::get_lowest_layer(*stream).socket();
+    auto remote = sock.remote_endpoint(ec);
+    if (!ec) ep.remote_ip = remote.address().to_string();
+    auto local = sock.local_endpoint(ec);
+    if (!ec) {
+      ep.local_ip = local.address().to_string();
+      ep.local_port = local.port();
+    }
+  }
+  try {
+    RegisterIdle(id, stream);  // a connection still in its handshake counts as idle for shutdown
+    co_await Session(stream, id, ep);
+  } catch (const std::exception& e) {
+    log_->Error("session_exception", {{"remote", ep.remote_ip}, {"error", e.what()}});
+  }
+  UnregisterIdle(id);
+  beast::error_code ec;
+  beast::get_lowest_layer(*stream).socket().close(ec);
+  ConnectionClosed();
+}
+
+void HttpsServer::Impl::RegisterIdle(uint64_t id, const std::shared_ptr<Stream>& stream) {
+  std::lock_guard lock(mu_);
+  idle_[id] = stream;
+}
+
+void HttpsServer::Impl::UnregisterIdle(uint64_t id) {
+  std::lock_guard lock(mu_);
+  idle_.erase(id);
+}
+
+void HttpsServer::Impl::WriteAccess(const Endpoints& ep, std::string_view method, std::string_view path,
+                                    const ClientAuthResult* auth, std::string_view user_agent, int status,
+                                    std::chrono::steady_clock::time_point started) {
+  if (access_log_ == nullptr) return;
+  AccessEntry e;
+  e.when = std::chrono::system_clock::now();
+  e.server_ip = ep.local_ip;
+  e.server_port = ep.local_port;
+  e.client_ip = ep.remote_ip;
+  e.method = std::string(method);
+  e.uri_stem = std::string(path.substr(0, path.find('?')));
+  e.username = (auth && !auth->subject.empty()) ? auth->subject : "-";
+  e.user_agent = std::string(user_agent);
+  e.status = status;
+  e.time_taken_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
+  access_log_->Write(e);
+}
+
+net::awaitable<bool> HttpsServer::Impl::WriteError(Stream& stream, int status, std::string_view code,
+                                                   std::string_view message, const Endpoints& ep,
+                                                   std::string_view method, std::string_view path,
+                                                   const ClientAuthResult* auth,
+                                                   std::chrono::steady_clock::time_point started) {
+  http::response<http::string_body> res{static_cast<http::status>(status), 11};
+  res.set(http::field::server, "adcsc");
+  res.set(http::field::content_type, "application/json; charset=utf-8");
+  res.keep_alive(false);
+  res.body() = StatusOnlyJson(code, message);
+  res.prepare_payload();
+  beast::get_lowest_layer(stream).expires_after(config_.request_timeout);
+  beast::error_code ec;
+  co_await http::async_write(stream, res, net::redirect_error(net::use_awaitable, ec));
+  WriteAccess(ep, method, path, auth, "", status, started);
+  co_return !ec;
+}
+
+// Starts a handler on the worker pool; the caller's coroutine resumes on its own strand.
+static net::awaitable<ApiResponse> HandleOnWorker(ApiService* service, const ApiRequest* request) {
+  co_return service->Handle(*request);
+}
+
+net::awaitable<void> HttpsServer::Impl::Session(std::shared_ptr<Stream> stream_ptr, uint64_t id, const Endpoints& ep) {
+  Stream& stream = *stream_ptr;
+  auto& tcp_layer = beast::get_lowest_layer(stream);
+  beast::error_code ec;
+  tcp_layer.expires_after(config_.handshake_timeout);
+  co_await stream.async_handshake(ssl::stream_base::server, net::redirect_error(net::use_awaitable, ec));
+  if (ec) {
+    counters_.handshake_failures++;
+    log_->Debug("tls_handshake_failed", {{"remote", ep.remote_ip}, {"error", ec.message()}});
+    co_return;
+  }
+  if (SSL_session_reused(stream.native_handle())) counters_.handshakes_resumed++;
+  const ClientAuthResult auth = authorizer_->AuthorizeSsl(stream.native_handle());
+
+  beast::flat_buffer buffer;
+  bool first_request = true;
+  while (!shutting_down_) {
+    // Wait for the first byte of the next request: the header timeout applies to a new
+    // connection, the idle timeout between keep-alive requests.
+    if (buffer.size() == 0) {
+      tcp_layer.expires_after(first_request ? config_.header_timeout : config_.idle_timeout);
+      RegisterIdle(id, stream_ptr);
+      if (shutting_down_) break;  // shutdown began before we registered: it cannot wake us
+      auto got = co_await stream.async_read_some(buffer.prepare(kReadChunk), net::redirect_error(net::use_awaitable, ec));
+      if (ec) break;  // closed, idle timeout, or shutdown cancelled the wait
+      buffer.commit(got);
+    }
+    UnregisterIdle(id);
+    first_request = false;
+    const auto started = std::chrono::steady_clock::now();
+
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(kMaxHeaderBytes);
+    parser.body_limit(config_.max_body_bytes);
+    tcp_layer.expires_after(config_.header_timeout);
+    co_await http::async_read_header(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
+    if (ec == beast::error::timeout) {
+      counters_.header_timeouts++;
+      log_->Warn("slow_client", {{"remote", ep.remote_ip}, {"reason", "request headers not complete within api.header_timeout_ms"}});
+      co_return;
+    }
+    if (ec == http::error::header_limit) {
+      co_await WriteError(stream, 431, "HEADERS_TOO_LARGE", "request headers exceed 16 KiB", ep, "-", "-", &auth, started);
+      break;
+    }
+    if (ec == http::error::body_limit) {
+      co_await WriteError(stream, 413, "PAYLOAD_TOO_LARGE",
+                          absl::StrCat("request body exceeds ", config_.max_body_bytes, " bytes"), ep,
+                          std::string(parser.get().method_string()), std::string(parser.get().target()), &auth, started);
+      break;
+    }
+    if (ec) {
+      if (ec != http::error::end_of_stream && ec != net::error::eof && ec != ssl::error::stream_truncated &&
+          ec != net::error::operation_aborted) {
+        co_await WriteError(stream, 400, "BAD_REQUEST", absl::StrCat("malformed HTTP request: ", ec.message()), ep, "-",
+                            "-", &auth, started);
+      }
+      break;
+    }
+    if (http::token_list{parser.get()[http::field::expect]}.exists("100-continue")) {
+      http::response<http::empty_body> cont{http::status::continue_, 11};
+      co_await http::async_write(stream, cont, net::redirect_error(net::use_awaitable, ec));
+      if (ec) break;
+    }
+    tcp_layer.expires_after(config_.request_timeout);
+    if (!parser.is_done()) {
+      co_await http::async_read(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
+    }
+    if (ec == http::error::body_limit) {
+      co_await WriteError(stream, 413, "PAYLOAD_TOO_LARGE",
+                          absl::StrCat("request body exceeds ", config_.max_body_bytes, " bytes"), ep,
+                          std::string(parser.get().method_string()), std::string(parser.get().target()), &auth, started);
+      break;
+    }
+    if (ec) {
+      if (ec == beast::error::timeout) log_->Warn("slow_client", {{"remote", ep.remote_ip}, {"reason", "request body not complete within api.request_timeout_ms"}});
+      break;
+    }
+    counters_.requests++;
+    http::request<http::string_body> req = parser.release();
+    const std::string user_agent(req[http::field::user_agent]);
+    ApiRequest api;
+    api.method = req.method_string();
+    api.target = req.target();
+    api.body = req.body();
+    api.user_agent = user_agent;
+    api.remote = ep.remote_ip;
+    api.auth = &auth;
+    ApiResponse answer =
+        co_await net::co_spawn(workers_->get_executor(), HandleOnWorker(service_, &api), net::use_awaitable);
+
+    http::response<http::string_body> res{static_cast<http::status>(answer.status), req.version()};
+    res.set(http::field::server, "adcsc");
+    res.set(http::field::content_type, "application/json; charset=utf-8");
+    if (!answer.allow.empty()) res.set(http::field::allow, answer.allow);
+    res.keep_alive(req.keep_alive() && !shutting_down_);
+    res.body() = std::move(answer.body);
+    res.prepare_payload();
+    tcp_layer.expires_after(config_.request_timeout);
+    co_await http::async_write(stream, res, net::redirect_error(net::use_awaitable, ec));
+    WriteAccess(ep, req.method_string(), req.target(), &auth, user_agent, answer.status, started);
+    if (ec || !res.keep_alive()) break;
+  }
+  tcp_layer.expires_after(kTlsShutdownTimeout);
+  co_await stream.async_shutdown(net::redirect_error(net::use_awaitable, ec));
+}
+
+void HttpsServer::Impl::BeginShutdown() {
+  if (shutting_down_.exchange(true)) return;
+  net::post(acceptor_->get_executor(), [this] {
+    beast::error_code ec;
+    acceptor_->close(ec);
+  });
+  // Wake connections that wait for a request; those mid-request finish and then close.
+  std::map<uint64_t, std::weak_ptr<Stream>> idle;
+  {
+    std::lock_guard lock(mu_);
+    idle = idle_;
+  }
+  for (auto& [id, weak] : idle) {
+    if (auto stream = weak.lock()) {
+      net::post(stream->get_executor(), [stream] { beast::get_lowest_layer(*stream).cancel(); });
+    }
+  }
+}
+
+bool HttpsServer::Impl::WaitIdle(std::chrono::milliseconds grace) {
+  std::unique_lock lock(mu_);
+  return idle_cv_.wait_for(lock, grace, [this] { return active_.load() == 0; });
+}
+
+void HttpsServer::Impl::Stop() {
+  shutting_down_ = true;
+  work_.reset();
+  ioc_.stop();
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
+  if (workers_) {
+    workers_->join();
+    workers_.reset();
+  }
+}
+
+HttpsServer::HttpsServer(const ApiConfig& config, ApiService* service, const ClientAuthorizer* authorizer, EventLog* log,
+                         AccessLog* access_log)
+    : impl_(std::make_unique<Impl>(config, service, authorizer, log, access_log)) {}
+HttpsServer::~HttpsServer() = default;
+absl::Status HttpsServer::Start() { return impl_->Start(); }
+uint16_t HttpsServer::port() const { return impl_->port_; }
+void HttpsServer::BeginShutdown() { impl_->BeginShutdown(); }
+bool HttpsServer::WaitIdle(std::chrono::milliseconds grace) { return impl_->WaitIdle(grace); }
+void HttpsServer::Stop() { impl_->Stop(); }
+size_t HttpsServer::active_connections() const { return impl_->active_.load(); }
+const ServerCounters& HttpsServer::counters() const { return impl_->counters_; }
+
+}  // namespace adcsc::node

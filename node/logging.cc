@@ -1,0 +1,171 @@
+#include "node/logging.h"
+
+#include <atomic>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "node/pki/absl_view.h"
+#include "spdlog/sinks/basic_file_sink.h"
+#include "spdlog/sinks/stdout_sinks.h"
+#include "spdlog/spdlog.h"
+
+namespace adcsc::node {
+namespace {
+
+// Buffered lines reach the file at least this often; warnings and errors at once.
+constexpr std::chrono::seconds kFlushInterval{1};
+std::atomic<int> logger_counter{0};
+
+std::string UniqueLoggerName(std::string_view kind) { return absl::StrCat("adcsc-", pki::AbslView(kind), "-", logger_counter++); }
+
+std::shared_ptr<spdlog::logger> MakeLogger(std::string_view kind, spdlog::sink_ptr sink) {
+  auto logger = std::make_shared<spdlog::logger>(UniqueLoggerName(kind), std::move(sink));
+  logger->set_pattern("%v");
+  logger->set_level(spdlog::level::trace);
+  logger->flush_on(spdlog::level::warn);
+  return logger;
+}
+
+void StartPeriodicFlush() {
+  static std::once_flag once;
+  std::call_once(once, [] { spdlog::flush_every(kFlushInterval); });
+}
+
+const char* LevelName(LogLevel l) {
+  switch (l) {
+    case LogLevel::kDebug: return "debug";
+    case LogLevel::kInfo: return "info";
+    case LogLevel::kWarn: return "warn";
+    case LogLevel::kError: return "error";
+  }
+  return "info";
+}
+
+spdlog::level::level_enum SpdLevel(LogLevel l) {
+  switch (l) {
+    case LogLevel::kDebug: return spdlog::level::debug;
+    case LogLevel::kInfo: return spdlog::level::info;
+    case LogLevel::kWarn: return spdlog::level::warn;
+    case LogLevel::kError: return spdlog::level::err;
+  }
+  return spdlog::level::info;
+}
+
+// W3C fields may not contain spaces; IIS writes '+' for them.
+std::string W3cField(std::string_view v) {
+  if (v.empty()) return "-";
+  std::string out(v);
+  for (char& c : out) {
+    if (c == ' ' || c == '\t' || c == '\r' || c == '\n') c = '+';
+  }
+  return out;
+}
+
+absl::StatusOr<spdlog::sink_ptr> FileSink(const std::filesystem::path& path, std::string_view what) {
+  try {
+    return std::make_shared<spdlog::sinks::basic_file_sink_mt>(path.string(), /*truncate=*/false);
+  } catch (const std::exception& e) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot open ", pki::AbslView(what), " ", path.string(), ": ", e.what(),
+                     " (check that the directory exists and is writable by the service user)"));
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<LogLevel> ParseLogLevel(std::string_view name) {
+  if (name == "debug" || name == "trace") return LogLevel::kDebug;
+  if (name == "info") return LogLevel::kInfo;
+  if (name == "warn" || name == "warning") return LogLevel::kWarn;
+  if (name == "error") return LogLevel::kError;
+  return absl::InvalidArgumentError(absl::StrCat("unknown log level \"", pki::AbslView(name), "\" (use debug, info, warn or error)"));
+}
+
+std::string FormatTimestamp(std::chrono::system_clock::time_point t) {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+  std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
+  return buf;
+}
+
+EventLog::EventLog(std::shared_ptr<spdlog::logger> logger, std::string node_id, LogLevel min_level)
+    : logger_(std::move(logger)), node_id_(std::move(node_id)), min_level_(min_level) {}
+
+EventLog::~EventLog() { Flush(); }
+
+absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(const LogConfig& config, std::string node_id) {
+  auto level = ParseLogLevel(config.level);
+  if (!level.ok()) return level.status();
+  spdlog::sink_ptr sink;
+  if (config.file.empty()) {
+    sink = std::make_shared<spdlog::sinks::stdout_sink_mt>();
+  } else {
+    auto s = FileSink(config.file, "log.file");
+    if (!s.ok()) return s.status();
+    sink = *s;
+  }
+  StartPeriodicFlush();
+  return std::unique_ptr<EventLog>(new EventLog(MakeLogger("events", sink), std::move(node_id), *level));
+}
+
+std::unique_ptr<EventLog> EventLog::Stderr(std::string node_id, LogLevel min_level) {
+  return std::unique_ptr<EventLog>(
+      new EventLog(MakeLogger("stderr", std::make_shared<spdlog::sinks::stderr_sink_mt>()), std::move(node_id), min_level));
+}
+
+void EventLog::Log(LogLevel level, std::string_view event, nlohmann::json fields) {
+  if (level < min_level_) return;
+  nlohmann::ordered_json line;
+  line["ts"] = FormatTimestamp(std::chrono::system_clock::now());
+  line["level"] = LevelName(level);
+  line["node"] = node_id_;
+  line["event"] = event;
+  if (fields.is_object()) {
+    for (auto& [k, v] : fields.items()) line[k] = v;
+  }
+  logger_->log(SpdLevel(level), "{}", line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace));
+}
+
+void EventLog::Flush() { logger_->flush(); }
+
+AccessLog::AccessLog(std::shared_ptr<spdlog::logger> logger) : logger_(std::move(logger)) {}
+AccessLog::~AccessLog() { Flush(); }
+
+absl::StatusOr<std::unique_ptr<AccessLog>> AccessLog::Open(const std::filesystem::path& path) {
+  std::error_code ec;
+  bool fresh = !std::filesystem::exists(path, ec) || std::filesystem::file_size(path, ec) == 0;
+  auto sink = FileSink(path, "log.access_log");
+  if (!sink.ok()) return sink.status();
+  auto logger = MakeLogger("access", *sink);
+  logger->flush_on(spdlog::level::off);
+  if (fresh) {
+    auto now = std::chrono::system_clock::now();
+    std::string ts = FormatTimestamp(now);  // 2026-11-24T15:30:00.123Z
+    logger->info("#Software: adcsc {}", ADCSC_VERSION);
+    logger->info("#Version: 1.0");
+    logger->info("#Date: {} {}", ts.substr(0, 10), ts.substr(11, 8));
+    logger->info(
+        "#Fields: date time s-ip cs-method cs-uri-stem s-port cs-username c-ip cs(User-Agent) sc-status time-taken");
+    logger->flush();
+  }
+  StartPeriodicFlush();
+  return std::unique_ptr<AccessLog>(new AccessLog(std::move(logger)));
+}
+
+std::string AccessLog::FormatLine(const AccessEntry& e) {
+  std::string ts = FormatTimestamp(e.when);
+  return absl::StrCat(ts.substr(0, 10), " ", ts.substr(11, 8), " ", W3cField(e.server_ip), " ", W3cField(e.method), " ",
+                      W3cField(e.uri_stem), " ", e.server_port, " ", W3cField(e.username), " ", W3cField(e.client_ip),
+                      " ", W3cField(e.user_agent), " ", e.status, " ", e.time_taken_ms);
+}
+
+void AccessLog::Write(const AccessEntry& e) { logger_->info("{}", FormatLine(e)); }
+void AccessLog::Flush() { logger_->flush(); }
+
+}  // namespace adcsc::node

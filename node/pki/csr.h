@@ -1,0 +1,43 @@
+// PKCS#10 certificate requests: parsing and checking the CSRs Jamf Pro sends, and making
+// CSRs for tests, the `adcsc client` command and benchmarks.
+// Thread-safety: free functions, safe from any thread. A ParsedCsr is a plain value that
+// owns its X509_REQ; share it read-only.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "node/pki/encoding.h"
+#include "node/pki/openssl_ptr.h"
+
+namespace adcsc::pki {
+
+struct ParsedCsr {
+  X509ReqPtr request;                          // owned
+  std::string key_type;                        // "RSA", "EC", "ED25519", ... (see KeyAlgorithmName)
+  int key_bits = 0;                            // RSA modulus size, EC field size, ...
+  std::string subject;                         // RFC 2253, e.g. "CN=device-42,O=Example"
+  std::vector<std::string> subject_alt_names;  // "DNS:x", "IP:y", ... from the extension request
+  bool signature_valid = false;                // the self-signature verifies with the request's key
+};
+
+// Parses a DER PKCS#10 request. Fails with InvalidArgument "pkcs10 is not a DER PKCS#10
+// request: ..." when the bytes do not decode (or have trailing data) or carry no usable
+// public key. A bad self-signature is NOT an error here: see signature_valid, or use
+// ParseVerifiedCsr.
+absl::StatusOr<ParsedCsr> ParseCsr(ByteView der);
+
+// ParseCsr, then InvalidArgument "CSR signature does not verify" unless signature_valid.
+absl::StatusOr<ParsedCsr> ParseVerifiedCsr(ByteView der);
+
+// A DER PKCS#10 request for `key` with subject CN=<common_name> and, when `dns_sans` is not
+// empty, an extension request with a subjectAltName (IP literals become iPAddress names).
+// Signed with SHA-256 (EdDSA keys: their own digest).
+absl::StatusOr<Bytes> MakeCsr(EVP_PKEY* key, std::string common_name, std::vector<std::string> dns_sans = {});
+
+// The request's DER encoding.
+absl::StatusOr<Bytes> CsrToDer(X509_REQ* request);
+
+}  // namespace adcsc::pki

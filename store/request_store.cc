@@ -1,0 +1,468 @@
+#include "store/request_store.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <limits>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "store/hlc.h"
+#include "store/schema.h"
+#include "store/sqlite_db.h"
+
+namespace adcsc::store {
+namespace {
+
+using adcsc::store::v1::Mutation;
+using sqlite::Connection;
+using sqlite::Statement;
+
+static_assert(RequestStore::kSchemaVersion == schema::kLatestVersion,
+              "RequestStore::kSchemaVersion must track the schema migrations");
+
+// The DB file holds issued certificates and the cluster's request history: owner only.
+constexpr mode_t kStoreFileMode = 0600;
+// Node ids appear in every mutation and log line; keep them short and printable.
+constexpr size_t kMaxNodeIdBytes = 128;
+// A CSR digest is a binary SHA-256.
+constexpr size_t kCsrSha256Bytes = 32;
+
+constexpr char kMetaNodeId[] = "node_id";
+constexpr char kMetaCreatedMs[] = "created_ms";
+
+// Column order shared by every SELECT of a request row and by RowToRecord().
+constexpr char kRecordColumns[] =
+    "ca_config, request_id, status, disposition, message, certificate_der, csr_sha256, "
+    "template_name, requester, node_id, created_ms, updated_ms, hlc, hresult";
+
+RequestRecord RowToRecord(const Statement& row) {
+  RequestRecord r;
+  r.set_ca_config(row.ColumnText(0));
+  r.set_request_id(static_cast<uint32_t>(row.ColumnInt64(1)));
+  r.set_status(static_cast<RecordStatus>(row.ColumnInt64(2)));
+  r.set_disposition(static_cast<uint32_t>(row.ColumnInt64(3)));
+  r.set_message(row.ColumnText(4));
+  r.set_certificate_der(row.ColumnBlob(5));
+  r.set_csr_sha256(row.ColumnBlob(6));
+  r.set_template_name(row.ColumnText(7));
+  r.set_requester(row.ColumnText(8));
+  r.set_node_id(row.ColumnText(9));
+  r.set_created_ms(row.ColumnInt64(10));
+  r.set_updated_ms(row.ColumnInt64(11));
+  r.set_hlc(static_cast<uint64_t>(row.ColumnInt64(12)));  // stored bit for bit
+  r.set_hresult(static_cast<uint32_t>(row.ColumnInt64(13)));
+  return r;
+}
+
+absl::StatusOr<std::optional<RequestRecord>> ReadRecord(Connection& c, const std::string& ca_config,
+                                                        uint32_t request_id) {
+  absl::StatusOr<Statement> st = c.Prepare(absl::StrCat(
+      "SELECT ", kRecordColumns, " FROM requests WHERE ca_config = ?1 AND request_id = ?2"));
+  if (!st.ok()) return st.status();
+  st->BindText(1, ca_config).BindInt64(2, request_id);
+  absl::StatusOr<bool> row = st->Step();
+  if (!row.ok()) return row.status();
+  if (!*row) return std::nullopt;
+  return RowToRecord(*st);
+}
+
+absl::Status WriteRecord(Connection& c, const RequestRecord& r) {
+  absl::StatusOr<Statement> st = c.Prepare(
+      absl::StrCat("INSERT INTO requests (", kRecordColumns,
+                   ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) "
+                   "ON CONFLICT (ca_config, request_id) DO UPDATE SET "
+                   "status = excluded.status, disposition = excluded.disposition, "
+                   "message = excluded.message, certificate_der = excluded.certificate_der, "
+                   "csr_sha256 = excluded.csr_sha256, template_name = excluded.template_name, "
+                   "requester = excluded.requester, node_id = excluded.node_id, "
+                   "created_ms = excluded.created_ms, updated_ms = excluded.updated_ms, "
+                   "hlc = excluded.hlc, hresult = excluded.hresult"));
+  if (!st.ok()) return st.status();
+  st->BindText(1, r.ca_config())
+      .BindInt64(2, r.request_id())
+      .BindInt64(3, r.status())
+      .BindInt64(4, r.disposition())
+      .BindText(5, r.message())
+      .BindBlob(6, r.certificate_der())
+      .BindBlob(7, r.csr_sha256())
+      .BindText(8, r.template_name())
+      .BindText(9, r.requester())
+      .BindText(10, r.node_id())
+      .BindInt64(11, r.created_ms())
+      .BindInt64(12, r.updated_ms())
+      .BindInt64(13, static_cast<int64_t>(r.hlc()))
+      .BindInt64(14, r.hresult());
+  return st->Run();
+}
+
+// Appends `record` to the mutation log as the next local sequence and advances the version
+// vector in the same transaction, so the log and the vector never disagree.
+absl::StatusOr<uint64_t> AppendMutation(Connection& c, const std::string& origin,
+                                        const RequestRecord& record) {
+  absl::StatusOr<Statement> read =
+      c.Prepare("SELECT sequence FROM version_vector WHERE origin = ?1");
+  if (!read.ok()) return read.status();
+  read->BindText(1, origin);
+  absl::StatusOr<bool> row = read->Step();
+  if (!row.ok()) return row.status();
+  const uint64_t sequence = (*row ? static_cast<uint64_t>(read->ColumnInt64(0)) : 0) + 1;
+
+  absl::StatusOr<Statement> append =
+      c.Prepare("INSERT INTO mutations (origin, sequence, hlc, record) VALUES (?1, ?2, ?3, ?4)");
+  if (!append.ok()) return append.status();
+  append->BindText(1, origin)
+      .BindInt64(2, static_cast<int64_t>(sequence))
+      .BindInt64(3, static_cast<int64_t>(record.hlc()))
+      .BindBlob(4, record.SerializeAsString());
+  if (absl::Status s = append->Run(); !s.ok()) return s;
+
+  absl::StatusOr<Statement> advance = c.Prepare(
+      "INSERT INTO version_vector (origin, sequence) VALUES (?1, ?2) "
+      "ON CONFLICT (origin) DO UPDATE SET sequence = excluded.sequence");
+  if (!advance.ok()) return advance.status();
+  advance->BindText(1, origin).BindInt64(2, static_cast<int64_t>(sequence));
+  if (absl::Status s = advance->Run(); !s.ok()) return s;
+  return sequence;
+}
+
+// The fields a local write can change, compared to decide whether it changes anything.
+bool SameContent(const RequestRecord& a, const RequestRecord& b) {
+  return a.status() == b.status() && a.disposition() == b.disposition() &&
+         a.message() == b.message() && a.certificate_der() == b.certificate_der() &&
+         a.hresult() == b.hresult() && a.csr_sha256() == b.csr_sha256() &&
+         a.template_name() == b.template_name() && a.requester() == b.requester();
+}
+
+// The local-write rule documented on RequestStore::Put: the unstamped record to store, or
+// nullopt when `update` changes nothing.
+std::optional<RequestRecord> ApplyLocalUpdate(const std::optional<RequestRecord>& existing,
+                                              const RequestRecord& update) {
+  if (!existing.has_value()) return update;
+  const int update_rank = StatusRank(update.status());
+  const int existing_rank = StatusRank(existing->status());
+  if (update_rank < existing_rank) return std::nullopt;
+  // Terminal outcomes share a rank but are final: a later issued/denied/failed of a
+  // different kind (say, a transient error recorded as FAILED over an ISSUED record) must
+  // not replace it. Only REVOKED, one rank up, follows them.
+  if (update_rank == existing_rank && update.status() != existing->status()) return std::nullopt;
+
+  RequestRecord merged = update;
+  // A retrieve often does not know how the request was submitted; keep what we know.
+  if (merged.csr_sha256().empty()) merged.set_csr_sha256(existing->csr_sha256());
+  if (merged.template_name().empty()) merged.set_template_name(existing->template_name());
+  if (merged.requester().empty()) merged.set_requester(existing->requester());
+  if (update_rank == existing_rank && SameContent(merged, *existing)) return std::nullopt;
+  return merged;
+}
+
+absl::Status ValidateUpdate(const RequestRecord& update) {
+  auto invalid = [&update](const std::string& why) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("RequestStore::Put(ca_config='", update.ca_config(),
+                     "', request_id=", update.request_id(), "): ", why));
+  };
+  if (update.ca_config().empty()) return invalid("ca_config is empty; build it with CaConfigKey()");
+  if (update.request_id() == 0) {
+    return invalid("request_id 0 is not an ID the CA assigned; only record answered requests");
+  }
+  if (StatusRank(update.status()) == 0) {
+    return invalid(
+        absl::StrCat("status ", static_cast<int>(update.status()), " is unspecified or unknown"));
+  }
+  if (!update.csr_sha256().empty() && update.csr_sha256().size() != kCsrSha256Bytes) {
+    return invalid(absl::StrCat("csr_sha256 must be the 32-byte binary digest, got ",
+                                update.csr_sha256().size(), " bytes (hex by mistake?)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateOptions(const StoreOptions& options) {
+  if (options.path.empty()) {
+    return absl::InvalidArgumentError("request store: no database path configured");
+  }
+  if (options.node_id.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("request store ", options.path.string(),
+                                                   ": node_id is empty; set the node's id"));
+  }
+  if (options.node_id.size() > kMaxNodeIdBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("request store ", options.path.string(),
+                                                   ": node_id is longer than ", kMaxNodeIdBytes,
+                                                   " bytes"));
+  }
+  return absl::OkStatus();
+}
+
+// Creates the file owner-only before SQLite sees it; SQLite gives its -wal and -shm files
+// the same mode. An existing file keeps the mode the operator gave it.
+absl::Status CreateFileIfAbsent(const std::filesystem::path& path) {
+  const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : ".";
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "request store ", path.string(), ": directory ", dir.string(),
+        " does not exist or is not a directory; create it, owned by the adcsc service user"));
+  }
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, kStoreFileMode);
+  if (fd < 0) {
+    const int err = errno;
+    return absl::PermissionDeniedError(absl::StrCat(
+        "request store ", path.string(), ": cannot open or create the file: ", std::strerror(err),
+        "; check that the adcsc service user can read and write it and its directory"));
+  }
+  ::close(fd);
+  return absl::OkStatus();
+}
+
+// Records the node id in a new store, or checks it against the one already there.
+absl::Status ClaimForNode(Connection& c, const std::string& node_id, int64_t now_ms) {
+  absl::StatusOr<sqlite::Transaction> txn = sqlite::Transaction::Begin(c);
+  if (!txn.ok()) return txn.status();
+  absl::StatusOr<Statement> read = c.Prepare("SELECT value FROM meta WHERE key = ?1");
+  if (!read.ok()) return read.status();
+  read->BindText(1, kMetaNodeId);
+  absl::StatusOr<bool> row = read->Step();
+  if (!row.ok()) return row.status();
+  if (*row) {
+    const std::string owner = read->ColumnText(0);
+    if (owner != node_id) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "request store ", c.path().string(), " belongs to node '", owner,
+          "' but this node is configured as '", node_id,
+          "'; a data directory belongs to one node. Check node_id in the configuration, or "
+          "give this node its own data directory"));
+    }
+    return absl::OkStatus();  // nothing written; the empty transaction rolls back
+  }
+  absl::StatusOr<Statement> insert =
+      c.Prepare("INSERT INTO meta (key, value) VALUES (?1, ?2), (?3, ?4)");
+  if (!insert.ok()) return insert.status();
+  insert->BindText(1, kMetaNodeId)
+      .BindText(2, node_id)
+      .BindText(3, kMetaCreatedMs)
+      .BindText(4, absl::StrCat(now_ms));
+  if (absl::Status s = insert->Run(); !s.ok()) return s;
+  return txn->Commit();
+}
+
+// The highest stamp already on disk, so that after a restart (maybe with the wall clock
+// stepped back) new local stamps still order after old ones.
+absl::StatusOr<uint64_t> MaxStoredHlc(Connection& c) {
+  absl::StatusOr<int64_t> max_hlc = c.QueryInt64(
+      "SELECT MAX(IFNULL((SELECT MAX(hlc) FROM requests), 0), "
+      "IFNULL((SELECT MAX(hlc) FROM mutations), 0))");
+  if (!max_hlc.ok()) return max_hlc.status();
+  return static_cast<uint64_t>(*max_hlc);
+}
+
+}  // namespace
+
+class RequestStore::Impl {
+ public:
+  Impl(StoreOptions options, const Clock* clock, std::unique_ptr<Connection> writer)
+      : options_(std::move(options)),
+        clock_(clock),
+        hlc_(clock),
+        writer_(std::move(writer)),
+        readers_(options_.path,
+                 sqlite::ConnectionSettings{.writer = false, .fsync = options_.fsync}) {}
+
+  const StoreOptions& options() const { return options_; }
+  const Clock& clock() const { return *clock_; }
+  HybridLogicalClock& hlc() { return hlc_; }
+  sqlite::GroupCommitWriter& writer() { return writer_; }
+  absl::StatusOr<sqlite::ReaderPool::Lease> Reader() { return readers_.Acquire(); }
+
+ private:
+  const StoreOptions options_;
+  const Clock* const clock_;
+  HybridLogicalClock hlc_;
+  // Declared before readers_ so the read connections close first and the writer's close
+  // can checkpoint and remove the WAL.
+  sqlite::GroupCommitWriter writer_;
+  sqlite::ReaderPool readers_;
+};
+
+absl::StatusOr<std::unique_ptr<RequestStore>> RequestStore::Open(const StoreOptions& options) {
+  if (absl::Status s = ValidateOptions(options); !s.ok()) return s;
+  const Clock* clock = options.clock != nullptr ? options.clock : SystemClock::Default();
+  if (absl::Status s = CreateFileIfAbsent(options.path); !s.ok()) return s;
+
+  absl::StatusOr<std::unique_ptr<Connection>> writer = Connection::OpenConfigured(
+      options.path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+      sqlite::ConnectionSettings{.writer = true, .fsync = options.fsync});
+  if (!writer.ok()) return writer.status();
+  if (absl::Status s = schema::Migrate(**writer); !s.ok()) return s;
+  if (absl::Status s = ClaimForNode(**writer, options.node_id, clock->NowUnixMillis()); !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<uint64_t> max_hlc = MaxStoredHlc(**writer);
+  if (!max_hlc.ok()) return max_hlc.status();
+
+  auto impl = std::make_unique<Impl>(options, clock, std::move(*writer));
+  impl->hlc().Observe(*max_hlc);
+  return std::unique_ptr<RequestStore>(new RequestStore(std::move(impl)));
+}
+
+RequestStore::RequestStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+RequestStore::~RequestStore() = default;
+
+const std::string& RequestStore::node_id() const { return impl_->options().node_id; }
+
+absl::StatusOr<WriteResult> RequestStore::Put(const RequestRecord& update) {
+  if (absl::Status s = ValidateUpdate(update); !s.ok()) return s;
+  Impl& impl = *impl_;
+  WriteResult result;
+  absl::Status written = impl.writer().Write([&](Connection& c) -> absl::Status {
+    absl::StatusOr<std::optional<RequestRecord>> existing =
+        ReadRecord(c, update.ca_config(), update.request_id());
+    if (!existing.ok()) return existing.status();
+
+    std::optional<RequestRecord> next = ApplyLocalUpdate(*existing, update);
+    if (!next.has_value()) {
+      result = WriteResult{.record = **existing, .changed = false, .sequence = 0};
+      return absl::OkStatus();
+    }
+    // Stamp after everything stored for this key, even a peer's stamp from a clock that
+    // runs ahead of ours; otherwise replicas would prefer the old version on merge.
+    if (existing->has_value()) impl.hlc().Observe((*existing)->hlc());
+    const int64_t now_ms = impl.clock().NowUnixMillis();
+    next->set_hlc(impl.hlc().Now());
+    next->set_node_id(impl.options().node_id);
+    next->set_updated_ms(now_ms);
+    next->set_created_ms(existing->has_value() && (*existing)->created_ms() != 0
+                             ? (*existing)->created_ms()
+                             : now_ms);
+    if (existing->has_value() && !Supersedes(*next, **existing)) {
+      return absl::InternalError(absl::StrCat(
+          "RequestStore::Put: the stamped update for ", update.ca_config(), " #",
+          update.request_id(), " does not supersede the stored record; this is a bug"));
+    }
+
+    if (absl::Status s = WriteRecord(c, *next); !s.ok()) return s;
+    absl::StatusOr<uint64_t> sequence = AppendMutation(c, impl.options().node_id, *next);
+    if (!sequence.ok()) return sequence.status();
+    result = WriteResult{.record = *std::move(next), .changed = true, .sequence = *sequence};
+    return absl::OkStatus();
+  });
+  if (!written.ok()) return written;
+  return result;
+}
+
+absl::StatusOr<std::optional<RequestRecord>> RequestStore::Get(const std::string& ca_config,
+                                                               uint32_t request_id) const {
+  absl::StatusOr<sqlite::ReaderPool::Lease> reader = impl_->Reader();
+  if (!reader.ok()) return reader.status();
+  return ReadRecord(**reader, ca_config, request_id);
+}
+
+absl::StatusOr<std::optional<RequestRecord>> RequestStore::FindByDedupeKey(
+    const std::string& ca_config, const std::string& template_name, const std::string& csr_sha256,
+    int64_t not_before_ms) const {
+  if (csr_sha256.size() != kCsrSha256Bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("RequestStore::FindByDedupeKey: csr_sha256 must be the 32-byte binary "
+                     "digest, got ",
+                     csr_sha256.size(), " bytes"));
+  }
+  absl::StatusOr<sqlite::ReaderPool::Lease> reader = impl_->Reader();
+  if (!reader.ok()) return reader.status();
+  absl::StatusOr<Statement> st = (*reader)->Prepare(
+      absl::StrCat("SELECT ", kRecordColumns,
+                   " FROM requests WHERE ca_config = ?1 AND template_name = ?2 AND csr_sha256 = ?3 "
+                   "AND created_ms >= ?4 ORDER BY created_ms DESC, request_id DESC LIMIT 1"));
+  if (!st.ok()) return st.status();
+  st->BindText(1, ca_config)
+      .BindText(2, template_name)
+      .BindBlob(3, csr_sha256)
+      .BindInt64(4, not_before_ms);
+  absl::StatusOr<bool> row = st->Step();
+  if (!row.ok()) return row.status();
+  if (!*row) return std::nullopt;
+  return RowToRecord(*st);
+}
+
+absl::StatusOr<std::vector<Mutation>> RequestStore::MutationsSince(const std::string& origin,
+                                                                   uint64_t after,
+                                                                   size_t limit) const {
+  std::vector<Mutation> mutations;
+  constexpr uint64_t kMaxStoredSequence = std::numeric_limits<int64_t>::max();
+  if (limit == 0 || after >= kMaxStoredSequence) return mutations;
+  absl::StatusOr<sqlite::ReaderPool::Lease> reader = impl_->Reader();
+  if (!reader.ok()) return reader.status();
+  absl::StatusOr<Statement> st = (*reader)->Prepare(
+      "SELECT sequence, record FROM mutations WHERE origin = ?1 AND sequence > ?2 "
+      "ORDER BY sequence LIMIT ?3");
+  if (!st.ok()) return st.status();
+  st->BindText(1, origin)
+      .BindInt64(2, static_cast<int64_t>(after))
+      .BindInt64(3, static_cast<int64_t>(std::min<uint64_t>(limit, kMaxStoredSequence)));
+  while (true) {
+    absl::StatusOr<bool> row = st->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    Mutation& m = mutations.emplace_back();
+    m.set_origin(origin);
+    m.set_sequence(static_cast<uint64_t>(st->ColumnInt64(0)));
+    if (!m.mutable_record()->ParseFromString(st->ColumnBlob(1))) {
+      return absl::DataLossError(
+          absl::StrCat("request store ", impl_->options().path.string(), ": mutation ", origin, "/",
+                       m.sequence(),
+                       " does not parse as a RequestRecord; the file is damaged. Restore it "
+                       "from a backup or let the node resync from its peers"));
+    }
+  }
+  return mutations;
+}
+
+absl::StatusOr<VersionVector> RequestStore::GetVersionVector() const {
+  absl::StatusOr<sqlite::ReaderPool::Lease> reader = impl_->Reader();
+  if (!reader.ok()) return reader.status();
+  absl::StatusOr<Statement> st = (*reader)->Prepare("SELECT origin, sequence FROM version_vector");
+  if (!st.ok()) return st.status();
+  VersionVector vv;
+  while (true) {
+    absl::StatusOr<bool> row = st->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    vv[st->ColumnText(0)] = static_cast<uint64_t>(st->ColumnInt64(1));
+  }
+  return vv;
+}
+
+absl::StatusOr<int64_t> RequestStore::CountRecords() const {
+  absl::StatusOr<sqlite::ReaderPool::Lease> reader = impl_->Reader();
+  if (!reader.ok()) return reader.status();
+  return (*reader)->QueryInt64("SELECT COUNT(*) FROM requests");
+}
+
+absl::Status RequestStore::Check(bool write) const {
+  {
+    absl::StatusOr<sqlite::ReaderPool::Lease> reader = impl_->Reader();
+    if (!reader.ok()) return reader.status();
+    absl::StatusOr<int64_t> owners =
+        (*reader)->QueryInt64("SELECT COUNT(*) FROM meta WHERE key = 'node_id'");
+    if (!owners.ok()) return owners.status();
+    if (*owners != 1) {
+      return absl::DataLossError(absl::StrCat("request store ", impl_->options().path.string(),
+                                              ": the node_id row is missing from meta; was the "
+                                              "file replaced while the node was running?"));
+    }
+  }
+  if (!write) return absl::OkStatus();
+  const int64_t now_ms = impl_->clock().NowUnixMillis();
+  const std::string& node = impl_->options().node_id;
+  return impl_->writer().Write([&](Connection& c) -> absl::Status {
+    absl::StatusOr<Statement> st = c.Prepare(
+        "INSERT INTO health_scratch (id, written_ms, node_id) VALUES (1, ?1, ?2) "
+        "ON CONFLICT (id) DO UPDATE SET written_ms = excluded.written_ms, "
+        "node_id = excluded.node_id");
+    if (!st.ok()) return st.status();
+    st->BindInt64(1, now_ms).BindText(2, node);
+    return st->Run();
+  });
+}
+
+}  // namespace adcsc::store

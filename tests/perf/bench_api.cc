@@ -1,0 +1,381 @@
+// Benchmark of the single-node API against the embedded CA (`local` backend).
+//
+// For RSA-2048 and P-256 CA keys it measures request+retrieve pairs per second and p50/p99
+// pair latency with 1, 8 and 32 concurrent clients, in three client modes:
+//   keep-alive      one mTLS connection per client, reused
+//   new-conn+resume a new TLS connection per request with session resumption (how Jamf
+//                   Pro's Java client behaves when it presents a client certificate)
+//   new-conn        a new full handshake per request (resumption off), for comparison
+// beside the ceiling: the CA engine called in-process (submit + retrieve, no HTTP, no TLS,
+// no request store). Then a run at half of each mode's peak rate for the latency target,
+// and the node's peak RSS (VmHWM). Prints a Markdown table; asserts nothing about time.
+//
+// Usage: bench_api [--smoke | --full] [--adcsc PATH]
+//   --smoke  a few hundred milliseconds per cell (ctest runs this to keep it working)
+//   --full   3 s per cell (the figures in docs/performance.md)
+#include <signal.h>
+#include <spawn.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+#include "node/ca/local_ca.h"
+#include "node/https_client.h"
+#include "node/pki/bootstrap.h"
+#include "node/pki/csr.h"
+#include "node/pki/encoding.h"
+#include "node/pki/keys.h"
+#include "tests/testing/temp_dir.h"
+
+extern char** environ;
+
+namespace adcsc::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr char kDc[] = "ca.bench.test";
+constexpr char kCa[] = "Bench-CA";
+constexpr char kTemplate[] = "Bench";
+constexpr int kCsrSigningKeys = 8;  // RSA-2048 keys the CSRs are made with (varied CNs)
+
+struct Settings {
+  std::chrono::milliseconds cell{300};
+  size_t csr_pool = 3000;
+  std::string adcsc = ADCSC_BIN;
+  std::string label = "smoke";
+};
+
+struct CellResult {
+  double pairs_per_s = 0;
+  double p50_ms = 0, p99_ms = 0;
+  size_t pairs = 0, errors = 0, resumed = 0;
+};
+
+// Pre-made CSRs (base64 DER, distinct CNs so dedupe never answers), handed out once each.
+class CsrPool {
+ public:
+  explicit CsrPool(size_t n) {
+    std::vector<adcsc::pki::EvpPkeyPtr> keys;
+    for (int i = 0; i < kCsrSigningKeys; ++i) keys.push_back(std::move(*adcsc::pki::GenerateKey(adcsc::pki::KeyType::kRsa2048)));
+    csrs_.reserve(n);
+    static std::atomic<uint64_t> serial{0};
+    for (size_t i = 0; i < n; ++i) {
+      auto der = adcsc::pki::MakeCsr(keys[i % keys.size()].get(), absl::StrCat("bench-", getpid(), "-", serial++), {});
+      csrs_.push_back(adcsc::pki::Base64Encode(*der));
+    }
+    ders_.reserve(n);
+    for (auto& b64 : csrs_) ders_.push_back(*adcsc::pki::Base64Decode(b64));
+  }
+  // nullptr when exhausted.
+  const std::string* NextBase64() {
+    size_t i = next_++;
+    return i < csrs_.size() ? &csrs_[i] : nullptr;
+  }
+  const adcsc::pki::Bytes* NextDer() {
+    size_t i = next_++;
+    return i < ders_.size() ? &ders_[i] : nullptr;
+  }
+  void Reset() { next_ = 0; }
+
+ private:
+  std::vector<std::string> csrs_;
+  std::vector<adcsc::pki::Bytes> ders_;
+  std::atomic<size_t> next_{0};
+};
+
+double Percentile(std::vector<double>& v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t idx = std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5));
+  return v[idx];
+}
+
+// Runs `clients` threads calling `pair(thread_index, &resumed)` until `duration` passes or the
+// pair function returns false (pool exhausted). `interval` > 0 paces each client.
+template <typename PairFn>
+CellResult RunCell(int clients, std::chrono::milliseconds duration, PairFn make_worker,
+                   std::chrono::microseconds interval = std::chrono::microseconds(0)) {
+  std::vector<std::vector<double>> lat(clients);
+  std::atomic<size_t> errors{0}, resumed{0};
+  const auto start = Clock::now();
+  const auto end = start + duration;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < clients; ++t) {
+    threads.emplace_back([&, t] {
+      auto pair = make_worker(t);
+      auto next = Clock::now() + interval * t / std::max(1, clients);
+      while (Clock::now() < end) {
+        if (interval.count() > 0) {
+          std::this_thread::sleep_until(next);
+          next += interval;
+        }
+        const auto t0 = Clock::now();
+        bool was_resumed = false;
+        int r = pair(&was_resumed);
+        if (r < 0) break;  // out of CSRs
+        if (r == 0) {
+          errors++;
+          continue;
+        }
+        if (was_resumed) resumed++;
+        lat[t].push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  std::vector<double> all;
+  for (auto& v : lat) all.insert(all.end(), v.begin(), v.end());
+  CellResult r;
+  r.pairs = all.size();
+  r.errors = errors;
+  r.resumed = resumed;
+  r.pairs_per_s = all.size() / secs;
+  r.p50_ms = Percentile(all, 0.50);
+  r.p99_ms = Percentile(all, 0.99);
+  return r;
+}
+
+std::string Fmt(double v, int prec = 1) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.*f", prec, v);
+  return buf;
+}
+
+long VmHwmKb(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+
+std::string NodeConfig(const std::filesystem::path& dir, const adcsc::pki::PkiInitResult& pki, int port,
+                       const std::string& key_type) {
+  std::ostringstream o;
+  auto p = dir / "pki";
+  o << "[node]\nid = \"bench\"\ndata_dir = \"" << (dir / "data").string() << "\"\n\n"
+    << "[api]\nlisten = \"127.0.0.1:" << port << "\"\n"
+    << "cert_file = \"" << (p / "adcs-proxy-ca.pem").string() << "\"\n"
+    << "key_file = \"" << (p / "server-key.pem").string() << "\"\n"
+    << "client_ca_file = \"" << (p / "adcs-proxy-ca.pem").string() << "\"\n"
+    << "client_pins = [\"" << pki.client_pin << "\"]\n\n"
+    << "[log]\nlevel = \"warn\"\nfile = \"" << (dir / "node.log").string() << "\"\n"
+    << "access_log = \"" << (dir / "access.log").string() << "\"\n\n"
+    << "[ca]\nbackend = \"local\"\nidentity = \"BENCH\\\\svc\"\n\n"
+    << "[[ca.allow]]\ndc = \"" << kDc << "\"\nca = \"" << kCa << "\"\n\n"
+    << "[ca.local]\nkey_type = \"" << key_type << "\"\n\n"
+    << "[[ca.local.templates]]\nname = \"" << kTemplate << "\"\neku = [\"clientAuth\"]\n";
+  return o.str();
+}
+
+int FreePort() {
+  // The kernel picks an unused port for a bound socket; close and reuse the number.
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  int port = ntohs(a.sin_port);
+  close(fd);
+  return port;
+}
+
+struct Row {
+  std::string key, mode;
+  int clients;
+  CellResult r;
+};
+
+int Main(int argc, char** argv) {
+  Settings s;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--full") {
+      s.cell = std::chrono::milliseconds(3000);
+      s.csr_pool = 40000;
+      s.label = "full";
+    } else if (a == "--smoke") {
+    } else if (a == "--adcsc" && i + 1 < argc) {
+      s.adcsc = argv[++i];
+    } else {
+      std::cerr << "usage: bench_api [--smoke | --full] [--adcsc PATH]\n";
+      return 2;
+    }
+  }
+  signal(SIGPIPE, SIG_IGN);
+  std::cerr << "bench_api: preparing " << s.csr_pool << " CSRs (RSA-2048 keys, excluded from timing)\n";
+  CsrPool pool(s.csr_pool);
+  std::vector<Row> rows;
+  std::vector<std::string> notes;
+  const int kClients[] = {1, 8, 32};
+
+  for (const std::string key_type : {"rsa2048", "p256"}) {
+    adcsc::testing::TempDir dir;
+    // Ceiling: the CA engine in-process.
+    {
+      adcsc::ca::LocalCaOptions o;
+      o.dir = dir.path() / "ceiling-ca";
+      o.ca_name = kCa;
+      o.key_type = *adcsc::pki::ParseKeyType(key_type);
+      adcsc::ca::TemplatePolicy t;
+      t.name = kTemplate;
+      t.ekus = {"clientAuth"};
+      o.templates = {t};
+      auto ca = adcsc::ca::LocalCa::Open(o);
+      if (!ca.ok()) {
+        std::cerr << "bench_api: " << ca.status() << "\n";
+        return 1;
+      }
+      for (int c : kClients) {
+        pool.Reset();
+        auto r = RunCell(c, s.cell, [&](int) {
+          return [&](bool*) -> int {
+            const adcsc::pki::Bytes* der = pool.NextDer();
+            if (der == nullptr) return -1;
+            adcsc::ca::SubmitRequest sub{{kDc, kCa}, {"BENCH\\svc"}, *der, kTemplate};
+            auto a = (*ca)->Submit(sub);
+            if (!a.ok()) return 0;
+            auto b = (*ca)->Retrieve({{kDc, kCa}, {"BENCH\\svc"}, a->request_id});
+            return b.ok() && !b->cert_der.empty() ? 1 : 0;
+          };
+        });
+        rows.push_back({key_type, "ceiling (engine in-process)", c, r});
+      }
+    }
+    // The node as a separate process.
+    adcsc::pki::PkiInitOptions po;
+    po.fqdn = "localhost";
+    po.jamf_pro_dn = "jamf.bench.test";
+    po.out_dir = dir.path() / "pki";
+    auto pki = adcsc::pki::InitConnectorPki(po);
+    if (!pki.ok()) {
+      std::cerr << "bench_api: " << pki.status() << "\n";
+      return 1;
+    }
+    const int port = FreePort();
+    const auto config_path = dir.path() / "node.toml";
+    std::ofstream(config_path) << NodeConfig(dir.path(), *pki, port, key_type);
+    pid_t pid = 0;
+    std::string cfg = config_path.string();
+    const char* args[] = {s.adcsc.c_str(), "node", "--config", cfg.c_str(), nullptr};
+    if (posix_spawn(&pid, s.adcsc.c_str(), nullptr, nullptr, const_cast<char**>(args), environ) != 0) {
+      std::cerr << "bench_api: cannot start " << s.adcsc << "\n";
+      return 1;
+    }
+    adcsc::node::HttpsClientOptions base;
+    base.url = absl::StrCat("https://localhost:", port);
+    base.pfx_file = dir.path() / "pki" / "client-cert.pfx";
+    base.pfx_password = pki->client_password;
+    base.server_ca_file = dir.path() / "pki" / "adcs-proxy-ca.pem";
+    base.user_agent = "Java-SDK";
+    {
+      auto deadline = Clock::now() + std::chrono::seconds(30);
+      bool up = false;
+      while (!up && Clock::now() < deadline) {
+        auto c = adcsc::node::HttpsClient::Create(base);
+        auto r = c.ok() ? (*c)->Get("/api/v1/version") : absl::StatusOr<adcsc::node::HttpsResult>(c.status());
+        up = r.ok() && r->status == 200;
+        if (!up) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      if (!up) {
+        std::cerr << "bench_api: node did not come up on port " << port << "\n";
+        kill(pid, SIGKILL);
+        return 1;
+      }
+    }
+    struct Mode {
+      const char* name;
+      bool keep_alive, resume;
+    };
+    const Mode modes[] = {{"keep-alive", true, true}, {"new-conn+resume", false, true}, {"new-conn", false, false}};
+    const std::string retrieve_prefix = absl::StrCat(R"({"config":{"dc":")", kDc, R"(","ca":")", kCa, R"("},"request-id":)");
+    auto worker_for = [&](const Mode& m) {
+      return [&, m](int) {
+        adcsc::node::HttpsClientOptions o = base;
+        o.keep_alive = m.keep_alive;
+        o.resume_sessions = m.resume;
+        auto client = std::shared_ptr<adcsc::node::HttpsClient>(std::move(*adcsc::node::HttpsClient::Create(o)));
+        return [&, client](bool* resumed) -> int {
+          const std::string* csr = pool.NextBase64();
+          if (csr == nullptr) return -1;
+          nlohmann::json body = {{"pkcs10", *csr}, {"template", kTemplate}, {"config", {{"dc", kDc}, {"ca", kCa}}}};
+          auto a = client->Post("/api/v1/certificate/request", body.dump());
+          if (!a.ok() || a->status != 200) return 0;
+          *resumed = a->resumed;
+          auto id = nlohmann::json::parse(a->body)["request-id"].get<uint32_t>();
+          auto b = client->Post("/api/v1/certificate/retrieve", absl::StrCat(retrieve_prefix, id, "}"));
+          return b.ok() && b->status == 200 && b->body.find("CR_DISP_ISSUED") != std::string::npos ? 1 : 0;
+        };
+      };
+    };
+    for (const Mode& m : modes) {
+      double peak = 0;
+      for (int c : kClients) {
+        pool.Reset();
+        auto r = RunCell(c, s.cell, worker_for(m));
+        peak = std::max(peak, r.pairs_per_s);
+        rows.push_back({key_type, m.name, c, r});
+      }
+      if (m.resume) {
+        // Half of peak, spread over 8 paced clients.
+        const int clients = 8;
+        auto interval = std::chrono::microseconds(static_cast<int64_t>(1e6 * clients / std::max(1.0, peak / 2)));
+        pool.Reset();
+        auto r = RunCell(clients, s.cell, worker_for(m), interval);
+        rows.push_back({key_type, std::string(m.name) + " @50% of peak", clients, r});
+      }
+    }
+    long hwm = VmHwmKb(pid);
+    kill(pid, SIGTERM);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    notes.push_back(absl::StrCat("node peak RSS (VmHWM) with ", key_type, " CA key: ", Fmt(hwm / 1024.0), " MB; exit status ",
+                                 WIFEXITED(status) ? WEXITSTATUS(status) : -1));
+  }
+
+  std::cout << "\n### bench_api (" << s.label << ", " << s.cell.count() << " ms per cell, "
+            << std::thread::hardware_concurrency() << " cores)\n\n"
+            << "| CA key | mode | clients | pairs/s | p50 ms | p99 ms | % of ceiling | errors | resumed |\n"
+            << "|---|---|---:|---:|---:|---:|---:|---:|---:|\n";
+  for (const Row& row : rows) {
+    double ceiling = 0;
+    for (const Row& c : rows) {
+      if (c.key == row.key && c.mode.rfind("ceiling", 0) == 0) ceiling = std::max(ceiling, c.r.pairs_per_s);
+    }
+    std::cout << "| " << row.key << " | " << row.mode << " | " << row.clients << " | " << Fmt(row.r.pairs_per_s) << " | "
+              << Fmt(row.r.p50_ms, 2) << " | " << Fmt(row.r.p99_ms, 2) << " | "
+              << (row.mode.rfind("ceiling", 0) == 0 ? "-" : Fmt(100.0 * row.r.pairs_per_s / ceiling, 0) + "%") << " | "
+              << row.r.errors << " | " << row.r.resumed << " |\n";
+  }
+  std::cout << "\n";
+  for (auto& n : notes) std::cout << "- " << n << "\n";
+  std::cout << "\nReproduce: ./tests/run --bench   (or: build/tests/bench_api " << (s.label == "full" ? "--full" : "--smoke")
+            << ")\n";
+  size_t errors = 0;
+  for (const Row& row : rows) errors += row.r.errors;
+  return errors == 0 ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace adcsc::bench
+
+int main(int argc, char** argv) { return adcsc::bench::Main(argc, argv); }

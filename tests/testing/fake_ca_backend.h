@@ -1,0 +1,70 @@
+// An in-memory CaBackend for unit tests: answers from a script the test sets, counts
+// calls, and can be told to fail. Thread-safe (one mutex).
+#pragma once
+
+#include <deque>
+#include <map>
+#include <mutex>
+
+#include "node/ca/ca_backend.h"
+#include "node/ca/hresult.h"
+
+namespace adcsc::testing {
+
+class FakeCaBackend : public adcsc::ca::CaBackend {
+ public:
+  // What the next submits answer (default: issued with a dummy certificate).
+  adcsc::ca::Disposition submit_disposition = adcsc::ca::Disposition::kIssued;
+  std::vector<uint8_t> cert_der = {0x30, 0x03, 0x02, 0x01, 0x01};
+  // When non-zero, Submit/Retrieve fail with this HRESULT.
+  uint32_t fail_hresult = 0;
+
+  absl::StatusOr<adcsc::ca::CaResponse> Submit(const adcsc::ca::SubmitRequest& r) override {
+    std::lock_guard lock(mu_);
+    submits_++;
+    last_submit_ = r;
+    if (fail_hresult != 0) return adcsc::ca::CaError(fail_hresult, "fake submit");
+    adcsc::ca::CaResponse resp;
+    resp.request_id = next_id_++;
+    resp.disposition = submit_disposition;
+    if (submit_disposition == adcsc::ca::Disposition::kIssued) resp.cert_der = cert_der;
+    if (submit_disposition == adcsc::ca::Disposition::kDenied) resp.hresult = adcsc::ca::hr::kAdminDeniedRequest;
+    states_[resp.request_id] = resp;
+    return resp;
+  }
+
+  absl::StatusOr<adcsc::ca::CaResponse> Retrieve(const adcsc::ca::RetrieveRequest& r) override {
+    std::lock_guard lock(mu_);
+    retrieves_++;
+    if (fail_hresult != 0) return adcsc::ca::CaError(fail_hresult, "fake retrieve");
+    auto it = states_.find(r.request_id);
+    if (it == states_.end()) return adcsc::ca::CaError(adcsc::ca::hr::kPropertyEmpty, "fake retrieve");
+    return it->second;
+  }
+
+  absl::Status Ping(const adcsc::ca::CaTarget&, const adcsc::ca::CallerIdentity&) override {
+    return fail_hresult ? adcsc::ca::CaError(fail_hresult, "fake ping") : absl::OkStatus();
+  }
+  std::string Kind() const override { return "fake"; }
+
+  // Test controls.
+  void Issue(uint32_t id) {
+    std::lock_guard lock(mu_);
+    auto& s = states_[id];
+    s.request_id = id;
+    s.disposition = adcsc::ca::Disposition::kIssued;
+    s.cert_der = cert_der;
+  }
+  int submits() const { std::lock_guard lock(mu_); return submits_; }
+  int retrieves() const { std::lock_guard lock(mu_); return retrieves_; }
+  adcsc::ca::SubmitRequest last_submit() const { std::lock_guard lock(mu_); return last_submit_; }
+
+ private:
+  mutable std::mutex mu_;
+  uint32_t next_id_ = 1;
+  int submits_ = 0, retrieves_ = 0;
+  adcsc::ca::SubmitRequest last_submit_;
+  std::map<uint32_t, adcsc::ca::CaResponse> states_;
+};
+
+}  // namespace adcsc::testing

@@ -1,0 +1,215 @@
+#include "node/api_service.h"
+
+#include <gtest/gtest.h>
+
+#include "nlohmann/json.hpp"
+#include "node/pki/csr.h"
+#include "node/pki/encoding.h"
+#include "node/pki/keys.h"
+#include "tests/testing/fake_ca_backend.h"
+#include "tests/testing/temp_dir.h"
+
+namespace adcsc::node {
+namespace {
+
+using adcsc::ca::Disposition;
+using nlohmann::json;
+
+class ApiServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    config_.node_id = "node-a";
+    config_.ca.identity = "EXAMPLE\\svc-adcsc";
+    config_.ca.allow.push_back({"ca1.example.com", "Example-CA", {"JamfDevice", "Other"}});
+    config_.ca.allow.push_back({"ca2.example.com", "Standalone-CA", {}});
+    adcsc::store::StoreOptions o;
+    o.path = dir_.path() / "store.db";
+    o.node_id = "node-a";
+    o.clock = &clock_;
+    o.fsync = false;
+    auto s = adcsc::store::RequestStore::Open(o);
+    ASSERT_TRUE(s.ok()) << s.status();
+    store_ = std::move(*s);
+    log_ = EventLog::Stderr("node-a", LogLevel::kError);
+    service_ = std::make_unique<ApiService>(config_, &ca_, store_.get(), log_.get(), &clock_);
+    auth_.ok = true;
+    auth_.pin = std::string(64, 'a');
+  }
+
+  std::string FreshCsr(std::string cn = "device-1") {
+    auto key = adcsc::pki::GenerateKey(adcsc::pki::KeyType::kEcP256);
+    EXPECT_TRUE(key.ok());
+    auto der = adcsc::pki::MakeCsr(key->get(), cn, {});
+    EXPECT_TRUE(der.ok());
+    return adcsc::pki::Base64Encode(*der);
+  }
+
+  ApiResponse Call(std::string_view method, std::string_view path, const std::string& body) {
+    ApiRequest r;
+    r.method = method;
+    r.target = path;
+    r.body = body;
+    r.auth = &auth_;
+    return service_->Handle(r);
+  }
+
+  ApiResponse Submit(const std::string& pkcs10, std::string tmpl = "JamfDevice", std::string dc = "ca1.example.com",
+                     std::string ca = "Example-CA") {
+    json b = {{"pkcs10", pkcs10}, {"template", tmpl}, {"config", {{"dc", dc}, {"ca", ca}}}};
+    return Call("POST", "/api/v1/certificate/request", b.dump());
+  }
+
+  ApiResponse Retrieve(uint32_t id, std::string dc = "ca1.example.com", std::string ca = "Example-CA") {
+    json b = {{"request-id", id}, {"config", {{"dc", dc}, {"ca", ca}}}};
+    return Call("POST", "/api/v1/certificate/retrieve", b.dump());
+  }
+
+  static std::string Status(const ApiResponse& r) { return json::parse(r.body)["request-status"]["status"]; }
+
+  adcsc::testing::TempDir dir_;
+  FakeClock clock_;
+  Config config_;
+  adcsc::testing::FakeCaBackend ca_;
+  std::unique_ptr<adcsc::store::RequestStore> store_;
+  std::unique_ptr<EventLog> log_;
+  std::unique_ptr<ApiService> service_;
+  ClientAuthResult auth_;
+};
+
+TEST_F(ApiServiceTest, IssuedSubmitIsRecordedAndRetrievedFromTheStore) {
+  auto r = Submit(FreshCsr());
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.body, R"({"request-status":{"status":"CR_DISP_ISSUED","message":"Certificate issued"},"request-id":1})");
+  EXPECT_EQ(ca_.last_submit().caller.name, "EXAMPLE\\svc-adcsc");
+  EXPECT_EQ(ca_.last_submit().template_name, "JamfDevice");
+
+  auto rec = store_->Get("ca1.example.com\\Example-CA", 1);
+  ASSERT_TRUE(rec.ok());
+  ASSERT_TRUE(rec->has_value());
+  EXPECT_EQ((*rec)->status(), adcsc::store::v1::RECORD_STATUS_ISSUED);
+
+  auto got = Retrieve(1);
+  ASSERT_EQ(got.status, 200) << got.body;
+  EXPECT_EQ(Status(got), "CR_DISP_ISSUED");
+  EXPECT_EQ(json::parse(got.body)["x509"], adcsc::pki::Base64EncodeLines(ca_.cert_der));
+  EXPECT_EQ(ca_.retrieves(), 0) << "an issued record is served from the store";
+}
+
+TEST_F(ApiServiceTest, PendingThenIssuedAsksTheCaUntilSettled) {
+  ca_.submit_disposition = Disposition::kUnderSubmission;
+  auto r = Submit(FreshCsr());
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(r.body,
+            R"({"request-status":{"status":"CR_DISP_UNDER_SUBMISSION","message":"Request taken under submission"},"request-id":1})");
+  auto pending = Retrieve(1);
+  EXPECT_EQ(pending.body,
+            R"({"request-status":{"status":"CR_DISP_UNDER_SUBMISSION","message":"Request taken under submission"},"x509":null})");
+  ca_.Issue(1);
+  auto issued = Retrieve(1);
+  EXPECT_EQ(Status(issued), "CR_DISP_ISSUED");
+  EXPECT_EQ(ca_.retrieves(), 2);
+  Retrieve(1);
+  EXPECT_EQ(ca_.retrieves(), 2);
+}
+
+TEST_F(ApiServiceTest, DeniedIsAnAnswerNotAnError) {
+  ca_.submit_disposition = Disposition::kDenied;
+  auto r = Submit(FreshCsr());
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(Status(r), "CR_DISP_DENIED");
+  auto got = Retrieve(1);
+  EXPECT_EQ(got.body, R"({"request-status":{"status":"CR_DISP_DENIED","message":"Request denied"},"x509":null})");
+}
+
+TEST_F(ApiServiceTest, CaFailureIs500WithTheHresultInHexDecimalAndSymbol) {
+  ca_.fail_hresult = adcsc::ca::hr::kEnrollDenied;
+  auto r = Submit(FreshCsr());
+  EXPECT_EQ(r.status, 500);
+  auto j = json::parse(r.body);
+  EXPECT_EQ(j["request-status"]["status"], "INTERNAL_ERROR");
+  EXPECT_EQ(j["request-id"], 0);
+  std::string msg = j["request-status"]["message"];
+  EXPECT_NE(msg.find("0x80094011 (-2146877423 CERTSRV_E_ENROLL_DENIED)"), std::string::npos) << msg;
+}
+
+TEST_F(ApiServiceTest, RetrieveOfUnknownIdNamesTheHresult) {
+  auto r = Retrieve(77);
+  EXPECT_EQ(r.status, 500);
+  std::string msg = json::parse(r.body)["request-status"]["message"];
+  EXPECT_NE(msg.find("CERTSRV_E_PROPERTY_EMPTY"), std::string::npos) << msg;
+}
+
+TEST_F(ApiServiceTest, ResubmittingTheSameCsrReturnsTheSameRequestId) {
+  std::string csr = FreshCsr();
+  auto first = Submit(csr);
+  auto second = Submit(csr);
+  EXPECT_EQ(first.body, second.body);
+  EXPECT_EQ(ca_.submits(), 1);
+  // A different template is a different request.
+  auto other = Submit(csr, "Other");
+  EXPECT_EQ(json::parse(other.body)["request-id"], 2);
+  // Outside the window it is a new request again.
+  clock_.AdvanceMillis(std::chrono::duration_cast<std::chrono::milliseconds>(config_.ca.dedupe_window).count() + 1);
+  auto later = Submit(csr);
+  EXPECT_EQ(json::parse(later.body)["request-id"], 3);
+}
+
+TEST_F(ApiServiceTest, RefusesCasAndTemplatesOutsideTheAllowlist) {
+  auto r = Submit(FreshCsr(), "JamfDevice", "evil.example.net", "Example-CA");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(Status(r), "BAD_REQUEST");
+  EXPECT_NE(r.body.find("not allowed"), std::string::npos);
+  EXPECT_EQ(Submit(FreshCsr(), "WebServer").status, 400);
+  EXPECT_EQ(Retrieve(1, "evil.example.net").status, 400);
+  EXPECT_EQ(ca_.submits(), 0);
+  // DNS names compare case-insensitively; a list-less entry allows any template.
+  EXPECT_EQ(Submit(FreshCsr(), "JamfDevice", "CA1.Example.COM").status, 200);
+  EXPECT_EQ(Submit(FreshCsr(), "", "ca2.example.com", "Standalone-CA").status, 200);
+}
+
+TEST_F(ApiServiceTest, RejectsBadCsrs) {
+  auto not_b64 = Submit("@@@@");
+  EXPECT_EQ(not_b64.status, 400);
+  EXPECT_NE(not_b64.body.find("pkcs10"), std::string::npos);
+  auto not_csr = Submit(adcsc::pki::Base64Encode(adcsc::pki::AsBytes("hello world")));
+  EXPECT_EQ(not_csr.status, 400);
+
+  auto key = adcsc::pki::GenerateKey(adcsc::pki::KeyType::kEcP256);
+  auto der = adcsc::pki::MakeCsr(key->get(), "device-x", {});
+  ASSERT_TRUE(der.ok());
+  (*der)[der->size() - 3] ^= 0x55;  // inside the signature
+  auto broken = Submit(adcsc::pki::Base64Encode(*der));
+  EXPECT_EQ(broken.status, 400) << broken.body;
+  EXPECT_NE(broken.body.find("signature"), std::string::npos) << broken.body;
+  EXPECT_EQ(ca_.submits(), 0);
+}
+
+TEST_F(ApiServiceTest, PemArmourAndLineBreaksAreTolerated) {
+  std::string b64 = FreshCsr();
+  std::string wrapped = "-----BEGIN CERTIFICATE REQUEST-----\n";
+  for (size_t i = 0; i < b64.size(); i += 64) wrapped += b64.substr(i, 64) + "\r\n";
+  wrapped += "-----END CERTIFICATE REQUEST-----\n";
+  EXPECT_EQ(Submit(wrapped).status, 200);
+}
+
+TEST_F(ApiServiceTest, RoutingAndAuthorization) {
+  EXPECT_EQ(Call("GET", "/api/v1/version", "").status, 200);
+  EXPECT_EQ(json::parse(Call("GET", "/api/v1/version?x=1", "").body)["version"], ADCSC_VERSION);
+  auto wrong_method = Call("GET", "/api/v1/certificate/request", "");
+  EXPECT_EQ(wrong_method.status, 405);
+  EXPECT_EQ(wrong_method.allow, "POST");
+  EXPECT_EQ(Call("POST", "/api/v1/version", "").status, 405);
+  EXPECT_EQ(Call("GET", "/nope", "").status, 404);
+  EXPECT_EQ(Status(Call("GET", "/nope", "")), "NOT_FOUND");
+
+  auth_.ok = false;
+  auth_.reason = "client certificate sha256:aa is trusted but not mapped";
+  auto denied = Call("GET", "/api/v1/version", "");
+  EXPECT_EQ(denied.status, 403);
+  EXPECT_EQ(Status(denied), "FORBIDDEN");
+  EXPECT_NE(denied.body.find("not mapped"), std::string::npos);
+  EXPECT_EQ(Call("POST", "/api/v1/certificate/request", "{}").status, 403);
+}
+
+}  // namespace
+}  // namespace adcsc::node

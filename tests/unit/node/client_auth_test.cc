@@ -1,0 +1,110 @@
+#include "node/client_auth.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "node/pki/csr.h"
+#include "node/pki/keys.h"
+#include "node/pki/x509.h"
+#include "tests/testing/temp_dir.h"
+
+namespace adcsc::node {
+namespace {
+
+using adcsc::pki::X509Ptr;
+
+struct Identity {
+  adcsc::pki::EvpPkeyPtr key;
+  X509Ptr cert;
+};
+
+Identity MakeCa(const std::string& cn) {
+  auto key = adcsc::pki::GenerateKey(adcsc::pki::KeyType::kEcP256);
+  auto cert = adcsc::pki::MakeSelfSignedCa(key->get(), cn, {}, 5, {"serverAuth", "clientAuth"});
+  EXPECT_TRUE(cert.ok()) << cert.status();
+  return {std::move(*key), std::move(*cert)};
+}
+
+X509Ptr IssueClient(const Identity& ca, const std::string& cn, std::optional<int64_t> now = std::nullopt,
+                    int days = 365) {
+  auto key = adcsc::pki::GenerateKey(adcsc::pki::KeyType::kEcP256);
+  auto der = adcsc::pki::MakeCsr(key->get(), cn, {});
+  auto csr = adcsc::pki::ParseCsr(*der);
+  adcsc::pki::IssueOptions o;
+  o.validity_days = days;
+  o.ekus = {"clientAuth"};
+  o.now_unix_seconds = now;
+  auto cert = adcsc::pki::IssueCertificate(ca.cert.get(), ca.key.get(), csr->request.get(), o);
+  EXPECT_TRUE(cert.ok()) << cert.status();
+  return std::move(*cert);
+}
+
+class ClientAuthTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    trust_ = MakeCa("trusted-ca");
+    auto pem = adcsc::pki::CertToPem(trust_.cert.get());
+    trust_file_ = dir_.path() / "trust.pem";
+    std::ofstream(trust_file_) << *pem;
+    good_ = IssueClient(trust_, "jamf.example.com");
+    auto a = ClientAuthorizer::Create(trust_file_.string(), {adcsc::pki::CertSha256Hex(good_.get())});
+    ASSERT_TRUE(a.ok()) << a.status();
+    authorizer_ = std::move(*a);
+  }
+  adcsc::testing::TempDir dir_;
+  Identity trust_;
+  std::filesystem::path trust_file_;
+  X509Ptr good_;
+  std::unique_ptr<ClientAuthorizer> authorizer_;
+};
+
+TEST_F(ClientAuthTest, TrustedAndPinnedIsAllowed) {
+  auto r = authorizer_->Authorize(good_.get(), nullptr);
+  EXPECT_TRUE(r.ok) << r.reason;
+  EXPECT_EQ(r.subject, "jamf.example.com");
+  EXPECT_EQ(r.pin, adcsc::pki::CertSha256Hex(good_.get()));
+}
+
+TEST_F(ClientAuthTest, TrustedButUnpinnedIsRefused) {
+  X509Ptr other = IssueClient(trust_, "other.example.com");
+  auto r = authorizer_->Authorize(other.get(), nullptr);
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.iis_substatus, 20);
+  EXPECT_NE(r.reason.find("api.client_pins"), std::string::npos) << r.reason;
+}
+
+TEST_F(ClientAuthTest, UntrustedIsRefusedEvenWhenPinned) {
+  Identity rogue = MakeCa("rogue-ca");
+  X509Ptr cert = IssueClient(rogue, "jamf.example.com");
+  auto a = ClientAuthorizer::Create(trust_file_.string(), {adcsc::pki::CertSha256Hex(cert.get())});
+  auto r = (*a)->Authorize(cert.get(), nullptr);
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.iis_substatus, 16);
+  EXPECT_NE(r.reason.find("not trusted"), std::string::npos) << r.reason;
+}
+
+TEST_F(ClientAuthTest, ExpiredIsRefusedEvenWhenPinned) {
+  const int64_t two_years_ago = std::time(nullptr) - 2 * 365 * 86400;
+  X509Ptr expired = IssueClient(trust_, "jamf.example.com", two_years_ago, 30);
+  auto a = ClientAuthorizer::Create(trust_file_.string(), {adcsc::pki::CertSha256Hex(expired.get())});
+  auto r = (*a)->Authorize(expired.get(), nullptr);
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.iis_substatus, 17) << r.reason;
+  EXPECT_NE(r.reason.find("expired"), std::string::npos) << r.reason;
+}
+
+TEST_F(ClientAuthTest, NoCertificate) {
+  auto r = authorizer_->Authorize(nullptr, nullptr);
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.iis_substatus, 7);
+}
+
+TEST_F(ClientAuthTest, MissingTrustFileIsAConfigError) {
+  auto a = ClientAuthorizer::Create((dir_.path() / "absent.pem").string(), {});
+  ASSERT_FALSE(a.ok());
+  EXPECT_NE(a.status().message().find("api.client_ca_file"), std::string_view::npos);
+}
+
+}  // namespace
+}  // namespace adcsc::node

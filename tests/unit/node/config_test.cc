@@ -1,0 +1,131 @@
+#include "node/config.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <fstream>
+
+#include "tests/testing/temp_dir.h"
+
+namespace adcsc::node {
+namespace {
+
+constexpr char kPin[] = "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89";
+
+class ConfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::ofstream(dir_.path() / "server.pem") << "x";
+    std::ofstream(dir_.path() / "ca.pem") << "x";
+    std::ofstream(dir_.path() / "server.key") << "x";
+    chmod((dir_.path() / "server.key").c_str(), 0600);
+  }
+
+  std::string Valid() const {
+    return std::string(R"(
+[node]
+id = "node-a"
+data_dir = "data"
+
+[api]
+listen = "127.0.0.1:9443"
+cert_file = "server.pem"
+key_file = "server.key"
+client_ca_file = "ca.pem"
+client_pins = [")") + kPin + R"("]
+header_timeout_ms = 5000
+
+[log]
+level = "debug"
+access_log = "access.log"
+
+[ca]
+backend = "local"
+identity = "EXAMPLE\\svc"
+
+[[ca.allow]]
+dc = "ca1.example.com"
+ca = "Example-CA"
+templates = ["JamfDevice"]
+
+[ca.local]
+key_type = "rsa2048"
+
+[[ca.local.templates]]
+name = "JamfDevice"
+eku = ["clientAuth"]
+validity_days = 30
+min_key_bits = 2048
+policy = "pending"
+pending_seconds = 5
+)";
+  }
+
+  absl::StatusOr<Config> Parse(const std::string& text) { return ParseConfig(text, dir_.path() / "node.toml"); }
+  adcsc::testing::TempDir dir_;
+};
+
+TEST_F(ConfigTest, ParsesAValidFileAndResolvesRelativePaths) {
+  auto c = Parse(Valid());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->node_id, "node-a");
+  EXPECT_EQ(c->data_dir, dir_.path() / "data");
+  EXPECT_EQ(c->api.listen_address, "127.0.0.1");
+  EXPECT_EQ(c->api.listen_port, 9443);
+  EXPECT_EQ(c->api.client_pins.front(), "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789");
+  EXPECT_EQ(c->api.header_timeout, std::chrono::milliseconds(5000));
+  EXPECT_EQ(c->api.max_body_bytes, 64u * 1024) << "default";
+  EXPECT_EQ(c->log.access_log, dir_.path() / "access.log");
+  EXPECT_EQ(c->ca.identity, "EXAMPLE\\svc");
+  ASSERT_EQ(c->ca.local.templates.size(), 1u);
+  EXPECT_EQ(c->ca.local.templates[0].pending_seconds, 5);
+  EXPECT_EQ(c->ca.local.ca_name, "Example-CA") << "defaults to the first allowed CA";
+  EXPECT_NE(c->FindAllowedCa("CA1.EXAMPLE.COM", "Example-CA"), nullptr);
+  EXPECT_EQ(c->FindAllowedCa("ca1.example.com", "example-ca"), nullptr);
+}
+
+TEST_F(ConfigTest, ReportsEveryProblemWithFileAndKey) {
+  std::string text = Valid();
+  auto replace = [&](const std::string& from, const std::string& to) { text.replace(text.find(from), from.size(), to); };
+  replace("listen = \"127.0.0.1:9443\"", "listen = \"127.0.0.1\"");
+  replace("header_timeout_ms = 5000", "header_timeout_ms = \"soon\"\nmax_conections = 5");
+  replace("level = \"debug\"", "level = \"loud\"");
+  replace(kPin, "nothex");
+  auto c = Parse(text);
+  ASSERT_FALSE(c.ok());
+  std::string msg(c.status().message());
+  const std::string file = (dir_.path() / "node.toml").string();
+  for (const char* key : {"api.listen", "api.header_timeout_ms", "api.max_conections", "log.level", "api.client_pins[0]"}) {
+    EXPECT_NE(msg.find(file + ": " + key + ":"), std::string::npos) << key << " missing in:\n" << msg;
+  }
+}
+
+TEST_F(ConfigTest, GroupReadableKeyIsRefused) {
+  chmod((dir_.path() / "server.key").c_str(), 0644);
+  auto c = Parse(Valid());
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("chmod 600"), std::string_view::npos) << c.status();
+}
+
+TEST_F(ConfigTest, AllowlistIsRequired) {
+  std::string text = Valid();
+  text.replace(text.find("[[ca.allow]]"), 12, "[[ca.allowed]]");
+  auto c = Parse(text);
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("ca.allow:"), std::string_view::npos) << c.status();
+}
+
+TEST_F(ConfigTest, SyntaxErrorNamesLine) {
+  auto c = Parse("[node\nid=1");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("node.toml:1:"), std::string_view::npos) << c.status();
+}
+
+TEST_F(ConfigTest, MissingFile) {
+  auto c = LoadConfig(dir_.path() / "absent.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("absent.toml"), std::string_view::npos);
+}
+
+}  // namespace
+}  // namespace adcsc::node

@@ -1,0 +1,78 @@
+#include "node/logging.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "tests/testing/temp_dir.h"
+
+namespace adcsc::node {
+namespace {
+
+TEST(AccessLog, LineHasTheIisFieldsInOrder) {
+  AccessEntry e;
+  e.when = std::chrono::system_clock::time_point(std::chrono::milliseconds(1583595191000));  // 2020-03-07 15:33:11
+  e.server_ip = "192.168.1.57";
+  e.method = "POST";
+  e.uri_stem = "/api/v1/certificate/request";
+  e.server_port = 8443;
+  e.username = "jamf.example.com";
+  e.client_ip = "192.168.1.47";
+  e.user_agent = "Java-SDK 1.0";
+  e.status = 200;
+  e.time_taken_ms = 12;
+  EXPECT_EQ(AccessLog::FormatLine(e),
+            "2020-03-07 15:33:11 192.168.1.57 POST /api/v1/certificate/request 8443 jamf.example.com 192.168.1.47 "
+            "Java-SDK+1.0 200 12");
+}
+
+TEST(AccessLog, NewFileGetsTheW3cHeader) {
+  adcsc::testing::TempDir dir;
+  auto path = dir.path() / "access.log";
+  {
+    auto log = AccessLog::Open(path);
+    ASSERT_TRUE(log.ok()) << log.status();
+    AccessEntry e;
+    e.when = std::chrono::system_clock::now();
+    (*log)->Write(e);
+  }
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string text = ss.str();
+  EXPECT_EQ(text.rfind("#Software: adcsc", 0), 0u) << text;
+  EXPECT_NE(text.find("#Fields: date time s-ip cs-method cs-uri-stem s-port cs-username c-ip cs(User-Agent) "
+                      "sc-status time-taken\n"),
+            std::string::npos);
+  // Reopening appends without a second header.
+  { auto again = AccessLog::Open(path); }
+  std::ifstream in2(path);
+  std::stringstream ss2;
+  ss2 << in2.rdbuf();
+  EXPECT_EQ(ss2.str().find("#Software", 1), std::string::npos);
+}
+
+TEST(EventLog, WritesOneJsonObjectPerLine) {
+  adcsc::testing::TempDir dir;
+  LogConfig c;
+  c.file = dir.path() / "events.log";
+  {
+    auto log = EventLog::Open(c, "node-a");
+    ASSERT_TRUE(log.ok());
+    (*log)->Info("api", {{"request_id", 5}, {"outcome", "issued"}});
+    (*log)->Debug("hidden");
+  }
+  std::ifstream in(c.file);
+  std::string line;
+  std::getline(in, line);
+  auto j = nlohmann::json::parse(line);
+  EXPECT_EQ(j["event"], "api");
+  EXPECT_EQ(j["node"], "node-a");
+  EXPECT_EQ(j["level"], "info");
+  EXPECT_EQ(j["request_id"], 5);
+  EXPECT_FALSE(std::getline(in, line)) << "debug lines are below the default level";
+}
+
+}  // namespace
+}  // namespace adcsc::node

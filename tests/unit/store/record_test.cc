@@ -1,0 +1,238 @@
+// Merge rules of store/record.h: lattice order, tie-breaks, and the CRDT properties
+// (commutative, associative, idempotent) over many seeded random records.
+#include "store/record.h"
+
+#include <google/protobuf/util/message_differencer.h>
+
+#include <algorithm>
+#include <array>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace adcsc::store {
+namespace {
+
+using google::protobuf::util::MessageDifferencer;
+using v1::RECORD_STATUS_DENIED;
+using v1::RECORD_STATUS_FAILED;
+using v1::RECORD_STATUS_ISSUED;
+using v1::RECORD_STATUS_PENDING;
+using v1::RECORD_STATUS_REVOKED;
+using v1::RECORD_STATUS_SUBMITTED;
+using v1::RECORD_STATUS_UNSPECIFIED;
+
+// Fixed so a failure reproduces; the domains below are small so ties and equal ranks are
+// common, which is where merge bugs hide.
+constexpr uint64_t kSeed = 20240611;
+constexpr int kPropertyIterations = 5000;
+
+template <typename T, size_t N>
+const T& Pick(std::mt19937_64& rng, const std::array<T, N>& choices) {
+  return choices[std::uniform_int_distribution<size_t>(0, N - 1)(rng)];
+}
+
+RequestRecord RandomRecord(std::mt19937_64& rng) {
+  static const std::array<RecordStatus, 7> kStatuses = {
+      RECORD_STATUS_UNSPECIFIED, RECORD_STATUS_SUBMITTED, RECORD_STATUS_PENDING,
+      RECORD_STATUS_ISSUED,      RECORD_STATUS_DENIED,    RECORD_STATUS_FAILED,
+      RECORD_STATUS_REVOKED};
+  static const std::array<std::string, 3> kNodes = {"", "node-a", "node-b"};
+  static const std::array<std::string, 3> kText = {"", "Certificate issued", "Request denied"};
+  static const std::array<std::string, 3> kBytes = {"", std::string("\x30\x82\x01", 3),
+                                                    std::string("\x30\x00\xff", 3)};
+  static const std::array<uint64_t, 4> kHlcs = {0, 1, 2, uint64_t{1} << 40};
+  static const std::array<int64_t, 4> kTimes = {0, 100, 200, 300};
+  static const std::array<uint32_t, 3> kSmall = {0, 3, 5};
+  static const std::array<uint32_t, 2> kHresults = {0, 0x80094011u};
+
+  RequestRecord r;
+  r.set_ca_config("ca01.contoso.com\\Contoso-CA");
+  r.set_request_id(95);
+  r.set_status(Pick(rng, kStatuses));
+  r.set_disposition(Pick(rng, kSmall));
+  r.set_message(Pick(rng, kText));
+  r.set_certificate_der(Pick(rng, kBytes));
+  r.set_csr_sha256(Pick(rng, kBytes));
+  r.set_template_name(Pick(rng, kText));
+  r.set_requester(Pick(rng, kNodes));
+  r.set_node_id(Pick(rng, kNodes));
+  r.set_created_ms(Pick(rng, kTimes));
+  r.set_updated_ms(Pick(rng, kTimes));
+  r.set_hlc(Pick(rng, kHlcs));
+  r.set_hresult(Pick(rng, kHresults));
+  return r;
+}
+
+RequestRecord WithStatus(RecordStatus status, uint64_t hlc, const std::string& node) {
+  RequestRecord r;
+  r.set_ca_config("ca01.contoso.com\\Contoso-CA");
+  r.set_request_id(7);
+  r.set_status(status);
+  r.set_hlc(hlc);
+  r.set_node_id(node);
+  return r;
+}
+
+RequestRecord WithoutCreated(RequestRecord r) {
+  r.clear_created_ms();
+  return r;
+}
+
+::testing::AssertionResult SameRecord(const RequestRecord& a, const RequestRecord& b) {
+  if (MessageDifferencer::Equals(a, b)) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure()
+         << "\n  " << a.ShortDebugString() << "\n  vs\n  " << b.ShortDebugString();
+}
+
+TEST(StatusRankTest, MatchesTheLattice) {
+  EXPECT_EQ(StatusRank(RECORD_STATUS_UNSPECIFIED), 0);
+  EXPECT_EQ(StatusRank(RECORD_STATUS_SUBMITTED), 1);
+  EXPECT_EQ(StatusRank(RECORD_STATUS_PENDING), 2);
+  EXPECT_EQ(StatusRank(RECORD_STATUS_ISSUED), 3);
+  EXPECT_EQ(StatusRank(RECORD_STATUS_DENIED), 3);
+  EXPECT_EQ(StatusRank(RECORD_STATUS_FAILED), 3);
+  EXPECT_EQ(StatusRank(RECORD_STATUS_REVOKED), 4);
+  // A status from a newer build must never outrank one we understand.
+  EXPECT_EQ(StatusRank(static_cast<RecordStatus>(42)), 0);
+}
+
+TEST(StatusNameTest, NamesEveryStatus) {
+  EXPECT_EQ(StatusName(RECORD_STATUS_UNSPECIFIED), "unspecified");
+  EXPECT_EQ(StatusName(RECORD_STATUS_SUBMITTED), "submitted");
+  EXPECT_EQ(StatusName(RECORD_STATUS_PENDING), "pending");
+  EXPECT_EQ(StatusName(RECORD_STATUS_ISSUED), "issued");
+  EXPECT_EQ(StatusName(RECORD_STATUS_DENIED), "denied");
+  EXPECT_EQ(StatusName(RECORD_STATUS_FAILED), "failed");
+  EXPECT_EQ(StatusName(RECORD_STATUS_REVOKED), "revoked");
+}
+
+TEST(CaConfigKeyTest, LowercasesTheHostAndKeepsTheCaName) {
+  EXPECT_EQ(CaConfigKey("CA01.Contoso.COM", "Contoso-Issuing-CA"),
+            "ca01.contoso.com\\Contoso-Issuing-CA");
+  EXPECT_EQ(CaConfigKey("ca01.contoso.com", "X"), CaConfigKey("CA01.CONTOSO.COM", "X"));
+  EXPECT_EQ(CaConfigKey("h", "c").size(), 3u);  // exactly one backslash
+}
+
+TEST(MergeTest, HigherRankWinsEvenWithAnOlderStamp) {
+  const RequestRecord pending = WithStatus(RECORD_STATUS_PENDING, 100, "node-b");
+  const RequestRecord issued = WithStatus(RECORD_STATUS_ISSUED, 1, "node-a");
+  EXPECT_TRUE(SameRecord(Merge(pending, issued), issued));
+  EXPECT_TRUE(SameRecord(Merge(issued, pending), issued));
+  EXPECT_TRUE(Supersedes(issued, pending));
+  EXPECT_FALSE(Supersedes(pending, issued));
+}
+
+TEST(MergeTest, EqualRankPicksHigherHlcThenHigherNodeId) {
+  const RequestRecord older = WithStatus(RECORD_STATUS_PENDING, 5, "node-z");
+  const RequestRecord newer = WithStatus(RECORD_STATUS_PENDING, 6, "node-a");
+  EXPECT_TRUE(SameRecord(Merge(older, newer), newer));
+
+  const RequestRecord from_a = WithStatus(RECORD_STATUS_DENIED, 9, "node-a");
+  const RequestRecord from_b = WithStatus(RECORD_STATUS_ISSUED, 9, "node-b");
+  EXPECT_TRUE(SameRecord(Merge(from_a, from_b), from_b));
+  EXPECT_TRUE(SameRecord(Merge(from_b, from_a), from_b));
+}
+
+TEST(MergeTest, CreatedIsTheEarliestKnownTime) {
+  RequestRecord a = WithStatus(RECORD_STATUS_PENDING, 1, "a");
+  RequestRecord b = WithStatus(RECORD_STATUS_ISSUED, 2, "b");
+  a.set_created_ms(500);
+  b.set_created_ms(900);
+  EXPECT_EQ(Merge(a, b).created_ms(), 500);
+  EXPECT_EQ(Merge(b, a).created_ms(), 500);
+  a.set_created_ms(0);  // unknown, not 1970
+  EXPECT_EQ(Merge(a, b).created_ms(), 900);
+  EXPECT_EQ(Merge(b, a).created_ms(), 900);
+}
+
+TEST(MergeTest, IdenticalRecordsDoNotSupersedeEachOther) {
+  const RequestRecord r = WithStatus(RECORD_STATUS_ISSUED, 3, "a");
+  EXPECT_FALSE(Supersedes(r, r));
+}
+
+TEST(MergePropertyTest, IsCommutative) {
+  std::mt19937_64 rng(kSeed);
+  for (int i = 0; i < kPropertyIterations; ++i) {
+    const RequestRecord a = RandomRecord(rng);
+    const RequestRecord b = RandomRecord(rng);
+    ASSERT_TRUE(SameRecord(Merge(a, b), Merge(b, a))) << "iteration " << i;
+  }
+}
+
+TEST(MergePropertyTest, IsAssociative) {
+  std::mt19937_64 rng(kSeed + 1);
+  for (int i = 0; i < kPropertyIterations; ++i) {
+    const RequestRecord a = RandomRecord(rng);
+    const RequestRecord b = RandomRecord(rng);
+    const RequestRecord c = RandomRecord(rng);
+    ASSERT_TRUE(SameRecord(Merge(Merge(a, b), c), Merge(a, Merge(b, c)))) << "iteration " << i;
+  }
+}
+
+TEST(MergePropertyTest, IsIdempotent) {
+  std::mt19937_64 rng(kSeed + 2);
+  for (int i = 0; i < kPropertyIterations; ++i) {
+    const RequestRecord a = RandomRecord(rng);
+    const RequestRecord b = RandomRecord(rng);
+    ASSERT_TRUE(SameRecord(Merge(a, a), a)) << "iteration " << i;
+    const RequestRecord ab = Merge(a, b);
+    ASSERT_TRUE(SameRecord(Merge(ab, b), ab)) << "iteration " << i;
+    ASSERT_TRUE(SameRecord(Merge(ab, a), ab)) << "iteration " << i;
+  }
+}
+
+TEST(MergePropertyTest, NeverMovesDownTheLattice) {
+  std::mt19937_64 rng(kSeed + 3);
+  for (int i = 0; i < kPropertyIterations; ++i) {
+    const RequestRecord a = RandomRecord(rng);
+    const RequestRecord b = RandomRecord(rng);
+    const RequestRecord m = Merge(a, b);
+    ASSERT_EQ(StatusRank(m.status()), std::max(StatusRank(a.status()), StatusRank(b.status())))
+        << "iteration " << i;
+    // The winner is one of the inputs (apart from created_ms), never a blend.
+    ASSERT_TRUE(MessageDifferencer::Equals(WithoutCreated(m), WithoutCreated(a)) ||
+                MessageDifferencer::Equals(WithoutCreated(m), WithoutCreated(b)))
+        << "iteration " << i;
+  }
+}
+
+TEST(MergePropertyTest, SupersedesAgreesWithMerge) {
+  std::mt19937_64 rng(kSeed + 4);
+  for (int i = 0; i < kPropertyIterations; ++i) {
+    const RequestRecord current = RandomRecord(rng);
+    const RequestRecord candidate = RandomRecord(rng);
+    const bool candidate_wins =
+        MessageDifferencer::Equals(WithoutCreated(Merge(current, candidate)),
+                                   WithoutCreated(candidate)) &&
+        !MessageDifferencer::Equals(WithoutCreated(current), WithoutCreated(candidate));
+    ASSERT_EQ(Supersedes(candidate, current), candidate_wins) << "iteration " << i;
+  }
+}
+
+TEST(MergePropertyTest, ReplicasConvergeWhateverTheDeliveryOrder) {
+  constexpr int kUpdates = 8;
+  constexpr int kOrders = 200;
+  std::mt19937_64 rng(kSeed + 5);
+  std::vector<RequestRecord> updates;
+  for (int i = 0; i < kUpdates; ++i) updates.push_back(RandomRecord(rng));
+
+  auto fold = [](const std::vector<RequestRecord>& order) {
+    RequestRecord state = order.front();
+    for (const RequestRecord& r : order) state = Merge(state, r);
+    return state;
+  };
+  const RequestRecord expected = fold(updates);
+  for (int i = 0; i < kOrders; ++i) {
+    std::vector<RequestRecord> delivery = updates;
+    // Duplicates, as a retrying replication stream would deliver them.
+    for (int d = 0; d < 3; ++d) delivery.push_back(updates[rng() % updates.size()]);
+    std::shuffle(delivery.begin(), delivery.end(), rng);
+    ASSERT_TRUE(SameRecord(fold(delivery), expected)) << "order " << i;
+  }
+}
+
+}  // namespace
+}  // namespace adcsc::store

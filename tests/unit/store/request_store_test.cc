@@ -1,0 +1,491 @@
+// RequestStore: the local write rule, durability, the mutation log and version vector,
+// submit dedupe, concurrency, and the checks made when a store is opened.
+#include "store/request_store.h"
+
+#include <google/protobuf/util/message_differencer.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "store/hlc.h"
+#include "store/schema.h"
+#include "store/sqlite_db.h"
+#include "tests/unit/store/temp_dir.h"
+
+namespace adcsc::store {
+namespace {
+
+using google::protobuf::util::MessageDifferencer;
+using ::testing::HasSubstr;
+using v1::Mutation;
+using v1::RECORD_STATUS_FAILED;
+using v1::RECORD_STATUS_ISSUED;
+using v1::RECORD_STATUS_PENDING;
+using v1::RECORD_STATUS_REVOKED;
+using v1::RECORD_STATUS_SUBMITTED;
+using v1::RECORD_STATUS_UNSPECIFIED;
+
+constexpr int64_t kStartMs = 1'700'000'000'000;
+constexpr int64_t kDedupeWindowMs = int64_t{10} * 60 * 1000;
+const std::string kCa = CaConfigKey("CA01.contoso.com", "Contoso-Issuing-CA");
+
+std::string Digest(char fill) { return std::string(32, fill); }
+
+RequestRecord Submitted(uint32_t id, char csr = 'a', const std::string& tmpl = "JamfDevice") {
+  RequestRecord r;
+  r.set_ca_config(kCa);
+  r.set_request_id(id);
+  r.set_status(RECORD_STATUS_SUBMITTED);
+  r.set_csr_sha256(Digest(csr));
+  r.set_template_name(tmpl);
+  r.set_requester("CONTOSO\\svc-adcsc");
+  return r;
+}
+
+RequestRecord Outcome(uint32_t id, RecordStatus status, uint32_t disposition,
+                      const std::string& message) {
+  RequestRecord r;
+  r.set_ca_config(kCa);
+  r.set_request_id(id);
+  r.set_status(status);
+  r.set_disposition(disposition);
+  r.set_message(message);
+  if (status == RECORD_STATUS_ISSUED) r.set_certificate_der(std::string("\x30\x82\x03\xad", 4));
+  return r;
+}
+
+class RequestStoreTest : public ::testing::Test {
+ protected:
+  StoreOptions Options(const std::string& node_id = "node-a") const {
+    return StoreOptions{.path = path_, .node_id = node_id, .clock = &clock_, .fsync = false};
+  }
+  std::unique_ptr<RequestStore> OpenStore(const std::string& node_id = "node-a") {
+    absl::StatusOr<std::unique_ptr<RequestStore>> store = RequestStore::Open(Options(node_id));
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? std::move(*store) : nullptr;
+  }
+  // A raw connection, for inspecting or tampering with the file while no store is open.
+  std::unique_ptr<sqlite::Connection> Raw() {
+    absl::StatusOr<std::unique_ptr<sqlite::Connection>> c =
+        sqlite::Connection::Open(path_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() ? std::move(*c) : nullptr;
+  }
+  static RequestRecord MustPut(RequestStore& store, const RequestRecord& r, bool changed = true) {
+    absl::StatusOr<WriteResult> w = store.Put(r);
+    EXPECT_TRUE(w.ok()) << w.status();
+    if (!w.ok()) return {};
+    EXPECT_EQ(w->changed, changed) << r.ShortDebugString();
+    return w->record;
+  }
+  static std::optional<RequestRecord> MustGet(RequestStore& store, uint32_t id) {
+    absl::StatusOr<std::optional<RequestRecord>> r = store.Get(kCa, id);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : std::nullopt;
+  }
+
+  testing::TempDir dir_;
+  const std::filesystem::path path_ = dir_.File("store.db");
+  FakeClock clock_{kStartMs};
+};
+
+TEST_F(RequestStoreTest, PutThenGetRoundTripsEveryField) {
+  auto store = OpenStore();
+  RequestRecord r = Outcome(95, RECORD_STATUS_ISSUED, 3, "Certificate issued");
+  r.set_csr_sha256(Digest('\0'));  // binary, with NULs
+  r.set_template_name("JamfDevice");
+  r.set_requester("CONTOSO\\svc-adcsc");
+  r.set_hresult(0x80094011u);
+  const RequestRecord stored = MustPut(*store, r);
+
+  EXPECT_EQ(stored.node_id(), "node-a");
+  EXPECT_EQ(stored.created_ms(), kStartMs);
+  EXPECT_EQ(stored.updated_ms(), kStartMs);
+  EXPECT_EQ(HybridLogicalClock::PhysicalMillis(stored.hlc()), kStartMs);
+
+  std::optional<RequestRecord> got = MustGet(*store, 95);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_TRUE(MessageDifferencer::Equals(*got, stored)) << got->ShortDebugString() << "\nvs\n"
+                                                        << stored.ShortDebugString();
+  EXPECT_EQ(got->hresult(), 0x80094011u);
+  EXPECT_EQ(got->csr_sha256(), Digest('\0'));
+}
+
+TEST_F(RequestStoreTest, GetOfAnUnknownKeyIsEmpty) {
+  auto store = OpenStore();
+  EXPECT_FALSE(MustGet(*store, 1).has_value());
+  MustPut(*store, Submitted(1));
+  absl::StatusOr<std::optional<RequestRecord>> other = store->Get(CaConfigKey("ca02", "X"), 1);
+  ASSERT_TRUE(other.ok());
+  EXPECT_FALSE(other->has_value());
+}
+
+TEST_F(RequestStoreTest, LaterWritesKeepCreatedAndAdvanceTheStamp) {
+  auto store = OpenStore();
+  const RequestRecord first = MustPut(*store, Submitted(10));
+  clock_.AdvanceMillis(1500);
+  const RequestRecord second = MustPut(*store, Outcome(10, RECORD_STATUS_PENDING, 5, "Taken"));
+  EXPECT_EQ(second.created_ms(), kStartMs);
+  EXPECT_EQ(second.updated_ms(), kStartMs + 1500);
+  EXPECT_GT(second.hlc(), first.hlc());
+  EXPECT_TRUE(Supersedes(second, first));
+}
+
+TEST_F(RequestStoreTest, ALowerRankNeverOverwrites) {
+  auto store = OpenStore();
+  const RequestRecord issued = MustPut(*store, Outcome(20, RECORD_STATUS_ISSUED, 3, "Issued"));
+  absl::StatusOr<WriteResult> late = store->Put(Outcome(20, RECORD_STATUS_PENDING, 5, "Taken"));
+  ASSERT_TRUE(late.ok()) << late.status();
+  EXPECT_FALSE(late->changed);
+  EXPECT_EQ(late->sequence, 0u);
+  EXPECT_EQ(late->record.status(), RECORD_STATUS_ISSUED);
+  EXPECT_TRUE(MessageDifferencer::Equals(*MustGet(*store, 20), issued));
+  EXPECT_EQ((*store->GetVersionVector())["node-a"], 1u);
+}
+
+TEST_F(RequestStoreTest, SameRankWithNewContentIsStoredButARepeatIsNot) {
+  auto store = OpenStore();
+  MustPut(*store, Outcome(30, RECORD_STATUS_PENDING, 5, "Taken under submission"));
+  const RequestRecord updated =
+      MustPut(*store, Outcome(30, RECORD_STATUS_PENDING, 5, "Waiting for a PKI admin"));
+  EXPECT_EQ(updated.message(), "Waiting for a PKI admin");
+
+  absl::StatusOr<WriteResult> repeat =
+      store->Put(Outcome(30, RECORD_STATUS_PENDING, 5, "Waiting for a PKI admin"));
+  ASSERT_TRUE(repeat.ok());
+  EXPECT_FALSE(repeat->changed);
+  EXPECT_TRUE(MessageDifferencer::Equals(repeat->record, updated));
+  EXPECT_EQ((*store->GetVersionVector())["node-a"], 2u);
+}
+
+TEST_F(RequestStoreTest, ATerminalOutcomeIsFinalExceptForRevocation) {
+  auto store = OpenStore();
+  MustPut(*store, Outcome(40, RECORD_STATUS_ISSUED, 3, "Issued"));
+  const RequestRecord failed = MustPut(
+      *store, Outcome(40, RECORD_STATUS_FAILED, 1, "RPC server unavailable"), /*changed=*/false);
+  EXPECT_EQ(failed.status(), RECORD_STATUS_ISSUED);
+  const RequestRecord revoked = MustPut(*store, Outcome(40, RECORD_STATUS_REVOKED, 6, "Revoked"));
+  EXPECT_EQ(revoked.status(), RECORD_STATUS_REVOKED);
+}
+
+TEST_F(RequestStoreTest, AnUpdateWithoutSubmitDetailsKeepsTheStoredOnes) {
+  auto store = OpenStore();
+  MustPut(*store, Submitted(50, 'z', "JamfUser"));
+  const RequestRecord issued = MustPut(*store, Outcome(50, RECORD_STATUS_ISSUED, 3, "Issued"));
+  EXPECT_EQ(issued.csr_sha256(), Digest('z'));
+  EXPECT_EQ(issued.template_name(), "JamfUser");
+  EXPECT_EQ(issued.requester(), "CONTOSO\\svc-adcsc");
+}
+
+TEST_F(RequestStoreTest, InvalidUpdatesAreRefused) {
+  auto store = OpenStore();
+  RequestRecord no_ca = Submitted(1);
+  no_ca.clear_ca_config();
+  RequestRecord no_id = Submitted(0);
+  RequestRecord no_status = Submitted(1);
+  no_status.set_status(RECORD_STATUS_UNSPECIFIED);
+  RequestRecord hex_digest = Submitted(1);
+  hex_digest.set_csr_sha256(std::string(64, 'f'));
+  for (const RequestRecord& r : {no_ca, no_id, no_status, hex_digest}) {
+    absl::StatusOr<WriteResult> w = store->Put(r);
+    EXPECT_EQ(w.status().code(), absl::StatusCode::kInvalidArgument) << r.ShortDebugString();
+  }
+  EXPECT_THAT(store->Put(hex_digest).status().message(), HasSubstr("32-byte"));
+  EXPECT_EQ(*store->CountRecords(), 0);
+}
+
+TEST_F(RequestStoreTest, DataSurvivesCloseAndReopen) {
+  StoreOptions options = Options();
+  options.fsync = true;  // the point of this test
+  RequestRecord stored;
+  {
+    absl::StatusOr<std::unique_ptr<RequestStore>> store = RequestStore::Open(options);
+    ASSERT_TRUE(store.ok()) << store.status();
+    MustPut(**store, Submitted(60));
+    stored = MustPut(**store, Outcome(60, RECORD_STATUS_ISSUED, 3, "Issued"));
+  }
+  absl::StatusOr<std::unique_ptr<RequestStore>> reopened = RequestStore::Open(options);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  std::optional<RequestRecord> got = MustGet(**reopened, 60);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_TRUE(MessageDifferencer::Equals(*got, stored));
+  EXPECT_EQ(*(*reopened)->CountRecords(), 1);
+  EXPECT_EQ((*(*reopened)->GetVersionVector())["node-a"], 2u);
+  // Sequences continue after a restart.
+  absl::StatusOr<WriteResult> next = (*reopened)->Put(Submitted(61));
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(next->sequence, 3u);
+}
+
+TEST_F(RequestStoreTest, AcknowledgedWritesSurviveAProcessCrash) {
+  // The child acknowledges a write and dies without closing anything: no destructors, no
+  // checkpoint. What Put() acknowledged must be in the WAL.
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    StoreOptions options = Options();
+    options.fsync = true;
+    absl::StatusOr<std::unique_ptr<RequestStore>> store = RequestStore::Open(options);
+    const bool ok = store.ok() && (*store)->Put(Submitted(65)).ok() &&
+                    (*store)->Put(Outcome(65, RECORD_STATUS_ISSUED, 3, "Issued")).ok();
+    std::_Exit(ok ? 0 : 1);
+  }
+  int wstatus = 0;
+  ASSERT_EQ(::waitpid(child, &wstatus, 0), child);
+  ASSERT_TRUE(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0);
+
+  auto store = OpenStore();
+  std::optional<RequestRecord> got = MustGet(*store, 65);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->status(), RECORD_STATUS_ISSUED);
+  EXPECT_EQ((*store->GetVersionVector())["node-a"], 2u);
+}
+
+TEST_F(RequestStoreTest, MutationLogIsContiguousAndMatchesTheVersionVector) {
+  auto store = OpenStore();
+  std::vector<RequestRecord> changes;
+  for (uint32_t id = 1; id <= 10; ++id) {
+    changes.push_back(MustPut(*store, Submitted(id)));
+    MustPut(*store, Submitted(id), /*changed=*/false);  // no-ops append nothing
+    if (id % 2 == 0) changes.push_back(MustPut(*store, Outcome(id, RECORD_STATUS_ISSUED, 3, "ok")));
+  }
+  absl::StatusOr<std::vector<Mutation>> log = store->MutationsSince("node-a", 0, 1000);
+  ASSERT_TRUE(log.ok()) << log.status();
+  ASSERT_EQ(log->size(), changes.size());
+  for (size_t i = 0; i < log->size(); ++i) {
+    const Mutation& m = (*log)[i];
+    EXPECT_EQ(m.origin(), "node-a");
+    EXPECT_EQ(m.sequence(), i + 1);
+    EXPECT_TRUE(MessageDifferencer::Equals(m.record(), changes[i])) << "sequence " << i + 1;
+  }
+  absl::StatusOr<VersionVector> vv = store->GetVersionVector();
+  ASSERT_TRUE(vv.ok());
+  EXPECT_EQ(*vv, (VersionVector{{"node-a", changes.size()}}));
+
+  absl::StatusOr<std::vector<Mutation>> page = store->MutationsSince("node-a", 5, 3);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->size(), 3u);
+  EXPECT_EQ((*page)[0].sequence(), 6u);
+  EXPECT_EQ((*page)[2].sequence(), 8u);
+  EXPECT_TRUE(store->MutationsSince("node-b", 0, 10)->empty());
+  EXPECT_TRUE(store->MutationsSince("node-a", changes.size(), 10)->empty());
+  EXPECT_TRUE(store->MutationsSince("node-a", 0, 0)->empty());
+}
+
+TEST_F(RequestStoreTest, DedupeFindsTheNewestMatchInsideTheWindow) {
+  auto store = OpenStore();
+  MustPut(*store, Submitted(70, 'a'));
+  clock_.AdvanceMillis(1000);
+  MustPut(*store, Submitted(71, 'a'));                   // same key, newer
+  MustPut(*store, Submitted(72, 'b'));                   // other CSR
+  MustPut(*store, Submitted(73, 'a', "OtherTemplate"));  // other template
+  RequestRecord other_ca = Submitted(74, 'a');
+  other_ca.set_ca_config(CaConfigKey("ca02.contoso.com", "Other-CA"));
+  MustPut(*store, other_ca);
+
+  auto find = [&](char csr, const std::string& tmpl, int64_t not_before) {
+    absl::StatusOr<std::optional<RequestRecord>> r =
+        store->FindByDedupeKey(kCa, tmpl, Digest(csr), not_before);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() && r->has_value() ? (*r)->request_id() : 0u;
+  };
+  const int64_t window_start = clock_.NowUnixMillis() - kDedupeWindowMs;
+  EXPECT_EQ(find('a', "JamfDevice", window_start), 71u);
+  EXPECT_EQ(find('b', "JamfDevice", window_start), 72u);
+  EXPECT_EQ(find('a', "OtherTemplate", window_start), 73u);
+  EXPECT_EQ(find('c', "JamfDevice", window_start), 0u);
+  EXPECT_EQ(find('a', "jamfdevice", window_start), 0u);  // template names match exactly
+  // The window is inclusive of its start and excludes anything older.
+  EXPECT_EQ(find('a', "JamfDevice", kStartMs + 1000), 71u);
+  EXPECT_EQ(find('a', "JamfDevice", kStartMs + 1001), 0u);
+  EXPECT_EQ(find('b', "JamfDevice", kStartMs + 1001), 0u);
+}
+
+TEST_F(RequestStoreTest, DedupeKeepsCreatedTimeAcrossUpdates) {
+  auto store = OpenStore();
+  MustPut(*store, Submitted(80, 'a'));
+  clock_.AdvanceMillis(kDedupeWindowMs + 1);
+  MustPut(*store, Outcome(80, RECORD_STATUS_ISSUED, 3, "Issued"));  // does not renew it
+  absl::StatusOr<std::optional<RequestRecord>> r = store->FindByDedupeKey(
+      kCa, "JamfDevice", Digest('a'), clock_.NowUnixMillis() - kDedupeWindowMs);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->has_value());
+}
+
+TEST_F(RequestStoreTest, DedupeRefusesAHexDigest) {
+  auto store = OpenStore();
+  absl::StatusOr<std::optional<RequestRecord>> r =
+      store->FindByDedupeKey(kCa, "JamfDevice", std::string(64, 'a'), 0);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(RequestStoreTest, ConcurrentPutsFromSixteenThreadsAreAllRecorded) {
+  constexpr int kThreads = 16;
+  constexpr int kRecordsPerThread = 25;
+  auto store = OpenStore();
+  std::vector<std::thread> threads;
+  std::vector<std::vector<uint64_t>> sequences(kThreads);
+  std::atomic<int> failures{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kRecordsPerThread; ++i) {
+        const uint32_t id = static_cast<uint32_t>(1 + t * kRecordsPerThread + i);
+        for (const RequestRecord& r :
+             {Submitted(id), Outcome(id, RECORD_STATUS_ISSUED, 3, "Issued")}) {
+          absl::StatusOr<WriteResult> w = store->Put(r);
+          if (!w.ok() || !w->changed) {
+            ++failures;
+            continue;
+          }
+          sequences[t].push_back(w->sequence);
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  ASSERT_EQ(failures.load(), 0);
+
+  constexpr uint64_t kExpected = uint64_t{kThreads} * kRecordsPerThread * 2;
+  std::vector<uint64_t> all;
+  for (const auto& s : sequences) {
+    EXPECT_TRUE(std::is_sorted(s.begin(), s.end()));  // each caller sees its writes in order
+    all.insert(all.end(), s.begin(), s.end());
+  }
+  std::sort(all.begin(), all.end());
+  ASSERT_EQ(all.size(), kExpected);
+  for (uint64_t i = 0; i < kExpected; ++i) ASSERT_EQ(all[i], i + 1) << "unique and contiguous";
+
+  EXPECT_EQ(*store->CountRecords(), kThreads * kRecordsPerThread);
+  EXPECT_EQ((*store->GetVersionVector())["node-a"], kExpected);
+  absl::StatusOr<std::vector<Mutation>> log = store->MutationsSince("node-a", 0, kExpected + 1);
+  ASSERT_TRUE(log.ok());
+  EXPECT_EQ(log->size(), kExpected);
+  for (uint32_t id = 1; id <= kThreads * kRecordsPerThread; ++id) {
+    std::optional<RequestRecord> r = MustGet(*store, id);
+    ASSERT_TRUE(r.has_value()) << id;
+    EXPECT_EQ(r->status(), RECORD_STATUS_ISSUED) << id;
+  }
+}
+
+TEST_F(RequestStoreTest, AStoreFromANewerSchemaIsRefused) {
+  { auto store = OpenStore(); }
+  ASSERT_TRUE(Raw()->Exec(absl::StrCat("PRAGMA user_version = ", schema::kLatestVersion + 1)).ok());
+  absl::StatusOr<std::unique_ptr<RequestStore>> store = RequestStore::Open(Options());
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(store.status().message(), HasSubstr(path_.string()));
+  EXPECT_THAT(store.status().message(),
+              HasSubstr(absl::StrCat("schema version ", schema::kLatestVersion + 1)));
+  EXPECT_THAT(store.status().message(), HasSubstr("newer adcsc"));
+}
+
+TEST_F(RequestStoreTest, AStoreBelongsToOneNode) {
+  { auto store = OpenStore("node-a"); }
+  absl::StatusOr<std::unique_ptr<RequestStore>> other = RequestStore::Open(Options("node-b"));
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(other.status().message(), HasSubstr("'node-a'"));
+  EXPECT_THAT(other.status().message(), HasSubstr("'node-b'"));
+  EXPECT_THAT(other.status().message(), HasSubstr(path_.string()));
+  auto same = OpenStore("node-a");
+  ASSERT_NE(same, nullptr);
+  EXPECT_EQ(same->node_id(), "node-a");
+}
+
+TEST_F(RequestStoreTest, TheFileIsOwnerOnly) {
+  auto store = OpenStore();
+  MustPut(*store, Submitted(1));  // the WAL exists while the store is open
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    struct stat st {};
+    const std::string file = path_.string() + suffix;
+    ASSERT_EQ(::stat(file.c_str(), &st), 0) << file;
+    EXPECT_EQ(st.st_mode & 0777, 0600u) << file;
+  }
+}
+
+TEST_F(RequestStoreTest, OpenNamesAMissingDirectory) {
+  StoreOptions options = Options();
+  options.path = dir_.File("missing") / "store.db";
+  absl::StatusOr<std::unique_ptr<RequestStore>> store = RequestStore::Open(options);
+  ASSERT_FALSE(store.ok());
+  EXPECT_THAT(store.status().message(), HasSubstr((dir_.File("missing")).string()));
+  EXPECT_THAT(store.status().message(), HasSubstr("create it"));
+}
+
+TEST_F(RequestStoreTest, AnotherProgramsDatabaseIsLeftAlone) {
+  ASSERT_TRUE(Raw()->Exec("CREATE TABLE photos (id INTEGER)").ok());
+  absl::StatusOr<std::unique_ptr<RequestStore>> store = RequestStore::Open(Options());
+  ASSERT_FALSE(store.ok());
+  EXPECT_THAT(store.status().message(), HasSubstr("not an adcsc store"));
+  EXPECT_EQ(*Raw()->QueryInt64("PRAGMA user_version"), 0);
+}
+
+TEST_F(RequestStoreTest, ANewStoreIsAtTheLatestSchema) {
+  { auto store = OpenStore(); }
+  auto raw = Raw();
+  EXPECT_EQ(*raw->QueryInt64("PRAGMA user_version"), RequestStore::kSchemaVersion);
+  EXPECT_EQ(*raw->QueryInt64("PRAGMA application_id"), schema::kApplicationId);
+  EXPECT_EQ(*raw->QueryInt64("SELECT COUNT(*) FROM meta WHERE key = 'node_id'"), 1);
+}
+
+TEST_F(RequestStoreTest, CheckReadsAndWrites) {
+  auto store = OpenStore();
+  EXPECT_TRUE(store->Check(/*write=*/false).ok());
+  EXPECT_TRUE(store->Check(/*write=*/true).ok());
+  clock_.AdvanceMillis(5);
+  EXPECT_TRUE(store->Check(/*write=*/true).ok());
+  store.reset();
+  EXPECT_EQ(*Raw()->QueryInt64("SELECT written_ms FROM health_scratch"), kStartMs + 5);
+  EXPECT_EQ(*Raw()->QueryInt64("SELECT COUNT(*) FROM mutations"), 0);  // not a mutation
+}
+
+TEST_F(RequestStoreTest, StampsStayAheadAfterARestartWithTheClockSteppedBack) {
+  RequestRecord before;
+  {
+    auto store = OpenStore();
+    before = MustPut(*store, Submitted(90));
+  }
+  clock_.SetUnixMillis(kStartMs - 3'600'000);
+  auto store = OpenStore();
+  const RequestRecord other = MustPut(*store, Submitted(91));
+  EXPECT_GT(other.hlc(), before.hlc());
+  const RequestRecord after = MustPut(*store, Outcome(90, RECORD_STATUS_PENDING, 5, "Taken"));
+  EXPECT_GT(after.hlc(), before.hlc());
+}
+
+TEST_F(RequestStoreTest, ALocalWriteOutranksAStoredStampFromAFastPeer) {
+  const uint64_t peer_stamp = HybridLogicalClock::Pack(kStartMs + 86'400'000, 3);
+  {
+    auto store = OpenStore();
+    MustPut(*store, Outcome(95, RECORD_STATUS_PENDING, 5, "Taken"));
+  }
+  // As if replication had stored a peer's version stamped by a clock a day ahead.
+  {
+    auto raw = Raw();
+    absl::StatusOr<sqlite::Statement> st =
+        raw->Prepare("UPDATE requests SET hlc = ?1, node_id = 'node-b' WHERE request_id = 95");
+    ASSERT_TRUE(st.ok());
+    st->BindInt64(1, static_cast<int64_t>(peer_stamp));
+    ASSERT_TRUE(st->Run().ok());
+  }
+  auto store = OpenStore();
+  const std::optional<RequestRecord> stored = MustGet(*store, 95);
+  const RequestRecord mine =
+      MustPut(*store, Outcome(95, RECORD_STATUS_PENDING, 5, "Still waiting"));
+  EXPECT_GT(mine.hlc(), peer_stamp);
+  EXPECT_TRUE(Supersedes(mine, *stored));
+}
+
+}  // namespace
+}  // namespace adcsc::store
