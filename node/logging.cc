@@ -25,6 +25,8 @@ std::shared_ptr<spdlog::logger> MakeLogger(std::string_view kind, spdlog::sink_p
   logger->set_pattern("%v");
   logger->set_level(spdlog::level::trace);
   logger->flush_on(spdlog::level::warn);
+  // Registered so that spdlog's periodic flusher (flush_every) reaches it.
+  spdlog::register_logger(logger);
   return logger;
 }
 
@@ -88,7 +90,7 @@ std::string FormatTimestamp(std::chrono::system_clock::time_point t) {
   std::time_t secs = static_cast<std::time_t>(ms / 1000);
   std::tm tm{};
   gmtime_r(&secs, &tm);
-  char buf[40];
+  char buf[64];
   std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
                 tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
   return buf;
@@ -97,7 +99,10 @@ std::string FormatTimestamp(std::chrono::system_clock::time_point t) {
 EventLog::EventLog(std::shared_ptr<spdlog::logger> logger, std::string node_id, LogLevel min_level)
     : logger_(std::move(logger)), node_id_(std::move(node_id)), min_level_(min_level) {}
 
-EventLog::~EventLog() { Flush(); }
+EventLog::~EventLog() {
+  Flush();
+  spdlog::drop(logger_->name());
+}
 
 absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(const LogConfig& config, std::string node_id) {
   auto level = ParseLogLevel(config.level);
@@ -135,7 +140,10 @@ void EventLog::Log(LogLevel level, std::string_view event, nlohmann::json fields
 void EventLog::Flush() { logger_->flush(); }
 
 AccessLog::AccessLog(std::shared_ptr<spdlog::logger> logger) : logger_(std::move(logger)) {}
-AccessLog::~AccessLog() { Flush(); }
+AccessLog::~AccessLog() {
+  Flush();
+  spdlog::drop(logger_->name());
+}
 
 absl::StatusOr<std::unique_ptr<AccessLog>> AccessLog::Open(const std::filesystem::path& path) {
   std::error_code ec;

@@ -170,8 +170,9 @@ class Node:
         self.stderr_path = root / f"{node_id}.stderr"
 
     def start(self):
-        self.proc = subprocess.Popen([str(ADCSC), "node", "--config", str(self.config)],
-                                     stdout=subprocess.DEVNULL, stderr=open(self.stderr_path, "ab"))
+        with open(self.stderr_path, "ab") as stderr:
+            self.proc = subprocess.Popen([str(ADCSC), "node", "--config", str(self.config)],
+                                         stdout=subprocess.DEVNULL, stderr=stderr)
         wait_for(self._listening, timeout=30, what=f"{self.node_id} to listen on {self.port}")
         return self
 
