@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "node/pki/keys.h"
+#include "node/pki/x509.h"
 
 namespace adcsc::node {
 namespace {
@@ -47,13 +48,32 @@ absl::StatusOr<std::unique_ptr<ClientAuthorizer>> ClientAuthorizer::Create(const
 }
 
 ClientAuthResult ClientAuthorizer::Authorize(X509* leaf, STACK_OF(X509) * chain) const {
-  ClientAuthResult r;
   if (leaf == nullptr) {
+    ClientAuthResult r;
     r.iis_substatus = 7;
     r.reason = "no client certificate was presented (Jamf Pro must upload client-cert.pfx)";
     return r;
   }
-  r.pin = adcsc::pki::CertSha256Hex(leaf);
+  const std::string pin = adcsc::pki::CertSha256Hex(leaf);
+  const auto now = std::chrono::system_clock::now();
+  {
+    std::lock_guard lock(cache_mu_);
+    auto it = cache_.find(pin);
+    if (it != cache_.end() && now < it->second.valid_until) return it->second.result;
+  }
+  ClientAuthResult r = Verify(leaf, chain, pin);
+  if (r.ok) {
+    auto not_after = std::chrono::system_clock::from_time_t(adcsc::pki::NotAfterUnix(leaf));
+    std::lock_guard lock(cache_mu_);
+    if (cache_.size() >= kMaxCachedDecisions) cache_.clear();
+    cache_[pin] = {r, std::min(now + kDecisionTtl, not_after)};
+  }
+  return r;
+}
+
+ClientAuthResult ClientAuthorizer::Verify(X509* leaf, STACK_OF(X509) * chain, const std::string& pin) const {
+  ClientAuthResult r;
+  r.pin = pin;
   r.subject = CommonName(leaf);
 
   X509_STORE_CTX* ctx = X509_STORE_CTX_new();

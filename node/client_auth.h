@@ -1,10 +1,14 @@
 // Client-certificate authorization for the API port, the equivalent of IIS one-to-one
 // mapping: a client is let in only if its certificate chains to the configured trust, is
 // within its validity period, and its SHA-256 fingerprint is one of the configured pins.
-// Thread-safe after construction (X509_STORE verification is safe to share).
+// Thread-safe after construction (X509_STORE verification is safe to share; the decision
+// cache has its own lock).
 #pragma once
 
+#include <chrono>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
@@ -41,8 +45,22 @@ class ClientAuthorizer {
 
  private:
   ClientAuthorizer(X509_STORE* store, std::set<std::string> pins);
+  ClientAuthResult Verify(X509* leaf, STACK_OF(X509) * chain, const std::string& pin) const;
+
   X509_STORE* store_;  // owned
   std::set<std::string> pins_;
+
+  // Positive decisions by certificate fingerprint: a resumed connection from Jamf Pro does
+  // not pay for chain verification again. An entry lives at most kDecisionTtl and never past
+  // the certificate's notAfter; refusals are not cached (they are rare and cheap to redo).
+  struct CachedDecision {
+    ClientAuthResult result;
+    std::chrono::system_clock::time_point valid_until;
+  };
+  static constexpr std::chrono::seconds kDecisionTtl{60};
+  static constexpr size_t kMaxCachedDecisions = 1024;
+  mutable std::mutex cache_mu_;
+  mutable std::map<std::string, CachedDecision> cache_;
 };
 
 }  // namespace adcsc::node

@@ -37,7 +37,7 @@ struct ApiConfig {
   std::chrono::milliseconds shutdown_grace{30'000};
   unsigned io_threads = 0;      // 0: number of cores
   unsigned worker_threads = 0;  // 0: 4 x cores (CA calls may block)
-  int session_cache_size = 20'000;
+  int session_cache_size = 4096;  // resumable TLS sessions kept in memory (each holds a client cert reference)
   std::chrono::seconds session_timeout{3600};
 };
 

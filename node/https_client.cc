@@ -90,6 +90,7 @@ class HttpsClient::Impl {
   beast::flat_buffer buffer_;
   SSL_SESSION* session_ = nullptr;  // owned; the last session to resume
   bool last_resumed_ = false;
+  std::optional<tcp::resolver::results_type> endpoints_;  // resolved once, on first connect
 };
 
 absl::Status HttpsClient::Impl::Init() {
@@ -145,12 +146,15 @@ absl::Status HttpsClient::Impl::Connect() {
     }
   }
   if (options_.resume_sessions && session_ != nullptr) SSL_set_session(ssl, session_);
-  tcp::resolver resolver(ioc_);
-  auto results = resolver.resolve(url_.host, url_.port, ec);
-  if (ec) return absl::UnavailableError(absl::StrCat("cannot resolve ", url_.host, ": ", ec.message()));
+  if (!endpoints_) {
+    tcp::resolver resolver(ioc_);
+    auto results = resolver.resolve(url_.host, url_.port, ec);
+    if (ec) return absl::UnavailableError(absl::StrCat("cannot resolve ", url_.host, ": ", ec.message()));
+    endpoints_ = std::move(results);
+  }
   auto& tcp_layer = beast::get_lowest_layer(*stream_);
   tcp_layer.expires_after(options_.timeout);
-  tcp_layer.connect(results, ec);
+  tcp_layer.connect(*endpoints_, ec);
   if (ec) return absl::UnavailableError(absl::StrCat("cannot connect to ", url_.host, ":", url_.port, ": ", ec.message()));
   tcp_layer.socket().set_option(tcp::no_delay(true), ec);
   stream_->handshake(ssl::stream_base::client, ec);
@@ -181,8 +185,11 @@ void HttpsClient::Impl::Close() {
       }
     }
   }
+  // Send close_notify and close, without waiting for the server's close_notify (as browsers
+  // and Java's SSLSocket do): the answer has been read in full already.
+  SSL_shutdown(stream_->native_handle());
   beast::get_lowest_layer(*stream_).expires_after(std::chrono::seconds(2));
-  stream_->shutdown(ec);
+  beast::get_lowest_layer(*stream_).socket().shutdown(tcp::socket::shutdown_both, ec);
   beast::get_lowest_layer(*stream_).close();
   stream_.reset();
 }

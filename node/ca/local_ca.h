@@ -147,6 +147,9 @@ class LocalCa final : public CaBackend {
   // Signs `csr_der` per the snapshot of template settings stored with the request.
   absl::StatusOr<std::vector<uint8_t>> Sign(const std::vector<uint8_t>& csr_der, const std::string& ekus,
                                             int validity_days, std::string* serial_hex) const;
+  // The same for a request already parsed (the caller keeps ownership of `csr`).
+  absl::StatusOr<std::vector<uint8_t>> Sign(X509_REQ* csr, const std::string& ekus, int validity_days,
+                                            std::string* serial_hex) const;
   // `context` ("Retrieve", "Approve", ...) starts error messages.
   absl::StatusOr<Row> LoadRow(uint32_t request_id, bool with_csr, std::string_view context) const;
   // Moves a pending row to issued (signing outside the lock) or denied; returns the row as

@@ -9,10 +9,16 @@
 // beside the ceiling: the CA engine called in-process (submit + retrieve, no HTTP, no TLS,
 // no request store). Then a run at half of each mode's peak rate for the latency target,
 // and the node's peak RSS (VmHWM). Prints a Markdown table; asserts nothing about time.
+// Each server is warmed up first (kWarmupPairs), so SQLite's write-ahead logs have reached
+// their steady size: while a WAL file still grows, every fsync also commits file-size
+// metadata and costs several times more than in the steady state a long-running node is in.
 //
-// Usage: bench_api [--smoke | --full] [--adcsc PATH]
+// Usage: bench_api [--smoke | --full] [--key rsa2048|p256] [--mode NAME] [--adcsc PATH]
 //   --smoke  a few hundred milliseconds per cell (ctest runs this to keep it working)
 //   --full   3 s per cell (the figures in docs/performance.md)
+//   --key, --mode  run only that CA key type / client mode (for profiling)
+// Environment: BENCH_API_EXTRA, extra lines for the node's [api] table (e.g.
+// "worker_threads = 2"), to compare settings.
 #include <signal.h>
 #include <spawn.h>
 #include <arpa/inet.h>
@@ -53,11 +59,14 @@ constexpr char kCa[] = "Bench-CA";
 constexpr char kTemplate[] = "Bench";
 constexpr int kCsrSigningKeys = 8;  // RSA-2048 keys the CSRs are made with (varied CNs)
 
+
 struct Settings {
   std::chrono::milliseconds cell{300};
-  size_t csr_pool = 3000;
+  size_t csr_pool = 4000;
   std::string adcsc = ADCSC_BIN;
   std::string label = "smoke";
+  std::string only_key, only_mode;
+  int warmup_pairs = 300;  // full: 3000, more than one WAL auto-checkpoint cycle (1000 pages)
 };
 
 struct CellResult {
@@ -151,6 +160,22 @@ CellResult RunCell(int clients, std::chrono::milliseconds duration, PairFn make_
   return r;
 }
 
+// Runs the pairs of `pool` once (8 clients) and discards the figures.
+template <typename PairFn>
+void Warmup(CsrPool& pool, PairFn make_worker) {
+  pool.Reset();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      auto pair = make_worker(t);
+      bool resumed = false;
+      while (pair(&resumed) >= 0) {
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+}
+
 std::string Fmt(double v, int prec = 1) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.*f", prec, v);
@@ -175,7 +200,7 @@ std::string NodeConfig(const std::filesystem::path& dir, const adcsc::pki::PkiIn
     << "cert_file = \"" << (p / "adcs-proxy-ca.pem").string() << "\"\n"
     << "key_file = \"" << (p / "server-key.pem").string() << "\"\n"
     << "client_ca_file = \"" << (p / "adcs-proxy-ca.pem").string() << "\"\n"
-    << "client_pins = [\"" << pki.client_pin << "\"]\n\n"
+    << "client_pins = [\"" << pki.client_pin << "\"]\n" << (getenv("BENCH_API_EXTRA") ? getenv("BENCH_API_EXTRA") : "") << "\n\n"
     << "[log]\nlevel = \"warn\"\nfile = \"" << (dir / "node.log").string() << "\"\n"
     << "access_log = \"" << (dir / "access.log").string() << "\"\n\n"
     << "[ca]\nbackend = \"local\"\nidentity = \"BENCH\\\\svc\"\n\n"
@@ -211,24 +236,38 @@ int Main(int argc, char** argv) {
     std::string a = argv[i];
     if (a == "--full") {
       s.cell = std::chrono::milliseconds(3000);
-      s.csr_pool = 40000;
+      s.csr_pool = 60000;
+      s.warmup_pairs = 3000;
       s.label = "full";
     } else if (a == "--smoke") {
     } else if (a == "--adcsc" && i + 1 < argc) {
       s.adcsc = argv[++i];
+    } else if (a == "--key" && i + 1 < argc) {
+      s.only_key = argv[++i];
+    } else if (a == "--mode" && i + 1 < argc) {
+      s.only_mode = argv[++i];
     } else {
-      std::cerr << "usage: bench_api [--smoke | --full] [--adcsc PATH]\n";
+      std::cerr << "usage: bench_api [--smoke | --full] [--key rsa2048|p256] [--mode keep-alive|new-conn+resume|new-conn] "
+                   "[--adcsc PATH]\n";
       return 2;
     }
   }
   signal(SIGPIPE, SIG_IGN);
   std::cerr << "bench_api: preparing " << s.csr_pool << " CSRs (RSA-2048 keys, excluded from timing)\n";
   CsrPool pool(s.csr_pool);
+  CsrPool warm_pool(s.warmup_pairs);
+  CsrPool* active_pool = &pool;  // what the pair functions draw from
+  auto warmup = [&](auto make_worker) {
+    active_pool = &warm_pool;
+    Warmup(warm_pool, make_worker);
+    active_pool = &pool;
+  };
   std::vector<Row> rows;
   std::vector<std::string> notes;
   const int kClients[] = {1, 8, 32};
 
   for (const std::string key_type : {"rsa2048", "p256"}) {
+    if (!s.only_key.empty() && s.only_key != key_type) continue;
     adcsc::testing::TempDir dir;
     // Ceiling: the CA engine in-process.
     {
@@ -245,11 +284,9 @@ int Main(int argc, char** argv) {
         std::cerr << "bench_api: " << ca.status() << "\n";
         return 1;
       }
-      for (int c : kClients) {
-        pool.Reset();
-        auto r = RunCell(c, s.cell, [&](int) {
+      auto engine_pair = [&](int) {
           return [&](bool*) -> int {
-            const adcsc::pki::Bytes* der = pool.NextDer();
+            const adcsc::pki::Bytes* der = active_pool->NextDer();
             if (der == nullptr) return -1;
             adcsc::ca::SubmitRequest sub{{kDc, kCa}, {"BENCH\\svc"}, *der, kTemplate};
             auto a = (*ca)->Submit(sub);
@@ -257,7 +294,11 @@ int Main(int argc, char** argv) {
             auto b = (*ca)->Retrieve({{kDc, kCa}, {"BENCH\\svc"}, a->request_id});
             return b.ok() && !b->cert_der.empty() ? 1 : 0;
           };
-        });
+      };
+      warmup(engine_pair);
+      for (int c : kClients) {
+        pool.Reset();
+        auto r = RunCell(c, s.cell, engine_pair);
         rows.push_back({key_type, "ceiling (engine in-process)", c, r});
       }
     }
@@ -315,7 +356,7 @@ int Main(int argc, char** argv) {
         o.resume_sessions = m.resume;
         auto client = std::shared_ptr<adcsc::node::HttpsClient>(std::move(*adcsc::node::HttpsClient::Create(o)));
         return [&, client](bool* resumed) -> int {
-          const std::string* csr = pool.NextBase64();
+          const std::string* csr = active_pool->NextBase64();
           if (csr == nullptr) return -1;
           nlohmann::json body = {{"pkcs10", *csr}, {"template", kTemplate}, {"config", {{"dc", kDc}, {"ca", kCa}}}};
           auto a = client->Post("/api/v1/certificate/request", body.dump());
@@ -327,10 +368,14 @@ int Main(int argc, char** argv) {
         };
       };
     };
+    warmup(worker_for(modes[0]));
+    // Every CSR goes to this node once: a repeated CSR would be answered by submit dedupe
+    // without a CA call. A cell that runs out of CSRs ends early (its rate stays right).
+    pool.Reset();
     for (const Mode& m : modes) {
+      if (!s.only_mode.empty() && s.only_mode != m.name) continue;
       double peak = 0;
       for (int c : kClients) {
-        pool.Reset();
         auto r = RunCell(c, s.cell, worker_for(m));
         peak = std::max(peak, r.pairs_per_s);
         rows.push_back({key_type, m.name, c, r});
@@ -339,7 +384,6 @@ int Main(int argc, char** argv) {
         // Half of peak, spread over 8 paced clients.
         const int clients = 8;
         auto interval = std::chrono::microseconds(static_cast<int64_t>(1e6 * clients / std::max(1.0, peak / 2)));
-        pool.Reset();
         auto r = RunCell(clients, s.cell, worker_for(m), interval);
         rows.push_back({key_type, std::string(m.name) + " @50% of peak", clients, r});
       }
