@@ -180,7 +180,7 @@ ApiResponse ApiService::Submit(const ApiRequest& request) {
   }
   auto der = adcsc::pki::Base64Decode(body->pkcs10);
   if (!der.ok()) return finish(BadRequest(absl::StrCat("pkcs10: ", std::string(der.status().message()))));
-  auto csr = adcsc::pki::ParseVerifiedCsr(*der);
+  auto csr = adcsc::pki::CheckCsr(*der);
   if (!csr.ok()) return finish(BadRequest(absl::StrCat("pkcs10: ", std::string(csr.status().message()))));
   const adcsc::pki::Sha256Digest digest = adcsc::pki::Sha256(adcsc::pki::ByteView(*der));
   const std::string csr_sha256(digest.begin(), digest.end());

@@ -17,6 +17,7 @@ namespace adcsc::store {
 namespace {
 
 using adcsc::store::v1::Mutation;
+using sqlite::CachedStatement;
 using sqlite::Connection;
 using sqlite::Statement;
 
@@ -37,6 +38,52 @@ constexpr char kMetaCreatedMs[] = "created_ms";
 constexpr char kRecordColumns[] =
     "ca_config, request_id, status, disposition, message, certificate_der, csr_sha256, "
     "template_name, requester, node_id, created_ms, updated_ms, hlc, hresult";
+
+// The SQL of the statements run on every request. Built once: connections cache statements
+// by their text (Connection::PrepareCached), and rebuilding the text per call would cost an
+// allocation and a copy each time for nothing.
+const std::string& SelectRecordSql() {
+  static const std::string* const kSql = new std::string(absl::StrCat(
+      "SELECT ", kRecordColumns, " FROM requests WHERE ca_config = ?1 AND request_id = ?2"));
+  return *kSql;
+}
+
+const std::string& UpsertRecordSql() {
+  static const std::string* const kSql = new std::string(
+      absl::StrCat("INSERT INTO requests (", kRecordColumns,
+                   ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) "
+                   "ON CONFLICT (ca_config, request_id) DO UPDATE SET "
+                   "status = excluded.status, disposition = excluded.disposition, "
+                   "message = excluded.message, certificate_der = excluded.certificate_der, "
+                   "csr_sha256 = excluded.csr_sha256, template_name = excluded.template_name, "
+                   "requester = excluded.requester, node_id = excluded.node_id, "
+                   "created_ms = excluded.created_ms, updated_ms = excluded.updated_ms, "
+                   "hlc = excluded.hlc, hresult = excluded.hresult"));
+  return *kSql;
+}
+
+const std::string& SelectByDedupeKeySql() {
+  static const std::string* const kSql = new std::string(absl::StrCat(
+      "SELECT ", kRecordColumns,
+      " FROM requests WHERE ca_config = ?1 AND template_name = ?2 AND csr_sha256 = ?3 "
+      "AND created_ms >= ?4 ORDER BY created_ms DESC, request_id DESC LIMIT 1"));
+  return *kSql;
+}
+
+constexpr char kSelectLocalSequenceSql[] = "SELECT sequence FROM version_vector WHERE origin = ?1";
+constexpr char kAppendMutationSql[] =
+    "INSERT INTO mutations (origin, sequence, hlc, record) VALUES (?1, ?2, ?3, ?4)";
+constexpr char kAdvanceVersionVectorSql[] =
+    "INSERT INTO version_vector (origin, sequence) VALUES (?1, ?2) "
+    "ON CONFLICT (origin) DO UPDATE SET sequence = excluded.sequence";
+constexpr char kMutationsSinceSql[] =
+    "SELECT sequence, record FROM mutations WHERE origin = ?1 AND sequence > ?2 "
+    "ORDER BY sequence LIMIT ?3";
+constexpr char kVersionVectorSql[] = "SELECT origin, sequence FROM version_vector";
+constexpr char kHealthWriteSql[] =
+    "INSERT INTO health_scratch (id, written_ms, node_id) VALUES (1, ?1, ?2) "
+    "ON CONFLICT (id) DO UPDATE SET written_ms = excluded.written_ms, "
+    "node_id = excluded.node_id";
 
 RequestRecord RowToRecord(const Statement& row) {
   RequestRecord r;
@@ -59,29 +106,19 @@ RequestRecord RowToRecord(const Statement& row) {
 
 absl::StatusOr<std::optional<RequestRecord>> ReadRecord(Connection& c, const std::string& ca_config,
                                                         uint32_t request_id) {
-  absl::StatusOr<Statement> st = c.Prepare(absl::StrCat(
-      "SELECT ", kRecordColumns, " FROM requests WHERE ca_config = ?1 AND request_id = ?2"));
+  absl::StatusOr<CachedStatement> st = c.PrepareCached(SelectRecordSql());
   if (!st.ok()) return st.status();
-  st->BindText(1, ca_config).BindInt64(2, request_id);
-  absl::StatusOr<bool> row = st->Step();
+  (*st)->BindText(1, ca_config).BindInt64(2, request_id);
+  absl::StatusOr<bool> row = (*st)->Step();
   if (!row.ok()) return row.status();
   if (!*row) return std::nullopt;
-  return RowToRecord(*st);
+  return RowToRecord(**st);
 }
 
 absl::Status WriteRecord(Connection& c, const RequestRecord& r) {
-  absl::StatusOr<Statement> st = c.Prepare(
-      absl::StrCat("INSERT INTO requests (", kRecordColumns,
-                   ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) "
-                   "ON CONFLICT (ca_config, request_id) DO UPDATE SET "
-                   "status = excluded.status, disposition = excluded.disposition, "
-                   "message = excluded.message, certificate_der = excluded.certificate_der, "
-                   "csr_sha256 = excluded.csr_sha256, template_name = excluded.template_name, "
-                   "requester = excluded.requester, node_id = excluded.node_id, "
-                   "created_ms = excluded.created_ms, updated_ms = excluded.updated_ms, "
-                   "hlc = excluded.hlc, hresult = excluded.hresult"));
+  absl::StatusOr<CachedStatement> st = c.PrepareCached(UpsertRecordSql());
   if (!st.ok()) return st.status();
-  st->BindText(1, r.ca_config())
+  (*st)->BindText(1, r.ca_config())
       .BindInt64(2, r.request_id())
       .BindInt64(3, r.status())
       .BindInt64(4, r.disposition())
@@ -95,36 +132,36 @@ absl::Status WriteRecord(Connection& c, const RequestRecord& r) {
       .BindInt64(12, r.updated_ms())
       .BindInt64(13, static_cast<int64_t>(r.hlc()))
       .BindInt64(14, r.hresult());
-  return st->Run();
+  return (*st)->Run();
 }
 
 // Appends `record` to the mutation log as the next local sequence and advances the version
 // vector in the same transaction, so the log and the vector never disagree.
 absl::StatusOr<uint64_t> AppendMutation(Connection& c, const std::string& origin,
                                         const RequestRecord& record) {
-  absl::StatusOr<Statement> read =
-      c.Prepare("SELECT sequence FROM version_vector WHERE origin = ?1");
-  if (!read.ok()) return read.status();
-  read->BindText(1, origin);
-  absl::StatusOr<bool> row = read->Step();
-  if (!row.ok()) return row.status();
-  const uint64_t sequence = (*row ? static_cast<uint64_t>(read->ColumnInt64(0)) : 0) + 1;
+  uint64_t sequence = 0;
+  {
+    // Scoped so the read is reset before the writes below touch the same table.
+    absl::StatusOr<CachedStatement> read = c.PrepareCached(kSelectLocalSequenceSql);
+    if (!read.ok()) return read.status();
+    (*read)->BindText(1, origin);
+    absl::StatusOr<bool> row = (*read)->Step();
+    if (!row.ok()) return row.status();
+    sequence = (*row ? static_cast<uint64_t>((*read)->ColumnInt64(0)) : 0) + 1;
+  }
 
-  absl::StatusOr<Statement> append =
-      c.Prepare("INSERT INTO mutations (origin, sequence, hlc, record) VALUES (?1, ?2, ?3, ?4)");
+  absl::StatusOr<CachedStatement> append = c.PrepareCached(kAppendMutationSql);
   if (!append.ok()) return append.status();
-  append->BindText(1, origin)
+  (*append)->BindText(1, origin)
       .BindInt64(2, static_cast<int64_t>(sequence))
       .BindInt64(3, static_cast<int64_t>(record.hlc()))
       .BindBlob(4, record.SerializeAsString());
-  if (absl::Status s = append->Run(); !s.ok()) return s;
+  if (absl::Status s = (*append)->Run(); !s.ok()) return s;
 
-  absl::StatusOr<Statement> advance = c.Prepare(
-      "INSERT INTO version_vector (origin, sequence) VALUES (?1, ?2) "
-      "ON CONFLICT (origin) DO UPDATE SET sequence = excluded.sequence");
+  absl::StatusOr<CachedStatement> advance = c.PrepareCached(kAdvanceVersionVectorSql);
   if (!advance.ok()) return advance.status();
-  advance->BindText(1, origin).BindInt64(2, static_cast<int64_t>(sequence));
-  if (absl::Status s = advance->Run(); !s.ok()) return s;
+  (*advance)->BindText(1, origin).BindInt64(2, static_cast<int64_t>(sequence));
+  if (absl::Status s = (*advance)->Run(); !s.ok()) return s;
   return sequence;
 }
 
@@ -369,19 +406,16 @@ absl::StatusOr<std::optional<RequestRecord>> RequestStore::FindByDedupeKey(
   }
   absl::StatusOr<sqlite::ReaderPool::Lease> reader = impl_->Reader();
   if (!reader.ok()) return reader.status();
-  absl::StatusOr<Statement> st = (*reader)->Prepare(
-      absl::StrCat("SELECT ", kRecordColumns,
-                   " FROM requests WHERE ca_config = ?1 AND template_name = ?2 AND csr_sha256 = ?3 "
-                   "AND created_ms >= ?4 ORDER BY created_ms DESC, request_id DESC LIMIT 1"));
+  absl::StatusOr<CachedStatement> st = (*reader)->PrepareCached(SelectByDedupeKeySql());
   if (!st.ok()) return st.status();
-  st->BindText(1, ca_config)
+  (*st)->BindText(1, ca_config)
       .BindText(2, template_name)
       .BindBlob(3, csr_sha256)
       .BindInt64(4, not_before_ms);
-  absl::StatusOr<bool> row = st->Step();
+  absl::StatusOr<bool> row = (*st)->Step();
   if (!row.ok()) return row.status();
   if (!*row) return std::nullopt;
-  return RowToRecord(*st);
+  return RowToRecord(**st);
 }
 
 absl::StatusOr<std::vector<Mutation>> RequestStore::MutationsSince(const std::string& origin,
@@ -392,21 +426,19 @@ absl::StatusOr<std::vector<Mutation>> RequestStore::MutationsSince(const std::st
   if (limit == 0 || after >= kMaxStoredSequence) return mutations;
   absl::StatusOr<sqlite::ReaderPool::Lease> reader = impl_->Reader();
   if (!reader.ok()) return reader.status();
-  absl::StatusOr<Statement> st = (*reader)->Prepare(
-      "SELECT sequence, record FROM mutations WHERE origin = ?1 AND sequence > ?2 "
-      "ORDER BY sequence LIMIT ?3");
+  absl::StatusOr<CachedStatement> st = (*reader)->PrepareCached(kMutationsSinceSql);
   if (!st.ok()) return st.status();
-  st->BindText(1, origin)
+  (*st)->BindText(1, origin)
       .BindInt64(2, static_cast<int64_t>(after))
       .BindInt64(3, static_cast<int64_t>(std::min<uint64_t>(limit, kMaxStoredSequence)));
   while (true) {
-    absl::StatusOr<bool> row = st->Step();
+    absl::StatusOr<bool> row = (*st)->Step();
     if (!row.ok()) return row.status();
     if (!*row) break;
     Mutation& m = mutations.emplace_back();
     m.set_origin(origin);
-    m.set_sequence(static_cast<uint64_t>(st->ColumnInt64(0)));
-    if (!m.mutable_record()->ParseFromString(st->ColumnBlob(1))) {
+    m.set_sequence(static_cast<uint64_t>((*st)->ColumnInt64(0)));
+    if (!m.mutable_record()->ParseFromString((*st)->ColumnBlob(1))) {
       return absl::DataLossError(
           absl::StrCat("request store ", impl_->options().path.string(), ": mutation ", origin, "/",
                        m.sequence(),
@@ -420,14 +452,14 @@ absl::StatusOr<std::vector<Mutation>> RequestStore::MutationsSince(const std::st
 absl::StatusOr<VersionVector> RequestStore::GetVersionVector() const {
   absl::StatusOr<sqlite::ReaderPool::Lease> reader = impl_->Reader();
   if (!reader.ok()) return reader.status();
-  absl::StatusOr<Statement> st = (*reader)->Prepare("SELECT origin, sequence FROM version_vector");
+  absl::StatusOr<CachedStatement> st = (*reader)->PrepareCached(kVersionVectorSql);
   if (!st.ok()) return st.status();
   VersionVector vv;
   while (true) {
-    absl::StatusOr<bool> row = st->Step();
+    absl::StatusOr<bool> row = (*st)->Step();
     if (!row.ok()) return row.status();
     if (!*row) break;
-    vv[st->ColumnText(0)] = static_cast<uint64_t>(st->ColumnInt64(1));
+    vv[(*st)->ColumnText(0)] = static_cast<uint64_t>((*st)->ColumnInt64(1));
   }
   return vv;
 }
@@ -455,13 +487,10 @@ absl::Status RequestStore::Check(bool write) const {
   const int64_t now_ms = impl_->clock().NowUnixMillis();
   const std::string& node = impl_->options().node_id;
   return impl_->writer().Write([&](Connection& c) -> absl::Status {
-    absl::StatusOr<Statement> st = c.Prepare(
-        "INSERT INTO health_scratch (id, written_ms, node_id) VALUES (1, ?1, ?2) "
-        "ON CONFLICT (id) DO UPDATE SET written_ms = excluded.written_ms, "
-        "node_id = excluded.node_id");
+    absl::StatusOr<CachedStatement> st = c.PrepareCached(kHealthWriteSql);
     if (!st.ok()) return st.status();
-    st->BindInt64(1, now_ms).BindText(2, node);
-    return st->Run();
+    (*st)->BindInt64(1, now_ms).BindText(2, node);
+    return (*st)->Run();
   });
 }
 

@@ -1,6 +1,7 @@
 #include "store/sqlite_db.h"
 
 #include <algorithm>
+#include <cassert>
 #include <limits>
 #include <utility>
 
@@ -194,6 +195,39 @@ std::string_view Statement::sql() const {
 }
 
 // ---------------------------------------------------------------------------------------------
+// CachedStatement
+
+CachedStatement::CachedStatement(Connection* connection, Statement* statement, bool* in_use)
+    : connection_(connection), statement_(statement), in_use_(in_use) {
+  *in_use_ = true;
+  ++connection_->lent_;
+}
+
+CachedStatement::CachedStatement(Connection* connection, std::unique_ptr<Statement> one_off)
+    : connection_(connection),
+      statement_(one_off.get()),
+      in_use_(nullptr),
+      one_off_(std::move(one_off)) {
+  ++connection_->lent_;
+}
+
+CachedStatement::CachedStatement(CachedStatement&& other) noexcept
+    : connection_(std::exchange(other.connection_, nullptr)),
+      statement_(std::exchange(other.statement_, nullptr)),
+      in_use_(std::exchange(other.in_use_, nullptr)),
+      one_off_(std::move(other.one_off_)) {}
+
+CachedStatement::~CachedStatement() {
+  if (connection_ == nullptr) return;  // moved from
+  --connection_->lent_;
+  if (in_use_ == nullptr) return;  // a one-off: one_off_ finalizes it
+  // The reset is what makes reuse safe: it rewinds a statement left mid-step and ends the
+  // read transaction it holds, and clears bindings so none leak into the next borrower.
+  statement_->Reset();
+  *in_use_ = false;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Connection
 
 absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::filesystem::path& path,
@@ -256,7 +290,14 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::OpenConfigured(
   return opened;
 }
 
-Connection::~Connection() { sqlite3_close_v2(db_); }
+Connection::~Connection() {
+  // A handle still out would reset a finalized statement when it is destroyed.
+  assert(lent_ == 0 && "a CachedStatement outlived its Connection");
+  // Finalize first so the close really closes (sqlite3_close_v2 would otherwise leave a
+  // zombie connection, holding the file and its locks, until the last statement went).
+  cache_.clear();
+  sqlite3_close_v2(db_);
+}
 
 absl::Status Connection::Exec(std::string_view sql) {
   const std::string owned(sql);  // sqlite3_exec wants a NUL-terminated string
@@ -266,9 +307,35 @@ absl::Status Connection::Exec(std::string_view sql) {
 }
 
 absl::StatusOr<Statement> Connection::Prepare(std::string_view sql) {
+  return PrepareWithFlags(sql, 0);
+}
+
+absl::StatusOr<CachedStatement> Connection::PrepareCached(std::string_view sql) {
+  auto it = cache_.find(sql);
+  if (it != cache_.end() && !it->second.in_use) {
+    return CachedStatement(this, &it->second.statement, &it->second.in_use);
+  }
+  if (it == cache_.end() && cache_.size() < kMaxCachedStatements) {
+    // PERSISTENT: the statement lives as long as the connection, so SQLite should not
+    // take its memory from the lookaside pool meant for short-lived allocations.
+    absl::StatusOr<Statement> prepared = PrepareWithFlags(sql, SQLITE_PREPARE_PERSISTENT);
+    if (!prepared.ok()) return prepared.status();
+    it = cache_.try_emplace(std::string(sql), CacheEntry{.statement = *std::move(prepared)})
+             .first;
+    return CachedStatement(this, &it->second.statement, &it->second.in_use);
+  }
+  // Lent out already (a nested use on this connection) or the cache is full: the borrower
+  // gets its own statement rather than one whose state another borrower depends on.
+  absl::StatusOr<Statement> prepared = PrepareWithFlags(sql, 0);
+  if (!prepared.ok()) return prepared.status();
+  return CachedStatement(this, std::make_unique<Statement>(*std::move(prepared)));
+}
+
+absl::StatusOr<Statement> Connection::PrepareWithFlags(std::string_view sql, unsigned int flags) {
   sqlite3_stmt* stmt = nullptr;
   const char* tail = nullptr;
-  const int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()), 0, &stmt, &tail);
+  const int rc =
+      sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()), flags, &stmt, &tail);
   Statement statement(this, stmt);  // finalizes on every return path
   if (rc != SQLITE_OK) return Error(rc, absl::StrCat("preparing ", SqlExcerpt(sql)));
   if (stmt == nullptr) {

@@ -2,9 +2,14 @@
 // statements, a group-commit writer and a pool of read connections. Errors come back as
 // absl::Status naming the database file, SQLite's own text, and what an operator should check.
 //
-// Thread-safety: a Connection or Statement is used by one thread at a time (connections are
-// opened with SQLITE_OPEN_NOMUTEX). GroupCommitWriter and ReaderPool are safe to use from
-// any number of threads; they hand each connection to one thread at a time.
+// Thread-safety: a Connection, its statement cache, and every Statement or CachedStatement
+// it made are used by one thread at a time; nothing in them locks (connections are opened
+// with SQLITE_OPEN_NOMUTEX). GroupCommitWriter and ReaderPool are safe to use from any
+// number of threads and are what keeps that rule: the writer connection is touched only by
+// the group-commit leader (one at a time, elected under the writer's mutex), and a read
+// connection only by the holder of its ReaderPool::Lease (handed over under the pool's
+// mutex). Those mutexes also order one thread's use of a connection, cache included, before
+// the next thread's.
 #pragma once
 
 #include <sqlite3.h>
@@ -15,10 +20,12 @@
 #include <cstdint>
 #include <deque>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/functional/function_ref.h"
@@ -78,6 +85,36 @@ class Statement {
   absl::Status bind_status_;
 };
 
+// A statement lent out by Connection::PrepareCached(). Use it through -> and * like a
+// Statement. Destroying the handle resets the statement and clears its bindings, so
+// whatever path the borrower left by (an early return mid-iteration, a failed step, a bind
+// error) the next borrower starts clean, and a half-read SELECT does not keep its read
+// transaction (and with it an old WAL snapshot) open. Move-only. Must not outlive the
+// Connection, and the Statement must not be moved out of it (it belongs to the cache).
+class CachedStatement {
+ public:
+  CachedStatement(CachedStatement&& other) noexcept;
+  CachedStatement& operator=(CachedStatement&&) = delete;
+  CachedStatement(const CachedStatement&) = delete;
+  CachedStatement& operator=(const CachedStatement&) = delete;
+  ~CachedStatement();
+
+  Statement& operator*() const { return *statement_; }
+  Statement* operator->() const { return statement_; }
+
+ private:
+  friend class Connection;
+  // A statement from the cache; `in_use` is its entry's flag, cleared on release.
+  CachedStatement(Connection* connection, Statement* statement, bool* in_use);
+  // A statement prepared for this borrower alone, finalized on release.
+  CachedStatement(Connection* connection, std::unique_ptr<Statement> one_off);
+
+  Connection* connection_;              // not owned; nullptr once moved from
+  Statement* statement_;                // the cache's or one_off_'s
+  bool* in_use_;                        // nullptr for a one-off
+  std::unique_ptr<Statement> one_off_;  // set only when the cache could not lend
+};
+
 // Per-connection settings applied right after opening.
 struct ConnectionSettings {
   // Writer connections switch the file to WAL (persistent) and set synchronous; readers
@@ -89,7 +126,8 @@ struct ConnectionSettings {
   std::chrono::milliseconds busy_timeout{5000};
 };
 
-// An open database connection. Closes on destruction.
+// An open database connection with a cache of prepared statements. Finalizes the cached
+// statements and closes on destruction.
 class Connection {
  public:
   // Opens `path` with sqlite3_open_v2 `flags` (SQLITE_OPEN_NOMUTEX is always added).
@@ -110,6 +148,16 @@ class Connection {
   absl::Status Exec(std::string_view sql);
   // Compiles one statement.
   absl::StatusOr<Statement> Prepare(std::string_view sql);
+  // Like Prepare(), for statements run over and over: each distinct `sql` text is compiled
+  // once per connection (with SQLITE_PREPARE_PERSISTENT) and kept until the connection
+  // closes, because parsing costs more than running most of our statements. Meant for
+  // fixed SQL text; text built from data would fill the cache with one-use entries. If the
+  // statement for `sql` is already lent out on this connection (a nested use), or the
+  // cache is full, the handle holds a statement prepared for it alone instead. A failed
+  // compile is not cached.
+  absl::StatusOr<CachedStatement> PrepareCached(std::string_view sql);
+  // Statements held by the cache, lent out or not.
+  size_t cached_statements() const { return cache_.size(); }
   // Runs a query expected to return one integer (e.g. "PRAGMA user_version").
   absl::StatusOr<int64_t> QueryInt64(std::string_view sql);
 
@@ -122,11 +170,33 @@ class Connection {
   const std::filesystem::path& path() const { return path_; }
   sqlite3* raw() { return db_; }
 
+  // Upper bound on cached statements, so a caller that passes varying SQL text by mistake
+  // costs a prepare per call rather than unbounded memory. RequestStore caches six on its
+  // writer connection and four on each reader.
+  static constexpr size_t kMaxCachedStatements = 64;
+
  private:
+  friend class CachedStatement;
+
+  struct CacheEntry {
+    Statement statement;
+    bool in_use = false;  // lent to a CachedStatement right now
+  };
+  // Lets the cache be searched with a string_view, without copying the SQL into a string.
+  struct SqlHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view sql) const { return std::hash<std::string_view>()(sql); }
+  };
+
   Connection(sqlite3* db, std::filesystem::path path) : db_(db), path_(std::move(path)) {}
+  absl::StatusOr<Statement> PrepareWithFlags(std::string_view sql, unsigned int flags);
 
   sqlite3* db_;  // owned
   const std::filesystem::path path_;
+  // Keyed by SQL text. std::unordered_map never moves its elements, so a CachedStatement
+  // may point into an entry while others are added.
+  std::unordered_map<std::string, CacheEntry, SqlHash, std::equal_to<>> cache_;
+  int lent_ = 0;  // CachedStatements not yet destroyed; must be 0 at close
 };
 
 // A BEGIN IMMEDIATE ... COMMIT scope. Rolls back on destruction unless Commit() succeeded.
@@ -156,7 +226,8 @@ class GroupCommitWriter {
  public:
   // A write step. It runs inside a transaction on the writer connection; it must not
   // BEGIN/COMMIT itself and must not call Write() (that would deadlock). Returning an error
-  // rolls back this function's changes only.
+  // rolls back this function's changes only. The connection, and any CachedStatement taken
+  // from it, must not be kept past the function's return: the next leader uses it.
   using WriteFn = absl::FunctionRef<absl::Status(Connection&)>;
 
   // Upper bound on functions per transaction, so one commit cannot grow without limit
@@ -208,7 +279,8 @@ class GroupCommitWriter {
 // `max_connections`; Acquire() waits when all are lent out.
 class ReaderPool {
  public:
-  // Returns its connection to the pool when destroyed. Move-only.
+  // Returns its connection to the pool when destroyed. Move-only. CachedStatements taken
+  // from the connection must be destroyed first: the next holder uses the same cache.
   class Lease {
    public:
     Lease(ReaderPool* pool, std::unique_ptr<Connection> connection)

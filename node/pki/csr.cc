@@ -1,6 +1,10 @@
 #include "node/pki/csr.h"
 
+#include <openssl/ec.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/rsa.h>
 
 #include "absl/strings/str_cat.h"
 #include "node/pki/absl_view.h"
@@ -8,9 +12,11 @@
 #include "node/pki/x509.h"
 
 namespace adcsc::pki {
+namespace {
+constexpr absl::string_view kNotPkcs10 = "pkcs10 is not a DER PKCS#10 request";
+}  // namespace
 
 absl::StatusOr<ParsedCsr> ParseCsr(ByteView der) {
-  constexpr absl::string_view kNotPkcs10 = "pkcs10 is not a DER PKCS#10 request";
   if (der.empty()) return absl::InvalidArgumentError(absl::StrCat(kNotPkcs10, ": it is empty"));
   const unsigned char* p = der.data();
   X509ReqPtr request(d2i_X509_REQ(nullptr, &p, static_cast<long>(der.size())));
@@ -46,6 +52,159 @@ absl::StatusOr<ParsedCsr> ParseVerifiedCsr(ByteView der) {
                                                    "\" was altered or not signed by its own key)"));
   }
   return parsed;
+}
+
+namespace {
+
+// One DER element: its tag and where its contents lie. Bounds-checked by ASN1_get_object.
+struct Element {
+  int tag = 0;
+  int xclass = 0;
+  bool constructed = false;
+  const unsigned char* start = nullptr;     // first byte of the element (its tag)
+  const unsigned char* contents = nullptr;  // first byte of its contents
+  const unsigned char* end = nullptr;       // one past its last byte
+};
+
+// Reads the element at *p (not past `limit`) and advances *p past it.
+bool ReadElement(const unsigned char** p, const unsigned char* limit, Element* out) {
+  if (*p >= limit) return false;
+  const unsigned char* q = *p;
+  long len = 0;
+  int tag = 0, xclass = 0;
+  const int ret = ASN1_get_object(&q, &len, &tag, &xclass, limit - *p);
+  // 0x80: error; 0x21: indefinite length (not DER).
+  if ((ret & 0x80) != 0 || ret == 0x21 || len < 0 || len > limit - q) return false;
+  out->tag = tag;
+  out->xclass = xclass;
+  out->constructed = (ret & V_ASN1_CONSTRUCTED) != 0;
+  out->start = *p;
+  out->contents = q;
+  out->end = q + len;
+  *p = out->end;
+  return true;
+}
+
+bool IsSequence(const Element& e) {
+  return e.xclass == V_ASN1_UNIVERSAL && e.tag == V_ASN1_SEQUENCE && e.constructed;
+}
+
+absl::Status Malformed(absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      kNotPkcs10, " (check that it is base64 of the DER form, BEGIN/END lines removed): ", what));
+}
+
+// A legacy (ASN1_METHOD) key from SubjectPublicKeyInfo bytes, or nullptr for other types.
+EvpPkeyPtr DecodeLegacyPublicKey(int pk_nid, const unsigned char* spki, long len) {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  const unsigned char* p = spki;
+  EvpPkeyPtr key(EVP_PKEY_new());
+  if (key == nullptr) return nullptr;
+  if (pk_nid == NID_rsaEncryption) {
+    RSA* rsa = d2i_RSA_PUBKEY(nullptr, &p, len);
+    if (rsa == nullptr || EVP_PKEY_assign_RSA(key.get(), rsa) != 1) {
+      RSA_free(rsa);
+      return nullptr;
+    }
+  } else if (pk_nid == NID_X9_62_id_ecPublicKey) {
+    EC_KEY* ec = d2i_EC_PUBKEY(nullptr, &p, len);
+    if (ec == nullptr || EVP_PKEY_assign_EC_KEY(key.get(), ec) != 1) {
+      EC_KEY_free(ec);
+      return nullptr;
+    }
+  } else {
+    return nullptr;
+  }
+#pragma GCC diagnostic pop
+  if (p != spki + len) return nullptr;
+  return key;
+}
+
+}  // namespace
+
+absl::StatusOr<CsrFacts> CheckCsr(ByteView der) {
+  if (der.empty()) return absl::InvalidArgumentError(absl::StrCat(kNotPkcs10, ": it is empty"));
+  const unsigned char* p = der.data();
+  const unsigned char* const limit = der.data() + der.size();
+  Element outer, tbs, version, subject, spki, sig_alg, signature;
+  if (!ReadElement(&p, limit, &outer) || !IsSequence(outer)) return Malformed("no outer SEQUENCE");
+  if (p != limit) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(kNotPkcs10, ": ", limit - p, " unexpected bytes follow the request"));
+  }
+  const unsigned char* in_outer = outer.contents;
+  if (!ReadElement(&in_outer, outer.end, &tbs) || !IsSequence(tbs)) return Malformed("no CertificationRequestInfo");
+  const unsigned char* in_tbs = tbs.contents;
+  if (!ReadElement(&in_tbs, tbs.end, &version) || version.tag != V_ASN1_INTEGER || version.constructed) {
+    return Malformed("no version");
+  }
+  if (!ReadElement(&in_tbs, tbs.end, &subject) || !IsSequence(subject)) return Malformed("no subject");
+  if (!ReadElement(&in_tbs, tbs.end, &spki) || !IsSequence(spki)) return Malformed("no SubjectPublicKeyInfo");
+  // The subject must be a valid Name, and what follows the key the [0] attribute set.
+  {
+    const unsigned char* q = subject.start;
+    X509NamePtr name(d2i_X509_NAME(nullptr, &q, subject.end - subject.start));
+    if (name == nullptr || q != subject.end) return Malformed("the subject is not a valid Name");
+  }
+  if (in_tbs != tbs.end) {
+    Element attrs;
+    if (!ReadElement(&in_tbs, tbs.end, &attrs) || attrs.xclass != V_ASN1_CONTEXT_SPECIFIC || attrs.tag != 0 ||
+        !attrs.constructed || in_tbs != tbs.end) {
+      return Malformed("bad attributes");
+    }
+    const unsigned char* q = attrs.contents;
+    while (q < attrs.end) {
+      X509_ATTRIBUTE* attr = d2i_X509_ATTRIBUTE(nullptr, &q, attrs.end - q);
+      if (attr == nullptr) return Malformed("bad attribute");
+      X509_ATTRIBUTE_free(attr);
+    }
+  }
+  if (!ReadElement(&in_outer, outer.end, &sig_alg) || !IsSequence(sig_alg)) return Malformed("no signature algorithm");
+  if (!ReadElement(&in_outer, outer.end, &signature) || signature.tag != V_ASN1_BIT_STRING || in_outer != outer.end) {
+    return Malformed("no signature");
+  }
+
+  const unsigned char* q = sig_alg.start;
+  X509AlgorPtr alg(d2i_X509_ALGOR(nullptr, &q, sig_alg.end - sig_alg.start));
+  q = signature.start;
+  Asn1BitStringPtr sig(d2i_ASN1_BIT_STRING(nullptr, &q, signature.end - signature.start));
+  ERR_clear_error();
+  if (alg == nullptr || sig == nullptr) return Malformed("bad signature algorithm or value");
+  const int sig_nid = OBJ_obj2nid(alg->algorithm);
+  int md_nid = NID_undef, pk_nid = NID_undef;
+  const EVP_MD* md = nullptr;
+  if (OBJ_find_sigid_algs(sig_nid, &md_nid, &pk_nid) == 1) md = EVP_get_digestbynid(md_nid);
+  // RSA PKCS#1 v1.5 takes NULL or absent parameters; ECDSA takes none.
+  int param_type = V_ASN1_UNDEF;
+  X509_ALGOR_get0(nullptr, &param_type, nullptr, alg.get());
+  const bool plain_params = param_type == V_ASN1_UNDEF || param_type == V_ASN1_NULL;
+  EvpPkeyPtr key;
+  if (md != nullptr && plain_params && (pk_nid == NID_rsaEncryption || pk_nid == NID_X9_62_id_ecPublicKey)) {
+    key = DecodeLegacyPublicKey(pk_nid, spki.start, spki.end - spki.start);
+    ERR_clear_error();
+  }
+  if (key == nullptr) {
+    // Other algorithms (RSA-PSS, EdDSA, ...) or a key type that does not match the
+    // signature: let OpenSSL's full parser decide and explain.
+    absl::StatusOr<ParsedCsr> parsed = ParseVerifiedCsr(der);
+    if (!parsed.ok()) return parsed.status();
+    return CsrFacts{parsed->key_type, parsed->key_bits};
+  }
+  EvpMdCtxPtr ctx(EVP_MD_CTX_new());
+  const bool verified = ctx != nullptr && EVP_DigestVerifyInit(ctx.get(), nullptr, md, nullptr, key.get()) == 1 &&
+                        EVP_DigestVerify(ctx.get(), sig->data, static_cast<size_t>(sig->length), tbs.start,
+                                         static_cast<size_t>(tbs.end - tbs.start)) == 1;
+  ERR_clear_error();
+  if (!verified) {
+    X509NamePtr name;
+    const unsigned char* n = subject.start;
+    name.reset(d2i_X509_NAME(nullptr, &n, subject.end - subject.start));
+    return absl::InvalidArgumentError(absl::StrCat("CSR signature does not verify (the request for \"",
+                                                   NameToString(name.get()),
+                                                   "\" was altered or not signed by its own key)"));
+  }
+  return CsrFacts{KeyAlgorithmName(key.get()), EVP_PKEY_get_bits(key.get())};
 }
 
 absl::StatusOr<Bytes> CsrToDer(X509_REQ* request) {

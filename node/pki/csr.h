@@ -32,6 +32,21 @@ absl::StatusOr<ParsedCsr> ParseCsr(ByteView der);
 // ParseCsr, then InvalidArgument "CSR signature does not verify" unless signature_valid.
 absl::StatusOr<ParsedCsr> ParseVerifiedCsr(ByteView der);
 
+// What the API needs to know about a request before it goes to a CA.
+struct CsrFacts {
+  std::string key_type;  // "RSA", "EC", ...
+  int key_bits = 0;
+};
+
+// Checks that `der` is exactly one well-formed DER PKCS#10 request (version, subject,
+// SubjectPublicKeyInfo, attributes; signature algorithm and value) whose self-signature
+// verifies, with the same error messages as ParseVerifiedCsr. For RSA and EC keys with
+// PKCS#1 v1.5 or ECDSA signatures (what Jamf Pro and nearly every client sends) it decodes
+// the key with OpenSSL's legacy decoders and verifies the signature over the request's bytes
+// directly, which is several times cheaper than d2i_X509_REQ in OpenSSL 3.0 (whose provider
+// decoder set-up dominates a submit's CPU); anything else goes through ParseVerifiedCsr.
+absl::StatusOr<CsrFacts> CheckCsr(ByteView der);
+
 // A DER PKCS#10 request for `key` with subject CN=<common_name> and, when `dns_sans` is not
 // empty, an extension request with a subjectAltName (IP literals become iPAddress names).
 // Signed with SHA-256 (EdDSA keys: their own digest).

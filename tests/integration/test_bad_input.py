@@ -91,9 +91,10 @@ class BadInputTest(unittest.TestCase):
         ctx = h.ssl_context(self.pki)
         with socket.create_connection(("127.0.0.1", self.node.port), timeout=10) as raw:
             with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                # The node answers as soon as it has read the headers (it does not read a body
+                # it will refuse) and then closes, so the body is not sent here.
                 s.sendall(b"POST /api/v1/certificate/request HTTP/1.1\r\nHost: localhost\r\n"
                           b"Content-Type: application/json\r\nContent-Length: 10485760\r\n\r\n")
-                s.sendall(b"{" + b" " * 65536)
                 data = b""
                 while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
                     chunk = s.recv(4096)

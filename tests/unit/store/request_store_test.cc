@@ -283,6 +283,35 @@ TEST_F(RequestStoreTest, MutationLogIsContiguousAndMatchesTheVersionVector) {
   EXPECT_TRUE(store->MutationsSince("node-a", 0, 0)->empty());
 }
 
+TEST_F(RequestStoreTest, ADamagedMutationFailsEveryReadButDoesNotWedgeTheReader) {
+  {
+    auto store = OpenStore();
+    for (uint32_t id = 1; id <= 3; ++id) MustPut(*store, Submitted(id));
+  }
+  {
+    auto raw = Raw();
+    ASSERT_TRUE(raw->Exec("UPDATE mutations SET record = x'ff' WHERE sequence = 2").ok());
+  }
+  auto store = OpenStore();
+  // The read gives up at mutation 2 with its cached statement mid-iteration; the reader
+  // connection goes back to the pool and the next read on it must start from the top.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    absl::StatusOr<std::vector<Mutation>> log = store->MutationsSince("node-a", 0, 10);
+    EXPECT_EQ(log.status().code(), absl::StatusCode::kDataLoss) << attempt << log.status();
+    EXPECT_THAT(log.status().message(), HasSubstr("node-a/2")) << attempt;
+  }
+  absl::StatusOr<std::vector<Mutation>> after = store->MutationsSince("node-a", 2, 10);
+  ASSERT_TRUE(after.ok()) << after.status();
+  ASSERT_EQ(after->size(), 1u);
+  EXPECT_EQ((*after)[0].sequence(), 3u);
+  // Nor does the abandoned read pin an old snapshot: a later write is visible.
+  MustPut(*store, Submitted(4));
+  EXPECT_TRUE(MustGet(*store, 4).has_value());
+  after = store->MutationsSince("node-a", 2, 10);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(after->size(), 2u);
+}
+
 TEST_F(RequestStoreTest, DedupeFindsTheNewestMatchInsideTheWindow) {
   auto store = OpenStore();
   MustPut(*store, Submitted(70, 'a'));

@@ -1,5 +1,5 @@
-// The SQLite layer: typed binds and columns, error messages, transactions, the group-commit
-// writer (batching and per-function rollback) and the reader pool.
+// The SQLite layer: typed binds and columns, error messages, transactions, the statement
+// cache, the group-commit writer (batching and per-function rollback) and the reader pool.
 #include "store/sqlite_db.h"
 
 #include <unistd.h>
@@ -163,6 +163,230 @@ TEST_F(SqliteDbTest, TransactionRollsBackUnlessCommitted) {
   EXPECT_TRUE(c->autocommit());
 }
 
+// Prepared statements alive on `c`, from SQLite's own list (cached, lent out or one-off).
+int LiveStatements(Connection& c) {
+  int n = 0;
+  for (sqlite3_stmt* st = sqlite3_next_stmt(c.raw(), nullptr); st != nullptr;
+       st = sqlite3_next_stmt(c.raw(), st)) {
+    ++n;
+  }
+  return n;
+}
+
+// Statements on `c` that have stepped and not been reset (they may hold a read transaction).
+int BusyStatements(Connection& c) {
+  int n = 0;
+  for (sqlite3_stmt* st = sqlite3_next_stmt(c.raw(), nullptr); st != nullptr;
+       st = sqlite3_next_stmt(c.raw(), st)) {
+    if (sqlite3_stmt_busy(st) != 0) ++n;
+  }
+  return n;
+}
+
+// Steps `st`, failing the test (rather than crashing it) on an error; true when a row came.
+bool NextRow(Statement& st) {
+  absl::StatusOr<bool> row = st.Step();
+  EXPECT_TRUE(row.ok()) << row.status();
+  return row.ok() && *row;
+}
+
+TEST_F(SqliteDbTest, CachedStatementIsPreparedOnceAndReused) {
+  auto c = OpenWriter();
+  constexpr std::string_view kSql = "SELECT ?1 + 1";
+  Statement* first = nullptr;
+  for (int64_t i = 0; i < 3; ++i) {
+    absl::StatusOr<CachedStatement> st = c->PrepareCached(kSql);
+    ASSERT_TRUE(st.ok()) << st.status();
+    if (first == nullptr) first = &**st;
+    EXPECT_EQ(&**st, first) << "use " << i;
+    (*st)->BindInt64(1, i);
+    absl::StatusOr<bool> row = (*st)->Step();
+    ASSERT_TRUE(row.ok() && *row) << row.status();
+    EXPECT_EQ((*st)->ColumnInt64(0), i + 1);
+  }
+  // The text is the key, not the pointer: an equal string from elsewhere hits the cache.
+  const std::string copy(kSql);
+  absl::StatusOr<CachedStatement> again = c->PrepareCached(copy);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(&**again, first);
+  EXPECT_EQ(c->cached_statements(), 1u);
+  EXPECT_EQ(LiveStatements(*c), 1);
+}
+
+TEST_F(SqliteDbTest, BindingsFromAPreviousUseDoNotLeakIntoTheNext) {
+  auto c = OpenWriter();
+  constexpr std::string_view kSql = "SELECT ?1, ?2";
+  {
+    absl::StatusOr<CachedStatement> st = c->PrepareCached(kSql);
+    ASSERT_TRUE(st.ok());
+    (*st)->BindText(1, "first").BindInt64(2, 42);
+    ASSERT_TRUE(NextRow(**st));
+    EXPECT_EQ((*st)->ColumnInt64(1), 42);
+  }
+  {
+    // Only ?1 this time: ?2 must be NULL again, not 42 from the previous borrower.
+    absl::StatusOr<CachedStatement> st = c->PrepareCached(kSql);
+    ASSERT_TRUE(st.ok());
+    (*st)->BindText(1, "second");
+    absl::StatusOr<bool> row = (*st)->Step();
+    ASSERT_TRUE(row.ok() && *row) << row.status();
+    EXPECT_EQ((*st)->ColumnText(0), "second");
+    EXPECT_TRUE((*st)->ColumnIsNull(1));
+  }
+  {
+    // A bind error is remembered until the next Step(); it must not outlive the borrower.
+    absl::StatusOr<CachedStatement> st = c->PrepareCached(kSql);
+    ASSERT_TRUE(st.ok());
+    (*st)->BindInt64(7, 1);
+  }
+  absl::StatusOr<CachedStatement> st = c->PrepareCached(kSql);
+  ASSERT_TRUE(st.ok());
+  (*st)->BindInt64(1, 3);
+  absl::StatusOr<bool> row = (*st)->Step();
+  ASSERT_TRUE(row.ok()) << row.status();
+  EXPECT_TRUE(*row);
+}
+
+TEST_F(SqliteDbTest, AStatementLeftMidStepIsResetBeforeReuse) {
+  auto c = OpenWriter();
+  ASSERT_TRUE(c->Exec("CREATE TABLE t (v INTEGER PRIMARY KEY)").ok());
+  ASSERT_TRUE(c->Exec("INSERT INTO t VALUES (1), (2), (3)").ok());
+  // Reads the first row at or above `min` and returns without finishing the statement,
+  // the way a lookup returns as soon as it has its answer.
+  auto first_at_least = [&c](int64_t min) -> absl::StatusOr<int64_t> {
+    absl::StatusOr<CachedStatement> st =
+        c->PrepareCached("SELECT v FROM t WHERE v >= ?1 ORDER BY v");
+    if (!st.ok()) return st.status();
+    (*st)->BindInt64(1, min);
+    absl::StatusOr<bool> row = (*st)->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) return absl::NotFoundError("no row");
+    return (*st)->ColumnInt64(0);
+  };
+  absl::StatusOr<int64_t> v = first_at_least(1);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(*v, 1);
+  // Not left running: it would keep a read transaction (and its WAL snapshot) open.
+  EXPECT_EQ(BusyStatements(*c), 0);
+  // Continuing the old run would give 2; a fresh run with the new binding gives 1 again.
+  v = first_at_least(0);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(*v, 1);
+  v = first_at_least(3);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(*v, 3);
+  EXPECT_EQ(c->cached_statements(), 1u);
+}
+
+TEST_F(SqliteDbTest, ACachedStatementIsReusableAfterAFailedStep) {
+  auto c = OpenWriter();
+  ASSERT_TRUE(c->Exec("CREATE TABLE t (v INTEGER PRIMARY KEY)").ok());
+  auto insert = [&c](int64_t v) -> absl::Status {
+    absl::StatusOr<CachedStatement> st = c->PrepareCached("INSERT INTO t (v) VALUES (?1)");
+    if (!st.ok()) return st.status();
+    (*st)->BindInt64(1, v);
+    return (*st)->Run();
+  };
+  ASSERT_TRUE(insert(1).ok());
+  absl::Status dup = insert(1);
+  EXPECT_THAT(dup.message(), HasSubstr("UNIQUE constraint failed"));
+  EXPECT_TRUE(insert(2).ok());
+  EXPECT_EQ(CountRows(*c, "t"), 2);
+  EXPECT_EQ(BusyStatements(*c), 0);
+}
+
+TEST_F(SqliteDbTest, ANestedUseOfTheSameSqlGetsItsOwnStatement) {
+  auto c = OpenWriter();
+  ASSERT_TRUE(c->Exec("CREATE TABLE t (v INTEGER PRIMARY KEY)").ok());
+  ASSERT_TRUE(c->Exec("INSERT INTO t VALUES (1), (2)").ok());
+  constexpr std::string_view kSql = "SELECT v FROM t ORDER BY v";
+  Statement* cached = nullptr;
+  {
+    absl::StatusOr<CachedStatement> outer = c->PrepareCached(kSql);
+    ASSERT_TRUE(outer.ok());
+    cached = &**outer;
+    ASSERT_TRUE(NextRow(**outer));
+    EXPECT_EQ((*outer)->ColumnInt64(0), 1);
+    {
+      // Sharing the outer statement would rewind it under the outer loop.
+      absl::StatusOr<CachedStatement> inner = c->PrepareCached(kSql);
+      ASSERT_TRUE(inner.ok());
+      EXPECT_NE(&**inner, cached);
+      ASSERT_TRUE(NextRow(**inner));
+      EXPECT_EQ((*inner)->ColumnInt64(0), 1);
+      EXPECT_EQ(LiveStatements(*c), 2);
+    }
+    ASSERT_TRUE(NextRow(**outer));
+    EXPECT_EQ((*outer)->ColumnInt64(0), 2);
+  }
+  EXPECT_EQ(c->cached_statements(), 1u);
+  EXPECT_EQ(LiveStatements(*c), 1);  // the nested one was finalized
+  absl::StatusOr<CachedStatement> again = c->PrepareCached(kSql);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(&**again, cached);
+}
+
+TEST_F(SqliteDbTest, AMovedHandleReleasesOnce) {
+  auto c = OpenWriter();
+  Statement* cached = nullptr;
+  {
+    absl::StatusOr<CachedStatement> st = c->PrepareCached("SELECT 1");
+    ASSERT_TRUE(st.ok());
+    cached = &**st;
+    CachedStatement moved(*std::move(st));
+    EXPECT_EQ(&*moved, cached);
+    ASSERT_TRUE(NextRow(*moved));
+  }
+  EXPECT_EQ(BusyStatements(*c), 0);
+  absl::StatusOr<CachedStatement> again = c->PrepareCached("SELECT 1");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(&**again, cached);  // released, so lent again rather than a one-off
+}
+
+TEST_F(SqliteDbTest, AFailedPrepareIsReportedAndNotCached) {
+  auto c = OpenWriter();
+  absl::StatusOr<CachedStatement> bad = c->PrepareCached("SELEC 1");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("syntax error"));
+  EXPECT_THAT(bad.status().message(), HasSubstr("SELEC 1"));
+  EXPECT_EQ(c->PrepareCached("SELECT 1; SELECT 2").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(c->cached_statements(), 0u);
+  EXPECT_EQ(LiveStatements(*c), 0);
+}
+
+TEST_F(SqliteDbTest, TheCacheIsBounded) {
+  auto c = OpenWriter();
+  const int kDistinct = static_cast<int>(Connection::kMaxCachedStatements) + 5;
+  for (int i = 0; i < kDistinct; ++i) {
+    absl::StatusOr<CachedStatement> st = c->PrepareCached(absl::StrCat("SELECT ", i));
+    ASSERT_TRUE(st.ok()) << st.status();
+    absl::StatusOr<bool> row = (*st)->Step();
+    ASSERT_TRUE(row.ok() && *row) << row.status();
+    EXPECT_EQ((*st)->ColumnInt64(0), i);  // past the bound it still works, uncached
+  }
+  EXPECT_EQ(c->cached_statements(), Connection::kMaxCachedStatements);
+  EXPECT_EQ(LiveStatements(*c), static_cast<int>(Connection::kMaxCachedStatements));
+}
+
+TEST_F(SqliteDbTest, ClosingFinalizesCachedStatements) {
+  {
+    auto c = OpenWriter();
+    ASSERT_TRUE(c->Exec("CREATE TABLE t (v INTEGER)").ok());
+    absl::StatusOr<CachedStatement> st = c->PrepareCached("INSERT INTO t (v) VALUES (?1)");
+    ASSERT_TRUE(st.ok());
+    (*st)->BindInt64(1, 5);
+    ASSERT_TRUE((*st)->Run().ok());
+  }
+  // The last connection to a WAL database checkpoints and deletes the WAL when it really
+  // closes; a statement left unfinalized would have kept it open (a zombie) instead.
+  std::filesystem::path wal = db_path_;
+  wal += "-wal";
+  EXPECT_FALSE(std::filesystem::exists(wal));
+  auto c = OpenWriter();
+  EXPECT_EQ(CountRows(*c, "t"), 1);
+}
+
 class GroupCommitTest : public SqliteDbTest {
  protected:
   void SetUp() override {
@@ -272,6 +496,54 @@ TEST_F(GroupCommitTest, ConcurrentWritersAllCommit) {
   EXPECT_EQ(CountCommitted(), kThreads * kWritesPerThread);
   EXPECT_EQ(writer_->stats().writes, static_cast<uint64_t>(kThreads * kWritesPerThread));
   EXPECT_LE(writer_->stats().batches, writer_->stats().writes);
+}
+
+TEST_F(GroupCommitTest, ConcurrentCallersShareTheCachesOneThreadAtATime) {
+  // Every writer's function uses the writer connection's cached INSERT and every reader
+  // its lease's cached SELECT; the group-commit leader and the pool's leases are what keep
+  // two threads off one cached statement (ASan/TSan builds would flag a violation).
+  constexpr int kThreads = 8;
+  constexpr int kOpsPerThread = 40;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kOpsPerThread; ++i) {
+        const int64_t v = t * kOpsPerThread + i;
+        absl::Status w = writer_->Write([v](Connection& c) -> absl::Status {
+          absl::StatusOr<CachedStatement> st = c.PrepareCached("INSERT INTO t (v) VALUES (?1)");
+          if (!st.ok()) return st.status();
+          (*st)->BindInt64(1, v);
+          return (*st)->Run();
+        });
+        if (!w.ok()) ++failures;
+        absl::StatusOr<ReaderPool::Lease> r = readers_->Acquire();
+        if (!r.ok()) {
+          ++failures;
+          continue;
+        }
+        absl::StatusOr<CachedStatement> st = (*r)->PrepareCached("SELECT v FROM t WHERE v = ?1");
+        if (!st.ok()) {
+          ++failures;
+          continue;
+        }
+        (*st)->BindInt64(1, v);
+        absl::StatusOr<bool> row = (*st)->Step();
+        // Committed before Write() returned, so every reader must see it.
+        if (!row.ok() || !*row || (*st)->ColumnInt64(0) != v) ++failures;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(CountCommitted(), kThreads * kOpsPerThread);
+  ASSERT_TRUE(writer_
+                  ->Write([](Connection& c) {
+                    // One INSERT text, so one cached statement however many threads wrote.
+                    EXPECT_EQ(c.cached_statements(), 1u);
+                    return absl::OkStatus();
+                  })
+                  .ok());
 }
 
 TEST_F(GroupCommitTest, ReadersSeeCommittedRowsAndCannotWrite) {
