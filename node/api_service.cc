@@ -90,6 +90,27 @@ std::string CaFailureMessage(uint32_t hresult, std::string_view ca_message) {
   return msg;
 }
 
+// The one JSON line each API call logs: fields gathered along the way, then outcome, HTTP
+// status and latency, at a level that follows the status.
+struct CallLog {
+  CallLog(EventLog* log, const char* endpoint, const ApiRequest& request)
+      : log(log),
+        started(std::chrono::steady_clock::now()),
+        fields({{"endpoint", endpoint}, {"client_pin", request.auth->pin}, {"remote", std::string(request.remote)}}) {}
+
+  ApiResponse Finish(ApiResponse r) {
+    fields["outcome"] = r.outcome;
+    fields["http_status"] = r.status;
+    fields["latency_ms"] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+    log->Log(r.status >= 500 ? LogLevel::kError : r.status >= 400 ? LogLevel::kWarn : LogLevel::kInfo, "api", fields);
+    return r;
+  }
+
+  EventLog* log;
+  std::chrono::steady_clock::time_point started;
+  Json fields;
+};
+
 std::string StripQuery(std::string_view target) {
   auto q = target.find('?');
   return std::string(q == std::string_view::npos ? target : target.substr(0, q));
@@ -143,22 +164,9 @@ ApiResponse ApiService::Version() {
 }
 
 ApiResponse ApiService::Submit(const ApiRequest& request) {
-  const auto started = std::chrono::steady_clock::now();
-  Json fields = {{"endpoint", "request"}, {"client_pin", request.auth->pin}, {"remote", std::string(request.remote)}};
-  auto finish = [&](ApiResponse r) {
-    fields["outcome"] = r.outcome;
-    fields["http_status"] = r.status;
-    fields["latency_ms"] =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
-    if (r.status >= 500) {
-      log_->Error("api", fields);
-    } else if (r.status >= 400) {
-      log_->Warn("api", fields);
-    } else {
-      log_->Info("api", fields);
-    }
-    return r;
-  };
+  CallLog call(log_, "request", request);
+  Json& fields = call.fields;
+  auto finish = [&](ApiResponse r) { return call.Finish(std::move(r)); };
 
   auto body = ParseSubmitBody(request.body);
   if (!body.ok()) {
@@ -260,16 +268,9 @@ ApiResponse ApiService::Submit(const ApiRequest& request) {
 }
 
 ApiResponse ApiService::Retrieve(const ApiRequest& request) {
-  const auto started = std::chrono::steady_clock::now();
-  Json fields = {{"endpoint", "retrieve"}, {"client_pin", request.auth->pin}, {"remote", std::string(request.remote)}};
-  auto finish = [&](ApiResponse r) {
-    fields["outcome"] = r.outcome;
-    fields["http_status"] = r.status;
-    fields["latency_ms"] =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
-    log_->Log(r.status >= 500 ? LogLevel::kError : r.status >= 400 ? LogLevel::kWarn : LogLevel::kInfo, "api", fields);
-    return r;
-  };
+  CallLog call(log_, "retrieve", request);
+  Json& fields = call.fields;
+  auto finish = [&](ApiResponse r) { return call.Finish(std::move(r)); };
   auto internal_error = [&](std::string message, std::string outcome) {
     fields["error"] = message;
     return finish(Make(500, WithX509Json("INTERNAL_ERROR", message, ""), std::move(outcome)));

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "node/pki/absl_view.h"
 #include "node/pki/keys.h"
+#include "node/pki/openssl_ptr.h"
 #include "node/pki/pkcs12.h"
 
 namespace adcsc::node {
@@ -53,17 +54,6 @@ absl::StatusOr<ParsedUrl> ParseUrl(const std::string& url) {
   return p;
 }
 
-std::string SslErrors() {
-  std::string out;
-  unsigned long e;
-  while ((e = ERR_get_error()) != 0) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    if (!out.empty()) out += "; ";
-    out += buf;
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -109,19 +99,19 @@ absl::Status HttpsClient::Impl::Init() {
                                                      " (is the password right?)"));
     }
     if (SSL_CTX_use_certificate(ctx, id->cert.get()) != 1 || SSL_CTX_use_PrivateKey(ctx, id->key.get()) != 1) {
-      return absl::InvalidArgumentError(absl::StrCat(options_.pfx_file.string(), ": unusable identity: ", SslErrors()));
+      return absl::InvalidArgumentError(absl::StrCat(options_.pfx_file.string(), ": unusable identity: ", adcsc::pki::LastOpenSslError()));
     }
   } else if (!options_.cert_file.empty()) {
     if (SSL_CTX_use_certificate_chain_file(ctx, options_.cert_file.c_str()) != 1 ||
         SSL_CTX_use_PrivateKey_file(ctx, options_.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
       return absl::InvalidArgumentError(absl::StrCat("cannot load client certificate ", options_.cert_file.string(),
-                                                     " / key ", options_.key_file.string(), ": ", SslErrors()));
+                                                     " / key ", options_.key_file.string(), ": ", adcsc::pki::LastOpenSslError()));
     }
   }
   if (!options_.server_ca_file.empty()) {
     if (SSL_CTX_load_verify_locations(ctx, options_.server_ca_file.c_str(), nullptr) != 1) {
       return absl::InvalidArgumentError(
-          absl::StrCat("cannot load server CA file ", options_.server_ca_file.string(), ": ", SslErrors()));
+          absl::StrCat("cannot load server CA file ", options_.server_ca_file.string(), ": ", adcsc::pki::LastOpenSslError()));
     }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
   } else {

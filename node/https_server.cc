@@ -25,6 +25,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "node/api_codec.h"
+#include "node/pki/openssl_ptr.h"
 
 namespace adcsc::node {
 namespace {
@@ -50,17 +51,6 @@ constexpr const char* kTls12Ciphers =
     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 constexpr unsigned char kSessionIdContext[] = "adcsc-api";
 
-std::string OpenSslErrors() {
-  std::string out;
-  unsigned long e;
-  while ((e = ERR_get_error()) != 0) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    if (!out.empty()) out += "; ";
-    out += buf;
-  }
-  return out.empty() ? "unknown OpenSSL error" : out;
-}
 
 // Peer certificates are accepted at the handshake whatever their chain, so that an
 // untrusted or unmapped client gets a 403 with a reason (as IIS gives 403.16) instead of an
@@ -107,6 +97,9 @@ class HttpsServer::Impl {
   net::awaitable<bool> WriteError(Stream& stream, int status, std::string_view code, std::string_view message,
                                   const Endpoints& ep, std::string_view method, std::string_view path,
                                   const ClientAuthResult* auth, std::chrono::steady_clock::time_point started);
+  net::awaitable<bool> WriteTooLarge(Stream& stream, const http::request<http::string_body>& partial,
+                                     const Endpoints& ep, const ClientAuthResult* auth,
+                                     std::chrono::steady_clock::time_point started);
   void WriteAccess(const Endpoints& ep, std::string_view method, std::string_view path, const ClientAuthResult* auth,
                    std::string_view user_agent, int status, std::chrono::steady_clock::time_point started);
   void RegisterIdle(uint64_t id, const std::shared_ptr<Stream>& stream);
@@ -139,15 +132,15 @@ absl::Status HttpsServer::Impl::ConfigureTls() {
   SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION);
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-  if (SSL_CTX_set_cipher_list(ctx, kTls12Ciphers) != 1) return absl::InternalError("cannot set TLS 1.2 ciphers: " + OpenSslErrors());
+  if (SSL_CTX_set_cipher_list(ctx, kTls12Ciphers) != 1) return absl::InternalError("cannot set TLS 1.2 ciphers: " + adcsc::pki::LastOpenSslError());
   SSL_CTX_set1_groups_list(ctx, "X25519:P-256:P-384");
   if (SSL_CTX_use_certificate_chain_file(ctx, config_.cert_file.c_str()) != 1) {
     return absl::InvalidArgumentError(absl::StrCat("api.cert_file: cannot load ", config_.cert_file.string(), ": ",
-                                                   OpenSslErrors(), " (expect PEM, leaf certificate first)"));
+                                                   adcsc::pki::LastOpenSslError(), " (expect PEM, leaf certificate first)"));
   }
   if (SSL_CTX_use_PrivateKey_file(ctx, config_.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
     return absl::InvalidArgumentError(absl::StrCat("api.key_file: cannot load ", config_.key_file.string(), ": ",
-                                                   OpenSslErrors(), " (expect an unencrypted PEM private key)"));
+                                                   adcsc::pki::LastOpenSslError(), " (expect an unencrypted PEM private key)"));
   }
   if (SSL_CTX_check_private_key(ctx) != 1) {
     return absl::InvalidArgumentError(absl::StrCat("api.key_file: ", config_.key_file.string(),
@@ -155,7 +148,7 @@ absl::Status HttpsServer::Impl::ConfigureTls() {
   }
   if (SSL_CTX_load_verify_locations(ctx, config_.client_ca_file.c_str(), nullptr) != 1) {
     return absl::InvalidArgumentError(absl::StrCat("api.client_ca_file: cannot load ", config_.client_ca_file.string(),
-                                                   ": ", OpenSslErrors()));
+                                                   ": ", adcsc::pki::LastOpenSslError()));
   }
   // Tell clients which issuers we accept, so Java's key manager picks the right identity.
   STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(config_.client_ca_file.c_str());
@@ -319,6 +312,14 @@ net::awaitable<bool> HttpsServer::Impl::WriteError(Stream& stream, int status, s
   co_return !ec;
 }
 
+net::awaitable<bool> HttpsServer::Impl::WriteTooLarge(Stream& stream, const http::request<http::string_body>& partial,
+                                                      const Endpoints& ep, const ClientAuthResult* auth,
+                                                      std::chrono::steady_clock::time_point started) {
+  co_return co_await WriteError(stream, 413, "PAYLOAD_TOO_LARGE",
+                                absl::StrCat("request body exceeds ", config_.max_body_bytes, " bytes"), ep,
+                                std::string(partial.method_string()), std::string(partial.target()), auth, started);
+}
+
 // Starts a handler on the worker pool; the caller's coroutine resumes on its own strand.
 static net::awaitable<ApiResponse> HandleOnWorker(ApiService* service, const ApiRequest* request) {
   co_return service->Handle(*request);
@@ -370,9 +371,7 @@ net::awaitable<void> HttpsServer::Impl::Session(std::shared_ptr<Stream> stream_p
       break;
     }
     if (ec == http::error::body_limit) {
-      co_await WriteError(stream, 413, "PAYLOAD_TOO_LARGE",
-                          absl::StrCat("request body exceeds ", config_.max_body_bytes, " bytes"), ep,
-                          std::string(parser.get().method_string()), std::string(parser.get().target()), &auth, started);
+      co_await WriteTooLarge(stream, parser.get(), ep, &auth, started);
       break;
     }
     if (ec) {
@@ -393,9 +392,7 @@ net::awaitable<void> HttpsServer::Impl::Session(std::shared_ptr<Stream> stream_p
       co_await http::async_read(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
     }
     if (ec == http::error::body_limit) {
-      co_await WriteError(stream, 413, "PAYLOAD_TOO_LARGE",
-                          absl::StrCat("request body exceeds ", config_.max_body_bytes, " bytes"), ep,
-                          std::string(parser.get().method_string()), std::string(parser.get().target()), &auth, started);
+      co_await WriteTooLarge(stream, parser.get(), ep, &auth, started);
       break;
     }
     if (ec) {
