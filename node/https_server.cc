@@ -43,6 +43,8 @@ constexpr uint32_t kMaxHeaderBytes = 16 * 1024;
 constexpr size_t kReadChunk = 8 * 1024;
 // Bound on the TLS close_notify exchange when a connection ends.
 constexpr std::chrono::seconds kTlsShutdownTimeout{2};
+// On shutdown, how long a connection waiting for its next request may still send one.
+constexpr std::chrono::seconds kShutdownIdleGrace{1};
 // Pause after accept() fails for lack of descriptors, so the loop does not spin.
 constexpr std::chrono::milliseconds kAcceptBackoff{100};
 // TLS 1.2 suites: forward secret AEAD only. TLS 1.3 suites are OpenSSL's defaults (all AEAD).
@@ -341,13 +343,26 @@ net::awaitable<void> HttpsServer::Impl::Session(std::shared_ptr<Stream> stream_p
 
   beast::flat_buffer buffer;
   bool first_request = true;
-  while (!shutting_down_) {
+  for (;;) {
+    // While stopping, a connection still gets to send its first request (Jamf Pro opens a
+    // connection per request, so one that was just accepted carries a request in flight);
+    // a kept-alive connection is closed instead of waiting for another.
+    if (shutting_down_ && !first_request) break;
     // Wait for the first byte of the next request: the header timeout applies to a new
     // connection, the idle timeout between keep-alive requests.
     if (buffer.size() == 0) {
-      tcp_layer.expires_after(first_request ? config_.header_timeout : config_.idle_timeout);
+      auto wait = first_request ? config_.header_timeout : config_.idle_timeout;
+      if (shutting_down_) {
+        wait = std::min<std::chrono::milliseconds>(wait, kShutdownIdleGrace);
+      }
+      tcp_layer.expires_after(wait);
       RegisterIdle(id, stream_ptr);
-      if (shutting_down_) break;  // shutdown began before we registered: it cannot wake us
+      if (shutting_down_) {
+        // Shutdown began between the check above and the registration, so it may have
+        // missed this connection: apply its rule here.
+        if (!first_request) break;
+        tcp_layer.expires_after(std::min<std::chrono::milliseconds>(wait, kShutdownIdleGrace));
+      }
       auto got = co_await stream.async_read_some(buffer.prepare(kReadChunk), net::redirect_error(net::use_awaitable, ec));
       if (ec) break;  // closed, idle timeout, or shutdown cancelled the wait
       buffer.commit(got);
@@ -434,16 +449,28 @@ void HttpsServer::Impl::BeginShutdown() {
     beast::error_code ec;
     acceptor_->close(ec);
   });
-  // Wake connections that wait for a request; those mid-request finish and then close.
+  // Connections mid-request finish it and close. Connections waiting for a request get
+  // kShutdownIdleGrace to send one (a client that connected just before the signal is
+  // usually about to: Jamf Pro opens a connection per request), then they are closed.
   std::map<uint64_t, std::weak_ptr<Stream>> idle;
   {
     std::lock_guard lock(mu_);
     idle = idle_;
   }
   for (auto& [id, weak] : idle) {
-    if (auto stream = weak.lock()) {
-      net::post(stream->get_executor(), [stream] { beast::get_lowest_layer(*stream).cancel(); });
-    }
+    auto stream = weak.lock();
+    if (!stream) continue;
+    auto timer = std::make_shared<net::steady_timer>(stream->get_executor(), kShutdownIdleGrace);
+    timer->async_wait([this, id, timer, weak = std::weak_ptr<Stream>(stream)](beast::error_code) {
+      auto s = weak.lock();
+      if (!s) return;
+      bool still_idle;
+      {
+        std::lock_guard lock(mu_);
+        still_idle = idle_.count(id) != 0;
+      }
+      if (still_idle) beast::get_lowest_layer(*s).cancel();
+    });
   }
 }
 

@@ -150,6 +150,37 @@ class LifecycleTest(unittest.TestCase):
             self.assertEqual(nxt["request-id"], body["request-id"] + 1)
             self.assertEqual(node.stop(), 0)
 
+    def test_sigterm_lets_an_in_flight_request_finish_and_refuses_new_connections(self):
+        import signal
+        import socket
+        with h.TempRoot() as root:
+            pki = h.Pki(root)
+            node = h.Node(root, pki).start()
+            body = json.dumps({"pkcs10": h.make_csr_b64("in-flight"), "template": "JamfDevice",
+                               "config": {"dc": h.DC, "ca": h.CA}}).encode()
+            raw = socket.create_connection(("127.0.0.1", node.port), timeout=15)
+            s = h.ssl_context(pki).wrap_socket(raw, server_hostname="localhost")
+            s.sendall(b"POST /api/v1/certificate/request HTTP/1.1\r\nHost: localhost\r\n"
+                      b"Content-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+                      + body[:100])
+            node.proc.send_signal(signal.SIGTERM)
+            h.wait_for(lambda: any(l.get("event") == "stopping" for l in node.log_lines()), timeout=10,
+                       what="the node to begin stopping")
+            s.sendall(body[100:])
+            data = b""
+            while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            s.close()
+            self.assertTrue(data.startswith(b"HTTP/1.1 200"), data[:200])
+            self.assertIn(b"Connection: close", data)
+            self.assertIn(b"CR_DISP_ISSUED", data)
+            with self.assertRaises(OSError):
+                socket.create_connection(("127.0.0.1", node.port), timeout=2).close()
+            self.assertEqual(node.proc.wait(timeout=20), 0)
+
     def test_config_errors_are_all_reported_with_file_and_key(self):
         with h.TempRoot() as root:
             cfg = root / "bad.toml"
