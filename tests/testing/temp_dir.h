@@ -35,4 +35,9 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+// Permission bits of `path`, e.g. 0600.
+inline unsigned FileMode(const std::filesystem::path& path) {
+  return static_cast<unsigned>(std::filesystem::status(path).permissions());
+}
+
 }  // namespace adcsc::testing

@@ -7,13 +7,13 @@
 #include "gtest/gtest.h"
 #include "node/pki/pkcs12.h"
 #include "node/pki/x509.h"
-#include "tests/unit/pki/test_util.h"
+#include "tests/testing/temp_dir.h"
 
 namespace adcsc::pki {
 namespace {
 
-using ::adcsc::pki::testing::FileMode;
-using ::adcsc::pki::testing::ScratchDir;
+using ::adcsc::testing::FileMode;
+using ScratchDir = ::adcsc::testing::TempDir;
 using ::testing::HasSubstr;
 
 PkiInitOptions Options(const std::filesystem::path& out) {
