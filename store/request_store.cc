@@ -12,6 +12,7 @@
 #include "store/hlc.h"
 #include "store/schema.h"
 #include "store/sqlite_db.h"
+#include "store/wal_checkpointer.h"
 
 namespace adcsc::store {
 namespace {
@@ -298,13 +299,15 @@ absl::StatusOr<uint64_t> MaxStoredHlc(Connection& c) {
 
 class RequestStore::Impl {
  public:
-  Impl(StoreOptions options, const Clock* clock, std::unique_ptr<Connection> writer)
+  Impl(StoreOptions options, const Clock* clock, std::unique_ptr<Connection> writer,
+       std::unique_ptr<sqlite::WalCheckpointer> checkpointer)
       : options_(std::move(options)),
         clock_(clock),
         hlc_(clock),
         writer_(std::move(writer)),
         readers_(options_.path,
-                 sqlite::ConnectionSettings{.writer = false, .fsync = options_.fsync}) {}
+                 sqlite::ConnectionSettings{.writer = false, .fsync = options_.fsync}),
+        checkpointer_(std::move(checkpointer)) {}
 
   const StoreOptions& options() const { return options_; }
   const Clock& clock() const { return *clock_; }
@@ -320,6 +323,10 @@ class RequestStore::Impl {
   // can checkpoint and remove the WAL.
   sqlite::GroupCommitWriter writer_;
   sqlite::ReaderPool readers_;
+  // Declared last so it is destroyed first: its hook on the writer connection and its own
+  // connection must be gone before the writer closes (as the last connection, which is what
+  // lets that close checkpoint and remove the WAL).
+  std::unique_ptr<sqlite::WalCheckpointer> checkpointer_;
 };
 
 absl::StatusOr<std::unique_ptr<RequestStore>> RequestStore::Open(const StoreOptions& options) {
@@ -338,7 +345,17 @@ absl::StatusOr<std::unique_ptr<RequestStore>> RequestStore::Open(const StoreOpti
   absl::StatusOr<uint64_t> max_hlc = MaxStoredHlc(**writer);
   if (!max_hlc.ok()) return max_hlc.status();
 
-  auto impl = std::make_unique<Impl>(options, clock, std::move(*writer));
+  // Started last: from here on, checkpoints happen off the commit path. Its fsync follows the
+  // writer's, since a checkpoint that does not sync could lose what a synced commit kept.
+  sqlite::WalCheckpointerOptions checkpoint_options;
+  checkpoint_options.fsync = options.fsync;
+  checkpoint_options.on_error = options.on_checkpoint_error;
+  absl::StatusOr<std::unique_ptr<sqlite::WalCheckpointer>> checkpointer =
+      sqlite::WalCheckpointer::Start((*writer)->raw(), std::move(checkpoint_options));
+  if (!checkpointer.ok()) return checkpointer.status();
+
+  auto impl =
+      std::make_unique<Impl>(options, clock, std::move(*writer), std::move(*checkpointer));
   impl->hlc().Observe(*max_hlc);
   return std::unique_ptr<RequestStore>(new RequestStore(std::move(impl)));
 }

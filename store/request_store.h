@@ -1,5 +1,6 @@
 // RequestStore: the durable memory of every CA request this node (and, later, the
-// cluster) has seen, on SQLite in WAL mode with fsync on commit.
+// cluster) has seen, on SQLite in WAL mode with fsync on commit. WAL checkpoints run on a
+// background thread (store/wal_checkpointer.h), not inside the commits.
 //
 // Thread-safety: all methods may be called concurrently from any thread. Writes from
 // concurrent callers are group-committed: one transaction and one fsync per batch.
@@ -8,6 +9,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -27,6 +29,10 @@ struct StoreOptions {
   const Clock* clock = nullptr;     // nullptr: SystemClock::Default()
   // Durable commits (PRAGMA synchronous=FULL). Tests may turn this off for speed.
   bool fsync = true;
+  // Told when a background WAL checkpoint fails (see store/wal_checkpointer.h); writes go
+  // on regardless. Called from a background thread or inside a commit, so it must be quick
+  // and thread-safe. Empty: a line on stderr.
+  std::function<void(const absl::Status&)> on_checkpoint_error;
 };
 
 // What a local write did.

@@ -364,14 +364,19 @@ absl::StatusOr<int64_t> Connection::QueryInt64(std::string_view sql) {
 }
 
 absl::Status Connection::Error(int rc, std::string_view what) const {
+  return ErrorStatus(db_, path_, rc, what);
+}
+
+absl::Status ErrorStatus(sqlite3* db, const std::filesystem::path& path, int rc,
+                         std::string_view what) {
   // The connection's message describes its most recent failure; if that is not the one we
   // are reporting (e.g. a check we made ourselves), fall back to the generic text.
-  const bool connection_knows = sqlite3_extended_errcode(db_) == rc;
-  const char* message = connection_knows ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+  const bool connection_knows = db != nullptr && sqlite3_extended_errcode(db) == rc;
+  const char* message = connection_knows ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
   const int primary = rc & 0xff;
   return absl::Status(
       CodeFor(primary),
-      absl::StrCat("sqlite error on ", path_.string(), " while ", Sv(what), ": ", message, " (",
+      absl::StrCat("sqlite error on ", path.string(), " while ", Sv(what), ": ", message, " (",
                    sqlite3_errstr(rc), ", code ", rc, "); ", Sv(HintFor(primary))));
 }
 

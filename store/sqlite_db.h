@@ -115,6 +115,12 @@ class CachedStatement {
   std::unique_ptr<Statement> one_off_;  // set only when the cache could not lend
 };
 
+// Status for a failed SQLite call on `db` (a connection to `path`): names the file, what we
+// were doing, SQLite's message and code, and a hint on what to check. `rc` is the code the
+// call returned. For code that holds a raw handle; Connection::Error() is the same.
+absl::Status ErrorStatus(sqlite3* db, const std::filesystem::path& path, int rc,
+                         std::string_view what);
+
 // Per-connection settings applied right after opening.
 struct ConnectionSettings {
   // Writer connections switch the file to WAL (persistent) and set synchronous; readers

@@ -2,7 +2,8 @@
 // in SQLite like ADCS keeps its database, and applies per-template policies (issue, hold for a
 // manager, deny, minimum key size). Used by the `local` backend, the ADCS emulator and tests.
 // Thread-safety: all methods may be called concurrently from any thread; signing runs in
-// parallel, only the database accesses are serialised.
+// parallel, only the database accesses are serialised. WAL checkpoints of the database run on
+// a background thread (store/wal_checkpointer.h), not inside a submit's commit.
 #pragma once
 
 #include <cstdint>
@@ -22,6 +23,10 @@
 
 struct sqlite3;
 struct sqlite3_stmt;
+
+namespace adcsc::store::sqlite {
+class WalCheckpointer;
+}  // namespace adcsc::store::sqlite
 
 namespace adcsc::ca {
 
@@ -66,6 +71,10 @@ struct LocalCaOptions {
   // release pending requests. Also used as the start of issued certificates' validity.
   // Called from any thread, so it must be thread-safe.
   std::function<int64_t()> now_unix_millis;
+  // Told when a background WAL checkpoint of the database fails; requests go on regardless.
+  // Called from a background thread or inside a commit, so it must be quick and thread-safe.
+  // Empty: a line on stderr.
+  std::function<void(const absl::Status&)> on_checkpoint_error;
 };
 
 // Every problem with `options`, one per line ("templates[2].ekus: unknown ..."); OK if none.
@@ -164,6 +173,9 @@ class LocalCa final : public CaBackend {
 
   mutable std::mutex mu_;
   sqlite3* db_ ABSL_GUARDED_BY(mu_) = nullptr;
+  // Checkpoints db_'s WAL off the commit path. Guarded by mu_ because starting and stopping
+  // it uses db_; destroyed before db_ closes.
+  std::unique_ptr<store::sqlite::WalCheckpointer> checkpointer_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace adcsc::ca

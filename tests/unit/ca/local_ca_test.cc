@@ -11,6 +11,7 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "node/ca/hresult.h"
@@ -394,6 +395,30 @@ TEST_F(LocalCaTest, IdsAreSequentialAndSurviveReopen) {
   EXPECT_EQ((*rows)[3].submitted_unix_millis, now_.load());
   EXPECT_EQ(ca_->List(2, 1)->size(), 1u);
   EXPECT_EQ((*ca_->List(2, 1))[0].request_id, 3u);
+}
+
+TEST_F(LocalCaTest, SubmitsPastTheCheckpointThresholdSurviveReopen) {
+  // Enough requests to take the WAL past 1000 pages, so its background checkpointer copies
+  // pages while submits commit; any checkpoint failure fails the test.
+  LocalCaOptions o = Options();
+  o.on_checkpoint_error = [](const absl::Status& s) { ADD_FAILURE() << s; };
+  Open(o);
+  constexpr uint32_t kRequests = 3000;
+  // A big SAN list makes each stored CSR and certificate a few KB, so fewer signatures do.
+  std::vector<std::string> sans;
+  for (int i = 0; i < 40; ++i) sans.push_back(absl::StrCat("host-", i, ".devices.example.com"));
+  const std::vector<uint8_t> csr = Csr(pki::KeyType::kEcP256, "bulk", sans);
+  std::vector<uint8_t> last_cert;
+  for (uint32_t want = 1; want <= kRequests; ++want) {
+    auto r = ca_->Submit(Submit(csr, "User"));
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_EQ(r->request_id, want);
+    if (want == kRequests) last_cert = r->cert_der;
+  }
+  o.on_checkpoint_error = nullptr;
+  Open(Options());
+  EXPECT_EQ(*ca_->RequestCount(), kRequests);
+  EXPECT_EQ(ca_->Retrieve(Retrieve(kRequests))->cert_der, last_cert);
 }
 
 TEST_F(LocalCaTest, ReopenRefusesAGroupReadableKeyOrAMissingCert) {

@@ -68,7 +68,13 @@ RequestRecord Outcome(uint32_t id, RecordStatus status, uint32_t disposition,
 class RequestStoreTest : public ::testing::Test {
  protected:
   StoreOptions Options(const std::string& node_id = "node-a") const {
-    return StoreOptions{.path = path_, .node_id = node_id, .clock = &clock_, .fsync = false};
+    return StoreOptions{
+        .path = path_,
+        .node_id = node_id,
+        .clock = &clock_,
+        .fsync = false,
+        // No test here expects a checkpoint to fail (gtest assertions are thread-safe).
+        .on_checkpoint_error = [](const absl::Status& s) { ADD_FAILURE() << s; }};
   }
   std::unique_ptr<RequestStore> OpenStore(const std::string& node_id = "node-a") {
     absl::StatusOr<std::unique_ptr<RequestStore>> store = RequestStore::Open(Options(node_id));
@@ -226,6 +232,35 @@ TEST_F(RequestStoreTest, DataSurvivesCloseAndReopen) {
   absl::StatusOr<WriteResult> next = (*reopened)->Put(Submitted(61));
   ASSERT_TRUE(next.ok());
   EXPECT_EQ(next->sequence, 3u);
+}
+
+TEST_F(RequestStoreTest, WritesPastTheCheckpointThresholdSurviveReopen) {
+  // Enough commits to take the WAL past 1000 pages several times over, so the background
+  // checkpointer copies pages while Put() and Get() go on (a failure would fail the test
+  // through on_checkpoint_error).
+  constexpr uint32_t kRecords = 1500;
+  {
+    auto store = OpenStore();
+    for (uint32_t id = 1; id <= kRecords; ++id) {
+      RequestRecord r = Submitted(id, static_cast<char>('a' + id % 26));
+      r.set_message(std::string(1000, static_cast<char>('A' + id % 26)));  // ~1 KB a row
+      MustPut(*store, r);
+      if (id % 100 == 0) {
+        ASSERT_TRUE(MustGet(*store, id / 2).has_value());
+      }
+    }
+  }
+  auto store = OpenStore();
+  EXPECT_EQ(*store->CountRecords(), kRecords);
+  EXPECT_EQ((*store->GetVersionVector())["node-a"], kRecords);
+  for (uint32_t id : {1u, kRecords / 2, kRecords}) {
+    std::optional<RequestRecord> got = MustGet(*store, id);
+    ASSERT_TRUE(got.has_value()) << id;
+    EXPECT_EQ(got->message(), std::string(1000, static_cast<char>('A' + id % 26)));
+  }
+  absl::StatusOr<std::vector<Mutation>> log = store->MutationsSince("node-a", 0, kRecords + 1);
+  ASSERT_TRUE(log.ok()) << log.status();
+  EXPECT_EQ(log->size(), kRecords);
 }
 
 TEST_F(RequestStoreTest, AcknowledgedWritesSurviveAProcessCrash) {
