@@ -37,7 +37,9 @@ struct ApiConfig {
   std::chrono::milliseconds shutdown_grace{30'000};
   unsigned io_threads = 0;      // 0: number of cores
   unsigned worker_threads = 0;  // 0: 4 x cores (CA calls may block)
-  int session_cache_size = 4096;  // resumable TLS sessions kept in memory (each holds a client cert reference)
+  // Resumable TLS sessions kept in memory. A session from a full handshake holds its own
+  // decoded client certificate (~10 KB), so this bounds that memory (~10 MB at 1024).
+  int session_cache_size = 1024;
   std::chrono::seconds session_timeout{3600};
 };
 
