@@ -40,6 +40,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "node/api_service.h"
 #include "node/ca/local_ca.h"
 #include "node/https_client.h"
 #include "node/pki/bootstrap.h"
@@ -300,6 +301,67 @@ int Main(int argc, char** argv) {
         pool.Reset();
         auto r = RunCell(c, s.cell, engine_pair);
         rows.push_back({key_type, "ceiling (engine in-process)", c, r});
+      }
+    }
+    // Reference: the API service in-process (store, CSR checks, JSON, logs; no TLS, no HTTP,
+    // no threads hand-offs), to split the node's cost between the service and the transport.
+    {
+      adcsc::ca::LocalCaOptions o;
+      o.dir = dir.path() / "service-ca";
+      o.ca_name = kCa;
+      o.key_type = *adcsc::pki::ParseKeyType(key_type);
+      adcsc::ca::TemplatePolicy t;
+      t.name = kTemplate;
+      t.ekus = {"clientAuth"};
+      o.templates = {t};
+      auto ca = adcsc::ca::LocalCa::Open(o);
+      adcsc::store::StoreOptions so;
+      so.path = dir.path() / "service-store.db";
+      so.node_id = "bench";
+      auto store = adcsc::store::RequestStore::Open(so);
+      if (!ca.ok() || !store.ok()) {
+        std::cerr << "bench_api: cannot open the in-process service\n";
+        return 1;
+      }
+      adcsc::node::Config config;
+      config.node_id = "bench";
+      config.ca.identity = "BENCH\\svc";
+      config.ca.allow.push_back({kDc, kCa, {}});
+      adcsc::node::LogConfig lc;
+      lc.level = "warn";
+      lc.file = dir.path() / "service.log";
+      auto log = adcsc::node::EventLog::Open(lc, "bench");
+      adcsc::node::ApiService service(config, ca->get(), store->get(), log->get(), SystemClock::Default());
+      adcsc::node::ClientAuthResult auth;
+      auth.ok = true;
+      const std::string retrieve_prefix =
+          absl::StrCat(R"({"config":{"dc":")", kDc, R"(","ca":")", kCa, R"("},"request-id":)");
+      auto service_pair = [&](int) {
+        return [&](bool*) -> int {
+          const std::string* csr = active_pool->NextBase64();
+          if (csr == nullptr) return -1;
+          nlohmann::json body = {{"pkcs10", *csr}, {"template", kTemplate}, {"config", {{"dc", kDc}, {"ca", kCa}}}};
+          const std::string submit_body = body.dump();
+          adcsc::node::ApiRequest req;
+          req.method = "POST";
+          req.target = "/api/v1/certificate/request";
+          req.body = submit_body;
+          req.auth = &auth;
+          auto a = service.Handle(req);
+          if (a.status != 200) return 0;
+          auto id = nlohmann::json::parse(a.body)["request-id"].get<uint32_t>();
+          const std::string retrieve_body = absl::StrCat(retrieve_prefix, id, "}");
+          req.target = "/api/v1/certificate/retrieve";
+          req.body = retrieve_body;
+          auto b = service.Handle(req);
+          return b.status == 200 && b.body.find("CR_DISP_ISSUED") != std::string::npos ? 1 : 0;
+        };
+      };
+      warmup(service_pair);
+      pool.Reset();
+      for (int c : kClients) {
+        auto r = RunCell(c, s.cell, service_pair);
+        rows.push_back({key_type, "service in-process (no TLS/HTTP)", c, r});
       }
     }
     // The node as a separate process.
