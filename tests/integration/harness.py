@@ -230,6 +230,18 @@ def call(node: Node, method, path, body=None, ctx=None, raw_body=None, headers=N
         conn.close()
 
 
+def read_response(sock):
+    """Reads one HTTP response with a JSON body from a raw (TLS) socket until the body is complete
+    or the peer closes; returns the bytes."""
+    data = b""
+    while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def submit(node, pkcs10, template="JamfDevice", ctx=None):
     return call(node, "POST", "/api/v1/certificate/request",
                 {"pkcs10": pkcs10, "template": template, "config": {"dc": DC, "ca": CA}}, ctx=ctx)

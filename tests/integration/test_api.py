@@ -167,12 +167,7 @@ class LifecycleTest(unittest.TestCase):
             h.wait_for(lambda: any(l.get("event") == "stopping" for l in node.log_lines()), timeout=10,
                        what="the node to begin stopping")
             s.sendall(body[100:])
-            data = b""
-            while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
+            data = h.read_response(s)
             s.close()
             self.assertTrue(data.startswith(b"HTTP/1.1 200"), data[:200])
             self.assertIn(b"Connection: close", data)

@@ -95,12 +95,7 @@ class BadInputTest(unittest.TestCase):
                 # it will refuse) and then closes, so the body is not sent here.
                 s.sendall(b"POST /api/v1/certificate/request HTTP/1.1\r\nHost: localhost\r\n"
                           b"Content-Type: application/json\r\nContent-Length: 10485760\r\n\r\n")
-                data = b""
-                while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
-                    chunk = s.recv(4096)
-                    if not chunk:
-                        break
-                    data += chunk
+                data = h.read_response(s)
         head, _, body = data.partition(b"\r\n\r\n")
         self.assertTrue(head.startswith(b"HTTP/1.1 413"), head)
         self.assertEqual(json.loads(body)["request-status"]["status"], "PAYLOAD_TOO_LARGE")

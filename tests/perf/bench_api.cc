@@ -211,6 +211,19 @@ std::string NodeConfig(const std::filesystem::path& dir, const adcsc::pki::PkiIn
   return o.str();
 }
 
+// The embedded CA as the node's config in NodeConfig() sets it up: one template, kTemplate.
+adcsc::ca::LocalCaOptions EngineOptions(const std::filesystem::path& dir, const std::string& key_type) {
+  adcsc::ca::LocalCaOptions o;
+  o.dir = dir;
+  o.ca_name = kCa;
+  o.key_type = *adcsc::pki::ParseKeyType(key_type);
+  adcsc::ca::TemplatePolicy t;
+  t.name = kTemplate;
+  t.ekus = {"clientAuth"};
+  o.templates = {t};
+  return o;
+}
+
 int FreePort() {
   // The kernel picks an unused port for a bound socket; close and reuse the number.
   int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -272,15 +285,7 @@ int Main(int argc, char** argv) {
     adcsc::testing::TempDir dir;
     // Ceiling: the CA engine in-process.
     {
-      adcsc::ca::LocalCaOptions o;
-      o.dir = dir.path() / "ceiling-ca";
-      o.ca_name = kCa;
-      o.key_type = *adcsc::pki::ParseKeyType(key_type);
-      adcsc::ca::TemplatePolicy t;
-      t.name = kTemplate;
-      t.ekus = {"clientAuth"};
-      o.templates = {t};
-      auto ca = adcsc::ca::LocalCa::Open(o);
+      auto ca = adcsc::ca::LocalCa::Open(EngineOptions(dir.path() / "ceiling-ca", key_type));
       if (!ca.ok()) {
         std::cerr << "bench_api: " << ca.status() << "\n";
         return 1;
@@ -306,15 +311,7 @@ int Main(int argc, char** argv) {
     // Reference: the API service in-process (store, CSR checks, JSON, logs; no TLS, no HTTP,
     // no threads hand-offs), to split the node's cost between the service and the transport.
     {
-      adcsc::ca::LocalCaOptions o;
-      o.dir = dir.path() / "service-ca";
-      o.ca_name = kCa;
-      o.key_type = *adcsc::pki::ParseKeyType(key_type);
-      adcsc::ca::TemplatePolicy t;
-      t.name = kTemplate;
-      t.ekus = {"clientAuth"};
-      o.templates = {t};
-      auto ca = adcsc::ca::LocalCa::Open(o);
+      auto ca = adcsc::ca::LocalCa::Open(EngineOptions(dir.path() / "service-ca", key_type));
       adcsc::store::StoreOptions so;
       so.path = dir.path() / "service-store.db";
       so.node_id = "bench";

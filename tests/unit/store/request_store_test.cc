@@ -21,7 +21,7 @@
 #include "store/hlc.h"
 #include "store/schema.h"
 #include "store/sqlite_db.h"
-#include "tests/unit/store/temp_dir.h"
+#include "tests/testing/temp_dir.h"
 
 namespace adcsc::store {
 namespace {
@@ -101,7 +101,7 @@ class RequestStoreTest : public ::testing::Test {
     return r.ok() ? *r : std::nullopt;
   }
 
-  testing::TempDir dir_;
+  adcsc::testing::TempDir dir_;
   const std::filesystem::path path_ = dir_.File("store.db");
   FakeClock clock_{kStartMs};
 };

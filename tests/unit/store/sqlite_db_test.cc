@@ -16,7 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/unit/store/temp_dir.h"
+#include "tests/testing/temp_dir.h"
 
 namespace adcsc::store::sqlite {
 namespace {
@@ -42,7 +42,7 @@ class SqliteDbTest : public ::testing::Test {
     return n.value_or(-1);
   }
 
-  testing::TempDir dir_;
+  adcsc::testing::TempDir dir_;
   const std::filesystem::path db_path_ = dir_.File("test.db");
 };
 

@@ -19,7 +19,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "store/sqlite_db.h"
-#include "tests/unit/store/temp_dir.h"
+#include "tests/testing/temp_dir.h"
 
 namespace adcsc::store::sqlite {
 namespace {
@@ -150,7 +150,7 @@ class WalCheckpointerTest : public ::testing::Test {
   }
   int64_t PageSize(Connection& c) { return c.QueryInt64("PRAGMA page_size").value_or(-1); }
 
-  testing::TempDir dir_;
+  adcsc::testing::TempDir dir_;
   const std::filesystem::path db_path_ = dir_.File("test.db");
 };
 
