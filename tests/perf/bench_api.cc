@@ -13,12 +13,16 @@
 // their steady size: while a WAL file still grows, every fsync also commits file-size
 // metadata and costs several times more than in the steady state a long-running node is in.
 //
-// Usage: bench_api [--smoke | --full] [--key rsa2048|p256] [--mode NAME] [--adcsc PATH]
+// Usage: bench_api [--smoke | --full] [--key rsa2048|p256] [--mode NAME] [--no-pin] [--adcsc PATH]
 //   --smoke  a few hundred milliseconds per cell (ctest runs this to keep it working)
 //   --full   3 s per cell (the figures in docs/performance.md)
 //   --key, --mode  run only that CA key type / client mode (for profiling)
+//   --no-pin   let the node (or in-process server side) and the clients share all CPUs;
+//              by default the server side gets CPU 0 and the clients the others, as in
+//              production where Jamf Pro runs on its own host
 // Environment: BENCH_API_EXTRA, extra lines for the node's [api] table (e.g.
 // "worker_threads = 2"), to compare settings.
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <arpa/inet.h>
@@ -68,7 +72,20 @@ struct Settings {
   std::string label = "smoke";
   std::string only_key, only_mode;
   int warmup_pairs = 300;  // full: 3000, more than one WAL auto-checkpoint cycle (1000 pages)
+  // Server side (node, or the engine / service in-process) on CPU 0, clients on the others,
+  // as in production where Jamf Pro runs on its own host. --no-pin shares all CPUs.
+  bool pin = true;
 };
+
+// Pins the calling thread (and the threads and processes it creates afterwards) to CPUs
+// [first, last]. No-op when the range is empty.
+void PinCurrentThread(unsigned first, unsigned last) {
+  if (first > last) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (unsigned c = first; c <= last; ++c) CPU_SET(c, &set);
+  sched_setaffinity(0, sizeof set, &set);
+}
 
 struct CellResult {
   double pairs_per_s = 0;
@@ -253,6 +270,8 @@ int Main(int argc, char** argv) {
       s.csr_pool = 60000;
       s.warmup_pairs = 3000;
       s.label = "full";
+    } else if (a == "--no-pin") {
+      s.pin = false;
     } else if (a == "--smoke") {
     } else if (a == "--adcsc" && i + 1 < argc) {
       s.adcsc = argv[++i];
@@ -261,12 +280,20 @@ int Main(int argc, char** argv) {
     } else if (a == "--mode" && i + 1 < argc) {
       s.only_mode = argv[++i];
     } else {
-      std::cerr << "usage: bench_api [--smoke | --full] [--key rsa2048|p256] [--mode keep-alive|new-conn+resume|new-conn] "
+      std::cerr << "usage: bench_api [--smoke | --full] [--key rsa2048|p256] [--mode keep-alive|new-conn+resume|new-conn] [--no-pin] "
                    "[--adcsc PATH]\n";
       return 2;
     }
   }
   signal(SIGPIPE, SIG_IGN);
+  const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
+  if (cpus < 2) s.pin = false;
+  auto server_side = [&] {
+    if (s.pin) PinCurrentThread(0, 0);
+  };
+  auto client_side = [&] {
+    if (s.pin) PinCurrentThread(1, cpus - 1);
+  };
   std::cerr << "bench_api: preparing " << s.csr_pool << " CSRs (RSA-2048 keys, excluded from timing)\n";
   CsrPool pool(s.csr_pool);
   CsrPool warm_pool(s.warmup_pairs);
@@ -285,6 +312,7 @@ int Main(int argc, char** argv) {
     adcsc::testing::TempDir dir;
     // Ceiling: the CA engine in-process.
     {
+      server_side();
       auto ca = adcsc::ca::LocalCa::Open(EngineOptions(dir.path() / "ceiling-ca", key_type));
       if (!ca.ok()) {
         std::cerr << "bench_api: " << ca.status() << "\n";
@@ -311,6 +339,7 @@ int Main(int argc, char** argv) {
     // Reference: the API service in-process (store, CSR checks, JSON, logs; no TLS, no HTTP,
     // no threads hand-offs), to split the node's cost between the service and the transport.
     {
+      server_side();
       auto ca = adcsc::ca::LocalCa::Open(EngineOptions(dir.path() / "service-ca", key_type));
       adcsc::store::StoreOptions so;
       so.path = dir.path() / "service-store.db";
@@ -377,7 +406,10 @@ int Main(int argc, char** argv) {
     pid_t pid = 0;
     std::string cfg = config_path.string();
     const char* args[] = {s.adcsc.c_str(), "node", "--config", cfg.c_str(), nullptr};
-    if (posix_spawn(&pid, s.adcsc.c_str(), nullptr, nullptr, const_cast<char**>(args), environ) != 0) {
+    server_side();  // the node inherits this thread's CPU set
+    const int spawned = posix_spawn(&pid, s.adcsc.c_str(), nullptr, nullptr, const_cast<char**>(args), environ);
+    client_side();
+    if (spawned != 0) {
       std::cerr << "bench_api: cannot start " << s.adcsc << "\n";
       return 1;
     }
@@ -455,8 +487,9 @@ int Main(int argc, char** argv) {
                                  WIFEXITED(status) ? WEXITSTATUS(status) : -1));
   }
 
-  std::cout << "\n### bench_api (" << s.label << ", " << s.cell.count() << " ms per cell, "
-            << std::thread::hardware_concurrency() << " cores)\n\n"
+  std::cout << "\n### bench_api (" << s.label << ", " << s.cell.count() << " ms per cell, " << cpus << " cores, "
+            << (s.pin ? "server side on CPU 0, clients on the other CPUs" : "server and clients share all CPUs")
+            << ")\n\n"
             << "| CA key | mode | clients | pairs/s | p50 ms | p99 ms | % of ceiling | errors | resumed |\n"
             << "|---|---|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const Row& row : rows) {
