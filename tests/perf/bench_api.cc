@@ -87,9 +87,16 @@ void PinCurrentThread(unsigned first, unsigned last) {
   sched_setaffinity(0, sizeof set, &set);
 }
 
+// What a pair function reports besides success.
+struct PairTiming {
+  bool resumed = false;    // the submit's TLS session was resumed
+  double submit_ms = 0;    // the submit call alone; the retrieve is the rest of the pair
+};
+
 struct CellResult {
   double pairs_per_s = 0;
-  double p50_ms = 0, p99_ms = 0;
+  double p50_ms = 0, p99_ms = 0;            // per pair (submit + retrieve)
+  double submit_p99_ms = 0, retrieve_p99_ms = 0;  // per request
   size_t pairs = 0, errors = 0, resumed = 0;
 };
 
@@ -132,12 +139,13 @@ double Percentile(std::vector<double>& v, double p) {
   return v[idx];
 }
 
-// Runs `clients` threads calling `pair(thread_index, &resumed)` until `duration` passes or the
-// pair function returns false (pool exhausted). `interval` > 0 paces each client.
+// Runs `clients` threads, each calling the pair function `make_worker(thread_index)` gives it,
+// until `duration` passes or the function returns -1 (pool exhausted). `interval` > 0 paces
+// each client.
 template <typename PairFn>
 CellResult RunCell(int clients, std::chrono::milliseconds duration, PairFn make_worker,
                    std::chrono::microseconds interval = std::chrono::microseconds(0)) {
-  std::vector<std::vector<double>> lat(clients);
+  std::vector<std::vector<double>> lat(clients), submit_lat(clients), retrieve_lat(clients);
   std::atomic<size_t> errors{0}, resumed{0};
   const auto start = Clock::now();
   const auto end = start + duration;
@@ -152,22 +160,29 @@ CellResult RunCell(int clients, std::chrono::milliseconds duration, PairFn make_
           next += interval;
         }
         const auto t0 = Clock::now();
-        bool was_resumed = false;
-        int r = pair(&was_resumed);
+        PairTiming timing;
+        int r = pair(&timing);
         if (r < 0) break;  // out of CSRs
         if (r == 0) {
           errors++;
           continue;
         }
-        if (was_resumed) resumed++;
-        lat[t].push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+        if (timing.resumed) resumed++;
+        const double total = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+        lat[t].push_back(total);
+        submit_lat[t].push_back(timing.submit_ms);
+        retrieve_lat[t].push_back(total - timing.submit_ms);
       }
     });
   }
   for (auto& th : threads) th.join();
   const double secs = std::chrono::duration<double>(Clock::now() - start).count();
-  std::vector<double> all;
-  for (auto& v : lat) all.insert(all.end(), v.begin(), v.end());
+  auto merge = [](const std::vector<std::vector<double>>& per_thread) {
+    std::vector<double> all;
+    for (auto& v : per_thread) all.insert(all.end(), v.begin(), v.end());
+    return all;
+  };
+  std::vector<double> all = merge(lat), submits = merge(submit_lat), retrieves = merge(retrieve_lat);
   CellResult r;
   r.pairs = all.size();
   r.errors = errors;
@@ -175,6 +190,8 @@ CellResult RunCell(int clients, std::chrono::milliseconds duration, PairFn make_
   r.pairs_per_s = all.size() / secs;
   r.p50_ms = Percentile(all, 0.50);
   r.p99_ms = Percentile(all, 0.99);
+  r.submit_p99_ms = Percentile(submits, 0.99);
+  r.retrieve_p99_ms = Percentile(retrieves, 0.99);
   return r;
 }
 
@@ -186,8 +203,8 @@ void Warmup(CsrPool& pool, PairFn make_worker) {
   for (int t = 0; t < 8; ++t) {
     threads.emplace_back([&, t] {
       auto pair = make_worker(t);
-      bool resumed = false;
-      while (pair(&resumed) >= 0) {
+      PairTiming timing;
+      while (pair(&timing) >= 0) {
       }
     });
   }
@@ -319,11 +336,13 @@ int Main(int argc, char** argv) {
         return 1;
       }
       auto engine_pair = [&](int) {
-          return [&](bool*) -> int {
+          return [&](PairTiming* timing) -> int {
             const adcsc::pki::Bytes* der = active_pool->NextDer();
             if (der == nullptr) return -1;
             adcsc::ca::SubmitRequest sub{{kDc, kCa}, {"BENCH\\svc"}, *der, kTemplate};
+            const auto t0 = Clock::now();
             auto a = (*ca)->Submit(sub);
+            timing->submit_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
             if (!a.ok()) return 0;
             auto b = (*ca)->Retrieve({{kDc, kCa}, {"BENCH\\svc"}, a->request_id});
             return b.ok() && !b->cert_der.empty() ? 1 : 0;
@@ -363,7 +382,7 @@ int Main(int argc, char** argv) {
       const std::string retrieve_prefix =
           absl::StrCat(R"({"config":{"dc":")", kDc, R"(","ca":")", kCa, R"("},"request-id":)");
       auto service_pair = [&](int) {
-        return [&](bool*) -> int {
+        return [&](PairTiming* timing) -> int {
           const std::string* csr = active_pool->NextBase64();
           if (csr == nullptr) return -1;
           nlohmann::json body = {{"pkcs10", *csr}, {"template", kTemplate}, {"config", {{"dc", kDc}, {"ca", kCa}}}};
@@ -373,7 +392,9 @@ int Main(int argc, char** argv) {
           req.target = "/api/v1/certificate/request";
           req.body = submit_body;
           req.auth = &auth;
+          const auto t0 = Clock::now();
           auto a = service.Handle(req);
+          timing->submit_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
           if (a.status != 200) return 0;
           auto id = nlohmann::json::parse(a.body)["request-id"].get<uint32_t>();
           const std::string retrieve_body = absl::StrCat(retrieve_prefix, id, "}");
@@ -446,13 +467,16 @@ int Main(int argc, char** argv) {
         o.keep_alive = m.keep_alive;
         o.resume_sessions = m.resume;
         auto client = std::shared_ptr<adcsc::node::HttpsClient>(std::move(*adcsc::node::HttpsClient::Create(o)));
-        return [&, client](bool* resumed) -> int {
+        return [&, client](PairTiming* timing) -> int {
           const std::string* csr = active_pool->NextBase64();
           if (csr == nullptr) return -1;
           nlohmann::json body = {{"pkcs10", *csr}, {"template", kTemplate}, {"config", {{"dc", kDc}, {"ca", kCa}}}};
-          auto a = client->Post("/api/v1/certificate/request", body.dump());
+          const std::string submit_body = body.dump();
+          const auto t0 = Clock::now();
+          auto a = client->Post("/api/v1/certificate/request", submit_body);
+          timing->submit_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
           if (!a.ok() || a->status != 200) return 0;
-          *resumed = a->resumed;
+          timing->resumed = a->resumed;
           auto id = nlohmann::json::parse(a->body)["request-id"].get<uint32_t>();
           auto b = client->Post("/api/v1/certificate/retrieve", absl::StrCat(retrieve_prefix, id, "}"));
           return b.ok() && b->status == 200 && b->body.find("CR_DISP_ISSUED") != std::string::npos ? 1 : 0;
@@ -490,15 +514,17 @@ int Main(int argc, char** argv) {
   std::cout << "\n### bench_api (" << s.label << ", " << s.cell.count() << " ms per cell, " << cpus << " cores, "
             << (s.pin ? "server side on CPU 0, clients on the other CPUs" : "server and clients share all CPUs")
             << ")\n\n"
-            << "| CA key | mode | clients | pairs/s | p50 ms | p99 ms | % of ceiling | errors | resumed |\n"
-            << "|---|---|---:|---:|---:|---:|---:|---:|---:|\n";
+            << "| CA key | mode | clients | pairs/s | pair p50 ms | pair p99 ms | submit p99 ms | retrieve p99 ms "
+               "| % of ceiling | errors | resumed |\n"
+            << "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const Row& row : rows) {
     double ceiling = 0;
     for (const Row& c : rows) {
       if (c.key == row.key && c.mode.rfind("ceiling", 0) == 0) ceiling = std::max(ceiling, c.r.pairs_per_s);
     }
     std::cout << "| " << row.key << " | " << row.mode << " | " << row.clients << " | " << Fmt(row.r.pairs_per_s) << " | "
-              << Fmt(row.r.p50_ms, 2) << " | " << Fmt(row.r.p99_ms, 2) << " | "
+              << Fmt(row.r.p50_ms, 2) << " | " << Fmt(row.r.p99_ms, 2) << " | " << Fmt(row.r.submit_p99_ms, 2) << " | "
+              << Fmt(row.r.retrieve_p99_ms, 2) << " | "
               << (row.mode.rfind("ceiling", 0) == 0 ? "-" : Fmt(100.0 * row.r.pairs_per_s / ceiling, 0) + "%") << " | "
               << row.r.errors << " | " << row.r.resumed << " |\n";
   }
