@@ -492,65 +492,7 @@ absl::StatusOr<CaResponse> LocalCa::Submit(const SubmitRequest& request) {
     row.resolved_ms = now;
   }
 
-  absl::StatusOr<uint32_t> id = RecordNewRequest(row);
-  if (!id.ok()) return id.status();
-  row.id = *id;
-  return ToResponse(row);
-}
-
-// Group commit: concurrent submits wait in insert_queue_; one of them (the leader) inserts
-// every queued row in one transaction (each in its own savepoint) and pays one fsync for
-// all of them, as the request store does. IDs stay sequential in commit order.
-absl::StatusOr<uint32_t> LocalCa::RecordNewRequest(const Row& row) {
-  PendingInsert mine{&row};
-  std::unique_lock queue_lock(insert_mu_);
-  insert_queue_.push_back(&mine);
-  while (!mine.done) {
-    if (insert_leader_active_) {
-      insert_cv_.wait(queue_lock);
-      continue;
-    }
-    insert_leader_active_ = true;
-    std::vector<PendingInsert*> batch(insert_queue_.begin(), insert_queue_.end());
-    insert_queue_.clear();
-    queue_lock.unlock();
-    InsertBatch(batch);
-    queue_lock.lock();
-    for (PendingInsert* p : batch) p->done = true;
-    insert_leader_active_ = false;
-    insert_cv_.notify_all();
-  }
-  return mine.result;
-}
-
-void LocalCa::InsertBatch(const std::vector<PendingInsert*>& batch) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto fail_all = [&](const absl::Status& status) {
-    for (PendingInsert* p : batch) p->result = CaError(hr::kFail, pki::StdView(status.message()));
-  };
-  char* err = nullptr;
-  if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, &err) != SQLITE_OK) {
-    fail_all(DbError(options_.dir, "cannot begin a transaction", err ? err : sqlite3_errmsg(db_)));
-    sqlite3_free(err);
-    return;
-  }
-  for (PendingInsert* p : batch) {
-    sqlite3_exec(db_, "SAVEPOINT one_request", nullptr, nullptr, nullptr);
-    p->result = InsertRow(*p->row);
-    if (p->result.ok()) {
-      sqlite3_exec(db_, "RELEASE one_request", nullptr, nullptr, nullptr);
-    } else {
-      sqlite3_exec(db_, "ROLLBACK TO one_request; RELEASE one_request", nullptr, nullptr, nullptr);
-    }
-  }
-  if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, &err) != SQLITE_OK) {
-    fail_all(DbError(options_.dir, "cannot commit new requests", err ? err : sqlite3_errmsg(db_)));
-    sqlite3_free(err);
-    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-  }
-}
-
-absl::StatusOr<uint32_t> LocalCa::InsertRow(const Row& row) {
   Statement insert(db_,
                    "INSERT INTO requests (requester, template, subject, csr, ekus, validity_days, "
                    "disposition, hresult, message, cert, serial, submitted_ms, pending_until_ms, "
@@ -588,7 +530,8 @@ absl::StatusOr<uint32_t> LocalCa::InsertRow(const Row& row) {
   if (id <= 0 || id > std::numeric_limits<uint32_t>::max()) {
     return CaError(hr::kFail, absl::StrCat("Submit: request ID ", id, " is out of range"));
   }
-  return static_cast<uint32_t>(id);
+  row.id = static_cast<uint32_t>(id);
+  return ToResponse(row);
 }
 
 absl::StatusOr<LocalCa::Row> LocalCa::LoadRow(uint32_t request_id, bool with_csr, std::string_view context) const {

@@ -2,12 +2,10 @@
 // in SQLite like ADCS keeps its database, and applies per-template policies (issue, hold for a
 // manager, deny, minimum key size). Used by the `local` backend, the ADCS emulator and tests.
 // Thread-safety: all methods may be called concurrently from any thread; signing runs in
-// parallel, only the database accesses are serialised, and concurrent submits are group-
-// committed (one transaction and one fsync per batch). WAL checkpoints of the database run on
+// parallel, only the database accesses are serialised. WAL checkpoints of the database run on
 // a background thread (store/wal_checkpointer.h), not inside a submit's commit.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -168,26 +166,10 @@ class LocalCa final : public CaBackend {
   absl::StatusOr<Row> ResolvePending(const Row& row, bool issue, std::string_view message);
   static CaResponse ToResponse(const Row& row);
 
-  // A new request waiting for the group commit (see RecordNewRequest).
-  struct PendingInsert {
-    const Row* row;
-    absl::StatusOr<uint32_t> result = absl::UnknownError("not inserted");
-    bool done = false;
-  };
-  // Inserts `row` durably, batched with concurrent submits; returns its request ID.
-  absl::StatusOr<uint32_t> RecordNewRequest(const Row& row);
-  void InsertBatch(const std::vector<PendingInsert*>& batch);
-  absl::StatusOr<uint32_t> InsertRow(const Row& row) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-
   const LocalCaOptions options_;
   pki::EvpPkeyPtr ca_key_;
   pki::X509Ptr ca_cert_;
   std::vector<uint8_t> ca_cert_der_;
-
-  std::mutex insert_mu_;  // guards the group-commit queue below (taken before mu_, never inside)
-  std::condition_variable insert_cv_;
-  std::vector<PendingInsert*> insert_queue_;
-  bool insert_leader_active_ = false;
 
   mutable std::mutex mu_;
   sqlite3* db_ ABSL_GUARDED_BY(mu_) = nullptr;
