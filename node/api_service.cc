@@ -84,8 +84,12 @@ bool IsSettled(const RequestRecord& rec) {
 
 bool IsErrorDisposition(Disposition d) { return d == Disposition::kError || d == Disposition::kIncomplete; }
 
-std::string CaFailureMessage(uint32_t hresult, std::string_view ca_message) {
-  std::string msg = absl::StrCat("ICertPassage::CertServerRequest: ", adcsc::ca::FormatHresult(hresult));
+// "<call>: <text> 0x... (decimal SYMBOL)", in the shape of the original connector's
+// "CCertRequest::Submit: ..." messages; <call> names what failed for this backend.
+std::string CaFailureMessage(std::string_view backend_kind, uint32_t hresult, std::string_view ca_message) {
+  const std::string call = backend_kind == "icpr" ? "ICertPassage::CertServerRequest"
+                                                  : absl::StrCat("CA backend \"", pki::AbslView(backend_kind), "\"");
+  std::string msg = absl::StrCat(call, ": ", adcsc::ca::FormatHresult(hresult));
   if (!ca_message.empty()) absl::StrAppend(&msg, " CA message: ", pki::AbslView(ca_message));
   return msg;
 }
@@ -226,7 +230,7 @@ ApiResponse ApiService::Submit(const ApiRequest& request) {
     auto hr = adcsc::ca::HresultOf(answer.status());
     fields["error"] = std::string(answer.status().message());
     if (hr) fields["hresult"] = absl::StrCat("0x", absl::Hex(*hr, absl::kZeroPad8));
-    std::string message = hr ? CaFailureMessage(*hr, "") : std::string(answer.status().message());
+    std::string message = hr ? CaFailureMessage(backend_->Kind(), *hr, "") : std::string(answer.status().message());
     return finish(Make(500, WithRequestIdJson("INTERNAL_ERROR", message, 0), "ca_error"));
   }
   fields["request_id"] = answer->request_id;
@@ -257,7 +261,7 @@ ApiResponse ApiService::Submit(const ApiRequest& request) {
     }
   }
   if (IsErrorDisposition(answer->disposition)) {
-    return finish(Make(500, WithRequestIdJson("INTERNAL_ERROR", CaFailureMessage(answer->hresult, answer->message),
+    return finish(Make(500, WithRequestIdJson("INTERNAL_ERROR", CaFailureMessage(backend_->Kind(), answer->hresult, answer->message),
                                               answer->request_id),
                        "ca_error"));
   }
@@ -308,7 +312,7 @@ ApiResponse ApiService::Retrieve(const ApiRequest& request) {
     if (!from_ca.ok()) {
       auto hr = adcsc::ca::HresultOf(from_ca.status());
       if (hr) fields["hresult"] = absl::StrCat("0x", absl::Hex(*hr, absl::kZeroPad8));
-      return internal_error(hr ? CaFailureMessage(*hr, "") : std::string(from_ca.status().message()), "ca_error");
+      return internal_error(hr ? CaFailureMessage(backend_->Kind(), *hr, "") : std::string(from_ca.status().message()), "ca_error");
     }
     answer = std::move(*from_ca);
     answer.request_id = body->request_id;
@@ -331,7 +335,7 @@ ApiResponse ApiService::Retrieve(const ApiRequest& request) {
   }
   if (answer.hresult != 0) fields["hresult"] = absl::StrCat("0x", absl::Hex(answer.hresult, absl::kZeroPad8));
   if (IsErrorDisposition(answer.disposition)) {
-    return internal_error(CaFailureMessage(answer.hresult, answer.message), "ca_error");
+    return internal_error(CaFailureMessage(backend_->Kind(), answer.hresult, answer.message), "ca_error");
   }
   std::string x509;
   if ((answer.disposition == Disposition::kIssued || answer.disposition == Disposition::kIssuedOutOfBand) &&

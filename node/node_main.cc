@@ -111,7 +111,15 @@ int RunNode(const std::filesystem::path& config_path, bool check_only) {
   server.BeginShutdown();
   bool clean = server.WaitIdle(config->api.shutdown_grace);
   server.Stop();
-  (*log)->Info("stopped", {{"clean", clean}, {"dropped_connections", server.active_connections()}});
+  const ServerCounters& c = server.counters();
+  (*log)->Info("stopped", {{"clean", clean},
+                           {"dropped_connections", server.active_connections()},
+                           {"connections_accepted", c.connections_accepted.load()},
+                           {"connections_refused", c.connections_refused.load()},
+                           {"handshake_failures", c.handshake_failures.load()},
+                           {"handshakes_resumed", c.handshakes_resumed.load()},
+                           {"requests", c.requests.load()},
+                           {"header_timeouts", c.header_timeouts.load()}});
   (*log)->Flush();
   if (access_log) access_log->Flush();
   return kExitOk;

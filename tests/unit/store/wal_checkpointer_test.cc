@@ -114,6 +114,14 @@ class WalCheckpointerTest : public ::testing::Test {
     }
   }
 
+  // The hard limit held: a commit adds a handful of pages, so the WAL never grows past the
+  // limit by more than that, in the stats and on disk.
+  void ExpectWalBounded(const WalCheckpointer::Stats& stats, int64_t page, int hard_limit) const {
+    constexpr int kPagesPerCommit = 8;
+    EXPECT_LE(stats.max_wal_pages, hard_limit + kPagesPerCommit);
+    EXPECT_LE(FileSize(WalOf(db_path_)), 32 + (hard_limit + kPagesPerCommit) * (page + 24));
+  }
+
   // Reopens `path` with a fresh connection and checks rows 1..count, every byte.
   static void ExpectIntact(const std::filesystem::path& path, int64_t count) {
     absl::StatusOr<std::unique_ptr<Connection>> c =
@@ -258,10 +266,7 @@ TEST_F(WalCheckpointerTest, TheHardLimitBoundsTheWalWhenTheThreadFallsBehind) {
   EXPECT_EQ(stats.checkpoints, 0u);
   EXPECT_GE(stats.blocking_checkpoints, 5u);
   EXPECT_EQ(stats.blocking_incomplete, 0u);
-  // A commit adds a handful of pages; the WAL never grows past the limit by more.
-  constexpr int kPagesPerCommit = 8;
-  EXPECT_LE(stats.max_wal_pages, kHardLimit + kPagesPerCommit);
-  EXPECT_LE(FileSize(WalOf(db_path_)), 32 + (kHardLimit + kPagesPerCommit) * (page + 24));
+  ExpectWalBounded(stats, page, kHardLimit);
 
   gate.Open();
   checkpointer.reset();
@@ -286,9 +291,7 @@ TEST_F(WalCheckpointerTest, TheHardLimitBoundsTheWalUnderATightWriteLoop) {
   const WalCheckpointer::Stats stats = checkpointer->stats();
   EXPECT_EQ(stats.commits, static_cast<uint64_t>(kRows));
   EXPECT_EQ(stats.blocking_incomplete, 0u);
-  constexpr int kPagesPerCommit = 8;
-  EXPECT_LE(stats.max_wal_pages, kHardLimit + kPagesPerCommit);
-  EXPECT_LE(FileSize(WalOf(db_path_)), 32 + (kHardLimit + kPagesPerCommit) * (page + 24));
+  ExpectWalBounded(stats, page, kHardLimit);
   checkpointer.reset();
   writer.reset();
   ExpectIntact(db_path_, kRows);
