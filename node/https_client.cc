@@ -177,9 +177,12 @@ void HttpsClient::Impl::Close() {
   }
   // Send close_notify and close, without waiting for the server's close_notify (as browsers
   // and Java's SSLSocket do): the answer has been read in full already.
-  SSL_shutdown(stream_->native_handle());
-  beast::get_lowest_layer(*stream_).expires_after(std::chrono::seconds(2));
-  beast::get_lowest_layer(*stream_).socket().shutdown(tcp::socket::shutdown_both, ec);
+  // Shutting down the socket's receive side first makes the TLS shutdown stop after sending
+  // close_notify: its read for the server's close_notify sees end-of-stream at once.
+  auto& socket = beast::get_lowest_layer(*stream_).socket();
+  socket.shutdown(tcp::socket::shutdown_receive, ec);
+  stream_->shutdown(ec);
+  socket.shutdown(tcp::socket::shutdown_both, ec);
   beast::get_lowest_layer(*stream_).close();
   stream_.reset();
 }

@@ -13,9 +13,14 @@
 // their steady size: while a WAL file still grows, every fsync also commits file-size
 // metadata and costs several times more than in the steady state a long-running node is in.
 //
-// Usage: bench_api [--smoke | --full] [--key rsa2048|p256] [--mode NAME] [--no-pin] [--adcsc PATH]
+// Usage: bench_api [--smoke | --full] [--repeat N] [--cell-ms N] [--key rsa2048|p256] [--mode NAME]
+//                  [--no-pin] [--adcsc PATH]
 //   --smoke  a few hundred milliseconds per cell (ctest runs this to keep it working)
 //   --full   3 s per cell (the figures in docs/performance.md)
+//   --repeat N  run everything N times (a fresh node each round) and report the median of
+//              each figure, with the range of "% of ceiling" over the rounds: single runs
+//              on a shared 2-core VM vary by several percent
+//   --cell-ms N  cell length (after --full / --smoke), e.g. to attach a profiler to one cell
 //   --key, --mode  run only that CA key type / client mode (for profiling)
 //   --no-pin   let the node (or in-process server side) and the clients share all CPUs;
 //              by default the server side gets CPU 0 and the clients the others, as in
@@ -34,9 +39,12 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <iostream>
+#include <iterator>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -71,6 +79,7 @@ struct Settings {
   std::string adcsc = ADCSC_BIN;
   std::string label = "smoke";
   std::string only_key, only_mode;
+  int repeat = 1;
   int warmup_pairs = 300;  // full: 3000, more than one WAL auto-checkpoint cycle (1000 pages)
   // Server side (node, or the engine / service in-process) on CPU 0, clients on the others,
   // as in production where Jamf Pro runs on its own host. --no-pin shares all CPUs.
@@ -97,6 +106,7 @@ struct CellResult {
   double pairs_per_s = 0;
   double p50_ms = 0, p99_ms = 0;            // per pair (submit + retrieve)
   double submit_p99_ms = 0, retrieve_p99_ms = 0;  // per request
+  double server_cpu_ms_per_pair = 0;              // CPU time of the server side per pair
   size_t pairs = 0, errors = 0, resumed = 0;
 };
 
@@ -143,10 +153,15 @@ double Percentile(std::vector<double>& v, double p) {
 // until `duration` passes or the function returns -1 (pool exhausted). `interval` > 0 paces
 // each client.
 template <typename PairFn>
-CellResult RunCell(int clients, std::chrono::milliseconds duration, PairFn make_worker,
+CellResult RunCell(const std::string& label, int clients, std::chrono::milliseconds duration, PairFn make_worker,
+                   const std::function<double()>& server_cpu_s,
                    std::chrono::microseconds interval = std::chrono::microseconds(0)) {
+  // Progress on stderr (the table goes to stdout), so a profiler can be attached to one cell.
+  std::cerr << "bench_api: cell \"" << label << "\" with " << clients << " clients, " << duration.count() << " ms (pid "
+            << getpid() << ")" << std::endl;
   std::vector<std::vector<double>> lat(clients), submit_lat(clients), retrieve_lat(clients);
   std::atomic<size_t> errors{0}, resumed{0};
+  const double cpu_before = server_cpu_s();
   const auto start = Clock::now();
   const auto end = start + duration;
   std::vector<std::thread> threads;
@@ -177,6 +192,7 @@ CellResult RunCell(int clients, std::chrono::milliseconds duration, PairFn make_
   }
   for (auto& th : threads) th.join();
   const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  const double cpu_s = server_cpu_s() - cpu_before;
   auto merge = [](const std::vector<std::vector<double>>& per_thread) {
     std::vector<double> all;
     for (auto& v : per_thread) all.insert(all.end(), v.begin(), v.end());
@@ -192,6 +208,7 @@ CellResult RunCell(int clients, std::chrono::milliseconds duration, PairFn make_
   r.p99_ms = Percentile(all, 0.99);
   r.submit_p99_ms = Percentile(submits, 0.99);
   r.retrieve_p99_ms = Percentile(retrieves, 0.99);
+  r.server_cpu_ms_per_pair = r.pairs > 0 ? 1000.0 * cpu_s / r.pairs : 0;
   return r;
 }
 
@@ -215,6 +232,29 @@ std::string Fmt(double v, int prec = 1) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.*f", prec, v);
   return buf;
+}
+
+// CPU seconds (user + system) this process has used: the server side of the in-process cells.
+double OwnCpuSeconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+// CPU seconds (user + system) process `pid` has used, from /proc/<pid>/stat (clock ticks).
+double ProcessCpuSeconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t paren = stat.rfind(')');  // the command name may contain spaces
+  if (paren == std::string::npos) return 0;
+  std::istringstream fields(stat.substr(paren + 2));
+  std::string field;
+  unsigned long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {  // fields 14 and 15 are utime and stime
+    if (i == 14) utime = std::stoul(field);
+    if (i == 15) stime = std::stoul(field);
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 long VmHwmKb(pid_t pid) {
@@ -276,7 +316,14 @@ struct Row {
   std::string key, mode;
   int clients;
   CellResult r;
+  int round = 0;
 };
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
 
 int Main(int argc, char** argv) {
   Settings s;
@@ -287,6 +334,10 @@ int Main(int argc, char** argv) {
       s.csr_pool = 60000;
       s.warmup_pairs = 3000;
       s.label = "full";
+    } else if (a == "--repeat" && i + 1 < argc) {
+      s.repeat = std::max(1, std::atoi(argv[++i]));
+    } else if (a == "--cell-ms" && i + 1 < argc) {
+      s.cell = std::chrono::milliseconds(std::max(100, std::atoi(argv[++i])));
     } else if (a == "--no-pin") {
       s.pin = false;
     } else if (a == "--smoke") {
@@ -297,7 +348,7 @@ int Main(int argc, char** argv) {
     } else if (a == "--mode" && i + 1 < argc) {
       s.only_mode = argv[++i];
     } else {
-      std::cerr << "usage: bench_api [--smoke | --full] [--key rsa2048|p256] [--mode keep-alive|new-conn+resume|new-conn] [--no-pin] "
+      std::cerr << "usage: bench_api [--smoke | --full] [--key rsa2048|p256] [--mode keep-alive|new-conn+resume|new-conn] [--no-pin] [--repeat N] [--cell-ms N] "
                    "[--adcsc PATH]\n";
       return 2;
     }
@@ -324,6 +375,7 @@ int Main(int argc, char** argv) {
   std::vector<std::string> notes;
   const int kClients[] = {1, 8, 32};
 
+  for (int round = 0; round < s.repeat; ++round)
   for (const std::string key_type : {"rsa2048", "p256"}) {
     if (!s.only_key.empty() && s.only_key != key_type) continue;
     adcsc::testing::TempDir dir;
@@ -351,8 +403,8 @@ int Main(int argc, char** argv) {
       warmup(engine_pair);
       for (int c : kClients) {
         pool.Reset();
-        auto r = RunCell(c, s.cell, engine_pair);
-        rows.push_back({key_type, "ceiling (engine in-process)", c, r});
+        auto r = RunCell(key_type + " ceiling", c, s.cell, engine_pair, OwnCpuSeconds);
+        rows.push_back({key_type, "ceiling (engine in-process)", c, r, round});
       }
     }
     // Reference: the API service in-process (store, CSR checks, JSON, logs; no TLS, no HTTP,
@@ -407,8 +459,8 @@ int Main(int argc, char** argv) {
       warmup(service_pair);
       pool.Reset();
       for (int c : kClients) {
-        auto r = RunCell(c, s.cell, service_pair);
-        rows.push_back({key_type, "service in-process (no TLS/HTTP)", c, r});
+        auto r = RunCell(key_type + " service", c, s.cell, service_pair, OwnCpuSeconds);
+        rows.push_back({key_type, "service in-process (no TLS/HTTP)", c, r, round});
       }
     }
     // The node as a separate process.
@@ -487,52 +539,98 @@ int Main(int argc, char** argv) {
     // Every CSR goes to this node once: a repeated CSR would be answered by submit dedupe
     // without a CA call. A cell that runs out of CSRs ends early (its rate stays right).
     pool.Reset();
+    auto node_cpu = [pid] { return ProcessCpuSeconds(pid); };
     for (const Mode& m : modes) {
       if (!s.only_mode.empty() && s.only_mode != m.name) continue;
       double peak = 0;
       for (int c : kClients) {
-        auto r = RunCell(c, s.cell, worker_for(m));
+        auto r = RunCell(key_type + " " + m.name, c, s.cell, worker_for(m), node_cpu);
         peak = std::max(peak, r.pairs_per_s);
-        rows.push_back({key_type, m.name, c, r});
+        rows.push_back({key_type, m.name, c, r, round});
       }
       if (m.resume) {
         // Half of peak, spread over 8 paced clients.
         const int clients = 8;
         auto interval = std::chrono::microseconds(static_cast<int64_t>(1e6 * clients / std::max(1.0, peak / 2)));
         // A p99 needs many samples: this cell runs three times as long as the others.
-        auto r = RunCell(clients, 3 * s.cell, worker_for(m), interval);
-        rows.push_back({key_type, std::string(m.name) + " @50% of peak", clients, r});
+        auto r = RunCell(key_type + " " + m.name + " @50%", clients, 3 * s.cell, worker_for(m), node_cpu, interval);
+        rows.push_back({key_type, std::string(m.name) + " @50% of peak", clients, r, round});
       }
     }
     long hwm = VmHwmKb(pid);
     kill(pid, SIGTERM);
     int status = 0;
     waitpid(pid, &status, 0);
-    notes.push_back(absl::StrCat("node peak RSS (VmHWM) with ", key_type, " CA key: ", Fmt(hwm / 1024.0), " MB; exit status ",
+    notes.push_back(absl::StrCat("node peak RSS (VmHWM) with ", key_type, " CA key",
+                                 s.repeat > 1 ? absl::StrCat(" (round ", round + 1, ")") : "", ": ", Fmt(hwm / 1024.0), " MB; exit status ",
                                  WIFEXITED(status) ? WEXITSTATUS(status) : -1));
   }
 
-  std::cout << "\n### bench_api (" << s.label << ", " << s.cell.count() << " ms per cell, " << cpus << " cores, "
-            << (s.pin ? "server side on CPU 0, clients on the other CPUs" : "server and clients share all CPUs")
-            << ")\n\n"
-            << "| CA key | mode | clients | pairs/s | pair p50 ms | pair p99 ms | submit p99 ms | retrieve p99 ms "
-               "| % of ceiling | errors | resumed |\n"
-            << "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  // One line per (key, mode, clients): the median over the rounds of each figure. "% of
+  // ceiling" compares a row with the best ceiling row of the same key in the same round; with
+  // several rounds it shows the median and, in brackets, the range.
+  struct Line {
+    std::string key, mode;
+    int clients;
+    std::vector<const Row*> rounds;
+  };
+  std::vector<Line> lines;
   for (const Row& row : rows) {
+    auto it = std::find_if(lines.begin(), lines.end(), [&](const Line& l) {
+      return l.key == row.key && l.mode == row.mode && l.clients == row.clients;
+    });
+    if (it == lines.end()) {
+      lines.push_back({row.key, row.mode, row.clients, {}});
+      it = lines.end() - 1;
+    }
+    it->rounds.push_back(&row);
+  }
+  auto ceiling_of = [&](const Row& row) {
     double ceiling = 0;
     for (const Row& c : rows) {
-      if (c.key == row.key && c.mode.rfind("ceiling", 0) == 0) ceiling = std::max(ceiling, c.r.pairs_per_s);
+      if (c.key == row.key && c.round == row.round && c.mode.rfind("ceiling", 0) == 0) ceiling = std::max(ceiling, c.r.pairs_per_s);
     }
-    std::cout << "| " << row.key << " | " << row.mode << " | " << row.clients << " | " << Fmt(row.r.pairs_per_s) << " | "
-              << Fmt(row.r.p50_ms, 2) << " | " << Fmt(row.r.p99_ms, 2) << " | " << Fmt(row.r.submit_p99_ms, 2) << " | "
-              << Fmt(row.r.retrieve_p99_ms, 2) << " | "
-              << (row.mode.rfind("ceiling", 0) == 0 ? "-" : Fmt(100.0 * row.r.pairs_per_s / ceiling, 0) + "%") << " | "
-              << row.r.errors << " | " << row.r.resumed << " |\n";
+    return ceiling;
+  };
+  std::cout << "\n### bench_api (" << s.label << ", " << s.cell.count() << " ms per cell, " << cpus << " cores, "
+            << (s.pin ? "server side on CPU 0, clients on the other CPUs" : "server and clients share all CPUs")
+            << (s.repeat > 1 ? absl::StrCat(", median of ", s.repeat, " rounds") : "") << ")\n\n"
+            << "| CA key | mode | clients | pairs/s | pair p50 ms | pair p99 ms | submit p99 ms | retrieve p99 ms "
+               "| % of ceiling | server CPU ms/pair | errors | resumed |\n"
+            << "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  for (const Line& line : lines) {
+    auto median = [&](double CellResult::*field) {
+      std::vector<double> v;
+      for (const Row* r : line.rounds) v.push_back(r->r.*field);
+      return Median(v);
+    };
+    std::vector<double> ratios;
+    size_t errors = 0, resumed = 0;
+    for (const Row* r : line.rounds) {
+      const double ceiling = ceiling_of(*r);
+      ratios.push_back(ceiling > 0 ? 100.0 * r->r.pairs_per_s / ceiling : 0);
+      errors += r->r.errors;
+      resumed += r->r.resumed;
+    }
+    std::string ratio = "-";
+    if (line.mode.rfind("ceiling", 0) != 0) {
+      ratio = Fmt(Median(ratios), 0) + "%";
+      if (ratios.size() > 1) {
+        ratio += absl::StrCat(" (", Fmt(*std::min_element(ratios.begin(), ratios.end()), 0), "–",
+                              Fmt(*std::max_element(ratios.begin(), ratios.end()), 0), ")");
+      }
+    }
+    std::cout << "| " << line.key << " | " << line.mode << " | " << line.clients << " | " << Fmt(median(&CellResult::pairs_per_s))
+              << " | " << Fmt(median(&CellResult::p50_ms), 2) << " | " << Fmt(median(&CellResult::p99_ms), 2) << " | "
+              << Fmt(median(&CellResult::submit_p99_ms), 2) << " | " << Fmt(median(&CellResult::retrieve_p99_ms), 2) << " | "
+              << ratio << " | " << Fmt(median(&CellResult::server_cpu_ms_per_pair), 3) << " | " << errors << " | "
+              << resumed / line.rounds.size() << " |\n";
   }
   std::cout << "\n";
   for (auto& n : notes) std::cout << "- " << n << "\n";
-  std::cout << "\nReproduce: ./tests/run --bench   (or: build/tests/bench_api " << (s.label == "full" ? "--full" : "--smoke")
-            << ")\n";
+  std::string args;
+  for (int i = 1; i < argc; ++i) absl::StrAppend(&args, " ", argv[i]);
+  std::cout << "\nReproduce: build/tests/bench_api" << args << "\n";
   size_t errors = 0;
   for (const Row& row : rows) errors += row.r.errors;
   return errors == 0 ? 0 : 1;
