@@ -1,5 +1,7 @@
 #include "node/config.h"
 
+#include "node/toml_reader.h"
+
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -20,123 +22,7 @@
 namespace adcsc::node {
 namespace {
 
-// Collects every problem in one pass so an operator fixes the file once.
-class Reader {
- public:
-  explicit Reader(std::filesystem::path source) : source_(std::move(source)), base_(source_.parent_path()) {}
-
-  void Error(std::string_view key, std::string_view what) {
-    errors_.push_back(absl::StrCat(source_.string(), ": ", pki::AbslView(key), ": ", pki::AbslView(what)));
-  }
-  bool ok() const { return errors_.empty(); }
-  std::string Joined() const { return absl::StrJoin(errors_, "\n"); }
-
-  // Reports keys of `table` not in `known`.
-  void CheckKnown(const toml::table& table, std::string_view prefix, std::initializer_list<std::string_view> known) {
-    for (auto& [k, v] : table) {
-      if (std::find(known.begin(), known.end(), k.str()) == known.end()) {
-        Error(absl::StrCat(pki::AbslView(prefix), pki::AbslView(k.str())), "unknown key (check the spelling; see docs/configuration.md)");
-      }
-    }
-  }
-
-  const toml::table* Table(const toml::table& parent, std::string_view key, std::string_view full, bool required) {
-    const toml::node* n = parent.get(key);
-    if (n == nullptr) {
-      if (required) Error(full, "missing section");
-      return nullptr;
-    }
-    if (!n->is_table()) {
-      Error(full, "must be a table");
-      return nullptr;
-    }
-    return n->as_table();
-  }
-
-  void String(const toml::table& t, std::string_view key, std::string_view full, std::string* out, bool required) {
-    const toml::node* n = t.get(key);
-    if (n == nullptr) {
-      if (required) Error(full, "missing (required)");
-      return;
-    }
-    if (auto v = n->value<std::string>(); v && n->is_string()) {
-      *out = *v;
-      if (required && out->empty()) Error(full, "must not be empty");
-    } else {
-      Error(full, "must be a string");
-    }
-  }
-
-  void Path(const toml::table& t, std::string_view key, std::string_view full, std::filesystem::path* out,
-            bool required) {
-    std::string s;
-    if (t.get(key) == nullptr && !required) return;
-    String(t, key, full, &s, required);
-    if (s.empty()) return;
-    std::filesystem::path p(s);
-    *out = p.is_absolute() ? p : (base_ / p).lexically_normal();
-  }
-
-  template <typename T>
-  void Int(const toml::table& t, std::string_view key, std::string_view full, T* out, int64_t min, int64_t max) {
-    const toml::node* n = t.get(key);
-    if (n == nullptr) return;
-    if (!n->is_integer()) {
-      Error(full, "must be an integer");
-      return;
-    }
-    int64_t v = *n->value<int64_t>();
-    if (v < min || v > max) {
-      Error(full, absl::StrCat("must be between ", min, " and ", max, ", got ", v));
-      return;
-    }
-    *out = static_cast<T>(v);
-  }
-
-  void Millis(const toml::table& t, std::string_view key, std::string_view full, std::chrono::milliseconds* out) {
-    int64_t v = out->count();
-    Int(t, key, full, &v, 1, 24LL * 3600 * 1000);
-    *out = std::chrono::milliseconds(v);
-  }
-
-  void Bool(const toml::table& t, std::string_view key, std::string_view full, bool* out) {
-    const toml::node* n = t.get(key);
-    if (n == nullptr) return;
-    if (!n->is_boolean()) {
-      Error(full, "must be true or false");
-      return;
-    }
-    *out = *n->value<bool>();
-  }
-
-  void Strings(const toml::table& t, std::string_view key, std::string_view full, std::vector<std::string>* out) {
-    const toml::node* n = t.get(key);
-    if (n == nullptr) return;
-    const toml::array* arr = n->as_array();
-    if (arr == nullptr) {
-      Error(full, "must be an array of strings");
-      return;
-    }
-    out->clear();
-    for (size_t i = 0; i < arr->size(); ++i) {
-      auto v = (*arr)[i].value<std::string>();
-      if (!v || !(*arr)[i].is_string()) {
-        Error(absl::StrCat(pki::AbslView(full), "[", i, "]"), "must be a string");
-        continue;
-      }
-      out->push_back(*v);
-    }
-  }
-
-  const std::filesystem::path& source() const { return source_; }
-
- private:
-  std::filesystem::path source_;
-  std::filesystem::path base_;
-  std::vector<std::string> errors_;
-};
-
-void ReadListen(Reader& r, const toml::table& api, ApiConfig* out) {
+void ReadListen(TomlReader& r, const toml::table& api, ApiConfig* out) {
   std::string listen;
   r.String(api, "listen", "api.listen", &listen, false);
   if (listen.empty()) return;
@@ -156,7 +42,7 @@ void ReadListen(Reader& r, const toml::table& api, ApiConfig* out) {
   out->listen_port = static_cast<uint16_t>(port);
 }
 
-void CheckPrivateKeyMode(Reader& r, std::string_view key, const std::filesystem::path& path) {
+void CheckPrivateKeyMode(TomlReader& r, std::string_view key, const std::filesystem::path& path) {
   struct stat st {};
   if (path.empty()) return;
   if (::stat(path.c_str(), &st) != 0) {
@@ -169,13 +55,13 @@ void CheckPrivateKeyMode(Reader& r, std::string_view key, const std::filesystem:
   }
 }
 
-void CheckReadable(Reader& r, std::string_view key, const std::filesystem::path& path) {
+void CheckReadable(TomlReader& r, std::string_view key, const std::filesystem::path& path) {
   if (path.empty()) return;
   std::ifstream f(path);
   if (!f) r.Error(key, absl::StrCat("cannot read ", path.string(), " (does it exist, and may the service user read it?)"));
 }
 
-void ReadApi(Reader& r, const toml::table& api, ApiConfig* out) {
+void ReadApi(TomlReader& r, const toml::table& api, ApiConfig* out) {
   r.CheckKnown(api, "api.",
                {"listen", "cert_file", "key_file", "client_ca_file", "client_pins", "max_body_bytes",
                 "handshake_timeout_ms", "header_timeout_ms", "idle_timeout_ms", "request_timeout_ms", "max_connections",
@@ -213,7 +99,7 @@ void ReadApi(Reader& r, const toml::table& api, ApiConfig* out) {
   out->session_timeout = std::chrono::seconds(session_timeout);
 }
 
-void ReadLog(Reader& r, const toml::table& log, LogConfig* out) {
+void ReadLog(TomlReader& r, const toml::table& log, LogConfig* out) {
   r.CheckKnown(log, "log.", {"level", "file", "access_log"});
   r.String(log, "level", "log.level", &out->level, false);
   if (out->level != "debug" && out->level != "info" && out->level != "warn" && out->level != "error") {
@@ -223,49 +109,7 @@ void ReadLog(Reader& r, const toml::table& log, LogConfig* out) {
   r.Path(log, "access_log", "log.access_log", &out->access_log, false);
 }
 
-void ReadTemplates(Reader& r, const toml::table& local, adcsc::ca::LocalCaOptions* out) {
-  const toml::node* n = local.get("templates");
-  if (n == nullptr) {
-    r.Error("ca.local.templates", "at least one [[ca.local.templates]] entry is required for backend \"local\"");
-    return;
-  }
-  const toml::array* arr = n->as_array();
-  if (arr == nullptr) {
-    r.Error("ca.local.templates", "must be an array of tables ([[ca.local.templates]])");
-    return;
-  }
-  for (size_t i = 0; i < arr->size(); ++i) {
-    std::string key = absl::StrCat("ca.local.templates[", i, "]");
-    const toml::table* t = (*arr)[i].as_table();
-    if (t == nullptr) {
-      r.Error(key, "must be a table");
-      continue;
-    }
-    r.CheckKnown(*t, key + ".",
-                 {"name", "eku", "validity_days", "min_key_bits", "min_ec_key_bits", "policy", "pending_seconds"});
-    adcsc::ca::TemplatePolicy tp;
-    r.String(*t, "name", key + ".name", &tp.name, false);
-    r.Strings(*t, "eku", key + ".eku", &tp.ekus);
-    r.Int(*t, "validity_days", key + ".validity_days", &tp.validity_days, 1, 36500);
-    r.Int(*t, "min_key_bits", key + ".min_key_bits", &tp.min_key_bits, 0, 16384);
-    r.Int(*t, "min_ec_key_bits", key + ".min_ec_key_bits", &tp.min_ec_key_bits, 0, 571);
-    r.Int(*t, "pending_seconds", key + ".pending_seconds", &tp.pending_seconds, 0, 365LL * 86400);
-    std::string policy = "issue";
-    r.String(*t, "policy", key + ".policy", &policy, false);
-    if (policy == "issue") {
-      tp.policy = adcsc::ca::IssuancePolicy::kIssue;
-    } else if (policy == "pending") {
-      tp.policy = adcsc::ca::IssuancePolicy::kPending;
-    } else if (policy == "deny") {
-      tp.policy = adcsc::ca::IssuancePolicy::kDeny;
-    } else {
-      r.Error(key + ".policy", absl::StrCat("unknown policy \"", policy, "\" (use issue, pending or deny)"));
-    }
-    out->templates.push_back(std::move(tp));
-  }
-}
-
-void ReadCa(Reader& r, const toml::table& ca, const std::filesystem::path& data_dir, CaConfig* out) {
+void ReadCa(TomlReader& r, const toml::table& ca, const std::filesystem::path& data_dir, CaConfig* out) {
   r.CheckKnown(ca, "ca.", {"backend", "identity", "dedupe_window_s", "allow", "local"});
   r.String(ca, "backend", "ca.backend", &out->backend, false);
   if (out->backend != "local") {
@@ -323,7 +167,7 @@ void ReadCa(Reader& r, const toml::table& ca, const std::filesystem::path& data_
     r.Int(lt, "ca_years", "ca.local.ca_years", &local.ca_years, 1, 100);
     r.Bool(lt, "durable", "ca.local.durable", &local.durable);
     r.String(lt, "default_template", "ca.local.default_template", &local.default_template, false);
-    ReadTemplates(r, lt, &local);
+    ReadLocalCaTemplates(r, lt, "templates", "ca.local.templates", &local);
     if (r.ok()) {
       // The engine's own checks (EKU names, duplicate templates, ...), one per line.
       if (auto v = adcsc::ca::ValidateLocalCaOptions(local); !v.ok()) {
@@ -350,7 +194,7 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, const std::filesy
     return absl::InvalidArgumentError(absl::StrCat(source_name.string(), ":", err.source().begin.line, ":",
                                                    err.source().begin.column, ": TOML syntax error: ", pki::AbslView(err.description())));
   }
-  Reader r(source_name);
+  TomlReader r(source_name);
   Config c;
   c.source = source_name;
   r.CheckKnown(root, "", {"node", "api", "log", "ca"});
