@@ -109,13 +109,42 @@ void ReadLog(TomlReader& r, const toml::table& log, LogConfig* out) {
   r.Path(log, "access_log", "log.access_log", &out->access_log, false);
 }
 
+void ReadIcpr(TomlReader& r, const toml::table& ca, CaConfig* out) {
+  const size_t slash = out->identity.find('\\');
+  if (!out->identity.empty() &&
+      (slash == std::string::npos || slash == 0 || slash + 1 == out->identity.size() ||
+       out->identity.find('\\', slash + 1) != std::string::npos)) {
+    r.Error("ca.identity", "for backend \"icpr\" this is the service account as DOMAIN\\user (in TOML: \"EXAMPLE\\\\svc-adcsc\")");
+  }
+  const toml::table* t = r.Table(ca, "icpr", "ca.icpr", true);
+  if (t == nullptr) return;
+  IcprConfig& icpr = out->icpr;
+  r.CheckKnown(*t, "ca.icpr.",
+               {"password_file", "nt_hash_file", "workstation", "epm_port", "connect_timeout_ms", "call_timeout_ms",
+                "max_idle_connections"});
+  r.Path(*t, "password_file", "ca.icpr.password_file", &icpr.password_file, false);
+  r.Path(*t, "nt_hash_file", "ca.icpr.nt_hash_file", &icpr.nt_hash_file, false);
+  if (icpr.password_file.empty() == icpr.nt_hash_file.empty()) {
+    r.Error("ca.icpr", "set exactly one of password_file and nt_hash_file (the service account's secret, in a 0600 file)");
+  }
+  CheckPrivateKeyMode(r, "ca.icpr.password_file", icpr.password_file);
+  CheckPrivateKeyMode(r, "ca.icpr.nt_hash_file", icpr.nt_hash_file);
+  r.String(*t, "workstation", "ca.icpr.workstation", &icpr.workstation, false);
+  if (icpr.workstation.size() > 15) r.Error("ca.icpr.workstation", "a NetBIOS name has at most 15 characters");
+  r.Int(*t, "epm_port", "ca.icpr.epm_port", &icpr.epm_port, 1, 65535);
+  r.Millis(*t, "connect_timeout_ms", "ca.icpr.connect_timeout_ms", &icpr.connect_timeout);
+  r.Millis(*t, "call_timeout_ms", "ca.icpr.call_timeout_ms", &icpr.call_timeout);
+  r.Int(*t, "max_idle_connections", "ca.icpr.max_idle_connections", &icpr.max_idle_connections, 0, 1024);
+}
+
 void ReadCa(TomlReader& r, const toml::table& ca, const std::filesystem::path& data_dir, CaConfig* out) {
-  r.CheckKnown(ca, "ca.", {"backend", "identity", "dedupe_window_s", "allow", "local"});
+  r.CheckKnown(ca, "ca.", {"backend", "identity", "dedupe_window_s", "allow", "local", "icpr"});
   r.String(ca, "backend", "ca.backend", &out->backend, false);
-  if (out->backend != "local") {
-    r.Error("ca.backend", absl::StrCat("unknown backend \"", out->backend, "\" (this version supports \"local\")"));
+  if (out->backend != "local" && out->backend != "icpr") {
+    r.Error("ca.backend", absl::StrCat("unknown backend \"", out->backend, "\" (use \"icpr\" for ADCS or \"local\")"));
   }
   r.String(ca, "identity", "ca.identity", &out->identity, true);
+  if (out->backend == "icpr") ReadIcpr(r, ca, out);
   int64_t window = out->dedupe_window.count();
   r.Int(ca, "dedupe_window_s", "ca.dedupe_window_s", &window, 0, 30LL * 86400);
   out->dedupe_window = std::chrono::seconds(window);

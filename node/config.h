@@ -49,12 +49,26 @@ struct LogConfig {
   std::filesystem::path access_log;     // W3C extended log; empty: none
 };
 
+// For backend = "icpr": how to reach and authenticate to the ADCS CAs (MS-ICPR over
+// DCE/RPC on TCP, NTLMv2 at packet privacy). The account is ca.identity (DOMAIN\user); its
+// secret stays in a 0600 file and is read when the backend starts, never kept here.
+struct IcprConfig {
+  std::filesystem::path password_file;  // the account's password (one line), or
+  std::filesystem::path nt_hash_file;   // its NT hash (32 hex digits); exactly one of the two
+  std::string workstation;              // NetBIOS name sent in NTLM; empty: from node.id
+  uint16_t epm_port = 135;              // endpoint mapper port (135 on every Windows CA)
+  std::chrono::milliseconds connect_timeout{3'000};
+  std::chrono::milliseconds call_timeout{10'000};
+  int max_idle_connections = 4;         // authenticated connections kept per CA for reuse
+};
+
 struct CaConfig {
-  std::string backend = "local";        // "local" (embedded engine); "icpr" comes later
+  std::string backend = "local";        // "local" (embedded engine) or "icpr" (ADCS over MS-ICPR)
   std::string identity;                 // DOMAIN\user the CA sees
   std::vector<AllowedCa> allow;
   std::chrono::seconds dedupe_window{86'400};
   adcsc::ca::LocalCaOptions local;      // for backend = "local"
+  IcprConfig icpr;                      // for backend = "icpr"
 };
 
 struct Config {

@@ -82,6 +82,11 @@ int RunNode(const std::filesystem::path& config_path, bool check_only) {
     std::cerr << "adcsc node: request store: " << store.status().message() << "\n";
     return kExitRuntimeError;
   }
+  if (config->ca.backend != "local") {
+    std::cerr << "adcsc node: " << config->source.string() << ": ca.backend: \"" << config->ca.backend
+              << "\" is not available in this build yet\n";
+    return kExitConfigError;
+  }
   auto backend = adcsc::ca::LocalCa::Open(config->ca.local);
   if (!backend.ok()) {
     std::cerr << "adcsc node: CA backend \"local\": " << backend.status().message() << "\n";

@@ -127,5 +127,62 @@ TEST_F(ConfigTest, MissingFile) {
   EXPECT_NE(c.status().message().find("absent.toml"), std::string_view::npos);
 }
 
+// The same file with backend = "icpr" and its [ca.icpr] section instead of [ca.local].
+std::string IcprConfigText(const std::string& valid, const std::string& icpr_section) {
+  std::string text = valid.substr(0, valid.find("[ca.local]"));
+  const std::string from = "backend = \"local\"";
+  text.replace(text.find(from), from.size(), "backend = \"icpr\"");
+  return text + icpr_section;
+}
+
+TEST_F(ConfigTest, IcprBackendReadsItsSection) {
+  std::ofstream(dir_.path() / "svc.pass") << "secret\n";
+  chmod((dir_.path() / "svc.pass").c_str(), 0600);
+  auto c = Parse(IcprConfigText(Valid(), R"(
+[ca.icpr]
+password_file = "svc.pass"
+epm_port = 1135
+call_timeout_ms = 2500
+max_idle_connections = 2
+)"));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->ca.backend, "icpr");
+  EXPECT_EQ(c->ca.icpr.password_file, dir_.path() / "svc.pass");
+  EXPECT_EQ(c->ca.icpr.epm_port, 1135);
+  EXPECT_EQ(c->ca.icpr.call_timeout, std::chrono::milliseconds(2500));
+  EXPECT_EQ(c->ca.icpr.connect_timeout, std::chrono::milliseconds(3000)) << "default";
+  EXPECT_EQ(c->ca.icpr.max_idle_connections, 2);
+}
+
+TEST_F(ConfigTest, IcprBackendReportsEveryProblemWithItsKey) {
+  std::ofstream(dir_.path() / "svc.pass") << "secret\n";
+  chmod((dir_.path() / "svc.pass").c_str(), 0644);
+  std::string text = IcprConfigText(Valid(), R"(
+[ca.icpr]
+password_file = "svc.pass"
+nt_hash_file = "svc.hash"
+workstation = "A-NAME-LONGER-THAN-15"
+epm_port = 0
+)");
+  const std::string account = "EXAMPLE\\\\svc";  // as written in the TOML text
+  text.replace(text.find(account), account.size(), "svc-without-domain");
+  auto c = Parse(text);
+  ASSERT_FALSE(c.ok());
+  const std::string m(c.status().message());
+  EXPECT_NE(m.find("ca.identity: for backend \"icpr\""), std::string::npos) << m;
+  EXPECT_NE(m.find("ca.icpr: set exactly one of password_file and nt_hash_file"), std::string::npos) << m;
+  EXPECT_NE(m.find("ca.icpr.password_file: "), std::string::npos) << m;  // readable by others
+  EXPECT_NE(m.find("chmod 600"), std::string::npos) << m;
+  EXPECT_NE(m.find("ca.icpr.nt_hash_file: cannot read"), std::string::npos) << m;
+  EXPECT_NE(m.find("ca.icpr.workstation"), std::string::npos) << m;
+  EXPECT_NE(m.find("ca.icpr.epm_port: must be between 1 and 65535"), std::string::npos) << m;
+}
+
+TEST_F(ConfigTest, IcprBackendNeedsItsSection) {
+  auto c = Parse(IcprConfigText(Valid(), ""));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("ca.icpr: missing section"), std::string_view::npos) << c.status();
+}
+
 }  // namespace
 }  // namespace adcsc::node
