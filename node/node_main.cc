@@ -5,7 +5,7 @@
 #include <cstdio>
 #include <iostream>
 
-#include "node/ca/local_ca.h"
+#include "node/backend_factory.h"
 #include "node/client_auth.h"
 #include "node/config.h"
 #include "node/https_server.h"
@@ -82,14 +82,9 @@ int RunNode(const std::filesystem::path& config_path, bool check_only) {
     std::cerr << "adcsc node: request store: " << store.status().message() << "\n";
     return kExitRuntimeError;
   }
-  if (config->ca.backend != "local") {
-    std::cerr << "adcsc node: " << config->source.string() << ": ca.backend: \"" << config->ca.backend
-              << "\" is not available in this build yet\n";
-    return kExitConfigError;
-  }
-  auto backend = adcsc::ca::LocalCa::Open(config->ca.local);
+  auto backend = MakeCaBackend(*config);
   if (!backend.ok()) {
-    std::cerr << "adcsc node: CA backend \"local\": " << backend.status().message() << "\n";
+    std::cerr << "adcsc node: CA backend \"" << config->ca.backend << "\": " << backend.status().message() << "\n";
     return kExitRuntimeError;
   }
   if (check_only) {

@@ -16,5 +16,6 @@ inline constexpr int kExitHttpError = 3;
 void AddNodeCommand(CLI::App& app, int* exit_code);
 void AddPkiCommand(CLI::App& app, int* exit_code);
 void AddClientCommand(CLI::App& app, int* exit_code);
+void AddCtlCommand(CLI::App& app, int* exit_code);
 
 }  // namespace adcsc::cli

@@ -11,7 +11,8 @@ int main(int argc, char** argv) {
       "  adcsc node --config /etc/adcsc/node.toml\n"
       "  adcsc client request --url https://adcsc.example.com:8443 --pfx client-cert.pfx \\\n"
       "      --password-file pfx.pass --server-ca adcs-proxy-ca.pem --dc ca1.example.com --ca Example-CA \\\n"
-      "      --template JamfDevice --subject device-42\n",
+      "      --template JamfDevice --subject device-42\n"
+      "  adcsc ctl ca-ping --config /etc/adcsc/node.toml --dc ca1.example.com --ca Example-CA\n",
       "adcsc"};
   app.set_version_flag("--version", ADCSC_VERSION);
   app.require_subcommand(1);
@@ -19,6 +20,7 @@ int main(int argc, char** argv) {
   adcsc::cli::AddNodeCommand(app, &exit_code);
   adcsc::cli::AddPkiCommand(app, &exit_code);
   adcsc::cli::AddClientCommand(app, &exit_code);
+  adcsc::cli::AddCtlCommand(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

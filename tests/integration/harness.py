@@ -24,6 +24,7 @@ from cryptography.x509.oid import NameOID, ExtendedKeyUsageOID
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("ADCSC_BIN_DIR", REPO / "build" / "bin"))
 ADCSC = BIN / "adcsc"
+EMULATOR = BIN / "adcs-emulator"
 DC, CA = "ca1.example.test", "Example-Issuing-CA"
 
 
@@ -158,14 +159,18 @@ min_key_bits = 3072
 class Node:
     """One `adcsc node` process with its own data dir and config."""
 
-    def __init__(self, root: Path, pki: Pki, node_id="node-a", header_timeout_ms=2000):
+    def __init__(self, root: Path, pki: Pki, node_id="node-a", header_timeout_ms=2000, ca_section=None):
+        """ca_section: TOML text replacing the [ca] part of the config (e.g. icpr_ca_section())."""
         self.root, self.pki, self.node_id = root, pki, node_id
         self.port = free_port()
         self.data_dir = root / f"{node_id}-data"
         self.config = root / f"{node_id}.toml"
-        self.config.write_text(NODE_TEMPLATE.format(
+        text = NODE_TEMPLATE.format(
             node_id=node_id, data_dir=self.data_dir, port=self.port, pki_dir=pki.dir, pin=pki.pin, root=root,
-            dc=DC, ca=CA, header_timeout_ms=header_timeout_ms))
+            dc=DC, ca=CA, header_timeout_ms=header_timeout_ms)
+        if ca_section is not None:
+            text = text[:text.index("[ca]")] + ca_section
+        self.config.write_text(text)
         self.proc = None
         self.stderr_path = root / f"{node_id}.stderr"
 
@@ -202,6 +207,124 @@ class Node:
     def log_lines(self):
         path = self.root / f"{self.node_id}.log"
         return [json.loads(l) for l in path.read_text().splitlines() if l.strip()] if path.exists() else []
+
+
+EMULATOR_TEMPLATE = """
+[emulator]
+listen = "127.0.0.1"
+epm_port = {epm_port}
+data_dir = "{data_dir}"
+accounts_file = "{accounts}"
+netbios_domain = "EXAMPLE"
+netbios_computer = "CA01"
+dns_domain = "example.test"
+dns_computer = "localhost"
+
+[ca]
+name = "{ca}"
+key_type = "p256"
+enroll = ["*"]
+
+[[ca.templates]]
+name = "JamfDevice"
+eku = ["clientAuth"]
+
+[[ca.templates]]
+name = "Pending"
+policy = "pending"
+
+[[ca.templates]]
+name = "Denied"
+policy = "deny"
+
+[[ca.templates]]
+name = "Restricted"
+
+[[permissions]]
+template = "Restricted"
+enroll = ["EXAMPLE\\\\nobody"]
+"""
+
+ICPR_DC = "localhost"
+
+
+class Emulator:
+    """The ADCS emulator (tests/adcs-emulator) on loopback, with an accounts file."""
+
+    def __init__(self, root: Path, accounts=None, name="emulator"):
+        self.root, self.name = root, name
+        self.dir = root / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.accounts = accounts or {"EXAMPLE\\svc-adcsc": "Correct-Horse-1", "EXAMPLE\\other": "Other-Pass-2"}
+        lines = []
+        for account, password in self.accounts.items():
+            pw = self.dir / "pw.tmp"
+            pw.write_text(password + "\n")
+            nt_hash = run([EMULATOR, "nt-hash", "--password-file", pw]).stdout.strip()
+            lines.append(f"{account}:{nt_hash}")
+        (self.dir / "pw.tmp").unlink()
+        self.accounts_file = self.dir / "accounts.txt"
+        self.accounts_file.write_text("\n".join(lines) + "\n")
+        self.epm_port = free_port()
+        self.config = self.dir / "emulator.toml"
+        self.config.write_text(EMULATOR_TEMPLATE.format(epm_port=self.epm_port, data_dir=self.dir / "data",
+                                                        accounts=self.accounts_file, ca=CA))
+        self.ready_file = self.dir / "ready.json"
+        self.proc = None
+        self.icpr_port = None
+
+    def start(self):
+        if self.ready_file.exists():
+            self.ready_file.unlink()
+        self.stderr = open(self.dir / "stderr.log", "ab")
+        self.proc = subprocess.Popen([str(EMULATOR), "run", "--config", str(self.config), "--ready-file",
+                                      str(self.ready_file)], stdout=subprocess.DEVNULL, stderr=self.stderr)
+        def ready():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"emulator exited with {self.proc.returncode}: "
+                                   f"{(self.dir / 'stderr.log').read_text()}")
+            return self.ready_file.exists()
+        wait_for(ready, timeout=30, what="the ADCS emulator")
+        info = json.loads(self.ready_file.read_text())
+        self.icpr_port = info["icpr_port"]
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=20)
+        return self.proc.returncode if self.proc else None
+
+    def ctl(self, *args, check=True):
+        r = run([EMULATOR, "ctl", "--config", self.config, *args], check=check)
+        return json.loads(r.stdout) if r.stdout.strip() else None
+
+    def secret_file(self, account):
+        """A 0600 password file for one of the accounts (what a node's ca.icpr.password_file names)."""
+        path = self.dir / (account.replace("\\", "_") + ".pass")
+        path.write_text(self.accounts[account] + "\n")
+        path.chmod(0o600)
+        return path
+
+
+def icpr_ca_section(emulator: Emulator, account="EXAMPLE\\svc-adcsc", call_timeout_ms=5000):
+    """The [ca] part of a node config that reaches `emulator` over MS-ICPR."""
+    identity = account.replace("\\", "\\\\")
+    return f"""
+[ca]
+backend = "icpr"
+identity = "{identity}"
+
+[[ca.allow]]
+dc = "{ICPR_DC}"
+ca = "{CA}"
+
+[ca.icpr]
+password_file = "{emulator.secret_file(account)}"
+epm_port = {emulator.epm_port}
+connect_timeout_ms = 2000
+call_timeout_ms = {call_timeout_ms}
+"""
 
 
 def ssl_context(pki: Pki, cert=None, key=None, no_client_cert=False):
@@ -242,13 +365,13 @@ def read_response(sock):
     return data
 
 
-def submit(node, pkcs10, template="JamfDevice", ctx=None):
+def submit(node, pkcs10, template="JamfDevice", ctx=None, dc=DC):
     return call(node, "POST", "/api/v1/certificate/request",
-                {"pkcs10": pkcs10, "template": template, "config": {"dc": DC, "ca": CA}}, ctx=ctx)
+                {"pkcs10": pkcs10, "template": template, "config": {"dc": dc, "ca": CA}}, ctx=ctx)
 
 
-def retrieve(node, request_id, ctx=None):
-    return call(node, "POST", "/api/v1/certificate/retrieve", {"request-id": request_id, "config": {"dc": DC, "ca": CA}},
+def retrieve(node, request_id, ctx=None, dc=DC):
+    return call(node, "POST", "/api/v1/certificate/retrieve", {"request-id": request_id, "config": {"dc": dc, "ca": CA}},
                 ctx=ctx)
 
 

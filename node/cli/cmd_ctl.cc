@@ -1,0 +1,143 @@
+// `adcsc ctl`: operator commands. `ca-ping` checks the way to an ADCS CA step by step, as
+// `certutil -ping -config` does on Windows, and says which step failed.
+#include <netdb.h>
+
+#include <chrono>
+#include <iostream>
+
+#include "absl/strings/str_format.h"
+#include "node/backend_factory.h"
+#include "node/ca/hresult.h"
+#include "node/ca/icpr_backend.h"
+#include "node/cli/commands.h"
+#include "node/config.h"
+#include "node/rpc/client.h"
+#include "node/rpc/endpoint_mapper.h"
+#include "node/rpc/icpr_stub.h"
+
+namespace adcsc::cli {
+namespace {
+
+struct PingArgs {
+  std::string config;
+  std::string dc;
+  std::string ca;
+};
+
+void Step(int n, const std::string& what) { std::cout << n << ". " << what << " ... " << std::flush; }
+
+int Failed(const absl::Status& s, const std::string& hint) {
+  std::cout << "FAILED\n   " << s.message() << "\n";
+  if (auto h = adcsc::ca::HresultOf(s)) std::cout << "   " << adcsc::ca::FormatHresult(*h) << "\n";
+  if (!hint.empty()) std::cout << "   check: " << hint << "\n";
+  std::cout << "CA ping: FAILED\n";
+  return kExitFailure;
+}
+
+int CaPing(const PingArgs& args) {
+  auto config = adcsc::node::LoadConfig(args.config);
+  if (!config.ok()) {
+    std::cerr << "adcsc ctl ca-ping: " << config.status().message() << "\n";
+    return kExitUsage;
+  }
+  if (config->ca.backend != "icpr") {
+    std::cerr << "adcsc ctl ca-ping: " << args.config << ": ca.backend is \"" << config->ca.backend
+              << "\"; ca-ping checks an ADCS CA (backend \"icpr\")\n";
+    return kExitUsage;
+  }
+  if (config->FindAllowedCa(args.dc, args.ca) == nullptr) {
+    std::cerr << "adcsc ctl ca-ping: \"" << args.dc << "\\" << args.ca << "\" is not in ca.allow of " << args.config
+              << " (the connector only talks to allowed CAs)\n";
+    return kExitUsage;
+  }
+  auto credentials = adcsc::node::LoadIcprCredentials(*config);
+  if (!credentials.ok()) {
+    std::cerr << "adcsc ctl ca-ping: " << credentials.status().message() << "\n";
+    return kExitUsage;
+  }
+  const auto& icpr = config->ca.icpr;
+  const auto started = std::chrono::steady_clock::now();
+  std::cout << "Pinging \"" << args.dc << "\\" << args.ca << "\" as " << config->ca.identity << "\n";
+
+  Step(1, "resolve " + args.dc);
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (int rc = getaddrinfo(args.dc.c_str(), nullptr, &hints, &found); rc != 0) {
+    return Failed(absl::UnavailableError(gai_strerror(rc)), "DNS for the CA host name (Jamf's config.dc)");
+  }
+  char host[NI_MAXHOST] = {};
+  getnameinfo(found->ai_addr, found->ai_addrlen, host, sizeof host, nullptr, 0, NI_NUMERICHOST);
+  freeaddrinfo(found);
+  std::cout << host << "\n";
+
+  Step(2, absl::StrFormat("endpoint mapper %s:%d", args.dc, icpr.epm_port));
+  auto port = adcsc::rpc::MapTcpEndpoint(args.dc, icpr.epm_port, adcsc::rpc::kIcprSyntax, icpr.connect_timeout,
+                                         icpr.call_timeout);
+  if (!port.ok()) {
+    return Failed(port.status(),
+                  "TCP 135 open from this node to the CA; the Certificate Services service is running; "
+                  "IF_NORPCICERTREQUEST is not set (docs/adcs.md)");
+  }
+  std::cout << "ICertPassage on port " << *port << "\n";
+
+  Step(3, absl::StrFormat("connect to %s:%d and bind with NTLMv2 at packet privacy", args.dc, *port));
+  adcsc::rpc::ClientOptions o;
+  o.host = args.dc;
+  o.port = *port;
+  o.connect_timeout = icpr.connect_timeout;
+  o.call_timeout = icpr.call_timeout;
+  o.auth = adcsc::rpc::ClientAuth{*credentials, adcsc::rpc::authn_level::kPktPrivacy, nullptr};
+  auto connection = adcsc::rpc::ClientConnection::Connect(o, adcsc::rpc::kIcprSyntax);
+  if (!connection.ok()) {
+    return Failed(connection.status(), "the dynamic RPC port is open from this node to the CA (docs/adcs.md, Network)");
+  }
+  std::cout << "OK\n";
+
+  Step(4, "status call (CertServerRequest for a request ID no CA has issued)");
+  adcsc::rpc::CertServerRequestIn in;
+  in.authority = args.ca;
+  in.request_id = 0xFFFFFFFF;
+  auto stub = adcsc::rpc::EncodeCertServerRequestIn(in);
+  auto answer = stub.ok() ? (*connection)->Call(adcsc::rpc::kCertServerRequestOpnum, *stub) : stub.status();
+  if (!answer.ok()) {
+    return Failed(adcsc::ca::RpcErrorToCaError(answer.status(), true),
+                  "the service account's password or NT hash file; that NTLM is allowed to the CA; that the account "
+                  "is not locked");
+  }
+  auto out = adcsc::rpc::DecodeCertServerRequestOut(*answer);
+  if (!out.ok()) return Failed(out.status(), "");
+  const uint32_t code = out->return_value != 0 ? out->return_value : out->disposition;
+  if (code != adcsc::ca::hr::kPropertyEmpty && (code & 0x80000000u) != 0) {
+    std::string hint = "the CA's permissions for the service account (docs/adcs.md)";
+    if (code == adcsc::ca::hr::kInvalidArg) hint = "the CA name: it must be the CA's name exactly, as certutil -dump shows it";
+    if (code == adcsc::ca::hr::kAccessDenied) hint = "the logon: password or NT hash file, account not locked, NTLM allowed";
+    return Failed(adcsc::ca::CaError(code, "the CA answered"), hint);
+  }
+  std::cout << "the CA answered (" << adcsc::ca::HresultSymbol(code) << "): it knows \"" << args.ca
+            << "\" and accepted the logon\n";
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+  std::cout << "CA ping: OK (" << ms.count() << " ms)\n";
+  return kExitOk;
+}
+
+}  // namespace
+
+void AddCtlCommand(CLI::App& app, int* exit_code) {
+  auto* ctl = app.add_subcommand("ctl", "Operator commands");
+  ctl->require_subcommand(1);
+  auto args = std::make_shared<PingArgs>();
+  auto* ping = ctl->add_subcommand("ca-ping",
+                                   "Check the way to an ADCS CA step by step (like certutil -ping -config)\n\n"
+                                   "Example:\n  adcsc ctl ca-ping --config /etc/adcsc/node.toml --dc ca01.example.com "
+                                   "--ca \"Example Issuing CA\"\n\n"
+                                   "Exit codes: 0 the CA answered, 1 a step failed (it is named), 2 usage or "
+                                   "configuration error.");
+  ping->add_option("--config,-c", args->config, "Node configuration (backend \"icpr\": account, secret, timeouts)")
+      ->required();
+  ping->add_option("--dc", args->dc, "CA host, as in Jamf's config.dc")->required();
+  ping->add_option("--ca", args->ca, "CA name, as in Jamf's config.ca")->required();
+  ping->callback([=] { *exit_code = CaPing(*args); });
+}
+
+}  // namespace adcsc::cli

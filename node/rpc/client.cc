@@ -1,0 +1,207 @@
+#include "node/rpc/client.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/cord.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "node/rpc/protection.h"
+
+namespace adcsc::rpc {
+namespace {
+
+constexpr char kFaultPayload[] = "adcsc.rpc_fault";
+
+}  // namespace
+
+absl::Status FaultError(uint32_t fault_status, std::string_view context) {
+  absl::Status s =
+      absl::AbortedError(absl::StrFormat("%s: the server answered with fault 0x%08x (%s)", std::string(context),
+                                         fault_status, std::string(FaultStatusName(fault_status))));
+  s.SetPayload(kFaultPayload, absl::Cord(absl::StrFormat("%08x", fault_status)));
+  return s;
+}
+
+std::optional<uint32_t> FaultOf(const absl::Status& status) {
+  auto payload = status.GetPayload(kFaultPayload);
+  if (!payload) return std::nullopt;
+  uint32_t value = 0;
+  if (!absl::SimpleHexAtoi(std::string(*payload), &value)) return std::nullopt;
+  return value;
+}
+
+ClientConnection::ClientConnection(ClientOptions options, std::unique_ptr<TcpStream> stream)
+    : options_(std::move(options)),
+      stream_(std::move(stream)),
+      peer_(absl::StrCat(options_.host, ":", options_.port)) {}
+
+ClientConnection::~ClientConnection() = default;
+
+void ClientConnection::Abort() { stream_->Shutdown(); }
+
+absl::Status ClientConnection::Fail(absl::Status status) {
+  broken_ = true;
+  return status;
+}
+
+absl::StatusOr<std::unique_ptr<ClientConnection>> ClientConnection::Connect(const ClientOptions& options,
+                                                                            const SyntaxId& interface) {
+  auto stream = TcpStream::Connect(options.host, options.port, options.connect_timeout);
+  if (!stream.ok()) return stream.status();
+  std::unique_ptr<ClientConnection> c(new ClientConnection(options, std::move(*stream)));
+  if (auto s = c->Bind(interface, DeadlineIn(options.call_timeout)); !s.ok()) return s;
+  return c;
+}
+
+absl::Status ClientConnection::Send(Bytes bytes, Deadline deadline) {
+  if (auto s = stream_->WriteAll(bytes, deadline); !s.ok()) return Fail(s);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Bytes> ClientConnection::ReceivePdu(Deadline deadline) {
+  Bytes pdu(kCommonHeaderSize);
+  if (auto s = stream_->ReadExact(pdu, deadline); !s.ok()) return Fail(s);
+  auto size = NextPduSize(pdu);
+  if (!size.ok()) return Fail(absl::InternalError(absl::StrCat("bad PDU from ", peer_, ": ", size.status().message())));
+  pdu.resize(*size);
+  if (auto s = stream_->ReadExact(std::span<uint8_t>(pdu).subspan(kCommonHeaderSize), deadline); !s.ok())
+    return Fail(s);
+  return pdu;
+}
+
+absl::Status ClientConnection::Bind(const SyntaxId& interface, Deadline deadline) {
+  const uint32_t call_id = next_call_id_++;
+  BindBody bind;
+  bind.max_xmit_frag = options_.max_frag;
+  bind.max_recv_frag = options_.max_frag;
+  bind.contexts.push_back({0, interface, {kNdr20Syntax}});
+  Pdu pdu = MakePdu(PduType::kBind, call_id, bind);
+
+  std::unique_ptr<ntlm::ClientContext> ntlm_client;
+  if (options_.auth) {
+    ntlm_client = std::make_unique<ntlm::ClientContext>(
+        options_.auth->credentials, options_.auth->random ? options_.auth->random : ntlm::SystemRandom());
+    SecTrailer trailer;
+    trailer.auth_type = authn::kWinNt;
+    trailer.auth_level = options_.auth->level;
+    trailer.auth_context_id = kAuthContextId;
+    pdu.auth = AuthVerifier{trailer, ntlm_client->Negotiate()};
+  }
+  auto encoded = EncodePdu(pdu);
+  if (!encoded.ok()) return Fail(encoded.status());
+  if (auto s = Send(std::move(*encoded), deadline); !s.ok()) return s;
+
+  auto reply_bytes = ReceivePdu(deadline);
+  if (!reply_bytes.ok()) return reply_bytes.status();
+  auto reply = DecodePdu(*reply_bytes);
+  if (!reply.ok())
+    return Fail(absl::InternalError(absl::StrCat("bad bind answer from ", peer_, ": ", reply.status().message())));
+  if (reply->header.type == PduType::kBindNak) {
+    const auto& nak = std::get<BindNakBody>(reply->body);
+    const std::string what =
+        absl::StrCat("bind to ", peer_, " refused: ", std::string(BindNakReasonName(nak.reject_reason)));
+    if (nak.reject_reason == bind_nak_reason::kAuthenticationTypeNotRecognized ||
+        nak.reject_reason == bind_nak_reason::kInvalidChecksum) {
+      return Fail(absl::PermissionDeniedError(what));
+    }
+    return Fail(absl::UnavailableError(what));
+  }
+  if (reply->header.type != PduType::kBindAck || reply->header.call_id != call_id) {
+    return Fail(absl::InternalError(absl::StrCat("bind to ", peer_, ": unexpected ",
+                                                 std::string(PduTypeName(reply->header.type)), " PDU (call id ",
+                                                 reply->header.call_id, ")")));
+  }
+  const auto& ack = std::get<BindAckBody>(reply->body);
+  if (ack.results.empty() || ack.results.front().result != context_result::kAcceptance) {
+    const uint16_t reason = ack.results.empty() ? 0 : ack.results.front().reason;
+    return Fail(
+        absl::FailedPreconditionError(absl::StrCat("bind to ", peer_, ": the server does not serve interface ",
+                                                   interface.ToString(), " (provider rejection reason ", reason, ")")));
+  }
+  // We send fragments the server can receive, and expect ones we said we can receive.
+  max_xmit_frag_ = std::max<uint16_t>(kMustRecvFragSize, std::min(options_.max_frag, ack.max_recv_frag));
+  max_recv_frag_ = std::max<uint16_t>(kMustRecvFragSize, std::min(options_.max_frag, ack.max_xmit_frag));
+
+  if (!options_.auth) return absl::OkStatus();
+  if (!reply->auth || reply->auth->auth_value.empty()) {
+    return Fail(absl::PermissionDeniedError(absl::StrCat("bind to ", peer_, ": the server sent no NTLM challenge")));
+  }
+  auto authenticate = ntlm_client->Authenticate(reply->auth->auth_value);
+  if (!authenticate.ok()) {
+    return Fail(absl::PermissionDeniedError(absl::StrCat("NTLM with ", peer_, ": ", authenticate.status().message())));
+  }
+  Pdu auth3 = MakePdu(PduType::kAuth3, call_id, Auth3Body{});
+  SecTrailer trailer;
+  trailer.auth_type = authn::kWinNt;
+  trailer.auth_level = options_.auth->level;
+  trailer.auth_context_id = kAuthContextId;
+  auth3.auth = AuthVerifier{trailer, std::move(*authenticate)};
+  auto auth3_bytes = EncodePdu(auth3);
+  if (!auth3_bytes.ok()) return Fail(auth3_bytes.status());
+  if (auto s = Send(std::move(*auth3_bytes), deadline); !s.ok()) return s;
+  session_ = ntlm_client->TakeSession();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Bytes> ClientConnection::Call(uint16_t opnum, ByteView stub) {
+  if (broken_) return absl::FailedPreconditionError(absl::StrCat("connection to ", peer_, " is broken"));
+  const Deadline deadline = DeadlineIn(options_.call_timeout);
+  const uint32_t call_id = next_call_id_++;
+  const bool protect = options_.auth && options_.auth->level >= authn_level::kPktIntegrity;
+
+  CallFragmentHeader header;
+  header.type = PduType::kRequest;
+  header.call_id = call_id;
+  header.opnum = opnum;
+  std::optional<AuthSpec> spec;
+  if (protect) spec = AuthSpec{authn::kWinNt, options_.auth->level, kAuthContextId, kNtlmSignatureSize};
+  auto fragments = FragmentStub(header, stub, max_xmit_frag_, spec);
+  if (!fragments.ok()) return Fail(fragments.status());
+  for (OutgoingPdu& f : *fragments) {
+    if (protect) ProtectPdu(*session_, options_.auth->level, f);
+    if (auto s = Send(std::move(f.bytes), deadline); !s.ok()) return s;
+  }
+
+  Reassembler reassembler(options_.max_response_bytes);
+  for (;;) {
+    auto bytes = ReceivePdu(deadline);
+    if (!bytes.ok()) return bytes.status();
+    auto header_only = DecodeCommonHeader(*bytes);
+    if (!header_only.ok())
+      return Fail(absl::InternalError(absl::StrCat("bad PDU from ", peer_, ": ", header_only.status().message())));
+    if (header_only->call_id != call_id) {
+      return Fail(absl::InternalError(absl::StrCat("answer from ", peer_, " for call ", header_only->call_id,
+                                                   " while waiting for call ", call_id)));
+    }
+    const bool is_fault = header_only->type == PduType::kFault;
+    if (protect && header_only->auth_length != 0) {
+      if (auto s = UnprotectPdu(*session_, options_.auth->level, *bytes); !s.ok()) {
+        return Fail(
+            absl::PermissionDeniedError(absl::StrCat("answer from ", peer_, " failed verification: ", s.message())));
+      }
+    } else if (protect && !is_fault) {
+      return Fail(absl::PermissionDeniedError(
+          absl::StrCat("answer from ", peer_, " is not protected at the negotiated level")));
+    }
+    auto pdu = DecodePdu(*bytes);
+    if (!pdu.ok()) return Fail(absl::InternalError(absl::StrCat("bad PDU from ", peer_, ": ", pdu.status().message())));
+    if (is_fault) {
+      const auto& fault_body = std::get<FaultBody>(pdu->body);
+      // The call failed; the connection stays usable unless the fault says the protocol broke.
+      if (fault_body.status == fault::kProtoError || fault_body.status == fault::kProtocolError) broken_ = true;
+      return FaultError(fault_body.status, absl::StrCat("call ", opnum, " on ", peer_));
+    }
+    if (pdu->header.type != PduType::kResponse) {
+      return Fail(absl::InternalError(
+          absl::StrCat("unexpected ", std::string(PduTypeName(pdu->header.type)), " PDU from ", peer_)));
+    }
+    auto done = reassembler.Add(*pdu);
+    if (!done.ok())
+      return Fail(absl::InternalError(absl::StrCat("answer from ", peer_, ": ", done.status().message())));
+    if (*done) return reassembler.TakeStub();
+  }
+}
+
+}  // namespace adcsc::rpc

@@ -1,0 +1,94 @@
+// A DCE/RPC client connection (ncacn_ip_tcp): connects, binds one interface with NDR20,
+// optionally authenticates with NTLMv2 (connect, packet integrity or packet privacy), and
+// makes calls with fragmentation in both directions. Used by the `icpr` CA backend, the
+// endpoint-mapper lookup and `adcsc ctl ca-ping`.
+// Thread-safety: one call at a time per connection (the icpr backend pools connections);
+// Abort() may be called from any thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "node/ntlm/ntlm.h"
+#include "node/rpc/pdu.h"
+#include "node/rpc/tcp_stream.h"
+#include "node/rpc/uuid.h"
+
+namespace adcsc::rpc {
+
+struct ClientAuth {
+  ntlm::Credentials credentials;
+  // authn_level::kConnect, kPktIntegrity or kPktPrivacy (what ADCS demands).
+  uint8_t level = authn_level::kPktPrivacy;
+  // Randomness for NTLM (client challenge, session key); empty: OpenSSL's RAND_bytes.
+  ntlm::RandomSource random;
+};
+
+struct ClientOptions {
+  std::string host;
+  uint16_t port = 0;
+  std::chrono::milliseconds connect_timeout{3'000};
+  // Bound on the whole bind, and on each call from its first byte sent to its last received.
+  std::chrono::milliseconds call_timeout{10'000};
+  // Our largest fragment in both directions; the server may negotiate it down.
+  uint16_t max_frag = kWindowsDefaultFragSize;
+  size_t max_response_bytes = kDefaultMaxReassembledSize;
+  std::optional<ClientAuth> auth;  // none: unauthenticated (the endpoint mapper)
+};
+
+// A failed call's fault status travels in the Status (payload "adcsc.rpc_fault").
+absl::Status FaultError(uint32_t fault_status, std::string_view context);
+std::optional<uint32_t> FaultOf(const absl::Status& status);
+
+class ClientConnection {
+ public:
+  // Connects and binds `interface` (NDR20). Errors: UNAVAILABLE (cannot connect, connection
+  // reset), DEADLINE_EXCEEDED, PERMISSION_DENIED (bind_nak for authentication, a CHALLENGE we
+  // refuse), FAILED_PRECONDITION (the interface is not served: provider rejection),
+  // INTERNAL (protocol violations), each naming host:port and the step.
+  static absl::StatusOr<std::unique_ptr<ClientConnection>> Connect(const ClientOptions& options,
+                                                                   const SyntaxId& interface);
+  ~ClientConnection();
+  ClientConnection(const ClientConnection&) = delete;
+  ClientConnection& operator=(const ClientConnection&) = delete;
+
+  // One request/response. A fault answer returns FaultError(status); a response whose
+  // signature does not verify is PERMISSION_DENIED and breaks the connection. After any
+  // transport or protocol error the connection is broken() and must not be reused.
+  absl::StatusOr<Bytes> Call(uint16_t opnum, ByteView stub);
+
+  bool broken() const { return broken_; }
+  // Fit to be handed out again by a pool: not broken, and not closed by the server while idle.
+  bool Reusable() const { return !broken_ && !stream_->ClosedOrUnexpectedInput(); }
+  const std::string& peer() const { return peer_; }
+  // Negotiated fragment sizes (after the bind).
+  uint16_t max_xmit_frag() const { return max_xmit_frag_; }
+  uint16_t max_recv_frag() const { return max_recv_frag_; }
+  // Unblocks a call in progress from another thread (it fails with UNAVAILABLE).
+  void Abort();
+
+ private:
+  ClientConnection(ClientOptions options, std::unique_ptr<TcpStream> stream);
+  absl::Status Bind(const SyntaxId& interface, Deadline deadline);
+  absl::Status Send(Bytes bytes, Deadline deadline);
+  absl::StatusOr<Bytes> ReceivePdu(Deadline deadline);
+  absl::Status Fail(absl::Status status);
+
+  ClientOptions options_;
+  std::unique_ptr<TcpStream> stream_;
+  std::unique_ptr<ntlm::Session> session_;
+  std::string peer_;
+  uint32_t next_call_id_ = 1;
+  uint16_t max_xmit_frag_ = kMustRecvFragSize;
+  uint16_t max_recv_frag_ = kMustRecvFragSize;
+  static constexpr uint32_t kAuthContextId = 0;
+  bool broken_ = false;
+};
+
+}  // namespace adcsc::rpc

@@ -1,0 +1,87 @@
+// The ADCS emulator: an endpoint mapper and an MS-ICPR ICertPassage server on loopback, backed
+// by the embedded CA engine, that behaves like a Windows enterprise CA where the connector can
+// tell: NTLM logon against an accounts file, E_ACCESSDENIED below packet privacy (as with
+// IF_ENFORCEENCRYPTICERTREQUEST), CA and per-template Enroll permissions, minimum key sizes,
+// pending templates, only the submitter may retrieve, E_INVALIDARG for an attribute blob
+// whose length leaves out the terminating NUL. Knobs for drills: latency, a failure rate,
+// refusing connections. Used by tests, the quickstart and drills; never in production.
+// Thread-safety: Start/Stop from one thread; everything else from any thread.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "node/ca/local_ca.h"
+#include "node/rpc/server.h"
+#include "node/rpc/tcp_stream.h"
+#include "tests/adcs-emulator/emulator_config.h"
+
+namespace adcsc::emulator {
+
+struct EmulatorStats {
+  uint64_t connections = 0;
+  uint64_t calls = 0;
+  uint64_t submits = 0;          // CertServerRequest with request ID 0 that reached the CA engine
+  uint64_t retrieves = 0;
+  uint64_t refused_calls = 0;    // answered E_ACCESSDENIED (auth level, permissions, identity)
+  uint64_t dropped_calls = 0;    // dropped by the failure-rate knob
+  uint64_t failed_logons = 0;
+};
+
+class Emulator {
+ public:
+  explicit Emulator(EmulatorConfig config);
+  ~Emulator();
+  Emulator(const Emulator&) = delete;
+  Emulator& operator=(const Emulator&) = delete;
+
+  // Opens the CA and both listeners; after it returns OK the ports are final.
+  absl::Status Start();
+  // Closes the listeners and every connection, then waits for their threads.
+  void Stop();
+
+  uint16_t epm_port() const { return epm_port_; }
+  uint16_t icpr_port() const { return icpr_port_; }
+  adcsc::ca::LocalCa& ca() { return *ca_; }
+
+  EmulatorStats stats() const;
+  Faults faults() const;
+  void set_faults(const Faults& faults);
+
+  // The ICertPassage logic, callable without a network (tests).
+  absl::StatusOr<rpc::Bytes> HandleCertPassage(const rpc::CallContext& caller, uint16_t opnum, rpc::ByteView stub);
+
+ private:
+  void AcceptLoop(rpc::TcpListener* listener, const rpc::ServerOptions* options, const rpc::CallHandler* handler);
+  absl::StatusOr<rpc::Bytes> HandleEndpointMapper(uint16_t opnum, rpc::ByteView stub);
+  bool MayEnroll(const std::string& account, const std::string& template_name) const;
+
+  EmulatorConfig config_;
+  std::unique_ptr<adcsc::ca::LocalCa> ca_;
+  std::unique_ptr<rpc::TcpListener> epm_listener_, icpr_listener_;
+  uint16_t epm_port_ = 0, icpr_port_ = 0;
+  rpc::ServerOptions epm_options_, icpr_options_;
+  rpc::CallHandler epm_handler_, icpr_handler_;
+  std::vector<std::thread> accept_threads_;
+
+  mutable std::mutex mu_;
+  std::condition_variable connections_done_;
+  std::set<rpc::TcpStream*> open_;  // live connections, to shut down on Stop()
+  Faults faults_;
+  std::mt19937_64 rng_{std::random_device{}()};
+  bool stopping_ = false;
+
+  std::atomic<uint64_t> connections_{0}, calls_{0}, submits_{0}, retrieves_{0}, refused_{0}, dropped_{0},
+      failed_logons_{0};
+};
+
+}  // namespace adcsc::emulator

@@ -1,0 +1,56 @@
+// Configuration of the ADCS emulator (a TOML file), and its accounts file: who may log on with
+// NTLM (DOMAIN\user and NT hash per line, as pwdump writes them). Every problem is reported
+// at start-up with the file and key. Thread-safety: plain values.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "node/ca/local_ca.h"
+#include "node/ntlm/ntlm.h"
+
+namespace adcsc::emulator {
+
+struct Account {
+  std::string domain;
+  std::string user;
+  ntlm::Key16 nt_hash{};
+};
+
+// Knobs for drills; also changeable at run time through the admin socket.
+struct Faults {
+  std::chrono::milliseconds latency{0};  // added before every ICertPassage answer
+  double failure_rate = 0;               // share of calls dropped unanswered (0..1)
+  bool refuse_connections = false;       // close every new connection at once
+};
+
+struct EmulatorConfig {
+  std::filesystem::path source;
+  std::string listen_address = "127.0.0.1";
+  uint16_t epm_port = 0;   // the endpoint mapper (135 on Windows); 0: any free port
+  uint16_t icpr_port = 0;  // ICertPassage; 0: any free port (announced by the endpoint mapper)
+  std::filesystem::path data_dir;
+  std::filesystem::path admin_socket;  // default <data_dir>/admin.sock
+  std::filesystem::path accounts_file;
+  std::vector<Account> accounts;       // read from accounts_file
+  ntlm::ServerNames names;             // what the NTLM CHALLENGE says about this "server"
+  adcsc::ca::LocalCaOptions ca;        // the CA engine (name, key, templates)
+  // DOMAIN\user (case-insensitive) allowed to request certificates from the CA; "*" for any
+  // authenticated account. Others get CERTSRV_E_ENROLL_DENIED.
+  std::vector<std::string> ca_enroll = {"*"};
+  // Per template: who has Enroll. A template not listed here allows any account in ca_enroll.
+  std::vector<std::pair<std::string, std::vector<std::string>>> template_enroll;
+  Faults faults;
+  int max_connections = 256;
+};
+
+absl::StatusOr<EmulatorConfig> LoadEmulatorConfig(const std::filesystem::path& path);
+
+// "EXAMPLE\\svc:8846f7eaee8fb117ad06bdd830b7586c" per line; '#' starts a comment.
+absl::StatusOr<std::vector<Account>> LoadAccounts(const std::filesystem::path& path);
+
+}  // namespace adcsc::emulator

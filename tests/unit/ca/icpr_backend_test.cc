@@ -1,0 +1,174 @@
+// IcprBackend against the ADCS emulator running in this process on loopback: connection
+// pooling and reuse, transparent replacement of a dead pooled connection, the retry rule
+// (retrieve once, submit never), the refusal below packet privacy, and HRESULT mapping.
+#include "node/ca/icpr_backend.h"
+
+#include <gtest/gtest.h>
+
+#include "node/ca/hresult.h"
+#include "node/pki/csr.h"
+#include "node/pki/keys.h"
+#include "tests/adcs-emulator/emulator.h"
+#include "tests/testing/temp_dir.h"
+
+namespace adcsc::ca {
+namespace {
+
+constexpr char kCa[] = "Test-CA";
+const CallerIdentity kCaller{"EXAMPLE\\svc"};
+
+class IcprBackendTest : public ::testing::Test {
+ protected:
+  void SetUp() override { StartEmulator(0); }
+
+  void StartEmulator(uint16_t epm_port) {
+    emulator::EmulatorConfig c;
+    c.data_dir = dir_.path() / "emulator";
+    c.epm_port = epm_port;
+    c.ca.dir = c.data_dir / "ca";
+    c.ca.ca_name = kCa;
+    c.ca.durable = false;
+    TemplatePolicy t;
+    t.name = "JamfDevice";
+    TemplatePolicy pending;
+    pending.name = "Pending";
+    pending.policy = IssuancePolicy::kPending;
+    c.ca.templates = {t, pending};
+    c.accounts.push_back({"EXAMPLE", "svc", *ntlm::NtHash("Pw-1")});
+    c.names = {"EXAMPLE", "CA01", "", ""};
+    std::filesystem::create_directories(c.data_dir);
+    emulator_ = std::make_unique<emulator::Emulator>(c);
+    ASSERT_TRUE(emulator_->Start().ok());
+  }
+
+  IcprBackendOptions Options() {
+    IcprBackendOptions o;
+    o.credentials = {"EXAMPLE", "svc", *ntlm::NtHash("Pw-1"), "TEST"};
+    o.epm_port = emulator_->epm_port();
+    o.call_timeout = std::chrono::seconds(10);
+    return o;
+  }
+
+  SubmitRequest Csr(const std::string& cn, const std::string& tmpl = "JamfDevice") {
+    static auto key = pki::GenerateKey(pki::KeyType::kEcP256);
+    return {target_, kCaller, *pki::MakeCsr(key->get(), cn, {}), tmpl};
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<emulator::Emulator> emulator_;
+  const CaTarget target_{"127.0.0.1", kCa};
+};
+
+TEST_F(IcprBackendTest, SubmitAndRetrieveReuseOnePooledConnection) {
+  IcprBackend backend(Options());
+  for (int i = 0; i < 5; ++i) {
+    auto s = backend.Submit(Csr("device-" + std::to_string(i)));
+    ASSERT_TRUE(s.ok()) << s.status();
+    EXPECT_EQ(s->disposition, Disposition::kIssued);
+    EXPECT_FALSE(s->cert_der.empty());
+    auto r = backend.Retrieve({target_, kCaller, s->request_id});
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->cert_der, s->cert_der);
+  }
+  EXPECT_EQ(backend.counters().connections_opened, 1u);
+  EXPECT_EQ(backend.counters().connections_reused, 9u);
+  EXPECT_EQ(backend.counters().endpoint_lookups, 1u);
+}
+
+TEST_F(IcprBackendTest, WithoutAPoolEveryCallBindsAgain) {
+  IcprBackendOptions o = Options();
+  o.max_idle_connections = 0;
+  IcprBackend backend(o);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(backend.Submit(Csr("nopool-" + std::to_string(i))).ok());
+  EXPECT_EQ(backend.counters().connections_opened, 3u);
+  EXPECT_EQ(backend.counters().endpoint_lookups, 1u) << "the port is remembered";
+}
+
+TEST_F(IcprBackendTest, PendingThenApproved) {
+  IcprBackend backend(Options());
+  auto s = backend.Submit(Csr("pending", "Pending"));
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->disposition, Disposition::kUnderSubmission);
+  ASSERT_TRUE(emulator_->ca().Approve(s->request_id).ok());
+  auto r = backend.Retrieve({target_, kCaller, s->request_id});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->disposition, Disposition::kIssued);
+}
+
+TEST_F(IcprBackendTest, ADeadPooledConnectionIsReplacedTransparently) {
+  IcprBackend backend(Options());
+  ASSERT_TRUE(backend.Submit(Csr("before")).ok());
+  const uint16_t epm = emulator_->epm_port();
+  emulator_->Stop();
+  emulator_.reset();
+  StartEmulator(epm);  // a restarted CA: same endpoint mapper, new ICertPassage port
+  auto s = backend.Submit(Csr("after"));
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->disposition, Disposition::kIssued);
+  EXPECT_EQ(backend.counters().connections_opened, 2u);
+  EXPECT_EQ(backend.counters().retries, 0u) << "no call was retried: the dead connection was never used";
+}
+
+TEST_F(IcprBackendTest, RetrieveIsRetriedOnceAndSubmitNever) {
+  IcprBackend backend(Options());
+  auto s = backend.Submit(Csr("retry"));
+  ASSERT_TRUE(s.ok()) << s.status();
+  emulator::Faults f;
+  f.failure_rate = 1;  // every call dropped unanswered
+  emulator_->set_faults(f);
+  auto r = backend.Retrieve({target_, kCaller, s->request_id});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(HresultOf(r.status()), hr::kRpcCallFailed) << r.status();
+  EXPECT_EQ(backend.counters().retries, 1u);
+  auto again = backend.Submit(Csr("no-retry"));
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(backend.counters().retries, 1u) << "a submit is never retried";
+  EXPECT_EQ(emulator_->stats().dropped_calls, 3u);
+  emulator_->set_faults({});
+  auto ok = backend.Retrieve({target_, kCaller, s->request_id});
+  EXPECT_TRUE(ok.ok()) << ok.status();
+}
+
+TEST_F(IcprBackendTest, BelowPacketPrivacyTheCaSaysAccessDenied) {
+  IcprBackendOptions o = Options();
+  o.auth_level = rpc::authn_level::kPktIntegrity;
+  IcprBackend backend(o);
+  auto s = backend.Submit(Csr("integrity"));
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(HresultOf(s.status()), hr::kAccessDenied) << s.status();
+}
+
+TEST_F(IcprBackendTest, WrongPasswordIsAccessDenied) {
+  IcprBackendOptions o = Options();
+  o.credentials.nt_hash = *ntlm::NtHash("not-it");
+  IcprBackend backend(o);
+  auto s = backend.Submit(Csr("wrong"));
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(HresultOf(s.status()), hr::kAccessDenied) << s.status();
+  EXPECT_FALSE(backend.Ping(target_, kCaller).ok());
+}
+
+TEST_F(IcprBackendTest, PingAndUnknownRequestAndWrongCaName) {
+  IcprBackend backend(Options());
+  EXPECT_TRUE(backend.Ping(target_, kCaller).ok());
+  auto missing = backend.Retrieve({target_, kCaller, 999999});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(HresultOf(missing.status()), hr::kPropertyEmpty) << missing.status();
+  auto wrong_ca = backend.Ping({"127.0.0.1", "Other-CA"}, kCaller);
+  EXPECT_EQ(HresultOf(wrong_ca), hr::kInvalidArg) << wrong_ca;
+}
+
+TEST_F(IcprBackendTest, NoCaListeningIsServerUnavailable) {
+  IcprBackendOptions o = Options();
+  const uint16_t epm = emulator_->epm_port();
+  emulator_->Stop();
+  o.epm_port = epm;
+  IcprBackend backend(o);
+  auto s = backend.Submit(Csr("down"));
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(HresultOf(s.status()), hr::kRpcServerUnavailable) << s.status();
+  EXPECT_NE(s.status().message().find("cannot reach the CA at 127.0.0.1"), std::string_view::npos) << s.status();
+}
+
+}  // namespace
+}  // namespace adcsc::ca
