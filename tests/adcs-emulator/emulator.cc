@@ -30,7 +30,7 @@ rpc::CertServerRequestOut Refused(uint32_t request_id, uint32_t hresult, std::st
   rpc::CertServerRequestOut out;
   out.request_id = request_id;
   out.disposition = hresult;
-  auto message = rpc::EncodeDispositionMessage(text.empty() ? adcsc::ca::FormatHresult(hresult) : std::string(text));
+  auto message = rpc::EncodeDispositionMessage(text.empty() ? std::string(adcsc::ca::HresultText(hresult)) : std::string(text));
   if (message.ok()) out.disposition_message = std::move(*message);
   return out;
 }
@@ -99,6 +99,8 @@ absl::Status Emulator::Start() {
   icpr_options_.names = config_.names;
   icpr_options_.on_error = report;
   icpr_options_.accounts = [this](std::string_view domain, std::string_view user) -> std::optional<ntlm::Key16> {
+    // Called once per logon, where a Windows CA would ask a domain controller.
+    if (const auto wait = faults().logon_latency; wait.count() > 0) std::this_thread::sleep_for(wait);
     for (const Account& a : config_.accounts) {
       if (absl::EqualsIgnoreCase(a.domain, absl::string_view(domain.data(), domain.size())) &&
           absl::EqualsIgnoreCase(a.user, absl::string_view(user.data(), user.size()))) {

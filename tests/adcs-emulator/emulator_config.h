@@ -24,6 +24,9 @@ struct Account {
 // Knobs for drills; also changeable at run time through the admin socket.
 struct Faults {
   std::chrono::milliseconds latency{0};  // added before every ICertPassage answer
+  // Added to every NTLM logon: a Windows CA checks each logon with a domain controller
+  // (NETLOGON pass-through), a network round trip this emulator does not otherwise have.
+  std::chrono::milliseconds logon_latency{0};
   double failure_rate = 0;               // share of calls dropped unanswered (0..1)
   bool refuse_connections = false;       // close every new connection at once
 };
