@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "node/ntlm/bytes.h"
+#include "node/text/utf16.h"
 
 namespace adcsc::ntlm {
 
@@ -144,12 +145,8 @@ absl::StatusOr<NegotiateMessage> ParseNegotiate(ByteView message);
 absl::StatusOr<ChallengeMessage> ParseChallenge(ByteView message);
 absl::StatusOr<AuthenticateMessage> ParseAuthenticate(ByteView message);
 
-// UTF-8 -> UTF-16LE. Code points above U+FFFF become surrogate pairs; invalid UTF-8
-// (overlong forms, encoded surrogates, truncated sequences, > U+10FFFF) is rejected.
-absl::StatusOr<Bytes> Utf8ToUtf16Le(std::string_view utf8);
-
-// UTF-16LE -> UTF-8. Surrogate pairs are joined; odd lengths and unpaired surrogates are
-// rejected.
-absl::StatusOr<std::string> Utf16LeToUtf8(ByteView utf16le);
+// NTLMSSP strings are UTF-16LE (node/text).
+using text::Utf16LeToUtf8;
+using text::Utf8ToUtf16Le;
 
 }  // namespace adcsc::ntlm

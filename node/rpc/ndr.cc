@@ -13,58 +13,11 @@ constexpr size_t kU64Size = 8;
 constexpr size_t kUuidAlignment = 4;  // a GUID's largest member is a 32-bit field
 constexpr size_t kPointerSize = 4;    // referent IDs are 32-bit in NDR20
 
-constexpr char32_t kMaxCodePoint = 0x10FFFF;
-constexpr char32_t kReplacementChar = 0xFFFD;
-constexpr char16_t kHighSurrogateFirst = 0xD800;
-constexpr char16_t kLowSurrogateFirst = 0xDC00;
-constexpr char16_t kSurrogateLast = 0xDFFF;
 
 size_t PaddingFor(size_t offset, size_t alignment) { return (alignment - offset % alignment) % alignment; }
 
 absl::Status NdrError(std::string_view field, std::string_view problem) {
   return absl::InvalidArgumentError(absl::StrCat("NDR ", AbslView(field), ": ", AbslView(problem)));
-}
-
-void AppendUtf8(char32_t cp, std::string* out) {
-  if (cp < 0x80) {
-    out->push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
-}
-
-// Converts UTF-16 to UTF-8; unpaired surrogates become U+FFFD when `lossy`, else an error.
-absl::StatusOr<std::string> ConvertUtf16(std::u16string_view in, bool lossy) {
-  std::string out;
-  out.reserve(in.size());
-  for (size_t i = 0; i < in.size(); ++i) {
-    const char16_t unit = in[i];
-    char32_t cp = unit;
-    if (unit >= kHighSurrogateFirst && unit <= kSurrogateLast) {
-      const bool is_high = unit < kLowSurrogateFirst;
-      if (is_high && i + 1 < in.size() && in[i + 1] >= kLowSurrogateFirst && in[i + 1] <= kSurrogateLast) {
-        cp = 0x10000 + ((static_cast<char32_t>(unit - kHighSurrogateFirst) << 10) |
-                        static_cast<char32_t>(in[i + 1] - kLowSurrogateFirst));
-        ++i;
-      } else if (lossy) {
-        cp = kReplacementChar;
-      } else {
-        return absl::InvalidArgumentError(absl::StrCat("UTF-16 text has an unpaired surrogate at unit ", i));
-      }
-    }
-    AppendUtf8(cp, &out);
-  }
-  return out;
 }
 
 }  // namespace
@@ -311,84 +264,10 @@ absl::Status NdrReader::ExpectEnd(std::string_view what) const {
   return absl::OkStatus();
 }
 
-// ---------------------------------------------------------------------------------------------
-// Text conversions
-
-absl::StatusOr<std::u16string> Utf8ToUtf16(std::string_view utf8) {
-  std::u16string out;
-  out.reserve(utf8.size());
-  size_t i = 0;
-  while (i < utf8.size()) {
-    const auto lead = static_cast<uint8_t>(utf8[i]);
-    char32_t cp = 0;
-    size_t len = 0;
-    char32_t min = 0;  // smallest code point allowed for this length (rejects overlong forms)
-    if (lead < 0x80) {
-      cp = lead;
-      len = 1;
-    } else if ((lead & 0xE0) == 0xC0) {
-      cp = lead & 0x1F;
-      len = 2;
-      min = 0x80;
-    } else if ((lead & 0xF0) == 0xE0) {
-      cp = lead & 0x0F;
-      len = 3;
-      min = 0x800;
-    } else if ((lead & 0xF8) == 0xF0) {
-      cp = lead & 0x07;
-      len = 4;
-      min = 0x10000;
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("invalid UTF-8 lead byte at offset ", i));
-    }
-    if (i + len > utf8.size()) return absl::InvalidArgumentError(absl::StrCat("truncated UTF-8 at offset ", i));
-    for (size_t k = 1; k < len; ++k) {
-      const auto cont = static_cast<uint8_t>(utf8[i + k]);
-      if ((cont & 0xC0) != 0x80) {
-        return absl::InvalidArgumentError(absl::StrCat("invalid UTF-8 continuation byte at offset ", i + k));
-      }
-      cp = (cp << 6) | (cont & 0x3F);
-    }
-    if (cp < min || cp > kMaxCodePoint || (cp >= kHighSurrogateFirst && cp <= kSurrogateLast)) {
-      return absl::InvalidArgumentError(absl::StrCat("invalid UTF-8 sequence at offset ", i));
-    }
-    if (cp >= 0x10000) {
-      const char32_t v = cp - 0x10000;
-      out.push_back(static_cast<char16_t>(kHighSurrogateFirst + (v >> 10)));
-      out.push_back(static_cast<char16_t>(kLowSurrogateFirst + (v & 0x3FF)));
-    } else {
-      out.push_back(static_cast<char16_t>(cp));
-    }
-    i += len;
-  }
-  return out;
-}
-
-absl::StatusOr<std::string> Utf16ToUtf8(std::u16string_view utf16) { return ConvertUtf16(utf16, /*lossy=*/false); }
-
-std::string Utf16ToUtf8Lossy(std::u16string_view utf16) { return *ConvertUtf16(utf16, /*lossy=*/true); }
-
-Bytes Utf16ToLeBytes(std::u16string_view utf16) {
-  Bytes out;
-  out.reserve(utf16.size() * kNdrWcharSize);
-  for (char16_t c : utf16) {
-    out.push_back(static_cast<uint8_t>(c));
-    out.push_back(static_cast<uint8_t>(c >> 8));
-  }
-  return out;
-}
-
 absl::StatusOr<std::u16string> LeBytesToUtf16(ByteView bytes, std::string_view field) {
-  if (bytes.size() % kNdrWcharSize != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(AbslView(field), ": UTF-16 text has an odd byte length (", bytes.size(), ")"));
-  }
-  std::u16string out;
-  out.reserve(bytes.size() / kNdrWcharSize);
-  for (size_t i = 0; i < bytes.size(); i += kNdrWcharSize) {
-    out.push_back(static_cast<char16_t>(bytes[i] | bytes[i + 1] << 8));
-  }
-  return out;
+  auto text = text::LeBytesToUtf16(bytes);
+  if (!text.ok()) return absl::InvalidArgumentError(absl::StrCat(AbslView(field), ": ", text.status().message()));
+  return text;
 }
 
 }  // namespace adcsc::rpc

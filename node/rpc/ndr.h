@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "node/rpc/uuid.h"
+#include "node/text/utf16.h"
 
 namespace adcsc::rpc {
 
@@ -142,14 +143,12 @@ class NdrReader {
   std::vector<std::function<absl::Status(NdrReader&)>> deferred_;
 };
 
-// UTF-8 -> UTF-16; rejects malformed UTF-8 (overlong forms, surrogates, > U+10FFFF).
-absl::StatusOr<std::u16string> Utf8ToUtf16(std::string_view utf8);
-// UTF-16 -> UTF-8; rejects unpaired surrogates.
-absl::StatusOr<std::string> Utf16ToUtf8(std::u16string_view utf16);
-// UTF-16 -> UTF-8, replacing unpaired surrogates with U+FFFD (for text shown to people).
-std::string Utf16ToUtf8Lossy(std::u16string_view utf16);
-// Code units as little-endian bytes, and back (odd byte counts are rejected).
-Bytes Utf16ToLeBytes(std::u16string_view utf16);
+// Text conversions live in node/text; the NDR code uses them unqualified.
+using text::Utf16ToLeBytes;
+using text::Utf16ToUtf8;
+using text::Utf16ToUtf8Lossy;
+using text::Utf8ToUtf16;
+// Little-endian code units to UTF-16; an odd byte count is an error naming `field`.
 absl::StatusOr<std::u16string> LeBytesToUtf16(ByteView bytes, std::string_view field);
 
 }  // namespace adcsc::rpc

@@ -325,42 +325,5 @@ TEST(NdrReaderTest, DeferredErrorsPropagate) {
   EXPECT_THAT(Message(s), HasSubstr("pointee"));
 }
 
-// ---------------------------------------------------------------------------------------------
-// Text
-
-TEST(TextTest, Utf8AndUtf16RoundTrip) {
-  const std::string utf8 = "Issued \xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80";
-  absl::StatusOr<std::u16string> wide = Utf8ToUtf16(utf8);
-  ASSERT_TRUE(wide.ok());
-  EXPECT_EQ(*wide, u"Issued \u00e9 \u20ac \U0001F600");
-  absl::StatusOr<std::string> back = Utf16ToUtf8(*wide);
-  ASSERT_TRUE(back.ok());
-  EXPECT_EQ(*back, utf8);
-}
-
-TEST(TextTest, RejectsMalformedUtf8) {
-  for (const char* bad : {"\xC0\x80", "\x80", "\xED\xA0\x80", "\xE2\x82", "\xF4\x90\x80\x80", "\xFF"}) {
-    EXPECT_FALSE(Utf8ToUtf16(bad).ok()) << testing::PrintToString(std::string(bad));
-  }
-}
-
-TEST(TextTest, UnpairedSurrogates) {
-  const std::u16string lone = {u'a', static_cast<char16_t>(0xD800), u'b'};
-  EXPECT_FALSE(Utf16ToUtf8(lone).ok());
-  EXPECT_EQ(Utf16ToUtf8Lossy(lone),
-            "a\xEF\xBF\xBD"
-            "b");
-}
-
-TEST(TextTest, LittleEndianBytes) {
-  EXPECT_EQ(Utf16ToLeBytes(u"A\u20ac"), FromHex("4100ac20"));
-  absl::StatusOr<std::u16string> text = LeBytesToUtf16(FromHex("4100ac20"), "blob");
-  ASSERT_TRUE(text.ok());
-  EXPECT_EQ(*text, u"A\u20ac");
-  absl::StatusOr<std::u16string> odd = LeBytesToUtf16(FromHex("410042"), "blob");
-  EXPECT_FALSE(odd.ok());
-  EXPECT_THAT(Message(odd.status()), HasSubstr("odd byte length"));
-}
-
 }  // namespace
 }  // namespace adcsc::rpc
