@@ -2,8 +2,12 @@
 // connector's installer).
 #include <iostream>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_split.h"
+
 #include "node/cli/commands.h"
 #include "node/pki/bootstrap.h"
+#include "node/pki/cluster.h"
 #include "node/pki/keys.h"
 
 namespace adcsc::cli {
@@ -58,6 +62,43 @@ int RunPkiInit(const PkiInitArgs& a) {
   return kExitOk;
 }
 
+struct PkiClusterArgs {
+  std::string cluster_id = "adcsc", nodes, out, key_type = "p256";
+  int years = 10;
+  bool force = false, new_ca = false;
+};
+
+int RunPkiCluster(const PkiClusterArgs& a) {
+  adcsc::pki::ClusterPkiOptions o;
+  o.cluster_id = a.cluster_id;
+  for (absl::string_view n : absl::StrSplit(a.nodes, ',', absl::SkipWhitespace())) {
+    o.node_ids.emplace_back(absl::StripAsciiWhitespace(n));
+  }
+  o.out_dir = a.out;
+  o.years = a.years;
+  o.force = a.force;
+  o.new_ca = a.new_ca;
+  auto kt = adcsc::pki::ParseKeyType(a.key_type);
+  if (!kt.ok()) {
+    std::cerr << "adcsc pki cluster: --key-type: " << kt.status().message() << "\n";
+    return kExitUsage;
+  }
+  o.key_type = *kt;
+  auto r = adcsc::pki::InitClusterPki(o);
+  if (!r.ok()) {
+    std::cerr << "adcsc pki cluster: " << r.status().message() << "\n";
+    const auto code = r.status().code();
+    return code == absl::StatusCode::kAlreadyExists || code == absl::StatusCode::kInvalidArgument ? kExitUsage
+                                                                                                  : kExitFailure;
+  }
+  if (r->reused_ca) std::cout << "Using the existing cluster CA in " << a.out << "\n";
+  std::cout << "Wrote:\n";
+  for (const auto& f : r->files) std::cout << "  " << f.string() << "\n";
+  std::cout << "\nCopy cluster-ca.pem and <node>/node.pem + node-key.pem to each node. Keep\n"
+            << "cluster-ca-key.pem offline: it is needed only to add or replace a node.\n";
+  return kExitOk;
+}
+
 }  // namespace
 
 void AddPkiCommand(CLI::App& app, int* exit_code) {
@@ -88,6 +129,26 @@ void AddPkiCommand(CLI::App& app, int* exit_code) {
                    "Also write the PKCS#12 password to this file (mode 0600) instead of printing it");
   init->add_flag("--force", args->force, "Overwrite existing files");
   init->callback([=] { *exit_code = RunPkiInit(*args); });
+
+  auto cargs = std::make_shared<PkiClusterArgs>();
+  auto* cluster = pki->add_subcommand(
+      "cluster",
+      "Create the cluster CA and one mutual-TLS certificate per node (node-to-node gRPC)\n\n"
+      "Example:\n"
+      "  adcsc pki cluster --cluster-id prod --nodes a,b,c --out /etc/adcsc/cluster\n"
+      "  adcsc pki cluster --cluster-id prod --nodes d --out /etc/adcsc/cluster   # add a node later\n\n"
+      "Writes cluster-ca.pem, cluster-ca-key.pem (0600; reused when present) and for each node\n"
+      "<node>/node.pem and <node>/node-key.pem (0600). Each certificate names\n"
+      "<node>.<cluster-id>.adcsc-cluster; nodes accept a peer only under the name they expect.");
+  cluster->add_option("--cluster-id", cargs->cluster_id, "Cluster ID (lowercase letters, digits, '-')")
+      ->capture_default_str();
+  cluster->add_option("--nodes", cargs->nodes, "Node IDs, comma-separated (as in each node's node.id)")->required();
+  cluster->add_option("--out", cargs->out, "Output directory (created with mode 0700)")->required();
+  cluster->add_option("--years", cargs->years, "Validity in years")->capture_default_str()->check(CLI::Range(1, 50));
+  cluster->add_option("--key-type", cargs->key_type, "p256, p384, rsa2048, rsa3072")->capture_default_str();
+  cluster->add_flag("--force", cargs->force, "Overwrite existing node files");
+  cluster->add_flag("--new-ca", cargs->new_ca, "Make a new cluster CA even if one is present");
+  cluster->callback([=] { *exit_code = RunPkiCluster(*cargs); });
 }
 
 }  // namespace adcsc::cli
