@@ -16,30 +16,33 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "node/pki/absl_view.h"
+#include "node/pki/cluster.h"
 #include "node/pki/keys.h"
 #include "toml++/toml.h"
 
 namespace adcsc::node {
 namespace {
 
-void ReadListen(TomlReader& r, const toml::table& api, ApiConfig* out) {
+// "ADDRESS:PORT" (IPv6 in brackets) from `table`[key], reported as `full`.
+void ReadListen(TomlReader& r, const toml::table& table, std::string_view key, std::string_view full,
+                std::string* address, uint16_t* port_out) {
   std::string listen;
-  r.String(api, "listen", "api.listen", &listen, false);
+  r.String(table, key, full, &listen, false);
   if (listen.empty()) return;
   auto colon = listen.rfind(':');
   if (colon == std::string::npos) {
-    r.Error("api.listen", "expected ADDRESS:PORT, e.g. \"0.0.0.0:8443\" or \"[::]:8443\"");
+    r.Error(full, "expected ADDRESS:PORT, e.g. \"0.0.0.0:8443\" or \"[::]:8443\"");
     return;
   }
   std::string addr = listen.substr(0, colon);
   if (addr.size() >= 2 && addr.front() == '[' && addr.back() == ']') addr = addr.substr(1, addr.size() - 2);
   uint32_t port = 0;
   if (!absl::SimpleAtoi(listen.substr(colon + 1), &port) || port > 65535) {
-    r.Error("api.listen", absl::StrCat("bad port in \"", listen, "\""));
+    r.Error(full, absl::StrCat("bad port in \"", listen, "\""));
     return;
   }
-  out->listen_address = addr.empty() ? "0.0.0.0" : addr;
-  out->listen_port = static_cast<uint16_t>(port);
+  *address = addr.empty() ? "0.0.0.0" : addr;
+  *port_out = static_cast<uint16_t>(port);
 }
 
 void CheckPrivateKeyMode(TomlReader& r, std::string_view key, const std::filesystem::path& path) {
@@ -66,7 +69,7 @@ void ReadApi(TomlReader& r, const toml::table& api, ApiConfig* out) {
                {"listen", "cert_file", "key_file", "client_ca_file", "client_pins", "max_body_bytes",
                 "handshake_timeout_ms", "header_timeout_ms", "idle_timeout_ms", "request_timeout_ms", "max_connections",
                 "shutdown_grace_ms", "io_threads", "worker_threads", "session_cache_size", "session_timeout_s"});
-  ReadListen(r, api, out);
+  ReadListen(r, api, "listen", "api.listen", &out->listen_address, &out->listen_port);
   r.Path(api, "cert_file", "api.cert_file", &out->cert_file, true);
   r.Path(api, "key_file", "api.key_file", &out->key_file, true);
   r.Path(api, "client_ca_file", "api.client_ca_file", &out->client_ca_file, true);
@@ -206,6 +209,72 @@ void ReadCa(TomlReader& r, const toml::table& ca, const std::filesystem::path& d
   }
 }
 
+void ReadCluster(TomlReader& r, const toml::table& t, const std::string& node_id, ClusterConfig* out) {
+  out->enabled = true;
+  r.CheckKnown(t, "cluster.",
+               {"id", "listen", "ca_file", "cert_file", "key_file", "peers", "write_quorum", "on_quorum_loss",
+                "quorum_timeout_ms", "anti_entropy_interval_ms", "allow_fault_injection"});
+  r.String(t, "id", "cluster.id", &out->id, true);
+  if (!out->id.empty()) {
+    if (auto s = pki::CheckClusterLabel(out->id, "cluster ID"); !s.ok()) r.Error("cluster.id", pki::StdView(s.message()));
+  }
+  if (!node_id.empty()) {
+    if (auto s = pki::CheckClusterLabel(node_id, "node ID"); !s.ok()) {
+      r.Error("node.id", absl::StrCat(s.message(), " (required in a cluster)"));
+    }
+  }
+  ReadListen(r, t, "listen", "cluster.listen", &out->listen_address, &out->listen_port);
+  r.Path(t, "ca_file", "cluster.ca_file", &out->ca_file, true);
+  r.Path(t, "cert_file", "cluster.cert_file", &out->cert_file, true);
+  r.Path(t, "key_file", "cluster.key_file", &out->key_file, true);
+  CheckReadable(r, "cluster.ca_file", out->ca_file);
+  CheckReadable(r, "cluster.cert_file", out->cert_file);
+  CheckPrivateKeyMode(r, "cluster.key_file", out->key_file);
+  const toml::node* peers = t.get("peers");
+  const toml::array* arr = peers ? peers->as_array() : nullptr;
+  if (arr == nullptr) {
+    r.Error("cluster.peers", "at least one [[cluster.peers]] entry (id, address) is required in a cluster");
+  } else {
+    std::set<std::string> seen;
+    for (size_t i = 0; i < arr->size(); ++i) {
+      const std::string key = absl::StrCat("cluster.peers[", i, "]");
+      const toml::table* p = (*arr)[i].as_table();
+      if (p == nullptr) {
+        r.Error(key, "must be a table with id and address");
+        continue;
+      }
+      r.CheckKnown(*p, key + ".", {"id", "address"});
+      PeerConfig peer;
+      r.String(*p, "id", key + ".id", &peer.id, true);
+      r.String(*p, "address", key + ".address", &peer.address, true);
+      if (!peer.id.empty()) {
+        if (peer.id == node_id) r.Error(key + ".id", "is this node's own id; list only the other nodes");
+        if (!seen.insert(peer.id).second) r.Error(key + ".id", absl::StrCat("\"", peer.id, "\" is listed twice"));
+      }
+      const size_t colon = peer.address.rfind(':');
+      uint32_t port = 0;
+      if (!peer.address.empty() &&
+          (colon == std::string::npos || !absl::SimpleAtoi(peer.address.substr(colon + 1), &port) || port == 0 ||
+           port > 65535)) {
+        r.Error(key + ".address", absl::StrCat("expected HOST:PORT, got \"", peer.address, "\""));
+      }
+      out->peers.push_back(std::move(peer));
+    }
+  }
+  r.Int(t, "write_quorum", "cluster.write_quorum", &out->write_quorum, 0, 1000);
+  if (out->write_quorum > static_cast<int>(out->peers.size()) + 1) {
+    r.Error("cluster.write_quorum", absl::StrCat("is ", out->write_quorum, " but the cluster has only ",
+                                                 out->peers.size() + 1, " nodes"));
+  }
+  r.String(t, "on_quorum_loss", "cluster.on_quorum_loss", &out->on_quorum_loss, false);
+  if (out->on_quorum_loss != "serve" && out->on_quorum_loss != "refuse") {
+    r.Error("cluster.on_quorum_loss", absl::StrCat("unknown policy \"", out->on_quorum_loss, "\" (use serve or refuse)"));
+  }
+  r.Millis(t, "quorum_timeout_ms", "cluster.quorum_timeout_ms", &out->quorum_timeout);
+  r.Millis(t, "anti_entropy_interval_ms", "cluster.anti_entropy_interval_ms", &out->anti_entropy_interval);
+  r.Bool(t, "allow_fault_injection", "cluster.allow_fault_injection", &out->allow_fault_injection);
+}
+
 }  // namespace
 
 const AllowedCa* Config::FindAllowedCa(std::string_view dc, std::string_view ca_name) const {
@@ -226,7 +295,7 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, const std::filesy
   TomlReader r(source_name);
   Config c;
   c.source = source_name;
-  r.CheckKnown(root, "", {"node", "api", "log", "ca"});
+  r.CheckKnown(root, "", {"node", "api", "log", "ca", "cluster"});
   if (const toml::table* node = r.Table(root, "node", "node", true)) {
     r.CheckKnown(*node, "node.", {"id", "data_dir"});
     r.String(*node, "id", "node.id", &c.node_id, true);
@@ -238,6 +307,7 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, const std::filesy
   if (const toml::table* api = r.Table(root, "api", "api", true)) ReadApi(r, *api, &c.api);
   if (const toml::table* log = r.Table(root, "log", "log", false)) ReadLog(r, *log, &c.log);
   if (const toml::table* ca = r.Table(root, "ca", "ca", true)) ReadCa(r, *ca, c.data_dir, &c.ca);
+  if (const toml::table* cluster = r.Table(root, "cluster", "cluster", false)) ReadCluster(r, *cluster, c.node_id, &c.cluster);
   if (!r.ok()) return absl::InvalidArgumentError(r.Joined());
   return c;
 }

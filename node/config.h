@@ -71,6 +71,35 @@ struct CaConfig {
   IcprConfig icpr;                      // for backend = "icpr"
 };
 
+// [cluster]: the other nodes and how this node reaches them (gRPC with mutual TLS under a
+// cluster CA, see `adcsc pki cluster`). Absent: a single node.
+struct PeerConfig {
+  std::string id;       // the peer's node.id; its certificate must name it
+  std::string address;  // host:port of its cluster listener
+};
+
+struct ClusterConfig {
+  bool enabled = false;
+  std::string id;                          // cluster ID, as in the certificates
+  std::string listen_address = "0.0.0.0";
+  uint16_t listen_port = 9443;
+  std::filesystem::path ca_file;           // cluster-ca.pem
+  std::filesystem::path cert_file;         // this node's node.pem
+  std::filesystem::path key_file;          // its node-key.pem (0600)
+  std::vector<PeerConfig> peers;           // every other node (static membership)
+  int write_quorum = 0;                    // nodes (self included) holding a write before it
+                                           // is acknowledged; 0: a majority of all nodes
+  std::string on_quorum_loss = "serve";    // "serve" (answer, count it under-replicated) or "refuse"
+  std::chrono::milliseconds quorum_timeout{2'000};
+  std::chrono::milliseconds anti_entropy_interval{1'000};
+  bool allow_fault_injection = false;      // lets drills cut this node off from its peers
+
+  // The quorum in effect: write_quorum, or a majority of peers + 1.
+  int EffectiveQuorum() const {
+    return write_quorum > 0 ? write_quorum : static_cast<int>(peers.size() + 1) / 2 + 1;
+  }
+};
+
 struct Config {
   std::filesystem::path source;         // the file this came from
   std::string node_id;
@@ -78,6 +107,7 @@ struct Config {
   ApiConfig api;
   LogConfig log;
   CaConfig ca;
+  ClusterConfig cluster;
 
   // The allowlist entry for (dc, ca), or nullptr.
   const AllowedCa* FindAllowedCa(std::string_view dc, std::string_view ca) const;

@@ -184,5 +184,85 @@ TEST_F(ConfigTest, IcprBackendNeedsItsSection) {
   EXPECT_NE(c.status().message().find("ca.icpr: missing section"), std::string_view::npos) << c.status();
 }
 
+TEST_F(ConfigTest, ClusterSectionIsReadWithItsDefaults) {
+  std::ofstream(dir_.path() / "node.key") << "x";
+  chmod((dir_.path() / "node.key").c_str(), 0600);
+  auto c = Parse(Valid() + R"(
+[cluster]
+id = "prod"
+listen = "127.0.0.1:9443"
+ca_file = "ca.pem"
+cert_file = "server.pem"
+key_file = "node.key"
+on_quorum_loss = "refuse"
+
+[[cluster.peers]]
+id = "node-b"
+address = "10.0.0.2:9443"
+
+[[cluster.peers]]
+id = "node-c"
+address = "10.0.0.3:9443"
+)");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->cluster.enabled);
+  EXPECT_EQ(c->cluster.id, "prod");
+  EXPECT_EQ(c->cluster.listen_port, 9443);
+  ASSERT_EQ(c->cluster.peers.size(), 2u);
+  EXPECT_EQ(c->cluster.peers[1].address, "10.0.0.3:9443");
+  EXPECT_EQ(c->cluster.EffectiveQuorum(), 2) << "majority of 3";
+  EXPECT_EQ(c->cluster.on_quorum_loss, "refuse");
+  EXPECT_EQ(c->cluster.quorum_timeout, std::chrono::milliseconds(2000));
+}
+
+TEST_F(ConfigTest, ClusterProblemsAreAllReported) {
+  auto c = Parse(Valid() + R"(
+[cluster]
+id = "Prod"
+cert_file = "server.pem"
+key_file = "missing.key"
+write_quorum = 5
+on_quorum_loss = "maybe"
+
+[[cluster.peers]]
+id = "node-a"
+address = "nowhere"
+
+[[cluster.peers]]
+id = "node-b"
+address = "10.0.0.2:9443"
+
+[[cluster.peers]]
+id = "node-b"
+address = "10.0.0.3:9443"
+)");
+  ASSERT_FALSE(c.ok());
+  const std::string m(c.status().message());
+  for (const char* want : {"cluster.id: cluster ID \"Prod\"", "cluster.ca_file: missing", "cluster.key_file: cannot read",
+                           "cluster.write_quorum: is 5 but the cluster has only 4 nodes",
+                           "cluster.on_quorum_loss: unknown policy", "cluster.peers[0].id: is this node's own id",
+                           "cluster.peers[0].address: expected HOST:PORT", "cluster.peers[2].id: \"node-b\" is listed twice"}) {
+    EXPECT_NE(m.find(want), std::string::npos) << want << "\n" << m;
+  }
+}
+
+TEST_F(ConfigTest, ClusterNodeIdsMustBeCertificateNames) {
+  std::string text = Valid();
+  text.replace(text.find("id = \"node-a\""), 13, "id = \"node_a\"");
+  auto c = Parse(text + R"(
+[cluster]
+id = "prod"
+ca_file = "ca.pem"
+cert_file = "server.pem"
+key_file = "server.key"
+
+[[cluster.peers]]
+id = "node-b"
+address = "10.0.0.2:9443"
+)");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("node.id: node ID \"node_a\""), std::string_view::npos) << c.status();
+}
+
 }  // namespace
 }  // namespace adcsc::node
