@@ -1,0 +1,31 @@
+// Mutual TLS for node-to-node gRPC: server credentials that demand a client certificate from
+// the cluster CA, channels that accept only the peer they meant to reach (the server's
+// certificate must name "<peer>.<cluster>.adcsc-cluster"), and the server-side check of which
+// configured peer is calling. There is no plaintext mode. Thread-safety: pure functions; the
+// returned credentials and channels are thread-safe gRPC objects.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/statusor.h"
+#include "node/config.h"
+
+namespace adcsc::cluster {
+
+// Reads the cluster CA, this node's certificate and key. Errors name the file.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(const node::ClusterConfig& config);
+
+// A channel to `peer` that verifies its certificate chains to the cluster CA and names
+// NodeSubjectName(config.id, peer.id), presenting this node's certificate.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakePeerChannel(const node::ClusterConfig& config,
+                                                               const node::PeerConfig& peer);
+
+// Server side: the ID of the configured peer whose certificate the caller presented (gRPC has
+// already verified it against the cluster CA); PERMISSION_DENIED for a certificate that names
+// no configured peer of this cluster.
+absl::StatusOr<std::string> AuthenticatedPeer(const grpc::ServerContext& context, const node::ClusterConfig& config);
+
+}  // namespace adcsc::cluster
