@@ -158,6 +158,13 @@ ApiResponse ApiService::Handle(const ApiRequest& request) {
   return Make(404, StatusOnlyJson("NOT_FOUND", absl::StrCat("no such endpoint: ", path)), "not_found");
 }
 
+absl::Status ApiService::Record(const adcsc::store::RequestRecord& record) {
+  auto put = store_->Put(record);
+  if (!put.ok()) return put.status();
+  if (replication_ == nullptr || !put->changed) return absl::OkStatus();
+  return replication_->Replicate(*put);
+}
+
 ApiResponse ApiService::Version() {
   nlohmann::ordered_json j;
   j["name"] = "adcsc";
@@ -249,13 +256,13 @@ ApiResponse ApiService::Submit(const ApiRequest& request) {
     rec.set_csr_sha256(csr_sha256);
     rec.set_template_name(body->template_name);
     rec.set_requester(config_.ca.identity);
-    auto put = store_->Put(rec);
+    auto put = Record(rec);
     if (!put.ok()) {
-      fields["error"] = std::string(put.status().message());
+      fields["error"] = std::string(put.message());
       return finish(Make(500,
                          WithRequestIdJson("INTERNAL_ERROR",
                                            absl::StrCat("the CA accepted request ", answer->request_id,
-                                                        " but it could not be recorded: ", std::string(put.status().message())),
+                                                        " but it could not be recorded: ", std::string(put.message())),
                                            answer->request_id),
                          "store_error"));
     }
@@ -326,10 +333,10 @@ ApiResponse ApiService::Retrieve(const ApiRequest& request) {
     rec.set_message(answer.message);
     rec.set_certificate_der(std::string(answer.cert_der.begin(), answer.cert_der.end()));
     if (rec.requester().empty()) rec.set_requester(config_.ca.identity);
-    auto put = store_->Put(rec);
+    auto put = Record(rec);
     if (!put.ok()) {
       return internal_error(absl::StrCat("request ", body->request_id, " was read from the CA but could not be recorded: ",
-                                         std::string(put.status().message())),
+                                         std::string(put.message())),
                             "store_error");
     }
   }

@@ -34,6 +34,15 @@ struct ApiResponse {
   std::string outcome;       // short word for logs and metrics: issued, pending, denied, bad_request, ...
 };
 
+// Makes a recorded outcome durable on a write quorum of the cluster before the API answers.
+// A single node has none. Replicate blocks until the quorum holds the write, or the quorum
+// timeout passes (then OK under policy serve, UNAVAILABLE under refuse).
+class WriteReplication {
+ public:
+  virtual ~WriteReplication() = default;
+  virtual absl::Status Replicate(const adcsc::store::WriteResult& write) = 0;
+};
+
 class ApiService {
  public:
   // Borrows everything; all must outlive the service.
@@ -43,6 +52,10 @@ class ApiService {
   ApiService& operator=(const ApiService&) = delete;
 
   ApiResponse Handle(const ApiRequest& request);
+
+  // In a cluster: every recorded outcome is replicated through this before the answer. Not
+  // owned; set before the first request.
+  void set_replication(WriteReplication* replication) { replication_ = replication; }
 
  private:
   ApiResponse Version();
@@ -54,6 +67,10 @@ class ApiService {
   adcsc::store::RequestStore* store_;
   EventLog* log_;
   const Clock* clock_;
+  WriteReplication* replication_ = nullptr;
+
+  // Records `record` durably (and on a write quorum in a cluster).
+  absl::Status Record(const adcsc::store::RequestRecord& record);
 };
 
 }  // namespace adcsc::node

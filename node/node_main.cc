@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "node/backend_factory.h"
+#include "node/cluster/runtime.h"
 #include "node/client_auth.h"
 #include "node/config.h"
 #include "node/https_server.h"
@@ -93,6 +94,17 @@ int RunNode(const std::filesystem::path& config_path, bool check_only) {
   }
 
   ApiService service(*config, backend->get(), store->get(), log->get(), SystemClock::Default());
+  std::unique_ptr<adcsc::cluster::ClusterRuntime> cluster;
+  if (config->cluster.enabled) {
+    auto started = adcsc::cluster::ClusterRuntime::Start(*config, store->get());
+    if (!started.ok()) {
+      (*log)->Error("start_failed", {{"error", started.status().message()}});
+      std::cerr << "adcsc node: " << config->source.string() << ": " << started.status().message() << "\n";
+      return kExitConfigError;
+    }
+    cluster = std::move(*started);
+    service.set_replication(cluster.get());
+  }
   HttpsServer server(config->api, &service, authorizer->get(), log->get(), access_log.get());
   if (auto s = server.Start(); !s.ok()) {
     (*log)->Error("start_failed", {{"error", s.message()}});

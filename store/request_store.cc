@@ -3,9 +3,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -81,6 +83,10 @@ constexpr char kMutationsSinceSql[] =
     "SELECT sequence, record FROM mutations WHERE origin = ?1 AND sequence > ?2 "
     "ORDER BY sequence LIMIT ?3";
 constexpr char kVersionVectorSql[] = "SELECT origin, sequence FROM version_vector";
+constexpr char kMutationHeldSql[] = "SELECT 1 FROM mutations WHERE origin = ?1 AND sequence = ?2";
+constexpr char kLoggedAfterSql[] =
+    "SELECT sequence FROM mutations WHERE origin = ?1 AND sequence > ?2 ORDER BY sequence";
+constexpr char kLoggedOriginsSql[] = "SELECT DISTINCT origin FROM mutations ORDER BY origin";
 constexpr char kHealthWriteSql[] =
     "INSERT INTO health_scratch (id, written_ms, node_id) VALUES (1, ?1, ?2) "
     "ON CONFLICT (id) DO UPDATE SET written_ms = excluded.written_ms, "
@@ -164,6 +170,96 @@ absl::StatusOr<uint64_t> AppendMutation(Connection& c, const std::string& origin
   (*advance)->BindText(1, origin).BindInt64(2, static_cast<int64_t>(sequence));
   if (absl::Status s = (*advance)->Run(); !s.ok()) return s;
   return sequence;
+}
+
+// Highest contiguous sequence recorded for `origin` in the version vector (0 if none).
+absl::StatusOr<uint64_t> ReadVectorEntry(Connection& c, const std::string& origin) {
+  absl::StatusOr<CachedStatement> read = c.PrepareCached(kSelectLocalSequenceSql);
+  if (!read.ok()) return read.status();
+  (*read)->BindText(1, origin);
+  absl::StatusOr<bool> row = (*read)->Step();
+  if (!row.ok()) return row.status();
+  return *row ? static_cast<uint64_t>((*read)->ColumnInt64(0)) : 0;
+}
+
+absl::Status WriteVectorEntry(Connection& c, const std::string& origin, uint64_t sequence) {
+  absl::StatusOr<CachedStatement> advance = c.PrepareCached(kAdvanceVersionVectorSql);
+  if (!advance.ok()) return advance.status();
+  (*advance)->BindText(1, origin).BindInt64(2, static_cast<int64_t>(sequence));
+  return (*advance)->Run();
+}
+
+// Moves the vector entry of `origin` from `from` over the run of logged sequences that
+// follows it without a gap, so mutations that arrived ahead of a gap count once it fills.
+absl::Status AdvanceContiguous(Connection& c, const std::string& origin, uint64_t from) {
+  uint64_t next = from;
+  {
+    absl::StatusOr<CachedStatement> scan = c.PrepareCached(kLoggedAfterSql);
+    if (!scan.ok()) return scan.status();
+    (*scan)->BindText(1, origin).BindInt64(2, static_cast<int64_t>(from));
+    while (true) {
+      absl::StatusOr<bool> row = (*scan)->Step();
+      if (!row.ok()) return row.status();
+      if (!*row || static_cast<uint64_t>((*scan)->ColumnInt64(0)) != next + 1) break;
+      ++next;
+    }
+  }
+  return WriteVectorEntry(c, origin, next);
+}
+
+// Merges `incoming` into the stored record with the same key; writes only on change.
+// Returns the stored record when it changed, nullopt when it did not.
+absl::StatusOr<std::optional<RequestRecord>> MergeIntoStore(Connection& c, const RequestRecord& incoming) {
+  absl::StatusOr<std::optional<RequestRecord>> existing = ReadRecord(c, incoming.ca_config(), incoming.request_id());
+  if (!existing.ok()) return existing.status();
+  RequestRecord merged = existing->has_value() ? Merge(**existing, incoming) : incoming;
+  if (existing->has_value() && merged.SerializeAsString() == (*existing)->SerializeAsString()) {
+    return std::nullopt;
+  }
+  if (absl::Status s = WriteRecord(c, merged); !s.ok()) return s;
+  return merged;
+}
+
+// Merges a record that came in a snapshot. A change is logged as a mutation of this node
+// (`self`), content untouched: the snapshot's vector was read before its records, so a
+// record may carry mutations the vector does not claim, and if their origin is gone this
+// node may be the only one that has them. Logged, they reach every peer by ordinary
+// anti-entropy, where merging them again is a no-op.
+absl::Status MergeSnapshotRecord(Connection& c, const std::string& self, const RequestRecord& r) {
+  absl::StatusOr<std::optional<RequestRecord>> changed = MergeIntoStore(c, r);
+  if (!changed.ok()) return changed.status();
+  if (!changed->has_value()) return absl::OkStatus();
+  return AppendMutation(c, self, **changed).status();
+}
+
+// Reads the logged mutations of `origin` after `after` (oldest first, at most `limit`) on
+// `c` and appends them to `out`.
+absl::Status ReadMutationsSince(Connection& c, const std::filesystem::path& path,
+                                const std::string& origin, uint64_t after, size_t limit,
+                                std::vector<Mutation>& out) {
+  constexpr uint64_t kMaxStoredSequence = std::numeric_limits<int64_t>::max();
+  if (limit == 0 || after >= kMaxStoredSequence) return absl::OkStatus();
+  absl::StatusOr<CachedStatement> st = c.PrepareCached(kMutationsSinceSql);
+  if (!st.ok()) return st.status();
+  (*st)->BindText(1, origin)
+      .BindInt64(2, static_cast<int64_t>(after))
+      .BindInt64(3, static_cast<int64_t>(std::min<uint64_t>(limit, kMaxStoredSequence)));
+  while (true) {
+    absl::StatusOr<bool> row = (*st)->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    Mutation& m = out.emplace_back();
+    m.set_origin(origin);
+    m.set_sequence(static_cast<uint64_t>((*st)->ColumnInt64(0)));
+    if (!m.mutable_record()->ParseFromString((*st)->ColumnBlob(1))) {
+      return absl::DataLossError(
+          absl::StrCat("request store ", path.string(), ": mutation ", origin, "/",
+                       m.sequence(),
+                       " does not parse as a RequestRecord; the file is damaged. Restore it "
+                       "from a backup or let the node resync from its peers"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 // The fields a local write can change, compared to decide whether it changes anything.
@@ -435,35 +531,295 @@ absl::StatusOr<std::optional<RequestRecord>> RequestStore::FindByDedupeKey(
   return RowToRecord(**st);
 }
 
+namespace {
+
+// Snapshot pages wait here until the last one arrives. A TEMP table lives on the writer
+// connection only (every staging call runs on it) and vanishes on close, which is what a
+// snapshot interrupted by a restart wants anyway: it starts over from the first page.
+constexpr char kCreateStagingSql[] =
+    "CREATE TEMP TABLE IF NOT EXISTS snapshot_staging ("
+    "source TEXT NOT NULL, ca_config TEXT NOT NULL, request_id INTEGER NOT NULL, "
+    "record BLOB NOT NULL, PRIMARY KEY (source, ca_config, request_id))";
+// A page fetched again after a lost reply carries the same or newer (higher) records.
+constexpr char kStageRecordSql[] =
+    "INSERT INTO temp.snapshot_staging (source, ca_config, request_id, record) "
+    "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (source, ca_config, request_id) "
+    "DO UPDATE SET record = excluded.record";
+constexpr char kStagedRecordsSql[] = "SELECT record FROM temp.snapshot_staging WHERE source = ?1";
+constexpr char kDropStagedSql[] = "DELETE FROM temp.snapshot_staging WHERE source = ?1";
+
+absl::Status ValidateSnapshotRecords(const std::vector<RequestRecord>& records) {
+  for (const RequestRecord& r : records) {
+    if (r.ca_config().empty() || r.request_id() == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("request store snapshot: a record for '", r.ca_config(), "' #",
+                       r.request_id(), " has no valid key; the peer that sent it is faulty"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Adopts the entries of `version_vector` that are ahead of ours, except `self`'s.
+absl::Status AdoptVector(Connection& c, const std::string& self, const VersionVector& version_vector) {
+  for (const auto& [origin, sequence] : version_vector) {
+    if (origin == self || origin.empty()) continue;
+    absl::StatusOr<uint64_t> ours = ReadVectorEntry(c, origin);
+    if (!ours.ok()) return ours.status();
+    if (absl::Status s = AdvanceContiguous(c, origin, std::max(*ours, sequence)); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DropStaged(Connection& c, const std::string& source) {
+  if (absl::Status s = c.Exec(kCreateStagingSql); !s.ok()) return s;
+  absl::StatusOr<CachedStatement> drop = c.PrepareCached(kDropStagedSql);
+  if (!drop.ok()) return drop.status();
+  (*drop)->BindText(1, source);
+  return (*drop)->Run();
+}
+
+}  // namespace
+
 absl::StatusOr<std::vector<Mutation>> RequestStore::MutationsSince(const std::string& origin,
                                                                    uint64_t after,
                                                                    size_t limit) const {
   std::vector<Mutation> mutations;
-  constexpr uint64_t kMaxStoredSequence = std::numeric_limits<int64_t>::max();
-  if (limit == 0 || after >= kMaxStoredSequence) return mutations;
+  if (limit == 0) return mutations;
   absl::StatusOr<sqlite::ReaderPool::Lease> reader = impl_->Reader();
   if (!reader.ok()) return reader.status();
-  absl::StatusOr<CachedStatement> st = (*reader)->PrepareCached(kMutationsSinceSql);
+  if (absl::Status s =
+          ReadMutationsSince(**reader, impl_->options().path, origin, after, limit, mutations);
+      !s.ok()) {
+    return s;
+  }
+  return mutations;
+}
+
+absl::StatusOr<RemoteApplyResult> RequestStore::ApplyRemote(const std::vector<Mutation>& mutations) {
+  for (const Mutation& m : mutations) {
+    if (m.origin().empty() || m.sequence() == 0 || m.record().ca_config().empty() ||
+        m.record().request_id() == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "RequestStore::ApplyRemote: mutation '", m.origin(), "'/", m.sequence(), " for '",
+          m.record().ca_config(), "' #", m.record().request_id(),
+          " lacks an origin, a sequence or a record key; the peer that sent it is faulty"));
+    }
+  }
+  Impl& impl = *impl_;
+  const std::string& self = impl.options().node_id;
+  RemoteApplyResult result;
+  absl::Status written = impl.writer().Write([&](Connection& c) -> absl::Status {
+    // Reset per attempt: the writer may run this function once only, but the result must
+    // describe exactly what this transaction did.
+    result.is_new.assign(mutations.size(), false);
+    std::map<std::string, uint64_t> touched;  // origin -> vector entry before this batch
+    for (size_t i = 0; i < mutations.size(); ++i) {
+      const Mutation& m = mutations[i];
+      if (m.origin() == self) continue;  // we are the authority on our own log
+      auto [it, inserted] = touched.try_emplace(m.origin(), 0);
+      if (inserted) {
+        absl::StatusOr<uint64_t> entry = ReadVectorEntry(c, m.origin());
+        if (!entry.ok()) return entry.status();
+        it->second = *entry;
+      }
+      if (m.sequence() <= it->second) continue;
+      {
+        absl::StatusOr<CachedStatement> held = c.PrepareCached(kMutationHeldSql);
+        if (!held.ok()) return held.status();
+        (*held)->BindText(1, m.origin()).BindInt64(2, static_cast<int64_t>(m.sequence()));
+        absl::StatusOr<bool> row = (*held)->Step();
+        if (!row.ok()) return row.status();
+        if (*row) continue;
+      }
+      absl::StatusOr<CachedStatement> append = c.PrepareCached(kAppendMutationSql);
+      if (!append.ok()) return append.status();
+      (*append)->BindText(1, m.origin())
+          .BindInt64(2, static_cast<int64_t>(m.sequence()))
+          .BindInt64(3, static_cast<int64_t>(m.record().hlc()))
+          .BindBlob(4, m.record().SerializeAsString());
+      if (absl::Status s = (*append)->Run(); !s.ok()) return s;
+      if (absl::Status s = MergeIntoStore(c, m.record()).status(); !s.ok()) return s;
+      result.is_new[i] = true;
+    }
+    for (const auto& [origin, before] : touched) {
+      if (absl::Status s = AdvanceContiguous(c, origin, before); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  });
+  if (!written.ok()) return written;
+  // Later local writes must order after what peers stamped, as after a restart.
+  for (const Mutation& m : mutations) impl.hlc().Observe(m.record().hlc());
+  absl::StatusOr<VersionVector> vv = GetVersionVector();
+  if (!vv.ok()) return vv.status();
+  result.version_vector = *std::move(vv);
+  return result;
+}
+
+absl::StatusOr<std::vector<Mutation>> RequestStore::MutationsMissing(const VersionVector& theirs,
+                                                                     size_t limit) const {
+  return MutationsMissing(theirs, HeldSequences{}, limit);
+}
+
+absl::StatusOr<HeldSequences> RequestStore::HeldBeyondVector(size_t max_per_origin) const {
+  HeldSequences held;
+  if (max_per_origin == 0) return held;
+  absl::StatusOr<sqlite::ReaderPool::Lease> reader = impl_->Reader();
+  if (!reader.ok()) return reader.status();
+  absl::StatusOr<CachedStatement> st = (*reader)->PrepareCached(
+      "SELECT m.origin, m.sequence FROM mutations m LEFT JOIN version_vector v ON v.origin = m.origin "
+      "WHERE m.sequence > IFNULL(v.sequence, 0) ORDER BY m.origin, m.sequence");
   if (!st.ok()) return st.status();
-  (*st)->BindText(1, origin)
-      .BindInt64(2, static_cast<int64_t>(after))
-      .BindInt64(3, static_cast<int64_t>(std::min<uint64_t>(limit, kMaxStoredSequence)));
   while (true) {
     absl::StatusOr<bool> row = (*st)->Step();
     if (!row.ok()) return row.status();
     if (!*row) break;
-    Mutation& m = mutations.emplace_back();
-    m.set_origin(origin);
-    m.set_sequence(static_cast<uint64_t>((*st)->ColumnInt64(0)));
-    if (!m.mutable_record()->ParseFromString((*st)->ColumnBlob(1))) {
-      return absl::DataLossError(
-          absl::StrCat("request store ", impl_->options().path.string(), ": mutation ", origin, "/",
-                       m.sequence(),
-                       " does not parse as a RequestRecord; the file is damaged. Restore it "
-                       "from a backup or let the node resync from its peers"));
+    std::vector<uint64_t>& seqs = held[(*st)->ColumnText(0)];
+    if (seqs.size() < max_per_origin) seqs.push_back(static_cast<uint64_t>((*st)->ColumnInt64(1)));
+  }
+  return held;
+}
+
+absl::StatusOr<std::vector<Mutation>> RequestStore::MutationsMissing(const VersionVector& theirs,
+                                                                     const HeldSequences& also_held,
+                                                                     size_t limit) const {
+  std::vector<Mutation> mutations;
+  if (limit == 0) return mutations;
+  absl::StatusOr<sqlite::ReaderPool::Lease> reader = impl_->Reader();
+  if (!reader.ok()) return reader.status();
+  std::vector<std::string> origins;
+  {
+    absl::StatusOr<CachedStatement> st = (*reader)->PrepareCached(kLoggedOriginsSql);
+    if (!st.ok()) return st.status();
+    while (true) {
+      absl::StatusOr<bool> row = (*st)->Step();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      origins.push_back((*st)->ColumnText(0));
     }
   }
+  for (const std::string& origin : origins) {
+    if (mutations.size() >= limit) break;
+    auto it = theirs.find(origin);
+    const uint64_t after = it == theirs.end() ? 0 : it->second;
+    auto held_it = also_held.find(origin);
+    static const std::vector<uint64_t> kNone;
+    const std::vector<uint64_t>& held = held_it == also_held.end() ? kNone : held_it->second;
+    // Read enough rows that skipping every held one still leaves the room we have.
+    const size_t first_new = mutations.size();
+    if (absl::Status s = ReadMutationsSince(**reader, impl_->options().path, origin, after,
+                                            limit - mutations.size() + held.size(), mutations);
+        !s.ok()) {
+      return s;
+    }
+    auto skip = [&held](const Mutation& m) {
+      return std::binary_search(held.begin(), held.end(), m.sequence());
+    };
+    mutations.erase(std::remove_if(mutations.begin() + static_cast<std::ptrdiff_t>(first_new),
+                                   mutations.end(), skip),
+                    mutations.end());
+    if (mutations.size() > limit) mutations.resize(limit);
+  }
   return mutations;
+}
+
+absl::StatusOr<SnapshotPage> RequestStore::ReadSnapshotPage(const SnapshotCursor& after,
+                                                            size_t limit) const {
+  SnapshotPage page;
+  // Read first, before the records: see SnapshotPage.
+  absl::StatusOr<VersionVector> vv = GetVersionVector();
+  if (!vv.ok()) return vv.status();
+  page.version_vector = *std::move(vv);
+  page.next = after;
+  if (limit == 0) return page;
+  absl::StatusOr<sqlite::ReaderPool::Lease> reader = impl_->Reader();
+  if (!reader.ok()) return reader.status();
+  static const std::string* const kPageSql = new std::string(
+      absl::StrCat("SELECT ", kRecordColumns,
+                   " FROM requests WHERE (ca_config, request_id) > (?1, ?2) "
+                   "ORDER BY ca_config, request_id LIMIT ?3"));
+  absl::StatusOr<CachedStatement> st = (*reader)->PrepareCached(*kPageSql);
+  if (!st.ok()) return st.status();
+  (*st)->BindText(1, after.ca_config)
+      .BindInt64(2, after.request_id)
+      .BindInt64(3, static_cast<int64_t>(std::min<size_t>(limit, std::numeric_limits<int32_t>::max())));
+  while (true) {
+    absl::StatusOr<bool> row = (*st)->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    page.records.push_back(RowToRecord(**st));
+  }
+  page.done = page.records.size() < limit;
+  if (!page.records.empty()) {
+    page.next.ca_config = page.records.back().ca_config();
+    page.next.request_id = page.records.back().request_id();
+  }
+  return page;
+}
+
+absl::Status RequestStore::ApplySnapshot(const std::vector<RequestRecord>& records,
+                                         const VersionVector& version_vector) {
+  if (absl::Status s = ValidateSnapshotRecords(records); !s.ok()) return s;
+  Impl& impl = *impl_;
+  absl::Status written = impl.writer().Write([&](Connection& c) -> absl::Status {
+    for (const RequestRecord& r : records) {
+      if (absl::Status s = MergeSnapshotRecord(c, impl.options().node_id, r); !s.ok()) return s;
+    }
+    return AdoptVector(c, impl.options().node_id, version_vector);
+  });
+  if (!written.ok()) return written;
+  for (const RequestRecord& r : records) impl.hlc().Observe(r.hlc());
+  return absl::OkStatus();
+}
+
+absl::Status RequestStore::StageSnapshotPage(const std::string& source,
+                                             const std::vector<RequestRecord>& records) {
+  if (absl::Status s = ValidateSnapshotRecords(records); !s.ok()) return s;
+  return impl_->writer().Write([&](Connection& c) -> absl::Status {
+    if (absl::Status s = c.Exec(kCreateStagingSql); !s.ok()) return s;
+    for (const RequestRecord& r : records) {
+      absl::StatusOr<CachedStatement> stage = c.PrepareCached(kStageRecordSql);
+      if (!stage.ok()) return stage.status();
+      (*stage)->BindText(1, source)
+          .BindText(2, r.ca_config())
+          .BindInt64(3, r.request_id())
+          .BindBlob(4, r.SerializeAsString());
+      if (absl::Status s = (*stage)->Run(); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::Status RequestStore::CommitSnapshot(const std::string& source, const VersionVector& version_vector) {
+  Impl& impl = *impl_;
+  uint64_t max_hlc = 0;
+  absl::Status written = impl.writer().Write([&](Connection& c) -> absl::Status {
+    if (absl::Status s = c.Exec(kCreateStagingSql); !s.ok()) return s;
+    {
+      absl::StatusOr<CachedStatement> staged = c.PrepareCached(kStagedRecordsSql);
+      if (!staged.ok()) return staged.status();
+      (*staged)->BindText(1, source);
+      while (true) {
+        absl::StatusOr<bool> row = (*staged)->Step();
+        if (!row.ok()) return row.status();
+        if (!*row) break;
+        RequestRecord r;
+        if (!r.ParseFromString((*staged)->ColumnBlob(0))) {
+          return absl::DataLossError("request store: a staged snapshot record does not parse");
+        }
+        max_hlc = std::max(max_hlc, r.hlc());
+        if (absl::Status s = MergeSnapshotRecord(c, impl.options().node_id, r); !s.ok()) return s;
+      }
+    }
+    if (absl::Status s = DropStaged(c, source); !s.ok()) return s;
+    return AdoptVector(c, impl.options().node_id, version_vector);
+  });
+  if (!written.ok()) return written;
+  impl.hlc().Observe(max_hlc);
+  return absl::OkStatus();
+}
+
+absl::Status RequestStore::DiscardSnapshot(const std::string& source) {
+  return impl_->writer().Write([&](Connection& c) { return DropStaged(c, source); });
 }
 
 absl::StatusOr<VersionVector> RequestStore::GetVersionVector() const {

@@ -42,8 +42,39 @@ struct WriteResult {
   uint64_t sequence = 0;  // mutation log sequence (0 when nothing changed)
 };
 
-// Version vector: for each origin node, the highest mutation sequence held.
+// Version vector: for each origin node N, "every mutation of N up to this sequence has been
+// merged here". Out-of-order mutations beyond a gap are kept in the log but not counted.
 using VersionVector = std::map<std::string, uint64_t>;
+
+// Per origin, sequences held in the mutation log beyond the version vector (arrived ahead of
+// a gap), ascending. With the vector it tells a peer exactly what not to send again.
+using HeldSequences = std::map<std::string, std::vector<uint64_t>>;
+
+// What RequestStore::ApplyRemote did with a batch.
+struct RemoteApplyResult {
+  // is_new[i]: mutation i was not held before and is now durable (merged and logged).
+  std::vector<bool> is_new;
+  // This node's version vector after the batch committed.
+  VersionVector version_vector;
+};
+
+// Position in a snapshot scan: the last (ca_config, request_id) returned. The default value
+// (empty ca_config) starts at the beginning, since every real key has a non-empty ca_config.
+struct SnapshotCursor {
+  std::string ca_config;
+  uint32_t request_id = 0;
+};
+
+// One bounded page of a snapshot: records in key order after the cursor, and the node's
+// version vector read BEFORE those records. A receiver keeps the vector of the FIRST page
+// and adopts it after the last page: records only move up the lattice, so records read
+// later include every mutation the earlier vector claims.
+struct SnapshotPage {
+  std::vector<RequestRecord> records;
+  VersionVector version_vector;
+  SnapshotCursor next;  // pass to the next call
+  bool done = false;    // no records after this page
+};
 
 class RequestStore {
  public:
@@ -92,6 +123,55 @@ class RequestStore {
   absl::StatusOr<std::vector<adcsc::store::v1::Mutation>> MutationsSince(const std::string& origin,
                                                                          uint64_t after,
                                                                          size_t limit) const;
+
+  // Applies mutations received from peers, in one transaction (one fsync, group-committed).
+  // For each mutation: ignored if its origin is this node, or if it is already held (its
+  // (origin, sequence) is in the log or covered by the version vector), so re-applying is a
+  // no-op. Otherwise its record is merged with Merge() (the lattice), it is logged under its
+  // origin and sequence (so it can be handed on to a third node), and the version vector of
+  // its origin advances over the contiguous run of logged sequences: a gap stops it, and the
+  // mutations after the gap stay durable until the gap fills. InvalidArgument (nothing
+  // applied) for a mutation with an empty origin, sequence 0, or an invalid record key.
+  absl::StatusOr<RemoteApplyResult> ApplyRemote(
+      const std::vector<adcsc::store::v1::Mutation>& mutations);
+
+  // Every logged mutation (any origin, including out-of-order ones) that `theirs` does not
+  // cover, oldest sequence first within each origin, at most `limit` in all.
+  absl::StatusOr<std::vector<adcsc::store::v1::Mutation>> MutationsMissing(
+      const VersionVector& theirs, size_t limit) const;
+  // As above, also skipping what `also_held` lists (the peer's HeldBeyondVector()), so
+  // mutations the peer holds beyond a gap do not crowd out the ones it lacks.
+  absl::StatusOr<std::vector<adcsc::store::v1::Mutation>> MutationsMissing(
+      const VersionVector& theirs, const HeldSequences& also_held, size_t limit) const;
+
+  // The mutations this node holds beyond its version vector, at most `max_per_origin` per
+  // origin (the lowest ones).
+  absl::StatusOr<HeldSequences> HeldBeyondVector(size_t max_per_origin) const;
+
+  // Snapshot reader: up to `limit` records after `after` in key order, plus the version
+  // vector (see SnapshotPage for why the vector comes first). Pages are not one
+  // transaction; concurrent writes are fine because every record only moves up.
+  absl::StatusOr<SnapshotPage> ReadSnapshotPage(const SnapshotCursor& after, size_t limit) const;
+
+  // Merges snapshot records and adopts `version_vector` entries that are ahead of ours
+  // (never for this node's own origin), then advances each origin over logged mutations
+  // that follow; one transaction. Idempotent. A record that changes the stored one is also
+  // logged as a mutation of this node (content unchanged): the vector is read before the
+  // records, so a record can hold mutations no vector claims, and this makes them reach the
+  // other nodes by ordinary anti-entropy even if their origin is gone. For a snapshot that
+  // fits in one call; a paged snapshot goes through StageSnapshotPage/CommitSnapshot.
+  absl::Status ApplySnapshot(const std::vector<RequestRecord>& records,
+                             const VersionVector& version_vector);
+
+  // Paged snapshot from peer `source`: pages are staged (invisible to reads, kept only
+  // while the store is open) and CommitSnapshot merges them all and adopts the vector in
+  // one transaction (merging as ApplySnapshot does). Why not merge page by page: a source
+  // that fails or a restart mid-snapshot then leaves the store as it was, instead of holding
+  // part of the records (each re-logged for every peer to pull) without the vector.
+  // DiscardSnapshot drops what is staged (call it before restarting a snapshot).
+  absl::Status StageSnapshotPage(const std::string& source, const std::vector<RequestRecord>& records);
+  absl::Status CommitSnapshot(const std::string& source, const VersionVector& version_vector);
+  absl::Status DiscardSnapshot(const std::string& source);
 
   absl::StatusOr<VersionVector> GetVersionVector() const;
   absl::StatusOr<int64_t> CountRecords() const;

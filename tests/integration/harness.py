@@ -159,8 +159,9 @@ min_key_bits = 3072
 class Node:
     """One `adcsc node` process with its own data dir and config."""
 
-    def __init__(self, root: Path, pki: Pki, node_id="node-a", header_timeout_ms=2000, ca_section=None):
-        """ca_section: TOML text replacing the [ca] part of the config (e.g. icpr_ca_section())."""
+    def __init__(self, root: Path, pki: Pki, node_id="node-a", header_timeout_ms=2000, ca_section=None, extra=""):
+        """ca_section: TOML text replacing the [ca] part of the config (e.g. icpr_ca_section());
+        extra: TOML appended at the end (e.g. a [cluster] section)."""
         self.root, self.pki, self.node_id = root, pki, node_id
         self.port = free_port()
         self.data_dir = root / f"{node_id}-data"
@@ -170,7 +171,7 @@ class Node:
             dc=DC, ca=CA, header_timeout_ms=header_timeout_ms)
         if ca_section is not None:
             text = text[:text.index("[ca]")] + ca_section
-        self.config.write_text(text)
+        self.config.write_text(text + extra)
         self.proc = None
         self.stderr_path = root / f"{node_id}.stderr"
 
@@ -325,6 +326,30 @@ epm_port = {emulator.epm_port}
 connect_timeout_ms = 2000
 call_timeout_ms = {call_timeout_ms}
 """
+
+
+def cluster_sections(root: Path, node_ids, cluster_id="test", write_quorum=0, on_quorum_loss="serve"):
+    """[cluster] TOML for each node of a cluster on loopback, after `adcsc pki cluster`."""
+    pki_dir = root / "cluster-pki"
+    run([ADCSC, "pki", "cluster", "--cluster-id", cluster_id, "--nodes", ",".join(node_ids), "--out", pki_dir])
+    ports = {n: free_port() for n in node_ids}
+    sections = {}
+    for n in node_ids:
+        peers = "".join(f'\n[[cluster.peers]]\nid = "{p}"\naddress = "127.0.0.1:{ports[p]}"\n'
+                        for p in node_ids if p != n)
+        sections[n] = f"""
+[cluster]
+id = "{cluster_id}"
+listen = "127.0.0.1:{ports[n]}"
+ca_file = "{pki_dir}/cluster-ca.pem"
+cert_file = "{pki_dir}/{n}/node.pem"
+key_file = "{pki_dir}/{n}/node-key.pem"
+write_quorum = {write_quorum}
+on_quorum_loss = "{on_quorum_loss}"
+quorum_timeout_ms = 2000
+anti_entropy_interval_ms = 200
+{peers}"""
+    return sections
 
 
 def ssl_context(pki: Pki, cert=None, key=None, no_client_cert=False):

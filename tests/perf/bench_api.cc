@@ -59,6 +59,7 @@
 #include "node/pki/csr.h"
 #include "node/pki/encoding.h"
 #include "node/pki/keys.h"
+#include "tests/testing/free_port.h"
 #include "tests/testing/temp_dir.h"
 
 extern char** environ;
@@ -298,19 +299,7 @@ adcsc::ca::LocalCaOptions EngineOptions(const std::filesystem::path& dir, const 
   return o;
 }
 
-int FreePort() {
-  // The kernel picks an unused port for a bound socket; close and reuse the number.
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  int port = ntohs(a.sin_port);
-  close(fd);
-  return port;
-}
+using adcsc::testing::FreePort;
 
 struct Row {
   std::string key, mode;

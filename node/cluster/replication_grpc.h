@@ -1,0 +1,110 @@
+// The gRPC glue of store replication: ReplicationServer answers peers' Push (a persistent
+// stream, one ack per durable batch), Pull and Snapshot through the local Replicator;
+// GrpcPeerTransport is the Replicator's PeerTransport over mutual-TLS channels to each peer;
+// TimerScheduler is its Scheduler on a timer thread. Every message names the sender's cluster
+// and node, which must match the certificate the peer presented.
+// Thread-safety: all classes are safe to use from any thread.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+
+#include "adcsc/cluster/v1/cluster.grpc.pb.h"
+#include "node/config.h"
+#include "store/replication.h"
+
+namespace adcsc::cluster {
+
+// Converts between the store's types and the proto messages.
+adcsc::cluster::v1::VersionVector ToProto(const store::VersionVector& v);
+store::VersionVector FromProto(const adcsc::cluster::v1::VersionVector& v);
+
+class GrpcPeerTransport;
+
+class ReplicationServer final : public adcsc::cluster::v1::Replication::Service {
+ public:
+  // No pointer is owned; all must outlive the server. While `transport` is cut off (fault
+  // injection), incoming requests are refused too, so a partition cuts both directions.
+  ReplicationServer(store::Replicator* replicator, const node::ClusterConfig* config, std::string node_id,
+                    const GrpcPeerTransport* transport = nullptr);
+
+  grpc::Status Push(grpc::ServerContext* context,
+                    grpc::ServerReaderWriter<adcsc::cluster::v1::PushAck, adcsc::cluster::v1::PushBatch>* stream) override;
+  grpc::Status Pull(grpc::ServerContext* context, const adcsc::cluster::v1::PullRequest* request,
+                    adcsc::cluster::v1::PullResponse* reply) override;
+  grpc::Status Snapshot(grpc::ServerContext* context, const adcsc::cluster::v1::SnapshotRequest* request,
+                        adcsc::cluster::v1::SnapshotChunk* reply) override;
+
+ private:
+  // The authenticated peer's ID, after checking that `from` names it in this cluster.
+  absl::StatusOr<std::string> Caller(const grpc::ServerContext& context, const adcsc::cluster::v1::PeerHeader& from) const;
+  void Stamp(adcsc::cluster::v1::PeerHeader* header) const;
+
+  store::Replicator* replicator_;
+  const node::ClusterConfig* config_;
+  std::string node_id_;
+  const GrpcPeerTransport* transport_;
+};
+
+class GrpcPeerTransport final : public store::PeerTransport {
+ public:
+  // Opens a channel to every configured peer (connections are made lazily by gRPC).
+  static absl::StatusOr<std::unique_ptr<GrpcPeerTransport>> Create(const node::ClusterConfig& config,
+                                                                   std::string node_id,
+                                                                   std::chrono::milliseconds request_timeout);
+  ~GrpcPeerTransport() override;
+
+  void Push(const std::string& peer, store::PushRequest request, store::ReplyCallback<store::PushAck> done) override;
+  void Pull(const std::string& peer, store::PullRequest request, store::ReplyCallback<store::PullResponse> done) override;
+  void FetchSnapshot(const std::string& peer, store::SnapshotRequest request,
+                     store::ReplyCallback<store::SnapshotPage> done) override;
+
+  // Fault injection for drills: while cut off, every request fails at once with UNAVAILABLE
+  // (and a ReplicationServer given this transport refuses incoming ones).
+  void SetCutOff(bool cut_off);
+  bool cut_off() const;
+
+ private:
+  struct PushStream;
+  struct Peer {
+    std::shared_ptr<grpc::Channel> channel;
+    std::unique_ptr<adcsc::cluster::v1::Replication::Stub> stub;
+    std::shared_ptr<PushStream> push;  // the persistent Push stream, opened on first use
+  };
+  GrpcPeerTransport(node::ClusterConfig config, std::string node_id, std::chrono::milliseconds request_timeout);
+  void Stamp(adcsc::cluster::v1::PeerHeader* header) const;
+
+  node::ClusterConfig config_;
+  std::string node_id_;
+  std::chrono::milliseconds request_timeout_;
+  mutable std::mutex mu_;
+  std::map<std::string, Peer> peers_;
+  bool cut_off_ = false;
+};
+
+// Runs functions after a delay on one timer thread (real time; the Replicator's Clock is the
+// system clock in production).
+class TimerScheduler final : public store::Scheduler {
+ public:
+  TimerScheduler();
+  ~TimerScheduler() override;  // drops what has not run yet
+  void RunAfter(int64_t delay_ms, std::function<void()> fn) override;
+
+ private:
+  void Loop();
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::multimap<std::chrono::steady_clock::time_point, std::function<void()>> queue_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace adcsc::cluster

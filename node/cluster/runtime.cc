@@ -1,0 +1,68 @@
+#include "node/cluster/runtime.h"
+
+#include <future>
+
+#include "absl/strings/str_cat.h"
+#include "node/cluster/tls.h"
+#include "store/clock.h"
+
+namespace adcsc::cluster {
+
+absl::StatusOr<std::unique_ptr<ClusterRuntime>> ClusterRuntime::Start(const node::Config& config,
+                                                                    store::RequestStore* store) {
+  std::unique_ptr<ClusterRuntime> rt(new ClusterRuntime());
+  rt->config_ = config.cluster;
+  const node::ClusterConfig& c = rt->config_;
+  auto transport = GrpcPeerTransport::Create(c, config.node_id, std::chrono::milliseconds(5000));
+  if (!transport.ok()) return transport.status();
+  rt->transport_ = std::move(*transport);
+  rt->scheduler_ = std::make_unique<TimerScheduler>();
+  store::ReplicatorOptions o;
+  for (const node::PeerConfig& p : c.peers) o.peers.push_back(p.id);
+  o.write_quorum = static_cast<size_t>(c.write_quorum);
+  o.on_quorum_loss = c.on_quorum_loss == "refuse" ? store::QuorumLossPolicy::kRefuse : store::QuorumLossPolicy::kServe;
+  o.quorum_timeout_ms = c.quorum_timeout.count();
+  o.anti_entropy_interval_ms = c.anti_entropy_interval.count();
+  auto replicator = store::Replicator::Create(store, rt->transport_.get(), rt->scheduler_.get(),
+                                              SystemClock::Default(), o);
+  if (!replicator.ok()) return replicator.status();
+  rt->replicator_ = std::move(*replicator);
+  rt->service_ = std::make_unique<ReplicationServer>(rt->replicator_.get(), &rt->config_, config.node_id,
+                                                     rt->transport_.get());
+  auto credentials = MakeServerCredentials(c);
+  if (!credentials.ok()) return credentials.status();
+  const std::string address = c.listen_address.find(':') != std::string::npos
+                                  ? absl::StrCat("[", c.listen_address, "]:", c.listen_port)
+                                  : absl::StrCat(c.listen_address, ":", c.listen_port);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(address, *credentials, &rt->port_);
+  builder.RegisterService(rt->service_.get());
+  rt->server_ = builder.BuildAndStart();
+  if (rt->server_ == nullptr || rt->port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cluster.listen: cannot listen on ", address,
+                                               " (in use, or not an address of this host?)"));
+  }
+  rt->replicator_->Start();
+  return rt;
+}
+
+ClusterRuntime::~ClusterRuntime() {
+  if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  server_.reset();
+  replicator_.reset();  // waiting writes complete with CANCELLED
+  scheduler_.reset();
+  transport_.reset();
+}
+
+absl::Status ClusterRuntime::Replicate(const store::WriteResult& write) {
+  auto done = std::make_shared<std::promise<absl::Status>>();
+  auto result = done->get_future();
+  replicator_->Replicate(write, [done](absl::StatusOr<store::ReplicationOutcome> outcome) {
+    done->set_value(outcome.ok() ? absl::OkStatus() : outcome.status());
+  });
+  return result.get();
+}
+
+absl::StatusOr<store::ReplicatorStatus> ClusterRuntime::Status() const { return replicator_->Status(); }
+
+}  // namespace adcsc::cluster

@@ -1,0 +1,462 @@
+#include "store/replication.h"
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <set>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace adcsc::store {
+namespace {
+
+using adcsc::store::v1::Mutation;
+
+// How many mutations `theirs` holds that `ours` lacks, ignoring `skip` (our own origin:
+// no peer can be ahead of us there, and counting it would only reflect stale reports).
+uint64_t Behind(const VersionVector& ours, const VersionVector& theirs, const std::string& skip) {
+  uint64_t total = 0;
+  for (const auto& [origin, sequence] : theirs) {
+    if (origin == skip) continue;
+    auto it = ours.find(origin);
+    const uint64_t have = it == ours.end() ? 0 : it->second;
+    if (sequence > have) total += sequence - have;
+  }
+  return total;
+}
+
+void MaxInto(VersionVector& into, const VersionVector& from) {
+  for (const auto& [origin, sequence] : from) {
+    uint64_t& slot = into[origin];
+    slot = std::max(slot, sequence);
+  }
+}
+
+}  // namespace
+
+class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
+ public:
+  Core(RequestStore* store, PeerTransport* transport, Scheduler* scheduler, const Clock* clock,
+       ReplicatorOptions options, size_t quorum)
+      : store_(store),
+        transport_(transport),
+        scheduler_(scheduler),
+        clock_(clock),
+        options_(std::move(options)),
+        quorum_(quorum) {
+    for (const std::string& peer : options_.peers) peers_[peer].node_id = peer;
+  }
+
+  size_t quorum() const { return quorum_; }
+  const std::string& self() const { return store_->node_id(); }
+
+  void Shutdown() {
+    std::vector<WriteDone> cancelled;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopped_ = true;
+      for (auto& [sequence, pending] : pending_) cancelled.push_back(std::move(pending.done));
+      pending_.clear();
+    }
+    for (WriteDone& done : cancelled) {
+      done(absl::CancelledError("replicator shut down before the write reached its quorum"));
+    }
+  }
+
+  void ScheduleTick() {
+    std::weak_ptr<Core> weak = weak_from_this();
+    scheduler_->RunAfter(options_.anti_entropy_interval_ms, [weak] {
+      std::shared_ptr<Core> core = weak.lock();
+      if (core == nullptr || core->Stopped()) return;
+      core->AntiEntropyRound();
+      core->ScheduleTick();
+    });
+  }
+
+  bool Stopped() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stopped_;
+  }
+
+  void Replicate(const WriteResult& write, WriteDone done) {
+    if (!write.changed || quorum_ <= 1) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (write.changed) ++status_.quorum_writes;
+      }
+      done(ReplicationOutcome{.quorum_reached = true, .acked_by = {}});
+      return;
+    }
+    Mutation mutation;
+    mutation.set_origin(self());
+    mutation.set_sequence(write.sequence);
+    *mutation.mutable_record() = write.record;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (stopped_) {
+        lock.unlock();
+        done(absl::CancelledError("replicator shut down"));
+        return;
+      }
+      PendingWrite& pending = pending_[write.sequence];
+      pending.done = std::move(done);
+      // A peer may have pulled the mutation already (its vector told us so).
+      for (const auto& [name, peer] : peers_) {
+        auto it = peer.known_vector.find(self());
+        if (it != peer.known_vector.end() && it->second >= write.sequence) {
+          pending.acked.insert(name);
+        }
+      }
+    }
+    std::weak_ptr<Core> weak = weak_from_this();
+    const uint64_t sequence = write.sequence;
+    for (const std::string& peer : options_.peers) {
+      PushRequest request{.from = self(), .mutations = {mutation}};
+      transport_->Push(peer, std::move(request), [weak, peer, sequence](absl::StatusOr<PushAck> ack) {
+        std::shared_ptr<Core> core = weak.lock();
+        if (core == nullptr || !ack.ok()) return;  // a failed push is left to the timeout
+        core->OnPeerVector(peer, ack->version_vector, sequence);
+      });
+    }
+    scheduler_->RunAfter(options_.quorum_timeout_ms, [weak, sequence] {
+      if (std::shared_ptr<Core> core = weak.lock()) core->OnWriteTimeout(sequence);
+    });
+    CompleteReadyWrites();  // quorum may already hold (vectors reported earlier)
+  }
+
+  absl::StatusOr<PushAck> HandlePush(const PushRequest& request) {
+    absl::StatusOr<RemoteApplyResult> applied = store_->ApplyRemote(request.mutations);
+    if (!applied.ok()) return applied.status();
+    return PushAck{.version_vector = std::move(applied->version_vector)};
+  }
+
+  absl::StatusOr<PullResponse> HandlePull(const PullRequest& request) {
+    // The puller's vector says what it holds durably: that acknowledges our writes too.
+    OnPeerVector(request.from, request.version_vector, 0);  // ignored unless a configured peer
+    const size_t limit = std::min(request.limit, options_.pull_batch_mutations);
+    absl::StatusOr<VersionVector> ours = store_->GetVersionVector();
+    if (!ours.ok()) return ours.status();
+    absl::StatusOr<std::vector<Mutation>> missing =
+        store_->MutationsMissing(request.version_vector, request.also_held, limit);
+    if (!missing.ok()) return missing.status();
+    return PullResponse{.mutations = *std::move(missing), .version_vector = *std::move(ours)};
+  }
+
+  absl::StatusOr<SnapshotPage> HandleSnapshot(const SnapshotRequest& request) {
+    return store_->ReadSnapshotPage(request.after, std::min(request.limit, options_.snapshot_page_records));
+  }
+
+  void AntiEntropyRound() {
+    absl::StatusOr<VersionVector> ours = store_->GetVersionVector();
+    if (!ours.ok()) return;  // the store reports its own trouble; retry next round
+    const int64_t now = clock_->NowUnixMillis();
+    std::vector<std::string> to_pull;
+    std::vector<std::string> to_snapshot;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopped_) return;
+      for (auto& [name, peer] : peers_) {
+        if (peer.request_id != 0 && now - peer.request_started_ms < options_.peer_request_timeout_ms) {
+          continue;  // still waiting for its answer
+        }
+        peer.request_id = 0;  // abandon a lost request
+        const uint64_t behind = Behind(*ours, peer.known_vector, self());
+        if (!peer.snapshot.active && (behind > options_.snapshot_threshold_mutations || (peer.stalled && behind > 0))) {
+          peer.snapshot = SnapshotState{};
+          peer.snapshot.active = true;
+        }
+        (peer.snapshot.active ? to_snapshot : to_pull).push_back(name);
+      }
+    }
+    for (const std::string& peer : to_pull) SendPull(peer, *ours);
+    for (const std::string& peer : to_snapshot) SendSnapshotRequest(peer);
+  }
+
+  absl::StatusOr<ReplicatorStatus> Status() {
+    absl::StatusOr<VersionVector> ours = store_->GetVersionVector();
+    if (!ours.ok()) return ours.status();
+    std::lock_guard<std::mutex> lock(mu_);
+    ReplicatorStatus status = status_;
+    for (const auto& [name, peer] : peers_) {
+      PeerStatus& p = status.peers.emplace_back(peer);
+      p.lag_mutations = Behind(peer.known_vector, *ours, "");
+      p.snapshot_in_progress = peer.snapshot.active;
+    }
+    return status;
+  }
+
+ private:
+  struct SnapshotState {
+    bool active = false;
+    SnapshotCursor cursor;
+    bool have_vector = false;
+    VersionVector first_vector;  // from the first page; adopted after the last
+  };
+  struct Peer : PeerStatus {
+    uint64_t request_id = 0;  // the outstanding anti-entropy request, 0 if none
+    int64_t request_started_ms = 0;
+    bool stalled = false;  // last pull made no progress although the peer is ahead
+    SnapshotState snapshot;
+  };
+  struct PendingWrite {
+    WriteDone done;
+    std::set<std::string> acked;
+  };
+
+  // Starts tracking an anti-entropy request to `peer`; returns its id.
+  uint64_t BeginRequest(const std::string& peer) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Peer& p = peers_[peer];
+    p.request_id = ++next_request_id_;
+    p.request_started_ms = clock_->NowUnixMillis();
+    return p.request_id;
+  }
+
+  // True (and the request closed) when `id` is still the outstanding request to `peer`.
+  bool EndRequest(const std::string& peer, uint64_t id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Peer& p = peers_[peer];
+    if (stopped_ || p.request_id != id) return false;
+    p.request_id = 0;
+    return true;
+  }
+
+  void SendPull(const std::string& peer, const VersionVector& ours) {
+    // Without this the peer would resend what we hold beyond a gap, batch after batch.
+    absl::StatusOr<HeldSequences> held = store_->HeldBeyondVector(kMaxHeldSequencesPerOrigin);
+    if (!held.ok()) return;  // the store reports its own trouble; retry next round
+    const uint64_t id = BeginRequest(peer);
+    std::weak_ptr<Core> weak = weak_from_this();
+    transport_->Pull(peer,
+                     PullRequest{.from = self(),
+                                 .version_vector = ours,
+                                 .also_held = *std::move(held),
+                                 .limit = options_.pull_batch_mutations},
+                     [weak, peer, id](absl::StatusOr<PullResponse> response) {
+                       std::shared_ptr<Core> core = weak.lock();
+                       if (core == nullptr || !core->EndRequest(peer, id) || !response.ok()) return;
+                       core->OnPullResponse(peer, *std::move(response));
+                     });
+  }
+
+  void OnPullResponse(const std::string& peer, PullResponse response) {
+    absl::StatusOr<VersionVector> before = store_->GetVersionVector();
+    if (!before.ok()) return;
+    absl::StatusOr<RemoteApplyResult> applied = store_->ApplyRemote(response.mutations);
+    if (!applied.ok()) return;
+    const uint64_t fresh = static_cast<uint64_t>(std::count(applied->is_new.begin(), applied->is_new.end(), true));
+    const bool progressed = Behind(*before, applied->version_vector, "") > 0;
+    const uint64_t behind = Behind(applied->version_vector, response.version_vector, self());
+    const bool full = response.mutations.size() >= options_.pull_batch_mutations;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      status_.mutations_pulled += fresh;
+      // Behind, yet nothing it sent moved our vector: it holds state (adopted from a
+      // snapshot) that its log cannot replay. The next round copies its records instead.
+      peers_[peer].stalled = behind > 0 && !progressed;
+    }
+    OnPeerVector(peer, response.version_vector, 0);
+    if (behind > options_.snapshot_threshold_mutations) {
+      // Its vector shows it far ahead: copying its records beats replaying its log.
+      bool start = false;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        Peer& p = peers_[peer];
+        if (!stopped_ && !p.snapshot.active && p.request_id == 0) {
+          p.snapshot = SnapshotState{};
+          p.snapshot.active = true;
+          start = true;
+        }
+      }
+      if (start) SendSnapshotRequest(peer);
+      return;
+    }
+    // A full batch that brought something new: more is waiting, fetch it now.
+    if (full && fresh > 0) SendPull(peer, applied->version_vector);
+  }
+
+  void SendSnapshotRequest(const std::string& peer) {
+    SnapshotCursor cursor;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      cursor = peers_[peer].snapshot.cursor;
+    }
+    const uint64_t id = BeginRequest(peer);
+    std::weak_ptr<Core> weak = weak_from_this();
+    transport_->FetchSnapshot(peer,
+                              SnapshotRequest{.from = self(), .after = cursor, .limit = options_.snapshot_page_records},
+                              [weak, peer, id](absl::StatusOr<SnapshotPage> page) {
+                                std::shared_ptr<Core> core = weak.lock();
+                                if (core == nullptr || !core->EndRequest(peer, id) || !page.ok()) return;
+                                core->OnSnapshotPage(peer, *std::move(page));
+                              });
+  }
+
+  void OnSnapshotPage(const std::string& peer, SnapshotPage page) {
+    VersionVector adopt;
+    bool first_page = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      SnapshotState& snap = peers_[peer].snapshot;
+      if (!snap.active) return;
+      if (!snap.have_vector) {
+        snap.first_vector = page.version_vector;
+        snap.have_vector = true;
+        first_page = true;
+      }
+      if (page.done) adopt = snap.first_vector;
+    }
+    // Pages are staged and merged all at once with the vector; see
+    // RequestStore::StageSnapshotPage for why. Leftovers of an earlier attempt go first.
+    // On a store error the state stays put and the next round asks for the same page.
+    if (first_page && !store_->DiscardSnapshot(peer).ok()) return;
+    if (!store_->StageSnapshotPage(peer, page.records).ok()) return;
+    if (page.done && !store_->CommitSnapshot(peer, adopt).ok()) return;
+    OnPeerVector(peer, page.version_vector, 0);
+    bool more = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      Peer& p = peers_[peer];
+      if (page.done) {
+        p.snapshot = SnapshotState{};
+        p.stalled = false;
+        ++status_.snapshots_completed;
+      } else {
+        p.snapshot.cursor = page.next;
+        more = !stopped_;
+      }
+    }
+    if (more) SendSnapshotRequest(peer);
+  }
+
+  // `peer` reported `vector` (and, for a push ack, that it holds our mutation
+  // `acked_sequence` durably, even beyond a gap in its vector).
+  void OnPeerVector(const std::string& peer, const VersionVector& vector, uint64_t acked_sequence) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = peers_.find(peer);
+      if (it == peers_.end() || stopped_) return;
+      Peer& p = it->second;
+      MaxInto(p.known_vector, vector);
+      p.last_ack_ms = clock_->NowUnixMillis();
+      auto own = p.known_vector.find(self());
+      const uint64_t contiguous = own == p.known_vector.end() ? 0 : own->second;
+      for (auto& [sequence, pending] : pending_) {
+        if (sequence <= contiguous || sequence == acked_sequence) pending.acked.insert(peer);
+      }
+    }
+    CompleteReadyWrites();
+  }
+
+  void CompleteReadyWrites() {
+    std::vector<std::pair<WriteDone, ReplicationOutcome>> ready;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto it = pending_.begin(); it != pending_.end();) {
+        if (it->second.acked.size() + 1 >= quorum_) {
+          ++status_.quorum_writes;
+          ready.emplace_back(std::move(it->second.done),
+                             ReplicationOutcome{.quorum_reached = true,
+                                                .acked_by = {it->second.acked.begin(), it->second.acked.end()}});
+          it = pending_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    for (auto& [done, outcome] : ready) done(std::move(outcome));
+  }
+
+  void OnWriteTimeout(uint64_t sequence) {
+    WriteDone done;
+    absl::StatusOr<ReplicationOutcome> result;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = pending_.find(sequence);
+      if (it == pending_.end()) return;  // completed in time
+      std::vector<std::string> silent;
+      for (const std::string& peer : options_.peers) {
+        if (it->second.acked.count(peer) == 0) silent.push_back(peer);
+      }
+      if (options_.on_quorum_loss == QuorumLossPolicy::kServe) {
+        ++status_.under_replicated_writes;
+        result =
+            ReplicationOutcome{.quorum_reached = false, .acked_by = {it->second.acked.begin(), it->second.acked.end()}};
+      } else {
+        ++status_.refused_writes;
+        result = absl::UnavailableError(
+            absl::StrCat("write ", self(), "/", sequence, " reached ", it->second.acked.size() + 1, " of the ", quorum_,
+                         " nodes its quorum needs within ", options_.quorum_timeout_ms,
+                         " ms; no answer from: ", absl::StrJoin(silent, ", "),
+                         ". It is stored on this node and will replicate when they return; check those nodes "
+                         "and the network between them (policy on_quorum_loss = \"refuse\")"));
+      }
+      done = std::move(it->second.done);
+      pending_.erase(it);
+    }
+    done(std::move(result));
+  }
+
+  RequestStore* const store_;
+  PeerTransport* const transport_;
+  Scheduler* const scheduler_;
+  const Clock* const clock_;
+  const ReplicatorOptions options_;
+  const size_t quorum_;
+
+  std::mutex mu_;
+  bool stopped_ = false;                      // guarded by mu_
+  std::map<std::string, Peer> peers_;         // guarded by mu_; keys fixed at construction
+  std::map<uint64_t, PendingWrite> pending_;  // guarded by mu_; by local sequence
+  uint64_t next_request_id_ = 0;              // guarded by mu_
+  ReplicatorStatus status_;                   // guarded by mu_; peers left empty
+};
+
+absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Create(RequestStore* store, PeerTransport* transport,
+                                                               Scheduler* scheduler, const Clock* clock,
+                                                               ReplicatorOptions options) {
+  if (store == nullptr || transport == nullptr || scheduler == nullptr || clock == nullptr) {
+    return absl::InvalidArgumentError(
+        "Replicator::Create: store, transport, scheduler and clock "
+        "are all required");
+  }
+  std::set<std::string> seen;
+  for (const std::string& peer : options.peers) {
+    if (peer.empty() || peer == store->node_id() || !seen.insert(peer).second) {
+      return absl::InvalidArgumentError(absl::StrCat("replication peers: '", peer, "' is empty, this node's own id (",
+                                                     store->node_id(),
+                                                     ") or listed twice; list every other node once"));
+    }
+  }
+  const size_t nodes = options.peers.size() + 1;
+  const size_t quorum = options.write_quorum == 0 ? nodes / 2 + 1 : options.write_quorum;
+  if (quorum > nodes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("replication write_quorum ", quorum, " exceeds the ", nodes, " configured nodes"));
+  }
+  if (options.pull_batch_mutations == 0 || options.snapshot_page_records == 0 || options.quorum_timeout_ms <= 0 ||
+      options.anti_entropy_interval_ms <= 0) {
+    return absl::InvalidArgumentError(
+        "replication: batch sizes, quorum timeout and anti-entropy interval must be positive");
+  }
+  return std::unique_ptr<Replicator>(
+      new Replicator(std::make_shared<Core>(store, transport, scheduler, clock, std::move(options), quorum)));
+}
+
+Replicator::Replicator(std::shared_ptr<Core> core) : core_(std::move(core)) {}
+Replicator::~Replicator() { core_->Shutdown(); }
+
+void Replicator::Start() { core_->ScheduleTick(); }
+void Replicator::Replicate(const WriteResult& write, WriteDone done) { core_->Replicate(write, std::move(done)); }
+absl::StatusOr<PushAck> Replicator::HandlePush(const PushRequest& request) { return core_->HandlePush(request); }
+absl::StatusOr<PullResponse> Replicator::HandlePull(const PullRequest& request) { return core_->HandlePull(request); }
+absl::StatusOr<SnapshotPage> Replicator::HandleSnapshot(const SnapshotRequest& request) {
+  return core_->HandleSnapshot(request);
+}
+void Replicator::RunAntiEntropyRound() { core_->AntiEntropyRound(); }
+absl::StatusOr<ReplicatorStatus> Replicator::Status() const { return core_->Status(); }
+size_t Replicator::write_quorum() const { return core_->quorum(); }
+
+}  // namespace adcsc::store
