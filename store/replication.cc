@@ -116,7 +116,11 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
       PushRequest request{.from = self(), .mutations = {mutation}};
       transport_->Push(peer, std::move(request), [weak, peer, sequence](absl::StatusOr<PushAck> ack) {
         std::shared_ptr<Core> core = weak.lock();
-        if (core == nullptr || !ack.ok()) return;  // a failed push is left to the timeout
+        if (core == nullptr) return;
+        if (!ack.ok()) {
+          core->OnPushFailed(peer, sequence);
+          return;
+        }
         core->OnPeerVector(peer, ack->version_vector, sequence);
       });
     }
@@ -203,6 +207,7 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
   struct PendingWrite {
     WriteDone done;
     std::set<std::string> acked;
+    std::set<std::string> push_failed;  // peers whose push failed at the transport
   };
 
   // Starts tracking an anti-entropy request to `peer`; returns its id.
@@ -367,6 +372,26 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
       }
     }
     for (auto& [done, outcome] : ready) done(std::move(outcome));
+  }
+
+  // A push that failed at the transport (peer down, connection refused). Under policy serve,
+  // once the peers still able to answer cannot make a quorum, the write is answered now
+  // instead of at the timeout: waiting would only delay the client, and anti-entropy copies
+  // the write later either way. Under refuse the timeout stands (a pull may still ack it).
+  void OnPushFailed(const std::string& peer, uint64_t sequence) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (options_.on_quorum_loss != QuorumLossPolicy::kServe) return;
+      auto it = pending_.find(sequence);
+      if (it == pending_.end()) return;
+      it->second.push_failed.insert(peer);
+      size_t may_still_ack = 0;
+      for (const std::string& p : options_.peers) {
+        if (it->second.acked.count(p) != 0 || it->second.push_failed.count(p) == 0) ++may_still_ack;
+      }
+      if (may_still_ack + 1 >= quorum_) return;
+    }
+    OnWriteTimeout(sequence);
   }
 
   void OnWriteTimeout(uint64_t sequence) {

@@ -181,5 +181,51 @@ TEST_F(ReplicatorTest, RejectsBadMembership) {
   EXPECT_FALSE(Replicator::Create(store->get(), &transport, &loop, &clock, o).ok());
 }
 
+// A transport whose pushes fail at once (every peer down, connection refused) and a
+// scheduler that never fires: only the early answer can complete a write.
+class RefusingTransport final : public PeerTransport {
+ public:
+  void Push(const std::string& peer, PushRequest, ReplyCallback<PushAck> done) override {
+    done(absl::UnavailableError("connection refused by " + peer));
+  }
+  void Pull(const std::string&, PullRequest, ReplyCallback<PullResponse>) override {}
+  void FetchSnapshot(const std::string&, SnapshotRequest, ReplyCallback<SnapshotPage>) override {}
+};
+class NeverScheduler final : public Scheduler {
+ public:
+  void RunAfter(int64_t, std::function<void()>) override {}
+};
+
+TEST(ReplicatorPeersDown, ServeAnswersAtOnceWhenPushesFailButRefuseWaitsForTheTimeout) {
+  adcsc::testing::TempDir dir;
+  StoreOptions so;
+  so.path = dir.path() / "n0.db";
+  so.node_id = "n0";
+  so.fsync = false;
+  auto store = RequestStore::Open(so);
+  ASSERT_TRUE(store.ok()) << store.status();
+  RefusingTransport transport;
+  NeverScheduler scheduler;
+  FakeClock clock(1'000'000);
+  for (QuorumLossPolicy policy : {QuorumLossPolicy::kServe, QuorumLossPolicy::kRefuse}) {
+    ReplicatorOptions o = Options(policy);
+    o.peers = {"n1", "n2"};
+    auto replicator = Replicator::Create(store->get(), &transport, &scheduler, &clock, o);
+    ASSERT_TRUE(replicator.ok()) << replicator.status();
+    auto w = (*store)->Put(Submitted(policy == QuorumLossPolicy::kServe ? 1 : 2));
+    ASSERT_TRUE(w.ok());
+    std::optional<absl::StatusOr<ReplicationOutcome>> out;
+    (*replicator)->Replicate(*w, [&out](absl::StatusOr<ReplicationOutcome> o) { out = o; });
+    if (policy == QuorumLossPolicy::kServe) {
+      ASSERT_TRUE(out.has_value()) << "answered without waiting for the quorum timeout";
+      ASSERT_TRUE(out->ok());
+      EXPECT_FALSE((*out)->quorum_reached);
+      EXPECT_EQ((*replicator)->Status()->under_replicated_writes, 1u);
+    } else {
+      EXPECT_FALSE(out.has_value()) << "refuse waits: a pull may still acknowledge the write";
+    }
+  }
+}
+
 }  // namespace
 }  // namespace adcsc::store
