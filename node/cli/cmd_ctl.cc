@@ -2,11 +2,18 @@
 // `certutil -ping -config` does on Windows, and says which step failed.
 #include <netdb.h>
 
+#include <algorithm>
 #include <chrono>
 #include <iostream>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include <google/protobuf/util/json_util.h>
+
+#include "adcsc/cluster/v1/cluster.grpc.pb.h"
 #include "node/backend_factory.h"
+#include "node/cluster/tls.h"
 #include "node/ca/hresult.h"
 #include "node/ca/icpr_backend.h"
 #include "node/cli/commands.h"
@@ -121,6 +128,84 @@ int CaPing(const PingArgs& args) {
   return kExitOk;
 }
 
+struct StatusArgs {
+  std::string config;
+  bool json = false;
+};
+
+// Asks every node of the cluster (this one included) for its view, over mutual TLS with this
+// node's identity, and prints what each says.
+int ClusterStatus(const StatusArgs& args) {
+  auto config = adcsc::node::LoadConfig(args.config);
+  if (!config.ok()) {
+    std::cerr << "adcsc ctl status: " << config.status().message() << "\n";
+    return kExitUsage;
+  }
+  if (!config->cluster.enabled) {
+    std::cerr << "adcsc ctl status: " << args.config << " has no [cluster] section: this node runs alone\n";
+    return kExitUsage;
+  }
+  const auto& c = config->cluster;
+  std::vector<adcsc::node::PeerConfig> nodes;
+  const std::string self_host = c.listen_address == "0.0.0.0" || c.listen_address == "::" ? "127.0.0.1"
+                                                                                          : c.listen_address;
+  nodes.push_back({config->node_id, absl::StrCat(self_host, ":", c.listen_port)});
+  nodes.insert(nodes.end(), c.peers.begin(), c.peers.end());
+
+  int unreachable = 0;
+  std::string json = "[";
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const auto& n = nodes[i];
+    adcsc::cluster::v1::NodeInfo info;
+    grpc::Status s;
+    auto channel = adcsc::cluster::MakePeerChannel(c, n);
+    if (!channel.ok()) {
+      std::cerr << "adcsc ctl status: " << channel.status().message() << "\n";
+      return kExitUsage;
+    }
+    auto stub = adcsc::cluster::v1::Peer::NewStub(*channel);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
+    adcsc::cluster::v1::NodeInfoRequest request;
+    request.mutable_from()->set_cluster_id(c.id);
+    request.mutable_from()->set_node_id(config->node_id);
+    s = stub->Info(&ctx, request, &info);
+    if (args.json) {
+      std::string one;
+      if (s.ok()) {
+        (void)google::protobuf::util::MessageToJsonString(info, &one);
+      } else {
+        one = absl::StrCat(R"({"from":{"nodeId":")", n.id, R"("},"error":")", s.error_message(), R"("})");
+      }
+      absl::StrAppend(&json, i ? "," : "", one);
+      if (!s.ok()) ++unreachable;
+      continue;
+    }
+    if (!s.ok()) {
+      ++unreachable;
+      std::cout << n.id << " (" << n.address << "): UNREACHABLE: " << s.error_message() << "\n";
+      continue;
+    }
+    std::vector<std::string> vv;
+    for (const auto& [origin, seq] : info.version_vector().entries()) vv.push_back(absl::StrCat(origin, "=", seq));
+    std::sort(vv.begin(), vv.end());
+    std::cout << n.id << " (" << n.address << "): up, adcsc " << info.version() << ", CA identity "
+              << info.ca_identity() << ", " << info.records() << " records, write quorum " << info.write_quorum()
+              << "\n  writes: " << info.quorum_writes() << " at quorum, " << info.under_replicated_writes()
+              << " under-replicated, " << info.refused_writes() << " refused"
+              << "\n  version vector: " << absl::StrJoin(vv, " ") << "\n";
+    for (const auto& p : info.peers()) {
+      const std::string last = p.last_ack_unix_ms() == 0
+                                   ? "never answered"
+                                   : absl::StrCat("last answer ", info.now_unix_ms() - p.last_ack_unix_ms(), " ms ago");
+      std::cout << "  sees " << p.node_id() << ": " << last << ", lag " << p.lag_mutations() << " mutations"
+                << (p.snapshot_in_progress() ? ", copying its snapshot" : "") << "\n";
+    }
+  }
+  if (args.json) std::cout << json << "]\n";
+  return unreachable == 0 ? kExitOk : kExitFailure;
+}
+
 }  // namespace
 
 void AddCtlCommand(CLI::App& app, int* exit_code) {
@@ -138,6 +223,17 @@ void AddCtlCommand(CLI::App& app, int* exit_code) {
   ping->add_option("--dc", args->dc, "CA host, as in Jamf's config.dc")->required();
   ping->add_option("--ca", args->ca, "CA name, as in Jamf's config.ca")->required();
   ping->callback([=] { *exit_code = CaPing(*args); });
+
+  auto sargs = std::make_shared<StatusArgs>();
+  auto* status = ctl->add_subcommand("status",
+                                     "Each node's view of the cluster: peers, version vectors, replication lag,\n"
+                                     "under-replicated writes (run on any node, with its configuration)\n\n"
+                                     "Example:\n  adcsc ctl status --config /etc/adcsc/node.toml\n"
+                                     "  adcsc ctl status --config /etc/adcsc/node.toml --json\n\n"
+                                     "Exit codes: 0 every node answered, 1 some did not, 2 usage or configuration error.");
+  status->add_option("--config,-c", sargs->config, "This node's configuration (its [cluster] section)")->required();
+  status->add_flag("--json", sargs->json, "One JSON object per node, for scripts");
+  status->callback([=] { *exit_code = ClusterStatus(*sargs); });
 }
 
 }  // namespace adcsc::cli

@@ -11,6 +11,7 @@ namespace adcsc::cluster {
 absl::StatusOr<std::unique_ptr<ClusterRuntime>> ClusterRuntime::Start(const node::Config& config,
                                                                     store::RequestStore* store) {
   std::unique_ptr<ClusterRuntime> rt(new ClusterRuntime());
+  rt->node_config_ = config;
   rt->config_ = config.cluster;
   const node::ClusterConfig& c = rt->config_;
   auto transport = GrpcPeerTransport::Create(c, config.node_id, std::chrono::milliseconds(5000));
@@ -29,6 +30,7 @@ absl::StatusOr<std::unique_ptr<ClusterRuntime>> ClusterRuntime::Start(const node
   rt->replicator_ = std::move(*replicator);
   rt->service_ = std::make_unique<ReplicationServer>(rt->replicator_.get(), &rt->config_, config.node_id,
                                                      rt->transport_.get());
+  rt->peer_service_ = std::make_unique<PeerService>(&rt->node_config_, store, rt->replicator_.get());
   auto credentials = MakeServerCredentials(c);
   if (!credentials.ok()) return credentials.status();
   const std::string address = c.listen_address.find(':') != std::string::npos
@@ -37,6 +39,7 @@ absl::StatusOr<std::unique_ptr<ClusterRuntime>> ClusterRuntime::Start(const node
   grpc::ServerBuilder builder;
   builder.AddListeningPort(address, *credentials, &rt->port_);
   builder.RegisterService(rt->service_.get());
+  builder.RegisterService(rt->peer_service_.get());
   rt->server_ = builder.BuildAndStart();
   if (rt->server_ == nullptr || rt->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cluster.listen: cannot listen on ", address,

@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "node/api_service.h"
+#include "node/cluster/peer_service.h"
 #include "node/cluster/replication_grpc.h"
 #include "node/config.h"
 #include "store/replication.h"
@@ -30,11 +31,13 @@ class ClusterRuntime final : public node::WriteReplication {
  private:
   ClusterRuntime() = default;
 
+  node::Config node_config_;
   node::ClusterConfig config_;
   std::unique_ptr<GrpcPeerTransport> transport_;
   std::unique_ptr<TimerScheduler> scheduler_;
   std::unique_ptr<store::Replicator> replicator_;
   std::unique_ptr<ReplicationServer> service_;
+  std::unique_ptr<PeerService> peer_service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
 };

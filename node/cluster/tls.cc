@@ -51,7 +51,8 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakePeerChannel(const node::Clust
   return grpc::CreateCustomChannel(peer.address, grpc::SslCredentials(options), args);
 }
 
-absl::StatusOr<std::string> AuthenticatedPeer(const grpc::ServerContext& context, const node::ClusterConfig& config) {
+absl::StatusOr<std::string> AuthenticatedPeer(const grpc::ServerContext& context, const node::ClusterConfig& config,
+                                              const std::string& self_id) {
   std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
   if (auth == nullptr || !auth->IsPeerAuthenticated()) {
     return absl::PermissionDeniedError("the caller presented no certificate from the cluster CA");
@@ -62,6 +63,7 @@ absl::StatusOr<std::string> AuthenticatedPeer(const grpc::ServerContext& context
     for (const node::PeerConfig& p : config.peers) {
       if (name == pki::NodeSubjectName(config.id, p.id)) return p.id;
     }
+    if (!self_id.empty() && name == pki::NodeSubjectName(config.id, self_id)) return self_id;
     names.push_back(name);
   }
   return absl::PermissionDeniedError(absl::StrCat("the caller's certificate names ",

@@ -26,6 +26,8 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakePeerChannel(const node::Clust
 // Server side: the ID of the configured peer whose certificate the caller presented (gRPC has
 // already verified it against the cluster CA); PERMISSION_DENIED for a certificate that names
 // no configured peer of this cluster.
-absl::StatusOr<std::string> AuthenticatedPeer(const grpc::ServerContext& context, const node::ClusterConfig& config);
+// `self_id`, when given, is accepted too (operator tools running on a node with its identity).
+absl::StatusOr<std::string> AuthenticatedPeer(const grpc::ServerContext& context, const node::ClusterConfig& config,
+                                              const std::string& self_id = "");
 
 }  // namespace adcsc::cluster

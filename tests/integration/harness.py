@@ -294,6 +294,8 @@ class Emulator:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(timeout=20)
+        if getattr(self, "stderr", None) and not self.stderr.closed:
+            self.stderr.close()
         return self.proc.returncode if self.proc else None
 
     def ctl(self, *args, check=True):

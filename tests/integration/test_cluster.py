@@ -2,6 +2,7 @@
 gRPC with mutual TLS, in front of one ADCS emulator: a request submitted on one node is
 retrievable from the others at once, from their own stores (the CA is stopped before the
 retrieves, so nothing else could answer)."""
+import json
 import sys
 import unittest
 from pathlib import Path
@@ -28,6 +29,16 @@ class ClusterReplication(unittest.TestCase):
                     self.assertEqual(status, 200, body)
                     self.assertEqual(body["request-status"]["status"], "CR_DISP_ISSUED")
                     ids.append(body["request-id"])
+                # Every node's view, asked from node-c with its own identity.
+                out = h.run([h.ADCSC, "ctl", "status", "--config", nodes["node-c"].config], check=False)
+                self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+                for n in NODES:
+                    self.assertIn(f"{n} (127.0.0.1:", out.stdout)
+                self.assertIn("node-a=5", out.stdout)  # node-a's five writes, seen in the vectors
+                out = h.run([h.ADCSC, "ctl", "status", "--config", nodes["node-a"].config, "--json"], check=False)
+                views = json.loads(out.stdout)
+                self.assertEqual(sorted(v["from"]["nodeId"] for v in views), NODES)
+                self.assertEqual(int(views[0]["quorumWrites"]), 5)
                 emulator.stop()
                 for n in ["node-b", "node-c"]:
                     for rid in ids:
@@ -54,7 +65,11 @@ class ClusterReplication(unittest.TestCase):
                                extra=sections[n]).start() for n in pair}
             try:
                 nodes["node-b"].stop()
-                # A Raft store would stop here; this one answers after the quorum timeout.
+                out = h.run([h.ADCSC, "ctl", "status", "--config", nodes["node-a"].config], check=False)
+                self.assertEqual(out.returncode, 1, out.stdout)  # node-b does not answer
+                self.assertIn("node-b (127.0.0.1:", out.stdout)
+                self.assertIn("UNREACHABLE", out.stdout)
+                # A Raft store would stop here; this one answers (under-replicated, by policy).
                 status, body = h.submit(nodes["node-a"], h.make_csr_b64("while-b-is-down"), dc=h.ICPR_DC)
                 self.assertEqual(status, 200, body)
                 rid = body["request-id"]
