@@ -85,6 +85,38 @@ class ClusterReplication(unittest.TestCase):
                     node.stop()
                 emulator.stop()
 
+    def test_kill9_during_submits_then_restart_catches_up(self):
+        with h.TempRoot() as root:
+            pki = h.Pki(root)
+            emulator = h.Emulator(root).start()
+            sections = h.cluster_sections(root, NODES)  # majority quorum (2 of 3), policy serve
+            nodes = {n: h.Node(root, pki, node_id=n, ca_section=h.icpr_ca_section(emulator),
+                               extra=sections[n]).start() for n in NODES}
+            try:
+                acked = []
+                for i in range(30):
+                    target = nodes[NODES[i % 3]] if i < 10 else nodes[NODES[i % 2]]  # c is gone after 10
+                    if i == 10:
+                        nodes["node-c"].kill9()
+                    status, body = h.submit(target, h.make_csr_b64(f"kill-{i}"), dc=h.ICPR_DC)
+                    self.assertEqual(status, 200, body)
+                    acked.append(body["request-id"])
+                nodes["node-c"].start()
+                emulator.stop()  # from here on only the replicated stores can answer
+
+                def everywhere():
+                    for n in NODES:
+                        for rid in acked:
+                            st, b = h.retrieve(nodes[n], rid, dc=h.ICPR_DC)
+                            if st != 200 or b["request-status"]["status"] != "CR_DISP_ISSUED":
+                                return False
+                    return True
+                h.wait_for(everywhere, timeout=30, what="every acknowledged ID on all three nodes")
+            finally:
+                for node in nodes.values():
+                    node.stop()
+                emulator.stop()
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
