@@ -330,14 +330,88 @@ call_timeout_ms = {call_timeout_ms}
 """
 
 
-def cluster_sections(root: Path, node_ids, cluster_id="test", write_quorum=0, on_quorum_loss="serve"):
-    """[cluster] TOML for each node of a cluster on loopback, after `adcsc pki cluster`."""
+class TcpProxy:
+    """A TCP forwarder on loopback that a test can cut and heal (a network partition)."""
+
+    def __init__(self, target_port):
+        import threading
+        self.target_port = target_port
+        self.cut = threading.Event()
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        self.conns = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import threading
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.cut.is_set():
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src, dst):
+        try:
+            while not self.cut.is_set():
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def set_cut(self, cut):
+        if cut:
+            self.cut.set()
+            with self.lock:
+                for c in self.conns:
+                    try:
+                        c.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                self.conns = []
+        else:
+            self.cut.clear()
+
+    def close(self):
+        self.set_cut(True)
+        self.listener.close()
+
+
+def cluster_sections(root: Path, node_ids, cluster_id="test", write_quorum=0, on_quorum_loss="serve",
+                     peer_address=None):
+    """[cluster] TOML for each node of a cluster on loopback, after `adcsc pki cluster`.
+    peer_address(node, peer, port) may return another port for node's link to peer (a proxy)."""
     pki_dir = root / "cluster-pki"
     run([ADCSC, "pki", "cluster", "--cluster-id", cluster_id, "--nodes", ",".join(node_ids), "--out", pki_dir])
     ports = {n: free_port() for n in node_ids}
     sections = {}
     for n in node_ids:
-        peers = "".join(f'\n[[cluster.peers]]\nid = "{p}"\naddress = "127.0.0.1:{ports[p]}"\n'
+        def addr(p):
+            port = peer_address(n, p, ports[p]) if peer_address else ports[p]
+            return f"127.0.0.1:{port}"
+        peers = "".join(f'\n[[cluster.peers]]\nid = "{p}"\naddress = "{addr(p)}"\n'
                         for p in node_ids if p != n)
         sections[n] = f"""
 [cluster]

@@ -117,6 +117,56 @@ class ClusterReplication(unittest.TestCase):
                     node.stop()
                 emulator.stop()
 
+    def test_partitioned_node_keeps_serving_and_the_cluster_converges_after_healing(self):
+        with h.TempRoot() as root:
+            pki = h.Pki(root)
+            emulator = h.Emulator(root).start()
+            proxies = []
+
+            def through_proxy(node, peer, port):
+                # Every link from or to node-c goes through a proxy the test can cut.
+                if "node-c" not in (node, peer):
+                    return port
+                proxy = h.TcpProxy(port)
+                proxies.append(proxy)
+                return proxy.port
+            sections = h.cluster_sections(root, NODES, peer_address=through_proxy)
+            nodes = {n: h.Node(root, pki, node_id=n, ca_section=h.icpr_ca_section(emulator),
+                               extra=sections[n]).start() for n in NODES}
+            try:
+                for p in proxies:
+                    p.set_cut(True)
+                acked = []
+                for i in range(10):  # traffic on both sides of the partition
+                    for n in ("node-a", "node-c"):
+                        status, body = h.submit(nodes[n], h.make_csr_b64(f"part-{n}-{i}"), dc=h.ICPR_DC)
+                        self.assertEqual(status, 200, body)
+                        acked.append(body["request-id"])
+                # The partition was real: node-c reaches nobody, and its writes had no quorum.
+                out = h.run([h.ADCSC, "ctl", "status", "--config", nodes["node-c"].config, "--json"], check=False)
+                self.assertEqual(out.returncode, 1, out.stdout)
+                views = {v["from"]["nodeId"]: v for v in json.loads(out.stdout)}
+                self.assertEqual(int(views["node-c"].get("underReplicatedWrites", 0)), 10, views["node-c"])
+                self.assertIn("error", views["node-a"])
+                for p in proxies:
+                    p.set_cut(False)
+                emulator.stop()
+
+                def converged():
+                    for n in NODES:
+                        for rid in acked:
+                            st, b = h.retrieve(nodes[n], rid, dc=h.ICPR_DC)
+                            if st != 200 or b["request-status"]["status"] != "CR_DISP_ISSUED":
+                                return False
+                    return True
+                h.wait_for(converged, timeout=30, what="the cluster to converge after the partition heals")
+            finally:
+                for node in nodes.values():
+                    node.stop()
+                for p in proxies:
+                    p.close()
+                emulator.stop()
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
