@@ -304,21 +304,20 @@ void GrpcPeerTransport::Push(const std::string& peer, store::PushRequest request
   }
 }
 
+absl::StatusOr<v1::Replication::Stub*> GrpcPeerTransport::StubFor(const std::string& peer) {
+  std::lock_guard lock(mu_);
+  if (cut_off_) return absl::UnavailableError(absl::StrCat("cut off from peer ", peer, " (fault injection)"));
+  auto it = peers_.find(peer);
+  if (it == peers_.end()) return absl::InvalidArgumentError(absl::StrCat("unknown peer \"", peer, "\""));
+  return it->second.stub.get();
+}
+
 void GrpcPeerTransport::Pull(const std::string& peer, store::PullRequest request,
                              store::ReplyCallback<store::PullResponse> done) {
-  v1::Replication::Stub* stub = nullptr;
-  {
-    std::lock_guard lock(mu_);
-    if (cut_off_) {
-      done(absl::UnavailableError(absl::StrCat("cut off from peer ", peer, " (fault injection)")));
-      return;
-    }
-    auto it = peers_.find(peer);
-    if (it == peers_.end()) {
-      done(absl::InvalidArgumentError(absl::StrCat("unknown peer \"", peer, "\"")));
-      return;
-    }
-    stub = it->second.stub.get();
+  auto stub = StubFor(peer);
+  if (!stub.ok()) {
+    done(stub.status());
+    return;
   }
   struct Call {
     grpc::ClientContext context;
@@ -334,7 +333,7 @@ void GrpcPeerTransport::Pull(const std::string& peer, store::PullRequest request
     for (uint64_t seq : sequences) list.add_sequences(seq);
   }
   call->request.set_limit(static_cast<uint32_t>(request.limit));
-  stub->async()->Pull(&call->context, &call->request, &call->reply,
+  (*stub)->async()->Pull(&call->context, &call->request, &call->reply,
                       [call, peer, done = std::move(done)](grpc::Status s) {
                         if (!s.ok()) {
                           done(FromGrpc(s, peer, "pull"));
@@ -349,19 +348,10 @@ void GrpcPeerTransport::Pull(const std::string& peer, store::PullRequest request
 
 void GrpcPeerTransport::FetchSnapshot(const std::string& peer, store::SnapshotRequest request,
                                       store::ReplyCallback<store::SnapshotPage> done) {
-  v1::Replication::Stub* stub = nullptr;
-  {
-    std::lock_guard lock(mu_);
-    if (cut_off_) {
-      done(absl::UnavailableError(absl::StrCat("cut off from peer ", peer, " (fault injection)")));
-      return;
-    }
-    auto it = peers_.find(peer);
-    if (it == peers_.end()) {
-      done(absl::InvalidArgumentError(absl::StrCat("unknown peer \"", peer, "\"")));
-      return;
-    }
-    stub = it->second.stub.get();
+  auto stub = StubFor(peer);
+  if (!stub.ok()) {
+    done(stub.status());
+    return;
   }
   struct Call {
     grpc::ClientContext context;
@@ -374,7 +364,7 @@ void GrpcPeerTransport::FetchSnapshot(const std::string& peer, store::SnapshotRe
   call->request.set_after_ca_config(request.after.ca_config);
   call->request.set_after_request_id(request.after.request_id);
   call->request.set_limit(static_cast<uint32_t>(request.limit));
-  stub->async()->Snapshot(&call->context, &call->request, &call->reply,
+  (*stub)->async()->Snapshot(&call->context, &call->request, &call->reply,
                           [call, peer, done = std::move(done)](grpc::Status s) {
                             if (!s.ok()) {
                               done(FromGrpc(s, peer, "snapshot"));

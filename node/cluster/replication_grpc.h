@@ -81,6 +81,8 @@ class GrpcPeerTransport final : public store::PeerTransport {
   };
   GrpcPeerTransport(node::ClusterConfig config, std::string node_id, std::chrono::milliseconds request_timeout);
   void Stamp(adcsc::cluster::v1::PeerHeader* header) const;
+  // The stub for `peer`; UNAVAILABLE while cut off, INVALID_ARGUMENT for an unknown peer.
+  absl::StatusOr<adcsc::cluster::v1::Replication::Stub*> StubFor(const std::string& peer);
 
   node::ClusterConfig config_;
   std::string node_id_;
