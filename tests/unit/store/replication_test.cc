@@ -208,13 +208,15 @@ TEST(ReplicatorPeersDown, ServeAnswersAtOnceWhenPushesFailButRefuseWaitsForTheTi
   NeverScheduler scheduler;
   FakeClock clock(1'000'000);
   for (QuorumLossPolicy policy : {QuorumLossPolicy::kServe, QuorumLossPolicy::kRefuse}) {
+    // Declared before the replicator: destroying it completes a still-waiting write (CANCELLED)
+    // into `out`, which must still exist then.
+    std::optional<absl::StatusOr<ReplicationOutcome>> out;
     ReplicatorOptions o = Options(policy);
     o.peers = {"n1", "n2"};
     auto replicator = Replicator::Create(store->get(), &transport, &scheduler, &clock, o);
     ASSERT_TRUE(replicator.ok()) << replicator.status();
     auto w = (*store)->Put(Submitted(policy == QuorumLossPolicy::kServe ? 1 : 2));
     ASSERT_TRUE(w.ok());
-    std::optional<absl::StatusOr<ReplicationOutcome>> out;
     (*replicator)->Replicate(*w, [&out](absl::StatusOr<ReplicationOutcome> o) { out = o; });
     if (policy == QuorumLossPolicy::kServe) {
       ASSERT_TRUE(out.has_value()) << "answered without waiting for the quorum timeout";
@@ -223,6 +225,9 @@ TEST(ReplicatorPeersDown, ServeAnswersAtOnceWhenPushesFailButRefuseWaitsForTheTi
       EXPECT_EQ((*replicator)->Status()->under_replicated_writes, 1u);
     } else {
       EXPECT_FALSE(out.has_value()) << "refuse waits: a pull may still acknowledge the write";
+      replicator->reset();
+      ASSERT_TRUE(out.has_value());
+      EXPECT_EQ(out->status().code(), absl::StatusCode::kCancelled) << "shutdown completes waiting writes";
     }
   }
 }
