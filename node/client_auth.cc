@@ -83,7 +83,15 @@ ClientAuthResult ClientAuthorizer::Verify(X509* leaf, STACK_OF(X509) * chain, co
     return r;
   }
   X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
-  int verified = X509_verify_cert(ctx);
+  int verified = 0;
+  {
+    // One verification at a time on the shared store: OpenSSL 3.0 fills lazily cached name
+    // encodings of the store's certificates under the store's lock but reads them without it
+    // (ThreadSanitizer caught two handshakes racing there). Decisions are cached, so this is
+    // rarely contended.
+    std::lock_guard lock(verify_mu_);
+    verified = X509_verify_cert(ctx);
+  }
   int err = X509_STORE_CTX_get_error(ctx);
   X509_STORE_CTX_free(ctx);
   ERR_clear_error();

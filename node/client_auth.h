@@ -60,6 +60,7 @@ class ClientAuthorizer {
   static constexpr std::chrono::seconds kDecisionTtl{60};
   static constexpr size_t kMaxCachedDecisions = 1024;
   mutable std::mutex cache_mu_;
+  mutable std::mutex verify_mu_;  // serializes X509_verify_cert on store_
   mutable std::map<std::string, CachedDecision> cache_;
 };
 
