@@ -18,13 +18,8 @@ namespace {
 using testing::CountingRandom;
 using testing::FixedClock;
 using testing::FromHex;
+using testing::kSpecChallenge;
 using testing::ToHex;
-
-// MS-NLMP 4.2.4.3 CHALLENGE_MESSAGE.
-constexpr char kSpecChallenge[] =
-    "4e544c4d53535000 02000000 0c000c00 38000000 33828ae2 0123456789abcdef 0000000000000000"
-    "24002400 44000000 060070170000000f 530065007200760065007200"
-    "02000c0044006f006d00610069006e00 01000c00530065007200760065007200 00000000";
 
 void ExpectInvalid(const absl::Status& status, std::string_view mentions) {
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;

@@ -17,6 +17,8 @@ namespace {
 
 using testing::FixedClock;
 using testing::FromHex;
+using testing::kSpecAuthenticate;
+using testing::kSpecChallenge;
 using testing::KeyFromHex;
 using testing::ScriptedRandom;
 using testing::ToHex;
@@ -49,23 +51,6 @@ constexpr char kClientSignOnlySignatureFromImpacket[] = "0100000074d045342c4f1cd
 constexpr char kSpecClientBlob[] =
     "0101000000000000 0000000000000000 aaaaaaaaaaaaaaaa 00000000"
     "02000c0044006f006d00610069006e00 01000c00530065007200760065007200 00000000 00000000";
-
-// CHALLENGE_MESSAGE of 4.2.4.3.
-constexpr char kSpecChallenge[] =
-    "4e544c4d53535000 02000000 0c000c00 38000000 33828ae2 0123456789abcdef 0000000000000000"
-    "24002400 44000000 060070170000000f 530065007200760065007200"
-    "02000c0044006f006d00610069006e00 01000c00530065007200760065007200 00000000";
-
-// AUTHENTICATE_MESSAGE of 4.2.4.3 (Windows' layout: domain, user, workstation, LM, NT, key).
-constexpr char kSpecAuthenticate[] =
-    "4e544c4d53535000 03000000 18001800 6c000000 54005400 84000000 0c000c00 48000000"
-    "08000800 54000000 10001000 5c000000 10001000 d8000000 358288e2 0501280a0000000f"
-    "44006f006d00610069006e00 5500730065007200 43004f004d0050005500540045005200"
-    "86c35097ac9cec102554764a57cccc19aaaaaaaaaaaaaaaa"
-    "68cd0ab851e51c96aabc927bebef6a1c"
-    "0101000000000000 0000000000000000 aaaaaaaaaaaaaaaa 00000000"
-    "02000c0044006f006d00610069006e00 01000c00530065007200760065007200 00000000 00000000"
-    "c5dad2544fc9799094ce1ce90bc9d03e";
 
 constexpr uint8_t kSpecClientChallengeByte = 0xaa;
 constexpr uint8_t kSpecRandomSessionKeyByte = 0x55;
