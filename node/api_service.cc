@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "node/api_codec.h"
 #include "node/ca/hresult.h"
@@ -15,6 +16,7 @@ namespace {
 
 using adcsc::ca::Disposition;
 using adcsc::store::RecordStatus;
+using adcsc::store::IsSettled;
 using adcsc::store::RequestRecord;
 using Json = nlohmann::json;
 
@@ -69,17 +71,6 @@ adcsc::ca::CaResponse ResponseFromRecord(const RequestRecord& rec) {
   r.message = rec.message();
   r.cert_der.assign(rec.certificate_der().begin(), rec.certificate_der().end());
   return r;
-}
-
-// A record whose answer can no longer change at the CA except by revocation: served from
-// the store without a CA call.
-bool IsSettled(const RequestRecord& rec) {
-  switch (rec.status()) {
-    case adcsc::store::v1::RECORD_STATUS_ISSUED: return !rec.certificate_der().empty();
-    case adcsc::store::v1::RECORD_STATUS_DENIED:
-    case adcsc::store::v1::RECORD_STATUS_REVOKED: return true;
-    default: return false;
-  }
 }
 
 bool IsErrorDisposition(Disposition d) { return d == Disposition::kError || d == Disposition::kIncomplete; }
@@ -215,12 +206,23 @@ ApiResponse ApiService::Submit(const ApiRequest& request) {
                                          absl::StrCat("request store unavailable: ", std::string(earlier.status().message())), 0),
                        "store_error"));
   }
-  if (earlier->has_value() && (*earlier)->request_id() != 0 &&
-      (*earlier)->status() != adcsc::store::v1::RECORD_STATUS_FAILED) {
+  auto reusable = [](const std::optional<RequestRecord>& r) {
+    return r.has_value() && r->request_id() != 0 && r->status() != adcsc::store::v1::RECORD_STATUS_FAILED;
+  };
+  bool from_peer = false;
+  if (!reusable(*earlier) && peers_ != nullptr) {
+    // The earlier submit may have gone to another node whose write has not reached us yet.
+    if (auto theirs = peers_->LookupByDedupeKey(ca_config, body->template_name, csr_sha256, now_ms - window_ms);
+        reusable(theirs) && theirs->csr_sha256() == csr_sha256) {
+      *earlier = std::move(theirs);
+      from_peer = true;
+    }
+  }
+  if (reusable(*earlier)) {
     const RequestRecord& rec = **earlier;
     auto d = static_cast<Disposition>(rec.disposition());
     fields["request_id"] = rec.request_id();
-    fields["deduplicated"] = true;
+    fields["deduplicated"] = from_peer ? "peer" : "store";
     return finish(Make(200, WithRequestIdJson(DispositionStatus(d), DispositionMessage(d), rec.request_id()),
                        OutcomeFor(d)));
   }
@@ -278,6 +280,37 @@ ApiResponse ApiService::Submit(const ApiRequest& request) {
                      OutcomeFor(answer->disposition)));
 }
 
+absl::StatusOr<adcsc::ca::CaResponse> ApiService::CaRetrieve(const adcsc::ca::CaTarget& target, uint32_t request_id,
+                                                            Json* fields) {
+  adcsc::ca::RetrieveRequest ret;
+  ret.target = target;
+  ret.caller = {config_.ca.identity};
+  ret.request_id = request_id;
+  const auto ca_started = std::chrono::steady_clock::now();
+  auto from_ca = backend_->Retrieve(ret);
+  (*fields)["ca_ms"] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - ca_started).count();
+  if (from_ca.ok()) from_ca->request_id = request_id;
+  return from_ca;
+}
+
+absl::Status ApiService::RecordRetrieved(const adcsc::ca::CaTarget& target, const adcsc::ca::CaResponse& answer,
+                                         const RequestRecord* known) {
+  RequestRecord rec;
+  if (known != nullptr) rec = *known;
+  rec.set_ca_config(adcsc::store::CaConfigKey(target.dc, target.ca));
+  rec.set_request_id(answer.request_id);
+  rec.set_status(RecordStatusFor(answer.disposition));
+  rec.set_disposition(static_cast<uint32_t>(answer.disposition));
+  rec.set_hresult(answer.hresult);
+  rec.set_message(answer.message);
+  rec.set_certificate_der(std::string(answer.cert_der.begin(), answer.cert_der.end()));
+  if (rec.requester().empty()) rec.set_requester(config_.ca.identity);
+  auto put = Record(rec);
+  if (put.ok()) return put;
+  return absl::Status(put.code(), absl::StrCat("request ", answer.request_id,
+                                               " was read from the CA but could not be recorded: ", std::string(put.message())));
+}
+
 ApiResponse ApiService::Retrieve(const ApiRequest& request) {
   CallLog call(log_, "retrieve", request);
   Json& fields = call.fields;
@@ -293,6 +326,7 @@ ApiResponse ApiService::Retrieve(const ApiRequest& request) {
     return finish(BadRequest(std::string(body.status().message())));
   }
   const std::string ca_config = adcsc::store::CaConfigKey(body->dc, body->ca);
+  const adcsc::ca::CaTarget target{body->dc, body->ca};
   fields["ca_config"] = ca_config;
   fields["request_id"] = body->request_id;
   if (config_.FindAllowedCa(body->dc, body->ca) == nullptr) {
@@ -300,45 +334,71 @@ ApiResponse ApiService::Retrieve(const ApiRequest& request) {
                                           "\" is not allowed on this connector (check ca.allow in the node config)")));
   }
 
+  // Where the answer comes from, in order: this node's store; a peer's (replication may be
+  // behind); the CA, through a peer running as the identity that submitted the request when
+  // that is not this node's; the CA, as this node's identity (a shared identity may always
+  // retrieve). A CA answer is recorded before it is returned.
   auto local = store_->Get(ca_config, body->request_id);
   if (!local.ok()) return internal_error(absl::StrCat("request store unavailable: ", std::string(local.status().message())), "store_error");
+  std::optional<RequestRecord> known = std::move(*local);
 
   adcsc::ca::CaResponse answer;
-  if (local->has_value() && IsSettled(**local)) {
-    answer = ResponseFromRecord(**local);
+  bool answered = false;
+  if (known.has_value() && IsSettled(*known)) {
+    answer = ResponseFromRecord(*known);
+    answered = true;
     fields["source"] = "store";
-  } else {
-    adcsc::ca::RetrieveRequest ret;
-    ret.target = {body->dc, body->ca};
-    ret.caller = {config_.ca.identity};
-    ret.request_id = body->request_id;
-    const auto ca_started = std::chrono::steady_clock::now();
-    auto from_ca = backend_->Retrieve(ret);
-    fields["ca_ms"] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - ca_started).count();
+  }
+  if (!answered && peers_ != nullptr) {
+    if (auto from_peer = peers_->Lookup(ca_config, body->request_id); from_peer.has_value()) {
+      known = known.has_value() ? adcsc::store::Merge(*known, *from_peer) : *from_peer;
+      if (IsSettled(*known)) {
+        answer = ResponseFromRecord(*known);
+        answered = true;
+        fields["source"] = "peer";
+      }
+    }
+  }
+  std::string forward_error;
+  if (!answered && peers_ != nullptr && known.has_value() && !known->requester().empty() &&
+      !absl::EqualsIgnoreCase(known->requester(), config_.ca.identity)) {
+    fields["requester"] = known->requester();
+    auto forwarded = peers_->ForwardRetrieve(known->requester(), target, body->request_id);
+    if (forwarded.ok()) {
+      answer = ResponseFromRecord(forwarded->record);
+      answered = true;
+      fields["source"] = "forwarded";
+      fields["forwarded_to"] = forwarded->node_id;
+    } else if (auto hr = adcsc::ca::HresultOf(forwarded.status()); hr) {
+      // The right identity asked the CA, and the CA failed: asking again as another
+      // identity would not help.
+      fields["source"] = "forwarded";
+      fields["hresult"] = absl::StrCat("0x", absl::Hex(*hr, absl::kZeroPad8));
+      return internal_error(CaFailureMessage(backend_->Kind(), *hr, ""), "ca_error");
+    } else {
+      // No live node runs as the submitter: try as this node's identity (it may have the
+      // CA's officer rights); if the CA refuses, the error says why we had to.
+      forward_error = absl::StrCat("request ", body->request_id, " was submitted as ", known->requester(),
+                                   " and no node running as that identity could retrieve it (",
+                                   std::string(forwarded.status().message()), "); this node runs as ",
+                                   config_.ca.identity);
+      fields["forward_error"] = std::string(forwarded.status().message());
+    }
+  }
+  if (!answered) {
     fields["source"] = "ca";
+    auto from_ca = CaRetrieve(target, body->request_id, &fields);
     if (!from_ca.ok()) {
       auto hr = adcsc::ca::HresultOf(from_ca.status());
       if (hr) fields["hresult"] = absl::StrCat("0x", absl::Hex(*hr, absl::kZeroPad8));
-      return internal_error(hr ? CaFailureMessage(backend_->Kind(), *hr, "") : std::string(from_ca.status().message()), "ca_error");
+      std::string message = hr ? CaFailureMessage(backend_->Kind(), *hr, "") : std::string(from_ca.status().message());
+      if (!forward_error.empty()) absl::StrAppend(&message, "; ", forward_error);
+      return internal_error(message, "ca_error");
+    }
+    if (auto recorded = RecordRetrieved(target, *from_ca, known ? &*known : nullptr); !recorded.ok()) {
+      return internal_error(std::string(recorded.message()), "store_error");
     }
     answer = std::move(*from_ca);
-    answer.request_id = body->request_id;
-    RequestRecord rec;
-    if (local->has_value()) rec = **local;
-    rec.set_ca_config(ca_config);
-    rec.set_request_id(body->request_id);
-    rec.set_status(RecordStatusFor(answer.disposition));
-    rec.set_disposition(static_cast<uint32_t>(answer.disposition));
-    rec.set_hresult(answer.hresult);
-    rec.set_message(answer.message);
-    rec.set_certificate_der(std::string(answer.cert_der.begin(), answer.cert_der.end()));
-    if (rec.requester().empty()) rec.set_requester(config_.ca.identity);
-    auto put = Record(rec);
-    if (!put.ok()) {
-      return internal_error(absl::StrCat("request ", body->request_id, " was read from the CA but could not be recorded: ",
-                                         std::string(put.message())),
-                            "store_error");
-    }
   }
   if (answer.hresult != 0) fields["hresult"] = absl::StrCat("0x", absl::Hex(answer.hresult, absl::kZeroPad8));
   if (IsErrorDisposition(answer.disposition)) {
@@ -351,6 +411,52 @@ ApiResponse ApiService::Retrieve(const ApiRequest& request) {
   }
   return finish(Make(200, WithX509Json(DispositionStatus(answer.disposition), DispositionMessage(answer.disposition), x509),
                      OutcomeFor(answer.disposition)));
+}
+
+absl::StatusOr<RequestRecord> ApiService::RetrieveForPeer(const std::string& peer_id, const std::string& identity,
+                                                          const adcsc::ca::CaTarget& target, uint32_t request_id) {
+  Json fields = {{"peer", peer_id}, {"ca_config", adcsc::store::CaConfigKey(target.dc, target.ca)},
+                 {"request_id", request_id}};
+  const auto started = std::chrono::steady_clock::now();
+  auto finish = [&](absl::StatusOr<RequestRecord> result) {
+    fields["latency_ms"] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+    if (result.ok()) {
+      fields["outcome"] = adcsc::store::StatusName(result->status());
+      log_->Log(LogLevel::kInfo, "forwarded_retrieve", fields);
+    } else {
+      fields["outcome"] = "error";
+      fields["error"] = std::string(result.status().message());
+      log_->Log(LogLevel::kWarn, "forwarded_retrieve", fields);
+    }
+    return result;
+  };
+  // A peer may only ask for what this node would do for Jamf itself: the same allowlist,
+  // and only under this node's own identity.
+  if (config_.FindAllowedCa(target.dc, target.ca) == nullptr) {
+    return finish(absl::FailedPreconditionError(absl::StrCat("CA config \"", target.dc, "\\", target.ca, "\" is not allowed on node ",
+                                                             config_.node_id, " (check ca.allow on both nodes)")));
+  }
+  if (!absl::EqualsIgnoreCase(identity, config_.ca.identity)) {
+    return finish(absl::FailedPreconditionError(absl::StrCat("node ", config_.node_id, " runs as ", config_.ca.identity,
+                                                             ", not ", identity)));
+  }
+  const std::string ca_config = adcsc::store::CaConfigKey(target.dc, target.ca);
+  auto local = store_->Get(ca_config, request_id);
+  if (!local.ok()) return finish(local.status());
+  if (local->has_value() && IsSettled(**local)) {
+    fields["source"] = "store";
+    return finish(**local);
+  }
+  fields["source"] = "ca";
+  auto from_ca = CaRetrieve(target, request_id, &fields);
+  if (!from_ca.ok()) return finish(from_ca.status());
+  if (auto recorded = RecordRetrieved(target, *from_ca, local->has_value() ? &**local : nullptr); !recorded.ok()) {
+    return finish(recorded);
+  }
+  auto stored = store_->Get(ca_config, request_id);
+  if (!stored.ok()) return finish(stored.status());
+  if (!stored->has_value()) return finish(absl::InternalError(absl::StrCat("request ", request_id, " vanished after recording")));
+  return finish(**stored);
 }
 
 }  // namespace adcsc::node

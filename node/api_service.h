@@ -13,6 +13,7 @@
 #include "node/client_auth.h"
 #include "node/config.h"
 #include "node/logging.h"
+#include "node/peer_lookup.h"
 #include "store/clock.h"
 #include "store/request_store.h"
 
@@ -56,6 +57,17 @@ class ApiService {
   // In a cluster: every recorded outcome is replicated through this before the answer. Not
   // owned; set before the first request.
   void set_replication(WriteReplication* replication) { replication_ = replication; }
+  // In a cluster: asked when this node's store lacks a record or a dedupe match, and to
+  // forward a retrieve to a node with the submitter's CA identity. Not owned; set before
+  // the first request.
+  void set_peers(PeerLookup* peers) { peers_ = peers; }
+
+  // A peer's forwarded retrieve (PeerLookup::ForwardRetrieve on its side): runs the CA
+  // retrieve as this node's identity, records the outcome (replicated like any other) and
+  // returns the record. Refused with FAILED_PRECONDITION when `identity` is not this node's
+  // or the CA config is not on this node's allowlist; a CA failure is returned as CaError.
+  absl::StatusOr<adcsc::store::RequestRecord> RetrieveForPeer(const std::string& peer_id, const std::string& identity,
+                                                              const adcsc::ca::CaTarget& target, uint32_t request_id);
 
  private:
   ApiResponse Version();
@@ -68,9 +80,16 @@ class ApiService {
   EventLog* log_;
   const Clock* clock_;
   WriteReplication* replication_ = nullptr;
+  PeerLookup* peers_ = nullptr;
 
   // Records `record` durably (and on a write quorum in a cluster).
   absl::Status Record(const adcsc::store::RequestRecord& record);
+  // A CA retrieve as this node's identity; the call's duration goes into `fields`.
+  absl::StatusOr<adcsc::ca::CaResponse> CaRetrieve(const adcsc::ca::CaTarget& target, uint32_t request_id,
+                                                   nlohmann::json* fields);
+  // Records a CA retrieve's answer over what was `known` of the request (may be null).
+  absl::Status RecordRetrieved(const adcsc::ca::CaTarget& target, const adcsc::ca::CaResponse& answer,
+                               const adcsc::store::RequestRecord* known);
 };
 
 }  // namespace adcsc::node

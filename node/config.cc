@@ -213,7 +213,7 @@ void ReadCluster(TomlReader& r, const toml::table& t, const std::string& node_id
   out->enabled = true;
   r.CheckKnown(t, "cluster.",
                {"id", "listen", "ca_file", "cert_file", "key_file", "peers", "write_quorum", "on_quorum_loss",
-                "quorum_timeout_ms", "anti_entropy_interval_ms", "allow_fault_injection"});
+                "quorum_timeout_ms", "anti_entropy_interval_ms", "lookup_timeout_ms", "allow_fault_injection"});
   r.String(t, "id", "cluster.id", &out->id, true);
   if (!out->id.empty()) {
     if (auto s = pki::CheckClusterLabel(out->id, "cluster ID"); !s.ok()) r.Error("cluster.id", pki::StdView(s.message()));
@@ -272,6 +272,7 @@ void ReadCluster(TomlReader& r, const toml::table& t, const std::string& node_id
   }
   r.Millis(t, "quorum_timeout_ms", "cluster.quorum_timeout_ms", &out->quorum_timeout);
   r.Millis(t, "anti_entropy_interval_ms", "cluster.anti_entropy_interval_ms", &out->anti_entropy_interval);
+  r.Millis(t, "lookup_timeout_ms", "cluster.lookup_timeout_ms", &out->lookup_timeout);
   r.Bool(t, "allow_fault_injection", "cluster.allow_fault_injection", &out->allow_fault_injection);
 }
 

@@ -92,6 +92,9 @@ struct ClusterConfig {
   std::string on_quorum_loss = "serve";    // "serve" (answer, count it under-replicated) or "refuse"
   std::chrono::milliseconds quorum_timeout{2'000};
   std::chrono::milliseconds anti_entropy_interval{1'000};
+  // Bound on asking the peers for a record this node lacks (retrieve, submit dedupe) and on
+  // a forwarded retrieve's wait for the peer that holds the right CA identity (plus its CA call).
+  std::chrono::milliseconds lookup_timeout{1'000};
   bool allow_fault_injection = false;      // lets drills cut this node off from its peers
 
   // The quorum in effect: write_quorum, or a majority of peers + 1.

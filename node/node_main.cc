@@ -104,6 +104,8 @@ int RunNode(const std::filesystem::path& config_path, bool check_only) {
     }
     cluster = std::move(*started);
     service.set_replication(cluster.get());
+    service.set_peers(cluster->peers());
+    cluster->set_api(&service);
   }
   HttpsServer server(config->api, &service, authorizer->get(), log->get(), access_log.get());
   if (auto s = server.Start(); !s.ok()) {

@@ -18,7 +18,8 @@ using adcsc::store::v1::RECORD_STATUS_SUBMITTED;
 using adcsc::store::v1::RECORD_STATUS_UNSPECIFIED;
 
 // The merge order: a total order over every field except created_ms (which merges by
-// min instead). Rank first, then (hlc, node_id) as documented; the remaining fields only
+// min instead) and the submit's facts csr_sha256, template_name and requester (each merges
+// on its own, see SubmitFact). Rank first, then (hlc, node_id) as documented; the remaining fields only
 // break ties between versions that share rank, hlc and node_id — which a correct cluster
 // never produces, but without them Merge would depend on argument order for such inputs
 // and replicas could diverge.
@@ -32,9 +33,6 @@ std::strong_ordering CompareForMerge(const RequestRecord& a, const RequestRecord
   if (auto c = a.hresult() <=> b.hresult(); c != 0) return c;
   if (auto c = a.message() <=> b.message(); c != 0) return c;
   if (auto c = a.certificate_der() <=> b.certificate_der(); c != 0) return c;
-  if (auto c = a.csr_sha256() <=> b.csr_sha256(); c != 0) return c;
-  if (auto c = a.template_name() <=> b.template_name(); c != 0) return c;
-  if (auto c = a.requester() <=> b.requester(); c != 0) return c;
   if (auto c = a.updated_ms() <=> b.updated_ms(); c != 0) return c;
   if (auto c = a.ca_config() <=> b.ca_config(); c != 0) return c;
   return a.request_id() <=> b.request_id();
@@ -45,6 +43,17 @@ int64_t MinKnownCreated(int64_t a, int64_t b) {
   if (a == 0) return b;
   if (b == 0) return a;
   return std::min(a, b);
+}
+
+// What the submit knew (the CSR's hash, the template, the submitting identity) is fixed once
+// known, but a later version may lack it: a retrieve recorded on a node that had not seen the
+// submit yet. So each of these fields merges on its own, known over empty; two different
+// known values (which a correct cluster never produces) resolve to the larger, so that Merge
+// stays commutative, associative and idempotent.
+const std::string& SubmitFact(const std::string& a, const std::string& b) {
+  if (a.empty()) return b;
+  if (b.empty()) return a;
+  return std::max(a, b);
 }
 
 }  // namespace
@@ -72,9 +81,21 @@ bool Supersedes(const RequestRecord& candidate, const RequestRecord& current) {
   return CompareForMerge(candidate, current) > 0;
 }
 
+bool IsSettled(const RequestRecord& record) {
+  switch (record.status()) {
+    case adcsc::store::v1::RECORD_STATUS_ISSUED: return !record.certificate_der().empty();
+    case adcsc::store::v1::RECORD_STATUS_DENIED:
+    case adcsc::store::v1::RECORD_STATUS_REVOKED: return true;
+    default: return false;
+  }
+}
+
 RequestRecord Merge(const RequestRecord& a, const RequestRecord& b) {
   RequestRecord merged = CompareForMerge(a, b) >= 0 ? a : b;
   merged.set_created_ms(MinKnownCreated(a.created_ms(), b.created_ms()));
+  merged.set_csr_sha256(SubmitFact(a.csr_sha256(), b.csr_sha256()));
+  merged.set_template_name(SubmitFact(a.template_name(), b.template_name()));
+  merged.set_requester(SubmitFact(a.requester(), b.requester()));
   return merged;
 }
 

@@ -26,13 +26,22 @@ using RequestRecord = adcsc::store::v1::RequestRecord;
 // REVOKED 4, UNSPECIFIED 0.
 int StatusRank(RecordStatus s);
 
-// True when `candidate` should replace `current` (i.e. Merge(current, candidate) ==
-// candidate and they differ in the fields that matter: every field but created_ms).
+// True when `candidate`'s version should replace `current`'s (Merge(current, candidate)
+// takes candidate's content and they differ in it: every field but created_ms and the
+// submit's facts below).
 bool Supersedes(const RequestRecord& candidate, const RequestRecord& current);
 
 // The merged record: whichever of a, b wins by the rules above. created_ms of the result
-// is the smaller of the two non-zero values.
+// is the smaller of the two non-zero values. csr_sha256, template_name and requester are
+// facts of the submit, fixed once known but missing from a version recorded by a node that
+// had not seen the submit: each is taken from whichever input knows it (the larger value if
+// both do and differ, which a correct cluster never produces). They play no part in which
+// version wins.
 RequestRecord Merge(const RequestRecord& a, const RequestRecord& b);
+
+// A record whose answer can no longer change at the CA except by revocation (issued with its
+// certificate, denied, revoked): served without asking the CA or the peers.
+bool IsSettled(const RequestRecord& record);
 
 // "dc\ca" — the canonical CA config string used as the first half of a record key.
 std::string CaConfigKey(std::string_view dc, std::string_view ca);

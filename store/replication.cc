@@ -36,6 +36,13 @@ void MaxInto(VersionVector& into, const VersionVector& from) {
 
 }  // namespace
 
+// Pushes to one peer that may be unanswered at once, and the most mutations one carries.
+constexpr size_t kMaxPushesInFlight = 2;
+constexpr size_t kMaxPushMutations = 256;
+// A push that failed at the transport is sent again this much later, while its writes wait
+// for their quorum and the peer has not been failing for a whole quorum timeout.
+constexpr int64_t kPushRetryDelayMs = 100;
+
 class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
  public:
   Core(RequestStore* store, PeerTransport* transport, Scheduler* scheduler, const Clock* clock,
@@ -109,21 +116,11 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
           pending.acked.insert(name);
         }
       }
+      for (const std::string& peer : options_.peers) outbox_[peer].queued.push_back(mutation);
     }
     std::weak_ptr<Core> weak = weak_from_this();
     const uint64_t sequence = write.sequence;
-    for (const std::string& peer : options_.peers) {
-      PushRequest request{.from = self(), .mutations = {mutation}};
-      transport_->Push(peer, std::move(request), [weak, peer, sequence](absl::StatusOr<PushAck> ack) {
-        std::shared_ptr<Core> core = weak.lock();
-        if (core == nullptr) return;
-        if (!ack.ok()) {
-          core->OnPushFailed(peer, sequence);
-          return;
-        }
-        core->OnPeerVector(peer, ack->version_vector, sequence);
-      });
-    }
+    for (const std::string& peer : options_.peers) FlushOutbox(peer);
     scheduler_->RunAfter(options_.quorum_timeout_ms, [weak, sequence] {
       if (std::shared_ptr<Core> core = weak.lock()) core->OnWriteTimeout(sequence);
     });
@@ -138,7 +135,7 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
 
   absl::StatusOr<PullResponse> HandlePull(const PullRequest& request) {
     // The puller's vector says what it holds durably: that acknowledges our writes too.
-    OnPeerVector(request.from, request.version_vector, 0);  // ignored unless a configured peer
+    OnPeerVector(request.from, request.version_vector, {});  // ignored unless a configured peer
     const size_t limit = std::min(request.limit, options_.pull_batch_mutations);
     absl::StatusOr<VersionVector> ours = store_->GetVersionVector();
     if (!ours.ok()) return ours.status();
@@ -168,14 +165,17 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
         peer.request_id = 0;  // abandon a lost request
         const uint64_t behind = Behind(*ours, peer.known_vector, self());
         if (!peer.snapshot.active && (behind > options_.snapshot_threshold_mutations || (peer.stalled && behind > 0))) {
+          if (SnapshotRunningElsewhere(name, now)) continue;
           peer.snapshot = SnapshotState{};
           peer.snapshot.active = true;
+          peer.snapshot.last_page_ms = now;
         }
         (peer.snapshot.active ? to_snapshot : to_pull).push_back(name);
       }
     }
     for (const std::string& peer : to_pull) SendPull(peer, *ours);
     for (const std::string& peer : to_snapshot) SendSnapshotRequest(peer);
+    for (const std::string& peer : options_.peers) FlushOutbox(peer);  // after lost pushes
   }
 
   absl::StatusOr<ReplicatorStatus> Status() {
@@ -197,12 +197,39 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
     SnapshotCursor cursor;
     bool have_vector = false;
     VersionVector first_vector;  // from the first page; adopted after the last
+    int64_t last_page_ms = 0;    // Clock time it started or last received a page
   };
+
+  // True while a snapshot from a peer other than `peer` is making progress (a page within
+  // twice the request timeout). A node copies one snapshot at a time: two would copy the
+  // same records twice, and the second has little left to add once the first commits. One
+  // that stopped making progress (its peer went away) no longer holds the others back.
+  // Requires mu_.
+  bool SnapshotRunningElsewhere(const std::string& peer, int64_t now) const {
+    for (const auto& [name, other] : peers_) {
+      if (name != peer && other.snapshot.active &&
+          now - other.snapshot.last_page_ms < 2 * options_.peer_request_timeout_ms) {
+        return true;
+      }
+    }
+    return false;
+  }
   struct Peer : PeerStatus {
+    // Clock ms of the first push failure since the peer last answered; 0 while it answers.
+    // A peer failing for a whole quorum timeout is down: a write stops waiting for it.
+    int64_t failing_since_ms = 0;
     uint64_t request_id = 0;  // the outstanding anti-entropy request, 0 if none
     int64_t request_started_ms = 0;
     bool stalled = false;  // last pull made no progress although the peer is ahead
     SnapshotState snapshot;
+  };
+  // Pushes to a peer are coalesced: while kMaxPushesInFlight pushes to it are unanswered,
+  // new local mutations wait here and leave together in the next push, which the peer
+  // applies in one transaction (one fsync). One push per write would cost the peer one
+  // fsync per write, since a peer's push stream is applied in order.
+  struct Outbox {
+    std::vector<Mutation> queued;            // in sequence order
+    std::map<uint64_t, int64_t> in_flight;  // push id -> Clock ms it was sent
   };
   struct PendingWrite {
     WriteDone done;
@@ -262,16 +289,18 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
       // snapshot) that its log cannot replay. The next round copies its records instead.
       peers_[peer].stalled = behind > 0 && !progressed;
     }
-    OnPeerVector(peer, response.version_vector, 0);
+    OnPeerVector(peer, response.version_vector, {});
     if (behind > options_.snapshot_threshold_mutations) {
       // Its vector shows it far ahead: copying its records beats replaying its log.
       bool start = false;
       {
         std::lock_guard<std::mutex> lock(mu_);
         Peer& p = peers_[peer];
-        if (!stopped_ && !p.snapshot.active && p.request_id == 0) {
+        const int64_t now = clock_->NowUnixMillis();
+        if (!stopped_ && !p.snapshot.active && p.request_id == 0 && !SnapshotRunningElsewhere(peer, now)) {
           p.snapshot = SnapshotState{};
           p.snapshot.active = true;
+          p.snapshot.last_page_ms = now;
           start = true;
         }
       }
@@ -319,7 +348,7 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
     if (first_page && !store_->DiscardSnapshot(peer).ok()) return;
     if (!store_->StageSnapshotPage(peer, page.records).ok()) return;
     if (page.done && !store_->CommitSnapshot(peer, adopt).ok()) return;
-    OnPeerVector(peer, page.version_vector, 0);
+    OnPeerVector(peer, page.version_vector, {});
     bool more = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -330,15 +359,59 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
         ++status_.snapshots_completed;
       } else {
         p.snapshot.cursor = page.next;
+        p.snapshot.last_page_ms = clock_->NowUnixMillis();
         more = !stopped_;
       }
     }
     if (more) SendSnapshotRequest(peer);
   }
 
-  // `peer` reported `vector` (and, for a push ack, that it holds our mutation
-  // `acked_sequence` durably, even beyond a gap in its vector).
-  void OnPeerVector(const std::string& peer, const VersionVector& vector, uint64_t acked_sequence) {
+  // Sends what waits in `peer`'s outbox as one push, unless kMaxPushesInFlight pushes to it
+  // are unanswered; those that went unanswered for peer_request_timeout_ms count as lost
+  // (a transport need not answer), so a lost push cannot stall the outbox.
+  void FlushOutbox(const std::string& peer) {
+    PushRequest request{.from = self(), .mutations = {}};
+    uint64_t push_id = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      Outbox& box = outbox_[peer];
+      const int64_t now = clock_->NowUnixMillis();
+      std::erase_if(box.in_flight, [&](const auto& push) { return now - push.second >= options_.peer_request_timeout_ms; });
+      if (stopped_ || box.queued.empty() || box.in_flight.size() >= kMaxPushesInFlight) return;
+      if (box.queued.size() <= kMaxPushMutations) {
+        request.mutations.swap(box.queued);
+      } else {
+        request.mutations.assign(box.queued.begin(), box.queued.begin() + kMaxPushMutations);
+        box.queued.erase(box.queued.begin(), box.queued.begin() + kMaxPushMutations);
+      }
+      push_id = ++next_request_id_;
+      box.in_flight.emplace(push_id, now);
+    }
+    std::vector<uint64_t> sequences;
+    for (const Mutation& m : request.mutations) sequences.push_back(m.sequence());
+    std::sort(sequences.begin(), sequences.end());  // writes may queue out of order
+    auto sent = std::make_shared<std::vector<Mutation>>(request.mutations);  // to send again on failure
+    std::weak_ptr<Core> weak = weak_from_this();
+    transport_->Push(peer, std::move(request),
+                     [weak, peer, push_id, sent, sequences = std::move(sequences)](absl::StatusOr<PushAck> ack) {
+                       std::shared_ptr<Core> core = weak.lock();
+                       if (core == nullptr) return;
+                       {
+                         std::lock_guard<std::mutex> lock(core->mu_);
+                         core->outbox_[peer].in_flight.erase(push_id);
+                       }
+                       if (ack.ok()) {
+                         core->OnPeerVector(peer, ack->version_vector, sequences);
+                         core->FlushOutbox(peer);  // what queued while this push was out
+                       } else {
+                         core->OnPushFailed(peer, *sent);  // flushes again later, if at all
+                       }
+                     });
+  }
+
+  // `peer` reported `vector` (and, for a push ack, that it holds our mutations
+  // `acked_sequences` (ascending) durably, even beyond a gap in its vector).
+  void OnPeerVector(const std::string& peer, const VersionVector& vector, const std::vector<uint64_t>& acked_sequences) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       auto it = peers_.find(peer);
@@ -346,10 +419,13 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
       Peer& p = it->second;
       MaxInto(p.known_vector, vector);
       p.last_ack_ms = clock_->NowUnixMillis();
+      p.failing_since_ms = 0;
       auto own = p.known_vector.find(self());
       const uint64_t contiguous = own == p.known_vector.end() ? 0 : own->second;
       for (auto& [sequence, pending] : pending_) {
-        if (sequence <= contiguous || sequence == acked_sequence) pending.acked.insert(peer);
+        if (sequence <= contiguous || std::binary_search(acked_sequences.begin(), acked_sequences.end(), sequence)) {
+          pending.acked.insert(peer);
+        }
       }
     }
     CompleteReadyWrites();
@@ -374,24 +450,57 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
     for (auto& [done, outcome] : ready) done(std::move(outcome));
   }
 
-  // A push that failed at the transport (peer down, connection refused). Under policy serve,
-  // once the peers still able to answer cannot make a quorum, the write is answered now
-  // instead of at the timeout: waiting would only delay the client, and anti-entropy copies
-  // the write later either way. Under refuse the timeout stands (a pull may still ack it).
-  void OnPushFailed(const std::string& peer, uint64_t sequence) {
+  // A push that failed at the transport (connection refused, peer restarting). While the
+  // peer has been failing for less than a quorum timeout, the mutations whose writes still
+  // wait for it are queued again and sent kPushRetryDelayMs later: a peer coming up, or a
+  // connection being re-established, still makes the quorum. A peer failing for longer is
+  // down; under policy serve, once the peers still able to answer cannot make a quorum, the
+  // write is answered now instead of at the timeout (waiting would only delay the client,
+  // and anti-entropy copies the write later either way). Under refuse the timeout stands (a
+  // pull may still acknowledge the write).
+  void OnPushFailed(const std::string& peer, const std::vector<Mutation>& sent) {
+    std::vector<uint64_t> answer_now;
+    bool retry = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (options_.on_quorum_loss != QuorumLossPolicy::kServe) return;
-      auto it = pending_.find(sequence);
-      if (it == pending_.end()) return;
-      it->second.push_failed.insert(peer);
-      size_t may_still_ack = 0;
-      for (const std::string& p : options_.peers) {
-        if (it->second.acked.count(p) != 0 || it->second.push_failed.count(p) == 0) ++may_still_ack;
+      if (stopped_) return;
+      auto peer_it = peers_.find(peer);
+      if (peer_it == peers_.end()) return;
+      const int64_t now = clock_->NowUnixMillis();
+      Peer& p = peer_it->second;
+      if (p.failing_since_ms == 0) p.failing_since_ms = now;
+      const bool down = now - p.failing_since_ms >= options_.quorum_timeout_ms;
+      std::vector<Mutation> again;
+      for (const Mutation& m : sent) {
+        auto it = pending_.find(m.sequence());
+        if (it == pending_.end() || it->second.acked.count(peer) != 0) continue;
+        if (!down) {
+          again.push_back(m);
+          continue;
+        }
+        it->second.push_failed.insert(peer);
+        if (options_.on_quorum_loss != QuorumLossPolicy::kServe) continue;
+        size_t may_still_ack = 0;
+        for (const std::string& other : options_.peers) {
+          if (it->second.acked.count(other) != 0 || it->second.push_failed.count(other) == 0) ++may_still_ack;
+        }
+        if (may_still_ack + 1 < quorum_) answer_now.push_back(m.sequence());
       }
-      if (may_still_ack + 1 >= quorum_) return;
+      if (!again.empty()) {
+        std::vector<Mutation>& queued = outbox_[peer].queued;
+        queued.insert(queued.end(), again.begin(), again.end());
+        std::sort(queued.begin(), queued.end(),
+                  [](const Mutation& a, const Mutation& b) { return a.sequence() < b.sequence(); });
+        retry = true;
+      }
     }
-    OnWriteTimeout(sequence);
+    for (uint64_t sequence : answer_now) OnWriteTimeout(sequence);
+    if (retry) {
+      std::weak_ptr<Core> weak = weak_from_this();
+      scheduler_->RunAfter(kPushRetryDelayMs, [weak, peer] {
+        if (std::shared_ptr<Core> core = weak.lock()) core->FlushOutbox(peer);
+      });
+    }
   }
 
   void OnWriteTimeout(uint64_t sequence) {
@@ -435,6 +544,7 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
   bool stopped_ = false;                      // guarded by mu_
   std::map<std::string, Peer> peers_;         // guarded by mu_; keys fixed at construction
   std::map<uint64_t, PendingWrite> pending_;  // guarded by mu_; by local sequence
+  std::map<std::string, Outbox> outbox_;      // guarded by mu_; by peer
   uint64_t next_request_id_ = 0;              // guarded by mu_
   ReplicatorStatus status_;                   // guarded by mu_; peers left empty
 };

@@ -1,5 +1,6 @@
 #include "node/cluster/peer_service.h"
 
+#include "node/ca/hresult.h"
 #include "node/cluster/replication_grpc.h"
 #include "node/cluster/tls.h"
 #include "store/clock.h"
@@ -8,8 +9,68 @@ namespace adcsc::cluster {
 
 namespace v1 = adcsc::cluster::v1;
 
-PeerService::PeerService(const node::Config* config, store::RequestStore* store, store::Replicator* replicator)
-    : config_(config), store_(store), replicator_(replicator) {}
+PeerService::PeerService(const node::Config* config, store::RequestStore* store, store::Replicator* replicator,
+                         const GrpcPeerTransport* transport)
+    : config_(config), store_(store), replicator_(replicator), transport_(transport) {}
+
+absl::StatusOr<std::string> PeerService::Caller(const grpc::ServerContext& context, const v1::PeerHeader& from) const {
+  if (transport_ != nullptr && transport_->cut_off()) {
+    return absl::UnavailableError("this node is cut off from its peers (fault injection)");
+  }
+  return CheckPeerCaller(context, config_->cluster, from);
+}
+
+void PeerService::Stamp(v1::PeerHeader* header) const {
+  header->set_cluster_id(config_->cluster.id);
+  header->set_node_id(config_->node_id);
+}
+
+grpc::Status PeerService::Lookup(grpc::ServerContext* context, const v1::LookupRequest* request,
+                                 v1::LookupResponse* reply) {
+  auto caller = Caller(*context, request->from());
+  if (!caller.ok()) return ToGrpc(caller.status());
+  Stamp(reply->mutable_from());
+  auto record = store_->Get(request->ca_config(), request->request_id());
+  if (!record.ok()) return ToGrpc(record.status());
+  if (record->has_value()) *reply->mutable_record() = **record;
+  return grpc::Status::OK;
+}
+
+grpc::Status PeerService::LookupByDedupeKey(grpc::ServerContext* context, const v1::DedupeLookupRequest* request,
+                                            v1::LookupResponse* reply) {
+  auto caller = Caller(*context, request->from());
+  if (!caller.ok()) return ToGrpc(caller.status());
+  if (request->csr_sha256().size() != 32) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "csr_sha256 must be 32 bytes");
+  }
+  Stamp(reply->mutable_from());
+  auto record = store_->FindByDedupeKey(request->ca_config(), request->template_name(), request->csr_sha256(),
+                                        request->not_before_ms());
+  if (!record.ok()) return ToGrpc(record.status());
+  if (record->has_value()) *reply->mutable_record() = **record;
+  return grpc::Status::OK;
+}
+
+grpc::Status PeerService::ForwardRetrieve(grpc::ServerContext* context, const v1::ForwardRetrieveRequest* request,
+                                          v1::ForwardRetrieveResponse* reply) {
+  auto caller = Caller(*context, request->from());
+  if (!caller.ok()) return ToGrpc(caller.status());
+  node::ApiService* api = api_.load();
+  if (api == nullptr) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "node " + config_->node_id + " is starting");
+  Stamp(reply->mutable_from());
+  auto record = api->RetrieveForPeer(*caller, request->identity(), ca::CaTarget{request->dc(), request->ca()},
+                                     request->request_id());
+  if (record.ok()) {
+    *reply->mutable_record() = *record;
+    return grpc::Status::OK;
+  }
+  if (auto hr = ca::HresultOf(record.status()); hr && *hr != 0) {
+    reply->set_hresult(*hr);
+    reply->set_error(std::string(record.status().message()));
+    return grpc::Status::OK;
+  }
+  return ToGrpc(record.status());
+}
 
 grpc::Status PeerService::Info(grpc::ServerContext* context, const v1::NodeInfoRequest*, v1::NodeInfo* reply) {
   auto caller = AuthenticatedPeer(*context, config_->cluster, config_->node_id);

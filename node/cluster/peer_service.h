@@ -1,13 +1,18 @@
-// The Peer gRPC service of a clustered node. Today it answers Info: this node's view of the
-// cluster (its version vector, replication counters, and how it sees each peer), which
-// `adcsc ctl status` collects from every node. Lookup and forwarding come with the retrieve
-// fan-out. Thread-safety: gRPC calls it from its own threads; everything it reads is
-// thread-safe.
+// The Peer gRPC service of a clustered node: what the other nodes ask of it besides
+// replication. Lookup and LookupByDedupeKey read this node's store (a peer whose replica is
+// behind asks them); ForwardRetrieve runs a CA retrieve under this node's CA identity for a
+// peer that runs as another one; Info is this node's view of the cluster (identity, version
+// vector, replication counters, how it sees each peer), which `adcsc ctl status` and the
+// peers' PeerDirectory read. Thread-safety: gRPC calls it from its own threads; everything
+// it reads is thread-safe.
 #pragma once
 
+#include <atomic>
 #include <string>
 
 #include "adcsc/cluster/v1/cluster.grpc.pb.h"
+#include "node/api_service.h"
+#include "node/cluster/replication_grpc.h"
 #include "node/config.h"
 #include "store/replication.h"
 #include "store/request_store.h"
@@ -17,8 +22,20 @@ namespace adcsc::cluster {
 class PeerService final : public adcsc::cluster::v1::Peer::Service {
  public:
   // Nothing is owned; all must outlive the service.
-  PeerService(const node::Config* config, store::RequestStore* store, store::Replicator* replicator);
+  // While `transport` (optional) is cut off by fault injection, peers' calls are refused.
+  PeerService(const node::Config* config, store::RequestStore* store, store::Replicator* replicator,
+              const GrpcPeerTransport* transport = nullptr);
 
+  // Forwarded retrieves are refused with UNAVAILABLE until this is set (the API starts after
+  // the cluster listener).
+  void set_api(node::ApiService* api) { api_.store(api); }
+
+  grpc::Status Lookup(grpc::ServerContext* context, const adcsc::cluster::v1::LookupRequest* request,
+                      adcsc::cluster::v1::LookupResponse* reply) override;
+  grpc::Status LookupByDedupeKey(grpc::ServerContext* context, const adcsc::cluster::v1::DedupeLookupRequest* request,
+                                 adcsc::cluster::v1::LookupResponse* reply) override;
+  grpc::Status ForwardRetrieve(grpc::ServerContext* context, const adcsc::cluster::v1::ForwardRetrieveRequest* request,
+                               adcsc::cluster::v1::ForwardRetrieveResponse* reply) override;
   grpc::Status Info(grpc::ServerContext* context, const adcsc::cluster::v1::NodeInfoRequest* request,
                     adcsc::cluster::v1::NodeInfo* reply) override;
 
@@ -26,6 +43,12 @@ class PeerService final : public adcsc::cluster::v1::Peer::Service {
   const node::Config* config_;
   store::RequestStore* store_;
   store::Replicator* replicator_;
+  const GrpcPeerTransport* transport_;
+  std::atomic<node::ApiService*> api_{nullptr};
+
+  // The calling peer, after the checks every call gets.
+  absl::StatusOr<std::string> Caller(const grpc::ServerContext& context, const adcsc::cluster::v1::PeerHeader& from) const;
+  void Stamp(adcsc::cluster::v1::PeerHeader* header) const;
 };
 
 }  // namespace adcsc::cluster

@@ -7,7 +7,6 @@
 #include "node/cluster/tls.h"
 
 namespace adcsc::cluster {
-namespace {
 
 namespace v1 = adcsc::cluster::v1;
 
@@ -35,8 +34,6 @@ absl::Status FromGrpc(const grpc::Status& s, const std::string& peer, const char
   }
 }
 
-}  // namespace
-
 v1::VersionVector ToProto(const store::VersionVector& v) {
   v1::VersionVector out;
   for (const auto& [origin, seq] : v) (*out.mutable_entries())[origin] = seq;
@@ -61,21 +58,26 @@ void ReplicationServer::Stamp(v1::PeerHeader* header) const {
   header->set_node_id(node_id_);
 }
 
-absl::StatusOr<std::string> ReplicationServer::Caller(const grpc::ServerContext& context, const v1::PeerHeader& from) const {
-  if (transport_ != nullptr && transport_->cut_off()) {
-    return absl::UnavailableError("this node is cut off from its peers (fault injection)");
-  }
-  auto peer = AuthenticatedPeer(context, *config_);
+absl::StatusOr<std::string> CheckPeerCaller(const grpc::ServerContext& context, const node::ClusterConfig& config,
+                                            const v1::PeerHeader& from, const std::string& self_id) {
+  auto peer = AuthenticatedPeer(context, config, self_id);
   if (!peer.ok()) return peer.status();
-  if (from.cluster_id() != config_->id) {
+  if (from.cluster_id() != config.id) {
     return absl::PermissionDeniedError(absl::StrCat("a message for cluster \"", from.cluster_id(), "\"; this is \"",
-                                                    config_->id, "\""));
+                                                    config.id, "\""));
   }
   if (from.node_id() != *peer) {
     return absl::PermissionDeniedError(
         absl::StrCat("peer ", *peer, " sent a message signed as node \"", from.node_id(), "\""));
   }
   return peer;
+}
+
+absl::StatusOr<std::string> ReplicationServer::Caller(const grpc::ServerContext& context, const v1::PeerHeader& from) const {
+  if (transport_ != nullptr && transport_->cut_off()) {
+    return absl::UnavailableError("this node is cut off from its peers (fault injection)");
+  }
+  return CheckPeerCaller(context, *config_, from);
 }
 
 grpc::Status ReplicationServer::Push(grpc::ServerContext* context,
@@ -310,6 +312,14 @@ absl::StatusOr<v1::Replication::Stub*> GrpcPeerTransport::StubFor(const std::str
   auto it = peers_.find(peer);
   if (it == peers_.end()) return absl::InvalidArgumentError(absl::StrCat("unknown peer \"", peer, "\""));
   return it->second.stub.get();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> GrpcPeerTransport::ChannelFor(const std::string& peer) const {
+  std::lock_guard lock(mu_);
+  if (cut_off_) return absl::UnavailableError(absl::StrCat("cut off from peer ", peer, " (fault injection)"));
+  auto it = peers_.find(peer);
+  if (it == peers_.end()) return absl::InvalidArgumentError(absl::StrCat("unknown peer \"", peer, "\""));
+  return it->second.channel;
 }
 
 void GrpcPeerTransport::Pull(const std::string& peer, store::PullRequest request,

@@ -27,6 +27,17 @@ namespace adcsc::cluster {
 adcsc::cluster::v1::VersionVector ToProto(const store::VersionVector& v);
 store::VersionVector FromProto(const adcsc::cluster::v1::VersionVector& v);
 
+// An absl::Status as the gRPC status a service returns (same code where one maps).
+grpc::Status ToGrpc(const absl::Status& s);
+// A gRPC failure of a call to `peer` as an absl::Status naming the call and the peer.
+absl::Status FromGrpc(const grpc::Status& s, const std::string& peer, const char* what);
+
+// Server side: the authenticated peer's ID, after checking that the message header `from`
+// names this cluster and the node whose certificate the caller presented. `self_id`, when
+// given, is accepted too (operator tools on a node, with its identity).
+absl::StatusOr<std::string> CheckPeerCaller(const grpc::ServerContext& context, const node::ClusterConfig& config,
+                                            const adcsc::cluster::v1::PeerHeader& from, const std::string& self_id = "");
+
 class GrpcPeerTransport;
 
 class ReplicationServer final : public adcsc::cluster::v1::Replication::Service {
@@ -71,6 +82,10 @@ class GrpcPeerTransport final : public store::PeerTransport {
   // (and a ReplicationServer given this transport refuses incoming ones).
   void SetCutOff(bool cut_off);
   bool cut_off() const;
+
+  // The channel to `peer`, for the other node-to-node services (one connection per peer);
+  // UNAVAILABLE while cut off, INVALID_ARGUMENT for an unknown peer.
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> ChannelFor(const std::string& peer) const;
 
  private:
   struct PushStream;

@@ -30,7 +30,13 @@ absl::StatusOr<std::unique_ptr<ClusterRuntime>> ClusterRuntime::Start(const node
   rt->replicator_ = std::move(*replicator);
   rt->service_ = std::make_unique<ReplicationServer>(rt->replicator_.get(), &rt->config_, config.node_id,
                                                      rt->transport_.get());
-  rt->peer_service_ = std::make_unique<PeerService>(&rt->node_config_, store, rt->replicator_.get());
+  rt->peer_service_ = std::make_unique<PeerService>(&rt->node_config_, store, rt->replicator_.get(), rt->transport_.get());
+  // A forwarded retrieve includes the peer's CA call: bound it by the CA's own timeouts.
+  std::chrono::milliseconds forward_timeout = c.lookup_timeout + std::chrono::milliseconds(10'000);
+  if (config.ca.backend == "icpr") {
+    forward_timeout = c.lookup_timeout + config.ca.icpr.connect_timeout + config.ca.icpr.call_timeout;
+  }
+  rt->directory_ = std::make_unique<PeerDirectory>(rt->node_config_, rt->transport_.get(), c.lookup_timeout, forward_timeout);
   auto credentials = MakeServerCredentials(c);
   if (!credentials.ok()) return credentials.status();
   const std::string address = c.listen_address.find(':') != std::string::npos
@@ -46,14 +52,32 @@ absl::StatusOr<std::unique_ptr<ClusterRuntime>> ClusterRuntime::Start(const node
                                                " (in use, or not an address of this host?)"));
   }
   rt->replicator_->Start();
+  rt->refresher_ = std::thread([raw = rt.get()] { raw->RefreshLoop(); });
   return rt;
 }
 
+void ClusterRuntime::RefreshLoop() {
+  std::unique_lock lock(refresh_mu_);
+  while (!stopping_) {
+    lock.unlock();
+    directory_->Refresh();
+    lock.lock();
+    refresh_cv_.wait_for(lock, kPeerRefreshInterval, [this] { return stopping_; });
+  }
+}
+
 ClusterRuntime::~ClusterRuntime() {
+  {
+    std::lock_guard lock(refresh_mu_);
+    stopping_ = true;
+  }
+  refresh_cv_.notify_all();
+  if (refresher_.joinable()) refresher_.join();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   server_.reset();
   replicator_.reset();  // waiting writes complete with CANCELLED
   scheduler_.reset();
+  directory_.reset();
   transport_.reset();
 }
 

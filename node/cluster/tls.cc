@@ -48,6 +48,11 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakePeerChannel(const node::Clust
   grpc::ChannelArguments args;
   // The server must prove it is this peer, whatever address it was reached at.
   args.SetSslTargetNameOverride(pki::NodeSubjectName(config.id, peer.id));
+  // A peer that restarts must be reachable again within a second or two: gRPC's default
+  // reconnect backoff grows to two minutes, and calls fail at once while it waits.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, kPeerReconnectBackoffMinMs);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, kPeerReconnectBackoffMinMs);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, kPeerReconnectBackoffMaxMs);
   return grpc::CreateCustomChannel(peer.address, grpc::SslCredentials(options), args);
 }
 

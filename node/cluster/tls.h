@@ -18,6 +18,10 @@ namespace adcsc::cluster {
 // Reads the cluster CA, this node's certificate and key. Errors name the file.
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(const node::ClusterConfig& config);
 
+// Reconnect backoff of peer channels: first retry after the minimum, growing to the maximum.
+inline constexpr int kPeerReconnectBackoffMinMs = 100;
+inline constexpr int kPeerReconnectBackoffMaxMs = 1000;
+
 // A channel to `peer` that verifies its certificate chains to the cluster CA and names
 // NodeSubjectName(config.id, peer.id), presenting this node's certificate.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakePeerChannel(const node::ClusterConfig& config,

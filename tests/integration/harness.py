@@ -7,10 +7,12 @@ deadline; nothing sleeps for a fixed time to let something happen.
 import datetime
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
 import http.client
@@ -477,9 +479,14 @@ def retrieve(node, request_id, ctx=None, dc=DC):
 
 
 class TempRoot:
+    """A scratch directory removed on exit; kept (and named on stderr) when the environment sets
+    ADCSC_KEEP_TEST_DIRS, to read the nodes' logs after a failure."""
     def __enter__(self):
-        self._tmp = tempfile.TemporaryDirectory(prefix="adcsc-it-")
-        return Path(self._tmp.name)
+        self._path = tempfile.mkdtemp(prefix="adcsc-it-")
+        return Path(self._path)
 
     def __exit__(self, *exc):
-        self._tmp.cleanup()
+        if os.environ.get("ADCSC_KEEP_TEST_DIRS"):
+            print(f"kept {self._path}", file=sys.stderr)
+            return
+        shutil.rmtree(self._path, ignore_errors=True)

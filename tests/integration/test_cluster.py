@@ -16,8 +16,10 @@ NODES = ["node-a", "node-b", "node-c"]
 class Cluster:
     """PKI, one ADCS emulator and real nodes with [cluster] sections; everything stops on exit."""
 
-    def __init__(self, root, node_ids=NODES, **cluster_options):
+    def __init__(self, root, node_ids=NODES, accounts=None, **cluster_options):
+        """accounts: node ID -> the CA account it runs as (default: one shared account)."""
         self.root, self.node_ids, self.options = root, node_ids, cluster_options
+        self.accounts = accounts or {}
 
     def __enter__(self):
         self.pki = h.Pki(self.root)
@@ -25,7 +27,9 @@ class Cluster:
         sections = h.cluster_sections(self.root, self.node_ids, **self.options)
         self.nodes = {}
         for n in self.node_ids:
-            self.nodes[n] = h.Node(self.root, self.pki, node_id=n, ca_section=h.icpr_ca_section(self.emulator),
+            account = self.accounts.get(n, "EXAMPLE\\svc-adcsc")
+            self.nodes[n] = h.Node(self.root, self.pki, node_id=n,
+                                   ca_section=h.icpr_ca_section(self.emulator, account=account),
                                    extra=sections[n]).start()
         return self
 
@@ -142,6 +146,45 @@ class ClusterReplication(unittest.TestCase):
             finally:
                 for p in proxies:
                     p.close()
+
+    def test_mixed_identities_forward_a_retrieve_to_the_submitters_node(self):
+        # Per-host accounts: the CA lets only the submitting account retrieve a request.
+        accounts = {"node-a": "EXAMPLE\\svc-adcsc", "node-b": "EXAMPLE\\other"}
+        with h.TempRoot() as root, Cluster(root, ["node-a", "node-b"], accounts=accounts, write_quorum=2) as c:
+            ids = []
+            for i in range(2):
+                status, body = h.submit(c.nodes["node-a"], h.make_csr_b64(f"mixed-{i}"), template="Pending",
+                                        dc=h.ICPR_DC)
+                self.assertEqual(status, 200, body)
+                self.assertEqual(body["request-status"]["status"], "CR_DISP_UNDER_SUBMISSION")
+                ids.append(body["request-id"])
+
+            # The CA manager approves both; node-b, running as another account, has node-a ask
+            # the CA for the first.
+            for rid in ids:
+                c.emulator.ctl("approve", "--id", str(rid))
+            status, body = h.retrieve(c.nodes["node-b"], ids[0], dc=h.ICPR_DC)
+            self.assertEqual(status, 200, body)
+            self.assertEqual(body["request-status"]["status"], "CR_DISP_ISSUED")
+            self.assertTrue(body["x509"].startswith("MII"))
+
+            # With node-a gone, nobody may retrieve the other request as its submitter: node-b
+            # tries as itself, the CA refuses, and the error says why.
+            self.assertEqual(c.nodes["node-a"].stop(), 0)
+            status, body = h.retrieve(c.nodes["node-b"], ids[1], dc=h.ICPR_DC)
+            self.assertEqual(status, 500, body)
+            message = body["request-status"]["message"]
+            self.assertIn("was submitted as EXAMPLE\\svc-adcsc", message)
+            self.assertIn("this node runs as EXAMPLE\\other", message)
+
+            self.assertEqual(c.nodes["node-b"].stop(), 0)
+            retrieves = [l for l in c.nodes["node-b"].log_lines() if l.get("endpoint") == "retrieve"]
+            forwarded = [l for l in retrieves if l.get("source") == "forwarded"]
+            self.assertTrue(forwarded, retrieves)
+            self.assertTrue(all(l.get("forwarded_to") == "node-a" for l in forwarded), forwarded)
+            on_a = [l for l in c.nodes["node-a"].log_lines() if l.get("event") == "forwarded_retrieve"]
+            self.assertTrue(on_a and all(l["peer"] == "node-b" for l in on_a), on_a)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -13,13 +13,11 @@
 #include "node/cluster/tls.h"
 #include "node/pki/cluster.h"
 #include "store/clock.h"
-#include "tests/testing/free_port.h"
+#include "tests/unit/cluster/cluster_fixture.h"
 #include "tests/testing/temp_dir.h"
 
 namespace adcsc::cluster {
 namespace {
-
-using adcsc::testing::FreePort;
 
 struct TestNode {
   std::string id;
@@ -46,21 +44,11 @@ struct TestNode {
 class ReplicationGrpcTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const std::vector<std::string> ids = {"a", "b", "c"};
-    ASSERT_TRUE(pki::InitClusterPki({"prod", ids, dir_.path() / "pki"}).ok());
-    std::map<std::string, int> ports;
-    for (const auto& id : ids) ports[id] = FreePort();
-    for (const auto& id : ids) {
+    const auto cluster = testing::TestCluster::Make(dir_.path(), {"a", "b", "c"});
+    for (const auto& id : cluster.ids) {
       auto n = std::make_unique<TestNode>();
       n->id = id;
-      n->config.enabled = true;
-      n->config.id = "prod";
-      n->config.ca_file = dir_.path() / "pki" / pki::kClusterCaCertFile;
-      n->config.cert_file = dir_.path() / "pki" / id / pki::kNodeCertFile;
-      n->config.key_file = dir_.path() / "pki" / id / pki::kNodeKeyFile;
-      for (const auto& other : ids) {
-        if (other != id) n->config.peers.push_back({other, "127.0.0.1:" + std::to_string(ports[other])});
-      }
+      n->config = cluster.ConfigFor(id);
       store::StoreOptions so;
       so.path = dir_.path() / (id + ".db");
       so.node_id = id;
@@ -78,7 +66,7 @@ class ReplicationGrpcTest : public ::testing::Test {
       n->replicator = std::move(*r);
       n->service = std::make_unique<ReplicationServer>(n->replicator.get(), &n->config, id, n->transport.get());
       grpc::ServerBuilder builder;
-      builder.AddListeningPort("127.0.0.1:" + std::to_string(ports[id]), *MakeServerCredentials(n->config));
+      builder.AddListeningPort("127.0.0.1:" + std::to_string(cluster.ports.at(id)), *MakeServerCredentials(n->config));
       builder.RegisterService(n->service.get());
       n->server = builder.BuildAndStart();
       ASSERT_NE(n->server, nullptr);

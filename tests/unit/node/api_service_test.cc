@@ -6,6 +6,8 @@
 #include "node/pki/csr.h"
 #include "node/pki/encoding.h"
 #include "node/pki/keys.h"
+#include "node/ca/hresult.h"
+#include "node/peer_lookup.h"
 #include "tests/testing/fake_ca_backend.h"
 #include "tests/testing/temp_dir.h"
 
@@ -209,6 +211,176 @@ TEST_F(ApiServiceTest, RoutingAndAuthorization) {
   EXPECT_EQ(Status(denied), "FORBIDDEN");
   EXPECT_NE(denied.body.find("not mapped"), std::string::npos);
   EXPECT_EQ(Call("POST", "/api/v1/certificate/request", "{}").status, 403);
+}
+
+// The other nodes of a cluster, as the API sees them: records they hold, and the answer a
+// forwarded retrieve gets. Counts what it is asked.
+class FakePeers : public PeerLookup {
+ public:
+  std::vector<adcsc::store::RequestRecord> records;  // what the peers hold
+  absl::StatusOr<ForwardedRetrieve> forward_answer = absl::UnavailableError("no peer runs as that identity");
+  int lookups = 0, dedupe_lookups = 0, forwards = 0;
+  std::string forwarded_identity;
+
+  std::optional<adcsc::store::RequestRecord> Lookup(const std::string& ca_config, uint32_t request_id) override {
+    ++lookups;
+    for (const auto& r : records) {
+      if (r.ca_config() == ca_config && r.request_id() == request_id) return r;
+    }
+    return std::nullopt;
+  }
+  std::optional<adcsc::store::RequestRecord> LookupByDedupeKey(const std::string& ca_config, const std::string& tmpl,
+                                                               const std::string&, int64_t) override {
+    ++dedupe_lookups;
+    // Deliberately does not check the hash: the API must not trust a peer's answer blindly.
+    for (const auto& r : records) {
+      if (r.ca_config() == ca_config && r.template_name() == tmpl) return r;
+    }
+    return std::nullopt;
+  }
+  absl::StatusOr<ForwardedRetrieve> ForwardRetrieve(const std::string& identity, const adcsc::ca::CaTarget&,
+                                                    uint32_t) override {
+    ++forwards;
+    forwarded_identity = identity;
+    return forward_answer;
+  }
+};
+
+class ClusteredApiServiceTest : public ApiServiceTest {
+ protected:
+  void SetUp() override {
+    ApiServiceTest::SetUp();
+    service_->set_peers(&peers_);
+  }
+  static adcsc::store::RequestRecord PeerRecord(uint32_t id, adcsc::store::RecordStatus status, std::string requester,
+                                                std::string cert = "") {
+    adcsc::store::RequestRecord r;
+    r.set_ca_config("ca1.example.com\\Example-CA");
+    r.set_request_id(id);
+    r.set_status(status);
+    r.set_disposition(status == adcsc::store::v1::RECORD_STATUS_ISSUED ? 3 : 5);
+    r.set_certificate_der(cert);
+    r.set_requester(requester);
+    r.set_template_name("JamfDevice");
+    r.set_csr_sha256(std::string(32, 'x'));
+    r.set_created_ms(1);
+    return r;
+  }
+  FakePeers peers_;
+};
+
+TEST_F(ClusteredApiServiceTest, RetrieveOfARecordOnlyAPeerHoldsIsAnsweredWithoutTheCa) {
+  peers_.records.push_back(PeerRecord(42, adcsc::store::v1::RECORD_STATUS_ISSUED, "EXAMPLE\\svc-adcsc", std::string("\x30\x00", 2)));
+  auto got = Retrieve(42);
+  ASSERT_EQ(got.status, 200) << got.body;
+  EXPECT_EQ(Status(got), "CR_DISP_ISSUED");
+  EXPECT_EQ(json::parse(got.body)["x509"], adcsc::pki::Base64EncodeLines(std::vector<uint8_t>{0x30, 0x00}));
+  EXPECT_EQ(peers_.lookups, 1);
+  EXPECT_EQ(ca_.retrieves(), 0);
+}
+
+TEST_F(ClusteredApiServiceTest, ASettledLocalRecordNeedsNoPeer) {
+  ASSERT_EQ(Submit(FreshCsr()).status, 200);
+  ASSERT_EQ(Retrieve(1).status, 200);
+  EXPECT_EQ(peers_.lookups, 0);
+}
+
+TEST_F(ClusteredApiServiceTest, UnknownEverywhereGoesToTheCaAsThisNode) {
+  ca_.Issue(7);
+  auto got = Retrieve(7);
+  ASSERT_EQ(got.status, 200) << got.body;
+  EXPECT_EQ(Status(got), "CR_DISP_ISSUED");
+  EXPECT_EQ(peers_.lookups, 1);
+  EXPECT_EQ(peers_.forwards, 0) << "no known submitter: the shared identity asks the CA itself";
+  EXPECT_EQ(ca_.retrieves(), 1);
+  auto rec = store_->Get("ca1.example.com\\Example-CA", 7);
+  ASSERT_TRUE(rec.ok() && rec->has_value()) << "the CA's answer is recorded";
+  EXPECT_EQ((*rec)->requester(), "EXAMPLE\\svc-adcsc");
+}
+
+TEST_F(ClusteredApiServiceTest, APendingRequestOfAnotherIdentityIsForwardedToIt) {
+  peers_.records.push_back(PeerRecord(9, adcsc::store::v1::RECORD_STATUS_PENDING, "EXAMPLE\\svc-b"));
+  ForwardedRetrieve fwd{"node-b", PeerRecord(9, adcsc::store::v1::RECORD_STATUS_ISSUED, "EXAMPLE\\svc-b", "\x30\x01")};
+  peers_.forward_answer = fwd;
+  auto got = Retrieve(9);
+  ASSERT_EQ(got.status, 200) << got.body;
+  EXPECT_EQ(Status(got), "CR_DISP_ISSUED");
+  EXPECT_EQ(peers_.forwarded_identity, "EXAMPLE\\svc-b");
+  EXPECT_EQ(ca_.retrieves(), 0) << "this node's identity may not retrieve another's request";
+}
+
+TEST_F(ClusteredApiServiceTest, TheSameIdentityInAnotherCaseIsNotForwarded) {
+  peers_.records.push_back(PeerRecord(9, adcsc::store::v1::RECORD_STATUS_PENDING, "example\\SVC-ADCSC"));
+  ca_.Issue(9);
+  ASSERT_EQ(Retrieve(9).status, 200);
+  EXPECT_EQ(peers_.forwards, 0);
+  EXPECT_EQ(ca_.retrieves(), 1);
+}
+
+TEST_F(ClusteredApiServiceTest, WithNoNodeOfTheSubmittersIdentityThisNodeTriesAndSaysWhyItHadTo) {
+  peers_.records.push_back(PeerRecord(9, adcsc::store::v1::RECORD_STATUS_PENDING, "EXAMPLE\\svc-b"));
+  ca_.fail_hresult = 0x80070005;  // E_ACCESSDENIED: not the submitter
+  auto got = Retrieve(9);
+  ASSERT_EQ(got.status, 500) << got.body;
+  const std::string message = json::parse(got.body)["request-status"]["message"];
+  EXPECT_NE(message.find("submitted as EXAMPLE\\svc-b"), std::string::npos) << message;
+  EXPECT_NE(message.find("no peer runs as that identity"), std::string::npos) << message;
+  EXPECT_EQ(peers_.forwards, 1);
+  EXPECT_EQ(ca_.retrieves(), 1);
+}
+
+TEST_F(ClusteredApiServiceTest, ACaErrorOnTheForwardedNodeIsTheAnswer) {
+  peers_.records.push_back(PeerRecord(9, adcsc::store::v1::RECORD_STATUS_PENDING, "EXAMPLE\\svc-b"));
+  peers_.forward_answer = adcsc::ca::CaError(0x800706BA, "forwarded to node-b");  // RPC server unavailable
+  auto got = Retrieve(9);
+  ASSERT_EQ(got.status, 500) << got.body;
+  EXPECT_NE(std::string(json::parse(got.body)["request-status"]["message"]).find("0x800706ba"), std::string::npos)
+      << got.body;
+  EXPECT_EQ(ca_.retrieves(), 0);
+}
+
+TEST_F(ClusteredApiServiceTest, SubmitDedupeAsksThePeersAndChecksTheirAnswer) {
+  const std::string csr = FreshCsr();
+  auto der = adcsc::pki::Base64Decode(csr);
+  ASSERT_TRUE(der.ok());
+  const auto digest = adcsc::pki::Sha256(adcsc::pki::ByteView(*der));
+  auto theirs = PeerRecord(77, adcsc::store::v1::RECORD_STATUS_PENDING, "EXAMPLE\\svc-adcsc");
+  theirs.set_csr_sha256(std::string(digest.begin(), digest.end()));
+  theirs.set_created_ms(clock_.NowUnixMillis());
+  peers_.records.push_back(theirs);
+
+  auto r = Submit(csr);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body)["request-id"], 77) << "the request a peer already made";
+  EXPECT_EQ(ca_.submits(), 0);
+
+  // A peer's record for another CSR is never reused, even if a peer claims it matches.
+  peers_.records[0].set_csr_sha256(std::string(32, 'y'));
+  auto other = Submit(csr);
+  ASSERT_EQ(other.status, 200) << other.body;
+  EXPECT_EQ(json::parse(other.body)["request-id"], 1);
+  EXPECT_EQ(ca_.submits(), 1);
+}
+
+TEST_F(ClusteredApiServiceTest, APeersForwardedRetrieveRunsOnlyAsThisIdentityAndOnlyForAllowedCas) {
+  ca_.Issue(5);
+  auto wrong = service_->RetrieveForPeer("node-b", "EXAMPLE\\svc-b", {"ca1.example.com", "Example-CA"}, 5);
+  EXPECT_EQ(wrong.status().code(), absl::StatusCode::kFailedPrecondition) << wrong.status();
+  auto steered = service_->RetrieveForPeer("node-b", "EXAMPLE\\svc-adcsc", {"evil.example.com", "Any-CA"}, 5);
+  EXPECT_EQ(steered.status().code(), absl::StatusCode::kFailedPrecondition) << steered.status();
+  EXPECT_EQ(ca_.retrieves(), 0);
+
+  auto ok = service_->RetrieveForPeer("node-b", "example\\svc-adcsc", {"ca1.example.com", "Example-CA"}, 5);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->status(), adcsc::store::v1::RECORD_STATUS_ISSUED);
+  EXPECT_EQ(ca_.retrieves(), 1);
+  auto rec = store_->Get("ca1.example.com\\Example-CA", 5);
+  ASSERT_TRUE(rec.ok() && rec->has_value()) << "recorded, so it replicates";
+
+  ca_.fail_hresult = 0x800706BA;
+  auto failed = service_->RetrieveForPeer("node-b", "EXAMPLE\\svc-adcsc", {"ca1.example.com", "Example-CA"}, 6);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(adcsc::ca::HresultOf(failed.status()), 0x800706BAu) << "the CA's HRESULT goes back to the peer";
 }
 
 }  // namespace

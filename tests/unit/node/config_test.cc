@@ -213,6 +213,7 @@ address = "10.0.0.3:9443"
   EXPECT_EQ(c->cluster.EffectiveQuorum(), 2) << "majority of 3";
   EXPECT_EQ(c->cluster.on_quorum_loss, "refuse");
   EXPECT_EQ(c->cluster.quorum_timeout, std::chrono::milliseconds(2000));
+  EXPECT_EQ(c->cluster.lookup_timeout, std::chrono::milliseconds(1000)) << "the default";
 }
 
 TEST_F(ConfigTest, ClusterProblemsAreAllReported) {

@@ -76,8 +76,13 @@ RequestRecord WithStatus(RecordStatus status, uint64_t hlc, const std::string& n
   return r;
 }
 
-RequestRecord WithoutCreated(RequestRecord r) {
+
+// A record's version: what decides which one wins (all but created_ms and the submit's facts).
+RequestRecord VersionOnly(RequestRecord r) {
   r.clear_created_ms();
+  r.clear_csr_sha256();
+  r.clear_template_name();
+  r.clear_requester();
   return r;
 }
 
@@ -114,6 +119,24 @@ TEST(CaConfigKeyTest, LowercasesTheHostAndKeepsTheCaName) {
             "ca01.contoso.com\\Contoso-Issuing-CA");
   EXPECT_EQ(CaConfigKey("ca01.contoso.com", "X"), CaConfigKey("CA01.CONTOSO.COM", "X"));
   EXPECT_EQ(CaConfigKey("h", "c").size(), 3u);  // exactly one backslash
+}
+
+TEST(MergeTest, TheSubmitsFactsSurviveALaterVersionThatLacksThem) {
+  RequestRecord submitted = WithStatus(RECORD_STATUS_PENDING, 1, "a");
+  submitted.set_csr_sha256(std::string(32, 'c'));
+  submitted.set_template_name("JamfDevice");
+  submitted.set_requester("EXAMPLE\\svc-a");
+  // Recorded by a node that had never seen the submit: it knows only the CA's answer.
+  RequestRecord retrieved = WithStatus(RECORD_STATUS_ISSUED, 2, "b");
+  retrieved.clear_csr_sha256();
+  retrieved.clear_template_name();
+  retrieved.clear_requester();
+  for (const RequestRecord& m : {Merge(submitted, retrieved), Merge(retrieved, submitted)}) {
+    EXPECT_EQ(m.status(), RECORD_STATUS_ISSUED);
+    EXPECT_EQ(m.csr_sha256(), std::string(32, 'c'));
+    EXPECT_EQ(m.template_name(), "JamfDevice");
+    EXPECT_EQ(m.requester(), "EXAMPLE\\svc-a");
+  }
 }
 
 TEST(MergeTest, HigherRankWinsEvenWithAnOlderStamp) {
@@ -192,10 +215,17 @@ TEST(MergePropertyTest, NeverMovesDownTheLattice) {
     const RequestRecord m = Merge(a, b);
     ASSERT_EQ(StatusRank(m.status()), std::max(StatusRank(a.status()), StatusRank(b.status())))
         << "iteration " << i;
-    // The winner is one of the inputs (apart from created_ms), never a blend.
-    ASSERT_TRUE(MessageDifferencer::Equals(WithoutCreated(m), WithoutCreated(a)) ||
-                MessageDifferencer::Equals(WithoutCreated(m), WithoutCreated(b)))
+    // The winning version is one of the inputs (apart from created_ms and the submit's
+    // facts), never a blend; each submit fact is one of the inputs' too.
+    ASSERT_TRUE(MessageDifferencer::Equals(VersionOnly(m), VersionOnly(a)) ||
+                MessageDifferencer::Equals(VersionOnly(m), VersionOnly(b)))
         << "iteration " << i;
+    ASSERT_TRUE(m.csr_sha256() == a.csr_sha256() || m.csr_sha256() == b.csr_sha256()) << "iteration " << i;
+    ASSERT_TRUE(m.requester() == a.requester() || m.requester() == b.requester()) << "iteration " << i;
+    ASSERT_TRUE(m.template_name() == a.template_name() || m.template_name() == b.template_name()) << "iteration " << i;
+    if (!a.csr_sha256().empty() || !b.csr_sha256().empty()) {
+      ASSERT_FALSE(m.csr_sha256().empty()) << "a known CSR hash is never lost, iteration " << i;
+    }
   }
 }
 
@@ -205,9 +235,8 @@ TEST(MergePropertyTest, SupersedesAgreesWithMerge) {
     const RequestRecord current = RandomRecord(rng);
     const RequestRecord candidate = RandomRecord(rng);
     const bool candidate_wins =
-        MessageDifferencer::Equals(WithoutCreated(Merge(current, candidate)),
-                                   WithoutCreated(candidate)) &&
-        !MessageDifferencer::Equals(WithoutCreated(current), WithoutCreated(candidate));
+        MessageDifferencer::Equals(VersionOnly(Merge(current, candidate)), VersionOnly(candidate)) &&
+        !MessageDifferencer::Equals(VersionOnly(current), VersionOnly(candidate));
     ASSERT_EQ(Supersedes(candidate, current), candidate_wins) << "iteration " << i;
   }
 }

@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -32,6 +33,8 @@ constexpr int64_t kMaxStepGapMs = 250;
 constexpr int64_t kConvergeCheckEveryMs = 500;
 constexpr int64_t kMaxConvergeMs = 120'000;
 constexpr int kCaConfigs = 2;
+constexpr int kCsrPool = 6;
+constexpr char kTemplate[] = "JamfDevice";
 
 using Key = std::pair<std::string, uint32_t>;
 
@@ -73,6 +76,11 @@ SeedOutcome RunSeed(uint64_t seed, const std::filesystem::path& dir, bool broken
   std::vector<Key> keys;
   std::map<Key, size_t> lattice_step;  // index into kLattice of the latest attempted status
   uint32_t next_id = 1;
+  // Submits carry a CSR's hash drawn from a small pool, so that different requests share one
+  // (a CSR submitted twice); later updates carry none, like a retrieve on a node that never
+  // saw the submit.
+  std::map<Key, std::string> csr_of;
+  std::set<Key> acked_submits;  // submits (which carry the CSR) acknowledged at quorum
   auto write = [&](const std::string& node, const Key& key, v1::RecordStatus status) {
     sim::SimCluster::Node& n = cluster.node(node);
     RequestRecord r;
@@ -80,6 +88,10 @@ SeedOutcome RunSeed(uint64_t seed, const std::filesystem::path& dir, bool broken
     r.set_request_id(key.second);
     r.set_status(status);
     if (status == v1::RECORD_STATUS_ISSUED) r.set_certificate_der("cert");
+    if (status == kLattice[0]) {
+      r.set_template_name(kTemplate);
+      r.set_csr_sha256(csr_of[key]);
+    }
     absl::StatusOr<WriteResult> w = n.store->Put(r);
     if (!w.ok()) {
       outcome.failure = absl::StrCat("Put on ", node, ": ", w.status().message());
@@ -87,8 +99,10 @@ SeedOutcome RunSeed(uint64_t seed, const std::filesystem::path& dir, bool broken
     }
     if (!w->changed) return;
     const int rank = StatusRank(status);
-    n.replicator->Replicate(*w, [&acked_rank, key, rank](absl::StatusOr<ReplicationOutcome> o) {
-      if (o.ok() && o->quorum_reached) acked_rank[key] = std::max(acked_rank[key], rank);
+    n.replicator->Replicate(*w, [&acked_rank, &acked_submits, key, rank](absl::StatusOr<ReplicationOutcome> o) {
+      if (!o.ok() || !o->quorum_reached) return;
+      acked_rank[key] = std::max(acked_rank[key], rank);
+      if (rank == StatusRank(kLattice[0])) acked_submits.insert(key);
     });
   };
 
@@ -99,6 +113,7 @@ SeedOutcome RunSeed(uint64_t seed, const std::filesystem::path& dir, bool broken
     if (action < 50 && !up.empty()) {
       Key key{absl::StrCat("dc01\\ca", pick(kCaConfigs)), next_id++};
       keys.push_back(key);
+      csr_of[key] = std::string(32, static_cast<char>('a' + pick(kCsrPool)));
       lattice_step[key] = 0;
       write(up[pick(up.size())], key, kLattice[0]);
     } else if (action < 65 && !up.empty() && !keys.empty()) {
@@ -178,6 +193,28 @@ SeedOutcome RunSeed(uint64_t seed, const std::filesystem::path& dir, bool broken
                          : got->has_value() ? absl::StrCat("rank ", StatusRank((*got)->status()))
                                             : "missing");
         return outcome;
+      }
+    }
+  }
+  // Submit dedupe on every live node: a CSR's lookup returns a request made for that very
+  // CSR, and finds one wherever an acknowledged request was made for it.
+  for (const std::string& id : cluster.UpNodes()) {
+    for (const auto& [key, csr] : csr_of) {
+      absl::StatusOr<std::optional<RequestRecord>> found =
+          cluster.node(id).store->FindByDedupeKey(key.first, kTemplate, csr, 0);
+      if (!found.ok()) return {absl::StrCat("dedupe lookup on ", id, ": ", found.status().message())};
+      if (!found->has_value()) {
+        if (acked_submits.count(key) != 0) {
+          return {absl::StrCat("dedupe on ", id, " misses ", key.first, " #", key.second,
+                               ", acknowledged at quorum with that CSR (", nodes, " nodes, ", victim, " destroyed)")};
+        }
+        continue;
+      }
+      const RequestRecord& r = **found;
+      auto made = csr_of.find({r.ca_config(), r.request_id()});
+      if (r.csr_sha256() != csr || made == csr_of.end() || made->second != csr) {
+        return {absl::StrCat("dedupe on ", id, " answered ", r.ca_config(), " #", r.request_id(),
+                             " for another CSR than the one asked for (", nodes, " nodes)")};
       }
     }
   }

@@ -3,6 +3,8 @@
 // and the status counters.
 #include "store/replication.h"
 
+#include <functional>
+#include <map>
 #include <optional>
 #include <string>
 
@@ -181,53 +183,127 @@ TEST_F(ReplicatorTest, RejectsBadMembership) {
   EXPECT_FALSE(Replicator::Create(store->get(), &transport, &loop, &clock, o).ok());
 }
 
-// A transport whose pushes fail at once (every peer down, connection refused) and a
-// scheduler that never fires: only the early answer can complete a write.
-class RefusingTransport final : public PeerTransport {
+// A transport whose first `failures` pushes fail at once (connection refused) and whose
+// later pushes are acknowledged as durable by the peer; pulls and snapshots go unanswered.
+class FlakyTransport final : public PeerTransport {
  public:
-  void Push(const std::string& peer, PushRequest, ReplyCallback<PushAck> done) override {
-    done(absl::UnavailableError("connection refused by " + peer));
+  explicit FlakyTransport(int failures) : failures_(failures) {}
+  void Push(const std::string& peer, PushRequest request, ReplyCallback<PushAck> done) override {
+    ++pushes;
+    if (failures_ < 0 || failures_-- > 0) {
+      done(absl::UnavailableError("connection refused by " + peer));
+      return;
+    }
+    PushAck ack;
+    for (const auto& m : request.mutations) ack.version_vector[m.origin()] = m.sequence();
+    done(ack);
   }
   void Pull(const std::string&, PullRequest, ReplyCallback<PullResponse>) override {}
   void FetchSnapshot(const std::string&, SnapshotRequest, ReplyCallback<SnapshotPage>) override {}
-};
-class NeverScheduler final : public Scheduler {
- public:
-  void RunAfter(int64_t, std::function<void()>) override {}
+  int pushes = 0;
+
+ private:
+  int failures_;  // < 0: every push fails
 };
 
-TEST(ReplicatorPeersDown, ServeAnswersAtOnceWhenPushesFailButRefuseWaitsForTheTimeout) {
-  adcsc::testing::TempDir dir;
-  StoreOptions so;
-  so.path = dir.path() / "n0.db";
-  so.node_id = "n0";
-  so.fsync = false;
-  auto store = RequestStore::Open(so);
-  ASSERT_TRUE(store.ok()) << store.status();
-  RefusingTransport transport;
-  NeverScheduler scheduler;
-  FakeClock clock(1'000'000);
-  for (QuorumLossPolicy policy : {QuorumLossPolicy::kServe, QuorumLossPolicy::kRefuse}) {
-    // Declared before the replicator: destroying it completes a still-waiting write (CANCELLED)
-    // into `out`, which must still exist then.
-    std::optional<absl::StatusOr<ReplicationOutcome>> out;
+// Runs what is due when the test says so.
+class ManualScheduler final : public Scheduler {
+ public:
+  explicit ManualScheduler(FakeClock* clock) : clock_(clock) {}
+  void RunAfter(int64_t delay_ms, std::function<void()> fn) override {
+    due_.emplace(clock_->NowUnixMillis() + delay_ms, std::move(fn));
+  }
+  void Advance(int64_t ms) {
+    clock_->AdvanceMillis(ms);
+    while (!due_.empty() && due_.begin()->first <= clock_->NowUnixMillis()) {
+      auto fn = std::move(due_.begin()->second);
+      due_.erase(due_.begin());
+      fn();
+    }
+  }
+
+ private:
+  FakeClock* clock_;
+  std::multimap<int64_t, std::function<void()>> due_;
+};
+
+class ReplicatorPeersDown : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    StoreOptions so;
+    so.path = dir_.path() / "n0.db";
+    so.node_id = "n0";
+    so.fsync = false;
+    auto store = RequestStore::Open(so);
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = std::move(*store);
+  }
+  std::unique_ptr<Replicator> Make(PeerTransport* transport, QuorumLossPolicy policy, std::vector<std::string> peers) {
     ReplicatorOptions o = Options(policy);
-    o.peers = {"n1", "n2"};
-    auto replicator = Replicator::Create(store->get(), &transport, &scheduler, &clock, o);
-    ASSERT_TRUE(replicator.ok()) << replicator.status();
-    auto w = (*store)->Put(Submitted(policy == QuorumLossPolicy::kServe ? 1 : 2));
+    o.peers = std::move(peers);
+    auto replicator = Replicator::Create(store_.get(), transport, &scheduler_, &clock_, o);
+    EXPECT_TRUE(replicator.ok()) << replicator.status();
+    return replicator.ok() ? std::move(*replicator) : nullptr;
+  }
+  void Write(Replicator& r, uint32_t id, std::optional<absl::StatusOr<ReplicationOutcome>>& out) {
+    auto w = store_->Put(Submitted(id));
     ASSERT_TRUE(w.ok());
-    (*replicator)->Replicate(*w, [&out](absl::StatusOr<ReplicationOutcome> o) { out = o; });
+    r.Replicate(*w, [&out](absl::StatusOr<ReplicationOutcome> o) { out = o; });
+  }
+
+  adcsc::testing::TempDir dir_;
+  FakeClock clock_{1'000'000};
+  ManualScheduler scheduler_{&clock_};
+  std::unique_ptr<RequestStore> store_;
+};
+
+TEST_F(ReplicatorPeersDown, APushThatFailsWhileThePeerRestartsIsSentAgainAndMakesTheQuorum) {
+  FlakyTransport transport(/*failures=*/3);
+  std::optional<absl::StatusOr<ReplicationOutcome>> out;
+  auto replicator = Make(&transport, QuorumLossPolicy::kServe, {"n1"});
+  Write(*replicator, 1, out);
+  EXPECT_FALSE(out.has_value()) << "a peer failing for less than a quorum timeout may be restarting";
+  for (int i = 0; i < 5 && !out.has_value(); ++i) scheduler_.Advance(100);
+  ASSERT_TRUE(out.has_value());
+  ASSERT_TRUE(out->ok()) << out->status();
+  EXPECT_TRUE((*out)->quorum_reached) << "sent again until the peer took it";
+  EXPECT_EQ(transport.pushes, 4);
+  EXPECT_EQ(replicator->Status()->under_replicated_writes, 0u);
+}
+
+TEST_F(ReplicatorPeersDown, ServeAnswersAtOnceOnceThePeersAreDownButRefuseWaitsForTheTimeout) {
+  FlakyTransport transport(/*failures=*/-1);
+  for (QuorumLossPolicy policy : {QuorumLossPolicy::kServe, QuorumLossPolicy::kRefuse}) {
+    const uint32_t base = policy == QuorumLossPolicy::kServe ? 10 : 20;
+    // Declared before the replicator: destroying it completes a still-waiting write (CANCELLED)
+    // into them, which must still exist then.
+    std::optional<absl::StatusOr<ReplicationOutcome>> first, second;
+    auto replicator = Make(&transport, policy, {"n1", "n2"});
+    Write(*replicator, base + 1, first);
+    EXPECT_FALSE(first.has_value()) << "the peers only just failed";
+    scheduler_.Advance(kQuorumTimeoutMs - 1);
     if (policy == QuorumLossPolicy::kServe) {
-      ASSERT_TRUE(out.has_value()) << "answered without waiting for the quorum timeout";
-      ASSERT_TRUE(out->ok());
-      EXPECT_FALSE((*out)->quorum_reached);
-      EXPECT_EQ((*replicator)->Status()->under_replicated_writes, 1u);
+      // Failing for a whole quorum timeout (the retries told us): down. The first write is
+      // answered now, and a new write at once, without waiting for its own timeout.
+      EXPECT_FALSE(first.has_value());
+      scheduler_.Advance(1);
+      ASSERT_TRUE(first.has_value());
+      ASSERT_TRUE(first->ok());
+      EXPECT_FALSE((*first)->quorum_reached);
+      Write(*replicator, base + 2, second);
+      ASSERT_TRUE(second.has_value()) << "answered without waiting for the quorum timeout";
+      ASSERT_TRUE(second->ok());
+      EXPECT_FALSE((*second)->quorum_reached);
+      EXPECT_EQ(replicator->Status()->under_replicated_writes, 2u);
     } else {
-      EXPECT_FALSE(out.has_value()) << "refuse waits: a pull may still acknowledge the write";
-      replicator->reset();
-      ASSERT_TRUE(out.has_value());
-      EXPECT_EQ(out->status().code(), absl::StatusCode::kCancelled) << "shutdown completes waiting writes";
+      Write(*replicator, base + 2, second);
+      EXPECT_FALSE(second.has_value()) << "refuse waits: a pull may still acknowledge the write";
+      scheduler_.Advance(1);
+      ASSERT_TRUE(first.has_value());
+      EXPECT_EQ(first->status().code(), absl::StatusCode::kUnavailable) << "refused at its timeout";
+      replicator.reset();
+      ASSERT_TRUE(second.has_value());
+      EXPECT_EQ(second->status().code(), absl::StatusCode::kCancelled) << "shutdown completes waiting writes";
     }
   }
 }

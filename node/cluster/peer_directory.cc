@@ -1,0 +1,279 @@
+#include "node/cluster/peer_directory.h"
+
+#include <algorithm>
+#include <condition_variable>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "node/ca/hresult.h"
+#include "store/clock.h"
+#include "store/record.h"
+
+namespace adcsc::cluster {
+
+namespace v1 = adcsc::cluster::v1;
+
+namespace {
+
+int64_t NowMs() { return SystemClock::Default()->NowUnixMillis(); }
+
+// The state one fan-out shares with its calls' callbacks (which may outlive the wait).
+struct Gather {
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t outstanding = 0;
+  std::optional<store::RequestRecord> merged;
+  bool stop = false;
+};
+
+// One call per reachable peer (a cut-off node reaches none), each with its own stub and
+// `deadline`. Call must have members peer, stub and context.
+template <typename Call>
+std::vector<std::shared_ptr<Call>> CallsToEveryPeer(const node::ClusterConfig& config, const GrpcPeerTransport& transport,
+                                                    std::chrono::system_clock::time_point deadline) {
+  std::vector<std::shared_ptr<Call>> calls;
+  for (const node::PeerConfig& p : config.peers) {
+    auto channel = transport.ChannelFor(p.id);
+    if (!channel.ok()) continue;
+    auto call = std::make_shared<Call>();
+    call->peer = p.id;
+    call->stub = v1::Peer::NewStub(*channel);
+    call->context.set_deadline(deadline);
+    calls.push_back(call);
+  }
+  return calls;
+}
+
+// Waits until every call answered, `enough` holds (under gather->mu) or `deadline` passes;
+// then cancels the calls still running (their callbacks still come, and find `gather`).
+template <typename Call>
+void WaitThenCancel(Gather& gather, const std::vector<std::shared_ptr<Call>>& calls,
+                    std::chrono::system_clock::time_point deadline, const std::function<bool()>& enough) {
+  std::unique_lock lock(gather.mu);
+  gather.cv.wait_until(lock, deadline, [&] { return gather.outstanding == 0 || enough(); });
+  const bool cancel = gather.outstanding > 0;
+  lock.unlock();
+  if (cancel) {
+    for (const std::shared_ptr<Call>& call : calls) call->context.TryCancel();
+  }
+}
+
+}  // namespace
+
+void PeerDirectory::Shared::Seen(const std::string& node_id, const std::string* identity) {
+  std::lock_guard lock(mu);
+  for (PeerView& p : peers) {
+    if (p.node_id != node_id) continue;
+    p.last_seen_ms = NowMs();
+    if (identity != nullptr) p.ca_identity = *identity;
+  }
+}
+
+PeerDirectory::PeerDirectory(const node::Config& config, const GrpcPeerTransport* transport,
+                             std::chrono::milliseconds lookup_timeout, std::chrono::milliseconds forward_timeout)
+    : config_(config),
+      transport_(transport),
+      lookup_timeout_(lookup_timeout),
+      forward_timeout_(forward_timeout),
+      shared_(std::make_shared<Shared>()) {
+  for (const node::PeerConfig& p : config_.cluster.peers) shared_->peers.push_back(PeerView{p.id, "", 0});
+}
+
+PeerDirectory::~PeerDirectory() = default;
+
+void PeerDirectory::Stamp(v1::PeerHeader* header) const {
+  header->set_cluster_id(config_.cluster.id);
+  header->set_node_id(config_.node_id);
+}
+
+std::vector<PeerView> PeerDirectory::Peers() const {
+  std::lock_guard lock(shared_->mu);
+  return shared_->peers;
+}
+
+std::optional<store::RequestRecord> PeerDirectory::LookupAll(
+    const StartLookup& start, const Accept& accept,
+    const std::function<store::RequestRecord(const store::RequestRecord&, const store::RequestRecord&)>& merge,
+    const Accept& stop_early) {
+  struct Call {
+    std::string peer;
+    std::unique_ptr<v1::Peer::Stub> stub;
+    grpc::ClientContext context;
+    v1::LookupResponse reply;
+  };
+  auto gather = std::make_shared<Gather>();
+  const auto deadline = std::chrono::system_clock::now() + lookup_timeout_;
+  const auto calls = CallsToEveryPeer<Call>(config_.cluster, *transport_, deadline);
+  {
+    std::lock_guard lock(gather->mu);
+    gather->outstanding = calls.size();
+  }
+  std::weak_ptr<Shared> shared = shared_;
+  for (const std::shared_ptr<Call>& call : calls) {
+    start(call->stub.get(), &call->context, &call->reply,
+          [call, gather, shared, accept, merge, stop_early](grpc::Status status) {
+            if (status.ok()) {
+              if (auto s = shared.lock()) s->Seen(call->peer, nullptr);
+            }
+            std::lock_guard lock(gather->mu);
+            if (status.ok() && call->reply.has_record() && accept(call->reply.record())) {
+              gather->merged = gather->merged ? merge(*gather->merged, call->reply.record()) : call->reply.record();
+              if (stop_early(*gather->merged)) gather->stop = true;
+            }
+            --gather->outstanding;
+            gather->cv.notify_all();
+          });
+  }
+  WaitThenCancel(*gather, calls, deadline, [&] { return gather->stop; });
+  std::lock_guard lock(gather->mu);
+  return gather->merged;
+}
+
+std::optional<store::RequestRecord> PeerDirectory::Lookup(const std::string& ca_config, uint32_t request_id) {
+  auto request = std::make_shared<v1::LookupRequest>();
+  Stamp(request->mutable_from());
+  request->set_ca_config(ca_config);
+  request->set_request_id(request_id);
+  return LookupAll(
+      [request](v1::Peer::Stub* stub, grpc::ClientContext* context, v1::LookupResponse* reply,
+                std::function<void(grpc::Status)> done) {
+        // The request lives until the call ends.
+        stub->async()->Lookup(context, request.get(), reply, [request, done = std::move(done)](grpc::Status s) { done(s); });
+      },
+      [ca_config, request_id](const store::RequestRecord& r) {
+        return r.ca_config() == ca_config && r.request_id() == request_id;
+      },
+      [](const store::RequestRecord& a, const store::RequestRecord& b) { return store::Merge(a, b); },
+      [](const store::RequestRecord& r) { return store::IsSettled(r); });
+}
+
+std::optional<store::RequestRecord> PeerDirectory::LookupByDedupeKey(const std::string& ca_config,
+                                                                     const std::string& template_name,
+                                                                     const std::string& csr_sha256,
+                                                                     int64_t not_before_ms) {
+  auto request = std::make_shared<v1::DedupeLookupRequest>();
+  Stamp(request->mutable_from());
+  request->set_ca_config(ca_config);
+  request->set_template_name(template_name);
+  request->set_csr_sha256(csr_sha256);
+  request->set_not_before_ms(not_before_ms);
+  return LookupAll(
+      [request](v1::Peer::Stub* stub, grpc::ClientContext* context, v1::LookupResponse* reply,
+                std::function<void(grpc::Status)> done) {
+        stub->async()->LookupByDedupeKey(context, request.get(), reply,
+                                         [request, done = std::move(done)](grpc::Status s) { done(s); });
+      },
+      // A peer's answer is checked, not trusted: only a record for this very CSR may be reused.
+      [ca_config, template_name, csr_sha256, not_before_ms](const store::RequestRecord& r) {
+        return r.ca_config() == ca_config && r.template_name() == template_name && r.csr_sha256() == csr_sha256 &&
+               r.created_ms() >= not_before_ms && r.request_id() != 0;
+      },
+      // The newest, as the local store's own dedupe picks (by created_ms, then request ID).
+      [](const store::RequestRecord& a, const store::RequestRecord& b) {
+        return std::make_pair(b.created_ms(), b.request_id()) > std::make_pair(a.created_ms(), a.request_id()) ? b : a;
+      },
+      [](const store::RequestRecord&) { return false; });
+}
+
+void PeerDirectory::Refresh() {
+  struct Call {
+    std::string peer;
+    std::unique_ptr<v1::Peer::Stub> stub;
+    grpc::ClientContext context;
+    v1::NodeInfoRequest request;
+    v1::NodeInfo reply;
+  };
+  auto gather = std::make_shared<Gather>();
+  const auto deadline = std::chrono::system_clock::now() + lookup_timeout_;
+  const auto calls = CallsToEveryPeer<Call>(config_.cluster, *transport_, deadline);
+  for (const auto& call : calls) Stamp(call->request.mutable_from());
+  gather->outstanding = calls.size();
+  std::weak_ptr<Shared> shared = shared_;
+  for (const std::shared_ptr<Call>& call : calls) {
+    call->stub->async()->Info(&call->context, &call->request, &call->reply, [call, gather, shared](grpc::Status status) {
+      if (status.ok() && call->reply.from().node_id() == call->peer) {
+        if (auto s = shared.lock()) s->Seen(call->peer, &call->reply.ca_identity());
+      }
+      std::lock_guard lock(gather->mu);
+      --gather->outstanding;
+      gather->cv.notify_all();
+    });
+  }
+  WaitThenCancel(*gather, calls, deadline, [] { return false; });
+}
+
+absl::StatusOr<node::ForwardedRetrieve> PeerDirectory::ForwardRetrieve(const std::string& identity,
+                                                                       const ca::CaTarget& target,
+                                                                       uint32_t request_id) {
+  auto candidates = [&] {
+    std::vector<PeerView> found;
+    for (const PeerView& p : Peers()) {
+      if (absl::EqualsIgnoreCase(p.ca_identity, identity)) found.push_back(p);
+    }
+    // The most recently heard from first.
+    std::stable_sort(found.begin(), found.end(),
+                     [](const PeerView& a, const PeerView& b) { return a.last_seen_ms > b.last_seen_ms; });
+    return found;
+  };
+  std::vector<PeerView> peers = candidates();
+  if (peers.empty()) {
+    Refresh();  // identities may not be known yet, or may have changed
+    peers = candidates();
+  }
+  if (peers.empty()) {
+    std::vector<std::string> known;
+    for (const PeerView& p : Peers()) {
+      known.push_back(absl::StrCat(p.node_id, "=", p.ca_identity.empty() ? "(not reachable)" : p.ca_identity));
+    }
+    return absl::UnavailableError(absl::StrCat("no peer runs as ", identity, " (peers: ", absl::StrJoin(known, ", "), ")"));
+  }
+  std::vector<std::string> failures;
+  for (const PeerView& p : peers) {
+    auto channel = transport_->ChannelFor(p.node_id);
+    if (!channel.ok()) {
+      failures.push_back(std::string(channel.status().message()));
+      continue;
+    }
+    auto stub = v1::Peer::NewStub(*channel);
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + forward_timeout_);
+    v1::ForwardRetrieveRequest request;
+    Stamp(request.mutable_from());
+    request.set_dc(target.dc);
+    request.set_ca(target.ca);
+    request.set_request_id(request_id);
+    request.set_identity(identity);
+    v1::ForwardRetrieveResponse reply;
+    grpc::Status status = stub->ForwardRetrieve(&context, request, &reply);
+    if (!status.ok()) {
+      // Unreachable, too slow, or no longer running as `identity`: try the next one.
+      failures.push_back(std::string(FromGrpc(status, p.node_id, "forwarded retrieve").message()));
+      if (status.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
+        std::lock_guard lock(shared_->mu);
+        for (PeerView& v : shared_->peers) {
+          if (v.node_id == p.node_id) v.ca_identity.clear();
+        }
+      }
+      continue;
+    }
+    shared_->Seen(p.node_id, nullptr);
+    if (reply.has_record()) {
+      const store::RequestRecord& r = reply.record();
+      if (r.ca_config() != store::CaConfigKey(target.dc, target.ca) || r.request_id() != request_id) {
+        failures.push_back(absl::StrCat("peer ", p.node_id, " answered for another request"));
+        continue;
+      }
+      return node::ForwardedRetrieve{p.node_id, r};
+    }
+    if (reply.hresult() == 0) {
+      failures.push_back(absl::StrCat("peer ", p.node_id, " answered with neither a record nor an error"));
+      continue;
+    }
+    // The CA answered the right identity with an error: that is the answer.
+    return ca::CaError(reply.hresult(), absl::StrCat("forwarded to ", p.node_id, ": ", reply.error()));
+  }
+  return absl::UnavailableError(absl::StrJoin(failures, "; "));
+}
+
+}  // namespace adcsc::cluster

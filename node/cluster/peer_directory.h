@@ -1,0 +1,77 @@
+// The API's view of the other nodes (node::PeerLookup over gRPC): a bounded fan-out to every
+// peer's Peer service for a record or a dedupe key this node does not hold yet, and the
+// forwarding of a CA retrieve to a live peer that runs as a given CA identity. It learns
+// each peer's identity from its Info answer, refreshed in the background (Refresh) and on
+// demand when a forward finds no peer with the identity it needs.
+// Thread-safety: every method may be called from any thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "adcsc/cluster/v1/cluster.grpc.pb.h"
+#include "node/cluster/replication_grpc.h"
+#include "node/config.h"
+#include "node/peer_lookup.h"
+
+namespace adcsc::cluster {
+
+// How a peer was last seen by Refresh or a call.
+struct PeerView {
+  std::string node_id;
+  std::string ca_identity;  // empty: not known yet
+  int64_t last_seen_ms = 0; // system clock of the last answer; 0: never
+};
+
+class PeerDirectory final : public node::PeerLookup {
+ public:
+  // `transport` (not owned, must outlive this) provides the channels and the fault-injection
+  // cut-off. `lookup_timeout` bounds lookups and Info; `forward_timeout` bounds one forwarded
+  // retrieve (it includes the peer's CA call).
+  PeerDirectory(const node::Config& config, const GrpcPeerTransport* transport, std::chrono::milliseconds lookup_timeout,
+                std::chrono::milliseconds forward_timeout);
+  ~PeerDirectory() override;
+
+  std::optional<store::RequestRecord> Lookup(const std::string& ca_config, uint32_t request_id) override;
+  std::optional<store::RequestRecord> LookupByDedupeKey(const std::string& ca_config, const std::string& template_name,
+                                                        const std::string& csr_sha256, int64_t not_before_ms) override;
+  absl::StatusOr<node::ForwardedRetrieve> ForwardRetrieve(const std::string& identity, const ca::CaTarget& target,
+                                                          uint32_t request_id) override;
+
+  // Asks every peer for its Info and waits (at most lookup_timeout) for the answers.
+  void Refresh();
+  std::vector<PeerView> Peers() const;
+
+ private:
+  // What outlives the directory while calls are in flight: their callbacks update it.
+  struct Shared {
+    mutable std::mutex mu;
+    std::vector<PeerView> peers;  // one per configured peer, in config order
+    void Seen(const std::string& node_id, const std::string* identity);
+  };
+  using StartLookup = std::function<void(adcsc::cluster::v1::Peer::Stub*, grpc::ClientContext*,
+                                         adcsc::cluster::v1::LookupResponse*, std::function<void(grpc::Status)>)>;
+  using Accept = std::function<bool(const store::RequestRecord&)>;
+  // Sends a lookup (`start`) to every reachable peer at once and merges the records that
+  // `accept` lets through, until every peer answered, `stop_early` holds for the merged
+  // record, or lookup_timeout passes; calls still running then are cancelled. `merge`
+  // combines two accepted records.
+  std::optional<store::RequestRecord> LookupAll(const StartLookup& start, const Accept& accept,
+                                                const std::function<store::RequestRecord(const store::RequestRecord&,
+                                                                                         const store::RequestRecord&)>& merge,
+                                                const Accept& stop_early);
+  void Stamp(adcsc::cluster::v1::PeerHeader* header) const;
+
+  const node::Config config_;
+  const GrpcPeerTransport* transport_;
+  const std::chrono::milliseconds lookup_timeout_;
+  const std::chrono::milliseconds forward_timeout_;
+  std::shared_ptr<Shared> shared_;
+};
+
+}  // namespace adcsc::cluster

@@ -1,0 +1,50 @@
+// What the API asks of the other nodes of its cluster when its own store cannot answer:
+// a record it does not hold yet (replication is behind), a submit's dedupe key, and a CA
+// retrieve that only a node running under another CA identity may make. The gRPC
+// implementation is cluster::PeerDirectory; tests use a fake. Every call is bounded in time
+// (cluster.lookup_timeout_ms): past it the API goes on without the peers.
+// Thread-safety: implementations are called concurrently from the API's worker threads.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "node/ca/ca_backend.h"
+#include "store/request_store.h"
+
+namespace adcsc::node {
+
+// The answer of a node that ran a CA retrieve for another one.
+struct ForwardedRetrieve {
+  std::string node_id;                      // who ran it
+  adcsc::store::RequestRecord record;       // the outcome it recorded
+};
+
+class PeerLookup {
+ public:
+  virtual ~PeerLookup() = default;
+
+  // Asks every peer at once for (ca_config, request_id). Returns the most advanced record any
+  // of them holds (a settled one ends the wait early), or nullopt when none answered with
+  // one before the bound.
+  virtual std::optional<adcsc::store::RequestRecord> Lookup(const std::string& ca_config, uint32_t request_id) = 0;
+
+  // Submit dedupe across the cluster: the newest record any peer holds for this CA config,
+  // template and CSR SHA-256 (32 bytes) created at or after `not_before_ms`, or nullopt.
+  virtual std::optional<adcsc::store::RequestRecord> LookupByDedupeKey(const std::string& ca_config,
+                                                                       const std::string& template_name,
+                                                                       const std::string& csr_sha256,
+                                                                       int64_t not_before_ms) = 0;
+
+  // Has a live peer whose CA identity is `identity` (compared case-insensitively, as Windows
+  // does) run the CA retrieve for `target`/`request_id` and record it. UNAVAILABLE when no
+  // live peer runs as that identity; a CA failure comes back as the CaError the peer's
+  // backend returned (its HRESULT travels with it).
+  virtual absl::StatusOr<ForwardedRetrieve> ForwardRetrieve(const std::string& identity,
+                                                            const adcsc::ca::CaTarget& target,
+                                                            uint32_t request_id) = 0;
+};
+
+}  // namespace adcsc::node

@@ -1,0 +1,215 @@
+// Three ClusterRuntimes in one process over real gRPC with mutual TLS: the Peer service's
+// lookups and forwarded retrieves, through the PeerDirectory the API uses. Nodes a and b run
+// as one CA identity, c as another; anti-entropy is slowed down so a record written straight
+// into one store stays there, as when replication is behind.
+#include "node/cluster/peer_directory.h"
+
+#include <gtest/gtest.h>
+
+#include "node/ca/hresult.h"
+#include "node/cluster/runtime.h"
+#include "store/clock.h"
+#include "tests/testing/fake_ca_backend.h"
+#include "tests/unit/cluster/cluster_fixture.h"
+#include "tests/testing/temp_dir.h"
+
+namespace adcsc::cluster {
+namespace {
+
+namespace v1 = adcsc::cluster::v1;
+
+constexpr char kCaConfig[] = "ca1.example.test\\Example-CA";
+const ca::CaTarget kTarget{"ca1.example.test", "Example-CA"};
+
+struct TestNode {
+  node::Config config;
+  std::unique_ptr<store::RequestStore> store;
+  testing::FakeCaBackend ca;
+  std::unique_ptr<node::EventLog> log;
+  std::unique_ptr<node::ApiService> api;
+  std::unique_ptr<ClusterRuntime> runtime;
+};
+
+class PeerDirectoryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto cluster = testing::TestCluster::Make(dir_.path(), {"a", "b", "c"});
+    for (const auto& id : cluster.ids) {
+      auto n = std::make_unique<TestNode>();
+      node::Config& c = n->config;
+      c.node_id = id;
+      c.ca.identity = id == "c" ? "EXAMPLE\\svc-two" : "EXAMPLE\\svc-one";
+      c.ca.allow.push_back({kTarget.dc, kTarget.ca, {}});
+      c.cluster = cluster.ConfigFor(id);
+      c.cluster.anti_entropy_interval = std::chrono::hours(1);
+      c.cluster.lookup_timeout = std::chrono::milliseconds(2000);
+      store::StoreOptions so;
+      so.path = dir_.path() / (id + ".db");
+      so.node_id = id;
+      so.fsync = false;
+      n->store = std::move(*store::RequestStore::Open(so));
+      n->log = node::EventLog::Stderr(id, node::LogLevel::kError);
+      n->api = std::make_unique<node::ApiService>(n->config, &n->ca, n->store.get(), n->log.get(),
+                                                  SystemClock::Default());
+      auto rt = ClusterRuntime::Start(n->config, n->store.get());
+      ASSERT_TRUE(rt.ok()) << rt.status();
+      n->runtime = std::move(*rt);
+      n->runtime->set_api(n->api.get());
+      nodes_[id] = std::move(n);
+    }
+    // Each node started before the others listened, so its first connections failed; wait
+    // (bounded) until every node has heard from every peer.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    for (auto& [id, n] : nodes_) {
+      for (;;) {
+        n->runtime->directory().Refresh();
+        const auto peers = n->runtime->directory().Peers();
+        if (std::all_of(peers.begin(), peers.end(), [](const PeerView& p) { return !p.ca_identity.empty(); })) break;
+        ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "node " << id << " never reached all its peers";
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    }
+  }
+
+  static store::RequestRecord Record(uint32_t id, store::RecordStatus status, const std::string& requester) {
+    store::RequestRecord r;
+    r.set_ca_config(kCaConfig);
+    r.set_request_id(id);
+    r.set_status(status);
+    r.set_disposition(status == store::v1::RECORD_STATUS_ISSUED ? 3 : 5);
+    if (status == store::v1::RECORD_STATUS_ISSUED) r.set_certificate_der("cert");
+    r.set_requester(requester);
+    r.set_template_name("JamfDevice");
+    r.set_csr_sha256(std::string(32, 'h'));
+    return r;
+  }
+
+  // Written into one node's store only, as if replication had not carried it yet.
+  void PutOnlyOn(const std::string& node, const store::RequestRecord& r) {
+    ASSERT_TRUE(nodes_[node]->store->Put(r).ok());
+  }
+
+  PeerDirectory& Directory(const std::string& node) { return nodes_[node]->runtime->directory(); }
+
+  testing::TempDir dir_;
+  std::map<std::string, std::unique_ptr<TestNode>> nodes_;
+};
+
+TEST_F(PeerDirectoryTest, LookupFindsWhatOnlyAPeerHolds) {
+  PutOnlyOn("c", Record(5, store::v1::RECORD_STATUS_ISSUED, "EXAMPLE\\svc-two"));
+  auto found = Directory("a").Lookup(kCaConfig, 5);
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->status(), store::v1::RECORD_STATUS_ISSUED);
+  EXPECT_EQ(found->certificate_der(), "cert");
+  EXPECT_FALSE(Directory("a").Lookup(kCaConfig, 6).has_value()) << "nobody holds it";
+}
+
+TEST_F(PeerDirectoryTest, LookupMergesTheAnswersUpTheLattice) {
+  PutOnlyOn("b", Record(7, store::v1::RECORD_STATUS_PENDING, "EXAMPLE\\svc-one"));
+  PutOnlyOn("c", Record(7, store::v1::RECORD_STATUS_ISSUED, "EXAMPLE\\svc-one"));
+  auto found = Directory("a").Lookup(kCaConfig, 7);
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->status(), store::v1::RECORD_STATUS_ISSUED);
+}
+
+TEST_F(PeerDirectoryTest, DedupeLookupMatchesOnlyTheSameCsr) {
+  PutOnlyOn("b", Record(8, store::v1::RECORD_STATUS_PENDING, "EXAMPLE\\svc-one"));
+  auto same = Directory("a").LookupByDedupeKey(kCaConfig, "JamfDevice", std::string(32, 'h'), 0);
+  ASSERT_TRUE(same.has_value());
+  EXPECT_EQ(same->request_id(), 8u);
+  EXPECT_FALSE(Directory("a").LookupByDedupeKey(kCaConfig, "JamfDevice", std::string(32, 'x'), 0).has_value());
+  EXPECT_FALSE(Directory("a").LookupByDedupeKey(kCaConfig, "Other", std::string(32, 'h'), 0).has_value());
+  const int64_t later = SystemClock::Default()->NowUnixMillis() + 60'000;
+  EXPECT_FALSE(Directory("a").LookupByDedupeKey(kCaConfig, "JamfDevice", std::string(32, 'h'), later).has_value())
+      << "outside the dedupe window";
+}
+
+TEST_F(PeerDirectoryTest, PeersAdvertiseTheirCaIdentity) {
+  std::map<std::string, std::string> identities;
+  for (const PeerView& p : Directory("a").Peers()) {
+    identities[p.node_id] = p.ca_identity;
+    EXPECT_GT(p.last_seen_ms, 0) << p.node_id;
+  }
+  EXPECT_EQ(identities["b"], "EXAMPLE\\svc-one");
+  EXPECT_EQ(identities["c"], "EXAMPLE\\svc-two");
+}
+
+TEST_F(PeerDirectoryTest, ARetrieveIsForwardedToTheNodeOfTheRightIdentityAndRecordedThere) {
+  nodes_["c"]->ca.Issue(12);
+  auto forwarded = Directory("a").ForwardRetrieve("example\\SVC-TWO", kTarget, 12);
+  ASSERT_TRUE(forwarded.ok()) << forwarded.status();
+  EXPECT_EQ(forwarded->node_id, "c");
+  EXPECT_EQ(forwarded->record.status(), store::v1::RECORD_STATUS_ISSUED);
+  EXPECT_EQ(nodes_["c"]->ca.retrieves(), 1);
+  EXPECT_EQ(nodes_["a"]->ca.retrieves() + nodes_["b"]->ca.retrieves(), 0);
+  auto on_c = nodes_["c"]->store->Get(kCaConfig, 12);
+  ASSERT_TRUE(on_c.ok() && on_c->has_value()) << "the node that asked the CA recorded the answer";
+  EXPECT_EQ((*on_c)->requester(), "EXAMPLE\\svc-two");
+}
+
+TEST_F(PeerDirectoryTest, AForwardedCaFailureComesBackWithItsHresult) {
+  nodes_["c"]->ca.fail_hresult = 0x800706BA;
+  auto forwarded = Directory("a").ForwardRetrieve("EXAMPLE\\svc-two", kTarget, 13);
+  ASSERT_FALSE(forwarded.ok());
+  EXPECT_EQ(ca::HresultOf(forwarded.status()), 0x800706BAu) << forwarded.status();
+}
+
+TEST_F(PeerDirectoryTest, NoLivePeerOfAnIdentityIsUnavailableAndSaysWhoIsThere) {
+  auto nobody = Directory("a").ForwardRetrieve("EXAMPLE\\svc-three", kTarget, 14);
+  ASSERT_EQ(nobody.status().code(), absl::StatusCode::kUnavailable) << nobody.status();
+  EXPECT_NE(nobody.status().message().find("c=EXAMPLE\\svc-two"), std::string_view::npos) << nobody.status();
+
+  nodes_["c"]->runtime.reset();  // the only node running as svc-two goes away
+  auto gone = Directory("a").ForwardRetrieve("EXAMPLE\\svc-two", kTarget, 14);
+  EXPECT_EQ(gone.status().code(), absl::StatusCode::kUnavailable) << gone.status();
+  EXPECT_FALSE(Directory("a").Lookup(kCaConfig, 14).has_value()) << "a lookup still ends";
+}
+
+TEST_F(PeerDirectoryTest, ANodeRefusesAForwardForAnIdentityItDoesNotRunAs) {
+  // b runs as svc-one; a claims b runs as svc-two by asking it directly.
+  auto channel = nodes_["a"]->runtime->transport().ChannelFor("b");
+  ASSERT_TRUE(channel.ok());
+  auto stub = v1::Peer::NewStub(*channel);
+  grpc::ClientContext context;
+  v1::ForwardRetrieveRequest request;
+  request.mutable_from()->set_cluster_id("prod");
+  request.mutable_from()->set_node_id("a");
+  request.set_dc(kTarget.dc);
+  request.set_ca(kTarget.ca);
+  request.set_request_id(15);
+  request.set_identity("EXAMPLE\\svc-two");
+  v1::ForwardRetrieveResponse reply;
+  grpc::Status status = stub->ForwardRetrieve(&context, request, &reply);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << status.error_message();
+  EXPECT_EQ(nodes_["b"]->ca.retrieves(), 0);
+}
+
+TEST_F(PeerDirectoryTest, ALookupSignedForAnotherClusterOrNodeIsRefused) {
+  auto channel = nodes_["a"]->runtime->transport().ChannelFor("b");
+  ASSERT_TRUE(channel.ok());
+  auto stub = v1::Peer::NewStub(*channel);
+  for (const auto& [cluster, node] : std::vector<std::pair<std::string, std::string>>{{"other", "a"}, {"prod", "c"}}) {
+    grpc::ClientContext context;
+    v1::LookupRequest request;
+    request.mutable_from()->set_cluster_id(cluster);
+    request.mutable_from()->set_node_id(node);
+    request.set_ca_config(kCaConfig);
+    request.set_request_id(1);
+    v1::LookupResponse reply;
+    EXPECT_EQ(stub->Lookup(&context, request, &reply).error_code(), grpc::StatusCode::PERMISSION_DENIED)
+        << cluster << "/" << node;
+  }
+}
+
+TEST_F(PeerDirectoryTest, ACutOffNodeNeitherAsksNorAnswers) {
+  PutOnlyOn("c", Record(16, store::v1::RECORD_STATUS_ISSUED, "EXAMPLE\\svc-two"));
+  nodes_["a"]->runtime->transport().SetCutOff(true);
+  EXPECT_FALSE(Directory("a").Lookup(kCaConfig, 16).has_value());
+  nodes_["a"]->runtime->transport().SetCutOff(false);
+  EXPECT_TRUE(Directory("a").Lookup(kCaConfig, 16).has_value());
+  nodes_["c"]->runtime->transport().SetCutOff(true);
+  EXPECT_FALSE(Directory("a").Lookup(kCaConfig, 16).has_value()) << "c refuses while cut off";
+}
+
+}  // namespace
+}  // namespace adcsc::cluster
