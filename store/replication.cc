@@ -181,12 +181,29 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
   absl::StatusOr<ReplicatorStatus> Status() {
     absl::StatusOr<VersionVector> ours = store_->GetVersionVector();
     if (!ours.ok()) return ours.status();
-    std::lock_guard<std::mutex> lock(mu_);
-    ReplicatorStatus status = status_;
-    for (const auto& [name, peer] : peers_) {
-      PeerStatus& p = status.peers.emplace_back(peer);
-      p.lag_mutations = Behind(peer.known_vector, *ours, "");
-      p.snapshot_in_progress = peer.snapshot.active;
+    ReplicatorStatus status;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      status = status_;
+      for (const auto& [name, peer] : peers_) {
+        PeerStatus& p = status.peers.emplace_back(peer);
+        p.lag_mutations = Behind(peer.known_vector, *ours, "");
+        p.snapshot_in_progress = peer.snapshot.active;
+      }
+    }
+    // Lag in time: the age of the oldest mutation we hold that the peer's vector lacks.
+    const int64_t now = clock_->NowUnixMillis();
+    for (PeerStatus& p : status.peers) {
+      if (p.lag_mutations == 0) continue;
+      int64_t oldest = now;
+      for (const auto& [origin, sequence] : *ours) {
+        auto known = p.known_vector.find(origin);
+        const uint64_t have = known == p.known_vector.end() ? 0 : known->second;
+        if (sequence <= have) continue;
+        absl::StatusOr<std::vector<Mutation>> next = store_->MutationsSince(origin, have, 1);
+        if (next.ok() && !next->empty()) oldest = std::min(oldest, next->front().record().updated_ms());
+      }
+      p.lag_ms = std::max<int64_t>(0, now - oldest);
     }
     return status;
   }

@@ -198,8 +198,9 @@ int ClusterStatus(const StatusArgs& args) {
       const std::string last = p.last_ack_unix_ms() == 0
                                    ? "never answered"
                                    : absl::StrCat("last answer ", info.now_unix_ms() - p.last_ack_unix_ms(), " ms ago");
-      std::cout << "  sees " << p.node_id() << ": " << last << ", lag " << p.lag_mutations() << " mutations"
-                << (p.snapshot_in_progress() ? ", copying its snapshot" : "") << "\n";
+      std::cout << "  sees " << p.node_id() << ": " << last << ", lag " << p.lag_mutations() << " mutations";
+      if (p.lag_mutations() > 0) std::cout << " (oldest " << p.lag_ms() << " ms)";
+      std::cout << (p.snapshot_in_progress() ? ", copying its snapshot" : "") << "\n";
     }
   }
   if (args.json) std::cout << json << "]\n";

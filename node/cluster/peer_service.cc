@@ -93,6 +93,7 @@ grpc::Status PeerService::Info(grpc::ServerContext* context, const v1::NodeInfoR
     s->set_node_id(p.node_id);
     s->set_last_ack_unix_ms(p.last_ack_ms);
     s->set_lag_mutations(p.lag_mutations);
+    s->set_lag_ms(p.lag_ms);
     *s->mutable_known_vector() = ToProto(p.known_vector);
     s->set_snapshot_in_progress(p.snapshot_in_progress);
   }

@@ -137,6 +137,9 @@ class ClusterReplication(unittest.TestCase):
                 self.assertEqual(out.returncode, 1, out.stdout)
                 views = {v["from"]["nodeId"]: v for v in json.loads(out.stdout)}
                 self.assertEqual(int(views["node-c"].get("underReplicatedWrites", 0)), 10, views["node-c"])
+                for peer in views["node-c"]["peers"]:  # its ten writes wait for both peers
+                    self.assertEqual(int(peer.get("lagMutations", 0)), 10, peer)
+                    self.assertGreater(int(peer.get("lagMs", 0)), 0, peer)
                 self.assertIn("error", views["node-a"])
                 for p in proxies:
                     p.set_cut(False)

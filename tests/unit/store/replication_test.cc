@@ -90,6 +90,15 @@ TEST_F(ReplicatorTest, QuorumLossServeCountsUnderReplicated) {
   ASSERT_TRUE(status.ok());
   EXPECT_EQ(status->under_replicated_writes, 1u);
   EXPECT_EQ(status->quorum_writes, 0u);
+  // Lag, in mutations and in time: the write is the oldest mutation the peers lack.
+  const int64_t written_ms = cluster_->clock().NowUnixMillis() - 2 * kQuorumTimeoutMs;
+  cluster_->loop().RunFor(300);
+  status = cluster_->node("n0").replicator->Status();
+  for (const PeerStatus& p : status->peers) {
+    EXPECT_EQ(p.lag_mutations, 1u) << p.node_id;
+    EXPECT_GE(p.lag_ms, 300) << p.node_id;
+    EXPECT_LE(p.lag_ms, cluster_->clock().NowUnixMillis() - written_ms) << p.node_id;
+  }
   // After the partition heals, anti-entropy delivers the write and lag drops to zero.
   cluster_->net().Heal();
   ASSERT_TRUE(cluster_->loop().RunUntilCondition([&] { return Has("n1", 1) && Has("n2", 1); }, 10 * kAntiEntropyMs));
@@ -98,6 +107,7 @@ TEST_F(ReplicatorTest, QuorumLossServeCountsUnderReplicated) {
   ASSERT_EQ(status->peers.size(), 2u);
   for (const PeerStatus& p : status->peers) {
     EXPECT_EQ(p.lag_mutations, 0u) << p.node_id;
+    EXPECT_EQ(p.lag_ms, 0) << p.node_id;
     EXPECT_GT(p.last_ack_ms, 0) << p.node_id;
   }
 }
