@@ -128,6 +128,15 @@ int CaPing(const PingArgs& args) {
   return kExitOk;
 }
 
+// This node as a peer of itself: its cluster listener, reached on loopback when it listens
+// on every address.
+adcsc::node::PeerConfig Self(const adcsc::node::Config& config) {
+  const auto& c = config.cluster;
+  std::string host = c.listen_address == "0.0.0.0" ? "127.0.0.1" : c.listen_address == "::" ? "::1" : c.listen_address;
+  if (host.find(':') != std::string::npos) host = absl::StrCat("[", host, "]");
+  return {config.node_id, absl::StrCat(host, ":", c.listen_port)};
+}
+
 struct StatusArgs {
   std::string config;
   bool json = false;
@@ -147,9 +156,7 @@ int ClusterStatus(const StatusArgs& args) {
   }
   const auto& c = config->cluster;
   std::vector<adcsc::node::PeerConfig> nodes;
-  const std::string self_host = c.listen_address == "0.0.0.0" || c.listen_address == "::" ? "127.0.0.1"
-                                                                                          : c.listen_address;
-  nodes.push_back({config->node_id, absl::StrCat(self_host, ":", c.listen_port)});
+  nodes.push_back(Self(*config));
   nodes.insert(nodes.end(), c.peers.begin(), c.peers.end());
 
   int unreachable = 0;
@@ -189,7 +196,8 @@ int ClusterStatus(const StatusArgs& args) {
     std::vector<std::string> vv;
     for (const auto& [origin, seq] : info.version_vector().entries()) vv.push_back(absl::StrCat(origin, "=", seq));
     std::sort(vv.begin(), vv.end());
-    std::cout << n.id << " (" << n.address << "): up, adcsc " << info.version() << ", CA identity "
+    std::cout << n.id << " (" << n.address << "): up" << (info.cut_off() ? ", CUT OFF from its peers (fault injection)" : "")
+              << ", adcsc " << info.version() << ", CA identity "
               << info.ca_identity() << ", " << info.records() << " records, write quorum " << info.write_quorum()
               << "\n  writes: " << info.quorum_writes() << " at quorum, " << info.under_replicated_writes()
               << " under-replicated, " << info.refused_writes() << " refused"
@@ -205,6 +213,48 @@ int ClusterStatus(const StatusArgs& args) {
   }
   if (args.json) std::cout << json << "]\n";
   return unreachable == 0 ? kExitOk : kExitFailure;
+}
+
+struct FaultArgs {
+  std::string config;
+  std::string action;  // "cut" or "heal"
+};
+
+// Cuts this node off from its peers, or heals it, through its own cluster listener.
+int Fault(const FaultArgs& args) {
+  auto config = adcsc::node::LoadConfig(args.config);
+  if (!config.ok()) {
+    std::cerr << "adcsc ctl fault: " << config.status().message() << "\n";
+    return kExitUsage;
+  }
+  if (!config->cluster.enabled) {
+    std::cerr << "adcsc ctl fault: " << args.config << " has no [cluster] section: this node has no peers to cut\n";
+    return kExitUsage;
+  }
+  const adcsc::node::PeerConfig self = Self(*config);
+  auto channel = adcsc::cluster::MakePeerChannel(config->cluster, self);
+  if (!channel.ok()) {
+    std::cerr << "adcsc ctl fault: " << channel.status().message() << "\n";
+    return kExitUsage;
+  }
+  auto stub = adcsc::cluster::v1::Peer::NewStub(*channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
+  adcsc::cluster::v1::FaultRequest request;
+  request.mutable_from()->set_cluster_id(config->cluster.id);
+  request.mutable_from()->set_node_id(config->node_id);
+  request.set_cut_off(args.action == "cut");
+  adcsc::cluster::v1::FaultState state;
+  grpc::Status s = stub->SetFault(&ctx, request, &state);
+  if (!s.ok()) {
+    std::cerr << "adcsc ctl fault: node " << self.id << " (" << self.address << "): " << s.error_message() << "\n";
+    return kExitFailure;
+  }
+  std::cout << "node " << self.id << ": "
+            << (state.cut_off() ? "cut off from its peers (both directions); heal with: adcsc ctl fault --config "
+                                : "connected to its peers again")
+            << (state.cut_off() ? args.config + " heal" : "") << "\n";
+  return kExitOk;
 }
 
 }  // namespace
@@ -235,6 +285,19 @@ void AddCtlCommand(CLI::App& app, int* exit_code) {
   status->add_option("--config,-c", sargs->config, "This node's configuration (its [cluster] section)")->required();
   status->add_flag("--json", sargs->json, "One JSON object per node, for scripts");
   status->callback([=] { *exit_code = ClusterStatus(*sargs); });
+
+  auto fargs = std::make_shared<FaultArgs>();
+  auto* fault = ctl->add_subcommand("fault",
+                                    "Failover drills: cut this node off from its peers (replication, lookups and\n"
+                                    "forwarding, both directions) while it keeps serving Jamf, or heal it.\n"
+                                    "Needs cluster.allow_fault_injection = true in the node's configuration.\n\n"
+                                    "Example:\n  adcsc ctl fault --config /etc/adcsc/node.toml cut\n"
+                                    "  adcsc ctl fault --config /etc/adcsc/node.toml heal\n\n"
+                                    "Exit codes: 0 done, 1 the node refused or did not answer, 2 usage or configuration "
+                                    "error.");
+  fault->add_option("--config,-c", fargs->config, "This node's configuration (its [cluster] section)")->required();
+  fault->add_option("action", fargs->action, "cut or heal")->required()->check(CLI::IsMember({"cut", "heal"}));
+  fault->callback([=] { *exit_code = Fault(*fargs); });
 }
 
 }  // namespace adcsc::cli

@@ -10,7 +10,7 @@ namespace adcsc::cluster {
 namespace v1 = adcsc::cluster::v1;
 
 PeerService::PeerService(const node::Config* config, store::RequestStore* store, store::Replicator* replicator,
-                         const GrpcPeerTransport* transport)
+                         GrpcPeerTransport* transport)
     : config_(config), store_(store), replicator_(replicator), transport_(transport) {}
 
 absl::StatusOr<std::string> PeerService::Caller(const grpc::ServerContext& context, const v1::PeerHeader& from) const {
@@ -72,9 +72,34 @@ grpc::Status PeerService::ForwardRetrieve(grpc::ServerContext* context, const v1
   return ToGrpc(record.status());
 }
 
+grpc::Status PeerService::SetFault(grpc::ServerContext* context, const v1::FaultRequest* request,
+                                   v1::FaultState* reply) {
+  auto caller = CheckPeerCaller(*context, config_->cluster, request->from(), config_->node_id);
+  if (!caller.ok()) return ToGrpc(caller.status());
+  if (*caller != config_->node_id) {
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                        "fault injection is set by an operator on the node itself (adcsc ctl fault), not by a peer");
+  }
+  if (!config_->cluster.allow_fault_injection) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "fault injection is off on node " + config_->node_id +
+                            " (set cluster.allow_fault_injection = true in its config and restart it)");
+  }
+  if (transport_ == nullptr) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "no peer transport");
+  transport_->SetCutOff(request->cut_off());
+  Stamp(reply->mutable_from());
+  reply->set_cut_off(transport_->cut_off());
+  return grpc::Status::OK;
+}
+
 grpc::Status PeerService::Info(grpc::ServerContext* context, const v1::NodeInfoRequest*, v1::NodeInfo* reply) {
   auto caller = AuthenticatedPeer(*context, config_->cluster, config_->node_id);
   if (!caller.ok()) return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, std::string(caller.status().message()));
+  const bool cut_off = transport_ != nullptr && transport_->cut_off();
+  if (cut_off && *caller != config_->node_id) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "this node is cut off from its peers (fault injection)");
+  }
+  reply->set_cut_off(cut_off);
   reply->mutable_from()->set_cluster_id(config_->cluster.id);
   reply->mutable_from()->set_node_id(config_->node_id);
   reply->set_ca_identity(config_->ca.identity);

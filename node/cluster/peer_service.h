@@ -22,9 +22,10 @@ namespace adcsc::cluster {
 class PeerService final : public adcsc::cluster::v1::Peer::Service {
  public:
   // Nothing is owned; all must outlive the service.
-  // While `transport` (optional) is cut off by fault injection, peers' calls are refused.
+  // While `transport` (optional) is cut off by fault injection, peers' calls are refused;
+  // SetFault (from this node's own certificate) cuts it off and heals it.
   PeerService(const node::Config* config, store::RequestStore* store, store::Replicator* replicator,
-              const GrpcPeerTransport* transport = nullptr);
+              GrpcPeerTransport* transport = nullptr);
 
   // Forwarded retrieves are refused with UNAVAILABLE until this is set (the API starts after
   // the cluster listener).
@@ -36,6 +37,8 @@ class PeerService final : public adcsc::cluster::v1::Peer::Service {
                                  adcsc::cluster::v1::LookupResponse* reply) override;
   grpc::Status ForwardRetrieve(grpc::ServerContext* context, const adcsc::cluster::v1::ForwardRetrieveRequest* request,
                                adcsc::cluster::v1::ForwardRetrieveResponse* reply) override;
+  grpc::Status SetFault(grpc::ServerContext* context, const adcsc::cluster::v1::FaultRequest* request,
+                        adcsc::cluster::v1::FaultState* reply) override;
   grpc::Status Info(grpc::ServerContext* context, const adcsc::cluster::v1::NodeInfoRequest* request,
                     adcsc::cluster::v1::NodeInfo* reply) override;
 
@@ -43,7 +46,7 @@ class PeerService final : public adcsc::cluster::v1::Peer::Service {
   const node::Config* config_;
   store::RequestStore* store_;
   store::Replicator* replicator_;
-  const GrpcPeerTransport* transport_;
+  GrpcPeerTransport* transport_;
   std::atomic<node::ApiService*> api_{nullptr};
 
   // The calling peer, after the checks every call gets.

@@ -402,7 +402,7 @@ class TcpProxy:
 
 
 def cluster_sections(root: Path, node_ids, cluster_id="test", write_quorum=0, on_quorum_loss="serve",
-                     peer_address=None):
+                     peer_address=None, allow_fault_injection=False):
     """[cluster] TOML for each node of a cluster on loopback, after `adcsc pki cluster`.
     peer_address(node, peer, port) may return another port for node's link to peer (a proxy)."""
     pki_dir = root / "cluster-pki"
@@ -426,6 +426,7 @@ write_quorum = {write_quorum}
 on_quorum_loss = "{on_quorum_loss}"
 quorum_timeout_ms = 2000
 anti_entropy_interval_ms = 200
+allow_fault_injection = {"true" if allow_fault_injection else "false"}
 {peers}"""
     return sections
 

@@ -150,6 +150,36 @@ class ClusterReplication(unittest.TestCase):
                 for p in proxies:
                     p.close()
 
+    def test_fault_switch_cuts_a_node_off_and_heals_it(self):
+        with h.TempRoot() as root, Cluster(root, ["node-a", "node-b"], allow_fault_injection=True) as c:
+            ctl = [h.ADCSC, "ctl", "fault", "--config", c.nodes["node-b"].config]
+            out = h.run(ctl + ["cut"], check=False)
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            self.assertIn("cut off from its peers", out.stdout)
+            status = h.run([h.ADCSC, "ctl", "status", "--config", c.nodes["node-b"].config], check=False)
+            self.assertEqual(status.returncode, 0, status.stdout)  # the operator still reaches every node
+            self.assertIn("CUT OFF", status.stdout)
+            ids = []
+            for n in ("node-a", "node-b"):  # both sides keep serving Jamf
+                st, body = h.submit(c.nodes[n], h.make_csr_b64(f"fault-{n}"), dc=h.ICPR_DC)
+                self.assertEqual(st, 200, body)
+                ids.append(body["request-id"])
+            # The cut was real: node-a's write reached nobody, and node-b answers no peer (the
+            # operator on node-a included: it signs as node-a).
+            out = h.run([h.ADCSC, "ctl", "status", "--config", c.nodes["node-a"].config, "--json"], check=False)
+            views = {v["from"]["nodeId"]: v for v in json.loads(out.stdout)}
+            self.assertEqual(int(views["node-a"].get("underReplicatedWrites", 0)), 1, views["node-a"])
+            self.assertIn("cut off", views["node-b"].get("error", ""), views["node-b"])
+            out = h.run(ctl + ["heal"], check=False)
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            c.emulator.stop()
+            h.wait_for(lambda: c.everywhere(ids), timeout=20, what="both nodes to hold both requests after healing")
+        # Refused where it is not allowed, with the key to set.
+        with h.TempRoot() as root, Cluster(root, ["node-a", "node-b"]) as c:
+            off = h.run([h.ADCSC, "ctl", "fault", "--config", c.nodes["node-a"].config, "cut"], check=False)
+            self.assertEqual(off.returncode, 1, off.stdout)
+            self.assertIn("allow_fault_injection", off.stderr)
+
     def test_mixed_identities_forward_a_retrieve_to_the_submitters_node(self):
         # Per-host accounts: the CA lets only the submitting account retrieve a request.
         accounts = {"node-a": "EXAMPLE\\svc-adcsc", "node-b": "EXAMPLE\\other"}

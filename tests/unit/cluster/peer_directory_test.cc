@@ -8,6 +8,8 @@
 
 #include "node/ca/hresult.h"
 #include "node/cluster/runtime.h"
+#include "node/cluster/tls.h"
+#include "node/pki/cluster.h"
 #include "store/clock.h"
 #include "tests/testing/fake_ca_backend.h"
 #include "tests/unit/cluster/cluster_fixture.h"
@@ -209,6 +211,58 @@ TEST_F(PeerDirectoryTest, ACutOffNodeNeitherAsksNorAnswers) {
   EXPECT_TRUE(Directory("a").Lookup(kCaConfig, 16).has_value());
   nodes_["c"]->runtime->transport().SetCutOff(true);
   EXPECT_FALSE(Directory("a").Lookup(kCaConfig, 16).has_value()) << "c refuses while cut off";
+}
+
+// SetFault through a node's own listener, as `adcsc ctl fault` does, signed as `as`.
+grpc::Status SetFault(const node::Config& config, const std::string& as, bool cut_off) {
+  node::PeerConfig self{config.node_id, "127.0.0.1:" + std::to_string(config.cluster.listen_port)};
+  node::ClusterConfig signer = config.cluster;
+  if (as != config.node_id) {  // a peer's certificate
+    const auto dir = config.cluster.cert_file.parent_path().parent_path() / as;
+    signer.cert_file = dir / pki::kNodeCertFile;
+    signer.key_file = dir / pki::kNodeKeyFile;
+  }
+  auto channel = MakePeerChannel(signer, self);
+  if (!channel.ok()) return grpc::Status(grpc::StatusCode::INTERNAL, std::string(channel.status().message()));
+  auto stub = v1::Peer::NewStub(*channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  v1::FaultRequest request;
+  request.mutable_from()->set_cluster_id(config.cluster.id);
+  request.mutable_from()->set_node_id(as);
+  request.set_cut_off(cut_off);
+  v1::FaultState state;
+  return stub->SetFault(&context, request, &state);
+}
+
+TEST_F(PeerDirectoryTest, TheFaultSwitchIsOffByDefaultAndOnlyForTheNodeItself) {
+  const grpc::Status off = SetFault(nodes_["a"]->config, "a", true);
+  EXPECT_EQ(off.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << off.error_message();
+  EXPECT_NE(off.error_message().find("allow_fault_injection"), std::string::npos) << off.error_message();
+  EXPECT_FALSE(nodes_["a"]->runtime->transport().cut_off());
+}
+
+TEST_F(PeerDirectoryTest, TheFaultSwitchCutsBothDirectionsAndHeals) {
+  // Restart node a with the switch allowed.
+  nodes_["a"]->runtime.reset();
+  nodes_["a"]->config.cluster.allow_fault_injection = true;
+  auto rt = ClusterRuntime::Start(nodes_["a"]->config, nodes_["a"]->store.get());
+  ASSERT_TRUE(rt.ok()) << rt.status();
+  nodes_["a"]->runtime = std::move(*rt);
+
+  const grpc::Status by_peer = SetFault(nodes_["a"]->config, "b", true);
+  EXPECT_EQ(by_peer.error_code(), grpc::StatusCode::PERMISSION_DENIED) << "a peer may not cut a node off";
+
+  PutOnlyOn("a", Record(20, store::v1::RECORD_STATUS_ISSUED, "EXAMPLE\\svc-one"));
+  PutOnlyOn("c", Record(21, store::v1::RECORD_STATUS_ISSUED, "EXAMPLE\\svc-two"));
+  ASSERT_TRUE(SetFault(nodes_["a"]->config, "a", true).ok());
+  EXPECT_TRUE(nodes_["a"]->runtime->transport().cut_off());
+  EXPECT_FALSE(Directory("b").Lookup(kCaConfig, 20).has_value()) << "a answers no peer";
+  EXPECT_FALSE(Directory("a").Lookup(kCaConfig, 21).has_value()) << "a reaches no peer";
+
+  ASSERT_TRUE(SetFault(nodes_["a"]->config, "a", false).ok());
+  EXPECT_TRUE(Directory("b").Lookup(kCaConfig, 20).has_value());
+  EXPECT_TRUE(Directory("a").Lookup(kCaConfig, 21).has_value());
 }
 
 }  // namespace
