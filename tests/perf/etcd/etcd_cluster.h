@@ -1,0 +1,58 @@
+// The etcd side of the replication benchmark: a 3-member etcd cluster (Debian's etcd-server,
+// /usr/bin/etcd) on 127.0.0.1 with free ports and data directories under a given folder,
+// default durability (each member fsyncs its raft WAL before acknowledging), and a client
+// that Puts over several gRPC channels to the leader. The processes die with this object.
+// Thread-safety: Start/Leader on one thread; Put from any number of threads at once.
+#pragma once
+
+#include <atomic>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "etcd_kv.grpc.pb.h"
+#include "tests/perf/child_process.h"
+
+namespace adcsc::bench {
+
+inline constexpr char kEtcdBinary[] = "/usr/bin/etcd";
+
+class EtcdCluster {
+ public:
+  // Starts `members` etcd processes (logs in <dir>/etcd-N.log) and waits until every one
+  // reports the same leader. Errors name the member and its log.
+  static absl::StatusOr<std::unique_ptr<EtcdCluster>> Start(const std::filesystem::path& dir, int members);
+  ~EtcdCluster() = default;  // kills the members
+  EtcdCluster(const EtcdCluster&) = delete;
+  EtcdCluster& operator=(const EtcdCluster&) = delete;
+
+  // The client address ("127.0.0.1:PORT") of the current leader.
+  absl::StatusOr<std::string> LeaderAddress() const;
+  // Resident memory of each member, MiB: VmRSS and peak VmHWM.
+  std::vector<std::pair<double, double>> MemberRss() const;
+  // Bytes all members have written to storage so far (/proc/PID/io write_bytes).
+  double WriteBytes() const;
+
+ private:
+  EtcdCluster() = default;
+  std::vector<std::unique_ptr<ChildProcess>> members_;
+  std::vector<int> client_ports_;
+};
+
+// Puts to one etcd address over `channels` separate HTTP/2 connections (writer i uses
+// channel i % channels), so many writers are not serialized on one connection.
+class EtcdWriter {
+ public:
+  EtcdWriter(const std::string& address, int channels);
+  absl::Status Put(size_t writer_index, const std::string& key, const std::string& value);
+
+ private:
+  std::vector<std::unique_ptr<etcdserverpb::KV::Stub>> stubs_;
+};
+
+}  // namespace adcsc::bench
