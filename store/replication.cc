@@ -191,7 +191,9 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
         p.snapshot_in_progress = peer.snapshot.active;
       }
     }
-    // Lag in time: the age of the oldest mutation we hold that the peer's vector lacks.
+    // Lag in time: how long the oldest mutation the peer's vector lacks has waited, from the
+    // last update of its record (the log sends records as they stand, so a record changed
+    // again since counts from that later change).
     const int64_t now = clock_->NowUnixMillis();
     for (PeerStatus& p : status.peers) {
       if (p.lag_mutations == 0) continue;

@@ -115,7 +115,8 @@ struct PeerStatus {
   std::string node_id;
   int64_t last_ack_ms = 0;            // Clock time of the last answer from this peer; 0: never
   uint64_t lag_mutations = 0;         // how many of our mutations its last known vector lacks
-  int64_t lag_ms = 0;                 // age of the oldest of them (Clock ms); 0 when none
+  int64_t lag_ms = 0;                 // how long the oldest of them has waited (Clock ms, from
+                                      // its record's last update); 0 when none
   VersionVector known_vector;         // its vector as last reported
   bool snapshot_in_progress = false;  // we are copying its records
 };

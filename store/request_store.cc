@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "store/hlc.h"
 #include "store/schema.h"
 #include "store/sqlite_db.h"
@@ -75,13 +76,20 @@ const std::string& SelectByDedupeKeySql() {
 
 constexpr char kSelectLocalSequenceSql[] = "SELECT sequence FROM version_vector WHERE origin = ?1";
 constexpr char kAppendMutationSql[] =
-    "INSERT INTO mutations (origin, sequence, hlc, record) VALUES (?1, ?2, ?3, ?4)";
+    "INSERT INTO mutations (origin, sequence, hlc, record, ca_config, request_id) "
+    "VALUES (?1, ?2, ?3, x'', ?4, ?5)";
 constexpr char kAdvanceVersionVectorSql[] =
     "INSERT INTO version_vector (origin, sequence) VALUES (?1, ?2) "
     "ON CONFLICT (origin) DO UPDATE SET sequence = excluded.sequence";
-constexpr char kMutationsSinceSql[] =
-    "SELECT sequence, record FROM mutations WHERE origin = ?1 AND sequence > ?2 "
-    "ORDER BY sequence LIMIT ?3";
+// A mutation logged by reference (schema 2) is sent as its record stands now; one logged by
+// an older version carries its own copy in `record`.
+const std::string& MutationsSinceSql() {
+  static const std::string* const kSql = new std::string(absl::StrCat(
+      "SELECT m.sequence, m.record, r.", absl::StrReplaceAll(kRecordColumns, {{", ", ", r."}}),
+      " FROM mutations m LEFT JOIN requests r ON r.ca_config = m.ca_config AND r.request_id = m.request_id "
+      "WHERE m.origin = ?1 AND m.sequence > ?2 ORDER BY m.sequence LIMIT ?3"));
+  return *kSql;
+}
 constexpr char kVersionVectorSql[] = "SELECT origin, sequence FROM version_vector";
 constexpr char kMutationHeldSql[] = "SELECT 1 FROM mutations WHERE origin = ?1 AND sequence = ?2";
 constexpr char kLoggedAfterSql[] =
@@ -92,22 +100,23 @@ constexpr char kHealthWriteSql[] =
     "ON CONFLICT (id) DO UPDATE SET written_ms = excluded.written_ms, "
     "node_id = excluded.node_id";
 
-RequestRecord RowToRecord(const Statement& row) {
+// The record in kRecordColumns order, starting at column `first`.
+RequestRecord RowToRecord(const Statement& row, int first = 0) {
   RequestRecord r;
-  r.set_ca_config(row.ColumnText(0));
-  r.set_request_id(static_cast<uint32_t>(row.ColumnInt64(1)));
-  r.set_status(static_cast<RecordStatus>(row.ColumnInt64(2)));
-  r.set_disposition(static_cast<uint32_t>(row.ColumnInt64(3)));
-  r.set_message(row.ColumnText(4));
-  r.set_certificate_der(row.ColumnBlob(5));
-  r.set_csr_sha256(row.ColumnBlob(6));
-  r.set_template_name(row.ColumnText(7));
-  r.set_requester(row.ColumnText(8));
-  r.set_node_id(row.ColumnText(9));
-  r.set_created_ms(row.ColumnInt64(10));
-  r.set_updated_ms(row.ColumnInt64(11));
-  r.set_hlc(static_cast<uint64_t>(row.ColumnInt64(12)));  // stored bit for bit
-  r.set_hresult(static_cast<uint32_t>(row.ColumnInt64(13)));
+  r.set_ca_config(row.ColumnText(first + 0));
+  r.set_request_id(static_cast<uint32_t>(row.ColumnInt64(first + 1)));
+  r.set_status(static_cast<RecordStatus>(row.ColumnInt64(first + 2)));
+  r.set_disposition(static_cast<uint32_t>(row.ColumnInt64(first + 3)));
+  r.set_message(row.ColumnText(first + 4));
+  r.set_certificate_der(row.ColumnBlob(first + 5));
+  r.set_csr_sha256(row.ColumnBlob(first + 6));
+  r.set_template_name(row.ColumnText(first + 7));
+  r.set_requester(row.ColumnText(first + 8));
+  r.set_node_id(row.ColumnText(first + 9));
+  r.set_created_ms(row.ColumnInt64(first + 10));
+  r.set_updated_ms(row.ColumnInt64(first + 11));
+  r.set_hlc(static_cast<uint64_t>(row.ColumnInt64(first + 12)));  // stored bit for bit
+  r.set_hresult(static_cast<uint32_t>(row.ColumnInt64(first + 13)));
   return r;
 }
 
@@ -142,8 +151,9 @@ absl::Status WriteRecord(Connection& c, const RequestRecord& r) {
   return (*st)->Run();
 }
 
-// Appends `record` to the mutation log as the next local sequence and advances the version
-// vector in the same transaction, so the log and the vector never disagree.
+// Appends a change of `record` (stored already, in this transaction) to the mutation log as
+// the next sequence of `origin`, and advances the version vector in the same transaction, so
+// the log and the vector never disagree. The log holds the record's key, not a copy.
 absl::StatusOr<uint64_t> AppendMutation(Connection& c, const std::string& origin,
                                         const RequestRecord& record) {
   uint64_t sequence = 0;
@@ -162,7 +172,8 @@ absl::StatusOr<uint64_t> AppendMutation(Connection& c, const std::string& origin
   (*append)->BindText(1, origin)
       .BindInt64(2, static_cast<int64_t>(sequence))
       .BindInt64(3, static_cast<int64_t>(record.hlc()))
-      .BindBlob(4, record.SerializeAsString());
+      .BindText(4, record.ca_config())
+      .BindInt64(5, record.request_id());
   if (absl::Status s = (*append)->Run(); !s.ok()) return s;
 
   absl::StatusOr<CachedStatement> advance = c.PrepareCached(kAdvanceVersionVectorSql);
@@ -239,7 +250,7 @@ absl::Status ReadMutationsSince(Connection& c, const std::filesystem::path& path
                                 std::vector<Mutation>& out) {
   constexpr uint64_t kMaxStoredSequence = std::numeric_limits<int64_t>::max();
   if (limit == 0 || after >= kMaxStoredSequence) return absl::OkStatus();
-  absl::StatusOr<CachedStatement> st = c.PrepareCached(kMutationsSinceSql);
+  absl::StatusOr<CachedStatement> st = c.PrepareCached(MutationsSinceSql());
   if (!st.ok()) return st.status();
   (*st)->BindText(1, origin)
       .BindInt64(2, static_cast<int64_t>(after))
@@ -251,7 +262,16 @@ absl::Status ReadMutationsSince(Connection& c, const std::filesystem::path& path
     Mutation& m = out.emplace_back();
     m.set_origin(origin);
     m.set_sequence(static_cast<uint64_t>((*st)->ColumnInt64(0)));
-    if (!m.mutable_record()->ParseFromString((*st)->ColumnBlob(1))) {
+    const std::string copy = (*st)->ColumnBlob(1);
+    if (copy.empty()) {  // logged by reference: the record as it stands
+      *m.mutable_record() = RowToRecord(**st, 2);
+      if (m.record().ca_config().empty()) {
+        return absl::DataLossError(absl::StrCat("request store ", path.string(), ": mutation ", origin, "/",
+                                                m.sequence(),
+                                                " names a record that is not in the store; the file is damaged. "
+                                                "Restore it from a backup or let the node resync from its peers"));
+      }
+    } else if (!m.mutable_record()->ParseFromString(copy)) {
       return absl::DataLossError(
           absl::StrCat("request store ", path.string(), ": mutation ", origin, "/",
                        m.sequence(),
@@ -570,6 +590,7 @@ absl::Status AdoptVector(Connection& c, const std::string& self, const VersionVe
   return absl::OkStatus();
 }
 
+
 absl::Status DropStaged(Connection& c, const std::string& source) {
   if (absl::Status s = c.Exec(kCreateStagingSql); !s.ok()) return s;
   absl::StatusOr<CachedStatement> drop = c.PrepareCached(kDropStagedSql);
@@ -636,7 +657,8 @@ absl::StatusOr<RemoteApplyResult> RequestStore::ApplyRemote(const std::vector<Mu
       (*append)->BindText(1, m.origin())
           .BindInt64(2, static_cast<int64_t>(m.sequence()))
           .BindInt64(3, static_cast<int64_t>(m.record().hlc()))
-          .BindBlob(4, m.record().SerializeAsString());
+          .BindText(4, m.record().ca_config())
+          .BindInt64(5, m.record().request_id());
       if (absl::Status s = (*append)->Run(); !s.ok()) return s;
       if (absl::Status s = MergeIntoStore(c, m.record()).status(); !s.ok()) return s;
       result.is_new[i] = true;

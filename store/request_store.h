@@ -182,7 +182,7 @@ class RequestStore {
 
   const std::string& node_id() const;
   // Current schema version of an open store.
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
  private:
   class Impl;

@@ -61,9 +61,20 @@ CREATE TABLE health_scratch (
 );
 )sql";
 
+// Version 2. A mutation is logged as a reference to its record's key instead of a copy of
+// the record: a peer is sent the record as it stands now, which under the lattice merge
+// includes everything the logged version had. This halves what a node writes per change.
+// Rows logged by version 1 keep their copy in `record` and are read from it; new rows have
+// an empty `record` and the key columns set.
+constexpr std::string_view kSchemaV2 = R"sql(
+ALTER TABLE mutations ADD COLUMN ca_config TEXT;
+ALTER TABLE mutations ADD COLUMN request_id INTEGER;
+)sql";
+
 constexpr std::array kMigrations = {
     Migration{1, "initial schema: meta, requests, mutations, version_vector, health_scratch",
               kSchemaV1},
+    Migration{2, "the mutation log references records by key instead of copying them", kSchemaV2},
 };
 static_assert(kMigrations.size() == kLatestVersion, "one migration step per schema version");
 

@@ -43,6 +43,7 @@ absl::StatusOr<std::unique_ptr<ClusterRuntime>> ClusterRuntime::Start(const node
                                   ? absl::StrCat("[", c.listen_address, "]:", c.listen_port)
                                   : absl::StrCat(c.listen_address, ":", c.listen_port);
   grpc::ServerBuilder builder;
+  builder.SetMaxReceiveMessageSize(kPeerMaxMessageBytes);
   builder.AddListeningPort(address, *credentials, &rt->port_);
   builder.RegisterService(rt->service_.get());
   builder.RegisterService(rt->peer_service_.get());

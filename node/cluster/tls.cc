@@ -53,6 +53,7 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakePeerChannel(const node::Clust
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, kPeerReconnectBackoffMinMs);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, kPeerReconnectBackoffMinMs);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, kPeerReconnectBackoffMaxMs);
+  args.SetMaxReceiveMessageSize(kPeerMaxMessageBytes);
   return grpc::CreateCustomChannel(peer.address, grpc::SslCredentials(options), args);
 }
 

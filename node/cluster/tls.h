@@ -22,6 +22,11 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(c
 inline constexpr int kPeerReconnectBackoffMinMs = 100;
 inline constexpr int kPeerReconnectBackoffMaxMs = 1000;
 
+// Largest node-to-node message. A snapshot page is 512 records, about 1 MB with typical
+// certificates, but a page (or a pull batch) of records with large certificates can pass
+// gRPC's default limit of 4 MB, which would stall a catch-up for good.
+inline constexpr int kPeerMaxMessageBytes = 32 * 1024 * 1024;
+
 // A channel to `peer` that verifies its certificate chains to the cluster CA and names
 // NodeSubjectName(config.id, peer.id), presenting this node's certificate.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakePeerChannel(const node::ClusterConfig& config,

@@ -75,11 +75,13 @@ TEST_F(ApplyRemoteTest, AppliesMergesAndIsIdempotent) {
   EXPECT_THAT(r->is_new, ElementsAre(true));
   got = store_->Get(kCa, 7);
   EXPECT_EQ((*got)->status(), v1::RECORD_STATUS_ISSUED);
-  // Logged under the origin so a third node can be given it.
+  // Logged under the origin so a third node can be given it, as the record now stands (which
+  // includes what the mutation brought).
   auto since = store_->MutationsSince("c", 0, 10);
   ASSERT_TRUE(since.ok());
   ASSERT_EQ(since->size(), 1u);
-  EXPECT_EQ((*since)[0].record().status(), v1::RECORD_STATUS_PENDING);
+  EXPECT_EQ((*since)[0].origin(), "c");
+  EXPECT_EQ((*since)[0].record().status(), v1::RECORD_STATUS_ISSUED);
 }
 
 TEST_F(ApplyRemoteTest, GapHoldsVectorUntilFilled) {

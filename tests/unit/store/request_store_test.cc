@@ -302,7 +302,12 @@ TEST_F(RequestStoreTest, MutationLogIsContiguousAndMatchesTheVersionVector) {
     const Mutation& m = (*log)[i];
     EXPECT_EQ(m.origin(), "node-a");
     EXPECT_EQ(m.sequence(), i + 1);
-    EXPECT_TRUE(MessageDifferencer::Equals(m.record(), changes[i])) << "sequence " << i + 1;
+    // Each change is sent as its record stands now: the last change of that request.
+    const RequestRecord* last = nullptr;
+    for (const RequestRecord& c : changes) {
+      if (c.request_id() == changes[i].request_id()) last = &c;
+    }
+    EXPECT_TRUE(MessageDifferencer::Equals(m.record(), *last)) << "sequence " << i + 1;
   }
   absl::StatusOr<VersionVector> vv = store->GetVersionVector();
   ASSERT_TRUE(vv.ok());
@@ -493,6 +498,55 @@ TEST_F(RequestStoreTest, AnotherProgramsDatabaseIsLeftAlone) {
   ASSERT_FALSE(store.ok());
   EXPECT_THAT(store.status().message(), HasSubstr("not an adcsc store"));
   EXPECT_EQ(*Raw()->QueryInt64("PRAGMA user_version"), 0);
+}
+
+TEST_F(RequestStoreTest, AVersion1StoreIsMigratedAndItsLoggedCopiesStillServe) {
+  // A store as version 1 wrote it: the mutation log holds a copy of each record.
+  RequestRecord old = Submitted(1);
+  old.set_hlc(42);
+  old.set_node_id("node-a");
+  old.set_created_ms(kStartMs);
+  old.set_updated_ms(kStartMs);
+  {
+    auto raw = Raw();
+    ASSERT_TRUE(schema::Migrate(*raw, 1).ok());
+    ASSERT_TRUE(raw->Exec("INSERT INTO requests (ca_config, request_id, status, created_ms, updated_ms, hlc, node_id) "
+                          "VALUES ('" + old.ca_config() + "', 1, " + std::to_string(old.status()) + ", " +
+                          std::to_string(kStartMs) + ", " + std::to_string(kStartMs) + ", 42, 'node-a')")
+                    .ok());
+    auto insert = raw->Prepare("INSERT INTO mutations (origin, sequence, hlc, record) VALUES ('node-a', 1, 42, ?1)");
+    ASSERT_TRUE(insert.ok()) << insert.status();
+    insert->BindBlob(1, old.SerializeAsString());
+    ASSERT_TRUE(insert->Run().ok());
+    ASSERT_TRUE(raw->Exec("INSERT INTO version_vector (origin, sequence) VALUES ('node-a', 1)").ok());
+  }
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(*Raw()->QueryInt64("PRAGMA user_version"), 2);
+  MustPut(*store, Submitted(2));  // logged by reference
+  absl::StatusOr<std::vector<Mutation>> log = store->MutationsSince("node-a", 0, 10);
+  ASSERT_TRUE(log.ok()) << log.status();
+  ASSERT_EQ(log->size(), 2u);
+  EXPECT_EQ((*log)[0].record().request_id(), 1u);
+  EXPECT_EQ((*log)[0].record().hlc(), 42u) << "read from the copy version 1 logged";
+  EXPECT_EQ((*log)[1].record().request_id(), 2u);
+  EXPECT_EQ((*log)[1].sequence(), 2u);
+}
+
+TEST_F(RequestStoreTest, TheLogSendsARecordAsItStandsNow) {
+  auto store = OpenStore();
+  MustPut(*store, Submitted(1));
+  RequestRecord issued = Submitted(1);
+  issued.set_status(RECORD_STATUS_ISSUED);
+  issued.set_certificate_der("cert");
+  MustPut(*store, issued);
+  absl::StatusOr<std::vector<Mutation>> log = store->MutationsSince("node-a", 0, 10);
+  ASSERT_TRUE(log.ok()) << log.status();
+  ASSERT_EQ(log->size(), 2u);
+  // Both changes are logged; each is sent as the record stands, which merges into whatever
+  // a peer holds exactly as the older version and then the newer would.
+  for (const Mutation& m : *log) EXPECT_EQ(m.record().status(), RECORD_STATUS_ISSUED) << m.sequence();
+  EXPECT_EQ(*Raw()->QueryInt64("SELECT COUNT(*) FROM mutations WHERE length(record) > 0"), 0) << "no copies";
 }
 
 TEST_F(RequestStoreTest, ANewStoreIsAtTheLatestSchema) {
