@@ -231,17 +231,46 @@ absl::StatusOr<std::optional<RequestRecord>> MergeIntoStore(Connection& c, const
   return merged;
 }
 
-// Merges a record that came in a snapshot. A change is logged as a mutation of this node
-// (`self`), content untouched: the snapshot's vector was read before its records, so a
-// record may carry mutations the vector does not claim, and if their origin is gone this
-// node may be the only one that has them. Logged, they reach every peer by ordinary
-// anti-entropy, where merging them again is a no-op.
-absl::Status MergeSnapshotRecord(Connection& c, const std::string& self, const RequestRecord& r) {
-  absl::StatusOr<std::optional<RequestRecord>> changed = MergeIntoStore(c, r);
-  if (!changed.ok()) return changed.status();
-  if (!changed->has_value()) return absl::OkStatus();
-  return AppendMutation(c, self, **changed).status();
-}
+// Merges the records of a snapshot, in one transaction. A change is logged as a mutation
+// of this node (`self`), content untouched: the snapshot's vector was read before its
+// records, so a record may carry mutations the vector does not claim, and if their origin
+// is gone this node may be the only one that has them. Logged, they reach every peer by
+// ordinary anti-entropy, where merging them again is a no-op. The log's sequences are
+// allocated in one go and the vector written once at the end (Finish), instead of a read
+// and a write of the vector per record.
+class SnapshotMerger {
+ public:
+  SnapshotMerger(Connection& c, const std::string& self) : c_(c), self_(self) {}
+
+  absl::Status Merge(const RequestRecord& r) {
+    absl::StatusOr<std::optional<RequestRecord>> changed = MergeIntoStore(c_, r);
+    if (!changed.ok()) return changed.status();
+    if (!changed->has_value()) return absl::OkStatus();
+    if (next_ == 0) {
+      absl::StatusOr<uint64_t> entry = ReadVectorEntry(c_, self_);
+      if (!entry.ok()) return entry.status();
+      next_ = *entry + 1;
+    }
+    absl::StatusOr<CachedStatement> append = c_.PrepareCached(kAppendMutationSql);
+    if (!append.ok()) return append.status();
+    (*append)->BindText(1, self_)
+        .BindInt64(2, static_cast<int64_t>(next_))
+        .BindInt64(3, static_cast<int64_t>((*changed)->hlc()))
+        .BindText(4, (*changed)->ca_config())
+        .BindInt64(5, (*changed)->request_id());
+    if (absl::Status s = (*append)->Run(); !s.ok()) return s;
+    ++next_;
+    return absl::OkStatus();
+  }
+
+  // Advances this node's vector entry over what was logged.
+  absl::Status Finish() { return next_ == 0 ? absl::OkStatus() : WriteVectorEntry(c_, self_, next_ - 1); }
+
+ private:
+  Connection& c_;
+  const std::string& self_;
+  uint64_t next_ = 0;  // the next sequence to log; 0 until the first change
+};
 
 // Reads the logged mutations of `origin` after `after` (oldest first, at most `limit`) on
 // `c` and appends them to `out`.
@@ -590,13 +619,39 @@ absl::Status AdoptVector(Connection& c, const std::string& self, const VersionVe
   return absl::OkStatus();
 }
 
-
 absl::Status DropStaged(Connection& c, const std::string& source) {
   if (absl::Status s = c.Exec(kCreateStagingSql); !s.ok()) return s;
   absl::StatusOr<CachedStatement> drop = c.PrepareCached(kDropStagedSql);
   if (!drop.ok()) return drop.status();
   (*drop)->BindText(1, source);
   return (*drop)->Run();
+}
+
+// Merges what is staged from `source` (see SnapshotMerger) and drops it; returns the highest
+// stamp merged.
+absl::StatusOr<uint64_t> MergeStaged(Connection& c, const std::string& self, const std::string& source) {
+  if (absl::Status s = c.Exec(kCreateStagingSql); !s.ok()) return s;
+  uint64_t max_hlc = 0;
+  SnapshotMerger merger(c, self);
+  {
+    absl::StatusOr<CachedStatement> staged = c.PrepareCached(kStagedRecordsSql);
+    if (!staged.ok()) return staged.status();
+    (*staged)->BindText(1, source);
+    while (true) {
+      absl::StatusOr<bool> row = (*staged)->Step();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      RequestRecord r;
+      if (!r.ParseFromString((*staged)->ColumnBlob(0))) {
+        return absl::DataLossError("request store: a staged snapshot record does not parse");
+      }
+      max_hlc = std::max(max_hlc, r.hlc());
+      if (absl::Status s = merger.Merge(r); !s.ok()) return s;
+    }
+  }
+  if (absl::Status s = merger.Finish(); !s.ok()) return s;
+  if (absl::Status s = DropStaged(c, source); !s.ok()) return s;
+  return max_hlc;
 }
 
 }  // namespace
@@ -783,9 +838,11 @@ absl::Status RequestStore::ApplySnapshot(const std::vector<RequestRecord>& recor
   if (absl::Status s = ValidateSnapshotRecords(records); !s.ok()) return s;
   Impl& impl = *impl_;
   absl::Status written = impl.writer().Write([&](Connection& c) -> absl::Status {
+    SnapshotMerger merger(c, impl.options().node_id);
     for (const RequestRecord& r : records) {
-      if (absl::Status s = MergeSnapshotRecord(c, impl.options().node_id, r); !s.ok()) return s;
+      if (absl::Status s = merger.Merge(r); !s.ok()) return s;
     }
+    if (absl::Status s = merger.Finish(); !s.ok()) return s;
     return AdoptVector(c, impl.options().node_id, version_vector);
   });
   if (!written.ok()) return written;
@@ -815,24 +872,9 @@ absl::Status RequestStore::CommitSnapshot(const std::string& source, const Versi
   Impl& impl = *impl_;
   uint64_t max_hlc = 0;
   absl::Status written = impl.writer().Write([&](Connection& c) -> absl::Status {
-    if (absl::Status s = c.Exec(kCreateStagingSql); !s.ok()) return s;
-    {
-      absl::StatusOr<CachedStatement> staged = c.PrepareCached(kStagedRecordsSql);
-      if (!staged.ok()) return staged.status();
-      (*staged)->BindText(1, source);
-      while (true) {
-        absl::StatusOr<bool> row = (*staged)->Step();
-        if (!row.ok()) return row.status();
-        if (!*row) break;
-        RequestRecord r;
-        if (!r.ParseFromString((*staged)->ColumnBlob(0))) {
-          return absl::DataLossError("request store: a staged snapshot record does not parse");
-        }
-        max_hlc = std::max(max_hlc, r.hlc());
-        if (absl::Status s = MergeSnapshotRecord(c, impl.options().node_id, r); !s.ok()) return s;
-      }
-    }
-    if (absl::Status s = DropStaged(c, source); !s.ok()) return s;
+    absl::StatusOr<uint64_t> merged = MergeStaged(c, impl.options().node_id, source);
+    if (!merged.ok()) return merged.status();
+    max_hlc = *merged;
     return AdoptVector(c, impl.options().node_id, version_vector);
   });
   if (!written.ok()) return written;
