@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <iostream>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -137,6 +138,21 @@ adcsc::node::PeerConfig Self(const adcsc::node::Config& config) {
   return {config.node_id, absl::StrCat(host, ":", c.listen_port)};
 }
 
+// The node configuration at `path`, which must have a [cluster] section; nullopt after
+// saying on stderr what is wrong (the caller exits with kExitUsage).
+std::optional<adcsc::node::Config> LoadClusterConfig(const std::string& path, const char* command) {
+  auto config = adcsc::node::LoadConfig(path);
+  if (!config.ok()) {
+    std::cerr << "adcsc ctl " << command << ": " << config.status().message() << "\n";
+    return std::nullopt;
+  }
+  if (!config->cluster.enabled) {
+    std::cerr << "adcsc ctl " << command << ": " << path << " has no [cluster] section: this node runs alone\n";
+    return std::nullopt;
+  }
+  return *std::move(config);
+}
+
 struct StatusArgs {
   std::string config;
   bool json = false;
@@ -145,15 +161,8 @@ struct StatusArgs {
 // Asks every node of the cluster (this one included) for its view, over mutual TLS with this
 // node's identity, and prints what each says.
 int ClusterStatus(const StatusArgs& args) {
-  auto config = adcsc::node::LoadConfig(args.config);
-  if (!config.ok()) {
-    std::cerr << "adcsc ctl status: " << config.status().message() << "\n";
-    return kExitUsage;
-  }
-  if (!config->cluster.enabled) {
-    std::cerr << "adcsc ctl status: " << args.config << " has no [cluster] section: this node runs alone\n";
-    return kExitUsage;
-  }
+  auto config = LoadClusterConfig(args.config, "status");
+  if (!config.has_value()) return kExitUsage;
   const auto& c = config->cluster;
   std::vector<adcsc::node::PeerConfig> nodes;
   nodes.push_back(Self(*config));
@@ -222,15 +231,8 @@ struct FaultArgs {
 
 // Cuts this node off from its peers, or heals it, through its own cluster listener.
 int Fault(const FaultArgs& args) {
-  auto config = adcsc::node::LoadConfig(args.config);
-  if (!config.ok()) {
-    std::cerr << "adcsc ctl fault: " << config.status().message() << "\n";
-    return kExitUsage;
-  }
-  if (!config->cluster.enabled) {
-    std::cerr << "adcsc ctl fault: " << args.config << " has no [cluster] section: this node has no peers to cut\n";
-    return kExitUsage;
-  }
+  auto config = LoadClusterConfig(args.config, "fault");
+  if (!config.has_value()) return kExitUsage;
   const adcsc::node::PeerConfig self = Self(*config);
   auto channel = adcsc::cluster::MakePeerChannel(config->cluster, self);
   if (!channel.ok()) {
