@@ -1,0 +1,106 @@
+#include "node/ops/health.h"
+
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+
+namespace adcsc::ops {
+namespace {
+
+constexpr int64_t kDayMs = 86'400'000;
+
+// A probe that passed recently enough to be believed.
+HealthCheck FromProbe(std::string name, const Probe& p, const HealthObservations& seen, const HealthPolicy& policy,
+                      std::string_view what_to_check) {
+  HealthCheck c{std::move(name), false, ""};
+  if (p.at_ms == 0) {
+    c.detail = "not checked yet";
+  } else if (seen.now_ms - p.at_ms > policy.max_probe_age_ms) {
+    c.detail = absl::StrCat("last checked ", (seen.now_ms - p.at_ms) / 1000, " s ago (the check itself is stuck; ",
+                            std::string(what_to_check), ")");
+  } else if (!p.ok) {
+    c.detail = absl::StrCat(p.detail, " (", (seen.now_ms - p.at_ms) / 1000, " s ago; ", std::string(what_to_check), ")");
+  } else {
+    c.ok = true;
+    c.detail = absl::StrCat(p.detail.empty() ? "ok" : p.detail, ", ", (seen.now_ms - p.at_ms) / 1000, " s ago");
+  }
+  return c;
+}
+
+}  // namespace
+
+std::string_view LbWord(LbState state) {
+  switch (state) {
+    case LbState::kUp: return "UP";
+    case LbState::kDrain: return "DRAIN";
+    case LbState::kDown: return "DOWN";
+  }
+  return "DOWN";
+}
+
+HealthReport Evaluate(const HealthObservations& seen, const HealthPolicy& policy) {
+  HealthReport r;
+  r.checks.push_back(FromProbe("store", seen.store, seen, policy, "the data directory's disk: space, permissions, errors"));
+  if (seen.cas.empty()) r.checks.push_back({"ca", false, "no CA is allowlisted (ca.allow)"});
+  for (const CaProbe& ca : seen.cas) {
+    r.checks.push_back(FromProbe(absl::StrCat("ca ", ca.ca_config), ca.probe, seen, policy,
+                                 "run `adcsc ctl ca-ping` on this node: network path, account, CA service"));
+  }
+  if (seen.clustered) {
+    HealthCheck c{"cluster", true, ""};
+    c.detail = absl::StrCat(seen.peers_reachable, " of ", seen.peers, " peers reachable, lag ", seen.lag_mutations,
+                            " mutations");
+    if (seen.snapshot_in_progress) {
+      c.ok = false;
+      absl::StrAppend(&c.detail, "; copying a peer's snapshot: not caught up yet (see `adcsc ctl status`)");
+    } else if (seen.peers > 0 && seen.peers_reachable == 0 && seen.refuse_on_quorum_loss) {
+      c.ok = false;
+      absl::StrAppend(&c.detail,
+                      "; cut off from every peer with on_quorum_loss = \"refuse\": writes would be refused (check the "
+                      "network between the nodes, and `adcsc ctl status`)");
+    }
+    r.checks.push_back(std::move(c));
+  }
+  {
+    HealthCheck c{"certificate", true, "expiry unknown"};
+    if (seen.certificate_not_after_ms != 0) {
+      const int64_t days = (seen.certificate_not_after_ms - seen.now_ms) / kDayMs;
+      if (seen.certificate_not_after_ms <= seen.now_ms) {
+        c.ok = false;
+        c.detail = "the API server certificate has expired: Jamf Pro cannot connect (replace api.cert_file)";
+      } else {
+        c.detail = absl::StrCat(days, " days until the API server certificate expires");
+        if (days < policy.warn_certificate_days) absl::StrAppend(&c.detail, " (renew it soon)");
+      }
+    }
+    r.checks.push_back(std::move(c));
+  }
+  r.checks.push_back({"mode", seen.mode == ServiceMode::kActive,
+                      seen.mode == ServiceMode::kActive
+                          ? "active"
+                          : absl::StrCat(std::string(ModeName(seen.mode)), " (set by an operator; `adcsc ctl resume` ends it)")});
+
+  bool others_ok = true;
+  for (const HealthCheck& c : r.checks) {
+    if (c.name != "mode" && !c.ok) others_ok = false;
+  }
+  r.ready = others_ok && seen.mode == ServiceMode::kActive;
+  if (!others_ok || seen.mode == ServiceMode::kMaint) {
+    r.lb = LbState::kDown;
+  } else {
+    r.lb = seen.mode == ServiceMode::kDrain ? LbState::kDrain : LbState::kUp;
+  }
+  return r;
+}
+
+std::string HealthReport::ToJson() const {
+  nlohmann::ordered_json j;
+  j["ready"] = ready;
+  j["lb"] = std::string(LbWord(lb));
+  j["checks"] = nlohmann::ordered_json::array();
+  for (const HealthCheck& c : checks) {
+    j["checks"].push_back({{"name", c.name}, {"ok", c.ok}, {"detail", c.detail}});
+  }
+  return j.dump();
+}
+
+}  // namespace adcsc::ops

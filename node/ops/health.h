@@ -1,0 +1,79 @@
+// What the load balancer and operators are told about a node: whether it is ready for
+// traffic, and why not. Evaluate() is a pure function from what the node last observed
+// (store write check, CA pings, cluster state, certificate expiry, service mode) to a report,
+// so the rules are unit-tested without sockets or time; the ops listener serves the report on
+// /health/ready (200/503 with every check) and /health/lb (UP / DRAIN / DOWN).
+//
+// The rules (docs/operations.md, "Health"):
+//   - store: the last durable write check succeeded and is recent — a node that cannot
+//     record outcomes must not take submits;
+//   - ca <dc\ca>: the last ping of each allowlisted CA succeeded and is recent — a node cut off
+//     from the CA would fail every request that reaches the CA;
+//   - cluster: not copying a snapshot (a joining node is not caught up yet), and not cut off
+//     from every peer when on_quorum_loss = "refuse" (it would refuse every write);
+//   - certificate: the API server certificate has not expired (a warning from
+//     warn_certificate_days before);
+//   - mode: active. A draining node reports DRAIN to the load balancer (F5's receive-disable
+//     string) so it gets no new connections but keeps its in-flight ones; a node in
+//     maintenance reports DOWN.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "node/ops/service_mode.h"
+
+namespace adcsc::ops {
+
+// The last result of a periodic probe.
+struct Probe {
+  bool ok = false;
+  std::string detail;  // the error, or what was checked
+  int64_t at_ms = 0;   // Unix ms when it ran; 0: never yet
+};
+
+struct CaProbe {
+  std::string ca_config;  // "dc\ca"
+  Probe probe;
+};
+
+struct HealthObservations {
+  int64_t now_ms = 0;
+  ServiceMode mode = ServiceMode::kActive;
+  Probe store;
+  std::vector<CaProbe> cas;
+  bool clustered = false;
+  size_t peers = 0;            // configured peers
+  size_t peers_reachable = 0;  // answered recently
+  bool refuse_on_quorum_loss = false;
+  bool snapshot_in_progress = false;
+  uint64_t lag_mutations = 0;  // the most any peer lacks of ours (informational)
+  int64_t certificate_not_after_ms = 0;  // API server certificate; 0: unknown
+};
+
+struct HealthPolicy {
+  int64_t max_probe_age_ms = 30'000;  // an older probe result counts as failed
+  int warn_certificate_days = 30;
+};
+
+enum class LbState { kUp, kDrain, kDown };
+std::string_view LbWord(LbState state);  // "UP", "DRAIN", "DOWN"
+
+struct HealthCheck {
+  std::string name;    // "store", "ca ca01.example.com\Issuing CA", "cluster", "certificate", "mode"
+  bool ok = false;
+  std::string detail;  // what was seen, and what to check when it failed
+};
+
+struct HealthReport {
+  bool ready = false;  // every check passed
+  LbState lb = LbState::kDown;
+  std::vector<HealthCheck> checks;
+  // {"ready":false,"lb":"DRAIN","checks":[{"name":..,"ok":..,"detail":..},...]}
+  std::string ToJson() const;
+};
+
+HealthReport Evaluate(const HealthObservations& seen, const HealthPolicy& policy);
+
+}  // namespace adcsc::ops

@@ -1,0 +1,116 @@
+// The health rules: what makes a node not ready, and what the load balancer is told.
+#include "node/ops/health.h"
+
+#include <gtest/gtest.h>
+
+#include <functional>
+
+#include "nlohmann/json.hpp"
+
+namespace adcsc::ops {
+namespace {
+
+constexpr int64_t kNow = 1'800'000'000'000;
+constexpr int64_t kDayMs = 86'400'000;
+
+// A healthy clustered node: every probe passed a second ago.
+HealthObservations Healthy() {
+  HealthObservations o;
+  o.now_ms = kNow;
+  o.store = {true, "write check", kNow - 1000};
+  o.cas = {{"ca01.example.com\\Issuing CA", {true, "ping", kNow - 1000}}};
+  o.clustered = true;
+  o.peers = 2;
+  o.peers_reachable = 2;
+  o.certificate_not_after_ms = kNow + 200 * kDayMs;
+  return o;
+}
+
+const HealthCheck* Find(const HealthReport& r, std::string_view name) {
+  for (const HealthCheck& c : r.checks) {
+    if (c.name == name) return &c;
+  }
+  return nullptr;
+}
+
+TEST(HealthTest, AHealthyNodeIsReadyAndUp) {
+  HealthReport r = Evaluate(Healthy(), {});
+  EXPECT_TRUE(r.ready);
+  EXPECT_EQ(r.lb, LbState::kUp);
+  for (const HealthCheck& c : r.checks) EXPECT_TRUE(c.ok) << c.name << ": " << c.detail;
+  ASSERT_NE(Find(r, "ca ca01.example.com\\Issuing CA"), nullptr);
+}
+
+TEST(HealthTest, DrainKeepsTheNodeOutOfNewWorkButNotDown) {
+  HealthObservations o = Healthy();
+  o.mode = ServiceMode::kDrain;
+  HealthReport r = Evaluate(o, {});
+  EXPECT_FALSE(r.ready);
+  EXPECT_EQ(r.lb, LbState::kDrain);
+  EXPECT_NE(Find(r, "mode")->detail.find("resume"), std::string::npos);
+  o.mode = ServiceMode::kMaint;
+  EXPECT_EQ(Evaluate(o, {}).lb, LbState::kDown);
+}
+
+TEST(HealthTest, EachFailingCheckTakesTheNodeDownAndSaysWhatToCheck) {
+  struct Case {
+    const char* name;
+    std::function<void(HealthObservations&)> breaks;
+    const char* check;
+    const char* says;
+  };
+  const std::vector<Case> cases = {
+      {"store write failed", [](auto& o) { o.store = {false, "disk I/O error", kNow - 1000}; }, "store", "disk"},
+      {"store check stuck", [](auto& o) { o.store.at_ms = kNow - 60'000; }, "store", "stuck"},
+      {"store never checked", [](auto& o) { o.store = {}; }, "store", "not checked yet"},
+      {"CA unreachable", [](auto& o) { o.cas[0].probe = {false, "connection refused", kNow - 1000}; },
+       "ca ca01.example.com\\Issuing CA", "ca-ping"},
+      {"no CA allowed", [](auto& o) { o.cas.clear(); }, "ca", "ca.allow"},
+      {"joining", [](auto& o) { o.snapshot_in_progress = true; }, "cluster", "not caught up"},
+      {"cut off under refuse", [](auto& o) { o.peers_reachable = 0; o.refuse_on_quorum_loss = true; }, "cluster",
+       "refuse"},
+      {"certificate expired", [](auto& o) { o.certificate_not_after_ms = kNow - 1; }, "certificate", "expired"},
+  };
+  for (const Case& c : cases) {
+    HealthObservations o = Healthy();
+    c.breaks(o);
+    HealthReport r = Evaluate(o, {});
+    EXPECT_FALSE(r.ready) << c.name;
+    EXPECT_EQ(r.lb, LbState::kDown) << c.name;
+    const HealthCheck* check = Find(r, c.check);
+    ASSERT_NE(check, nullptr) << c.name;
+    EXPECT_FALSE(check->ok) << c.name;
+    EXPECT_NE(check->detail.find(c.says), std::string::npos) << c.name << ": " << check->detail;
+    // A drained node that is also broken is down, not draining.
+    o.mode = ServiceMode::kDrain;
+    EXPECT_EQ(Evaluate(o, {}).lb, LbState::kDown) << c.name;
+  }
+}
+
+TEST(HealthTest, WhatOnlyWarnsKeepsTheNodeReady) {
+  HealthObservations o = Healthy();
+  o.peers_reachable = 0;  // under serve a lone node still answers (under-replicated)
+  o.certificate_not_after_ms = kNow + 10 * kDayMs;
+  o.lag_mutations = 500;
+  HealthReport r = Evaluate(o, {});
+  EXPECT_TRUE(r.ready);
+  EXPECT_NE(Find(r, "certificate")->detail.find("renew"), std::string::npos);
+  EXPECT_NE(Find(r, "cluster")->detail.find("0 of 2 peers"), std::string::npos);
+  o.clustered = false;
+  EXPECT_EQ(Find(Evaluate(o, {}), "cluster"), nullptr) << "a single node has no cluster check";
+}
+
+TEST(HealthTest, TheReportIsJsonNamingEveryCheck) {
+  HealthObservations o = Healthy();
+  o.mode = ServiceMode::kDrain;
+  auto j = nlohmann::json::parse(Evaluate(o, {}).ToJson());
+  EXPECT_EQ(j["ready"], false);
+  EXPECT_EQ(j["lb"], "DRAIN");
+  ASSERT_EQ(j["checks"].size(), 5u);
+  EXPECT_EQ(j["checks"][0]["name"], "store");
+  EXPECT_EQ(j["checks"][4]["name"], "mode");
+  EXPECT_EQ(j["checks"][4]["ok"], false);
+}
+
+}  // namespace
+}  // namespace adcsc::ops
