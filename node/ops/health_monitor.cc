@@ -1,0 +1,80 @@
+#include "node/ops/health_monitor.h"
+
+namespace adcsc::ops {
+namespace {
+
+Probe Run(const std::function<absl::Status()>& probe, const Clock& clock, std::string_view what) {
+  Probe p;
+  const absl::Status s = probe ? probe() : absl::UnimplementedError("no probe");
+  p.ok = s.ok();
+  p.detail = s.ok() ? std::string(what) : std::string(s.message());
+  p.at_ms = clock.NowUnixMillis();
+  return p;
+}
+
+}  // namespace
+
+HealthMonitor::HealthMonitor(HealthSources sources, std::chrono::milliseconds interval, HealthPolicy policy)
+    : sources_(std::move(sources)), interval_(interval), policy_(policy) {
+  for (const HealthSources::Ca& ca : sources_.cas) cas_.push_back({ca.ca_config, {}});
+}
+
+HealthMonitor::~HealthMonitor() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void HealthMonitor::Start() {
+  ProbeNow();
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void HealthMonitor::Loop() {
+  std::unique_lock lock(mu_);
+  while (!cv_.wait_for(lock, interval_, [this] { return stopping_; })) {
+    lock.unlock();
+    ProbeNow();
+    lock.lock();
+  }
+}
+
+void HealthMonitor::ProbeNow() {
+  // Probes run outside the lock: a CA ping may take its connect timeout.
+  const Probe store = Run(sources_.store_check, *sources_.clock, "durable write check");
+  std::vector<CaProbe> cas;
+  for (const HealthSources::Ca& ca : sources_.cas) {
+    cas.push_back({ca.ca_config, Run(ca.ping, *sources_.clock, "CA answered a ping")});
+  }
+  std::optional<ClusterView> cluster = sources_.cluster ? sources_.cluster() : std::nullopt;
+  std::lock_guard lock(mu_);
+  store_ = store;
+  cas_ = std::move(cas);
+  cluster_ = cluster;
+}
+
+HealthObservations HealthMonitor::Observations() const {
+  HealthObservations o;
+  o.now_ms = sources_.clock->NowUnixMillis();
+  o.mode = sources_.mode->mode();
+  o.certificate_not_after_ms = sources_.certificate_not_after_ms;
+  std::lock_guard lock(mu_);
+  o.store = store_;
+  o.cas = cas_;
+  if (cluster_.has_value()) {
+    o.clustered = true;
+    o.peers = cluster_->peers;
+    o.peers_reachable = cluster_->peers_reachable;
+    o.refuse_on_quorum_loss = cluster_->refuse_on_quorum_loss;
+    o.snapshot_in_progress = cluster_->snapshot_in_progress;
+    o.lag_mutations = cluster_->lag_mutations;
+  }
+  return o;
+}
+
+HealthReport HealthMonitor::Report() const { return Evaluate(Observations(), policy_); }
+
+}  // namespace adcsc::ops

@@ -1,0 +1,78 @@
+// Runs a node's health probes on a timer and keeps their last results: a durable write check
+// of the request store, a ping of every allowlisted CA (as the node's own identity), and the
+// cluster's state. Report() turns them into the HealthReport the ops listener serves
+// (node/ops/health.h). The probes are functions, so the monitor knows nothing of the store,
+// the CA backend or gRPC; node_main wires them.
+// Thread-safety: every method may be called from any thread.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "node/ops/health.h"
+#include "node/ops/service_mode.h"
+#include "store/clock.h"
+
+namespace adcsc::ops {
+
+// What the cluster runtime reports, for the cluster check.
+struct ClusterView {
+  size_t peers = 0;
+  size_t peers_reachable = 0;
+  bool refuse_on_quorum_loss = false;
+  bool snapshot_in_progress = false;
+  uint64_t lag_mutations = 0;
+};
+
+struct HealthSources {
+  std::function<absl::Status()> store_check;  // a durable write check
+  struct Ca {
+    std::string ca_config;               // "dc\ca"
+    std::function<absl::Status()> ping;  // the backend's Ping as this node's identity
+  };
+  std::vector<Ca> cas;
+  std::function<std::optional<ClusterView>()> cluster;  // empty, or nullopt: a single node
+  int64_t certificate_not_after_ms = 0;
+  ServiceModeStore* mode = nullptr;  // not owned; required
+  const Clock* clock = nullptr;      // not owned; required
+};
+
+class HealthMonitor {
+ public:
+  HealthMonitor(HealthSources sources, std::chrono::milliseconds interval, HealthPolicy policy = {});
+  ~HealthMonitor();  // stops the probe thread
+  HealthMonitor(const HealthMonitor&) = delete;
+  HealthMonitor& operator=(const HealthMonitor&) = delete;
+
+  // Probes once now, then every `interval` on a thread of its own.
+  void Start();
+  // One round of probes on the calling thread (also what the thread runs).
+  void ProbeNow();
+
+  HealthObservations Observations() const;
+  HealthReport Report() const;
+  ServiceModeStore& mode() { return *sources_.mode; }
+
+ private:
+  void Loop();
+
+  const HealthSources sources_;
+  const std::chrono::milliseconds interval_;
+  const HealthPolicy policy_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  Probe store_;
+  std::vector<CaProbe> cas_;
+  std::optional<ClusterView> cluster_;
+  std::thread thread_;
+};
+
+}  // namespace adcsc::ops
