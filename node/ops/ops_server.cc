@@ -1,0 +1,199 @@
+#include "node/ops/ops_server.h"
+
+#include <openssl/ssl.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <optional>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+
+namespace adcsc::ops {
+namespace {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = net::ssl;
+using tcp = net::ip::tcp;
+
+// A health check sends a line and a few headers; anything bigger is not one.
+constexpr uint32_t kMaxRequestBytes = 8 * 1024;
+// A load balancer's check gets its answer at once; a client that dawdles is dropped.
+constexpr std::chrono::seconds kRequestTimeout{5};
+
+struct Answer {
+  http::status status = http::status::ok;
+  std::string content_type = "text/plain; charset=utf-8";
+  std::string body;
+};
+
+Answer Json(http::status status, std::string body) { return {status, "application/json", std::move(body)}; }
+
+}  // namespace
+
+class OpsServer::Impl {
+ public:
+  Impl(OpsServerOptions options, HealthMonitor* monitor)
+      : options_(std::move(options)), monitor_(monitor), ssl_ctx_(ssl::context::tls_server) {}
+  ~Impl() { Stop(); }
+
+  absl::Status Start() {
+    if (options_.tls) {
+      SSL_CTX* ctx = ssl_ctx_.native_handle();
+      SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+      if (SSL_CTX_use_certificate_chain_file(ctx, options_.cert_file.c_str()) != 1) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("ops.cert_file: cannot load ", options_.cert_file.string(), " (a PEM certificate chain)"));
+      }
+      if (SSL_CTX_use_PrivateKey_file(ctx, options_.key_file.c_str(), SSL_FILETYPE_PEM) != 1 ||
+          SSL_CTX_check_private_key(ctx) != 1) {
+        return absl::InvalidArgumentError(absl::StrCat("ops.key_file: cannot load ", options_.key_file.string(),
+                                                       " or it does not match ops.cert_file"));
+      }
+    }
+    beast::error_code ec;
+    const auto address = net::ip::make_address(options_.listen_address, ec);
+    if (ec) return absl::InvalidArgumentError(absl::StrCat("ops.listen: \"", options_.listen_address, "\" is not an IP address"));
+    acceptor_.emplace(ioc_);
+    const tcp::endpoint endpoint(address, options_.listen_port);
+    acceptor_->open(endpoint.protocol(), ec);
+    if (!ec) acceptor_->set_option(net::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor_->bind(endpoint, ec);
+    if (!ec) acceptor_->listen(net::socket_base::max_listen_connections, ec);
+    if (ec) {
+      return absl::UnavailableError(absl::StrCat("ops.listen: cannot listen on ", options_.listen_address, ":",
+                                                 options_.listen_port, ": ", ec.message()));
+    }
+    port_ = acceptor_->local_endpoint().port();
+    net::co_spawn(ioc_, AcceptLoop(), net::detached);
+    thread_ = std::thread([this] { ioc_.run(); });
+    return absl::OkStatus();
+  }
+
+  void Stop() {
+    if (!thread_.joinable()) return;
+    net::post(ioc_, [this] {
+      beast::error_code ignored;
+      if (acceptor_) acceptor_->close(ignored);
+    });
+    ioc_.stop();
+    thread_.join();
+  }
+
+  uint16_t port_ = 0;
+
+ private:
+  net::awaitable<void> AcceptLoop() {
+    while (acceptor_->is_open()) {
+      beast::error_code ec;
+      tcp::socket socket = co_await acceptor_->async_accept(net::redirect_error(net::use_awaitable, ec));
+      if (ec) {
+        if (!acceptor_->is_open()) co_return;
+        continue;
+      }
+      if (options_.tls) {
+        auto stream = std::make_shared<beast::ssl_stream<beast::tcp_stream>>(std::move(socket), ssl_ctx_);
+        net::co_spawn(ioc_, ServeTls(stream), net::detached);
+      } else {
+        auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));
+        net::co_spawn(ioc_, Serve(stream, *stream), net::detached);
+      }
+    }
+  }
+
+  net::awaitable<void> ServeTls(std::shared_ptr<beast::ssl_stream<beast::tcp_stream>> stream) {
+    beast::error_code ec;
+    beast::get_lowest_layer(*stream).expires_after(kRequestTimeout);
+    co_await stream->async_handshake(ssl::stream_base::server, net::redirect_error(net::use_awaitable, ec));
+    if (ec) co_return;
+    co_await Serve(stream, *stream);
+  }
+
+  // One request, one answer, then the connection closes. `keep` holds the stream alive.
+  template <typename Stream>
+  net::awaitable<void> Serve(std::shared_ptr<Stream> keep, Stream& stream) {
+    beast::error_code ec;
+    beast::get_lowest_layer(stream).expires_after(kRequestTimeout);
+    beast::flat_buffer buffer;
+    http::request_parser<http::empty_body> parser;
+    parser.header_limit(kMaxRequestBytes);
+    parser.body_limit(0);
+    co_await http::async_read(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
+    Answer a;
+    if (ec) {
+      a = Json(http::status::bad_request, R"({"error":"malformed or oversized request"})");
+    } else {
+      a = Route(parser.get());
+    }
+    http::response<http::string_body> res{a.status, 11};
+    res.set(http::field::content_type, a.content_type);
+    res.set(http::field::cache_control, "no-store");
+    res.keep_alive(false);
+    res.body() = std::move(a.body);
+    res.prepare_payload();
+    co_await http::async_write(stream, res, net::redirect_error(net::use_awaitable, ec));
+    if constexpr (!std::is_same_v<Stream, beast::tcp_stream>) {
+      co_await stream.async_shutdown(net::redirect_error(net::use_awaitable, ec));
+    } else {
+      stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    }
+    (void)keep;
+  }
+
+  Answer Route(const http::request<http::empty_body>& req) {
+    std::string path(req.target());
+    if (auto q = path.find('?'); q != std::string::npos) path.resize(q);
+    const bool known = path == "/health/live" || path == "/health/ready" || path == "/health/lb" || path == "/status";
+    if (!known) {
+      return Json(http::status::not_found,
+                  nlohmann::json{{"error", "no such endpoint on the ops port: " + path +
+                                               " (it serves /health/live, /health/ready, /health/lb and /status; "
+                                               "the API is on the API port)"}}
+                      .dump());
+    }
+    if (req.method() != http::verb::get && req.method() != http::verb::head) {
+      return Json(http::status::method_not_allowed, R"({"error":"only GET"})");
+    }
+    if (path == "/health/live") return {http::status::ok, "text/plain; charset=utf-8", "LIVE\n"};
+    const HealthReport report = monitor_->Report();
+    if (path == "/health/ready") {
+      return Json(report.ready ? http::status::ok : http::status::service_unavailable, report.ToJson());
+    }
+    if (path == "/health/lb") {
+      return {report.lb == LbState::kUp ? http::status::ok : http::status::service_unavailable,
+              "text/plain; charset=utf-8", std::string(LbWord(report.lb)) + "\n"};
+    }
+    nlohmann::ordered_json status;
+    status["node"] = options_.node_id;
+    status["version"] = options_.version;
+    status["mode"] = std::string(ModeName(monitor_->mode().mode()));
+    status["health"] = nlohmann::ordered_json::parse(report.ToJson());
+    return Json(http::status::ok, status.dump());
+  }
+
+  const OpsServerOptions options_;
+  HealthMonitor* monitor_;
+  net::io_context ioc_{1};
+  ssl::context ssl_ctx_;
+  std::optional<tcp::acceptor> acceptor_;
+  std::thread thread_;
+};
+
+OpsServer::OpsServer(OpsServerOptions options, HealthMonitor* monitor)
+    : impl_(std::make_unique<Impl>(std::move(options), monitor)) {}
+OpsServer::~OpsServer() = default;
+absl::Status OpsServer::Start() { return impl_->Start(); }
+uint16_t OpsServer::port() const { return impl_->port_; }
+void OpsServer::Stop() { impl_->Stop(); }
+
+}  // namespace adcsc::ops

@@ -1,0 +1,51 @@
+// The ops listener: a small HTTP(S) server on its own port for load balancers and operators.
+// It serves only GET /health/live, /health/ready, /health/lb and /status, never the API (and
+// the API port never serves these). One request per connection, bounded in time and size.
+//   /health/live   200 "LIVE" while the process answers
+//   /health/ready  200 or 503, the HealthReport as JSON (every check, and why it failed)
+//   /health/lb     200 "UP", or 503 "DRAIN" (F5's receive-disable string) or "DOWN"
+//   /status        200, JSON: node, version, service mode, and the health report
+// TLS (server authentication only) with the API's certificate by default; plain HTTP when
+// configured. Thread-safety: Start/Stop from one thread; requests are served on its own thread.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "node/ops/health_monitor.h"
+
+namespace adcsc::ops {
+
+struct OpsServerOptions {
+  std::string listen_address = "127.0.0.1";
+  uint16_t listen_port = 0;            // 0: any free port (tests)
+  bool tls = true;
+  std::filesystem::path cert_file;     // PEM chain, when tls
+  std::filesystem::path key_file;      // PEM key, when tls
+  std::string node_id;
+  std::string version;
+};
+
+class OpsServer {
+ public:
+  // `monitor` is not owned and must outlive the server.
+  OpsServer(OpsServerOptions options, HealthMonitor* monitor);
+  ~OpsServer();
+  OpsServer(const OpsServer&) = delete;
+  OpsServer& operator=(const OpsServer&) = delete;
+
+  // Loads the TLS identity, binds and starts serving. Errors name the key or address at fault.
+  absl::Status Start();
+  uint16_t port() const;
+  void Stop();
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace adcsc::ops
