@@ -209,6 +209,20 @@ void ReadCa(TomlReader& r, const toml::table& ca, const std::filesystem::path& d
   }
 }
 
+void ReadOps(TomlReader& r, const toml::table& t, const ApiConfig& api, OpsConfig* out) {
+  out->enabled = true;
+  r.CheckKnown(t, "ops.", {"listen", "tls", "cert_file", "key_file", "probe_interval_ms"});
+  if (t.contains("listen")) ReadListen(r, t, "listen", "ops.listen", &out->listen_address, &out->listen_port);
+  r.Bool(t, "tls", "ops.tls", &out->tls);
+  r.Path(t, "cert_file", "ops.cert_file", &out->cert_file, false);
+  r.Path(t, "key_file", "ops.key_file", &out->key_file, false);
+  r.Millis(t, "probe_interval_ms", "ops.probe_interval_ms", &out->probe_interval);
+  if (out->cert_file.empty()) out->cert_file = api.cert_file;
+  if (out->key_file.empty()) out->key_file = api.key_file;
+  if (out->tls && t.contains("cert_file")) CheckReadable(r, "ops.cert_file", out->cert_file);
+  if (out->probe_interval < std::chrono::milliseconds(100)) r.Error("ops.probe_interval_ms", "must be at least 100");
+}
+
 void ReadCluster(TomlReader& r, const toml::table& t, const std::string& node_id, ClusterConfig* out) {
   out->enabled = true;
   r.CheckKnown(t, "cluster.",
@@ -296,7 +310,7 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, const std::filesy
   TomlReader r(source_name);
   Config c;
   c.source = source_name;
-  r.CheckKnown(root, "", {"node", "api", "log", "ca", "cluster"});
+  r.CheckKnown(root, "", {"node", "api", "log", "ca", "cluster", "ops"});
   if (const toml::table* node = r.Table(root, "node", "node", true)) {
     r.CheckKnown(*node, "node.", {"id", "data_dir"});
     r.String(*node, "id", "node.id", &c.node_id, true);
@@ -309,6 +323,7 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, const std::filesy
   if (const toml::table* log = r.Table(root, "log", "log", false)) ReadLog(r, *log, &c.log);
   if (const toml::table* ca = r.Table(root, "ca", "ca", true)) ReadCa(r, *ca, c.data_dir, &c.ca);
   if (const toml::table* cluster = r.Table(root, "cluster", "cluster", false)) ReadCluster(r, *cluster, c.node_id, &c.cluster);
+  if (const toml::table* ops = r.Table(root, "ops", "ops", false)) ReadOps(r, *ops, c.api, &c.ops);
   if (!r.ok()) return absl::InvalidArgumentError(r.Joined());
   return c;
 }

@@ -103,6 +103,17 @@ struct ClusterConfig {
   }
 };
 
+// [ops]: the listener for load balancers and operators (node/ops/ops_server.h). Absent: none.
+struct OpsConfig {
+  bool enabled = false;
+  std::string listen_address = "127.0.0.1";  // loopback unless the load balancer checks from afar
+  uint16_t listen_port = 9100;
+  bool tls = true;                           // server-authenticated TLS; false: plain HTTP
+  std::filesystem::path cert_file;           // default: api.cert_file
+  std::filesystem::path key_file;            // default: api.key_file
+  std::chrono::milliseconds probe_interval{5'000};  // store write check, CA pings, cluster state
+};
+
 struct Config {
   std::filesystem::path source;         // the file this came from
   std::string node_id;
@@ -111,6 +122,7 @@ struct Config {
   LogConfig log;
   CaConfig ca;
   ClusterConfig cluster;
+  OpsConfig ops;
 
   // The allowlist entry for (dc, ca), or nullptr.
   const AllowedCa* FindAllowedCa(std::string_view dc, std::string_view ca) const;

@@ -3,7 +3,9 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "node/backend_factory.h"
 #include "node/cluster/runtime.h"
@@ -11,10 +13,57 @@
 #include "node/config.h"
 #include "node/https_server.h"
 #include "node/logging.h"
+#include "node/ops/ops_server.h"
+#include "node/pki/x509.h"
 #include "store/request_store.h"
 
 namespace adcsc::node {
 namespace {
+
+// The probes the health monitor runs for this node: a durable write to the store, a ping of
+// every allowlisted CA as the node's identity, the cluster's state, and the API
+// certificate's expiry.
+adcsc::ops::HealthSources HealthSourcesFor(const Config& config, adcsc::store::RequestStore* store,
+                                           adcsc::ca::CaBackend* backend, adcsc::cluster::ClusterRuntime* cluster,
+                                           adcsc::ops::ServiceModeStore* mode) {
+  adcsc::ops::HealthSources s;
+  s.store_check = [store] { return store->Check(/*write=*/true); };
+  for (const AllowedCa& allowed : config.ca.allow) {
+    adcsc::ca::CaTarget target{allowed.dc, allowed.ca};
+    adcsc::ca::CallerIdentity caller{config.ca.identity};
+    s.cas.push_back({adcsc::store::CaConfigKey(allowed.dc, allowed.ca),
+                     [backend, target, caller] { return backend->Ping(target, caller); }});
+  }
+  if (cluster != nullptr) {
+    // A peer counts as reachable when it answered within a few anti-entropy rounds.
+    const int64_t recent_ms = std::max<int64_t>(10'000, 3 * config.cluster.anti_entropy_interval.count());
+    const bool refuse = config.cluster.on_quorum_loss == "refuse";
+    s.cluster = [cluster, recent_ms, refuse]() -> std::optional<adcsc::ops::ClusterView> {
+      adcsc::ops::ClusterView v;
+      v.refuse_on_quorum_loss = refuse;
+      auto status = cluster->Status();
+      if (!status.ok()) return v;
+      const int64_t now = SystemClock::Default()->NowUnixMillis();
+      v.peers = status->peers.size();
+      for (const auto& p : status->peers) {
+        if (p.last_ack_ms != 0 && now - p.last_ack_ms <= recent_ms) ++v.peers_reachable;
+        v.snapshot_in_progress = v.snapshot_in_progress || p.snapshot_in_progress;
+        v.lag_mutations = std::max(v.lag_mutations, p.lag_mutations);
+      }
+      return v;
+    };
+  }
+  if (std::ifstream in(config.api.cert_file); in) {
+    std::stringstream pem;
+    pem << in.rdbuf();
+    if (auto cert = adcsc::pki::CertFromPem(pem.str()); cert.ok()) {
+      s.certificate_not_after_ms = adcsc::pki::NotAfterUnix(cert->get()) * 1000;
+    }
+  }
+  s.mode = mode;
+  s.clock = SystemClock::Default();
+  return s;
+}
 
 // Blocks SIGTERM/SIGINT in every thread and returns the one that arrives.
 int WaitForStopSignal() {
@@ -106,6 +155,36 @@ int RunNode(const std::filesystem::path& config_path, bool check_only) {
     service.set_replication(cluster.get());
     service.set_peers(cluster->peers());
     cluster->set_api(&service);
+  }
+  auto mode = adcsc::ops::ServiceModeStore::Open(config->data_dir / adcsc::ops::kServiceModeFile);
+  if (!mode.ok()) {
+    std::cerr << "adcsc node: " << mode.status().message() << "\n";
+    return kExitRuntimeError;
+  }
+  std::unique_ptr<adcsc::ops::HealthMonitor> health;
+  std::unique_ptr<adcsc::ops::OpsServer> ops;
+  if (config->ops.enabled) {
+    health = std::make_unique<adcsc::ops::HealthMonitor>(HealthSourcesFor(*config, store->get(), backend->get(),
+                                                                          cluster.get(), mode->get()),
+                                                         config->ops.probe_interval);
+    health->Start();
+    adcsc::ops::OpsServerOptions o;
+    o.listen_address = config->ops.listen_address;
+    o.listen_port = config->ops.listen_port;
+    o.tls = config->ops.tls;
+    o.cert_file = config->ops.cert_file;
+    o.key_file = config->ops.key_file;
+    o.node_id = config->node_id;
+    o.version = ADCSC_VERSION;
+    ops = std::make_unique<adcsc::ops::OpsServer>(o, health.get());
+    if (auto s = ops->Start(); !s.ok()) {
+      (*log)->Error("start_failed", {{"error", s.message()}});
+      std::cerr << "adcsc node: " << config->source.string() << ": " << s.message() << "\n";
+      return kExitConfigError;
+    }
+    (*log)->Info("ops_listening", {{"listen", config->ops.listen_address + ":" + std::to_string(ops->port())},
+                                   {"tls", config->ops.tls},
+                                   {"mode", std::string(adcsc::ops::ModeName((*mode)->mode()))}});
   }
   HttpsServer server(config->api, &service, authorizer->get(), log->get(), access_log.get());
   if (auto s = server.Start(); !s.ok()) {

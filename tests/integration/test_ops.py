@@ -1,0 +1,97 @@
+"""The ops listener of a real node: what a load balancer's health check sees over TLS (the
+API's certificate, no client certificate) or plain HTTP, a node cut off from its CA going
+DOWN and coming back UP, a drained node (service mode kept across a restart) answering
+DRAIN, and the two ports never serving each other's paths."""
+import json
+import ssl
+import sys
+import unittest
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+import harness as h  # noqa: E402
+
+
+def ops_section(port, tls=True):
+    return f"""
+[ops]
+listen = "127.0.0.1:{port}"
+tls = {"true" if tls else "false"}
+probe_interval_ms = 200
+"""
+
+
+def get(url, ctx=None):
+    """(status, body) of a GET, whatever the status."""
+    try:
+        with urllib.request.urlopen(url, context=ctx, timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+class OpsListener(unittest.TestCase):
+    def test_tls_health_follows_the_ca_and_the_api_port_does_not_serve_it(self):
+        with h.TempRoot() as root:
+            pki = h.Pki(root)
+            emulator = h.Emulator(root).start()
+            port = h.free_port()
+            node = h.Node(root, pki, ca_section=h.icpr_ca_section(emulator), extra=ops_section(port)).start()
+            try:
+                ctx = ssl.create_default_context(cafile=str(pki.server_ca))  # server authentication only
+                base = f"https://localhost:{port}"
+                h.wait_for(lambda: get(base + "/health/lb", ctx) == (200, "UP\n"), timeout=20, what="UP")
+                status, body = get(base + "/health/ready", ctx)
+                self.assertEqual(status, 200, body)
+                checks = {c["name"]: c for c in json.loads(body)["checks"]}
+                self.assertTrue(checks["store"]["ok"])
+                self.assertTrue(checks[f"ca {h.ICPR_DC}\\{h.CA}"]["ok"], checks)
+                self.assertIn("days until the API server certificate expires", checks["certificate"]["detail"])
+                self.assertEqual(get(base + "/health/live", ctx)[0], 200)
+                status, body = get(base + "/status", ctx)
+                self.assertEqual(json.loads(body)["node"], "node-a")
+
+                # Cut off from the CA: the load balancer is told DOWN, with the reason on /health/ready.
+                emulator.stop()
+                h.wait_for(lambda: get(base + "/health/lb", ctx) == (503, "DOWN\n"), timeout=20, what="DOWN")
+                status, body = get(base + "/health/ready", ctx)
+                self.assertEqual(status, 503)
+                self.assertIn("ca-ping", body)
+                emulator.start()
+                h.wait_for(lambda: get(base + "/health/lb", ctx) == (200, "UP\n"), timeout=20, what="UP again")
+
+                # The ops port never serves the API; the API port never serves health.
+                self.assertEqual(get(base + "/api/v1/version", ctx)[0], 404)
+                status, _ = h.call(node, "GET", "/health/lb")
+                self.assertEqual(status, 404)
+            finally:
+                node.stop()
+                emulator.stop()
+
+    def test_plain_http_and_a_drain_that_survives_a_restart(self):
+        with h.TempRoot() as root:
+            pki = h.Pki(root)
+            port = h.free_port()
+            node = h.Node(root, pki, extra=ops_section(port, tls=False)).start()
+            try:
+                base = f"http://127.0.0.1:{port}"
+                h.wait_for(lambda: get(base + "/health/lb") == (200, "UP\n"), timeout=20, what="UP")
+                # An operator drained it (the mode file the ctl command writes), then it restarted.
+                self.assertEqual(node.stop(), 0)
+                (node.data_dir / "service-mode").write_text("drain\n")
+                node.start()
+                h.wait_for(lambda: get(base + "/health/lb")[0] != 0, timeout=20, what="the ops listener")
+                self.assertEqual(get(base + "/health/lb"), (503, "DRAIN\n"))
+                status, body = get(base + "/status")
+                self.assertEqual(json.loads(body)["mode"], "drain")
+                # Draining takes the node out of new work only: the API still answers.
+                status, _ = h.call(node, "GET", "/api/v1/version")
+                self.assertEqual(status, 200)
+            finally:
+                node.stop()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
