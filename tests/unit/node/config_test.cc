@@ -216,6 +216,25 @@ address = "10.0.0.3:9443"
   EXPECT_EQ(c->cluster.lookup_timeout, std::chrono::milliseconds(1000)) << "the default";
 }
 
+TEST_F(ConfigTest, OpsSectionIsReadWithItsDefaults) {
+  auto none = Parse(Valid());
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_FALSE(none->ops.enabled) << "no [ops]: no ops listener";
+  auto c = Parse(Valid() + "\n[ops]\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->ops.enabled);
+  EXPECT_EQ(c->ops.listen_address, "127.0.0.1") << "loopback unless asked";
+  EXPECT_EQ(c->ops.listen_port, 9100);
+  EXPECT_TRUE(c->ops.tls);
+  EXPECT_EQ(c->ops.cert_file, c->api.cert_file) << "the API's identity by default";
+  EXPECT_EQ(c->ops.probe_interval, std::chrono::milliseconds(5000));
+  auto bad = Parse(Valid() + "\n[ops]\nlisten = \"nowhere\"\nprobe_interval_ms = 5\nport = 1\n");
+  ASSERT_FALSE(bad.ok());
+  for (const char* key : {"ops.listen", "ops.probe_interval_ms", "ops.port"}) {
+    EXPECT_NE(bad.status().message().find(key), std::string_view::npos) << key << "\n" << bad.status();
+  }
+}
+
 TEST_F(ConfigTest, ClusterProblemsAreAllReported) {
   auto c = Parse(Valid() + R"(
 [cluster]
