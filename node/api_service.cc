@@ -88,20 +88,30 @@ std::string CaFailureMessage(std::string_view backend_kind, uint32_t hresult, st
 // The one JSON line each API call logs: fields gathered along the way, then outcome, HTTP
 // status and latency, at a level that follows the status.
 struct CallLog {
-  CallLog(EventLog* log, const char* endpoint, const ApiRequest& request)
+  CallLog(EventLog* log, ApiObserver* observer, const char* endpoint, const ApiRequest& request)
       : log(log),
+        observer(observer),
+        endpoint(endpoint),
         started(std::chrono::steady_clock::now()),
         fields({{"endpoint", endpoint}, {"client_pin", request.auth->pin}, {"remote", std::string(request.remote)}}) {}
 
   ApiResponse Finish(ApiResponse r) {
+    const double latency_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
     fields["outcome"] = r.outcome;
     fields["http_status"] = r.status;
-    fields["latency_ms"] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+    fields["latency_ms"] = latency_ms;
     log->Log(r.status >= 500 ? LogLevel::kError : r.status >= 400 ? LogLevel::kWarn : LogLevel::kInfo, "api", fields);
+    if (observer != nullptr) {
+      const double ca_ms = fields.contains("ca_ms") ? fields["ca_ms"].get<double>() : -1.0;
+      observer->ObserveCall(endpoint, r.outcome, r.status, latency_ms, ca_ms);
+    }
     return r;
   }
 
   EventLog* log;
+  ApiObserver* observer;
+  const char* endpoint;
   std::chrono::steady_clock::time_point started;
   Json fields;
 };
@@ -166,7 +176,7 @@ ApiResponse ApiService::Version() {
 }
 
 ApiResponse ApiService::Submit(const ApiRequest& request) {
-  CallLog call(log_, "request", request);
+  CallLog call(log_, observer_, "request", request);
   Json& fields = call.fields;
   auto finish = [&](ApiResponse r) { return call.Finish(std::move(r)); };
 
@@ -312,7 +322,7 @@ absl::Status ApiService::RecordRetrieved(const adcsc::ca::CaTarget& target, cons
 }
 
 ApiResponse ApiService::Retrieve(const ApiRequest& request) {
-  CallLog call(log_, "retrieve", request);
+  CallLog call(log_, observer_, "retrieve", request);
   Json& fields = call.fields;
   auto finish = [&](ApiResponse r) { return call.Finish(std::move(r)); };
   auto internal_error = [&](std::string message, std::string outcome) {

@@ -44,6 +44,17 @@ class WriteReplication {
   virtual absl::Status Replicate(const adcsc::store::WriteResult& write) = 0;
 };
 
+// Told about every API call once it is answered: the metrics. Implementations are called
+// concurrently from the worker threads and must be cheap.
+class ApiObserver {
+ public:
+  virtual ~ApiObserver() = default;
+  // `endpoint`: "request" or "retrieve"; `outcome` as in ApiResponse; `ca_ms` < 0 when the
+  // call made no CA call.
+  virtual void ObserveCall(std::string_view endpoint, std::string_view outcome, int http_status, double latency_ms,
+                           double ca_ms) = 0;
+};
+
 class ApiService {
  public:
   // Borrows everything; all must outlive the service.
@@ -61,6 +72,8 @@ class ApiService {
   // forward a retrieve to a node with the submitter's CA identity. Not owned; set before
   // the first request.
   void set_peers(PeerLookup* peers) { peers_ = peers; }
+  // Told about every call (metrics). Not owned; set before the first request.
+  void set_observer(ApiObserver* observer) { observer_ = observer; }
 
   // A peer's forwarded retrieve (PeerLookup::ForwardRetrieve on its side): runs the CA
   // retrieve as this node's identity, records the outcome (replicated like any other) and
@@ -81,6 +94,7 @@ class ApiService {
   const Clock* clock_;
   WriteReplication* replication_ = nullptr;
   PeerLookup* peers_ = nullptr;
+  ApiObserver* observer_ = nullptr;
 
   // Records `record` durably (and on a write quorum in a cluster).
   absl::Status Record(const adcsc::store::RequestRecord& record);

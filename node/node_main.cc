@@ -13,6 +13,7 @@
 #include "node/config.h"
 #include "node/https_server.h"
 #include "node/logging.h"
+#include "node/ops/metrics.h"
 #include "node/ops/ops_server.h"
 #include "node/pki/x509.h"
 #include "store/request_store.h"
@@ -162,12 +163,16 @@ int RunNode(const std::filesystem::path& config_path, bool check_only) {
     return kExitRuntimeError;
   }
   std::unique_ptr<adcsc::ops::HealthMonitor> health;
+  std::unique_ptr<adcsc::ops::NodeMetrics> metrics;
   std::unique_ptr<adcsc::ops::OpsServer> ops;
   if (config->ops.enabled) {
-    health = std::make_unique<adcsc::ops::HealthMonitor>(HealthSourcesFor(*config, store->get(), backend->get(),
-                                                                          cluster.get(), mode->get()),
-                                                         config->ops.probe_interval);
+    adcsc::ops::HealthSources sources =
+        HealthSourcesFor(*config, store->get(), backend->get(), cluster.get(), mode->get());
+    const int64_t certificate_not_after_ms = sources.certificate_not_after_ms;
+    health = std::make_unique<adcsc::ops::HealthMonitor>(std::move(sources), config->ops.probe_interval);
     health->Start();
+    metrics = std::make_unique<adcsc::ops::NodeMetrics>();
+    service.set_observer(metrics.get());
     adcsc::ops::OpsServerOptions o;
     o.listen_address = config->ops.listen_address;
     o.listen_port = config->ops.listen_port;
@@ -176,6 +181,17 @@ int RunNode(const std::filesystem::path& config_path, bool check_only) {
     o.key_file = config->ops.key_file;
     o.node_id = config->node_id;
     o.version = ADCSC_VERSION;
+    o.metrics = [m = metrics.get(), h = health.get(), c = cluster.get(), certificate_not_after_ms] {
+      adcsc::ops::ScrapeState state;
+      state.now_ms = SystemClock::Default()->NowUnixMillis();
+      state.health = h->Report();
+      state.mode = h->mode().mode();
+      state.certificate_not_after_ms = certificate_not_after_ms;
+      if (c != nullptr) {
+        if (auto status = c->Status(); status.ok()) state.replication = *status;
+      }
+      return m->Scrape(state);
+    };
     ops = std::make_unique<adcsc::ops::OpsServer>(o, health.get());
     if (auto s = ops->Start(); !s.ok()) {
       (*log)->Error("start_failed", {{"error", s.message()}});

@@ -153,11 +153,12 @@ class OpsServer::Impl {
   Answer Route(const http::request<http::empty_body>& req) {
     std::string path(req.target());
     if (auto q = path.find('?'); q != std::string::npos) path.resize(q);
-    const bool known = path == "/health/live" || path == "/health/ready" || path == "/health/lb" || path == "/status";
+    const bool known = path == "/health/live" || path == "/health/ready" || path == "/health/lb" || path == "/status" ||
+                       (path == "/metrics" && options_.metrics);
     if (!known) {
       return Json(http::status::not_found,
                   nlohmann::json{{"error", "no such endpoint on the ops port: " + path +
-                                               " (it serves /health/live, /health/ready, /health/lb and /status; "
+                                               " (it serves /health/live, /health/ready, /health/lb, /status and /metrics; "
                                                "the API is on the API port)"}}
                       .dump());
     }
@@ -165,6 +166,7 @@ class OpsServer::Impl {
       return Json(http::status::method_not_allowed, R"({"error":"only GET"})");
     }
     if (path == "/health/live") return {http::status::ok, "text/plain; charset=utf-8", "LIVE\n"};
+    if (path == "/metrics") return {http::status::ok, "text/plain; version=0.0.4; charset=utf-8", options_.metrics()};
     const HealthReport report = monitor_->Report();
     if (path == "/health/ready") {
       return Json(report.ready ? http::status::ok : http::status::service_unavailable, report.ToJson());

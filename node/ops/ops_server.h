@@ -1,10 +1,11 @@
 // The ops listener: a small HTTP(S) server on its own port for load balancers and operators.
-// It serves only GET /health/live, /health/ready, /health/lb and /status, never the API (and
-// the API port never serves these). One request per connection, bounded in time and size.
+// It serves only GET /health/live, /health/ready, /health/lb, /status and /metrics, never the
+// API (and the API port never serves these). One request per connection, bounded in time and size.
 //   /health/live   200 "LIVE" while the process answers
 //   /health/ready  200 or 503, the HealthReport as JSON (every check, and why it failed)
 //   /health/lb     200 "UP", or 503 "DRAIN" (F5's receive-disable string) or "DOWN"
 //   /status        200, JSON: node, version, service mode, and the health report
+//   /metrics       200, Prometheus text (node/ops/metrics.h), when a provider is given
 // TLS (server authentication only) with the API's certificate by default; plain HTTP when
 // configured. Thread-safety: Start/Stop from one thread; requests are served on its own thread.
 #pragma once
@@ -28,6 +29,7 @@ struct OpsServerOptions {
   std::filesystem::path key_file;      // PEM key, when tls
   std::string node_id;
   std::string version;
+  std::function<std::string()> metrics;  // the Prometheus text; empty: no /metrics
 };
 
 class OpsServer {

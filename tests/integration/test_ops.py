@@ -4,6 +4,7 @@ DOWN and coming back UP, a drained node (service mode kept across a restart) ans
 DRAIN, and the two ports never serving each other's paths."""
 import json
 import ssl
+import subprocess
 import sys
 import unittest
 import urllib.error
@@ -12,6 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 import harness as h  # noqa: E402
+
+PROMTOOL = "/usr/bin/promtool"  # Debian's prometheus package (deploy/install-deps)
 
 
 def ops_section(port, tls=True):
@@ -52,6 +55,18 @@ class OpsListener(unittest.TestCase):
                 self.assertEqual(get(base + "/health/live", ctx)[0], 200)
                 status, body = get(base + "/status", ctx)
                 self.assertEqual(json.loads(body)["node"], "node-a")
+
+                # Metrics count the API's calls, and promtool accepts them.
+                st, b = h.submit(node, h.make_csr_b64("metrics-1"), dc=h.ICPR_DC)
+                self.assertEqual(st, 200, b)
+                self.assertEqual(h.retrieve(node, b["request-id"], dc=h.ICPR_DC)[0], 200)
+                status, text = get(base + "/metrics", ctx)
+                self.assertEqual(status, 200)
+                self.assertIn('adcsc_api_requests_total{endpoint="request",outcome="issued"} 1', text)
+                self.assertIn('adcsc_api_requests_total{endpoint="retrieve",outcome="issued"} 1', text)
+                self.assertIn('adcsc_service_mode{mode="active"} 1', text)
+                check = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True)
+                self.assertEqual((check.returncode, check.stdout + check.stderr), (0, ""))
 
                 # Cut off from the CA: the load balancer is told DOWN, with the reason on /health/ready.
                 emulator.stop()

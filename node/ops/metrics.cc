@@ -1,0 +1,109 @@
+#include "node/ops/metrics.h"
+
+#include <prometheus/text_serializer.h>
+
+#include <sstream>
+
+namespace adcsc::ops {
+namespace {
+
+using prometheus::BuildCounter;
+using prometheus::BuildGauge;
+using prometheus::BuildHistogram;
+
+// Seconds, from a fast store answer to a CA at the end of a WAN link.
+const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
+  static const auto* const kBuckets =
+      new prometheus::Histogram::BucketBoundaries{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+  return *kBuckets;
+}
+
+}  // namespace
+
+NodeMetrics::NodeMetrics()
+    : registry_(std::make_shared<prometheus::Registry>()),
+      requests_(BuildCounter()
+                    .Name("adcsc_api_requests_total")
+                    .Help("API calls answered, by endpoint (request, retrieve) and outcome (issued, pending, denied, "
+                          "bad_request, ca_error, store_error, ...)")
+                    .Register(*registry_)),
+      request_seconds_(BuildHistogram()
+                           .Name("adcsc_api_request_duration_seconds")
+                           .Help("Time to answer an API call, by endpoint")
+                           .Register(*registry_)),
+      ca_seconds_(BuildHistogram()
+                      .Name("adcsc_ca_call_duration_seconds")
+                      .Help("Time of the CA call an API call made, by endpoint")
+                      .Register(*registry_)),
+      ca_errors_(BuildCounter()
+                     .Name("adcsc_ca_errors_total")
+                     .Help("API calls that failed at the CA, by endpoint")
+                     .Register(*registry_)),
+      ready_(BuildGauge().Name("adcsc_ready").Help("1 when every health check passes").Register(*registry_)),
+      check_ok_(BuildGauge()
+                    .Name("adcsc_health_check_ok")
+                    .Help("1 when the named health check passes (docs/operations.md, Health)")
+                    .Register(*registry_)),
+      mode_(BuildGauge()
+                .Name("adcsc_service_mode")
+                .Help("1 for the node's service mode (active, drain, maint), 0 for the others")
+                .Register(*registry_)),
+      certificate_expiry_(BuildGauge()
+                              .Name("adcsc_api_certificate_expiry_seconds")
+                              .Help("Seconds until the API server certificate expires")
+                              .Register(*registry_)),
+      lag_mutations_(BuildGauge()
+                         .Name("adcsc_replication_lag_mutations")
+                         .Help("Mutations this node holds that the peer's last known vector lacks")
+                         .Register(*registry_)),
+      lag_seconds_(BuildGauge()
+                       .Name("adcsc_replication_lag_seconds")
+                       .Help("How long the oldest mutation the peer lacks has waited")
+                       .Register(*registry_)),
+      peer_last_answer_(BuildGauge()
+                            .Name("adcsc_replication_peer_last_answer_age_seconds")
+                            .Help("Seconds since the peer last answered; -1 if it never has")
+                            .Register(*registry_)),
+      replicated_writes_(BuildGauge()
+                             .Name("adcsc_replication_writes")
+                             .Help("Writes since the node started, by result: quorum, under_replicated (served "
+                                   "without a quorum), refused")
+                             .Register(*registry_)) {}
+
+void NodeMetrics::ObserveCall(std::string_view endpoint, std::string_view outcome, int /*http_status*/,
+                              double latency_ms, double ca_ms) {
+  const std::string e(endpoint);
+  requests_.Add({{"endpoint", e}, {"outcome", std::string(outcome)}}).Increment();
+  request_seconds_.Add({{"endpoint", e}}, LatencyBuckets()).Observe(latency_ms / 1000.0);
+  if (ca_ms >= 0) ca_seconds_.Add({{"endpoint", e}}, LatencyBuckets()).Observe(ca_ms / 1000.0);
+  if (outcome == "ca_error") ca_errors_.Add({{"endpoint", e}}).Increment();
+}
+
+std::string NodeMetrics::Scrape(const ScrapeState& state) {
+  std::lock_guard lock(scrape_mu_);
+  ready_.Add({}).Set(state.health.ready ? 1 : 0);
+  for (const HealthCheck& c : state.health.checks) check_ok_.Add({{"check", c.name}}).Set(c.ok ? 1 : 0);
+  for (ServiceMode m : {ServiceMode::kActive, ServiceMode::kDrain, ServiceMode::kMaint}) {
+    mode_.Add({{"mode", std::string(ModeName(m))}}).Set(m == state.mode ? 1 : 0);
+  }
+  if (state.certificate_not_after_ms != 0) {
+    certificate_expiry_.Add({}).Set(static_cast<double>(state.certificate_not_after_ms - state.now_ms) / 1000.0);
+  }
+  if (state.replication.has_value()) {
+    const store::ReplicatorStatus& r = *state.replication;
+    replicated_writes_.Add({{"result", "quorum"}}).Set(static_cast<double>(r.quorum_writes));
+    replicated_writes_.Add({{"result", "under_replicated"}}).Set(static_cast<double>(r.under_replicated_writes));
+    replicated_writes_.Add({{"result", "refused"}}).Set(static_cast<double>(r.refused_writes));
+    for (const store::PeerStatus& p : r.peers) {
+      lag_mutations_.Add({{"peer", p.node_id}}).Set(static_cast<double>(p.lag_mutations));
+      lag_seconds_.Add({{"peer", p.node_id}}).Set(static_cast<double>(p.lag_ms) / 1000.0);
+      peer_last_answer_.Add({{"peer", p.node_id}})
+          .Set(p.last_ack_ms == 0 ? -1.0 : static_cast<double>(state.now_ms - p.last_ack_ms) / 1000.0);
+    }
+  }
+  std::ostringstream out;
+  prometheus::TextSerializer().Serialize(out, registry_->Collect());
+  return out.str();
+}
+
+}  // namespace adcsc::ops

@@ -1,0 +1,61 @@
+// The node's Prometheus metrics, on prometheus-cpp's registry (Debian's prometheus-cpp-dev,
+// core only; the ops listener serves the text). Counted as they happen: API calls by
+// endpoint and outcome, their latency, CA call latency and errors. Read at scrape time:
+// health and service mode, certificate expiry, replication lag and write counts.
+// Reference: docs/operations.md, "Metrics". Thread-safety: every method from any thread.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include "node/api_service.h"
+#include "node/ops/health.h"
+#include "store/replication.h"
+
+namespace adcsc::ops {
+
+// What is read at scrape time.
+struct ScrapeState {
+  int64_t now_ms = 0;
+  HealthReport health;
+  ServiceMode mode = ServiceMode::kActive;
+  int64_t certificate_not_after_ms = 0;
+  std::optional<store::ReplicatorStatus> replication;  // nullopt: a single node
+};
+
+class NodeMetrics final : public node::ApiObserver {
+ public:
+  NodeMetrics();
+
+  void ObserveCall(std::string_view endpoint, std::string_view outcome, int http_status, double latency_ms,
+                   double ca_ms) override;
+
+  // The Prometheus text exposition, with the scrape-time gauges set from `state`.
+  std::string Scrape(const ScrapeState& state);
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>& requests_;
+  prometheus::Family<prometheus::Histogram>& request_seconds_;
+  prometheus::Family<prometheus::Histogram>& ca_seconds_;
+  prometheus::Family<prometheus::Counter>& ca_errors_;
+  prometheus::Family<prometheus::Gauge>& ready_;
+  prometheus::Family<prometheus::Gauge>& check_ok_;
+  prometheus::Family<prometheus::Gauge>& mode_;
+  prometheus::Family<prometheus::Gauge>& certificate_expiry_;
+  prometheus::Family<prometheus::Gauge>& lag_mutations_;
+  prometheus::Family<prometheus::Gauge>& lag_seconds_;
+  prometheus::Family<prometheus::Gauge>& peer_last_answer_;
+  prometheus::Family<prometheus::Gauge>& replicated_writes_;
+  std::mutex scrape_mu_;  // one scrape at a time sets the gauges, then serializes
+};
+
+}  // namespace adcsc::ops

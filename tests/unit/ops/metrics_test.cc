@@ -1,0 +1,84 @@
+// The metrics text: the series a dashboard needs, and promtool (Debian's prometheus package)
+// accepting the exposition.
+#include "node/ops/metrics.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "tests/testing/temp_dir.h"
+
+namespace adcsc::ops {
+namespace {
+
+constexpr char kPromtool[] = "/usr/bin/promtool";
+
+ScrapeState State() {
+  ScrapeState s;
+  s.now_ms = 1'800'000'000'000;
+  s.health.ready = true;
+  s.health.lb = LbState::kUp;
+  s.health.checks = {{"store", true, "ok"}, {"ca ca01\\Issuing CA", false, "refused"}};
+  s.mode = ServiceMode::kDrain;
+  s.certificate_not_after_ms = s.now_ms + 3'600'000;
+  store::ReplicatorStatus r;
+  r.quorum_writes = 7;
+  r.under_replicated_writes = 2;
+  store::PeerStatus p;
+  p.node_id = "node-b";
+  p.lag_mutations = 3;
+  p.lag_ms = 1500;
+  p.last_ack_ms = s.now_ms - 250;
+  r.peers.push_back(p);
+  s.replication = r;
+  return s;
+}
+
+TEST(MetricsTest, CallsAndScrapeTimeStateAppear) {
+  NodeMetrics m;
+  m.ObserveCall("request", "issued", 200, 12.0, 9.0);
+  m.ObserveCall("request", "ca_error", 500, 3.0, 2.5);
+  m.ObserveCall("retrieve", "issued", 200, 0.4, -1);
+  const std::string text = m.Scrape(State());
+  for (const char* line : {
+           R"(adcsc_api_requests_total{endpoint="request",outcome="issued"} 1)",
+           R"(adcsc_api_requests_total{endpoint="request",outcome="ca_error"} 1)",
+           R"(adcsc_ca_errors_total{endpoint="request"} 1)",
+           R"(adcsc_api_request_duration_seconds_count{endpoint="retrieve"} 1)",
+           R"(adcsc_ca_call_duration_seconds_count{endpoint="request"} 2)",
+           R"(adcsc_service_mode{mode="drain"} 1)",
+           R"(adcsc_service_mode{mode="active"} 0)",
+           R"(adcsc_health_check_ok{check="ca ca01\\Issuing CA"} 0)",
+           R"(adcsc_api_certificate_expiry_seconds 3600)",
+           R"(adcsc_replication_lag_mutations{peer="node-b"} 3)",
+           R"(adcsc_replication_lag_seconds{peer="node-b"} 1.5)",
+           R"(adcsc_replication_writes{result="under_replicated"} 2)",
+       }) {
+    EXPECT_NE(text.find(line), std::string::npos) << line << "\n" << text;
+  }
+  EXPECT_EQ(text.find(R"(adcsc_ca_call_duration_seconds_count{endpoint="retrieve"})"), std::string::npos)
+      << "a call answered from the store made no CA call";
+}
+
+TEST(MetricsTest, PromtoolAcceptsTheExposition) {
+  if (!std::ifstream(kPromtool)) GTEST_SKIP() << kPromtool << " missing (deploy/install-deps installs prometheus)";
+  NodeMetrics m;
+  m.ObserveCall("request", "issued", 200, 12.0, 9.0);
+  m.ObserveCall("retrieve", "pending", 200, 1.0, 0.8);
+  adcsc::testing::TempDir dir;
+  const auto file = dir.path() / "metrics.txt";
+  std::ofstream(file) << m.Scrape(State());
+  const std::string command = std::string(kPromtool) + " check metrics < " + file.string() + " 2>&1";
+  FILE* p = ::popen(command.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[512];
+  while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  const int status = ::pclose(p);
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_EQ(out, "") << "promtool's lint found problems";
+}
+
+}  // namespace
+}  // namespace adcsc::ops
