@@ -211,7 +211,7 @@ void ReadCa(TomlReader& r, const toml::table& ca, const std::filesystem::path& d
 
 void ReadOps(TomlReader& r, const toml::table& t, const ApiConfig& api, OpsConfig* out) {
   out->enabled = true;
-  r.CheckKnown(t, "ops.", {"listen", "tls", "cert_file", "key_file", "probe_interval_ms"});
+  r.CheckKnown(t, "ops.", {"listen", "tls", "cert_file", "key_file", "probe_interval_ms", "admin_ca_file", "admin_pins"});
   if (t.contains("listen")) ReadListen(r, t, "listen", "ops.listen", &out->listen_address, &out->listen_port);
   r.Bool(t, "tls", "ops.tls", &out->tls);
   r.Path(t, "cert_file", "ops.cert_file", &out->cert_file, false);
@@ -221,6 +221,25 @@ void ReadOps(TomlReader& r, const toml::table& t, const ApiConfig& api, OpsConfi
   if (out->key_file.empty()) out->key_file = api.key_file;
   if (out->tls && t.contains("cert_file")) CheckReadable(r, "ops.cert_file", out->cert_file);
   if (out->probe_interval < std::chrono::milliseconds(100)) r.Error("ops.probe_interval_ms", "must be at least 100");
+  r.Path(t, "admin_ca_file", "ops.admin_ca_file", &out->admin_ca_file, false);
+  std::vector<std::string> pins;
+  r.Strings(t, "admin_pins", "ops.admin_pins", &pins);
+  for (size_t i = 0; i < pins.size(); ++i) {
+    auto pin = adcsc::pki::NormalizePin(pins[i]);
+    if (!pin.ok()) {
+      r.Error(absl::StrCat("ops.admin_pins[", i, "]"), pki::StdView(pin.status().message()));
+    } else {
+      out->admin_pins.push_back(*pin);
+    }
+  }
+  if (!out->admin_pins.empty()) {
+    if (!out->tls) r.Error("ops.admin_pins", "the admin channel needs ops.tls = true");
+    if (out->admin_ca_file.empty()) {
+      r.Error("ops.admin_ca_file", "required with ops.admin_pins: the CA administrators' certificates chain to");
+    } else {
+      CheckReadable(r, "ops.admin_ca_file", out->admin_ca_file);
+    }
+  }
 }
 
 void ReadCluster(TomlReader& r, const toml::table& t, const std::string& node_id, ClusterConfig* out) {

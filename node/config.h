@@ -112,6 +112,10 @@ struct OpsConfig {
   std::filesystem::path cert_file;           // default: api.cert_file
   std::filesystem::path key_file;            // default: api.key_file
   std::chrono::milliseconds probe_interval{5'000};  // store write check, CA pings, cluster state
+  // The admin channel (`adcsc ctl drain|resume|maint`): administrators' client certificates
+  // must chain to admin_ca_file and have their pin listed. No pins: the channel is off.
+  std::filesystem::path admin_ca_file;
+  std::vector<std::string> admin_pins;
 };
 
 struct Config {

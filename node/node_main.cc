@@ -164,6 +164,7 @@ int RunNode(const std::filesystem::path& config_path, bool check_only) {
   }
   std::unique_ptr<adcsc::ops::HealthMonitor> health;
   std::unique_ptr<adcsc::ops::NodeMetrics> metrics;
+  std::unique_ptr<ClientAuthorizer> admin_authorizer;
   std::unique_ptr<adcsc::ops::OpsServer> ops;
   if (config->ops.enabled) {
     adcsc::ops::HealthSources sources =
@@ -192,6 +193,19 @@ int RunNode(const std::filesystem::path& config_path, bool check_only) {
       }
       return m->Scrape(state);
     };
+    if (!config->ops.admin_pins.empty()) {
+      auto admin = ClientAuthorizer::Create(config->ops.admin_ca_file.string(), config->ops.admin_pins);
+      if (!admin.ok()) {
+        std::cerr << "adcsc node: " << config->source.string() << ": ops.admin_ca_file: " << admin.status().message()
+                  << "\n";
+        return kExitConfigError;
+      }
+      admin_authorizer = std::move(*admin);
+      o.admin = admin_authorizer.get();
+      o.on_mode_change = [l = log->get()](adcsc::ops::ServiceMode m, const std::string& pin) {
+        l->Info("service_mode", {{"mode", std::string(adcsc::ops::ModeName(m))}, {"admin_pin", pin}});
+      };
+    }
     ops = std::make_unique<adcsc::ops::OpsServer>(o, health.get());
     if (auto s = ops->Start(); !s.ok()) {
       (*log)->Error("start_failed", {{"error", s.message()}});

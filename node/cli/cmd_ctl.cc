@@ -7,6 +7,7 @@
 #include <iostream>
 #include <optional>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -18,7 +19,9 @@
 #include "node/ca/hresult.h"
 #include "node/ca/icpr_backend.h"
 #include "node/cli/commands.h"
+#include "nlohmann/json.hpp"
 #include "node/config.h"
+#include "node/https_client.h"
 #include "node/rpc/client.h"
 #include "node/rpc/endpoint_mapper.h"
 #include "node/rpc/icpr_stub.h"
@@ -259,6 +262,43 @@ int Fault(const FaultArgs& args) {
   return kExitOk;
 }
 
+struct ModeArgs {
+  std::string node;  // host:port of the node's ops listener, or https://host:port
+  std::string cert_file, key_file, ca_file;
+};
+
+// Sets a node's service mode through its admin channel (POST /admin/mode on the ops port,
+// with an administrator's client certificate).
+int SetMode(const ModeArgs& args, std::string_view mode, const char* command) {
+  adcsc::node::HttpsClientOptions o;
+  o.url = absl::StartsWith(args.node, "https://") ? args.node : absl::StrCat("https://", args.node);
+  o.cert_file = args.cert_file;
+  o.key_file = args.key_file;
+  o.server_ca_file = args.ca_file;
+  o.keep_alive = false;
+  o.timeout = std::chrono::seconds(10);
+  auto client = adcsc::node::HttpsClient::Create(o);
+  if (!client.ok()) {
+    std::cerr << "adcsc ctl " << command << ": " << client.status().message() << "\n";
+    return kExitUsage;
+  }
+  auto answer = (*client)->Post("/admin/mode", nlohmann::json{{"mode", std::string(mode)}}.dump());
+  if (!answer.ok()) {
+    std::cerr << "adcsc ctl " << command << ": " << o.url << ": " << answer.status().message()
+              << " (is the node's [ops] listener at this address, with tls = true?)\n";
+    return kExitFailure;
+  }
+  const auto body = nlohmann::json::parse(answer->body, nullptr, false);
+  if (answer->status != 200 || !body.is_object()) {
+    const std::string why = body.is_object() && body.contains("error") ? body["error"].get<std::string>() : answer->body;
+    std::cerr << "adcsc ctl " << command << ": " << o.url << " answered " << answer->status << ": " << why << "\n";
+    return kExitFailure;
+  }
+  std::cout << body.value("node", std::string("node")) << ": mode " << body.value("mode", std::string("?"))
+            << ", the load balancer sees " << body.value("lb", std::string("?")) << "\n";
+  return kExitOk;
+}
+
 }  // namespace
 
 void AddCtlCommand(CLI::App& app, int* exit_code) {
@@ -300,6 +340,39 @@ void AddCtlCommand(CLI::App& app, int* exit_code) {
   fault->add_option("--config,-c", fargs->config, "This node's configuration (its [cluster] section)")->required();
   fault->add_option("action", fargs->action, "cut or heal")->required()->check(CLI::IsMember({"cut", "heal"}));
   fault->callback([=] { *exit_code = Fault(*fargs); });
+
+  struct ModeCommand {
+    const char* name;
+    const char* mode;
+    const char* help;
+  };
+  for (const ModeCommand& m : {
+           ModeCommand{"drain", "drain",
+                       "Take a node out of the load balancer's rotation gently: /health/lb answers DRAIN, so it\n"
+                       "gets no new connections; in-flight requests finish and retrieves that reach it are\n"
+                       "still answered. Kept across restarts until `resume`."},
+           ModeCommand{"resume", "active", "Put a drained node or one in maintenance back into rotation."},
+           ModeCommand{"maint", "maint",
+                       "Maintenance: /health/lb answers DOWN, so the load balancer stops using the node.\n"
+                       "Kept across restarts until `resume`."},
+       }) {
+    auto margs = std::make_shared<ModeArgs>();
+    auto* cmd = ctl->add_subcommand(
+        m.name, absl::StrCat(m.help,
+                             "\nSent over the node's admin channel (its ops port, TLS, with an administrator's client "
+                             "certificate listed in its ops.admin_pins).\n\nExample:\n  adcsc ctl ",
+                             m.name,
+                             " --node adcsc2.example.com:9100 --cert admin.pem --key admin-key.pem --ca-file "
+                             "adcs-proxy-ca.pem\n\nExit codes: 0 done, 1 the node refused or did not answer, 2 usage "
+                             "error."));
+    cmd->add_option("--node", margs->node, "HOST:PORT of the node's ops listener")->required();
+    cmd->add_option("--cert", margs->cert_file, "Administrator's client certificate (PEM)")->required();
+    cmd->add_option("--key", margs->key_file, "Its private key (PEM)")->required();
+    cmd->add_option("--ca-file", margs->ca_file, "CA that issued the node's server certificate (PEM)")->required();
+    const std::string mode = m.mode;
+    const std::string name = m.name;
+    cmd->callback([=] { *exit_code = SetMode(*margs, mode, name.c_str()); });
+  }
 }
 
 }  // namespace adcsc::cli

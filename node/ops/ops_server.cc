@@ -28,6 +28,8 @@ using tcp = net::ip::tcp;
 
 // A health check sends a line and a few headers; anything bigger is not one.
 constexpr uint32_t kMaxRequestBytes = 8 * 1024;
+// An admin request's body is one small JSON object.
+constexpr uint64_t kMaxBodyBytes = 256;
 // A load balancer's check gets its answer at once; a client that dawdles is dropped.
 constexpr std::chrono::seconds kRequestTimeout{5};
 
@@ -51,6 +53,13 @@ class OpsServer::Impl {
     if (options_.tls) {
       SSL_CTX* ctx = ssl_ctx_.native_handle();
       SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+      if (options_.admin != nullptr) {
+        // Ask for a client certificate without requiring one (load-balancer checks send none);
+        // the admin authorizer judges it on /admin paths.
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, [](int, X509_STORE_CTX*) { return 1; });
+        static constexpr unsigned char kContext[] = "adcsc-ops";
+        SSL_CTX_set_session_id_context(ctx, kContext, sizeof kContext - 1);
+      }
       if (SSL_CTX_use_certificate_chain_file(ctx, options_.cert_file.c_str()) != 1) {
         return absl::InvalidArgumentError(
             absl::StrCat("ops.cert_file: cannot load ", options_.cert_file.string(), " (a PEM certificate chain)"));
@@ -106,7 +115,7 @@ class OpsServer::Impl {
         net::co_spawn(ioc_, ServeTls(stream), net::detached);
       } else {
         auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));
-        net::co_spawn(ioc_, Serve(stream, *stream), net::detached);
+        net::co_spawn(ioc_, Serve(stream, *stream, nullptr), net::detached);
       }
     }
   }
@@ -116,24 +125,24 @@ class OpsServer::Impl {
     beast::get_lowest_layer(*stream).expires_after(kRequestTimeout);
     co_await stream->async_handshake(ssl::stream_base::server, net::redirect_error(net::use_awaitable, ec));
     if (ec) co_return;
-    co_await Serve(stream, *stream);
+    co_await Serve(stream, *stream, stream->native_handle());
   }
 
   // One request, one answer, then the connection closes. `keep` holds the stream alive.
   template <typename Stream>
-  net::awaitable<void> Serve(std::shared_ptr<Stream> keep, Stream& stream) {
+  net::awaitable<void> Serve(std::shared_ptr<Stream> keep, Stream& stream, SSL* ssl) {
     beast::error_code ec;
     beast::get_lowest_layer(stream).expires_after(kRequestTimeout);
     beast::flat_buffer buffer;
-    http::request_parser<http::empty_body> parser;
+    http::request_parser<http::string_body> parser;
     parser.header_limit(kMaxRequestBytes);
-    parser.body_limit(0);
+    parser.body_limit(kMaxBodyBytes);
     co_await http::async_read(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
     Answer a;
     if (ec) {
       a = Json(http::status::bad_request, R"({"error":"malformed or oversized request"})");
     } else {
-      a = Route(parser.get());
+      a = Route(parser.get(), ssl);
     }
     http::response<http::string_body> res{a.status, 11};
     res.set(http::field::content_type, a.content_type);
@@ -150,9 +159,10 @@ class OpsServer::Impl {
     (void)keep;
   }
 
-  Answer Route(const http::request<http::empty_body>& req) {
+  Answer Route(const http::request<http::string_body>& req, SSL* ssl) {
     std::string path(req.target());
     if (auto q = path.find('?'); q != std::string::npos) path.resize(q);
+    if (path == "/admin/mode") return Admin(req, ssl);
     const bool known = path == "/health/live" || path == "/health/ready" || path == "/health/lb" || path == "/status" ||
                        (path == "/metrics" && options_.metrics);
     if (!known) {
@@ -181,6 +191,39 @@ class OpsServer::Impl {
     status["mode"] = std::string(ModeName(monitor_->mode().mode()));
     status["health"] = nlohmann::ordered_json::parse(report.ToJson());
     return Json(http::status::ok, status.dump());
+  }
+
+  // POST /admin/mode {"mode": "..."}: the service mode, set by an authorized administrator.
+  Answer Admin(const http::request<http::string_body>& req, SSL* ssl) {
+    if (req.method() != http::verb::post) return Json(http::status::method_not_allowed, R"({"error":"only POST"})");
+    if (options_.admin == nullptr) {
+      return Json(http::status::forbidden,
+                  nlohmann::json{{"error", "the admin channel is off on this node (set ops.admin_ca_file and "
+                                           "ops.admin_pins)"}}
+                      .dump());
+    }
+    if (ssl == nullptr) {
+      return Json(http::status::forbidden,
+                  nlohmann::json{{"error", "the admin channel needs TLS (ops.tls = true)"}}.dump());
+    }
+    const node::ClientAuthResult auth = options_.admin->AuthorizeSsl(ssl);
+    if (!auth.ok) return Json(http::status::forbidden, nlohmann::json{{"error", auth.reason}}.dump());
+    const auto body = nlohmann::json::parse(req.body(), nullptr, /*allow_exceptions=*/false);
+    if (!body.is_object() || !body.contains("mode") || !body["mode"].is_string()) {
+      return Json(http::status::bad_request,
+                  nlohmann::json{{"error", "expected {\"mode\": \"active\" | \"drain\" | \"maint\"}"}}.dump());
+    }
+    auto mode = ParseMode(body["mode"].get<std::string>());
+    if (!mode.ok()) return Json(http::status::bad_request, nlohmann::json{{"error", std::string(mode.status().message())}}.dump());
+    if (absl::Status s = monitor_->mode().Set(*mode); !s.ok()) {
+      return Json(http::status::internal_server_error, nlohmann::json{{"error", std::string(s.message())}}.dump());
+    }
+    if (options_.on_mode_change) options_.on_mode_change(*mode, auth.pin);
+    const HealthReport report = monitor_->Report();
+    return Json(http::status::ok, nlohmann::json{{"node", options_.node_id},
+                                                 {"mode", std::string(ModeName(*mode))},
+                                                 {"lb", std::string(LbWord(report.lb))}}
+                                      .dump());
   }
 
   const OpsServerOptions options_;

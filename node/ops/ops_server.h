@@ -6,6 +6,9 @@
 //   /health/lb     200 "UP", or 503 "DRAIN" (F5's receive-disable string) or "DOWN"
 //   /status        200, JSON: node, version, service mode, and the health report
 //   /metrics       200, Prometheus text (node/ops/metrics.h), when a provider is given
+//   POST /admin/mode   {"mode":"drain"|"active"|"maint"}: the admin channel (`adcsc ctl
+//                  drain|resume|maint`). TLS only, and only for a client certificate the
+//                  admin authorizer accepts (chain and pin, as the API maps Jamf's).
 // TLS (server authentication only) with the API's certificate by default; plain HTTP when
 // configured. Thread-safety: Start/Stop from one thread; requests are served on its own thread.
 #pragma once
@@ -17,6 +20,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "node/client_auth.h"
 #include "node/ops/health_monitor.h"
 
 namespace adcsc::ops {
@@ -30,6 +34,11 @@ struct OpsServerOptions {
   std::string node_id;
   std::string version;
   std::function<std::string()> metrics;  // the Prometheus text; empty: no /metrics
+  // Who may change the service mode; null: nobody (POST /admin/mode answers 403). Not owned.
+  const node::ClientAuthorizer* admin = nullptr;
+  // Told after an administrator changed the mode (for the node's log): the new mode and the
+  // administrator's certificate pin.
+  std::function<void(ServiceMode, const std::string& pin)> on_mode_change;
 };
 
 class OpsServer {

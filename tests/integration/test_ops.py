@@ -17,13 +17,22 @@ import harness as h  # noqa: E402
 PROMTOOL = "/usr/bin/promtool"  # Debian's prometheus package (deploy/install-deps)
 
 
-def ops_section(port, tls=True):
+def ops_section(port, tls=True, admin_ca=None, admin_pins=()):
+    admin = ""
+    if admin_pins:
+        admin = f'admin_ca_file = "{admin_ca}"\nadmin_pins = [{", ".join(repr(p).replace(chr(39), chr(34)) for p in admin_pins)}]\n'
     return f"""
 [ops]
 listen = "127.0.0.1:{port}"
 tls = {"true" if tls else "false"}
 probe_interval_ms = 200
-"""
+{admin}"""
+
+
+def pin_of(cert_path):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    return x509.load_pem_x509_certificate(Path(cert_path).read_bytes()).fingerprint(hashes.SHA256()).hex()
 
 
 def get(url, ctx=None):
@@ -104,6 +113,52 @@ class OpsListener(unittest.TestCase):
                 # Draining takes the node out of new work only: the API still answers.
                 status, _ = h.call(node, "GET", "/api/v1/version")
                 self.assertEqual(status, 200)
+            finally:
+                node.stop()
+
+    def test_drain_resume_and_maint_over_the_admin_channel(self):
+        with h.TempRoot() as root:
+            pki = h.Pki(root)
+            admin_cert, admin_key = pki.issue_client(root, "ops-admin")
+            port = h.free_port()
+            node = h.Node(root, pki, extra=ops_section(port, admin_ca=pki.server_ca,
+                                                       admin_pins=[pin_of(admin_cert)])).start()
+            try:
+                ctx = ssl.create_default_context(cafile=str(pki.server_ca))
+                lb = f"https://localhost:{port}/health/lb"
+                h.wait_for(lambda: get(lb, ctx) == (200, "UP\n"), timeout=20, what="UP")
+
+                def ctl(command, cert=admin_cert, key=admin_key):
+                    return h.run([h.ADCSC, "ctl", command, "--node", f"localhost:{port}", "--cert", cert,
+                                  "--key", key, "--ca-file", pki.server_ca], check=False)
+                out = ctl("drain")
+                self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+                self.assertIn("node-a: mode drain, the load balancer sees DRAIN", out.stdout)
+                self.assertEqual(get(lb, ctx), (503, "DRAIN\n"))
+                self.assertEqual(h.call(node, "GET", "/api/v1/version")[0], 200)  # still answers
+                out = ctl("maint")
+                self.assertEqual(out.returncode, 0, out.stderr)
+                self.assertEqual(get(lb, ctx), (503, "DOWN\n"))
+                out = ctl("resume")
+                self.assertEqual(out.returncode, 0, out.stderr)
+                self.assertEqual(get(lb, ctx), (200, "UP\n"))
+
+                # Jamf's certificate is trusted for the API but is not an administrator's.
+                out = ctl("drain", cert=pki.client_cert, key=pki.client_key)
+                self.assertEqual(out.returncode, 1, out.stdout)
+                self.assertIn("403", out.stderr)
+                self.assertEqual(get(lb, ctx), (200, "UP\n"))
+                # A load balancer's check, with no certificate at all, cannot change anything either.
+                req = urllib.request.Request(f"https://localhost:{port}/admin/mode", data=b'{"mode":"maint"}',
+                                             method="POST")
+                try:
+                    urllib.request.urlopen(req, context=ctx, timeout=5)
+                    self.fail("an anonymous admin request was accepted")
+                except urllib.error.HTTPError as e:
+                    self.assertEqual(e.code, 403)
+                self.assertEqual(node.stop(), 0)
+                modes = [l.get("mode") for l in node.log_lines() if l.get("event") == "service_mode"]
+                self.assertEqual(modes, ["drain", "maint", "active"])
             finally:
                 node.stop()
 
