@@ -1,5 +1,7 @@
 #include "node/ops/health.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 
@@ -42,6 +44,7 @@ HealthReport Evaluate(const HealthObservations& seen, const HealthPolicy& policy
   r.checks.push_back(FromProbe("store", seen.store, seen, policy, "the data directory's disk: space, permissions, errors"));
   if (seen.cas.empty()) r.checks.push_back({"ca", false, "no CA is allowlisted (ca.allow)"});
   for (const CaProbe& ca : seen.cas) {
+    r.ca_ping_ms = std::max(r.ca_ping_ms, ca.probe.duration_ms);
     r.checks.push_back(FromProbe(absl::StrCat("ca ", ca.ca_config), ca.probe, seen, policy,
                                  "run `adcsc ctl ca-ping` on this node: network path, account, CA service"));
   }
@@ -96,6 +99,7 @@ std::string HealthReport::ToJson() const {
   nlohmann::ordered_json j;
   j["ready"] = ready;
   j["lb"] = std::string(LbWord(lb));
+  j["ca_ping_ms"] = ca_ping_ms;
   j["checks"] = nlohmann::ordered_json::array();
   for (const HealthCheck& c : checks) {
     j["checks"].push_back({{"name", c.name}, {"ok", c.ok}, {"detail", c.detail}});

@@ -29,8 +29,9 @@ namespace adcsc::ops {
 // The last result of a periodic probe.
 struct Probe {
   bool ok = false;
-  std::string detail;  // the error, or what was checked
-  int64_t at_ms = 0;   // Unix ms when it ran; 0: never yet
+  std::string detail;        // the error, or what was checked
+  int64_t at_ms = 0;         // Unix ms when it ran; 0: never yet
+  int64_t duration_ms = 0;   // how long it took
 };
 
 struct CaProbe {
@@ -70,7 +71,8 @@ struct HealthReport {
   bool ready = false;  // every check passed
   LbState lb = LbState::kDown;
   std::vector<HealthCheck> checks;
-  // {"ready":false,"lb":"DRAIN","checks":[{"name":..,"ok":..,"detail":..},...]}
+  int64_t ca_ping_ms = 0;  // the slowest CA's last ping: a hint for load-balancer weights
+  // {"ready":false,"lb":"DRAIN","ca_ping_ms":3,"checks":[{"name":..,"ok":..,"detail":..},...]}
   std::string ToJson() const;
 };
 

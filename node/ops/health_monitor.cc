@@ -5,7 +5,10 @@ namespace {
 
 Probe Run(const std::function<absl::Status()>& probe, const Clock& clock, std::string_view what) {
   Probe p;
+  const auto started = std::chrono::steady_clock::now();
   const absl::Status s = probe ? probe() : absl::UnimplementedError("no probe");
+  p.duration_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
   p.ok = s.ok();
   p.detail = s.ok() ? std::string(what) : std::string(s.message());
   p.at_ms = clock.NowUnixMillis();

@@ -3,9 +3,12 @@ API's certificate, no client certificate) or plain HTTP, a node cut off from its
 DOWN and coming back UP, a drained node (service mode kept across a restart) answering
 DRAIN, and the two ports never serving each other's paths."""
 import json
+import os
+import socket
 import ssl
 import subprocess
 import sys
+import time
 import unittest
 import urllib.error
 import urllib.request
@@ -15,6 +18,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import harness as h  # noqa: E402
 
 PROMTOOL = "/usr/bin/promtool"  # Debian's prometheus package (deploy/install-deps)
+LB_AGENT = h.ADCSC.parent / "adcsc-lb-agent"
+F5_MONITOR = Path(__file__).resolve().parents[2] / "lb-agent" / "f5-external-monitor"
 
 
 def ops_section(port, tls=True, admin_ca=None, admin_pins=()):
@@ -161,6 +166,85 @@ class OpsListener(unittest.TestCase):
                 self.assertEqual(modes, ["drain", "maint", "active"])
             finally:
                 node.stop()
+
+    def test_lb_agent_follows_the_node_and_says_down_when_it_stops_answering(self):
+        with h.TempRoot() as root:
+            pki = h.Pki(root)
+            admin_cert, admin_key = pki.issue_client(root, "ops-admin")
+            port = h.free_port()
+            node = h.Node(root, pki, extra=ops_section(port, admin_ca=pki.server_ca,
+                                                       admin_pins=[pin_of(admin_cert)])).start()
+            agent_port = h.free_port()
+            agent = subprocess.Popen([str(LB_AGENT), "--node-url", f"https://localhost:{port}", "--ca-file",
+                                      str(pki.server_ca), "--listen", f"127.0.0.1:{agent_port}", "--interval-ms",
+                                      "200", "--timeout-ms", "500", "--stale-ms", "1000"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            try:
+                def says(line):
+                    def check():
+                        try:
+                            return agent_check(agent_port) == line
+                        except OSError:  # not listening yet
+                            return False
+                    return check
+                h.wait_for(says("up ready 100%\n"), timeout=20, what="the agent to say up")
+
+                def ctl(command):
+                    out = h.run([h.ADCSC, "ctl", command, "--node", f"localhost:{port}", "--cert", admin_cert,
+                                 "--key", admin_key, "--ca-file", pki.server_ca], check=False)
+                    self.assertEqual(out.returncode, 0, out.stderr)
+                ctl("drain")
+                h.wait_for(says("up drain\n"), timeout=5, what="drain")
+                ctl("maint")
+                h.wait_for(says("maint\n"), timeout=5, what="maint")
+                ctl("resume")
+                h.wait_for(says("up ready 100%\n"), timeout=5, what="up again")
+
+                # The node dies: within the staleness bound the agent says so, and it answers
+                # at once every time meanwhile.
+                node.kill9()
+                killed = time.monotonic()
+                h.wait_for(says("down#node not answering\n"), timeout=10, what="down")
+                detected = time.monotonic() - killed
+                print(f"\nlb-agent: node killed -> 'down' after {detected:.2f} s (stale bound 1.0 s + poll 0.2 s)",
+                      file=sys.stderr)
+                self.assertLess(detected, 5)
+                started = time.monotonic()
+                self.assertEqual(agent_check(agent_port), "down#node not answering\n")
+                self.assertLess(time.monotonic() - started, 1, "the agent answers at once, whatever the node does")
+            finally:
+                agent.terminate()
+                self.assertEqual(agent.wait(timeout=10), 0)
+                node.stop()
+
+    def test_f5_external_monitor_prints_up_only_for_a_node_that_should_get_traffic(self):
+        with h.TempRoot() as root:
+            pki = h.Pki(root)
+            port = h.free_port()
+            node = h.Node(root, pki, extra=ops_section(port, tls=False)).start()
+            env = dict(os.environ, OPS_PORT=str(port), OPS_TLS="0")
+            try:
+                h.wait_for(lambda: get(f"http://127.0.0.1:{port}/health/lb") == (200, "UP\n"), timeout=20, what="UP")
+                out = subprocess.run([str(F5_MONITOR), "::ffff:127.0.0.1", "8443"], env=env, capture_output=True,
+                                     text=True, timeout=10)
+                self.assertEqual((out.returncode, out.stdout), (0, "UP\n"))
+                node.stop()
+                out = subprocess.run([str(F5_MONITOR), "::ffff:127.0.0.1", "8443"], env=env, capture_output=True,
+                                     text=True, timeout=10)
+                self.assertEqual((out.returncode, out.stdout), (0, ""), "nothing printed: the member is down")
+            finally:
+                node.stop()
+
+
+def agent_check(port):
+    """What HAProxy's agent-check reads from the agent: one line, then the agent closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=3) as s:
+        data = b""
+        while True:
+            chunk = s.recv(256)
+            if not chunk:
+                return data.decode()
+            data += chunk
 
 
 if __name__ == "__main__":
