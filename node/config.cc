@@ -64,6 +64,23 @@ void CheckReadable(TomlReader& r, std::string_view key, const std::filesystem::p
   if (!f) r.Error(key, absl::StrCat("cannot read ", path.string(), " (does it exist, and may the service user read it?)"));
 }
 
+// A list of certificate pins (SHA-256, hex, any case or separators), normalised; each bad
+// entry is reported with its index. Returns how many entries the list had.
+size_t ReadPins(TomlReader& r, const toml::table& t, std::string_view key, std::string_view full,
+                std::vector<std::string>* out) {
+  std::vector<std::string> pins;
+  r.Strings(t, key, full, &pins);
+  for (size_t i = 0; i < pins.size(); ++i) {
+    auto pin = adcsc::pki::NormalizePin(pins[i]);
+    if (!pin.ok()) {
+      r.Error(absl::StrCat(std::string(full), "[", i, "]"), pki::StdView(pin.status().message()));
+    } else {
+      out->push_back(*pin);
+    }
+  }
+  return pins.size();
+}
+
 void ReadApi(TomlReader& r, const toml::table& api, ApiConfig* out) {
   r.CheckKnown(api, "api.",
                {"listen", "cert_file", "key_file", "client_ca_file", "client_pins", "max_body_bytes",
@@ -76,16 +93,8 @@ void ReadApi(TomlReader& r, const toml::table& api, ApiConfig* out) {
   CheckReadable(r, "api.cert_file", out->cert_file);
   CheckPrivateKeyMode(r, "api.key_file", out->key_file);
   CheckReadable(r, "api.client_ca_file", out->client_ca_file);
-  std::vector<std::string> pins;
-  r.Strings(api, "client_pins", "api.client_pins", &pins);
-  if (pins.empty()) r.Error("api.client_pins", "at least one client certificate pin is required (see `adcsc pki init`)");
-  for (size_t i = 0; i < pins.size(); ++i) {
-    auto pin = adcsc::pki::NormalizePin(pins[i]);
-    if (!pin.ok()) {
-      r.Error(absl::StrCat("api.client_pins[", i, "]"), pki::StdView(pin.status().message()));
-    } else {
-      out->client_pins.push_back(*pin);
-    }
+  if (ReadPins(r, api, "client_pins", "api.client_pins", &out->client_pins) == 0) {
+    r.Error("api.client_pins", "at least one client certificate pin is required (see `adcsc pki init`)");
   }
   r.Int(api, "max_body_bytes", "api.max_body_bytes", &out->max_body_bytes, 1024, 16 * 1024 * 1024);
   r.Millis(api, "handshake_timeout_ms", "api.handshake_timeout_ms", &out->handshake_timeout);
@@ -222,16 +231,7 @@ void ReadOps(TomlReader& r, const toml::table& t, const ApiConfig& api, OpsConfi
   if (out->tls && t.contains("cert_file")) CheckReadable(r, "ops.cert_file", out->cert_file);
   if (out->probe_interval < std::chrono::milliseconds(100)) r.Error("ops.probe_interval_ms", "must be at least 100");
   r.Path(t, "admin_ca_file", "ops.admin_ca_file", &out->admin_ca_file, false);
-  std::vector<std::string> pins;
-  r.Strings(t, "admin_pins", "ops.admin_pins", &pins);
-  for (size_t i = 0; i < pins.size(); ++i) {
-    auto pin = adcsc::pki::NormalizePin(pins[i]);
-    if (!pin.ok()) {
-      r.Error(absl::StrCat("ops.admin_pins[", i, "]"), pki::StdView(pin.status().message()));
-    } else {
-      out->admin_pins.push_back(*pin);
-    }
-  }
+  ReadPins(r, t, "admin_pins", "ops.admin_pins", &out->admin_pins);
   if (!out->admin_pins.empty()) {
     if (!out->tls) r.Error("ops.admin_pins", "the admin channel needs ops.tls = true");
     if (out->admin_ca_file.empty()) {

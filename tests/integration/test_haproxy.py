@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 import harness as h  # noqa: E402
-from test_ops import ops_section, pin_of, LB_AGENT  # noqa: E402
+from test_ops import ops_section, pin_of, set_mode, LB_AGENT  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 TCP_CFG = REPO / "deploy" / "haproxy" / "adcsc-tcp.cfg"
@@ -103,8 +103,7 @@ class TcpPassThrough(unittest.TestCase):
                 h.wait_for(lambda: served_by() == {n: 3 for n in NODES}, timeout=10, what="3 submits per node")
 
                 # Drain node-b: out of rotation within an agent interval, its answers unchanged.
-                out = h.run([h.ADCSC, "ctl", "drain", "--node", f"localhost:{ops_ports['node-b']}", "--cert",
-                             admin_cert, "--key", admin_key, "--ca-file", pki.server_ca], check=False)
+                out = set_mode("drain", ops_ports["node-b"], admin_cert, admin_key, pki)
                 self.assertEqual(out.returncode, 0, out.stderr)
                 started = time.monotonic()
                 h.wait_for(lambda: proxy.status()["node2"].startswith("DRAIN"), timeout=10, what="node2 drained")
@@ -124,8 +123,7 @@ class TcpPassThrough(unittest.TestCase):
                 self.assertEqual(len(ids), 4)
 
                 # Resume node-b: back in rotation.
-                out = h.run([h.ADCSC, "ctl", "resume", "--node", f"localhost:{ops_ports['node-b']}", "--cert",
-                             admin_cert, "--key", admin_key, "--ca-file", pki.server_ca], check=False)
+                out = set_mode("resume", ops_ports["node-b"], admin_cert, admin_key, pki)
                 self.assertEqual(out.returncode, 0, out.stderr)
                 started = time.monotonic()
                 h.wait_for(lambda: proxy.status()["node2"] == "UP", timeout=10, what="node2 UP again")

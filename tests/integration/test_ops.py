@@ -123,19 +123,14 @@ class OpsListener(unittest.TestCase):
 
     def test_drain_resume_and_maint_over_the_admin_channel(self):
         with h.TempRoot() as root:
-            pki = h.Pki(root)
-            admin_cert, admin_key = pki.issue_client(root, "ops-admin")
-            port = h.free_port()
-            node = h.Node(root, pki, extra=ops_section(port, admin_ca=pki.server_ca,
-                                                       admin_pins=[pin_of(admin_cert)])).start()
+            pki, admin_cert, admin_key, port, node = node_with_admin_channel(root)
             try:
                 ctx = ssl.create_default_context(cafile=str(pki.server_ca))
                 lb = f"https://localhost:{port}/health/lb"
                 h.wait_for(lambda: get(lb, ctx) == (200, "UP\n"), timeout=20, what="UP")
 
                 def ctl(command, cert=admin_cert, key=admin_key):
-                    return h.run([h.ADCSC, "ctl", command, "--node", f"localhost:{port}", "--cert", cert,
-                                  "--key", key, "--ca-file", pki.server_ca], check=False)
+                    return set_mode(command, port, cert, key, pki)
                 out = ctl("drain")
                 self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
                 self.assertIn("node-a: mode drain, the load balancer sees DRAIN", out.stdout)
@@ -169,11 +164,7 @@ class OpsListener(unittest.TestCase):
 
     def test_lb_agent_follows_the_node_and_says_down_when_it_stops_answering(self):
         with h.TempRoot() as root:
-            pki = h.Pki(root)
-            admin_cert, admin_key = pki.issue_client(root, "ops-admin")
-            port = h.free_port()
-            node = h.Node(root, pki, extra=ops_section(port, admin_ca=pki.server_ca,
-                                                       admin_pins=[pin_of(admin_cert)])).start()
+            pki, admin_cert, admin_key, port, node = node_with_admin_channel(root)
             agent_port = h.free_port()
             agent = subprocess.Popen([str(LB_AGENT), "--node-url", f"https://localhost:{port}", "--ca-file",
                                       str(pki.server_ca), "--listen", f"127.0.0.1:{agent_port}", "--interval-ms",
@@ -190,8 +181,7 @@ class OpsListener(unittest.TestCase):
                 h.wait_for(says("up ready 100%\n"), timeout=20, what="the agent to say up")
 
                 def ctl(command):
-                    out = h.run([h.ADCSC, "ctl", command, "--node", f"localhost:{port}", "--cert", admin_cert,
-                                 "--key", admin_key, "--ca-file", pki.server_ca], check=False)
+                    out = set_mode(command, port, admin_cert, admin_key, pki)
                     self.assertEqual(out.returncode, 0, out.stderr)
                 ctl("drain")
                 h.wait_for(says("up drain\n"), timeout=5, what="drain")
@@ -234,6 +224,21 @@ class OpsListener(unittest.TestCase):
                 self.assertEqual((out.returncode, out.stdout), (0, ""), "nothing printed: the member is down")
             finally:
                 node.stop()
+
+
+def node_with_admin_channel(root):
+    """A started node whose ops listener (TLS) accepts an administrator certificate made here."""
+    pki = h.Pki(root)
+    admin_cert, admin_key = pki.issue_client(root, "ops-admin")
+    port = h.free_port()
+    node = h.Node(root, pki, extra=ops_section(port, admin_ca=pki.server_ca, admin_pins=[pin_of(admin_cert)])).start()
+    return pki, admin_cert, admin_key, port, node
+
+
+def set_mode(command, ops_port, cert, key, pki):
+    """`adcsc ctl drain|resume|maint` against the node's ops port; the finished process."""
+    return h.run([h.ADCSC, "ctl", command, "--node", f"localhost:{ops_port}", "--cert", cert, "--key", key,
+                  "--ca-file", pki.server_ca], check=False)
 
 
 def agent_check(port):
