@@ -19,7 +19,7 @@ class SystemdUnits(unittest.TestCase):
         self.assertEqual([u.name for u in UNITS], ["adcsc-lb-agent.service", "adcsc-node.service"])
         with h.TempRoot() as root:
             for unit in UNITS:
-                text = unit.read_text().replace("/usr/local/bin/", f"{h.ADCSC.parent}/")
+                text = unit.read_text().replace("/usr/local/bin/", f"{h.ADCSC.parent.resolve()}/")
                 local = root / unit.name
                 local.write_text(text)
                 out = subprocess.run(["systemd-analyze", "verify", "--man=no", str(local)], capture_output=True,
