@@ -117,7 +117,7 @@ listen = "127.0.0.1:{port}"
 cert_file = "{pki_dir}/adcs-proxy-ca.pem"
 key_file = "{pki_dir}/server-key.pem"
 client_ca_file = "{pki_dir}/adcs-proxy-ca.pem"
-client_pins = ["{pin}"]
+client_pins = [{pins}]
 header_timeout_ms = {header_timeout_ms}
 shutdown_grace_ms = 10000
 
@@ -161,15 +161,18 @@ min_key_bits = 3072
 class Node:
     """One `adcsc node` process with its own data dir and config."""
 
-    def __init__(self, root: Path, pki: Pki, node_id="node-a", header_timeout_ms=2000, ca_section=None, extra=""):
+    def __init__(self, root: Path, pki: Pki, node_id="node-a", header_timeout_ms=2000, ca_section=None, extra="",
+                 extra_pins=()):
         """ca_section: TOML text replacing the [ca] part of the config (e.g. icpr_ca_section());
-        extra: TOML appended at the end (e.g. a [cluster] section)."""
+        extra: TOML appended at the end (e.g. a [cluster] section); extra_pins: more client
+        certificates the API accepts besides Jamf's (e.g. a TLS-terminating load balancer's)."""
         self.root, self.pki, self.node_id = root, pki, node_id
         self.port = free_port()
         self.data_dir = root / f"{node_id}-data"
         self.config = root / f"{node_id}.toml"
         text = NODE_TEMPLATE.format(
-            node_id=node_id, data_dir=self.data_dir, port=self.port, pki_dir=pki.dir, pin=pki.pin, root=root,
+            node_id=node_id, data_dir=self.data_dir, port=self.port, pki_dir=pki.dir,
+            pins=", ".join(f'"{p}"' for p in (pki.pin, *extra_pins)), root=root,
             dc=DC, ca=CA, header_timeout_ms=header_timeout_ms)
         if ca_section is not None:
             text = text[:text.index("[ca]")] + ca_section
