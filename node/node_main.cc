@@ -2,12 +2,14 @@
 
 #include <signal.h>
 
+#include <atomic>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <sstream>
 
 #include "node/backend_factory.h"
+#include "node/ca/icpr_backend.h"
 #include "node/cluster/runtime.h"
 #include "node/client_auth.h"
 #include "node/config.h"
@@ -162,6 +164,8 @@ int RunNode(const std::filesystem::path& config_path, bool check_only) {
     std::cerr << "adcsc node: " << mode.status().message() << "\n";
     return kExitRuntimeError;
   }
+  // The API server, for the metrics, once it exists (it starts after the ops listener).
+  std::atomic<const HttpsServer*> api_server{nullptr};
   std::unique_ptr<adcsc::ops::HealthMonitor> health;
   std::unique_ptr<adcsc::ops::NodeMetrics> metrics;
   std::unique_ptr<ClientAuthorizer> admin_authorizer;
@@ -182,7 +186,8 @@ int RunNode(const std::filesystem::path& config_path, bool check_only) {
     o.key_file = config->ops.key_file;
     o.node_id = config->node_id;
     o.version = ADCSC_VERSION;
-    o.metrics = [m = metrics.get(), h = health.get(), c = cluster.get(), certificate_not_after_ms] {
+    o.metrics = [m = metrics.get(), h = health.get(), c = cluster.get(), certificate_not_after_ms,
+                 icpr = dynamic_cast<adcsc::ca::IcprBackend*>(backend->get()), api = &api_server] {
       adcsc::ops::ScrapeState state;
       state.now_ms = SystemClock::Default()->NowUnixMillis();
       state.health = h->Report();
@@ -190,6 +195,15 @@ int RunNode(const std::filesystem::path& config_path, bool check_only) {
       state.certificate_not_after_ms = certificate_not_after_ms;
       if (c != nullptr) {
         if (auto status = c->Status(); status.ok()) state.replication = *status;
+      }
+      if (const HttpsServer* server = api->load(); server != nullptr) {
+        state.api_connections = static_cast<int64_t>(server->active_connections());
+      }
+      if (icpr != nullptr) {
+        state.ca_idle_connections = icpr->IdleConnections();
+        const auto counters = icpr->counters();
+        state.ca_connections_opened = counters.connections_opened;
+        state.ca_connections_reused = counters.connections_reused;
       }
       return m->Scrape(state);
     };
@@ -222,6 +236,7 @@ int RunNode(const std::filesystem::path& config_path, bool check_only) {
     std::cerr << "adcsc node: " << config->source.string() << ": " << s.message() << "\n";
     return kExitConfigError;
   }
+  api_server.store(&server);
   (*log)->Info("started", {{"version", ADCSC_VERSION},
                            {"listen", config->api.listen_address + ":" + std::to_string(server.port())},
                            {"backend", (*backend)->Kind()},
@@ -234,6 +249,9 @@ int RunNode(const std::filesystem::path& config_path, bool check_only) {
   server.BeginShutdown();
   bool clean = server.WaitIdle(config->api.shutdown_grace);
   server.Stop();
+  // The ops listener reads the API server's connection count: it stops first.
+  if (ops) ops->Stop();
+  api_server.store(nullptr);
   const ServerCounters& c = server.counters();
   (*log)->Info("stopped", {{"clean", clean},
                            {"dropped_connections", server.active_connections()},

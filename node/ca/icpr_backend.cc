@@ -68,6 +68,16 @@ IcprBackendCounters IcprBackend::counters() const {
   return {connections_opened_.load(), connections_reused_.load(), endpoint_lookups_.load(), retries_.load()};
 }
 
+std::map<std::string, size_t> IcprBackend::IdleConnections() {
+  std::map<std::string, size_t> out;
+  std::lock_guard lock(pools_mu_);
+  for (auto& [host, pool] : pools_) {
+    std::lock_guard pool_lock(pool->mu);
+    out[host] = pool->idle.size();
+  }
+  return out;
+}
+
 IcprBackend::HostPool& IcprBackend::PoolFor(const std::string& host) {
   std::lock_guard lock(pools_mu_);
   auto& pool = pools_[absl::AsciiStrToLower(host)];

@@ -64,6 +64,8 @@ class IcprBackend final : public CaBackend {
 
   std::string Kind() const override { return "icpr"; }
   IcprBackendCounters counters() const;
+  // Authenticated connections waiting in the pool, per CA host (lowercase).
+  std::map<std::string, size_t> IdleConnections();
 
  private:
   struct HostPool {

@@ -68,7 +68,20 @@ NodeMetrics::NodeMetrics()
                              .Name("adcsc_replication_writes")
                              .Help("Writes since the node started, by result: quorum, under_replicated (served "
                                    "without a quorum), refused")
-                             .Register(*registry_)) {}
+                             .Register(*registry_)),
+      api_connections_(BuildGauge()
+                           .Name("adcsc_api_open_connections")
+                           .Help("Connections open on the API port")
+                           .Register(*registry_)),
+      ca_idle_(BuildGauge()
+                   .Name("adcsc_ca_pool_idle_connections")
+                   .Help("Authenticated CA connections waiting in the pool, by CA host")
+                   .Register(*registry_)),
+      ca_connections_(BuildGauge()
+                          .Name("adcsc_ca_connections")
+                          .Help("CA connections since the node started, by how they were used: opened (an "
+                                "authenticated bind), reused (a call on a pooled connection)")
+                          .Register(*registry_)) {}
 
 void NodeMetrics::ObserveCall(std::string_view endpoint, std::string_view outcome, int /*http_status*/,
                               double latency_ms, double ca_ms) {
@@ -100,6 +113,14 @@ std::string NodeMetrics::Scrape(const ScrapeState& state) {
       peer_last_answer_.Add({{"peer", p.node_id}})
           .Set(p.last_ack_ms == 0 ? -1.0 : static_cast<double>(state.now_ms - p.last_ack_ms) / 1000.0);
     }
+  }
+  if (state.api_connections >= 0) api_connections_.Add({}).Set(static_cast<double>(state.api_connections));
+  for (const auto& [host, idle] : state.ca_idle_connections) {
+    ca_idle_.Add({{"host", host}}).Set(static_cast<double>(idle));
+  }
+  if (state.ca_connections_opened + state.ca_connections_reused > 0) {
+    ca_connections_.Add({{"use", "opened"}}).Set(static_cast<double>(state.ca_connections_opened));
+    ca_connections_.Add({{"use", "reused"}}).Set(static_cast<double>(state.ca_connections_reused));
   }
   std::ostringstream out;
   prometheus::TextSerializer().Serialize(out, registry_->Collect());

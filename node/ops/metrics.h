@@ -1,10 +1,12 @@
 // The node's Prometheus metrics, on prometheus-cpp's registry (Debian's prometheus-cpp-dev,
 // core only; the ops listener serves the text). Counted as they happen: API calls by
 // endpoint and outcome, their latency, CA call latency and errors. Read at scrape time:
-// health and service mode, certificate expiry, replication lag and write counts.
+// health and service mode, certificate expiry, replication lag and write counts, connections
+// open on the API port and the CA connection pool.
 // Reference: docs/operations.md, "Metrics". Thread-safety: every method from any thread.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -29,6 +31,10 @@ struct ScrapeState {
   ServiceMode mode = ServiceMode::kActive;
   int64_t certificate_not_after_ms = 0;
   std::optional<store::ReplicatorStatus> replication;  // nullopt: a single node
+  int64_t api_connections = -1;                          // open on the API port; < 0: unknown
+  std::map<std::string, size_t> ca_idle_connections;     // per CA host (icpr backend)
+  uint64_t ca_connections_opened = 0;                    // icpr: authenticated binds made
+  uint64_t ca_connections_reused = 0;                    // icpr: calls on a pooled connection
 };
 
 class NodeMetrics final : public node::ApiObserver {
@@ -55,6 +61,9 @@ class NodeMetrics final : public node::ApiObserver {
   prometheus::Family<prometheus::Gauge>& lag_seconds_;
   prometheus::Family<prometheus::Gauge>& peer_last_answer_;
   prometheus::Family<prometheus::Gauge>& replicated_writes_;
+  prometheus::Family<prometheus::Gauge>& api_connections_;
+  prometheus::Family<prometheus::Gauge>& ca_idle_;
+  prometheus::Family<prometheus::Gauge>& ca_connections_;
   std::mutex scrape_mu_;  // one scrape at a time sets the gauges, then serializes
 };
 

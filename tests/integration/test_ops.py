@@ -79,6 +79,8 @@ class OpsListener(unittest.TestCase):
                 self.assertIn('adcsc_api_requests_total{endpoint="request",outcome="issued"} 1', text)
                 self.assertIn('adcsc_api_requests_total{endpoint="retrieve",outcome="issued"} 1', text)
                 self.assertIn('adcsc_service_mode{mode="active"} 1', text)
+                self.assertIn('adcsc_api_open_connections', text)
+                self.assertIn(f'adcsc_ca_pool_idle_connections{{host="{h.ICPR_DC}"}}', text)
                 check = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True)
                 self.assertEqual((check.returncode, check.stdout + check.stderr), (0, ""))
 

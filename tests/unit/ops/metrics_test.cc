@@ -32,6 +32,10 @@ ScrapeState State() {
   p.last_ack_ms = s.now_ms - 250;
   r.peers.push_back(p);
   s.replication = r;
+  s.api_connections = 5;
+  s.ca_idle_connections = {{"ca01.example.com", 2}};
+  s.ca_connections_opened = 3;
+  s.ca_connections_reused = 40;
   return s;
 }
 
@@ -54,6 +58,9 @@ TEST(MetricsTest, CallsAndScrapeTimeStateAppear) {
            R"(adcsc_replication_lag_mutations{peer="node-b"} 3)",
            R"(adcsc_replication_lag_seconds{peer="node-b"} 1.5)",
            R"(adcsc_replication_writes{result="under_replicated"} 2)",
+           R"(adcsc_api_open_connections 5)",
+           R"(adcsc_ca_pool_idle_connections{host="ca01.example.com"} 2)",
+           R"(adcsc_ca_connections{use="reused"} 40)",
        }) {
     EXPECT_NE(text.find(line), std::string::npos) << line << "\n" << text;
   }
