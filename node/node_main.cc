@@ -174,7 +174,10 @@ int RunNode(const std::filesystem::path& config_path, bool check_only) {
     adcsc::ops::HealthSources sources =
         HealthSourcesFor(*config, store->get(), backend->get(), cluster.get(), mode->get());
     const int64_t certificate_not_after_ms = sources.certificate_not_after_ms;
-    health = std::make_unique<adcsc::ops::HealthMonitor>(std::move(sources), config->ops.probe_interval);
+    // A probe result is believed for 30 s, or three intervals when probes are rarer than that.
+    adcsc::ops::HealthPolicy policy;
+    policy.max_probe_age_ms = std::max<int64_t>(policy.max_probe_age_ms, 3 * config->ops.probe_interval.count());
+    health = std::make_unique<adcsc::ops::HealthMonitor>(std::move(sources), config->ops.probe_interval, policy);
     health->Start();
     metrics = std::make_unique<adcsc::ops::NodeMetrics>();
     service.set_observer(metrics.get());
