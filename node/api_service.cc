@@ -7,8 +7,9 @@
 #include "absl/strings/str_cat.h"
 #include "node/api_codec.h"
 #include "node/ca/hresult.h"
-#include "node/pki/csr.h"
+#include "node/ca_request_search.h"
 #include "node/pki/absl_view.h"
+#include "node/pki/csr.h"
 #include "node/pki/encoding.h"
 
 namespace adcsc::node {
@@ -125,7 +126,7 @@ std::string StripQuery(std::string_view target) {
 
 ApiService::ApiService(const Config& config, adcsc::ca::CaBackend* backend, adcsc::store::RequestStore* store,
                        EventLog* log, const Clock* clock)
-    : config_(config), backend_(backend), store_(store), log_(log), clock_(clock) {}
+    : config_(config), backend_(backend), store_(store), log_(log), clock_(clock), in_flight_(clock) {}
 
 ApiResponse ApiService::Handle(const ApiRequest& request) {
   const std::string path = StripQuery(request.target);
@@ -237,8 +238,50 @@ ApiResponse ApiService::Submit(const ApiRequest& request) {
                        OutcomeFor(d)));
   }
 
+  // The same CSR may be on its way to the CA from another node, or may have got there from a
+  // node that died before recording the answer: look for that answer before submitting.
+  const bool guard_in_flight = window_ms > 0 && config_.ca.in_flight_wait.count() > 0;
+  const adcsc::ca::CaTarget target{body->dc, body->ca};
+  if (guard_in_flight) {
+    if (auto other = in_flight_.Find(ca_config, body->template_name, csr_sha256, /*except_node=*/"")) {
+      fields["in_flight_on"] = other->node_id;
+      auto found = AwaitInFlight(*other, target, *der, &fields);
+      if (!found.ok()) {
+        auto hr = adcsc::ca::HresultOf(found.status());
+        fields["error"] = std::string(found.status().message());
+        std::string message = hr ? CaFailureMessage(backend_->Kind(), *hr, "") : std::string(found.status().message());
+        return finish(Make(500, WithRequestIdJson("INTERNAL_ERROR", message, 0), "ca_error"));
+      }
+      if (found->has_value()) {
+        const RequestRecord& rec = **found;
+        auto d = static_cast<Disposition>(rec.disposition());
+        fields["request_id"] = rec.request_id();
+        return finish(
+            Make(200, WithRequestIdJson(DispositionStatus(d), DispositionMessage(d), rec.request_id()), OutcomeFor(d)));
+      }
+    }
+  }
+  SubmitIntent intent{ca_config, body->template_name, csr_sha256, 0, config_.ca.identity, config_.node_id};
+  if (guard_in_flight) {
+    auto highest = store_->MaxRequestId(ca_config);
+    intent.after_request_id = highest.ok() ? *highest : 0;
+    in_flight_.Add(intent);
+    if (peers_ != nullptr) peers_->AnnounceSubmit(intent, /*done=*/false);
+  }
+  // Withdrawn however this submit ends.
+  struct Withdraw {
+    ApiService* self;
+    const SubmitIntent* intent;
+    bool active;
+    ~Withdraw() {
+      if (!active) return;
+      self->in_flight_.Remove(*intent);
+      if (self->peers_ != nullptr) self->peers_->AnnounceSubmit(*intent, /*done=*/true);
+    }
+  } withdraw{this, &intent, guard_in_flight};
+
   adcsc::ca::SubmitRequest sub;
-  sub.target = {body->dc, body->ca};
+  sub.target = target;
   sub.caller = {config_.ca.identity};
   sub.csr_der = std::move(*der);
   sub.template_name = body->template_name;
@@ -288,6 +331,72 @@ ApiResponse ApiService::Submit(const ApiRequest& request) {
                      WithRequestIdJson(DispositionStatus(answer->disposition), DispositionMessage(answer->disposition),
                                        answer->request_id),
                      OutcomeFor(answer->disposition)));
+}
+
+absl::StatusOr<std::optional<RequestRecord>> ApiService::AwaitInFlight(const SubmitIntent& other,
+                                                                       const adcsc::ca::CaTarget& target,
+                                                                       const std::vector<uint8_t>& csr_der,
+                                                                       Json* fields) {
+  const auto started = std::chrono::steady_clock::now();
+  const auto deadline = started + config_.ca.in_flight_wait;
+  const int64_t not_before_ms =
+      clock_->NowUnixMillis() - std::chrono::duration_cast<std::chrono::milliseconds>(config_.ca.dedupe_window).count();
+  auto usable = [&](const std::optional<RequestRecord>& r) {
+    return r.has_value() && r->request_id() != 0 && r->status() != adcsc::store::v1::RECORD_STATUS_FAILED &&
+           r->csr_sha256() == other.csr_sha256;
+  };
+  auto note = [&](const char* how, const std::optional<RequestRecord>& r) {
+    (*fields)["deduplicated"] = how;
+    (*fields)["in_flight_wait_ms"] =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+    return r;
+  };
+  // Requests the cluster already knows for another CSR need no CA call.
+  auto known_elsewhere = [&](uint32_t id) {
+    auto rec = store_->Get(other.ca_config, id);
+    return rec.ok() && rec->has_value() && !(*rec)->csr_sha256().empty() && (*rec)->csr_sha256() != other.csr_sha256;
+  };
+  CaRequestSearch search(backend_, target, {config_.ca.identity}, csr_der, other.after_request_id,
+                         config_.ca.recovery_scan_limit, known_elsewhere);
+  for (;;) {
+    auto local = store_->FindByDedupeKey(other.ca_config, other.template_name, other.csr_sha256, not_before_ms);
+    if (local.ok() && usable(*local)) return note("store", *local);
+    const bool still_in_flight =
+        in_flight_.Find(other.ca_config, other.template_name, other.csr_sha256, /*except_node=*/"").has_value();
+    if (!still_in_flight) {
+      // Its node finished: the record is on a write quorum, perhaps not yet here.
+      if (peers_ != nullptr) {
+        auto theirs = peers_->LookupByDedupeKey(other.ca_config, other.template_name, other.csr_sha256, not_before_ms);
+        if (usable(theirs)) return note("peer", theirs);
+      }
+      return std::nullopt;  // it failed without a request: submit
+    }
+    if (!search.exhausted()) {
+      auto found = search.Pass();
+      (*fields)["ca_search_reads"] = search.ca_reads();
+      if (!found.ok()) return found.status();
+      if (found->has_value()) {
+        RequestRecord facts;
+        facts.set_csr_sha256(other.csr_sha256);
+        facts.set_template_name(other.template_name);
+        facts.set_requester(other.ca_identity);
+        auto put = RecordRetrieved(target, **found, &facts);
+        if (!put.ok()) return put;
+        auto rec = store_->Get(other.ca_config, (*found)->request_id);
+        if (!rec.ok()) return rec.status();
+        (*fields)["recovered_for_node"] = other.node_id;
+        return note("ca-search", *rec);
+      }
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) {
+      (*fields)["in_flight_wait_ms"] = std::chrono::duration<double, std::milli>(now - started).count();
+      return std::nullopt;
+    }
+    in_flight_.WaitForChange(std::min<std::chrono::milliseconds>(
+        std::chrono::milliseconds(100),
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now) + std::chrono::milliseconds(1)));
+  }
 }
 
 absl::StatusOr<adcsc::ca::CaResponse> ApiService::CaRetrieve(const adcsc::ca::CaTarget& target, uint32_t request_id,

@@ -12,6 +12,7 @@
 #include "node/ca/ca_backend.h"
 #include "node/client_auth.h"
 #include "node/config.h"
+#include "node/in_flight_submits.h"
 #include "node/logging.h"
 #include "node/peer_lookup.h"
 #include "store/clock.h"
@@ -75,6 +76,10 @@ class ApiService {
   // Told about every call (metrics). Not owned; set before the first request.
   void set_observer(ApiObserver* observer) { observer_ = observer; }
 
+  // The submits in flight on this node and (as their nodes announced them) on its peers;
+  // the Peer service adds and removes the peers' ones.
+  InFlightSubmits& in_flight() { return in_flight_; }
+
   // A peer's forwarded retrieve (PeerLookup::ForwardRetrieve on its side): runs the CA
   // retrieve as this node's identity, records the outcome (replicated like any other) and
   // returns the record. Refused with FAILED_PRECONDITION when `identity` is not this node's
@@ -95,6 +100,16 @@ class ApiService {
   WriteReplication* replication_ = nullptr;
   PeerLookup* peers_ = nullptr;
   ApiObserver* observer_ = nullptr;
+  InFlightSubmits in_flight_;
+
+  // A submit of the same CSR is in flight elsewhere, or was cut short (`other`): waits up to
+  // ca.in_flight_wait for its record to arrive and meanwhile searches the CA for its answer
+  // (ca_request_search.h). The record found (and recorded), or nullopt when none turned up.
+  // A CA failure during the search is returned: this node could not submit either.
+  absl::StatusOr<std::optional<adcsc::store::RequestRecord>> AwaitInFlight(const SubmitIntent& other,
+                                                                           const adcsc::ca::CaTarget& target,
+                                                                           const std::vector<uint8_t>& csr_der,
+                                                                           nlohmann::json* fields);
 
   // Records `record` durably (and on a write quorum in a cluster).
   absl::Status Record(const adcsc::store::RequestRecord& record);

@@ -150,7 +150,9 @@ void ReadIcpr(TomlReader& r, const toml::table& ca, CaConfig* out) {
 }
 
 void ReadCa(TomlReader& r, const toml::table& ca, const std::filesystem::path& data_dir, CaConfig* out) {
-  r.CheckKnown(ca, "ca.", {"backend", "identity", "dedupe_window_s", "allow", "local", "icpr"});
+  r.CheckKnown(
+      ca, "ca.",
+      {"backend", "identity", "dedupe_window_s", "in_flight_wait_ms", "recovery_scan_limit", "allow", "local", "icpr"});
   r.String(ca, "backend", "ca.backend", &out->backend, false);
   if (out->backend != "local" && out->backend != "icpr") {
     r.Error("ca.backend", absl::StrCat("unknown backend \"", out->backend, "\" (use \"icpr\" for ADCS or \"local\")"));
@@ -160,6 +162,12 @@ void ReadCa(TomlReader& r, const toml::table& ca, const std::filesystem::path& d
   int64_t window = out->dedupe_window.count();
   r.Int(ca, "dedupe_window_s", "ca.dedupe_window_s", &window, 0, 30LL * 86400);
   out->dedupe_window = std::chrono::seconds(window);
+  int64_t in_flight_wait = out->in_flight_wait.count();
+  r.Int(ca, "in_flight_wait_ms", "ca.in_flight_wait_ms", &in_flight_wait, 0, 300'000);
+  out->in_flight_wait = std::chrono::milliseconds(in_flight_wait);
+  int64_t scan_limit = out->recovery_scan_limit;
+  r.Int(ca, "recovery_scan_limit", "ca.recovery_scan_limit", &scan_limit, 0, 100'000);
+  out->recovery_scan_limit = static_cast<int>(scan_limit);
 
   const toml::node* allow = ca.get("allow");
   const toml::array* arr = allow ? allow->as_array() : nullptr;

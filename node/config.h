@@ -67,6 +67,11 @@ struct CaConfig {
   std::string identity;                 // DOMAIN\user the CA sees
   std::vector<AllowedCa> allow;
   std::chrono::seconds dedupe_window{86'400};
+  // A submit that finds the same CSR in flight elsewhere (in_flight_submits.h) waits up to
+  // this long for that submit's outcome, looking for it at the CA meanwhile, before it
+  // submits itself; 0 turns the wait and the search off.
+  std::chrono::milliseconds in_flight_wait{5'000};
+  int recovery_scan_limit = 256;        // request IDs one search may read from the CA
   adcsc::ca::LocalCaOptions local;      // for backend = "local"
   IcprConfig icpr;                      // for backend = "icpr"
 };

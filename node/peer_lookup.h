@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "node/ca/ca_backend.h"
+#include "node/in_flight_submits.h"
 #include "store/request_store.h"
 
 namespace adcsc::node {
@@ -45,6 +46,13 @@ class PeerLookup {
   virtual absl::StatusOr<ForwardedRetrieve> ForwardRetrieve(const std::string& identity,
                                                             const adcsc::ca::CaTarget& target,
                                                             uint32_t request_id) = 0;
+
+  // Tells every peer that this node is about to send `intent`'s CSR to the CA (done=false),
+  // and waits, at most briefly, until every reachable peer holds it; or that the submit's
+  // outcome is recorded or it failed (done=true), which is sent without waiting. A peer
+  // that cannot be reached is skipped: the announcement narrows a window, it never blocks
+  // a submit.
+  virtual void AnnounceSubmit(const SubmitIntent& intent, bool done) = 0;
 };
 
 }  // namespace adcsc::node

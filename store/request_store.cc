@@ -557,6 +557,20 @@ absl::StatusOr<std::optional<RequestRecord>> RequestStore::Get(const std::string
   return ReadRecord(**reader, ca_config, request_id);
 }
 
+absl::StatusOr<uint32_t> RequestStore::MaxRequestId(const std::string& ca_config) const {
+  absl::StatusOr<sqlite::ReaderPool::Lease> reader = impl_->Reader();
+  if (!reader.ok()) return reader.status();
+  // The primary key (ca_config, request_id) answers this from one index page.
+  absl::StatusOr<CachedStatement> st =
+      (*reader)->PrepareCached("SELECT coalesce(max(request_id), 0) FROM requests WHERE ca_config = ?1");
+  if (!st.ok()) return st.status();
+  (*st)->BindText(1, ca_config);
+  absl::StatusOr<bool> row = (*st)->Step();
+  if (!row.ok()) return row.status();
+  if (!*row) return 0u;
+  return static_cast<uint32_t>((*st)->ColumnInt64(0));
+}
+
 absl::StatusOr<std::optional<RequestRecord>> RequestStore::FindByDedupeKey(
     const std::string& ca_config, const std::string& template_name, const std::string& csr_sha256,
     int64_t not_before_ms) const {

@@ -111,6 +111,9 @@ class RequestStore {
   absl::StatusOr<std::optional<RequestRecord>> Get(const std::string& ca_config,
                                                    uint32_t request_id) const;
 
+  // The highest request ID held for `ca_config`, or 0 when none.
+  absl::StatusOr<uint32_t> MaxRequestId(const std::string& ca_config) const;
+
   // Submit dedupe: the most recent record (by created_ms, then request_id) for the same
   // CA config, template and CSR SHA-256 (32 bytes, binary) created at or after
   // `not_before_ms`, or nullopt. Any status matches; the caller decides what to reuse.

@@ -276,4 +276,38 @@ absl::StatusOr<node::ForwardedRetrieve> PeerDirectory::ForwardRetrieve(const std
   return absl::UnavailableError(absl::StrJoin(failures, "; "));
 }
 
+void PeerDirectory::AnnounceSubmit(const node::SubmitIntent& intent, bool done) {
+  struct Call {
+    std::string peer;
+    std::unique_ptr<v1::Peer::Stub> stub;
+    grpc::ClientContext context;
+    v1::AnnounceSubmitRequest request;
+    v1::AnnounceSubmitResponse reply;
+  };
+  const auto bound = std::max<std::chrono::milliseconds>(lookup_timeout_ / 4, std::chrono::milliseconds(50));
+  // A withdrawal may take as long as a lookup: nobody waits for it.
+  const auto deadline = std::chrono::system_clock::now() + (done ? lookup_timeout_ : bound);
+  auto gather = std::make_shared<Gather>();
+  const auto calls = CallsToEveryPeer<Call>(config_.cluster, *transport_, deadline);
+  gather->outstanding = calls.size();
+  for (const std::shared_ptr<Call>& call : calls) {
+    Stamp(call->request.mutable_from());
+    v1::SubmitIntent* out = call->request.mutable_intent();
+    out->set_ca_config(intent.ca_config);
+    out->set_template_name(intent.template_name);
+    out->set_csr_sha256(intent.csr_sha256);
+    out->set_after_request_id(intent.after_request_id);
+    out->set_ca_identity(intent.ca_identity);
+    call->request.set_done(done);
+  }
+  for (const std::shared_ptr<Call>& call : calls) {
+    call->stub->async()->AnnounceSubmit(&call->context, &call->request, &call->reply, [call, gather](grpc::Status) {
+      std::lock_guard lock(gather->mu);
+      --gather->outstanding;
+      gather->cv.notify_all();
+    });
+  }
+  if (!done) WaitThenCancel(*gather, calls, deadline, [] { return false; });
+}
+
 }  // namespace adcsc::cluster

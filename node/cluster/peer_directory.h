@@ -42,6 +42,9 @@ class PeerDirectory final : public node::PeerLookup {
                                                         const std::string& csr_sha256, int64_t not_before_ms) override;
   absl::StatusOr<node::ForwardedRetrieve> ForwardRetrieve(const std::string& identity, const ca::CaTarget& target,
                                                           uint32_t request_id) override;
+  // Waits for every reachable peer's acknowledgement (done=false), at most a quarter of
+  // lookup_timeout (50 ms at least); done=true is not waited for.
+  void AnnounceSubmit(const node::SubmitIntent& intent, bool done) override;
 
   // Asks every peer for its Info and waits (at most lookup_timeout) for the answers.
   void Refresh();

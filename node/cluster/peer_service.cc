@@ -51,6 +51,28 @@ grpc::Status PeerService::LookupByDedupeKey(grpc::ServerContext* context, const 
   return grpc::Status::OK;
 }
 
+grpc::Status PeerService::AnnounceSubmit(grpc::ServerContext* context, const v1::AnnounceSubmitRequest* request,
+                                         v1::AnnounceSubmitResponse* reply) {
+  auto caller = Caller(*context, request->from());
+  if (!caller.ok()) return ToGrpc(caller.status());
+  node::ApiService* api = api_.load();
+  if (api == nullptr) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "node " + config_->node_id + " is starting");
+  const v1::SubmitIntent& in = request->intent();
+  if (in.csr_sha256().size() != 32 || in.ca_config().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "intent needs a ca_config and a 32-byte csr_sha256");
+  }
+  // The node is the authenticated caller, whatever the message says.
+  node::SubmitIntent intent{in.ca_config(),        in.template_name(), in.csr_sha256(),
+                            in.after_request_id(), in.ca_identity(),   *caller};
+  if (request->done()) {
+    api->in_flight().Remove(intent);
+  } else {
+    api->in_flight().Add(intent);
+  }
+  Stamp(reply->mutable_from());
+  return grpc::Status::OK;
+}
+
 grpc::Status PeerService::ForwardRetrieve(grpc::ServerContext* context, const v1::ForwardRetrieveRequest* request,
                                           v1::ForwardRetrieveResponse* reply) {
   auto caller = Caller(*context, request->from());

@@ -39,6 +39,10 @@ class PeerService final : public adcsc::cluster::v1::Peer::Service {
                                adcsc::cluster::v1::ForwardRetrieveResponse* reply) override;
   grpc::Status SetFault(grpc::ServerContext* context, const adcsc::cluster::v1::FaultRequest* request,
                         adcsc::cluster::v1::FaultState* reply) override;
+  // Holds (or, when done, forgets) a peer's submit in flight for this node's API
+  // (node/in_flight_submits.h). UNAVAILABLE until set_api.
+  grpc::Status AnnounceSubmit(grpc::ServerContext* context, const adcsc::cluster::v1::AnnounceSubmitRequest* request,
+                              adcsc::cluster::v1::AnnounceSubmitResponse* reply) override;
   grpc::Status Info(grpc::ServerContext* context, const adcsc::cluster::v1::NodeInfoRequest* request,
                     adcsc::cluster::v1::NodeInfo* reply) override;
 

@@ -252,4 +252,16 @@ absl::StatusOr<Bytes> MakeCsr(EVP_PKEY* key, std::string common_name, std::vecto
   return CsrToDer(request.get());
 }
 
+absl::StatusOr<bool> CertifiesCsrKey(ByteView cert_der, ByteView csr_der) {
+  absl::StatusOr<ParsedCsr> csr = ParseCsr(csr_der);
+  if (!csr.ok()) return csr.status();
+  absl::StatusOr<X509Ptr> cert = CertFromDer(cert_der);
+  if (!cert.ok()) return cert.status();
+  EVP_PKEY* cert_key = X509_get0_pubkey(cert->get());
+  EVP_PKEY* csr_key = X509_REQ_get0_pubkey(csr->request.get());
+  const bool same = cert_key != nullptr && csr_key != nullptr && EVP_PKEY_eq(cert_key, csr_key) == 1;
+  ERR_clear_error();
+  return same;
+}
+
 }  // namespace adcsc::pki

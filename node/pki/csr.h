@@ -52,6 +52,11 @@ absl::StatusOr<CsrFacts> CheckCsr(ByteView der);
 // Signed with SHA-256 (EdDSA keys: their own digest).
 absl::StatusOr<Bytes> MakeCsr(EVP_PKEY* key, std::string common_name, std::vector<std::string> dns_sans = {});
 
+// True when the DER certificate `cert_der` certifies the public key of the DER PKCS#10
+// request `csr_der` (how a submit cut short is recognised among a CA's issued requests).
+// InvalidArgument when either does not parse.
+absl::StatusOr<bool> CertifiesCsrKey(ByteView cert_der, ByteView csr_der);
+
 // The request's DER encoding.
 absl::StatusOr<Bytes> CsrToDer(X509_REQ* request);
 

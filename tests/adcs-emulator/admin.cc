@@ -101,10 +101,12 @@ std::string RunAdminCommand(Emulator& emulator, const std::string& command) {
     Faults f = emulator.faults();
     const std::string& key = words[1];
     const std::string& value = words[2];
-    if (key == "latency_ms" || key == "logon_latency_ms") {
+    if (key == "latency_ms" || key == "logon_latency_ms" || key == "submit_reply_latency_ms") {
       int64_t ms = 0;
       if (!absl::SimpleAtoi(value, &ms) || ms < 0 || ms > 600'000) return Error(key + ": 0 to 600000");
-      (key == "latency_ms" ? f.latency : f.logon_latency) = std::chrono::milliseconds(ms);
+      (key == "latency_ms"         ? f.latency
+       : key == "logon_latency_ms" ? f.logon_latency
+                                   : f.submit_reply_latency) = std::chrono::milliseconds(ms);
     } else if (key == "failure_rate") {
       double rate = 0;
       if (!absl::SimpleAtod(value, &rate) || rate < 0 || rate > 1) return Error("failure_rate: a number from 0 to 1");
@@ -113,13 +115,17 @@ std::string RunAdminCommand(Emulator& emulator, const std::string& command) {
       if (value != "true" && value != "false") return Error("refuse_connections: true or false");
       f.refuse_connections = value == "true";
     } else {
-      return Error(absl::StrCat("unknown setting \"", key, "\" (latency_ms, logon_latency_ms, failure_rate, refuse_connections)"));
+      return Error(
+          absl::StrCat("unknown setting \"", key,
+                       "\" (latency_ms, logon_latency_ms, submit_reply_latency_ms, failure_rate, refuse_connections)"));
     }
     emulator.set_faults(f);
     return Json{{"ok", true}}.dump();
   }
-  return Error(absl::StrCat("unknown command \"", command,
-                            "\" (approve N, deny N, list, stats, set latency_ms|logon_latency_ms|failure_rate|refuse_connections VALUE)"));
+  return Error(
+      absl::StrCat("unknown command \"", command,
+                   "\" (approve N, deny N, list, stats, set "
+                   "latency_ms|logon_latency_ms|submit_reply_latency_ms|failure_rate|refuse_connections VALUE)"));
 }
 
 absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(Emulator& emulator, const std::filesystem::path& path) {

@@ -269,6 +269,7 @@ absl::StatusOr<rpc::Bytes> Emulator::HandleCertPassage(const rpc::CallContext& c
     if (code == hr::kInvalidArg || code == hr::kAccessDenied) return answer(CallFailed(code));
     return answer(Refused(0, code, ""));
   }
+  if (f.submit_reply_latency.count() > 0) std::this_thread::sleep_for(f.submit_reply_latency);
   return answer(FromResponse(*r, /*submit=*/true));
 }
 

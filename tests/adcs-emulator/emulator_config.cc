@@ -113,12 +113,16 @@ absl::StatusOr<EmulatorConfig> LoadEmulatorConfig(const std::filesystem::path& p
     }
   }
   if (const toml::table* f = r.Table(root, "faults", "faults", false)) {
-    r.CheckKnown(*f, "faults.", {"latency_ms", "logon_latency_ms", "failure_rate", "refuse_connections"});
+    r.CheckKnown(*f, "faults.",
+                 {"latency_ms", "logon_latency_ms", "submit_reply_latency_ms", "failure_rate", "refuse_connections"});
     int64_t latency = 0, logon_latency = 0;
     r.Int(*f, "latency_ms", "faults.latency_ms", &latency, 0, 600'000);
     r.Int(*f, "logon_latency_ms", "faults.logon_latency_ms", &logon_latency, 0, 600'000);
     c.faults.latency = std::chrono::milliseconds(latency);
     c.faults.logon_latency = std::chrono::milliseconds(logon_latency);
+    int64_t reply_latency = 0;
+    r.Int(*f, "submit_reply_latency_ms", "faults.submit_reply_latency_ms", &reply_latency, 0, 600'000);
+    c.faults.submit_reply_latency = std::chrono::milliseconds(reply_latency);
     if (const toml::node* rate = f->get("failure_rate")) {
       if (auto v = rate->value<double>(); v && *v >= 0 && *v <= 1) {
         c.faults.failure_rate = *v;

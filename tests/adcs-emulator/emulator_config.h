@@ -27,6 +27,9 @@ struct Faults {
   // Added to every NTLM logon: a Windows CA checks each logon with a domain controller
   // (NETLOGON pass-through), a network round trip this emulator does not otherwise have.
   std::chrono::milliseconds logon_latency{0};
+  // Added after a submit is recorded, before its answer goes out: the window in which a
+  // caller that dies leaves the CA with a request it never heard about.
+  std::chrono::milliseconds submit_reply_latency{0};
   double failure_rate = 0;               // share of calls dropped unanswered (0..1)
   bool refuse_connections = false;       // close every new connection at once
 };

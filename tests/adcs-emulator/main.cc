@@ -94,7 +94,9 @@ int main(int argc, char** argv) {
   ctl->add_subcommand("list", "List every request");
   ctl->add_subcommand("stats", "Counters (calls, submits, refused calls) and fault knobs");
   std::string key, value;
-  auto* set = ctl->add_subcommand("set", "Change a knob: latency_ms N, logon_latency_ms N, failure_rate 0..1, refuse_connections true|false");
+  auto* set = ctl->add_subcommand("set",
+                                  "Change a knob: latency_ms N, logon_latency_ms N, submit_reply_latency_ms N, "
+                                  "failure_rate 0..1, refuse_connections true|false");
   set->add_option("key", key)->required();
   set->add_option("value", value)->required();
 

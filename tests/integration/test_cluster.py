@@ -4,6 +4,7 @@ retrievable from the others at once, from their own stores (the CA is stopped be
 retrieves, so nothing else could answer)."""
 import json
 import sys
+import threading
 import unittest
 from pathlib import Path
 
@@ -111,6 +112,44 @@ class ClusterReplication(unittest.TestCase):
             c.nodes["node-c"].start()
             c.emulator.stop()  # from here on only the replicated stores can answer
             h.wait_for(lambda: c.everywhere(acked), timeout=30, what="every acknowledged ID on all three nodes")
+
+    def test_a_submit_cut_short_by_a_kill_is_found_at_the_ca_not_sent_twice(self):
+        """node-c dies after the CA recorded its submit but before the answer came back; the
+        client's retry on node-b gets that request's ID, and the CA holds one request, not two."""
+        with h.TempRoot() as root, Cluster(root) as c:
+            # A little traffic first, so the cluster knows some request IDs.
+            for i in range(3):
+                st, body = h.submit(c.nodes[NODES[i]], h.make_csr_b64(f"before-{i}"), dc=h.ICPR_DC)
+                self.assertEqual(st, 200, body)
+            c.emulator.ctl("set", "submit_reply_latency_ms", "10000")
+            csr = h.make_csr_b64("cut-short")
+
+            def on_ca():
+                return [r for r in c.emulator.ctl("list")["requests"] if "cut-short" in r["subject"]]
+
+            def doomed_submit():
+                try:
+                    h.submit(c.nodes["node-c"], csr, dc=h.ICPR_DC)
+                except Exception:  # noqa: BLE001 - node-c is killed mid-call: no answer is the point
+                    pass
+
+            lost = threading.Thread(target=doomed_submit, daemon=True)
+            lost.start()
+            h.wait_for(lambda: len(on_ca()) == 1, timeout=20, what="the CA to record node-c's submit")
+            c.nodes["node-c"].kill9()
+            c.emulator.ctl("set", "submit_reply_latency_ms", "0")
+            st, body = h.submit(c.nodes["node-b"], csr, dc=h.ICPR_DC)
+            self.assertEqual(st, 200, body)
+            self.assertEqual(body["request-id"], on_ca()[0]["request_id"])
+            self.assertEqual(len(on_ca()), 1, "the retry must not reach the CA as a second request")
+            self.assertEqual(c.nodes["node-b"].stop(), 0)  # flushes the log
+            lines = [l for l in c.nodes["node-b"].log_lines() if l.get("endpoint") == "request"]
+            self.assertEqual(lines[-1].get("deduplicated"), "ca-search", lines[-1])
+            self.assertEqual(lines[-1].get("recovered_for_node"), "node-c", lines[-1])
+            # node-a learnt the recovered record too (node-b recorded it on a quorum).
+            st, body = h.retrieve(c.nodes["node-a"], on_ca()[0]["request_id"], dc=h.ICPR_DC)
+            self.assertEqual(st, 200, body)
+            self.assertEqual(body["request-status"]["status"], "CR_DISP_ISSUED")
 
     def test_partitioned_node_keeps_serving_and_the_cluster_converges_after_healing(self):
         proxies = []

@@ -5,9 +5,13 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <set>
 
 #include "node/ca/ca_backend.h"
 #include "node/ca/hresult.h"
+#include "node/pki/csr.h"
+#include "node/pki/keys.h"
+#include "node/pki/x509.h"
 
 namespace adcsc::testing {
 
@@ -18,6 +22,9 @@ class FakeCaBackend : public adcsc::ca::CaBackend {
   std::vector<uint8_t> cert_der = {0x30, 0x03, 0x02, 0x01, 0x01};
   // When non-zero, Submit/Retrieve fail with this HRESULT.
   uint32_t fail_hresult = 0;
+  // When true, an issued submit gets a real certificate for the CSR's key, signed by a CA
+  // key made on first use (what a search by public key needs); otherwise `cert_der`.
+  bool real_certs = false;
 
   absl::StatusOr<adcsc::ca::CaResponse> Submit(const adcsc::ca::SubmitRequest& r) override {
     std::lock_guard lock(mu_);
@@ -27,7 +34,15 @@ class FakeCaBackend : public adcsc::ca::CaBackend {
     adcsc::ca::CaResponse resp;
     resp.request_id = next_id_++;
     resp.disposition = submit_disposition;
-    if (submit_disposition == adcsc::ca::Disposition::kIssued) resp.cert_der = cert_der;
+    if (submit_disposition == adcsc::ca::Disposition::kIssued) {
+      if (!real_certs) {
+        resp.cert_der = cert_der;
+      } else if (auto issued = IssueLocked(r.csr_der); issued.ok()) {
+        resp.cert_der = std::move(*issued);
+      } else {
+        return adcsc::ca::CaError(adcsc::ca::hr::kFail, std::string(issued.status().message()));
+      }
+    }
     if (submit_disposition == adcsc::ca::Disposition::kDenied) resp.hresult = adcsc::ca::hr::kAdminDeniedRequest;
     states_[resp.request_id] = resp;
     return resp;
@@ -39,6 +54,7 @@ class FakeCaBackend : public adcsc::ca::CaBackend {
     if (fail_hresult != 0) return adcsc::ca::CaError(fail_hresult, "fake retrieve");
     auto it = states_.find(r.request_id);
     if (it == states_.end()) return adcsc::ca::CaError(adcsc::ca::hr::kPropertyEmpty, "fake retrieve");
+    if (foreign_.count(r.request_id) != 0) return adcsc::ca::CaError(adcsc::ca::hr::kAccessDenied, "fake retrieve");
     return it->second;
   }
 
@@ -55,6 +71,11 @@ class FakeCaBackend : public adcsc::ca::CaBackend {
     s.disposition = adcsc::ca::Disposition::kIssued;
     s.cert_der = cert_der;
   }
+  // Requests submitted by another identity: their retrieve is refused with E_ACCESSDENIED.
+  void MarkForeign(uint32_t id) {
+    std::lock_guard lock(mu_);
+    foreign_.insert(id);
+  }
   int submits() const { std::lock_guard lock(mu_); return submits_; }
   int retrieves() const { std::lock_guard lock(mu_); return retrieves_; }
   adcsc::ca::SubmitRequest last_submit() const { std::lock_guard lock(mu_); return last_submit_; }
@@ -65,6 +86,25 @@ class FakeCaBackend : public adcsc::ca::CaBackend {
   int submits_ = 0, retrieves_ = 0;
   adcsc::ca::SubmitRequest last_submit_;
   std::map<uint32_t, adcsc::ca::CaResponse> states_;
+  std::set<uint32_t> foreign_;
+  adcsc::pki::EvpPkeyPtr ca_key_;
+  adcsc::pki::X509Ptr ca_cert_;
+
+  absl::StatusOr<std::vector<uint8_t>> IssueLocked(const std::vector<uint8_t>& csr_der) {
+    if (ca_key_ == nullptr) {
+      auto key = adcsc::pki::GenerateKey(adcsc::pki::KeyType::kEcP256);
+      if (!key.ok()) return key.status();
+      auto cert = adcsc::pki::MakeSelfSignedCa(key->get(), "Fake CA", {}, 1, {});
+      if (!cert.ok()) return cert.status();
+      ca_key_ = std::move(*key);
+      ca_cert_ = std::move(*cert);
+    }
+    auto csr = adcsc::pki::ParseCsr(csr_der);
+    if (!csr.ok()) return csr.status();
+    auto leaf = adcsc::pki::IssueCertificate(ca_cert_.get(), ca_key_.get(), csr->request.get(), {});
+    if (!leaf.ok()) return leaf.status();
+    return adcsc::pki::CertToDer(leaf->get());
+  }
 };
 
 }  // namespace adcsc::testing

@@ -126,6 +126,29 @@ TEST_F(PeerDirectoryTest, DedupeLookupMatchesOnlyTheSameCsr) {
       << "outside the dedupe window";
 }
 
+TEST_F(PeerDirectoryTest, AnAnnouncedSubmitIsHeldByEveryPeerUnderTheSendersNameUntilWithdrawn) {
+  // The message names node "c"; the certificate says "a", and that is what peers record.
+  node::SubmitIntent intent{kCaConfig, "JamfDevice", std::string(32, 'h'), 41, "EXAMPLE\\svc-one", "c"};
+  Directory("a").AnnounceSubmit(intent, /*done=*/false);  // returns once the reachable peers hold it
+  for (const char* peer : {"b", "c"}) {
+    auto held = nodes_[peer]->api->in_flight().Find(kCaConfig, "JamfDevice", std::string(32, 'h'), "");
+    ASSERT_TRUE(held.has_value()) << peer;
+    EXPECT_EQ(held->node_id, "a");
+    EXPECT_EQ(held->after_request_id, 41u);
+    EXPECT_EQ(held->ca_identity, "EXAMPLE\\svc-one");
+  }
+  EXPECT_EQ(nodes_["a"]->api->in_flight().size(), 0u) << "a node does not announce to itself";
+
+  Directory("a").AnnounceSubmit(intent, /*done=*/true);  // not waited for
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  for (const char* peer : {"b", "c"}) {
+    while (nodes_[peer]->api->in_flight().size() != 0) {
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << peer << " never forgot the withdrawn intent";
+      nodes_[peer]->api->in_flight().WaitForChange(std::chrono::milliseconds(50));
+    }
+  }
+}
+
 TEST_F(PeerDirectoryTest, PeersAdvertiseTheirCaIdentity) {
   std::map<std::string, std::string> identities;
   for (const PeerView& p : Directory("a").Peers()) {

@@ -244,6 +244,8 @@ class FakePeers : public PeerLookup {
     forwarded_identity = identity;
     return forward_answer;
   }
+  void AnnounceSubmit(const SubmitIntent& intent, bool done) override { announced.push_back({intent, done}); }
+  std::vector<std::pair<SubmitIntent, bool>> announced;
 };
 
 class ClusteredApiServiceTest : public ApiServiceTest {
@@ -381,6 +383,116 @@ TEST_F(ClusteredApiServiceTest, APeersForwardedRetrieveRunsOnlyAsThisIdentityAnd
   auto failed = service_->RetrieveForPeer("node-b", "EXAMPLE\\svc-adcsc", {"ca1.example.com", "Example-CA"}, 6);
   ASSERT_FALSE(failed.ok());
   EXPECT_EQ(adcsc::ca::HresultOf(failed.status()), 0x800706BAu) << "the CA's HRESULT goes back to the peer";
+}
+
+// A submit cut short: another node announced it, the CA took it, and that node died before
+// recording the answer. The client's retry reaches this node.
+class CutShortSubmitTest : public ClusteredApiServiceTest {
+ protected:
+  void SetUp() override {
+    ClusteredApiServiceTest::SetUp();
+    ca_.real_certs = true;
+    auto key = adcsc::pki::GenerateKey(adcsc::pki::KeyType::kEcP256);
+    ASSERT_TRUE(key.ok());
+    auto der = adcsc::pki::MakeCsr(key->get(), "device-9", {});
+    ASSERT_TRUE(der.ok());
+    csr_der_ = *der;
+    auto digest = adcsc::pki::Sha256(adcsc::pki::ByteView(csr_der_));
+    csr_sha256_.assign(digest.begin(), digest.end());
+  }
+  SubmitIntent PeerIntent(uint32_t after) const {
+    return SubmitIntent{"ca1.example.com\\Example-CA", "JamfDevice", csr_sha256_, after,
+                        "EXAMPLE\\svc-adcsc",          "node-b"};
+  }
+  uint32_t CaTakes(const std::vector<uint8_t>& csr) {
+    adcsc::ca::SubmitRequest r;
+    r.target = {"ca1.example.com", "Example-CA"};
+    r.caller = {"EXAMPLE\\svc-adcsc"};
+    r.csr_der = csr;
+    r.template_name = "JamfDevice";
+    auto answer = ca_.Submit(r);
+    EXPECT_TRUE(answer.ok());
+    return answer.ok() ? answer->request_id : 0;
+  }
+  std::vector<uint8_t> csr_der_;
+  std::string csr_sha256_;
+};
+
+TEST_F(CutShortSubmitTest, TheRetryGetsTheRequestTheCaAlreadyHasNotASecondOne) {
+  auto other_key = adcsc::pki::GenerateKey(adcsc::pki::KeyType::kEcP256);
+  auto other_csr = adcsc::pki::MakeCsr(other_key->get(), "device-1", {});
+  CaTakes(*other_csr);
+  CaTakes(*other_csr);
+  service_->in_flight().Add(PeerIntent(/*after=*/1));
+  const uint32_t lost = CaTakes(csr_der_);  // node-b's call; its answer died with it
+  CaTakes(*other_csr);
+  ASSERT_EQ(ca_.submits(), 4);
+
+  auto r = Submit(adcsc::pki::Base64Encode(csr_der_));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body)["request-id"], lost);
+  EXPECT_EQ(Status(r), "CR_DISP_ISSUED");
+  EXPECT_EQ(ca_.submits(), 4) << "no second CA request for the same CSR";
+  auto rec = store_->Get("ca1.example.com\\Example-CA", lost);
+  ASSERT_TRUE(rec.ok() && rec->has_value()) << "the found answer is recorded";
+  EXPECT_EQ((*rec)->csr_sha256(), csr_sha256_);
+  EXPECT_EQ((*rec)->template_name(), "JamfDevice");
+  EXPECT_EQ((*rec)->requester(), "EXAMPLE\\svc-adcsc");
+  EXPECT_FALSE((*rec)->certificate_der().empty());
+
+  // Now a plain dedupe hit: the store answers.
+  const int retrieves = ca_.retrieves();
+  auto again = Submit(adcsc::pki::Base64Encode(csr_der_));
+  EXPECT_EQ(json::parse(again.body)["request-id"], lost);
+  EXPECT_EQ(ca_.retrieves(), retrieves);
+}
+
+TEST_F(CutShortSubmitTest, WhenTheCaNeverGotItTheWaitEndsAndThisNodeSubmits) {
+  config_.ca.in_flight_wait = std::chrono::milliseconds(50);
+  service_->in_flight().Add(PeerIntent(/*after=*/0));
+  auto r = Submit(adcsc::pki::Base64Encode(csr_der_));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body)["request-id"], 1);
+  EXPECT_EQ(ca_.submits(), 1);
+}
+
+TEST_F(CutShortSubmitTest, WithTheSearchTurnedOffTheRetrySubmitsAtOnce) {
+  config_.ca.in_flight_wait = std::chrono::milliseconds(0);
+  service_->in_flight().Add(PeerIntent(/*after=*/0));
+  CaTakes(csr_der_);
+  auto r = Submit(adcsc::pki::Base64Encode(csr_der_));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body)["request-id"], 2);
+  EXPECT_EQ(ca_.retrieves(), 0);
+  EXPECT_TRUE(peers_.announced.empty()) << "nothing to announce when nobody searches";
+}
+
+TEST_F(CutShortSubmitTest, ACaOutageDuringTheSearchIsAnErrorNotASubmit) {
+  service_->in_flight().Add(PeerIntent(/*after=*/0));
+  ca_.fail_hresult = adcsc::ca::hr::kRpcServerUnavailable;
+  auto r = Submit(adcsc::pki::Base64Encode(csr_der_));
+  EXPECT_EQ(r.status, 500) << r.body;
+  EXPECT_EQ(ca_.submits(), 0);
+}
+
+TEST_F(ClusteredApiServiceTest, ASubmitAnnouncesItsIntentBeforeTheCaCallAndWithdrawsItAfter) {
+  ASSERT_EQ(Submit(FreshCsr("one")).status, 200);
+  ASSERT_EQ(peers_.announced.size(), 2u);
+  EXPECT_FALSE(peers_.announced[0].second);
+  EXPECT_TRUE(peers_.announced[1].second);
+  EXPECT_EQ(peers_.announced[0].first.after_request_id, 0u);
+  EXPECT_EQ(peers_.announced[0].first.node_id, "node-a");
+  EXPECT_EQ(peers_.announced[0].first.ca_identity, "EXAMPLE\\svc-adcsc");
+  EXPECT_EQ(peers_.announced[0].first.csr_sha256.size(), 32u);
+  EXPECT_EQ(service_->in_flight().size(), 0u);
+
+  ca_.fail_hresult = adcsc::ca::hr::kRpcServerUnavailable;
+  ASSERT_EQ(Submit(FreshCsr("two")).status, 500);
+  ASSERT_EQ(peers_.announced.size(), 4u);
+  EXPECT_TRUE(peers_.announced[3].second) << "a failed submit is withdrawn too";
+  ca_.fail_hresult = 0;
+  ASSERT_EQ(Submit(FreshCsr("three")).status, 200);
+  EXPECT_EQ(peers_.announced[4].first.after_request_id, 1u) << "the highest request ID held when it started";
 }
 
 }  // namespace

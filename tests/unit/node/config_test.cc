@@ -84,6 +84,25 @@ TEST_F(ConfigTest, ParsesAValidFileAndResolvesRelativePaths) {
   EXPECT_EQ(c->FindAllowedCa("ca1.example.com", "example-ca"), nullptr);
 }
 
+TEST_F(ConfigTest, TheInFlightSearchHasDefaultsAndBounds) {
+  auto c = Parse(Valid());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->ca.in_flight_wait, std::chrono::milliseconds(5000));
+  EXPECT_EQ(c->ca.recovery_scan_limit, 256);
+  std::string text = Valid();
+  const std::string id = "identity = \"EXAMPLE\\\\svc\"";
+  ASSERT_NE(text.find(id), std::string::npos);
+  text.replace(text.find(id), id.size(), id + "\nin_flight_wait_ms = 0\nrecovery_scan_limit = 10");
+  c = Parse(text);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->ca.in_flight_wait, std::chrono::milliseconds(0));
+  EXPECT_EQ(c->ca.recovery_scan_limit, 10);
+  text.replace(text.find("in_flight_wait_ms = 0"), 21, "in_flight_wait_ms = -1");
+  c = Parse(text);
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(std::string(c.status().message()).find("ca.in_flight_wait_ms"), std::string::npos) << c.status();
+}
+
 TEST_F(ConfigTest, ReportsEveryProblemWithFileAndKey) {
   std::string text = Valid();
   auto replace = [&](const std::string& from, const std::string& to) { text.replace(text.find(from), from.size(), to); };
