@@ -1,6 +1,7 @@
 #include "node/api_service.h"
 
 #include <chrono>
+#include <functional>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -74,6 +75,26 @@ adcsc::ca::CaResponse ResponseFromRecord(const RequestRecord& rec) {
   return r;
 }
 
+// The CA could not be reached, or did not answer in time: another node (with its own path to
+// the CA) may do better, so the answer is 503, which load balancers retry elsewhere; a CA
+// that answered with an error is 500, as in the original.
+bool CaUnreachable(const absl::Status& s) {
+  const std::optional<uint32_t> hr = adcsc::ca::HresultOf(s);
+  if (hr.has_value()) {
+    return *hr == adcsc::ca::hr::kRpcServerUnavailable || *hr == adcsc::ca::hr::kRpcCallFailed ||
+           *hr == adcsc::ca::hr::kTimeout;
+  }
+  return s.code() == absl::StatusCode::kUnavailable || s.code() == absl::StatusCode::kDeadlineExceeded;
+}
+
+// The answer for a CA call that failed: 503 SERVICE_UNAVAILABLE when the CA was unreachable,
+// else 500 INTERNAL_ERROR. `body` makes the JSON from (code, message).
+ApiResponse CaFailure(const absl::Status& s, std::string message,
+                      const std::function<std::string(std::string_view, std::string_view)>& body) {
+  if (CaUnreachable(s)) return Make(503, body("SERVICE_UNAVAILABLE", message), "ca_unavailable");
+  return Make(500, body("INTERNAL_ERROR", message), "ca_error");
+}
+
 bool IsErrorDisposition(Disposition d) { return d == Disposition::kError || d == Disposition::kIncomplete; }
 
 // "<call>: <text> 0x... (decimal SYMBOL)", in the shape of the original connector's
@@ -129,6 +150,12 @@ ApiService::ApiService(const Config& config, adcsc::ca::CaBackend* backend, adcs
     : config_(config), backend_(backend), store_(store), log_(log), clock_(clock), in_flight_(clock) {}
 
 ApiResponse ApiService::Handle(const ApiRequest& request) {
+  ApiResponse response = Route(request);
+  response.node = config_.node_id;
+  return response;
+}
+
+ApiResponse ApiService::Route(const ApiRequest& request) {
   const std::string path = StripQuery(request.target);
   if (request.auth == nullptr || !request.auth->ok) {
     std::string reason = request.auth ? request.auth->reason : "client certificate not checked";
@@ -181,6 +208,7 @@ ApiResponse ApiService::Submit(const ApiRequest& request) {
   Json& fields = call.fields;
   auto finish = [&](ApiResponse r) { return call.Finish(std::move(r)); };
 
+  auto submit_error = [](std::string_view code, std::string_view text) { return WithRequestIdJson(code, text, 0); };
   auto body = ParseSubmitBody(request.body);
   if (!body.ok()) {
     fields["error"] = std::string(body.status().message());
@@ -250,7 +278,7 @@ ApiResponse ApiService::Submit(const ApiRequest& request) {
         auto hr = adcsc::ca::HresultOf(found.status());
         fields["error"] = std::string(found.status().message());
         std::string message = hr ? CaFailureMessage(backend_->Kind(), *hr, "") : std::string(found.status().message());
-        return finish(Make(500, WithRequestIdJson("INTERNAL_ERROR", message, 0), "ca_error"));
+        return finish(CaFailure(found.status(), message, submit_error));
       }
       if (found->has_value()) {
         const RequestRecord& rec = **found;
@@ -293,7 +321,7 @@ ApiResponse ApiService::Submit(const ApiRequest& request) {
     fields["error"] = std::string(answer.status().message());
     if (hr) fields["hresult"] = absl::StrCat("0x", absl::Hex(*hr, absl::kZeroPad8));
     std::string message = hr ? CaFailureMessage(backend_->Kind(), *hr, "") : std::string(answer.status().message());
-    return finish(Make(500, WithRequestIdJson("INTERNAL_ERROR", message, 0), "ca_error"));
+    return finish(CaFailure(answer.status(), message, submit_error));
   }
   fields["request_id"] = answer->request_id;
   if (answer->hresult != 0) fields["hresult"] = absl::StrCat("0x", absl::Hex(answer->hresult, absl::kZeroPad8));
@@ -512,7 +540,10 @@ ApiResponse ApiService::Retrieve(const ApiRequest& request) {
       if (hr) fields["hresult"] = absl::StrCat("0x", absl::Hex(*hr, absl::kZeroPad8));
       std::string message = hr ? CaFailureMessage(backend_->Kind(), *hr, "") : std::string(from_ca.status().message());
       if (!forward_error.empty()) absl::StrAppend(&message, "; ", forward_error);
-      return internal_error(message, "ca_error");
+      fields["error"] = message;
+      return finish(CaFailure(from_ca.status(), message, [](std::string_view code, std::string_view text) {
+        return WithX509Json(code, text, "");
+      }));
     }
     if (auto recorded = RecordRetrieved(target, *from_ca, known ? &*known : nullptr); !recorded.ok()) {
       return internal_error(std::string(recorded.message()), "store_error");

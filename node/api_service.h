@@ -34,6 +34,7 @@ struct ApiResponse {
   std::string body;          // JSON
   std::string allow;         // "Allow" header value for 405
   std::string outcome;       // short word for logs and metrics: issued, pending, denied, bad_request, ...
+  std::string node;          // the node that answered: the X-Adcsc-Node header (drills see who served)
 };
 
 // Makes a recorded outcome durable on a write quorum of the cluster before the API answers.
@@ -88,6 +89,7 @@ class ApiService {
                                                               const adcsc::ca::CaTarget& target, uint32_t request_id);
 
  private:
+  ApiResponse Route(const ApiRequest& request);
   ApiResponse Version();
   ApiResponse Submit(const ApiRequest& request);
   ApiResponse Retrieve(const ApiRequest& request);

@@ -224,6 +224,7 @@ absl::StatusOr<HttpsResult> HttpsClient::Impl::Do(http::verb verb, const std::st
     out.status = res.result_int();
     out.body = std::move(res.body());
     out.resumed = last_resumed_;
+    if (auto node = res.find("X-Adcsc-Node"); node != res.end()) out.node = std::string(node->value());
     if (!options_.keep_alive || !res.keep_alive()) Close();
     return out;
   }

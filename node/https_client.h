@@ -31,6 +31,7 @@ struct HttpsResult {
   int status = 0;
   std::string body;
   bool resumed = false;  // the TLS session of this request's connection was resumed
+  std::string node;      // the X-Adcsc-Node header: which node answered (empty: not said)
 };
 
 class HttpsClient {

@@ -438,6 +438,7 @@ net::awaitable<void> HttpsServer::Impl::Session(std::shared_ptr<Stream> stream_p
     res.set(http::field::server, "adcsc");
     res.set(http::field::content_type, "application/json; charset=utf-8");
     if (!answer.allow.empty()) res.set(http::field::allow, answer.allow);
+    if (!answer.node.empty()) res.set("X-Adcsc-Node", answer.node);
     res.keep_alive(req.keep_alive() && !shutting_down_);
     res.body() = std::move(answer.body);
     res.prepare_payload();

@@ -1,5 +1,6 @@
 #include "node/node_main.h"
 
+#include <google/protobuf/util/json_util.h>
 #include <signal.h>
 
 #include <atomic>
@@ -10,8 +11,9 @@
 
 #include "node/backend_factory.h"
 #include "node/ca/icpr_backend.h"
-#include "node/cluster/runtime.h"
+#include "node/ca/outage_switch.h"
 #include "node/client_auth.h"
+#include "node/cluster/runtime.h"
 #include "node/config.h"
 #include "node/https_server.h"
 #include "node/logging.h"
@@ -145,7 +147,14 @@ int RunNode(const std::filesystem::path& config_path, bool check_only) {
     return kExitOk;
   }
 
-  ApiService service(*config, backend->get(), store->get(), log->get(), SystemClock::Default());
+  // With fault injection allowed, every CA call goes through a switch a drill can turn off.
+  std::unique_ptr<adcsc::ca::OutageSwitch> ca_switch;
+  adcsc::ca::CaBackend* ca = backend->get();
+  if (config->cluster.enabled && config->cluster.allow_fault_injection) {
+    ca_switch = std::make_unique<adcsc::ca::OutageSwitch>(ca);
+    ca = ca_switch.get();
+  }
+  ApiService service(*config, ca, store->get(), log->get(), SystemClock::Default());
   std::unique_ptr<adcsc::cluster::ClusterRuntime> cluster;
   if (config->cluster.enabled) {
     auto started = adcsc::cluster::ClusterRuntime::Start(*config, store->get());
@@ -158,6 +167,7 @@ int RunNode(const std::filesystem::path& config_path, bool check_only) {
     service.set_replication(cluster.get());
     service.set_peers(cluster->peers());
     cluster->set_api(&service);
+    if (ca_switch) cluster->set_ca_switch(ca_switch.get());
   }
   auto mode = adcsc::ops::ServiceModeStore::Open(config->data_dir / adcsc::ops::kServiceModeFile);
   if (!mode.ok()) {
@@ -171,8 +181,7 @@ int RunNode(const std::filesystem::path& config_path, bool check_only) {
   std::unique_ptr<ClientAuthorizer> admin_authorizer;
   std::unique_ptr<adcsc::ops::OpsServer> ops;
   if (config->ops.enabled) {
-    adcsc::ops::HealthSources sources =
-        HealthSourcesFor(*config, store->get(), backend->get(), cluster.get(), mode->get());
+    adcsc::ops::HealthSources sources = HealthSourcesFor(*config, store->get(), ca, cluster.get(), mode->get());
     const int64_t certificate_not_after_ms = sources.certificate_not_after_ms;
     // A probe result is believed for 30 s, or three intervals when probes are rarer than that.
     adcsc::ops::HealthPolicy policy;
@@ -210,6 +219,18 @@ int RunNode(const std::filesystem::path& config_path, bool check_only) {
       }
       return m->Scrape(state);
     };
+    if (cluster != nullptr) {
+      // /status also shows this node's view of the cluster, as `adcsc ctl status --json` does.
+      o.status_extra = [c = cluster.get()]() -> std::string {
+        adcsc::cluster::v1::NodeInfo info;
+        if (!c->Describe(&info).ok()) return "";
+        std::string json;
+        google::protobuf::util::JsonPrintOptions print;
+        print.always_print_primitive_fields = true;
+        if (!google::protobuf::util::MessageToJsonString(info, &json, print).ok()) return "";
+        return absl::StrCat("{\"cluster\":", json, "}");
+      };
+    }
     if (!config->ops.admin_pins.empty()) {
       auto admin = ClientAuthorizer::Create(config->ops.admin_ca_file.string(), config->ops.admin_pins);
       if (!admin.ok()) {

@@ -1,5 +1,6 @@
 // `adcsc ctl`: operator commands. `ca-ping` checks the way to an ADCS CA step by step, as
 // `certutil -ping -config` does on Windows, and says which step failed.
+#include <google/protobuf/util/json_util.h>
 #include <netdb.h>
 
 #include <algorithm>
@@ -11,17 +12,17 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include <google/protobuf/util/json_util.h>
-
 #include "adcsc/cluster/v1/cluster.grpc.pb.h"
+#include "nlohmann/json.hpp"
 #include "node/backend_factory.h"
-#include "node/cluster/tls.h"
 #include "node/ca/hresult.h"
 #include "node/ca/icpr_backend.h"
 #include "node/cli/commands.h"
-#include "nlohmann/json.hpp"
+#include "node/cluster/fault_client.h"
+#include "node/cluster/tls.h"
 #include "node/config.h"
 #include "node/https_client.h"
+#include "node/ops/admin_client.h"
 #include "node/rpc/client.h"
 #include "node/rpc/endpoint_mapper.h"
 #include "node/rpc/icpr_stub.h"
@@ -132,15 +133,6 @@ int CaPing(const PingArgs& args) {
   return kExitOk;
 }
 
-// This node as a peer of itself: its cluster listener, reached on loopback when it listens
-// on every address.
-adcsc::node::PeerConfig Self(const adcsc::node::Config& config) {
-  const auto& c = config.cluster;
-  std::string host = c.listen_address == "0.0.0.0" ? "127.0.0.1" : c.listen_address == "::" ? "::1" : c.listen_address;
-  if (host.find(':') != std::string::npos) host = absl::StrCat("[", host, "]");
-  return {config.node_id, absl::StrCat(host, ":", c.listen_port)};
-}
-
 // The node configuration at `path`, which must have a [cluster] section; nullopt after
 // saying on stderr what is wrong (the caller exits with kExitUsage).
 std::optional<adcsc::node::Config> LoadClusterConfig(const std::string& path, const char* command) {
@@ -168,7 +160,7 @@ int ClusterStatus(const StatusArgs& args) {
   if (!config.has_value()) return kExitUsage;
   const auto& c = config->cluster;
   std::vector<adcsc::node::PeerConfig> nodes;
-  nodes.push_back(Self(*config));
+  nodes.push_back(adcsc::cluster::SelfAsPeer(*config));
   nodes.insert(nodes.end(), c.peers.begin(), c.peers.end());
 
   int unreachable = 0;
@@ -208,11 +200,12 @@ int ClusterStatus(const StatusArgs& args) {
     std::vector<std::string> vv;
     for (const auto& [origin, seq] : info.version_vector().entries()) vv.push_back(absl::StrCat(origin, "=", seq));
     std::sort(vv.begin(), vv.end());
-    std::cout << n.id << " (" << n.address << "): up" << (info.cut_off() ? ", CUT OFF from its peers (fault injection)" : "")
-              << ", adcsc " << info.version() << ", CA identity "
-              << info.ca_identity() << ", " << info.records() << " records, write quorum " << info.write_quorum()
-              << "\n  writes: " << info.quorum_writes() << " at quorum, " << info.under_replicated_writes()
-              << " under-replicated, " << info.refused_writes() << " refused"
+    std::cout << n.id << " (" << n.address << "): up"
+              << (info.cut_off() ? ", CUT OFF from its peers (fault injection)" : "")
+              << (info.ca_outage() ? ", CUT OFF from its CA (fault injection)" : "") << ", adcsc " << info.version()
+              << ", CA identity " << info.ca_identity() << ", " << info.records() << " records, write quorum "
+              << info.write_quorum() << "\n  writes: " << info.quorum_writes() << " at quorum, "
+              << info.under_replicated_writes() << " under-replicated, " << info.refused_writes() << " refused"
               << "\n  version vector: " << absl::StrJoin(vv, " ") << "\n";
     for (const auto& p : info.peers()) {
       const std::string last = p.last_ack_unix_ms() == 0
@@ -232,33 +225,24 @@ struct FaultArgs {
   std::string action;  // "cut" or "heal"
 };
 
-// Cuts this node off from its peers, or heals it, through its own cluster listener.
+// Sets one of this node's fault switches through its own cluster listener.
 int Fault(const FaultArgs& args) {
   auto config = LoadClusterConfig(args.config, "fault");
   if (!config.has_value()) return kExitUsage;
-  const adcsc::node::PeerConfig self = Self(*config);
-  auto channel = adcsc::cluster::MakePeerChannel(config->cluster, self);
-  if (!channel.ok()) {
-    std::cerr << "adcsc ctl fault: " << channel.status().message() << "\n";
-    return kExitUsage;
+  std::optional<bool> cut_off, ca_outage;
+  if (args.action == "cut" || args.action == "heal") cut_off = args.action == "cut";
+  if (args.action == "ca-cut" || args.action == "ca-heal") ca_outage = args.action == "ca-cut";
+  auto state = adcsc::cluster::SetNodeFault(*config, cut_off, ca_outage);
+  if (!state.ok()) {
+    std::cerr << "adcsc ctl fault: " << state.status().message() << "\n";
+    return state.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitFailure;
   }
-  auto stub = adcsc::cluster::v1::Peer::NewStub(*channel);
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
-  adcsc::cluster::v1::FaultRequest request;
-  request.mutable_from()->set_cluster_id(config->cluster.id);
-  request.mutable_from()->set_node_id(config->node_id);
-  request.set_cut_off(args.action == "cut");
-  adcsc::cluster::v1::FaultState state;
-  grpc::Status s = stub->SetFault(&ctx, request, &state);
-  if (!s.ok()) {
-    std::cerr << "adcsc ctl fault: node " << self.id << " (" << self.address << "): " << s.error_message() << "\n";
-    return kExitFailure;
-  }
-  std::cout << "node " << self.id << ": "
-            << (state.cut_off() ? "cut off from its peers (both directions); heal with: adcsc ctl fault --config "
-                                : "connected to its peers again")
-            << (state.cut_off() ? args.config + " heal" : "") << "\n";
+  const std::string heal = "adcsc ctl fault --config " + args.config;
+  std::cout << "node " << config->node_id << ": "
+            << (state->cut_off() ? "cut off from its peers (both directions; heal with: " + heal + " heal)"
+                                 : "connected to its peers")
+            << "; " << (state->ca_outage() ? "cut off from its CA (heal with: " + heal + " ca-heal)" : "CA reachable")
+            << "\n";
   return kExitOk;
 }
 
@@ -270,32 +254,12 @@ struct ModeArgs {
 // Sets a node's service mode through its admin channel (POST /admin/mode on the ops port,
 // with an administrator's client certificate).
 int SetMode(const ModeArgs& args, std::string_view mode, const char* command) {
-  adcsc::node::HttpsClientOptions o;
-  o.url = absl::StartsWith(args.node, "https://") ? args.node : absl::StrCat("https://", args.node);
-  o.cert_file = args.cert_file;
-  o.key_file = args.key_file;
-  o.server_ca_file = args.ca_file;
-  o.keep_alive = false;
-  o.timeout = std::chrono::seconds(10);
-  auto client = adcsc::node::HttpsClient::Create(o);
-  if (!client.ok()) {
-    std::cerr << "adcsc ctl " << command << ": " << client.status().message() << "\n";
-    return kExitUsage;
-  }
-  auto answer = (*client)->Post("/admin/mode", nlohmann::json{{"mode", std::string(mode)}}.dump());
+  auto answer = adcsc::ops::SetServiceMode({args.node, args.cert_file, args.key_file, args.ca_file}, mode);
   if (!answer.ok()) {
-    std::cerr << "adcsc ctl " << command << ": " << o.url << ": " << answer.status().message()
-              << " (is the node's [ops] listener at this address, with tls = true?)\n";
-    return kExitFailure;
+    std::cerr << "adcsc ctl " << command << ": " << answer.status().message() << "\n";
+    return answer.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitFailure;
   }
-  const auto body = nlohmann::json::parse(answer->body, nullptr, false);
-  if (answer->status != 200 || !body.is_object()) {
-    const std::string why = body.is_object() && body.contains("error") ? body["error"].get<std::string>() : answer->body;
-    std::cerr << "adcsc ctl " << command << ": " << o.url << " answered " << answer->status << ": " << why << "\n";
-    return kExitFailure;
-  }
-  std::cout << body.value("node", std::string("node")) << ": mode " << body.value("mode", std::string("?"))
-            << ", the load balancer sees " << body.value("lb", std::string("?")) << "\n";
+  std::cout << answer->node << ": mode " << answer->mode << ", the load balancer sees " << answer->lb << "\n";
   return kExitOk;
 }
 
@@ -329,16 +293,21 @@ void AddCtlCommand(CLI::App& app, int* exit_code) {
   status->callback([=] { *exit_code = ClusterStatus(*sargs); });
 
   auto fargs = std::make_shared<FaultArgs>();
-  auto* fault = ctl->add_subcommand("fault",
-                                    "Failover drills: cut this node off from its peers (replication, lookups and\n"
-                                    "forwarding, both directions) while it keeps serving Jamf, or heal it.\n"
-                                    "Needs cluster.allow_fault_injection = true in the node's configuration.\n\n"
-                                    "Example:\n  adcsc ctl fault --config /etc/adcsc/node.toml cut\n"
-                                    "  adcsc ctl fault --config /etc/adcsc/node.toml heal\n\n"
-                                    "Exit codes: 0 done, 1 the node refused or did not answer, 2 usage or configuration "
-                                    "error.");
+  auto* fault =
+      ctl->add_subcommand("fault",
+                          "Failover drills: cut this node off from its peers (replication, lookups and\n"
+                          "forwarding, both directions) while it keeps serving Jamf (cut), or from its CA\n"
+                          "(ca-cut: every CA call fails, health turns not ready), or heal either.\n"
+                          "Needs cluster.allow_fault_injection = true in the node's configuration.\n\n"
+                          "Example:\n  adcsc ctl fault --config /etc/adcsc/node.toml cut\n"
+                          "  adcsc ctl fault --config /etc/adcsc/node.toml heal\n"
+                          "  adcsc ctl fault --config /etc/adcsc/node.toml ca-cut\n\n"
+                          "Exit codes: 0 done, 1 the node refused or did not answer, 2 usage or configuration "
+                          "error.");
   fault->add_option("--config,-c", fargs->config, "This node's configuration (its [cluster] section)")->required();
-  fault->add_option("action", fargs->action, "cut or heal")->required()->check(CLI::IsMember({"cut", "heal"}));
+  fault->add_option("action", fargs->action, "cut, heal, ca-cut or ca-heal")
+      ->required()
+      ->check(CLI::IsMember({"cut", "heal", "ca-cut", "ca-heal"}));
   fault->callback([=] { *exit_code = Fault(*fargs); });
 
   struct ModeCommand {

@@ -17,5 +17,6 @@ void AddNodeCommand(CLI::App& app, int* exit_code);
 void AddPkiCommand(CLI::App& app, int* exit_code);
 void AddClientCommand(CLI::App& app, int* exit_code);
 void AddCtlCommand(CLI::App& app, int* exit_code);
+void AddDrillCommand(CLI::App& app, int* exit_code);
 
 }  // namespace adcsc::cli

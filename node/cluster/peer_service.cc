@@ -108,20 +108,32 @@ grpc::Status PeerService::SetFault(grpc::ServerContext* context, const v1::Fault
                             " (set cluster.allow_fault_injection = true in its config and restart it)");
   }
   if (transport_ == nullptr) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "no peer transport");
-  transport_->SetCutOff(request->cut_off());
+  ca::OutageSwitch* ca_switch = ca_switch_.load();
+  if (request->has_ca_outage() && ca_switch == nullptr) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "node " + config_->node_id + " has no CA switch yet (starting)");
+  }
+  if (request->has_cut_off()) transport_->SetCutOff(request->cut_off());
+  if (request->has_ca_outage()) ca_switch->set_outage(request->ca_outage());
   Stamp(reply->mutable_from());
   reply->set_cut_off(transport_->cut_off());
+  reply->set_ca_outage(ca_switch != nullptr && ca_switch->outage());
   return grpc::Status::OK;
 }
 
 grpc::Status PeerService::Info(grpc::ServerContext* context, const v1::NodeInfoRequest*, v1::NodeInfo* reply) {
   auto caller = AuthenticatedPeer(*context, config_->cluster, config_->node_id);
   if (!caller.ok()) return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, std::string(caller.status().message()));
-  const bool cut_off = transport_ != nullptr && transport_->cut_off();
-  if (cut_off && *caller != config_->node_id) {
+  if (transport_ != nullptr && transport_->cut_off() && *caller != config_->node_id) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "this node is cut off from its peers (fault injection)");
   }
-  reply->set_cut_off(cut_off);
+  if (auto s = Describe(reply); !s.ok()) return ToGrpc(s);
+  return grpc::Status::OK;
+}
+
+absl::Status PeerService::Describe(v1::NodeInfo* reply) const {
+  reply->set_cut_off(transport_ != nullptr && transport_->cut_off());
+  const ca::OutageSwitch* ca_switch = ca_switch_.load();
+  reply->set_ca_outage(ca_switch != nullptr && ca_switch->outage());
   reply->mutable_from()->set_cluster_id(config_->cluster.id);
   reply->mutable_from()->set_node_id(config_->node_id);
   reply->set_ca_identity(config_->ca.identity);
@@ -131,7 +143,7 @@ grpc::Status PeerService::Info(grpc::ServerContext* context, const v1::NodeInfoR
   if (auto n = store_->CountRecords(); n.ok()) reply->set_records(*n);
   reply->set_write_quorum(static_cast<uint32_t>(replicator_->write_quorum()));
   auto status = replicator_->Status();
-  if (!status.ok()) return grpc::Status(grpc::StatusCode::INTERNAL, std::string(status.status().message()));
+  if (!status.ok()) return status.status();
   reply->set_quorum_writes(status->quorum_writes);
   reply->set_under_replicated_writes(status->under_replicated_writes);
   reply->set_refused_writes(status->refused_writes);
@@ -144,7 +156,7 @@ grpc::Status PeerService::Info(grpc::ServerContext* context, const v1::NodeInfoR
     *s->mutable_known_vector() = ToProto(p.known_vector);
     s->set_snapshot_in_progress(p.snapshot_in_progress);
   }
-  return grpc::Status::OK;
+  return absl::OkStatus();
 }
 
 }  // namespace adcsc::cluster

@@ -12,6 +12,7 @@
 
 #include "adcsc/cluster/v1/cluster.grpc.pb.h"
 #include "node/api_service.h"
+#include "node/ca/outage_switch.h"
 #include "node/cluster/replication_grpc.h"
 #include "node/config.h"
 #include "store/replication.h"
@@ -30,6 +31,8 @@ class PeerService final : public adcsc::cluster::v1::Peer::Service {
   // Forwarded retrieves are refused with UNAVAILABLE until this is set (the API starts after
   // the cluster listener).
   void set_api(node::ApiService* api) { api_.store(api); }
+  // The node's CA backend switch for the ca-outage fault (optional; not owned).
+  void set_ca_switch(ca::OutageSwitch* ca_switch) { ca_switch_.store(ca_switch); }
 
   grpc::Status Lookup(grpc::ServerContext* context, const adcsc::cluster::v1::LookupRequest* request,
                       adcsc::cluster::v1::LookupResponse* reply) override;
@@ -45,6 +48,8 @@ class PeerService final : public adcsc::cluster::v1::Peer::Service {
                               adcsc::cluster::v1::AnnounceSubmitResponse* reply) override;
   grpc::Status Info(grpc::ServerContext* context, const adcsc::cluster::v1::NodeInfoRequest* request,
                     adcsc::cluster::v1::NodeInfo* reply) override;
+  // What Info answers, for this node's own /status.
+  absl::Status Describe(adcsc::cluster::v1::NodeInfo* reply) const;
 
  private:
   const node::Config* config_;
@@ -52,6 +57,7 @@ class PeerService final : public adcsc::cluster::v1::Peer::Service {
   store::Replicator* replicator_;
   GrpcPeerTransport* transport_;
   std::atomic<node::ApiService*> api_{nullptr};
+  std::atomic<ca::OutageSwitch*> ca_switch_{nullptr};
 
   // The calling peer, after the checks every call gets.
   absl::StatusOr<std::string> Caller(const grpc::ServerContext& context, const adcsc::cluster::v1::PeerHeader& from) const;

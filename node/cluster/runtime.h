@@ -38,6 +38,9 @@ class ClusterRuntime final : public node::WriteReplication {
   PeerDirectory& directory() { return *directory_; }
   // The API that runs the retrieves peers forward here; until set they are refused.
   void set_api(node::ApiService* api) { peer_service_->set_api(api); }
+  void set_ca_switch(ca::OutageSwitch* ca_switch) { peer_service_->set_ca_switch(ca_switch); }
+  // This node's view of the cluster, as Peer.Info answers it.
+  absl::Status Describe(adcsc::cluster::v1::NodeInfo* info) const { return peer_service_->Describe(info); }
   absl::StatusOr<store::ReplicatorStatus> Status() const;
   GrpcPeerTransport& transport() { return *transport_; }
   int port() const { return port_; }

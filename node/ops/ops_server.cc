@@ -193,6 +193,12 @@ class OpsServer::Impl {
     status["version"] = options_.version;
     status["mode"] = std::string(ModeName(monitor_->mode().mode()));
     status["health"] = nlohmann::ordered_json::parse(report.ToJson());
+    if (options_.status_extra) {
+      const auto extra = nlohmann::ordered_json::parse(options_.status_extra(), nullptr, /*allow_exceptions=*/false);
+      if (extra.is_object()) {
+        for (const auto& [key, value] : extra.items()) status[key] = value;
+      }
+    }
     return Json(http::status::ok, status.dump());
   }
 

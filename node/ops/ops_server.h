@@ -34,6 +34,9 @@ struct OpsServerOptions {
   std::string node_id;
   std::string version;
   std::function<std::string()> metrics;  // the Prometheus text; empty: no /metrics
+  // Extra members of the /status object (a JSON object as text, e.g. {"cluster": {...}});
+  // empty or unset: none.
+  std::function<std::string()> status_extra;
   // Who may change the service mode; null: nobody (POST /admin/mode answers 403). Not owned.
   const node::ClientAuthorizer* admin = nullptr;
   // Told after an administrator changed the mode (for the node's log): the new mode and the

@@ -134,6 +134,21 @@ TEST_F(ApiServiceTest, CaFailureIs500WithTheHresultInHexDecimalAndSymbol) {
   EXPECT_NE(msg.find("0x80094011 (-2146877423 CERTSRV_E_ENROLL_DENIED)"), std::string::npos) << msg;
 }
 
+TEST_F(ApiServiceTest, AnUnreachableCaIs503SoALoadBalancerRetriesElsewhere) {
+  ca_.fail_hresult = adcsc::ca::hr::kRpcServerUnavailable;
+  auto r = Submit(FreshCsr());
+  EXPECT_EQ(r.status, 503) << r.body;
+  EXPECT_EQ(r.outcome, "ca_unavailable");
+  auto j = json::parse(r.body);
+  EXPECT_EQ(j["request-status"]["status"], "SERVICE_UNAVAILABLE");
+  EXPECT_NE(std::string(j["request-status"]["message"]).find("0x800706ba"), std::string::npos) << r.body;
+  ca_.fail_hresult = adcsc::ca::hr::kTimeout;
+  auto got = Retrieve(5);
+  EXPECT_EQ(got.status, 503) << got.body;
+  EXPECT_EQ(json::parse(got.body)["x509"], nullptr);
+  EXPECT_EQ(got.node, "node-a") << "the answer names the node (X-Adcsc-Node)";
+}
+
 TEST_F(ApiServiceTest, RetrieveOfUnknownIdNamesTheHresult) {
   auto r = Retrieve(77);
   EXPECT_EQ(r.status, 500);
@@ -471,7 +486,7 @@ TEST_F(CutShortSubmitTest, ACaOutageDuringTheSearchIsAnErrorNotASubmit) {
   service_->in_flight().Add(PeerIntent(/*after=*/0));
   ca_.fail_hresult = adcsc::ca::hr::kRpcServerUnavailable;
   auto r = Submit(adcsc::pki::Base64Encode(csr_der_));
-  EXPECT_EQ(r.status, 500) << r.body;
+  EXPECT_EQ(r.status, 503) << r.body;
   EXPECT_EQ(ca_.submits(), 0);
 }
 
@@ -487,7 +502,7 @@ TEST_F(ClusteredApiServiceTest, ASubmitAnnouncesItsIntentBeforeTheCaCallAndWithd
   EXPECT_EQ(service_->in_flight().size(), 0u);
 
   ca_.fail_hresult = adcsc::ca::hr::kRpcServerUnavailable;
-  ASSERT_EQ(Submit(FreshCsr("two")).status, 500);
+  ASSERT_EQ(Submit(FreshCsr("two")).status, 503);
   ASSERT_EQ(peers_.announced.size(), 4u);
   EXPECT_TRUE(peers_.announced[3].second) << "a failed submit is withdrawn too";
   ca_.fail_hresult = 0;

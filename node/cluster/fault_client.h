@@ -1,0 +1,24 @@
+// The operator's side of fault injection (failover drills): sets a node's fault switches
+// through its own cluster listener, with its own certificate, as `adcsc ctl fault` and
+// `adcsc drill` do. The node accepts it only when its cluster.allow_fault_injection is true.
+#pragma once
+
+#include <optional>
+
+#include "absl/status/statusor.h"
+#include "adcsc/cluster/v1/cluster.pb.h"
+#include "node/config.h"
+
+namespace adcsc::cluster {
+
+// This node as a peer of itself: its cluster listener, reached on loopback when it listens
+// on every address.
+node::PeerConfig SelfAsPeer(const node::Config& config);
+
+// Sets the switches given (unset: unchanged) on the node whose configuration is `config`
+// (it must have a [cluster] section) and returns their state. Errors name the node and say
+// what it answered.
+absl::StatusOr<v1::FaultState> SetNodeFault(const node::Config& config, std::optional<bool> cut_off,
+                                            std::optional<bool> ca_outage);
+
+}  // namespace adcsc::cluster

@@ -1,0 +1,50 @@
+// What `adcsc drill` needs to know about a cluster: the load balancer's URL (and, for
+// HAProxy, its stats socket), the Jamf client identity, the administrator's identity for the
+// admin channel, the CA config the traffic asks for, and for each node its direct API and
+// ops URLs, its configuration (fault injection uses its own cluster certificate), its pid
+// file and the command that starts it. `./deploy/quickstart` writes one for its cluster
+// (run/quickstart/drill.toml); docs/operations.md describes every key.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace adcsc::drill {
+
+struct DrillNode {
+  std::string id;
+  std::string api_url;             // https://HOST:PORT of its API, for the final check
+  std::string ops_url;             // https://HOST:PORT of its ops listener (ops.tls = true)
+  std::filesystem::path config;    // its node.toml (needed by partition and ca-outage)
+  std::filesystem::path pid_file;  // needed by kill and rolling-restart
+  std::vector<std::string> start;  // argv that starts it and returns (kill, rolling-restart)
+  std::string lb_server;           // its server name in the load balancer (default: id)
+};
+
+struct DrillConfig {
+  std::filesystem::path source;
+  std::string lb_url;                          // what Jamf Pro is configured with
+  std::string lb_mode = "tls-termination";     // or "tcp" (pass-through)
+  std::filesystem::path haproxy_stats_socket;  // optional: times the LB's own view
+  std::string haproxy_backend = "adcsc_nodes";
+  // The Jamf Pro client identity (PEM), and the CA of the servers' certificates.
+  std::filesystem::path client_cert, client_key, server_ca;
+  // The administrator's identity for drain and resume (PEM), and the ops listeners' CA.
+  std::filesystem::path admin_cert, admin_key, ops_ca;
+  std::string dc, ca, template_name = "JamfDevice";
+  // Optional: prints the CA's request list as JSON ({"requests":[{"subject":..},..]}, what
+  // `adcs-emulator ctl list` prints), to count duplicate CA requests from the CA's own view.
+  std::vector<std::string> ca_list_command;
+  std::vector<DrillNode> nodes;
+
+  const DrillNode* Find(const std::string& id) const;
+};
+
+// Every problem at once, each as "<file>: <key>: <what is wrong>".
+absl::StatusOr<DrillConfig> LoadDrillConfig(const std::filesystem::path& path);
+absl::StatusOr<DrillConfig> ParseDrillConfig(std::string_view toml_text, const std::filesystem::path& source);
+
+}  // namespace adcsc::drill

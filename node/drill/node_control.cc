@@ -1,0 +1,176 @@
+#include "node/drill/node_control.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "nlohmann/json.hpp"
+#include "node/cluster/fault_client.h"
+#include "node/config.h"
+#include "node/https_client.h"
+#include "node/ops/admin_client.h"
+
+extern char** environ;
+
+namespace adcsc::drill {
+
+bool Alive(int pid) {
+  if (kill(pid, 0) != 0) return false;
+  // A killed process whose parent has not reaped it yet is a zombie: gone for our purposes.
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  const auto close = text.rfind(')');
+  if (close == std::string::npos || close + 2 >= text.size()) return true;
+  const char state = text[close + 2];
+  return state != 'Z' && state != 'X';
+}
+
+absl::StatusOr<int> ReadLivePid(const std::filesystem::path& pid_file) {
+  if (pid_file.empty()) return absl::FailedPreconditionError("no pid_file in the drill file for this node");
+  std::ifstream in(pid_file);
+  std::string text;
+  if (!in || !std::getline(in, text)) {
+    return absl::NotFoundError(absl::StrCat(pid_file.string(), ": cannot read (is the node running?)"));
+  }
+  int pid = 0;
+  if (!absl::SimpleAtoi(text, &pid) || pid <= 1) {
+    return absl::InvalidArgumentError(absl::StrCat(pid_file.string(), ": not a process ID: \"", text, "\""));
+  }
+  if (!Alive(pid)) {
+    return absl::NotFoundError(absl::StrCat(pid_file.string(), ": process ", pid, " is not running"));
+  }
+  return pid;
+}
+
+namespace {
+
+// Waits (bounded) for `pid` to be gone; it may not be our child, so poll.
+bool WaitGone(int pid, std::chrono::milliseconds bound) {
+  const auto deadline = std::chrono::steady_clock::now() + bound;
+  while (Alive(pid)) {
+    int status = 0;
+    waitpid(pid, &status, WNOHANG);  // reaps it if it is our child
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
+}  // namespace
+
+absl::Status ProcessControl::Kill(const DrillNode& node) {
+  auto pid = ReadLivePid(node.pid_file);
+  if (!pid.ok()) return pid.status();
+  if (kill(*pid, SIGKILL) != 0) return absl::InternalError(absl::StrCat("kill -9 ", *pid, ": ", strerror(errno)));
+  if (!WaitGone(*pid, std::chrono::seconds(10))) {
+    return absl::DeadlineExceededError(absl::StrCat("process ", *pid, " still there 10 s after SIGKILL"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ProcessControl::Stop(const DrillNode& node, std::chrono::milliseconds grace) {
+  auto pid = ReadLivePid(node.pid_file);
+  if (!pid.ok()) return pid.status();
+  if (kill(*pid, SIGTERM) != 0) return absl::InternalError(absl::StrCat("kill -TERM ", *pid, ": ", strerror(errno)));
+  if (!WaitGone(*pid, grace)) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("node ", node.id, " (process ", *pid, ") did not stop within ", grace.count(), " ms of SIGTERM"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ProcessControl::Start(const DrillNode& node) {
+  if (node.start.empty())
+    return absl::FailedPreconditionError("no start command in the drill file for node " + node.id);
+  std::vector<char*> argv;
+  for (const std::string& a : node.start) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  pid_t pid = 0;
+  const int rc = posix_spawnp(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) return absl::InternalError(absl::StrCat("cannot run ", node.start[0], ": ", strerror(rc)));
+  // The command launches the node and returns.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  int status = 0;
+  while (waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      return absl::DeadlineExceededError(absl::StrCat("the start command for ", node.id,
+                                                      " did not return within 60 s: ", absl::StrJoin(node.start, " ")));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return absl::InternalError(absl::StrCat("the start command for ", node.id, " failed (status ", WEXITSTATUS(status),
+                                            "): ", absl::StrJoin(node.start, " ")));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ProcessControl::SetMode(const DrillNode& node, const std::string& mode) {
+  if (config_.admin_cert.empty()) {
+    return absl::FailedPreconditionError("drain and resume need an [admin] section (cert_file, key_file, ca_file)");
+  }
+  if (node.ops_url.empty()) return absl::FailedPreconditionError("no ops URL in the drill file for node " + node.id);
+  auto answer = ops::SetServiceMode({node.ops_url, config_.admin_cert, config_.admin_key, config_.ops_ca}, mode);
+  return answer.ok() ? absl::OkStatus() : answer.status();
+}
+
+absl::Status ProcessControl::SetFault(const DrillNode& node, std::optional<bool> cut_off,
+                                      std::optional<bool> ca_outage) {
+  if (node.config.empty()) {
+    return absl::FailedPreconditionError("partition and ca-outage need the node's config file (config = ...) for " +
+                                         node.id);
+  }
+  auto config = node::LoadConfig(node.config);
+  if (!config.ok()) return config.status();
+  auto state = cluster::SetNodeFault(*config, cut_off, ca_outage);
+  return state.ok() ? absl::OkStatus() : state.status();
+}
+
+NodeProbe ProcessControl::Probe(const DrillNode& node) {
+  NodeProbe probe;
+  if (node.ops_url.empty()) return probe;
+  node::HttpsClientOptions o;
+  o.url = node.ops_url;
+  o.server_ca_file = config_.ops_ca.empty() ? config_.server_ca : config_.ops_ca;
+  o.keep_alive = true;
+  o.timeout = std::chrono::seconds(2);
+  auto client = node::HttpsClient::Create(o);
+  if (!client.ok()) return probe;
+  auto ready = (*client)->Get("/health/ready");
+  if (!ready.ok()) return probe;
+  probe.answered = true;
+  probe.ready = ready->status == 200;
+  auto status = (*client)->Get("/status");
+  if (!status.ok() || status->status != 200) return probe;
+  const auto j = nlohmann::json::parse(status->body, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains("cluster")) return probe;
+  const auto& c = j["cluster"];
+  if (!c.contains("versionVector") || !c["versionVector"].is_object()) return probe;
+  probe.has_vector = true;
+  const auto& entries = c["versionVector"].value("entries", nlohmann::json::object());
+  for (const auto& [origin, seq] : entries.items()) {
+    uint64_t n = 0;
+    // Protobuf's JSON writes 64-bit integers as strings.
+    if (seq.is_string() ? absl::SimpleAtoi(seq.get<std::string>(), &n) : seq.is_number_unsigned()) {
+      if (!seq.is_string()) n = seq.get<uint64_t>();
+      probe.version_vector[origin] = n;
+    }
+  }
+  return probe;
+}
+
+}  // namespace adcsc::drill

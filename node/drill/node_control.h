@@ -1,0 +1,57 @@
+// What a drill does to a node, and how it looks at one: the seam between the drill's
+// orchestration and the processes, admin channel and fault switches it acts on (tests can
+// put a fake here). ProcessControl is the real one: signals from the pid file, the start
+// command, POST /admin/mode, Peer.SetFault with the node's own certificate, and the ops
+// listener's /health/ready and /status.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "node/drill/drill_config.h"
+
+namespace adcsc::drill {
+
+struct NodeProbe {
+  bool answered = false;                           // the ops listener answered
+  bool ready = false;                              // /health/ready said 200
+  bool has_vector = false;                         // /status had the cluster's version vector
+  std::map<std::string, uint64_t> version_vector;  // origin -> mutations held from it
+};
+
+class NodeControl {
+ public:
+  virtual ~NodeControl() = default;
+  virtual absl::Status Kill(const DrillNode& node) = 0;                                   // SIGKILL
+  virtual absl::Status Stop(const DrillNode& node, std::chrono::milliseconds grace) = 0;  // SIGTERM, wait
+  virtual absl::Status Start(const DrillNode& node) = 0;                                  // the start command
+  virtual absl::Status SetMode(const DrillNode& node, const std::string& mode) = 0;       // active, drain, maint
+  virtual absl::Status SetFault(const DrillNode& node, std::optional<bool> cut_off, std::optional<bool> ca_outage) = 0;
+  virtual NodeProbe Probe(const DrillNode& node) = 0;
+};
+
+class ProcessControl final : public NodeControl {
+ public:
+  explicit ProcessControl(const DrillConfig& config) : config_(config) {}
+  absl::Status Kill(const DrillNode& node) override;
+  absl::Status Stop(const DrillNode& node, std::chrono::milliseconds grace) override;
+  absl::Status Start(const DrillNode& node) override;
+  absl::Status SetMode(const DrillNode& node, const std::string& mode) override;
+  absl::Status SetFault(const DrillNode& node, std::optional<bool> cut_off, std::optional<bool> ca_outage) override;
+  NodeProbe Probe(const DrillNode& node) override;
+
+ private:
+  const DrillConfig& config_;
+};
+
+// True when `pid` runs (a zombie does not).
+bool Alive(int pid);
+
+// The process ID in `pid_file`, checked to be alive.
+absl::StatusOr<int> ReadLivePid(const std::filesystem::path& pid_file);
+
+}  // namespace adcsc::drill

@@ -1,0 +1,139 @@
+"""Failover drills on the quickstart cluster, as an operator runs them: deploy/quickstart
+brings up the ADCS emulator, three nodes, their agents and HAProxy (TLS termination with L7
+retries) in a scratch directory; `adcsc drill` runs a short kill drill and a short partition
+drill against it, and each must meet its objectives (no lost and no failed request, no
+duplicate CA request); `--down` stops everything. `--smoke` does the whole round by itself."""
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+import unittest
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+import harness as h  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+QUICKSTART = REPO / "deploy" / "quickstart.py"
+WRAPPER = REPO / "deploy" / "quickstart"
+
+
+def free_range():
+    """A base port whose whole quickstart range (base .. base+41) is free."""
+    for _ in range(50):
+        base = random.randrange(20000, 40000)
+        ports = [base + d for d in (0, 1, 2, 3, 11, 12, 13, 21, 22, 23, 31, 32, 33, 41)]
+        ok = True
+        for p in ports:
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", p))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError("no free port range")
+
+
+def drill(root, scenario, *extra):
+    out = subprocess.run([str(h.ADCSC), "drill", "--config", str(root / "drill.toml"), "--scenario", scenario,
+                          "--warmup-ms", "1500", "--hold-ms", "2500", "--tail-ms", "1500", "--json", *extra],
+                         capture_output=True, text=True, timeout=240)
+    return out
+
+
+def pids_alive(root):
+    alive = []
+    for f in (root / "pids").glob("*.pid"):
+        try:
+            pid = int(f.read_text())
+            os.kill(pid, 0)
+            alive.append(f.stem)
+        except (OSError, ValueError):
+            pass
+    return alive
+
+
+class QuickstartCluster(unittest.TestCase):
+    def test_kill_and_partition_drills_meet_their_objectives(self):
+        with h.TempRoot() as tmp:
+            root = tmp / "quickstart"
+            port = free_range()
+            log = open(tmp / "quickstart.out", "w")
+            qs = subprocess.Popen([sys.executable, str(QUICKSTART), "--dir", str(root), "--port", str(port),
+                                   "--bin-dir", str(h.BIN)], stdout=log, stderr=subprocess.STDOUT)
+            try:
+                h.wait_for(lambda: "Press Ctrl-C" in (tmp / "quickstart.out").read_text() or qs.poll() is not None,
+                           timeout=120, what="the quickstart cluster")
+                self.assertIsNone(qs.poll(), (tmp / "quickstart.out").read_text())
+                text = (tmp / "quickstart.out").read_text()
+                self.assertIn(f"adcsc is running: https://localhost:{port}", text)
+                self.assertIn("smoke: request", text)
+
+                # A drill that cannot run says why and exits 2, before any traffic.
+                bad = drill(root, "kill", "--node", "node-z")
+                self.assertEqual(bad.returncode, 2, bad.stdout + bad.stderr)
+                self.assertIn('node "node-z" is not in', bad.stderr)
+
+                for scenario in ("kill", "partition"):
+                    out = drill(root, scenario, "--node", "node-c")
+                    self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+                    report = json.loads(out.stdout)
+                    total = report["phases"][-1]
+                    print(f"\n{scenario} drill: {total['sent']} requests, {total['failed']} failed, "
+                          f"{report['acknowledged']} acknowledged, {report['lost']} lost, "
+                          f"{report['duplicate_ca_requests']} duplicates, LB stopped using node-c after "
+                          f"{report['lb_stopped_using_node']['ms']} ms, back after {report['node_back']['ms']} ms, "
+                          f"converged after {report['replication_converged']['ms']} ms", file=sys.stderr)
+                    self.assertTrue(report["passed"])
+                    self.assertEqual(report["lost"], 0)
+                    self.assertEqual(total["failed"], 0)
+                    self.assertGreater(report["acknowledged"], 10)
+                    self.assertEqual(report["duplicate_ca_requests"], 0)
+                    self.assertEqual(report["nodes_checked"], ["node-a", "node-b", "node-c"])
+                    self.assertIsNotNone(report["replication_converged"]["ms"])
+                    if scenario == "kill":
+                        # HAProxy's own word: inter 1 s x fall 2, then rise 2.
+                        self.assertIsNotNone(report["lb_stopped_using_node"]["ms"])
+                        self.assertIsNotNone(report["node_back"]["ms"])
+                    else:
+                        # A partitioned node keeps serving (on_quorum_loss = serve): it stays in.
+                        self.assertEqual(report["node_back"]["how"], "it never left the rotation")
+
+                # --down from another terminal stops everything; the foreground quickstart notices.
+                down = subprocess.run([str(WRAPPER), "--dir", str(root), "--port", str(port), "--down"],
+                                      capture_output=True, text=True, timeout=120,
+                                      env=dict(os.environ, ADCSC_BIN_DIR=str(h.BIN)))
+                self.assertEqual(down.returncode, 0, down.stdout + down.stderr)
+                self.assertIn("stopped haproxy", down.stdout)
+                qs.wait(timeout=30)
+                self.assertEqual(pids_alive(root), [])
+            finally:
+                if qs.poll() is None:
+                    subprocess.run([sys.executable, str(QUICKSTART), "--dir", str(root), "--port", str(port), "--down"],
+                                   capture_output=True, timeout=120)
+                    qs.terminate()
+                    qs.wait(timeout=30)
+                log.close()
+
+    def test_smoke_runs_a_kill_drill_and_stops_everything(self):
+        with h.TempRoot() as tmp:
+            root = tmp / "quickstart"
+            port = free_range()
+            out = subprocess.run([sys.executable, str(QUICKSTART), "--dir", str(root), "--port", str(port), "--bin-dir",
+                                  str(h.BIN), "--smoke"], capture_output=True, text=True, timeout=280)
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            self.assertIn("scenario kill on node-c", out.stdout)
+            self.assertIn("result: PASSED", out.stdout)
+            self.assertEqual(pids_alive(root), [])
+            # The PKI keeps its modes.
+            self.assertEqual((root / "pki" / "jamf-identity.pem").stat().st_mode & 0o777, 0o600)
+            self.assertEqual(root.stat().st_mode & 0o777, 0o700)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
