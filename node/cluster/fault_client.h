@@ -1,6 +1,7 @@
 // The operator's side of fault injection (failover drills): sets a node's fault switches
 // through its own cluster listener, with its own certificate, as `adcsc ctl fault` and
 // `adcsc drill` do. The node accepts it only when its cluster.allow_fault_injection is true.
+// Each call opens its own channel: safe from any thread.
 #pragma once
 
 #include <optional>

@@ -320,8 +320,15 @@ absl::StatusOr<DrillReport> RunDrill(const DrillConfig& config, DrillOptions opt
   std::this_thread::sleep_for(options.warmup);
 
   int64_t fault_at = -1, restore_at = -1;
-  auto act = [&](const std::string& what, const absl::Status& s) {
-    run.Note(s.ok() ? what : absl::StrCat(what, " FAILED: ", s.message()));
+  // Notes the action when it starts (the timeline orders it before what it causes), and a
+  // failure when it ends.
+  auto act = [&](const std::string& what, const std::function<absl::Status()>& action) {
+    run.Note(what);
+    const absl::Status s = action();
+    if (!s.ok()) {
+      run.Note(absl::StrCat(what, " FAILED: ", s.message()));
+      report.action_failures.push_back(absl::StrCat(what, ": ", s.message()));
+    }
     return s.ok();
   };
   auto ready = [&](const DrillNode& n) { return control->Probe(n).ready; };
@@ -337,39 +344,39 @@ absl::StatusOr<DrillReport> RunDrill(const DrillConfig& config, DrillOptions opt
   if (!rolling) {
     run.SetPhase("fault");
     fault_at = run.Now();
-    bool applied = false;
-    if (options.scenario == "kill") applied = act("kill -9 " + target->id, control->Kill(*target));
-    if (options.scenario == "drain") applied = act("drain " + target->id, control->SetMode(*target, "drain"));
+    if (options.scenario == "kill") act("kill -9 " + target->id, [&] { return control->Kill(*target); });
+    if (options.scenario == "drain") act("drain " + target->id, [&] { return control->SetMode(*target, "drain"); });
     if (options.scenario == "partition")
-      applied = act("cut " + target->id + " off from its peers", control->SetFault(*target, true, std::nullopt));
+      act("cut " + target->id + " off from its peers", [&] { return control->SetFault(*target, true, std::nullopt); });
     if (options.scenario == "ca-outage")
-      applied = act("cut " + target->id + " off from its CA", control->SetFault(*target, std::nullopt, true));
+      act("cut " + target->id + " off from its CA", [&] { return control->SetFault(*target, std::nullopt, true); });
     std::this_thread::sleep_for(options.hold);
     run.SetPhase("recovery");
     restore_at = run.Now();
-    if (options.scenario == "kill") act("start " + target->id, control->Start(*target));
-    if (options.scenario == "drain") act("resume " + target->id, control->SetMode(*target, "active"));
+    if (options.scenario == "kill") act("start " + target->id, [&] { return control->Start(*target); });
+    if (options.scenario == "drain") act("resume " + target->id, [&] { return control->SetMode(*target, "active"); });
     if (options.scenario == "partition")
-      act("heal " + target->id + " (peers)", control->SetFault(*target, false, std::nullopt));
+      act("heal " + target->id + " (peers)", [&] { return control->SetFault(*target, false, std::nullopt); });
     if (options.scenario == "ca-outage")
-      act("heal " + target->id + " (CA)", control->SetFault(*target, std::nullopt, false));
-    (void)applied;
+      act("heal " + target->id + " (CA)", [&] { return control->SetFault(*target, std::nullopt, false); });
     if (WaitFor([&] { return ready(*target) && lb_up(*target); }, options.recover_timeout)) {
       run.Note(target->id + " ready" + (watcher.active() ? " and UP in the load balancer" : ""));
     } else {
       run.Note(target->id + " NOT back within " + std::to_string(options.recover_timeout.count()) + " ms");
+      report.action_failures.push_back(target->id + " was not back within the recovery timeout");
     }
   } else {
     for (const DrillNode& n : config.nodes) {
       run.SetPhase("restart " + n.id);
-      if (!act("drain " + n.id, control->SetMode(n, "drain"))) continue;
+      if (!act("drain " + n.id, [&] { return control->SetMode(n, "drain"); })) continue;
       if (watcher.active()) WaitFor([&] { return lb_out(n); }, std::chrono::seconds(10));
-      act("stop " + n.id + " (SIGTERM)", control->Stop(n, std::chrono::seconds(30)));
-      act("start " + n.id, control->Start(n));
+      act("stop " + n.id + " (SIGTERM)", [&] { return control->Stop(n, std::chrono::seconds(30)); });
+      act("start " + n.id, [&] { return control->Start(n); });
       WaitFor([&] { return ready(n) || control->Probe(n).answered; }, options.recover_timeout);
-      act("resume " + n.id, control->SetMode(n, "active"));
+      act("resume " + n.id, [&] { return control->SetMode(n, "active"); });
       if (!WaitFor([&] { return ready(n) && lb_up(n); }, options.recover_timeout)) {
         run.Note(n.id + " NOT back within " + std::to_string(options.recover_timeout.count()) + " ms");
+        report.action_failures.push_back(n.id + " was not back within the recovery timeout");
       }
     }
     restore_at = run.Now();

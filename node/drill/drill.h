@@ -8,6 +8,8 @@
 // Phases: "baseline" (warm-up), "fault" (the fault held), "recovery" (from the restore until
 // the node is back and replication converged), "after" (a tail); rolling-restart has one
 // "restart <node>" phase per node instead of fault and recovery.
+// RunDrill blocks for the whole drill; it runs its own threads (traffic, HAProxy watcher) and
+// joins them before it returns.
 #pragma once
 
 #include <chrono>

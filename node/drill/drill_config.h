@@ -3,7 +3,8 @@
 // admin channel, the CA config the traffic asks for, and for each node its direct API and
 // ops URLs, its configuration (fault injection uses its own cluster certificate), its pid
 // file and the command that starts it. `./deploy/quickstart` writes one for its cluster
-// (run/quickstart/drill.toml); docs/operations.md describes every key.
+// (run/quickstart/drill.toml); docs/operations.md describes every key. Plain data once loaded:
+// read it from any thread.
 #pragma once
 
 #include <filesystem>

@@ -1,5 +1,6 @@
 // Reads HAProxy's view of a backend from its stats socket ("show stat"), so a drill can time
 // when the load balancer stopped and started using a node by the load balancer's own word.
+// Free functions with no shared state: safe from any thread.
 #pragma once
 
 #include <filesystem>

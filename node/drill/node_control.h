@@ -2,7 +2,8 @@
 // orchestration and the processes, admin channel and fault switches it acts on (tests can
 // put a fake here). ProcessControl is the real one: signals from the pid file, the start
 // command, POST /admin/mode, Peer.SetFault with the node's own certificate, and the ops
-// listener's /health/ready and /status.
+// listener's /health/ready and /status. Thread-safety: the drill calls one method at a time;
+// Probe may run beside the others.
 #pragma once
 
 #include <chrono>

@@ -91,6 +91,9 @@ void Judge(const Objectives& o, DrillReport* r) {
       v.nodes_checked.empty() ? "no node could be checked"
                               : absl::StrCat(v.lost, " of ", v.acknowledged, " not retrievable from every node (",
                                              absl::StrJoin(v.nodes_checked, ", "), ")"));
+  add("the scenario ran as planned", r->action_failures.empty(),
+      r->action_failures.empty() ? "every step succeeded and the node came back"
+                                 : absl::StrJoin(r->action_failures, "; "));
   const PhaseStats& total = r->by_phase.back();
   if (o.zero_failed) {
     add("zero failed requests (TLS termination with L7 retries)", total.failed == 0,

@@ -82,6 +82,7 @@ struct DrillReport {
   std::vector<Event> events;
   Timings timings;
   Verification verification;
+  std::vector<std::string> action_failures;  // scenario steps that failed, nodes not back in time
   std::vector<Judgement> judgements;
   bool passed = false;
 };
@@ -95,8 +96,8 @@ std::vector<PhaseStats> Summarize(const std::vector<Sample>& samples, const std:
 // The longest run of consecutive failed calls (by start time): its length and duration.
 std::pair<int, int64_t> LongestFailureRun(std::vector<Sample> samples);
 
-// Fills report->judgements and report->passed. Zero lost acknowledged requests is always an
-// objective; the rest as `objectives` says.
+// Fills report->judgements and report->passed. Zero lost acknowledged requests, and a scenario
+// whose every step succeeded, are always objectives; the rest as `objectives` says.
 void Judge(const Objectives& objectives, DrillReport* report);
 
 // A readable table, and the same as JSON.

@@ -1,6 +1,7 @@
 // The operator's side of the admin channel: sets a node's service mode (active, drain,
 // maint) with POST /admin/mode on its ops listener, over TLS with an administrator's client
-// certificate, as `adcsc ctl drain|resume|maint` and `adcsc drill` do.
+// certificate, as `adcsc ctl drain|resume|maint` and `adcsc drill` do. Each call opens its own
+// connection: safe from any thread.
 #pragma once
 
 #include <filesystem>

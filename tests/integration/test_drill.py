@@ -1,8 +1,8 @@
 """Failover drills on the quickstart cluster, as an operator runs them: deploy/quickstart
 brings up the ADCS emulator, three nodes, their agents and HAProxy (TLS termination with L7
-retries) in a scratch directory; `adcsc drill` runs a short kill drill and a short partition
-drill against it, and each must meet its objectives (no lost and no failed request, no
-duplicate CA request); `--down` stops everything. `--smoke` does the whole round by itself."""
+retries) in a scratch directory; `adcsc drill` runs each scenario (kill, partition, drain,
+ca-outage, rolling-restart) shortly against it, and each must meet its objectives (no lost
+and no failed request, no duplicate CA request); `--down` stops everything. `--smoke` does the whole round by itself."""
 import json
 import os
 import random
@@ -59,7 +59,7 @@ def pids_alive(root):
 
 
 class QuickstartCluster(unittest.TestCase):
-    def test_kill_and_partition_drills_meet_their_objectives(self):
+    def test_every_scenario_meets_its_objectives(self):
         with h.TempRoot() as tmp:
             root = tmp / "quickstart"
             port = free_range()
@@ -79,7 +79,7 @@ class QuickstartCluster(unittest.TestCase):
                 self.assertEqual(bad.returncode, 2, bad.stdout + bad.stderr)
                 self.assertIn('node "node-z" is not in', bad.stderr)
 
-                for scenario in ("kill", "partition"):
+                for scenario in ("kill", "partition", "drain", "ca-outage", "rolling-restart"):
                     out = drill(root, scenario, "--node", "node-c")
                     self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
                     report = json.loads(out.stdout)
@@ -96,13 +96,17 @@ class QuickstartCluster(unittest.TestCase):
                     self.assertEqual(report["duplicate_ca_requests"], 0)
                     self.assertEqual(report["nodes_checked"], ["node-a", "node-b", "node-c"])
                     self.assertIsNotNone(report["replication_converged"]["ms"])
-                    if scenario == "kill":
-                        # HAProxy's own word: inter 1 s x fall 2, then rise 2.
-                        self.assertIsNotNone(report["lb_stopped_using_node"]["ms"])
-                        self.assertIsNotNone(report["node_back"]["ms"])
-                    else:
+                    if scenario in ("kill", "drain", "ca-outage"):
+                        # HAProxy's own word: DOWN after inter 1 s x fall 2 (a CA outage first
+                        # needs a failed probe), DRAIN from the agent; UP again after rise 2.
+                        self.assertIsNotNone(report["lb_stopped_using_node"]["ms"], report["events"])
+                        self.assertIsNotNone(report["node_back"]["ms"], report["events"])
+                    elif scenario == "partition":
                         # A partitioned node keeps serving (on_quorum_loss = serve): it stays in.
                         self.assertEqual(report["node_back"]["how"], "it never left the rotation")
+                    else:
+                        phases = [p["phase"] for p in report["phases"]]
+                        self.assertEqual(phases[1:4], ["restart node-a", "restart node-b", "restart node-c"])
 
                 # --down from another terminal stops everything; the foreground quickstart notices.
                 down = subprocess.run([str(WRAPPER), "--dir", str(root), "--port", str(port), "--down"],

@@ -77,7 +77,12 @@ TEST(DrillReportTest, JudgementFollowsTheObjectivesGiven) {
   DrillReport clean = ReportWith(0, 0);
   Judge(none, &clean);
   EXPECT_TRUE(clean.passed);
-  ASSERT_EQ(clean.judgements.size(), 1u) << "zero lost is always judged";
+  ASSERT_EQ(clean.judgements.size(), 2u) << "zero lost and the scenario's steps are always judged";
+
+  DrillReport broken = ReportWith(0, 0);
+  broken.action_failures.push_back("kill -9 node-c: no such process");
+  Judge(none, &broken);
+  EXPECT_FALSE(broken.passed);
 
   DrillReport lost = ReportWith(0, 1);
   Judge(none, &lost);
@@ -95,8 +100,8 @@ TEST(DrillReportTest, JudgementFollowsTheObjectivesGiven) {
   limit.max_lb_stopped_ms = 1000;
   Judge(limit, &failures);
   EXPECT_FALSE(failures.passed);
-  EXPECT_TRUE(failures.judgements[1].met) << "2 failed is within --max-failed 2";
-  EXPECT_FALSE(failures.judgements[2].met) << "1500 ms is over --max-detect-ms 1000";
+  EXPECT_TRUE(failures.judgements[2].met) << "2 failed is within --max-failed 2";
+  EXPECT_FALSE(failures.judgements[3].met) << "1500 ms is over --max-detect-ms 1000";
 
   Objectives dup;
   dup.max_duplicates = 0;
