@@ -280,8 +280,13 @@ absl::StatusOr<DrillReport> RunDrill(const DrillConfig& config, DrillOptions opt
   const bool rolling = options.scenario == "rolling-restart";
   for (const DrillNode& n : config.nodes) {
     if (!rolling && &n != target) continue;
+    if (options.scenario == "kill") {
+      if (auto s = need(n, !n.pid_file.empty() || !n.kill_command.empty(), "pid_file or kill"); !s.ok()) return s;
+    }
+    if (rolling) {
+      if (auto s = need(n, !n.pid_file.empty() || !n.stop_command.empty(), "pid_file or stop"); !s.ok()) return s;
+    }
     if (options.scenario == "kill" || rolling) {
-      if (auto s = need(n, !n.pid_file.empty(), "pid_file"); !s.ok()) return s;
       if (auto s = need(n, !n.start.empty(), "start"); !s.ok()) return s;
     }
     if (options.scenario == "partition" || options.scenario == "ca-outage") {

@@ -73,7 +73,7 @@ absl::StatusOr<DrillConfig> ParseDrillConfig(std::string_view toml_text, const s
         r.Error(key, "must be a table ([[node]])");
         continue;
       }
-      r.CheckKnown(*t, key + ".", {"id", "api", "ops", "config", "pid_file", "start", "lb_server"});
+      r.CheckKnown(*t, key + ".", {"id", "api", "ops", "config", "pid_file", "kill", "stop", "start", "lb_server"});
       DrillNode n;
       r.String(*t, "id", key + ".id", &n.id, true);
       r.String(*t, "api", key + ".api", &n.api_url, true);
@@ -82,6 +82,8 @@ absl::StatusOr<DrillConfig> ParseDrillConfig(std::string_view toml_text, const s
       https_url(n.ops_url, key + ".ops");
       r.Path(*t, "config", key + ".config", &n.config, false);
       r.Path(*t, "pid_file", key + ".pid_file", &n.pid_file, false);
+      r.Strings(*t, "kill", key + ".kill", &n.kill_command);
+      r.Strings(*t, "stop", key + ".stop", &n.stop_command);
       r.Strings(*t, "start", key + ".start", &n.start);
       r.String(*t, "lb_server", key + ".lb_server", &n.lb_server, false);
       if (n.lb_server.empty()) n.lb_server = n.id;

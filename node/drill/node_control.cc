@@ -64,9 +64,40 @@ bool WaitGone(int pid, std::chrono::milliseconds bound) {
   return true;
 }
 
+// Runs `argv` (stdout to /dev/null, stderr inherited) and waits, at most 60 s, for it to exit 0.
+absl::Status RunCommand(const std::vector<std::string>& command, const std::string& what) {
+  std::vector<char*> argv;
+  for (const std::string& a : command) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  pid_t pid = 0;
+  const int rc = posix_spawnp(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) return absl::InternalError(absl::StrCat("cannot run ", command[0], ": ", strerror(rc)));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  int status = 0;
+  while (waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      return absl::DeadlineExceededError(
+          absl::StrCat(what, " did not return within 60 s: ", absl::StrJoin(command, " ")));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return absl::InternalError(
+        absl::StrCat(what, " failed (status ", WEXITSTATUS(status), "): ", absl::StrJoin(command, " ")));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status ProcessControl::Kill(const DrillNode& node) {
+  if (!node.kill_command.empty()) return RunCommand(node.kill_command, "the kill command for " + node.id);
   auto pid = ReadLivePid(node.pid_file);
   if (!pid.ok()) return pid.status();
   if (kill(*pid, SIGKILL) != 0) return absl::InternalError(absl::StrCat("kill -9 ", *pid, ": ", strerror(errno)));
@@ -77,6 +108,7 @@ absl::Status ProcessControl::Kill(const DrillNode& node) {
 }
 
 absl::Status ProcessControl::Stop(const DrillNode& node, std::chrono::milliseconds grace) {
+  if (!node.stop_command.empty()) return RunCommand(node.stop_command, "the stop command for " + node.id);
   auto pid = ReadLivePid(node.pid_file);
   if (!pid.ok()) return pid.status();
   if (kill(*pid, SIGTERM) != 0) return absl::InternalError(absl::StrCat("kill -TERM ", *pid, ": ", strerror(errno)));
@@ -88,35 +120,8 @@ absl::Status ProcessControl::Stop(const DrillNode& node, std::chrono::millisecon
 }
 
 absl::Status ProcessControl::Start(const DrillNode& node) {
-  if (node.start.empty())
-    return absl::FailedPreconditionError("no start command in the drill file for node " + node.id);
-  std::vector<char*> argv;
-  for (const std::string& a : node.start) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-  pid_t pid = 0;
-  const int rc = posix_spawnp(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) return absl::InternalError(absl::StrCat("cannot run ", node.start[0], ": ", strerror(rc)));
-  // The command launches the node and returns.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  int status = 0;
-  while (waitpid(pid, &status, WNOHANG) == 0) {
-    if (std::chrono::steady_clock::now() >= deadline) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      return absl::DeadlineExceededError(absl::StrCat("the start command for ", node.id,
-                                                      " did not return within 60 s: ", absl::StrJoin(node.start, " ")));
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    return absl::InternalError(absl::StrCat("the start command for ", node.id, " failed (status ", WEXITSTATUS(status),
-                                            "): ", absl::StrJoin(node.start, " ")));
-  }
-  return absl::OkStatus();
+  if (node.start.empty()) return absl::FailedPreconditionError("no start command in the drill file for node " + node.id);
+  return RunCommand(node.start, "the start command for " + node.id);
 }
 
 absl::Status ProcessControl::SetMode(const DrillNode& node, const std::string& mode) {

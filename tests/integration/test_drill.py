@@ -6,6 +6,7 @@ and no failed request, no duplicate CA request); `--down` stops everything. `--s
 import json
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -108,13 +109,26 @@ class QuickstartCluster(unittest.TestCase):
                         phases = [p["phase"] for p in report["phases"]]
                         self.assertEqual(phases[1:4], ["restart node-a", "restart node-b", "restart node-c"])
 
-                # --down from another terminal stops everything; the foreground quickstart notices.
+                # Ctrl-C stops everything it started.
+                qs.send_signal(signal.SIGINT)
+                self.assertEqual(qs.wait(timeout=60), 0)
+                self.assertEqual(pids_alive(root), [])
+
+                # Again on the same directory (the PKI and data are kept), then --down from
+                # another terminal: everything stops, and the foreground quickstart notices.
+                log.close()
+                log = open(tmp / "quickstart.out", "w")
+                qs = subprocess.Popen([sys.executable, str(QUICKSTART), "--dir", str(root), "--port", str(port),
+                                       "--bin-dir", str(h.BIN)], stdout=log, stderr=subprocess.STDOUT)
+                h.wait_for(lambda: "Press Ctrl-C" in (tmp / "quickstart.out").read_text() or qs.poll() is not None,
+                           timeout=120, what="the quickstart cluster, again")
+                self.assertIsNone(qs.poll(), (tmp / "quickstart.out").read_text())
                 down = subprocess.run([str(WRAPPER), "--dir", str(root), "--port", str(port), "--down"],
                                       capture_output=True, text=True, timeout=120,
                                       env=dict(os.environ, ADCSC_BIN_DIR=str(h.BIN)))
                 self.assertEqual(down.returncode, 0, down.stdout + down.stderr)
                 self.assertIn("stopped haproxy", down.stdout)
-                qs.wait(timeout=30)
+                self.assertEqual(qs.wait(timeout=30), 0)
                 self.assertEqual(pids_alive(root), [])
             finally:
                 if qs.poll() is None:

@@ -181,6 +181,13 @@ start = ["systemctl", "start", "adcsc-node"]
 id = "node-b"
 api = "https://10.0.0.2:8443"
 lb_server = "adcsc2"
+
+[[node]]
+id = "node-c"
+api = "https://10.0.0.3:8443"
+kill = ["ssh", "adcsc3", "systemctl", "kill", "-s", "KILL", "adcsc-node"]
+stop = ["ssh", "adcsc3", "systemctl", "stop", "adcsc-node"]
+start = ["ssh", "adcsc3", "systemctl", "start", "adcsc-node"]
 )";
 
 TEST(DrillConfigTest, ReadsTheFileWithItsDefaultsAndRelativePaths) {
@@ -189,7 +196,10 @@ TEST(DrillConfigTest, ReadsTheFileWithItsDefaultsAndRelativePaths) {
   EXPECT_EQ(c->lb_url, "https://lb.example.com:8443");
   EXPECT_EQ(c->client_cert, "/etc/adcsc/jamf.pem");
   EXPECT_EQ(c->template_name, "JamfDevice");
-  ASSERT_EQ(c->nodes.size(), 2u);
+  ASSERT_EQ(c->nodes.size(), 3u);
+  EXPECT_EQ(c->nodes[2].kill_command.size(), 7u);
+  EXPECT_EQ(c->nodes[2].stop_command.back(), "adcsc-node");
+  EXPECT_TRUE(c->nodes[2].pid_file.empty());
   EXPECT_EQ(c->nodes[0].lb_server, "node-a") << "defaults to the node ID";
   EXPECT_EQ(c->nodes[1].lb_server, "adcsc2");
   EXPECT_EQ(c->nodes[0].start.size(), 3u);
@@ -240,7 +250,7 @@ TEST(DrillTest, AScenarioThatLacksWhatItNeedsIsRefusedUpFront) {
   o.target = "node-z";
   auto unknown = RunDrill(*c, o, &control);
   EXPECT_EQ(unknown.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(std::string(unknown.status().message()).find("node-a, node-b"), std::string::npos);
+  EXPECT_NE(std::string(unknown.status().message()).find("node-a, node-b, node-c"), std::string::npos);
   o.target = "node-b";  // no pid_file, no start command
   auto kill = RunDrill(*c, o, &control);
   EXPECT_EQ(kill.status().code(), absl::StatusCode::kFailedPrecondition);
