@@ -110,6 +110,21 @@ class QuickstartCluster(unittest.TestCase):
                         phases = [p["phase"] for p in report["phases"]]
                         self.assertEqual(phases[1:4], ["restart node-a", "restart node-b", "restart node-c"])
 
+                # Without HAProxy's stats socket the drill times the load balancer by the answers
+                # the node signed (X-Adcsc-Node): a drained node's last and first answers.
+                plain = root / "drill-no-stats.toml"
+                plain.write_text("\n".join(l for l in (root / "drill.toml").read_text().splitlines()
+                                           if not l.startswith("haproxy_stats_socket")) + "\n")
+                out = subprocess.run([str(h.ADCSC), "drill", "--config", str(plain), "--scenario", "drain",
+                                      "--warmup-ms", "1500", "--hold-ms", "3000", "--tail-ms", "4000", "--json"],
+                                     capture_output=True, text=True, timeout=240)
+                self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+                report = json.loads(out.stdout)
+                self.assertEqual(report["lb_stopped_using_node"]["how"], "its last answer")
+                self.assertLess(report["lb_stopped_using_node"]["ms"], 3000)
+                self.assertEqual(report["node_back"]["how"], "its first answer after the restore")
+                self.assertFalse(any(e["what"].startswith("load balancer:") for e in report["events"]))
+
                 # Ctrl-C stops everything it started.
                 qs.send_signal(signal.SIGINT)
                 self.assertEqual(qs.wait(timeout=60), 0)
