@@ -257,13 +257,16 @@ ApiResponse ApiService::Submit(const ApiRequest& request) {
       from_peer = true;
     }
   }
-  if (reusable(*earlier)) {
-    const RequestRecord& rec = **earlier;
+  // The answer for a submit that found its earlier request (here, at a peer, or at the CA).
+  auto answer_with = [&](const RequestRecord& rec) {
     auto d = static_cast<Disposition>(rec.disposition());
     fields["request_id"] = rec.request_id();
+    return finish(
+        Make(200, WithRequestIdJson(DispositionStatus(d), DispositionMessage(d), rec.request_id()), OutcomeFor(d)));
+  };
+  if (reusable(*earlier)) {
     fields["deduplicated"] = from_peer ? "peer" : "store";
-    return finish(Make(200, WithRequestIdJson(DispositionStatus(d), DispositionMessage(d), rec.request_id()),
-                       OutcomeFor(d)));
+    return answer_with(**earlier);
   }
 
   // The same CSR may be on its way to the CA from another node, or may have got there from a
@@ -280,13 +283,7 @@ ApiResponse ApiService::Submit(const ApiRequest& request) {
         std::string message = hr ? CaFailureMessage(backend_->Kind(), *hr, "") : std::string(found.status().message());
         return finish(CaFailure(found.status(), message, submit_error));
       }
-      if (found->has_value()) {
-        const RequestRecord& rec = **found;
-        auto d = static_cast<Disposition>(rec.disposition());
-        fields["request_id"] = rec.request_id();
-        return finish(
-            Make(200, WithRequestIdJson(DispositionStatus(d), DispositionMessage(d), rec.request_id()), OutcomeFor(d)));
-      }
+      if (found->has_value()) return answer_with(**found);
     }
   }
   SubmitIntent intent{ca_config, body->template_name, csr_sha256, 0, config_.ca.identity, config_.node_id};
