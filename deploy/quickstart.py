@@ -202,6 +202,9 @@ key_file = "{pki / 'server-key.pem'}"
 client_ca_file = "{pki / 'adcs-proxy-ca.pem'}"
 # Jamf Pro's certificate (for direct calls and drills) and HAProxy's (it re-encrypts to the nodes).
 client_pins = ["{jamf_pin}", "{lb_pin}"]
+# HAProxy names the real caller (Jamf Pro's address and certificate) in headers the nodes
+# believe from its certificate only: the logs then show Jamf Pro, not HAProxy.
+trusted_proxy_pins = ["{lb_pin}"]
 
 [log]
 level = "info"

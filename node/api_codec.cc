@@ -1,6 +1,8 @@
 #include "node/api_codec.h"
 
+#include <algorithm>
 #include <limits>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -15,9 +17,58 @@ using adcsc::ca::Disposition;
 
 absl::Status Bad(std::string_view what) { return absl::InvalidArgumentError(pki::AbslView(what)); }
 
+// Longest piece of a parser's complaint quoted back to the client.
+constexpr size_t kMaxParseDetail = 160;
+
+// The lenient pre-pass (see EscapeRawLineBreaksInStrings); `inserted`, when given, receives
+// the offsets in the output after which one byte was added, to map positions back.
+std::string EscapeLineBreaks(std::string_view json, std::vector<size_t>* inserted) {
+  std::string out;
+  out.reserve(json.size() + 64);
+  bool in_string = false;
+  bool escaped = false;  // the previous character inside a string was an unescaped backslash
+  auto put_escape = [&](char letter) {
+    out.push_back('\\');
+    if (inserted != nullptr) inserted->push_back(out.size());
+    out.push_back(letter);
+  };
+  for (char c : json) {
+    if (!in_string || escaped) {
+      if (!in_string && c == '"') in_string = true;
+      escaped = false;
+      out.push_back(c);
+      continue;
+    }
+    switch (c) {
+      case '\\': escaped = true; out.push_back(c); break;
+      case '"': in_string = false; out.push_back(c); break;
+      case '\n': put_escape('n'); break;
+      case '\r': put_escape('r'); break;
+      case '\t': put_escape('t'); break;
+      default: out.push_back(c);
+    }
+  }
+  return out;
+}
+
 absl::StatusOr<Json> ParseObject(std::string_view text) {
-  Json doc = Json::parse(text, /*cb=*/nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) return Bad("body is not valid JSON");
+  std::vector<size_t> inserted;
+  const std::string lenient = EscapeLineBreaks(text, &inserted);
+  Json doc;
+  try {
+    doc = Json::parse(lenient);
+  } catch (const Json::parse_error& e) {
+    // Where the client's own bytes went wrong: nlohmann counts in the escaped text.
+    size_t byte = e.byte;
+    byte -= static_cast<size_t>(std::lower_bound(inserted.begin(), inserted.end(), e.byte) - inserted.begin());
+    byte = std::min(byte, text.size());  // nlohmann counts reading the end of input as a byte
+    // nlohmann's text: "[json.exception.parse_error.101] parse error at line 1, column 2: <what>; last read: '<x>'".
+    std::string_view what = e.what();
+    if (auto at = what.find(": ", what.find("parse error")); at != std::string_view::npos) what.remove_prefix(at + 2);
+    if (auto last = what.find("; last read"); last != std::string_view::npos) what = what.substr(0, last);
+    if (what.size() > kMaxParseDetail) what = what.substr(0, kMaxParseDetail);
+    return Bad(absl::StrCat("body is not valid JSON at byte ", byte, ": ", pki::AbslView(what)));
+  }
   if (!doc.is_object()) return Bad("body must be a JSON object");
   return doc;
 }
@@ -40,6 +91,42 @@ absl::Status ReadConfig(const Json& doc, std::string* dc, std::string* ca) {
   return ReadString(*it, "config.ca", "ca", true, ca);
 }
 
+constexpr uint64_t kMaxRequestId = std::numeric_limits<uint32_t>::max();
+
+absl::StatusOr<uint32_t> CheckRequestIdRange(uint64_t v) {
+  if (v == 0) return Bad("\"request-id\" must be a positive integer, got 0");
+  if (v > kMaxRequestId) return Bad(absl::StrCat("\"request-id\" ", v, " is out of range (1 to 4294967295)"));
+  return static_cast<uint32_t>(v);
+}
+
+// A JSON number, or (as the original's .NET reader converted it) a string of decimal digits.
+absl::StatusOr<uint32_t> ReadRequestId(const Json& id) {
+  if (id.is_number_unsigned()) return CheckRequestIdRange(id.get<uint64_t>());
+  if (id.is_number_integer()) {
+    return Bad(absl::StrCat("\"request-id\" must be a positive integer, got ", id.get<int64_t>()));
+  }
+  if (id.is_number_float()) return Bad("\"request-id\" must be an integer, not a fraction or exponent");
+  if (id.is_string()) {
+    const std::string& text = id.get_ref<const std::string&>();
+    // More than 10 digits is out of range whatever they are; the bound keeps the sum in uint64.
+    constexpr size_t kMaxDigits = 20;
+    bool digits_only = !text.empty() && text.size() <= kMaxDigits;
+    uint64_t v = 0;
+    for (char c : text) {
+      if (c < '0' || c > '9') {
+        digits_only = false;
+        break;
+      }
+      if (v <= kMaxRequestId) v = v * 10 + static_cast<uint64_t>(c - '0');
+    }
+    if (!digits_only) {
+      return Bad("\"request-id\" must be a JSON number or a string of decimal digits, e.g. 95 or \"95\"");
+    }
+    return CheckRequestIdRange(v);
+  }
+  return Bad("\"request-id\" must be a JSON number");
+}
+
 std::string Dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
 
 Json StatusObject(std::string_view status, std::string_view message) {
@@ -52,6 +139,8 @@ Json StatusObject(std::string_view status, std::string_view message) {
 }
 
 }  // namespace
+
+std::string EscapeRawLineBreaksInStrings(std::string_view json) { return EscapeLineBreaks(json, nullptr); }
 
 absl::StatusOr<SubmitBody> ParseSubmitBody(std::string_view json) {
   auto doc = ParseObject(json);
@@ -69,20 +158,9 @@ absl::StatusOr<RetrieveBody> ParseRetrieveBody(std::string_view json) {
   RetrieveBody body;
   auto it = doc->find("request-id");
   if (it == doc->end()) return Bad("missing field \"request-id\"");
-  const Json& id = *it;
-  constexpr uint64_t kMaxRequestId = std::numeric_limits<uint32_t>::max();
-  if (id.is_number_unsigned()) {
-    uint64_t v = id.get<uint64_t>();
-    if (v == 0) return Bad("\"request-id\" must be a positive integer, got 0");
-    if (v > kMaxRequestId) return Bad(absl::StrCat("\"request-id\" ", v, " is out of range (1 to 4294967295)"));
-    body.request_id = static_cast<uint32_t>(v);
-  } else if (id.is_number_integer()) {
-    return Bad(absl::StrCat("\"request-id\" must be a positive integer, got ", id.get<int64_t>()));
-  } else if (id.is_number_float()) {
-    return Bad("\"request-id\" must be an integer, not a fraction or exponent");
-  } else {
-    return Bad("\"request-id\" must be a JSON number");
-  }
+  auto id = ReadRequestId(*it);
+  if (!id.ok()) return id.status();
+  body.request_id = *id;
   if (auto s = ReadConfig(*doc, &body.dc, &body.ca); !s.ok()) return s;
   return body;
 }

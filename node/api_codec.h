@@ -26,7 +26,16 @@ struct RetrieveBody {
   std::string ca;
 };
 
-// InvalidArgument with a message fit for the BAD_REQUEST body on any problem.
+// What the original connector's .NET JSON reader accepted and strict JSON does not: raw LF,
+// CR and TAB characters inside strings (its public curl test script sends the CSR's line
+// breaks that way). Returns `json` with exactly those characters, inside strings only,
+// replaced by their escapes (\n, \r, \t); everything else, other control characters
+// included, is left for the JSON parser to judge.
+std::string EscapeRawLineBreaksInStrings(std::string_view json);
+
+// InvalidArgument with a message fit for the BAD_REQUEST body on any problem. Lenient where
+// the original was (docs/api.md, "What the API accepts"): raw line breaks in strings,
+// unknown keys ignored, "request-id" as a number or a string of digits.
 absl::StatusOr<SubmitBody> ParseSubmitBody(std::string_view json);
 absl::StatusOr<RetrieveBody> ParseRetrieveBody(std::string_view json);
 

@@ -115,7 +115,9 @@ struct CallLog {
         observer(observer),
         endpoint(endpoint),
         started(std::chrono::steady_clock::now()),
-        fields({{"endpoint", endpoint}, {"client_pin", request.auth->pin}, {"remote", std::string(request.remote)}}) {}
+        fields({{"endpoint", endpoint}, {"client_pin", request.auth->pin}, {"remote", std::string(request.remote)}}) {
+    if (!request.proxy_pin.empty()) fields["proxy_pin"] = std::string(request.proxy_pin);
+  }
 
   ApiResponse Finish(ApiResponse r) {
     const double latency_ms =
@@ -159,12 +161,19 @@ ApiResponse ApiService::Route(const ApiRequest& request) {
   const std::string path = StripQuery(request.target);
   if (request.auth == nullptr || !request.auth->ok) {
     std::string reason = request.auth ? request.auth->reason : "client certificate not checked";
+    const int substatus = request.auth ? request.auth->iis_substatus : 0;
+    const uint32_t win32 = request.auth ? request.auth->win32_status : 0;
     log_->Warn("client_refused", {{"path", path},
                                   {"remote", std::string(request.remote)},
                                   {"client_pin", request.auth ? request.auth->pin : ""},
                                   {"reason", reason},
-                                  {"iis_substatus", request.auth ? request.auth->iis_substatus : 0}});
-    return Make(403, StatusOnlyJson("FORBIDDEN", reason), "forbidden");
+                                  {"iis_substatus", substatus},
+                                  {"win32_status", win32}});
+    ApiResponse r = Make(403, StatusOnlyJson("FORBIDDEN", reason), "forbidden");
+    r.iis_substatus = substatus;
+    r.win32_status = win32;
+    r.close_connection = true;
+    return r;
   }
   struct Route {
     std::string_view path;

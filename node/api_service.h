@@ -27,6 +27,9 @@ struct ApiRequest {
   std::string_view user_agent;
   std::string_view remote;   // client address, for logs
   const ClientAuthResult* auth = nullptr;  // must be set
+  // When a trusted TLS-terminating proxy forwarded the request (forwarded_caller.h): its pin,
+  // for logs; `auth` and `remote` then describe the client behind it.
+  std::string_view proxy_pin;
 };
 
 struct ApiResponse {
@@ -35,6 +38,12 @@ struct ApiResponse {
   std::string allow;         // "Allow" header value for 405
   std::string outcome;       // short word for logs and metrics: issued, pending, denied, bad_request, ...
   std::string node;          // the node that answered: the X-Adcsc-Node header (drills see who served)
+  // For a refused client certificate: IIS's sub-status and Windows error code, for the access
+  // log's sc-substatus and sc-win32-status (client_auth.h); 0 otherwise.
+  int iis_substatus = 0;
+  uint32_t win32_status = 0;
+  // The connection is closed after this answer (a refused client gets one answer only).
+  bool close_connection = false;
 };
 
 // Makes a recorded outcome durable on a write quorum of the cluster before the API answers.

@@ -50,8 +50,11 @@ absl::StatusOr<std::unique_ptr<ClientAuthorizer>> ClientAuthorizer::Create(const
 ClientAuthResult ClientAuthorizer::Authorize(X509* leaf, STACK_OF(X509) * chain) const {
   if (leaf == nullptr) {
     ClientAuthResult r;
-    r.iis_substatus = 7;
-    r.reason = "no client certificate was presented (Jamf Pro must upload client-cert.pfx)";
+    r.iis_substatus = kIisNoCertificate;
+    r.win32_status = kWin32AccessDenied;
+    r.reason =
+        "403.7 Client certificate required: no client certificate was presented (Jamf Pro presents the identity "
+        "uploaded as client-cert.pfx in its AD CS settings; curl needs --cert)";
     return r;
   }
   const std::string pin = adcsc::pki::CertSha256Hex(leaf);
@@ -98,26 +101,36 @@ ClientAuthResult ClientAuthorizer::Verify(X509* leaf, STACK_OF(X509) * chain, co
   if (verified != 1) {
     switch (err) {
       case X509_V_ERR_CERT_HAS_EXPIRED:
-        r.iis_substatus = 17;
-        r.reason = absl::StrCat("client certificate sha256:", r.pin,
-                                " has expired (issue a new client identity with `adcsc pki init` or your CA)");
+        r.iis_substatus = kIisExpired;
+        r.win32_status = kCertEExpired;
+        r.reason = absl::StrCat("403.17 Client certificate has expired: sha256:", r.pin,
+                                " (issue a new client identity with `adcsc pki init` or your CA, and upload it to "
+                                "Jamf Pro)");
         break;
       case X509_V_ERR_CERT_NOT_YET_VALID:
-        r.iis_substatus = 17;
-        r.reason = absl::StrCat("client certificate sha256:", r.pin, " is not yet valid (check the clocks)");
+        r.iis_substatus = kIisExpired;
+        r.win32_status = kCertEExpired;
+        r.reason = absl::StrCat("403.17 Client certificate is not yet valid: sha256:", r.pin,
+                                " (check the clocks of this node and of the issuing CA)");
         break;
       default:
-        r.iis_substatus = 16;
-        r.reason = absl::StrCat("client certificate sha256:", r.pin, " is not trusted: ",
-                                X509_verify_cert_error_string(err), " (check api.client_ca_file)");
+        r.iis_substatus = kIisUntrusted;
+        r.win32_status = err == X509_V_ERR_CERT_SIGNATURE_FAILURE  ? kTrustECertSignature
+                         : err == X509_V_ERR_INVALID_PURPOSE       ? kCertEWrongUsage
+                                                                   : kCertEUntrustedRoot;
+        r.reason = absl::StrCat("403.16 Client certificate is untrusted or invalid: sha256:", r.pin, " ",
+                                X509_verify_cert_error_string(err),
+                                " (its issuing CA must be in api.client_ca_file)");
         break;
     }
     return r;
   }
   if (pins_.count(r.pin) == 0) {
-    r.iis_substatus = 20;
-    r.reason = absl::StrCat("client certificate sha256:", r.pin,
-                            " is trusted but not mapped (add its pin to api.client_pins)");
+    r.iis_substatus = kIisMapperDenied;
+    r.win32_status = kWin32AccessDenied;
+    r.reason = absl::StrCat("403.12 Client certificate is not mapped: sha256:", r.pin,
+                            " is trusted but not one of api.client_pins (one-to-one mapping, as in IIS: add the "
+                            "pin to map it)");
     return r;
   }
   r.ok = true;

@@ -83,7 +83,7 @@ size_t ReadPins(TomlReader& r, const toml::table& t, std::string_view key, std::
 
 void ReadApi(TomlReader& r, const toml::table& api, ApiConfig* out) {
   r.CheckKnown(api, "api.",
-               {"listen", "cert_file", "key_file", "client_ca_file", "client_pins", "max_body_bytes",
+               {"listen", "cert_file", "key_file", "client_ca_file", "client_pins", "trusted_proxy_pins", "max_body_bytes",
                 "handshake_timeout_ms", "header_timeout_ms", "idle_timeout_ms", "request_timeout_ms", "max_connections",
                 "shutdown_grace_ms", "io_threads", "worker_threads", "session_cache_size", "session_timeout_s"});
   ReadListen(r, api, "listen", "api.listen", &out->listen_address, &out->listen_port);
@@ -95,6 +95,14 @@ void ReadApi(TomlReader& r, const toml::table& api, ApiConfig* out) {
   CheckReadable(r, "api.client_ca_file", out->client_ca_file);
   if (ReadPins(r, api, "client_pins", "api.client_pins", &out->client_pins) == 0) {
     r.Error("api.client_pins", "at least one client certificate pin is required (see `adcsc pki init`)");
+  }
+  ReadPins(r, api, "trusted_proxy_pins", "api.trusted_proxy_pins", &out->trusted_proxy_pins);
+  for (size_t i = 0; i < out->trusted_proxy_pins.size(); ++i) {
+    const std::string& pin = out->trusted_proxy_pins[i];
+    if (std::find(out->client_pins.begin(), out->client_pins.end(), pin) == out->client_pins.end()) {
+      r.Error(absl::StrCat("api.trusted_proxy_pins[", i, "]"),
+              "a trusted proxy must also be in api.client_pins (it connects with that certificate)");
+    }
   }
   r.Int(api, "max_body_bytes", "api.max_body_bytes", &out->max_body_bytes, 1024, 16 * 1024 * 1024);
   r.Millis(api, "handshake_timeout_ms", "api.handshake_timeout_ms", &out->handshake_timeout);

@@ -28,6 +28,9 @@ struct ApiConfig {
   std::filesystem::path key_file;        // server private key (PEM); must be mode 0600 or stricter
   std::filesystem::path client_ca_file;  // PEM bundle a client certificate must chain to
   std::vector<std::string> client_pins;  // SHA-256 of allowed client certificates, normalised hex
+  // Pins (each also in client_pins) of TLS-terminating load balancers whose X-Adcsc-Client-*
+  // headers name the real caller (forwarded_caller.h); from anyone else they are ignored.
+  std::vector<std::string> trusted_proxy_pins;
   size_t max_body_bytes = 64 * 1024;
   std::chrono::milliseconds handshake_timeout{10'000};
   std::chrono::milliseconds header_timeout{10'000};

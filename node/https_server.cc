@@ -20,11 +20,13 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "node/api_codec.h"
+#include "node/forwarded_caller.h"
 #include "node/pki/openssl_ptr.h"
 
 namespace adcsc::node {
@@ -45,6 +47,10 @@ constexpr size_t kReadChunk = 8 * 1024;
 constexpr std::chrono::seconds kTlsShutdownTimeout{2};
 // On shutdown, how long a connection waiting for its next request may still send one.
 constexpr std::chrono::seconds kShutdownIdleGrace{1};
+// Forwarded-identity headers from a peer that is not a trusted proxy are logged at most this
+// often per peer certificate, for at most this many certificates at once.
+constexpr std::chrono::seconds kIgnoredForwardedLogInterval{60};
+constexpr size_t kMaxIgnoredForwardedPins = 256;
 // Pause after accept() fails for lack of descriptors, so the loop does not spin.
 constexpr std::chrono::milliseconds kAcceptBackoff{100};
 // TLS 1.2 suites: forward secret AEAD only. TLS 1.3 suites are OpenSSL's defaults (all AEAD).
@@ -54,10 +60,10 @@ constexpr const char* kTls12Ciphers =
 constexpr unsigned char kSessionIdContext[] = "adcsc-api";
 
 
-// Peer certificates are accepted at the handshake whatever their chain, so that an
-// untrusted or unmapped client gets a 403 with a reason (as IIS gives 403.16) instead of an
-// opaque handshake failure. ClientAuthorizer decides after the handshake. A client that
-// presents no certificate at all still fails the handshake (SSL_VERIFY_FAIL_IF_NO_PEER_CERT).
+// The handshake asks for a client certificate but accepts whatever is presented, or none, so
+// that a refused client gets a 403 saying why (as IIS answers 403.7, 403.16 or a mapping
+// failure) instead of an opaque handshake failure. ClientAuthorizer decides after the
+// handshake; a refused client gets that one answer and the connection is closed.
 int AcceptAnyPresentedCertificate(int /*preverify_ok*/, X509_STORE_CTX* /*ctx*/) { return 1; }
 // And the handshake does not build or check the chain at all: ClientAuthorizer does, once,
 // afterwards. Besides the work saved, OpenSSL 3.0 fills lazily cached encodings of shared
@@ -69,6 +75,16 @@ int SkipHandshakeChainCheck(X509_STORE_CTX* /*ctx*/, void* /*arg*/) { return 1; 
 struct Endpoints {
   std::string remote_ip, local_ip;
   uint16_t local_port = 0;
+};
+
+// What an access-log line says about the request beyond the connection's endpoints.
+struct AccessFacts {
+  std::string_view method = "-", target = "-", user_agent, referer;
+  const ClientAuthResult* auth = nullptr;  // the caller's decision (null: not known)
+  std::string_view client_ip;              // empty: the connection's remote address
+  int status = 0;
+  int substatus = 0;
+  uint32_t win32_status = 0;
 };
 
 }  // namespace
@@ -84,7 +100,8 @@ class HttpsServer::Impl {
         access_log_(access_log),
         io_threads_count_(config.io_threads ? config.io_threads : std::max(1u, std::thread::hardware_concurrency())),
         ioc_(static_cast<int>(io_threads_count_)),
-        ssl_ctx_(ssl::context::tls_server) {}
+        ssl_ctx_(ssl::context::tls_server),
+        trusted_proxy_pins_(config.trusted_proxy_pins.begin(), config.trusted_proxy_pins.end()) {}
 
   ~Impl() { Stop(); }
 
@@ -105,11 +122,13 @@ class HttpsServer::Impl {
   net::awaitable<bool> WriteError(Stream& stream, int status, std::string_view code, std::string_view message,
                                   const Endpoints& ep, std::string_view method, std::string_view path,
                                   const ClientAuthResult* auth, std::chrono::steady_clock::time_point started);
+  // The request's real caller: the TLS peer, or the client behind a trusted proxy.
+  absl::StatusOr<Caller> ResolveRequestCaller(const http::request<http::string_body>& req,
+                                              const ClientAuthResult& tls_peer, const Endpoints& ep);
   net::awaitable<bool> WriteTooLarge(Stream& stream, const http::request<http::string_body>& partial,
                                      const Endpoints& ep, const ClientAuthResult* auth,
                                      std::chrono::steady_clock::time_point started);
-  void WriteAccess(const Endpoints& ep, std::string_view method, std::string_view path, const ClientAuthResult* auth,
-                   std::string_view user_agent, int status, std::chrono::steady_clock::time_point started);
+  void WriteAccess(const Endpoints& ep, const AccessFacts& facts, std::chrono::steady_clock::time_point started);
   void RegisterIdle(uint64_t id, const std::shared_ptr<Stream>& stream);
   void UnregisterIdle(uint64_t id);
   void ConnectionClosed();
@@ -122,6 +141,7 @@ class HttpsServer::Impl {
   unsigned io_threads_count_;
   net::io_context ioc_;
   ssl::context ssl_ctx_;
+  const std::set<std::string> trusted_proxy_pins_;
   std::optional<tcp::acceptor> acceptor_;
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work_;
   std::unique_ptr<net::thread_pool> workers_;
@@ -129,9 +149,14 @@ class HttpsServer::Impl {
   std::atomic<bool> shutting_down_{false};
   std::atomic<uint64_t> next_session_id_{1};
 
-  std::mutex mu_;  // guards idle_ and signals idle_cv_
+  std::mutex mu_;  // guards idle_ and ignored_forwarded_, and signals idle_cv_
   std::condition_variable idle_cv_;
   std::map<uint64_t, std::weak_ptr<Stream>> idle_;  // sessions waiting for their next request
+  struct IgnoredForwarded {
+    std::chrono::steady_clock::time_point last_logged;
+    uint64_t suppressed = 0;
+  };
+  std::map<std::string, IgnoredForwarded> ignored_forwarded_;  // by TLS peer pin
 };
 
 absl::Status HttpsServer::Impl::ConfigureTls() {
@@ -164,7 +189,7 @@ absl::Status HttpsServer::Impl::ConfigureTls() {
     return absl::InvalidArgumentError(absl::StrCat("api.client_ca_file: no certificates in ", config_.client_ca_file.string()));
   }
   SSL_CTX_set_client_CA_list(ctx, names);
-  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, AcceptAnyPresentedCertificate);
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, AcceptAnyPresentedCertificate);
   SSL_CTX_set_cert_verify_callback(ctx, SkipHandshakeChainCheck, nullptr);
   // Resumption matters: Jamf Pro opens a new connection per request. Sessions are kept in
   // the server's cache (TLS 1.2 session IDs, TLS 1.3 stateful tickets) rather than in
@@ -284,23 +309,66 @@ void HttpsServer::Impl::UnregisterIdle(uint64_t id) {
   idle_.erase(id);
 }
 
-void HttpsServer::Impl::WriteAccess(const Endpoints& ep, std::string_view method, std::string_view path,
-                                    const ClientAuthResult* auth, std::string_view user_agent, int status,
+void HttpsServer::Impl::WriteAccess(const Endpoints& ep, const AccessFacts& facts,
                                     std::chrono::steady_clock::time_point started) {
   if (access_log_ == nullptr) return;
   AccessEntry e;
   e.when = std::chrono::system_clock::now();
   e.server_ip = ep.local_ip;
   e.server_port = ep.local_port;
-  e.client_ip = ep.remote_ip;
-  e.method = std::string(method);
-  e.uri_stem = std::string(path.substr(0, path.find('?')));
-  e.username = (auth && !auth->subject.empty()) ? auth->subject : "-";
-  e.user_agent = std::string(user_agent);
-  e.status = status;
+  e.client_ip = std::string(facts.client_ip.empty() ? std::string_view(ep.remote_ip) : facts.client_ip);
+  e.method = std::string(facts.method);
+  const size_t q = facts.target.find('?');
+  e.uri_stem = std::string(facts.target.substr(0, q));
+  if (q != std::string_view::npos) e.uri_query = std::string(facts.target.substr(q + 1));
+  // A refused certificate names nobody: IIS logs "-" for it too.
+  e.username = (facts.auth && facts.auth->ok && !facts.auth->subject.empty()) ? facts.auth->subject : "-";
+  e.user_agent = std::string(facts.user_agent);
+  e.referer = std::string(facts.referer);
+  e.status = facts.status;
+  e.substatus = facts.substatus;
+  e.win32_status = facts.win32_status;
   e.time_taken_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
   access_log_->Write(e);
+}
+
+absl::StatusOr<Caller> HttpsServer::Impl::ResolveRequestCaller(const http::request<http::string_body>& req,
+                                                               const ClientAuthResult& tls_peer, const Endpoints& ep) {
+  auto header = [&req](std::string_view name) -> std::string_view {
+    auto it = req.find(beast::string_view(name.data(), name.size()));
+    return it == req.end() ? std::string_view() : std::string_view(it->value().data(), it->value().size());
+  };
+  ForwardedHeaders forwarded{header(kForwardedAddrHeader), header(kForwardedPinHeader),
+                             header(kForwardedSubjectHeader)};
+  auto caller = ResolveCaller(tls_peer, ep.remote_ip, forwarded, trusted_proxy_pins_);
+  if (caller.ok() && caller->forwarded_ignored) {
+    // A balancer left out of api.trusted_proxy_pins sends these on every request: say so once
+    // a minute per certificate, with the count of what was not said.
+    uint64_t suppressed = 0;
+    bool say = false;
+    {
+      std::lock_guard lock(mu_);
+      const auto now = std::chrono::steady_clock::now();
+      if (ignored_forwarded_.size() >= kMaxIgnoredForwardedPins) ignored_forwarded_.clear();
+      IgnoredForwarded& entry = ignored_forwarded_[tls_peer.pin];
+      if (entry.last_logged == std::chrono::steady_clock::time_point{} || now - entry.last_logged >= kIgnoredForwardedLogInterval) {
+        say = true;
+        suppressed = entry.suppressed;
+        entry = {now, 0};
+      } else {
+        entry.suppressed++;
+      }
+    }
+    if (say) {
+      log_->Warn("forwarded_identity_ignored",
+                 {{"remote", ep.remote_ip},
+                  {"client_pin", tls_peer.pin},
+                  {"suppressed", suppressed},
+                  {"reason", "X-Adcsc-Client-* headers are believed only from a certificate in api.trusted_proxy_pins"}});
+    }
+  }
+  return caller;
 }
 
 net::awaitable<bool> HttpsServer::Impl::WriteError(Stream& stream, int status, std::string_view code,
@@ -317,7 +385,12 @@ net::awaitable<bool> HttpsServer::Impl::WriteError(Stream& stream, int status, s
   beast::get_lowest_layer(stream).expires_after(config_.request_timeout);
   beast::error_code ec;
   co_await http::async_write(stream, res, net::redirect_error(net::use_awaitable, ec));
-  WriteAccess(ep, method, path, auth, "", status, started);
+  AccessFacts facts;
+  facts.method = method;
+  facts.target = path;
+  facts.auth = auth;
+  facts.status = status;
+  WriteAccess(ep, facts, started);
   co_return !ec;
 }
 
@@ -404,13 +477,18 @@ net::awaitable<void> HttpsServer::Impl::Session(std::shared_ptr<Stream> stream_p
       }
       break;
     }
-    if (http::token_list{parser.get()[http::field::expect]}.exists("100-continue")) {
+    // A refused client gets its 403 and nothing more: no invitation to send a body it
+    // announced with Expect: 100-continue (it must not send it then; RFC 9110 10.1.1), and the
+    // connection closes after the answer.
+    const bool refused = !auth.ok;
+    const bool expects_continue = http::token_list{parser.get()[http::field::expect]}.exists("100-continue");
+    if (expects_continue && !refused) {
       http::response<http::empty_body> cont{http::status::continue_, 11};
       co_await http::async_write(stream, cont, net::redirect_error(net::use_awaitable, ec));
       if (ec) break;
     }
     tcp_layer.expires_after(config_.request_timeout);
-    if (!parser.is_done()) {
+    if (!parser.is_done() && !(refused && expects_continue)) {
       co_await http::async_read(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
     }
     if (ec == http::error::body_limit) {
@@ -424,13 +502,21 @@ net::awaitable<void> HttpsServer::Impl::Session(std::shared_ptr<Stream> stream_p
     counters_.requests++;
     http::request<http::string_body> req = parser.release();
     const std::string user_agent(req[http::field::user_agent]);
+    auto caller = ResolveRequestCaller(req, auth, ep);
+    if (!caller.ok()) {
+      log_->Warn("bad_forwarded_identity", {{"remote", ep.remote_ip}, {"error", std::string(caller.status().message())}});
+      co_await WriteError(stream, 400, "BAD_REQUEST", std::string(caller.status().message()), ep, req.method_string(),
+                          req.target(), &auth, started);
+      break;
+    }
     ApiRequest api;
     api.method = req.method_string();
     api.target = req.target();
     api.body = req.body();
     api.user_agent = user_agent;
-    api.remote = ep.remote_ip;
-    api.auth = &auth;
+    api.remote = caller->remote;
+    api.auth = &caller->auth;
+    api.proxy_pin = caller->proxy_pin;
     ApiResponse answer =
         co_await net::co_spawn(workers_->get_executor(), HandleOnWorker(service_, &api), net::use_awaitable);
 
@@ -439,12 +525,22 @@ net::awaitable<void> HttpsServer::Impl::Session(std::shared_ptr<Stream> stream_p
     res.set(http::field::content_type, "application/json; charset=utf-8");
     if (!answer.allow.empty()) res.set(http::field::allow, answer.allow);
     if (!answer.node.empty()) res.set("X-Adcsc-Node", answer.node);
-    res.keep_alive(req.keep_alive() && !shutting_down_);
+    res.keep_alive(req.keep_alive() && !shutting_down_ && !answer.close_connection);
     res.body() = std::move(answer.body);
     res.prepare_payload();
     tcp_layer.expires_after(config_.request_timeout);
     co_await http::async_write(stream, res, net::redirect_error(net::use_awaitable, ec));
-    WriteAccess(ep, req.method_string(), req.target(), &auth, user_agent, answer.status, started);
+    AccessFacts facts;
+    facts.method = req.method_string();
+    facts.target = req.target();
+    facts.user_agent = user_agent;
+    facts.referer = req[http::field::referer];
+    facts.auth = &caller->auth;
+    facts.client_ip = caller->remote;
+    facts.status = answer.status;
+    facts.substatus = answer.iis_substatus;
+    facts.win32_status = answer.win32_status;
+    WriteAccess(ep, facts, started);
     if (ec || !res.keep_alive()) break;
   }
   tcp_layer.expires_after(kTlsShutdownTimeout);

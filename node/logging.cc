@@ -55,12 +55,22 @@ spdlog::level::level_enum SpdLevel(LogLevel l) {
   return spdlog::level::info;
 }
 
-// W3C fields may not contain spaces; IIS writes '+' for them.
+// Fields a client chooses (path, query, User-Agent, Referer, certificate name) are cut to
+// this length, so one request cannot write an arbitrarily long line.
+constexpr size_t kMaxW3cFieldBytes = 512;
+
+// W3C fields may not contain spaces; IIS writes '+' for them. Other control characters
+// would break the line and become '?'.
 std::string W3cField(std::string_view v) {
   if (v.empty()) return "-";
-  std::string out(v);
+  std::string out(v.substr(0, kMaxW3cFieldBytes));
   for (char& c : out) {
-    if (c == ' ' || c == '\t' || c == '\r' || c == '\n') c = '+';
+    const auto u = static_cast<unsigned char>(c);
+    if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+      c = '+';
+    } else if (u < 0x20 || u == 0x7f) {
+      c = '?';
+    }
   }
   return out;
 }
@@ -146,22 +156,16 @@ AccessLog::~AccessLog() {
 }
 
 absl::StatusOr<std::unique_ptr<AccessLog>> AccessLog::Open(const std::filesystem::path& path) {
-  std::error_code ec;
-  bool fresh = !std::filesystem::exists(path, ec) || std::filesystem::file_size(path, ec) == 0;
   auto sink = FileSink(path, "log.access_log");
   if (!sink.ok()) return sink.status();
   auto logger = MakeLogger("access", *sink);
   logger->flush_on(spdlog::level::off);
-  if (fresh) {
-    auto now = std::chrono::system_clock::now();
-    std::string ts = FormatTimestamp(now);  // 2026-11-24T15:30:00.123Z
-    logger->info("#Software: adcsc {}", ADCSC_VERSION);
-    logger->info("#Version: 1.0");
-    logger->info("#Date: {} {}", ts.substr(0, 10), ts.substr(11, 8));
-    logger->info(
-        "#Fields: date time s-ip cs-method cs-uri-stem s-port cs-username c-ip cs(User-Agent) sc-status time-taken");
-    logger->flush();
-  }
+  const std::string ts = FormatTimestamp(std::chrono::system_clock::now());  // 2026-11-24T15:30:00.123Z
+  logger->info("#Software: adcsc {}", ADCSC_VERSION);
+  logger->info("#Version: 1.0");
+  logger->info("#Date: {} {}", ts.substr(0, 10), ts.substr(11, 8));
+  logger->info("#Fields: {}", kAccessLogFields);
+  logger->flush();
   StartPeriodicFlush();
   return std::unique_ptr<AccessLog>(new AccessLog(std::move(logger)));
 }
@@ -169,8 +173,9 @@ absl::StatusOr<std::unique_ptr<AccessLog>> AccessLog::Open(const std::filesystem
 std::string AccessLog::FormatLine(const AccessEntry& e) {
   std::string ts = FormatTimestamp(e.when);
   return absl::StrCat(ts.substr(0, 10), " ", ts.substr(11, 8), " ", W3cField(e.server_ip), " ", W3cField(e.method), " ",
-                      W3cField(e.uri_stem), " ", e.server_port, " ", W3cField(e.username), " ", W3cField(e.client_ip),
-                      " ", W3cField(e.user_agent), " ", e.status, " ", e.time_taken_ms);
+                      W3cField(e.uri_stem), " ", W3cField(e.uri_query), " ", e.server_port, " ", W3cField(e.username),
+                      " ", W3cField(e.client_ip), " ", W3cField(e.user_agent), " ", W3cField(e.referer), " ", e.status,
+                      " ", e.substatus, " ", e.win32_status, " ", e.time_taken_ms);
 }
 
 void AccessLog::Write(const AccessEntry& e) { logger_->info("{}", FormatLine(e)); }

@@ -43,23 +43,33 @@ class EventLog {
   LogLevel min_level_;
 };
 
-// One access-log line's worth of facts.
+// One access-log line's worth of facts, in IIS's default W3C fields.
 struct AccessEntry {
   std::chrono::system_clock::time_point when;
   std::string server_ip;
   std::string method;
   std::string uri_stem;
+  std::string uri_query;  // after '?', without it; empty: "-"
   uint16_t server_port = 0;
-  std::string username;  // client certificate subject CN, "-" when none
+  std::string username;  // client certificate subject CN, "-" when none or refused
   std::string client_ip;
   std::string user_agent;
+  std::string referer;
   int status = 0;
+  int substatus = 0;          // sc-substatus: 7, 12, 16 or 17 for a refused client certificate
+  uint32_t win32_status = 0;  // sc-win32-status, in decimal as IIS writes it
   int64_t time_taken_ms = 0;
 };
 
+// The W3C #Fields directive of the access log: IIS's default field set, in its order.
+inline constexpr char kAccessLogFields[] =
+    "date time s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip cs(User-Agent) cs(Referer) "
+    "sc-status sc-substatus sc-win32-status time-taken";
+
 class AccessLog {
  public:
-  // Appends to `path`, writing the #Software/#Version/#Date/#Fields header when the file is new.
+  // Appends to `path`, first writing the #Software/#Version/#Date/#Fields directives, as IIS
+  // does each time it starts a log: a reader always finds the fields of the lines below.
   static absl::StatusOr<std::unique_ptr<AccessLog>> Open(const std::filesystem::path& path);
   ~AccessLog();
   void Write(const AccessEntry& e);

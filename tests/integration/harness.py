@@ -120,6 +120,7 @@ client_ca_file = "{pki_dir}/adcs-proxy-ca.pem"
 client_pins = [{pins}]
 header_timeout_ms = {header_timeout_ms}
 shutdown_grace_ms = 10000
+{api_extra}
 
 [log]
 level = "info"
@@ -162,10 +163,11 @@ class Node:
     """One `adcsc node` process with its own data dir and config."""
 
     def __init__(self, root: Path, pki: Pki, node_id="node-a", header_timeout_ms=2000, ca_section=None, extra="",
-                 extra_pins=()):
+                 extra_pins=(), api_extra=""):
         """ca_section: TOML text replacing the [ca] part of the config (e.g. icpr_ca_section());
         extra: TOML appended at the end (e.g. a [cluster] section); extra_pins: more client
-        certificates the API accepts besides Jamf's (e.g. a TLS-terminating load balancer's)."""
+        certificates the API accepts besides Jamf's (e.g. a TLS-terminating load balancer's);
+        api_extra: more keys for the [api] section."""
         self.root, self.pki, self.node_id = root, pki, node_id
         self.port = free_port()
         self.data_dir = root / f"{node_id}-data"
@@ -173,7 +175,7 @@ class Node:
         text = NODE_TEMPLATE.format(
             node_id=node_id, data_dir=self.data_dir, port=self.port, pki_dir=pki.dir,
             pins=", ".join(f'"{p}"' for p in (pki.pin, *extra_pins)), root=root,
-            dc=DC, ca=CA, header_timeout_ms=header_timeout_ms)
+            dc=DC, ca=CA, header_timeout_ms=header_timeout_ms, api_extra=api_extra)
         if ca_section is not None:
             text = text[:text.index("[ca]")] + ca_section
         self.config.write_text(text + extra)

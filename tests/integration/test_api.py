@@ -129,9 +129,9 @@ class ApiTest(unittest.TestCase):
 
         h.wait_for(access_logged, timeout=10, what="the access log line")
         access = (self.root / "node-a-access.log").read_text()
-        self.assertIn("#Fields: date time s-ip cs-method cs-uri-stem s-port cs-username c-ip cs(User-Agent) "
-                      "sc-status time-taken", access)
-        self.assertIn(" jamf.example.test 127.0.0.1 Java-SDK 200 ", access)
+        self.assertIn("#Fields: date time s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip "
+                      "cs(User-Agent) cs(Referer) sc-status sc-substatus sc-win32-status time-taken", access)
+        self.assertIn(" jamf.example.test 127.0.0.1 Java-SDK - 200 0 0 ", access)
 
 
 class LifecycleTest(unittest.TestCase):

@@ -46,26 +46,42 @@ class BadInputTest(unittest.TestCase):
         return h.call(self.node, "POST", path, payload, raw_body=raw, ctx=ctx)
 
     # --- client certificates -------------------------------------------------------------
-    def test_no_client_certificate_fails_the_handshake(self):
+    def test_no_client_certificate_is_403_7(self):
+        # As IIS answers 403.7, rather than an opaque handshake failure.
         ctx = h.ssl_context(self.pki, no_client_cert=True)
-        with self.assertRaises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):
-            h.call(self.node, "GET", "/api/v1/version", ctx=ctx)
+        self.expect(h.call(self.node, "GET", "/api/v1/version", ctx=ctx), 403, "FORBIDDEN",
+                    "403.7 Client certificate required")
+
+    def test_a_refused_client_is_not_invited_to_send_its_body(self):
+        # Expect: 100-continue from a client without a certificate: the 403 comes instead of
+        # "100 Continue", and the connection closes after it.
+        ctx = h.ssl_context(self.pki, no_client_cert=True)
+        with socket.create_connection(("127.0.0.1", self.node.port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                s.sendall(b"POST /api/v1/certificate/request HTTP/1.1\r\nHost: localhost\r\n"
+                          b"Content-Type: application/json\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n")
+                data = h.read_response(s)
+                rest = s.recv(4096)
+        self.assertTrue(data.startswith(b"HTTP/1.1 403"), data)
+        self.assertNotIn(b"100 Continue", data)
+        self.assertIn(b"403.7", data)
+        self.assertEqual(rest, b"", "the connection stays open after a refusal")
 
     def test_untrusted_client_certificate_is_403(self):
         ctx = h.ssl_context(self.pki, cert=self.other_pki.client_cert, key=self.other_pki.client_key)
-        self.expect(h.call(self.node, "GET", "/api/v1/version", ctx=ctx), 403, "FORBIDDEN", "is not trusted")
+        self.expect(h.call(self.node, "GET", "/api/v1/version", ctx=ctx), 403, "FORBIDDEN", "403.16 Client certificate is untrusted")
 
     def test_trusted_but_unpinned_client_certificate_is_403(self):
         cert, key = self.pki.issue_client(self.root, "unpinned")
         ctx = h.ssl_context(self.pki, cert=cert, key=key)
-        self.expect(h.call(self.node, "GET", "/api/v1/version", ctx=ctx), 403, "FORBIDDEN", "not mapped")
+        self.expect(h.call(self.node, "GET", "/api/v1/version", ctx=ctx), 403, "FORBIDDEN", "403.12 Client certificate is not mapped")
 
     def test_expired_client_certificate_is_403(self):
         now = datetime.datetime.utcnow()
         cert, key = self.pki.issue_client(self.root, "expired", not_before=now - datetime.timedelta(days=60),
                                           not_after=now - datetime.timedelta(days=1))
         ctx = h.ssl_context(self.pki, cert=cert, key=key)
-        self.expect(h.call(self.node, "GET", "/api/v1/version", ctx=ctx), 403, "FORBIDDEN", "has expired")
+        self.expect(h.call(self.node, "GET", "/api/v1/version", ctx=ctx), 403, "FORBIDDEN", "403.17 Client certificate has expired")
 
     # --- JSON ------------------------------------------------------------------------------
     def test_malformed_json(self):
@@ -123,12 +139,20 @@ class BadInputTest(unittest.TestCase):
                     400, "BAD_REQUEST", "not allowed")
 
     def test_bad_request_ids(self):
-        for rid, fragment in [(0, "positive"), (-3, "positive"), ("95", "JSON number"), (2 ** 40, "out of range"),
-                              (1.5, "integer")]:
+        for rid, fragment in [(0, "positive"), (-3, "positive"), ("9 5", "string of decimal digits"),
+                              ("0x5f", "string of decimal digits"), ("4294967296", "out of range"),
+                              (2 ** 40, "out of range"), (1.5, "integer"), (True, "JSON number")]:
             with self.subTest(rid=rid):
                 self.expect(self.post("/api/v1/certificate/retrieve", {"request-id": rid,
                                                                        "config": {"dc": h.DC, "ca": h.CA}}),
                             400, "BAD_REQUEST", fragment)
+
+    def test_a_request_id_as_a_string_of_digits_is_read_as_the_original_did(self):
+        status, body = h.submit(self.node, h.make_csr_b64("string-id"))
+        self.assertEqual(status, 200, body)
+        status, body = self.post("/api/v1/certificate/retrieve",
+                                 {"request-id": str(body["request-id"]), "config": {"dc": h.DC, "ca": h.CA}})
+        self.assertEqual((status, body["request-status"]["status"]), (200, "CR_DISP_ISSUED"), body)
 
     def test_unknown_path_and_wrong_method(self):
         self.expect(h.call(self.node, "GET", "/api/v2/anything"), 404, "NOT_FOUND", "no such endpoint")

@@ -56,9 +56,9 @@ class ClusterBehindHAProxy:
     with `config`; `extra_env` adds to the configuration's environment, `extra_pins` to
     the client certificates the nodes accept."""
 
-    def __init__(self, root, config, pki=None, extra_env=None, extra_pins=()):
+    def __init__(self, root, config, pki=None, extra_env=None, extra_pins=(), api_extra=""):
         self.root, self.config, self.pki = root, config, pki
-        self.extra_env, self.extra_pins = extra_env or {}, extra_pins
+        self.extra_env, self.extra_pins, self.api_extra = extra_env or {}, extra_pins, api_extra
 
     def __enter__(self):
         root = self.root
@@ -74,7 +74,7 @@ class ClusterBehindHAProxy:
                 self.nodes[n] = h.Node(root, pki, node_id=n, ca_section=h.icpr_ca_section(self.emulator),
                                        extra=sections[n] + ops_section(self.ops_ports[n], admin_ca=pki.server_ca,
                                                                        admin_pins=[pin_of(self.admin_cert)]),
-                                       extra_pins=self.extra_pins).start()
+                                       extra_pins=self.extra_pins, api_extra=self.api_extra).start()
                 self.agents[n] = subprocess.Popen(
                     [str(LB_AGENT), "--node-url", f"https://localhost:{self.ops_ports[n]}", "--ca-file",
                      str(pki.server_ca), "--listen", f"127.0.0.1:{agent_ports[n]}", "--interval-ms", "200",
@@ -183,7 +183,8 @@ class TlsTermination(unittest.TestCase):
             env = {"ADCSC_LB_CERT": str(lb_cert), "ADCSC_CLIENT_CA": str(pki.server_ca), "ADCSC_CLIENT_PINS": str(pins),
                    "ADCSC_NODE_CA": str(pki.server_ca), "ADCSC_NODE_SNI": "localhost",
                    "ADCSC_LB_CLIENT": str(lb_client_pem)}
-            with ClusterBehindHAProxy(root, TLS_CFG, pki=pki, extra_env=env, extra_pins=[pin_of(lb_client)]) as c:
+            with ClusterBehindHAProxy(root, TLS_CFG, pki=pki, extra_env=env, extra_pins=[pin_of(lb_client)],
+                                      api_extra=f'trusted_proxy_pins = ["{pin_of(lb_client)}"]') as c:
                 # An unpinned client is refused by HAProxy itself.
                 other_cert, other_key = pki.issue_client(root, "not-jamf")
                 st, _ = h.call(c.lb, "GET", "/api/v1/version", ctx=h.ssl_context(pki, cert=other_cert, key=other_key))

@@ -70,7 +70,9 @@ TEST_F(ClientAuthTest, TrustedButUnpinnedIsRefused) {
   X509Ptr other = IssueClient(trust_, "other.example.com");
   auto r = authorizer_->Authorize(other.get(), nullptr);
   EXPECT_FALSE(r.ok);
-  EXPECT_EQ(r.iis_substatus, 20);
+  EXPECT_EQ(r.iis_substatus, kIisMapperDenied);
+  EXPECT_EQ(r.win32_status, kWin32AccessDenied);
+  EXPECT_EQ(r.reason.rfind("403.12 ", 0), 0u) << r.reason;
   EXPECT_NE(r.reason.find("api.client_pins"), std::string::npos) << r.reason;
 }
 
@@ -80,8 +82,11 @@ TEST_F(ClientAuthTest, UntrustedIsRefusedEvenWhenPinned) {
   auto a = ClientAuthorizer::Create(trust_file_.string(), {adcsc::pki::CertSha256Hex(cert.get())});
   auto r = (*a)->Authorize(cert.get(), nullptr);
   EXPECT_FALSE(r.ok);
-  EXPECT_EQ(r.iis_substatus, 16);
-  EXPECT_NE(r.reason.find("not trusted"), std::string::npos) << r.reason;
+  EXPECT_EQ(r.iis_substatus, kIisUntrusted);
+  // What IIS logs for 403.16 in the original's troubleshooting section: 2148204809.
+  EXPECT_EQ(r.win32_status, 2148204809u);
+  EXPECT_EQ(r.reason.rfind("403.16 ", 0), 0u) << r.reason;
+  EXPECT_NE(r.reason.find("api.client_ca_file"), std::string::npos) << r.reason;
 }
 
 TEST_F(ClientAuthTest, ExpiredIsRefusedEvenWhenPinned) {
@@ -90,14 +95,17 @@ TEST_F(ClientAuthTest, ExpiredIsRefusedEvenWhenPinned) {
   auto a = ClientAuthorizer::Create(trust_file_.string(), {adcsc::pki::CertSha256Hex(expired.get())});
   auto r = (*a)->Authorize(expired.get(), nullptr);
   EXPECT_FALSE(r.ok);
-  EXPECT_EQ(r.iis_substatus, 17) << r.reason;
+  EXPECT_EQ(r.iis_substatus, kIisExpired) << r.reason;
+  EXPECT_EQ(r.win32_status, kCertEExpired);
   EXPECT_NE(r.reason.find("expired"), std::string::npos) << r.reason;
 }
 
 TEST_F(ClientAuthTest, NoCertificate) {
   auto r = authorizer_->Authorize(nullptr, nullptr);
   EXPECT_FALSE(r.ok);
-  EXPECT_EQ(r.iis_substatus, 7);
+  EXPECT_EQ(r.iis_substatus, kIisNoCertificate);
+  EXPECT_EQ(r.win32_status, kWin32AccessDenied);
+  EXPECT_EQ(r.reason.rfind("403.7 ", 0), 0u) << r.reason;
 }
 
 TEST_F(ClientAuthTest, MissingTrustFileIsAConfigError) {

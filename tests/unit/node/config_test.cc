@@ -84,6 +84,23 @@ TEST_F(ConfigTest, ParsesAValidFileAndResolvesRelativePaths) {
   EXPECT_EQ(c->FindAllowedCa("ca1.example.com", "example-ca"), nullptr);
 }
 
+TEST_F(ConfigTest, TrustedProxyPinsMustBeMappedClients) {
+  std::string text = Valid();
+  const std::string other(64, 'c');
+  auto ok = Parse(text.replace(text.find("header_timeout_ms"), 0, std::string("trusted_proxy_pins = [\"") + kPin + "\"]\n"));
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->api.trusted_proxy_pins,
+            std::vector<std::string>{"abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789"});
+  EXPECT_TRUE(Parse(Valid())->api.trusted_proxy_pins.empty());
+
+  std::string bad = Valid();
+  auto c = Parse(bad.replace(bad.find("header_timeout_ms"), 0, "trusted_proxy_pins = [\"" + other + "\", \"zz\"]\n"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("api.trusted_proxy_pins[0]"), std::string_view::npos) << c.status();
+  EXPECT_NE(c.status().message().find("api.client_pins"), std::string_view::npos) << c.status();
+  EXPECT_NE(c.status().message().find("api.trusted_proxy_pins[1]"), std::string_view::npos) << c.status();
+}
+
 TEST_F(ConfigTest, TheInFlightSearchHasDefaultsAndBounds) {
   auto c = Parse(Valid());
   ASSERT_TRUE(c.ok()) << c.status();

@@ -23,11 +23,45 @@ TEST(AccessLog, LineHasTheIisFieldsInOrder) {
   e.status = 200;
   e.time_taken_ms = 12;
   EXPECT_EQ(AccessLog::FormatLine(e),
-            "2020-03-07 15:33:11 192.168.1.57 POST /api/v1/certificate/request 8443 jamf.example.com 192.168.1.47 "
-            "Java-SDK+1.0 200 12");
+            "2020-03-07 15:33:11 192.168.1.57 POST /api/v1/certificate/request - 8443 jamf.example.com 192.168.1.47 "
+            "Java-SDK+1.0 - 200 0 0 12");
 }
 
-TEST(AccessLog, NewFileGetsTheW3cHeader) {
+// The 403.16 line of the original's troubleshooting section, field for field.
+TEST(AccessLog, ARefusalReadsAsIisWroteIt) {
+  AccessEntry e;
+  e.when = std::chrono::system_clock::time_point(std::chrono::milliseconds(1583595191000));
+  e.server_ip = "192.168.1.57";
+  e.method = "POST";
+  e.uri_stem = "/api/v1/certificate/request";
+  e.server_port = 8443;
+  e.username = "-";
+  e.client_ip = "192.168.1.47";
+  e.user_agent = "curl/7.54.0";
+  e.status = 403;
+  e.substatus = 16;
+  e.win32_status = 2148204809u;
+  e.time_taken_ms = 1203;
+  EXPECT_EQ(AccessLog::FormatLine(e),
+            "2020-03-07 15:33:11 192.168.1.57 POST /api/v1/certificate/request - 8443 - 192.168.1.47 curl/7.54.0 - "
+            "403 16 2148204809 1203");
+}
+
+TEST(AccessLog, ClientChosenFieldsCannotBreakOrFloodALine) {
+  AccessEntry e;
+  e.when = std::chrono::system_clock::now();
+  e.user_agent = std::string(5000, 'A') + "\n";
+  e.uri_query = "a=b c\r\nforged line";
+  e.referer = std::string("x\x01y");
+  const std::string line = AccessLog::FormatLine(e);
+  EXPECT_EQ(line.find('\n'), std::string::npos);
+  EXPECT_EQ(line.find('\r'), std::string::npos);
+  EXPECT_NE(line.find(" a=b+c++forged+line "), std::string::npos) << line;
+  EXPECT_NE(line.find(" x?y "), std::string::npos) << line;
+  EXPECT_LT(line.size(), 1200u);
+}
+
+TEST(AccessLog, EveryOpenWritesTheW3cDirectives) {
   adcsc::testing::TempDir dir;
   auto path = dir.path() / "access.log";
   {
@@ -42,15 +76,19 @@ TEST(AccessLog, NewFileGetsTheW3cHeader) {
   ss << in.rdbuf();
   std::string text = ss.str();
   EXPECT_EQ(text.rfind("#Software: adcsc", 0), 0u) << text;
-  EXPECT_NE(text.find("#Fields: date time s-ip cs-method cs-uri-stem s-port cs-username c-ip cs(User-Agent) "
-                      "sc-status time-taken\n"),
+  EXPECT_NE(text.find("#Fields: date time s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip "
+                      "cs(User-Agent) cs(Referer) sc-status sc-substatus sc-win32-status time-taken\n"),
             std::string::npos);
-  // Reopening appends without a second header.
+  // Reopening (a restart) appends the directives again, as IIS does when it starts a log, so
+  // lines after an upgrade that changed the fields are read with the right ones.
   { auto again = AccessLog::Open(path); }
   std::ifstream in2(path);
   std::stringstream ss2;
   ss2 << in2.rdbuf();
-  EXPECT_EQ(ss2.str().find("#Software", 1), std::string::npos);
+  const std::string text2 = ss2.str();
+  const size_t second = text2.find("#Software", 1);
+  ASSERT_NE(second, std::string::npos);
+  EXPECT_NE(text2.find("#Fields: ", second), std::string::npos);
 }
 
 TEST(EventLog, WritesOneJsonObjectPerLine) {
