@@ -140,6 +140,12 @@ TEST(ApiCodecLenience, UnknownKeysAreIgnored) {
   ASSERT_TRUE(r.ok()) << r.status();
 }
 
+TEST(ApiCodecLenience, AUtf8ByteOrderMarkBeforeTheBody) {
+  auto b = ParseRetrieveBody("\xEF\xBB\xBF{\"request-id\": 3, \"config\": {\"dc\": \"d\", \"ca\": \"c\"}}");
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->request_id, 3u);
+}
+
 TEST(ApiCodecLenience, RequestIdAsAStringOfDigits) {
   auto r = ParseRetrieveBody(R"({"request-id": "95", "config": {"dc": "d", "ca": "c"}})");
   ASSERT_TRUE(r.ok()) << r.status();
