@@ -154,7 +154,7 @@ def write_configs(L):
         write_private(password_file, secrets.token_urlsafe(18) + "\n")
     nt_hash = run([L.emulator_bin, "nt-hash", "--password-file", password_file]).strip()
     write_private(emu / "accounts.txt", f"QUICKSTART\\svc-adcsc:{nt_hash}\n")
-    (emu / "emulator.toml").write_text(f"""# Written by deploy/quickstart: the ADCS emulator (tests/adcs-emulator), a CA stand-in.
+    (emu / "emulator.toml").write_text(f"""# Written by deploy/quickstart: the ADCS emulator (tools/adcs-emulator), a CA stand-in.
 [emulator]
 listen = "127.0.0.1"
 epm_port = {L.epm_port}

@@ -17,7 +17,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "lb-agent/agent_reply.h"
-#include "node/https_client.h"
+#include "node/client/https_client.h"
 #include "store/clock.h"
 
 namespace adcsc::lbagent {

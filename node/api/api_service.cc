@@ -1,4 +1,4 @@
-#include "node/api_service.h"
+#include "node/api/api_service.h"
 
 #include <chrono>
 #include <functional>
@@ -6,9 +6,9 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "node/api_codec.h"
+#include "node/api/api_codec.h"
 #include "node/ca/hresult.h"
-#include "node/ca_request_search.h"
+#include "node/api/ca_request_search.h"
 #include "node/pki/absl_view.h"
 #include "node/pki/csr.h"
 #include "node/pki/encoding.h"
@@ -98,11 +98,9 @@ ApiResponse CaFailure(const absl::Status& s, std::string message,
 bool IsErrorDisposition(Disposition d) { return d == Disposition::kError || d == Disposition::kIncomplete; }
 
 // "<call>: <text> 0x... (decimal SYMBOL)", in the shape of the original connector's
-// "CCertRequest::Submit: ..." messages; <call> names what failed for this backend.
-std::string CaFailureMessage(std::string_view backend_kind, uint32_t hresult, std::string_view ca_message) {
-  const std::string call = backend_kind == "icpr" ? "ICertPassage::CertServerRequest"
-                                                  : absl::StrCat("CA backend \"", pki::AbslView(backend_kind), "\"");
-  std::string msg = absl::StrCat(call, ": ", adcsc::ca::FormatHresult(hresult));
+// "CCertRequest::Submit: ..." messages; the backend names its call (CaBackend::CallName).
+std::string CaFailureMessage(const adcsc::ca::CaBackend& backend, uint32_t hresult, std::string_view ca_message) {
+  std::string msg = absl::StrCat(backend.CallName(), ": ", adcsc::ca::FormatHresult(hresult));
   if (!ca_message.empty()) absl::StrAppend(&msg, " CA message: ", pki::AbslView(ca_message));
   return msg;
 }
@@ -289,7 +287,7 @@ ApiResponse ApiService::Submit(const ApiRequest& request) {
       if (!found.ok()) {
         auto hr = adcsc::ca::HresultOf(found.status());
         fields["error"] = std::string(found.status().message());
-        std::string message = hr ? CaFailureMessage(backend_->Kind(), *hr, "") : std::string(found.status().message());
+        std::string message = hr ? CaFailureMessage(*backend_, *hr, "") : std::string(found.status().message());
         return finish(CaFailure(found.status(), message, submit_error));
       }
       if (found->has_value()) return answer_with(**found);
@@ -326,7 +324,7 @@ ApiResponse ApiService::Submit(const ApiRequest& request) {
     auto hr = adcsc::ca::HresultOf(answer.status());
     fields["error"] = std::string(answer.status().message());
     if (hr) fields["hresult"] = absl::StrCat("0x", absl::Hex(*hr, absl::kZeroPad8));
-    std::string message = hr ? CaFailureMessage(backend_->Kind(), *hr, "") : std::string(answer.status().message());
+    std::string message = hr ? CaFailureMessage(*backend_, *hr, "") : std::string(answer.status().message());
     return finish(CaFailure(answer.status(), message, submit_error));
   }
   fields["request_id"] = answer->request_id;
@@ -357,7 +355,7 @@ ApiResponse ApiService::Submit(const ApiRequest& request) {
     }
   }
   if (IsErrorDisposition(answer->disposition)) {
-    return finish(Make(500, WithRequestIdJson("INTERNAL_ERROR", CaFailureMessage(backend_->Kind(), answer->hresult, answer->message),
+    return finish(Make(500, WithRequestIdJson("INTERNAL_ERROR", CaFailureMessage(*backend_, answer->hresult, answer->message),
                                               answer->request_id),
                        "ca_error"));
   }
@@ -527,7 +525,7 @@ ApiResponse ApiService::Retrieve(const ApiRequest& request) {
       // identity would not help.
       fields["source"] = "forwarded";
       fields["hresult"] = absl::StrCat("0x", absl::Hex(*hr, absl::kZeroPad8));
-      return internal_error(CaFailureMessage(backend_->Kind(), *hr, ""), "ca_error");
+      return internal_error(CaFailureMessage(*backend_, *hr, ""), "ca_error");
     } else {
       // No live node runs as the submitter: try as this node's identity (it may have the
       // CA's officer rights); if the CA refuses, the error says why we had to.
@@ -544,7 +542,7 @@ ApiResponse ApiService::Retrieve(const ApiRequest& request) {
     if (!from_ca.ok()) {
       auto hr = adcsc::ca::HresultOf(from_ca.status());
       if (hr) fields["hresult"] = absl::StrCat("0x", absl::Hex(*hr, absl::kZeroPad8));
-      std::string message = hr ? CaFailureMessage(backend_->Kind(), *hr, "") : std::string(from_ca.status().message());
+      std::string message = hr ? CaFailureMessage(*backend_, *hr, "") : std::string(from_ca.status().message());
       if (!forward_error.empty()) absl::StrAppend(&message, "; ", forward_error);
       fields["error"] = message;
       return finish(CaFailure(from_ca.status(), message, [](std::string_view code, std::string_view text) {
@@ -558,7 +556,7 @@ ApiResponse ApiService::Retrieve(const ApiRequest& request) {
   }
   if (answer.hresult != 0) fields["hresult"] = absl::StrCat("0x", absl::Hex(answer.hresult, absl::kZeroPad8));
   if (IsErrorDisposition(answer.disposition)) {
-    return internal_error(CaFailureMessage(backend_->Kind(), answer.hresult, answer.message), "ca_error");
+    return internal_error(CaFailureMessage(*backend_, answer.hresult, answer.message), "ca_error");
   }
   std::string x509;
   if ((answer.disposition == Disposition::kIssued || answer.disposition == Disposition::kIssuedOutOfBand) &&

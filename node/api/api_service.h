@@ -10,11 +10,11 @@
 #include <string_view>
 
 #include "node/ca/ca_backend.h"
-#include "node/client_auth.h"
-#include "node/config.h"
-#include "node/in_flight_submits.h"
-#include "node/logging.h"
-#include "node/peer_lookup.h"
+#include "node/api/client_identity.h"
+#include "node/config/config.h"
+#include "node/api/in_flight_submits.h"
+#include "node/log/logging.h"
+#include "node/api/peer_lookup.h"
 #include "store/clock.h"
 #include "store/request_store.h"
 

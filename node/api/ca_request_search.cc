@@ -1,4 +1,4 @@
-#include "node/ca_request_search.h"
+#include "node/api/ca_request_search.h"
 
 #include <limits>
 

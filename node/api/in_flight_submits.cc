@@ -1,4 +1,4 @@
-#include "node/in_flight_submits.h"
+#include "node/api/in_flight_submits.h"
 
 namespace adcsc::node {
 

@@ -12,7 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "node/ca/ca_backend.h"
-#include "node/in_flight_submits.h"
+#include "node/api/in_flight_submits.h"
 #include "store/request_store.h"
 
 namespace adcsc::node {

@@ -1,4 +1,4 @@
-#include "node/backend_factory.h"
+#include "node/app/backend_factory.h"
 
 #include <fstream>
 

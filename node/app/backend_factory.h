@@ -7,7 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "node/ca/ca_backend.h"
-#include "node/config.h"
+#include "node/config/config.h"
 #include "node/ntlm/ntlm.h"
 
 namespace adcsc::node {

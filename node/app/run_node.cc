@@ -1,4 +1,4 @@
-#include "node/node_main.h"
+#include "node/app/run_node.h"
 
 #include <google/protobuf/util/json_util.h>
 #include <signal.h>
@@ -9,14 +9,13 @@
 #include <iostream>
 #include <sstream>
 
-#include "node/backend_factory.h"
-#include "node/ca/icpr_backend.h"
+#include "node/app/backend_factory.h"
 #include "node/ca/outage_switch.h"
-#include "node/client_auth.h"
+#include "node/http/client_auth.h"
 #include "node/cluster/runtime.h"
-#include "node/config.h"
-#include "node/https_server.h"
-#include "node/logging.h"
+#include "node/config/config.h"
+#include "node/http/https_server.h"
+#include "node/log/logging.h"
 #include "node/ops/metrics.h"
 #include "node/ops/ops_server.h"
 #include "node/pki/x509.h"
@@ -101,7 +100,8 @@ int RunNode(const std::filesystem::path& config_path, bool check_only) {
   // Signals are blocked before any thread starts, so only sigwait() below sees them.
   BlockStopSignals();
 
-  auto log = EventLog::Open(config->log, config->node_id);
+  auto level = ParseLogLevel(config->log.level);  // checked when the configuration was read
+  auto log = EventLog::Open(config->log.file, level.ok() ? *level : LogLevel::kInfo, config->node_id);
   if (!log.ok()) {
     std::cerr << "adcsc node: " << log.status().message() << "\n";
     return kExitConfigError;
@@ -198,8 +198,8 @@ int RunNode(const std::filesystem::path& config_path, bool check_only) {
     o.key_file = config->ops.key_file;
     o.node_id = config->node_id;
     o.version = ADCSC_VERSION;
-    o.metrics = [m = metrics.get(), h = health.get(), c = cluster.get(), certificate_not_after_ms,
-                 icpr = dynamic_cast<adcsc::ca::IcprBackend*>(backend->get()), api = &api_server] {
+    o.metrics = [m = metrics.get(), h = health.get(), c = cluster.get(), certificate_not_after_ms, ca,
+                 api = &api_server] {
       adcsc::ops::ScrapeState state;
       state.now_ms = SystemClock::Default()->NowUnixMillis();
       state.health = h->Report();
@@ -211,11 +211,10 @@ int RunNode(const std::filesystem::path& config_path, bool check_only) {
       if (const HttpsServer* server = api->load(); server != nullptr) {
         state.api_connections = static_cast<int64_t>(server->active_connections());
       }
-      if (icpr != nullptr) {
-        state.ca_idle_connections = icpr->IdleConnections();
-        const auto counters = icpr->counters();
-        state.ca_connections_opened = counters.connections_opened;
-        state.ca_connections_reused = counters.connections_reused;
+      if (auto pool = ca->ConnectionStats(); pool.has_value()) {
+        state.ca_idle_connections = std::move(pool->idle_by_host);
+        state.ca_connections_opened = pool->connections_opened;
+        state.ca_connections_reused = pool->connections_reused;
       }
       return m->Scrape(state);
     };

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -62,6 +63,13 @@ struct CaResponse {
   std::vector<uint8_t> cert_der;   // issued leaf certificate; empty unless issued/revoked
 };
 
+// A backend's pooled connections to its CAs, for the metrics (backends without a pool: none).
+struct CaConnectionStats {
+  std::map<std::string, size_t> idle_by_host;  // authenticated connections waiting, per CA host
+  uint64_t connections_opened = 0;
+  uint64_t connections_reused = 0;
+};
+
 class CaBackend {
  public:
   virtual ~CaBackend() = default;
@@ -71,6 +79,11 @@ class CaBackend {
   virtual absl::Status Ping(const CaTarget& target, const CallerIdentity& caller) = 0;
   // Short name for logs and metrics, e.g. "local" or "icpr".
   virtual std::string Kind() const = 0;
+  // The call a failure message names, as operators search for it: the wire call for a real CA
+  // ("ICertPassage::CertServerRequest"), else the backend.
+  virtual std::string CallName() const { return "CA backend \"" + Kind() + "\""; }
+  // The connection pool's figures; nullopt for a backend without one.
+  virtual std::optional<CaConnectionStats> ConnectionStats() { return std::nullopt; }
 };
 
 }  // namespace adcsc::ca

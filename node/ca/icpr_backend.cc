@@ -68,6 +68,15 @@ IcprBackendCounters IcprBackend::counters() const {
   return {connections_opened_.load(), connections_reused_.load(), endpoint_lookups_.load(), retries_.load()};
 }
 
+std::optional<CaConnectionStats> IcprBackend::ConnectionStats() {
+  CaConnectionStats stats;
+  stats.idle_by_host = IdleConnections();
+  const IcprBackendCounters c = counters();
+  stats.connections_opened = c.connections_opened;
+  stats.connections_reused = c.connections_reused;
+  return stats;
+}
+
 std::map<std::string, size_t> IcprBackend::IdleConnections() {
   std::map<std::string, size_t> out;
   std::lock_guard lock(pools_mu_);

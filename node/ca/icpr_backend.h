@@ -63,6 +63,8 @@ class IcprBackend final : public CaBackend {
   absl::Status Ping(const CaTarget& target, const CallerIdentity& caller) override;
 
   std::string Kind() const override { return "icpr"; }
+  std::string CallName() const override { return "ICertPassage::CertServerRequest"; }
+  std::optional<CaConnectionStats> ConnectionStats() override;
   IcprBackendCounters counters() const;
   // Authenticated connections waiting in the pool, per CA host (lowercase).
   std::map<std::string, size_t> IdleConnections();

@@ -34,6 +34,8 @@ class OutageSwitch final : public CaBackend {
     return inner_->Ping(target, caller);
   }
   std::string Kind() const override { return inner_->Kind(); }
+  std::string CallName() const override { return inner_->CallName(); }
+  std::optional<CaConnectionStats> ConnectionStats() override { return inner_->ConnectionStats(); }
 
  private:
   static absl::Status Down() {

@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 #include "node/cli/commands.h"
-#include "node/https_client.h"
+#include "node/client/https_client.h"
 #include "node/pki/csr.h"
 #include "node/pki/encoding.h"
 #include "node/pki/keys.h"

@@ -8,7 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "adcsc/cluster/v1/cluster.pb.h"
-#include "node/config.h"
+#include "node/config/config.h"
 
 namespace adcsc::cluster {
 

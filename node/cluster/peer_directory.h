@@ -16,8 +16,8 @@
 
 #include "adcsc/cluster/v1/cluster.grpc.pb.h"
 #include "node/cluster/replication_grpc.h"
-#include "node/config.h"
-#include "node/peer_lookup.h"
+#include "node/config/config.h"
+#include "node/api/peer_lookup.h"
 
 namespace adcsc::cluster {
 

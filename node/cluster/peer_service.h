@@ -11,10 +11,10 @@
 #include <string>
 
 #include "adcsc/cluster/v1/cluster.grpc.pb.h"
-#include "node/api_service.h"
+#include "node/api/api_service.h"
 #include "node/ca/outage_switch.h"
 #include "node/cluster/replication_grpc.h"
-#include "node/config.h"
+#include "node/config/config.h"
 #include "store/replication.h"
 #include "store/request_store.h"
 
@@ -43,7 +43,7 @@ class PeerService final : public adcsc::cluster::v1::Peer::Service {
   grpc::Status SetFault(grpc::ServerContext* context, const adcsc::cluster::v1::FaultRequest* request,
                         adcsc::cluster::v1::FaultState* reply) override;
   // Holds (or, when done, forgets) a peer's submit in flight for this node's API
-  // (node/in_flight_submits.h). UNAVAILABLE until set_api.
+  // (node/api/in_flight_submits.h). UNAVAILABLE until set_api.
   grpc::Status AnnounceSubmit(grpc::ServerContext* context, const adcsc::cluster::v1::AnnounceSubmitRequest* request,
                               adcsc::cluster::v1::AnnounceSubmitResponse* reply) override;
   grpc::Status Info(grpc::ServerContext* context, const adcsc::cluster::v1::NodeInfoRequest* request,

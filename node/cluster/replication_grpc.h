@@ -18,7 +18,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "adcsc/cluster/v1/cluster.grpc.pb.h"
-#include "node/config.h"
+#include "node/config/config.h"
 #include "store/replication.h"
 
 namespace adcsc::cluster {

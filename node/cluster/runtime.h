@@ -12,11 +12,11 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
-#include "node/api_service.h"
+#include "node/api/api_service.h"
 #include "node/cluster/peer_directory.h"
 #include "node/cluster/peer_service.h"
 #include "node/cluster/replication_grpc.h"
-#include "node/config.h"
+#include "node/config/config.h"
 #include "store/replication.h"
 #include "store/request_store.h"
 

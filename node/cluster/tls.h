@@ -11,7 +11,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
-#include "node/config.h"
+#include "node/config/config.h"
 
 namespace adcsc::cluster {
 

@@ -1,6 +1,6 @@
-#include "node/config.h"
+#include "node/config/config.h"
 
-#include "node/toml_reader.h"
+#include "node/config/toml_reader.h"
 
 #include <sys/stat.h>
 

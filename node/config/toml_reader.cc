@@ -1,4 +1,4 @@
-#include "node/toml_reader.h"
+#include "node/config/toml_reader.h"
 
 namespace adcsc::node {
 

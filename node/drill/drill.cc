@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 #include "node/drill/haproxy_stats.h"
-#include "node/https_client.h"
+#include "node/client/https_client.h"
 
 namespace adcsc::drill {
 

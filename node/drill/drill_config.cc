@@ -5,7 +5,7 @@
 #include <sstream>
 
 #include "absl/strings/match.h"
-#include "node/toml_reader.h"
+#include "node/config/toml_reader.h"
 
 namespace adcsc::drill {
 

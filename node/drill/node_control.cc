@@ -14,8 +14,8 @@
 #include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
 #include "node/cluster/fault_client.h"
-#include "node/config.h"
-#include "node/https_client.h"
+#include "node/config/config.h"
+#include "node/client/https_client.h"
 #include "node/ops/admin_client.h"
 
 extern char** environ;

@@ -3,7 +3,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
-#include "node/https_client.h"
+#include "node/client/https_client.h"
 #include "node/pki/csr.h"
 #include "node/pki/encoding.h"
 #include "node/pki/keys.h"

@@ -1,4 +1,4 @@
-#include "node/forwarded_caller.h"
+#include "node/http/forwarded_caller.h"
 
 #include <arpa/inet.h>
 

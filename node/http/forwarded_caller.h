@@ -11,7 +11,7 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
-#include "node/client_auth.h"
+#include "node/http/client_auth.h"
 
 namespace adcsc::node {
 

@@ -1,4 +1,4 @@
-#include "node/https_server.h"
+#include "node/http/https_server.h"
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -25,8 +25,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "node/api_codec.h"
-#include "node/forwarded_caller.h"
+#include "node/api/api_codec.h"
+#include "node/http/forwarded_caller.h"
 #include "node/pki/openssl_ptr.h"
 
 namespace adcsc::node {

@@ -12,10 +12,10 @@
 #include <string>
 
 #include "absl/status/status.h"
-#include "node/api_service.h"
-#include "node/client_auth.h"
-#include "node/config.h"
-#include "node/logging.h"
+#include "node/api/api_service.h"
+#include "node/http/client_auth.h"
+#include "node/config/config.h"
+#include "node/log/logging.h"
 
 namespace adcsc::node {
 

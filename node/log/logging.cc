@@ -1,4 +1,4 @@
-#include "node/logging.h"
+#include "node/log/logging.h"
 
 #include <atomic>
 #include <ctime>
@@ -114,19 +114,18 @@ EventLog::~EventLog() {
   spdlog::drop(logger_->name());
 }
 
-absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(const LogConfig& config, std::string node_id) {
-  auto level = ParseLogLevel(config.level);
-  if (!level.ok()) return level.status();
+absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(const std::filesystem::path& file, LogLevel min_level,
+                                                         std::string node_id) {
   spdlog::sink_ptr sink;
-  if (config.file.empty()) {
+  if (file.empty()) {
     sink = std::make_shared<spdlog::sinks::stdout_sink_mt>();
   } else {
-    auto s = FileSink(config.file, "log.file");
+    auto s = FileSink(file, "log.file");
     if (!s.ok()) return s.status();
     sink = *s;
   }
   StartPeriodicFlush();
-  return std::unique_ptr<EventLog>(new EventLog(MakeLogger("events", sink), std::move(node_id), *level));
+  return std::unique_ptr<EventLog>(new EventLog(MakeLogger("events", sink), std::move(node_id), min_level));
 }
 
 std::unique_ptr<EventLog> EventLog::Stderr(std::string node_id, LogLevel min_level) {

@@ -5,13 +5,13 @@
 #pragma once
 
 #include <chrono>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <string_view>
 
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
-#include "node/config.h"
 
 namespace spdlog {
 class logger;
@@ -23,8 +23,9 @@ enum class LogLevel { kDebug, kInfo, kWarn, kError };
 
 class EventLog {
  public:
-  // Writes to config.file, or to standard output when it is empty.
-  static absl::StatusOr<std::unique_ptr<EventLog>> Open(const LogConfig& config, std::string node_id);
+  // Writes lines at `min_level` and above to `file`, or to standard output when it is empty.
+  static absl::StatusOr<std::unique_ptr<EventLog>> Open(const std::filesystem::path& file, LogLevel min_level,
+                                                         std::string node_id);
   // A logger that writes to stderr; for CLI tools and tests.
   static std::unique_ptr<EventLog> Stderr(std::string node_id, LogLevel min_level = LogLevel::kInfo);
   ~EventLog();

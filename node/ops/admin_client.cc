@@ -5,7 +5,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
-#include "node/https_client.h"
+#include "node/client/https_client.h"
 
 namespace adcsc::ops {
 

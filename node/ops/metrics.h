@@ -18,7 +18,7 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
-#include "node/api_service.h"
+#include "node/api/api_service.h"
 #include "node/ops/health.h"
 #include "store/replication.h"
 

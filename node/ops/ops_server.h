@@ -20,7 +20,7 @@
 #include <string>
 
 #include "absl/status/status.h"
-#include "node/client_auth.h"
+#include "node/http/client_auth.h"
 #include "node/ops/health_monitor.h"
 
 namespace adcsc::ops {

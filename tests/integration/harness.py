@@ -257,7 +257,7 @@ ICPR_DC = "localhost"
 
 
 class Emulator:
-    """The ADCS emulator (tests/adcs-emulator) on loopback, with an accounts file."""
+    """The ADCS emulator (tools/adcs-emulator) on loopback, with an accounts file."""
 
     def __init__(self, root: Path, accounts=None, name="emulator"):
         self.root, self.name = root, name

@@ -52,9 +52,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
-#include "node/api_service.h"
+#include "node/api/api_service.h"
 #include "node/ca/local_ca.h"
-#include "node/https_client.h"
+#include "node/client/https_client.h"
 #include "node/pki/bootstrap.h"
 #include "node/pki/csr.h"
 #include "node/pki/encoding.h"
@@ -413,10 +413,7 @@ int Main(int argc, char** argv) {
       config.node_id = "bench";
       config.ca.identity = "BENCH\\svc";
       config.ca.allow.push_back({kDc, kCa, {}});
-      adcsc::node::LogConfig lc;
-      lc.level = "warn";
-      lc.file = dir.path() / "service.log";
-      auto log = adcsc::node::EventLog::Open(lc, "bench");
+      auto log = adcsc::node::EventLog::Open(dir.path() / "service.log", adcsc::node::LogLevel::kWarn, "bench");
       adcsc::node::ApiService service(config, ca->get(), store->get(), log->get(), SystemClock::Default());
       adcsc::node::ClientAuthResult auth;
       auth.ok = true;

@@ -24,7 +24,7 @@
 #include "node/ca/icpr_backend.h"
 #include "node/pki/csr.h"
 #include "node/pki/keys.h"
-#include "tests/adcs-emulator/emulator.h"
+#include "tools/adcs-emulator/emulator.h"
 #include "tests/testing/temp_dir.h"
 
 namespace {

@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "node/cluster/runtime.h"
-#include "node/config.h"
+#include "node/config/config.h"
 #include "node/pki/cluster.h"
 #include "store/request_store.h"
 #include "tests/perf/write_load.h"

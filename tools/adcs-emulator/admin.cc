@@ -1,4 +1,4 @@
-#include "tests/adcs-emulator/admin.h"
+#include "tools/adcs-emulator/admin.h"
 
 #include <poll.h>
 #include <sys/eventfd.h>

@@ -10,7 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "tests/adcs-emulator/emulator.h"
+#include "tools/adcs-emulator/emulator.h"
 
 namespace adcsc::emulator {
 

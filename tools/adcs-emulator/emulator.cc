@@ -1,4 +1,4 @@
-#include "tests/adcs-emulator/emulator.h"
+#include "tools/adcs-emulator/emulator.h"
 
 #include <algorithm>
 #include <iostream>

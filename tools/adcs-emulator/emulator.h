@@ -23,7 +23,7 @@
 #include "node/ca/local_ca.h"
 #include "node/rpc/server.h"
 #include "node/rpc/tcp_stream.h"
-#include "tests/adcs-emulator/emulator_config.h"
+#include "tools/adcs-emulator/emulator_config.h"
 
 namespace adcsc::emulator {
 

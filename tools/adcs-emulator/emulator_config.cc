@@ -1,4 +1,4 @@
-#include "tests/adcs-emulator/emulator_config.h"
+#include "tools/adcs-emulator/emulator_config.h"
 
 #include <fstream>
 #include <sstream>
@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "node/pki/keys.h"
-#include "node/toml_reader.h"
+#include "node/config/toml_reader.h"
 
 namespace adcsc::emulator {
 

@@ -9,8 +9,8 @@
 #include "absl/strings/str_format.h"
 #include "nlohmann/json.hpp"
 #include "node/ntlm/ntlm.h"
-#include "tests/adcs-emulator/admin.h"
-#include "tests/adcs-emulator/emulator.h"
+#include "tools/adcs-emulator/admin.h"
+#include "tools/adcs-emulator/emulator.h"
 
 namespace {
 

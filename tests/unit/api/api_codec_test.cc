@@ -1,4 +1,4 @@
-#include "node/api_codec.h"
+#include "node/api/api_codec.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "node/api_service.h"
+#include "node/api/api_service.h"
 
 #include <gtest/gtest.h>
 
@@ -7,7 +7,7 @@
 #include "node/pki/encoding.h"
 #include "node/pki/keys.h"
 #include "node/ca/hresult.h"
-#include "node/peer_lookup.h"
+#include "node/api/peer_lookup.h"
 #include "tests/testing/fake_ca_backend.h"
 #include "tests/testing/temp_dir.h"
 

@@ -3,8 +3,8 @@
 #include <gtest/gtest.h>
 
 #include "node/ca/hresult.h"
-#include "node/ca_request_search.h"
-#include "node/in_flight_submits.h"
+#include "node/api/ca_request_search.h"
+#include "node/api/in_flight_submits.h"
 #include "node/pki/csr.h"
 #include "node/pki/keys.h"
 #include "store/clock.h"

@@ -8,7 +8,7 @@
 #include "node/ca/hresult.h"
 #include "node/pki/csr.h"
 #include "node/pki/keys.h"
-#include "tests/adcs-emulator/emulator.h"
+#include "tools/adcs-emulator/emulator.h"
 #include "tests/testing/temp_dir.h"
 
 namespace adcsc::ca {

@@ -9,7 +9,7 @@
 
 #include <gtest/gtest.h>
 
-#include "node/config.h"
+#include "node/config/config.h"
 #include "node/pki/cluster.h"
 #include "tests/testing/free_port.h"
 

@@ -1,4 +1,4 @@
-#include "node/client_auth.h"
+#include "node/http/client_auth.h"
 
 #include <gtest/gtest.h>
 

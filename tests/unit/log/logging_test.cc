@@ -1,4 +1,4 @@
-#include "node/logging.h"
+#include "node/log/logging.h"
 
 #include <gtest/gtest.h>
 
@@ -93,10 +93,12 @@ TEST(AccessLog, EveryOpenWritesTheW3cDirectives) {
 
 TEST(EventLog, WritesOneJsonObjectPerLine) {
   adcsc::testing::TempDir dir;
-  LogConfig c;
+  struct {
+    std::filesystem::path file;
+  } c;
   c.file = dir.path() / "events.log";
   {
-    auto log = EventLog::Open(c, "node-a");
+    auto log = EventLog::Open(c.file, LogLevel::kInfo, "node-a");
     ASSERT_TRUE(log.ok());
     (*log)->Info("api", {{"request_id", 5}, {"outcome", "issued"}});
     (*log)->Debug("hidden");

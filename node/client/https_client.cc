@@ -1,4 +1,4 @@
-#include "node/https_client.h"
+#include "node/client/https_client.h"
 
 #include <openssl/err.h>
 #include <openssl/pkcs12.h>
