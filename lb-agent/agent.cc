@@ -51,7 +51,8 @@ std::optional<std::string> HttpGet(const std::string& url, const std::string& pa
   if (fd < 0) return std::nullopt;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   auto wait = [&](short events) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return false;
     pollfd p{fd, events, 0};
     return ::poll(&p, 1, static_cast<int>(left.count())) == 1 && (p.revents & (events | POLLHUP)) != 0;
@@ -62,8 +63,11 @@ std::optional<std::string> HttpGet(const std::string& url, const std::string& pa
     int err = 0;
     socklen_t len = sizeof err;
     if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) break;
-    const std::string request = absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: ", host, "\r\nConnection: close\r\n\r\n");
-    if (!wait(POLLOUT) || ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) break;
+    const std::string request =
+        absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: ", host, "\r\nConnection: close\r\n\r\n");
+    if (!wait(POLLOUT) ||
+        ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size()))
+      break;
     std::string raw;
     char buf[4096];
     bool complete = false;
@@ -92,7 +96,8 @@ class Agent::Impl {
   absl::Status Start() {
     const bool https = absl::StartsWith(options_.node_url, "https://");
     if (!https && !absl::StartsWith(options_.node_url, "http://")) {
-      return absl::InvalidArgumentError("--node-url: expected http://HOST:PORT or https://HOST:PORT of the node's ops listener");
+      return absl::InvalidArgumentError(
+          "--node-url: expected http://HOST:PORT or https://HOST:PORT of the node's ops listener");
     }
     if (https) {
       node::HttpsClientOptions o;
@@ -101,7 +106,8 @@ class Agent::Impl {
       o.keep_alive = false;
       o.timeout = options_.timeout;
       auto client = node::HttpsClient::Create(o);
-      if (!client.ok()) return absl::InvalidArgumentError(absl::StrCat("--node-url/--ca-file: ", client.status().message()));
+      if (!client.ok())
+        return absl::InvalidArgumentError(absl::StrCat("--node-url/--ca-file: ", client.status().message()));
       https_ = std::move(*client);
     }
     listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -109,7 +115,8 @@ class Agent::Impl {
     a.sin_family = AF_INET;
     a.sin_port = htons(options_.listen_port);
     if (::inet_pton(AF_INET, options_.listen_address.c_str(), &a.sin_addr) != 1) {
-      return absl::InvalidArgumentError(absl::StrCat("--listen: \"", options_.listen_address, "\" is not an IPv4 address"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--listen: \"", options_.listen_address, "\" is not an IPv4 address"));
     }
     const int one = 1;
     ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);

@@ -15,10 +15,10 @@
 namespace adcsc::lbagent {
 
 struct AgentOptions {
-  std::string node_url;                  // http(s)://host:port of the node's ops listener
-  std::filesystem::path ca_file;         // trust for an https node (its server CA)
+  std::string node_url;           // http(s)://host:port of the node's ops listener
+  std::filesystem::path ca_file;  // trust for an https node (its server CA)
   std::string listen_address = "127.0.0.1";
-  uint16_t listen_port = 9101;           // 0: any free port (tests)
+  uint16_t listen_port = 9101;  // 0: any free port (tests)
   std::chrono::milliseconds interval{1'000};
   std::chrono::milliseconds timeout{800};
   std::chrono::milliseconds stale{3'000};  // older than this, the node counts as not answering

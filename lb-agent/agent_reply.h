@@ -21,11 +21,11 @@ namespace adcsc::lbagent {
 
 // The parts of a node's /status the agent uses.
 struct NodeView {
-  std::string lb;        // "UP", "DRAIN", "DOWN"
-  std::string mode;      // "active", "drain", "maint"
-  std::string reason;    // the first failing check, "name: detail"; empty when none
+  std::string lb;      // "UP", "DRAIN", "DOWN"
+  std::string mode;    // "active", "drain", "maint"
+  std::string reason;  // the first failing check, "name: detail"; empty when none
   int64_t ca_ping_ms = 0;
-  int64_t at_ms = 0;     // when it was read
+  int64_t at_ms = 0;  // when it was read
 };
 
 // Parses a /status body; nullopt when it is not one (the node is then treated as not answering).

@@ -2,9 +2,8 @@
 // listener (lb-agent/agent.h). Usage: adcsc-lb-agent --help.
 #include <signal.h>
 
-#include <iostream>
-
 #include <CLI/CLI.hpp>
+#include <iostream>
 
 #include "lb-agent/agent.h"
 
@@ -23,7 +22,8 @@ int main(int argc, char** argv) {
   app.add_option("--node-url", o.node_url, "http(s)://HOST:PORT of the node's [ops] listener")->required();
   app.add_option("--ca-file", o.ca_file, "CA of the node's ops certificate (https)");
   app.add_option("--listen", listen, "IPv4 address:port HAProxy's agent-check connects to (default 127.0.0.1:9101)");
-  app.add_option("--interval-ms", interval_ms, "How often to poll the node (default 1000)")->check(CLI::Range(100, 60'000));
+  app.add_option("--interval-ms", interval_ms, "How often to poll the node (default 1000)")
+      ->check(CLI::Range(100, 60'000));
   app.add_option("--timeout-ms", timeout_ms, "Bound on one poll (default 800)")->check(CLI::Range(50, 60'000));
   app.add_option("--stale-ms", stale_ms, "Answer older than this: the node is not answering (default 3000)")
       ->check(CLI::Range(100, 600'000));

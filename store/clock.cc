@@ -6,8 +6,7 @@ namespace adcsc {
 
 int64_t SystemClock::NowUnixMillis() const {
   // system_clock is the wall clock (it may step); the HLC above it keeps stamps monotonic.
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 

@@ -21,16 +21,14 @@ uint64_t HybridLogicalClock::Now() {
     // otherwise stay on the last physical time and bump the counter.
     // Saturating: a corrupt remote stamp near 2^64 must not wrap the clock back to 0.
     next = std::max(wall, prev == kSaturated ? kSaturated : prev + 1);
-  } while (!last_.compare_exchange_weak(prev, next, std::memory_order_acq_rel,
-                                        std::memory_order_acquire));
+  } while (!last_.compare_exchange_weak(prev, next, std::memory_order_acq_rel, std::memory_order_acquire));
   return next;
 }
 
 uint64_t HybridLogicalClock::Observe(uint64_t remote) {
   uint64_t prev = last_.load(std::memory_order_acquire);
   while (remote > prev) {
-    if (last_.compare_exchange_weak(prev, remote, std::memory_order_acq_rel,
-                                    std::memory_order_acquire)) {
+    if (last_.compare_exchange_weak(prev, remote, std::memory_order_acq_rel, std::memory_order_acquire)) {
       return remote;
     }
   }

@@ -40,9 +40,7 @@ class HybridLogicalClock {
   static constexpr uint64_t Pack(int64_t physical_ms, uint64_t logical) {
     return (static_cast<uint64_t>(physical_ms) << kLogicalBits) | (logical & kLogicalMask);
   }
-  static constexpr int64_t PhysicalMillis(uint64_t stamp) {
-    return static_cast<int64_t>(stamp >> kLogicalBits);
-  }
+  static constexpr int64_t PhysicalMillis(uint64_t stamp) { return static_cast<int64_t>(stamp >> kLogicalBits); }
   static constexpr uint64_t Logical(uint64_t stamp) { return stamp & kLogicalMask; }
 
  private:

@@ -83,10 +83,13 @@ bool Supersedes(const RequestRecord& candidate, const RequestRecord& current) {
 
 bool IsSettled(const RequestRecord& record) {
   switch (record.status()) {
-    case adcsc::store::v1::RECORD_STATUS_ISSUED: return !record.certificate_der().empty();
+    case adcsc::store::v1::RECORD_STATUS_ISSUED:
+      return !record.certificate_der().empty();
     case adcsc::store::v1::RECORD_STATUS_DENIED:
-    case adcsc::store::v1::RECORD_STATUS_REVOKED: return true;
-    default: return false;
+    case adcsc::store::v1::RECORD_STATUS_REVOKED:
+      return true;
+    default:
+      return false;
   }
 }
 

@@ -247,7 +247,7 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
   // applies in one transaction (one fsync). One push per write would cost the peer one
   // fsync per write, since a peer's push stream is applied in order.
   struct Outbox {
-    std::vector<Mutation> queued;            // in sequence order
+    std::vector<Mutation> queued;           // in sequence order
     std::map<uint64_t, int64_t> in_flight;  // push id -> Clock ms it was sent
   };
   struct PendingWrite {
@@ -395,7 +395,8 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
       std::lock_guard<std::mutex> lock(mu_);
       Outbox& box = outbox_[peer];
       const int64_t now = clock_->NowUnixMillis();
-      std::erase_if(box.in_flight, [&](const auto& push) { return now - push.second >= options_.peer_request_timeout_ms; });
+      std::erase_if(box.in_flight,
+                    [&](const auto& push) { return now - push.second >= options_.peer_request_timeout_ms; });
       if (stopped_ || box.queued.empty() || box.in_flight.size() >= kMaxPushesInFlight) return;
       if (box.queued.size() <= kMaxPushMutations) {
         request.mutations.swap(box.queued);
@@ -408,7 +409,7 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
     }
     std::vector<uint64_t> sequences;
     for (const Mutation& m : request.mutations) sequences.push_back(m.sequence());
-    std::sort(sequences.begin(), sequences.end());  // writes may queue out of order
+    std::sort(sequences.begin(), sequences.end());                           // writes may queue out of order
     auto sent = std::make_shared<std::vector<Mutation>>(request.mutations);  // to send again on failure
     std::weak_ptr<Core> weak = weak_from_this();
     transport_->Push(peer, std::move(request),
@@ -430,7 +431,8 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
 
   // `peer` reported `vector` (and, for a push ack, that it holds our mutations
   // `acked_sequences` (ascending) durably, even beyond a gap in its vector).
-  void OnPeerVector(const std::string& peer, const VersionVector& vector, const std::vector<uint64_t>& acked_sequences) {
+  void OnPeerVector(const std::string& peer, const VersionVector& vector,
+                    const std::vector<uint64_t>& acked_sequences) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       auto it = peers_.find(peer);

@@ -150,7 +150,8 @@ class Replicator {
 
   // Pushes a local write's mutation to every peer; `done` runs once a write quorum holds it
   // durably (counting this node, where it already is), or at quorum_timeout_ms per the
-  // policy — under kServe sooner, as soon as failed pushes make the quorum unreachable. A write that changed nothing completes at once with quorum_reached = true.
+  // policy — under kServe sooner, as soon as failed pushes make the quorum unreachable. A write that changed nothing
+  // completes at once with quorum_reached = true.
   void Replicate(const WriteResult& write, WriteDone done);
 
   // Server side, called by the transport when a peer's request arrives.

@@ -47,30 +47,30 @@ constexpr char kRecordColumns[] =
 // by their text (Connection::PrepareCached), and rebuilding the text per call would cost an
 // allocation and a copy each time for nothing.
 const std::string& SelectRecordSql() {
-  static const std::string* const kSql = new std::string(absl::StrCat(
-      "SELECT ", kRecordColumns, " FROM requests WHERE ca_config = ?1 AND request_id = ?2"));
+  static const std::string* const kSql = new std::string(
+      absl::StrCat("SELECT ", kRecordColumns, " FROM requests WHERE ca_config = ?1 AND request_id = ?2"));
   return *kSql;
 }
 
 const std::string& UpsertRecordSql() {
-  static const std::string* const kSql = new std::string(
-      absl::StrCat("INSERT INTO requests (", kRecordColumns,
-                   ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) "
-                   "ON CONFLICT (ca_config, request_id) DO UPDATE SET "
-                   "status = excluded.status, disposition = excluded.disposition, "
-                   "message = excluded.message, certificate_der = excluded.certificate_der, "
-                   "csr_sha256 = excluded.csr_sha256, template_name = excluded.template_name, "
-                   "requester = excluded.requester, node_id = excluded.node_id, "
-                   "created_ms = excluded.created_ms, updated_ms = excluded.updated_ms, "
-                   "hlc = excluded.hlc, hresult = excluded.hresult"));
+  static const std::string* const kSql =
+      new std::string(absl::StrCat("INSERT INTO requests (", kRecordColumns,
+                                   ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) "
+                                   "ON CONFLICT (ca_config, request_id) DO UPDATE SET "
+                                   "status = excluded.status, disposition = excluded.disposition, "
+                                   "message = excluded.message, certificate_der = excluded.certificate_der, "
+                                   "csr_sha256 = excluded.csr_sha256, template_name = excluded.template_name, "
+                                   "requester = excluded.requester, node_id = excluded.node_id, "
+                                   "created_ms = excluded.created_ms, updated_ms = excluded.updated_ms, "
+                                   "hlc = excluded.hlc, hresult = excluded.hresult"));
   return *kSql;
 }
 
 const std::string& SelectByDedupeKeySql() {
-  static const std::string* const kSql = new std::string(absl::StrCat(
-      "SELECT ", kRecordColumns,
-      " FROM requests WHERE ca_config = ?1 AND template_name = ?2 AND csr_sha256 = ?3 "
-      "AND created_ms >= ?4 ORDER BY created_ms DESC, request_id DESC LIMIT 1"));
+  static const std::string* const kSql =
+      new std::string(absl::StrCat("SELECT ", kRecordColumns,
+                                   " FROM requests WHERE ca_config = ?1 AND template_name = ?2 AND csr_sha256 = ?3 "
+                                   "AND created_ms >= ?4 ORDER BY created_ms DESC, request_id DESC LIMIT 1"));
   return *kSql;
 }
 
@@ -134,7 +134,8 @@ absl::StatusOr<std::optional<RequestRecord>> ReadRecord(Connection& c, const std
 absl::Status WriteRecord(Connection& c, const RequestRecord& r) {
   absl::StatusOr<CachedStatement> st = c.PrepareCached(UpsertRecordSql());
   if (!st.ok()) return st.status();
-  (*st)->BindText(1, r.ca_config())
+  (*st)
+      ->BindText(1, r.ca_config())
       .BindInt64(2, r.request_id())
       .BindInt64(3, r.status())
       .BindInt64(4, r.disposition())
@@ -154,8 +155,7 @@ absl::Status WriteRecord(Connection& c, const RequestRecord& r) {
 // Appends a change of `record` (stored already, in this transaction) to the mutation log as
 // the next sequence of `origin`, and advances the version vector in the same transaction, so
 // the log and the vector never disagree. The log holds the record's key, not a copy.
-absl::StatusOr<uint64_t> AppendMutation(Connection& c, const std::string& origin,
-                                        const RequestRecord& record) {
+absl::StatusOr<uint64_t> AppendMutation(Connection& c, const std::string& origin, const RequestRecord& record) {
   uint64_t sequence = 0;
   {
     // Scoped so the read is reset before the writes below touch the same table.
@@ -169,7 +169,8 @@ absl::StatusOr<uint64_t> AppendMutation(Connection& c, const std::string& origin
 
   absl::StatusOr<CachedStatement> append = c.PrepareCached(kAppendMutationSql);
   if (!append.ok()) return append.status();
-  (*append)->BindText(1, origin)
+  (*append)
+      ->BindText(1, origin)
       .BindInt64(2, static_cast<int64_t>(sequence))
       .BindInt64(3, static_cast<int64_t>(record.hlc()))
       .BindText(4, record.ca_config())
@@ -253,7 +254,8 @@ class SnapshotMerger {
     }
     absl::StatusOr<CachedStatement> append = c_.PrepareCached(kAppendMutationSql);
     if (!append.ok()) return append.status();
-    (*append)->BindText(1, self_)
+    (*append)
+        ->BindText(1, self_)
         .BindInt64(2, static_cast<int64_t>(next_))
         .BindInt64(3, static_cast<int64_t>((*changed)->hlc()))
         .BindText(4, (*changed)->ca_config())
@@ -274,14 +276,14 @@ class SnapshotMerger {
 
 // Reads the logged mutations of `origin` after `after` (oldest first, at most `limit`) on
 // `c` and appends them to `out`.
-absl::Status ReadMutationsSince(Connection& c, const std::filesystem::path& path,
-                                const std::string& origin, uint64_t after, size_t limit,
-                                std::vector<Mutation>& out) {
+absl::Status ReadMutationsSince(Connection& c, const std::filesystem::path& path, const std::string& origin,
+                                uint64_t after, size_t limit, std::vector<Mutation>& out) {
   constexpr uint64_t kMaxStoredSequence = std::numeric_limits<int64_t>::max();
   if (limit == 0 || after >= kMaxStoredSequence) return absl::OkStatus();
   absl::StatusOr<CachedStatement> st = c.PrepareCached(MutationsSinceSql());
   if (!st.ok()) return st.status();
-  (*st)->BindText(1, origin)
+  (*st)
+      ->BindText(1, origin)
       .BindInt64(2, static_cast<int64_t>(after))
       .BindInt64(3, static_cast<int64_t>(std::min<uint64_t>(limit, kMaxStoredSequence)));
   while (true) {
@@ -301,11 +303,9 @@ absl::Status ReadMutationsSince(Connection& c, const std::filesystem::path& path
                                                 "Restore it from a backup or let the node resync from its peers"));
       }
     } else if (!m.mutable_record()->ParseFromString(copy)) {
-      return absl::DataLossError(
-          absl::StrCat("request store ", path.string(), ": mutation ", origin, "/",
-                       m.sequence(),
-                       " does not parse as a RequestRecord; the file is damaged. Restore it "
-                       "from a backup or let the node resync from its peers"));
+      return absl::DataLossError(absl::StrCat("request store ", path.string(), ": mutation ", origin, "/", m.sequence(),
+                                              " does not parse as a RequestRecord; the file is damaged. Restore it "
+                                              "from a backup or let the node resync from its peers"));
     }
   }
   return absl::OkStatus();
@@ -313,9 +313,8 @@ absl::Status ReadMutationsSince(Connection& c, const std::filesystem::path& path
 
 // The fields a local write can change, compared to decide whether it changes anything.
 bool SameContent(const RequestRecord& a, const RequestRecord& b) {
-  return a.status() == b.status() && a.disposition() == b.disposition() &&
-         a.message() == b.message() && a.certificate_der() == b.certificate_der() &&
-         a.hresult() == b.hresult() && a.csr_sha256() == b.csr_sha256() &&
+  return a.status() == b.status() && a.disposition() == b.disposition() && a.message() == b.message() &&
+         a.certificate_der() == b.certificate_der() && a.hresult() == b.hresult() && a.csr_sha256() == b.csr_sha256() &&
          a.template_name() == b.template_name() && a.requester() == b.requester();
 }
 
@@ -343,21 +342,19 @@ std::optional<RequestRecord> ApplyLocalUpdate(const std::optional<RequestRecord>
 
 absl::Status ValidateUpdate(const RequestRecord& update) {
   auto invalid = [&update](const std::string& why) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("RequestStore::Put(ca_config='", update.ca_config(),
-                     "', request_id=", update.request_id(), "): ", why));
+    return absl::InvalidArgumentError(absl::StrCat("RequestStore::Put(ca_config='", update.ca_config(),
+                                                   "', request_id=", update.request_id(), "): ", why));
   };
   if (update.ca_config().empty()) return invalid("ca_config is empty; build it with CaConfigKey()");
   if (update.request_id() == 0) {
     return invalid("request_id 0 is not an ID the CA assigned; only record answered requests");
   }
   if (StatusRank(update.status()) == 0) {
-    return invalid(
-        absl::StrCat("status ", static_cast<int>(update.status()), " is unspecified or unknown"));
+    return invalid(absl::StrCat("status ", static_cast<int>(update.status()), " is unspecified or unknown"));
   }
   if (!update.csr_sha256().empty() && update.csr_sha256().size() != kCsrSha256Bytes) {
-    return invalid(absl::StrCat("csr_sha256 must be the 32-byte binary digest, got ",
-                                update.csr_sha256().size(), " bytes (hex by mistake?)"));
+    return invalid(absl::StrCat("csr_sha256 must be the 32-byte binary digest, got ", update.csr_sha256().size(),
+                                " bytes (hex by mistake?)"));
   }
   return absl::OkStatus();
 }
@@ -367,13 +364,12 @@ absl::Status ValidateOptions(const StoreOptions& options) {
     return absl::InvalidArgumentError("request store: no database path configured");
   }
   if (options.node_id.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("request store ", options.path.string(),
-                                                   ": node_id is empty; set the node's id"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("request store ", options.path.string(), ": node_id is empty; set the node's id"));
   }
   if (options.node_id.size() > kMaxNodeIdBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("request store ", options.path.string(),
-                                                   ": node_id is longer than ", kMaxNodeIdBytes,
-                                                   " bytes"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("request store ", options.path.string(), ": node_id is longer than ", kMaxNodeIdBytes, " bytes"));
   }
   return absl::OkStatus();
 }
@@ -384,16 +380,16 @@ absl::Status CreateFileIfAbsent(const std::filesystem::path& path) {
   const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : ".";
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "request store ", path.string(), ": directory ", dir.string(),
-        " does not exist or is not a directory; create it, owned by the adcsc service user"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("request store ", path.string(), ": directory ", dir.string(),
+                     " does not exist or is not a directory; create it, owned by the adcsc service user"));
   }
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, kStoreFileMode);
   if (fd < 0) {
     const int err = errno;
-    return absl::PermissionDeniedError(absl::StrCat(
-        "request store ", path.string(), ": cannot open or create the file: ", std::strerror(err),
-        "; check that the adcsc service user can read and write it and its directory"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("request store ", path.string(), ": cannot open or create the file: ", std::strerror(err),
+                     "; check that the adcsc service user can read and write it and its directory"));
   }
   ::close(fd);
   return absl::OkStatus();
@@ -411,21 +407,17 @@ absl::Status ClaimForNode(Connection& c, const std::string& node_id, int64_t now
   if (*row) {
     const std::string owner = read->ColumnText(0);
     if (owner != node_id) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "request store ", c.path().string(), " belongs to node '", owner,
-          "' but this node is configured as '", node_id,
-          "'; a data directory belongs to one node. Check node_id in the configuration, or "
-          "give this node its own data directory"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("request store ", c.path().string(), " belongs to node '", owner,
+                       "' but this node is configured as '", node_id,
+                       "'; a data directory belongs to one node. Check node_id in the configuration, or "
+                       "give this node its own data directory"));
     }
     return absl::OkStatus();  // nothing written; the empty transaction rolls back
   }
-  absl::StatusOr<Statement> insert =
-      c.Prepare("INSERT INTO meta (key, value) VALUES (?1, ?2), (?3, ?4)");
+  absl::StatusOr<Statement> insert = c.Prepare("INSERT INTO meta (key, value) VALUES (?1, ?2), (?3, ?4)");
   if (!insert.ok()) return insert.status();
-  insert->BindText(1, kMetaNodeId)
-      .BindText(2, node_id)
-      .BindText(3, kMetaCreatedMs)
-      .BindText(4, absl::StrCat(now_ms));
+  insert->BindText(1, kMetaNodeId).BindText(2, node_id).BindText(3, kMetaCreatedMs).BindText(4, absl::StrCat(now_ms));
   if (absl::Status s = insert->Run(); !s.ok()) return s;
   return txn->Commit();
 }
@@ -450,8 +442,7 @@ class RequestStore::Impl {
         clock_(clock),
         hlc_(clock),
         writer_(std::move(writer)),
-        readers_(options_.path,
-                 sqlite::ConnectionSettings{.writer = false, .fsync = options_.fsync}),
+        readers_(options_.path, sqlite::ConnectionSettings{.writer = false, .fsync = options_.fsync}),
         checkpointer_(std::move(checkpointer)) {}
 
   const StoreOptions& options() const { return options_; }
@@ -479,9 +470,9 @@ absl::StatusOr<std::unique_ptr<RequestStore>> RequestStore::Open(const StoreOpti
   const Clock* clock = options.clock != nullptr ? options.clock : SystemClock::Default();
   if (absl::Status s = CreateFileIfAbsent(options.path); !s.ok()) return s;
 
-  absl::StatusOr<std::unique_ptr<Connection>> writer = Connection::OpenConfigured(
-      options.path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-      sqlite::ConnectionSettings{.writer = true, .fsync = options.fsync});
+  absl::StatusOr<std::unique_ptr<Connection>> writer =
+      Connection::OpenConfigured(options.path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                                 sqlite::ConnectionSettings{.writer = true, .fsync = options.fsync});
   if (!writer.ok()) return writer.status();
   if (absl::Status s = schema::Migrate(**writer); !s.ok()) return s;
   if (absl::Status s = ClaimForNode(**writer, options.node_id, clock->NowUnixMillis()); !s.ok()) {
@@ -499,8 +490,7 @@ absl::StatusOr<std::unique_ptr<RequestStore>> RequestStore::Open(const StoreOpti
       sqlite::WalCheckpointer::Start((*writer)->raw(), std::move(checkpoint_options));
   if (!checkpointer.ok()) return checkpointer.status();
 
-  auto impl =
-      std::make_unique<Impl>(options, clock, std::move(*writer), std::move(*checkpointer));
+  auto impl = std::make_unique<Impl>(options, clock, std::move(*writer), std::move(*checkpointer));
   impl->hlc().Observe(*max_hlc);
   return std::unique_ptr<RequestStore>(new RequestStore(std::move(impl)));
 }
@@ -515,8 +505,7 @@ absl::StatusOr<WriteResult> RequestStore::Put(const RequestRecord& update) {
   Impl& impl = *impl_;
   WriteResult result;
   absl::Status written = impl.writer().Write([&](Connection& c) -> absl::Status {
-    absl::StatusOr<std::optional<RequestRecord>> existing =
-        ReadRecord(c, update.ca_config(), update.request_id());
+    absl::StatusOr<std::optional<RequestRecord>> existing = ReadRecord(c, update.ca_config(), update.request_id());
     if (!existing.ok()) return existing.status();
 
     std::optional<RequestRecord> next = ApplyLocalUpdate(*existing, update);
@@ -531,13 +520,11 @@ absl::StatusOr<WriteResult> RequestStore::Put(const RequestRecord& update) {
     next->set_hlc(impl.hlc().Now());
     next->set_node_id(impl.options().node_id);
     next->set_updated_ms(now_ms);
-    next->set_created_ms(existing->has_value() && (*existing)->created_ms() != 0
-                             ? (*existing)->created_ms()
-                             : now_ms);
+    next->set_created_ms(existing->has_value() && (*existing)->created_ms() != 0 ? (*existing)->created_ms() : now_ms);
     if (existing->has_value() && !Supersedes(*next, **existing)) {
-      return absl::InternalError(absl::StrCat(
-          "RequestStore::Put: the stamped update for ", update.ca_config(), " #",
-          update.request_id(), " does not supersede the stored record; this is a bug"));
+      return absl::InternalError(absl::StrCat("RequestStore::Put: the stamped update for ", update.ca_config(), " #",
+                                              update.request_id(),
+                                              " does not supersede the stored record; this is a bug"));
     }
 
     if (absl::Status s = WriteRecord(c, *next); !s.ok()) return s;
@@ -571,9 +558,10 @@ absl::StatusOr<uint32_t> RequestStore::MaxRequestId(const std::string& ca_config
   return static_cast<uint32_t>((*st)->ColumnInt64(0));
 }
 
-absl::StatusOr<std::optional<RequestRecord>> RequestStore::FindByDedupeKey(
-    const std::string& ca_config, const std::string& template_name, const std::string& csr_sha256,
-    int64_t not_before_ms) const {
+absl::StatusOr<std::optional<RequestRecord>> RequestStore::FindByDedupeKey(const std::string& ca_config,
+                                                                           const std::string& template_name,
+                                                                           const std::string& csr_sha256,
+                                                                           int64_t not_before_ms) const {
   if (csr_sha256.size() != kCsrSha256Bytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("RequestStore::FindByDedupeKey: csr_sha256 must be the 32-byte binary "
@@ -584,10 +572,7 @@ absl::StatusOr<std::optional<RequestRecord>> RequestStore::FindByDedupeKey(
   if (!reader.ok()) return reader.status();
   absl::StatusOr<CachedStatement> st = (*reader)->PrepareCached(SelectByDedupeKeySql());
   if (!st.ok()) return st.status();
-  (*st)->BindText(1, ca_config)
-      .BindText(2, template_name)
-      .BindBlob(3, csr_sha256)
-      .BindInt64(4, not_before_ms);
+  (*st)->BindText(1, ca_config).BindText(2, template_name).BindBlob(3, csr_sha256).BindInt64(4, not_before_ms);
   absl::StatusOr<bool> row = (*st)->Step();
   if (!row.ok()) return row.status();
   if (!*row) return std::nullopt;
@@ -614,9 +599,9 @@ constexpr char kDropStagedSql[] = "DELETE FROM temp.snapshot_staging WHERE sourc
 absl::Status ValidateSnapshotRecords(const std::vector<RequestRecord>& records) {
   for (const RequestRecord& r : records) {
     if (r.ca_config().empty() || r.request_id() == 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("request store snapshot: a record for '", r.ca_config(), "' #",
-                       r.request_id(), " has no valid key; the peer that sent it is faulty"));
+      return absl::InvalidArgumentError(absl::StrCat("request store snapshot: a record for '", r.ca_config(), "' #",
+                                                     r.request_id(),
+                                                     " has no valid key; the peer that sent it is faulty"));
     }
   }
   return absl::OkStatus();
@@ -670,16 +655,13 @@ absl::StatusOr<uint64_t> MergeStaged(Connection& c, const std::string& self, con
 
 }  // namespace
 
-absl::StatusOr<std::vector<Mutation>> RequestStore::MutationsSince(const std::string& origin,
-                                                                   uint64_t after,
+absl::StatusOr<std::vector<Mutation>> RequestStore::MutationsSince(const std::string& origin, uint64_t after,
                                                                    size_t limit) const {
   std::vector<Mutation> mutations;
   if (limit == 0) return mutations;
   absl::StatusOr<sqlite::ReaderPool::Lease> reader = impl_->Reader();
   if (!reader.ok()) return reader.status();
-  if (absl::Status s =
-          ReadMutationsSince(**reader, impl_->options().path, origin, after, limit, mutations);
-      !s.ok()) {
+  if (absl::Status s = ReadMutationsSince(**reader, impl_->options().path, origin, after, limit, mutations); !s.ok()) {
     return s;
   }
   return mutations;
@@ -687,12 +669,11 @@ absl::StatusOr<std::vector<Mutation>> RequestStore::MutationsSince(const std::st
 
 absl::StatusOr<RemoteApplyResult> RequestStore::ApplyRemote(const std::vector<Mutation>& mutations) {
   for (const Mutation& m : mutations) {
-    if (m.origin().empty() || m.sequence() == 0 || m.record().ca_config().empty() ||
-        m.record().request_id() == 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "RequestStore::ApplyRemote: mutation '", m.origin(), "'/", m.sequence(), " for '",
-          m.record().ca_config(), "' #", m.record().request_id(),
-          " lacks an origin, a sequence or a record key; the peer that sent it is faulty"));
+    if (m.origin().empty() || m.sequence() == 0 || m.record().ca_config().empty() || m.record().request_id() == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("RequestStore::ApplyRemote: mutation '", m.origin(), "'/", m.sequence(), " for '",
+                       m.record().ca_config(), "' #", m.record().request_id(),
+                       " lacks an origin, a sequence or a record key; the peer that sent it is faulty"));
     }
   }
   Impl& impl = *impl_;
@@ -723,7 +704,8 @@ absl::StatusOr<RemoteApplyResult> RequestStore::ApplyRemote(const std::vector<Mu
       }
       absl::StatusOr<CachedStatement> append = c.PrepareCached(kAppendMutationSql);
       if (!append.ok()) return append.status();
-      (*append)->BindText(1, m.origin())
+      (*append)
+          ->BindText(1, m.origin())
           .BindInt64(2, static_cast<int64_t>(m.sequence()))
           .BindInt64(3, static_cast<int64_t>(m.record().hlc()))
           .BindText(4, m.record().ca_config())
@@ -746,8 +728,7 @@ absl::StatusOr<RemoteApplyResult> RequestStore::ApplyRemote(const std::vector<Mu
   return result;
 }
 
-absl::StatusOr<std::vector<Mutation>> RequestStore::MutationsMissing(const VersionVector& theirs,
-                                                                     size_t limit) const {
+absl::StatusOr<std::vector<Mutation>> RequestStore::MutationsMissing(const VersionVector& theirs, size_t limit) const {
   return MutationsMissing(theirs, HeldSequences{}, limit);
 }
 
@@ -802,19 +783,15 @@ absl::StatusOr<std::vector<Mutation>> RequestStore::MutationsMissing(const Versi
         !s.ok()) {
       return s;
     }
-    auto skip = [&held](const Mutation& m) {
-      return std::binary_search(held.begin(), held.end(), m.sequence());
-    };
-    mutations.erase(std::remove_if(mutations.begin() + static_cast<std::ptrdiff_t>(first_new),
-                                   mutations.end(), skip),
+    auto skip = [&held](const Mutation& m) { return std::binary_search(held.begin(), held.end(), m.sequence()); };
+    mutations.erase(std::remove_if(mutations.begin() + static_cast<std::ptrdiff_t>(first_new), mutations.end(), skip),
                     mutations.end());
     if (mutations.size() > limit) mutations.resize(limit);
   }
   return mutations;
 }
 
-absl::StatusOr<SnapshotPage> RequestStore::ReadSnapshotPage(const SnapshotCursor& after,
-                                                            size_t limit) const {
+absl::StatusOr<SnapshotPage> RequestStore::ReadSnapshotPage(const SnapshotCursor& after, size_t limit) const {
   SnapshotPage page;
   // Read first, before the records: see SnapshotPage.
   absl::StatusOr<VersionVector> vv = GetVersionVector();
@@ -824,13 +801,14 @@ absl::StatusOr<SnapshotPage> RequestStore::ReadSnapshotPage(const SnapshotCursor
   if (limit == 0) return page;
   absl::StatusOr<sqlite::ReaderPool::Lease> reader = impl_->Reader();
   if (!reader.ok()) return reader.status();
-  static const std::string* const kPageSql = new std::string(
-      absl::StrCat("SELECT ", kRecordColumns,
-                   " FROM requests WHERE (ca_config, request_id) > (?1, ?2) "
-                   "ORDER BY ca_config, request_id LIMIT ?3"));
+  static const std::string* const kPageSql =
+      new std::string(absl::StrCat("SELECT ", kRecordColumns,
+                                   " FROM requests WHERE (ca_config, request_id) > (?1, ?2) "
+                                   "ORDER BY ca_config, request_id LIMIT ?3"));
   absl::StatusOr<CachedStatement> st = (*reader)->PrepareCached(*kPageSql);
   if (!st.ok()) return st.status();
-  (*st)->BindText(1, after.ca_config)
+  (*st)
+      ->BindText(1, after.ca_config)
       .BindInt64(2, after.request_id)
       .BindInt64(3, static_cast<int64_t>(std::min<size_t>(limit, std::numeric_limits<int32_t>::max())));
   while (true) {
@@ -864,15 +842,15 @@ absl::Status RequestStore::ApplySnapshot(const std::vector<RequestRecord>& recor
   return absl::OkStatus();
 }
 
-absl::Status RequestStore::StageSnapshotPage(const std::string& source,
-                                             const std::vector<RequestRecord>& records) {
+absl::Status RequestStore::StageSnapshotPage(const std::string& source, const std::vector<RequestRecord>& records) {
   if (absl::Status s = ValidateSnapshotRecords(records); !s.ok()) return s;
   return impl_->writer().Write([&](Connection& c) -> absl::Status {
     if (absl::Status s = c.Exec(kCreateStagingSql); !s.ok()) return s;
     for (const RequestRecord& r : records) {
       absl::StatusOr<CachedStatement> stage = c.PrepareCached(kStageRecordSql);
       if (!stage.ok()) return stage.status();
-      (*stage)->BindText(1, source)
+      (*stage)
+          ->BindText(1, source)
           .BindText(2, r.ca_config())
           .BindInt64(3, r.request_id())
           .BindBlob(4, r.SerializeAsString());
@@ -925,8 +903,7 @@ absl::Status RequestStore::Check(bool write) const {
   {
     absl::StatusOr<sqlite::ReaderPool::Lease> reader = impl_->Reader();
     if (!reader.ok()) return reader.status();
-    absl::StatusOr<int64_t> owners =
-        (*reader)->QueryInt64("SELECT COUNT(*) FROM meta WHERE key = 'node_id'");
+    absl::StatusOr<int64_t> owners = (*reader)->QueryInt64("SELECT COUNT(*) FROM meta WHERE key = 'node_id'");
     if (!owners.ok()) return owners.status();
     if (*owners != 1) {
       return absl::DataLossError(absl::StrCat("request store ", impl_->options().path.string(),

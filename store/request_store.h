@@ -24,9 +24,9 @@
 namespace adcsc::store {
 
 struct StoreOptions {
-  std::filesystem::path path;       // the SQLite file; its directory must exist
-  std::string node_id;              // origin stamped on local mutations
-  const Clock* clock = nullptr;     // nullptr: SystemClock::Default()
+  std::filesystem::path path;    // the SQLite file; its directory must exist
+  std::string node_id;           // origin stamped on local mutations
+  const Clock* clock = nullptr;  // nullptr: SystemClock::Default()
   // Durable commits (PRAGMA synchronous=FULL). Tests may turn this off for speed.
   bool fsync = true;
   // Told when a background WAL checkpoint fails (see store/wal_checkpointer.h); writes go
@@ -108,8 +108,7 @@ class RequestStore {
   absl::StatusOr<WriteResult> Put(const RequestRecord& update);
 
   // The record for (ca_config, request_id), or nullopt.
-  absl::StatusOr<std::optional<RequestRecord>> Get(const std::string& ca_config,
-                                                   uint32_t request_id) const;
+  absl::StatusOr<std::optional<RequestRecord>> Get(const std::string& ca_config, uint32_t request_id) const;
 
   // The highest request ID held for `ca_config`, or 0 when none.
   absl::StatusOr<uint32_t> MaxRequestId(const std::string& ca_config) const;
@@ -123,8 +122,7 @@ class RequestStore {
                                                                int64_t not_before_ms) const;
 
   // Mutations with origin `origin` and sequence > `after`, oldest first, at most `limit`.
-  absl::StatusOr<std::vector<adcsc::store::v1::Mutation>> MutationsSince(const std::string& origin,
-                                                                         uint64_t after,
+  absl::StatusOr<std::vector<adcsc::store::v1::Mutation>> MutationsSince(const std::string& origin, uint64_t after,
                                                                          size_t limit) const;
 
   // Applies mutations received from peers, in one transaction (one fsync, group-committed).
@@ -135,17 +133,17 @@ class RequestStore {
   // its origin advances over the contiguous run of logged sequences: a gap stops it, and the
   // mutations after the gap stay durable until the gap fills. InvalidArgument (nothing
   // applied) for a mutation with an empty origin, sequence 0, or an invalid record key.
-  absl::StatusOr<RemoteApplyResult> ApplyRemote(
-      const std::vector<adcsc::store::v1::Mutation>& mutations);
+  absl::StatusOr<RemoteApplyResult> ApplyRemote(const std::vector<adcsc::store::v1::Mutation>& mutations);
 
   // Every logged mutation (any origin, including out-of-order ones) that `theirs` does not
   // cover, oldest sequence first within each origin, at most `limit` in all.
-  absl::StatusOr<std::vector<adcsc::store::v1::Mutation>> MutationsMissing(
-      const VersionVector& theirs, size_t limit) const;
+  absl::StatusOr<std::vector<adcsc::store::v1::Mutation>> MutationsMissing(const VersionVector& theirs,
+                                                                           size_t limit) const;
   // As above, also skipping what `also_held` lists (the peer's HeldBeyondVector()), so
   // mutations the peer holds beyond a gap do not crowd out the ones it lacks.
-  absl::StatusOr<std::vector<adcsc::store::v1::Mutation>> MutationsMissing(
-      const VersionVector& theirs, const HeldSequences& also_held, size_t limit) const;
+  absl::StatusOr<std::vector<adcsc::store::v1::Mutation>> MutationsMissing(const VersionVector& theirs,
+                                                                           const HeldSequences& also_held,
+                                                                           size_t limit) const;
 
   // The mutations this node holds beyond its version vector, at most `max_per_origin` per
   // origin (the lowest ones).
@@ -163,8 +161,7 @@ class RequestStore {
   // records, so a record can hold mutations no vector claims, and this makes them reach the
   // other nodes by ordinary anti-entropy even if their origin is gone. For a snapshot that
   // fits in one call; a paged snapshot goes through StageSnapshotPage/CommitSnapshot.
-  absl::Status ApplySnapshot(const std::vector<RequestRecord>& records,
-                             const VersionVector& version_vector);
+  absl::Status ApplySnapshot(const std::vector<RequestRecord>& records, const VersionVector& version_vector);
 
   // Paged snapshot from peer `source`: pages are staged (invisible to reads, kept only
   // while the store is open) and CommitSnapshot merges them all and adopts the vector in

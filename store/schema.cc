@@ -72,8 +72,7 @@ ALTER TABLE mutations ADD COLUMN request_id INTEGER;
 )sql";
 
 constexpr std::array kMigrations = {
-    Migration{1, "initial schema: meta, requests, mutations, version_vector, health_scratch",
-              kSchemaV1},
+    Migration{1, "initial schema: meta, requests, mutations, version_vector, health_scratch", kSchemaV1},
     Migration{2, "the mutation log references records by key instead of copying them", kSchemaV2},
 };
 static_assert(kMigrations.size() == kLatestVersion, "one migration step per schema version");
@@ -83,18 +82,18 @@ absl::Status CheckOwnership(sqlite::Connection& connection, int version) {
   absl::StatusOr<int64_t> app_id = connection.QueryInt64("PRAGMA application_id");
   if (!app_id.ok()) return app_id.status();
   if (*app_id != 0 && *app_id != kApplicationId) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "database ", connection.path().string(), " belongs to another application (application_id ",
-        *app_id, "); check the store path in the configuration"));
+    return absl::FailedPreconditionError(absl::StrCat("database ", connection.path().string(),
+                                                      " belongs to another application (application_id ", *app_id,
+                                                      "); check the store path in the configuration"));
   }
   if (version == 0) {
     absl::StatusOr<int64_t> objects = connection.QueryInt64("SELECT COUNT(*) FROM sqlite_schema");
     if (!objects.ok()) return objects.status();
     if (*objects != 0) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "database ", connection.path().string(),
-          " already holds tables but no adcsc schema version; it is not an adcsc store. Check "
-          "the store path in the configuration"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("database ", connection.path().string(),
+                       " already holds tables but no adcsc schema version; it is not an adcsc store. Check "
+                       "the store path in the configuration"));
     }
   }
   return absl::OkStatus();
@@ -112,9 +111,8 @@ absl::StatusOr<int> CurrentVersion(sqlite::Connection& connection) {
 
 absl::Status Migrate(sqlite::Connection& connection, int target_version) {
   if (target_version < 0 || target_version > kLatestVersion) {
-    return absl::InvalidArgumentError(absl::StrCat("schema version ", target_version,
-                                                   " is not one this build knows (0..",
-                                                   kLatestVersion, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("schema version ", target_version, " is not one this build knows (0..", kLatestVersion, ")"));
   }
   while (true) {
     // The version is read inside the transaction that would change it, so two processes
@@ -124,24 +122,22 @@ absl::Status Migrate(sqlite::Connection& connection, int target_version) {
     absl::StatusOr<int> version = CurrentVersion(connection);
     if (!version.ok()) return version.status();
     if (*version > kLatestVersion) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "database ", connection.path().string(), " has schema version ", *version,
-          ", newer than the newest this adcsc build knows (", kLatestVersion,
-          "): it was written by a newer adcsc. Run that newer version, or restore a backup taken "
-          "before the upgrade; downgrading a store in place is not supported"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("database ", connection.path().string(), " has schema version ", *version,
+                       ", newer than the newest this adcsc build knows (", kLatestVersion,
+                       "): it was written by a newer adcsc. Run that newer version, or restore a backup taken "
+                       "before the upgrade; downgrading a store in place is not supported"));
     }
     if (absl::Status s = CheckOwnership(connection, *version); !s.ok()) return s;
     if (*version >= target_version) return absl::OkStatus();  // rolls back the empty txn
 
     const Migration& step = kMigrations[static_cast<size_t>(*version)];
     if (absl::Status s = connection.Exec(step.sql); !s.ok()) {
-      return absl::Status(s.code(),
-                          absl::StrCat("migrating to schema version ", step.to_version, " (",
-                                       std::string(step.description), "): ", s.message()));
+      return absl::Status(s.code(), absl::StrCat("migrating to schema version ", step.to_version, " (",
+                                                 std::string(step.description), "): ", s.message()));
     }
-    if (absl::Status s =
-            connection.Exec(absl::StrCat("PRAGMA user_version = ", step.to_version,
-                                         "; PRAGMA application_id = ", kApplicationId));
+    if (absl::Status s = connection.Exec(
+            absl::StrCat("PRAGMA user_version = ", step.to_version, "; PRAGMA application_id = ", kApplicationId));
         !s.ok()) {
       return s;
     }

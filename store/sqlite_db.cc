@@ -112,8 +112,7 @@ Statement& Statement::operator=(Statement&& other) noexcept {
 
 void Statement::NoteBindResult(int rc, int index) {
   if (rc != SQLITE_OK && bind_status_.ok()) {
-    bind_status_ = connection_->Error(
-        rc, absl::StrCat("binding parameter ", index, " of ", SqlExcerpt(sql())));
+    bind_status_ = connection_->Error(rc, absl::StrCat("binding parameter ", index, " of ", SqlExcerpt(sql())));
   }
 }
 
@@ -125,8 +124,7 @@ Statement& Statement::BindInt64(int index, int64_t value) {
 Statement& Statement::BindText(int index, std::string_view value) {
   // A null data pointer would bind SQL NULL; an empty string_view may carry one.
   const char* data = value.data() != nullptr ? value.data() : "";
-  NoteBindResult(
-      sqlite3_bind_text64(stmt_, index, data, value.size(), SQLITE_TRANSIENT, SQLITE_UTF8), index);
+  NoteBindResult(sqlite3_bind_text64(stmt_, index, data, value.size(), SQLITE_TRANSIENT, SQLITE_UTF8), index);
   return *this;
 }
 
@@ -185,9 +183,7 @@ std::string Statement::ColumnBlob(int column) const {
   return std::string(static_cast<const char*>(blob), static_cast<size_t>(size));
 }
 
-bool Statement::ColumnIsNull(int column) const {
-  return sqlite3_column_type(stmt_, column) == SQLITE_NULL;
-}
+bool Statement::ColumnIsNull(int column) const { return sqlite3_column_type(stmt_, column) == SQLITE_NULL; }
 
 std::string_view Statement::sql() const {
   const char* text = stmt_ != nullptr ? sqlite3_sql(stmt_) : nullptr;
@@ -204,10 +200,7 @@ CachedStatement::CachedStatement(Connection* connection, Statement* statement, b
 }
 
 CachedStatement::CachedStatement(Connection* connection, std::unique_ptr<Statement> one_off)
-    : connection_(connection),
-      statement_(one_off.get()),
-      in_use_(nullptr),
-      one_off_(std::move(one_off)) {
+    : connection_(connection), statement_(one_off.get()), in_use_(nullptr), one_off_(std::move(one_off)) {
   ++connection_->lent_;
 }
 
@@ -230,8 +223,7 @@ CachedStatement::~CachedStatement() {
 // ---------------------------------------------------------------------------------------------
 // Connection
 
-absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::filesystem::path& path,
-                                                             int flags) {
+absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::filesystem::path& path, int flags) {
   if (sqlite3_threadsafe() == 0) {
     return absl::FailedPreconditionError(
         "the linked SQLite library was built without thread support (SQLITE_THREADSAFE=0); "
@@ -240,8 +232,7 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::filesyst
   sqlite3* db = nullptr;
   const int rc = sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr);
   if (db == nullptr) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("sqlite: cannot allocate a connection for ", path.string()));
+    return absl::ResourceExhaustedError(absl::StrCat("sqlite: cannot allocate a connection for ", path.string()));
   }
   // Owned from here on, so the handle is closed on every return path.
   std::unique_ptr<Connection> connection(new Connection(db, path));
@@ -253,14 +244,14 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::filesyst
   return connection;
 }
 
-absl::StatusOr<std::unique_ptr<Connection>> Connection::OpenConfigured(
-    const std::filesystem::path& path, int flags, const ConnectionSettings& settings) {
+absl::StatusOr<std::unique_ptr<Connection>> Connection::OpenConfigured(const std::filesystem::path& path, int flags,
+                                                                       const ConnectionSettings& settings) {
   absl::StatusOr<std::unique_ptr<Connection>> opened = Open(path, flags);
   if (!opened.ok()) return opened.status();
   Connection& c = **opened;
 
-  const int busy_ms = static_cast<int>(
-      std::clamp<int64_t>(settings.busy_timeout.count(), 0, std::numeric_limits<int>::max()));
+  const int busy_ms =
+      static_cast<int>(std::clamp<int64_t>(settings.busy_timeout.count(), 0, std::numeric_limits<int>::max()));
   if (const int rc = sqlite3_busy_timeout(c.db_, busy_ms); rc != SQLITE_OK) {
     return c.Error(rc, "setting busy_timeout");
   }
@@ -273,13 +264,12 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::OpenConfigured(
     if (!row.ok()) return row.status();
     const std::string mode = *row ? absl::AsciiStrToLower(wal->ColumnText(0)) : "";
     if (mode != "wal") {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "sqlite: ", path.string(), ": could not switch to WAL journal mode (got '", mode,
-          "'); check that the data directory is on a local filesystem that supports shared "
-          "memory (not NFS or SMB)"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("sqlite: ", path.string(), ": could not switch to WAL journal mode (got '", mode,
+                       "'); check that the data directory is on a local filesystem that supports shared "
+                       "memory (not NFS or SMB)"));
     }
-    absl::Status sync =
-        c.Exec(settings.fsync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=OFF");
+    absl::Status sync = c.Exec(settings.fsync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=OFF");
     if (!sync.ok()) return sync;
   }
   if (absl::Status s = c.Exec("PRAGMA foreign_keys=ON"); !s.ok()) return s;
@@ -306,9 +296,7 @@ absl::Status Connection::Exec(std::string_view sql) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<Statement> Connection::Prepare(std::string_view sql) {
-  return PrepareWithFlags(sql, 0);
-}
+absl::StatusOr<Statement> Connection::Prepare(std::string_view sql) { return PrepareWithFlags(sql, 0); }
 
 absl::StatusOr<CachedStatement> Connection::PrepareCached(std::string_view sql) {
   auto it = cache_.find(sql);
@@ -320,8 +308,7 @@ absl::StatusOr<CachedStatement> Connection::PrepareCached(std::string_view sql) 
     // take its memory from the lookaside pool meant for short-lived allocations.
     absl::StatusOr<Statement> prepared = PrepareWithFlags(sql, SQLITE_PREPARE_PERSISTENT);
     if (!prepared.ok()) return prepared.status();
-    it = cache_.try_emplace(std::string(sql), CacheEntry{.statement = *std::move(prepared)})
-             .first;
+    it = cache_.try_emplace(std::string(sql), CacheEntry{.statement = *std::move(prepared)}).first;
     return CachedStatement(this, &it->second.statement, &it->second.in_use);
   }
   // Lent out already (a nested use on this connection) or the cache is full: the borrower
@@ -334,8 +321,7 @@ absl::StatusOr<CachedStatement> Connection::PrepareCached(std::string_view sql) 
 absl::StatusOr<Statement> Connection::PrepareWithFlags(std::string_view sql, unsigned int flags) {
   sqlite3_stmt* stmt = nullptr;
   const char* tail = nullptr;
-  const int rc =
-      sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()), flags, &stmt, &tail);
+  const int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()), flags, &stmt, &tail);
   Statement statement(this, stmt);  // finalizes on every return path
   if (rc != SQLITE_OK) return Error(rc, absl::StrCat("preparing ", SqlExcerpt(sql)));
   if (stmt == nullptr) {
@@ -344,9 +330,9 @@ absl::StatusOr<Statement> Connection::PrepareWithFlags(std::string_view sql, uns
   }
   const size_t consumed = static_cast<size_t>(tail - sql.data());
   if (!absl::StripAsciiWhitespace(Sv(sql.substr(consumed))).empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "sqlite: ", path_.string(), ": Prepare takes one statement; trailing SQL after '",
-        SqlExcerpt(sql.substr(0, consumed)), "'"));
+    return absl::InvalidArgumentError(absl::StrCat("sqlite: ", path_.string(),
+                                                   ": Prepare takes one statement; trailing SQL after '",
+                                                   SqlExcerpt(sql.substr(0, consumed)), "'"));
   }
   return statement;
 }
@@ -357,27 +343,22 @@ absl::StatusOr<int64_t> Connection::QueryInt64(std::string_view sql) {
   absl::StatusOr<bool> row = statement->Step();
   if (!row.ok()) return row.status();
   if (!*row) {
-    return absl::InternalError(
-        absl::StrCat("sqlite: ", path_.string(), ": no row from ", SqlExcerpt(sql)));
+    return absl::InternalError(absl::StrCat("sqlite: ", path_.string(), ": no row from ", SqlExcerpt(sql)));
   }
   return statement->ColumnInt64(0);
 }
 
-absl::Status Connection::Error(int rc, std::string_view what) const {
-  return ErrorStatus(db_, path_, rc, what);
-}
+absl::Status Connection::Error(int rc, std::string_view what) const { return ErrorStatus(db_, path_, rc, what); }
 
-absl::Status ErrorStatus(sqlite3* db, const std::filesystem::path& path, int rc,
-                         std::string_view what) {
+absl::Status ErrorStatus(sqlite3* db, const std::filesystem::path& path, int rc, std::string_view what) {
   // The connection's message describes its most recent failure; if that is not the one we
   // are reporting (e.g. a check we made ourselves), fall back to the generic text.
   const bool connection_knows = db != nullptr && sqlite3_extended_errcode(db) == rc;
   const char* message = connection_knows ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
   const int primary = rc & 0xff;
-  return absl::Status(
-      CodeFor(primary),
-      absl::StrCat("sqlite error on ", path.string(), " while ", Sv(what), ": ", message, " (",
-                   sqlite3_errstr(rc), ", code ", rc, "); ", Sv(HintFor(primary))));
+  return absl::Status(CodeFor(primary),
+                      absl::StrCat("sqlite error on ", path.string(), " while ", Sv(what), ": ", message, " (",
+                                   sqlite3_errstr(rc), ", code ", rc, "); ", Sv(HintFor(primary))));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -390,8 +371,7 @@ absl::StatusOr<Transaction> Transaction::Begin(Connection& connection) {
   return Transaction(&connection);
 }
 
-Transaction::Transaction(Transaction&& other) noexcept
-    : connection_(std::exchange(other.connection_, nullptr)) {}
+Transaction::Transaction(Transaction&& other) noexcept : connection_(std::exchange(other.connection_, nullptr)) {}
 
 Transaction::~Transaction() {
   if (connection_ != nullptr && !connection_->autocommit()) {
@@ -471,9 +451,8 @@ void GroupCommitWriter::RunBatch(const std::vector<Pending*>& batch) {
     if (c.autocommit()) {
       // SQLite rolled the whole transaction back by itself (it does on some I/O and
       // out-of-memory errors): everything before this function is gone too.
-      fail_batch(result.ok() ? absl::AbortedError(absl::StrCat(
-                                   "sqlite: ", c.path().string(),
-                                   ": the batch transaction was rolled back by SQLite"))
+      fail_batch(result.ok() ? absl::AbortedError(absl::StrCat("sqlite: ", c.path().string(),
+                                                               ": the batch transaction was rolled back by SQLite"))
                              : result);
       return;
     }
@@ -516,11 +495,8 @@ ReaderPool::Lease::~Lease() {
   if (connection_ != nullptr) pool_->Release(std::move(connection_));
 }
 
-ReaderPool::ReaderPool(std::filesystem::path path, ConnectionSettings settings,
-                       size_t max_connections)
-    : path_(std::move(path)),
-      settings_(settings),
-      max_connections_(std::max<size_t>(max_connections, 1)) {}
+ReaderPool::ReaderPool(std::filesystem::path path, ConnectionSettings settings, size_t max_connections)
+    : path_(std::move(path)), settings_(settings), max_connections_(std::max<size_t>(max_connections, 1)) {}
 
 absl::StatusOr<ReaderPool::Lease> ReaderPool::Acquire() {
   std::unique_lock<std::mutex> lock(mu_);

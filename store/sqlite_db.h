@@ -118,8 +118,7 @@ class CachedStatement {
 // Status for a failed SQLite call on `db` (a connection to `path`): names the file, what we
 // were doing, SQLite's message and code, and a hint on what to check. `rc` is the code the
 // call returned. For code that holds a raw handle; Connection::Error() is the same.
-absl::Status ErrorStatus(sqlite3* db, const std::filesystem::path& path, int rc,
-                         std::string_view what);
+absl::Status ErrorStatus(sqlite3* db, const std::filesystem::path& path, int rc, std::string_view what);
 
 // Per-connection settings applied right after opening.
 struct ConnectionSettings {
@@ -139,12 +138,11 @@ class Connection {
   // Opens `path` with sqlite3_open_v2 `flags` (SQLITE_OPEN_NOMUTEX is always added).
   // When the flags ask for read-write but SQLite could only open the file read-only (file
   // permissions), fails instead of deferring the surprise to the first write.
-  static absl::StatusOr<std::unique_ptr<Connection>> Open(const std::filesystem::path& path,
-                                                          int flags);
+  static absl::StatusOr<std::unique_ptr<Connection>> Open(const std::filesystem::path& path, int flags);
   // Open() followed by the PRAGMAs for `settings` (WAL, synchronous, busy_timeout,
   // foreign_keys, query_only).
-  static absl::StatusOr<std::unique_ptr<Connection>> OpenConfigured(
-      const std::filesystem::path& path, int flags, const ConnectionSettings& settings);
+  static absl::StatusOr<std::unique_ptr<Connection>> OpenConfigured(const std::filesystem::path& path, int flags,
+                                                                    const ConnectionSettings& settings);
 
   ~Connection();
   Connection(const Connection&) = delete;
@@ -240,8 +238,7 @@ class GroupCommitWriter {
   // while callers keep arriving.
   static constexpr size_t kDefaultMaxBatch = 256;
 
-  explicit GroupCommitWriter(std::unique_ptr<Connection> connection,
-                             size_t max_batch = kDefaultMaxBatch);
+  explicit GroupCommitWriter(std::unique_ptr<Connection> connection, size_t max_batch = kDefaultMaxBatch);
   // Callers must have returned from Write() before destruction.
   ~GroupCommitWriter() = default;
   GroupCommitWriter(const GroupCommitWriter&) = delete;
@@ -289,8 +286,7 @@ class ReaderPool {
   // from the connection must be destroyed first: the next holder uses the same cache.
   class Lease {
    public:
-    Lease(ReaderPool* pool, std::unique_ptr<Connection> connection)
-        : pool_(pool), connection_(std::move(connection)) {}
+    Lease(ReaderPool* pool, std::unique_ptr<Connection> connection) : pool_(pool), connection_(std::move(connection)) {}
     Lease(Lease&&) noexcept = default;
     Lease& operator=(Lease&&) = delete;
     ~Lease();
@@ -304,8 +300,7 @@ class ReaderPool {
 
   static constexpr size_t kDefaultMaxConnections = 4;
 
-  ReaderPool(std::filesystem::path path, ConnectionSettings settings,
-             size_t max_connections = kDefaultMaxConnections);
+  ReaderPool(std::filesystem::path path, ConnectionSettings settings, size_t max_connections = kDefaultMaxConnections);
   // All leases must have been returned.
   ~ReaderPool() = default;
   ReaderPool(const ReaderPool&) = delete;

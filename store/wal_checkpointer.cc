@@ -23,8 +23,7 @@ constexpr int kOpenBusyTimeoutMillis = 5'000;
 constexpr int kBlockingAttemptMillis = 10;
 
 // Runs a query on a raw handle and returns the first column of its first row as text.
-absl::StatusOr<std::string> QueryText(sqlite3* db, const std::filesystem::path& path,
-                                      const char* sql) {
+absl::StatusOr<std::string> QueryText(sqlite3* db, const std::filesystem::path& path, const char* sql) {
   sqlite3_stmt* stmt = nullptr;
   int rc = sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr);
   if (rc != SQLITE_OK) {
@@ -33,10 +32,9 @@ absl::StatusOr<std::string> QueryText(sqlite3* db, const std::filesystem::path& 
   }
   rc = sqlite3_step(stmt);
   if (rc != SQLITE_ROW) {
-    absl::Status error =
-        rc == SQLITE_DONE
-            ? absl::InternalError(absl::StrCat("sqlite: ", path.string(), ": no row from ", sql))
-            : ErrorStatus(db, path, rc, absl::StrCat("running ", sql));
+    absl::Status error = rc == SQLITE_DONE
+                             ? absl::InternalError(absl::StrCat("sqlite: ", path.string(), ": no row from ", sql))
+                             : ErrorStatus(db, path, rc, absl::StrCat("running ", sql));
     sqlite3_finalize(stmt);
     return error;
   }
@@ -48,26 +46,26 @@ absl::StatusOr<std::string> QueryText(sqlite3* db, const std::filesystem::path& 
 
 absl::Status ValidateOptions(const WalCheckpointerOptions& options) {
   if (options.threshold_pages < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "WAL checkpointer: threshold_pages must be at least 1, not ", options.threshold_pages));
+    return absl::InvalidArgumentError(
+        absl::StrCat("WAL checkpointer: threshold_pages must be at least 1, not ", options.threshold_pages));
   }
   if (options.hard_limit_pages < 0 ||
       (options.hard_limit_pages > 0 && options.hard_limit_pages <= options.threshold_pages)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "WAL checkpointer: hard_limit_pages (", options.hard_limit_pages,
-        ") must be 0 (no limit) or above threshold_pages (", options.threshold_pages, ")"));
+    return absl::InvalidArgumentError(absl::StrCat("WAL checkpointer: hard_limit_pages (", options.hard_limit_pages,
+                                                   ") must be 0 (no limit) or above threshold_pages (",
+                                                   options.threshold_pages, ")"));
   }
   if (options.interval.count() < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "WAL checkpointer: interval must be at least 1 ms, not ", options.interval.count()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("WAL checkpointer: interval must be at least 1 ms, not ", options.interval.count()));
   }
   return absl::OkStatus();
 }
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<WalCheckpointer>> WalCheckpointer::Start(
-    sqlite3* writer, WalCheckpointerOptions options) {
+absl::StatusOr<std::unique_ptr<WalCheckpointer>> WalCheckpointer::Start(sqlite3* writer,
+                                                                        WalCheckpointerOptions options) {
   if (writer == nullptr) {
     return absl::InvalidArgumentError("WAL checkpointer: no writer connection");
   }
@@ -93,30 +91,26 @@ absl::StatusOr<std::unique_ptr<WalCheckpointer>> WalCheckpointer::Start(
   int saved_autocheckpoint = 0;
   if (!absl::SimpleAtoi(*autocheckpoint, &saved_autocheckpoint)) {
     return absl::InternalError(absl::StrCat("WAL checkpointer: ", path.string(),
-                                            ": PRAGMA wal_autocheckpoint returned '",
-                                            *autocheckpoint, "'"));
+                                            ": PRAGMA wal_autocheckpoint returned '", *autocheckpoint, "'"));
   }
   absl::StatusOr<std::string> busy_timeout = QueryText(writer, path, "PRAGMA busy_timeout");
   if (!busy_timeout.ok()) return busy_timeout.status();
   int writer_busy_timeout_ms = 0;
   if (!absl::SimpleAtoi(*busy_timeout, &writer_busy_timeout_ms)) {
-    return absl::InternalError(absl::StrCat("WAL checkpointer: ", path.string(),
-                                            ": PRAGMA busy_timeout returned '", *busy_timeout,
-                                            "'"));
+    return absl::InternalError(
+        absl::StrCat("WAL checkpointer: ", path.string(), ": PRAGMA busy_timeout returned '", *busy_timeout, "'"));
   }
 
   // Read-write: a checkpoint writes the main file. Its own connection, so that checkpoints
   // run beside commits instead of queueing for the writer.
-  absl::StatusOr<std::unique_ptr<Connection>> connection =
-      Connection::Open(path, SQLITE_OPEN_READWRITE);
+  absl::StatusOr<std::unique_ptr<Connection>> connection = Connection::Open(path, SQLITE_OPEN_READWRITE);
   if (!connection.ok()) return connection.status();
   Connection& c = **connection;
   if (const int rc = sqlite3_busy_timeout(c.raw(), kOpenBusyTimeoutMillis); rc != SQLITE_OK) {
     return c.Error(rc, "setting busy_timeout on the checkpoint connection");
   }
   // Checkpoints sync (or not) by the setting of the connection that runs them.
-  if (absl::Status s = c.Exec(options.fsync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=OFF");
-      !s.ok()) {
+  if (absl::Status s = c.Exec(options.fsync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=OFF"); !s.ok()) {
     return s;
   }
   // A connection finds out that the file is in WAL mode, and opens the WAL, only when it
@@ -125,30 +119,27 @@ absl::StatusOr<std::unique_ptr<WalCheckpointer>> WalCheckpointer::Start(
     return v.status();
   }
 
-  std::unique_ptr<WalCheckpointer> checkpointer(
-      new WalCheckpointer(writer, *std::move(connection), path, saved_autocheckpoint,
-                          writer_busy_timeout_ms, std::move(options)));
+  std::unique_ptr<WalCheckpointer> checkpointer(new WalCheckpointer(
+      writer, *std::move(connection), path, saved_autocheckpoint, writer_busy_timeout_ms, std::move(options)));
   WalCheckpointer* const self = checkpointer.get();
   try {
     self->thread_ = std::thread([self] { self->Run(); });
   } catch (const std::system_error& e) {
     // The destructor restores the writer's (unchanged) setting; nothing else to undo.
-    return absl::ResourceExhaustedError(absl::StrCat("WAL checkpointer for ", path.string(),
-                                                     ": cannot start its thread: ", e.what()));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("WAL checkpointer for ", path.string(), ": cannot start its thread: ", e.what()));
   }
   // Order matters: this PRAGMA works by installing SQLite's own WAL hook (or removing it),
   // so ours must be installed after it, and nothing may set it again while we are attached.
-  if (const int rc = sqlite3_exec(writer, "PRAGMA wal_autocheckpoint=0", nullptr, nullptr, nullptr);
-      rc != SQLITE_OK) {
+  if (const int rc = sqlite3_exec(writer, "PRAGMA wal_autocheckpoint=0", nullptr, nullptr, nullptr); rc != SQLITE_OK) {
     return ErrorStatus(writer, path, rc, "turning off automatic checkpoints on the writer");
   }
   sqlite3_wal_hook(writer, &WalCheckpointer::OnCommit, self);
   return checkpointer;
 }
 
-WalCheckpointer::WalCheckpointer(sqlite3* writer, std::unique_ptr<Connection> connection,
-                                 std::filesystem::path path, int saved_autocheckpoint,
-                                 int writer_busy_timeout_ms, WalCheckpointerOptions options)
+WalCheckpointer::WalCheckpointer(sqlite3* writer, std::unique_ptr<Connection> connection, std::filesystem::path path,
+                                 int saved_autocheckpoint, int writer_busy_timeout_ms, WalCheckpointerOptions options)
     : writer_(writer),
       connection_(std::move(connection)),
       path_(std::move(path)),
@@ -234,30 +225,26 @@ bool WalCheckpointer::BlockingCheckpoint() {
     // its mark, and a busy reader takes that slot again (already up to date) for each new
     // query, so a single wait would starve for the whole timeout. Each new attempt re-reads
     // the marks. SQLite's busy handler does the waiting; the timeout is put back after.
-    const auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::milliseconds(writer_busy_timeout_ms_);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(writer_busy_timeout_ms_);
     sqlite3_busy_timeout(writer_, kBlockingAttemptMillis);
     do {
-      rc = sqlite3_wal_checkpoint_v2(writer_, "main", SQLITE_CHECKPOINT_RESTART, &log_frames,
-                                     &checkpointed);
+      rc = sqlite3_wal_checkpoint_v2(writer_, "main", SQLITE_CHECKPOINT_RESTART, &log_frames, &checkpointed);
       // log_frames < 0: the checkpoint lock itself was taken (by another process); that
       // fails at once without waiting, so retrying would only spin.
-    } while ((rc & 0xff) == SQLITE_BUSY && log_frames >= 0 &&
-             std::chrono::steady_clock::now() < deadline);
+    } while ((rc & 0xff) == SQLITE_BUSY && log_frames >= 0 && std::chrono::steady_clock::now() < deadline);
     sqlite3_busy_timeout(writer_, writer_busy_timeout_ms_);
   }
   const bool complete = rc == SQLITE_OK;
   if (complete) {
     RecordSuccess();
   } else if ((rc & 0xff) == SQLITE_BUSY) {
-    RecordFailure(absl::UnavailableError(absl::StrCat(
-        "WAL of ", path_.string(), " is past its limit of ", options_.hard_limit_pages,
-        " pages and a checkpoint inside a commit could not reset it: another connection (a "
-        "long read, or a checkpoint from another process) kept using it beyond the busy "
-        "timeout; the WAL keeps growing until it lets go")));
+    RecordFailure(absl::UnavailableError(
+        absl::StrCat("WAL of ", path_.string(), " is past its limit of ", options_.hard_limit_pages,
+                     " pages and a checkpoint inside a commit could not reset it: another connection (a "
+                     "long read, or a checkpoint from another process) kept using it beyond the busy "
+                     "timeout; the WAL keeps growing until it lets go")));
   } else {
-    RecordFailure(
-        ErrorStatus(writer_, path_, rc, "checkpointing the WAL at its size limit in a commit"));
+    RecordFailure(ErrorStatus(writer_, path_, rc, "checkpointing the WAL at its size limit in a commit"));
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -274,8 +261,7 @@ void WalCheckpointer::Run() {
   uint64_t commits_seen = 0;
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
-    const bool woken =
-        wake_cv_.wait_for(lock, options_.interval, [this] { return stopping_ || wake_requested_; });
+    const bool woken = wake_cv_.wait_for(lock, options_.interval, [this] { return stopping_ || wake_requested_; });
     if (stopping_) return;
     wake_requested_ = false;
     lock.unlock();
@@ -299,8 +285,7 @@ bool WalCheckpointer::CheckpointOnce() {
   int rc;
   {
     std::lock_guard<std::mutex> lock(checkpoint_mu_);
-    rc = sqlite3_wal_checkpoint_v2(connection_->raw(), "main", SQLITE_CHECKPOINT_PASSIVE,
-                                   &log_frames, &checkpointed);
+    rc = sqlite3_wal_checkpoint_v2(connection_->raw(), "main", SQLITE_CHECKPOINT_PASSIVE, &log_frames, &checkpointed);
   }
   switch (rc & 0xff) {
     case SQLITE_OK: {
@@ -360,8 +345,7 @@ absl::Status WalCheckpointer::last_error() const {
   return last_error_;
 }
 
-bool WalCheckpointer::WaitFor(absl::FunctionRef<bool(const Stats&)> done,
-                              std::chrono::milliseconds timeout) const {
+bool WalCheckpointer::WaitFor(absl::FunctionRef<bool(const Stats&)> done, std::chrono::milliseconds timeout) const {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::unique_lock<std::mutex> lock(mu_);
   while (!done(StatsLocked())) {

@@ -86,8 +86,7 @@ class WalCheckpointer {
   // Set the writer's busy_timeout before: it is read here (and a custom busy handler would
   // be replaced by the hard-limit checkpoint). Nothing may set wal_autocheckpoint or a WAL
   // hook on the writer while attached: either would replace this object's hook.
-  static absl::StatusOr<std::unique_ptr<WalCheckpointer>> Start(
-      sqlite3* writer, WalCheckpointerOptions options = {});
+  static absl::StatusOr<std::unique_ptr<WalCheckpointer>> Start(sqlite3* writer, WalCheckpointerOptions options = {});
 
   // Detaches from the writer (its auto-checkpoint setting is restored), interrupts a
   // checkpoint in progress (the work is not lost: the next checkpoint, or the writer's own
@@ -126,9 +125,8 @@ class WalCheckpointer {
   const std::filesystem::path& path() const { return path_; }
 
  private:
-  WalCheckpointer(sqlite3* writer, std::unique_ptr<Connection> connection,
-                  std::filesystem::path path, int saved_autocheckpoint, int writer_busy_timeout_ms,
-                  WalCheckpointerOptions options);
+  WalCheckpointer(sqlite3* writer, std::unique_ptr<Connection> connection, std::filesystem::path path,
+                  int saved_autocheckpoint, int writer_busy_timeout_ms, WalCheckpointerOptions options);
 
   // The sqlite3_wal_hook callback; `self` is the WalCheckpointer.
   static int OnCommit(void* self, sqlite3* db, const char* db_name, int pages);

@@ -40,12 +40,25 @@ std::string EscapeLineBreaks(std::string_view json, std::vector<size_t>* inserte
       continue;
     }
     switch (c) {
-      case '\\': escaped = true; out.push_back(c); break;
-      case '"': in_string = false; out.push_back(c); break;
-      case '\n': put_escape('n'); break;
-      case '\r': put_escape('r'); break;
-      case '\t': put_escape('t'); break;
-      default: out.push_back(c);
+      case '\\':
+        escaped = true;
+        out.push_back(c);
+        break;
+      case '"':
+        in_string = false;
+        out.push_back(c);
+        break;
+      case '\n':
+        put_escape('n');
+        break;
+      case '\r':
+        put_escape('r');
+        break;
+      case '\t':
+        put_escape('t');
+        break;
+      default:
+        out.push_back(c);
     }
   }
   return out;
@@ -79,7 +92,8 @@ absl::Status ReadString(const Json& obj, std::string_view path, const char* key,
   if (it == obj.end()) return Bad(absl::StrCat("missing field \"", pki::AbslView(path), "\""));
   if (!it->is_string()) return Bad(absl::StrCat("field \"", pki::AbslView(path), "\" must be a string"));
   *out = it->get<std::string>();
-  if (required_non_empty && out->empty()) return Bad(absl::StrCat("field \"", pki::AbslView(path), "\" must not be empty"));
+  if (required_non_empty && out->empty())
+    return Bad(absl::StrCat("field \"", pki::AbslView(path), "\" must not be empty"));
   return absl::OkStatus();
 }
 
@@ -167,26 +181,40 @@ absl::StatusOr<RetrieveBody> ParseRetrieveBody(std::string_view json) {
 
 std::string_view DispositionStatus(Disposition d) {
   switch (d) {
-    case Disposition::kIncomplete: return "CR_DISP_INCOMPLETE";
-    case Disposition::kError: return "CR_DISP_ERROR";
-    case Disposition::kDenied: return "CR_DISP_DENIED";
-    case Disposition::kIssued: return "CR_DISP_ISSUED";
-    case Disposition::kIssuedOutOfBand: return "CR_DISP_ISSUED_OUT_OF_BAND";
-    case Disposition::kUnderSubmission: return "CR_DISP_UNDER_SUBMISSION";
-    case Disposition::kRevoked: return "CR_DISP_REVOKED";
+    case Disposition::kIncomplete:
+      return "CR_DISP_INCOMPLETE";
+    case Disposition::kError:
+      return "CR_DISP_ERROR";
+    case Disposition::kDenied:
+      return "CR_DISP_DENIED";
+    case Disposition::kIssued:
+      return "CR_DISP_ISSUED";
+    case Disposition::kIssuedOutOfBand:
+      return "CR_DISP_ISSUED_OUT_OF_BAND";
+    case Disposition::kUnderSubmission:
+      return "CR_DISP_UNDER_SUBMISSION";
+    case Disposition::kRevoked:
+      return "CR_DISP_REVOKED";
   }
   return "CR_DISP_ERROR";
 }
 
 std::string_view DispositionMessage(Disposition d) {
   switch (d) {
-    case Disposition::kIncomplete: return "Request incomplete";
-    case Disposition::kError: return "Request failed";
-    case Disposition::kDenied: return "Request denied";
-    case Disposition::kIssued: return "Certificate issued";
-    case Disposition::kIssuedOutOfBand: return "Certificate issued out of band";
-    case Disposition::kUnderSubmission: return "Request taken under submission";
-    case Disposition::kRevoked: return "Certificate revoked";
+    case Disposition::kIncomplete:
+      return "Request incomplete";
+    case Disposition::kError:
+      return "Request failed";
+    case Disposition::kDenied:
+      return "Request denied";
+    case Disposition::kIssued:
+      return "Certificate issued";
+    case Disposition::kIssuedOutOfBand:
+      return "Certificate issued out of band";
+    case Disposition::kUnderSubmission:
+      return "Request taken under submission";
+    case Disposition::kRevoked:
+      return "Certificate revoked";
   }
   return "Request failed";
 }

@@ -7,8 +7,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "node/api/api_codec.h"
-#include "node/ca/hresult.h"
 #include "node/api/ca_request_search.h"
+#include "node/ca/hresult.h"
 #include "node/pki/absl_view.h"
 #include "node/pki/csr.h"
 #include "node/pki/encoding.h"
@@ -17,8 +17,8 @@ namespace adcsc::node {
 namespace {
 
 using adcsc::ca::Disposition;
-using adcsc::store::RecordStatus;
 using adcsc::store::IsSettled;
+using adcsc::store::RecordStatus;
 using adcsc::store::RequestRecord;
 using Json = nlohmann::json;
 
@@ -41,12 +41,17 @@ ApiResponse BadRequest(std::string_view message) {
 RecordStatus RecordStatusFor(Disposition d) {
   switch (d) {
     case Disposition::kIssued:
-    case Disposition::kIssuedOutOfBand: return adcsc::store::v1::RECORD_STATUS_ISSUED;
-    case Disposition::kUnderSubmission: return adcsc::store::v1::RECORD_STATUS_PENDING;
-    case Disposition::kDenied: return adcsc::store::v1::RECORD_STATUS_DENIED;
-    case Disposition::kRevoked: return adcsc::store::v1::RECORD_STATUS_REVOKED;
+    case Disposition::kIssuedOutOfBand:
+      return adcsc::store::v1::RECORD_STATUS_ISSUED;
+    case Disposition::kUnderSubmission:
+      return adcsc::store::v1::RECORD_STATUS_PENDING;
+    case Disposition::kDenied:
+      return adcsc::store::v1::RECORD_STATUS_DENIED;
+    case Disposition::kRevoked:
+      return adcsc::store::v1::RECORD_STATUS_REVOKED;
     case Disposition::kIncomplete:
-    case Disposition::kError: return adcsc::store::v1::RECORD_STATUS_FAILED;
+    case Disposition::kError:
+      return adcsc::store::v1::RECORD_STATUS_FAILED;
   }
   return adcsc::store::v1::RECORD_STATUS_FAILED;
 }
@@ -54,12 +59,17 @@ RecordStatus RecordStatusFor(Disposition d) {
 std::string OutcomeFor(Disposition d) {
   switch (d) {
     case Disposition::kIssued:
-    case Disposition::kIssuedOutOfBand: return "issued";
-    case Disposition::kUnderSubmission: return "pending";
-    case Disposition::kDenied: return "denied";
-    case Disposition::kRevoked: return "revoked";
+    case Disposition::kIssuedOutOfBand:
+      return "issued";
+    case Disposition::kUnderSubmission:
+      return "pending";
+    case Disposition::kDenied:
+      return "denied";
+    case Disposition::kRevoked:
+      return "revoked";
     case Disposition::kIncomplete:
-    case Disposition::kError: return "ca_error";
+    case Disposition::kError:
+      return "ca_error";
   }
   return "ca_error";
 }
@@ -182,7 +192,8 @@ ApiResponse ApiService::Route(const ApiRequest& request) {
     if (path != route.path) continue;
     if (request.method != route.method) {
       ApiResponse r = Make(405,
-                           StatusOnlyJson("METHOD_NOT_ALLOWED", absl::StrCat("use ", pki::AbslView(route.method), " for ", pki::AbslView(route.path))),
+                           StatusOnlyJson("METHOD_NOT_ALLOWED", absl::StrCat("use ", pki::AbslView(route.method),
+                                                                             " for ", pki::AbslView(route.path))),
                            "method_not_allowed");
       r.allow = std::string(route.method);
       return r;
@@ -229,8 +240,8 @@ ApiResponse ApiService::Submit(const ApiRequest& request) {
     return finish(BadRequest(absl::StrCat("CA config \"", body->dc, "\\", body->ca,
                                           "\" is not allowed on this connector (check ca.allow in the node config)")));
   }
-  if (!allowed->templates.empty() &&
-      std::find(allowed->templates.begin(), allowed->templates.end(), body->template_name) == allowed->templates.end()) {
+  if (!allowed->templates.empty() && std::find(allowed->templates.begin(), allowed->templates.end(),
+                                               body->template_name) == allowed->templates.end()) {
     return finish(BadRequest(absl::StrCat("template \"", body->template_name, "\" is not allowed for CA \"", body->dc,
                                           "\\", body->ca, "\" (check ca.allow.templates)")));
   }
@@ -247,10 +258,11 @@ ApiResponse ApiService::Submit(const ApiRequest& request) {
   auto earlier = store_->FindByDedupeKey(ca_config, body->template_name, csr_sha256, now_ms - window_ms);
   if (!earlier.ok()) {
     fields["error"] = std::string(earlier.status().message());
-    return finish(Make(500,
-                       WithRequestIdJson("INTERNAL_ERROR",
-                                         absl::StrCat("request store unavailable: ", std::string(earlier.status().message())), 0),
-                       "store_error"));
+    return finish(
+        Make(500,
+             WithRequestIdJson("INTERNAL_ERROR",
+                               absl::StrCat("request store unavailable: ", std::string(earlier.status().message())), 0),
+             "store_error"));
   }
   auto reusable = [](const std::optional<RequestRecord>& r) {
     return r.has_value() && r->request_id() != 0 && r->status() != adcsc::store::v1::RECORD_STATUS_FAILED;
@@ -355,9 +367,11 @@ ApiResponse ApiService::Submit(const ApiRequest& request) {
     }
   }
   if (IsErrorDisposition(answer->disposition)) {
-    return finish(Make(500, WithRequestIdJson("INTERNAL_ERROR", CaFailureMessage(*backend_, answer->hresult, answer->message),
-                                              answer->request_id),
-                       "ca_error"));
+    return finish(
+        Make(500,
+             WithRequestIdJson("INTERNAL_ERROR", CaFailureMessage(*backend_, answer->hresult, answer->message),
+                               answer->request_id),
+             "ca_error"));
   }
   return finish(Make(200,
                      WithRequestIdJson(DispositionStatus(answer->disposition), DispositionMessage(answer->disposition),
@@ -432,7 +446,7 @@ absl::StatusOr<std::optional<RequestRecord>> ApiService::AwaitInFlight(const Sub
 }
 
 absl::StatusOr<adcsc::ca::CaResponse> ApiService::CaRetrieve(const adcsc::ca::CaTarget& target, uint32_t request_id,
-                                                            Json* fields) {
+                                                             Json* fields) {
   adcsc::ca::RetrieveRequest ret;
   ret.target = target;
   ret.caller = {config_.ca.identity};
@@ -458,8 +472,9 @@ absl::Status ApiService::RecordRetrieved(const adcsc::ca::CaTarget& target, cons
   if (rec.requester().empty()) rec.set_requester(config_.ca.identity);
   auto put = Record(rec);
   if (put.ok()) return put;
-  return absl::Status(put.code(), absl::StrCat("request ", answer.request_id,
-                                               " was read from the CA but could not be recorded: ", std::string(put.message())));
+  return absl::Status(put.code(),
+                      absl::StrCat("request ", answer.request_id,
+                                   " was read from the CA but could not be recorded: ", std::string(put.message())));
 }
 
 ApiResponse ApiService::Retrieve(const ApiRequest& request) {
@@ -490,7 +505,9 @@ ApiResponse ApiService::Retrieve(const ApiRequest& request) {
   // that is not this node's; the CA, as this node's identity (a shared identity may always
   // retrieve). A CA answer is recorded before it is returned.
   auto local = store_->Get(ca_config, body->request_id);
-  if (!local.ok()) return internal_error(absl::StrCat("request store unavailable: ", std::string(local.status().message())), "store_error");
+  if (!local.ok())
+    return internal_error(absl::StrCat("request store unavailable: ", std::string(local.status().message())),
+                          "store_error");
   std::optional<RequestRecord> known = std::move(*local);
 
   adcsc::ca::CaResponse answer;
@@ -529,10 +546,10 @@ ApiResponse ApiService::Retrieve(const ApiRequest& request) {
     } else {
       // No live node runs as the submitter: try as this node's identity (it may have the
       // CA's officer rights); if the CA refuses, the error says why we had to.
-      forward_error = absl::StrCat("request ", body->request_id, " was submitted as ", known->requester(),
-                                   " and no node running as that identity could retrieve it (",
-                                   std::string(forwarded.status().message()), "); this node runs as ",
-                                   config_.ca.identity);
+      forward_error =
+          absl::StrCat("request ", body->request_id, " was submitted as ", known->requester(),
+                       " and no node running as that identity could retrieve it (",
+                       std::string(forwarded.status().message()), "); this node runs as ", config_.ca.identity);
       fields["forward_error"] = std::string(forwarded.status().message());
     }
   }
@@ -563,17 +580,19 @@ ApiResponse ApiService::Retrieve(const ApiRequest& request) {
       !answer.cert_der.empty()) {
     x509 = adcsc::pki::Base64EncodeLines(answer.cert_der);
   }
-  return finish(Make(200, WithX509Json(DispositionStatus(answer.disposition), DispositionMessage(answer.disposition), x509),
+  return finish(Make(200,
+                     WithX509Json(DispositionStatus(answer.disposition), DispositionMessage(answer.disposition), x509),
                      OutcomeFor(answer.disposition)));
 }
 
 absl::StatusOr<RequestRecord> ApiService::RetrieveForPeer(const std::string& peer_id, const std::string& identity,
                                                           const adcsc::ca::CaTarget& target, uint32_t request_id) {
-  Json fields = {{"peer", peer_id}, {"ca_config", adcsc::store::CaConfigKey(target.dc, target.ca)},
-                 {"request_id", request_id}};
+  Json fields = {
+      {"peer", peer_id}, {"ca_config", adcsc::store::CaConfigKey(target.dc, target.ca)}, {"request_id", request_id}};
   const auto started = std::chrono::steady_clock::now();
   auto finish = [&](absl::StatusOr<RequestRecord> result) {
-    fields["latency_ms"] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+    fields["latency_ms"] =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
     if (result.ok()) {
       fields["outcome"] = adcsc::store::StatusName(result->status());
       log_->Log(LogLevel::kInfo, "forwarded_retrieve", fields);
@@ -587,12 +606,13 @@ absl::StatusOr<RequestRecord> ApiService::RetrieveForPeer(const std::string& pee
   // A peer may only ask for what this node would do for Jamf itself: the same allowlist,
   // and only under this node's own identity.
   if (config_.FindAllowedCa(target.dc, target.ca) == nullptr) {
-    return finish(absl::FailedPreconditionError(absl::StrCat("CA config \"", target.dc, "\\", target.ca, "\" is not allowed on node ",
-                                                             config_.node_id, " (check ca.allow on both nodes)")));
+    return finish(absl::FailedPreconditionError(absl::StrCat("CA config \"", target.dc, "\\", target.ca,
+                                                             "\" is not allowed on node ", config_.node_id,
+                                                             " (check ca.allow on both nodes)")));
   }
   if (!absl::EqualsIgnoreCase(identity, config_.ca.identity)) {
-    return finish(absl::FailedPreconditionError(absl::StrCat("node ", config_.node_id, " runs as ", config_.ca.identity,
-                                                             ", not ", identity)));
+    return finish(absl::FailedPreconditionError(
+        absl::StrCat("node ", config_.node_id, " runs as ", config_.ca.identity, ", not ", identity)));
   }
   const std::string ca_config = adcsc::store::CaConfigKey(target.dc, target.ca);
   auto local = store_->Get(ca_config, request_id);
@@ -609,7 +629,8 @@ absl::StatusOr<RequestRecord> ApiService::RetrieveForPeer(const std::string& pee
   }
   auto stored = store_->Get(ca_config, request_id);
   if (!stored.ok()) return finish(stored.status());
-  if (!stored->has_value()) return finish(absl::InternalError(absl::StrCat("request ", request_id, " vanished after recording")));
+  if (!stored->has_value())
+    return finish(absl::InternalError(absl::StrCat("request ", request_id, " vanished after recording")));
   return finish(**stored);
 }
 

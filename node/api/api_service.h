@@ -9,23 +9,23 @@
 #include <string>
 #include <string_view>
 
-#include "node/ca/ca_backend.h"
 #include "node/api/client_identity.h"
-#include "node/config/config.h"
 #include "node/api/in_flight_submits.h"
-#include "node/log/logging.h"
 #include "node/api/peer_lookup.h"
+#include "node/ca/ca_backend.h"
+#include "node/config/config.h"
+#include "node/log/logging.h"
 #include "store/clock.h"
 #include "store/request_store.h"
 
 namespace adcsc::node {
 
 struct ApiRequest {
-  std::string_view method;   // "GET", "POST", ...
-  std::string_view target;   // path with optional query
+  std::string_view method;  // "GET", "POST", ...
+  std::string_view target;  // path with optional query
   std::string_view body;
   std::string_view user_agent;
-  std::string_view remote;   // client address, for logs
+  std::string_view remote;                 // client address, for logs
   const ClientAuthResult* auth = nullptr;  // must be set
   // When a trusted TLS-terminating proxy forwarded the request (forwarded_caller.h): its pin,
   // for logs; `auth` and `remote` then describe the client behind it.
@@ -34,10 +34,10 @@ struct ApiRequest {
 
 struct ApiResponse {
   int status = 200;
-  std::string body;          // JSON
-  std::string allow;         // "Allow" header value for 405
-  std::string outcome;       // short word for logs and metrics: issued, pending, denied, bad_request, ...
-  std::string node;          // the node that answered: the X-Adcsc-Node header (drills see who served)
+  std::string body;     // JSON
+  std::string allow;    // "Allow" header value for 405
+  std::string outcome;  // short word for logs and metrics: issued, pending, denied, bad_request, ...
+  std::string node;     // the node that answered: the X-Adcsc-Node header (drills see who served)
   // For a refused client certificate: IIS's sub-status and Windows error code, for the access
   // log's sc-substatus and sc-win32-status (client_auth.h); 0 otherwise.
   int iis_substatus = 0;
@@ -69,8 +69,8 @@ class ApiObserver {
 class ApiService {
  public:
   // Borrows everything; all must outlive the service.
-  ApiService(const Config& config, adcsc::ca::CaBackend* backend, adcsc::store::RequestStore* store,
-             EventLog* log, const Clock* clock);
+  ApiService(const Config& config, adcsc::ca::CaBackend* backend, adcsc::store::RequestStore* store, EventLog* log,
+             const Clock* clock);
   ApiService(const ApiService&) = delete;
   ApiService& operator=(const ApiService&) = delete;
 

@@ -11,16 +11,16 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "node/ca/ca_backend.h"
 #include "node/api/in_flight_submits.h"
+#include "node/ca/ca_backend.h"
 #include "store/request_store.h"
 
 namespace adcsc::node {
 
 // The answer of a node that ran a CA retrieve for another one.
 struct ForwardedRetrieve {
-  std::string node_id;                      // who ran it
-  adcsc::store::RequestRecord record;       // the outcome it recorded
+  std::string node_id;                 // who ran it
+  adcsc::store::RequestRecord record;  // the outcome it recorded
 };
 
 class PeerLookup {
@@ -44,8 +44,7 @@ class PeerLookup {
   // live peer runs as that identity; a CA failure comes back as the CaError the peer's
   // backend returned (its HRESULT travels with it).
   virtual absl::StatusOr<ForwardedRetrieve> ForwardRetrieve(const std::string& identity,
-                                                            const adcsc::ca::CaTarget& target,
-                                                            uint32_t request_id) = 0;
+                                                            const adcsc::ca::CaTarget& target, uint32_t request_id) = 0;
 
   // Tells every peer that this node is about to send `intent`'s CSR to the CA (done=false),
   // and waits, at most briefly, until every reachable peer holds it; or that the submit's

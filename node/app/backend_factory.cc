@@ -26,7 +26,8 @@ absl::StatusOr<ntlm::Credentials> LoadIcprCredentials(const Config& config) {
   ntlm::Credentials c;
   const std::string& identity = config.ca.identity;
   const size_t slash = identity.find('\\');
-  if (slash == std::string::npos) return absl::InvalidArgumentError("ca.identity must be DOMAIN\\user for backend \"icpr\"");
+  if (slash == std::string::npos)
+    return absl::InvalidArgumentError("ca.identity must be DOMAIN\\user for backend \"icpr\"");
   c.domain = identity.substr(0, slash);
   c.user = identity.substr(slash + 1);
   c.workstation = config.ca.icpr.workstation;

@@ -11,9 +11,9 @@
 
 #include "node/app/backend_factory.h"
 #include "node/ca/outage_switch.h"
-#include "node/http/client_auth.h"
 #include "node/cluster/runtime.h"
 #include "node/config/config.h"
+#include "node/http/client_auth.h"
 #include "node/http/https_server.h"
 #include "node/log/logging.h"
 #include "node/ops/metrics.h"

@@ -58,9 +58,9 @@ struct RetrieveRequest {
 struct CaResponse {
   uint32_t request_id = 0;
   Disposition disposition = Disposition::kIncomplete;
-  uint32_t hresult = 0;            // status accompanying the disposition (0 = S_OK)
-  std::string message;             // the CA's disposition message (may be empty)
-  std::vector<uint8_t> cert_der;   // issued leaf certificate; empty unless issued/revoked
+  uint32_t hresult = 0;           // status accompanying the disposition (0 = S_OK)
+  std::string message;            // the CA's disposition message (may be empty)
+  std::vector<uint8_t> cert_der;  // issued leaf certificate; empty unless issued/revoked
 };
 
 // A backend's pooled connections to its CAs, for the metrics (backends without a pool: none).

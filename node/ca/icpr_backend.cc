@@ -125,8 +125,8 @@ absl::StatusOr<IcprBackend::Lease> IcprBackend::Acquire(const std::string& host)
       auto mapped = rpc::MapTcpEndpoint(host, options_.epm_port, rpc::kIcprSyntax, options_.connect_timeout,
                                         options_.call_timeout);
       if (!mapped.ok()) {
-        return RpcErrorToCaError(absl::Status(mapped.status().code(), absl::StrCat("cannot reach the CA at ", host, ": ",
-                                                                                   mapped.status().message())),
+        return RpcErrorToCaError(absl::Status(mapped.status().code(), absl::StrCat("cannot reach the CA at ", host,
+                                                                                   ": ", mapped.status().message())),
                                  false);
       }
       port = *mapped;
@@ -152,10 +152,10 @@ absl::StatusOr<IcprBackend::Lease> IcprBackend::Acquire(const std::string& host)
       port.reset();
       continue;
     }
-    return RpcErrorToCaError(absl::Status(connection.status().code(),
-                                          absl::StrCat("cannot reach the CA at ", host, ":", *port, ": ",
-                                                       connection.status().message())),
-                             false);
+    return RpcErrorToCaError(
+        absl::Status(connection.status().code(),
+                     absl::StrCat("cannot reach the CA at ", host, ":", *port, ": ", connection.status().message())),
+        false);
   }
 }
 
@@ -178,8 +178,8 @@ absl::StatusOr<rpc::CertServerRequestOut> IcprBackend::Call(const CaTarget& targ
       Release(target.dc, std::move(lease->connection));
       auto out = rpc::DecodeCertServerRequestOut(*answer);
       if (!out.ok()) {
-        return CaError(hr::kRpcCallFailed,
-                       absl::StrCat("the CA at ", target.dc, " sent an answer we cannot read: ", out.status().message()));
+        return CaError(hr::kRpcCallFailed, absl::StrCat("the CA at ", target.dc,
+                                                        " sent an answer we cannot read: ", out.status().message()));
       }
       return out;
     }
@@ -201,7 +201,8 @@ absl::StatusOr<CaResponse> IcprBackend::Submit(const SubmitRequest& request) {
   in.request_id = 0;
   if (!request.template_name.empty()) {
     auto attributes = rpc::CertificateTemplateAttribute(request.template_name);
-    if (!attributes.ok()) return CaError(hr::kInvalidArg, absl::StrCat("template name: ", attributes.status().message()));
+    if (!attributes.ok())
+      return CaError(hr::kInvalidArg, absl::StrCat("template name: ", attributes.status().message()));
     in.attributes = std::move(*attributes);
   }
   in.request.assign(request.csr_der.begin(), request.csr_der.end());

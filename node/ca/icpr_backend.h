@@ -36,10 +36,10 @@ struct IcprBackendOptions {
 
 // What the backend has done, for metrics and tests.
 struct IcprBackendCounters {
-  uint64_t connections_opened = 0;    // authenticated binds made
-  uint64_t connections_reused = 0;    // calls that used a pooled connection
-  uint64_t endpoint_lookups = 0;      // ept_map calls
-  uint64_t retries = 0;               // retrieves retried after a transport failure
+  uint64_t connections_opened = 0;  // authenticated binds made
+  uint64_t connections_reused = 0;  // calls that used a pooled connection
+  uint64_t endpoint_lookups = 0;    // ept_map calls
+  uint64_t retries = 0;             // retrieves retried after a transport failure
 };
 
 class IcprBackend final : public CaBackend {

@@ -353,8 +353,7 @@ absl::Status LocalCa::OpenDatabase() {
   absl::StatusOr<std::unique_ptr<store::sqlite::WalCheckpointer>> checkpointer =
       store::sqlite::WalCheckpointer::Start(db_, std::move(checkpoint_options));
   if (!checkpointer.ok()) {
-    return DbError(options_.dir, "cannot start the WAL checkpointer",
-                   std::string(checkpointer.status().message()));
+    return DbError(options_.dir, "cannot start the WAL checkpointer", std::string(checkpointer.status().message()));
   }
   checkpointer_ = std::move(*checkpointer);
   return absl::OkStatus();

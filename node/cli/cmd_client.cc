@@ -185,15 +185,16 @@ int RunRetrieve(const ClientArgs& a) {
 }  // namespace
 
 void AddClientCommand(CLI::App& app, int* exit_code) {
-  auto* client = app.add_subcommand("client",
-                                    "Call a connector's API like Jamf Pro does\n\n"
-                                    "Examples:\n"
-                                    "  adcsc client version --url https://localhost:8443 --pfx client-cert.pfx \\\n"
-                                    "      --password-file pfx.pass --server-ca adcs-proxy-ca.pem\n"
-                                    "  adcsc client request ... --dc ca1.example.com --ca Example-CA --template JamfDevice "
-                                    "--subject device-42\n"
-                                    "  adcsc client retrieve ... --dc ca1.example.com --ca Example-CA --id 95 --out cert.pem\n\n"
-                                    "Exit codes: 0 HTTP 200, 1 connection or TLS failure, 2 usage, 3 HTTP error status.");
+  auto* client =
+      app.add_subcommand("client",
+                         "Call a connector's API like Jamf Pro does\n\n"
+                         "Examples:\n"
+                         "  adcsc client version --url https://localhost:8443 --pfx client-cert.pfx \\\n"
+                         "      --password-file pfx.pass --server-ca adcs-proxy-ca.pem\n"
+                         "  adcsc client request ... --dc ca1.example.com --ca Example-CA --template JamfDevice "
+                         "--subject device-42\n"
+                         "  adcsc client retrieve ... --dc ca1.example.com --ca Example-CA --id 95 --out cert.pem\n\n"
+                         "Exit codes: 0 HTTP 200, 1 connection or TLS failure, 2 usage, 3 HTTP error status.");
   client->require_subcommand(1);
   auto args = std::make_shared<ClientArgs>();
 
@@ -214,7 +215,9 @@ void AddClientCommand(CLI::App& app, int* exit_code) {
   auto* retrieve = client->add_subcommand("retrieve", "POST /api/v1/certificate/retrieve (fetch by request ID)");
   AddConnectionOptions(retrieve, *args);
   AddCaOptions(retrieve, *args);
-  retrieve->add_option("--id", args->request_id, "Request ID returned by `request`")->required()->check(CLI::PositiveNumber);
+  retrieve->add_option("--id", args->request_id, "Request ID returned by `request`")
+      ->required()
+      ->check(CLI::PositiveNumber);
   retrieve->add_option("--out", args->out, "Write the issued certificate here (PEM)");
   retrieve->callback([=] { *exit_code = RunRetrieve(*args); });
 }

@@ -18,10 +18,10 @@
 #include "node/ca/hresult.h"
 #include "node/ca/icpr_backend.h"
 #include "node/cli/commands.h"
+#include "node/client/https_client.h"
 #include "node/cluster/fault_client.h"
 #include "node/cluster/tls.h"
 #include "node/config/config.h"
-#include "node/client/https_client.h"
 #include "node/ops/admin_client.h"
 #include "node/rpc/client.h"
 #include "node/rpc/endpoint_mapper.h"
@@ -122,8 +122,10 @@ int CaPing(const PingArgs& args) {
   const uint32_t code = out->return_value != 0 ? out->return_value : out->disposition;
   if (code != adcsc::ca::hr::kPropertyEmpty && (code & 0x80000000u) != 0) {
     std::string hint = "the CA's permissions for the service account (docs/adcs.md)";
-    if (code == adcsc::ca::hr::kInvalidArg) hint = "the CA name: it must be the CA's name exactly, as certutil -dump shows it";
-    if (code == adcsc::ca::hr::kAccessDenied) hint = "the logon: password or NT hash file, account not locked, NTLM allowed";
+    if (code == adcsc::ca::hr::kInvalidArg)
+      hint = "the CA name: it must be the CA's name exactly, as certutil -dump shows it";
+    if (code == adcsc::ca::hr::kAccessDenied)
+      hint = "the logon: password or NT hash file, account not locked, NTLM allowed";
     return Failed(adcsc::ca::CaError(code, "the CA answered"), hint);
   }
   std::cout << "the CA answered (" << adcsc::ca::HresultSymbol(code) << "): it knows \"" << args.ca
@@ -282,12 +284,13 @@ void AddCtlCommand(CLI::App& app, int* exit_code) {
   ping->callback([=] { *exit_code = CaPing(*args); });
 
   auto sargs = std::make_shared<StatusArgs>();
-  auto* status = ctl->add_subcommand("status",
-                                     "Each node's view of the cluster: peers, version vectors, replication lag,\n"
-                                     "under-replicated writes (run on any node, with its configuration)\n\n"
-                                     "Example:\n  adcsc ctl status --config /etc/adcsc/node.toml\n"
-                                     "  adcsc ctl status --config /etc/adcsc/node.toml --json\n\n"
-                                     "Exit codes: 0 every node answered, 1 some did not, 2 usage or configuration error.");
+  auto* status =
+      ctl->add_subcommand("status",
+                          "Each node's view of the cluster: peers, version vectors, replication lag,\n"
+                          "under-replicated writes (run on any node, with its configuration)\n\n"
+                          "Example:\n  adcsc ctl status --config /etc/adcsc/node.toml\n"
+                          "  adcsc ctl status --config /etc/adcsc/node.toml --json\n\n"
+                          "Exit codes: 0 every node answered, 1 some did not, 2 usage or configuration error.");
   status->add_option("--config,-c", sargs->config, "This node's configuration (its [cluster] section)")->required();
   status->add_flag("--json", sargs->json, "One JSON object per node, for scripts");
   status->callback([=] { *exit_code = ClusterStatus(*sargs); });

@@ -1,6 +1,6 @@
 // `adcsc node`: run a connector node.
-#include "node/cli/commands.h"
 #include "node/app/run_node.h"
+#include "node/cli/commands.h"
 
 namespace adcsc::cli {
 

@@ -4,7 +4,6 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_split.h"
-
 #include "node/cli/commands.h"
 #include "node/pki/bootstrap.h"
 #include "node/pki/cluster.h"
@@ -115,7 +114,8 @@ void AddPkiCommand(CLI::App& app, int* exit_code) {
       "client-cert.pin. Refuses to overwrite existing files unless --force.");
   init->add_option("--fqdn", args->fqdn, "The connector's DNS name as Jamf Pro reaches it (the load balancer VIP name)")
       ->required();
-  init->add_option("--jamf-pro-dn", args->jamf_pro_dn, "Jamf Pro's host name (the client certificate's CN)")->required();
+  init->add_option("--jamf-pro-dn", args->jamf_pro_dn, "Jamf Pro's host name (the client certificate's CN)")
+      ->required();
   init->add_option("--out", args->out, "Output directory (created with mode 0700)")->required();
   init->add_option("--client-years", args->client_years, "Client certificate validity in years")
       ->capture_default_str()

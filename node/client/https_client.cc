@@ -35,7 +35,8 @@ struct ParsedUrl {
 
 absl::StatusOr<ParsedUrl> ParseUrl(const std::string& url) {
   constexpr std::string_view kScheme = "https://";
-  if (url.rfind(kScheme, 0) != 0) return absl::InvalidArgumentError(absl::StrCat("--url must start with https://: ", url));
+  if (url.rfind(kScheme, 0) != 0)
+    return absl::InvalidArgumentError(absl::StrCat("--url must start with https://: ", url));
   std::string rest = url.substr(kScheme.size());
   rest = rest.substr(0, rest.find('/'));
   ParsedUrl p;
@@ -53,7 +54,6 @@ absl::StatusOr<ParsedUrl> ParseUrl(const std::string& url) {
   if (p.host.empty()) return absl::InvalidArgumentError("no host in --url: " + url);
   return p;
 }
-
 
 }  // namespace
 
@@ -95,23 +95,25 @@ absl::Status HttpsClient::Impl::Init() {
     if (!bytes.ok()) return bytes.status();
     auto id = adcsc::pki::LoadPkcs12(adcsc::pki::AsBytes(*bytes), options_.pfx_password);
     if (!id.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(options_.pfx_file.string(), ": ", id.status().message(),
-                                                     " (is the password right?)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(options_.pfx_file.string(), ": ", id.status().message(), " (is the password right?)"));
     }
     if (SSL_CTX_use_certificate(ctx, id->cert.get()) != 1 || SSL_CTX_use_PrivateKey(ctx, id->key.get()) != 1) {
-      return absl::InvalidArgumentError(absl::StrCat(options_.pfx_file.string(), ": unusable identity: ", adcsc::pki::LastOpenSslError()));
+      return absl::InvalidArgumentError(
+          absl::StrCat(options_.pfx_file.string(), ": unusable identity: ", adcsc::pki::LastOpenSslError()));
     }
   } else if (!options_.cert_file.empty()) {
     if (SSL_CTX_use_certificate_chain_file(ctx, options_.cert_file.c_str()) != 1 ||
         SSL_CTX_use_PrivateKey_file(ctx, options_.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
       return absl::InvalidArgumentError(absl::StrCat("cannot load client certificate ", options_.cert_file.string(),
-                                                     " / key ", options_.key_file.string(), ": ", adcsc::pki::LastOpenSslError()));
+                                                     " / key ", options_.key_file.string(), ": ",
+                                                     adcsc::pki::LastOpenSslError()));
     }
   }
   if (!options_.server_ca_file.empty()) {
     if (SSL_CTX_load_verify_locations(ctx, options_.server_ca_file.c_str(), nullptr) != 1) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("cannot load server CA file ", options_.server_ca_file.string(), ": ", adcsc::pki::LastOpenSslError()));
+      return absl::InvalidArgumentError(absl::StrCat("cannot load server CA file ", options_.server_ca_file.string(),
+                                                     ": ", adcsc::pki::LastOpenSslError()));
     }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
   } else {
@@ -145,13 +147,15 @@ absl::Status HttpsClient::Impl::Connect() {
   auto& tcp_layer = beast::get_lowest_layer(*stream_);
   tcp_layer.expires_after(options_.timeout);
   tcp_layer.connect(*endpoints_, ec);
-  if (ec) return absl::UnavailableError(absl::StrCat("cannot connect to ", url_.host, ":", url_.port, ": ", ec.message()));
+  if (ec)
+    return absl::UnavailableError(absl::StrCat("cannot connect to ", url_.host, ":", url_.port, ": ", ec.message()));
   tcp_layer.socket().set_option(tcp::no_delay(true), ec);
   stream_->handshake(ssl::stream_base::client, ec);
   if (ec) {
     std::string detail = ec.message();
     long verify = SSL_get_verify_result(ssl);
-    if (verify != X509_V_OK) absl::StrAppend(&detail, " (server certificate: ", X509_verify_cert_error_string(verify), ")");
+    if (verify != X509_V_OK)
+      absl::StrAppend(&detail, " (server certificate: ", X509_verify_cert_error_string(verify), ")");
     stream_.reset();
     return absl::UnavailableError(absl::StrCat("TLS handshake with ", url_.host, ":", url_.port, " failed: ", detail));
   }
@@ -217,7 +221,8 @@ absl::StatusOr<HttpsResult> HttpsClient::Impl::Do(http::verb verb, const std::st
            ec == ssl::error::stream_truncated || ec == net::error::broken_pipe)) {
         continue;
       }
-      return absl::UnavailableError(absl::StrCat(pki::AbslView(http::to_string(verb)), " ", path, " failed: ", ec.message()));
+      return absl::UnavailableError(
+          absl::StrCat(pki::AbslView(http::to_string(verb)), " ", path, " failed: ", ec.message()));
     }
     auto res = parser.release();
     HttpsResult out;
@@ -240,7 +245,9 @@ absl::StatusOr<std::unique_ptr<HttpsClient>> HttpsClient::Create(const HttpsClie
   return std::unique_ptr<HttpsClient>(new HttpsClient(std::move(impl)));
 }
 
-absl::StatusOr<HttpsResult> HttpsClient::Get(const std::string& path) { return impl_->Do(http::verb::get, path, nullptr); }
+absl::StatusOr<HttpsResult> HttpsClient::Get(const std::string& path) {
+  return impl_->Do(http::verb::get, path, nullptr);
+}
 absl::StatusOr<HttpsResult> HttpsClient::Post(const std::string& path, const std::string& json_body) {
   return impl_->Do(http::verb::post, path, &json_body);
 }

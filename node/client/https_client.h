@@ -14,15 +14,15 @@
 namespace adcsc::node {
 
 struct HttpsClientOptions {
-  std::string url;                      // https://host:port (path ignored)
-  std::filesystem::path pfx_file;       // client identity as PKCS#12 ...
+  std::string url;                 // https://host:port (path ignored)
+  std::filesystem::path pfx_file;  // client identity as PKCS#12 ...
   std::string pfx_password;
-  std::filesystem::path cert_file;      // ... or as PEM certificate + key
+  std::filesystem::path cert_file;  // ... or as PEM certificate + key
   std::filesystem::path key_file;
-  std::filesystem::path server_ca_file; // trust for the server certificate (e.g. adcs-proxy-ca.pem)
-  bool verify_hostname = true;          // check the URL host against the server certificate
-  bool keep_alive = true;               // false: a new TLS connection per request
-  bool resume_sessions = true;          // reuse TLS sessions across new connections
+  std::filesystem::path server_ca_file;  // trust for the server certificate (e.g. adcs-proxy-ca.pem)
+  bool verify_hostname = true;           // check the URL host against the server certificate
+  bool keep_alive = true;                // false: a new TLS connection per request
+  bool resume_sessions = true;           // reuse TLS sessions across new connections
   std::string user_agent = "adcsc-client";
   std::chrono::milliseconds timeout{30'000};
 };

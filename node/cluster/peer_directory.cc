@@ -30,7 +30,8 @@ struct Gather {
 // One call per reachable peer (a cut-off node reaches none), each with its own stub and
 // `deadline`. Call must have members peer, stub and context.
 template <typename Call>
-std::vector<std::shared_ptr<Call>> CallsToEveryPeer(const node::ClusterConfig& config, const GrpcPeerTransport& transport,
+std::vector<std::shared_ptr<Call>> CallsToEveryPeer(const node::ClusterConfig& config,
+                                                    const GrpcPeerTransport& transport,
                                                     std::chrono::system_clock::time_point deadline) {
   std::vector<std::shared_ptr<Call>> calls;
   for (const node::PeerConfig& p : config.peers) {
@@ -139,7 +140,8 @@ std::optional<store::RequestRecord> PeerDirectory::Lookup(const std::string& ca_
       [request](v1::Peer::Stub* stub, grpc::ClientContext* context, v1::LookupResponse* reply,
                 std::function<void(grpc::Status)> done) {
         // The request lives until the call ends.
-        stub->async()->Lookup(context, request.get(), reply, [request, done = std::move(done)](grpc::Status s) { done(s); });
+        stub->async()->Lookup(context, request.get(), reply,
+                              [request, done = std::move(done)](grpc::Status s) { done(s); });
       },
       [ca_config, request_id](const store::RequestRecord& r) {
         return r.ca_config() == ca_config && r.request_id() == request_id;
@@ -191,14 +193,15 @@ void PeerDirectory::Refresh() {
   gather->outstanding = calls.size();
   std::weak_ptr<Shared> shared = shared_;
   for (const std::shared_ptr<Call>& call : calls) {
-    call->stub->async()->Info(&call->context, &call->request, &call->reply, [call, gather, shared](grpc::Status status) {
-      if (status.ok() && call->reply.from().node_id() == call->peer) {
-        if (auto s = shared.lock()) s->Seen(call->peer, &call->reply.ca_identity());
-      }
-      std::lock_guard lock(gather->mu);
-      --gather->outstanding;
-      gather->cv.notify_all();
-    });
+    call->stub->async()->Info(&call->context, &call->request, &call->reply,
+                              [call, gather, shared](grpc::Status status) {
+                                if (status.ok() && call->reply.from().node_id() == call->peer) {
+                                  if (auto s = shared.lock()) s->Seen(call->peer, &call->reply.ca_identity());
+                                }
+                                std::lock_guard lock(gather->mu);
+                                --gather->outstanding;
+                                gather->cv.notify_all();
+                              });
   }
   WaitThenCancel(*gather, calls, deadline, [] { return false; });
 }
@@ -226,7 +229,8 @@ absl::StatusOr<node::ForwardedRetrieve> PeerDirectory::ForwardRetrieve(const std
     for (const PeerView& p : Peers()) {
       known.push_back(absl::StrCat(p.node_id, "=", p.ca_identity.empty() ? "(not reachable)" : p.ca_identity));
     }
-    return absl::UnavailableError(absl::StrCat("no peer runs as ", identity, " (peers: ", absl::StrJoin(known, ", "), ")"));
+    return absl::UnavailableError(
+        absl::StrCat("no peer runs as ", identity, " (peers: ", absl::StrJoin(known, ", "), ")"));
   }
   std::vector<std::string> failures;
   for (const PeerView& p : peers) {

@@ -15,17 +15,17 @@
 #include <vector>
 
 #include "adcsc/cluster/v1/cluster.grpc.pb.h"
+#include "node/api/peer_lookup.h"
 #include "node/cluster/replication_grpc.h"
 #include "node/config/config.h"
-#include "node/api/peer_lookup.h"
 
 namespace adcsc::cluster {
 
 // How a peer was last seen by Refresh or a call.
 struct PeerView {
   std::string node_id;
-  std::string ca_identity;  // empty: not known yet
-  int64_t last_seen_ms = 0; // system clock of the last answer; 0: never
+  std::string ca_identity;   // empty: not known yet
+  int64_t last_seen_ms = 0;  // system clock of the last answer; 0: never
 };
 
 class PeerDirectory final : public node::PeerLookup {
@@ -33,8 +33,8 @@ class PeerDirectory final : public node::PeerLookup {
   // `transport` (not owned, must outlive this) provides the channels and the fault-injection
   // cut-off. `lookup_timeout` bounds lookups and Info; `forward_timeout` bounds one forwarded
   // retrieve (it includes the peer's CA call).
-  PeerDirectory(const node::Config& config, const GrpcPeerTransport* transport, std::chrono::milliseconds lookup_timeout,
-                std::chrono::milliseconds forward_timeout);
+  PeerDirectory(const node::Config& config, const GrpcPeerTransport* transport,
+                std::chrono::milliseconds lookup_timeout, std::chrono::milliseconds forward_timeout);
   ~PeerDirectory() override;
 
   std::optional<store::RequestRecord> Lookup(const std::string& ca_config, uint32_t request_id) override;
@@ -64,10 +64,10 @@ class PeerDirectory final : public node::PeerLookup {
   // `accept` lets through, until every peer answered, `stop_early` holds for the merged
   // record, or lookup_timeout passes; calls still running then are cancelled. `merge`
   // combines two accepted records.
-  std::optional<store::RequestRecord> LookupAll(const StartLookup& start, const Accept& accept,
-                                                const std::function<store::RequestRecord(const store::RequestRecord&,
-                                                                                         const store::RequestRecord&)>& merge,
-                                                const Accept& stop_early);
+  std::optional<store::RequestRecord> LookupAll(
+      const StartLookup& start, const Accept& accept,
+      const std::function<store::RequestRecord(const store::RequestRecord&, const store::RequestRecord&)>& merge,
+      const Accept& stop_early);
   void Stamp(adcsc::cluster::v1::PeerHeader* header) const;
 
   const node::Config config_;

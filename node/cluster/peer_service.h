@@ -60,7 +60,8 @@ class PeerService final : public adcsc::cluster::v1::Peer::Service {
   std::atomic<ca::OutageSwitch*> ca_switch_{nullptr};
 
   // The calling peer, after the checks every call gets.
-  absl::StatusOr<std::string> Caller(const grpc::ServerContext& context, const adcsc::cluster::v1::PeerHeader& from) const;
+  absl::StatusOr<std::string> Caller(const grpc::ServerContext& context,
+                                     const adcsc::cluster::v1::PeerHeader& from) const;
   void Stamp(adcsc::cluster::v1::PeerHeader* header) const;
 };
 

@@ -14,11 +14,20 @@ grpc::Status ToGrpc(const absl::Status& s) {
   if (s.ok()) return grpc::Status::OK;
   grpc::StatusCode code = grpc::StatusCode::INTERNAL;
   switch (s.code()) {
-    case absl::StatusCode::kPermissionDenied: code = grpc::StatusCode::PERMISSION_DENIED; break;
-    case absl::StatusCode::kInvalidArgument: code = grpc::StatusCode::INVALID_ARGUMENT; break;
-    case absl::StatusCode::kUnavailable: code = grpc::StatusCode::UNAVAILABLE; break;
-    case absl::StatusCode::kFailedPrecondition: code = grpc::StatusCode::FAILED_PRECONDITION; break;
-    default: break;
+    case absl::StatusCode::kPermissionDenied:
+      code = grpc::StatusCode::PERMISSION_DENIED;
+      break;
+    case absl::StatusCode::kInvalidArgument:
+      code = grpc::StatusCode::INVALID_ARGUMENT;
+      break;
+    case absl::StatusCode::kUnavailable:
+      code = grpc::StatusCode::UNAVAILABLE;
+      break;
+    case absl::StatusCode::kFailedPrecondition:
+      code = grpc::StatusCode::FAILED_PRECONDITION;
+      break;
+    default:
+      break;
   }
   return grpc::Status(code, std::string(s.message()));
 }
@@ -27,10 +36,14 @@ absl::Status FromGrpc(const grpc::Status& s, const std::string& peer, const char
   if (s.ok()) return absl::OkStatus();
   const std::string message = absl::StrCat(what, " to peer ", peer, ": ", s.error_message());
   switch (s.error_code()) {
-    case grpc::StatusCode::PERMISSION_DENIED: return absl::PermissionDeniedError(message);
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return absl::DeadlineExceededError(message);
-    case grpc::StatusCode::INVALID_ARGUMENT: return absl::InvalidArgumentError(message);
-    default: return absl::UnavailableError(message);
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return absl::PermissionDeniedError(message);
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return absl::DeadlineExceededError(message);
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return absl::InvalidArgumentError(message);
+    default:
+      return absl::UnavailableError(message);
   }
 }
 
@@ -63,8 +76,8 @@ absl::StatusOr<std::string> CheckPeerCaller(const grpc::ServerContext& context, 
   auto peer = AuthenticatedPeer(context, config, self_id);
   if (!peer.ok()) return peer.status();
   if (from.cluster_id() != config.id) {
-    return absl::PermissionDeniedError(absl::StrCat("a message for cluster \"", from.cluster_id(), "\"; this is \"",
-                                                    config.id, "\""));
+    return absl::PermissionDeniedError(
+        absl::StrCat("a message for cluster \"", from.cluster_id(), "\"; this is \"", config.id, "\""));
   }
   if (from.node_id() != *peer) {
     return absl::PermissionDeniedError(
@@ -73,7 +86,8 @@ absl::StatusOr<std::string> CheckPeerCaller(const grpc::ServerContext& context, 
   return peer;
 }
 
-absl::StatusOr<std::string> ReplicationServer::Caller(const grpc::ServerContext& context, const v1::PeerHeader& from) const {
+absl::StatusOr<std::string> ReplicationServer::Caller(const grpc::ServerContext& context,
+                                                      const v1::PeerHeader& from) const {
   if (transport_ != nullptr && transport_->cut_off()) {
     return absl::UnavailableError("this node is cut off from its peers (fault injection)");
   }
@@ -191,9 +205,8 @@ GrpcPeerTransport::GrpcPeerTransport(node::ClusterConfig config, std::string nod
                                      std::chrono::milliseconds request_timeout)
     : config_(std::move(config)), node_id_(std::move(node_id)), request_timeout_(request_timeout) {}
 
-absl::StatusOr<std::unique_ptr<GrpcPeerTransport>> GrpcPeerTransport::Create(const node::ClusterConfig& config,
-                                                                             std::string node_id,
-                                                                             std::chrono::milliseconds request_timeout) {
+absl::StatusOr<std::unique_ptr<GrpcPeerTransport>> GrpcPeerTransport::Create(
+    const node::ClusterConfig& config, std::string node_id, std::chrono::milliseconds request_timeout) {
   std::unique_ptr<GrpcPeerTransport> t(new GrpcPeerTransport(config, std::move(node_id), request_timeout));
   for (const node::PeerConfig& p : config.peers) {
     auto channel = MakePeerChannel(config, p);
@@ -344,16 +357,16 @@ void GrpcPeerTransport::Pull(const std::string& peer, store::PullRequest request
   }
   call->request.set_limit(static_cast<uint32_t>(request.limit));
   (*stub)->async()->Pull(&call->context, &call->request, &call->reply,
-                      [call, peer, done = std::move(done)](grpc::Status s) {
-                        if (!s.ok()) {
-                          done(FromGrpc(s, peer, "pull"));
-                          return;
-                        }
-                        store::PullResponse r;
-                        r.mutations.assign(call->reply.mutations().begin(), call->reply.mutations().end());
-                        r.version_vector = FromProto(call->reply.version_vector());
-                        done(std::move(r));
-                      });
+                         [call, peer, done = std::move(done)](grpc::Status s) {
+                           if (!s.ok()) {
+                             done(FromGrpc(s, peer, "pull"));
+                             return;
+                           }
+                           store::PullResponse r;
+                           r.mutations.assign(call->reply.mutations().begin(), call->reply.mutations().end());
+                           r.version_vector = FromProto(call->reply.version_vector());
+                           done(std::move(r));
+                         });
 }
 
 void GrpcPeerTransport::FetchSnapshot(const std::string& peer, store::SnapshotRequest request,
@@ -375,18 +388,18 @@ void GrpcPeerTransport::FetchSnapshot(const std::string& peer, store::SnapshotRe
   call->request.set_after_request_id(request.after.request_id);
   call->request.set_limit(static_cast<uint32_t>(request.limit));
   (*stub)->async()->Snapshot(&call->context, &call->request, &call->reply,
-                          [call, peer, done = std::move(done)](grpc::Status s) {
-                            if (!s.ok()) {
-                              done(FromGrpc(s, peer, "snapshot"));
-                              return;
-                            }
-                            store::SnapshotPage page;
-                            page.records.assign(call->reply.records().begin(), call->reply.records().end());
-                            page.version_vector = FromProto(call->reply.version_vector());
-                            page.next = {call->reply.next_ca_config(), call->reply.next_request_id()};
-                            page.done = call->reply.last();
-                            done(std::move(page));
-                          });
+                             [call, peer, done = std::move(done)](grpc::Status s) {
+                               if (!s.ok()) {
+                                 done(FromGrpc(s, peer, "snapshot"));
+                                 return;
+                               }
+                               store::SnapshotPage page;
+                               page.records.assign(call->reply.records().begin(), call->reply.records().end());
+                               page.version_vector = FromProto(call->reply.version_vector());
+                               page.next = {call->reply.next_ca_config(), call->reply.next_request_id()};
+                               page.done = call->reply.last();
+                               done(std::move(page));
+                             });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,6 +6,8 @@
 // Thread-safety: all classes are safe to use from any thread.
 #pragma once
 
+#include <grpcpp/grpcpp.h>
+
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -14,8 +16,6 @@
 #include <mutex>
 #include <string>
 #include <thread>
-
-#include <grpcpp/grpcpp.h>
 
 #include "adcsc/cluster/v1/cluster.grpc.pb.h"
 #include "node/config/config.h"
@@ -36,7 +36,8 @@ absl::Status FromGrpc(const grpc::Status& s, const std::string& peer, const char
 // names this cluster and the node whose certificate the caller presented. `self_id`, when
 // given, is accepted too (operator tools on a node, with its identity).
 absl::StatusOr<std::string> CheckPeerCaller(const grpc::ServerContext& context, const node::ClusterConfig& config,
-                                            const adcsc::cluster::v1::PeerHeader& from, const std::string& self_id = "");
+                                            const adcsc::cluster::v1::PeerHeader& from,
+                                            const std::string& self_id = "");
 
 class GrpcPeerTransport;
 
@@ -47,8 +48,9 @@ class ReplicationServer final : public adcsc::cluster::v1::Replication::Service 
   ReplicationServer(store::Replicator* replicator, const node::ClusterConfig* config, std::string node_id,
                     const GrpcPeerTransport* transport = nullptr);
 
-  grpc::Status Push(grpc::ServerContext* context,
-                    grpc::ServerReaderWriter<adcsc::cluster::v1::PushAck, adcsc::cluster::v1::PushBatch>* stream) override;
+  grpc::Status Push(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<adcsc::cluster::v1::PushAck, adcsc::cluster::v1::PushBatch>* stream) override;
   grpc::Status Pull(grpc::ServerContext* context, const adcsc::cluster::v1::PullRequest* request,
                     adcsc::cluster::v1::PullResponse* reply) override;
   grpc::Status Snapshot(grpc::ServerContext* context, const adcsc::cluster::v1::SnapshotRequest* request,
@@ -56,7 +58,8 @@ class ReplicationServer final : public adcsc::cluster::v1::Replication::Service 
 
  private:
   // The authenticated peer's ID, after checking that `from` names it in this cluster.
-  absl::StatusOr<std::string> Caller(const grpc::ServerContext& context, const adcsc::cluster::v1::PeerHeader& from) const;
+  absl::StatusOr<std::string> Caller(const grpc::ServerContext& context,
+                                     const adcsc::cluster::v1::PeerHeader& from) const;
   void Stamp(adcsc::cluster::v1::PeerHeader* header) const;
 
   store::Replicator* replicator_;
@@ -74,7 +77,8 @@ class GrpcPeerTransport final : public store::PeerTransport {
   ~GrpcPeerTransport() override;
 
   void Push(const std::string& peer, store::PushRequest request, store::ReplyCallback<store::PushAck> done) override;
-  void Pull(const std::string& peer, store::PullRequest request, store::ReplyCallback<store::PullResponse> done) override;
+  void Pull(const std::string& peer, store::PullRequest request,
+            store::ReplyCallback<store::PullResponse> done) override;
   void FetchSnapshot(const std::string& peer, store::SnapshotRequest request,
                      store::ReplyCallback<store::SnapshotPage> done) override;
 

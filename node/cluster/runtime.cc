@@ -9,7 +9,7 @@
 namespace adcsc::cluster {
 
 absl::StatusOr<std::unique_ptr<ClusterRuntime>> ClusterRuntime::Start(const node::Config& config,
-                                                                    store::RequestStore* store) {
+                                                                      store::RequestStore* store) {
   std::unique_ptr<ClusterRuntime> rt(new ClusterRuntime());
   rt->node_config_ = config;
   rt->config_ = config.cluster;
@@ -24,19 +24,21 @@ absl::StatusOr<std::unique_ptr<ClusterRuntime>> ClusterRuntime::Start(const node
   o.on_quorum_loss = c.on_quorum_loss == "refuse" ? store::QuorumLossPolicy::kRefuse : store::QuorumLossPolicy::kServe;
   o.quorum_timeout_ms = c.quorum_timeout.count();
   o.anti_entropy_interval_ms = c.anti_entropy_interval.count();
-  auto replicator = store::Replicator::Create(store, rt->transport_.get(), rt->scheduler_.get(),
-                                              SystemClock::Default(), o);
+  auto replicator =
+      store::Replicator::Create(store, rt->transport_.get(), rt->scheduler_.get(), SystemClock::Default(), o);
   if (!replicator.ok()) return replicator.status();
   rt->replicator_ = std::move(*replicator);
-  rt->service_ = std::make_unique<ReplicationServer>(rt->replicator_.get(), &rt->config_, config.node_id,
-                                                     rt->transport_.get());
-  rt->peer_service_ = std::make_unique<PeerService>(&rt->node_config_, store, rt->replicator_.get(), rt->transport_.get());
+  rt->service_ =
+      std::make_unique<ReplicationServer>(rt->replicator_.get(), &rt->config_, config.node_id, rt->transport_.get());
+  rt->peer_service_ =
+      std::make_unique<PeerService>(&rt->node_config_, store, rt->replicator_.get(), rt->transport_.get());
   // A forwarded retrieve includes the peer's CA call: bound it by the CA's own timeouts.
   std::chrono::milliseconds forward_timeout = c.lookup_timeout + std::chrono::milliseconds(10'000);
   if (config.ca.backend == "icpr") {
     forward_timeout = c.lookup_timeout + config.ca.icpr.connect_timeout + config.ca.icpr.call_timeout;
   }
-  rt->directory_ = std::make_unique<PeerDirectory>(rt->node_config_, rt->transport_.get(), c.lookup_timeout, forward_timeout);
+  rt->directory_ =
+      std::make_unique<PeerDirectory>(rt->node_config_, rt->transport_.get(), c.lookup_timeout, forward_timeout);
   auto credentials = MakeServerCredentials(c);
   if (!credentials.ok()) return credentials.status();
   const std::string address = c.listen_address.find(':') != std::string::npos
@@ -49,8 +51,8 @@ absl::StatusOr<std::unique_ptr<ClusterRuntime>> ClusterRuntime::Start(const node
   builder.RegisterService(rt->peer_service_.get());
   rt->server_ = builder.BuildAndStart();
   if (rt->server_ == nullptr || rt->port_ == 0) {
-    return absl::UnavailableError(absl::StrCat("cluster.listen: cannot listen on ", address,
-                                               " (in use, or not an address of this host?)"));
+    return absl::UnavailableError(
+        absl::StrCat("cluster.listen: cannot listen on ", address, " (in use, or not an address of this host?)"));
   }
   rt->replicator_->Start();
   rt->refresher_ = std::thread([raw = rt.get()] { raw->RefreshLoop(); });

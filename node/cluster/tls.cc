@@ -17,7 +17,8 @@ absl::StatusOr<Material> Load(const node::ClusterConfig& c) {
   auto ca = pki::ReadFileToString(c.ca_file);
   if (!ca.ok()) return absl::Status(ca.status().code(), absl::StrCat("cluster.ca_file: ", ca.status().message()));
   auto cert = pki::ReadFileToString(c.cert_file);
-  if (!cert.ok()) return absl::Status(cert.status().code(), absl::StrCat("cluster.cert_file: ", cert.status().message()));
+  if (!cert.ok())
+    return absl::Status(cert.status().code(), absl::StrCat("cluster.cert_file: ", cert.status().message()));
   auto key = pki::ReadFileToString(c.key_file);
   if (!key.ok()) return absl::Status(key.status().code(), absl::StrCat("cluster.key_file: ", key.status().message()));
   m.ca = std::move(*ca);

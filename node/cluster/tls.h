@@ -5,10 +5,10 @@
 // returned credentials and channels are thread-safe gRPC objects.
 #pragma once
 
+#include <grpcpp/grpcpp.h>
+
 #include <memory>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
 #include "node/config/config.h"

@@ -1,7 +1,5 @@
 #include "node/config/config.h"
 
-#include "node/config/toml_reader.h"
-
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -15,6 +13,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "node/config/toml_reader.h"
 #include "node/pki/absl_view.h"
 #include "node/pki/cluster.h"
 #include "node/pki/keys.h"
@@ -61,7 +60,8 @@ void CheckPrivateKeyMode(TomlReader& r, std::string_view key, const std::filesys
 void CheckReadable(TomlReader& r, std::string_view key, const std::filesystem::path& path) {
   if (path.empty()) return;
   std::ifstream f(path);
-  if (!f) r.Error(key, absl::StrCat("cannot read ", path.string(), " (does it exist, and may the service user read it?)"));
+  if (!f)
+    r.Error(key, absl::StrCat("cannot read ", path.string(), " (does it exist, and may the service user read it?)"));
 }
 
 // A list of certificate pins (SHA-256, hex, any case or separators), normalised; each bad
@@ -82,10 +82,11 @@ size_t ReadPins(TomlReader& r, const toml::table& t, std::string_view key, std::
 }
 
 void ReadApi(TomlReader& r, const toml::table& api, ApiConfig* out) {
-  r.CheckKnown(api, "api.",
-               {"listen", "cert_file", "key_file", "client_ca_file", "client_pins", "trusted_proxy_pins", "max_body_bytes",
-                "handshake_timeout_ms", "header_timeout_ms", "idle_timeout_ms", "request_timeout_ms", "max_connections",
-                "shutdown_grace_ms", "io_threads", "worker_threads", "session_cache_size", "session_timeout_s"});
+  r.CheckKnown(
+      api, "api.",
+      {"listen", "cert_file", "key_file", "client_ca_file", "client_pins", "trusted_proxy_pins", "max_body_bytes",
+       "handshake_timeout_ms", "header_timeout_ms", "idle_timeout_ms", "request_timeout_ms", "max_connections",
+       "shutdown_grace_ms", "io_threads", "worker_threads", "session_cache_size", "session_timeout_s"});
   ReadListen(r, api, "listen", "api.listen", &out->listen_address, &out->listen_port);
   r.Path(api, "cert_file", "api.cert_file", &out->cert_file, true);
   r.Path(api, "key_file", "api.key_file", &out->key_file, true);
@@ -131,10 +132,10 @@ void ReadLog(TomlReader& r, const toml::table& log, LogConfig* out) {
 
 void ReadIcpr(TomlReader& r, const toml::table& ca, CaConfig* out) {
   const size_t slash = out->identity.find('\\');
-  if (!out->identity.empty() &&
-      (slash == std::string::npos || slash == 0 || slash + 1 == out->identity.size() ||
-       out->identity.find('\\', slash + 1) != std::string::npos)) {
-    r.Error("ca.identity", "for backend \"icpr\" this is the service account as DOMAIN\\user (in TOML: \"EXAMPLE\\\\svc-adcsc\")");
+  if (!out->identity.empty() && (slash == std::string::npos || slash == 0 || slash + 1 == out->identity.size() ||
+                                 out->identity.find('\\', slash + 1) != std::string::npos)) {
+    r.Error("ca.identity",
+            "for backend \"icpr\" this is the service account as DOMAIN\\user (in TOML: \"EXAMPLE\\\\svc-adcsc\")");
   }
   const toml::table* t = r.Table(ca, "icpr", "ca.icpr", true);
   if (t == nullptr) return;
@@ -145,7 +146,8 @@ void ReadIcpr(TomlReader& r, const toml::table& ca, CaConfig* out) {
   r.Path(*t, "password_file", "ca.icpr.password_file", &icpr.password_file, false);
   r.Path(*t, "nt_hash_file", "ca.icpr.nt_hash_file", &icpr.nt_hash_file, false);
   if (icpr.password_file.empty() == icpr.nt_hash_file.empty()) {
-    r.Error("ca.icpr", "set exactly one of password_file and nt_hash_file (the service account's secret, in a 0600 file)");
+    r.Error("ca.icpr",
+            "set exactly one of password_file and nt_hash_file (the service account's secret, in a 0600 file)");
   }
   CheckPrivateKeyMode(r, "ca.icpr.password_file", icpr.password_file);
   CheckPrivateKeyMode(r, "ca.icpr.nt_hash_file", icpr.nt_hash_file);
@@ -236,7 +238,8 @@ void ReadCa(TomlReader& r, const toml::table& ca, const std::filesystem::path& d
 
 void ReadOps(TomlReader& r, const toml::table& t, const ApiConfig& api, OpsConfig* out) {
   out->enabled = true;
-  r.CheckKnown(t, "ops.", {"listen", "tls", "cert_file", "key_file", "probe_interval_ms", "admin_ca_file", "admin_pins"});
+  r.CheckKnown(t, "ops.",
+               {"listen", "tls", "cert_file", "key_file", "probe_interval_ms", "admin_ca_file", "admin_pins"});
   if (t.contains("listen")) ReadListen(r, t, "listen", "ops.listen", &out->listen_address, &out->listen_port);
   r.Bool(t, "tls", "ops.tls", &out->tls);
   r.Path(t, "cert_file", "ops.cert_file", &out->cert_file, false);
@@ -265,7 +268,8 @@ void ReadCluster(TomlReader& r, const toml::table& t, const std::string& node_id
                 "quorum_timeout_ms", "anti_entropy_interval_ms", "lookup_timeout_ms", "allow_fault_injection"});
   r.String(t, "id", "cluster.id", &out->id, true);
   if (!out->id.empty()) {
-    if (auto s = pki::CheckClusterLabel(out->id, "cluster ID"); !s.ok()) r.Error("cluster.id", pki::StdView(s.message()));
+    if (auto s = pki::CheckClusterLabel(out->id, "cluster ID"); !s.ok())
+      r.Error("cluster.id", pki::StdView(s.message()));
   }
   if (!node_id.empty()) {
     if (auto s = pki::CheckClusterLabel(node_id, "node ID"); !s.ok()) {
@@ -312,12 +316,13 @@ void ReadCluster(TomlReader& r, const toml::table& t, const std::string& node_id
   }
   r.Int(t, "write_quorum", "cluster.write_quorum", &out->write_quorum, 0, 1000);
   if (out->write_quorum > static_cast<int>(out->peers.size()) + 1) {
-    r.Error("cluster.write_quorum", absl::StrCat("is ", out->write_quorum, " but the cluster has only ",
-                                                 out->peers.size() + 1, " nodes"));
+    r.Error("cluster.write_quorum",
+            absl::StrCat("is ", out->write_quorum, " but the cluster has only ", out->peers.size() + 1, " nodes"));
   }
   r.String(t, "on_quorum_loss", "cluster.on_quorum_loss", &out->on_quorum_loss, false);
   if (out->on_quorum_loss != "serve" && out->on_quorum_loss != "refuse") {
-    r.Error("cluster.on_quorum_loss", absl::StrCat("unknown policy \"", out->on_quorum_loss, "\" (use serve or refuse)"));
+    r.Error("cluster.on_quorum_loss",
+            absl::StrCat("unknown policy \"", out->on_quorum_loss, "\" (use serve or refuse)"));
   }
   r.Millis(t, "quorum_timeout_ms", "cluster.quorum_timeout_ms", &out->quorum_timeout);
   r.Millis(t, "anti_entropy_interval_ms", "cluster.anti_entropy_interval_ms", &out->anti_entropy_interval);
@@ -340,7 +345,8 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, const std::filesy
     root = toml::parse(toml_text, source_name.string());
   } catch (const toml::parse_error& err) {
     return absl::InvalidArgumentError(absl::StrCat(source_name.string(), ":", err.source().begin.line, ":",
-                                                   err.source().begin.column, ": TOML syntax error: ", pki::AbslView(err.description())));
+                                                   err.source().begin.column,
+                                                   ": TOML syntax error: ", pki::AbslView(err.description())));
   }
   TomlReader r(source_name);
   Config c;
@@ -350,14 +356,16 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, const std::filesy
     r.CheckKnown(*node, "node.", {"id", "data_dir"});
     r.String(*node, "id", "node.id", &c.node_id, true);
     r.Path(*node, "data_dir", "node.data_dir", &c.data_dir, true);
-    if (!c.node_id.empty() && c.node_id.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-_.") != std::string::npos) {
+    if (!c.node_id.empty() &&
+        c.node_id.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-_.") != std::string::npos) {
       r.Error("node.id", "use lowercase letters, digits, '-', '_' and '.' only");
     }
   }
   if (const toml::table* api = r.Table(root, "api", "api", true)) ReadApi(r, *api, &c.api);
   if (const toml::table* log = r.Table(root, "log", "log", false)) ReadLog(r, *log, &c.log);
   if (const toml::table* ca = r.Table(root, "ca", "ca", true)) ReadCa(r, *ca, c.data_dir, &c.ca);
-  if (const toml::table* cluster = r.Table(root, "cluster", "cluster", false)) ReadCluster(r, *cluster, c.node_id, &c.cluster);
+  if (const toml::table* cluster = r.Table(root, "cluster", "cluster", false))
+    ReadCluster(r, *cluster, c.node_id, &c.cluster);
   if (const toml::table* ops = r.Table(root, "ops", "ops", false)) ReadOps(r, *ops, c.api, &c.ops);
   if (!r.ok()) return absl::InvalidArgumentError(r.Joined());
   return c;

@@ -47,9 +47,9 @@ struct ApiConfig {
 };
 
 struct LogConfig {
-  std::string level = "info";           // trace, debug, info, warn, error
-  std::filesystem::path file;           // JSON lines; empty: standard output
-  std::filesystem::path access_log;     // W3C extended log; empty: none
+  std::string level = "info";        // trace, debug, info, warn, error
+  std::filesystem::path file;        // JSON lines; empty: standard output
+  std::filesystem::path access_log;  // W3C extended log; empty: none
 };
 
 // For backend = "icpr": how to reach and authenticate to the ADCS CAs (MS-ICPR over
@@ -62,21 +62,21 @@ struct IcprConfig {
   uint16_t epm_port = 135;              // endpoint mapper port (135 on every Windows CA)
   std::chrono::milliseconds connect_timeout{3'000};
   std::chrono::milliseconds call_timeout{10'000};
-  int max_idle_connections = 4;         // authenticated connections kept per CA for reuse
+  int max_idle_connections = 4;  // authenticated connections kept per CA for reuse
 };
 
 struct CaConfig {
-  std::string backend = "local";        // "local" (embedded engine) or "icpr" (ADCS over MS-ICPR)
-  std::string identity;                 // DOMAIN\user the CA sees
+  std::string backend = "local";  // "local" (embedded engine) or "icpr" (ADCS over MS-ICPR)
+  std::string identity;           // DOMAIN\user the CA sees
   std::vector<AllowedCa> allow;
   std::chrono::seconds dedupe_window{86'400};
   // A submit that finds the same CSR in flight elsewhere (in_flight_submits.h) waits up to
   // this long for that submit's outcome, looking for it at the CA meanwhile, before it
   // submits itself; 0 turns the wait and the search off.
   std::chrono::milliseconds in_flight_wait{5'000};
-  int recovery_scan_limit = 256;        // request IDs one search may read from the CA
-  adcsc::ca::LocalCaOptions local;      // for backend = "local"
-  IcprConfig icpr;                      // for backend = "icpr"
+  int recovery_scan_limit = 256;    // request IDs one search may read from the CA
+  adcsc::ca::LocalCaOptions local;  // for backend = "local"
+  IcprConfig icpr;                  // for backend = "icpr"
 };
 
 // [cluster]: the other nodes and how this node reaches them (gRPC with mutual TLS under a
@@ -88,27 +88,25 @@ struct PeerConfig {
 
 struct ClusterConfig {
   bool enabled = false;
-  std::string id;                          // cluster ID, as in the certificates
+  std::string id;  // cluster ID, as in the certificates
   std::string listen_address = "0.0.0.0";
   uint16_t listen_port = 9443;
-  std::filesystem::path ca_file;           // cluster-ca.pem
-  std::filesystem::path cert_file;         // this node's node.pem
-  std::filesystem::path key_file;          // its node-key.pem (0600)
-  std::vector<PeerConfig> peers;           // every other node (static membership)
-  int write_quorum = 0;                    // nodes (self included) holding a write before it
-                                           // is acknowledged; 0: a majority of all nodes
-  std::string on_quorum_loss = "serve";    // "serve" (answer, count it under-replicated) or "refuse"
+  std::filesystem::path ca_file;         // cluster-ca.pem
+  std::filesystem::path cert_file;       // this node's node.pem
+  std::filesystem::path key_file;        // its node-key.pem (0600)
+  std::vector<PeerConfig> peers;         // every other node (static membership)
+  int write_quorum = 0;                  // nodes (self included) holding a write before it
+                                         // is acknowledged; 0: a majority of all nodes
+  std::string on_quorum_loss = "serve";  // "serve" (answer, count it under-replicated) or "refuse"
   std::chrono::milliseconds quorum_timeout{2'000};
   std::chrono::milliseconds anti_entropy_interval{1'000};
   // Bound on asking the peers for a record this node lacks (retrieve, submit dedupe) and on
   // a forwarded retrieve's wait for the peer that holds the right CA identity (plus its CA call).
   std::chrono::milliseconds lookup_timeout{1'000};
-  bool allow_fault_injection = false;      // lets drills cut this node off from its peers
+  bool allow_fault_injection = false;  // lets drills cut this node off from its peers
 
   // The quorum in effect: write_quorum, or a majority of peers + 1.
-  int EffectiveQuorum() const {
-    return write_quorum > 0 ? write_quorum : static_cast<int>(peers.size() + 1) / 2 + 1;
-  }
+  int EffectiveQuorum() const { return write_quorum > 0 ? write_quorum : static_cast<int>(peers.size() + 1) / 2 + 1; }
 };
 
 // [ops]: the listener for load balancers and operators (node/ops/ops_server.h). Absent: none.
@@ -116,9 +114,9 @@ struct OpsConfig {
   bool enabled = false;
   std::string listen_address = "127.0.0.1";  // loopback unless the load balancer checks from afar
   uint16_t listen_port = 9100;
-  bool tls = true;                           // server-authenticated TLS; false: plain HTTP
-  std::filesystem::path cert_file;           // default: api.cert_file
-  std::filesystem::path key_file;            // default: api.key_file
+  bool tls = true;                                  // server-authenticated TLS; false: plain HTTP
+  std::filesystem::path cert_file;                  // default: api.cert_file
+  std::filesystem::path key_file;                   // default: api.key_file
   std::chrono::milliseconds probe_interval{5'000};  // store write check, CA pings, cluster state
   // The admin channel (`adcsc ctl drain|resume|maint`): administrators' client certificates
   // must chain to admin_ca_file and have their pin listed. No pins: the channel is off.
@@ -127,7 +125,7 @@ struct OpsConfig {
 };
 
 struct Config {
-  std::filesystem::path source;         // the file this came from
+  std::filesystem::path source;  // the file this came from
   std::string node_id;
   std::filesystem::path data_dir;
   ApiConfig api;

@@ -31,7 +31,8 @@ class TomlReader {
   void CheckKnown(const toml::table& table, std::string_view prefix, std::initializer_list<std::string_view> known) {
     for (auto& [k, v] : table) {
       if (std::find(known.begin(), known.end(), k.str()) == known.end()) {
-        Error(absl::StrCat(pki::AbslView(prefix), pki::AbslView(k.str())), "unknown key (check the spelling; see docs/configuration.md)");
+        Error(absl::StrCat(pki::AbslView(prefix), pki::AbslView(k.str())),
+              "unknown key (check the spelling; see docs/configuration.md)");
       }
     }
   }
@@ -131,7 +132,6 @@ class TomlReader {
   std::filesystem::path base_;
   std::vector<std::string> errors_;
 };
-
 
 // Reads the array of tables `<prefix>` (e.g. "ca.local.templates", found in `parent` under
 // its last component `key`) into out->templates: name, eku, validity_days, min_key_bits,

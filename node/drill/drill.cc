@@ -9,8 +9,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
-#include "node/drill/haproxy_stats.h"
 #include "node/client/https_client.h"
+#include "node/drill/haproxy_stats.h"
 
 namespace adcsc::drill {
 

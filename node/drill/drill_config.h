@@ -17,14 +17,14 @@ namespace adcsc::drill {
 
 struct DrillNode {
   std::string id;
-  std::string api_url;             // https://HOST:PORT of its API, for the final check
-  std::string ops_url;             // https://HOST:PORT of its ops listener (ops.tls = true)
-  std::filesystem::path config;    // its node.toml (needed by partition and ca-outage)
+  std::string api_url;                    // https://HOST:PORT of its API, for the final check
+  std::string ops_url;                    // https://HOST:PORT of its ops listener (ops.tls = true)
+  std::filesystem::path config;           // its node.toml (needed by partition and ca-outage)
   std::filesystem::path pid_file;         // kill and rolling-restart signal the process in it, or
   std::vector<std::string> kill_command;  // run "kill": argv that hard-crashes it (e.g. over ssh), and
   std::vector<std::string> stop_command;  // run "stop": argv that stops it gracefully (rolling-restart)
   std::vector<std::string> start;         // argv that starts it and returns (kill, rolling-restart)
-  std::string lb_server;           // its server name in the load balancer (default: id)
+  std::string lb_server;                  // its server name in the load balancer (default: id)
 };
 
 struct DrillConfig {

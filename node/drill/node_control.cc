@@ -13,9 +13,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
+#include "node/client/https_client.h"
 #include "node/cluster/fault_client.h"
 #include "node/config/config.h"
-#include "node/client/https_client.h"
 #include "node/ops/admin_client.h"
 
 extern char** environ;
@@ -120,7 +120,8 @@ absl::Status ProcessControl::Stop(const DrillNode& node, std::chrono::millisecon
 }
 
 absl::Status ProcessControl::Start(const DrillNode& node) {
-  if (node.start.empty()) return absl::FailedPreconditionError("no start command in the drill file for node " + node.id);
+  if (node.start.empty())
+    return absl::FailedPreconditionError("no start command in the drill file for node " + node.id);
   return RunCommand(node.start, "the start command for " + node.id);
 }
 

@@ -44,7 +44,8 @@ absl::StatusOr<std::unique_ptr<ClientAuthorizer>> ClientAuthorizer::Create(const
                                                    " (expect a PEM bundle of the CA(s) that issue Jamf Pro's client "
                                                    "certificate)"));
   }
-  return std::unique_ptr<ClientAuthorizer>(new ClientAuthorizer(store, std::set<std::string>(pins.begin(), pins.end())));
+  return std::unique_ptr<ClientAuthorizer>(
+      new ClientAuthorizer(store, std::set<std::string>(pins.begin(), pins.end())));
 }
 
 ClientAuthResult ClientAuthorizer::Authorize(X509* leaf, STACK_OF(X509) * chain) const {
@@ -115,12 +116,11 @@ ClientAuthResult ClientAuthorizer::Verify(X509* leaf, STACK_OF(X509) * chain, co
         break;
       default:
         r.iis_substatus = kIisUntrusted;
-        r.win32_status = err == X509_V_ERR_CERT_SIGNATURE_FAILURE  ? kTrustECertSignature
-                         : err == X509_V_ERR_INVALID_PURPOSE       ? kCertEWrongUsage
-                                                                   : kCertEUntrustedRoot;
+        r.win32_status = err == X509_V_ERR_CERT_SIGNATURE_FAILURE ? kTrustECertSignature
+                         : err == X509_V_ERR_INVALID_PURPOSE      ? kCertEWrongUsage
+                                                                  : kCertEUntrustedRoot;
         r.reason = absl::StrCat("403.16 Client certificate is untrusted or invalid: sha256:", r.pin, " ",
-                                X509_verify_cert_error_string(err),
-                                " (its issuing CA must be in api.client_ca_file)");
+                                X509_verify_cert_error_string(err), " (its issuing CA must be in api.client_ca_file)");
         break;
     }
     return r;

@@ -5,6 +5,9 @@
 // cache has its own lock).
 #pragma once
 
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -13,9 +16,6 @@
 #include <set>
 #include <string>
 #include <vector>
-
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
 
 #include "absl/status/statusor.h"
 #include "node/api/client_identity.h"
@@ -27,7 +27,7 @@ class ClientAuthorizer {
   // `trust_pem_file`: the PEM bundle client certificates must chain to (intermediates may
   // be included). `pins`: normalised lowercase hex SHA-256 fingerprints.
   static absl::StatusOr<std::unique_ptr<ClientAuthorizer>> Create(const std::string& trust_pem_file,
-                                                                 const std::vector<std::string>& pins);
+                                                                  const std::vector<std::string>& pins);
   ~ClientAuthorizer();
   ClientAuthorizer(const ClientAuthorizer&) = delete;
   ClientAuthorizer& operator=(const ClientAuthorizer&) = delete;

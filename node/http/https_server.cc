@@ -59,7 +59,6 @@ constexpr const char* kTls12Ciphers =
     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 constexpr unsigned char kSessionIdContext[] = "adcsc-api";
 
-
 // The handshake asks for a client certificate but accepts whatever is presented, or none, so
 // that a refused client gets a 403 saying why (as IIS answers 403.7, 403.16 or a mapping
 // failure) instead of an opaque handshake failure. ClientAuthorizer decides after the
@@ -165,15 +164,18 @@ absl::Status HttpsServer::Impl::ConfigureTls() {
   SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION);
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-  if (SSL_CTX_set_cipher_list(ctx, kTls12Ciphers) != 1) return absl::InternalError("cannot set TLS 1.2 ciphers: " + adcsc::pki::LastOpenSslError());
+  if (SSL_CTX_set_cipher_list(ctx, kTls12Ciphers) != 1)
+    return absl::InternalError("cannot set TLS 1.2 ciphers: " + adcsc::pki::LastOpenSslError());
   SSL_CTX_set1_groups_list(ctx, "X25519:P-256:P-384");
   if (SSL_CTX_use_certificate_chain_file(ctx, config_.cert_file.c_str()) != 1) {
     return absl::InvalidArgumentError(absl::StrCat("api.cert_file: cannot load ", config_.cert_file.string(), ": ",
-                                                   adcsc::pki::LastOpenSslError(), " (expect PEM, leaf certificate first)"));
+                                                   adcsc::pki::LastOpenSslError(),
+                                                   " (expect PEM, leaf certificate first)"));
   }
   if (SSL_CTX_use_PrivateKey_file(ctx, config_.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
     return absl::InvalidArgumentError(absl::StrCat("api.key_file: cannot load ", config_.key_file.string(), ": ",
-                                                   adcsc::pki::LastOpenSslError(), " (expect an unencrypted PEM private key)"));
+                                                   adcsc::pki::LastOpenSslError(),
+                                                   " (expect an unencrypted PEM private key)"));
   }
   if (SSL_CTX_check_private_key(ctx) != 1) {
     return absl::InvalidArgumentError(absl::StrCat("api.key_file: ", config_.key_file.string(),
@@ -186,7 +188,8 @@ absl::Status HttpsServer::Impl::ConfigureTls() {
   // Tell clients which issuers we accept, so Java's key manager picks the right identity.
   STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(config_.client_ca_file.c_str());
   if (names == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat("api.client_ca_file: no certificates in ", config_.client_ca_file.string()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("api.client_ca_file: no certificates in ", config_.client_ca_file.string()));
   }
   SSL_CTX_set_client_CA_list(ctx, names);
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, AcceptAnyPresentedCertificate);
@@ -222,7 +225,8 @@ absl::Status HttpsServer::Impl::Start() {
                                                " (is another process using the port?)"));
   }
   port_ = acceptor_->local_endpoint().port();
-  unsigned workers = config_.worker_threads ? config_.worker_threads : 4 * std::max(1u, std::thread::hardware_concurrency());
+  unsigned workers =
+      config_.worker_threads ? config_.worker_threads : 4 * std::max(1u, std::thread::hardware_concurrency());
   workers_ = std::make_unique<net::thread_pool>(workers);
   work_.emplace(ioc_.get_executor());
   net::co_spawn(acceptor_->get_executor(), AcceptLoop(), net::detached);
@@ -255,8 +259,8 @@ net::awaitable<void> HttpsServer::Impl::AcceptLoop() {
     }
     if (active_.load() >= config_.max_connections) {
       counters_.connections_refused++;
-      log_->Warn("connection_refused", {{"reason", "api.max_connections reached"},
-                                        {"max_connections", config_.max_connections}});
+      log_->Warn("connection_refused",
+                 {{"reason", "api.max_connections reached"}, {"max_connections", config_.max_connections}});
       socket.close(ec);
       continue;
     }
@@ -352,7 +356,8 @@ absl::StatusOr<Caller> HttpsServer::Impl::ResolveRequestCaller(const http::reque
       const auto now = std::chrono::steady_clock::now();
       if (ignored_forwarded_.size() >= kMaxIgnoredForwardedPins) ignored_forwarded_.clear();
       IgnoredForwarded& entry = ignored_forwarded_[tls_peer.pin];
-      if (entry.last_logged == std::chrono::steady_clock::time_point{} || now - entry.last_logged >= kIgnoredForwardedLogInterval) {
+      if (entry.last_logged == std::chrono::steady_clock::time_point{} ||
+          now - entry.last_logged >= kIgnoredForwardedLogInterval) {
         say = true;
         suppressed = entry.suppressed;
         entry = {now, 0};
@@ -361,11 +366,12 @@ absl::StatusOr<Caller> HttpsServer::Impl::ResolveRequestCaller(const http::reque
       }
     }
     if (say) {
-      log_->Warn("forwarded_identity_ignored",
-                 {{"remote", ep.remote_ip},
-                  {"client_pin", tls_peer.pin},
-                  {"suppressed", suppressed},
-                  {"reason", "X-Adcsc-Client-* headers are believed only from a certificate in api.trusted_proxy_pins"}});
+      log_->Warn(
+          "forwarded_identity_ignored",
+          {{"remote", ep.remote_ip},
+           {"client_pin", tls_peer.pin},
+           {"suppressed", suppressed},
+           {"reason", "X-Adcsc-Client-* headers are believed only from a certificate in api.trusted_proxy_pins"}});
     }
   }
   return caller;
@@ -443,7 +449,8 @@ net::awaitable<void> HttpsServer::Impl::Session(std::shared_ptr<Stream> stream_p
         if (!first_request) break;
         tcp_layer.expires_after(std::min<std::chrono::milliseconds>(wait, kShutdownIdleGrace));
       }
-      auto got = co_await stream.async_read_some(buffer.prepare(kReadChunk), net::redirect_error(net::use_awaitable, ec));
+      auto got =
+          co_await stream.async_read_some(buffer.prepare(kReadChunk), net::redirect_error(net::use_awaitable, ec));
       if (ec) break;  // closed, idle timeout, or shutdown cancelled the wait
       buffer.commit(got);
     }
@@ -458,11 +465,13 @@ net::awaitable<void> HttpsServer::Impl::Session(std::shared_ptr<Stream> stream_p
     co_await http::async_read_header(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
     if (ec == beast::error::timeout) {
       counters_.header_timeouts++;
-      log_->Warn("slow_client", {{"remote", ep.remote_ip}, {"reason", "request headers not complete within api.header_timeout_ms"}});
+      log_->Warn("slow_client",
+                 {{"remote", ep.remote_ip}, {"reason", "request headers not complete within api.header_timeout_ms"}});
       co_return;
     }
     if (ec == http::error::header_limit) {
-      co_await WriteError(stream, 431, "HEADERS_TOO_LARGE", "request headers exceed 16 KiB", ep, "-", "-", &auth, started);
+      co_await WriteError(stream, 431, "HEADERS_TOO_LARGE", "request headers exceed 16 KiB", ep, "-", "-", &auth,
+                          started);
       break;
     }
     if (ec == http::error::body_limit) {
@@ -496,7 +505,9 @@ net::awaitable<void> HttpsServer::Impl::Session(std::shared_ptr<Stream> stream_p
       break;
     }
     if (ec) {
-      if (ec == beast::error::timeout) log_->Warn("slow_client", {{"remote", ep.remote_ip}, {"reason", "request body not complete within api.request_timeout_ms"}});
+      if (ec == beast::error::timeout)
+        log_->Warn("slow_client",
+                   {{"remote", ep.remote_ip}, {"reason", "request body not complete within api.request_timeout_ms"}});
       break;
     }
     counters_.requests++;
@@ -504,7 +515,8 @@ net::awaitable<void> HttpsServer::Impl::Session(std::shared_ptr<Stream> stream_p
     const std::string user_agent(req[http::field::user_agent]);
     auto caller = ResolveRequestCaller(req, auth, ep);
     if (!caller.ok()) {
-      log_->Warn("bad_forwarded_identity", {{"remote", ep.remote_ip}, {"error", std::string(caller.status().message())}});
+      log_->Warn("bad_forwarded_identity",
+                 {{"remote", ep.remote_ip}, {"error", std::string(caller.status().message())}});
       co_await WriteError(stream, 400, "BAD_REQUEST", std::string(caller.status().message()), ep, req.method_string(),
                           req.target(), &auth, started);
       break;
@@ -597,8 +609,8 @@ void HttpsServer::Impl::Stop() {
   }
 }
 
-HttpsServer::HttpsServer(const ApiConfig& config, ApiService* service, const ClientAuthorizer* authorizer, EventLog* log,
-                         AccessLog* access_log)
+HttpsServer::HttpsServer(const ApiConfig& config, ApiService* service, const ClientAuthorizer* authorizer,
+                         EventLog* log, AccessLog* access_log)
     : impl_(std::make_unique<Impl>(config, service, authorizer, log, access_log)) {}
 HttpsServer::~HttpsServer() = default;
 absl::Status HttpsServer::Start() { return impl_->Start(); }

@@ -13,15 +13,15 @@
 
 #include "absl/status/status.h"
 #include "node/api/api_service.h"
-#include "node/http/client_auth.h"
 #include "node/config/config.h"
+#include "node/http/client_auth.h"
 #include "node/log/logging.h"
 
 namespace adcsc::node {
 
 struct ServerCounters {
   std::atomic<uint64_t> connections_accepted{0};
-  std::atomic<uint64_t> connections_refused{0};   // over max_connections
+  std::atomic<uint64_t> connections_refused{0};  // over max_connections
   std::atomic<uint64_t> handshake_failures{0};
   std::atomic<uint64_t> handshakes_resumed{0};
   std::atomic<uint64_t> requests{0};

@@ -18,7 +18,9 @@ namespace {
 constexpr std::chrono::seconds kFlushInterval{1};
 std::atomic<int> logger_counter{0};
 
-std::string UniqueLoggerName(std::string_view kind) { return absl::StrCat("adcsc-", pki::AbslView(kind), "-", logger_counter++); }
+std::string UniqueLoggerName(std::string_view kind) {
+  return absl::StrCat("adcsc-", pki::AbslView(kind), "-", logger_counter++);
+}
 
 std::shared_ptr<spdlog::logger> MakeLogger(std::string_view kind, spdlog::sink_ptr sink) {
   auto logger = std::make_shared<spdlog::logger>(UniqueLoggerName(kind), std::move(sink));
@@ -37,20 +39,28 @@ void StartPeriodicFlush() {
 
 const char* LevelName(LogLevel l) {
   switch (l) {
-    case LogLevel::kDebug: return "debug";
-    case LogLevel::kInfo: return "info";
-    case LogLevel::kWarn: return "warn";
-    case LogLevel::kError: return "error";
+    case LogLevel::kDebug:
+      return "debug";
+    case LogLevel::kInfo:
+      return "info";
+    case LogLevel::kWarn:
+      return "warn";
+    case LogLevel::kError:
+      return "error";
   }
   return "info";
 }
 
 spdlog::level::level_enum SpdLevel(LogLevel l) {
   switch (l) {
-    case LogLevel::kDebug: return spdlog::level::debug;
-    case LogLevel::kInfo: return spdlog::level::info;
-    case LogLevel::kWarn: return spdlog::level::warn;
-    case LogLevel::kError: return spdlog::level::err;
+    case LogLevel::kDebug:
+      return spdlog::level::debug;
+    case LogLevel::kInfo:
+      return spdlog::level::info;
+    case LogLevel::kWarn:
+      return spdlog::level::warn;
+    case LogLevel::kError:
+      return spdlog::level::err;
   }
   return spdlog::level::info;
 }
@@ -92,7 +102,8 @@ absl::StatusOr<LogLevel> ParseLogLevel(std::string_view name) {
   if (name == "info") return LogLevel::kInfo;
   if (name == "warn" || name == "warning") return LogLevel::kWarn;
   if (name == "error") return LogLevel::kError;
-  return absl::InvalidArgumentError(absl::StrCat("unknown log level \"", pki::AbslView(name), "\" (use debug, info, warn or error)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown log level \"", pki::AbslView(name), "\" (use debug, info, warn or error)"));
 }
 
 std::string FormatTimestamp(std::chrono::system_clock::time_point t) {
@@ -129,8 +140,8 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(const std::filesystem::
 }
 
 std::unique_ptr<EventLog> EventLog::Stderr(std::string node_id, LogLevel min_level) {
-  return std::unique_ptr<EventLog>(
-      new EventLog(MakeLogger("stderr", std::make_shared<spdlog::sinks::stderr_sink_mt>()), std::move(node_id), min_level));
+  return std::unique_ptr<EventLog>(new EventLog(MakeLogger("stderr", std::make_shared<spdlog::sinks::stderr_sink_mt>()),
+                                                std::move(node_id), min_level));
 }
 
 void EventLog::Log(LogLevel level, std::string_view event, nlohmann::json fields) {

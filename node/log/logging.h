@@ -25,16 +25,24 @@ class EventLog {
  public:
   // Writes lines at `min_level` and above to `file`, or to standard output when it is empty.
   static absl::StatusOr<std::unique_ptr<EventLog>> Open(const std::filesystem::path& file, LogLevel min_level,
-                                                         std::string node_id);
+                                                        std::string node_id);
   // A logger that writes to stderr; for CLI tools and tests.
   static std::unique_ptr<EventLog> Stderr(std::string node_id, LogLevel min_level = LogLevel::kInfo);
   ~EventLog();
 
   void Log(LogLevel level, std::string_view event, nlohmann::json fields = nlohmann::json::object());
-  void Debug(std::string_view event, nlohmann::json f = nlohmann::json::object()) { Log(LogLevel::kDebug, event, std::move(f)); }
-  void Info(std::string_view event, nlohmann::json f = nlohmann::json::object()) { Log(LogLevel::kInfo, event, std::move(f)); }
-  void Warn(std::string_view event, nlohmann::json f = nlohmann::json::object()) { Log(LogLevel::kWarn, event, std::move(f)); }
-  void Error(std::string_view event, nlohmann::json f = nlohmann::json::object()) { Log(LogLevel::kError, event, std::move(f)); }
+  void Debug(std::string_view event, nlohmann::json f = nlohmann::json::object()) {
+    Log(LogLevel::kDebug, event, std::move(f));
+  }
+  void Info(std::string_view event, nlohmann::json f = nlohmann::json::object()) {
+    Log(LogLevel::kInfo, event, std::move(f));
+  }
+  void Warn(std::string_view event, nlohmann::json f = nlohmann::json::object()) {
+    Log(LogLevel::kWarn, event, std::move(f));
+  }
+  void Error(std::string_view event, nlohmann::json f = nlohmann::json::object()) {
+    Log(LogLevel::kError, event, std::move(f));
+  }
   void Flush();
 
  private:

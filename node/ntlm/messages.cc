@@ -463,5 +463,4 @@ absl::StatusOr<AuthenticateMessage> ParseAuthenticate(ByteView message) {
   return parsed;
 }
 
-
 }  // namespace adcsc::ntlm

@@ -20,7 +20,8 @@ HealthCheck FromProbe(std::string name, const Probe& p, const HealthObservations
     c.detail = absl::StrCat("last checked ", (seen.now_ms - p.at_ms) / 1000, " s ago (the check itself is stuck; ",
                             std::string(what_to_check), ")");
   } else if (!p.ok) {
-    c.detail = absl::StrCat(p.detail, " (", (seen.now_ms - p.at_ms) / 1000, " s ago; ", std::string(what_to_check), ")");
+    c.detail =
+        absl::StrCat(p.detail, " (", (seen.now_ms - p.at_ms) / 1000, " s ago; ", std::string(what_to_check), ")");
   } else {
     c.ok = true;
     c.detail = absl::StrCat(p.detail.empty() ? "ok" : p.detail, ", ", (seen.now_ms - p.at_ms) / 1000, " s ago");
@@ -32,16 +33,20 @@ HealthCheck FromProbe(std::string name, const Probe& p, const HealthObservations
 
 std::string_view LbWord(LbState state) {
   switch (state) {
-    case LbState::kUp: return "UP";
-    case LbState::kDrain: return "DRAIN";
-    case LbState::kDown: return "DOWN";
+    case LbState::kUp:
+      return "UP";
+    case LbState::kDrain:
+      return "DRAIN";
+    case LbState::kDown:
+      return "DOWN";
   }
   return "DOWN";
 }
 
 HealthReport Evaluate(const HealthObservations& seen, const HealthPolicy& policy) {
   HealthReport r;
-  r.checks.push_back(FromProbe("store", seen.store, seen, policy, "the data directory's disk: space, permissions, errors"));
+  r.checks.push_back(
+      FromProbe("store", seen.store, seen, policy, "the data directory's disk: space, permissions, errors"));
   if (seen.cas.empty()) r.checks.push_back({"ca", false, "no CA is allowlisted (ca.allow)"});
   for (const CaProbe& ca : seen.cas) {
     r.ca_ping_ms = std::max(r.ca_ping_ms, ca.probe.duration_ms);
@@ -77,10 +82,11 @@ HealthReport Evaluate(const HealthObservations& seen, const HealthPolicy& policy
     }
     r.checks.push_back(std::move(c));
   }
-  r.checks.push_back({"mode", seen.mode == ServiceMode::kActive,
-                      seen.mode == ServiceMode::kActive
-                          ? "active"
-                          : absl::StrCat(std::string(ModeName(seen.mode)), " (set by an operator; `adcsc ctl resume` ends it)")});
+  r.checks.push_back(
+      {"mode", seen.mode == ServiceMode::kActive,
+       seen.mode == ServiceMode::kActive
+           ? "active"
+           : absl::StrCat(std::string(ModeName(seen.mode)), " (set by an operator; `adcsc ctl resume` ends it)")});
 
   bool others_ok = true;
   for (const HealthCheck& c : r.checks) {

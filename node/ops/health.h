@@ -29,9 +29,9 @@ namespace adcsc::ops {
 // The last result of a periodic probe.
 struct Probe {
   bool ok = false;
-  std::string detail;        // the error, or what was checked
-  int64_t at_ms = 0;         // Unix ms when it ran; 0: never yet
-  int64_t duration_ms = 0;   // how long it took
+  std::string detail;       // the error, or what was checked
+  int64_t at_ms = 0;        // Unix ms when it ran; 0: never yet
+  int64_t duration_ms = 0;  // how long it took
 };
 
 struct CaProbe {
@@ -49,7 +49,7 @@ struct HealthObservations {
   size_t peers_reachable = 0;  // answered recently
   bool refuse_on_quorum_loss = false;
   bool snapshot_in_progress = false;
-  uint64_t lag_mutations = 0;  // the most any peer lacks of ours (informational)
+  uint64_t lag_mutations = 0;            // the most any peer lacks of ours (informational)
   int64_t certificate_not_after_ms = 0;  // API server certificate; 0: unknown
 };
 
@@ -62,7 +62,7 @@ enum class LbState { kUp, kDrain, kDown };
 std::string_view LbWord(LbState state);  // "UP", "DRAIN", "DOWN"
 
 struct HealthCheck {
-  std::string name;    // "store", "ca ca01.example.com\Issuing CA", "cluster", "certificate", "mode"
+  std::string name;  // "store", "ca ca01.example.com\Issuing CA", "cluster", "certificate", "mode"
   bool ok = false;
   std::string detail;  // what was seen, and what to check when it failed
 };

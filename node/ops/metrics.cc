@@ -13,8 +13,8 @@ using prometheus::BuildHistogram;
 
 // Seconds, from a fast store answer to a CA at the end of a WAN link.
 const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
-  static const auto* const kBuckets =
-      new prometheus::Histogram::BucketBoundaries{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+  static const auto* const kBuckets = new prometheus::Histogram::BucketBoundaries{
+      0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
   return *kBuckets;
 }
 

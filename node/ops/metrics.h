@@ -6,17 +6,17 @@
 // Reference: docs/operations.md, "Metrics". Thread-safety: every method from any thread.
 #pragma once
 
-#include <map>
-#include <memory>
-#include <mutex>
-#include <optional>
-#include <string>
-
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
 
 #include "node/api/api_service.h"
 #include "node/ops/health.h"
@@ -31,10 +31,10 @@ struct ScrapeState {
   ServiceMode mode = ServiceMode::kActive;
   int64_t certificate_not_after_ms = 0;
   std::optional<store::ReplicatorStatus> replication;  // nullopt: a single node
-  int64_t api_connections = -1;                          // open on the API port; < 0: unknown
-  std::map<std::string, size_t> ca_idle_connections;     // per CA host (icpr backend)
-  uint64_t ca_connections_opened = 0;                    // icpr: authenticated binds made
-  uint64_t ca_connections_reused = 0;                    // icpr: calls on a pooled connection
+  int64_t api_connections = -1;                        // open on the API port; < 0: unknown
+  std::map<std::string, size_t> ca_idle_connections;   // per CA host (icpr backend)
+  uint64_t ca_connections_opened = 0;                  // icpr: authenticated binds made
+  uint64_t ca_connections_reused = 0;                  // icpr: calls on a pooled connection
 };
 
 class NodeMetrics final : public node::ApiObserver {

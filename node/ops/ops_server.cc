@@ -59,7 +59,8 @@ class OpsServer::Impl {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, [](int, X509_STORE_CTX*) { return 1; });
         // No chain building in the handshake (the authorizer checks it, serialized): see
         // https_server.cc on OpenSSL 3.0's racing name caches.
-        SSL_CTX_set_cert_verify_callback(ctx, [](X509_STORE_CTX*, void*) { return 1; }, nullptr);
+        SSL_CTX_set_cert_verify_callback(
+            ctx, [](X509_STORE_CTX*, void*) { return 1; }, nullptr);
         static constexpr unsigned char kContext[] = "adcsc-ops";
         SSL_CTX_set_session_id_context(ctx, kContext, sizeof kContext - 1);
       }
@@ -75,7 +76,9 @@ class OpsServer::Impl {
     }
     beast::error_code ec;
     const auto address = net::ip::make_address(options_.listen_address, ec);
-    if (ec) return absl::InvalidArgumentError(absl::StrCat("ops.listen: \"", options_.listen_address, "\" is not an IP address"));
+    if (ec)
+      return absl::InvalidArgumentError(
+          absl::StrCat("ops.listen: \"", options_.listen_address, "\" is not an IP address"));
     acceptor_.emplace(ioc_);
     const tcp::endpoint endpoint(address, options_.listen_port);
     acceptor_->open(endpoint.protocol(), ec);
@@ -169,11 +172,12 @@ class OpsServer::Impl {
     const bool known = path == "/health/live" || path == "/health/ready" || path == "/health/lb" || path == "/status" ||
                        (path == "/metrics" && options_.metrics);
     if (!known) {
-      return Json(http::status::not_found,
-                  nlohmann::json{{"error", "no such endpoint on the ops port: " + path +
-                                               " (it serves /health/live, /health/ready, /health/lb, /status and /metrics; "
-                                               "the API is on the API port)"}}
-                      .dump());
+      return Json(
+          http::status::not_found,
+          nlohmann::json{{"error", "no such endpoint on the ops port: " + path +
+                                       " (it serves /health/live, /health/ready, /health/lb, /status and /metrics; "
+                                       "the API is on the API port)"}}
+              .dump());
     }
     if (req.method() != http::verb::get && req.method() != http::verb::head) {
       return Json(http::status::method_not_allowed, R"({"error":"only GET"})");
@@ -207,8 +211,9 @@ class OpsServer::Impl {
     if (req.method() != http::verb::post) return Json(http::status::method_not_allowed, R"({"error":"only POST"})");
     if (options_.admin == nullptr) {
       return Json(http::status::forbidden,
-                  nlohmann::json{{"error", "the admin channel is off on this node (set ops.admin_ca_file and "
-                                           "ops.admin_pins)"}}
+                  nlohmann::json{{"error",
+                                  "the admin channel is off on this node (set ops.admin_ca_file and "
+                                  "ops.admin_pins)"}}
                       .dump());
     }
     if (ssl == nullptr) {
@@ -223,7 +228,8 @@ class OpsServer::Impl {
                   nlohmann::json{{"error", "expected {\"mode\": \"active\" | \"drain\" | \"maint\"}"}}.dump());
     }
     auto mode = ParseMode(body["mode"].get<std::string>());
-    if (!mode.ok()) return Json(http::status::bad_request, nlohmann::json{{"error", std::string(mode.status().message())}}.dump());
+    if (!mode.ok())
+      return Json(http::status::bad_request, nlohmann::json{{"error", std::string(mode.status().message())}}.dump());
     if (absl::Status s = monitor_->mode().Set(*mode); !s.ok()) {
       return Json(http::status::internal_server_error, nlohmann::json{{"error", std::string(s.message())}}.dump());
     }

@@ -27,10 +27,10 @@ namespace adcsc::ops {
 
 struct OpsServerOptions {
   std::string listen_address = "127.0.0.1";
-  uint16_t listen_port = 0;            // 0: any free port (tests)
+  uint16_t listen_port = 0;  // 0: any free port (tests)
   bool tls = true;
-  std::filesystem::path cert_file;     // PEM chain, when tls
-  std::filesystem::path key_file;      // PEM key, when tls
+  std::filesystem::path cert_file;  // PEM chain, when tls
+  std::filesystem::path key_file;   // PEM key, when tls
   std::string node_id;
   std::string version;
   std::function<std::string()> metrics;  // the Prometheus text; empty: no /metrics

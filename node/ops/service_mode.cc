@@ -31,9 +31,12 @@ absl::Status FsyncPath(const std::filesystem::path& path, int flags) {
 
 std::string_view ModeName(ServiceMode mode) {
   switch (mode) {
-    case ServiceMode::kActive: return "active";
-    case ServiceMode::kDrain: return "drain";
-    case ServiceMode::kMaint: return "maint";
+    case ServiceMode::kActive:
+      return "active";
+    case ServiceMode::kDrain:
+      return "drain";
+    case ServiceMode::kMaint:
+      return "maint";
   }
   return "active";
 }

@@ -54,8 +54,8 @@ absl::StatusOr<ClusterPkiResult> InitClusterPki(const ClusterPkiOptions& o) {
       }
     }
     if (!existing.empty()) {
-      return absl::AlreadyExistsError(absl::StrCat("refusing to overwrite ", absl::StrJoin(existing, ", "),
-                                                   "; move them away or pass --force"));
+      return absl::AlreadyExistsError(
+          absl::StrCat("refusing to overwrite ", absl::StrJoin(existing, ", "), "; move them away or pass --force"));
     }
   }
   std::filesystem::create_directories(o.out_dir, ec);
@@ -68,12 +68,13 @@ absl::StatusOr<ClusterPkiResult> InitClusterPki(const ClusterPkiOptions& o) {
     auto pem = ReadFileToString(ca_cert_path);
     if (!pem.ok()) return pem.status();
     auto cert = CertFromPem(*pem);
-    if (!cert.ok()) return absl::InvalidArgumentError(absl::StrCat(ca_cert_path.string(), ": ", cert.status().message()));
+    if (!cert.ok())
+      return absl::InvalidArgumentError(absl::StrCat(ca_cert_path.string(), ": ", cert.status().message()));
     auto key = ReadPrivateKeyFile(ca_key_path);
     if (!key.ok()) return key.status();
     if (X509_check_private_key(cert->get(), key->get()) != 1) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(ca_key_path.string(), " does not match ", ca_cert_path.string(), " (use --new-ca to start over)"));
+      return absl::InvalidArgumentError(absl::StrCat(ca_key_path.string(), " does not match ", ca_cert_path.string(),
+                                                     " (use --new-ca to start over)"));
     }
     ca_cert = std::move(*cert);
     ca_key = std::move(*key);

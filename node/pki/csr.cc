@@ -85,13 +85,11 @@ bool ReadElement(const unsigned char** p, const unsigned char* limit, Element* o
   return true;
 }
 
-bool IsSequence(const Element& e) {
-  return e.xclass == V_ASN1_UNIVERSAL && e.tag == V_ASN1_SEQUENCE && e.constructed;
-}
+bool IsSequence(const Element& e) { return e.xclass == V_ASN1_UNIVERSAL && e.tag == V_ASN1_SEQUENCE && e.constructed; }
 
 absl::Status Malformed(absl::string_view what) {
-  return absl::InvalidArgumentError(absl::StrCat(
-      kNotPkcs10, " (check that it is base64 of the DER form, BEGIN/END lines removed): ", what));
+  return absl::InvalidArgumentError(
+      absl::StrCat(kNotPkcs10, " (check that it is base64 of the DER form, BEGIN/END lines removed): ", what));
 }
 
 // A legacy (ASN1_METHOD) key from SubjectPublicKeyInfo bytes, or nullptr for other types.

@@ -13,7 +13,6 @@ constexpr size_t kU64Size = 8;
 constexpr size_t kUuidAlignment = 4;  // a GUID's largest member is a 32-bit field
 constexpr size_t kPointerSize = 4;    // referent IDs are 32-bit in NDR20
 
-
 size_t PaddingFor(size_t offset, size_t alignment) { return (alignment - offset % alignment) % alignment; }
 
 absl::Status NdrError(std::string_view field, std::string_view problem) {

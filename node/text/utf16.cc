@@ -46,8 +46,8 @@ absl::StatusOr<std::string> ConvertUtf16(std::u16string_view in, bool lossy) {
       ++i;
     } else if (IsHigh(unit) || IsLow(unit)) {
       if (!lossy) {
-        return absl::InvalidArgumentError(absl::StrCat("unpaired ", IsHigh(unit) ? "high" : "low",
-                                                       " surrogate in UTF-16 text at offset ", 2 * i));
+        return absl::InvalidArgumentError(
+            absl::StrCat("unpaired ", IsHigh(unit) ? "high" : "low", " surrogate in UTF-16 text at offset ", 2 * i));
       }
       cp = kReplacementChar;
     }

@@ -27,11 +27,11 @@
 //              production where Jamf Pro runs on its own host
 // Environment: BENCH_API_EXTRA, extra lines for the node's [api] table (e.g.
 // "worker_threads = 2"), to compare settings.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -39,8 +39,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <ctime>
 #include <cstdio>
+#include <ctime>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -73,7 +73,6 @@ constexpr char kCa[] = "Bench-CA";
 constexpr char kTemplate[] = "Bench";
 constexpr int kCsrSigningKeys = 8;  // RSA-2048 keys the CSRs are made with (varied CNs)
 
-
 struct Settings {
   std::chrono::milliseconds cell{300};
   size_t csr_pool = 4000;
@@ -99,13 +98,13 @@ void PinCurrentThread(unsigned first, unsigned last) {
 
 // What a pair function reports besides success.
 struct PairTiming {
-  bool resumed = false;    // the submit's TLS session was resumed
-  double submit_ms = 0;    // the submit call alone; the retrieve is the rest of the pair
+  bool resumed = false;  // the submit's TLS session was resumed
+  double submit_ms = 0;  // the submit call alone; the retrieve is the rest of the pair
 };
 
 struct CellResult {
   double pairs_per_s = 0;
-  double p50_ms = 0, p99_ms = 0;            // per pair (submit + retrieve)
+  double p50_ms = 0, p99_ms = 0;                  // per pair (submit + retrieve)
   double submit_p99_ms = 0, retrieve_p99_ms = 0;  // per request
   double server_cpu_ms_per_pair = 0;              // CPU time of the server side per pair
   size_t pairs = 0, errors = 0, resumed = 0;
@@ -116,7 +115,8 @@ class CsrPool {
  public:
   explicit CsrPool(size_t n) {
     std::vector<adcsc::pki::EvpPkeyPtr> keys;
-    for (int i = 0; i < kCsrSigningKeys; ++i) keys.push_back(std::move(*adcsc::pki::GenerateKey(adcsc::pki::KeyType::kRsa2048)));
+    for (int i = 0; i < kCsrSigningKeys; ++i)
+      keys.push_back(std::move(*adcsc::pki::GenerateKey(adcsc::pki::KeyType::kRsa2048)));
     csrs_.reserve(n);
     static std::atomic<uint64_t> serial{0};
     for (size_t i = 0; i < n; ++i) {
@@ -276,7 +276,8 @@ std::string NodeConfig(const std::filesystem::path& dir, const adcsc::pki::PkiIn
     << "cert_file = \"" << (p / "adcs-proxy-ca.pem").string() << "\"\n"
     << "key_file = \"" << (p / "server-key.pem").string() << "\"\n"
     << "client_ca_file = \"" << (p / "adcs-proxy-ca.pem").string() << "\"\n"
-    << "client_pins = [\"" << pki.client_pin << "\"]\n" << (getenv("BENCH_API_EXTRA") ? getenv("BENCH_API_EXTRA") : "") << "\n\n"
+    << "client_pins = [\"" << pki.client_pin << "\"]\n"
+    << (getenv("BENCH_API_EXTRA") ? getenv("BENCH_API_EXTRA") : "") << "\n\n"
     << "[log]\nlevel = \"warn\"\nfile = \"" << (dir / "node.log").string() << "\"\n"
     << "access_log = \"" << (dir / "access.log").string() << "\"\n\n"
     << "[ca]\nbackend = \"local\"\nidentity = \"BENCH\\\\svc\"\n\n"
@@ -337,7 +338,8 @@ int Main(int argc, char** argv) {
     } else if (a == "--mode" && i + 1 < argc) {
       s.only_mode = argv[++i];
     } else {
-      std::cerr << "usage: bench_api [--smoke | --full] [--key rsa2048|p256] [--mode keep-alive|new-conn+resume|new-conn] [--no-pin] [--repeat N] [--cell-ms N] "
+      std::cerr << "usage: bench_api [--smoke | --full] [--key rsa2048|p256] [--mode "
+                   "keep-alive|new-conn+resume|new-conn] [--no-pin] [--repeat N] [--cell-ms N] "
                    "[--adcsc PATH]\n";
       return 2;
     }
@@ -365,18 +367,18 @@ int Main(int argc, char** argv) {
   const int kClients[] = {1, 8, 32};
 
   for (int round = 0; round < s.repeat; ++round)
-  for (const std::string key_type : {"rsa2048", "p256"}) {
-    if (!s.only_key.empty() && s.only_key != key_type) continue;
-    adcsc::testing::TempDir dir;
-    // Ceiling: the CA engine in-process.
-    {
-      server_side();
-      auto ca = adcsc::ca::LocalCa::Open(EngineOptions(dir.path() / "ceiling-ca", key_type));
-      if (!ca.ok()) {
-        std::cerr << "bench_api: " << ca.status() << "\n";
-        return 1;
-      }
-      auto engine_pair = [&](int) {
+    for (const std::string key_type : {"rsa2048", "p256"}) {
+      if (!s.only_key.empty() && s.only_key != key_type) continue;
+      adcsc::testing::TempDir dir;
+      // Ceiling: the CA engine in-process.
+      {
+        server_side();
+        auto ca = adcsc::ca::LocalCa::Open(EngineOptions(dir.path() / "ceiling-ca", key_type));
+        if (!ca.ok()) {
+          std::cerr << "bench_api: " << ca.status() << "\n";
+          return 1;
+        }
+        auto engine_pair = [&](int) {
           return [&](PairTiming* timing) -> int {
             const adcsc::pki::Bytes* der = active_pool->NextDer();
             if (der == nullptr) return -1;
@@ -388,169 +390,171 @@ int Main(int argc, char** argv) {
             auto b = (*ca)->Retrieve({{kDc, kCa}, {"BENCH\\svc"}, a->request_id});
             return b.ok() && !b->cert_der.empty() ? 1 : 0;
           };
-      };
-      warmup(engine_pair);
-      for (int c : kClients) {
-        pool.Reset();
-        auto r = RunCell(key_type + " ceiling", c, s.cell, engine_pair, OwnCpuSeconds);
-        rows.push_back({key_type, "ceiling (engine in-process)", c, r, round});
+        };
+        warmup(engine_pair);
+        for (int c : kClients) {
+          pool.Reset();
+          auto r = RunCell(key_type + " ceiling", c, s.cell, engine_pair, OwnCpuSeconds);
+          rows.push_back({key_type, "ceiling (engine in-process)", c, r, round});
+        }
       }
-    }
-    // Reference: the API service in-process (store, CSR checks, JSON, logs; no TLS, no HTTP,
-    // no threads hand-offs), to split the node's cost between the service and the transport.
-    {
-      server_side();
-      auto ca = adcsc::ca::LocalCa::Open(EngineOptions(dir.path() / "service-ca", key_type));
-      adcsc::store::StoreOptions so;
-      so.path = dir.path() / "service-store.db";
-      so.node_id = "bench";
-      auto store = adcsc::store::RequestStore::Open(so);
-      if (!ca.ok() || !store.ok()) {
-        std::cerr << "bench_api: cannot open the in-process service\n";
+      // Reference: the API service in-process (store, CSR checks, JSON, logs; no TLS, no HTTP,
+      // no threads hand-offs), to split the node's cost between the service and the transport.
+      {
+        server_side();
+        auto ca = adcsc::ca::LocalCa::Open(EngineOptions(dir.path() / "service-ca", key_type));
+        adcsc::store::StoreOptions so;
+        so.path = dir.path() / "service-store.db";
+        so.node_id = "bench";
+        auto store = adcsc::store::RequestStore::Open(so);
+        if (!ca.ok() || !store.ok()) {
+          std::cerr << "bench_api: cannot open the in-process service\n";
+          return 1;
+        }
+        adcsc::node::Config config;
+        config.node_id = "bench";
+        config.ca.identity = "BENCH\\svc";
+        config.ca.allow.push_back({kDc, kCa, {}});
+        auto log = adcsc::node::EventLog::Open(dir.path() / "service.log", adcsc::node::LogLevel::kWarn, "bench");
+        adcsc::node::ApiService service(config, ca->get(), store->get(), log->get(), SystemClock::Default());
+        adcsc::node::ClientAuthResult auth;
+        auth.ok = true;
+        const std::string retrieve_prefix =
+            absl::StrCat(R"({"config":{"dc":")", kDc, R"(","ca":")", kCa, R"("},"request-id":)");
+        auto service_pair = [&](int) {
+          return [&](PairTiming* timing) -> int {
+            const std::string* csr = active_pool->NextBase64();
+            if (csr == nullptr) return -1;
+            nlohmann::json body = {{"pkcs10", *csr}, {"template", kTemplate}, {"config", {{"dc", kDc}, {"ca", kCa}}}};
+            const std::string submit_body = body.dump();
+            adcsc::node::ApiRequest req;
+            req.method = "POST";
+            req.target = "/api/v1/certificate/request";
+            req.body = submit_body;
+            req.auth = &auth;
+            const auto t0 = Clock::now();
+            auto a = service.Handle(req);
+            timing->submit_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+            if (a.status != 200) return 0;
+            auto id = nlohmann::json::parse(a.body)["request-id"].get<uint32_t>();
+            const std::string retrieve_body = absl::StrCat(retrieve_prefix, id, "}");
+            req.target = "/api/v1/certificate/retrieve";
+            req.body = retrieve_body;
+            auto b = service.Handle(req);
+            return b.status == 200 && b.body.find("CR_DISP_ISSUED") != std::string::npos ? 1 : 0;
+          };
+        };
+        warmup(service_pair);
+        pool.Reset();
+        for (int c : kClients) {
+          auto r = RunCell(key_type + " service", c, s.cell, service_pair, OwnCpuSeconds);
+          rows.push_back({key_type, "service in-process (no TLS/HTTP)", c, r, round});
+        }
+      }
+      // The node as a separate process.
+      adcsc::pki::PkiInitOptions po;
+      po.fqdn = "localhost";
+      po.jamf_pro_dn = "jamf.bench.test";
+      po.out_dir = dir.path() / "pki";
+      auto pki = adcsc::pki::InitConnectorPki(po);
+      if (!pki.ok()) {
+        std::cerr << "bench_api: " << pki.status() << "\n";
         return 1;
       }
-      adcsc::node::Config config;
-      config.node_id = "bench";
-      config.ca.identity = "BENCH\\svc";
-      config.ca.allow.push_back({kDc, kCa, {}});
-      auto log = adcsc::node::EventLog::Open(dir.path() / "service.log", adcsc::node::LogLevel::kWarn, "bench");
-      adcsc::node::ApiService service(config, ca->get(), store->get(), log->get(), SystemClock::Default());
-      adcsc::node::ClientAuthResult auth;
-      auth.ok = true;
+      const int port = FreePort();
+      const auto config_path = dir.path() / "node.toml";
+      std::ofstream(config_path) << NodeConfig(dir.path(), *pki, port, key_type);
+      pid_t pid = 0;
+      std::string cfg = config_path.string();
+      const char* args[] = {s.adcsc.c_str(), "node", "--config", cfg.c_str(), nullptr};
+      server_side();  // the node inherits this thread's CPU set
+      const int spawned = posix_spawn(&pid, s.adcsc.c_str(), nullptr, nullptr, const_cast<char**>(args), environ);
+      client_side();
+      if (spawned != 0) {
+        std::cerr << "bench_api: cannot start " << s.adcsc << "\n";
+        return 1;
+      }
+      adcsc::node::HttpsClientOptions base;
+      base.url = absl::StrCat("https://localhost:", port);
+      base.pfx_file = dir.path() / "pki" / "client-cert.pfx";
+      base.pfx_password = pki->client_password;
+      base.server_ca_file = dir.path() / "pki" / "adcs-proxy-ca.pem";
+      base.user_agent = "Java-SDK";
+      {
+        auto deadline = Clock::now() + std::chrono::seconds(30);
+        bool up = false;
+        while (!up && Clock::now() < deadline) {
+          auto c = adcsc::node::HttpsClient::Create(base);
+          auto r = c.ok() ? (*c)->Get("/api/v1/version") : absl::StatusOr<adcsc::node::HttpsResult>(c.status());
+          up = r.ok() && r->status == 200;
+          if (!up) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+        if (!up) {
+          std::cerr << "bench_api: node did not come up on port " << port << "\n";
+          kill(pid, SIGKILL);
+          return 1;
+        }
+      }
+      struct Mode {
+        const char* name;
+        bool keep_alive, resume;
+      };
+      const Mode modes[] = {{"keep-alive", true, true}, {"new-conn+resume", false, true}, {"new-conn", false, false}};
       const std::string retrieve_prefix =
           absl::StrCat(R"({"config":{"dc":")", kDc, R"(","ca":")", kCa, R"("},"request-id":)");
-      auto service_pair = [&](int) {
-        return [&](PairTiming* timing) -> int {
-          const std::string* csr = active_pool->NextBase64();
-          if (csr == nullptr) return -1;
-          nlohmann::json body = {{"pkcs10", *csr}, {"template", kTemplate}, {"config", {{"dc", kDc}, {"ca", kCa}}}};
-          const std::string submit_body = body.dump();
-          adcsc::node::ApiRequest req;
-          req.method = "POST";
-          req.target = "/api/v1/certificate/request";
-          req.body = submit_body;
-          req.auth = &auth;
-          const auto t0 = Clock::now();
-          auto a = service.Handle(req);
-          timing->submit_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-          if (a.status != 200) return 0;
-          auto id = nlohmann::json::parse(a.body)["request-id"].get<uint32_t>();
-          const std::string retrieve_body = absl::StrCat(retrieve_prefix, id, "}");
-          req.target = "/api/v1/certificate/retrieve";
-          req.body = retrieve_body;
-          auto b = service.Handle(req);
-          return b.status == 200 && b.body.find("CR_DISP_ISSUED") != std::string::npos ? 1 : 0;
+      auto worker_for = [&](const Mode& m) {
+        return [&, m](int) {
+          adcsc::node::HttpsClientOptions o = base;
+          o.keep_alive = m.keep_alive;
+          o.resume_sessions = m.resume;
+          auto client = std::shared_ptr<adcsc::node::HttpsClient>(std::move(*adcsc::node::HttpsClient::Create(o)));
+          return [&, client](PairTiming* timing) -> int {
+            const std::string* csr = active_pool->NextBase64();
+            if (csr == nullptr) return -1;
+            nlohmann::json body = {{"pkcs10", *csr}, {"template", kTemplate}, {"config", {{"dc", kDc}, {"ca", kCa}}}};
+            const std::string submit_body = body.dump();
+            const auto t0 = Clock::now();
+            auto a = client->Post("/api/v1/certificate/request", submit_body);
+            timing->submit_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+            if (!a.ok() || a->status != 200) return 0;
+            timing->resumed = a->resumed;
+            auto id = nlohmann::json::parse(a->body)["request-id"].get<uint32_t>();
+            auto b = client->Post("/api/v1/certificate/retrieve", absl::StrCat(retrieve_prefix, id, "}"));
+            return b.ok() && b->status == 200 && b->body.find("CR_DISP_ISSUED") != std::string::npos ? 1 : 0;
+          };
         };
       };
-      warmup(service_pair);
+      warmup(worker_for(modes[0]));
+      // Every CSR goes to this node once: a repeated CSR would be answered by submit dedupe
+      // without a CA call. A cell that runs out of CSRs ends early (its rate stays right).
       pool.Reset();
-      for (int c : kClients) {
-        auto r = RunCell(key_type + " service", c, s.cell, service_pair, OwnCpuSeconds);
-        rows.push_back({key_type, "service in-process (no TLS/HTTP)", c, r, round});
+      auto node_cpu = [pid] { return ProcessCpuSeconds(pid); };
+      for (const Mode& m : modes) {
+        if (!s.only_mode.empty() && s.only_mode != m.name) continue;
+        double peak = 0;
+        for (int c : kClients) {
+          auto r = RunCell(key_type + " " + m.name, c, s.cell, worker_for(m), node_cpu);
+          peak = std::max(peak, r.pairs_per_s);
+          rows.push_back({key_type, m.name, c, r, round});
+        }
+        if (m.resume) {
+          // Half of peak, spread over 8 paced clients.
+          const int clients = 8;
+          auto interval = std::chrono::microseconds(static_cast<int64_t>(1e6 * clients / std::max(1.0, peak / 2)));
+          // A p99 needs many samples: this cell runs three times as long as the others.
+          auto r = RunCell(key_type + " " + m.name + " @50%", clients, 3 * s.cell, worker_for(m), node_cpu, interval);
+          rows.push_back({key_type, std::string(m.name) + " @50% of peak", clients, r, round});
+        }
       }
+      long hwm = VmHwmKb(pid);
+      kill(pid, SIGTERM);
+      int status = 0;
+      waitpid(pid, &status, 0);
+      notes.push_back(absl::StrCat("node peak RSS (VmHWM) with ", key_type, " CA key",
+                                   s.repeat > 1 ? absl::StrCat(" (round ", round + 1, ")") : "", ": ",
+                                   Fmt(hwm / 1024.0), " MB; exit status ",
+                                   WIFEXITED(status) ? WEXITSTATUS(status) : -1));
     }
-    // The node as a separate process.
-    adcsc::pki::PkiInitOptions po;
-    po.fqdn = "localhost";
-    po.jamf_pro_dn = "jamf.bench.test";
-    po.out_dir = dir.path() / "pki";
-    auto pki = adcsc::pki::InitConnectorPki(po);
-    if (!pki.ok()) {
-      std::cerr << "bench_api: " << pki.status() << "\n";
-      return 1;
-    }
-    const int port = FreePort();
-    const auto config_path = dir.path() / "node.toml";
-    std::ofstream(config_path) << NodeConfig(dir.path(), *pki, port, key_type);
-    pid_t pid = 0;
-    std::string cfg = config_path.string();
-    const char* args[] = {s.adcsc.c_str(), "node", "--config", cfg.c_str(), nullptr};
-    server_side();  // the node inherits this thread's CPU set
-    const int spawned = posix_spawn(&pid, s.adcsc.c_str(), nullptr, nullptr, const_cast<char**>(args), environ);
-    client_side();
-    if (spawned != 0) {
-      std::cerr << "bench_api: cannot start " << s.adcsc << "\n";
-      return 1;
-    }
-    adcsc::node::HttpsClientOptions base;
-    base.url = absl::StrCat("https://localhost:", port);
-    base.pfx_file = dir.path() / "pki" / "client-cert.pfx";
-    base.pfx_password = pki->client_password;
-    base.server_ca_file = dir.path() / "pki" / "adcs-proxy-ca.pem";
-    base.user_agent = "Java-SDK";
-    {
-      auto deadline = Clock::now() + std::chrono::seconds(30);
-      bool up = false;
-      while (!up && Clock::now() < deadline) {
-        auto c = adcsc::node::HttpsClient::Create(base);
-        auto r = c.ok() ? (*c)->Get("/api/v1/version") : absl::StatusOr<adcsc::node::HttpsResult>(c.status());
-        up = r.ok() && r->status == 200;
-        if (!up) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      }
-      if (!up) {
-        std::cerr << "bench_api: node did not come up on port " << port << "\n";
-        kill(pid, SIGKILL);
-        return 1;
-      }
-    }
-    struct Mode {
-      const char* name;
-      bool keep_alive, resume;
-    };
-    const Mode modes[] = {{"keep-alive", true, true}, {"new-conn+resume", false, true}, {"new-conn", false, false}};
-    const std::string retrieve_prefix = absl::StrCat(R"({"config":{"dc":")", kDc, R"(","ca":")", kCa, R"("},"request-id":)");
-    auto worker_for = [&](const Mode& m) {
-      return [&, m](int) {
-        adcsc::node::HttpsClientOptions o = base;
-        o.keep_alive = m.keep_alive;
-        o.resume_sessions = m.resume;
-        auto client = std::shared_ptr<adcsc::node::HttpsClient>(std::move(*adcsc::node::HttpsClient::Create(o)));
-        return [&, client](PairTiming* timing) -> int {
-          const std::string* csr = active_pool->NextBase64();
-          if (csr == nullptr) return -1;
-          nlohmann::json body = {{"pkcs10", *csr}, {"template", kTemplate}, {"config", {{"dc", kDc}, {"ca", kCa}}}};
-          const std::string submit_body = body.dump();
-          const auto t0 = Clock::now();
-          auto a = client->Post("/api/v1/certificate/request", submit_body);
-          timing->submit_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-          if (!a.ok() || a->status != 200) return 0;
-          timing->resumed = a->resumed;
-          auto id = nlohmann::json::parse(a->body)["request-id"].get<uint32_t>();
-          auto b = client->Post("/api/v1/certificate/retrieve", absl::StrCat(retrieve_prefix, id, "}"));
-          return b.ok() && b->status == 200 && b->body.find("CR_DISP_ISSUED") != std::string::npos ? 1 : 0;
-        };
-      };
-    };
-    warmup(worker_for(modes[0]));
-    // Every CSR goes to this node once: a repeated CSR would be answered by submit dedupe
-    // without a CA call. A cell that runs out of CSRs ends early (its rate stays right).
-    pool.Reset();
-    auto node_cpu = [pid] { return ProcessCpuSeconds(pid); };
-    for (const Mode& m : modes) {
-      if (!s.only_mode.empty() && s.only_mode != m.name) continue;
-      double peak = 0;
-      for (int c : kClients) {
-        auto r = RunCell(key_type + " " + m.name, c, s.cell, worker_for(m), node_cpu);
-        peak = std::max(peak, r.pairs_per_s);
-        rows.push_back({key_type, m.name, c, r, round});
-      }
-      if (m.resume) {
-        // Half of peak, spread over 8 paced clients.
-        const int clients = 8;
-        auto interval = std::chrono::microseconds(static_cast<int64_t>(1e6 * clients / std::max(1.0, peak / 2)));
-        // A p99 needs many samples: this cell runs three times as long as the others.
-        auto r = RunCell(key_type + " " + m.name + " @50%", clients, 3 * s.cell, worker_for(m), node_cpu, interval);
-        rows.push_back({key_type, std::string(m.name) + " @50% of peak", clients, r, round});
-      }
-    }
-    long hwm = VmHwmKb(pid);
-    kill(pid, SIGTERM);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    notes.push_back(absl::StrCat("node peak RSS (VmHWM) with ", key_type, " CA key",
-                                 s.repeat > 1 ? absl::StrCat(" (round ", round + 1, ")") : "", ": ", Fmt(hwm / 1024.0), " MB; exit status ",
-                                 WIFEXITED(status) ? WEXITSTATUS(status) : -1));
-  }
 
   // One line per (key, mode, clients): the median over the rounds of each figure. "% of
   // ceiling" compares a row with the best ceiling row of the same key in the same round; with
@@ -574,7 +578,8 @@ int Main(int argc, char** argv) {
   auto ceiling_of = [&](const Row& row) {
     double ceiling = 0;
     for (const Row& c : rows) {
-      if (c.key == row.key && c.round == row.round && c.mode.rfind("ceiling", 0) == 0) ceiling = std::max(ceiling, c.r.pairs_per_s);
+      if (c.key == row.key && c.round == row.round && c.mode.rfind("ceiling", 0) == 0)
+        ceiling = std::max(ceiling, c.r.pairs_per_s);
     }
     return ceiling;
   };
@@ -606,10 +611,11 @@ int Main(int argc, char** argv) {
                               Fmt(*std::max_element(ratios.begin(), ratios.end()), 0), ")");
       }
     }
-    std::cout << "| " << line.key << " | " << line.mode << " | " << line.clients << " | " << Fmt(median(&CellResult::pairs_per_s))
-              << " | " << Fmt(median(&CellResult::p50_ms), 2) << " | " << Fmt(median(&CellResult::p99_ms), 2) << " | "
-              << Fmt(median(&CellResult::submit_p99_ms), 2) << " | " << Fmt(median(&CellResult::retrieve_p99_ms), 2) << " | "
-              << ratio << " | " << Fmt(median(&CellResult::server_cpu_ms_per_pair), 3) << " | " << errors << " | "
+    std::cout << "| " << line.key << " | " << line.mode << " | " << line.clients << " | "
+              << Fmt(median(&CellResult::pairs_per_s)) << " | " << Fmt(median(&CellResult::p50_ms), 2) << " | "
+              << Fmt(median(&CellResult::p99_ms), 2) << " | " << Fmt(median(&CellResult::submit_p99_ms), 2) << " | "
+              << Fmt(median(&CellResult::retrieve_p99_ms), 2) << " | " << ratio << " | "
+              << Fmt(median(&CellResult::server_cpu_ms_per_pair), 3) << " | " << errors << " | "
               << resumed / line.rounds.size() << " |\n";
   }
   std::cout << "\n";

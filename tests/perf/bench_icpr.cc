@@ -24,8 +24,8 @@
 #include "node/ca/icpr_backend.h"
 #include "node/pki/csr.h"
 #include "node/pki/keys.h"
-#include "tools/adcs-emulator/emulator.h"
 #include "tests/testing/temp_dir.h"
+#include "tools/adcs-emulator/emulator.h"
 
 namespace {
 
@@ -88,97 +88,100 @@ int main(int argc, char** argv) {
   auto key = adcsc::pki::GenerateKey(adcsc::pki::KeyType::kRsa2048);
   std::vector<adcsc::pki::Bytes> csrs;
   const size_t pool_size = label == "full" ? 40000 : 4000;
-  for (size_t i = 0; i < pool_size; ++i) csrs.push_back(*adcsc::pki::MakeCsr(key->get(), absl::StrCat("bench-", i), {}));
+  for (size_t i = 0; i < pool_size; ++i)
+    csrs.push_back(*adcsc::pki::MakeCsr(key->get(), absl::StrCat("bench-", i), {}));
   std::atomic<size_t> next{0};
 
   std::vector<Cell> cells;
   for (const int logon_ms : {0, 1}) {
-  adcsc::emulator::Faults faults;
-  faults.logon_latency = std::chrono::milliseconds(logon_ms);
-  emulator.set_faults(faults);
-  for (const bool pooled : {true, false}) {
-    for (const int callers : {1, 8}) {
-      adcsc::ca::IcprBackendOptions o;
-      o.credentials = {"EXAMPLE", "svc-adcsc", *nt_hash, "BENCH"};
-      o.epm_port = emulator.epm_port();
-      o.max_idle_connections = pooled ? 16 : 0;
-      adcsc::ca::IcprBackend backend(o);
-      const adcsc::ca::CaTarget target{"127.0.0.1", kCa};
-      // One call first so the endpoint lookup (and, pooled, a connection) is not in the figures.
-      (void)backend.Ping(target, {"EXAMPLE\\svc-adcsc"});
-      std::vector<std::vector<double>> pair_ms(callers), submit_ms(callers), retrieve_ms(callers);
-      std::atomic<size_t> errors{0};
-      std::vector<double> cpu_ms(callers, 0);
-      const auto start = Clock::now();
-      const auto end = start + cell;
-      std::vector<std::thread> threads;
-      for (int c = 0; c < callers; ++c) {
-        threads.emplace_back([&, c] {
-          // The calling thread's own CPU time: what the connector spends per pair (NDR, NTLM
-          // sealing, sockets, connection set-up), without the emulator's CA work.
-          auto thread_cpu_ms = [] {
-            timespec ts{};
-            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-            return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-          };
-          const double cpu_start = thread_cpu_ms();
-          struct Done {
-            std::function<void()> f;
-            ~Done() { f(); }
-          } done{[&] { cpu_ms[c] = thread_cpu_ms() - cpu_start; }};
-          while (Clock::now() < end) {
-            const size_t i = next++;
-            if (i >= csrs.size()) return;
-            const auto t0 = Clock::now();
-            auto s = backend.Submit({target, {"EXAMPLE\\svc-adcsc"}, csrs[i], kTemplate});
-            const auto t1 = Clock::now();
-            if (!s.ok() || s->disposition != adcsc::ca::Disposition::kIssued) {
-              errors++;
-              continue;
+    adcsc::emulator::Faults faults;
+    faults.logon_latency = std::chrono::milliseconds(logon_ms);
+    emulator.set_faults(faults);
+    for (const bool pooled : {true, false}) {
+      for (const int callers : {1, 8}) {
+        adcsc::ca::IcprBackendOptions o;
+        o.credentials = {"EXAMPLE", "svc-adcsc", *nt_hash, "BENCH"};
+        o.epm_port = emulator.epm_port();
+        o.max_idle_connections = pooled ? 16 : 0;
+        adcsc::ca::IcprBackend backend(o);
+        const adcsc::ca::CaTarget target{"127.0.0.1", kCa};
+        // One call first so the endpoint lookup (and, pooled, a connection) is not in the figures.
+        (void)backend.Ping(target, {"EXAMPLE\\svc-adcsc"});
+        std::vector<std::vector<double>> pair_ms(callers), submit_ms(callers), retrieve_ms(callers);
+        std::atomic<size_t> errors{0};
+        std::vector<double> cpu_ms(callers, 0);
+        const auto start = Clock::now();
+        const auto end = start + cell;
+        std::vector<std::thread> threads;
+        for (int c = 0; c < callers; ++c) {
+          threads.emplace_back([&, c] {
+            // The calling thread's own CPU time: what the connector spends per pair (NDR, NTLM
+            // sealing, sockets, connection set-up), without the emulator's CA work.
+            auto thread_cpu_ms = [] {
+              timespec ts{};
+              clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+              return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+            };
+            const double cpu_start = thread_cpu_ms();
+            struct Done {
+              std::function<void()> f;
+              ~Done() { f(); }
+            } done{[&] { cpu_ms[c] = thread_cpu_ms() - cpu_start; }};
+            while (Clock::now() < end) {
+              const size_t i = next++;
+              if (i >= csrs.size()) return;
+              const auto t0 = Clock::now();
+              auto s = backend.Submit({target, {"EXAMPLE\\svc-adcsc"}, csrs[i], kTemplate});
+              const auto t1 = Clock::now();
+              if (!s.ok() || s->disposition != adcsc::ca::Disposition::kIssued) {
+                errors++;
+                continue;
+              }
+              auto r = backend.Retrieve({target, {"EXAMPLE\\svc-adcsc"}, s->request_id});
+              const auto t2 = Clock::now();
+              if (!r.ok() || r->cert_der.empty()) {
+                errors++;
+                continue;
+              }
+              submit_ms[c].push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+              retrieve_ms[c].push_back(std::chrono::duration<double, std::milli>(t2 - t1).count());
+              pair_ms[c].push_back(std::chrono::duration<double, std::milli>(t2 - t0).count());
             }
-            auto r = backend.Retrieve({target, {"EXAMPLE\\svc-adcsc"}, s->request_id});
-            const auto t2 = Clock::now();
-            if (!r.ok() || r->cert_der.empty()) {
-              errors++;
-              continue;
-            }
-            submit_ms[c].push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
-            retrieve_ms[c].push_back(std::chrono::duration<double, std::milli>(t2 - t1).count());
-            pair_ms[c].push_back(std::chrono::duration<double, std::milli>(t2 - t0).count());
-          }
-        });
+          });
+        }
+        for (auto& th : threads) th.join();
+        const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+        auto merge = [](const std::vector<std::vector<double>>& v) {
+          std::vector<double> all;
+          for (auto& x : v) all.insert(all.end(), x.begin(), x.end());
+          return all;
+        };
+        auto pairs = merge(pair_ms);
+        double cpu_total = 0;
+        for (double v : cpu_ms) cpu_total += v;
+        cells.push_back({logon_ms, pooled ? "pooled connections" : "new connection per call", callers,
+                         pairs.size() / secs, Percentile(pairs, 0.5), Percentile(pairs, 0.99),
+                         Percentile(merge(submit_ms), 0.99), Percentile(merge(retrieve_ms), 0.99),
+                         pairs.empty() ? 0 : cpu_total / pairs.size(), pairs.size(), errors.load(),
+                         backend.counters()});
       }
-      for (auto& th : threads) th.join();
-      const double secs = std::chrono::duration<double>(Clock::now() - start).count();
-      auto merge = [](const std::vector<std::vector<double>>& v) {
-        std::vector<double> all;
-        for (auto& x : v) all.insert(all.end(), x.begin(), x.end());
-        return all;
-      };
-      auto pairs = merge(pair_ms);
-      double cpu_total = 0;
-      for (double v : cpu_ms) cpu_total += v;
-      cells.push_back({logon_ms, pooled ? "pooled connections" : "new connection per call", callers, pairs.size() / secs,
-                       Percentile(pairs, 0.5), Percentile(pairs, 0.99), Percentile(merge(submit_ms), 0.99),
-                       Percentile(merge(retrieve_ms), 0.99), pairs.empty() ? 0 : cpu_total / pairs.size(), pairs.size(),
-                       errors.load(), backend.counters()});
     }
-  }
   }
   emulator.Stop();
 
   std::cout << "\n### bench_icpr (" << label << ", " << cell.count() << " ms per cell, "
             << std::thread::hardware_concurrency() << " cores, emulator in-process, P-256 CA)\n\n"
-            << "| NTLM logon at the CA | mode | callers | pairs/s | pair p50 ms | pair p99 ms | submit p99 ms | retrieve p99 ms "
+            << "| NTLM logon at the CA | mode | callers | pairs/s | pair p50 ms | pair p99 ms | submit p99 ms | "
+               "retrieve p99 ms "
                "| connector CPU ms/pair | binds | errors |\n"
             << "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   size_t errors = 0;
   for (const Cell& c : cells) {
-    std::cout << absl::StrFormat("| %s | %s | %d | %.1f | %.2f | %.2f | %.2f | %.2f | %.3f | %d | %d |\n",
-                                 c.logon_ms == 0 ? "local (emulator)" : absl::StrCat("+", c.logon_ms, " ms (modelled DC)"),
-                                 c.mode, c.callers,
-                                 c.pairs_per_s, c.p50_ms, c.p99_ms, c.submit_p99_ms, c.retrieve_p99_ms,
-                                 c.caller_cpu_ms_per_pair, c.counters.connections_opened, c.errors);
+    std::cout << absl::StrFormat(
+        "| %s | %s | %d | %.1f | %.2f | %.2f | %.2f | %.2f | %.3f | %d | %d |\n",
+        c.logon_ms == 0 ? "local (emulator)" : absl::StrCat("+", c.logon_ms, " ms (modelled DC)"), c.mode, c.callers,
+        c.pairs_per_s, c.p50_ms, c.p99_ms, c.submit_p99_ms, c.retrieve_p99_ms, c.caller_cpu_ms_per_pair,
+        c.counters.connections_opened, c.errors);
     errors += c.errors;
   }
   for (const int logon_ms : {0, 1}) {
@@ -188,8 +191,9 @@ int main(int argc, char** argv) {
         if (c.callers != callers || c.logon_ms != logon_ms) continue;
         (c.mode == "pooled connections" ? pooled : fresh) = c.pairs_per_s;
       }
-      std::cout << absl::StrFormat("\n- logon +%d ms, %d caller(s): pooling gives %.1fx the rate of a new connection per call",
-                                   logon_ms, callers, fresh > 0 ? pooled / fresh : 0);
+      std::cout << absl::StrFormat(
+          "\n- logon +%d ms, %d caller(s): pooling gives %.1fx the rate of a new connection per call", logon_ms,
+          callers, fresh > 0 ? pooled / fresh : 0);
     }
   }
   std::cout << "\n\nReproduce: build/tests/bench_icpr " << (label == "full" ? "--full" : "--smoke") << "\n";

@@ -236,9 +236,9 @@ class StoreCluster {
     m.process = std::move(*child);
     absl::StatusOr<std::string> ready = m.process->ReadLine(kMemberStartTimeout);
     if (!ready.ok() || ready->rfind("ok ready", 0) != 0) {
-      return absl::InternalError(absl::StrCat("store member ", m.spec.node_id, " did not start: ",
-                                              ready.ok() ? *ready : ready.status().ToString(), " (log: ",
-                                              (root_ / (m.spec.node_id + ".log")).string(), ")"));
+      return absl::InternalError(absl::StrCat("store member ", m.spec.node_id,
+                                              " did not start: ", ready.ok() ? *ready : ready.status().ToString(),
+                                              " (log: ", (root_ / (m.spec.node_id + ".log")).string(), ")"));
     }
     return absl::OkStatus();
   }
@@ -282,9 +282,9 @@ double KibPerWrite(double bytes_before, double bytes_after, const WriteCell& cel
 std::string Ms(double v) { return absl::StrFormat("%.2f", v); }
 
 void PrintCellLine(const char* side, int writers, const WriteCell& c) {
-  std::cerr << absl::StrFormat("  %-5s %4d writers: %6zu writes in %.2f s = %8.0f/s  p50 %s ms  p99 %s ms  errors %zu %s\n", side,
-                               writers, c.writes, c.seconds, c.per_second(), Ms(c.p50_ms), Ms(c.p99_ms), c.errors,
-                               c.first_error);
+  std::cerr << absl::StrFormat(
+      "  %-5s %4d writers: %6zu writes in %.2f s = %8.0f/s  p50 %s ms  p99 %s ms  errors %zu %s\n", side, writers,
+      c.writes, c.seconds, c.per_second(), Ms(c.p50_ms), Ms(c.p99_ms), c.errors, c.first_error);
 }
 
 absl::Status RunEtcd(const Settings& s, const std::filesystem::path& dir, IdAllocator& ids, std::vector<Row>& rows,
@@ -299,7 +299,8 @@ absl::Status RunEtcd(const Settings& s, const std::filesystem::path& dir, IdAllo
   auto put_from = [&](uint32_t first) {
     return [&writer, first](size_t i) {
       const uint32_t id = first + static_cast<uint32_t>(i);
-      return writer.Put(i, absl::StrCat("/adcsc/requests/", kBenchCaConfig, "/", id), MakeBenchRecord(id).SerializeAsString());
+      return writer.Put(i, absl::StrCat("/adcsc/requests/", kBenchCaConfig, "/", id),
+                        MakeBenchRecord(id).SerializeAsString());
     };
   };
   // Warm-up: connections made and the WAL past its first segment allocation.
@@ -325,14 +326,15 @@ absl::Status RunStore(const Settings& s, const std::string& self, const std::fil
   std::cerr << "store: 3 members up\n";
   const milliseconds answer_timeout = s.cell + milliseconds(120'000);
   auto write = [&](int writers, size_t count, milliseconds time) -> absl::StatusOr<WriteCell> {
-    absl::StatusOr<std::string> a =
-        cluster.Call(0, absl::StrCat("write ", writers, " ", count, " ", time.count(), " ", ids.Take(count)), answer_timeout);
+    absl::StatusOr<std::string> a = cluster.Call(
+        0, absl::StrCat("write ", writers, " ", count, " ", time.count(), " ", ids.Take(count)), answer_timeout);
     if (!a.ok()) return a.status();
     return CellFromAnswer(*a);
   };
   absl::StatusOr<WriteCell> warm = write(16, s.warmup, milliseconds(60'000));
   if (!warm.ok()) return warm.status();
-  if (warm->writes == 0) return absl::UnavailableError(absl::StrCat("store warm-up wrote nothing: ", warm->first_error));
+  if (warm->writes == 0)
+    return absl::UnavailableError(absl::StrCat("store warm-up wrote nothing: ", warm->first_error));
   for (Row& row : rows) {
     const double written = cluster.WriteBytes();
     absl::StatusOr<WriteCell> cell = write(row.writers, s.cell_max, s.cell);
@@ -350,9 +352,9 @@ absl::Status RunStore(const Settings& s, const std::string& self, const std::fil
 
 struct CatchUp {
   size_t records = 0;
-  double load_seconds = 0;       // bulk load on c1
-  double peer_copy_seconds = 0;  // c2 (running during the load) covers c1, after the load
-  double fresh_seconds = 0;      // c3 from an empty directory to covering c1 and c2
+  double load_seconds = 0;        // bulk load on c1
+  double peer_copy_seconds = 0;   // c2 (running during the load) covers c1, after the load
+  double fresh_seconds = 0;       // c3 from an empty directory to covering c1 and c2
   double fresh_records_seen = 0;  // c3 from start to holding every record (the snapshot commit)
   int64_t fresh_records = 0;
   std::vector<std::tuple<std::string, double, double>> rss;  // node, VmRSS, VmHWM
@@ -361,8 +363,9 @@ struct CatchUp {
 // Polls until member `i`'s vector covers those of members `of`; returns the seconds since
 // `since`. With `records_seen`, also notes when `i` first holds `records` records (a snapshot
 // commits all its records at once, so that splits copying from catching up after).
-absl::StatusOr<double> WaitCovered(StoreCluster& cluster, size_t i, const std::vector<size_t>& of, Clock::time_point since,
-                                   milliseconds timeout, double* records_seen = nullptr, size_t records = 0) {
+absl::StatusOr<double> WaitCovered(StoreCluster& cluster, size_t i, const std::vector<size_t>& of,
+                                   Clock::time_point since, milliseconds timeout, double* records_seen = nullptr,
+                                   size_t records = 0) {
   const auto deadline = Clock::now() + timeout;
   while (Clock::now() < deadline) {
     if (records_seen != nullptr && *records_seen == 0) {
@@ -381,8 +384,8 @@ absl::StatusOr<double> WaitCovered(StoreCluster& cluster, size_t i, const std::v
     if (all) return std::chrono::duration<double>(Clock::now() - since).count();
     std::this_thread::sleep_for(kPollInterval);
   }
-  return absl::DeadlineExceededError(absl::StrCat(cluster.member(i).spec.node_id, " did not catch up within ",
-                                                  timeout.count() / 1000, " s"));
+  return absl::DeadlineExceededError(
+      absl::StrCat(cluster.member(i).spec.node_id, " did not catch up within ", timeout.count() / 1000, " s"));
 }
 
 absl::Status RunCatchUp(const Settings& s, const std::string& self, const std::filesystem::path& root, IdAllocator& ids,
@@ -393,8 +396,9 @@ absl::Status RunCatchUp(const Settings& s, const std::string& self, const std::f
   }
   out->records = s.catchup_records;
   std::cerr << "catch-up: loading " << s.catchup_records << " records on c1 (c2 copies them, c3 not started)\n";
-  absl::StatusOr<std::string> bulk = cluster.Call(
-      0, absl::StrCat("bulk ", s.catchup_records, " ", kBulkBatch, " ", ids.Take(s.catchup_records)), s.catchup_timeout);
+  absl::StatusOr<std::string> bulk =
+      cluster.Call(0, absl::StrCat("bulk ", s.catchup_records, " ", kBulkBatch, " ", ids.Take(s.catchup_records)),
+                   s.catchup_timeout);
   if (!bulk.ok()) return bulk.status();
   WriteCell load = CellFromAnswer(*bulk);
   if (load.errors > 0) return absl::InternalError(absl::StrCat("bulk load failed: ", load.first_error));
@@ -412,8 +416,8 @@ absl::Status RunCatchUp(const Settings& s, const std::string& self, const std::f
   }
   const auto start = Clock::now();
   if (absl::Status st = cluster.StartMember(2, self); !st.ok()) return st;
-  absl::StatusOr<double> fresh = WaitCovered(cluster, 2, {0, 1}, start, s.catchup_timeout, &out->fresh_records_seen,
-                                             s.catchup_records);
+  absl::StatusOr<double> fresh =
+      WaitCovered(cluster, 2, {0, 1}, start, s.catchup_timeout, &out->fresh_records_seen, s.catchup_records);
   if (!fresh.ok()) return fresh.status();
   out->fresh_seconds = *fresh;
   absl::StatusOr<std::string> count = cluster.Call(2, "count");
@@ -436,8 +440,10 @@ std::string Date() {
   return buf;
 }
 
-void PrintReport(const Settings& s, const std::vector<Row>& rows, const std::vector<std::pair<double, double>>& etcd_rss,
-                 const std::vector<std::pair<double, double>>& store_rss, const CatchUp* catchup, int argc, char** argv) {
+void PrintReport(const Settings& s, const std::vector<Row>& rows,
+                 const std::vector<std::pair<double, double>>& etcd_rss,
+                 const std::vector<std::pair<double, double>>& store_rss, const CatchUp* catchup, int argc,
+                 char** argv) {
   std::string command = "build/tests/bench_replication";
   for (int i = 1; i < argc; ++i) absl::StrAppend(&command, " ", argv[i]);
   std::cout << "\n## bench_replication (" << s.label << "), " << Date() << ", " << std::thread::hardware_concurrency()
@@ -446,8 +452,9 @@ void PrintReport(const Settings& s, const std::vector<Row>& rows, const std::vec
             << "Cells of " << s.cell.count() << " ms or " << s.cell_max << " writes; etcd over " << s.etcd_channels
             << " gRPC connections to the leader, store writers inside node s1.\n\n";
   if (!rows.empty() && (s.etcd || s.store)) {
-    std::cout << "| writers | etcd writes/s | etcd p50 ms | etcd p99 ms | store writes/s | store p50 ms | store p99 ms | "
-                 "store/etcd writes/s | store/etcd p99 |\n";
+    std::cout
+        << "| writers | etcd writes/s | etcd p50 ms | etcd p99 ms | store writes/s | store p50 ms | store p99 ms | "
+           "store/etcd writes/s | store/etcd p99 |\n";
     std::cout << "|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     std::string io_table =
         "\nWritten to storage per replicated write, all three nodes (/proc/PID/io write_bytes, KiB):\n\n"
@@ -455,29 +462,33 @@ void PrintReport(const Settings& s, const std::vector<Row>& rows, const std::vec
     for (const Row& r : rows) {
       const double ratio = r.etcd.per_second() > 0 ? r.store.per_second() / r.etcd.per_second() : 0;
       const double p99_ratio = r.etcd.p99_ms > 0 ? r.store.p99_ms / r.etcd.p99_ms : 0;
-      std::cout << absl::StrFormat("| %d | %.0f | %s | %s | %.0f | %s | %s | %.2fx | %.2fx |\n", r.writers, r.etcd.per_second(),
-                                   Ms(r.etcd.p50_ms), Ms(r.etcd.p99_ms), r.store.per_second(), Ms(r.store.p50_ms),
-                                   Ms(r.store.p99_ms), ratio, p99_ratio);
-      absl::StrAppend(&io_table, absl::StrFormat("| %d | %.1f | %.1f |\n", r.writers, r.etcd_kib_per_write,
-                                                 r.store_kib_per_write));
+      std::cout << absl::StrFormat("| %d | %.0f | %s | %s | %.0f | %s | %s | %.2fx | %.2fx |\n", r.writers,
+                                   r.etcd.per_second(), Ms(r.etcd.p50_ms), Ms(r.etcd.p99_ms), r.store.per_second(),
+                                   Ms(r.store.p50_ms), Ms(r.store.p99_ms), ratio, p99_ratio);
+      absl::StrAppend(
+          &io_table, absl::StrFormat("| %d | %.1f | %.1f |\n", r.writers, r.etcd_kib_per_write, r.store_kib_per_write));
     }
     std::cout << io_table;
     size_t errors = 0;
     for (const Row& r : rows) errors += r.etcd.errors + r.store.errors;
     if (errors > 0) std::cout << "\nFailed writes (not counted above): " << errors << "\n";
     std::cout << "\nMemory after the write cells (MiB, VmRSS / peak VmHWM):";
-    for (size_t i = 0; i < etcd_rss.size(); ++i) std::cout << absl::StrFormat(" etcd-%d %.0f/%.0f", i, etcd_rss[i].first, etcd_rss[i].second);
-    for (size_t i = 0; i < store_rss.size(); ++i) std::cout << absl::StrFormat(" s%d %.0f/%.0f", i + 1, store_rss[i].first, store_rss[i].second);
+    for (size_t i = 0; i < etcd_rss.size(); ++i)
+      std::cout << absl::StrFormat(" etcd-%d %.0f/%.0f", i, etcd_rss[i].first, etcd_rss[i].second);
+    for (size_t i = 0; i < store_rss.size(); ++i)
+      std::cout << absl::StrFormat(" s%d %.0f/%.0f", i + 1, store_rss[i].first, store_rss[i].second);
     std::cout << "\n";
   }
   if (catchup != nullptr) {
     std::cout << "\n| catch-up | records | bulk load on c1 s | c2 (running) covers c1, s after load | "
                  "fresh c3: records committed at s | fresh c3 covers c1 and c2 at s |\n";
     std::cout << "|---|---:|---:|---:|---:|---:|\n";
-    std::cout << absl::StrFormat("| store | %d | %.1f | %.1f | %.1f | %.1f |\n", catchup->records, catchup->load_seconds,
-                                 catchup->peer_copy_seconds, catchup->fresh_records_seen, catchup->fresh_seconds);
+    std::cout << absl::StrFormat("| store | %d | %.1f | %.1f | %.1f | %.1f |\n", catchup->records,
+                                 catchup->load_seconds, catchup->peer_copy_seconds, catchup->fresh_records_seen,
+                                 catchup->fresh_seconds);
     std::cout << "\n| node at " << catchup->records << " records | VmRSS MiB | VmHWM MiB |\n|---|---:|---:|\n";
-    for (const auto& [node, rss, hwm] : catchup->rss) std::cout << absl::StrFormat("| %s | %.0f | %.0f |\n", node, rss, hwm);
+    for (const auto& [node, rss, hwm] : catchup->rss)
+      std::cout << absl::StrFormat("| %s | %.0f | %.0f |\n", node, rss, hwm);
   }
   std::cout << "\nReproduce: " << command << "\n";
 }

@@ -14,8 +14,8 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -44,7 +44,8 @@ class ChildProcess {
     int err_fd = -1;
     if (!stderr_path.empty()) {
       err_fd = open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-      if (err_fd < 0) return absl::InternalError(absl::StrCat("open ", stderr_path.string(), ": ", std::strerror(errno)));
+      if (err_fd < 0)
+        return absl::InternalError(absl::StrCat("open ", stderr_path.string(), ": ", std::strerror(errno)));
     }
     // Everything the child needs is prepared before fork: after it, only async-signal-safe
     // calls (the benchmark has other threads).
@@ -109,7 +110,8 @@ class ChildProcess {
         buffer_.erase(0, nl + 1);
         return line;
       }
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) return absl::DeadlineExceededError(absl::StrCat("child ", pid_, ": no answer in time"));
       pollfd p{.fd = out_, .events = POLLIN, .revents = 0};
       const int r = poll(&p, 1, static_cast<int>(left.count()));
@@ -128,8 +130,10 @@ class ChildProcess {
   absl::StatusOr<std::string> Call(const std::string& line, std::chrono::milliseconds timeout) {
     if (absl::Status s = SendLine(line); !s.ok()) return s;
     absl::StatusOr<std::string> answer = ReadLine(timeout);
-    if (!answer.ok()) return absl::Status(answer.status().code(), absl::StrCat(answer.status().message(), " (to: ", line, ")"));
-    if (answer->rfind("ok", 0) != 0) return absl::InternalError(absl::StrCat("child ", pid_, " answered '", *answer, "' to '", line, "'"));
+    if (!answer.ok())
+      return absl::Status(answer.status().code(), absl::StrCat(answer.status().message(), " (to: ", line, ")"));
+    if (answer->rfind("ok", 0) != 0)
+      return absl::InternalError(absl::StrCat("child ", pid_, " answered '", *answer, "' to '", line, "'"));
     return answer->size() > 3 ? answer->substr(3) : std::string();
   }
 

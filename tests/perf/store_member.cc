@@ -17,9 +17,9 @@
 namespace adcsc::bench {
 
 std::vector<std::string> StoreMemberArgs(const std::string& self, const StoreMemberSpec& spec) {
-  std::vector<std::string> args = {self,           "member",        "--id",   spec.node_id,
-                                   "--cluster",    spec.cluster_id, "--dir",  spec.data_dir,
-                                   "--pki",        spec.pki_dir,    "--port", std::to_string(spec.port)};
+  std::vector<std::string> args = {self,        "member",        "--id",   spec.node_id,
+                                   "--cluster", spec.cluster_id, "--dir",  spec.data_dir,
+                                   "--pki",     spec.pki_dir,    "--port", std::to_string(spec.port)};
   for (const auto& [id, port] : spec.peers) {
     args.push_back("--peer");
     args.push_back(absl::StrCat(id, "=", port));
@@ -82,8 +82,9 @@ std::string Describe(const WriteCell& cell) {
 // each would leave, with one fsync per batch instead of one per group of concurrent Puts.
 WriteCell BulkLoad(store::RequestStore& store, size_t count, size_t batch, uint32_t first_id) {
   const auto start = std::chrono::steady_clock::now();
-  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                             std::chrono::system_clock::now().time_since_epoch()).count();
+  const int64_t now_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
   WriteCell cell;
   std::vector<store::RequestRecord> records;
   for (size_t done = 0; done < count;) {
@@ -118,7 +119,8 @@ std::string Handle(const std::string& line, store::RequestStore& store, cluster:
     size_t max_count = 0;
     long max_ms = 0;
     uint32_t first_id = 0;
-    if (!(in >> threads >> max_count >> max_ms >> first_id) || threads <= 0) return "error usage: write THREADS MAX_COUNT MAX_MS FIRST_ID";
+    if (!(in >> threads >> max_count >> max_ms >> first_id) || threads <= 0)
+      return "error usage: write THREADS MAX_COUNT MAX_MS FIRST_ID";
     WriteCell cell = RunWriters(threads, max_count, std::chrono::milliseconds(max_ms), [&](size_t i) -> absl::Status {
       // The API's write path (ApiService::Record): commit locally, then wait for the quorum.
       absl::StatusOr<store::WriteResult> put = store.Put(MakeBenchRecord(first_id + static_cast<uint32_t>(i)));

@@ -23,9 +23,9 @@ namespace adcsc::bench {
 struct StoreMemberSpec {
   std::string node_id;
   std::string cluster_id;
-  std::string data_dir;  // exists, empty for a fresh node
-  std::string pki_dir;   // from InitClusterPki: cluster-ca.pem and <node_id>/node*.pem
-  int port = 0;          // its cluster listener on 127.0.0.1
+  std::string data_dir;                            // exists, empty for a fresh node
+  std::string pki_dir;                             // from InitClusterPki: cluster-ca.pem and <node_id>/node*.pem
+  int port = 0;                                    // its cluster listener on 127.0.0.1
   std::vector<std::pair<std::string, int>> peers;  // (node id, port on 127.0.0.1)
 };
 

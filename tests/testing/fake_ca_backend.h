@@ -76,9 +76,18 @@ class FakeCaBackend : public adcsc::ca::CaBackend {
     std::lock_guard lock(mu_);
     foreign_.insert(id);
   }
-  int submits() const { std::lock_guard lock(mu_); return submits_; }
-  int retrieves() const { std::lock_guard lock(mu_); return retrieves_; }
-  adcsc::ca::SubmitRequest last_submit() const { std::lock_guard lock(mu_); return last_submit_; }
+  int submits() const {
+    std::lock_guard lock(mu_);
+    return submits_;
+  }
+  int retrieves() const {
+    std::lock_guard lock(mu_);
+    return retrieves_;
+  }
+  adcsc::ca::SubmitRequest last_submit() const {
+    std::lock_guard lock(mu_);
+    return last_submit_;
+  }
 
  private:
   mutable std::mutex mu_;

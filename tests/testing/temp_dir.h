@@ -16,8 +16,7 @@ class TempDir {
   TempDir() {
     static std::atomic<int> counter{0};
     path_ = std::filesystem::temp_directory_path() /
-            ("adcsc_test_" + std::to_string(::getpid()) + "_" +
-             std::to_string(counter.fetch_add(1)));
+            ("adcsc_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter.fetch_add(1)));
     std::filesystem::remove_all(path_);
     std::filesystem::create_directories(path_);
   }

@@ -44,8 +44,8 @@ absl::StatusOr<sockaddr_un> Address(const std::filesystem::path& path) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (path.string().size() >= sizeof addr.sun_path) {
-    return absl::InvalidArgumentError(absl::StrCat(path.string(), ": socket path too long (max ", sizeof addr.sun_path - 1,
-                                                   " bytes)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path.string(), ": socket path too long (max ", sizeof addr.sun_path - 1, " bytes)"));
   }
   std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
   return addr;
@@ -194,8 +194,8 @@ absl::StatusOr<std::string> SendAdminCommand(const std::filesystem::path& path, 
   if (connect(fd, reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) != 0) {
     const int e = errno;
     close(fd);
-    return absl::UnavailableError(absl::StrCat("cannot connect to ", path.string(), ": ", std::strerror(e),
-                                               " (is the emulator running?)"));
+    return absl::UnavailableError(
+        absl::StrCat("cannot connect to ", path.string(), ": ", std::strerror(e), " (is the emulator running?)"));
   }
   const std::string line = command + "\n";
   [[maybe_unused]] ssize_t w = write(fd, line.data(), line.size());

@@ -30,13 +30,15 @@ rpc::CertServerRequestOut Refused(uint32_t request_id, uint32_t hresult, std::st
   rpc::CertServerRequestOut out;
   out.request_id = request_id;
   out.disposition = hresult;
-  auto message = rpc::EncodeDispositionMessage(text.empty() ? std::string(adcsc::ca::HresultText(hresult)) : std::string(text));
+  auto message =
+      rpc::EncodeDispositionMessage(text.empty() ? std::string(adcsc::ca::HresultText(hresult)) : std::string(text));
   if (message.ok()) out.disposition_message = std::move(*message);
   return out;
 }
 
 rpc::CertServerRequestOut FromResponse(const adcsc::ca::CaResponse& r, bool submit) {
-  if (submit && r.disposition == Disposition::kDenied && r.hresult != 0) return Refused(r.request_id, r.hresult, r.message);
+  if (submit && r.disposition == Disposition::kDenied && r.hresult != 0)
+    return Refused(r.request_id, r.hresult, r.message);
   rpc::CertServerRequestOut out;
   out.request_id = r.request_id;
   out.disposition = static_cast<uint32_t>(r.disposition);
@@ -57,7 +59,7 @@ Emulator::Emulator(EmulatorConfig config) : config_(std::move(config)), faults_(
 Emulator::~Emulator() { Stop(); }
 
 EmulatorStats Emulator::stats() const {
-  return {connections_.load(), calls_.load(), submits_.load(), retrieves_.load(),
+  return {connections_.load(), calls_.load(),   submits_.load(),      retrieves_.load(),
           refused_.load(),     dropped_.load(), failed_logons_.load()};
 }
 

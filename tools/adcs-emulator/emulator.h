@@ -30,10 +30,10 @@ namespace adcsc::emulator {
 struct EmulatorStats {
   uint64_t connections = 0;
   uint64_t calls = 0;
-  uint64_t submits = 0;          // CertServerRequest with request ID 0 that reached the CA engine
+  uint64_t submits = 0;  // CertServerRequest with request ID 0 that reached the CA engine
   uint64_t retrieves = 0;
-  uint64_t refused_calls = 0;    // answered E_ACCESSDENIED (auth level, permissions, identity)
-  uint64_t dropped_calls = 0;    // dropped by the failure-rate knob
+  uint64_t refused_calls = 0;  // answered E_ACCESSDENIED (auth level, permissions, identity)
+  uint64_t dropped_calls = 0;  // dropped by the failure-rate knob
   uint64_t failed_logons = 0;
 };
 

@@ -6,8 +6,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "node/pki/keys.h"
 #include "node/config/toml_reader.h"
+#include "node/pki/keys.h"
 
 namespace adcsc::emulator {
 
@@ -33,7 +33,8 @@ absl::StatusOr<std::vector<Account>> LoadAccounts(const std::filesystem::path& p
     if (!hash.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(path.string(), ":", number, ": ", hash.status().message()));
     }
-    accounts.push_back({std::string(text.substr(0, slash)), std::string(text.substr(slash + 1, colon - slash - 1)), *hash});
+    accounts.push_back(
+        {std::string(text.substr(0, slash)), std::string(text.substr(slash + 1, colon - slash - 1)), *hash});
   }
   return accounts;
 }
@@ -48,8 +49,8 @@ absl::StatusOr<EmulatorConfig> LoadEmulatorConfig(const std::filesystem::path& p
   try {
     root = toml::parse(text.str(), source.string());
   } catch (const toml::parse_error& err) {
-    return absl::InvalidArgumentError(absl::StrCat(source.string(), ":", err.source().begin.line, ": TOML syntax error: ",
-                                                   std::string(err.description())));
+    return absl::InvalidArgumentError(absl::StrCat(source.string(), ":", err.source().begin.line,
+                                                   ": TOML syntax error: ", std::string(err.description())));
   }
   TomlReader r(source);
   EmulatorConfig c;

@@ -30,8 +30,8 @@ struct Faults {
   // Added after a submit is recorded, before its answer goes out: the window in which a
   // caller that dies leaves the CA with a request it never heard about.
   std::chrono::milliseconds submit_reply_latency{0};
-  double failure_rate = 0;               // share of calls dropped unanswered (0..1)
-  bool refuse_connections = false;       // close every new connection at once
+  double failure_rate = 0;          // share of calls dropped unanswered (0..1)
+  bool refuse_connections = false;  // close every new connection at once
 };
 
 struct EmulatorConfig {
@@ -42,9 +42,9 @@ struct EmulatorConfig {
   std::filesystem::path data_dir;
   std::filesystem::path admin_socket;  // default <data_dir>/admin.sock
   std::filesystem::path accounts_file;
-  std::vector<Account> accounts;       // read from accounts_file
-  ntlm::ServerNames names;             // what the NTLM CHALLENGE says about this "server"
-  adcsc::ca::LocalCaOptions ca;        // the CA engine (name, key, templates)
+  std::vector<Account> accounts;  // read from accounts_file
+  ntlm::ServerNames names;        // what the NTLM CHALLENGE says about this "server"
+  adcsc::ca::LocalCaOptions ca;   // the CA engine (name, key, templates)
   // DOMAIN\user (case-insensitive) allowed to request certificates from the CA; "*" for any
   // authenticated account. Others get CERTSRV_E_ENROLL_DENIED.
   std::vector<std::string> ca_enroll = {"*"};

@@ -44,11 +44,12 @@ int Run(const std::string& config_path, const std::string& ready_file) {
     std::cerr << "adcs-emulator: admin socket: " << admin.status().message() << "\n";
     return kExitFailure;
   }
-  const std::string ready = nlohmann::ordered_json{{"event", "ready"},
-                                                   {"epm_port", emulator.epm_port()},
-                                                   {"icpr_port", emulator.icpr_port()},
-                                                   {"admin_socket", admin_socket.string()}}
-                                .dump();
+  const std::string ready = nlohmann::ordered_json{
+      {"event", "ready"},
+      {"epm_port", emulator.epm_port()},
+      {"icpr_port", emulator.icpr_port()},
+      {"admin_socket",
+       admin_socket.string()}}.dump();
   std::cout << ready << std::endl;
   if (!ready_file.empty()) {
     const std::string tmp = ready_file + ".tmp";

@@ -49,17 +49,28 @@ absl::StatusOr<std::unique_ptr<EtcdCluster>> EtcdCluster::Start(const std::files
     const std::string peer_url = absl::StrCat("http://127.0.0.1:", peer_ports[i]);
     // Defaults otherwise: every member fsyncs its WAL before it acknowledges an entry.
     std::vector<std::string> argv = {kEtcdBinary,
-                                     "--name", name,
-                                     "--data-dir", (dir / (name + ".data")).string(),
-                                     "--listen-client-urls", client_url,
-                                     "--advertise-client-urls", client_url,
-                                     "--listen-peer-urls", peer_url,
-                                     "--initial-advertise-peer-urls", peer_url,
-                                     "--initial-cluster", initial_cluster,
-                                     "--initial-cluster-state", "new",
-                                     "--initial-cluster-token", "adcsc-bench",
-                                     "--logger", "zap",
-                                     "--log-level", "warn"};
+                                     "--name",
+                                     name,
+                                     "--data-dir",
+                                     (dir / (name + ".data")).string(),
+                                     "--listen-client-urls",
+                                     client_url,
+                                     "--advertise-client-urls",
+                                     client_url,
+                                     "--listen-peer-urls",
+                                     peer_url,
+                                     "--initial-advertise-peer-urls",
+                                     peer_url,
+                                     "--initial-cluster",
+                                     initial_cluster,
+                                     "--initial-cluster-state",
+                                     "new",
+                                     "--initial-cluster-token",
+                                     "adcsc-bench",
+                                     "--logger",
+                                     "zap",
+                                     "--log-level",
+                                     "warn"};
     auto child = ChildProcess::Start(argv, /*pipes=*/false, dir / (name + ".log"));
     if (!child.ok()) return child.status();
     cluster->members_.push_back(std::move(*child));
@@ -83,7 +94,8 @@ absl::StatusOr<std::unique_ptr<EtcdCluster>> EtcdCluster::Start(const std::files
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   return absl::DeadlineExceededError(absl::StrCat("etcd cluster not ready within ", kEtcdReadyTimeout.count(),
-                                                  " s (last: ", last.message(), "); see ", dir.string(), "/etcd-*.log"));
+                                                  " s (last: ", last.message(), "); see ", dir.string(),
+                                                  "/etcd-*.log"));
 }
 
 absl::StatusOr<std::string> EtcdCluster::LeaderAddress() const {

@@ -37,21 +37,21 @@ TEST_P(SubmitBodyErrors, NamesTheProblem) {
 
 INSTANTIATE_TEST_SUITE_P(
     All, SubmitBodyErrors,
-    ::testing::Values(BadCase{"{", "body is not valid JSON at byte 1: syntax error while parsing object key - unexpected "
-                               "end of input; expected string literal"},
-                      BadCase{"[1]", "body must be a JSON object"},
-                      BadCase{R"({"template":"T","config":{"dc":"d","ca":"c"}})", "missing field \"pkcs10\""},
-                      BadCase{R"({"pkcs10":5,"template":"T","config":{"dc":"d","ca":"c"}})",
-                              "field \"pkcs10\" must be a string"},
-                      BadCase{R"({"pkcs10":"","template":"T","config":{"dc":"d","ca":"c"}})",
-                              "field \"pkcs10\" must not be empty"},
-                      BadCase{R"({"pkcs10":"A","config":{"dc":"d","ca":"c"}})", "missing field \"template\""},
-                      BadCase{R"({"pkcs10":"A","template":"T"})", "missing field \"config\""},
-                      BadCase{R"({"pkcs10":"A","template":"T","config":"x"})",
-                              "field \"config\" must be an object with \"dc\" and \"ca\""},
-                      BadCase{R"({"pkcs10":"A","template":"T","config":{"ca":"c"}})", "missing field \"config.dc\""},
-                      BadCase{R"({"pkcs10":"A","template":"T","config":{"dc":"d","ca":7}})",
-                              "field \"config.ca\" must be a string"}));
+    ::testing::Values(
+        BadCase{"{",
+                "body is not valid JSON at byte 1: syntax error while parsing object key - unexpected "
+                "end of input; expected string literal"},
+        BadCase{"[1]", "body must be a JSON object"},
+        BadCase{R"({"template":"T","config":{"dc":"d","ca":"c"}})", "missing field \"pkcs10\""},
+        BadCase{R"({"pkcs10":5,"template":"T","config":{"dc":"d","ca":"c"}})", "field \"pkcs10\" must be a string"},
+        BadCase{R"({"pkcs10":"","template":"T","config":{"dc":"d","ca":"c"}})", "field \"pkcs10\" must not be empty"},
+        BadCase{R"({"pkcs10":"A","config":{"dc":"d","ca":"c"}})", "missing field \"template\""},
+        BadCase{R"({"pkcs10":"A","template":"T"})", "missing field \"config\""},
+        BadCase{R"({"pkcs10":"A","template":"T","config":"x"})",
+                "field \"config\" must be an object with \"dc\" and \"ca\""},
+        BadCase{R"({"pkcs10":"A","template":"T","config":{"ca":"c"}})", "missing field \"config.dc\""},
+        BadCase{R"({"pkcs10":"A","template":"T","config":{"dc":"d","ca":7}})",
+                "field \"config.ca\" must be a string"}));
 
 TEST(ApiCodec, ParsesRetrieveBody) {
   auto b = ParseRetrieveBody(R"({"request-id": 95, "config": {"dc": "d", "ca": "c"}})");
@@ -113,13 +113,15 @@ TEST(ApiCodecLenience, EscapesOnlyInsideStringsAndKeepsExistingEscapes) {
   // the string; an escaped backslash before a quote does.
   EXPECT_EQ(EscapeRawLineBreaksInStrings("{\n\"a\": \"x\ny\"}"), "{\n\"a\": \"x\\ny\"}");
   EXPECT_EQ(EscapeRawLineBreaksInStrings(R"({"a": "q\"
-"})"), R"({"a": "q\"\n"})");
+"})"),
+            R"({"a": "q\"\n"})");
   EXPECT_EQ(EscapeRawLineBreaksInStrings("{\"a\": \"b\\\\\"\n}"), "{\"a\": \"b\\\\\"\n}");
   EXPECT_EQ(EscapeRawLineBreaksInStrings("\"\t\r\""), "\"\\t\\r\"");
 }
 
 TEST(ApiCodecLenience, OtherControlCharactersStayA400) {
-  auto b = ParseSubmitBody(std::string("{\"pkcs10\":\"MI\x01IB\",\"template\":\"T\",\"config\":{\"dc\":\"d\",\"ca\":\"c\"}}"));
+  auto b = ParseSubmitBody(
+      std::string("{\"pkcs10\":\"MI\x01IB\",\"template\":\"T\",\"config\":{\"dc\":\"d\",\"ca\":\"c\"}}"));
   ASSERT_FALSE(b.ok());
   EXPECT_EQ(b.status().message().rfind("body is not valid JSON at byte 14: ", 0), 0u) << b.status();
   EXPECT_NE(b.status().message().find("control character U+0001"), std::string_view::npos) << b.status();
@@ -171,15 +173,17 @@ TEST(ApiCodecLenience, WhatStaysStrict) {
 }
 
 TEST(ApiCodec, ResponsesMatchTheOriginalConnectorByteForByte) {
-  EXPECT_EQ(WithRequestIdJson(DispositionStatus(Disposition::kUnderSubmission),
-                              DispositionMessage(Disposition::kUnderSubmission), 90),
-            R"({"request-status":{"status":"CR_DISP_UNDER_SUBMISSION","message":"Request taken under submission"},"request-id":90})");
+  EXPECT_EQ(
+      WithRequestIdJson(DispositionStatus(Disposition::kUnderSubmission),
+                        DispositionMessage(Disposition::kUnderSubmission), 90),
+      R"({"request-status":{"status":"CR_DISP_UNDER_SUBMISSION","message":"Request taken under submission"},"request-id":90})");
   EXPECT_EQ(WithRequestIdJson(DispositionStatus(Disposition::kIssued), DispositionMessage(Disposition::kIssued), 95),
             R"({"request-status":{"status":"CR_DISP_ISSUED","message":"Certificate issued"},"request-id":95})");
   EXPECT_EQ(WithX509Json(DispositionStatus(Disposition::kDenied), DispositionMessage(Disposition::kDenied), ""),
             R"({"request-status":{"status":"CR_DISP_DENIED","message":"Request denied"},"x509":null})");
-  EXPECT_EQ(WithX509Json("CR_DISP_ISSUED", "Certificate issued", "MIID\r\nrTCC\r\n"),
-            R"({"request-status":{"status":"CR_DISP_ISSUED","message":"Certificate issued"},"x509":"MIID\r\nrTCC\r\n"})");
+  EXPECT_EQ(
+      WithX509Json("CR_DISP_ISSUED", "Certificate issued", "MIID\r\nrTCC\r\n"),
+      R"({"request-status":{"status":"CR_DISP_ISSUED","message":"Certificate issued"},"x509":"MIID\r\nrTCC\r\n"})");
   EXPECT_EQ(StatusOnlyJson("BAD_REQUEST", "x"), R"({"request-status":{"status":"BAD_REQUEST","message":"x"}})");
 }
 

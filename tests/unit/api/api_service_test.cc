@@ -3,11 +3,11 @@
 #include <gtest/gtest.h>
 
 #include "nlohmann/json.hpp"
+#include "node/api/peer_lookup.h"
+#include "node/ca/hresult.h"
 #include "node/pki/csr.h"
 #include "node/pki/encoding.h"
 #include "node/pki/keys.h"
-#include "node/ca/hresult.h"
-#include "node/api/peer_lookup.h"
 #include "tests/testing/fake_ca_backend.h"
 #include "tests/testing/temp_dir.h"
 
@@ -101,11 +101,13 @@ TEST_F(ApiServiceTest, PendingThenIssuedAsksTheCaUntilSettled) {
   ca_.submit_disposition = Disposition::kUnderSubmission;
   auto r = Submit(FreshCsr());
   ASSERT_EQ(r.status, 200);
-  EXPECT_EQ(r.body,
-            R"({"request-status":{"status":"CR_DISP_UNDER_SUBMISSION","message":"Request taken under submission"},"request-id":1})");
+  EXPECT_EQ(
+      r.body,
+      R"({"request-status":{"status":"CR_DISP_UNDER_SUBMISSION","message":"Request taken under submission"},"request-id":1})");
   auto pending = Retrieve(1);
-  EXPECT_EQ(pending.body,
-            R"({"request-status":{"status":"CR_DISP_UNDER_SUBMISSION","message":"Request taken under submission"},"x509":null})");
+  EXPECT_EQ(
+      pending.body,
+      R"({"request-status":{"status":"CR_DISP_UNDER_SUBMISSION","message":"Request taken under submission"},"x509":null})");
   ca_.Issue(1);
   auto issued = Retrieve(1);
   EXPECT_EQ(Status(issued), "CR_DISP_ISSUED");
@@ -287,7 +289,8 @@ class ClusteredApiServiceTest : public ApiServiceTest {
 };
 
 TEST_F(ClusteredApiServiceTest, RetrieveOfARecordOnlyAPeerHoldsIsAnsweredWithoutTheCa) {
-  peers_.records.push_back(PeerRecord(42, adcsc::store::v1::RECORD_STATUS_ISSUED, "EXAMPLE\\svc-adcsc", std::string("\x30\x00", 2)));
+  peers_.records.push_back(
+      PeerRecord(42, adcsc::store::v1::RECORD_STATUS_ISSUED, "EXAMPLE\\svc-adcsc", std::string("\x30\x00", 2)));
   auto got = Retrieve(42);
   ASSERT_EQ(got.status, 200) << got.body;
   EXPECT_EQ(Status(got), "CR_DISP_ISSUED");

@@ -2,9 +2,9 @@
 // a node finds the CA's answer to a submit whose node died before recording it).
 #include <gtest/gtest.h>
 
-#include "node/ca/hresult.h"
 #include "node/api/ca_request_search.h"
 #include "node/api/in_flight_submits.h"
+#include "node/ca/hresult.h"
 #include "node/pki/csr.h"
 #include "node/pki/keys.h"
 #include "store/clock.h"

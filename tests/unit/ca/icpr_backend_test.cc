@@ -8,8 +8,8 @@
 #include "node/ca/hresult.h"
 #include "node/pki/csr.h"
 #include "node/pki/keys.h"
-#include "tools/adcs-emulator/emulator.h"
 #include "tests/testing/temp_dir.h"
+#include "tools/adcs-emulator/emulator.h"
 
 namespace adcsc::ca {
 namespace {

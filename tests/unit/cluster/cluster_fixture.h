@@ -2,12 +2,12 @@
 // code, free loopback ports, and each node's [cluster] section pointing at the others.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "node/config/config.h"
 #include "node/pki/cluster.h"

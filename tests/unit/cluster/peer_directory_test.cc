@@ -12,8 +12,8 @@
 #include "node/pki/cluster.h"
 #include "store/clock.h"
 #include "tests/testing/fake_ca_backend.h"
-#include "tests/unit/cluster/cluster_fixture.h"
 #include "tests/testing/temp_dir.h"
+#include "tests/unit/cluster/cluster_fixture.h"
 
 namespace adcsc::cluster {
 namespace {
@@ -51,8 +51,8 @@ class PeerDirectoryTest : public ::testing::Test {
       so.fsync = false;
       n->store = std::move(*store::RequestStore::Open(so));
       n->log = node::EventLog::Stderr(id, node::LogLevel::kError);
-      n->api = std::make_unique<node::ApiService>(n->config, &n->ca, n->store.get(), n->log.get(),
-                                                  SystemClock::Default());
+      n->api =
+          std::make_unique<node::ApiService>(n->config, &n->ca, n->store.get(), n->log.get(), SystemClock::Default());
       auto rt = ClusterRuntime::Start(n->config, n->store.get());
       ASSERT_TRUE(rt.ok()) << rt.status();
       n->runtime = std::move(*rt);

@@ -13,8 +13,8 @@
 #include "node/cluster/tls.h"
 #include "node/pki/cluster.h"
 #include "store/clock.h"
-#include "tests/unit/cluster/cluster_fixture.h"
 #include "tests/testing/temp_dir.h"
+#include "tests/unit/cluster/cluster_fixture.h"
 
 namespace adcsc::cluster {
 namespace {
@@ -60,8 +60,8 @@ class ReplicationGrpcTest : public ::testing::Test {
       for (const auto& p : n->config.peers) ro.peers.push_back(p.id);
       ro.quorum_timeout_ms = 3000;
       ro.anti_entropy_interval_ms = 100;
-      auto r = store::Replicator::Create(n->store.get(), n->transport.get(), n->scheduler.get(),
-                                         SystemClock::Default(), ro);
+      auto r =
+          store::Replicator::Create(n->store.get(), n->transport.get(), n->scheduler.get(), SystemClock::Default(), ro);
       ASSERT_TRUE(r.ok()) << r.status();
       n->replicator = std::move(*r);
       n->service = std::make_unique<ReplicationServer>(n->replicator.get(), &n->config, id, n->transport.get());
@@ -89,7 +89,8 @@ class ReplicationGrpcTest : public ::testing::Test {
     auto put = nodes_[node]->store->Put(Record(id));
     if (!put.ok()) return put.status();
     std::promise<absl::StatusOr<store::ReplicationOutcome>> done;
-    nodes_[node]->replicator->Replicate(*put, [&done](absl::StatusOr<store::ReplicationOutcome> o) { done.set_value(o); });
+    nodes_[node]->replicator->Replicate(*put,
+                                        [&done](absl::StatusOr<store::ReplicationOutcome> o) { done.set_value(o); });
     return done.get_future().get();
   }
 

@@ -92,7 +92,7 @@ TEST_F(ClusterTlsTest, APeerIsIdentifiedByItsCertificate) {
 }
 
 TEST_F(ClusterTlsTest, TheServerMustBeTheNodeTheClientMeant) {
-  const std::string address = StartServer();  // node a answers at this address
+  const std::string address = StartServer();                               // node a answers at this address
   auto channel = MakePeerChannel(ConfigFor("prod", "b"), {"c", address});  // b expects c there
   ASSERT_TRUE(channel.ok());
   v1::NodeInfo reply;

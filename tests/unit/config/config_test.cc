@@ -10,7 +10,8 @@
 namespace adcsc::node {
 namespace {
 
-constexpr char kPin[] = "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89";
+constexpr char kPin[] =
+    "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89";
 
 class ConfigTest : public ::testing::Test {
  protected:
@@ -32,7 +33,8 @@ listen = "127.0.0.1:9443"
 cert_file = "server.pem"
 key_file = "server.key"
 client_ca_file = "ca.pem"
-client_pins = [")") + kPin + R"("]
+client_pins = [")") +
+           kPin + R"("]
 header_timeout_ms = 5000
 
 [log]
@@ -87,7 +89,8 @@ TEST_F(ConfigTest, ParsesAValidFileAndResolvesRelativePaths) {
 TEST_F(ConfigTest, TrustedProxyPinsMustBeMappedClients) {
   std::string text = Valid();
   const std::string other(64, 'c');
-  auto ok = Parse(text.replace(text.find("header_timeout_ms"), 0, std::string("trusted_proxy_pins = [\"") + kPin + "\"]\n"));
+  auto ok =
+      Parse(text.replace(text.find("header_timeout_ms"), 0, std::string("trusted_proxy_pins = [\"") + kPin + "\"]\n"));
   ASSERT_TRUE(ok.ok()) << ok.status();
   EXPECT_EQ(ok->api.trusted_proxy_pins,
             std::vector<std::string>{"abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789"});
@@ -122,7 +125,9 @@ TEST_F(ConfigTest, TheInFlightSearchHasDefaultsAndBounds) {
 
 TEST_F(ConfigTest, ReportsEveryProblemWithFileAndKey) {
   std::string text = Valid();
-  auto replace = [&](const std::string& from, const std::string& to) { text.replace(text.find(from), from.size(), to); };
+  auto replace = [&](const std::string& from, const std::string& to) {
+    text.replace(text.find(from), from.size(), to);
+  };
   replace("listen = \"127.0.0.1:9443\"", "listen = \"127.0.0.1\"");
   replace("header_timeout_ms = 5000", "header_timeout_ms = \"soon\"\nmax_conections = 5");
   replace("level = \"debug\"", "level = \"loud\"");
@@ -131,7 +136,8 @@ TEST_F(ConfigTest, ReportsEveryProblemWithFileAndKey) {
   ASSERT_FALSE(c.ok());
   std::string msg(c.status().message());
   const std::string file = (dir_.path() / "node.toml").string();
-  for (const char* key : {"api.listen", "api.header_timeout_ms", "api.max_conections", "log.level", "api.client_pins[0]"}) {
+  for (const char* key :
+       {"api.listen", "api.header_timeout_ms", "api.max_conections", "log.level", "api.client_pins[0]"}) {
     EXPECT_NE(msg.find(file + ": " + key + ":"), std::string::npos) << key << " missing in:\n" << msg;
   }
 }
@@ -294,10 +300,11 @@ address = "10.0.0.3:9443"
 )");
   ASSERT_FALSE(c.ok());
   const std::string m(c.status().message());
-  for (const char* want : {"cluster.id: cluster ID \"Prod\"", "cluster.ca_file: missing", "cluster.key_file: cannot read",
-                           "cluster.write_quorum: is 5 but the cluster has only 4 nodes",
-                           "cluster.on_quorum_loss: unknown policy", "cluster.peers[0].id: is this node's own id",
-                           "cluster.peers[0].address: expected HOST:PORT", "cluster.peers[2].id: \"node-b\" is listed twice"}) {
+  for (const char* want :
+       {"cluster.id: cluster ID \"Prod\"", "cluster.ca_file: missing", "cluster.key_file: cannot read",
+        "cluster.write_quorum: is 5 but the cluster has only 4 nodes", "cluster.on_quorum_loss: unknown policy",
+        "cluster.peers[0].id: is this node's own id", "cluster.peers[0].address: expected HOST:PORT",
+        "cluster.peers[2].id: \"node-b\" is listed twice"}) {
     EXPECT_NE(m.find(want), std::string::npos) << want << "\n" << m;
   }
 }

@@ -83,7 +83,11 @@ TEST(ForwardedCaller, MalformedHeadersFromATrustedProxyAreAnError) {
 }
 
 TEST(ForwardedCaller, ASubjectCannotBreakALogLine) {
-  auto c = ResolveCaller(Peer(kProxyPin, "lb"), "127.0.0.1", {"192.0.2.1", kJamfPin, "a\nb\x01" "c"}, {kProxyPin});
+  auto c = ResolveCaller(Peer(kProxyPin, "lb"), "127.0.0.1",
+                         {"192.0.2.1", kJamfPin,
+                          "a\nb\x01"
+                          "c"},
+                         {kProxyPin});
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(c->auth.subject, "a?b?c");
   const std::string long_name(1000, 'x');

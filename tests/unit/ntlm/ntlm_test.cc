@@ -17,9 +17,9 @@ namespace {
 
 using testing::FixedClock;
 using testing::FromHex;
+using testing::KeyFromHex;
 using testing::kSpecAuthenticate;
 using testing::kSpecChallenge;
-using testing::KeyFromHex;
 using testing::ScriptedRandom;
 using testing::ToHex;
 using testing::Utf16;

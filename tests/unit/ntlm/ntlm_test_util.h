@@ -33,7 +33,6 @@ inline constexpr char kSpecAuthenticate[] =
     "02000c0044006f006d00610069006e00 01000c00530065007200760065007200 00000000 00000000"
     "c5dad2544fc9799094ce1ce90bc9d03e";
 
-
 inline Bytes FromHex(std::string_view hex) {
   Bytes out;
   auto nibble = [](char c) -> int {

@@ -60,15 +60,26 @@ TEST(HealthTest, EachFailingCheckTakesTheNodeDownAndSaysWhatToCheck) {
     const char* says;
   };
   const std::vector<Case> cases = {
-      {"store write failed", [](auto& o) { o.store = {false, "disk I/O error", kNow - 1000}; }, "store", "disk"},
+      {"store write failed",
+       [](auto& o) {
+         o.store = {false, "disk I/O error", kNow - 1000};
+       },
+       "store", "disk"},
       {"store check stuck", [](auto& o) { o.store.at_ms = kNow - 60'000; }, "store", "stuck"},
       {"store never checked", [](auto& o) { o.store = {}; }, "store", "not checked yet"},
-      {"CA unreachable", [](auto& o) { o.cas[0].probe = {false, "connection refused", kNow - 1000}; },
+      {"CA unreachable",
+       [](auto& o) {
+         o.cas[0].probe = {false, "connection refused", kNow - 1000};
+       },
        "ca ca01.example.com\\Issuing CA", "ca-ping"},
       {"no CA allowed", [](auto& o) { o.cas.clear(); }, "ca", "ca.allow"},
       {"joining", [](auto& o) { o.snapshot_in_progress = true; }, "cluster", "not caught up"},
-      {"cut off under refuse", [](auto& o) { o.peers_reachable = 0; o.refuse_on_quorum_loss = true; }, "cluster",
-       "refuse"},
+      {"cut off under refuse",
+       [](auto& o) {
+         o.peers_reachable = 0;
+         o.refuse_on_quorum_loss = true;
+       },
+       "cluster", "refuse"},
       {"certificate expired", [](auto& o) { o.certificate_not_after_ms = kNow - 1; }, "certificate", "expired"},
   };
   for (const Case& c : cases) {

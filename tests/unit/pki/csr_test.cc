@@ -117,8 +117,8 @@ TEST_F(CheckCsrTest, AcceptsGoodRequestsOfEveryKeyType) {
     const char* key_type;
     int bits;
   };
-  for (Case c : {Case{KeyType::kRsa2048, "RSA", 2048}, Case{KeyType::kEcP256, "EC", 256},
-                 Case{KeyType::kEcP384, "EC", 384}}) {
+  for (Case c :
+       {Case{KeyType::kRsa2048, "RSA", 2048}, Case{KeyType::kEcP256, "EC", 256}, Case{KeyType::kEcP384, "EC", 384}}) {
     Bytes der = Make(c.type, "device-1", {"device-1.example.com"});
     absl::StatusOr<CsrFacts> facts = CheckCsr(der);
     ASSERT_TRUE(facts.ok()) << facts.status();

@@ -163,7 +163,8 @@ class TamperingProxy {
       auto size = NextPduSize(pdu);
       if (!size.ok()) return false;
       pdu.resize(*size);
-      if (!from.ReadExact(std::span<uint8_t>(pdu).subspan(kCommonHeaderSize), DeadlineIn(std::chrono::seconds(10))).ok()) {
+      if (!from.ReadExact(std::span<uint8_t>(pdu).subspan(kCommonHeaderSize), DeadlineIn(std::chrono::seconds(10)))
+               .ok()) {
         return false;
       }
       if (n == tamper_pdu && offset < pdu.size()) pdu[offset] ^= 0x01;

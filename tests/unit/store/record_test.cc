@@ -36,13 +36,11 @@ const T& Pick(std::mt19937_64& rng, const std::array<T, N>& choices) {
 
 RequestRecord RandomRecord(std::mt19937_64& rng) {
   static const std::array<RecordStatus, 7> kStatuses = {
-      RECORD_STATUS_UNSPECIFIED, RECORD_STATUS_SUBMITTED, RECORD_STATUS_PENDING,
-      RECORD_STATUS_ISSUED,      RECORD_STATUS_DENIED,    RECORD_STATUS_FAILED,
-      RECORD_STATUS_REVOKED};
+      RECORD_STATUS_UNSPECIFIED, RECORD_STATUS_SUBMITTED, RECORD_STATUS_PENDING, RECORD_STATUS_ISSUED,
+      RECORD_STATUS_DENIED,      RECORD_STATUS_FAILED,    RECORD_STATUS_REVOKED};
   static const std::array<std::string, 3> kNodes = {"", "node-a", "node-b"};
   static const std::array<std::string, 3> kText = {"", "Certificate issued", "Request denied"};
-  static const std::array<std::string, 3> kBytes = {"", std::string("\x30\x82\x01", 3),
-                                                    std::string("\x30\x00\xff", 3)};
+  static const std::array<std::string, 3> kBytes = {"", std::string("\x30\x82\x01", 3), std::string("\x30\x00\xff", 3)};
   static const std::array<uint64_t, 4> kHlcs = {0, 1, 2, uint64_t{1} << 40};
   static const std::array<int64_t, 4> kTimes = {0, 100, 200, 300};
   static const std::array<uint32_t, 3> kSmall = {0, 3, 5};
@@ -76,7 +74,6 @@ RequestRecord WithStatus(RecordStatus status, uint64_t hlc, const std::string& n
   return r;
 }
 
-
 // A record's version: what decides which one wins (all but created_ms and the submit's facts).
 RequestRecord VersionOnly(RequestRecord r) {
   r.clear_created_ms();
@@ -88,8 +85,7 @@ RequestRecord VersionOnly(RequestRecord r) {
 
 ::testing::AssertionResult SameRecord(const RequestRecord& a, const RequestRecord& b) {
   if (MessageDifferencer::Equals(a, b)) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << "\n  " << a.ShortDebugString() << "\n  vs\n  " << b.ShortDebugString();
+  return ::testing::AssertionFailure() << "\n  " << a.ShortDebugString() << "\n  vs\n  " << b.ShortDebugString();
 }
 
 TEST(StatusRankTest, MatchesTheLattice) {
@@ -115,8 +111,7 @@ TEST(StatusNameTest, NamesEveryStatus) {
 }
 
 TEST(CaConfigKeyTest, LowercasesTheHostAndKeepsTheCaName) {
-  EXPECT_EQ(CaConfigKey("CA01.Contoso.COM", "Contoso-Issuing-CA"),
-            "ca01.contoso.com\\Contoso-Issuing-CA");
+  EXPECT_EQ(CaConfigKey("CA01.Contoso.COM", "Contoso-Issuing-CA"), "ca01.contoso.com\\Contoso-Issuing-CA");
   EXPECT_EQ(CaConfigKey("ca01.contoso.com", "X"), CaConfigKey("CA01.CONTOSO.COM", "X"));
   EXPECT_EQ(CaConfigKey("h", "c").size(), 3u);  // exactly one backslash
 }
@@ -213,8 +208,7 @@ TEST(MergePropertyTest, NeverMovesDownTheLattice) {
     const RequestRecord a = RandomRecord(rng);
     const RequestRecord b = RandomRecord(rng);
     const RequestRecord m = Merge(a, b);
-    ASSERT_EQ(StatusRank(m.status()), std::max(StatusRank(a.status()), StatusRank(b.status())))
-        << "iteration " << i;
+    ASSERT_EQ(StatusRank(m.status()), std::max(StatusRank(a.status()), StatusRank(b.status()))) << "iteration " << i;
     // The winning version is one of the inputs (apart from created_ms and the submit's
     // facts), never a blend; each submit fact is one of the inputs' too.
     ASSERT_TRUE(MessageDifferencer::Equals(VersionOnly(m), VersionOnly(a)) ||

@@ -53,8 +53,7 @@ RequestRecord Submitted(uint32_t id, char csr = 'a', const std::string& tmpl = "
   return r;
 }
 
-RequestRecord Outcome(uint32_t id, RecordStatus status, uint32_t disposition,
-                      const std::string& message) {
+RequestRecord Outcome(uint32_t id, RecordStatus status, uint32_t disposition, const std::string& message) {
   RequestRecord r;
   r.set_ca_config(kCa);
   r.set_request_id(id);
@@ -68,13 +67,12 @@ RequestRecord Outcome(uint32_t id, RecordStatus status, uint32_t disposition,
 class RequestStoreTest : public ::testing::Test {
  protected:
   StoreOptions Options(const std::string& node_id = "node-a") const {
-    return StoreOptions{
-        .path = path_,
-        .node_id = node_id,
-        .clock = &clock_,
-        .fsync = false,
-        // No test here expects a checkpoint to fail (gtest assertions are thread-safe).
-        .on_checkpoint_error = [](const absl::Status& s) { ADD_FAILURE() << s; }};
+    return StoreOptions{.path = path_,
+                        .node_id = node_id,
+                        .clock = &clock_,
+                        .fsync = false,
+                        // No test here expects a checkpoint to fail (gtest assertions are thread-safe).
+                        .on_checkpoint_error = [](const absl::Status& s) { ADD_FAILURE() << s; }};
   }
   std::unique_ptr<RequestStore> OpenStore(const std::string& node_id = "node-a") {
     absl::StatusOr<std::unique_ptr<RequestStore>> store = RequestStore::Open(Options(node_id));
@@ -163,12 +161,10 @@ TEST_F(RequestStoreTest, ALowerRankNeverOverwrites) {
 TEST_F(RequestStoreTest, SameRankWithNewContentIsStoredButARepeatIsNot) {
   auto store = OpenStore();
   MustPut(*store, Outcome(30, RECORD_STATUS_PENDING, 5, "Taken under submission"));
-  const RequestRecord updated =
-      MustPut(*store, Outcome(30, RECORD_STATUS_PENDING, 5, "Waiting for a PKI admin"));
+  const RequestRecord updated = MustPut(*store, Outcome(30, RECORD_STATUS_PENDING, 5, "Waiting for a PKI admin"));
   EXPECT_EQ(updated.message(), "Waiting for a PKI admin");
 
-  absl::StatusOr<WriteResult> repeat =
-      store->Put(Outcome(30, RECORD_STATUS_PENDING, 5, "Waiting for a PKI admin"));
+  absl::StatusOr<WriteResult> repeat = store->Put(Outcome(30, RECORD_STATUS_PENDING, 5, "Waiting for a PKI admin"));
   ASSERT_TRUE(repeat.ok());
   EXPECT_FALSE(repeat->changed);
   EXPECT_TRUE(MessageDifferencer::Equals(repeat->record, updated));
@@ -178,8 +174,8 @@ TEST_F(RequestStoreTest, SameRankWithNewContentIsStoredButARepeatIsNot) {
 TEST_F(RequestStoreTest, ATerminalOutcomeIsFinalExceptForRevocation) {
   auto store = OpenStore();
   MustPut(*store, Outcome(40, RECORD_STATUS_ISSUED, 3, "Issued"));
-  const RequestRecord failed = MustPut(
-      *store, Outcome(40, RECORD_STATUS_FAILED, 1, "RPC server unavailable"), /*changed=*/false);
+  const RequestRecord failed =
+      MustPut(*store, Outcome(40, RECORD_STATUS_FAILED, 1, "RPC server unavailable"), /*changed=*/false);
   EXPECT_EQ(failed.status(), RECORD_STATUS_ISSUED);
   const RequestRecord revoked = MustPut(*store, Outcome(40, RECORD_STATUS_REVOKED, 6, "Revoked"));
   EXPECT_EQ(revoked.status(), RECORD_STATUS_REVOKED);
@@ -364,8 +360,7 @@ TEST_F(RequestStoreTest, DedupeFindsTheNewestMatchInsideTheWindow) {
   MustPut(*store, other_ca);
 
   auto find = [&](char csr, const std::string& tmpl, int64_t not_before) {
-    absl::StatusOr<std::optional<RequestRecord>> r =
-        store->FindByDedupeKey(kCa, tmpl, Digest(csr), not_before);
+    absl::StatusOr<std::optional<RequestRecord>> r = store->FindByDedupeKey(kCa, tmpl, Digest(csr), not_before);
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() && r->has_value() ? (*r)->request_id() : 0u;
   };
@@ -386,16 +381,15 @@ TEST_F(RequestStoreTest, DedupeKeepsCreatedTimeAcrossUpdates) {
   MustPut(*store, Submitted(80, 'a'));
   clock_.AdvanceMillis(kDedupeWindowMs + 1);
   MustPut(*store, Outcome(80, RECORD_STATUS_ISSUED, 3, "Issued"));  // does not renew it
-  absl::StatusOr<std::optional<RequestRecord>> r = store->FindByDedupeKey(
-      kCa, "JamfDevice", Digest('a'), clock_.NowUnixMillis() - kDedupeWindowMs);
+  absl::StatusOr<std::optional<RequestRecord>> r =
+      store->FindByDedupeKey(kCa, "JamfDevice", Digest('a'), clock_.NowUnixMillis() - kDedupeWindowMs);
   ASSERT_TRUE(r.ok());
   EXPECT_FALSE(r->has_value());
 }
 
 TEST_F(RequestStoreTest, DedupeRefusesAHexDigest) {
   auto store = OpenStore();
-  absl::StatusOr<std::optional<RequestRecord>> r =
-      store->FindByDedupeKey(kCa, "JamfDevice", std::string(64, 'a'), 0);
+  absl::StatusOr<std::optional<RequestRecord>> r = store->FindByDedupeKey(kCa, "JamfDevice", std::string(64, 'a'), 0);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
@@ -410,8 +404,7 @@ TEST_F(RequestStoreTest, ConcurrentPutsFromSixteenThreadsAreAllRecorded) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kRecordsPerThread; ++i) {
         const uint32_t id = static_cast<uint32_t>(1 + t * kRecordsPerThread + i);
-        for (const RequestRecord& r :
-             {Submitted(id), Outcome(id, RECORD_STATUS_ISSUED, 3, "Issued")}) {
+        for (const RequestRecord& r : {Submitted(id), Outcome(id, RECORD_STATUS_ISSUED, 3, "Issued")}) {
           absl::StatusOr<WriteResult> w = store->Put(r);
           if (!w.ok() || !w->changed) {
             ++failures;
@@ -454,8 +447,7 @@ TEST_F(RequestStoreTest, AStoreFromANewerSchemaIsRefused) {
   ASSERT_FALSE(store.ok());
   EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(store.status().message(), HasSubstr(path_.string()));
-  EXPECT_THAT(store.status().message(),
-              HasSubstr(absl::StrCat("schema version ", schema::kLatestVersion + 1)));
+  EXPECT_THAT(store.status().message(), HasSubstr(absl::StrCat("schema version ", schema::kLatestVersion + 1)));
   EXPECT_THAT(store.status().message(), HasSubstr("newer adcsc"));
 }
 
@@ -511,8 +503,9 @@ TEST_F(RequestStoreTest, AVersion1StoreIsMigratedAndItsLoggedCopiesStillServe) {
     auto raw = Raw();
     ASSERT_TRUE(schema::Migrate(*raw, 1).ok());
     ASSERT_TRUE(raw->Exec("INSERT INTO requests (ca_config, request_id, status, created_ms, updated_ms, hlc, node_id) "
-                          "VALUES ('" + old.ca_config() + "', 1, " + std::to_string(old.status()) + ", " +
-                          std::to_string(kStartMs) + ", " + std::to_string(kStartMs) + ", 42, 'node-a')")
+                          "VALUES ('" +
+                          old.ca_config() + "', 1, " + std::to_string(old.status()) + ", " + std::to_string(kStartMs) +
+                          ", " + std::to_string(kStartMs) + ", 42, 'node-a')")
                     .ok());
     auto insert = raw->Prepare("INSERT INTO mutations (origin, sequence, hlc, record) VALUES ('node-a', 1, 42, ?1)");
     ASSERT_TRUE(insert.ok()) << insert.status();
@@ -599,8 +592,7 @@ TEST_F(RequestStoreTest, ALocalWriteOutranksAStoredStampFromAFastPeer) {
   }
   auto store = OpenStore();
   const std::optional<RequestRecord> stored = MustGet(*store, 95);
-  const RequestRecord mine =
-      MustPut(*store, Outcome(95, RECORD_STATUS_PENDING, 5, "Still waiting"));
+  const RequestRecord mine = MustPut(*store, Outcome(95, RECORD_STATUS_PENDING, 5, "Still waiting"));
   EXPECT_GT(mine.hlc(), peer_stamp);
   EXPECT_TRUE(Supersedes(mine, *stored));
 }

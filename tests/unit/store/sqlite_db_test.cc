@@ -30,9 +30,8 @@ constexpr auto kConditionDeadline = std::chrono::seconds(10);
 class SqliteDbTest : public ::testing::Test {
  protected:
   std::unique_ptr<Connection> OpenWriter() {
-    absl::StatusOr<std::unique_ptr<Connection>> c =
-        Connection::OpenConfigured(db_path_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-                                   ConnectionSettings{.writer = true, .fsync = false});
+    absl::StatusOr<std::unique_ptr<Connection>> c = Connection::OpenConfigured(
+        db_path_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, ConnectionSettings{.writer = true, .fsync = false});
     EXPECT_TRUE(c.ok()) << c.status();
     return c.ok() ? std::move(*c) : nullptr;
   }
@@ -106,8 +105,7 @@ TEST_F(SqliteDbTest, PrepareTakesOneStatement) {
 
 TEST_F(SqliteDbTest, OpenInAMissingDirectoryNamesThePathAndWhatToCheck) {
   const std::filesystem::path missing = dir_.File("no-such-dir") / "store.db";
-  absl::StatusOr<std::unique_ptr<Connection>> c =
-      Connection::Open(missing, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  absl::StatusOr<std::unique_ptr<Connection>> c = Connection::Open(missing, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   ASSERT_FALSE(c.ok());
   EXPECT_THAT(c.status().message(), HasSubstr(missing.string()));
   EXPECT_THAT(c.status().message(), HasSubstr("check that the data directory exists"));
@@ -116,8 +114,8 @@ TEST_F(SqliteDbTest, OpenInAMissingDirectoryNamesThePathAndWhatToCheck) {
 TEST_F(SqliteDbTest, AFileThatIsNotADatabaseIsDataLoss) {
   std::ofstream(db_path_) << "this is not an SQLite database, just some text long enough to "
                              "fill the header page that SQLite reads first when it opens";
-  absl::StatusOr<std::unique_ptr<Connection>> c = Connection::OpenConfigured(
-      db_path_, SQLITE_OPEN_READWRITE, ConnectionSettings{.writer = true});
+  absl::StatusOr<std::unique_ptr<Connection>> c =
+      Connection::OpenConfigured(db_path_, SQLITE_OPEN_READWRITE, ConnectionSettings{.writer = true});
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.status().code(), absl::StatusCode::kDataLoss) << c.status();
   EXPECT_THAT(c.status().message(), HasSubstr(db_path_.string()));
@@ -166,8 +164,7 @@ TEST_F(SqliteDbTest, TransactionRollsBackUnlessCommitted) {
 // Prepared statements alive on `c`, from SQLite's own list (cached, lent out or one-off).
 int LiveStatements(Connection& c) {
   int n = 0;
-  for (sqlite3_stmt* st = sqlite3_next_stmt(c.raw(), nullptr); st != nullptr;
-       st = sqlite3_next_stmt(c.raw(), st)) {
+  for (sqlite3_stmt* st = sqlite3_next_stmt(c.raw(), nullptr); st != nullptr; st = sqlite3_next_stmt(c.raw(), st)) {
     ++n;
   }
   return n;
@@ -176,8 +173,7 @@ int LiveStatements(Connection& c) {
 // Statements on `c` that have stepped and not been reset (they may hold a read transaction).
 int BusyStatements(Connection& c) {
   int n = 0;
-  for (sqlite3_stmt* st = sqlite3_next_stmt(c.raw(), nullptr); st != nullptr;
-       st = sqlite3_next_stmt(c.raw(), st)) {
+  for (sqlite3_stmt* st = sqlite3_next_stmt(c.raw(), nullptr); st != nullptr; st = sqlite3_next_stmt(c.raw(), st)) {
     if (sqlite3_stmt_busy(st) != 0) ++n;
   }
   return n;
@@ -254,8 +250,7 @@ TEST_F(SqliteDbTest, AStatementLeftMidStepIsResetBeforeReuse) {
   // Reads the first row at or above `min` and returns without finishing the statement,
   // the way a lookup returns as soon as it has its answer.
   auto first_at_least = [&c](int64_t min) -> absl::StatusOr<int64_t> {
-    absl::StatusOr<CachedStatement> st =
-        c->PrepareCached("SELECT v FROM t WHERE v >= ?1 ORDER BY v");
+    absl::StatusOr<CachedStatement> st = c->PrepareCached("SELECT v FROM t WHERE v >= ?1 ORDER BY v");
     if (!st.ok()) return st.status();
     (*st)->BindInt64(1, min);
     absl::StatusOr<bool> row = (*st)->Step();
@@ -349,8 +344,7 @@ TEST_F(SqliteDbTest, AFailedPrepareIsReportedAndNotCached) {
   ASSERT_FALSE(bad.ok());
   EXPECT_THAT(bad.status().message(), HasSubstr("syntax error"));
   EXPECT_THAT(bad.status().message(), HasSubstr("SELEC 1"));
-  EXPECT_EQ(c->PrepareCached("SELECT 1; SELECT 2").status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(c->PrepareCached("SELECT 1; SELECT 2").status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(c->cached_statements(), 0u);
   EXPECT_EQ(LiveStatements(*c), 0);
 }
@@ -484,8 +478,7 @@ TEST_F(GroupCommitTest, ConcurrentWritersAllCommit) {
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kWritesPerThread; ++i) {
-        if (!writer_->Write([&](Connection& c) { return Insert(c, t * kWritesPerThread + i); })
-                 .ok()) {
+        if (!writer_->Write([&](Connection& c) { return Insert(c, t * kWritesPerThread + i); }).ok()) {
           ++failures;
         }
       }

@@ -35,9 +35,7 @@ constexpr size_t kPayloadBytes = 3000;
 // A timer that never fires during a test, to show that the threshold alone triggers.
 constexpr auto kNever = std::chrono::hours(1);
 
-std::string Payload(int64_t id) {
-  return std::string(kPayloadBytes, static_cast<char>('a' + id % 26));
-}
+std::string Payload(int64_t id) { return std::string(kPayloadBytes, static_cast<char>('a' + id % 26)); }
 
 // Lets a test hold the background thread at the start of a checkpoint.
 class Gate {
@@ -68,17 +66,14 @@ class Gate {
 
 class WalCheckpointerTest : public ::testing::Test {
  protected:
-  std::unique_ptr<Connection> OpenWriter(
-      const std::filesystem::path& path,
-      std::chrono::milliseconds busy_timeout = std::chrono::milliseconds(5000)) {
-    absl::StatusOr<std::unique_ptr<Connection>> c = Connection::OpenConfigured(
-        path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-        ConnectionSettings{.writer = true, .fsync = false, .busy_timeout = busy_timeout});
+  std::unique_ptr<Connection> OpenWriter(const std::filesystem::path& path,
+                                         std::chrono::milliseconds busy_timeout = std::chrono::milliseconds(5000)) {
+    absl::StatusOr<std::unique_ptr<Connection>> c =
+        Connection::OpenConfigured(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                                   ConnectionSettings{.writer = true, .fsync = false, .busy_timeout = busy_timeout});
     EXPECT_TRUE(c.ok()) << c.status();
     if (!c.ok()) return nullptr;
-    EXPECT_TRUE(
-        (*c)->Exec("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, payload BLOB NOT NULL)")
-            .ok());
+    EXPECT_TRUE((*c)->Exec("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, payload BLOB NOT NULL)").ok());
     return std::move(*c);
   }
   std::unique_ptr<Connection> OpenWriter() { return OpenWriter(db_path_); }
@@ -92,8 +87,7 @@ class WalCheckpointerTest : public ::testing::Test {
   }
 
   std::unique_ptr<WalCheckpointer> MustStart(Connection& writer, WalCheckpointerOptions options) {
-    absl::StatusOr<std::unique_ptr<WalCheckpointer>> started =
-        WalCheckpointer::Start(writer.raw(), std::move(options));
+    absl::StatusOr<std::unique_ptr<WalCheckpointer>> started = WalCheckpointer::Start(writer.raw(), std::move(options));
     EXPECT_TRUE(started.ok()) << started.status();
     return started.ok() ? std::move(*started) : nullptr;
   }
@@ -236,8 +230,7 @@ TEST_F(WalCheckpointerTest, AnIdleDatabaseIsCheckpointedOnTheTimer) {
   const int64_t wal_pages = checkpointer->stats().wal_pages;
   EXPECT_TRUE(checkpointer->WaitFor(
       [&](const WalCheckpointer::Stats& s) {
-        return s.last_checkpointed_frames >= wal_pages &&
-               s.last_checkpointed_frames == s.last_log_frames;
+        return s.last_checkpointed_frames >= wal_pages && s.last_checkpointed_frames == s.last_log_frames;
       },
       kDeadline));
   EXPECT_GE(FileSize(db_path_), 10 * page);
@@ -303,8 +296,8 @@ TEST_F(WalCheckpointerTest, AFailedCheckpointIsReportedButNeverFailsTheCommit) {
   ASSERT_NE(writer, nullptr);
   Insert(*writer, 1, 1);
   // A reader that keeps its snapshot: no checkpoint can copy or reset the frames after it.
-  absl::StatusOr<std::unique_ptr<Connection>> reader = Connection::OpenConfigured(
-      db_path_, SQLITE_OPEN_READWRITE, ConnectionSettings{.fsync = false});
+  absl::StatusOr<std::unique_ptr<Connection>> reader =
+      Connection::OpenConfigured(db_path_, SQLITE_OPEN_READWRITE, ConnectionSettings{.fsync = false});
   ASSERT_TRUE(reader.ok()) << reader.status();
   ASSERT_TRUE((*reader)->Exec("BEGIN").ok());
   ASSERT_EQ(*(*reader)->QueryInt64("SELECT COUNT(*) FROM t"), 1);
@@ -369,8 +362,8 @@ TEST_F(WalCheckpointerTest, DataWrittenBeforeAndDuringCheckpointsIsIntactAfterRe
   std::atomic<bool> writing{true};
   std::atomic<int64_t> reads{0};
   std::thread reader_thread([&] {
-    absl::StatusOr<std::unique_ptr<Connection>> reader = Connection::OpenConfigured(
-        db_path_, SQLITE_OPEN_READWRITE, ConnectionSettings{.fsync = false});
+    absl::StatusOr<std::unique_ptr<Connection>> reader =
+        Connection::OpenConfigured(db_path_, SQLITE_OPEN_READWRITE, ConnectionSettings{.fsync = false});
     ASSERT_TRUE(reader.ok()) << reader.status();
     int64_t last = 0;
     while (writing.load()) {
@@ -388,8 +381,8 @@ TEST_F(WalCheckpointerTest, DataWrittenBeforeAndDuringCheckpointsIsIntactAfterRe
     const uint64_t checkpoints = checkpointer->stats().checkpoints;
     Insert(*writer, first, kRound, /*per_transaction=*/5);
     // Guarantees that checkpoints interleave with the writes (they also overlap them).
-    EXPECT_TRUE(checkpointer->WaitFor(
-        [&](const WalCheckpointer::Stats& s) { return s.checkpoints > checkpoints; }, kDeadline));
+    EXPECT_TRUE(
+        checkpointer->WaitFor([&](const WalCheckpointer::Stats& s) { return s.checkpoints > checkpoints; }, kDeadline));
   }
   writing.store(false);
   reader_thread.join();
@@ -446,8 +439,7 @@ TEST_F(WalCheckpointerTest, StartRefusesWhatItCannotCheckpoint) {
   absl::StatusOr<std::unique_ptr<Connection>> memory =
       Connection::Open(":memory:", SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   ASSERT_TRUE(memory.ok());
-  absl::StatusOr<std::unique_ptr<WalCheckpointer>> c =
-      WalCheckpointer::Start((*memory)->raw(), TestOptions());
+  absl::StatusOr<std::unique_ptr<WalCheckpointer>> c = WalCheckpointer::Start((*memory)->raw(), TestOptions());
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.status().code(), absl::StatusCode::kFailedPrecondition);
 

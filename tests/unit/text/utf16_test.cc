@@ -9,7 +9,8 @@ namespace {
 
 std::vector<uint8_t> FromHex(std::string_view hex) {
   std::vector<uint8_t> out;
-  for (size_t i = 0; i + 1 < hex.size(); i += 2) out.push_back(static_cast<uint8_t>(std::stoi(std::string(hex.substr(i, 2)), nullptr, 16)));
+  for (size_t i = 0; i + 1 < hex.size(); i += 2)
+    out.push_back(static_cast<uint8_t>(std::stoi(std::string(hex.substr(i, 2)), nullptr, 16)));
   return out;
 }
 
@@ -46,7 +47,6 @@ TEST(TextTest, LittleEndianBytes) {
   EXPECT_FALSE(odd.ok());
   EXPECT_THAT(std::string(odd.status().message()), ::testing::HasSubstr("UTF-16LE string has odd length 3"));
 }
-
 
 TEST(TextTest, Utf16LeBytesBothWays) {
   auto bytes = Utf8ToUtf16Le("A\xE2\x82\xAC");
