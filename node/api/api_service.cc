@@ -156,8 +156,16 @@ std::string StripQuery(std::string_view target) {
 }  // namespace
 
 ApiService::ApiService(const Config& config, adcsc::ca::CaBackend* backend, adcsc::store::RequestStore* store,
-                       EventLog* log, const Clock* clock)
-    : config_(config), backend_(backend), store_(store), log_(log), clock_(clock), in_flight_(clock) {}
+                       EventLog* log, const Clock* clock, ApiServiceLinks links)
+    : config_(config),
+      backend_(backend),
+      store_(store),
+      log_(log),
+      clock_(clock),
+      replication_(links.replication),
+      peers_(links.peers),
+      observer_(links.observer),
+      in_flight_(clock) {}
 
 ApiResponse ApiService::Handle(const ApiRequest& request) {
   ApiResponse response = Route(request);

@@ -66,25 +66,26 @@ class ApiObserver {
                            double ca_ms) = 0;
 };
 
+// What a service talks to besides the CA and its own store; each is optional.
+struct ApiServiceLinks {
+  // In a cluster: every recorded outcome is replicated through this before the answer.
+  WriteReplication* replication = nullptr;
+  // In a cluster: asked when this node's store lacks a record or a dedupe match, and to
+  // forward a retrieve to a node with the submitter's CA identity.
+  PeerLookup* peers = nullptr;
+  // Told about every call (the metrics).
+  ApiObserver* observer = nullptr;
+};
+
 class ApiService {
  public:
   // Borrows everything; all must outlive the service.
   ApiService(const Config& config, adcsc::ca::CaBackend* backend, adcsc::store::RequestStore* store, EventLog* log,
-             const Clock* clock);
+             const Clock* clock, ApiServiceLinks links = {});
   ApiService(const ApiService&) = delete;
   ApiService& operator=(const ApiService&) = delete;
 
   ApiResponse Handle(const ApiRequest& request);
-
-  // In a cluster: every recorded outcome is replicated through this before the answer. Not
-  // owned; set before the first request.
-  void set_replication(WriteReplication* replication) { replication_ = replication; }
-  // In a cluster: asked when this node's store lacks a record or a dedupe match, and to
-  // forward a retrieve to a node with the submitter's CA identity. Not owned; set before
-  // the first request.
-  void set_peers(PeerLookup* peers) { peers_ = peers; }
-  // Told about every call (metrics). Not owned; set before the first request.
-  void set_observer(ApiObserver* observer) { observer_ = observer; }
 
   // The submits in flight on this node and (as their nodes announced them) on its peers;
   // the Peer service adds and removes the peers' ones.
@@ -108,9 +109,9 @@ class ApiService {
   adcsc::store::RequestStore* store_;
   EventLog* log_;
   const Clock* clock_;
-  WriteReplication* replication_ = nullptr;
-  PeerLookup* peers_ = nullptr;
-  ApiObserver* observer_ = nullptr;
+  WriteReplication* const replication_;
+  PeerLookup* const peers_;
+  ApiObserver* const observer_;
   InFlightSubmits in_flight_;
 
   // A submit of the same CSR is in flight elsewhere, or was cut short (`other`): waits up to

@@ -6,7 +6,9 @@
 #include <atomic>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include "node/app/backend_factory.h"
@@ -89,6 +91,238 @@ void BlockStopSignals() {
   signal(SIGPIPE, SIG_IGN);
 }
 
+// A step of starting that failed: the exit code and what `adcsc node` prints.
+struct StartError {
+  int exit_code;
+  std::string message;
+};
+using Step = std::optional<StartError>;
+
+// Everything a running node owns. Built in the order RunNode's steps run; the members are
+// declared so that they are destroyed in the right order: the API server and the ops
+// listener first, the cluster before the API service it calls, the service before the
+// metrics it reports to, the store and the logs last.
+struct RunningNode {
+  Config config;
+  std::unique_ptr<EventLog> log;
+  std::unique_ptr<AccessLog> access_log;
+  std::unique_ptr<ClientAuthorizer> authorizer;
+  std::unique_ptr<adcsc::store::RequestStore> store;
+  std::unique_ptr<adcsc::ca::CaBackend> backend;
+  // With fault injection allowed, every CA call goes through a switch a drill can turn off.
+  std::unique_ptr<adcsc::ca::OutageSwitch> ca_switch;
+  adcsc::ca::CaBackend* ca = nullptr;  // the backend, or the switch in front of it
+  std::unique_ptr<adcsc::ops::ServiceModeStore> mode;
+  std::unique_ptr<adcsc::ops::NodeMetrics> metrics;
+  std::unique_ptr<ApiService> service;
+  std::unique_ptr<adcsc::cluster::ClusterRuntime> cluster;
+  std::unique_ptr<adcsc::ops::HealthMonitor> health;
+  std::unique_ptr<ClientAuthorizer> admin_authorizer;
+  std::unique_ptr<adcsc::ops::OpsServer> ops;
+  std::unique_ptr<HttpsServer> server;
+  // The API server, for the metrics, once it exists (it starts after the ops listener).
+  std::atomic<const HttpsServer*> api_server{nullptr};
+
+  // A failure after the logs are open is logged too.
+  StartError Fail(int exit_code, std::string message) {
+    if (log != nullptr) log->Error("start_failed", {{"error", message}});
+    return {exit_code, std::move(message)};
+  }
+  std::string InConfig(absl::string_view what) const { return absl::StrCat(config.source.string(), ": ", what); }
+};
+
+Step OpenLogs(RunningNode& n) {
+  auto level = ParseLogLevel(n.config.log.level);  // checked when the configuration was read
+  auto log = EventLog::Open(n.config.log.file, level.ok() ? *level : LogLevel::kInfo, n.config.node_id);
+  if (!log.ok()) return StartError{kExitConfigError, std::string(log.status().message())};
+  n.log = std::move(*log);
+  if (!n.config.log.access_log.empty()) {
+    auto access = AccessLog::Open(n.config.log.access_log);
+    if (!access.ok()) return StartError{kExitConfigError, std::string(access.status().message())};
+    n.access_log = std::move(*access);
+  }
+  return std::nullopt;
+}
+
+// The client-certificate mapping, the data directory (0700), the store and the CA backend:
+// everything `adcsc node --check` proves before a node would start.
+Step OpenStateAndBackend(RunningNode& n) {
+  const Config& c = n.config;
+  auto authorizer = ClientAuthorizer::Create(c.api.client_ca_file.string(), c.api.client_pins);
+  if (!authorizer.ok()) return StartError{kExitConfigError, n.InConfig(authorizer.status().message())};
+  n.authorizer = std::move(*authorizer);
+  std::error_code ec;
+  std::filesystem::create_directories(c.data_dir, ec);
+  if (ec) {
+    return StartError{kExitConfigError, n.InConfig(absl::StrCat("node.data_dir: cannot create ", c.data_dir.string(),
+                                                                ": ", ec.message()))};
+  }
+  std::filesystem::permissions(c.data_dir, std::filesystem::perms::owner_all, ec);
+  adcsc::store::StoreOptions store_options;
+  store_options.path = c.data_dir / "store.db";
+  store_options.node_id = c.node_id;
+  auto store = adcsc::store::RequestStore::Open(store_options);
+  if (!store.ok()) return StartError{kExitRuntimeError, absl::StrCat("request store: ", store.status().message())};
+  n.store = std::move(*store);
+  auto backend = MakeCaBackend(c);
+  if (!backend.ok()) {
+    return StartError{kExitRuntimeError,
+                      absl::StrCat("CA backend \"", c.ca.backend, "\": ", backend.status().message())};
+  }
+  n.backend = std::move(*backend);
+  n.ca = n.backend.get();
+  if (c.cluster.enabled && c.cluster.allow_fault_injection) {
+    n.ca_switch = std::make_unique<adcsc::ca::OutageSwitch>(n.ca);
+    n.ca = n.ca_switch.get();
+  }
+  return std::nullopt;
+}
+
+// The API service, built with what it talks to: in a cluster the runtime's replication and
+// peer lookups, with [ops] the metrics. The cluster starts serving its peers once the
+// service exists, so a forwarded retrieve always finds it.
+Step BuildApi(RunningNode& n) {
+  auto mode = adcsc::ops::ServiceModeStore::Open(n.config.data_dir / adcsc::ops::kServiceModeFile);
+  if (!mode.ok()) return StartError{kExitRuntimeError, std::string(mode.status().message())};
+  n.mode = std::move(*mode);
+  if (n.config.ops.enabled) n.metrics = std::make_unique<adcsc::ops::NodeMetrics>();
+  ApiServiceLinks links;
+  links.observer = n.metrics.get();
+  if (n.config.cluster.enabled) {
+    auto cluster = adcsc::cluster::ClusterRuntime::Create(n.config, n.store.get());
+    if (!cluster.ok()) return n.Fail(kExitConfigError, n.InConfig(cluster.status().message()));
+    n.cluster = std::move(*cluster);
+    links.replication = n.cluster.get();
+    links.peers = n.cluster->peers();
+  }
+  n.service = std::make_unique<ApiService>(n.config, n.ca, n.store.get(), n.log.get(), SystemClock::Default(), links);
+  if (n.cluster != nullptr) {
+    if (auto s = n.cluster->Serve(n.service.get(), n.ca_switch.get()); !s.ok()) {
+      return n.Fail(kExitConfigError, n.InConfig(s.message()));
+    }
+  }
+  return std::nullopt;
+}
+
+// What /metrics shows: the health report, the service mode, replication, connections.
+std::function<std::string()> MetricsScrape(RunningNode& n, int64_t certificate_not_after_ms) {
+  return [&n, certificate_not_after_ms] {
+    adcsc::ops::ScrapeState state;
+    state.now_ms = SystemClock::Default()->NowUnixMillis();
+    state.health = n.health->Report();
+    state.mode = n.health->mode().mode();
+    state.certificate_not_after_ms = certificate_not_after_ms;
+    if (n.cluster != nullptr) {
+      if (auto status = n.cluster->Status(); status.ok()) state.replication = *status;
+    }
+    if (const HttpsServer* server = n.api_server.load(); server != nullptr) {
+      state.api_connections = static_cast<int64_t>(server->active_connections());
+    }
+    if (auto pool = n.ca->ConnectionStats(); pool.has_value()) {
+      state.ca_idle_connections = std::move(pool->idle_by_host);
+      state.ca_connections_opened = pool->connections_opened;
+      state.ca_connections_reused = pool->connections_reused;
+    }
+    return n.metrics->Scrape(state);
+  };
+}
+
+// /status also shows this node's view of the cluster, as `adcsc ctl status --json` does.
+std::string ClusterStatusJson(const adcsc::cluster::ClusterRuntime& cluster) {
+  adcsc::cluster::v1::NodeInfo info;
+  if (!cluster.Describe(&info).ok()) return "";
+  std::string json;
+  google::protobuf::util::JsonPrintOptions print;
+  print.always_print_primitive_fields = true;
+  if (!google::protobuf::util::MessageToJsonString(info, &json, print).ok()) return "";
+  return absl::StrCat("{\"cluster\":", json, "}");
+}
+
+// The health monitor and the ops listener ([ops]): health, metrics, /status and the admin
+// channel for drain and maintenance.
+Step StartOps(RunningNode& n) {
+  const Config& c = n.config;
+  if (!c.ops.enabled) return std::nullopt;
+  adcsc::ops::HealthSources sources = HealthSourcesFor(c, n.store.get(), n.ca, n.cluster.get(), n.mode.get());
+  const int64_t certificate_not_after_ms = sources.certificate_not_after_ms;
+  // A probe result is believed for 30 s, or three intervals when probes are rarer than that.
+  adcsc::ops::HealthPolicy policy;
+  policy.max_probe_age_ms = std::max<int64_t>(policy.max_probe_age_ms, 3 * c.ops.probe_interval.count());
+  n.health = std::make_unique<adcsc::ops::HealthMonitor>(std::move(sources), c.ops.probe_interval, policy);
+  n.health->Start();
+  adcsc::ops::OpsServerOptions o;
+  o.listen_address = c.ops.listen_address;
+  o.listen_port = c.ops.listen_port;
+  o.tls = c.ops.tls;
+  o.cert_file = c.ops.cert_file;
+  o.key_file = c.ops.key_file;
+  o.node_id = c.node_id;
+  o.version = ADCSC_VERSION;
+  o.metrics = MetricsScrape(n, certificate_not_after_ms);
+  if (n.cluster != nullptr) {
+    o.status_extra = [cluster = n.cluster.get()] { return ClusterStatusJson(*cluster); };
+  }
+  if (!c.ops.admin_pins.empty()) {
+    auto admin = ClientAuthorizer::Create(c.ops.admin_ca_file.string(), c.ops.admin_pins);
+    if (!admin.ok()) {
+      return StartError{kExitConfigError, n.InConfig(absl::StrCat("ops.admin_ca_file: ", admin.status().message()))};
+    }
+    n.admin_authorizer = std::move(*admin);
+    o.admin = n.admin_authorizer.get();
+    o.on_mode_change = [log = n.log.get()](adcsc::ops::ServiceMode m, const std::string& pin) {
+      log->Info("service_mode", {{"mode", std::string(adcsc::ops::ModeName(m))}, {"admin_pin", pin}});
+    };
+  }
+  n.ops = std::make_unique<adcsc::ops::OpsServer>(o, n.health.get());
+  if (auto s = n.ops->Start(); !s.ok()) return n.Fail(kExitConfigError, n.InConfig(s.message()));
+  n.log->Info("ops_listening", {{"listen", c.ops.listen_address + ":" + std::to_string(n.ops->port())},
+                                {"tls", c.ops.tls},
+                                {"mode", std::string(adcsc::ops::ModeName(n.mode->mode()))}});
+  return std::nullopt;
+}
+
+Step StartApiServer(RunningNode& n) {
+  const Config& c = n.config;
+  n.server = std::make_unique<HttpsServer>(c.api, n.service.get(), n.authorizer.get(), n.log.get(), n.access_log.get());
+  if (auto s = n.server->Start(); !s.ok()) return n.Fail(kExitConfigError, n.InConfig(s.message()));
+  n.api_server.store(n.server.get());
+  n.log->Info("started", {{"version", ADCSC_VERSION},
+                          {"listen", c.api.listen_address + ":" + std::to_string(n.server->port())},
+                          {"backend", n.backend->Kind()},
+                          {"data_dir", c.data_dir.string()}});
+  return std::nullopt;
+}
+
+// Stops accepting, lets requests in progress finish within api.shutdown_grace_ms, then
+// stops the ops listener (it reads the API server's connection count) and logs the totals.
+void ShutDown(RunningNode& n, int sig) {
+  HttpsServer& server = *n.server;
+  n.log->Info("stopping", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"},
+                           {"in_flight_connections", server.active_connections()},
+                           {"grace_ms", n.config.api.shutdown_grace.count()}});
+  server.BeginShutdown();
+  const bool clean = server.WaitIdle(n.config.api.shutdown_grace);
+  server.Stop();
+  if (n.ops) n.ops->Stop();
+  n.api_server.store(nullptr);
+  const ServerCounters& c = server.counters();
+  n.log->Info("stopped", {{"clean", clean},
+                          {"dropped_connections", server.active_connections()},
+                          {"connections_accepted", c.connections_accepted.load()},
+                          {"connections_refused", c.connections_refused.load()},
+                          {"handshake_failures", c.handshake_failures.load()},
+                          {"handshakes_resumed", c.handshakes_resumed.load()},
+                          {"requests", c.requests.load()},
+                          {"header_timeouts", c.header_timeouts.load()}});
+  n.log->Flush();
+  if (n.access_log) n.access_log->Flush();
+}
+
+int Failed(const StartError& e) {
+  std::cerr << "adcsc node: " << e.message << "\n";
+  return e.exit_code;
+}
+
 }  // namespace
 
 int RunNode(const std::filesystem::path& config_path, bool check_only) {
@@ -99,193 +333,18 @@ int RunNode(const std::filesystem::path& config_path, bool check_only) {
   }
   // Signals are blocked before any thread starts, so only sigwait() below sees them.
   BlockStopSignals();
-
-  auto level = ParseLogLevel(config->log.level);  // checked when the configuration was read
-  auto log = EventLog::Open(config->log.file, level.ok() ? *level : LogLevel::kInfo, config->node_id);
-  if (!log.ok()) {
-    std::cerr << "adcsc node: " << log.status().message() << "\n";
-    return kExitConfigError;
-  }
-  std::unique_ptr<AccessLog> access_log;
-  if (!config->log.access_log.empty()) {
-    auto a = AccessLog::Open(config->log.access_log);
-    if (!a.ok()) {
-      std::cerr << "adcsc node: " << a.status().message() << "\n";
-      return kExitConfigError;
-    }
-    access_log = std::move(*a);
-  }
-  auto authorizer = ClientAuthorizer::Create(config->api.client_ca_file.string(), config->api.client_pins);
-  if (!authorizer.ok()) {
-    std::cerr << "adcsc node: " << config->source.string() << ": " << authorizer.status().message() << "\n";
-    return kExitConfigError;
-  }
-  std::error_code ec;
-  std::filesystem::create_directories(config->data_dir, ec);
-  if (ec) {
-    std::cerr << "adcsc node: " << config->source.string() << ": node.data_dir: cannot create "
-              << config->data_dir.string() << ": " << ec.message() << "\n";
-    return kExitConfigError;
-  }
-  std::filesystem::permissions(config->data_dir, std::filesystem::perms::owner_all, ec);
-
-  adcsc::store::StoreOptions store_options;
-  store_options.path = config->data_dir / "store.db";
-  store_options.node_id = config->node_id;
-  auto store = adcsc::store::RequestStore::Open(store_options);
-  if (!store.ok()) {
-    std::cerr << "adcsc node: request store: " << store.status().message() << "\n";
-    return kExitRuntimeError;
-  }
-  auto backend = MakeCaBackend(*config);
-  if (!backend.ok()) {
-    std::cerr << "adcsc node: CA backend \"" << config->ca.backend << "\": " << backend.status().message() << "\n";
-    return kExitRuntimeError;
-  }
+  RunningNode n;
+  n.config = std::move(*config);
+  if (auto e = OpenLogs(n)) return Failed(*e);
+  if (auto e = OpenStateAndBackend(n)) return Failed(*e);
   if (check_only) {
-    std::cout << config->source.string() << ": configuration OK\n";
+    std::cout << n.config.source.string() << ": configuration OK\n";
     return kExitOk;
   }
-
-  // With fault injection allowed, every CA call goes through a switch a drill can turn off.
-  std::unique_ptr<adcsc::ca::OutageSwitch> ca_switch;
-  adcsc::ca::CaBackend* ca = backend->get();
-  if (config->cluster.enabled && config->cluster.allow_fault_injection) {
-    ca_switch = std::make_unique<adcsc::ca::OutageSwitch>(ca);
-    ca = ca_switch.get();
+  for (Step (*step)(RunningNode&) : {BuildApi, StartOps, StartApiServer}) {
+    if (auto e = step(n)) return Failed(*e);
   }
-  ApiService service(*config, ca, store->get(), log->get(), SystemClock::Default());
-  std::unique_ptr<adcsc::cluster::ClusterRuntime> cluster;
-  if (config->cluster.enabled) {
-    auto started = adcsc::cluster::ClusterRuntime::Start(*config, store->get());
-    if (!started.ok()) {
-      (*log)->Error("start_failed", {{"error", started.status().message()}});
-      std::cerr << "adcsc node: " << config->source.string() << ": " << started.status().message() << "\n";
-      return kExitConfigError;
-    }
-    cluster = std::move(*started);
-    service.set_replication(cluster.get());
-    service.set_peers(cluster->peers());
-    cluster->set_api(&service);
-    if (ca_switch) cluster->set_ca_switch(ca_switch.get());
-  }
-  auto mode = adcsc::ops::ServiceModeStore::Open(config->data_dir / adcsc::ops::kServiceModeFile);
-  if (!mode.ok()) {
-    std::cerr << "adcsc node: " << mode.status().message() << "\n";
-    return kExitRuntimeError;
-  }
-  // The API server, for the metrics, once it exists (it starts after the ops listener).
-  std::atomic<const HttpsServer*> api_server{nullptr};
-  std::unique_ptr<adcsc::ops::HealthMonitor> health;
-  std::unique_ptr<adcsc::ops::NodeMetrics> metrics;
-  std::unique_ptr<ClientAuthorizer> admin_authorizer;
-  std::unique_ptr<adcsc::ops::OpsServer> ops;
-  if (config->ops.enabled) {
-    adcsc::ops::HealthSources sources = HealthSourcesFor(*config, store->get(), ca, cluster.get(), mode->get());
-    const int64_t certificate_not_after_ms = sources.certificate_not_after_ms;
-    // A probe result is believed for 30 s, or three intervals when probes are rarer than that.
-    adcsc::ops::HealthPolicy policy;
-    policy.max_probe_age_ms = std::max<int64_t>(policy.max_probe_age_ms, 3 * config->ops.probe_interval.count());
-    health = std::make_unique<adcsc::ops::HealthMonitor>(std::move(sources), config->ops.probe_interval, policy);
-    health->Start();
-    metrics = std::make_unique<adcsc::ops::NodeMetrics>();
-    service.set_observer(metrics.get());
-    adcsc::ops::OpsServerOptions o;
-    o.listen_address = config->ops.listen_address;
-    o.listen_port = config->ops.listen_port;
-    o.tls = config->ops.tls;
-    o.cert_file = config->ops.cert_file;
-    o.key_file = config->ops.key_file;
-    o.node_id = config->node_id;
-    o.version = ADCSC_VERSION;
-    o.metrics = [m = metrics.get(), h = health.get(), c = cluster.get(), certificate_not_after_ms, ca,
-                 api = &api_server] {
-      adcsc::ops::ScrapeState state;
-      state.now_ms = SystemClock::Default()->NowUnixMillis();
-      state.health = h->Report();
-      state.mode = h->mode().mode();
-      state.certificate_not_after_ms = certificate_not_after_ms;
-      if (c != nullptr) {
-        if (auto status = c->Status(); status.ok()) state.replication = *status;
-      }
-      if (const HttpsServer* server = api->load(); server != nullptr) {
-        state.api_connections = static_cast<int64_t>(server->active_connections());
-      }
-      if (auto pool = ca->ConnectionStats(); pool.has_value()) {
-        state.ca_idle_connections = std::move(pool->idle_by_host);
-        state.ca_connections_opened = pool->connections_opened;
-        state.ca_connections_reused = pool->connections_reused;
-      }
-      return m->Scrape(state);
-    };
-    if (cluster != nullptr) {
-      // /status also shows this node's view of the cluster, as `adcsc ctl status --json` does.
-      o.status_extra = [c = cluster.get()]() -> std::string {
-        adcsc::cluster::v1::NodeInfo info;
-        if (!c->Describe(&info).ok()) return "";
-        std::string json;
-        google::protobuf::util::JsonPrintOptions print;
-        print.always_print_primitive_fields = true;
-        if (!google::protobuf::util::MessageToJsonString(info, &json, print).ok()) return "";
-        return absl::StrCat("{\"cluster\":", json, "}");
-      };
-    }
-    if (!config->ops.admin_pins.empty()) {
-      auto admin = ClientAuthorizer::Create(config->ops.admin_ca_file.string(), config->ops.admin_pins);
-      if (!admin.ok()) {
-        std::cerr << "adcsc node: " << config->source.string() << ": ops.admin_ca_file: " << admin.status().message()
-                  << "\n";
-        return kExitConfigError;
-      }
-      admin_authorizer = std::move(*admin);
-      o.admin = admin_authorizer.get();
-      o.on_mode_change = [l = log->get()](adcsc::ops::ServiceMode m, const std::string& pin) {
-        l->Info("service_mode", {{"mode", std::string(adcsc::ops::ModeName(m))}, {"admin_pin", pin}});
-      };
-    }
-    ops = std::make_unique<adcsc::ops::OpsServer>(o, health.get());
-    if (auto s = ops->Start(); !s.ok()) {
-      (*log)->Error("start_failed", {{"error", s.message()}});
-      std::cerr << "adcsc node: " << config->source.string() << ": " << s.message() << "\n";
-      return kExitConfigError;
-    }
-    (*log)->Info("ops_listening", {{"listen", config->ops.listen_address + ":" + std::to_string(ops->port())},
-                                   {"tls", config->ops.tls},
-                                   {"mode", std::string(adcsc::ops::ModeName((*mode)->mode()))}});
-  }
-  HttpsServer server(config->api, &service, authorizer->get(), log->get(), access_log.get());
-  if (auto s = server.Start(); !s.ok()) {
-    (*log)->Error("start_failed", {{"error", s.message()}});
-    std::cerr << "adcsc node: " << config->source.string() << ": " << s.message() << "\n";
-    return kExitConfigError;
-  }
-  api_server.store(&server);
-  (*log)->Info("started", {{"version", ADCSC_VERSION},
-                           {"listen", config->api.listen_address + ":" + std::to_string(server.port())},
-                           {"backend", (*backend)->Kind()},
-                           {"data_dir", config->data_dir.string()}});
-
-  int sig = WaitForStopSignal();
-  (*log)->Info("stopping", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"},
-                            {"in_flight_connections", server.active_connections()},
-                            {"grace_ms", config->api.shutdown_grace.count()}});
-  server.BeginShutdown();
-  bool clean = server.WaitIdle(config->api.shutdown_grace);
-  server.Stop();
-  // The ops listener reads the API server's connection count: it stops first.
-  if (ops) ops->Stop();
-  api_server.store(nullptr);
-  const ServerCounters& c = server.counters();
-  (*log)->Info("stopped", {{"clean", clean},
-                           {"dropped_connections", server.active_connections()},
-                           {"connections_accepted", c.connections_accepted.load()},
-                           {"connections_refused", c.connections_refused.load()},
-                           {"handshake_failures", c.handshake_failures.load()},
-                           {"handshakes_resumed", c.handshakes_resumed.load()},
-                           {"requests", c.requests.load()},
-                           {"header_timeouts", c.header_timeouts.load()}});
-  (*log)->Flush();
-  if (access_log) access_log->Flush();
+  ShutDown(n, WaitForStopSignal());
   return kExitOk;
 }
 

@@ -10,8 +10,13 @@ namespace adcsc::cluster {
 namespace v1 = adcsc::cluster::v1;
 
 PeerService::PeerService(const node::Config* config, store::RequestStore* store, store::Replicator* replicator,
-                         GrpcPeerTransport* transport)
-    : config_(config), store_(store), replicator_(replicator), transport_(transport) {}
+                         GrpcPeerTransport* transport, node::ApiService* api, ca::OutageSwitch* ca_switch)
+    : config_(config),
+      store_(store),
+      replicator_(replicator),
+      transport_(transport),
+      api_(api),
+      ca_switch_(ca_switch) {}
 
 absl::StatusOr<std::string> PeerService::Caller(const grpc::ServerContext& context, const v1::PeerHeader& from) const {
   if (transport_ != nullptr && transport_->cut_off()) {
@@ -55,8 +60,8 @@ grpc::Status PeerService::AnnounceSubmit(grpc::ServerContext* context, const v1:
                                          v1::AnnounceSubmitResponse* reply) {
   auto caller = Caller(*context, request->from());
   if (!caller.ok()) return ToGrpc(caller.status());
-  node::ApiService* api = api_.load();
-  if (api == nullptr) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "node " + config_->node_id + " is starting");
+  node::ApiService* api = api_;
+  if (api == nullptr) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "node " + config_->node_id + " serves no API");
   const v1::SubmitIntent& in = request->intent();
   if (in.csr_sha256().size() != 32 || in.ca_config().empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "intent needs a ca_config and a 32-byte csr_sha256");
@@ -77,8 +82,8 @@ grpc::Status PeerService::ForwardRetrieve(grpc::ServerContext* context, const v1
                                           v1::ForwardRetrieveResponse* reply) {
   auto caller = Caller(*context, request->from());
   if (!caller.ok()) return ToGrpc(caller.status());
-  node::ApiService* api = api_.load();
-  if (api == nullptr) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "node " + config_->node_id + " is starting");
+  node::ApiService* api = api_;
+  if (api == nullptr) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "node " + config_->node_id + " serves no API");
   Stamp(reply->mutable_from());
   auto record = api->RetrieveForPeer(*caller, request->identity(), ca::CaTarget{request->dc(), request->ca()},
                                      request->request_id());
@@ -108,9 +113,9 @@ grpc::Status PeerService::SetFault(grpc::ServerContext* context, const v1::Fault
                             " (set cluster.allow_fault_injection = true in its config and restart it)");
   }
   if (transport_ == nullptr) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "no peer transport");
-  ca::OutageSwitch* ca_switch = ca_switch_.load();
+  ca::OutageSwitch* ca_switch = ca_switch_;
   if (request->has_ca_outage() && ca_switch == nullptr) {
-    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "node " + config_->node_id + " has no CA switch yet (starting)");
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "node " + config_->node_id + " has no CA switch");
   }
   if (request->has_cut_off()) transport_->SetCutOff(request->cut_off());
   if (request->has_ca_outage()) ca_switch->set_outage(request->ca_outage());
@@ -132,7 +137,7 @@ grpc::Status PeerService::Info(grpc::ServerContext* context, const v1::NodeInfoR
 
 absl::Status PeerService::Describe(v1::NodeInfo* reply) const {
   reply->set_cut_off(transport_ != nullptr && transport_->cut_off());
-  const ca::OutageSwitch* ca_switch = ca_switch_.load();
+  const ca::OutageSwitch* ca_switch = ca_switch_;
   reply->set_ca_outage(ca_switch != nullptr && ca_switch->outage());
   reply->mutable_from()->set_cluster_id(config_->cluster.id);
   reply->mutable_from()->set_node_id(config_->node_id);

@@ -7,7 +7,6 @@
 // it reads is thread-safe.
 #pragma once
 
-#include <atomic>
 #include <string>
 
 #include "adcsc/cluster/v1/cluster.grpc.pb.h"
@@ -24,15 +23,13 @@ class PeerService final : public adcsc::cluster::v1::Peer::Service {
  public:
   // Nothing is owned; all must outlive the service.
   // While `transport` (optional) is cut off by fault injection, peers' calls are refused;
-  // SetFault (from this node's own certificate) cuts it off and heals it.
+  // SetFault (from this node's own certificate) cuts it off and heals it. `api` (optional)
+  // runs the retrieves peers forward here and holds their announced submits; without it
+  // (a replication-only member, as in the benchmarks) those calls are refused. `ca_switch`
+  // (optional): the node's CA backend switch for the ca-outage fault.
   PeerService(const node::Config* config, store::RequestStore* store, store::Replicator* replicator,
-              GrpcPeerTransport* transport = nullptr);
-
-  // Forwarded retrieves are refused with UNAVAILABLE until this is set (the API starts after
-  // the cluster listener).
-  void set_api(node::ApiService* api) { api_.store(api); }
-  // The node's CA backend switch for the ca-outage fault (optional; not owned).
-  void set_ca_switch(ca::OutageSwitch* ca_switch) { ca_switch_.store(ca_switch); }
+              GrpcPeerTransport* transport = nullptr, node::ApiService* api = nullptr,
+              ca::OutageSwitch* ca_switch = nullptr);
 
   grpc::Status Lookup(grpc::ServerContext* context, const adcsc::cluster::v1::LookupRequest* request,
                       adcsc::cluster::v1::LookupResponse* reply) override;
@@ -43,7 +40,7 @@ class PeerService final : public adcsc::cluster::v1::Peer::Service {
   grpc::Status SetFault(grpc::ServerContext* context, const adcsc::cluster::v1::FaultRequest* request,
                         adcsc::cluster::v1::FaultState* reply) override;
   // Holds (or, when done, forgets) a peer's submit in flight for this node's API
-  // (node/api/in_flight_submits.h). UNAVAILABLE until set_api.
+  // (node/api/in_flight_submits.h). UNAVAILABLE on a node without an API.
   grpc::Status AnnounceSubmit(grpc::ServerContext* context, const adcsc::cluster::v1::AnnounceSubmitRequest* request,
                               adcsc::cluster::v1::AnnounceSubmitResponse* reply) override;
   grpc::Status Info(grpc::ServerContext* context, const adcsc::cluster::v1::NodeInfoRequest* request,
@@ -56,8 +53,8 @@ class PeerService final : public adcsc::cluster::v1::Peer::Service {
   store::RequestStore* store_;
   store::Replicator* replicator_;
   GrpcPeerTransport* transport_;
-  std::atomic<node::ApiService*> api_{nullptr};
-  std::atomic<ca::OutageSwitch*> ca_switch_{nullptr};
+  node::ApiService* const api_;
+  ca::OutageSwitch* const ca_switch_;
 
   // The calling peer, after the checks every call gets.
   absl::StatusOr<std::string> Caller(const grpc::ServerContext& context,

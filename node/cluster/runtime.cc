@@ -10,7 +10,16 @@ namespace adcsc::cluster {
 
 absl::StatusOr<std::unique_ptr<ClusterRuntime>> ClusterRuntime::Start(const node::Config& config,
                                                                       store::RequestStore* store) {
+  auto rt = Create(config, store);
+  if (!rt.ok()) return rt.status();
+  if (auto s = (*rt)->Serve(nullptr, nullptr); !s.ok()) return s;
+  return rt;
+}
+
+absl::StatusOr<std::unique_ptr<ClusterRuntime>> ClusterRuntime::Create(const node::Config& config,
+                                                                       store::RequestStore* store) {
   std::unique_ptr<ClusterRuntime> rt(new ClusterRuntime());
+  rt->store_ = store;
   rt->node_config_ = config;
   rt->config_ = config.cluster;
   const node::ClusterConfig& c = rt->config_;
@@ -28,10 +37,6 @@ absl::StatusOr<std::unique_ptr<ClusterRuntime>> ClusterRuntime::Start(const node
       store::Replicator::Create(store, rt->transport_.get(), rt->scheduler_.get(), SystemClock::Default(), o);
   if (!replicator.ok()) return replicator.status();
   rt->replicator_ = std::move(*replicator);
-  rt->service_ =
-      std::make_unique<ReplicationServer>(rt->replicator_.get(), &rt->config_, config.node_id, rt->transport_.get());
-  rt->peer_service_ =
-      std::make_unique<PeerService>(&rt->node_config_, store, rt->replicator_.get(), rt->transport_.get());
   // A forwarded retrieve includes the peer's CA call: bound it by the CA's own timeouts.
   std::chrono::milliseconds forward_timeout = c.lookup_timeout + std::chrono::milliseconds(10'000);
   if (config.ca.backend == "icpr") {
@@ -39,6 +44,15 @@ absl::StatusOr<std::unique_ptr<ClusterRuntime>> ClusterRuntime::Start(const node
   }
   rt->directory_ =
       std::make_unique<PeerDirectory>(rt->node_config_, rt->transport_.get(), c.lookup_timeout, forward_timeout);
+  return rt;
+}
+
+absl::Status ClusterRuntime::Serve(node::ApiService* api, ca::OutageSwitch* ca_switch) {
+  if (server_ != nullptr) return absl::FailedPreconditionError("the cluster runtime is already serving");
+  const node::ClusterConfig& c = config_;
+  service_ = std::make_unique<ReplicationServer>(replicator_.get(), &config_, node_config_.node_id, transport_.get());
+  peer_service_ =
+      std::make_unique<PeerService>(&node_config_, store_, replicator_.get(), transport_.get(), api, ca_switch);
   auto credentials = MakeServerCredentials(c);
   if (!credentials.ok()) return credentials.status();
   const std::string address = c.listen_address.find(':') != std::string::npos
@@ -46,17 +60,22 @@ absl::StatusOr<std::unique_ptr<ClusterRuntime>> ClusterRuntime::Start(const node
                                   : absl::StrCat(c.listen_address, ":", c.listen_port);
   grpc::ServerBuilder builder;
   builder.SetMaxReceiveMessageSize(kPeerMaxMessageBytes);
-  builder.AddListeningPort(address, *credentials, &rt->port_);
-  builder.RegisterService(rt->service_.get());
-  builder.RegisterService(rt->peer_service_.get());
-  rt->server_ = builder.BuildAndStart();
-  if (rt->server_ == nullptr || rt->port_ == 0) {
+  builder.AddListeningPort(address, *credentials, &port_);
+  builder.RegisterService(service_.get());
+  builder.RegisterService(peer_service_.get());
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || port_ == 0) {
     return absl::UnavailableError(
         absl::StrCat("cluster.listen: cannot listen on ", address, " (in use, or not an address of this host?)"));
   }
-  rt->replicator_->Start();
-  rt->refresher_ = std::thread([raw = rt.get()] { raw->RefreshLoop(); });
-  return rt;
+  replicator_->Start();
+  refresher_ = std::thread([this] { RefreshLoop(); });
+  return absl::OkStatus();
+}
+
+absl::Status ClusterRuntime::Describe(adcsc::cluster::v1::NodeInfo* info) const {
+  if (peer_service_ == nullptr) return absl::FailedPreconditionError("the cluster runtime is not serving yet");
+  return peer_service_->Describe(info);
 }
 
 void ClusterRuntime::RefreshLoop() {

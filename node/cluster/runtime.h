@@ -27,8 +27,16 @@ inline constexpr std::chrono::milliseconds kPeerRefreshInterval{2'000};
 
 class ClusterRuntime final : public node::WriteReplication {
  public:
-  // Starts the listener on cluster.listen and the anti-entropy timer. `store` is not owned
-  // and must outlive the runtime. Errors name the file or address at fault.
+  // Builds the outgoing side: the peer transport, the replicator and the peer directory, so
+  // that the API can be built with them (the runtime is its WriteReplication, peers() its
+  // PeerLookup). Nothing listens or runs yet: Serve() starts that. `store` is not owned and
+  // must outlive the runtime. Errors name the file or address at fault.
+  static absl::StatusOr<std::unique_ptr<ClusterRuntime>> Create(const node::Config& config, store::RequestStore* store);
+  // Starts the listener on cluster.listen (Replication and Peer services), the anti-entropy
+  // timer and the directory's refresher. `api` (optional) answers what peers forward here
+  // and `ca_switch` (optional) is the ca-outage fault's switch; both borrowed. Once only.
+  absl::Status Serve(node::ApiService* api, ca::OutageSwitch* ca_switch);
+  // Create, then Serve without an API: a replication-only member (benchmarks, tests).
   static absl::StatusOr<std::unique_ptr<ClusterRuntime>> Start(const node::Config& config, store::RequestStore* store);
   ~ClusterRuntime() override;  // closes the listener, then stops replicating
 
@@ -36,11 +44,8 @@ class ClusterRuntime final : public node::WriteReplication {
   // For the API: lookups on the peers and forwarded retrieves.
   node::PeerLookup* peers() { return directory_.get(); }
   PeerDirectory& directory() { return *directory_; }
-  // The API that runs the retrieves peers forward here; until set they are refused.
-  void set_api(node::ApiService* api) { peer_service_->set_api(api); }
-  void set_ca_switch(ca::OutageSwitch* ca_switch) { peer_service_->set_ca_switch(ca_switch); }
-  // This node's view of the cluster, as Peer.Info answers it.
-  absl::Status Describe(adcsc::cluster::v1::NodeInfo* info) const { return peer_service_->Describe(info); }
+  // This node's view of the cluster, as Peer.Info answers it (FAILED_PRECONDITION before Serve).
+  absl::Status Describe(adcsc::cluster::v1::NodeInfo* info) const;
   absl::StatusOr<store::ReplicatorStatus> Status() const;
   GrpcPeerTransport& transport() { return *transport_; }
   int port() const { return port_; }
@@ -50,6 +55,7 @@ class ClusterRuntime final : public node::WriteReplication {
 
   node::Config node_config_;
   node::ClusterConfig config_;
+  store::RequestStore* store_ = nullptr;
   std::unique_ptr<GrpcPeerTransport> transport_;
   std::unique_ptr<TimerScheduler> scheduler_;
   std::unique_ptr<store::Replicator> replicator_;

@@ -269,7 +269,9 @@ class ClusteredApiServiceTest : public ApiServiceTest {
  protected:
   void SetUp() override {
     ApiServiceTest::SetUp();
-    service_->set_peers(&peers_);
+    ApiServiceLinks links;
+    links.peers = &peers_;
+    service_ = std::make_unique<ApiService>(config_, &ca_, store_.get(), log_.get(), &clock_, links);
   }
   static adcsc::store::RequestRecord PeerRecord(uint32_t id, adcsc::store::RecordStatus status, std::string requester,
                                                 std::string cert = "") {

@@ -51,12 +51,12 @@ class PeerDirectoryTest : public ::testing::Test {
       so.fsync = false;
       n->store = std::move(*store::RequestStore::Open(so));
       n->log = node::EventLog::Stderr(id, node::LogLevel::kError);
-      n->api =
-          std::make_unique<node::ApiService>(n->config, &n->ca, n->store.get(), n->log.get(), SystemClock::Default());
-      auto rt = ClusterRuntime::Start(n->config, n->store.get());
+      auto rt = ClusterRuntime::Create(n->config, n->store.get());
       ASSERT_TRUE(rt.ok()) << rt.status();
       n->runtime = std::move(*rt);
-      n->runtime->set_api(n->api.get());
+      n->api =
+          std::make_unique<node::ApiService>(n->config, &n->ca, n->store.get(), n->log.get(), SystemClock::Default());
+      ASSERT_TRUE(n->runtime->Serve(n->api.get(), nullptr).ok());
       nodes_[id] = std::move(n);
     }
     // Each node started before the others listened, so its first connections failed; wait
