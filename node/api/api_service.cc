@@ -229,41 +229,109 @@ ApiResponse ApiService::Version() {
   return Make(200, j.dump(), "version");
 }
 
+absl::StatusOr<ApiService::CheckedSubmit> ApiService::CheckSubmit(const ApiRequest& request, Json* fields) const {
+  auto body = ParseSubmitBody(request.body);
+  if (!body.ok()) {
+    (*fields)["error"] = std::string(body.status().message());
+    return body.status();
+  }
+  CheckedSubmit s;
+  s.ca_config = adcsc::store::CaConfigKey(body->dc, body->ca);
+  s.template_name = body->template_name;
+  s.target = {body->dc, body->ca};
+  (*fields)["ca_config"] = s.ca_config;
+  (*fields)["template"] = s.template_name;
+  const AllowedCa* allowed = config_.FindAllowedCa(body->dc, body->ca);
+  if (allowed == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("CA config \"", body->dc, "\\", body->ca,
+                     "\" is not allowed on this connector (check ca.allow in the node config)"));
+  }
+  if (!allowed->templates.empty() && std::find(allowed->templates.begin(), allowed->templates.end(),
+                                               body->template_name) == allowed->templates.end()) {
+    return absl::InvalidArgumentError(absl::StrCat("template \"", body->template_name, "\" is not allowed for CA \"",
+                                                   body->dc, "\\", body->ca, "\" (check ca.allow.templates)"));
+  }
+  auto der = adcsc::pki::Base64Decode(body->pkcs10);
+  if (!der.ok()) return absl::InvalidArgumentError(absl::StrCat("pkcs10: ", std::string(der.status().message())));
+  auto csr = adcsc::pki::CheckCsr(*der);
+  if (!csr.ok()) return absl::InvalidArgumentError(absl::StrCat("pkcs10: ", std::string(csr.status().message())));
+  const adcsc::pki::Sha256Digest digest = adcsc::pki::Sha256(adcsc::pki::ByteView(*der));
+  s.csr_sha256.assign(digest.begin(), digest.end());
+  s.csr_der = std::move(*der);
+  return s;
+}
+
+namespace {
+// An earlier request that a retried submit of the same CSR can answer with.
+bool Reusable(const std::optional<RequestRecord>& r) {
+  return r.has_value() && r->request_id() != 0 && r->status() != adcsc::store::v1::RECORD_STATUS_FAILED;
+}
+}  // namespace
+
+absl::StatusOr<std::optional<RequestRecord>> ApiService::FindEarlierSubmit(const CheckedSubmit& s,
+                                                                           int64_t not_before_ms, Json* fields) {
+  auto earlier = store_->FindByDedupeKey(s.ca_config, s.template_name, s.csr_sha256, not_before_ms);
+  if (!earlier.ok()) return earlier.status();
+  if (Reusable(*earlier)) {
+    (*fields)["deduplicated"] = "store";
+    return earlier;
+  }
+  if (peers_ != nullptr) {
+    // The earlier submit may have gone to another node whose write has not reached us yet.
+    if (auto theirs = peers_->LookupByDedupeKey(s.ca_config, s.template_name, s.csr_sha256, not_before_ms);
+        Reusable(theirs) && theirs->csr_sha256() == s.csr_sha256) {
+      (*fields)["deduplicated"] = "peer";
+      return theirs;
+    }
+  }
+  return std::optional<RequestRecord>();
+}
+
+absl::Status ApiService::RecordCaAnswer(const CheckedSubmit& s, const adcsc::ca::CaResponse& answer) {
+  RequestRecord rec;
+  rec.set_ca_config(s.ca_config);
+  rec.set_request_id(answer.request_id);
+  rec.set_status(RecordStatusFor(answer.disposition));
+  rec.set_disposition(static_cast<uint32_t>(answer.disposition));
+  rec.set_hresult(answer.hresult);
+  rec.set_message(answer.message);
+  rec.set_certificate_der(std::string(answer.cert_der.begin(), answer.cert_der.end()));
+  rec.set_csr_sha256(s.csr_sha256);
+  rec.set_template_name(s.template_name);
+  rec.set_requester(config_.ca.identity);
+  return Record(rec);
+}
+
+// A submit: check the request, answer a retried CSR with its earlier request (here, at a peer,
+// or found at the CA after a node died mid-way), else submit to the CA, record the answer
+// durably (and on a write quorum in a cluster), then answer.
 ApiResponse ApiService::Submit(const ApiRequest& request) {
   CallLog call(log_, observer_, "request", request);
   Json& fields = call.fields;
   auto finish = [&](ApiResponse r) { return call.Finish(std::move(r)); };
-
   auto submit_error = [](std::string_view code, std::string_view text) { return WithRequestIdJson(code, text, 0); };
-  auto body = ParseSubmitBody(request.body);
-  if (!body.ok()) {
-    fields["error"] = std::string(body.status().message());
-    return finish(BadRequest(std::string(body.status().message())));
-  }
-  const std::string ca_config = adcsc::store::CaConfigKey(body->dc, body->ca);
-  fields["ca_config"] = ca_config;
-  fields["template"] = body->template_name;
-  const AllowedCa* allowed = config_.FindAllowedCa(body->dc, body->ca);
-  if (allowed == nullptr) {
-    return finish(BadRequest(absl::StrCat("CA config \"", body->dc, "\\", body->ca,
-                                          "\" is not allowed on this connector (check ca.allow in the node config)")));
-  }
-  if (!allowed->templates.empty() && std::find(allowed->templates.begin(), allowed->templates.end(),
-                                               body->template_name) == allowed->templates.end()) {
-    return finish(BadRequest(absl::StrCat("template \"", body->template_name, "\" is not allowed for CA \"", body->dc,
-                                          "\\", body->ca, "\" (check ca.allow.templates)")));
-  }
-  auto der = adcsc::pki::Base64Decode(body->pkcs10);
-  if (!der.ok()) return finish(BadRequest(absl::StrCat("pkcs10: ", std::string(der.status().message()))));
-  auto csr = adcsc::pki::CheckCsr(*der);
-  if (!csr.ok()) return finish(BadRequest(absl::StrCat("pkcs10: ", std::string(csr.status().message()))));
-  const adcsc::pki::Sha256Digest digest = adcsc::pki::Sha256(adcsc::pki::ByteView(*der));
-  const std::string csr_sha256(digest.begin(), digest.end());
+  auto ca_failure = [&](const absl::Status& status) {
+    auto hr = adcsc::ca::HresultOf(status);
+    fields["error"] = std::string(status.message());
+    if (hr) fields["hresult"] = absl::StrCat("0x", absl::Hex(*hr, absl::kZeroPad8));
+    std::string message = hr ? CaFailureMessage(*backend_, *hr, "") : std::string(status.message());
+    return finish(CaFailure(status, message, submit_error));
+  };
+  // The answer for a submit that found its earlier request.
+  auto answer_with = [&](const RequestRecord& rec) {
+    auto d = static_cast<Disposition>(rec.disposition());
+    fields["request_id"] = rec.request_id();
+    return finish(
+        Make(200, WithRequestIdJson(DispositionStatus(d), DispositionMessage(d), rec.request_id()), OutcomeFor(d)));
+  };
 
-  // A retried submit of the same CSR gets the earlier request ID, not a second CA request.
-  const int64_t now_ms = clock_->NowUnixMillis();
+  auto checked = CheckSubmit(request, &fields);
+  if (!checked.ok()) return finish(BadRequest(std::string(checked.status().message())));
+  const CheckedSubmit& s = *checked;
+
   const int64_t window_ms = std::chrono::duration_cast<std::chrono::milliseconds>(config_.ca.dedupe_window).count();
-  auto earlier = store_->FindByDedupeKey(ca_config, body->template_name, csr_sha256, now_ms - window_ms);
+  auto earlier = FindEarlierSubmit(s, clock_->NowUnixMillis() - window_ms, &fields);
   if (!earlier.ok()) {
     fields["error"] = std::string(earlier.status().message());
     return finish(
@@ -272,50 +340,22 @@ ApiResponse ApiService::Submit(const ApiRequest& request) {
                                absl::StrCat("request store unavailable: ", std::string(earlier.status().message())), 0),
              "store_error"));
   }
-  auto reusable = [](const std::optional<RequestRecord>& r) {
-    return r.has_value() && r->request_id() != 0 && r->status() != adcsc::store::v1::RECORD_STATUS_FAILED;
-  };
-  bool from_peer = false;
-  if (!reusable(*earlier) && peers_ != nullptr) {
-    // The earlier submit may have gone to another node whose write has not reached us yet.
-    if (auto theirs = peers_->LookupByDedupeKey(ca_config, body->template_name, csr_sha256, now_ms - window_ms);
-        reusable(theirs) && theirs->csr_sha256() == csr_sha256) {
-      *earlier = std::move(theirs);
-      from_peer = true;
-    }
-  }
-  // The answer for a submit that found its earlier request (here, at a peer, or at the CA).
-  auto answer_with = [&](const RequestRecord& rec) {
-    auto d = static_cast<Disposition>(rec.disposition());
-    fields["request_id"] = rec.request_id();
-    return finish(
-        Make(200, WithRequestIdJson(DispositionStatus(d), DispositionMessage(d), rec.request_id()), OutcomeFor(d)));
-  };
-  if (reusable(*earlier)) {
-    fields["deduplicated"] = from_peer ? "peer" : "store";
-    return answer_with(**earlier);
-  }
+  if (earlier->has_value()) return answer_with(**earlier);
 
   // The same CSR may be on its way to the CA from another node, or may have got there from a
   // node that died before recording the answer: look for that answer before submitting.
   const bool guard_in_flight = window_ms > 0 && config_.ca.in_flight_wait.count() > 0;
-  const adcsc::ca::CaTarget target{body->dc, body->ca};
   if (guard_in_flight) {
-    if (auto other = in_flight_.Find(ca_config, body->template_name, csr_sha256, /*except_node=*/"")) {
+    if (auto other = in_flight_.Find(s.ca_config, s.template_name, s.csr_sha256, /*except_node=*/"")) {
       fields["in_flight_on"] = other->node_id;
-      auto found = AwaitInFlight(*other, target, *der, &fields);
-      if (!found.ok()) {
-        auto hr = adcsc::ca::HresultOf(found.status());
-        fields["error"] = std::string(found.status().message());
-        std::string message = hr ? CaFailureMessage(*backend_, *hr, "") : std::string(found.status().message());
-        return finish(CaFailure(found.status(), message, submit_error));
-      }
+      auto found = AwaitInFlight(*other, s.target, s.csr_der, &fields);
+      if (!found.ok()) return ca_failure(found.status());
       if (found->has_value()) return answer_with(**found);
     }
   }
-  SubmitIntent intent{ca_config, body->template_name, csr_sha256, 0, config_.ca.identity, config_.node_id};
+  SubmitIntent intent{s.ca_config, s.template_name, s.csr_sha256, 0, config_.ca.identity, config_.node_id};
   if (guard_in_flight) {
-    auto highest = store_->MaxRequestId(ca_config);
+    auto highest = store_->MaxRequestId(s.ca_config);
     intent.after_request_id = highest.ok() ? *highest : 0;
     in_flight_.Add(intent);
     if (peers_ != nullptr) peers_->AnnounceSubmit(intent, /*done=*/false);
@@ -333,38 +373,20 @@ ApiResponse ApiService::Submit(const ApiRequest& request) {
   } withdraw{this, &intent, guard_in_flight};
 
   adcsc::ca::SubmitRequest sub;
-  sub.target = target;
+  sub.target = s.target;
   sub.caller = {config_.ca.identity};
-  sub.csr_der = std::move(*der);
-  sub.template_name = body->template_name;
+  sub.csr_der = s.csr_der;
+  sub.template_name = s.template_name;
   const auto ca_started = std::chrono::steady_clock::now();
   auto answer = backend_->Submit(sub);
   fields["ca_ms"] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - ca_started).count();
-  if (!answer.ok()) {
-    auto hr = adcsc::ca::HresultOf(answer.status());
-    fields["error"] = std::string(answer.status().message());
-    if (hr) fields["hresult"] = absl::StrCat("0x", absl::Hex(*hr, absl::kZeroPad8));
-    std::string message = hr ? CaFailureMessage(*backend_, *hr, "") : std::string(answer.status().message());
-    return finish(CaFailure(answer.status(), message, submit_error));
-  }
+  if (!answer.ok()) return ca_failure(answer.status());
   fields["request_id"] = answer->request_id;
   if (answer->hresult != 0) fields["hresult"] = absl::StrCat("0x", absl::Hex(answer->hresult, absl::kZeroPad8));
   if (!answer->message.empty()) fields["ca_message"] = answer->message;
 
   if (answer->request_id != 0) {
-    RequestRecord rec;
-    rec.set_ca_config(ca_config);
-    rec.set_request_id(answer->request_id);
-    rec.set_status(RecordStatusFor(answer->disposition));
-    rec.set_disposition(static_cast<uint32_t>(answer->disposition));
-    rec.set_hresult(answer->hresult);
-    rec.set_message(answer->message);
-    rec.set_certificate_der(std::string(answer->cert_der.begin(), answer->cert_der.end()));
-    rec.set_csr_sha256(csr_sha256);
-    rec.set_template_name(body->template_name);
-    rec.set_requester(config_.ca.identity);
-    auto put = Record(rec);
-    if (!put.ok()) {
+    if (auto put = RecordCaAnswer(s, *answer); !put.ok()) {
       fields["error"] = std::string(put.message());
       return finish(Make(500,
                          WithRequestIdJson("INTERNAL_ERROR",

@@ -102,6 +102,24 @@ class ApiService {
   ApiResponse Route(const ApiRequest& request);
   ApiResponse Version();
   ApiResponse Submit(const ApiRequest& request);
+
+  // A submit's request, checked: parsed, on the allowlist, its CSR decoded and verified.
+  struct CheckedSubmit {
+    std::string ca_config;
+    std::string template_name;
+    adcsc::ca::CaTarget target;
+    std::vector<uint8_t> csr_der;
+    std::string csr_sha256;  // raw 32 bytes
+  };
+  // InvalidArgument with the BAD_REQUEST message when the request is not acceptable.
+  absl::StatusOr<CheckedSubmit> CheckSubmit(const ApiRequest& request, nlohmann::json* fields) const;
+  // An earlier request of the same CSR (CA config, template, digest) since `not_before_ms`, in
+  // this node's store or at a peer; nullopt when there is none to reuse.
+  absl::StatusOr<std::optional<adcsc::store::RequestRecord>> FindEarlierSubmit(const CheckedSubmit& s,
+                                                                               int64_t not_before_ms,
+                                                                               nlohmann::json* fields);
+  // Records the CA's answer to `s` (durably, and on a write quorum in a cluster).
+  absl::Status RecordCaAnswer(const CheckedSubmit& s, const adcsc::ca::CaResponse& answer);
   ApiResponse Retrieve(const ApiRequest& request);
 
   const Config& config_;
