@@ -118,6 +118,23 @@ class HttpsServer::Impl {
   net::awaitable<void> AcceptLoop();
   net::awaitable<void> RunSession(std::shared_ptr<Stream> stream, uint64_t id);
   net::awaitable<void> Session(std::shared_ptr<Stream> stream_ptr, uint64_t id, const Endpoints& ep);
+  // The session's steps. The TLS handshake and the client-certificate decision (nullopt: the
+  // handshake failed).
+  net::awaitable<std::optional<ClientAuthResult>> Handshake(Stream& stream, const Endpoints& ep);
+  // Waits for the first byte of the next request (header or idle timeout, shutdown rules);
+  // false when the connection should end.
+  net::awaitable<bool> AwaitRequest(const std::shared_ptr<Stream>& stream, beast::flat_buffer& buffer, uint64_t id,
+                                    bool first_request);
+  // Reads a request within the limits, answering what breaks them (431, 413, 400) itself.
+  enum class ReadOutcome { kRequest, kClose, kDrop };  // kDrop: the socket is gone, no TLS close
+  net::awaitable<ReadOutcome> ReadRequest(Stream& stream, beast::flat_buffer& buffer,
+                                          http::request_parser<http::string_body>& parser, const ClientAuthResult& auth,
+                                          const Endpoints& ep, std::chrono::steady_clock::time_point started);
+  // Hands the request to the API on the worker pool, writes the answer and the access-log
+  // line; false when the connection should close.
+  net::awaitable<bool> Respond(Stream& stream, const http::request<http::string_body>& req,
+                               const ClientAuthResult& auth, const Endpoints& ep,
+                               std::chrono::steady_clock::time_point started);
   net::awaitable<bool> WriteError(Stream& stream, int status, std::string_view code, std::string_view message,
                                   const Endpoints& ep, std::string_view method, std::string_view path,
                                   const ClientAuthResult* auth, std::chrono::steady_clock::time_point started);
@@ -413,149 +430,176 @@ static net::awaitable<ApiResponse> HandleOnWorker(ApiService* service, const Api
   co_return service->Handle(*request);
 }
 
-net::awaitable<void> HttpsServer::Impl::Session(std::shared_ptr<Stream> stream_ptr, uint64_t id, const Endpoints& ep) {
-  Stream& stream = *stream_ptr;
-  auto& tcp_layer = beast::get_lowest_layer(stream);
+net::awaitable<std::optional<ClientAuthResult>> HttpsServer::Impl::Handshake(Stream& stream, const Endpoints& ep) {
   beast::error_code ec;
-  tcp_layer.expires_after(config_.handshake_timeout);
+  beast::get_lowest_layer(stream).expires_after(config_.handshake_timeout);
   co_await stream.async_handshake(ssl::stream_base::server, net::redirect_error(net::use_awaitable, ec));
   if (ec) {
     counters_.handshake_failures++;
     log_->Debug("tls_handshake_failed", {{"remote", ep.remote_ip}, {"error", ec.message()}});
-    co_return;
+    co_return std::nullopt;
   }
   if (SSL_session_reused(stream.native_handle())) counters_.handshakes_resumed++;
-  const ClientAuthResult auth = authorizer_->AuthorizeSsl(stream.native_handle());
+  co_return authorizer_->AuthorizeSsl(stream.native_handle());
+}
 
-  beast::flat_buffer buffer;
-  bool first_request = true;
-  for (;;) {
-    // While stopping, a connection still gets to send its first request (Jamf Pro opens a
-    // connection per request, so one that was just accepted carries a request in flight);
-    // a kept-alive connection is closed instead of waiting for another.
-    if (shutting_down_ && !first_request) break;
-    // Wait for the first byte of the next request: the header timeout applies to a new
-    // connection, the idle timeout between keep-alive requests.
-    if (buffer.size() == 0) {
-      auto wait = first_request ? config_.header_timeout : config_.idle_timeout;
-      if (shutting_down_) {
-        wait = std::min<std::chrono::milliseconds>(wait, kShutdownIdleGrace);
-      }
-      tcp_layer.expires_after(wait);
-      RegisterIdle(id, stream_ptr);
-      if (shutting_down_) {
-        // Shutdown began between the check above and the registration, so it may have
-        // missed this connection: apply its rule here.
-        if (!first_request) break;
-        tcp_layer.expires_after(std::min<std::chrono::milliseconds>(wait, kShutdownIdleGrace));
-      }
-      auto got =
-          co_await stream.async_read_some(buffer.prepare(kReadChunk), net::redirect_error(net::use_awaitable, ec));
-      if (ec) break;  // closed, idle timeout, or shutdown cancelled the wait
-      buffer.commit(got);
+net::awaitable<bool> HttpsServer::Impl::AwaitRequest(const std::shared_ptr<Stream>& stream, beast::flat_buffer& buffer,
+                                                     uint64_t id, bool first_request) {
+  // While stopping, a connection still gets to send its first request (Jamf Pro opens a
+  // connection per request, so one that was just accepted carries a request in flight);
+  // a kept-alive connection is closed instead of waiting for another.
+  if (shutting_down_ && !first_request) co_return false;
+  if (buffer.size() == 0) {
+    // The header timeout applies to a new connection, the idle timeout between keep-alive
+    // requests.
+    auto& tcp_layer = beast::get_lowest_layer(*stream);
+    auto wait = first_request ? config_.header_timeout : config_.idle_timeout;
+    if (shutting_down_) wait = std::min<std::chrono::milliseconds>(wait, kShutdownIdleGrace);
+    tcp_layer.expires_after(wait);
+    RegisterIdle(id, stream);
+    if (shutting_down_) {
+      // Shutdown began between the check above and the registration, so it may have
+      // missed this connection: apply its rule here.
+      if (!first_request) co_return false;
+      tcp_layer.expires_after(std::min<std::chrono::milliseconds>(wait, kShutdownIdleGrace));
     }
-    UnregisterIdle(id);
-    first_request = false;
-    const auto started = std::chrono::steady_clock::now();
-
-    http::request_parser<http::string_body> parser;
-    parser.header_limit(kMaxHeaderBytes);
-    parser.body_limit(config_.max_body_bytes);
-    tcp_layer.expires_after(config_.header_timeout);
-    co_await http::async_read_header(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
-    if (ec == beast::error::timeout) {
-      counters_.header_timeouts++;
-      log_->Warn("slow_client",
-                 {{"remote", ep.remote_ip}, {"reason", "request headers not complete within api.header_timeout_ms"}});
-      co_return;
-    }
-    if (ec == http::error::header_limit) {
-      co_await WriteError(stream, 431, "HEADERS_TOO_LARGE", "request headers exceed 16 KiB", ep, "-", "-", &auth,
-                          started);
-      break;
-    }
-    if (ec == http::error::body_limit) {
-      co_await WriteTooLarge(stream, parser.get(), ep, &auth, started);
-      break;
-    }
-    if (ec) {
-      if (ec != http::error::end_of_stream && ec != net::error::eof && ec != ssl::error::stream_truncated &&
-          ec != net::error::operation_aborted) {
-        co_await WriteError(stream, 400, "BAD_REQUEST", absl::StrCat("malformed HTTP request: ", ec.message()), ep, "-",
-                            "-", &auth, started);
-      }
-      break;
-    }
-    // A refused client gets its 403 and nothing more: no invitation to send a body it
-    // announced with Expect: 100-continue (it must not send it then; RFC 9110 10.1.1), and the
-    // connection closes after the answer.
-    const bool refused = !auth.ok;
-    const bool expects_continue = http::token_list{parser.get()[http::field::expect]}.exists("100-continue");
-    if (expects_continue && !refused) {
-      http::response<http::empty_body> cont{http::status::continue_, 11};
-      co_await http::async_write(stream, cont, net::redirect_error(net::use_awaitable, ec));
-      if (ec) break;
-    }
-    tcp_layer.expires_after(config_.request_timeout);
-    if (!parser.is_done() && !(refused && expects_continue)) {
-      co_await http::async_read(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
-    }
-    if (ec == http::error::body_limit) {
-      co_await WriteTooLarge(stream, parser.get(), ep, &auth, started);
-      break;
-    }
-    if (ec) {
-      if (ec == beast::error::timeout)
-        log_->Warn("slow_client",
-                   {{"remote", ep.remote_ip}, {"reason", "request body not complete within api.request_timeout_ms"}});
-      break;
-    }
-    counters_.requests++;
-    http::request<http::string_body> req = parser.release();
-    const std::string user_agent(req[http::field::user_agent]);
-    auto caller = ResolveRequestCaller(req, auth, ep);
-    if (!caller.ok()) {
-      log_->Warn("bad_forwarded_identity",
-                 {{"remote", ep.remote_ip}, {"error", std::string(caller.status().message())}});
-      co_await WriteError(stream, 400, "BAD_REQUEST", std::string(caller.status().message()), ep, req.method_string(),
-                          req.target(), &auth, started);
-      break;
-    }
-    ApiRequest api;
-    api.method = req.method_string();
-    api.target = req.target();
-    api.body = req.body();
-    api.user_agent = user_agent;
-    api.remote = caller->remote;
-    api.auth = &caller->auth;
-    api.proxy_pin = caller->proxy_pin;
-    ApiResponse answer =
-        co_await net::co_spawn(workers_->get_executor(), HandleOnWorker(service_, &api), net::use_awaitable);
-
-    http::response<http::string_body> res{static_cast<http::status>(answer.status), req.version()};
-    res.set(http::field::server, "adcsc");
-    res.set(http::field::content_type, "application/json; charset=utf-8");
-    if (!answer.allow.empty()) res.set(http::field::allow, answer.allow);
-    if (!answer.node.empty()) res.set("X-Adcsc-Node", answer.node);
-    res.keep_alive(req.keep_alive() && !shutting_down_ && !answer.close_connection);
-    res.body() = std::move(answer.body);
-    res.prepare_payload();
-    tcp_layer.expires_after(config_.request_timeout);
-    co_await http::async_write(stream, res, net::redirect_error(net::use_awaitable, ec));
-    AccessFacts facts;
-    facts.method = req.method_string();
-    facts.target = req.target();
-    facts.user_agent = user_agent;
-    facts.referer = req[http::field::referer];
-    facts.auth = &caller->auth;
-    facts.client_ip = caller->remote;
-    facts.status = answer.status;
-    facts.substatus = answer.iis_substatus;
-    facts.win32_status = answer.win32_status;
-    WriteAccess(ep, facts, started);
-    if (ec || !res.keep_alive()) break;
+    beast::error_code ec;
+    auto got =
+        co_await stream->async_read_some(buffer.prepare(kReadChunk), net::redirect_error(net::use_awaitable, ec));
+    if (ec) co_return false;  // closed, idle timeout, or shutdown cancelled the wait
+    buffer.commit(got);
   }
-  tcp_layer.expires_after(kTlsShutdownTimeout);
+  UnregisterIdle(id);
+  co_return true;
+}
+
+net::awaitable<HttpsServer::Impl::ReadOutcome> HttpsServer::Impl::ReadRequest(
+    Stream& stream, beast::flat_buffer& buffer, http::request_parser<http::string_body>& parser,
+    const ClientAuthResult& auth, const Endpoints& ep, std::chrono::steady_clock::time_point started) {
+  auto& tcp_layer = beast::get_lowest_layer(stream);
+  beast::error_code ec;
+  parser.header_limit(kMaxHeaderBytes);
+  parser.body_limit(config_.max_body_bytes);
+  tcp_layer.expires_after(config_.header_timeout);
+  co_await http::async_read_header(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
+  if (ec == beast::error::timeout) {
+    counters_.header_timeouts++;
+    log_->Warn("slow_client",
+               {{"remote", ep.remote_ip}, {"reason", "request headers not complete within api.header_timeout_ms"}});
+    co_return ReadOutcome::kDrop;
+  }
+  if (ec == http::error::header_limit) {
+    co_await WriteError(stream, 431, "HEADERS_TOO_LARGE", "request headers exceed 16 KiB", ep, "-", "-", &auth,
+                        started);
+    co_return ReadOutcome::kClose;
+  }
+  if (ec == http::error::body_limit) {
+    co_await WriteTooLarge(stream, parser.get(), ep, &auth, started);
+    co_return ReadOutcome::kClose;
+  }
+  if (ec) {
+    if (ec != http::error::end_of_stream && ec != net::error::eof && ec != ssl::error::stream_truncated &&
+        ec != net::error::operation_aborted) {
+      co_await WriteError(stream, 400, "BAD_REQUEST", absl::StrCat("malformed HTTP request: ", ec.message()), ep, "-",
+                          "-", &auth, started);
+    }
+    co_return ReadOutcome::kClose;
+  }
+  // A refused client gets its 403 and nothing more: no invitation to send a body it
+  // announced with Expect: 100-continue (it must not send it then; RFC 9110 10.1.1), and the
+  // connection closes after the answer.
+  const bool refused = !auth.ok;
+  const bool expects_continue = http::token_list{parser.get()[http::field::expect]}.exists("100-continue");
+  if (expects_continue && !refused) {
+    http::response<http::empty_body> cont{http::status::continue_, 11};
+    co_await http::async_write(stream, cont, net::redirect_error(net::use_awaitable, ec));
+    if (ec) co_return ReadOutcome::kClose;
+  }
+  tcp_layer.expires_after(config_.request_timeout);
+  if (!parser.is_done() && !(refused && expects_continue)) {
+    co_await http::async_read(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
+  }
+  if (ec == http::error::body_limit) {
+    co_await WriteTooLarge(stream, parser.get(), ep, &auth, started);
+    co_return ReadOutcome::kClose;
+  }
+  if (ec) {
+    if (ec == beast::error::timeout) {
+      log_->Warn("slow_client",
+                 {{"remote", ep.remote_ip}, {"reason", "request body not complete within api.request_timeout_ms"}});
+    }
+    co_return ReadOutcome::kClose;
+  }
+  counters_.requests++;
+  co_return ReadOutcome::kRequest;
+}
+
+net::awaitable<bool> HttpsServer::Impl::Respond(Stream& stream, const http::request<http::string_body>& req,
+                                                const ClientAuthResult& auth, const Endpoints& ep,
+                                                std::chrono::steady_clock::time_point started) {
+  const std::string user_agent(req[http::field::user_agent]);
+  auto caller = ResolveRequestCaller(req, auth, ep);
+  if (!caller.ok()) {
+    log_->Warn("bad_forwarded_identity", {{"remote", ep.remote_ip}, {"error", std::string(caller.status().message())}});
+    co_await WriteError(stream, 400, "BAD_REQUEST", std::string(caller.status().message()), ep, req.method_string(),
+                        req.target(), &auth, started);
+    co_return false;
+  }
+  ApiRequest api;
+  api.method = req.method_string();
+  api.target = req.target();
+  api.body = req.body();
+  api.user_agent = user_agent;
+  api.remote = caller->remote;
+  api.auth = &caller->auth;
+  api.proxy_pin = caller->proxy_pin;
+  ApiResponse answer =
+      co_await net::co_spawn(workers_->get_executor(), HandleOnWorker(service_, &api), net::use_awaitable);
+
+  http::response<http::string_body> res{static_cast<http::status>(answer.status), req.version()};
+  res.set(http::field::server, "adcsc");
+  res.set(http::field::content_type, "application/json; charset=utf-8");
+  if (!answer.allow.empty()) res.set(http::field::allow, answer.allow);
+  if (!answer.node.empty()) res.set("X-Adcsc-Node", answer.node);
+  res.keep_alive(req.keep_alive() && !shutting_down_ && !answer.close_connection);
+  res.body() = std::move(answer.body);
+  res.prepare_payload();
+  beast::get_lowest_layer(stream).expires_after(config_.request_timeout);
+  beast::error_code ec;
+  co_await http::async_write(stream, res, net::redirect_error(net::use_awaitable, ec));
+  AccessFacts facts;
+  facts.method = req.method_string();
+  facts.target = req.target();
+  facts.user_agent = user_agent;
+  facts.referer = req[http::field::referer];
+  facts.auth = &caller->auth;
+  facts.client_ip = caller->remote;
+  facts.status = answer.status;
+  facts.substatus = answer.iis_substatus;
+  facts.win32_status = answer.win32_status;
+  WriteAccess(ep, facts, started);
+  co_return !ec && res.keep_alive();
+}
+
+// One connection: the handshake and its client-certificate decision, then requests until the
+// client or a limit ends it, then the TLS close.
+net::awaitable<void> HttpsServer::Impl::Session(std::shared_ptr<Stream> stream_ptr, uint64_t id, const Endpoints& ep) {
+  Stream& stream = *stream_ptr;
+  const std::optional<ClientAuthResult> auth = co_await Handshake(stream, ep);
+  if (!auth.has_value()) co_return;
+  beast::flat_buffer buffer;
+  for (bool first_request = true;; first_request = false) {
+    if (!co_await AwaitRequest(stream_ptr, buffer, id, first_request)) break;
+    const auto started = std::chrono::steady_clock::now();
+    http::request_parser<http::string_body> parser;
+    const ReadOutcome read = co_await ReadRequest(stream, buffer, parser, *auth, ep, started);
+    if (read == ReadOutcome::kDrop) co_return;  // the timer closed the socket already
+    if (read == ReadOutcome::kClose) break;
+    const http::request<http::string_body> req = parser.release();
+    if (!co_await Respond(stream, req, *auth, ep, started)) break;
+  }
+  beast::error_code ec;
+  beast::get_lowest_layer(stream).expires_after(kTlsShutdownTimeout);
   co_await stream.async_shutdown(net::redirect_error(net::use_awaitable, ec));
 }
 
