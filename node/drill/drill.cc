@@ -30,6 +30,7 @@ class Run {
  public:
   explicit Run(Clock::time_point t0) : t0_(t0) {}
 
+  Clock::time_point t0() const { return t0_; }
   int64_t Now() const { return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0_).count(); }
   void SetPhase(const std::string& phase) {
     std::lock_guard lock(mu_);
@@ -252,26 +253,8 @@ void CountDuplicates(const DrillConfig& config, const std::string& cn_prefix, Ve
   v->duplicates_how = absl::StrCat("the CA's request list: ", per_cn.size(), " CSRs of this drill");
 }
 
-}  // namespace
-
-bool KnownScenario(const std::string& s) {
-  return s == "kill" || s == "drain" || s == "partition" || s == "ca-outage" || s == "rolling-restart";
-}
-
-absl::StatusOr<DrillReport> RunDrill(const DrillConfig& config, DrillOptions options, NodeControl* control) {
-  if (!KnownScenario(options.scenario)) {
-    return absl::InvalidArgumentError(absl::StrCat("unknown scenario \"", options.scenario,
-                                                   "\" (kill, drain, partition, ca-outage, rolling-restart)"));
-  }
-  if (options.target.empty()) options.target = config.nodes.back().id;
-  const DrillNode* target = config.Find(options.target);
-  if (target == nullptr) {
-    std::string ids;
-    for (const DrillNode& n : config.nodes) ids += (ids.empty() ? "" : ", ") + n.id;
-    return absl::InvalidArgumentError(
-        absl::StrCat("node \"", options.target, "\" is not in ", config.source.string(), " (", ids, ")"));
-  }
-  // What each scenario needs from the drill file, checked before any traffic.
+// What a scenario needs from the drill file, checked before any traffic.
+absl::Status CheckScenarioNeeds(const DrillConfig& config, const DrillOptions& options, const DrillNode* target) {
   auto need = [&](const DrillNode& n, bool ok, const std::string& key) -> absl::Status {
     if (ok) return absl::OkStatus();
     return absl::FailedPreconditionError(absl::StrCat("scenario ", options.scenario, " needs ", key, " for node ", n.id,
@@ -297,147 +280,228 @@ absl::StatusOr<DrillReport> RunDrill(const DrillConfig& config, DrillOptions opt
           absl::StrCat("scenario ", options.scenario, " needs an [admin] section in ", config.source.string()));
     }
   }
+  return absl::OkStatus();
+}
 
+// The traffic's settings from the drill file: where Jamf-like clients go and as whom.
+void FillTrafficFromConfig(const DrillConfig& config, TrafficOptions* t) {
+  t->url = config.lb_url;
+  t->cert = config.client_cert;
+  t->key = config.client_key;
+  t->server_ca = config.server_ca;
+  t->dc = config.dc;
+  t->ca = config.ca;
+  t->template_name = config.template_name;
+  if (t->cn_prefix == "drill") t->cn_prefix = absl::StrCat("drill-", std::time(nullptr));
+}
+
+// One drill in progress: the timeline, HAProxy's view, the report being filled, and the
+// steps a scenario is made of.
+class DrillRun {
+ public:
+  DrillRun(const DrillConfig& config, const DrillOptions& options, NodeControl* control, DrillReport* report)
+      : config_(config),
+        options_(options),
+        control_(control),
+        report_(report),
+        run_(Clock::now()),
+        watcher_(config, &run_) {}
+
+  Run& run() { return run_; }
+  bool lb_watched() const { return watcher_.active(); }
+
+  // Notes the action when it starts (the timeline orders it before what it causes), and a
+  // failure when it ends. True when it succeeded.
+  bool Act(const std::string& what, const std::function<absl::Status()>& action) {
+    run_.Note(what);
+    const absl::Status s = action();
+    if (!s.ok()) {
+      run_.Note(absl::StrCat(what, " FAILED: ", s.message()));
+      report_->action_failures.push_back(absl::StrCat(what, ": ", s.message()));
+    }
+    return s.ok();
+  }
+  bool Ready(const DrillNode& n) { return control_->Probe(n).ready; }
+  bool LbUp(const DrillNode& n) {
+    auto st = run_.LbNow(n.lb_server);
+    return !watcher_.active() || (st.has_value() && absl::StartsWith(*st, "UP"));
+  }
+  bool LbOut(const DrillNode& n) {
+    auto st = run_.LbNow(n.lb_server);
+    return st.has_value() && !absl::StartsWith(*st, "UP");
+  }
+  // Waits until `n` is ready and in rotation again; notes it either way.
+  void AwaitBack(const DrillNode& n) {
+    if (WaitFor([&] { return Ready(n) && LbUp(n); }, options_.recover_timeout)) {
+      run_.Note(n.id + " ready" + (watcher_.active() ? " and UP in the load balancer" : ""));
+    } else {
+      run_.Note(n.id + " NOT back within " + std::to_string(options_.recover_timeout.count()) + " ms");
+      report_->action_failures.push_back(n.id + " was not back within the recovery timeout");
+    }
+  }
+
+  // kill, drain, partition, ca-outage: the fault on `target`, held, then undone. Returns when
+  // the fault struck and when it was undone.
+  std::pair<int64_t, int64_t> SingleNodeFault(const DrillNode& target) {
+    const std::string& scenario = options_.scenario;
+    NodeControl* c = control_;
+    run_.SetPhase("fault");
+    const int64_t fault_at = run_.Now();
+    if (scenario == "kill") Act("kill -9 " + target.id, [&] { return c->Kill(target); });
+    if (scenario == "drain") Act("drain " + target.id, [&] { return c->SetMode(target, "drain"); });
+    if (scenario == "partition")
+      Act("cut " + target.id + " off from its peers", [&] { return c->SetFault(target, true, std::nullopt); });
+    if (scenario == "ca-outage")
+      Act("cut " + target.id + " off from its CA", [&] { return c->SetFault(target, std::nullopt, true); });
+    std::this_thread::sleep_for(options_.hold);
+    run_.SetPhase("recovery");
+    const int64_t restore_at = run_.Now();
+    if (scenario == "kill") Act("start " + target.id, [&] { return c->Start(target); });
+    if (scenario == "drain") Act("resume " + target.id, [&] { return c->SetMode(target, "active"); });
+    if (scenario == "partition")
+      Act("heal " + target.id + " (peers)", [&] { return c->SetFault(target, false, std::nullopt); });
+    if (scenario == "ca-outage")
+      Act("heal " + target.id + " (CA)", [&] { return c->SetFault(target, std::nullopt, false); });
+    AwaitBack(target);
+    return {fault_at, restore_at};
+  }
+
+  // rolling-restart: drain, stop, start and resume, node by node. Returns when the last was
+  // back.
+  int64_t RollingRestart() {
+    NodeControl* c = control_;
+    for (const DrillNode& n : config_.nodes) {
+      run_.SetPhase("restart " + n.id);
+      if (!Act("drain " + n.id, [&] { return c->SetMode(n, "drain"); })) continue;
+      if (watcher_.active()) WaitFor([&] { return LbOut(n); }, std::chrono::seconds(10));
+      Act("stop " + n.id + " (SIGTERM)", [&] { return c->Stop(n, std::chrono::seconds(30)); });
+      Act("start " + n.id, [&] { return c->Start(n); });
+      WaitFor([&] { return Ready(n) || c->Probe(n).answered; }, options_.recover_timeout);
+      Act("resume " + n.id, [&] { return c->SetMode(n, "active"); });
+      if (!WaitFor([&] { return Ready(n) && LbUp(n); }, options_.recover_timeout)) {
+        run_.Note(n.id + " NOT back within " + std::to_string(options_.recover_timeout.count()) + " ms");
+        report_->action_failures.push_back(n.id + " was not back within the recovery timeout");
+      }
+    }
+    return run_.Now();
+  }
+
+  // Once the node is back: everything any node held by then must reach every node.
+  void AwaitConvergence(int64_t restore_at, bool rolling) {
+    const auto held = HeldNow(config_, control_);
+    if (WaitFor([&] { return Converged(config_, control_, held); }, options_.recover_timeout)) {
+      run_.Note("replication converged (every node holds every write made before the node was back)");
+      report_->timings.converged_ms = run_.Now() - restore_at;
+      report_->timings.converged_how = rolling ? "after the last restart" : "from the restore";
+    } else {
+      report_->timings.converged_how = "not within the recovery timeout";
+    }
+  }
+
+  // When the load balancer stopped using `target`, and when it used it again: its own view
+  // when we have it, else the answers the node signed.
+  void MeasureLbTimings(const DrillNode& target, const std::vector<Sample>& samples, int64_t fault_at,
+                        int64_t restore_at) {
+    Timings& timings = report_->timings;
+    if (watcher_.active()) {
+      if (auto seen = run_.LbFirst(target.lb_server, /*up=*/false, fault_at)) {
+        timings.lb_stopped_ms = seen->first - fault_at;
+        timings.lb_stopped_how = "HAProxy marked it " + seen->second;
+      } else {
+        timings.lb_stopped_how = "HAProxy kept it in rotation";
+      }
+      if (!timings.lb_stopped_ms.has_value()) {
+        timings.node_back_how = "it never left the rotation";
+      } else if (auto seen = run_.LbFirst(target.lb_server, /*up=*/true, restore_at)) {
+        timings.node_back_ms = seen->first - restore_at;
+        timings.node_back_how = "HAProxy marked it UP again";
+      } else {
+        timings.node_back_how = "HAProxy did not mark it UP again in time";
+      }
+      return;
+    }
+    int64_t last = -1, first_back = -1;
+    for (const Sample& s : samples) {
+      if (s.node != target.id) continue;
+      if (s.start_ms >= fault_at && s.start_ms < restore_at) last = std::max(last, s.end_ms);
+      if (s.start_ms >= restore_at && (first_back < 0 || s.end_ms < first_back)) first_back = s.end_ms;
+    }
+    timings.lb_stopped_ms = std::max<int64_t>(0, last - fault_at);
+    timings.lb_stopped_how = last < 0 ? "no answer from the node after the fault" : "its last answer";
+    if (first_back >= 0) {
+      timings.node_back_ms = first_back - restore_at;
+      timings.node_back_how = "its first answer after the restore";
+    }
+  }
+
+ private:
+  const DrillConfig& config_;
+  const DrillOptions& options_;
+  NodeControl* control_;
+  DrillReport* report_;
+  Run run_;
+  LbWatcher watcher_;
+};
+
+}  // namespace
+
+bool KnownScenario(const std::string& s) {
+  return s == "kill" || s == "drain" || s == "partition" || s == "ca-outage" || s == "rolling-restart";
+}
+
+// A drill: checks, then traffic (baseline), the scenario, convergence, more traffic (after),
+// then verification of every acknowledged request and the report.
+absl::StatusOr<DrillReport> RunDrill(const DrillConfig& config, DrillOptions options, NodeControl* control) {
+  if (!KnownScenario(options.scenario)) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown scenario \"", options.scenario,
+                                                   "\" (kill, drain, partition, ca-outage, rolling-restart)"));
+  }
+  if (options.target.empty()) options.target = config.nodes.back().id;
+  const DrillNode* target = config.Find(options.target);
+  if (target == nullptr) {
+    std::string ids;
+    for (const DrillNode& n : config.nodes) ids += (ids.empty() ? "" : ", ") + n.id;
+    return absl::InvalidArgumentError(
+        absl::StrCat("node \"", options.target, "\" is not in ", config.source.string(), " (", ids, ")"));
+  }
+  if (auto s = CheckScenarioNeeds(config, options, target); !s.ok()) return s;
+  const bool rolling = options.scenario == "rolling-restart";
   TrafficOptions& t = options.traffic;
-  t.url = config.lb_url;
-  t.cert = config.client_cert;
-  t.key = config.client_key;
-  t.server_ca = config.server_ca;
-  t.dc = config.dc;
-  t.ca = config.ca;
-  t.template_name = config.template_name;
-  if (t.cn_prefix == "drill") t.cn_prefix = absl::StrCat("drill-", std::time(nullptr));
+  FillTrafficFromConfig(config, &t);
 
-  const Clock::time_point t0 = Clock::now();
-  Run run(t0);
   DrillReport report;
   report.scenario = options.scenario;
   report.target = rolling ? "every node" : target->id;
   report.lb_url = config.lb_url;
   report.lb_mode = config.lb_mode;
   report.started_at = UtcNow();
-
-  LbWatcher watcher(config, &run);
+  DrillRun drill(config, options, control, &report);
+  Run& run = drill.run();
   run.SetPhase("baseline");
   Traffic traffic(
-      t, [&run] { return run.Phase(); }, t0);
+      t, [&run] { return run.Phase(); }, run.t0());
   if (auto s = traffic.Start(); !s.ok()) return s;
   std::this_thread::sleep_for(options.warmup);
 
   int64_t fault_at = -1, restore_at = -1;
-  // Notes the action when it starts (the timeline orders it before what it causes), and a
-  // failure when it ends.
-  auto act = [&](const std::string& what, const std::function<absl::Status()>& action) {
-    run.Note(what);
-    const absl::Status s = action();
-    if (!s.ok()) {
-      run.Note(absl::StrCat(what, " FAILED: ", s.message()));
-      report.action_failures.push_back(absl::StrCat(what, ": ", s.message()));
-    }
-    return s.ok();
-  };
-  auto ready = [&](const DrillNode& n) { return control->Probe(n).ready; };
-  auto lb_up = [&](const DrillNode& n) {
-    auto st = run.LbNow(n.lb_server);
-    return !watcher.active() || (st.has_value() && absl::StartsWith(*st, "UP"));
-  };
-  auto lb_out = [&](const DrillNode& n) {
-    auto st = run.LbNow(n.lb_server);
-    return st.has_value() && !absl::StartsWith(*st, "UP");
-  };
-
-  if (!rolling) {
-    run.SetPhase("fault");
-    fault_at = run.Now();
-    if (options.scenario == "kill") act("kill -9 " + target->id, [&] { return control->Kill(*target); });
-    if (options.scenario == "drain") act("drain " + target->id, [&] { return control->SetMode(*target, "drain"); });
-    if (options.scenario == "partition")
-      act("cut " + target->id + " off from its peers", [&] { return control->SetFault(*target, true, std::nullopt); });
-    if (options.scenario == "ca-outage")
-      act("cut " + target->id + " off from its CA", [&] { return control->SetFault(*target, std::nullopt, true); });
-    std::this_thread::sleep_for(options.hold);
-    run.SetPhase("recovery");
-    restore_at = run.Now();
-    if (options.scenario == "kill") act("start " + target->id, [&] { return control->Start(*target); });
-    if (options.scenario == "drain") act("resume " + target->id, [&] { return control->SetMode(*target, "active"); });
-    if (options.scenario == "partition")
-      act("heal " + target->id + " (peers)", [&] { return control->SetFault(*target, false, std::nullopt); });
-    if (options.scenario == "ca-outage")
-      act("heal " + target->id + " (CA)", [&] { return control->SetFault(*target, std::nullopt, false); });
-    if (WaitFor([&] { return ready(*target) && lb_up(*target); }, options.recover_timeout)) {
-      run.Note(target->id + " ready" + (watcher.active() ? " and UP in the load balancer" : ""));
-    } else {
-      run.Note(target->id + " NOT back within " + std::to_string(options.recover_timeout.count()) + " ms");
-      report.action_failures.push_back(target->id + " was not back within the recovery timeout");
-    }
+  if (rolling) {
+    restore_at = drill.RollingRestart();
   } else {
-    for (const DrillNode& n : config.nodes) {
-      run.SetPhase("restart " + n.id);
-      if (!act("drain " + n.id, [&] { return control->SetMode(n, "drain"); })) continue;
-      if (watcher.active()) WaitFor([&] { return lb_out(n); }, std::chrono::seconds(10));
-      act("stop " + n.id + " (SIGTERM)", [&] { return control->Stop(n, std::chrono::seconds(30)); });
-      act("start " + n.id, [&] { return control->Start(n); });
-      WaitFor([&] { return ready(n) || control->Probe(n).answered; }, options.recover_timeout);
-      act("resume " + n.id, [&] { return control->SetMode(n, "active"); });
-      if (!WaitFor([&] { return ready(n) && lb_up(n); }, options.recover_timeout)) {
-        run.Note(n.id + " NOT back within " + std::to_string(options.recover_timeout.count()) + " ms");
-        report.action_failures.push_back(n.id + " was not back within the recovery timeout");
-      }
-    }
-    restore_at = run.Now();
+    std::tie(fault_at, restore_at) = drill.SingleNodeFault(*target);
   }
-  // Once the node is back: everything any node held by then must reach every node.
-  const auto held = HeldNow(config, control);
-  if (WaitFor([&] { return Converged(config, control, held); }, options.recover_timeout)) {
-    run.Note("replication converged (every node holds every write made before the node was back)");
-    report.timings.converged_ms = run.Now() - restore_at;
-    report.timings.converged_how = rolling ? "after the last restart" : "from the restore";
-  } else {
-    report.timings.converged_how = "not within the recovery timeout";
-  }
+  drill.AwaitConvergence(restore_at, rolling);
   run.SetPhase("after");
   std::this_thread::sleep_for(options.tail);
   traffic.Stop();
   run.Note("traffic stopped");
 
   const std::vector<Sample> samples = traffic.samples();
-  // When the load balancer stopped using the node, and when it used it again: its own view
-  // when we have it, else the answers the node signed.
-  if (!rolling) {
-    if (watcher.active()) {
-      if (auto seen = run.LbFirst(target->lb_server, /*up=*/false, fault_at)) {
-        report.timings.lb_stopped_ms = seen->first - fault_at;
-        report.timings.lb_stopped_how = "HAProxy marked it " + seen->second;
-      } else {
-        report.timings.lb_stopped_how = "HAProxy kept it in rotation";
-      }
-      if (!report.timings.lb_stopped_ms.has_value()) {
-        report.timings.node_back_how = "it never left the rotation";
-      } else if (auto seen = run.LbFirst(target->lb_server, /*up=*/true, restore_at)) {
-        report.timings.node_back_ms = seen->first - restore_at;
-        report.timings.node_back_how = "HAProxy marked it UP again";
-      } else {
-        report.timings.node_back_how = "HAProxy did not mark it UP again in time";
-      }
-    } else {
-      int64_t last = -1, first_back = -1;
-      for (const Sample& s : samples) {
-        if (s.node != target->id) continue;
-        if (s.start_ms >= fault_at && s.start_ms < restore_at) last = std::max(last, s.end_ms);
-        if (s.start_ms >= restore_at && (first_back < 0 || s.end_ms < first_back)) first_back = s.end_ms;
-      }
-      report.timings.lb_stopped_ms = std::max<int64_t>(0, last - fault_at);
-      report.timings.lb_stopped_how = last < 0 ? "no answer from the node after the fault" : "its last answer";
-      if (first_back >= 0) {
-        report.timings.node_back_ms = first_back - restore_at;
-        report.timings.node_back_how = "its first answer after the restore";
-      }
-    }
-  } else {
+  if (rolling) {
     report.timings.lb_stopped_how = "per node: see the timeline";
     report.timings.node_back_how = "per node: see the timeline";
+  } else {
+    drill.MeasureLbTimings(*target, samples, fault_at, restore_at);
   }
-
   report.verification = Verify(config, t, traffic.acknowledged());
   CountDuplicates(config, t.cn_prefix, &report.verification);
   report.events = run.events();
