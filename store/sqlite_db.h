@@ -173,6 +173,8 @@ class Connection {
   bool autocommit() const { return sqlite3_get_autocommit(db_) != 0; }
   const std::filesystem::path& path() const { return path_; }
   sqlite3* raw() { return db_; }
+  // The rowid of the last row this connection inserted (sqlite3_last_insert_rowid).
+  int64_t LastInsertRowId() const { return sqlite3_last_insert_rowid(db_); }
 
   // Upper bound on cached statements, so a caller that passes varying SQL text by mistake
   // costs a prepare per call rather than unbounded memory. RequestStore caches six on its

@@ -19,6 +19,7 @@
 #include "node/pki/absl_view.h"
 #include "node/pki/csr.h"
 #include "node/pki/x509.h"
+#include "store/sqlite_db.h"
 #include "store/wal_checkpointer.h"
 
 namespace adcsc::ca {
@@ -78,62 +79,21 @@ std::string_view DispositionName(Disposition d) {
   return "unknown";
 }
 
-// A prepared statement, finalised on destruction. Use only while holding the DB lock.
-class Statement {
- public:
-  Statement(sqlite3* db, const char* sql) : db_(db) { rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr); }
-  ~Statement() { sqlite3_finalize(stmt_); }
-  Statement(const Statement&) = delete;
-  Statement& operator=(const Statement&) = delete;
+using store::sqlite::Statement;
 
-  bool prepared() const { return rc_ == SQLITE_OK; }
-  Statement& Bind(int i, int64_t v) {
-    Check(sqlite3_bind_int64(stmt_, i, v));
-    return *this;
+// Bytes as a BLOB column value; an empty value is stored as NULL, as before.
+void BindBytes(Statement& st, int index, const std::vector<uint8_t>& bytes) {
+  if (bytes.empty()) {
+    st.BindNull(index);
+  } else {
+    st.BindBlob(index, std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
   }
-  Statement& Bind(int i, const std::string& v) {
-    Check(sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
-    return *this;
-  }
-  Statement& Bind(int i, const std::vector<uint8_t>& v) {
-    if (v.empty()) {
-      Check(sqlite3_bind_null(stmt_, i));
-    } else {
-      Check(sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
-    }
-    return *this;
-  }
-  Statement& BindNull(int i) {
-    Check(sqlite3_bind_null(stmt_, i));
-    return *this;
-  }
-  // SQLITE_ROW or SQLITE_DONE; anything else is an error (see error()).
-  int Step() {
-    if (rc_ != SQLITE_OK) return rc_;
-    const int rc = sqlite3_step(stmt_);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) rc_ = rc;
-    return rc;
-  }
-  int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
-  bool IsNull(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
-  std::string Text(int col) const {
-    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
-    return p == nullptr ? std::string() : std::string(p, sqlite3_column_bytes(stmt_, col));
-  }
-  std::vector<uint8_t> Blob(int col) const {
-    const auto* p = static_cast<const uint8_t*>(sqlite3_column_blob(stmt_, col));
-    return p == nullptr ? std::vector<uint8_t>() : std::vector<uint8_t>(p, p + sqlite3_column_bytes(stmt_, col));
-  }
-  std::string error() const { return absl::StrCat(sqlite3_errstr(rc_), " (", sqlite3_errmsg(db_), ")"); }
+}
 
- private:
-  void Check(int rc) {
-    if (rc != SQLITE_OK && rc_ == SQLITE_OK) rc_ = rc;
-  }
-  sqlite3* db_;
-  sqlite3_stmt* stmt_ = nullptr;
-  int rc_ = SQLITE_OK;
-};
+std::vector<uint8_t> ColumnBytes(const Statement& st, int column) {
+  const std::string blob = st.ColumnBlob(column);
+  return std::vector<uint8_t>(blob.begin(), blob.end());
+}
 
 std::string DbErrorText(const std::filesystem::path& dir, std::string_view what, const std::string& detail) {
   return absl::StrCat("local CA database ", (dir / kDatabaseFile).string(), ": ", pki::AbslView(what), ": ", detail);
@@ -218,7 +178,7 @@ LocalCa::~LocalCa() {
   // First: its hook points into db_, and its own connection must close before db_ does, so
   // that db_'s close, as the last one, checkpoints and removes the WAL.
   checkpointer_.reset();
-  if (db_ != nullptr) sqlite3_close_v2(db_);
+  db_.reset();
 }
 
 absl::StatusOr<std::unique_ptr<LocalCa>> LocalCa::Open(LocalCaOptions options) {
@@ -310,37 +270,26 @@ absl::Status LocalCa::LoadOrCreateCa() {
 absl::Status LocalCa::OpenDatabase() {
   const std::filesystem::path path = options_.dir / kDatabaseFile;
   std::lock_guard<std::mutex> lock(mu_);
-  const int rc =
-      sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-  if (rc != SQLITE_OK) {
-    std::string detail = db_ != nullptr ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
-    sqlite3_close_v2(db_);
-    db_ = nullptr;
-    return DbError(options_.dir, "cannot open", detail);
-  }
-  sqlite3_busy_timeout(db_, kBusyTimeoutMillis);
-  const std::string pragmas =
-      absl::StrCat("PRAGMA journal_mode=WAL; PRAGMA synchronous=", options_.durable ? "FULL" : "NORMAL", ";");
-  char* err = nullptr;
+  auto db = store::sqlite::Connection::Open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  if (!db.ok()) return DbError(options_.dir, "cannot open", std::string(db.status().message()));
+  db_ = std::move(*db);
+  const std::string pragmas = absl::StrCat("PRAGMA busy_timeout=", kBusyTimeoutMillis, "; PRAGMA journal_mode=WAL; ",
+                                           "PRAGMA synchronous=", options_.durable ? "FULL" : "NORMAL", ";");
   for (const char* sql : {pragmas.c_str(), kSchema}) {
-    if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-      std::string detail = err != nullptr ? err : "unknown error";
-      sqlite3_free(err);
-      return DbError(options_.dir, "cannot set up the schema", detail);
+    if (absl::Status s = db_->Exec(sql); !s.ok()) {
+      return DbError(options_.dir, "cannot set up the schema", std::string(s.message()));
     }
   }
-  Statement version(db_, "PRAGMA user_version");
-  if (version.Step() != SQLITE_ROW) return DbError(options_.dir, "user_version", version.error());
-  const int64_t found = version.Int(0);
-  if (found > kSchemaVersion) {
+  absl::StatusOr<int64_t> found = db_->QueryInt64("PRAGMA user_version");
+  if (!found.ok()) return DbError(options_.dir, "user_version", std::string(found.status().message()));
+  if (*found > kSchemaVersion) {
     return absl::FailedPreconditionError(absl::StrCat("local CA database ", path.string(), " has schema version ",
-                                                      found, ", newer than this program's ", kSchemaVersion,
+                                                      *found, ", newer than this program's ", kSchemaVersion,
                                                       "; run a newer adcsc"));
   }
-  if (found < kSchemaVersion) {
-    const std::string sql = absl::StrCat("PRAGMA user_version=", kSchemaVersion);
-    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
-      return DbError(options_.dir, "cannot set user_version", sqlite3_errmsg(db_));
+  if (*found < kSchemaVersion) {
+    if (absl::Status s = db_->Exec(absl::StrCat("PRAGMA user_version=", kSchemaVersion)); !s.ok()) {
+      return DbError(options_.dir, "cannot set user_version", std::string(s.message()));
     }
   }
   // Every submit commits here; without this, the commit that crosses SQLite's automatic
@@ -351,7 +300,7 @@ absl::Status LocalCa::OpenDatabase() {
   checkpoint_options.fsync = true;
   checkpoint_options.on_error = options_.on_checkpoint_error;
   absl::StatusOr<std::unique_ptr<store::sqlite::WalCheckpointer>> checkpointer =
-      store::sqlite::WalCheckpointer::Start(db_, std::move(checkpoint_options));
+      store::sqlite::WalCheckpointer::Start(db_->raw(), std::move(checkpoint_options));
   if (!checkpointer.ok()) {
     return DbError(options_.dir, "cannot start the WAL checkpointer", std::string(checkpointer.status().message()));
   }
@@ -492,40 +441,44 @@ absl::StatusOr<CaResponse> LocalCa::Submit(const SubmitRequest& request) {
   }
 
   std::lock_guard<std::mutex> lock(mu_);
-  Statement insert(db_,
-                   "INSERT INTO requests (requester, template, subject, csr, ekus, validity_days, "
-                   "disposition, hresult, message, cert, serial, submitted_ms, pending_until_ms, "
-                   "resolved_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)");
-  insert.Bind(1, row.requester)
-      .Bind(2, row.template_name)
-      .Bind(3, row.subject)
-      .Bind(4, row.csr)
-      .Bind(5, row.ekus)
-      .Bind(6, int64_t{row.validity_days})
-      .Bind(7, static_cast<int64_t>(row.disposition))
-      .Bind(8, int64_t{row.hresult})
-      .Bind(9, row.message)
-      .Bind(10, row.cert)
-      .Bind(12, row.submitted_ms);
+  absl::StatusOr<Statement> insert = db_->Prepare(
+      "INSERT INTO requests (requester, template, subject, csr, ekus, validity_days, "
+      "disposition, hresult, message, cert, serial, submitted_ms, pending_until_ms, "
+      "resolved_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)");
+  if (!insert.ok()) {
+    return CaError(hr::kFail,
+                   DbErrorText(options_.dir, "cannot record the request", std::string(insert.status().message())));
+  }
+  insert->BindText(1, row.requester)
+      .BindText(2, row.template_name)
+      .BindText(3, row.subject)
+      .BindInt64(6, row.validity_days)
+      .BindInt64(7, static_cast<int64_t>(row.disposition))
+      .BindInt64(8, row.hresult)
+      .BindText(9, row.message)
+      .BindInt64(12, row.submitted_ms);
+  BindBytes(*insert, 4, row.csr);
+  insert->BindText(5, row.ekus);
+  BindBytes(*insert, 10, row.cert);
   if (row.serial.empty()) {
-    insert.BindNull(11);
+    insert->BindNull(11);
   } else {
-    insert.Bind(11, row.serial);
+    insert->BindText(11, row.serial);
   }
   if (row.pending_until_ms == 0) {
-    insert.BindNull(13);
+    insert->BindNull(13);
   } else {
-    insert.Bind(13, row.pending_until_ms);
+    insert->BindInt64(13, row.pending_until_ms);
   }
   if (row.resolved_ms == 0) {
-    insert.BindNull(14);
+    insert->BindNull(14);
   } else {
-    insert.Bind(14, row.resolved_ms);
+    insert->BindInt64(14, row.resolved_ms);
   }
-  if (insert.Step() != SQLITE_DONE) {
-    return CaError(hr::kFail, DbErrorText(options_.dir, "cannot record the request", insert.error()));
+  if (absl::Status s = insert->Run(); !s.ok()) {
+    return CaError(hr::kFail, DbErrorText(options_.dir, "cannot record the request", std::string(s.message())));
   }
-  const int64_t id = sqlite3_last_insert_rowid(db_);
+  const int64_t id = db_->LastInsertRowId();
   if (id <= 0 || id > std::numeric_limits<uint32_t>::max()) {
     return CaError(hr::kFail, absl::StrCat("Submit: request ID ", id, " is out of range"));
   }
@@ -535,37 +488,40 @@ absl::StatusOr<CaResponse> LocalCa::Submit(const SubmitRequest& request) {
 
 absl::StatusOr<LocalCa::Row> LocalCa::LoadRow(uint32_t request_id, bool with_csr, std::string_view context) const {
   std::lock_guard<std::mutex> lock(mu_);
-  Statement select(db_,
-                   "SELECT id, requester, template, subject, ekus, validity_days, disposition, "
-                   "hresult, message, cert, serial, submitted_ms, pending_until_ms, resolved_ms, "
-                   "CASE WHEN ?2 THEN csr END FROM requests WHERE id = ?1");
-  select.Bind(1, int64_t{request_id}).Bind(2, int64_t{with_csr ? 1 : 0});
-  const int rc = select.Step();
-  if (rc == SQLITE_DONE) {
+  absl::StatusOr<Statement> select = db_->Prepare(
+      "SELECT id, requester, template, subject, ekus, validity_days, disposition, "
+      "hresult, message, cert, serial, submitted_ms, pending_until_ms, resolved_ms, "
+      "CASE WHEN ?2 THEN csr END FROM requests WHERE id = ?1");
+  auto read_error = [&](const absl::Status& s) {
+    return CaError(hr::kFail, absl::StrCat(pki::AbslView(context), ": ",
+                                           DbErrorText(options_.dir, absl::StrCat("cannot read request ", request_id),
+                                                       std::string(s.message()))));
+  };
+  if (!select.ok()) return read_error(select.status());
+  select->BindInt64(1, request_id).BindInt64(2, with_csr ? 1 : 0);
+  absl::StatusOr<bool> found = select->Step();
+  if (!found.ok()) return read_error(found.status());
+  if (!*found) {
     return CaError(hr::kPropertyEmpty, absl::StrCat(pki::AbslView(context), ": request ID ", request_id,
                                                     " does not exist on CA ", Quote(options_.ca_name)));
   }
-  if (rc != SQLITE_ROW) {
-    return CaError(hr::kFail, absl::StrCat(pki::AbslView(context), ": ",
-                                           DbErrorText(options_.dir, absl::StrCat("cannot read request ", request_id),
-                                                       select.error())));
-  }
+  const Statement& r = *select;
   Row row;
-  row.id = static_cast<uint32_t>(select.Int(0));
-  row.requester = select.Text(1);
-  row.template_name = select.Text(2);
-  row.subject = select.Text(3);
-  row.ekus = select.Text(4);
-  row.validity_days = static_cast<int>(select.Int(5));
-  row.disposition = static_cast<Disposition>(select.Int(6));
-  row.hresult = static_cast<uint32_t>(select.Int(7));
-  row.message = select.Text(8);
-  row.cert = select.Blob(9);
-  row.serial = select.Text(10);
-  row.submitted_ms = select.Int(11);
-  row.pending_until_ms = select.IsNull(12) ? 0 : select.Int(12);
-  row.resolved_ms = select.IsNull(13) ? 0 : select.Int(13);
-  if (with_csr) row.csr = select.Blob(14);
+  row.id = static_cast<uint32_t>(r.ColumnInt64(0));
+  row.requester = r.ColumnText(1);
+  row.template_name = r.ColumnText(2);
+  row.subject = r.ColumnText(3);
+  row.ekus = r.ColumnText(4);
+  row.validity_days = static_cast<int>(r.ColumnInt64(5));
+  row.disposition = static_cast<Disposition>(r.ColumnInt64(6));
+  row.hresult = static_cast<uint32_t>(r.ColumnInt64(7));
+  row.message = r.ColumnText(8);
+  row.cert = ColumnBytes(r, 9);
+  row.serial = r.ColumnText(10);
+  row.submitted_ms = r.ColumnInt64(11);
+  row.pending_until_ms = r.ColumnIsNull(12) ? 0 : r.ColumnInt64(12);
+  row.resolved_ms = r.ColumnIsNull(13) ? 0 : r.ColumnInt64(13);
+  if (with_csr) row.csr = ColumnBytes(r, 14);
   return row;
 }
 
@@ -586,24 +542,28 @@ absl::StatusOr<LocalCa::Row> LocalCa::ResolvePending(const Row& pending, bool is
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    Statement update(db_,
-                     "UPDATE requests SET disposition = ?2, hresult = ?3, message = ?4, cert = ?5, "
-                     "serial = ?6, resolved_ms = ?7 WHERE id = ?1 AND disposition = ?8");
-    update.Bind(1, int64_t{pending.id})
-        .Bind(2, static_cast<int64_t>(issue ? Disposition::kIssued : Disposition::kDenied))
-        .Bind(3, int64_t{issue ? hr::kOk : hr::kAdminDeniedRequest})
-        .Bind(4, std::string(message))
-        .Bind(5, cert)
-        .Bind(7, now)
-        .Bind(8, static_cast<int64_t>(Disposition::kUnderSubmission));
-    if (serial.empty()) {
-      update.BindNull(6);
-    } else {
-      update.Bind(6, serial);
+    absl::StatusOr<Statement> update = db_->Prepare(
+        "UPDATE requests SET disposition = ?2, hresult = ?3, message = ?4, cert = ?5, "
+        "serial = ?6, resolved_ms = ?7 WHERE id = ?1 AND disposition = ?8");
+    absl::Status done = update.status();
+    if (done.ok()) {
+      update->BindInt64(1, pending.id)
+          .BindInt64(2, static_cast<int64_t>(issue ? Disposition::kIssued : Disposition::kDenied))
+          .BindInt64(3, issue ? hr::kOk : hr::kAdminDeniedRequest)
+          .BindText(4, message)
+          .BindInt64(7, now)
+          .BindInt64(8, static_cast<int64_t>(Disposition::kUnderSubmission));
+      BindBytes(*update, 5, cert);
+      if (serial.empty()) {
+        update->BindNull(6);
+      } else {
+        update->BindText(6, serial);
+      }
+      done = update->Run();
     }
-    if (update.Step() != SQLITE_DONE) {
-      return CaError(hr::kFail,
-                     DbErrorText(options_.dir, absl::StrCat("cannot update request ", pending.id), update.error()));
+    if (!done.ok()) {
+      return CaError(hr::kFail, DbErrorText(options_.dir, absl::StrCat("cannot update request ", pending.id),
+                                            std::string(done.message())));
     }
   }
   // Whoever won the race, the row now holds the final state.
@@ -670,39 +630,42 @@ absl::StatusOr<CaResponse> LocalCa::Deny(uint32_t request_id) {
 
 absl::StatusOr<std::vector<LocalCaRequest>> LocalCa::List(uint32_t after_id, size_t limit) const {
   std::lock_guard<std::mutex> lock(mu_);
-  Statement select(db_,
-                   "SELECT id, requester, template, subject, disposition, hresult, message, cert, "
-                   "serial, submitted_ms, resolved_ms FROM requests WHERE id > ?1 ORDER BY id "
-                   "LIMIT ?2");
+  absl::StatusOr<Statement> select = db_->Prepare(
+      "SELECT id, requester, template, subject, disposition, hresult, message, cert, "
+      "serial, submitted_ms, resolved_ms FROM requests WHERE id > ?1 ORDER BY id "
+      "LIMIT ?2");
+  if (!select.ok()) return DbError(options_.dir, "cannot list requests", std::string(select.status().message()));
   const int64_t max_limit = std::numeric_limits<int64_t>::max();
-  select.Bind(1, int64_t{after_id})
-      .Bind(2, limit > static_cast<size_t>(max_limit) ? max_limit : static_cast<int64_t>(limit));
+  select->BindInt64(1, after_id)
+      .BindInt64(2, limit > static_cast<size_t>(max_limit) ? max_limit : static_cast<int64_t>(limit));
   std::vector<LocalCaRequest> out;
-  int rc;
-  while ((rc = select.Step()) == SQLITE_ROW) {
+  for (;;) {
+    absl::StatusOr<bool> row = select->Step();
+    if (!row.ok()) return DbError(options_.dir, "cannot list requests", std::string(row.status().message()));
+    if (!*row) break;
+    const Statement& q = *select;
     LocalCaRequest r;
-    r.request_id = static_cast<uint32_t>(select.Int(0));
-    r.requester = select.Text(1);
-    r.template_name = select.Text(2);
-    r.subject = select.Text(3);
-    r.disposition = static_cast<Disposition>(select.Int(4));
-    r.hresult = static_cast<uint32_t>(select.Int(5));
-    r.message = select.Text(6);
-    r.cert_der = select.Blob(7);
-    r.serial_hex = select.Text(8);
-    r.submitted_unix_millis = select.Int(9);
-    r.resolved_unix_millis = select.IsNull(10) ? 0 : select.Int(10);
+    r.request_id = static_cast<uint32_t>(q.ColumnInt64(0));
+    r.requester = q.ColumnText(1);
+    r.template_name = q.ColumnText(2);
+    r.subject = q.ColumnText(3);
+    r.disposition = static_cast<Disposition>(q.ColumnInt64(4));
+    r.hresult = static_cast<uint32_t>(q.ColumnInt64(5));
+    r.message = q.ColumnText(6);
+    r.cert_der = ColumnBytes(q, 7);
+    r.serial_hex = q.ColumnText(8);
+    r.submitted_unix_millis = q.ColumnInt64(9);
+    r.resolved_unix_millis = q.ColumnIsNull(10) ? 0 : q.ColumnInt64(10);
     out.push_back(std::move(r));
   }
-  if (rc != SQLITE_DONE) return DbError(options_.dir, "cannot list requests", select.error());
   return out;
 }
 
 absl::StatusOr<uint64_t> LocalCa::RequestCount() const {
   std::lock_guard<std::mutex> lock(mu_);
-  Statement count(db_, "SELECT COUNT(*) FROM requests");
-  if (count.Step() != SQLITE_ROW) return DbError(options_.dir, "cannot count requests", count.error());
-  return static_cast<uint64_t>(count.Int(0));
+  absl::StatusOr<int64_t> count = db_->QueryInt64("SELECT COUNT(*) FROM requests");
+  if (!count.ok()) return DbError(options_.dir, "cannot count requests", std::string(count.status().message()));
+  return static_cast<uint64_t>(*count);
 }
 
 std::string LocalCa::CaCertificatePem() const {

@@ -21,10 +21,8 @@
 #include "node/pki/keys.h"
 #include "node/pki/openssl_ptr.h"
 
-struct sqlite3;
-struct sqlite3_stmt;
-
 namespace adcsc::store::sqlite {
+class Connection;
 class WalCheckpointer;
 }  // namespace adcsc::store::sqlite
 
@@ -172,7 +170,7 @@ class LocalCa final : public CaBackend {
   std::vector<uint8_t> ca_cert_der_;
 
   mutable std::mutex mu_;
-  sqlite3* db_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::unique_ptr<store::sqlite::Connection> db_ ABSL_GUARDED_BY(mu_);
   // Checkpoints db_'s WAL off the commit path. Guarded by mu_ because starting and stopping
   // it uses db_; destroyed before db_ closes.
   std::unique_ptr<store::sqlite::WalCheckpointer> checkpointer_ ABSL_GUARDED_BY(mu_);
