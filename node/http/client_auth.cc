@@ -28,13 +28,14 @@ std::string CommonName(X509* cert) {
 
 }  // namespace
 
-ClientAuthorizer::ClientAuthorizer(X509_STORE* store, std::set<std::string> pins)
-    : store_(store), pins_(std::move(pins)) {}
+ClientAuthorizer::ClientAuthorizer(X509_STORE* store, std::set<std::string> pins, const Clock* clock)
+    : store_(store), pins_(std::move(pins)), clock_(clock) {}
 
 ClientAuthorizer::~ClientAuthorizer() { X509_STORE_free(store_); }
 
 absl::StatusOr<std::unique_ptr<ClientAuthorizer>> ClientAuthorizer::Create(const std::string& trust_pem_file,
-                                                                           const std::vector<std::string>& pins) {
+                                                                           const std::vector<std::string>& pins,
+                                                                           const Clock* clock) {
   X509_STORE* store = X509_STORE_new();
   if (store == nullptr) return absl::ResourceExhaustedError("X509_STORE_new failed");
   if (X509_STORE_load_file(store, trust_pem_file.c_str()) != 1) {
@@ -45,7 +46,7 @@ absl::StatusOr<std::unique_ptr<ClientAuthorizer>> ClientAuthorizer::Create(const
                                                    "certificate)"));
   }
   return std::unique_ptr<ClientAuthorizer>(
-      new ClientAuthorizer(store, std::set<std::string>(pins.begin(), pins.end())));
+      new ClientAuthorizer(store, std::set<std::string>(pins.begin(), pins.end()), clock));
 }
 
 ClientAuthResult ClientAuthorizer::Authorize(X509* leaf, STACK_OF(X509) * chain) const {
@@ -59,18 +60,18 @@ ClientAuthResult ClientAuthorizer::Authorize(X509* leaf, STACK_OF(X509) * chain)
     return r;
   }
   const std::string pin = adcsc::pki::CertSha256Hex(leaf);
-  const auto now = std::chrono::system_clock::now();
+  const auto now = std::chrono::system_clock::time_point(std::chrono::milliseconds(clock_->NowUnixMillis()));
   {
     std::lock_guard lock(cache_mu_);
     auto it = cache_.find(pin);
-    if (it != cache_.end() && now < it->second.valid_until) return it->second.result;
+    if (it != cache_.end() && it->second.decided_at <= now && now < it->second.valid_until) return it->second.result;
   }
   ClientAuthResult r = Verify(leaf, chain, pin);
   if (r.ok) {
     auto not_after = std::chrono::system_clock::from_time_t(adcsc::pki::NotAfterUnix(leaf));
     std::lock_guard lock(cache_mu_);
     if (cache_.size() >= kMaxCachedDecisions) cache_.clear();
-    cache_[pin] = {r, std::min(now + kDecisionTtl, not_after)};
+    cache_[pin] = {r, now, std::min(now + kDecisionTtl, not_after)};
   }
   return r;
 }
@@ -87,6 +88,7 @@ ClientAuthResult ClientAuthorizer::Verify(X509* leaf, STACK_OF(X509) * chain, co
     return r;
   }
   X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
+  X509_STORE_CTX_set_time(ctx, 0, static_cast<time_t>(clock_->NowUnixMillis() / 1000));
   int verified = 0;
   {
     // One verification at a time on the shared store: OpenSSL 3.0 fills lazily cached name

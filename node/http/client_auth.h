@@ -19,15 +19,18 @@
 
 #include "absl/status/statusor.h"
 #include "node/api/client_identity.h"
+#include "store/clock.h"
 
 namespace adcsc::node {
 
 class ClientAuthorizer {
  public:
   // `trust_pem_file`: the PEM bundle client certificates must chain to (intermediates may
-  // be included). `pins`: normalised lowercase hex SHA-256 fingerprints.
+  // be included). `pins`: normalised lowercase hex SHA-256 fingerprints. `clock` (borrowed):
+  // the time certificates are checked against and decisions are cached by.
   static absl::StatusOr<std::unique_ptr<ClientAuthorizer>> Create(const std::string& trust_pem_file,
-                                                                  const std::vector<std::string>& pins);
+                                                                  const std::vector<std::string>& pins,
+                                                                  const Clock* clock = SystemClock::Default());
   ~ClientAuthorizer();
   ClientAuthorizer(const ClientAuthorizer&) = delete;
   ClientAuthorizer& operator=(const ClientAuthorizer&) = delete;
@@ -38,17 +41,21 @@ class ClientAuthorizer {
   ClientAuthResult AuthorizeSsl(SSL* ssl) const;
 
  private:
-  ClientAuthorizer(X509_STORE* store, std::set<std::string> pins);
+  ClientAuthorizer(X509_STORE* store, std::set<std::string> pins, const Clock* clock);
   ClientAuthResult Verify(X509* leaf, STACK_OF(X509) * chain, const std::string& pin) const;
 
   X509_STORE* store_;  // owned
   std::set<std::string> pins_;
+  const Clock* clock_;
 
   // Positive decisions by certificate fingerprint: a resumed connection from Jamf Pro does
   // not pay for chain verification again. An entry lives at most kDecisionTtl and never past
   // the certificate's notAfter; refusals are not cached (they are rare and cheap to redo).
   struct CachedDecision {
     ClientAuthResult result;
+    // Used only from decided_at (a clock stepped back past it decides again) until
+    // valid_until.
+    std::chrono::system_clock::time_point decided_at;
     std::chrono::system_clock::time_point valid_until;
   };
   static constexpr std::chrono::seconds kDecisionTtl{60};

@@ -100,6 +100,28 @@ TEST_F(ClientAuthTest, ExpiredIsRefusedEvenWhenPinned) {
   EXPECT_NE(r.reason.find("expired"), std::string::npos) << r.reason;
 }
 
+// On the clock seam: a decision cached while the certificate was valid does not outlive it, nor
+// survive the clock stepping back before it was made (it did: the cache kept answering OK);
+// the chain is checked at the clock's time, so no test waits for a certificate to expire.
+TEST_F(ClientAuthTest, ACachedDecisionEndsWhenTheCertificateExpiresOrTheClockStepsBack) {
+  FakeClock clock(static_cast<int64_t>(std::time(nullptr)) * 1000);
+  X509Ptr short_lived = IssueClient(trust_, "jamf.example.com", std::nullopt, /*days=*/2);
+  auto a = ClientAuthorizer::Create(trust_file_.string(), {adcsc::pki::CertSha256Hex(short_lived.get())}, &clock);
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_TRUE((*a)->Authorize(short_lived.get(), nullptr).ok);
+  clock.AdvanceMillis(30'000);  // within the cache's 60 s: served from the cache
+  EXPECT_TRUE((*a)->Authorize(short_lived.get(), nullptr).ok);
+  clock.AdvanceMillis(3LL * 86'400'000);  // past notAfter
+  auto r = (*a)->Authorize(short_lived.get(), nullptr);
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.iis_substatus, kIisExpired) << r.reason;
+  // And the other way round: a clock before notBefore.
+  clock.SetUnixMillis((static_cast<int64_t>(std::time(nullptr)) - 86'400) * 1000);
+  auto early = (*a)->Authorize(short_lived.get(), nullptr);
+  EXPECT_FALSE(early.ok);
+  EXPECT_NE(early.reason.find("not yet valid"), std::string::npos) << early.reason;
+}
+
 TEST_F(ClientAuthTest, NoCertificate) {
   auto r = authorizer_->Authorize(nullptr, nullptr);
   EXPECT_FALSE(r.ok);
