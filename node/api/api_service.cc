@@ -74,6 +74,20 @@ std::string OutcomeFor(Disposition d) {
   return "ca_error";
 }
 
+// The record of a CA's answer: `base` (what is known of the request besides) with the
+// answer's ID, status, disposition, HRESULT, message and certificate.
+RequestRecord RecordOfAnswer(const std::string& ca_config, const adcsc::ca::CaResponse& answer,
+                             RequestRecord base = RequestRecord()) {
+  base.set_ca_config(ca_config);
+  base.set_request_id(answer.request_id);
+  base.set_status(RecordStatusFor(answer.disposition));
+  base.set_disposition(static_cast<uint32_t>(answer.disposition));
+  base.set_hresult(answer.hresult);
+  base.set_message(answer.message);
+  base.set_certificate_der(std::string(answer.cert_der.begin(), answer.cert_der.end()));
+  return base;
+}
+
 // What a stored record says, as a CA response.
 adcsc::ca::CaResponse ResponseFromRecord(const RequestRecord& rec) {
   adcsc::ca::CaResponse r;
@@ -289,14 +303,7 @@ absl::StatusOr<std::optional<RequestRecord>> ApiService::FindEarlierSubmit(const
 }
 
 absl::Status ApiService::RecordCaAnswer(const CheckedSubmit& s, const adcsc::ca::CaResponse& answer) {
-  RequestRecord rec;
-  rec.set_ca_config(s.ca_config);
-  rec.set_request_id(answer.request_id);
-  rec.set_status(RecordStatusFor(answer.disposition));
-  rec.set_disposition(static_cast<uint32_t>(answer.disposition));
-  rec.set_hresult(answer.hresult);
-  rec.set_message(answer.message);
-  rec.set_certificate_der(std::string(answer.cert_der.begin(), answer.cert_der.end()));
+  RequestRecord rec = RecordOfAnswer(s.ca_config, answer);
   rec.set_csr_sha256(s.csr_sha256);
   rec.set_template_name(s.template_name);
   rec.set_requester(config_.ca.identity);
@@ -490,15 +497,8 @@ absl::StatusOr<adcsc::ca::CaResponse> ApiService::CaRetrieve(const adcsc::ca::Ca
 
 absl::Status ApiService::RecordRetrieved(const adcsc::ca::CaTarget& target, const adcsc::ca::CaResponse& answer,
                                          const RequestRecord* known) {
-  RequestRecord rec;
-  if (known != nullptr) rec = *known;
-  rec.set_ca_config(adcsc::store::CaConfigKey(target.dc, target.ca));
-  rec.set_request_id(answer.request_id);
-  rec.set_status(RecordStatusFor(answer.disposition));
-  rec.set_disposition(static_cast<uint32_t>(answer.disposition));
-  rec.set_hresult(answer.hresult);
-  rec.set_message(answer.message);
-  rec.set_certificate_der(std::string(answer.cert_der.begin(), answer.cert_der.end()));
+  RequestRecord rec = RecordOfAnswer(adcsc::store::CaConfigKey(target.dc, target.ca), answer,
+                                     known != nullptr ? *known : RequestRecord());
   if (rec.requester().empty()) rec.set_requester(config_.ca.identity);
   auto put = Record(rec);
   if (put.ok()) return put;
