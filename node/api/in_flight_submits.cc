@@ -61,7 +61,7 @@ std::optional<SubmitIntent> InFlightSubmits::Find(const std::string& ca_config, 
 void InFlightSubmits::WaitForChange(std::chrono::milliseconds timeout) {
   std::unique_lock lock(mu_);
   const uint64_t seen = generation_;
-  changed_.wait_for(lock, timeout, [&] { return generation_ != seen; });
+  clock_->WaitFor(changed_, lock, timeout, [&] { return generation_ != seen; });
 }
 
 size_t InFlightSubmits::size() const {

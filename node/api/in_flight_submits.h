@@ -52,7 +52,7 @@ class InFlightSubmits {
                                    const std::string& csr_sha256, const std::string& except_node,
                                    int64_t* age_ms = nullptr);
 
-  // Blocks until an intent is removed or `timeout` passes.
+  // Blocks until an intent is removed or `timeout` of the clock's time passes.
   void WaitForChange(std::chrono::milliseconds timeout);
 
   size_t size() const;

@@ -38,7 +38,7 @@ void HealthMonitor::Start() {
 
 void HealthMonitor::Loop() {
   std::unique_lock lock(mu_);
-  while (!cv_.wait_for(lock, interval_, [this] { return stopping_; })) {
+  while (!sources_.clock->WaitFor(cv_, lock, interval_, [this] { return stopping_; })) {
     lock.unlock();
     ProbeNow();
     lock.lock();

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <future>
+
 #include "nlohmann/json.hpp"
 #include "node/api/peer_lookup.h"
 #include "node/ca/hresult.h"
@@ -468,9 +470,17 @@ TEST_F(CutShortSubmitTest, TheRetryGetsTheRequestTheCaAlreadyHasNotASecondOne) {
 }
 
 TEST_F(CutShortSubmitTest, WhenTheCaNeverGotItTheWaitEndsAndThisNodeSubmits) {
-  config_.ca.in_flight_wait = std::chrono::milliseconds(50);
+  config_.ca.in_flight_wait = std::chrono::seconds(5);
   service_->in_flight().Add(PeerIntent(/*after=*/0));
-  auto r = Submit(adcsc::pki::Base64Encode(csr_der_));
+  // The submit waits on the fake clock: move time on while it waits, until it gives up
+  // (the wait is 5 s of the clock's time, none of ours).
+  auto submitted = std::async(std::launch::async, [&] { return Submit(adcsc::pki::Base64Encode(csr_der_)); });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (submitted.wait_for(std::chrono::milliseconds(1)) != std::future_status::ready) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the submit never stopped waiting";
+    if (clock_.waiters() > 0) clock_.AdvanceMillis(1000);
+  }
+  auto r = submitted.get();
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(json::parse(r.body)["request-id"], 1);
   EXPECT_EQ(ca_.submits(), 1);

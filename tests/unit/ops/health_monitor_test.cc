@@ -4,11 +4,45 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <thread>
 
 #include "tests/testing/temp_dir.h"
 
 namespace adcsc::ops {
 namespace {
+
+// The probe interval runs on the clock seam: a probe every interval of the clock's time, none
+// before, and no test waits an interval.
+TEST(HealthMonitorTest, ProbesOnceEveryIntervalOfTheClocksTime) {
+  adcsc::testing::TempDir dir;
+  auto mode = ServiceModeStore::Open(dir.path() / kServiceModeFile);
+  ASSERT_TRUE(mode.ok());
+  FakeClock clock;
+  std::atomic<int> store_checks{0};
+  HealthSources sources;
+  sources.store_check = [&] {
+    ++store_checks;
+    return absl::OkStatus();
+  };
+  sources.mode = mode->get();
+  sources.clock = &clock;
+  HealthMonitor monitor(sources, std::chrono::seconds(10));
+  monitor.Start();  // probes once at once
+  EXPECT_EQ(store_checks.load(), 1);
+  auto wait_for_checks = [&](int n) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (store_checks.load() < n && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+    return store_checks.load() == n;
+  };
+  for (int i = 2; i <= 4; ++i) {
+    const auto waiting = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (clock.waiters() == 0 && std::chrono::steady_clock::now() < waiting) std::this_thread::yield();
+    clock.AdvanceMillis(9'999);
+    EXPECT_EQ(store_checks.load(), i - 1) << "a probe before its interval";
+    clock.AdvanceMillis(1);
+    EXPECT_TRUE(wait_for_checks(i)) << "no probe after interval " << i - 1;
+  }
+}
 
 TEST(HealthMonitorTest, ReportsTheLastProbesAndTheMode) {
   adcsc::testing::TempDir dir;
