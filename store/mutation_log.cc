@@ -11,7 +11,17 @@
 
 namespace adcsc::store {
 
-using namespace rows;  // NOLINT: the row helpers are this component's own vocabulary
+using rows::AdvanceContiguous;
+using rows::CachedStatement;
+using rows::Connection;
+using rows::kAppendMutationSql;
+using rows::kLoggedOriginsSql;
+using rows::kMutationHeldSql;
+using rows::kVersionVectorSql;
+using rows::MergeIntoStore;
+using rows::Mutation;
+using rows::ReadMutationsSince;
+using rows::ReadVectorEntry;
 
 absl::StatusOr<std::vector<Mutation>> RequestStore::MutationsSince(const std::string& origin, uint64_t after,
                                                                    size_t limit) const {

@@ -16,7 +16,14 @@
 namespace adcsc::store {
 namespace {
 
-using namespace rows;  // NOLINT: the row helpers are this component's own vocabulary
+using rows::AppendMutation;
+using rows::CachedStatement;
+using rows::Connection;
+using rows::ReadRecord;
+using rows::RowToRecord;
+using rows::SelectByDedupeKeySql;
+using rows::Statement;
+using rows::WriteRecord;
 
 static_assert(RequestStore::kSchemaVersion == schema::kLatestVersion,
               "RequestStore::kSchemaVersion must track the schema migrations");

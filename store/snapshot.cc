@@ -12,7 +12,15 @@
 
 namespace adcsc::store {
 
-using namespace rows;  // NOLINT: the row helpers are this component's own vocabulary
+using rows::AdvanceContiguous;
+using rows::CachedStatement;
+using rows::Connection;
+using rows::kAppendMutationSql;
+using rows::kRecordColumns;
+using rows::MergeIntoStore;
+using rows::ReadVectorEntry;
+using rows::RowToRecord;
+using rows::WriteVectorEntry;
 namespace {
 
 // Merges the records of a snapshot, in one transaction. A change is logged as a mutation
