@@ -277,10 +277,15 @@ absl::StatusOr<ApiService::CheckedSubmit> ApiService::CheckSubmit(const ApiReque
 }
 
 namespace {
-// An earlier request that a retried submit of the same CSR can answer with.
-bool Reusable(const std::optional<RequestRecord>& r) {
-  return r.has_value() && r->request_id() != 0 && r->status() != adcsc::store::v1::RECORD_STATUS_FAILED;
+// An earlier request that a retried submit of the same CSR can answer with: issued, pending
+// or revoked. Not a failure, and not a denial: the CA's reasons to deny (a missing
+// permission, a template setting) get fixed, and a retry must then reach the CA again rather
+// than hear the old "denied" for the rest of the dedupe window.
+bool Reusable(const RequestRecord& r) {
+  return r.request_id() != 0 && r.status() != adcsc::store::v1::RECORD_STATUS_FAILED &&
+         r.status() != adcsc::store::v1::RECORD_STATUS_DENIED;
 }
+bool Reusable(const std::optional<RequestRecord>& r) { return r.has_value() && Reusable(*r); }
 }  // namespace
 
 absl::StatusOr<std::optional<RequestRecord>> ApiService::FindEarlierSubmit(const CheckedSubmit& s,
@@ -426,8 +431,7 @@ absl::StatusOr<std::optional<RequestRecord>> ApiService::AwaitInFlight(const Sub
   const int64_t not_before_ms =
       clock_->NowUnixMillis() - std::chrono::duration_cast<std::chrono::milliseconds>(config_.ca.dedupe_window).count();
   auto usable = [&](const std::optional<RequestRecord>& r) {
-    return r.has_value() && r->request_id() != 0 && r->status() != adcsc::store::v1::RECORD_STATUS_FAILED &&
-           r->csr_sha256() == other.csr_sha256;
+    return Reusable(r) && r->csr_sha256() == other.csr_sha256;
   };
   auto note = [&](const char* how, const std::optional<RequestRecord>& r) {
     (*fields)["deduplicated"] = how;

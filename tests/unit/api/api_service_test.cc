@@ -175,6 +175,32 @@ TEST_F(ApiServiceTest, ResubmittingTheSameCsrReturnsTheSameRequestId) {
   EXPECT_EQ(json::parse(later.body)["request-id"], 3);
 }
 
+// A denial is not reused by dedupe: once the CA's reason for it is fixed (a permission, a
+// template), the same CSR goes to the CA again (it used to hear "denied" for the whole window).
+TEST_F(ApiServiceTest, ADenialIsNotReusedTheRetryGoesToTheCa) {
+  std::string csr = FreshCsr();
+  ca_.submit_disposition = Disposition::kDenied;
+  auto denied = Submit(csr);
+  ASSERT_EQ(Status(denied), "CR_DISP_DENIED") << denied.body;
+  ca_.submit_disposition = Disposition::kIssued;
+  auto retried = Submit(csr);
+  EXPECT_EQ(Status(retried), "CR_DISP_ISSUED") << retried.body;
+  EXPECT_EQ(json::parse(retried.body)["request-id"], 2);
+  EXPECT_EQ(ca_.submits(), 2);
+  // An issued answer is still reused.
+  EXPECT_EQ(Submit(csr).body, retried.body);
+  EXPECT_EQ(ca_.submits(), 2);
+}
+
+TEST_F(ApiServiceTest, APendingAnswerIsStillReused) {
+  std::string csr = FreshCsr();
+  ca_.submit_disposition = Disposition::kUnderSubmission;
+  auto pending = Submit(csr);
+  ASSERT_EQ(Status(pending), "CR_DISP_UNDER_SUBMISSION") << pending.body;
+  EXPECT_EQ(Submit(csr).body, pending.body);
+  EXPECT_EQ(ca_.submits(), 1);
+}
+
 TEST_F(ApiServiceTest, RefusesCasAndTemplatesOutsideTheAllowlist) {
   auto r = Submit(FreshCsr(), "JamfDevice", "evil.example.net", "Example-CA");
   EXPECT_EQ(r.status, 400);
