@@ -298,6 +298,22 @@ absl::Status RequestStore::Check(bool write) const {
                                               "file replaced while the node was running?"));
     }
   }
+  if (const int64_t floor = impl_->options().min_free_bytes; floor > 0) {
+    const std::filesystem::path& path = impl_->options().path;
+    std::error_code ec;
+    const std::filesystem::space_info space =
+        std::filesystem::space(path.has_parent_path() ? path.parent_path() : ".", ec);
+    if (ec) {
+      return absl::UnavailableError(
+          absl::StrCat("request store ", path.string(), ": cannot read the free space of its volume: ", ec.message()));
+    }
+    if (space.available < static_cast<uintmax_t>(floor)) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("request store ", path.string(), ": ", space.available,
+                       " bytes free on its volume, under store.min_free_bytes (", floor,
+                       "); free space there, or this node stays not ready (writes could fail and lose outcomes)"));
+    }
+  }
   if (!write) return absl::OkStatus();
   const int64_t now_ms = impl_->clock().NowUnixMillis();
   const std::string& node = impl_->options().node_id;

@@ -33,6 +33,9 @@ struct StoreOptions {
   // on regardless. Called from a background thread or inside a commit, so it must be quick
   // and thread-safe. Empty: a line on stderr.
   std::function<void(const absl::Status&)> on_checkpoint_error;
+  // Check() fails while the file's volume has fewer free bytes than this (0: no floor), so a
+  // node stops taking traffic before its writes start failing for lack of space.
+  int64_t min_free_bytes = 0;
 };
 
 // What a local write did.
@@ -177,7 +180,8 @@ class RequestStore {
   absl::StatusOr<int64_t> CountRecords() const;
 
   // Cheap liveness probe: a read and, when `write` is true, a durable write to a scratch
-  // row. Used by health checks.
+  // row, and the free space of the volume against StoreOptions::min_free_bytes
+  // (RESOURCE_EXHAUSTED under it). Used by health checks.
   absl::Status Check(bool write) const;
 
   const std::string& node_id() const;

@@ -161,6 +161,7 @@ Step OpenStateAndBackend(RunningNode& n) {
   adcsc::store::StoreOptions store_options;
   store_options.path = c.data_dir / "store.db";
   store_options.node_id = c.node_id;
+  store_options.min_free_bytes = c.store.min_free_bytes;
   auto store = adcsc::store::RequestStore::Open(store_options);
   if (!store.ok()) return StartError{kExitRuntimeError, absl::StrCat("request store: ", store.status().message())};
   n.store = std::move(*store);

@@ -351,7 +351,7 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, const std::filesy
   TomlReader r(source_name);
   Config c;
   c.source = source_name;
-  r.CheckKnown(root, "", {"node", "api", "log", "ca", "cluster", "ops"});
+  r.CheckKnown(root, "", {"node", "api", "log", "ca", "cluster", "ops", "store"});
   if (const toml::table* node = r.Table(root, "node", "node", true)) {
     r.CheckKnown(*node, "node.", {"id", "data_dir"});
     r.String(*node, "id", "node.id", &c.node_id, true);
@@ -367,6 +367,10 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, const std::filesy
   if (const toml::table* cluster = r.Table(root, "cluster", "cluster", false))
     ReadCluster(r, *cluster, c.node_id, &c.cluster);
   if (const toml::table* ops = r.Table(root, "ops", "ops", false)) ReadOps(r, *ops, c.api, &c.ops);
+  if (const toml::table* store = r.Table(root, "store", "store", false)) {
+    r.CheckKnown(*store, "store.", {"min_free_bytes"});
+    r.Int(*store, "min_free_bytes", "store.min_free_bytes", &c.store.min_free_bytes, 0, int64_t{1} << 50);
+  }
   if (!r.ok()) return absl::InvalidArgumentError(r.Joined());
   return c;
 }

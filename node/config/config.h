@@ -124,6 +124,14 @@ struct OpsConfig {
   std::vector<std::string> admin_pins;
 };
 
+// [store]: the node's request store on disk.
+struct StoreConfig {
+  // Below this many free bytes on the data volume the node reports not ready (store check), so
+  // the load balancer moves traffic elsewhere before writes start failing; it is ready again
+  // once space returns. 0 turns the floor off.
+  int64_t min_free_bytes = 256LL * 1024 * 1024;
+};
+
 struct Config {
   std::filesystem::path source;  // the file this came from
   std::string node_id;
@@ -133,6 +141,7 @@ struct Config {
   CaConfig ca;
   ClusterConfig cluster;
   OpsConfig ops;
+  StoreConfig store;
 
   // The allowlist entry for (dc, ca), or nullptr.
   const AllowedCa* FindAllowedCa(std::string_view dc, std::string_view ca) const;

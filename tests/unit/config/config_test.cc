@@ -104,6 +104,19 @@ TEST_F(ConfigTest, TrustedProxyPinsMustBeMappedClients) {
   EXPECT_NE(c.status().message().find("api.trusted_proxy_pins[1]"), std::string_view::npos) << c.status();
 }
 
+TEST_F(ConfigTest, TheStoreSectionHasAFreeSpaceFloor) {
+  auto defaults = Parse(Valid());
+  ASSERT_TRUE(defaults.ok()) << defaults.status();
+  EXPECT_EQ(defaults->store.min_free_bytes, 256LL * 1024 * 1024);
+  auto set = Parse(Valid() + "\n[store]\nmin_free_bytes = 0\n");
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(set->store.min_free_bytes, 0);
+  auto bad = Parse(Valid() + "\n[store]\nmin_free_bytes = -1\nfree = 3\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("store.min_free_bytes"), std::string_view::npos) << bad.status();
+  EXPECT_NE(bad.status().message().find("store.free"), std::string_view::npos) << bad.status();
+}
+
 TEST_F(ConfigTest, TheInFlightSearchHasDefaultsAndBounds) {
   auto c = Parse(Valid());
   ASSERT_TRUE(c.ok()) << c.status();

@@ -550,6 +550,24 @@ TEST_F(RequestStoreTest, ANewStoreIsAtTheLatestSchema) {
   EXPECT_EQ(*raw->QueryInt64("SELECT COUNT(*) FROM meta WHERE key = 'node_id'"), 1);
 }
 
+// Under the free-space floor the probe fails with what to do, and passes again once the floor
+// is met (here by the floor, not the disk: no test fills a volume).
+TEST_F(RequestStoreTest, CheckFailsUnderTheFreeSpaceFloor) {
+  StoreOptions o = Options();
+  o.min_free_bytes = int64_t{1} << 50;  // a petabyte: more than any test volume has free
+  auto store = RequestStore::Open(o);
+  ASSERT_TRUE(store.ok()) << store.status();
+  absl::Status s = (*store)->Check(/*write=*/true);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  EXPECT_NE(s.message().find("store.min_free_bytes"), std::string_view::npos) << s;
+  EXPECT_NE(s.message().find("free space"), std::string_view::npos) << s;
+  store->reset();
+  o.min_free_bytes = 1;
+  auto roomy = RequestStore::Open(o);
+  ASSERT_TRUE(roomy.ok()) << roomy.status();
+  EXPECT_TRUE((*roomy)->Check(/*write=*/true).ok());
+}
+
 TEST_F(RequestStoreTest, CheckReadsAndWrites) {
   auto store = OpenStore();
   EXPECT_TRUE(store->Check(/*write=*/false).ok());
