@@ -67,7 +67,7 @@ void CheckReadable(TomlReader& r, std::string_view key, const std::filesystem::p
 // A list of certificate pins (SHA-256, hex, any case or separators), normalised; each bad
 // entry is reported with its index. Returns how many entries the list had.
 size_t ReadPins(TomlReader& r, const toml::table& t, std::string_view key, std::string_view full,
-                std::vector<std::string>* out) {
+                std::vector<std::string>* out, std::vector<size_t>* indices = nullptr) {
   std::vector<std::string> pins;
   r.Strings(t, key, full, &pins);
   for (size_t i = 0; i < pins.size(); ++i) {
@@ -76,6 +76,7 @@ size_t ReadPins(TomlReader& r, const toml::table& t, std::string_view key, std::
       r.Error(absl::StrCat(std::string(full), "[", i, "]"), pki::StdView(pin.status().message()));
     } else {
       out->push_back(*pin);
+      if (indices != nullptr) indices->push_back(i);
     }
   }
   return pins.size();
@@ -97,11 +98,12 @@ void ReadApi(TomlReader& r, const toml::table& api, ApiConfig* out) {
   if (ReadPins(r, api, "client_pins", "api.client_pins", &out->client_pins) == 0) {
     r.Error("api.client_pins", "at least one client certificate pin is required (see `adcsc pki init`)");
   }
-  ReadPins(r, api, "trusted_proxy_pins", "api.trusted_proxy_pins", &out->trusted_proxy_pins);
+  std::vector<size_t> proxy_indices;  // each pin's index in the file, for messages
+  ReadPins(r, api, "trusted_proxy_pins", "api.trusted_proxy_pins", &out->trusted_proxy_pins, &proxy_indices);
   for (size_t i = 0; i < out->trusted_proxy_pins.size(); ++i) {
     const std::string& pin = out->trusted_proxy_pins[i];
     if (std::find(out->client_pins.begin(), out->client_pins.end(), pin) == out->client_pins.end()) {
-      r.Error(absl::StrCat("api.trusted_proxy_pins[", i, "]"),
+      r.Error(absl::StrCat("api.trusted_proxy_pins[", proxy_indices[i], "]"),
               "a trusted proxy must also be in api.client_pins (it connects with that certificate)");
     }
   }
