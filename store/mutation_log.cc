@@ -47,7 +47,7 @@ absl::StatusOr<RemoteApplyResult> RequestStore::ApplyRemote(const std::vector<Mu
   Impl& impl = *impl_;
   const std::string& self = impl.options().node_id;
   RemoteApplyResult result;
-  absl::Status written = impl.writer().Write([&](Connection& c) -> absl::Status {
+  absl::Status written = impl.Write([&](Connection& c) -> absl::Status {
     // Reset per attempt: the writer may run this function once only, but the result must
     // describe exactly what this transaction did.
     result.is_new.assign(mutations.size(), false);

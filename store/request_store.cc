@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "store/schema.h"
 #include "store/store_rows.h"
 
@@ -37,6 +38,10 @@ constexpr size_t kCsrSha256Bytes = 32;
 
 constexpr char kMetaNodeId[] = "node_id";
 constexpr char kMetaCreatedMs[] = "created_ms";
+
+constexpr char kAppendProbeSql[] =
+    "INSERT INTO append_probe (id, payload) VALUES (1, randomblob(?1)) "
+    "ON CONFLICT (id) DO UPDATE SET payload = excluded.payload";
 
 constexpr char kHealthWriteSql[] =
     "INSERT INTO health_scratch (id, written_ms, node_id) VALUES (1, ?1, ?2) "
@@ -201,14 +206,19 @@ RequestStore::~RequestStore() = default;
 
 const std::string& RequestStore::node_id() const { return impl_->options().node_id; }
 
-absl::StatusOr<WriteResult> RequestStore::Put(const RequestRecord& update) {
+absl::StatusOr<WriteResult> RequestStore::Put(const RequestRecord& update) { return Put(update, nullptr); }
+
+absl::StatusOr<WriteResult> RequestStore::Put(const RequestRecord& update, const SubmitKey* settles) {
   if (absl::Status s = ValidateUpdate(update); !s.ok()) return s;
   Impl& impl = *impl_;
   WriteResult result;
-  absl::Status written = impl.writer().Write([&](Connection& c) -> absl::Status {
+  absl::Status written = impl.Write([&](Connection& c) -> absl::Status {
     absl::StatusOr<std::optional<RequestRecord>> existing = ReadRecord(c, update.ca_config(), update.request_id());
     if (!existing.ok()) return existing.status();
 
+    if (settles != nullptr) {
+      if (absl::Status s = rows::DeleteSubmitIntent(c, *settles); !s.ok()) return s;
+    }
     std::optional<RequestRecord> next = ApplyLocalUpdate(*existing, update);
     if (!next.has_value()) {
       result = WriteResult{.record = **existing, .changed = false, .sequence = 0};
@@ -314,15 +324,55 @@ absl::Status RequestStore::Check(bool write) const {
                        "); free space there, or this node stays not ready (writes could fail and lose outcomes)"));
     }
   }
+  // After a failed write, only a write that commits shows the disk is fit again; without
+  // `write` there is nothing to show it, so the failure stands.
+  const absl::Status failed_write = impl_->last_write_error();
+  if (!failed_write.ok() && !write) {
+    return absl::Status(failed_write.code(),
+                        absl::StrCat("request store ", impl_->options().path.string(),
+                                     ": the last write failed: ", failed_write.message()));
+  }
   if (!write) return absl::OkStatus();
   const int64_t now_ms = impl_->clock().NowUnixMillis();
   const std::string& node = impl_->options().node_id;
-  return impl_->writer().Write([&](Connection& c) -> absl::Status {
+  absl::Status probed = impl_->Write([&](Connection& c) -> absl::Status {
     absl::StatusOr<CachedStatement> st = c.PrepareCached(kHealthWriteSql);
     if (!st.ok()) return st.status();
     (*st)->BindInt64(1, now_ms).BindText(2, node);
-    return (*st)->Run();
+    if (absl::Status s = (*st)->Run(); !s.ok()) return s;
+    if (failed_write.ok()) return absl::OkStatus();
+    // Rewriting one small row fits in pages the file already has; an append needs new ones.
+    absl::StatusOr<CachedStatement> probe = c.PrepareCached(kAppendProbeSql);
+    if (!probe.ok()) return probe.status();
+    (*probe)->BindInt64(1, static_cast<int64_t>(kAppendProbeBytes));
+    return (*probe)->Run();
   });
+  if (probed.ok()) return probed;
+  return absl::Status(probed.code(), absl::StrCat("request store ", impl_->options().path.string(),
+                                                  failed_write.ok() ? ": the health check write failed: "
+                                                                    : ": writes fail (the last one, and a probe): ",
+                                                  probed.message()));
+}
+
+absl::Status RequestStore::QuickCheck() const {
+  absl::StatusOr<sqlite::ReaderPool::Lease> reader = impl_->Reader();
+  if (!reader.ok()) return reader.status();
+  absl::StatusOr<Statement> st = (*reader)->Prepare("PRAGMA quick_check(8)");
+  if (!st.ok()) return st.status();
+  std::vector<std::string> problems;
+  for (;;) {
+    absl::StatusOr<bool> row = st->Step();
+    if (!row.ok()) {
+      return absl::DataLossError(absl::StrCat("request store ", impl_->options().path.string(),
+                                              ": the integrity check could not read the file: ", row.status().message()));
+    }
+    if (!*row) break;
+    std::string line = st->ColumnText(0);
+    if (line != "ok") problems.push_back(std::move(line));
+  }
+  if (problems.empty()) return absl::OkStatus();
+  return absl::DataLossError(absl::StrCat("request store ", impl_->options().path.string(),
+                                          ": PRAGMA quick_check found damage: ", absl::StrJoin(problems, "; ")));
 }
 
 }  // namespace adcsc::store

@@ -38,6 +38,29 @@ struct StoreOptions {
   int64_t min_free_bytes = 0;
 };
 
+// The key submit dedupe, intents and leases share: one CSR for one template at one CA.
+struct SubmitKey {
+  std::string ca_config;      // "dc\\ca" (CaConfigKey)
+  std::string template_name;  // may be empty (standalone CA)
+  std::string csr_sha256;     // SHA-256 of the DER CSR, 32 bytes, binary
+};
+
+// A submit this node is about to send, or sent, to the CA whose outcome is not recorded yet:
+// written durably before every CA call, removed in the transaction that records the CA's
+// answer (Put with `settles`) or when the call failed before anything reached the CA. An
+// intent still here after a crash, a timeout or a lost answer means "outcome unknown": the
+// node resolves it by searching the CA (node/api/ca_request_search.h), never by submitting
+// blindly again. Local to the node (not replicated); peers learn of it through the lease.
+struct SubmitIntentRow {
+  SubmitKey key;
+  uint32_t after_request_id = 0;  // highest request ID for key.ca_config known when it began
+  std::string requester;          // the CA identity that submits
+  std::string csr_der;            // the CSR, to recognise the CA's answer by its public key
+  int64_t created_ms = 0;         // first attempt (clock of this node)
+  int64_t updated_ms = 0;         // latest attempt
+  int attempts = 0;               // CA submits made under this intent
+};
+
 // What a local write did.
 struct WriteResult {
   RequestRecord record;   // the record as stored after merging
@@ -109,6 +132,21 @@ class RequestStore {
   // now). InvalidArgument for an empty ca_config, request_id 0, an unspecified/unknown
   // status, or a csr_sha256 that is not 32 bytes.
   absl::StatusOr<WriteResult> Put(const RequestRecord& update);
+  // The same, and in the same transaction removes the submit intent `settles` (when it is
+  // not null): the CA's answer and the end of the "outcome unknown" window are one commit.
+  absl::StatusOr<WriteResult> Put(const RequestRecord& update, const SubmitKey* settles);
+
+  // Writes `intent` durably (one group commit, fsynced) before a CA call. An intent already
+  // held for the same key keeps its created_ms and the lower after_request_id, and counts
+  // one more attempt. InvalidArgument for an empty ca_config, a digest that is not 32
+  // bytes or an empty CSR; a disk or I/O error is returned as the store's error.
+  absl::Status RecordSubmitIntent(const SubmitIntentRow& intent);
+  // The intent held for `key`, or nullopt.
+  absl::StatusOr<std::optional<SubmitIntentRow>> FindSubmitIntent(const SubmitKey& key) const;
+  // Intents held, oldest first, at most `limit`.
+  absl::StatusOr<std::vector<SubmitIntentRow>> OpenSubmitIntents(size_t limit) const;
+  // Removes the intent for `key` (nothing reached the CA, or the outcome was recorded).
+  absl::Status DropSubmitIntent(const SubmitKey& key);
 
   // The record for (ca_config, request_id), or nullopt.
   absl::StatusOr<std::optional<RequestRecord>> Get(const std::string& ca_config, uint32_t request_id) const;
@@ -181,12 +219,22 @@ class RequestStore {
 
   // Cheap liveness probe: a read and, when `write` is true, a durable write to a scratch
   // row, and the free space of the volume against StoreOptions::min_free_bytes
-  // (RESOURCE_EXHAUSTED under it). Used by health checks.
+  // (RESOURCE_EXHAUSTED under it). Used by health checks. After a write of the store failed
+  // for want of space or an I/O error, it fails with that error until a write succeeds
+  // again; with `write` it then probes with a write big enough (kAppendProbeBytes) to show
+  // the disk takes appends again, so readiness comes back by itself once space returns.
   absl::Status Check(bool write) const;
+  static constexpr size_t kAppendProbeBytes = 256 * 1024;
+
+  // SQLite's PRAGMA quick_check over the whole file (b-tree structure, page and index
+  // formats; not whether index entries match their rows). DATA_LOSS naming the file and the
+  // first problems found when it is not "ok". Reads only; takes a read connection for as
+  // long as the file takes to scan.
+  absl::Status QuickCheck() const;
 
   const std::string& node_id() const;
   // Current schema version of an open store.
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
  private:
   class Impl;

@@ -71,9 +71,34 @@ ALTER TABLE mutations ADD COLUMN ca_config TEXT;
 ALTER TABLE mutations ADD COLUMN request_id INTEGER;
 )sql";
 
+// Version 3. Submit intents: what this node sent or is about to send to the CA and has not
+// recorded an answer for (store/request_store.h, SubmitIntentRow). Local to the node.
+constexpr std::string_view kSchemaV3 = R"sql(
+CREATE TABLE submit_intents (
+  ca_config        TEXT    NOT NULL,
+  template_name    TEXT    NOT NULL,
+  csr_sha256       BLOB    NOT NULL,
+  after_request_id INTEGER NOT NULL,
+  requester        TEXT    NOT NULL,
+  csr_der          BLOB    NOT NULL,
+  created_ms       INTEGER NOT NULL,
+  updated_ms       INTEGER NOT NULL,
+  attempts         INTEGER NOT NULL,
+  PRIMARY KEY (ca_config, template_name, csr_sha256)
+);
+
+-- Rewritten by a health check after a failed write, with a blob as large as an append, to
+-- tell when the disk takes writes again.
+CREATE TABLE append_probe (
+  id      INTEGER PRIMARY KEY CHECK (id = 1),
+  payload BLOB    NOT NULL
+);
+)sql";
+
 constexpr std::array kMigrations = {
     Migration{1, "initial schema: meta, requests, mutations, version_vector, health_scratch", kSchemaV1},
     Migration{2, "the mutation log references records by key instead of copying them", kSchemaV2},
+    Migration{3, "submit intents (CA calls whose outcome is not recorded yet) and the append probe", kSchemaV3},
 };
 static_assert(kMigrations.size() == kLatestVersion, "one migration step per schema version");
 

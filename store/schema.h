@@ -15,7 +15,7 @@
 namespace adcsc::store::schema {
 
 // The schema version this build writes. Bump it by appending a migration step.
-inline constexpr int kLatestVersion = 2;
+inline constexpr int kLatestVersion = 3;
 
 // PRAGMA application_id of an adcsc store ("adcs" in ASCII), so a stray SQLite file from
 // another program is recognised instead of being altered.

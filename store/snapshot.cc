@@ -177,7 +177,7 @@ absl::Status RequestStore::ApplySnapshot(const std::vector<RequestRecord>& recor
                                          const VersionVector& version_vector) {
   if (absl::Status s = ValidateSnapshotRecords(records); !s.ok()) return s;
   Impl& impl = *impl_;
-  absl::Status written = impl.writer().Write([&](Connection& c) -> absl::Status {
+  absl::Status written = impl.Write([&](Connection& c) -> absl::Status {
     SnapshotMerger merger(c, impl.options().node_id);
     for (const RequestRecord& r : records) {
       if (absl::Status s = merger.Merge(r); !s.ok()) return s;
@@ -192,7 +192,7 @@ absl::Status RequestStore::ApplySnapshot(const std::vector<RequestRecord>& recor
 
 absl::Status RequestStore::StageSnapshotPage(const std::string& source, const std::vector<RequestRecord>& records) {
   if (absl::Status s = ValidateSnapshotRecords(records); !s.ok()) return s;
-  return impl_->writer().Write([&](Connection& c) -> absl::Status {
+  return impl_->Write([&](Connection& c) -> absl::Status {
     if (absl::Status s = c.Exec(kCreateStagingSql); !s.ok()) return s;
     for (const RequestRecord& r : records) {
       absl::StatusOr<CachedStatement> stage = c.PrepareCached(kStageRecordSql);
@@ -211,7 +211,7 @@ absl::Status RequestStore::StageSnapshotPage(const std::string& source, const st
 absl::Status RequestStore::CommitSnapshot(const std::string& source, const VersionVector& version_vector) {
   Impl& impl = *impl_;
   uint64_t max_hlc = 0;
-  absl::Status written = impl.writer().Write([&](Connection& c) -> absl::Status {
+  absl::Status written = impl.Write([&](Connection& c) -> absl::Status {
     absl::StatusOr<uint64_t> merged = MergeStaged(c, impl.options().node_id, source);
     if (!merged.ok()) return merged.status();
     max_hlc = *merged;
@@ -223,7 +223,7 @@ absl::Status RequestStore::CommitSnapshot(const std::string& source, const Versi
 }
 
 absl::Status RequestStore::DiscardSnapshot(const std::string& source) {
-  return impl_->writer().Write([&](Connection& c) { return DropStaged(c, source); });
+  return impl_->Write([&](Connection& c) { return DropStaged(c, source); });
 }
 
 }  // namespace adcsc::store

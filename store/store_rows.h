@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <limits>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -89,6 +90,9 @@ absl::StatusOr<std::optional<RequestRecord>> MergeIntoStore(Connection& c, const
 absl::Status ReadMutationsSince(Connection& c, const std::filesystem::path& path, const std::string& origin,
                                 uint64_t after, size_t limit, std::vector<Mutation>& out);
 
+// Removes the submit intent for `key`, if any (submit_intents.cc).
+absl::Status DeleteSubmitIntent(Connection& c, const SubmitKey& key);
+
 }  // namespace adcsc::store::rows
 
 namespace adcsc::store {
@@ -109,12 +113,46 @@ class RequestStore::Impl {
   const StoreOptions& options() const { return options_; }
   const Clock& clock() const { return *clock_; }
   HybridLogicalClock& hlc() { return hlc_; }
-  sqlite::GroupCommitWriter& writer() { return writer_; }
+  // Runs `fn` in the next group commit and remembers whether the disk took it: a write that
+  // failed for want of space or an I/O error is kept as last_write_error() until a later
+  // write commits (RequestStore::Check reports it).
+  absl::Status Write(sqlite::GroupCommitWriter::WriteFn fn) {
+    absl::Status s = writer_.Write(fn);
+    NoteWrite(s);
+    return s;
+  }
+  absl::Status last_write_error() const {
+    std::lock_guard lock(write_error_mu_);
+    return last_write_error_;
+  }
   absl::StatusOr<sqlite::ReaderPool::Lease> Reader() { return readers_.Acquire(); }
 
  private:
+  // A failure of the disk or the file, as opposed to a refused update (InvalidArgument) or a
+  // lock held elsewhere (Unavailable): what makes a node unfit to take submits.
+  static bool IsDiskFailure(const absl::Status& s) {
+    switch (s.code()) {
+      case absl::StatusCode::kResourceExhausted:
+      case absl::StatusCode::kPermissionDenied:
+      case absl::StatusCode::kDataLoss:
+      case absl::StatusCode::kInternal:
+      case absl::StatusCode::kAborted:
+      case absl::StatusCode::kFailedPrecondition:
+        return true;
+      default:
+        return false;
+    }
+  }
+  void NoteWrite(const absl::Status& s) {
+    if (!s.ok() && !IsDiskFailure(s)) return;
+    std::lock_guard lock(write_error_mu_);
+    last_write_error_ = s;
+  }
+
   const StoreOptions options_;
   const Clock* const clock_;
+  mutable std::mutex write_error_mu_;
+  absl::Status last_write_error_;  // guarded by write_error_mu_
   HybridLogicalClock hlc_;
   // Declared before readers_ so the read connections close first and the writer's close
   // can checkpoint and remove the WAL.

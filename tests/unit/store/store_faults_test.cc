@@ -1,0 +1,213 @@
+// RequestStore under the faults issue 13 is about: submit intents (durable before a CA call,
+// settled in the transaction that records the answer), a disk that stops taking writes (the
+// health check fails until it takes them again), and a damaged file (QuickCheck).
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "store/request_store.h"
+#include "store/sqlite_db.h"
+#include "tests/testing/temp_dir.h"
+
+namespace adcsc::store {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr int64_t kStartMs = 1'700'000'000'000;
+const std::string kCa = CaConfigKey("CA01.contoso.com", "Contoso-Issuing-CA");
+
+SubmitKey Key(char csr, const std::string& tmpl = "JamfDevice") { return SubmitKey{kCa, tmpl, std::string(32, csr)}; }
+
+SubmitIntentRow Intent(char csr, uint32_t after) {
+  SubmitIntentRow i;
+  i.key = Key(csr);
+  i.after_request_id = after;
+  i.requester = "CONTOSO\\svc-adcsc";
+  i.csr_der = std::string("\x30\x82\x01\x0a", 4) + std::string(200, csr);
+  return i;
+}
+
+RequestRecord Issued(uint32_t id, char csr) {
+  RequestRecord r;
+  r.set_ca_config(kCa);
+  r.set_request_id(id);
+  r.set_status(v1::RECORD_STATUS_ISSUED);
+  r.set_disposition(3);
+  r.set_csr_sha256(std::string(32, csr));
+  r.set_template_name("JamfDevice");
+  r.set_certificate_der(std::string(900, 'c'));
+  return r;
+}
+
+class StoreFaultsTest : public ::testing::Test {
+ protected:
+  StoreOptions Options() const {
+    StoreOptions o;
+    o.path = path_;
+    o.node_id = "node-a";
+    o.clock = &clock_;
+    o.fsync = false;
+    return o;
+  }
+  std::unique_ptr<RequestStore> OpenStore() {
+    auto store = RequestStore::Open(Options());
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? std::move(*store) : nullptr;
+  }
+
+  adcsc::testing::TempDir dir_;
+  const std::filesystem::path path_ = dir_.File("store.db");
+  FakeClock clock_{kStartMs};
+};
+
+TEST_F(StoreFaultsTest, AnIntentIsKeptUntilItsAnswerIsRecorded) {
+  {
+    auto store = OpenStore();
+    ASSERT_TRUE(store->RecordSubmitIntent(Intent('a', 40)).ok());
+    clock_.AdvanceMillis(10);
+    ASSERT_TRUE(store->RecordSubmitIntent(Intent('b', 41)).ok());
+  }
+  // Durable: a new process sees both, oldest first, every field intact.
+  auto store = OpenStore();
+  auto open = store->OpenSubmitIntents(10);
+  ASSERT_TRUE(open.ok()) << open.status();
+  ASSERT_EQ(open->size(), 2u);
+  EXPECT_EQ((*open)[0].key.csr_sha256, std::string(32, 'a'));
+  EXPECT_EQ((*open)[0].after_request_id, 40u);
+  EXPECT_EQ((*open)[0].requester, "CONTOSO\\svc-adcsc");
+  EXPECT_EQ((*open)[0].csr_der, Intent('a', 40).csr_der);
+  EXPECT_EQ((*open)[0].created_ms, kStartMs);
+  EXPECT_EQ((*open)[0].attempts, 1);
+  EXPECT_EQ((*open)[1].key.csr_sha256, std::string(32, 'b'));
+
+  // The answer and the end of the intent are one commit.
+  const SubmitKey a = Key('a');
+  auto put = store->Put(Issued(42, 'a'), &a);
+  ASSERT_TRUE(put.ok()) << put.status();
+  auto gone = store->FindSubmitIntent(a);
+  ASSERT_TRUE(gone.ok());
+  EXPECT_FALSE(gone->has_value());
+  auto still = store->FindSubmitIntent(Key('b'));
+  ASSERT_TRUE(still.ok());
+  EXPECT_TRUE(still->has_value());
+  ASSERT_TRUE(store->DropSubmitIntent(Key('b')).ok());
+  EXPECT_TRUE(store->OpenSubmitIntents(10)->empty());
+}
+
+TEST_F(StoreFaultsTest, ARepeatedAttemptKeepsItsStartAndTheLowestRequestId) {
+  auto store = OpenStore();
+  ASSERT_TRUE(store->RecordSubmitIntent(Intent('a', 40)).ok());
+  clock_.AdvanceMillis(1000);
+  ASSERT_TRUE(store->RecordSubmitIntent(Intent('a', 55)).ok());
+  auto got = store->FindSubmitIntent(Key('a'));
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_EQ((*got)->after_request_id, 40u);  // the first attempt's request is after 40 too
+  EXPECT_EQ((*got)->created_ms, kStartMs);
+  EXPECT_EQ((*got)->updated_ms, kStartMs + 1000);
+  EXPECT_EQ((*got)->attempts, 2);
+  // Another template is another intent.
+  SubmitIntentRow other = Intent('a', 60);
+  other.key.template_name = "JamfUser";
+  ASSERT_TRUE(store->RecordSubmitIntent(other).ok());
+  EXPECT_EQ(store->OpenSubmitIntents(10)->size(), 2u);
+}
+
+TEST_F(StoreFaultsTest, InvalidIntentsAreRefused) {
+  auto store = OpenStore();
+  SubmitIntentRow hex = Intent('a', 1);
+  hex.key.csr_sha256 = std::string(64, 'f');
+  EXPECT_EQ(store->RecordSubmitIntent(hex).code(), absl::StatusCode::kInvalidArgument);
+  SubmitIntentRow no_ca = Intent('a', 1);
+  no_ca.key.ca_config.clear();
+  EXPECT_EQ(store->RecordSubmitIntent(no_ca).code(), absl::StatusCode::kInvalidArgument);
+  SubmitIntentRow no_csr = Intent('a', 1);
+  no_csr.csr_der.clear();
+  EXPECT_EQ(store->RecordSubmitIntent(no_csr).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->FindSubmitIntent(hex.key).status().code(), absl::StatusCode::kInvalidArgument);
+  // A refused update is the caller's mistake, not the disk's: health is unaffected.
+  EXPECT_TRUE(store->Check(/*write=*/false).ok());
+}
+
+// A child process caps its file size (RLIMIT_FSIZE, as a full disk refuses growth), writes
+// until the store refuses, and checks that the health check fails, then that it recovers on
+// its own once the cap is lifted. Exit codes name the step that went wrong.
+TEST_F(StoreFaultsTest, AFailedAppendFailsTheHealthCheckUntilTheDiskTakesWritesAgain) {
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::signal(SIGXFSZ, SIG_IGN);  // get EFBIG instead of being killed
+    auto store = RequestStore::Open(Options());
+    if (!store.ok() || !(*store)->Check(true).ok()) std::_Exit(10);
+    rlimit cap{};
+    ::getrlimit(RLIMIT_FSIZE, &cap);
+    const rlimit original = cap;
+    cap.rlim_cur = 512 * 1024;
+    if (::setrlimit(RLIMIT_FSIZE, &cap) != 0) std::_Exit(11);
+    absl::Status failed;
+    for (uint32_t id = 1; id < 100'000 && failed.ok(); ++id) {
+      auto put = (*store)->Put(Issued(id, static_cast<char>('a' + id % 20)));
+      if (!put.ok()) failed = put.status();
+    }
+    if (failed.ok()) std::_Exit(12);
+    absl::Status unready = (*store)->Check(/*write=*/false);
+    if (unready.ok() || unready.message().find("the last write failed") == std::string_view::npos) std::_Exit(13);
+    if ((*store)->Check(/*write=*/true).ok()) std::_Exit(14);  // the probe cannot append either
+    if (::setrlimit(RLIMIT_FSIZE, &original) != 0) std::_Exit(15);
+    if (!(*store)->Check(/*write=*/true).ok()) std::_Exit(16);
+    if (!(*store)->Check(/*write=*/false).ok()) std::_Exit(17);
+    std::_Exit(0);
+  }
+  int wstatus = 0;
+  ASSERT_EQ(::waitpid(child, &wstatus, 0), child);
+  ASSERT_TRUE(WIFEXITED(wstatus)) << "child died with signal " << (WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0);
+  EXPECT_EQ(WEXITSTATUS(wstatus), 0) << "see the exit codes in the child above";
+}
+
+TEST_F(StoreFaultsTest, QuickCheckPassesAHealthyStore) {
+  auto store = OpenStore();
+  for (uint32_t id = 1; id <= 50; ++id) ASSERT_TRUE(store->Put(Issued(id, static_cast<char>('a' + id % 20))).ok());
+  EXPECT_TRUE(store->QuickCheck().ok());
+}
+
+// Garbage over the dedupe index's root page, as a failing disk leaves it: the store still
+// opens (SQLite reads the index only when a query uses it), and QuickCheck names the damage.
+TEST_F(StoreFaultsTest, QuickCheckFindsADamagedIndex) {
+  int64_t root = 0, page_size = 0;
+  {
+    auto store = OpenStore();
+    for (uint32_t id = 1; id <= 50; ++id) ASSERT_TRUE(store->Put(Issued(id, static_cast<char>('a' + id % 20))).ok());
+  }
+  {
+    auto raw = sqlite::Connection::Open(path_, SQLITE_OPEN_READWRITE);
+    ASSERT_TRUE(raw.ok());
+    ASSERT_TRUE((*raw)->Exec("PRAGMA wal_checkpoint(TRUNCATE)").ok());
+    root = *(*raw)->QueryInt64("SELECT rootpage FROM sqlite_schema WHERE name = 'requests_dedupe'");
+    page_size = *(*raw)->QueryInt64("PRAGMA page_size");
+  }
+  ASSERT_GT(root, 1);
+  {
+    std::fstream f(path_, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp((root - 1) * page_size);
+    const std::string garbage(static_cast<size_t>(page_size), '\x5a');
+    f.write(garbage.data(), static_cast<std::streamsize>(garbage.size()));
+  }
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  absl::Status s = store->QuickCheck();
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr(path_.string()));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("quick_check"));
+}
+
+}  // namespace
+}  // namespace adcsc::store
