@@ -515,7 +515,7 @@ TEST_F(RequestStoreTest, AVersion1StoreIsMigratedAndItsLoggedCopiesStillServe) {
   }
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
-  EXPECT_EQ(*Raw()->QueryInt64("PRAGMA user_version"), 2);
+  EXPECT_EQ(*Raw()->QueryInt64("PRAGMA user_version"), RequestStore::kSchemaVersion);
   MustPut(*store, Submitted(2));  // logged by reference
   absl::StatusOr<std::vector<Mutation>> log = store->MutationsSince("node-a", 0, 10);
   ASSERT_TRUE(log.ok()) << log.status();
