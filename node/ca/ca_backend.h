@@ -16,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/cord.h"
 
 namespace adcsc::ca {
 
@@ -70,9 +71,24 @@ struct CaConnectionStats {
   uint64_t connections_reused = 0;
 };
 
+// A submit whose request may have reached the CA although no definite answer came back: a
+// timeout or a connection lost after the request went out, an answer that could not be
+// read, a fault the CA did not sign. The CA may hold a request for it, so the caller must
+// not take the failure as "not submitted" (node/api resolves it by searching the CA). The
+// mark travels as a payload, so it survives copies of the status.
+inline constexpr char kOutcomeUnknownPayload[] = "adcsc.ca_outcome_unknown";
+inline absl::Status MarkOutcomeUnknown(absl::Status status) {
+  if (!status.ok()) status.SetPayload(kOutcomeUnknownPayload, absl::Cord("1"));
+  return status;
+}
+inline bool IsOutcomeUnknown(const absl::Status& status) {
+  return !status.ok() && status.GetPayload(kOutcomeUnknownPayload).has_value();
+}
+
 class CaBackend {
  public:
   virtual ~CaBackend() = default;
+  // A failure that leaves open whether the CA took the request carries MarkOutcomeUnknown.
   virtual absl::StatusOr<CaResponse> Submit(const SubmitRequest& request) = 0;
   virtual absl::StatusOr<CaResponse> Retrieve(const RetrieveRequest& request) = 0;
   // Checks that the CA is reachable and accepts this identity.

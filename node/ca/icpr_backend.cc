@@ -178,8 +178,11 @@ absl::StatusOr<rpc::CertServerRequestOut> IcprBackend::Call(const CaTarget& targ
       Release(target.dc, std::move(lease->connection));
       auto out = rpc::DecodeCertServerRequestOut(*answer);
       if (!out.ok()) {
-        return CaError(hr::kRpcCallFailed, absl::StrCat("the CA at ", target.dc,
-                                                        " sent an answer we cannot read: ", out.status().message()));
+        absl::Status unreadable = CaError(hr::kRpcCallFailed, absl::StrCat("the CA at ", target.dc,
+                                                                           " sent an answer we cannot read: ",
+                                                                           out.status().message()));
+        // The CA ran the call; what it did is in the answer we cannot read.
+        return idempotent ? unreadable : MarkOutcomeUnknown(std::move(unreadable));
       }
       return out;
     }
@@ -190,7 +193,10 @@ absl::StatusOr<rpc::CertServerRequestOut> IcprBackend::Call(const CaTarget& targ
       ForgetEndpoint(target.dc);
       continue;
     }
-    return RpcErrorToCaError(answer.status(), true);
+    absl::Status failed = RpcErrorToCaError(answer.status(), true);
+    // A submit that may have run is not "not submitted" (ca_backend.h).
+    if (!idempotent && rpc::RequestMayHaveRun(answer.status())) failed = MarkOutcomeUnknown(std::move(failed));
+    return failed;
   }
 }
 

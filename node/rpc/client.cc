@@ -13,6 +13,7 @@ namespace adcsc::rpc {
 namespace {
 
 constexpr char kFaultPayload[] = "adcsc.rpc_fault";
+constexpr char kRequestSentPayload[] = "adcsc.rpc_request_sent";
 
 }  // namespace
 
@@ -30,6 +31,10 @@ std::optional<uint32_t> FaultOf(const absl::Status& status) {
   uint32_t value = 0;
   if (!absl::SimpleHexAtoi(std::string(*payload), &value)) return std::nullopt;
   return value;
+}
+
+bool RequestMayHaveRun(const absl::Status& status) {
+  return !status.ok() && status.GetPayload(kRequestSentPayload).has_value();
 }
 
 ClientConnection::ClientConnection(ClientOptions options, std::unique_ptr<TcpStream> stream)
@@ -146,6 +151,16 @@ absl::Status ClientConnection::Bind(const SyntaxId& interface, Deadline deadline
 }
 
 absl::StatusOr<Bytes> ClientConnection::Call(uint16_t opnum, ByteView stub) {
+  bool sent = false;
+  bool definite = false;
+  absl::StatusOr<Bytes> answer = CallUnmarked(opnum, stub, &sent, &definite);
+  if (answer.ok() || !sent || definite) return answer;
+  absl::Status marked = answer.status();
+  marked.SetPayload(kRequestSentPayload, absl::Cord("1"));
+  return marked;
+}
+
+absl::StatusOr<Bytes> ClientConnection::CallUnmarked(uint16_t opnum, ByteView stub, bool* sent, bool* definite) {
   if (broken_) return absl::FailedPreconditionError(absl::StrCat("connection to ", peer_, " is broken"));
   const Deadline deadline = DeadlineIn(options_.call_timeout);
   const uint32_t call_id = next_call_id_++;
@@ -161,6 +176,7 @@ absl::StatusOr<Bytes> ClientConnection::Call(uint16_t opnum, ByteView stub) {
   if (!fragments.ok()) return Fail(fragments.status());
   for (OutgoingPdu& f : *fragments) {
     if (protect) ProtectPdu(*session_, options_.auth->level, f);
+    *sent = true;  // from the first byte on, the server may act on it
     if (auto s = Send(std::move(f.bytes), deadline); !s.ok()) return s;
   }
 
@@ -191,6 +207,8 @@ absl::StatusOr<Bytes> ClientConnection::Call(uint16_t opnum, ByteView stub) {
       const auto& fault_body = std::get<FaultBody>(pdu->body);
       // The call failed; the connection stays usable unless the fault says the protocol broke.
       if (fault_body.status == fault::kProtoError || fault_body.status == fault::kProtocolError) broken_ = true;
+      // Verified above when signed; an unsigned fault could come from anyone on the path.
+      *definite = protect && header_only->auth_length != 0;
       return FaultError(fault_body.status, absl::StrCat("call ", opnum, " on ", peer_));
     }
     if (pdu->header.type != PduType::kResponse) {

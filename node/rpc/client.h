@@ -46,6 +46,13 @@ struct ClientOptions {
 absl::Status FaultError(uint32_t fault_status, std::string_view context);
 std::optional<uint32_t> FaultOf(const absl::Status& status);
 
+// True when a failed Call() may have run at the server: its request started going out and
+// no definite answer came back (the connection broke or timed out afterwards, the answer
+// could not be read, or a fault arrived that the session did not sign, which anyone on the
+// path could have forged). A fault signed at the negotiated level is the server's definite
+// answer and is not marked. Payload "adcsc.rpc_request_sent".
+bool RequestMayHaveRun(const absl::Status& status);
+
 class ClientConnection {
  public:
   // Connects and binds `interface` (NDR20). Errors: UNAVAILABLE (cannot connect, connection
@@ -60,7 +67,9 @@ class ClientConnection {
 
   // One request/response. A fault answer returns FaultError(status); a response whose
   // signature does not verify is PERMISSION_DENIED and breaks the connection. After any
-  // transport or protocol error the connection is broken() and must not be reused.
+  // transport or protocol error the connection is broken() and must not be reused. A
+  // failure after the request started going out is marked (RequestMayHaveRun) unless it is
+  // a signed fault.
   absl::StatusOr<Bytes> Call(uint16_t opnum, ByteView stub);
 
   bool broken() const { return broken_; }
@@ -76,6 +85,9 @@ class ClientConnection {
  private:
   ClientConnection(ClientOptions options, std::unique_ptr<TcpStream> stream);
   absl::Status Bind(const SyntaxId& interface, Deadline deadline);
+  // Call() without the mark; `sent` tells whether the request started going out, `definite`
+  // whether the failure is a signed fault.
+  absl::StatusOr<Bytes> CallUnmarked(uint16_t opnum, ByteView stub, bool* sent, bool* definite);
   absl::Status Send(Bytes bytes, Deadline deadline);
   absl::StatusOr<Bytes> ReceivePdu(Deadline deadline);
   absl::Status Fail(absl::Status status);

@@ -89,12 +89,15 @@ std::string RunAdminCommand(Emulator& emulator, const std::string& command) {
                 {"retrieves", s.retrieves},
                 {"refused_calls", s.refused_calls},
                 {"dropped_calls", s.dropped_calls},
+                {"lost_answers", s.lost_answers},
                 {"failed_logons", s.failed_logons},
                 {"ca_requests", count.ok() ? *count : 0},
                 {"latency_ms", f.latency.count()},
                 {"logon_latency_ms", f.logon_latency.count()},
                 {"failure_rate", f.failure_rate},
-                {"refuse_connections", f.refuse_connections}}
+                {"refuse_connections", f.refuse_connections},
+                {"fault_after_accept", f.fault_after_accept},
+                {"drop_after_accept", f.drop_after_accept}}
         .dump();
   }
   if (verb == "set" && words.size() == 3) {
@@ -111,13 +114,18 @@ std::string RunAdminCommand(Emulator& emulator, const std::string& command) {
       double rate = 0;
       if (!absl::SimpleAtod(value, &rate) || rate < 0 || rate > 1) return Error("failure_rate: a number from 0 to 1");
       f.failure_rate = rate;
+    } else if (key == "fault_after_accept" || key == "drop_after_accept") {
+      int n = 0;
+      if (!absl::SimpleAtoi(value, &n) || n < 0 || n > 1'000'000) return Error(key + ": a count from 0 to 1000000");
+      (key == "fault_after_accept" ? f.fault_after_accept : f.drop_after_accept) = n;
     } else if (key == "refuse_connections") {
       if (value != "true" && value != "false") return Error("refuse_connections: true or false");
       f.refuse_connections = value == "true";
     } else {
       return Error(
           absl::StrCat("unknown setting \"", key,
-                       "\" (latency_ms, logon_latency_ms, submit_reply_latency_ms, failure_rate, refuse_connections)"));
+                       "\" (latency_ms, logon_latency_ms, submit_reply_latency_ms, failure_rate, refuse_connections, "
+                       "fault_after_accept, drop_after_accept)"));
     }
     emulator.set_faults(f);
     return Json{{"ok", true}}.dump();
@@ -125,7 +133,8 @@ std::string RunAdminCommand(Emulator& emulator, const std::string& command) {
   return Error(
       absl::StrCat("unknown command \"", command,
                    "\" (approve N, deny N, list, stats, set "
-                   "latency_ms|logon_latency_ms|submit_reply_latency_ms|failure_rate|refuse_connections VALUE)"));
+                   "latency_ms|logon_latency_ms|submit_reply_latency_ms|failure_rate|refuse_connections|"
+                   "fault_after_accept|drop_after_accept VALUE)"));
 }
 
 absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(Emulator& emulator, const std::filesystem::path& path) {

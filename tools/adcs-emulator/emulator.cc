@@ -59,8 +59,16 @@ Emulator::Emulator(EmulatorConfig config) : config_(std::move(config)), faults_(
 Emulator::~Emulator() { Stop(); }
 
 EmulatorStats Emulator::stats() const {
-  return {connections_.load(), calls_.load(),   submits_.load(),      retrieves_.load(),
-          refused_.load(),     dropped_.load(), failed_logons_.load()};
+  EmulatorStats s;
+  s.connections = connections_.load();
+  s.calls = calls_.load();
+  s.submits = submits_.load();
+  s.retrieves = retrieves_.load();
+  s.refused_calls = refused_.load();
+  s.dropped_calls = dropped_.load();
+  s.failed_logons = failed_logons_.load();
+  s.lost_answers = lost_answers_.load();
+  return s;
 }
 
 Faults Emulator::faults() const {
@@ -71,6 +79,13 @@ Faults Emulator::faults() const {
 void Emulator::set_faults(const Faults& faults) {
   std::lock_guard lock(mu_);
   faults_ = faults;
+}
+
+bool Emulator::TakeOne(int Faults::*knob) {
+  std::lock_guard lock(mu_);
+  if (faults_.*knob <= 0) return false;
+  --(faults_.*knob);
+  return true;
 }
 
 absl::Status Emulator::Start() {
@@ -272,6 +287,15 @@ absl::StatusOr<rpc::Bytes> Emulator::HandleCertPassage(const rpc::CallContext& c
     return answer(Refused(0, code, ""));
   }
   if (f.submit_reply_latency.count() > 0) std::this_thread::sleep_for(f.submit_reply_latency);
+  // The CA has the request now; these knobs lose its answer on the way back.
+  if (TakeOne(&Faults::fault_after_accept)) {
+    lost_answers_++;
+    return rpc::FaultError(rpc::fault::kCantPerform, "fault_after_accept knob");
+  }
+  if (TakeOne(&Faults::drop_after_accept)) {
+    lost_answers_++;
+    return absl::UnavailableError("drop_after_accept knob: connection dropped after the submit was taken");
+  }
   return answer(FromResponse(*r, /*submit=*/true));
 }
 

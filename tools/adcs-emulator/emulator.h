@@ -34,6 +34,7 @@ struct EmulatorStats {
   uint64_t retrieves = 0;
   uint64_t refused_calls = 0;  // answered E_ACCESSDENIED (auth level, permissions, identity)
   uint64_t dropped_calls = 0;  // dropped by the failure-rate knob
+  uint64_t lost_answers = 0;   // submits taken, then answered by fault_after_accept or drop_after_accept
   uint64_t failed_logons = 0;
 };
 
@@ -64,6 +65,8 @@ class Emulator {
   void AcceptLoop(rpc::TcpListener* listener, const rpc::ServerOptions* options, const rpc::CallHandler* handler);
   absl::StatusOr<rpc::Bytes> HandleEndpointMapper(uint16_t opnum, rpc::ByteView stub);
   bool MayEnroll(const std::string& account, const std::string& template_name) const;
+  // Counts one down from `knob` (fault_after_accept or drop_after_accept) when it is above 0.
+  bool TakeOne(int Faults::*knob);
 
   EmulatorConfig config_;
   std::unique_ptr<adcsc::ca::LocalCa> ca_;
@@ -81,7 +84,7 @@ class Emulator {
   bool stopping_ = false;
 
   std::atomic<uint64_t> connections_{0}, calls_{0}, submits_{0}, retrieves_{0}, refused_{0}, dropped_{0},
-      failed_logons_{0};
+      failed_logons_{0}, lost_answers_{0};
 };
 
 }  // namespace adcsc::emulator

@@ -32,6 +32,13 @@ struct Faults {
   std::chrono::milliseconds submit_reply_latency{0};
   double failure_rate = 0;          // share of calls dropped unanswered (0..1)
   bool refuse_connections = false;  // close every new connection at once
+  // The next N submits are taken by the CA (recorded, issued or pending as usual) and then
+  // answered with an unsigned fault (nca_s_fault_cant_perform) instead of their result, or
+  // their connection is dropped without an answer: the lost-answer cases a connector must
+  // resolve by searching the CA, never by submitting again. Each submit so treated counts
+  // one down.
+  int fault_after_accept = 0;
+  int drop_after_accept = 0;
 };
 
 struct EmulatorConfig {

@@ -129,6 +129,32 @@ TEST_F(IcprBackendTest, RetrieveIsRetriedOnceAndSubmitNever) {
   EXPECT_TRUE(ok.ok()) << ok.status();
 }
 
+// A submit the CA took but whose answer was lost (an unsigned fault, a dropped connection)
+// is "outcome unknown", so the connector searches before it would submit again; a submit
+// refused before anything was sent is not.
+TEST_F(IcprBackendTest, ALostAnswerToATakenSubmitIsOutcomeUnknown) {
+  IcprBackend backend(Options());
+  for (int knob = 0; knob < 2; ++knob) {
+    emulator::Faults f;
+    (knob == 0 ? f.fault_after_accept : f.drop_after_accept) = 1;
+    emulator_->set_faults(f);
+    const uint64_t before = emulator_->stats().submits;
+    auto lost = backend.Submit(Csr(knob == 0 ? "lost-by-fault" : "lost-by-drop"));
+    ASSERT_FALSE(lost.ok());
+    EXPECT_TRUE(IsOutcomeUnknown(lost.status())) << lost.status();
+    EXPECT_EQ(emulator_->stats().submits, before + 1) << "the CA took it";
+    EXPECT_EQ(emulator_->faults().fault_after_accept + emulator_->faults().drop_after_accept, 0);
+  }
+  EXPECT_EQ(emulator_->stats().lost_answers, 2u);
+  // The knobs are spent: the next submit is answered.
+  EXPECT_TRUE(backend.Submit(Csr("answered")).ok());
+  // Nothing listening: nothing was sent, a definite "not submitted".
+  emulator_->Stop();
+  auto unreachable = backend.Submit(Csr("unreachable"));
+  ASSERT_FALSE(unreachable.ok());
+  EXPECT_FALSE(IsOutcomeUnknown(unreachable.status())) << unreachable.status();
+}
+
 TEST_F(IcprBackendTest, BelowPacketPrivacyTheCaSaysAccessDenied) {
   IcprBackendOptions o = Options();
   o.auth_level = rpc::authn_level::kPktIntegrity;

@@ -208,5 +208,37 @@ TEST(Connection, ATamperedAnswerIsRefused) {
   }
 }
 
+// Whether a failed call may have run at the server decides whether a submit may be sent
+// again (ca_backend.h, IsOutcomeUnknown): only a failure before anything went out, or the
+// server's signed fault, says it did not.
+TEST(Connection, AFailureAfterTheRequestWentOutMayHaveRun) {
+  // The server runs the call, then drops the connection without answering.
+  std::atomic<int> ran{0};
+  TestServer dropping([&](const CallContext&, uint16_t op, ByteView) -> absl::StatusOr<Bytes> {
+    ran++;
+    if (op == 7) return FaultError(fault::kCantPerform, "test");  // unsigned, as ServeConnection sends it
+    return absl::UnavailableError("test: dropped after running the call");
+  });
+  auto c = ClientConnection::Connect(Options(dropping.port(), authn_level::kPktPrivacy), kTestInterface);
+  ASSERT_TRUE(c.ok()) << c.status();
+  auto dropped = (*c)->Call(1, Pattern(10));
+  ASSERT_FALSE(dropped.ok());
+  EXPECT_EQ(ran.load(), 1);
+  EXPECT_TRUE(RequestMayHaveRun(dropped.status())) << dropped.status();
+
+  auto c2 = ClientConnection::Connect(Options(dropping.port(), authn_level::kPktPrivacy), kTestInterface);
+  ASSERT_TRUE(c2.ok()) << c2.status();
+  auto unsigned_fault = (*c2)->Call(7, Pattern(10));
+  ASSERT_FALSE(unsigned_fault.ok());
+  EXPECT_EQ(FaultOf(unsigned_fault.status()), fault::kCantPerform);
+  EXPECT_TRUE(RequestMayHaveRun(unsigned_fault.status())) << "an unsigned fault could be forged";
+
+  // A broken connection fails before sending: nothing went out.
+  auto again = (*c)->Call(1, Pattern(10));
+  ASSERT_FALSE(again.ok());
+  EXPECT_FALSE(RequestMayHaveRun(again.status())) << again.status();
+  EXPECT_EQ(ran.load(), 2);
+}
+
 }  // namespace
 }  // namespace adcsc::rpc
