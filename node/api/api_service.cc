@@ -2,12 +2,14 @@
 
 #include <chrono>
 #include <functional>
+#include <random>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "node/api/api_codec.h"
 #include "node/api/ca_request_search.h"
+#include "node/api/crash_point.h"
 #include "node/ca/hresult.h"
 #include "node/pki/absl_view.h"
 #include "node/pki/csr.h"
@@ -129,6 +131,13 @@ std::string CaFailureMessage(const adcsc::ca::CaBackend& backend, uint32_t hresu
   return msg;
 }
 
+std::string StripQuery(std::string_view target) {
+  auto q = target.find('?');
+  return std::string(q == std::string_view::npos ? target : target.substr(0, q));
+}
+
+}  // namespace
+
 // The one JSON line each API call logs: fields gathered along the way, then outcome, HTTP
 // status and latency, at a level that follows the status.
 struct CallLog {
@@ -162,13 +171,6 @@ struct CallLog {
   Json fields;
 };
 
-std::string StripQuery(std::string_view target) {
-  auto q = target.find('?');
-  return std::string(q == std::string_view::npos ? target : target.substr(0, q));
-}
-
-}  // namespace
-
 ApiService::ApiService(const Config& config, adcsc::ca::CaBackend* backend, adcsc::store::RequestStore* store,
                        EventLog* log, const Clock* clock, ApiServiceLinks links)
     : config_(config),
@@ -179,7 +181,19 @@ ApiService::ApiService(const Config& config, adcsc::ca::CaBackend* backend, adcs
       replication_(links.replication),
       peers_(links.peers),
       observer_(links.observer),
-      in_flight_(clock) {}
+      leases_(clock, LeaseOptions(config, links)) {}
+
+SubmitLeases::Options ApiService::LeaseOptions(const Config& config, const ApiServiceLinks& links) {
+  SubmitLeases::Options o;
+  o.lease = config.ca.submit_lease;
+  // A restarted node forgot what it granted its peers: in a cluster, it grants nothing until
+  // every lease it may have granted has lapsed (as far as its stamp file tells).
+  if (links.peers != nullptr && !config.cluster.peers.empty()) {
+    o.grace = config.ca.submit_lease;
+    if (!config.data_dir.empty()) o.grant_stamp = config.data_dir / "lease-grants.stamp";
+  }
+  return o;
+}
 
 ApiResponse ApiService::Handle(const ApiRequest& request) {
   ApiResponse response = Route(request);
@@ -227,8 +241,8 @@ ApiResponse ApiService::Route(const ApiRequest& request) {
   return Make(404, StatusOnlyJson("NOT_FOUND", absl::StrCat("no such endpoint: ", path)), "not_found");
 }
 
-absl::Status ApiService::Record(const adcsc::store::RequestRecord& record) {
-  auto put = store_->Put(record);
+absl::Status ApiService::Record(const adcsc::store::RequestRecord& record, const adcsc::store::SubmitKey* settles) {
+  auto put = store_->Put(record, settles);
   if (!put.ok()) return put.status();
   if (replication_ == nullptr || !put->changed) return absl::OkStatus();
   return replication_->Replicate(*put);
@@ -289,14 +303,15 @@ bool Reusable(const std::optional<RequestRecord>& r) { return r.has_value() && R
 }  // namespace
 
 absl::StatusOr<std::optional<RequestRecord>> ApiService::FindEarlierSubmit(const CheckedSubmit& s,
-                                                                           int64_t not_before_ms, Json* fields) {
+                                                                           int64_t not_before_ms, bool ask_peers,
+                                                                           Json* fields) {
   auto earlier = store_->FindByDedupeKey(s.ca_config, s.template_name, s.csr_sha256, not_before_ms);
   if (!earlier.ok()) return earlier.status();
   if (Reusable(*earlier)) {
     (*fields)["deduplicated"] = "store";
     return earlier;
   }
-  if (peers_ != nullptr) {
+  if (ask_peers && peers_ != nullptr) {
     // The earlier submit may have gone to another node whose write has not reached us yet.
     if (auto theirs = peers_->LookupByDedupeKey(s.ca_config, s.template_name, s.csr_sha256, not_before_ms);
         Reusable(theirs) && theirs->csr_sha256() == s.csr_sha256) {
@@ -305,14 +320,6 @@ absl::StatusOr<std::optional<RequestRecord>> ApiService::FindEarlierSubmit(const
     }
   }
   return std::optional<RequestRecord>();
-}
-
-absl::Status ApiService::RecordCaAnswer(const CheckedSubmit& s, const adcsc::ca::CaResponse& answer) {
-  RequestRecord rec = RecordOfAnswer(s.ca_config, answer);
-  rec.set_csr_sha256(s.csr_sha256);
-  rec.set_template_name(s.template_name);
-  rec.set_requester(config_.ca.identity);
-  return Record(rec);
 }
 
 // A submit: check the request, answer a retried CSR with its earlier request (here, at a peer,
@@ -343,46 +350,93 @@ ApiResponse ApiService::Submit(const ApiRequest& request) {
   const CheckedSubmit& s = *checked;
 
   const int64_t window_ms = std::chrono::duration_cast<std::chrono::milliseconds>(config_.ca.dedupe_window).count();
-  auto earlier = FindEarlierSubmit(s, clock_->NowUnixMillis() - window_ms, &fields);
-  if (!earlier.ok()) {
-    fields["error"] = std::string(earlier.status().message());
-    return finish(
-        Make(500,
-             WithRequestIdJson("INTERNAL_ERROR",
-                               absl::StrCat("request store unavailable: ", std::string(earlier.status().message())), 0),
-             "store_error"));
+  const int64_t not_before_ms = clock_->NowUnixMillis() - window_ms;
+  auto store_failure = [&](const absl::Status& status, const char* what) {
+    fields["error"] = std::string(status.message());
+    return finish(Make(500, submit_error("INTERNAL_ERROR", absl::StrCat(what, ": ", std::string(status.message()))),
+                       "store_error"));
+  };
+  // A retry of a CSR this node already holds: answer from the store, no lease needed.
+  auto earlier = FindEarlierSubmit(s, not_before_ms, /*ask_peers=*/window_ms == 0, &fields);
+  if (!earlier.ok()) return store_failure(earlier.status(), "request store unavailable");
+  if (earlier->has_value()) return answer_with(**earlier);
+  if (window_ms == 0) return SubmitOnce(s, nullptr, &call);  // dedupe is off: every submit goes to the CA
+
+  // One submitter per CSR in the cluster: take the lease (or wait for the node that has it).
+  Lease lease = AcquireLease(s, &fields);
+  if (lease.found.has_value()) return answer_with(*lease.found);
+  if (!lease.error.ok()) {
+    if (adcsc::ca::HresultOf(lease.error).has_value()) return ca_failure(lease.error);
+    fields["error"] = std::string(lease.error.message());
+    return finish(Make(503, submit_error("SERVICE_UNAVAILABLE", std::string(lease.error.message())), "lease_busy"));
   }
+  // Released however this submit ends; `settled` turns false when the CA's answer was lost.
+  struct Release {
+    ApiService* self;
+    const SubmitIntent& claim;
+    bool settled = true;
+    ~Release() { self->ReleaseLease(claim, settled); }
+  } release{this, *lease.claim};
+
+  // Look again now that this node holds the lease: a rival may have recorded its answer
+  // just before letting go.
+  earlier = FindEarlierSubmit(s, not_before_ms, /*ask_peers=*/true, &fields);
+  if (!earlier.ok()) return store_failure(earlier.status(), "request store unavailable");
   if (earlier->has_value()) return answer_with(**earlier);
 
-  // The same CSR may be on its way to the CA from another node, or may have got there from a
-  // node that died before recording the answer: look for that answer before submitting.
-  const bool guard_in_flight = window_ms > 0 && config_.ca.in_flight_wait.count() > 0;
-  if (guard_in_flight) {
-    if (auto other = in_flight_.Find(s.ca_config, s.template_name, s.csr_sha256, /*except_node=*/"")) {
-      fields["in_flight_on"] = other->node_id;
-      auto found = AwaitInFlight(*other, s.target, s.csr_der, &fields);
-      if (!found.ok()) return ca_failure(found.status());
-      if (found->has_value()) return answer_with(**found);
+  // An earlier attempt whose outcome is unknown (this node's, found as an intent in its store
+  // after a crash or a lost answer, or a claim that lapsed at a peer): its request may be at
+  // the CA. Look there before submitting; submit only if it is not.
+  auto ours = store_->FindSubmitIntent(s.key());
+  if (!ours.ok()) return store_failure(ours.status(), "request store unavailable");
+  std::optional<uint32_t> search_after;
+  std::string search_requester = config_.ca.identity;
+  if (ours->has_value()) search_after = (*ours)->after_request_id;
+  if (lease.lapsed.has_value() && (!search_after || lease.lapsed->after_request_id < *search_after)) {
+    search_after = lease.lapsed->after_request_id;
+    fields["lapsed_claim_of"] = lease.lapsed->node_id;
+  }
+  if (search_after.has_value()) {
+    auto found = FindAtCa(s, *search_after, search_requester, &fields);
+    if (!found.ok()) return ca_failure(found.status());
+    if (found->has_value()) {
+      fields["deduplicated"] = "ca-search";
+      return answer_with(**found);
     }
   }
-  SubmitIntent intent{s.ca_config, s.template_name, s.csr_sha256, 0, config_.ca.identity, config_.node_id};
-  if (guard_in_flight) {
-    auto highest = store_->MaxRequestId(s.ca_config);
-    intent.after_request_id = highest.ok() ? *highest : 0;
-    in_flight_.Add(intent);
-    if (peers_ != nullptr) peers_->AnnounceSubmit(intent, /*done=*/false);
-  }
-  // Withdrawn however this submit ends.
-  struct Withdraw {
-    ApiService* self;
-    const SubmitIntent* intent;
-    bool active;
-    ~Withdraw() {
-      if (!active) return;
-      self->in_flight_.Remove(*intent);
-      if (self->peers_ != nullptr) self->peers_->AnnounceSubmit(*intent, /*done=*/true);
+  adcsc::store::SubmitIntentRow intent;
+  intent.key = s.key();
+  intent.after_request_id = search_after.value_or(lease.claim->after_request_id);
+  intent.requester = config_.ca.identity;
+  intent.csr_der.assign(s.csr_der.begin(), s.csr_der.end());
+  return SubmitOnce(s, &intent, &call, &release.settled);
+}
+
+ApiResponse ApiService::SubmitOnce(const CheckedSubmit& s, const adcsc::store::SubmitIntentRow* intent, CallLog* call,
+                                   bool* settled) {
+  Json& fields = call->fields;
+  auto finish = [&](ApiResponse r) { return call->Finish(std::move(r)); };
+  auto submit_error = [](std::string_view code, std::string_view text) { return WithRequestIdJson(code, text, 0); };
+  auto ca_failure = [&](const absl::Status& status) {
+    auto hr = adcsc::ca::HresultOf(status);
+    fields["error"] = std::string(status.message());
+    if (hr) fields["hresult"] = absl::StrCat("0x", absl::Hex(*hr, absl::kZeroPad8));
+    std::string message = hr ? CaFailureMessage(*backend_, *hr, "") : std::string(status.message());
+    return finish(CaFailure(status, message, submit_error));
+  };
+  const adcsc::store::SubmitKey key = s.key();
+  // Durable before the CA call: if this node dies from here on, the intent says to look
+  // at the CA before submitting again. No intent, no CA call.
+  if (intent != nullptr) {
+    if (absl::Status durable = store_->RecordSubmitIntent(*intent); !durable.ok()) {
+      fields["error"] = std::string(durable.message());
+      return finish(Make(
+          500,
+          submit_error("INTERNAL_ERROR", absl::StrCat("nothing was sent to the CA: ", std::string(durable.message()))),
+          "store_error"));
     }
-  } withdraw{this, &intent, guard_in_flight};
+    CrashPoint("after-intent");
+  }
 
   adcsc::ca::SubmitRequest sub;
   sub.target = s.target;
@@ -392,13 +446,56 @@ ApiResponse ApiService::Submit(const ApiRequest& request) {
   const auto ca_started = std::chrono::steady_clock::now();
   auto answer = backend_->Submit(sub);
   fields["ca_ms"] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - ca_started).count();
-  if (!answer.ok()) return ca_failure(answer.status());
+  CrashPoint("after-ca");
+  if (!answer.ok()) {
+    if (intent == nullptr) return ca_failure(answer.status());
+    if (!adcsc::ca::IsOutcomeUnknown(answer.status())) {
+      // The CA did not take it: nothing to look for later.
+      store_->DropSubmitIntent(key).IgnoreError();
+      return ca_failure(answer.status());
+    }
+    // The request may be at the CA: look for it now rather than leave the client guessing,
+    // once the CA shows it answers this node at all (a wrong password gets an unsigned
+    // "access denied" fault for every call, and a search would read nothing but those).
+    fields["outcome_unknown"] = std::string(answer.status().message());
+    const absl::Status reachable = backend_->Ping(s.target, {config_.ca.identity});
+    absl::StatusOr<std::optional<RequestRecord>> found =
+        reachable.ok() ? FindAtCa(s, intent->after_request_id, config_.ca.identity, &fields)
+                       : absl::StatusOr<std::optional<RequestRecord>>(reachable);
+    if (found.ok() && found->has_value()) {
+      fields["deduplicated"] = "ca-search";
+      auto d = static_cast<Disposition>((*found)->disposition());
+      fields["request_id"] = (*found)->request_id();
+      return finish(Make(200, WithRequestIdJson(DispositionStatus(d), DispositionMessage(d), (*found)->request_id()),
+                         OutcomeFor(d)));
+    }
+    if (settled != nullptr) *settled = false;  // peers keep the claim as lapsed: the next claimant searches
+    if (!found.ok()) {
+      // The CA refuses this node's reads too (a wrong password gets an unsigned "access denied"
+      // fault for every call): its error is the answer, as the original connector gave it. The
+      // intent stays, so a retry looks again before it submits.
+      fields["search_error"] = std::string(found.status().message());
+      return ca_failure(answer.status());
+    }
+    fields["error"] = std::string(answer.status().message());
+    return finish(Make(
+        503,
+        submit_error("SERVICE_UNAVAILABLE",
+                     absl::StrCat("the CA's answer to this request was lost (", std::string(answer.status().message()),
+                                  ") and the request is not among the CA's requests yet; retry: the connector looks at "
+                                  "the CA again before it submits")),
+        "ca_outcome_unknown"));
+  }
   fields["request_id"] = answer->request_id;
   if (answer->hresult != 0) fields["hresult"] = absl::StrCat("0x", absl::Hex(answer->hresult, absl::kZeroPad8));
   if (!answer->message.empty()) fields["ca_message"] = answer->message;
 
   if (answer->request_id != 0) {
-    if (auto put = RecordCaAnswer(s, *answer); !put.ok()) {
+    RequestRecord rec = RecordOfAnswer(s.ca_config, *answer);
+    rec.set_csr_sha256(s.csr_sha256);
+    rec.set_template_name(s.template_name);
+    rec.set_requester(config_.ca.identity);
+    if (auto put = Record(rec, intent != nullptr ? &key : nullptr); !put.ok()) {
       fields["error"] = std::string(put.message());
       return finish(Make(500,
                          WithRequestIdJson("INTERNAL_ERROR",
@@ -407,6 +504,9 @@ ApiResponse ApiService::Submit(const ApiRequest& request) {
                                            answer->request_id),
                          "store_error"));
     }
+    CrashPoint("after-record");
+  } else if (intent != nullptr) {
+    store_->DropSubmitIntent(key).IgnoreError();  // refused without a request: nothing at the CA
   }
   if (IsErrorDisposition(answer->disposition)) {
     return finish(
@@ -421,42 +521,172 @@ ApiResponse ApiService::Submit(const ApiRequest& request) {
                      OutcomeFor(answer->disposition)));
 }
 
-absl::StatusOr<std::optional<RequestRecord>> ApiService::AwaitInFlight(const SubmitIntent& other,
-                                                                       const adcsc::ca::CaTarget& target,
-                                                                       const std::vector<uint8_t>& csr_der,
-                                                                       Json* fields) {
-  // Measured on the clock seam, so a test moves through the wait without waiting.
+int ApiService::ResolveOpenIntents() {
+  // Enough for any crash: a node holds at most one intent per submit in flight.
+  constexpr size_t kMaxIntentsPerRun = 10'000;
+  auto open = store_->OpenSubmitIntents(kMaxIntentsPerRun);
+  if (!open.ok()) {
+    log_->Log(LogLevel::kError, "open_intents", {{"error", std::string(open.status().message())}});
+    return 0;
+  }
+  const int64_t too_old_ms =
+      clock_->NowUnixMillis() - std::chrono::duration_cast<std::chrono::milliseconds>(config_.ca.dedupe_window).count();
+  int settled = 0;
+  for (const adcsc::store::SubmitIntentRow& intent : *open) {
+    Json fields = {{"ca_config", intent.key.ca_config},
+                   {"template", intent.key.template_name},
+                   {"after_request_id", intent.after_request_id},
+                   {"attempts", intent.attempts}};
+    const size_t sep = intent.key.ca_config.find('\\');
+    CheckedSubmit s;
+    s.ca_config = intent.key.ca_config;
+    s.template_name = intent.key.template_name;
+    s.csr_sha256 = intent.key.csr_sha256;
+    s.csr_der.assign(intent.csr_der.begin(), intent.csr_der.end());
+    if (sep != std::string::npos)
+      s.target = {intent.key.ca_config.substr(0, sep), intent.key.ca_config.substr(sep + 1)};
+    if (intent.created_ms < too_old_ms) {
+      // Past the dedupe window a retry is a new request anyway.
+      store_->DropSubmitIntent(intent.key).IgnoreError();
+      fields["outcome"] = "expired";
+      log_->Log(LogLevel::kWarn, "open_intent", fields);
+      continue;
+    }
+    if (sep == std::string::npos || config_.FindAllowedCa(s.target.dc, s.target.ca) == nullptr) {
+      fields["outcome"] = "ca_not_allowed";
+      log_->Log(LogLevel::kWarn, "open_intent", fields);
+      continue;
+    }
+    auto found = FindAtCa(s, intent.after_request_id, intent.requester, &fields);
+    if (!found.ok()) {
+      fields["outcome"] = "search_failed";
+      fields["error"] = std::string(found.status().message());
+      log_->Log(LogLevel::kError, "open_intent", fields);
+    } else if (found->has_value()) {
+      ++settled;
+      fields["outcome"] = "found_at_ca";
+      fields["request_id"] = (*found)->request_id();
+      log_->Log(LogLevel::kInfo, "open_intent", fields);
+    } else {
+      // Left open: the client's retry searches again, then submits once.
+      fields["outcome"] = "not_at_ca";
+      log_->Log(LogLevel::kWarn, "open_intent", fields);
+    }
+  }
+  return settled;
+}
+
+uint64_t ApiService::NextClaimId() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  uint64_t id = 0;
+  while (id == 0) id = rng();
+  return id;
+}
+
+int ApiService::ClusterSize() const {
+  return 1 + (peers_ != nullptr ? static_cast<int>(config_.cluster.peers.size()) : 0);
+}
+
+ApiService::Lease ApiService::AcquireLease(const CheckedSubmit& s, Json* fields) {
   const int64_t started_ms = clock_->NowMonotonicMillis();
   const int64_t deadline_ms = started_ms + config_.ca.in_flight_wait.count();
+  const int cluster_size = ClusterSize();
+  for (int round = 1;; ++round) {
+    SubmitIntent claim;
+    claim.ca_config = s.ca_config;
+    claim.template_name = s.template_name;
+    claim.csr_sha256 = s.csr_sha256;
+    auto highest = store_->MaxRequestId(s.ca_config);
+    claim.after_request_id = highest.ok() ? *highest : 0;
+    claim.ca_identity = config_.ca.identity;
+    claim.node_id = config_.node_id;
+    claim.claim_id = NextClaimId();
+    claim.ballot_ms = clock_->NowUnixMillis();
+
+    std::vector<LeaseAnswer> answers{leases_.Claim(claim, config_.node_id)};
+    if (peers_ != nullptr && cluster_size > 1) {
+      std::vector<LeaseAnswer> theirs = peers_->ClaimSubmit(claim);
+      answers.insert(answers.end(), theirs.begin(), theirs.end());
+    }
+    const LeaseTally tally = TallyLease(answers, cluster_size);
+    (*fields)["lease_rounds"] = round;
+    if (tally.outcome == LeaseOutcome::kWon) return Lease{claim, tally.lapsed, std::nullopt, absl::OkStatus()};
+    if (tally.outcome == LeaseOutcome::kNoQuorum && config_.cluster.on_quorum_loss != "refuse") {
+      // Too few nodes answered to decide; as with writes under policy "serve", go on (and say so).
+      (*fields)["lease"] = absl::StrCat("no majority: ", tally.grants, " of ", cluster_size, " granted");
+      return Lease{claim, tally.lapsed, std::nullopt, absl::OkStatus()};
+    }
+    ReleaseLease(claim, /*settled=*/true);  // not ours: let the rival (or a later claim) have it
+    if (tally.outcome == LeaseOutcome::kNoQuorum) {
+      return Lease{std::nullopt, std::nullopt, std::nullopt,
+                   absl::UnavailableError(absl::StrCat(
+                       "only ", tally.grants, " of the ", cluster_size,
+                       " nodes could agree that this node submits this CSR (a majority is needed and "
+                       "cluster.on_quorum_loss is \"refuse\"); check the links between the nodes, then retry"))};
+    }
+    // Another claim holds it: learn its hold (so its release or lapse wakes us) and wait.
+    // Filed under this CSR's key whatever the answer said: a peer names the holder, not the key.
+    SubmitIntent rival = *tally.wait_for;
+    rival.ca_config = s.ca_config;
+    rival.template_name = s.template_name;
+    rival.csr_sha256 = s.csr_sha256;
+    leases_.Claim(rival, config_.node_id);
+    (*fields)["in_flight_on"] = rival.node_id;
+    auto found = AwaitRival(rival, s, deadline_ms, fields);
+    (*fields)["in_flight_wait_ms"] = clock_->NowMonotonicMillis() - started_ms;
+    if (!found.ok()) {
+      if (absl::IsDeadlineExceeded(found.status())) {
+        return Lease{std::nullopt, std::nullopt, std::nullopt,
+                     absl::UnavailableError(absl::StrCat("node ", rival.node_id,
+                                                         " is submitting this CSR to the CA right now; retry in a few "
+                                                         "seconds for its answer"))};
+      }
+      return Lease{std::nullopt, std::nullopt, std::nullopt, found.status()};
+    }
+    if (found->has_value()) return Lease{std::nullopt, std::nullopt, *found, absl::OkStatus()};
+    // The rival let go without an answer we can use: claim again, while the wait lasts.
+    if (clock_->NowMonotonicMillis() >= deadline_ms) {
+      return Lease{std::nullopt, std::nullopt, std::nullopt,
+                   absl::UnavailableError(absl::StrCat("node ", rival.node_id, " held this CSR and ", round,
+                                                       " claims did not get it; retry in a few seconds"))};
+    }
+  }
+}
+
+void ApiService::ReleaseLease(const SubmitIntent& claim, bool settled) {
+  leases_.Release(claim, settled);
+  if (peers_ != nullptr && ClusterSize() > 1) peers_->ReleaseSubmit(claim, settled);
+}
+
+absl::StatusOr<std::optional<RequestRecord>> ApiService::AwaitRival(const SubmitIntent& rival, const CheckedSubmit& s,
+                                                                    int64_t deadline_ms, Json* fields) {
   const int64_t not_before_ms =
       clock_->NowUnixMillis() - std::chrono::duration_cast<std::chrono::milliseconds>(config_.ca.dedupe_window).count();
-  auto usable = [&](const std::optional<RequestRecord>& r) {
-    return Reusable(r) && r->csr_sha256() == other.csr_sha256;
-  };
-  auto note = [&](const char* how, const std::optional<RequestRecord>& r) {
-    (*fields)["deduplicated"] = how;
-    (*fields)["in_flight_wait_ms"] = clock_->NowMonotonicMillis() - started_ms;
-    return r;
-  };
+  auto usable = [&](const std::optional<RequestRecord>& r) { return Reusable(r) && r->csr_sha256() == s.csr_sha256; };
   // Requests the cluster already knows for another CSR need no CA call.
   auto known_elsewhere = [&](uint32_t id) {
-    auto rec = store_->Get(other.ca_config, id);
-    return rec.ok() && rec->has_value() && !(*rec)->csr_sha256().empty() && (*rec)->csr_sha256() != other.csr_sha256;
+    auto rec = store_->Get(s.ca_config, id);
+    return rec.ok() && rec->has_value() && !(*rec)->csr_sha256().empty() && (*rec)->csr_sha256() != s.csr_sha256;
   };
-  CaRequestSearch search(backend_, target, {config_.ca.identity}, csr_der, other.after_request_id,
+  // The rival may have died after the CA took its request: look for it meanwhile.
+  CaRequestSearch search(backend_, s.target, {config_.ca.identity}, s.csr_der, rival.after_request_id,
                          config_.ca.recovery_scan_limit, known_elsewhere);
   for (;;) {
-    auto local = store_->FindByDedupeKey(other.ca_config, other.template_name, other.csr_sha256, not_before_ms);
-    if (local.ok() && usable(*local)) return note("store", *local);
-    const bool still_in_flight =
-        in_flight_.Find(other.ca_config, other.template_name, other.csr_sha256, /*except_node=*/"").has_value();
-    if (!still_in_flight) {
-      // Its node finished: the record is on a write quorum, perhaps not yet here.
+    auto local = store_->FindByDedupeKey(s.ca_config, s.template_name, s.csr_sha256, not_before_ms);
+    if (local.ok() && usable(*local)) {
+      (*fields)["deduplicated"] = "store";
+      return *local;
+    }
+    if (!leases_.Holder(s.ca_config, s.template_name, s.csr_sha256).has_value()) {
+      // It let go (or lapsed): its record is on a write quorum, perhaps not yet here.
       if (peers_ != nullptr) {
-        auto theirs = peers_->LookupByDedupeKey(other.ca_config, other.template_name, other.csr_sha256, not_before_ms);
-        if (usable(theirs)) return note("peer", theirs);
+        auto theirs = peers_->LookupByDedupeKey(s.ca_config, s.template_name, s.csr_sha256, not_before_ms);
+        if (usable(theirs)) {
+          (*fields)["deduplicated"] = "peer";
+          return theirs;
+        }
       }
-      return std::nullopt;  // it failed without a request: submit
+      return std::nullopt;
     }
     if (!search.exhausted()) {
       auto found = search.Pass();
@@ -464,25 +694,45 @@ absl::StatusOr<std::optional<RequestRecord>> ApiService::AwaitInFlight(const Sub
       if (!found.ok()) return found.status();
       if (found->has_value()) {
         RequestRecord facts;
-        facts.set_csr_sha256(other.csr_sha256);
-        facts.set_template_name(other.template_name);
-        facts.set_requester(other.ca_identity);
-        auto put = RecordRetrieved(target, **found, &facts);
-        if (!put.ok()) return put;
-        auto rec = store_->Get(other.ca_config, (*found)->request_id);
+        facts.set_csr_sha256(s.csr_sha256);
+        facts.set_template_name(s.template_name);
+        facts.set_requester(rival.ca_identity);
+        if (auto put = RecordRetrieved(s.target, **found, &facts); !put.ok()) return put;
+        auto rec = store_->Get(s.ca_config, (*found)->request_id);
         if (!rec.ok()) return rec.status();
-        (*fields)["recovered_for_node"] = other.node_id;
-        return note("ca-search", *rec);
+        (*fields)["recovered_for_node"] = rival.node_id;
+        (*fields)["deduplicated"] = "ca-search";
+        return *rec;
       }
     }
     const int64_t now_ms = clock_->NowMonotonicMillis();
-    if (now_ms >= deadline_ms) {
-      (*fields)["in_flight_wait_ms"] = now_ms - started_ms;
-      return std::nullopt;
-    }
-    in_flight_.WaitForChange(std::min<std::chrono::milliseconds>(std::chrono::milliseconds(100),
-                                                                 std::chrono::milliseconds(deadline_ms - now_ms + 1)));
+    if (now_ms >= deadline_ms) return absl::DeadlineExceededError("the wait for the rival claim ran out");
+    leases_.WaitForChange(std::min<std::chrono::milliseconds>(std::chrono::milliseconds(100),
+                                                              std::chrono::milliseconds(deadline_ms - now_ms + 1)));
   }
+}
+
+absl::StatusOr<std::optional<RequestRecord>> ApiService::FindAtCa(const CheckedSubmit& s, uint32_t after_request_id,
+                                                                  const std::string& requester, Json* fields) {
+  auto known_elsewhere = [&](uint32_t id) {
+    auto rec = store_->Get(s.ca_config, id);
+    return rec.ok() && rec->has_value() && !(*rec)->csr_sha256().empty() && (*rec)->csr_sha256() != s.csr_sha256;
+  };
+  CaRequestSearch search(backend_, s.target, {config_.ca.identity}, s.csr_der, after_request_id,
+                         config_.ca.recovery_scan_limit, known_elsewhere);
+  auto found = search.Pass();
+  (*fields)["ca_search_reads"] = search.ca_reads();
+  if (!found.ok()) return found.status();
+  if (!found->has_value()) return std::optional<RequestRecord>();
+  RequestRecord facts;
+  facts.set_csr_sha256(s.csr_sha256);
+  facts.set_template_name(s.template_name);
+  facts.set_requester(requester);
+  const adcsc::store::SubmitKey key = s.key();
+  if (auto put = RecordRetrieved(s.target, **found, &facts, &key); !put.ok()) return put;
+  auto rec = store_->Get(s.ca_config, (*found)->request_id);
+  if (!rec.ok()) return rec.status();
+  return *rec;
 }
 
 absl::StatusOr<adcsc::ca::CaResponse> ApiService::CaRetrieve(const adcsc::ca::CaTarget& target, uint32_t request_id,
@@ -499,11 +749,11 @@ absl::StatusOr<adcsc::ca::CaResponse> ApiService::CaRetrieve(const adcsc::ca::Ca
 }
 
 absl::Status ApiService::RecordRetrieved(const adcsc::ca::CaTarget& target, const adcsc::ca::CaResponse& answer,
-                                         const RequestRecord* known) {
+                                         const RequestRecord* known, const adcsc::store::SubmitKey* settles) {
   RequestRecord rec = RecordOfAnswer(adcsc::store::CaConfigKey(target.dc, target.ca), answer,
                                      known != nullptr ? *known : RequestRecord());
   if (rec.requester().empty()) rec.set_requester(config_.ca.identity);
-  auto put = Record(rec);
+  auto put = Record(rec, settles);
   if (put.ok()) return put;
   return absl::Status(put.code(),
                       absl::StrCat("request ", answer.request_id,

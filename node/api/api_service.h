@@ -10,8 +10,8 @@
 #include <string_view>
 
 #include "node/api/client_identity.h"
-#include "node/api/in_flight_submits.h"
 #include "node/api/peer_lookup.h"
+#include "node/api/submit_leases.h"
 #include "node/ca/ca_backend.h"
 #include "node/config/config.h"
 #include "node/log/logging.h"
@@ -19,6 +19,8 @@
 #include "store/request_store.h"
 
 namespace adcsc::node {
+
+struct CallLog;  // the one log line (and metrics) of an API call; api_service.cc
 
 struct ApiRequest {
   std::string_view method;  // "GET", "POST", ...
@@ -87,9 +89,15 @@ class ApiService {
 
   ApiResponse Handle(const ApiRequest& request);
 
-  // The submits in flight on this node and (as their nodes announced them) on its peers;
-  // the Peer service adds and removes the peers' ones.
-  InFlightSubmits& in_flight() { return in_flight_; }
+  // This node's table of leases on CSRs (submit_leases.h): its own submits' and those it
+  // granted its peers (the Peer service answers their claims from it).
+  SubmitLeases& leases() { return leases_; }
+
+  // Looks for the CA's answer to each submit this node began but never recorded (its intent
+  // is still in the store: the node died, or the answer was lost), and records what it
+  // finds, so any node's dedupe answers the client's retry. Run once after start; returns
+  // how many it settled.
+  int ResolveOpenIntents();
 
   // A peer's forwarded retrieve (PeerLookup::ForwardRetrieve on its side): runs the CA
   // retrieve as this node's identity, records the outcome (replicated like any other) and
@@ -110,16 +118,48 @@ class ApiService {
     adcsc::ca::CaTarget target;
     std::vector<uint8_t> csr_der;
     std::string csr_sha256;  // raw 32 bytes
+    adcsc::store::SubmitKey key() const { return {ca_config, template_name, csr_sha256}; }
   };
   // InvalidArgument with the BAD_REQUEST message when the request is not acceptable.
   absl::StatusOr<CheckedSubmit> CheckSubmit(const ApiRequest& request, nlohmann::json* fields) const;
   // An earlier request of the same CSR (CA config, template, digest) since `not_before_ms`, in
-  // this node's store or at a peer; nullopt when there is none to reuse.
+  // this node's store or (with `ask_peers`) at a peer; nullopt when there is none to reuse.
   absl::StatusOr<std::optional<adcsc::store::RequestRecord>> FindEarlierSubmit(const CheckedSubmit& s,
-                                                                               int64_t not_before_ms,
+                                                                               int64_t not_before_ms, bool ask_peers,
                                                                                nlohmann::json* fields);
-  // Records the CA's answer to `s` (durably, and on a write quorum in a cluster).
-  absl::Status RecordCaAnswer(const CheckedSubmit& s, const adcsc::ca::CaResponse& answer);
+  // Sends `s` to the CA once and records the answer. With `intent`, writes it durably first
+  // (refusing the submit if it cannot) and settles it with the answer; a lost answer is
+  // looked for at the CA at once, and if it is not there `*settled` turns false.
+  ApiResponse SubmitOnce(const CheckedSubmit& s, const adcsc::store::SubmitIntentRow* intent, CallLog* call,
+                         bool* settled = nullptr);
+
+  // The lease on a CSR, as AcquireLease ends: held (`claim`), or the rival's answer found
+  // while waiting for it (`found`), or neither (`error`: the wait ran out, no majority
+  // answered, or the CA failed during the search).
+  struct Lease {
+    std::optional<SubmitIntent> claim;
+    std::optional<SubmitIntent> lapsed;  // a claim that lapsed unreleased: search from it first
+    std::optional<adcsc::store::RequestRecord> found;
+    absl::Status error;
+  };
+  Lease AcquireLease(const CheckedSubmit& s, nlohmann::json* fields);
+  // Ends `claim` here and at the peers.
+  void ReleaseLease(const SubmitIntent& claim, bool settled);
+  // Waits (until `deadline_ms`, monotonic) while `rival` holds the lease, for its record to
+  // show up here or at a peer, searching the CA for its request meanwhile. The record found;
+  // nullopt once the rival let go without one (claim again); DEADLINE_EXCEEDED when time ran
+  // out; a CA failure during the search.
+  absl::StatusOr<std::optional<adcsc::store::RequestRecord>> AwaitRival(const SubmitIntent& rival,
+                                                                        const CheckedSubmit& s, int64_t deadline_ms,
+                                                                        nlohmann::json* fields);
+  // Searches the CA for `s`'s request among the IDs after `after_request_id` (one full pass)
+  // and records what it finds (settling the submit intent). nullopt: not at the CA.
+  absl::StatusOr<std::optional<adcsc::store::RequestRecord>> FindAtCa(const CheckedSubmit& s, uint32_t after_request_id,
+                                                                      const std::string& requester,
+                                                                      nlohmann::json* fields);
+  int ClusterSize() const;
+  static uint64_t NextClaimId();
+  static SubmitLeases::Options LeaseOptions(const Config& config, const ApiServiceLinks& links);
   ApiResponse Retrieve(const ApiRequest& request);
 
   const Config& config_;
@@ -130,25 +170,18 @@ class ApiService {
   WriteReplication* const replication_;
   PeerLookup* const peers_;
   ApiObserver* const observer_;
-  InFlightSubmits in_flight_;
+  SubmitLeases leases_;
 
-  // A submit of the same CSR is in flight elsewhere, or was cut short (`other`): waits up to
-  // ca.in_flight_wait for its record to arrive and meanwhile searches the CA for its answer
-  // (ca_request_search.h). The record found (and recorded), or nullopt when none turned up.
-  // A CA failure during the search is returned: this node could not submit either.
-  absl::StatusOr<std::optional<adcsc::store::RequestRecord>> AwaitInFlight(const SubmitIntent& other,
-                                                                           const adcsc::ca::CaTarget& target,
-                                                                           const std::vector<uint8_t>& csr_der,
-                                                                           nlohmann::json* fields);
-
-  // Records `record` durably (and on a write quorum in a cluster).
-  absl::Status Record(const adcsc::store::RequestRecord& record);
+  // Records `record` durably (and on a write quorum in a cluster); when `settles` is set,
+  // removes that submit intent in the same commit.
+  absl::Status Record(const adcsc::store::RequestRecord& record, const adcsc::store::SubmitKey* settles = nullptr);
   // A CA retrieve as this node's identity; the call's duration goes into `fields`.
   absl::StatusOr<adcsc::ca::CaResponse> CaRetrieve(const adcsc::ca::CaTarget& target, uint32_t request_id,
                                                    nlohmann::json* fields);
   // Records a CA retrieve's answer over what was `known` of the request (may be null).
   absl::Status RecordRetrieved(const adcsc::ca::CaTarget& target, const adcsc::ca::CaResponse& answer,
-                               const adcsc::store::RequestRecord* known);
+                               const adcsc::store::RequestRecord* known,
+                               const adcsc::store::SubmitKey* settles = nullptr);
 };
 
 }  // namespace adcsc::node

@@ -9,9 +9,10 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
-#include "node/api/in_flight_submits.h"
+#include "node/api/submit_leases.h"
 #include "node/ca/ca_backend.h"
 #include "store/request_store.h"
 
@@ -46,12 +47,15 @@ class PeerLookup {
   virtual absl::StatusOr<ForwardedRetrieve> ForwardRetrieve(const std::string& identity,
                                                             const adcsc::ca::CaTarget& target, uint32_t request_id) = 0;
 
-  // Tells every peer that this node is about to send `intent`'s CSR to the CA (done=false),
-  // and waits, at most briefly, until every reachable peer holds it; or that the submit's
-  // outcome is recorded or it failed (done=true), which is sent without waiting. A peer
-  // that cannot be reached is skipped: the announcement narrows a window, it never blocks
-  // a submit.
-  virtual void AnnounceSubmit(const SubmitIntent& intent, bool done) = 0;
+  // Asks every peer at once to grant `claim` the lease on its CSR (SubmitLeases::Claim on
+  // their side) and returns the answers that came back within cluster.lookup_timeout; a peer
+  // that cannot be reached is simply missing.
+  virtual std::vector<LeaseAnswer> ClaimSubmit(const SubmitIntent& claim) = 0;
+
+  // Ends `claim`'s lease at every peer (SubmitLeases::Release), without waiting. `settled`:
+  // its outcome is recorded or nothing reached the CA; otherwise the peers remember it as
+  // lapsed so that the next claimant searches the CA for its request.
+  virtual void ReleaseSubmit(const SubmitIntent& claim, bool settled) = 0;
 };
 
 }  // namespace adcsc::node

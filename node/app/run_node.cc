@@ -10,6 +10,7 @@
 #include <iostream>
 #include <optional>
 #include <sstream>
+#include <thread>
 
 #include "node/app/backend_factory.h"
 #include "node/ca/outage_switch.h"
@@ -122,6 +123,8 @@ struct RunningNode {
   std::unique_ptr<HttpsServer> server;
   // The API server, for the metrics, once it exists (it starts after the ops listener).
   std::atomic<const HttpsServer*> api_server{nullptr};
+  // Settles the submits a previous run left open (ApiService::ResolveOpenIntents).
+  std::thread intent_resolver;
 
   // A failure after the logs are open is logged too.
   StartError Fail(int exit_code, std::string message) {
@@ -294,6 +297,14 @@ Step StartApiServer(RunningNode& n) {
   return std::nullopt;
 }
 
+// Submits a previous run of this node began and never recorded (it was killed, or the CA's
+// answer was lost) are looked for at the CA in the background, so that any node answers the
+// client's retry with the request the CA already has.
+Step ResolveOpenIntents(RunningNode& n) {
+  n.intent_resolver = std::thread([service = n.service.get()] { service->ResolveOpenIntents(); });
+  return std::nullopt;
+}
+
 // Stops accepting, lets requests in progress finish within api.shutdown_grace_ms, then
 // stops the ops listener (it reads the API server's connection count) and logs the totals.
 void ShutDown(RunningNode& n, int sig) {
@@ -304,6 +315,7 @@ void ShutDown(RunningNode& n, int sig) {
   server.BeginShutdown();
   const bool clean = server.WaitIdle(n.config.api.shutdown_grace);
   server.Stop();
+  if (n.intent_resolver.joinable()) n.intent_resolver.join();
   if (n.ops) n.ops->Stop();
   n.api_server.store(nullptr);
   const ServerCounters& c = server.counters();
@@ -342,7 +354,7 @@ int RunNode(const std::filesystem::path& config_path, bool check_only) {
     std::cout << n.config.source.string() << ": configuration OK\n";
     return kExitOk;
   }
-  for (Step (*step)(RunningNode&) : {BuildApi, StartOps, StartApiServer}) {
+  for (Step (*step)(RunningNode&) : {BuildApi, StartOps, StartApiServer, ResolveOpenIntents}) {
     if (auto e = step(n)) return Failed(*e);
   }
   ShutDown(n, WaitForStopSignal());

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "node/ca/hresult.h"
+#include "node/cluster/lease_wire.h"
 #include "store/clock.h"
 #include "store/record.h"
 
@@ -280,7 +281,7 @@ absl::StatusOr<node::ForwardedRetrieve> PeerDirectory::ForwardRetrieve(const std
   return absl::UnavailableError(absl::StrJoin(failures, "; "));
 }
 
-void PeerDirectory::AnnounceSubmit(const node::SubmitIntent& intent, bool done) {
+std::vector<node::LeaseAnswer> PeerDirectory::ClaimSubmit(const node::SubmitIntent& claim) {
   struct Call {
     std::string peer;
     std::unique_ptr<v1::Peer::Stub> stub;
@@ -288,30 +289,50 @@ void PeerDirectory::AnnounceSubmit(const node::SubmitIntent& intent, bool done) 
     v1::AnnounceSubmitRequest request;
     v1::AnnounceSubmitResponse reply;
   };
-  const auto bound = std::max<std::chrono::milliseconds>(lookup_timeout_ / 4, std::chrono::milliseconds(50));
-  // A withdrawal may take as long as a lookup: nobody waits for it.
-  const auto deadline = std::chrono::system_clock::now() + (done ? lookup_timeout_ : bound);
+  const auto deadline = std::chrono::system_clock::now() + lookup_timeout_;
   auto gather = std::make_shared<Gather>();
+  auto answers = std::make_shared<std::vector<node::LeaseAnswer>>();
   const auto calls = CallsToEveryPeer<Call>(config_.cluster, *transport_, deadline);
   gather->outstanding = calls.size();
   for (const std::shared_ptr<Call>& call : calls) {
     Stamp(call->request.mutable_from());
-    v1::SubmitIntent* out = call->request.mutable_intent();
-    out->set_ca_config(intent.ca_config);
-    out->set_template_name(intent.template_name);
-    out->set_csr_sha256(intent.csr_sha256);
-    out->set_after_request_id(intent.after_request_id);
-    out->set_ca_identity(intent.ca_identity);
-    call->request.set_done(done);
+    IntentToWire(claim, call->request.mutable_intent());
   }
+  std::weak_ptr<Shared> shared = shared_;
   for (const std::shared_ptr<Call>& call : calls) {
-    call->stub->async()->AnnounceSubmit(&call->context, &call->request, &call->reply, [call, gather](grpc::Status) {
-      std::lock_guard lock(gather->mu);
-      --gather->outstanding;
-      gather->cv.notify_all();
-    });
+    call->stub->async()->AnnounceSubmit(&call->context, &call->request, &call->reply,
+                                        [call, gather, answers, shared](grpc::Status status) {
+                                          if (status.ok()) {
+                                            if (auto s = shared.lock()) s->Seen(call->peer, nullptr);
+                                          }
+                                          std::lock_guard lock(gather->mu);
+                                          if (status.ok()) answers->push_back(AnswerFromWire(call->reply, call->peer));
+                                          --gather->outstanding;
+                                          gather->cv.notify_all();
+                                        });
   }
-  if (!done) WaitThenCancel(*gather, calls, deadline, [] { return false; });
+  WaitThenCancel(*gather, calls, deadline, [] { return false; });
+  std::lock_guard lock(gather->mu);
+  return *answers;
+}
+
+void PeerDirectory::ReleaseSubmit(const node::SubmitIntent& claim, bool settled) {
+  struct Call {
+    std::string peer;
+    std::unique_ptr<v1::Peer::Stub> stub;
+    grpc::ClientContext context;
+    v1::AnnounceSubmitRequest request;
+    v1::AnnounceSubmitResponse reply;
+  };
+  const auto deadline = std::chrono::system_clock::now() + lookup_timeout_;
+  for (const std::shared_ptr<Call>& call : CallsToEveryPeer<Call>(config_.cluster, *transport_, deadline)) {
+    Stamp(call->request.mutable_from());
+    IntentToWire(claim, call->request.mutable_intent());
+    call->request.set_done(true);
+    call->request.set_settled(settled);
+    // Nobody waits: the call keeps itself alive until its callback.
+    call->stub->async()->AnnounceSubmit(&call->context, &call->request, &call->reply, [call](grpc::Status) {});
+  }
 }
 
 }  // namespace adcsc::cluster

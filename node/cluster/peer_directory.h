@@ -42,9 +42,10 @@ class PeerDirectory final : public node::PeerLookup {
                                                         const std::string& csr_sha256, int64_t not_before_ms) override;
   absl::StatusOr<node::ForwardedRetrieve> ForwardRetrieve(const std::string& identity, const ca::CaTarget& target,
                                                           uint32_t request_id) override;
-  // Waits for every reachable peer's acknowledgement (done=false), at most a quarter of
-  // lookup_timeout (50 ms at least); done=true is not waited for.
-  void AnnounceSubmit(const node::SubmitIntent& intent, bool done) override;
+  // Waits for every reachable peer's answer, at most lookup_timeout.
+  std::vector<node::LeaseAnswer> ClaimSubmit(const node::SubmitIntent& claim) override;
+  // Sent to every reachable peer; not waited for.
+  void ReleaseSubmit(const node::SubmitIntent& claim, bool settled) override;
 
   // Asks every peer for its Info and waits (at most lookup_timeout) for the answers.
   void Refresh();

@@ -1,6 +1,7 @@
 #include "node/cluster/peer_service.h"
 
 #include "node/ca/hresult.h"
+#include "node/cluster/lease_wire.h"
 #include "node/cluster/replication_grpc.h"
 #include "node/cluster/tls.h"
 #include "store/clock.h"
@@ -63,18 +64,18 @@ grpc::Status PeerService::AnnounceSubmit(grpc::ServerContext* context, const v1:
   node::ApiService* api = api_;
   if (api == nullptr) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "node " + config_->node_id + " serves no API");
   const v1::SubmitIntent& in = request->intent();
-  if (in.csr_sha256().size() != 32 || in.ca_config().empty()) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "intent needs a ca_config and a 32-byte csr_sha256");
+  if (in.csr_sha256().size() != 32 || in.ca_config().empty() || in.claim_id() == 0) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "a claim needs a ca_config, a 32-byte csr_sha256 and a claim_id");
   }
-  // The node is the authenticated caller, whatever the message says.
-  node::SubmitIntent intent{in.ca_config(),        in.template_name(), in.csr_sha256(),
-                            in.after_request_id(), in.ca_identity(),   *caller};
-  if (request->done()) {
-    api->in_flight().Remove(intent);
-  } else {
-    api->in_flight().Add(intent);
-  }
+  node::SubmitIntent claim = IntentFromWire(in);
+  claim.node_id = *caller;  // the node is the authenticated caller, whatever the message says
   Stamp(reply->mutable_from());
+  if (request->done()) {
+    api->leases().Release(claim, request->settled());
+  } else {
+    AnswerToWire(api->leases().Claim(claim, config_->node_id), reply);
+  }
   return grpc::Status::OK;
 }
 

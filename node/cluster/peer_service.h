@@ -39,8 +39,8 @@ class PeerService final : public adcsc::cluster::v1::Peer::Service {
                                adcsc::cluster::v1::ForwardRetrieveResponse* reply) override;
   grpc::Status SetFault(grpc::ServerContext* context, const adcsc::cluster::v1::FaultRequest* request,
                         adcsc::cluster::v1::FaultState* reply) override;
-  // Holds (or, when done, forgets) a peer's submit in flight for this node's API
-  // (node/api/in_flight_submits.h). UNAVAILABLE on a node without an API.
+  // A peer's claim on a CSR (node/api/submit_leases.h): answered from this node's lease
+  // table, or its release. UNAVAILABLE on a node without an API.
   grpc::Status AnnounceSubmit(grpc::ServerContext* context, const adcsc::cluster::v1::AnnounceSubmitRequest* request,
                               adcsc::cluster::v1::AnnounceSubmitResponse* reply) override;
   grpc::Status Info(grpc::ServerContext* context, const adcsc::cluster::v1::NodeInfoRequest* request,

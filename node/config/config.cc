@@ -162,9 +162,9 @@ void ReadIcpr(TomlReader& r, const toml::table& ca, CaConfig* out) {
 }
 
 void ReadCa(TomlReader& r, const toml::table& ca, const std::filesystem::path& data_dir, CaConfig* out) {
-  r.CheckKnown(
-      ca, "ca.",
-      {"backend", "identity", "dedupe_window_s", "in_flight_wait_ms", "recovery_scan_limit", "allow", "local", "icpr"});
+  r.CheckKnown(ca, "ca.",
+               {"backend", "identity", "dedupe_window_s", "in_flight_wait_ms", "recovery_scan_limit", "submit_lease_ms",
+                "allow", "local", "icpr"});
   r.String(ca, "backend", "ca.backend", &out->backend, false);
   if (out->backend != "local" && out->backend != "icpr") {
     r.Error("ca.backend", absl::StrCat("unknown backend \"", out->backend, "\" (use \"icpr\" for ADCS or \"local\")"));
@@ -180,6 +180,9 @@ void ReadCa(TomlReader& r, const toml::table& ca, const std::filesystem::path& d
   int64_t scan_limit = out->recovery_scan_limit;
   r.Int(ca, "recovery_scan_limit", "ca.recovery_scan_limit", &scan_limit, 0, 100'000);
   out->recovery_scan_limit = static_cast<int>(scan_limit);
+  int64_t lease = out->submit_lease.count();
+  r.Int(ca, "submit_lease_ms", "ca.submit_lease_ms", &lease, 1'000, 600'000);
+  out->submit_lease = std::chrono::milliseconds(lease);
 
   const toml::node* allow = ca.get("allow");
   const toml::array* arr = allow ? allow->as_array() : nullptr;
@@ -372,6 +375,19 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, const std::filesy
   if (const toml::table* store = r.Table(root, "store", "store", false)) {
     r.CheckKnown(*store, "store.", {"min_free_bytes"});
     r.Int(*store, "min_free_bytes", "store.min_free_bytes", &c.store.min_free_bytes, 0, int64_t{1} << 50);
+  }
+  // A lease that lapses while its holder's CA call may still be running would let another
+  // node submit the same CSR.
+  if (r.ok() && c.ca.backend == "icpr") {
+    const auto holder_needs = c.ca.icpr.connect_timeout + c.ca.icpr.call_timeout +
+                              (c.cluster.enabled ? c.cluster.quorum_timeout : std::chrono::milliseconds(0));
+    if (c.ca.submit_lease <= holder_needs) {
+      r.Error(
+          "ca.submit_lease_ms",
+          absl::StrCat("must be longer than a submit can take: ca.icpr.connect_timeout_ms + ca.icpr.call_timeout_ms",
+                       c.cluster.enabled ? " + cluster.quorum_timeout_ms" : "", " = ", holder_needs.count(),
+                       " ms (it is ", c.ca.submit_lease.count(), ")"));
+    }
   }
   if (!r.ok()) return absl::InvalidArgumentError(r.Joined());
   return c;

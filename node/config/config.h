@@ -74,7 +74,12 @@ struct CaConfig {
   // this long for that submit's outcome, looking for it at the CA meanwhile, before it
   // submits itself; 0 turns the wait and the search off.
   std::chrono::milliseconds in_flight_wait{5'000};
-  int recovery_scan_limit = 256;    // request IDs one search may read from the CA
+  int recovery_scan_limit = 256;  // request IDs one search may read from the CA
+  // How long a node's lease on a CSR (node/api/submit_leases.h) holds without release: past
+  // it, another node may take the CSR over (after searching the CA for the holder's request).
+  // Must outlast a submit's CA call, its records and its replication; a node that restarts
+  // grants no lease for this long.
+  std::chrono::milliseconds submit_lease{30'000};
   adcsc::ca::LocalCaOptions local;  // for backend = "local"
   IcprConfig icpr;                  // for backend = "icpr"
 };

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -25,11 +26,36 @@ class FakeCaBackend : public adcsc::ca::CaBackend {
   // When true, an issued submit gets a real certificate for the CSR's key, signed by a CA
   // key made on first use (what a search by public key needs); otherwise `cert_der`.
   bool real_certs = false;
+  // The next N submits are taken (recorded as usual) and then answered as if the answer was
+  // lost on the way back: an outcome-unknown failure (ca_backend.h).
+  int lose_answers = 0;
+  // The next N submits fail as outcome-unknown without reaching the CA (lost on the way in).
+  int lose_requests = 0;
+  // Called (without the backend's lock) once a submit is taken, before it answers: a test
+  // holds a submit in flight with it.
+  std::function<void()> on_submit_taken;
 
   absl::StatusOr<adcsc::ca::CaResponse> Submit(const adcsc::ca::SubmitRequest& r) override {
+    absl::StatusOr<adcsc::ca::CaResponse> answer = SubmitLocked(r);
+    if (answer.ok() && on_submit_taken) on_submit_taken();
+    std::lock_guard lock(mu_);
+    if (answer.ok() && lose_answers > 0) {
+      --lose_answers;
+      return adcsc::ca::MarkOutcomeUnknown(adcsc::ca::CaError(adcsc::ca::hr::kRpcCallFailed, "fake: answer lost"));
+    }
+    return answer;
+  }
+
+ private:
+  absl::StatusOr<adcsc::ca::CaResponse> SubmitLocked(const adcsc::ca::SubmitRequest& r) {
     std::lock_guard lock(mu_);
     submits_++;
     last_submit_ = r;
+    if (lose_requests > 0) {
+      --lose_requests;
+      submits_--;  // it never got there
+      return adcsc::ca::MarkOutcomeUnknown(adcsc::ca::CaError(adcsc::ca::hr::kRpcCallFailed, "fake: request lost"));
+    }
     if (fail_hresult != 0) return adcsc::ca::CaError(fail_hresult, "fake submit");
     adcsc::ca::CaResponse resp;
     resp.request_id = next_id_++;
@@ -48,6 +74,7 @@ class FakeCaBackend : public adcsc::ca::CaBackend {
     return resp;
   }
 
+ public:
   absl::StatusOr<adcsc::ca::CaResponse> Retrieve(const adcsc::ca::RetrieveRequest& r) override {
     std::lock_guard lock(mu_);
     retrieves_++;

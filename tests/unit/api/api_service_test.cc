@@ -1,8 +1,13 @@
 #include "node/api/api_service.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <future>
+#include <thread>
 
 #include "nlohmann/json.hpp"
 #include "node/api/peer_lookup.h"
@@ -289,17 +294,40 @@ class FakePeers : public PeerLookup {
     forwarded_identity = identity;
     return forward_answer;
   }
-  void AnnounceSubmit(const SubmitIntent& intent, bool done) override { announced.push_back({intent, done}); }
-  std::vector<std::pair<SubmitIntent, bool>> announced;
+  // Lease answers: each of `peer_ids` grants the claim, or, while `rival` is set, says the
+  // rival holds the CSR.
+  std::vector<LeaseAnswer> ClaimSubmit(const SubmitIntent& claim) override {
+    claims.push_back(claim);
+    std::vector<LeaseAnswer> out;
+    for (const std::string& id : peer_ids) {
+      LeaseAnswer a;
+      a.node_id = id;
+      a.grant = rival.has_value() ? LeaseGrant::kHeld : LeaseGrant::kGranted;
+      a.holder = rival;
+      out.push_back(a);
+    }
+    return out;
+  }
+  void ReleaseSubmit(const SubmitIntent& claim, bool settled) override { releases.push_back({claim, settled}); }
+  std::vector<std::string> peer_ids;
+  std::optional<SubmitIntent> rival;
+  std::vector<SubmitIntent> claims;
+  std::vector<std::pair<SubmitIntent, bool>> releases;
 };
 
+// A node of a three-node cluster whose peers (node-b, node-c) grant its leases.
 class ClusteredApiServiceTest : public ApiServiceTest {
  protected:
   void SetUp() override {
     ApiServiceTest::SetUp();
+    config_.cluster.enabled = true;
+    config_.cluster.peers = {{"node-b", "127.0.0.1:1"}, {"node-c", "127.0.0.1:2"}};
+    peers_.peer_ids = {"node-b", "node-c"};
     ApiServiceLinks links;
     links.peers = &peers_;
     service_ = std::make_unique<ApiService>(config_, &ca_, store_.get(), log_.get(), &clock_, links);
+    // Past the grace a restarted node keeps before it grants leases.
+    clock_.AdvanceMillis(config_.ca.submit_lease.count());
   }
   static adcsc::store::RequestRecord PeerRecord(uint32_t id, adcsc::store::RecordStatus status, std::string requester,
                                                 std::string cert = "") {
@@ -433,8 +461,8 @@ TEST_F(ClusteredApiServiceTest, APeersForwardedRetrieveRunsOnlyAsThisIdentityAnd
   EXPECT_EQ(adcsc::ca::HresultOf(failed.status()), 0x800706BAu) << "the CA's HRESULT goes back to the peer";
 }
 
-// A submit cut short: another node announced it, the CA took it, and that node died before
-// recording the answer. The client's retry reaches this node.
+// A submit cut short: another node held the lease on the CSR, the CA took its request, and
+// that node died before recording the answer. The client's retry reaches this node.
 class CutShortSubmitTest : public ClusteredApiServiceTest {
  protected:
   void SetUp() override {
@@ -449,8 +477,21 @@ class CutShortSubmitTest : public ClusteredApiServiceTest {
     csr_sha256_.assign(digest.begin(), digest.end());
   }
   SubmitIntent PeerIntent(uint32_t after) const {
-    return SubmitIntent{"ca1.example.com\\Example-CA", "JamfDevice", csr_sha256_, after,
-                        "EXAMPLE\\svc-adcsc",          "node-b"};
+    SubmitIntent c;
+    c.ca_config = "ca1.example.com\\Example-CA";
+    c.template_name = "JamfDevice";
+    c.csr_sha256 = csr_sha256_;
+    c.after_request_id = after;
+    c.ca_identity = "EXAMPLE\\svc-adcsc";
+    c.node_id = "node-b";
+    c.claim_id = 77;
+    c.ballot_ms = clock_.NowUnixMillis();
+    return c;
+  }
+  // node-b holds the lease: in this node's table and at node-c.
+  void RivalHolds(uint32_t after) {
+    peers_.rival = PeerIntent(after);
+    ASSERT_EQ(service_->leases().Claim(*peers_.rival, "node-a").grant, LeaseGrant::kGranted);
   }
   uint32_t CaTakes(const std::vector<uint8_t>& csr) {
     adcsc::ca::SubmitRequest r;
@@ -462,6 +503,20 @@ class CutShortSubmitTest : public ClusteredApiServiceTest {
     EXPECT_TRUE(answer.ok());
     return answer.ok() ? answer->request_id : 0;
   }
+  // Runs a submit that waits on the fake clock, moving the clock on by `step_ms` whenever it
+  // waits, until it answers.
+  ApiResponse SubmitMovingTime(int64_t step_ms) {
+    auto submitted = std::async(std::launch::async, [&] { return Submit(adcsc::pki::Base64Encode(csr_der_)); });
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (submitted.wait_for(std::chrono::milliseconds(1)) != std::future_status::ready) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        ADD_FAILURE() << "the submit never stopped waiting";
+        break;
+      }
+      if (clock_.waiters() > 0) clock_.AdvanceMillis(step_ms);
+    }
+    return submitted.get();
+  }
   std::vector<uint8_t> csr_der_;
   std::string csr_sha256_;
 };
@@ -471,7 +526,7 @@ TEST_F(CutShortSubmitTest, TheRetryGetsTheRequestTheCaAlreadyHasNotASecondOne) {
   auto other_csr = adcsc::pki::MakeCsr(other_key->get(), "device-1", {});
   CaTakes(*other_csr);
   CaTakes(*other_csr);
-  service_->in_flight().Add(PeerIntent(/*after=*/1));
+  RivalHolds(/*after=*/1);
   const uint32_t lost = CaTakes(csr_der_);  // node-b's call; its answer died with it
   CaTakes(*other_csr);
   ASSERT_EQ(ca_.submits(), 4);
@@ -495,60 +550,215 @@ TEST_F(CutShortSubmitTest, TheRetryGetsTheRequestTheCaAlreadyHasNotASecondOne) {
   EXPECT_EQ(ca_.retrieves(), retrieves);
 }
 
-TEST_F(CutShortSubmitTest, WhenTheCaNeverGotItTheWaitEndsAndThisNodeSubmits) {
+// While another node holds the lease this node never submits: it answers 503 once its wait
+// runs out. Once the lease lapses, it takes the CSR over, searching the CA first.
+TEST_F(CutShortSubmitTest, WhileARivalHoldsTheLeaseNothingIsSubmittedAfterItLapsesOneIs) {
   config_.ca.in_flight_wait = std::chrono::seconds(5);
-  service_->in_flight().Add(PeerIntent(/*after=*/0));
-  // The submit waits on the fake clock: move time on while it waits, until it gives up
-  // (the wait is 5 s of the clock's time, none of ours).
-  auto submitted = std::async(std::launch::async, [&] { return Submit(adcsc::pki::Base64Encode(csr_der_)); });
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (submitted.wait_for(std::chrono::milliseconds(1)) != std::future_status::ready) {
-    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the submit never stopped waiting";
-    if (clock_.waiters() > 0) clock_.AdvanceMillis(1000);
-  }
-  auto r = submitted.get();
-  ASSERT_EQ(r.status, 200) << r.body;
-  EXPECT_EQ(json::parse(r.body)["request-id"], 1);
+  RivalHolds(/*after=*/0);
+  auto refused = SubmitMovingTime(1000);
+  ASSERT_EQ(refused.status, 503) << refused.body;
+  EXPECT_EQ(refused.outcome, "lease_busy");
+  EXPECT_NE(refused.body.find("node-b is submitting this CSR"), std::string::npos) << refused.body;
+  EXPECT_EQ(ca_.submits(), 0);
+
+  clock_.AdvanceMillis(config_.ca.submit_lease.count());  // node-b died: its lease lapses
+  peers_.rival.reset();
+  auto taken = Submit(adcsc::pki::Base64Encode(csr_der_));
+  ASSERT_EQ(taken.status, 200) << taken.body;
+  EXPECT_EQ(json::parse(taken.body)["request-id"], 1);
   EXPECT_EQ(ca_.submits(), 1);
+  EXPECT_GT(ca_.retrieves(), 0) << "the lapsed claim's request was looked for first";
 }
 
-TEST_F(CutShortSubmitTest, WithTheSearchTurnedOffTheRetrySubmitsAtOnce) {
+TEST_F(CutShortSubmitTest, WithNoWaitARivalsLeaseIsAnsweredAtOnce) {
   config_.ca.in_flight_wait = std::chrono::milliseconds(0);
-  service_->in_flight().Add(PeerIntent(/*after=*/0));
-  CaTakes(csr_der_);
+  RivalHolds(/*after=*/0);
   auto r = Submit(adcsc::pki::Base64Encode(csr_der_));
-  ASSERT_EQ(r.status, 200) << r.body;
-  EXPECT_EQ(json::parse(r.body)["request-id"], 2);
-  EXPECT_EQ(ca_.retrieves(), 0);
-  EXPECT_TRUE(peers_.announced.empty()) << "nothing to announce when nobody searches";
+  EXPECT_EQ(r.status, 503) << r.body;
+  EXPECT_EQ(ca_.submits(), 0);
 }
 
 TEST_F(CutShortSubmitTest, ACaOutageDuringTheSearchIsAnErrorNotASubmit) {
-  service_->in_flight().Add(PeerIntent(/*after=*/0));
+  RivalHolds(/*after=*/0);
   ca_.fail_hresult = adcsc::ca::hr::kRpcServerUnavailable;
   auto r = Submit(adcsc::pki::Base64Encode(csr_der_));
   EXPECT_EQ(r.status, 503) << r.body;
   EXPECT_EQ(ca_.submits(), 0);
 }
 
-TEST_F(ClusteredApiServiceTest, ASubmitAnnouncesItsIntentBeforeTheCaCallAndWithdrawsItAfter) {
+// The CA took the request but its answer was lost (a fault or a dropped connection after
+// the call went out): the node finds the request at the CA instead of submitting again.
+TEST_F(CutShortSubmitTest, ALostAnswerIsFoundAtTheCaNotSubmittedAgain) {
+  ca_.lose_answers = 1;
+  auto r = Submit(adcsc::pki::Base64Encode(csr_der_));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body)["request-id"], 1);
+  EXPECT_EQ(ca_.submits(), 1);
+  auto open = store_->OpenSubmitIntents(10);
+  ASSERT_TRUE(open.ok());
+  EXPECT_TRUE(open->empty()) << "the found answer settled the intent";
+  ASSERT_FALSE(peers_.releases.empty());
+  EXPECT_TRUE(peers_.releases.back().second);
+}
+
+// The request never reached the CA, but the node cannot know that: it answers 503, keeps the
+// intent, and tells the peers the claim lapsed; the retry looks again, then submits once.
+TEST_F(CutShortSubmitTest, ALostRequestIsA503AndTheRetrySubmitsItOnce) {
+  ca_.lose_requests = 1;
+  auto lost = Submit(adcsc::pki::Base64Encode(csr_der_));
+  ASSERT_EQ(lost.status, 503) << lost.body;
+  EXPECT_EQ(lost.outcome, "ca_outcome_unknown");
+  EXPECT_NE(lost.body.find("not among the CA's requests"), std::string::npos) << lost.body;
+  ASSERT_FALSE(peers_.releases.empty());
+  EXPECT_FALSE(peers_.releases.back().second) << "peers remember the claim for the next claimant's search";
+  auto open = store_->OpenSubmitIntents(10);
+  ASSERT_TRUE(open.ok());
+  ASSERT_EQ(open->size(), 1u);
+
+  const int reads_before = ca_.retrieves();
+  auto retried = Submit(adcsc::pki::Base64Encode(csr_der_));
+  ASSERT_EQ(retried.status, 200) << retried.body;
+  EXPECT_EQ(ca_.submits(), 1);
+  EXPECT_GT(ca_.retrieves(), reads_before) << "searched before submitting";
+  EXPECT_TRUE(store_->OpenSubmitIntents(10)->empty());
+}
+
+// A node killed after its intent was durable (before or after the CA call): the retry (here,
+// or ResolveOpenIntents at start) finds the request at the CA.
+TEST_F(CutShortSubmitTest, AnOpenIntentFromACrashIsSearchedBeforeSubmitting) {
+  adcsc::store::SubmitIntentRow intent;
+  intent.key = {"ca1.example.com\\Example-CA", "JamfDevice", csr_sha256_};
+  intent.requester = "EXAMPLE\\svc-adcsc";
+  intent.csr_der.assign(csr_der_.begin(), csr_der_.end());
+  ASSERT_TRUE(store_->RecordSubmitIntent(intent).ok());
+  const uint32_t taken = CaTakes(csr_der_);  // then the node died
+  auto r = Submit(adcsc::pki::Base64Encode(csr_der_));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body)["request-id"], taken);
+  EXPECT_EQ(ca_.submits(), 1);
+}
+
+TEST_F(CutShortSubmitTest, ResolveOpenIntentsRecordsWhatTheCaHas) {
+  adcsc::store::SubmitIntentRow intent;
+  intent.key = {"ca1.example.com\\Example-CA", "JamfDevice", csr_sha256_};
+  intent.requester = "EXAMPLE\\svc-adcsc";
+  intent.csr_der.assign(csr_der_.begin(), csr_der_.end());
+  ASSERT_TRUE(store_->RecordSubmitIntent(intent).ok());
+  const uint32_t taken = CaTakes(csr_der_);
+  // An intent for a request the CA never got stays open, for the retry to submit.
+  auto other_key = adcsc::pki::GenerateKey(adcsc::pki::KeyType::kEcP256);
+  auto other_csr = adcsc::pki::MakeCsr(other_key->get(), "device-2", {});
+  const auto other_digest = adcsc::pki::Sha256(adcsc::pki::ByteView(*other_csr));
+  adcsc::store::SubmitIntentRow never;
+  never.key = {"ca1.example.com\\Example-CA", "JamfDevice", std::string(other_digest.begin(), other_digest.end())};
+  never.requester = "EXAMPLE\\svc-adcsc";
+  never.csr_der.assign(other_csr->begin(), other_csr->end());
+  ASSERT_TRUE(store_->RecordSubmitIntent(never).ok());
+
+  EXPECT_EQ(service_->ResolveOpenIntents(), 1);
+  auto rec = store_->Get("ca1.example.com\\Example-CA", taken);
+  ASSERT_TRUE(rec.ok() && rec->has_value());
+  EXPECT_EQ((*rec)->csr_sha256(), csr_sha256_);
+  auto open = store_->OpenSubmitIntents(10);
+  ASSERT_EQ(open->size(), 1u);
+  EXPECT_EQ(open->front().key.csr_sha256, never.key.csr_sha256);
+}
+
+TEST_F(ClusteredApiServiceTest, ASubmitClaimsTheLeaseBeforeTheCaCallAndReleasesItAfter) {
   ASSERT_EQ(Submit(FreshCsr("one")).status, 200);
-  ASSERT_EQ(peers_.announced.size(), 2u);
-  EXPECT_FALSE(peers_.announced[0].second);
-  EXPECT_TRUE(peers_.announced[1].second);
-  EXPECT_EQ(peers_.announced[0].first.after_request_id, 0u);
-  EXPECT_EQ(peers_.announced[0].first.node_id, "node-a");
-  EXPECT_EQ(peers_.announced[0].first.ca_identity, "EXAMPLE\\svc-adcsc");
-  EXPECT_EQ(peers_.announced[0].first.csr_sha256.size(), 32u);
-  EXPECT_EQ(service_->in_flight().size(), 0u);
+  ASSERT_EQ(peers_.claims.size(), 1u);
+  ASSERT_EQ(peers_.releases.size(), 1u);
+  const SubmitIntent& claim = peers_.claims[0];
+  EXPECT_EQ(claim.after_request_id, 0u);
+  EXPECT_EQ(claim.node_id, "node-a");
+  EXPECT_EQ(claim.ca_identity, "EXAMPLE\\svc-adcsc");
+  EXPECT_EQ(claim.csr_sha256.size(), 32u);
+  EXPECT_NE(claim.claim_id, 0u);
+  EXPECT_EQ(peers_.releases[0].first.claim_id, claim.claim_id);
+  EXPECT_TRUE(peers_.releases[0].second);
+  EXPECT_EQ(service_->leases().held(), 0u);
 
   ca_.fail_hresult = adcsc::ca::hr::kRpcServerUnavailable;
   ASSERT_EQ(Submit(FreshCsr("two")).status, 503);
-  ASSERT_EQ(peers_.announced.size(), 4u);
-  EXPECT_TRUE(peers_.announced[3].second) << "a failed submit is withdrawn too";
+  ASSERT_EQ(peers_.releases.size(), 2u);
+  EXPECT_TRUE(peers_.releases[1].second) << "a submit the CA never took is released as settled";
+  EXPECT_TRUE(store_->OpenSubmitIntents(10)->empty()) << "and leaves no intent";
   ca_.fail_hresult = 0;
   ASSERT_EQ(Submit(FreshCsr("three")).status, 200);
-  EXPECT_EQ(peers_.announced[4].first.after_request_id, 1u) << "the highest request ID held when it started";
+  EXPECT_EQ(peers_.claims[2].after_request_id, 1u) << "the highest request ID held when it started";
+}
+
+// Without a majority (a peer answers "held by node-b"; the other is silent), this node waits
+// for the holder and never submits; with none answering under policy "refuse", it refuses.
+TEST_F(ClusteredApiServiceTest, WithoutAMajorityNothingIsSubmitted) {
+  config_.ca.in_flight_wait = std::chrono::milliseconds(0);
+  SubmitIntent rival;
+  rival.ca_config = "ca1.example.com\\Example-CA";
+  rival.node_id = "node-b";
+  rival.claim_id = 5;
+  peers_.rival = rival;
+  peers_.peer_ids = {"node-c"};
+  auto r = Submit(FreshCsr());
+  EXPECT_EQ(r.status, 503) << r.body;
+  EXPECT_EQ(ca_.submits(), 0);
+  EXPECT_EQ(service_->leases().held(), 1u) << "the rival's hold, learned";
+
+  peers_.rival.reset();
+  peers_.peer_ids.clear();
+  config_.cluster.on_quorum_loss = "refuse";
+  auto alone = Submit(FreshCsr("alone"));
+  EXPECT_EQ(alone.status, 503) << alone.body;
+  EXPECT_NE(alone.body.find("majority"), std::string::npos) << alone.body;
+  EXPECT_EQ(ca_.submits(), 0);
+  config_.cluster.on_quorum_loss = "serve";
+  EXPECT_EQ(Submit(FreshCsr("served")).status, 200) << "policy serve goes on, as writes do";
+}
+
+// Two requests for one CSR on one node at once (a client retrying on the same connection
+// pool): one CA request, and both answer with its ID.
+TEST_F(ApiServiceTest, TheSameCsrTwiceAtOnceOnOneNodeIsOneCaRequest) {
+  const std::string csr = FreshCsr();
+  std::promise<void> second_waiting;
+  std::shared_future<void> go = second_waiting.get_future().share();
+  ca_.on_submit_taken = [go] { go.wait(); };
+  auto first = std::async(std::launch::async, [&] { return Submit(csr); });
+  // The first holds the lease and sits in the CA call; start the second and let the first
+  // answer once the second waits for it.
+  while (service_->leases().held() == 0) std::this_thread::yield();
+  auto second = std::async(std::launch::async, [&] { return Submit(csr); });
+  while (clock_.waiters() == 0) std::this_thread::yield();
+  second_waiting.set_value();
+  const ApiResponse a = first.get();
+  const ApiResponse b = second.get();
+  ASSERT_EQ(a.status, 200) << a.body;
+  EXPECT_EQ(a.body, b.body);
+  EXPECT_EQ(ca_.submits(), 1);
+}
+
+// A store that cannot take the submit intent refuses the submit before the CA call. The
+// child process caps its file size, as a full disk does; exit codes name the failed step.
+TEST_F(ApiServiceTest, AnIntentThatCannotBeMadeDurableStopsTheSubmitBeforeTheCa) {
+  const std::string csr = FreshCsr();
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::signal(SIGXFSZ, SIG_IGN);
+    rlimit cap{};
+    ::getrlimit(RLIMIT_FSIZE, &cap);
+    cap.rlim_cur = 1;  // no file may grow: every append fails
+    if (::setrlimit(RLIMIT_FSIZE, &cap) != 0) std::_Exit(10);
+    const ApiResponse r = Submit(csr);
+    if (r.status != 500) std::_Exit(11);
+    if (r.body.find("nothing was sent to the CA") == std::string::npos) std::_Exit(12);
+    if (r.body.find("store.db") == std::string::npos) std::_Exit(13);  // names the store
+    if (ca_.submits() != 0) std::_Exit(14);
+    if (store_->Check(/*write=*/false).ok()) std::_Exit(15);  // readiness fails
+    std::_Exit(0);
+  }
+  int wstatus = 0;
+  ASSERT_EQ(::waitpid(child, &wstatus, 0), child);
+  ASSERT_TRUE(WIFEXITED(wstatus));
+  EXPECT_EQ(WEXITSTATUS(wstatus), 0) << "see the exit codes in the child above";
 }
 
 }  // namespace

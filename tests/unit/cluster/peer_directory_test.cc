@@ -45,6 +45,7 @@ class PeerDirectoryTest : public ::testing::Test {
       c.cluster = cluster.ConfigFor(id);
       c.cluster.anti_entropy_interval = std::chrono::hours(1);
       c.cluster.lookup_timeout = std::chrono::milliseconds(2000);
+      c.ca.submit_lease = std::chrono::milliseconds(1000);  // also the restart grace
       store::StoreOptions so;
       so.path = dir_.path() / (id + ".db");
       so.node_id = id;
@@ -126,26 +127,65 @@ TEST_F(PeerDirectoryTest, DedupeLookupMatchesOnlyTheSameCsr) {
       << "outside the dedupe window";
 }
 
-TEST_F(PeerDirectoryTest, AnAnnouncedSubmitIsHeldByEveryPeerUnderTheSendersNameUntilWithdrawn) {
-  // The message names node "c"; the certificate says "a", and that is what peers record.
-  node::SubmitIntent intent{kCaConfig, "JamfDevice", std::string(32, 'h'), 41, "EXAMPLE\\svc-one", "c"};
-  Directory("a").AnnounceSubmit(intent, /*done=*/false);  // returns once the reachable peers hold it
+// The lease protocol over the wire: a claim is held by every peer under the name in the
+// sender's certificate, a rival hears who holds it, and an unsettled release is told to the
+// next claimant as lapsed.
+TEST_F(PeerDirectoryTest, AClaimIsHeldUnderTheSendersNameAndARivalHearsWhoHoldsIt) {
+  node::SubmitIntent claim;
+  claim.ca_config = kCaConfig;
+  claim.template_name = "JamfDevice";
+  claim.csr_sha256 = std::string(32, 'h');
+  claim.after_request_id = 41;
+  claim.ca_identity = "EXAMPLE\\svc-one";
+  claim.node_id = "c";  // a lie: the certificate says "a", and that is what peers record
+  claim.claim_id = 1;
+  // Every node just started: each grants nothing until its restart grace has passed.
+  std::vector<node::LeaseAnswer> answers;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  for (;;) {
+    answers = Directory("a").ClaimSubmit(claim);
+    if (answers.size() == 2 && std::all_of(answers.begin(), answers.end(), [](const node::LeaseAnswer& a) {
+          return a.grant == node::LeaseGrant::kGranted;
+        })) {
+      break;
+    }
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the peers never granted the claim";
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   for (const char* peer : {"b", "c"}) {
-    auto held = nodes_[peer]->api->in_flight().Find(kCaConfig, "JamfDevice", std::string(32, 'h'), "");
+    auto held = nodes_[peer]->api->leases().Holder(kCaConfig, "JamfDevice", std::string(32, 'h'));
     ASSERT_TRUE(held.has_value()) << peer;
     EXPECT_EQ(held->node_id, "a");
     EXPECT_EQ(held->after_request_id, 41u);
     EXPECT_EQ(held->ca_identity, "EXAMPLE\\svc-one");
   }
-  EXPECT_EQ(nodes_["a"]->api->in_flight().size(), 0u) << "a node does not announce to itself";
+  EXPECT_EQ(nodes_["a"]->api->leases().held(), 0u) << "the directory asks the peers only";
 
-  Directory("a").AnnounceSubmit(intent, /*done=*/true);  // not waited for
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  for (const char* peer : {"b", "c"}) {
-    while (nodes_[peer]->api->in_flight().size() != 0) {
-      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << peer << " never forgot the withdrawn intent";
-      nodes_[peer]->api->in_flight().WaitForChange(std::chrono::milliseconds(50));
+  node::SubmitIntent rival = claim;
+  rival.claim_id = 2;
+  auto rivals = Directory("b").ClaimSubmit(rival);
+  ASSERT_EQ(rivals.size(), 2u);
+  for (const node::LeaseAnswer& a : rivals) {
+    if (a.node_id == "c") {
+      EXPECT_EQ(a.grant, node::LeaseGrant::kHeld);
+      ASSERT_TRUE(a.holder.has_value());
+      EXPECT_EQ(a.holder->node_id, "a");
+    } else {
+      EXPECT_EQ(a.node_id, "a");
+      EXPECT_EQ(a.grant, node::LeaseGrant::kGranted) << "a holds nothing in its own table";
     }
+  }
+
+  Directory("a").ReleaseSubmit(claim, /*settled=*/false);  // not waited for
+  while (nodes_["c"]->api->leases().Holder(kCaConfig, "JamfDevice", std::string(32, 'h')).has_value()) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "c never saw the release";
+    nodes_["c"]->api->leases().WaitForChange(std::chrono::milliseconds(50));
+  }
+  for (const node::LeaseAnswer& a : Directory("b").ClaimSubmit(rival)) {
+    if (a.node_id != "c") continue;
+    EXPECT_EQ(a.grant, node::LeaseGrant::kGranted);
+    ASSERT_TRUE(a.lapsed.has_value()) << "the next claimant must search for a's request first";
+    EXPECT_EQ(a.lapsed->after_request_id, 41u);
   }
 }
 

@@ -1,77 +1,16 @@
-// InFlightSubmits (the registry of submits on their way to the CA) and CaRequestSearch (how
-// a node finds the CA's answer to a submit whose node died before recording it).
+// CaRequestSearch: how a node finds the CA's answer to a submit whose answer was lost (its
+// node died, or the connection dropped after the CA took it), by reading request IDs.
+#include "node/api/ca_request_search.h"
+
 #include <gtest/gtest.h>
 
-#include "node/api/ca_request_search.h"
-#include "node/api/in_flight_submits.h"
 #include "node/ca/hresult.h"
 #include "node/pki/csr.h"
 #include "node/pki/keys.h"
-#include "store/clock.h"
 #include "tests/testing/fake_ca_backend.h"
 
 namespace adcsc::node {
 namespace {
-
-SubmitIntent Intent(std::string node, char hash = 'h', uint32_t after = 0) {
-  return SubmitIntent{"dc\\ca", "JamfDevice", std::string(32, hash), after, "EXAMPLE\\svc", std::move(node)};
-}
-
-TEST(InFlightSubmitsTest, FindsTheNewestIntentForACsrAndSkipsTheExcludedNode) {
-  FakeClock clock;
-  InFlightSubmits in_flight(&clock);
-  in_flight.Add(Intent("node-b", 'h', 10));
-  clock.AdvanceMillis(5);
-  in_flight.Add(Intent("node-c", 'h', 12));
-  in_flight.Add(Intent("node-b", 'x', 99));  // another CSR
-
-  int64_t age = -1;
-  auto found = in_flight.Find("dc\\ca", "JamfDevice", std::string(32, 'h'), "", &age);
-  ASSERT_TRUE(found.has_value());
-  EXPECT_EQ(found->node_id, "node-c");
-  EXPECT_EQ(found->after_request_id, 12u);
-  EXPECT_EQ(age, 0);
-  auto not_c = in_flight.Find("dc\\ca", "JamfDevice", std::string(32, 'h'), "node-c");
-  ASSERT_TRUE(not_c.has_value());
-  EXPECT_EQ(not_c->node_id, "node-b");
-  EXPECT_FALSE(in_flight.Find("dc\\ca", "Other", std::string(32, 'h'), "").has_value())
-      << "template is part of the key";
-
-  in_flight.Remove(Intent("node-c"));
-  in_flight.Remove(Intent("node-b"));
-  EXPECT_FALSE(in_flight.Find("dc\\ca", "JamfDevice", std::string(32, 'h'), "").has_value());
-  EXPECT_EQ(in_flight.size(), 1u);
-}
-
-TEST(InFlightSubmitsTest, IntentsExpireAndTheCountIsBounded) {
-  FakeClock clock;
-  InFlightSubmits in_flight(&clock, std::chrono::milliseconds(1000), /*max_count=*/3);
-  in_flight.Add(Intent("a", '1'));
-  clock.AdvanceMillis(1001);
-  EXPECT_FALSE(in_flight.Find("dc\\ca", "JamfDevice", std::string(32, '1'), "").has_value()) << "too old";
-  in_flight.Add(Intent("a", '2'));
-  clock.AdvanceMillis(1);
-  in_flight.Add(Intent("a", '3'));
-  clock.AdvanceMillis(1);
-  in_flight.Add(Intent("a", '4'));  // the expired one makes room
-  EXPECT_EQ(in_flight.size(), 3u);
-  clock.AdvanceMillis(1);
-  in_flight.Add(Intent("a", '5'));  // full: the oldest goes
-  EXPECT_EQ(in_flight.size(), 3u);
-  EXPECT_FALSE(in_flight.Find("dc\\ca", "JamfDevice", std::string(32, '2'), "").has_value());
-  EXPECT_TRUE(in_flight.Find("dc\\ca", "JamfDevice", std::string(32, '5'), "").has_value());
-}
-
-TEST(InFlightSubmitsTest, RemoveWakesAWaiter) {
-  FakeClock clock;
-  InFlightSubmits in_flight(&clock);
-  in_flight.Add(Intent("b"));
-  std::thread remover([&] { in_flight.Remove(Intent("b")); });
-  // Returns on the change; the long bound only matters if the wake-up were lost.
-  in_flight.WaitForChange(std::chrono::seconds(30));
-  remover.join();
-  EXPECT_EQ(in_flight.size(), 0u);
-}
 
 class CaRequestSearchTest : public ::testing::Test {
  protected:
