@@ -328,9 +328,8 @@ absl::Status RequestStore::Check(bool write) const {
   // `write` there is nothing to show it, so the failure stands.
   const absl::Status failed_write = impl_->last_write_error();
   if (!failed_write.ok() && !write) {
-    return absl::Status(failed_write.code(),
-                        absl::StrCat("request store ", impl_->options().path.string(),
-                                     ": the last write failed: ", failed_write.message()));
+    return absl::Status(failed_write.code(), absl::StrCat("request store ", impl_->options().path.string(),
+                                                          ": the last write failed: ", failed_write.message()));
   }
   if (!write) return absl::OkStatus();
   const int64_t now_ms = impl_->clock().NowUnixMillis();
@@ -363,8 +362,9 @@ absl::Status RequestStore::QuickCheck() const {
   for (;;) {
     absl::StatusOr<bool> row = st->Step();
     if (!row.ok()) {
-      return absl::DataLossError(absl::StrCat("request store ", impl_->options().path.string(),
-                                              ": the integrity check could not read the file: ", row.status().message()));
+      return absl::DataLossError(
+          absl::StrCat("request store ", impl_->options().path.string(),
+                       ": the integrity check could not read the file: ", row.status().message()));
     }
     if (!*row) break;
     std::string line = st->ColumnText(0);

@@ -60,11 +60,11 @@ struct LeaseAnswer {
 class SubmitLeases {
  public:
   struct Options {
-    std::chrono::milliseconds lease{30'000};      // how long a grant holds without release
+    std::chrono::milliseconds lease{30'000};  // how long a grant holds without release
     // After construction, grant nothing this long; with `grant_stamp`, at most this long (as
     // far as the stamp says grants of a previous run may live).
     std::chrono::milliseconds grace{0};
-    std::filesystem::path grant_stamp;  // empty: no stamp
+    std::filesystem::path grant_stamp;            // empty: no stamp
     std::chrono::milliseconds remember{600'000};  // how long a lapsed claim is told of
     size_t max_count = 100'000;                   // leases and lapsed claims kept, in all
   };

@@ -178,9 +178,9 @@ absl::StatusOr<rpc::CertServerRequestOut> IcprBackend::Call(const CaTarget& targ
       Release(target.dc, std::move(lease->connection));
       auto out = rpc::DecodeCertServerRequestOut(*answer);
       if (!out.ok()) {
-        absl::Status unreadable = CaError(hr::kRpcCallFailed, absl::StrCat("the CA at ", target.dc,
-                                                                           " sent an answer we cannot read: ",
-                                                                           out.status().message()));
+        absl::Status unreadable =
+            CaError(hr::kRpcCallFailed,
+                    absl::StrCat("the CA at ", target.dc, " sent an answer we cannot read: ", out.status().message()));
         // The CA ran the call; what it did is in the answer we cannot read.
         return idempotent ? unreadable : MarkOutcomeUnknown(std::move(unreadable));
       }

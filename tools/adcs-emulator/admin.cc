@@ -130,11 +130,10 @@ std::string RunAdminCommand(Emulator& emulator, const std::string& command) {
     emulator.set_faults(f);
     return Json{{"ok", true}}.dump();
   }
-  return Error(
-      absl::StrCat("unknown command \"", command,
-                   "\" (approve N, deny N, list, stats, set "
-                   "latency_ms|logon_latency_ms|submit_reply_latency_ms|failure_rate|refuse_connections|"
-                   "fault_after_accept|drop_after_accept VALUE)"));
+  return Error(absl::StrCat("unknown command \"", command,
+                            "\" (approve N, deny N, list, stats, set "
+                            "latency_ms|logon_latency_ms|submit_reply_latency_ms|failure_rate|refuse_connections|"
+                            "fault_after_accept|drop_after_accept VALUE)"));
 }
 
 absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(Emulator& emulator, const std::filesystem::path& path) {

@@ -177,10 +177,10 @@ TEST(TallyLeaseTest, AMajorityWinsAndTheLowestLapsedStartingPointIsKept) {
 }
 
 TEST(TallyLeaseTest, WithoutAMajorityTheEarliestRivalIsWaitedFor) {
-  const auto tally = TallyLease({Answer("a", LeaseGrant::kGranted),
-                                 Answer("b", LeaseGrant::kHeld, Claim("b", 7, 'h', 0, /*ballot=*/200)),
-                                 Answer("c", LeaseGrant::kHeld, Claim("c", 8, 'h', 0, /*ballot=*/100))},
-                                3);
+  const auto tally = TallyLease(
+      {Answer("a", LeaseGrant::kGranted), Answer("b", LeaseGrant::kHeld, Claim("b", 7, 'h', 0, /*ballot=*/200)),
+       Answer("c", LeaseGrant::kHeld, Claim("c", 8, 'h', 0, /*ballot=*/100))},
+      3);
   EXPECT_EQ(tally.outcome, LeaseOutcome::kWait);
   ASSERT_TRUE(tally.wait_for.has_value());
   EXPECT_EQ(tally.wait_for->node_id, "c");
