@@ -588,9 +588,16 @@ int ApiService::ClusterSize() const {
 }
 
 ApiService::Lease ApiService::AcquireLease(const CheckedSubmit& s, Json* fields) {
+  // How long a claim that lost waits before it claims again: briefly when it is the earlier
+  // request (the rival should let go for it), longer when the rival is (it should win).
+  constexpr int64_t kReclaimSoonMs = 10;
+  constexpr int64_t kReclaimLaterMs = 100;
   const int64_t started_ms = clock_->NowMonotonicMillis();
   const int64_t deadline_ms = started_ms + config_.ca.in_flight_wait.count();
   const int cluster_size = ClusterSize();
+  const int64_t ballot_ms = clock_->NowUnixMillis();  // one per request: the older request goes first
+  std::unique_ptr<CaRequestSearch> search;            // for a rival that died after the CA took its request
+  auto failed = [](absl::Status error) { return Lease{std::nullopt, std::nullopt, std::nullopt, std::move(error)}; };
   for (int round = 1;; ++round) {
     SubmitIntent claim;
     claim.ca_config = s.ca_config;
@@ -601,7 +608,7 @@ ApiService::Lease ApiService::AcquireLease(const CheckedSubmit& s, Json* fields)
     claim.ca_identity = config_.ca.identity;
     claim.node_id = config_.node_id;
     claim.claim_id = NextClaimId();
-    claim.ballot_ms = clock_->NowUnixMillis();
+    claim.ballot_ms = ballot_ms;
 
     std::vector<LeaseAnswer> answers{leases_.Claim(claim, config_.node_id)};
     if (peers_ != nullptr && cluster_size > 1) {
@@ -617,38 +624,40 @@ ApiService::Lease ApiService::AcquireLease(const CheckedSubmit& s, Json* fields)
       return Lease{claim, tally.lapsed, std::nullopt, absl::OkStatus()};
     }
     ReleaseLease(claim, /*settled=*/true);  // not ours: let the rival (or a later claim) have it
+    const int64_t now_ms = clock_->NowMonotonicMillis();
     if (tally.outcome == LeaseOutcome::kNoQuorum) {
-      return Lease{std::nullopt, std::nullopt, std::nullopt,
-                   absl::UnavailableError(absl::StrCat(
-                       "only ", tally.grants, " of the ", cluster_size,
-                       " nodes could agree that this node submits this CSR (a majority is needed and "
-                       "cluster.on_quorum_loss is \"refuse\"); check the links between the nodes, then retry"))};
-    }
-    // Another claim holds it: learn its hold (so its release or lapse wakes us) and wait.
-    // Filed under this CSR's key whatever the answer said: a peer names the holder, not the key.
-    SubmitIntent rival = *tally.wait_for;
-    rival.ca_config = s.ca_config;
-    rival.template_name = s.template_name;
-    rival.csr_sha256 = s.csr_sha256;
-    leases_.Claim(rival, config_.node_id);
-    (*fields)["in_flight_on"] = rival.node_id;
-    auto found = AwaitRival(rival, s, deadline_ms, fields);
-    (*fields)["in_flight_wait_ms"] = clock_->NowMonotonicMillis() - started_ms;
-    if (!found.ok()) {
-      if (absl::IsDeadlineExceeded(found.status())) {
-        return Lease{std::nullopt, std::nullopt, std::nullopt,
-                     absl::UnavailableError(absl::StrCat("node ", rival.node_id,
-                                                         " is submitting this CSR to the CA right now; retry in a few "
-                                                         "seconds for its answer"))};
+      if (now_ms >= deadline_ms) {
+        return failed(absl::UnavailableError(
+            absl::StrCat("only ", tally.grants, " of the ", cluster_size,
+                         " nodes could agree that this node submits this CSR (a majority is needed and "
+                         "cluster.on_quorum_loss is \"refuse\"); check the links between the nodes, then retry")));
       }
-      return Lease{std::nullopt, std::nullopt, std::nullopt, found.status()};
+      leases_.WaitForChange(std::chrono::milliseconds(std::min(kReclaimLaterMs, deadline_ms - now_ms)));
+      continue;
     }
+    // Another claim holds it. Meanwhile look for its answer: in the store, and at the CA
+    // (its node may have died after the CA took its request).
+    const SubmitIntent& rival = *tally.wait_for;
+    (*fields)["in_flight_on"] = rival.node_id;
+    if (search == nullptr) {
+      search = std::make_unique<CaRequestSearch>(
+          backend_, s.target, adcsc::ca::CallerIdentity{config_.ca.identity}, s.csr_der, rival.after_request_id,
+          config_.ca.recovery_scan_limit, [this, &s](uint32_t id) {
+            // Requests the cluster already knows for another CSR need no CA call.
+            auto rec = store_->Get(s.ca_config, id);
+            return rec.ok() && rec->has_value() && !(*rec)->csr_sha256().empty() &&
+                   (*rec)->csr_sha256() != s.csr_sha256;
+          });
+    }
+    const int64_t pause_ms = ClaimPrecedes(claim, rival) ? kReclaimSoonMs : kReclaimLaterMs;
+    auto found = AwaitRival(rival, s, search.get(), std::min(now_ms + pause_ms, deadline_ms), fields);
+    (*fields)["in_flight_wait_ms"] = clock_->NowMonotonicMillis() - started_ms;
+    if (!found.ok()) return failed(found.status());
     if (found->has_value()) return Lease{std::nullopt, std::nullopt, *found, absl::OkStatus()};
-    // The rival let go without an answer we can use: claim again, while the wait lasts.
     if (clock_->NowMonotonicMillis() >= deadline_ms) {
-      return Lease{std::nullopt, std::nullopt, std::nullopt,
-                   absl::UnavailableError(absl::StrCat("node ", rival.node_id, " held this CSR and ", round,
-                                                       " claims did not get it; retry in a few seconds"))};
+      return failed(absl::UnavailableError(
+          absl::StrCat("node ", rival.node_id,
+                       " is submitting this CSR to the CA right now; retry in a few seconds for its answer")));
     }
   }
 }
@@ -659,38 +668,20 @@ void ApiService::ReleaseLease(const SubmitIntent& claim, bool settled) {
 }
 
 absl::StatusOr<std::optional<RequestRecord>> ApiService::AwaitRival(const SubmitIntent& rival, const CheckedSubmit& s,
-                                                                    int64_t deadline_ms, Json* fields) {
+                                                                    CaRequestSearch* search, int64_t until_ms,
+                                                                    Json* fields) {
   const int64_t not_before_ms =
       clock_->NowUnixMillis() - std::chrono::duration_cast<std::chrono::milliseconds>(config_.ca.dedupe_window).count();
-  auto usable = [&](const std::optional<RequestRecord>& r) { return Reusable(r) && r->csr_sha256() == s.csr_sha256; };
-  // Requests the cluster already knows for another CSR need no CA call.
-  auto known_elsewhere = [&](uint32_t id) {
-    auto rec = store_->Get(s.ca_config, id);
-    return rec.ok() && rec->has_value() && !(*rec)->csr_sha256().empty() && (*rec)->csr_sha256() != s.csr_sha256;
-  };
-  // The rival may have died after the CA took its request: look for it meanwhile.
-  CaRequestSearch search(backend_, s.target, {config_.ca.identity}, s.csr_der, rival.after_request_id,
-                         config_.ca.recovery_scan_limit, known_elsewhere);
-  for (;;) {
+  for (bool waited = false;; waited = true) {
     auto local = store_->FindByDedupeKey(s.ca_config, s.template_name, s.csr_sha256, not_before_ms);
-    if (local.ok() && usable(*local)) {
+    if (local.ok() && Reusable(*local) && (*local)->csr_sha256() == s.csr_sha256) {
       (*fields)["deduplicated"] = "store";
       return *local;
     }
-    if (!leases_.Holder(s.ca_config, s.template_name, s.csr_sha256).has_value()) {
-      // It let go (or lapsed): its record is on a write quorum, perhaps not yet here.
-      if (peers_ != nullptr) {
-        auto theirs = peers_->LookupByDedupeKey(s.ca_config, s.template_name, s.csr_sha256, not_before_ms);
-        if (usable(theirs)) {
-          (*fields)["deduplicated"] = "peer";
-          return theirs;
-        }
-      }
-      return std::nullopt;
-    }
-    if (!search.exhausted()) {
-      auto found = search.Pass();
-      (*fields)["ca_search_reads"] = search.ca_reads();
+    if (waited) return std::nullopt;  // claim again
+    if (!search->exhausted()) {
+      auto found = search->Pass();
+      (*fields)["ca_search_reads"] = search->ca_reads();
       if (!found.ok()) return found.status();
       if (found->has_value()) {
         RequestRecord facts;
@@ -706,9 +697,7 @@ absl::StatusOr<std::optional<RequestRecord>> ApiService::AwaitRival(const Submit
       }
     }
     const int64_t now_ms = clock_->NowMonotonicMillis();
-    if (now_ms >= deadline_ms) return absl::DeadlineExceededError("the wait for the rival claim ran out");
-    leases_.WaitForChange(std::min<std::chrono::milliseconds>(std::chrono::milliseconds(100),
-                                                              std::chrono::milliseconds(deadline_ms - now_ms + 1)));
+    if (now_ms < until_ms) leases_.WaitForChange(std::chrono::milliseconds(until_ms - now_ms));
   }
 }
 

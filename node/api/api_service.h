@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "node/api/ca_request_search.h"
 #include "node/api/client_identity.h"
 #include "node/api/peer_lookup.h"
 #include "node/api/submit_leases.h"
@@ -145,13 +146,12 @@ class ApiService {
   Lease AcquireLease(const CheckedSubmit& s, nlohmann::json* fields);
   // Ends `claim` here and at the peers.
   void ReleaseLease(const SubmitIntent& claim, bool settled);
-  // Waits (until `deadline_ms`, monotonic) while `rival` holds the lease, for its record to
-  // show up here or at a peer, searching the CA for its request meanwhile. The record found;
-  // nullopt once the rival let go without one (claim again); DEADLINE_EXCEEDED when time ran
-  // out; a CA failure during the search.
+  // While `rival` holds the lease: looks for its record in the store and (one pass of
+  // `search`) its request at the CA, then waits until `until_ms` (monotonic) or a change in
+  // the lease table. The record found; nullopt to claim again; a CA failure of the search.
   absl::StatusOr<std::optional<adcsc::store::RequestRecord>> AwaitRival(const SubmitIntent& rival,
-                                                                        const CheckedSubmit& s, int64_t deadline_ms,
-                                                                        nlohmann::json* fields);
+                                                                        const CheckedSubmit& s, CaRequestSearch* search,
+                                                                        int64_t until_ms, nlohmann::json* fields);
   // Searches the CA for `s`'s request among the IDs after `after_request_id` (one full pass)
   // and records what it finds (settling the submit intent). nullopt: not at the CA.
   absl::StatusOr<std::optional<adcsc::store::RequestRecord>> FindAtCa(const CheckedSubmit& s, uint32_t after_request_id,

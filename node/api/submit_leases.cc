@@ -7,10 +7,6 @@
 namespace adcsc::node {
 namespace {
 
-bool EarlierClaim(const SubmitIntent& a, const SubmitIntent& b) {
-  return std::tie(a.ballot_ms, a.node_id, a.claim_id) < std::tie(b.ballot_ms, b.node_id, b.claim_id);
-}
-
 bool SameClaim(const SubmitIntent& a, const SubmitIntent& b) {
   return a.node_id == b.node_id && a.claim_id == b.claim_id;
 }
@@ -123,9 +119,10 @@ void SubmitLeases::Release(const SubmitIntent& claim, bool settled) {
       AgeLocked(e, now);
       if (e.holder.has_value() && SameClaim(*e.holder, claim)) {
         e.holder.reset();
-        if (settled) {
-          e.lapsed.reset();  // the holder was told of it, searched, and settled the CSR
-        } else {
+        // A settled release leaves a lapsed claim alone: this holder may have lost the round
+        // it was told of it in, so nobody has searched for that claim's request yet. Later
+        // claimants find the record first if there is one; else they search, as they must.
+        if (!settled) {
           e.lapsed = claim;
           e.lapsed_ms = now;
         }
@@ -173,6 +170,10 @@ size_t SubmitLeases::held() const {
   }));
 }
 
+bool ClaimPrecedes(const SubmitIntent& a, const SubmitIntent& b) {
+  return std::tie(a.ballot_ms, a.node_id, a.claim_id) < std::tie(b.ballot_ms, b.node_id, b.claim_id);
+}
+
 LeaseTally TallyLease(const std::vector<LeaseAnswer>& answers, int cluster_size) {
   LeaseTally tally;
   const int majority = std::max(cluster_size, 1) / 2 + 1;
@@ -184,7 +185,7 @@ LeaseTally TallyLease(const std::vector<LeaseAnswer>& answers, int cluster_size)
         tally.lapsed = a.lapsed;
       }
     } else if (a.grant == LeaseGrant::kHeld && a.holder.has_value()) {
-      if (!tally.wait_for.has_value() || EarlierClaim(*a.holder, *tally.wait_for)) tally.wait_for = a.holder;
+      if (!tally.wait_for.has_value() || ClaimPrecedes(*a.holder, *tally.wait_for)) tally.wait_for = a.holder;
     }
   }
   if (tally.grants >= majority) {

@@ -76,7 +76,8 @@ class SubmitLeases {
   LeaseAnswer Claim(const SubmitIntent& claim, const std::string& answering_node);
   // Ends `claim`'s lease if it holds one, and wakes waiters. `settled`: its outcome is
   // recorded, or nothing reached the CA. Otherwise the claim is remembered as lapsed, so the
-  // next claimant searches the CA for its request first.
+  // next claimant searches the CA for its request first. A lapsed claim is forgotten only
+  // after `remember`, or when that claim itself is released settled.
   void Release(const SubmitIntent& claim, bool settled);
 
   // The claim holding the lease on this CSR now, if any.
@@ -113,6 +114,9 @@ class SubmitLeases {
   uint64_t generation_ = 0;
   std::map<Key, Entry> entries_;
 };
+
+// Whether claim `a` goes before `b`: the earlier request (ballot), then node and claim IDs.
+bool ClaimPrecedes(const SubmitIntent& a, const SubmitIntent& b);
 
 // What a claimant makes of the answers to its claim (its own table's among them).
 enum class LeaseOutcome {

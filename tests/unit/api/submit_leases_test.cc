@@ -77,9 +77,14 @@ TEST(SubmitLeasesTest, ALapsedLeaseIsToldToTheNextClaimantUntilItSettles) {
   ASSERT_TRUE(taken.lapsed.has_value()) << "c must look for b's request at the CA first";
   EXPECT_EQ(taken.lapsed->node_id, "b");
   EXPECT_EQ(taken.lapsed->after_request_id, 41u);
-  // c searched and recorded: nobody needs to hear of b any more.
+  // c settled, but this table cannot tell whether c won its round: the next claimant still
+  // hears of b (and finds c's record before it would search).
   leases.Release(Claim("c", 2), /*settled=*/true);
-  EXPECT_FALSE(leases.Claim(Claim("d", 3), "a").lapsed.has_value());
+  EXPECT_TRUE(leases.Claim(Claim("d", 3), "a").lapsed.has_value());
+  leases.Release(Claim("d", 3), /*settled=*/true);
+  // b itself settling (its release arriving late) ends it.
+  leases.Release(Claim("b", 1, 'h', 41), /*settled=*/true);
+  EXPECT_FALSE(leases.Claim(Claim("e", 4), "a").lapsed.has_value());
 }
 
 TEST(SubmitLeasesTest, AnUnsettledReleaseIsRememberedAsLapsed) {

@@ -24,7 +24,8 @@
 
 namespace adcsc::store::sim {
 
-// Events ordered by (clock time, insertion order); running one advances the clock to it.
+// Events ordered by (clock time, insertion order); running one advances the clock (wall and
+// monotonic alike) to it.
 class SimLoop final : public Scheduler {
  public:
   explicit SimLoop(FakeClock* clock) : clock_(clock) {}
@@ -37,10 +38,10 @@ class SimLoop final : public Scheduler {
     while (!queue_.empty() && queue_.top().at_ms <= until_ms) {
       Event e = queue_.top();
       queue_.pop();
-      if (e.at_ms > clock_->NowUnixMillis()) clock_->SetUnixMillis(e.at_ms);
+      if (e.at_ms > clock_->NowUnixMillis()) clock_->AdvanceMillis(e.at_ms - clock_->NowUnixMillis());
       e.fn();
     }
-    if (until_ms > clock_->NowUnixMillis()) clock_->SetUnixMillis(until_ms);
+    if (until_ms > clock_->NowUnixMillis()) clock_->AdvanceMillis(until_ms - clock_->NowUnixMillis());
   }
   void RunFor(int64_t ms) { RunUntil(clock_->NowUnixMillis() + ms); }
   // Runs events until `done()` holds or `max_ms` of simulated time passed; true if it held.
