@@ -353,6 +353,10 @@ absl::Status RequestStore::Check(bool write) const {
                                                   probed.message()));
 }
 
+absl::Status RequestStore::RebuildIndexes() {
+  return impl_->Write([](Connection& c) { return c.Exec("REINDEX"); });
+}
+
 absl::Status RequestStore::QuickCheck() const {
   absl::StatusOr<sqlite::ReaderPool::Lease> reader = impl_->Reader();
   if (!reader.ok()) return reader.status();

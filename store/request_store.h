@@ -231,6 +231,9 @@ class RequestStore {
   // first problems found when it is not "ok". Reads only; takes a read connection for as
   // long as the file takes to scan.
   absl::Status QuickCheck() const;
+  // REINDEX: builds every index again from its table, in one group commit. Mends a damaged
+  // index (what QuickCheck reports for it), not a damaged table.
+  absl::Status RebuildIndexes();
 
   const std::string& node_id() const;
   // Current schema version of an open store.

@@ -50,8 +50,8 @@ std::string_view HintFor(int primary_rc) {
       return "check the disk and filesystem for I/O errors (dmesg) and free space";
     case SQLITE_CORRUPT:
     case SQLITE_NOTADB:
-      return "the file is damaged or is not an adcsc store; move it aside and restore it from a "
-             "backup, or start empty and let the node catch up from its peers";
+      return "the file is damaged or is not an adcsc store; see docs/operations.md \"A damaged store\" "
+             "(do not start a cluster node on an empty store in its place: its new writes would not replicate)";
     case SQLITE_NOMEM:
       return "the process ran out of memory; check the service's memory limits";
     case SQLITE_CONSTRAINT:

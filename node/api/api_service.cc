@@ -428,6 +428,7 @@ ApiResponse ApiService::SubmitOnce(const CheckedSubmit& s, const adcsc::store::S
   // Durable before the CA call: if this node dies from here on, the intent says to look
   // at the CA before submitting again. No intent, no CA call.
   if (intent != nullptr) {
+    CrashPoint("before-intent");
     if (absl::Status durable = store_->RecordSubmitIntent(*intent); !durable.ok()) {
       fields["error"] = std::string(durable.message());
       return finish(Make(

@@ -1,7 +1,8 @@
 // Named points in the submit path where a test may have the node killed (SIGKILL, as kill -9
-// would) to prove what a crash there leaves behind: "after-intent", "after-ca",
-// "after-record". Armed only by the environment variable ADCSC_CRASH_POINT, read once at the
-// first call; an operator never sets it (docs/reliability.md). Thread-safe.
+// would) to prove what a crash there leaves behind: "before-intent" (the lease is held, nothing
+// is durable), "after-intent", "after-ca" (the CA took it, nothing recorded), "after-record". Armed only by the
+// environment variable ADCSC_CRASH_POINT, read once at the first call; an operator never sets it (docs/reliability.md).
+// Thread-safe.
 #pragma once
 
 #include <string_view>

@@ -21,7 +21,9 @@
 #include "node/log/logging.h"
 #include "node/ops/metrics.h"
 #include "node/ops/ops_server.h"
+#include "node/ops/store_integrity.h"
 #include "node/pki/x509.h"
+#include "store/repair.h"
 #include "store/request_store.h"
 
 namespace adcsc::node {
@@ -31,10 +33,14 @@ namespace {
 // every allowlisted CA as the node's identity, the cluster's state, and the API
 // certificate's expiry.
 adcsc::ops::HealthSources HealthSourcesFor(const Config& config, adcsc::store::RequestStore* store,
-                                           adcsc::ca::CaBackend* backend, adcsc::cluster::ClusterRuntime* cluster,
+                                           const adcsc::ops::StoreIntegrity* integrity, adcsc::ca::CaBackend* backend,
+                                           adcsc::cluster::ClusterRuntime* cluster,
                                            adcsc::ops::ServiceModeStore* mode) {
   adcsc::ops::HealthSources s;
-  s.store_check = [store] { return store->Check(/*write=*/true); };
+  s.store_check = [store, integrity] {
+    if (absl::Status damage = integrity->last(); !damage.ok()) return damage;
+    return store->Check(/*write=*/true);
+  };
   for (const AllowedCa& allowed : config.ca.allow) {
     adcsc::ca::CaTarget target{allowed.dc, allowed.ca};
     adcsc::ca::CallerIdentity caller{config.ca.identity};
@@ -115,6 +121,7 @@ struct RunningNode {
   adcsc::ca::CaBackend* ca = nullptr;  // the backend, or the switch in front of it
   std::unique_ptr<adcsc::ops::ServiceModeStore> mode;
   std::unique_ptr<adcsc::ops::NodeMetrics> metrics;
+  std::unique_ptr<adcsc::ops::StoreIntegrity> integrity;
   std::unique_ptr<ApiService> service;
   std::unique_ptr<adcsc::cluster::ClusterRuntime> cluster;
   std::unique_ptr<adcsc::ops::HealthMonitor> health;
@@ -149,6 +156,55 @@ Step OpenLogs(RunningNode& n) {
 
 // The client-certificate mapping, the data directory (0700), the store and the CA backend:
 // everything `adcsc node --check` proves before a node would start.
+// Opens the request store and checks the file (PRAGMA quick_check). Damage confined to the
+// indexes is mended before the node serves: REINDEX, or failing that a copy of every table into
+// a fresh file (the damaged one kept beside it). Damage the tables share stops the node.
+Step OpenStore(RunningNode& n, const adcsc::store::StoreOptions& options) {
+  const Config& c = n.config;
+  const auto interval = std::chrono::duration_cast<std::chrono::milliseconds>(c.store.integrity_check_interval);
+  auto refuse = [&](const std::string& what) {
+    return StartError{kExitRuntimeError,
+                      absl::StrCat("request store: ", what,
+                                   ". The node does not start on a damaged store: follow docs/operations.md \"A "
+                                   "damaged store\" (restore a copy, or in a cluster rebuild this node from its "
+                                   "peers)")};
+  };
+  auto store = adcsc::store::RequestStore::Open(options);
+  bool damaged = !store.ok() && store.status().code() == absl::StatusCode::kDataLoss;
+  if (!store.ok() && !damaged)
+    return StartError{kExitRuntimeError, absl::StrCat("request store: ", store.status().message())};
+  std::string damage;
+  if (store.ok()) {
+    n.store = std::move(*store);
+    n.integrity = std::make_unique<adcsc::ops::StoreIntegrity>(n.store.get(), n.log.get(), interval);
+    absl::Status checked = n.integrity->CheckNow("start");
+    if (checked.ok()) return std::nullopt;
+    damage = std::string(checked.message());
+    n.integrity.reset();
+    n.store.reset();
+  } else {
+    damage = std::string(store.status().message());
+    n.log->Log(LogLevel::kError, "store_integrity", {{"phase", "start"}, {"outcome", "damaged"}, {"error", damage}});
+  }
+  auto kept = adcsc::store::RebuildStoreFromTables(options.path, SystemClock::Default()->NowUnixMillis());
+  if (!kept.ok())
+    return refuse(absl::StrCat(damage, "; rebuilding it from its tables failed: ", kept.status().message()));
+  store = adcsc::store::RequestStore::Open(options);
+  if (!store.ok()) return refuse(absl::StrCat(damage, "; the rebuilt store does not open: ", store.status().message()));
+  n.store = std::move(*store);
+  n.integrity = std::make_unique<adcsc::ops::StoreIntegrity>(n.store.get(), n.log.get(), interval);
+  if (absl::Status again = n.integrity->CheckNow("after-rebuild"); !again.ok()) {
+    return refuse(absl::StrCat(damage, "; the rebuilt store is damaged too: ", again.message()));
+  }
+  n.integrity->CountRepairAtStart();
+  n.log->Log(LogLevel::kWarn, "store_integrity",
+             {{"phase", "start"},
+              {"outcome", "repaired"},
+              {"how", "rebuilt from its tables"},
+              {"damaged_file_kept", kept->string()}});
+  return std::nullopt;
+}
+
 Step OpenStateAndBackend(RunningNode& n) {
   const Config& c = n.config;
   auto authorizer = ClientAuthorizer::Create(c.api.client_ca_file.string(), c.api.client_pins);
@@ -165,9 +221,7 @@ Step OpenStateAndBackend(RunningNode& n) {
   store_options.path = c.data_dir / "store.db";
   store_options.node_id = c.node_id;
   store_options.min_free_bytes = c.store.min_free_bytes;
-  auto store = adcsc::store::RequestStore::Open(store_options);
-  if (!store.ok()) return StartError{kExitRuntimeError, absl::StrCat("request store: ", store.status().message())};
-  n.store = std::move(*store);
+  if (auto e = OpenStore(n, store_options)) return e;
   auto backend = MakeCaBackend(c);
   if (!backend.ok()) {
     return StartError{kExitRuntimeError,
@@ -227,6 +281,8 @@ std::function<std::string()> MetricsScrape(RunningNode& n, int64_t certificate_n
       state.ca_connections_opened = pool->connections_opened;
       state.ca_connections_reused = pool->connections_reused;
     }
+    state.store_integrity_failures = n.integrity->failures();
+    state.store_integrity_repairs = n.integrity->repairs();
     return n.metrics->Scrape(state);
   };
 }
@@ -247,7 +303,8 @@ std::string ClusterStatusJson(const adcsc::cluster::ClusterRuntime& cluster) {
 Step StartOps(RunningNode& n) {
   const Config& c = n.config;
   if (!c.ops.enabled) return std::nullopt;
-  adcsc::ops::HealthSources sources = HealthSourcesFor(c, n.store.get(), n.ca, n.cluster.get(), n.mode.get());
+  adcsc::ops::HealthSources sources =
+      HealthSourcesFor(c, n.store.get(), n.integrity.get(), n.ca, n.cluster.get(), n.mode.get());
   const int64_t certificate_not_after_ms = sources.certificate_not_after_ms;
   // A probe result is believed for 30 s, or three intervals when probes are rarer than that.
   adcsc::ops::HealthPolicy policy;
@@ -301,6 +358,7 @@ Step StartApiServer(RunningNode& n) {
 // answer was lost) are looked for at the CA in the background, so that any node answers the
 // client's retry with the request the CA already has.
 Step ResolveOpenIntents(RunningNode& n) {
+  n.integrity->StartSchedule();
   n.intent_resolver = std::thread([service = n.service.get()] { service->ResolveOpenIntents(); });
   return std::nullopt;
 }

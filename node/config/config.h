@@ -135,6 +135,8 @@ struct StoreConfig {
   // the load balancer moves traffic elsewhere before writes start failing; it is ready again
   // once space returns. 0 turns the floor off.
   int64_t min_free_bytes = 256LL * 1024 * 1024;
+  // PRAGMA quick_check of the store this often (and at start); 0: at start only.
+  std::chrono::seconds integrity_check_interval{86'400};
 };
 
 struct Config {

@@ -81,7 +81,13 @@ NodeMetrics::NodeMetrics()
                           .Name("adcsc_ca_connections")
                           .Help("CA connections since the node started, by how they were used: opened (an "
                                 "authenticated bind), reused (a call on a pooled connection)")
-                          .Register(*registry_)) {}
+                          .Register(*registry_)),
+      store_integrity_(BuildGauge()
+                           .Name("adcsc_store_integrity_checks")
+                           .Help("Store integrity checks (PRAGMA quick_check) since the node started that found "
+                                 "damage (result=\"damaged\"), and of those the ones REINDEX mended "
+                                 "(result=\"repaired\")")
+                           .Register(*registry_)) {}
 
 void NodeMetrics::ObserveCall(std::string_view endpoint, std::string_view outcome, int /*http_status*/,
                               double latency_ms, double ca_ms) {
@@ -122,6 +128,8 @@ std::string NodeMetrics::Scrape(const ScrapeState& state) {
     ca_connections_.Add({{"use", "opened"}}).Set(static_cast<double>(state.ca_connections_opened));
     ca_connections_.Add({{"use", "reused"}}).Set(static_cast<double>(state.ca_connections_reused));
   }
+  store_integrity_.Add({{"result", "damaged"}}).Set(static_cast<double>(state.store_integrity_failures));
+  store_integrity_.Add({{"result", "repaired"}}).Set(static_cast<double>(state.store_integrity_repairs));
   std::ostringstream out;
   prometheus::TextSerializer().Serialize(out, registry_->Collect());
   return out.str();

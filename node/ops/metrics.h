@@ -35,6 +35,8 @@ struct ScrapeState {
   std::map<std::string, size_t> ca_idle_connections;   // per CA host (icpr backend)
   uint64_t ca_connections_opened = 0;                  // icpr: authenticated binds made
   uint64_t ca_connections_reused = 0;                  // icpr: calls on a pooled connection
+  uint64_t store_integrity_failures = 0;               // quick_check found damage (since start)
+  uint64_t store_integrity_repairs = 0;                // of those, mended by REINDEX
 };
 
 class NodeMetrics final : public node::ApiObserver {
@@ -64,6 +66,7 @@ class NodeMetrics final : public node::ApiObserver {
   prometheus::Family<prometheus::Gauge>& api_connections_;
   prometheus::Family<prometheus::Gauge>& ca_idle_;
   prometheus::Family<prometheus::Gauge>& ca_connections_;
+  prometheus::Family<prometheus::Gauge>& store_integrity_;
   std::mutex scrape_mu_;  // one scrape at a time sets the gauges, then serializes
 };
 

@@ -182,10 +182,12 @@ class Node:
         self.proc = None
         self.stderr_path = root / f"{node_id}.stderr"
 
-    def start(self):
+    def start(self, env=None):
+        """env: extra environment variables for the process (e.g. ADCSC_CRASH_POINT)."""
         with open(self.stderr_path, "ab") as stderr:
             self.proc = subprocess.Popen([str(ADCSC), "node", "--config", str(self.config)],
-                                         stdout=subprocess.DEVNULL, stderr=stderr)
+                                         stdout=subprocess.DEVNULL, stderr=stderr,
+                                         env={**os.environ, **(env or {})})
         wait_for(self._listening, timeout=30, what=f"{self.node_id} to listen on {self.port}")
         return self
 

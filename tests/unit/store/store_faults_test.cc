@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "store/repair.h"
 #include "store/request_store.h"
 #include "store/sqlite_db.h"
 #include "tests/testing/temp_dir.h"
@@ -63,6 +64,23 @@ class StoreFaultsTest : public ::testing::Test {
     auto store = RequestStore::Open(Options());
     EXPECT_TRUE(store.ok()) << store.status();
     return store.ok() ? std::move(*store) : nullptr;
+  }
+
+  // Garbage over the root page of `object`, as a failing disk leaves it (no store open).
+  void DamageRootPage(const std::string& object) {
+    int64_t root = 0, page_size = 0;
+    {
+      auto raw = sqlite::Connection::Open(path_, SQLITE_OPEN_READWRITE);
+      ASSERT_TRUE(raw.ok());
+      ASSERT_TRUE((*raw)->Exec("PRAGMA wal_checkpoint(TRUNCATE)").ok());
+      root = *(*raw)->QueryInt64("SELECT rootpage FROM sqlite_schema WHERE name = '" + object + "'");
+      page_size = *(*raw)->QueryInt64("PRAGMA page_size");
+    }
+    ASSERT_GT(root, 1);
+    std::fstream f(path_, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp((root - 1) * page_size);
+    const std::string garbage(static_cast<size_t>(page_size), '\x5a');
+    f.write(garbage.data(), static_cast<std::streamsize>(garbage.size()));
   }
 
   adcsc::testing::TempDir dir_;
@@ -207,6 +225,48 @@ TEST_F(StoreFaultsTest, QuickCheckFindsADamagedIndex) {
   EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
   EXPECT_THAT(std::string(s.message()), HasSubstr(path_.string()));
   EXPECT_THAT(std::string(s.message()), HasSubstr("quick_check"));
+}
+
+// A store whose index is damaged is rebuilt from its tables into a sound file with every
+// record, intent and mutation; the damaged file is kept beside it.
+TEST_F(StoreFaultsTest, ADamagedIndexIsRebuiltFromTheTables) {
+  {
+    auto store = OpenStore();
+    for (uint32_t id = 1; id <= 50; ++id) ASSERT_TRUE(store->Put(Issued(id, static_cast<char>('a' + id % 20))).ok());
+    ASSERT_TRUE(store->RecordSubmitIntent(Intent('z', 50)).ok());
+  }
+  DamageRootPage("requests_dedupe");
+  {
+    auto damaged = OpenStore();
+    ASSERT_FALSE(damaged->QuickCheck().ok());
+  }
+  auto kept = RebuildStoreFromTables(path_, kStartMs);
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  EXPECT_TRUE(std::filesystem::exists(*kept));
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  EXPECT_TRUE(store->QuickCheck().ok());
+  EXPECT_EQ(*store->CountRecords(), 50);
+  auto found = store->FindByDedupeKey(kCa, "JamfDevice", std::string(32, 'a' + 7), 0);
+  ASSERT_TRUE(found.ok()) << found.status();
+  ASSERT_TRUE(found->has_value()) << "the dedupe index answers again";
+  EXPECT_EQ((*found)->request_id(), 47u);  // the newest of 7, 27 and 47
+  EXPECT_EQ(store->OpenSubmitIntents(10)->size(), 1u);
+  EXPECT_EQ((*store->GetVersionVector())["node-a"], 50u) << "the mutation log and vector came along";
+}
+
+TEST_F(StoreFaultsTest, ADamagedTableIsNotRebuiltAndTheFileIsLeftAsItWas) {
+  {
+    auto store = OpenStore();
+    for (uint32_t id = 1; id <= 50; ++id) ASSERT_TRUE(store->Put(Issued(id, static_cast<char>('a' + id % 20))).ok());
+  }
+  DamageRootPage("requests");
+  const auto size = std::filesystem::file_size(path_);
+  auto kept = RebuildStoreFromTables(path_, kStartMs);
+  ASSERT_FALSE(kept.ok());
+  EXPECT_EQ(kept.status().code(), absl::StatusCode::kDataLoss) << kept.status();
+  EXPECT_NE(kept.status().message().find("table requests"), std::string_view::npos) << kept.status();
+  EXPECT_EQ(std::filesystem::file_size(path_), size);
 }
 
 }  // namespace
