@@ -176,6 +176,29 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
     for (const std::string& peer : to_pull) SendPull(peer, *ours);
     for (const std::string& peer : to_snapshot) SendSnapshotRequest(peer);
     for (const std::string& peer : options_.peers) FlushOutbox(peer);  // after lost pushes
+    MaybeCompact(now, *ours);
+  }
+
+  // Deletes the log prefix that this node and every peer hold (as far as their last reported
+  // vectors say): nobody will ask for it again except a node that lost its store, and that
+  // one copies a snapshot.
+  void MaybeCompact(int64_t now, VersionVector held) {
+    if (options_.compact_log_every_ms <= 0) return;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopped_ || now - last_compaction_ms_ < options_.compact_log_every_ms) return;
+      last_compaction_ms_ = now;
+      for (const auto& [name, peer] : peers_) {
+        for (auto& [origin, sequence] : held) {
+          auto it = peer.known_vector.find(origin);
+          sequence = std::min<uint64_t>(sequence, it == peer.known_vector.end() ? 0 : it->second);
+        }
+      }
+    }
+    absl::StatusOr<int64_t> deleted = store_->CompactLog(held, options_.compact_log_batch);
+    if (!deleted.ok()) return;  // the store reports its own trouble; next time
+    std::lock_guard<std::mutex> lock(mu_);
+    status_.mutations_compacted += static_cast<uint64_t>(*deleted);
   }
 
   absl::StatusOr<ReplicatorStatus> Status() {
@@ -568,6 +591,7 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
   std::map<std::string, Outbox> outbox_;      // guarded by mu_; by peer
   uint64_t next_request_id_ = 0;              // guarded by mu_
   ReplicatorStatus status_;                   // guarded by mu_; peers left empty
+  int64_t last_compaction_ms_ = 0;            // guarded by mu_
 };
 
 absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Create(RequestStore* store, PeerTransport* transport,

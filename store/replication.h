@@ -103,6 +103,12 @@ struct ReplicatorOptions {
   // When a peer's vector is ahead of ours by more than this many mutations, copy its
   // records with snapshot pages instead of replaying its log.
   uint64_t snapshot_threshold_mutations = kDefaultSnapshotThresholdMutations;
+  // Every this often (Clock ms, checked each anti-entropy round) the mutation log is
+  // compacted up to what this node and every peer hold (RequestStore::CompactLog), at most
+  // compact_log_batch rows a time; 0 never. A peer that has never answered holds nothing, so
+  // it keeps the whole log; one that is gone for good must be removed from the peers.
+  int64_t compact_log_every_ms = 60'000;
+  size_t compact_log_batch = 10'000;
 };
 
 // How a replicated write ended (when it did not fail).
@@ -127,6 +133,7 @@ struct ReplicatorStatus {
   uint64_t refused_writes = 0;           // failed without a quorum (policy refuse)
   uint64_t mutations_pulled = 0;         // new mutations applied from pulls
   uint64_t snapshots_completed = 0;
+  uint64_t mutations_compacted = 0;  // log rows every node held, deleted
   std::vector<PeerStatus> peers;
 };
 

@@ -226,6 +226,22 @@ class RequestStore {
   absl::Status Check(bool write) const;
   static constexpr size_t kAppendProbeBytes = 256 * 1024;
 
+  // Mutation-log compaction: deletes the logged mutations every node holds, per origin those
+  // with sequence <= held_by_all[origin] (and never beyond this node's own vector), at most
+  // `limit` rows per call. The version vector stays: it says what was held, not what is
+  // logged. A peer whose vector is behind what is left asks in vain and copies a snapshot
+  // instead (replication.h, "stalled"). Returns the rows deleted.
+  absl::StatusOr<int64_t> CompactLog(const VersionVector& held_by_all, size_t limit);
+
+  // Retention: deletes up to `limit` settled records (issued, denied, failed, revoked) last
+  // changed before `cutoff_ms` that no logged mutation still refers to (so the log never
+  // points at a missing record). Pending and submitted records are kept, whatever their age.
+  // Returns the records deleted.
+  absl::StatusOr<int64_t> PruneSettled(int64_t cutoff_ms, size_t limit);
+
+  // Bytes the store's files take on disk (the database, its WAL and shared memory).
+  int64_t BytesOnDisk() const;
+
   // SQLite's PRAGMA quick_check over the whole file (b-tree structure, page and index
   // formats; not whether index entries match their rows). DATA_LOSS naming the file and the
   // first problems found when it is not "ok". Reads only; takes a read connection for as

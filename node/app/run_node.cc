@@ -21,7 +21,7 @@
 #include "node/log/logging.h"
 #include "node/ops/metrics.h"
 #include "node/ops/ops_server.h"
-#include "node/ops/store_integrity.h"
+#include "node/ops/store_maintenance.h"
 #include "node/pki/x509.h"
 #include "store/repair.h"
 #include "store/request_store.h"
@@ -33,7 +33,7 @@ namespace {
 // every allowlisted CA as the node's identity, the cluster's state, and the API
 // certificate's expiry.
 adcsc::ops::HealthSources HealthSourcesFor(const Config& config, adcsc::store::RequestStore* store,
-                                           const adcsc::ops::StoreIntegrity* integrity, adcsc::ca::CaBackend* backend,
+                                           const adcsc::ops::StoreMaintenance* integrity, adcsc::ca::CaBackend* backend,
                                            adcsc::cluster::ClusterRuntime* cluster,
                                            adcsc::ops::ServiceModeStore* mode) {
   adcsc::ops::HealthSources s;
@@ -121,7 +121,7 @@ struct RunningNode {
   adcsc::ca::CaBackend* ca = nullptr;  // the backend, or the switch in front of it
   std::unique_ptr<adcsc::ops::ServiceModeStore> mode;
   std::unique_ptr<adcsc::ops::NodeMetrics> metrics;
-  std::unique_ptr<adcsc::ops::StoreIntegrity> integrity;
+  std::unique_ptr<adcsc::ops::StoreMaintenance> integrity;  // integrity, retention, compaction
   std::unique_ptr<ApiService> service;
   std::unique_ptr<adcsc::cluster::ClusterRuntime> cluster;
   std::unique_ptr<adcsc::ops::HealthMonitor> health;
@@ -161,7 +161,12 @@ Step OpenLogs(RunningNode& n) {
 // a fresh file (the damaged one kept beside it). Damage the tables share stops the node.
 Step OpenStore(RunningNode& n, const adcsc::store::StoreOptions& options) {
   const Config& c = n.config;
-  const auto interval = std::chrono::duration_cast<std::chrono::milliseconds>(c.store.integrity_check_interval);
+  adcsc::ops::StoreMaintenanceOptions maintenance;
+  maintenance.integrity_interval =
+      std::chrono::duration_cast<std::chrono::milliseconds>(c.store.integrity_check_interval);
+  maintenance.retention = std::chrono::hours(24) * c.store.retention_days;
+  // A single node compacts its own log; a cluster's replicator compacts up to what every peer holds.
+  if (!c.cluster.enabled) maintenance.compact_interval = std::chrono::minutes(1);
   auto refuse = [&](const std::string& what) {
     return StartError{kExitRuntimeError,
                       absl::StrCat("request store: ", what,
@@ -176,7 +181,7 @@ Step OpenStore(RunningNode& n, const adcsc::store::StoreOptions& options) {
   std::string damage;
   if (store.ok()) {
     n.store = std::move(*store);
-    n.integrity = std::make_unique<adcsc::ops::StoreIntegrity>(n.store.get(), n.log.get(), interval);
+    n.integrity = std::make_unique<adcsc::ops::StoreMaintenance>(n.store.get(), n.log.get(), maintenance);
     absl::Status checked = n.integrity->CheckNow("start");
     if (checked.ok()) return std::nullopt;
     damage = std::string(checked.message());
@@ -192,7 +197,7 @@ Step OpenStore(RunningNode& n, const adcsc::store::StoreOptions& options) {
   store = adcsc::store::RequestStore::Open(options);
   if (!store.ok()) return refuse(absl::StrCat(damage, "; the rebuilt store does not open: ", store.status().message()));
   n.store = std::move(*store);
-  n.integrity = std::make_unique<adcsc::ops::StoreIntegrity>(n.store.get(), n.log.get(), interval);
+  n.integrity = std::make_unique<adcsc::ops::StoreMaintenance>(n.store.get(), n.log.get(), maintenance);
   if (absl::Status again = n.integrity->CheckNow("after-rebuild"); !again.ok()) {
     return refuse(absl::StrCat(damage, "; the rebuilt store is damaged too: ", again.message()));
   }
@@ -283,6 +288,7 @@ std::function<std::string()> MetricsScrape(RunningNode& n, int64_t certificate_n
     }
     state.store_integrity_failures = n.integrity->failures();
     state.store_integrity_repairs = n.integrity->repairs();
+    state.store_records_pruned = n.integrity->pruned();
     return n.metrics->Scrape(state);
   };
 }

@@ -373,7 +373,8 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, const std::filesy
     ReadCluster(r, *cluster, c.node_id, &c.cluster);
   if (const toml::table* ops = r.Table(root, "ops", "ops", false)) ReadOps(r, *ops, c.api, &c.ops);
   if (const toml::table* store = r.Table(root, "store", "store", false)) {
-    r.CheckKnown(*store, "store.", {"min_free_bytes", "integrity_check_interval_s"});
+    r.CheckKnown(*store, "store.", {"min_free_bytes", "integrity_check_interval_s", "retention_days"});
+    r.Int(*store, "retention_days", "store.retention_days", &c.store.retention_days, 0, 36'500);
     r.Int(*store, "min_free_bytes", "store.min_free_bytes", &c.store.min_free_bytes, 0, int64_t{1} << 50);
     int64_t integrity = c.store.integrity_check_interval.count();
     r.Int(*store, "integrity_check_interval_s", "store.integrity_check_interval_s", &integrity, 0, 30LL * 86'400);

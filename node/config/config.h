@@ -137,6 +137,9 @@ struct StoreConfig {
   int64_t min_free_bytes = 256LL * 1024 * 1024;
   // PRAGMA quick_check of the store this often (and at start); 0: at start only.
   std::chrono::seconds integrity_check_interval{86'400};
+  // Settled records (issued, denied, failed, revoked) last changed longer ago than this are
+  // pruned on every node; longer than certificates usually live. 0: keep every record.
+  int64_t retention_days = 400;
 };
 
 struct Config {

@@ -87,7 +87,11 @@ NodeMetrics::NodeMetrics()
                            .Help("Store integrity checks (PRAGMA quick_check) since the node started that found "
                                  "damage (result=\"damaged\"), and of those the ones REINDEX mended "
                                  "(result=\"repaired\")")
-                           .Register(*registry_)) {}
+                           .Register(*registry_)),
+      store_pruned_(BuildGauge()
+                        .Name("adcsc_store_pruned_records")
+                        .Help("Settled records pruned by store.retention_days since the node started")
+                        .Register(*registry_)) {}
 
 void NodeMetrics::ObserveCall(std::string_view endpoint, std::string_view outcome, int /*http_status*/,
                               double latency_ms, double ca_ms) {
@@ -130,6 +134,7 @@ std::string NodeMetrics::Scrape(const ScrapeState& state) {
   }
   store_integrity_.Add({{"result", "damaged"}}).Set(static_cast<double>(state.store_integrity_failures));
   store_integrity_.Add({{"result", "repaired"}}).Set(static_cast<double>(state.store_integrity_repairs));
+  store_pruned_.Add({}).Set(static_cast<double>(state.store_records_pruned));
   std::ostringstream out;
   prometheus::TextSerializer().Serialize(out, registry_->Collect());
   return out.str();

@@ -36,7 +36,8 @@ struct ScrapeState {
   uint64_t ca_connections_opened = 0;                  // icpr: authenticated binds made
   uint64_t ca_connections_reused = 0;                  // icpr: calls on a pooled connection
   uint64_t store_integrity_failures = 0;               // quick_check found damage (since start)
-  uint64_t store_integrity_repairs = 0;                // of those, mended by REINDEX
+  uint64_t store_integrity_repairs = 0;                // of those, mended
+  uint64_t store_records_pruned = 0;                   // by retention, since start
 };
 
 class NodeMetrics final : public node::ApiObserver {
@@ -67,6 +68,7 @@ class NodeMetrics final : public node::ApiObserver {
   prometheus::Family<prometheus::Gauge>& ca_idle_;
   prometheus::Family<prometheus::Gauge>& ca_connections_;
   prometheus::Family<prometheus::Gauge>& store_integrity_;
+  prometheus::Family<prometheus::Gauge>& store_pruned_;
   std::mutex scrape_mu_;  // one scrape at a time sets the gauges, then serializes
 };
 

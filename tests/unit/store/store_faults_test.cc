@@ -269,5 +269,50 @@ TEST_F(StoreFaultsTest, ADamagedTableIsNotRebuiltAndTheFileIsLeftAsItWas) {
   EXPECT_EQ(std::filesystem::file_size(path_), size);
 }
 
+// Compaction deletes only what every node holds (and this node holds); the vector stays.
+TEST_F(StoreFaultsTest, CompactionDeletesTheLogPrefixEveryNodeHolds) {
+  auto store = OpenStore();
+  for (uint32_t id = 1; id <= 30; ++id) ASSERT_TRUE(store->Put(Issued(id, 'a')).ok());
+  auto deleted = store->CompactLog({{"node-a", 20}, {"node-b", 99}}, 1000);
+  ASSERT_TRUE(deleted.ok()) << deleted.status();
+  EXPECT_EQ(*deleted, 20);
+  auto left = store->MutationsSince("node-a", 0, 100);
+  ASSERT_TRUE(left.ok());
+  ASSERT_EQ(left->size(), 10u);
+  EXPECT_EQ(left->front().sequence(), 21u);
+  EXPECT_EQ((*store->GetVersionVector())["node-a"], 30u) << "the vector says what was held";
+  // Never beyond this node's own vector, and in bounded batches.
+  EXPECT_EQ(*store->CompactLog({{"node-a", 1000}}, 4), 4);
+  EXPECT_EQ(*store->CompactLog({{"node-a", 1000}}, 1000), 6);
+  // New writes go on from the vector, not from what is left in the log.
+  auto next = store->Put(Issued(31, 'b'));
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(next->sequence, 31u);
+}
+
+TEST_F(StoreFaultsTest, RetentionPrunesOldSettledRecordsTheLogNoLongerNeeds) {
+  auto store = OpenStore();
+  RequestRecord pending = Issued(1, 'p');
+  pending.set_status(v1::RECORD_STATUS_PENDING);
+  pending.set_certificate_der("");
+  ASSERT_TRUE(store->Put(pending).ok());
+  for (uint32_t id = 2; id <= 10; ++id) ASSERT_TRUE(store->Put(Issued(id, 'a')).ok());
+  clock_.AdvanceMillis(1000);
+  for (uint32_t id = 11; id <= 15; ++id) ASSERT_TRUE(store->Put(Issued(id, 'b')).ok());
+  const int64_t cutoff = kStartMs + 500;
+  // The log still refers to every record: nothing may go yet.
+  EXPECT_EQ(*store->PruneSettled(cutoff, 100), 0);
+  ASSERT_EQ(*store->CompactLog({{"node-a", 12}}, 1000), 12);
+  auto pruned = store->PruneSettled(cutoff, 100);
+  ASSERT_TRUE(pruned.ok()) << pruned.status();
+  EXPECT_EQ(*pruned, 9) << "2..10: old and settled; 1 is pending; 11..15 are recent";
+  EXPECT_EQ(*store->CountRecords(), 6);
+  EXPECT_TRUE(store->Get(kCa, 1)->has_value());
+  EXPECT_FALSE(store->Get(kCa, 5)->has_value());
+  EXPECT_TRUE(store->Get(kCa, 11)->has_value());
+  EXPECT_TRUE(store->QuickCheck().ok());
+  EXPECT_GT(store->BytesOnDisk(), 0);
+}
+
 }  // namespace
 }  // namespace adcsc::store
