@@ -121,6 +121,9 @@ ApiResponse CaFailure(const absl::Status& s, std::string message,
   return Make(500, body("INTERNAL_ERROR", message), "ca_error");
 }
 
+// A submit's error body: the request-status and request-id 0.
+std::string SubmitErrorJson(std::string_view code, std::string_view text) { return WithRequestIdJson(code, text, 0); }
+
 bool IsErrorDisposition(Disposition d) { return d == Disposition::kError || d == Disposition::kIncomplete; }
 
 // "<call>: <text> 0x... (decimal SYMBOL)", in the shape of the original connector's
@@ -329,14 +332,8 @@ ApiResponse ApiService::Submit(const ApiRequest& request) {
   CallLog call(log_, observer_, "request", request);
   Json& fields = call.fields;
   auto finish = [&](ApiResponse r) { return call.Finish(std::move(r)); };
-  auto submit_error = [](std::string_view code, std::string_view text) { return WithRequestIdJson(code, text, 0); };
-  auto ca_failure = [&](const absl::Status& status) {
-    auto hr = adcsc::ca::HresultOf(status);
-    fields["error"] = std::string(status.message());
-    if (hr) fields["hresult"] = absl::StrCat("0x", absl::Hex(*hr, absl::kZeroPad8));
-    std::string message = hr ? CaFailureMessage(*backend_, *hr, "") : std::string(status.message());
-    return finish(CaFailure(status, message, submit_error));
-  };
+  auto submit_error = SubmitErrorJson;
+  auto ca_failure = [&](const absl::Status& status) { return SubmitCaFailure(status, &call); };
   // The answer for a submit that found its earlier request.
   auto answer_with = [&](const RequestRecord& rec) {
     auto d = static_cast<Disposition>(rec.disposition());
@@ -416,14 +413,8 @@ ApiResponse ApiService::SubmitOnce(const CheckedSubmit& s, const adcsc::store::S
                                    bool* settled) {
   Json& fields = call->fields;
   auto finish = [&](ApiResponse r) { return call->Finish(std::move(r)); };
-  auto submit_error = [](std::string_view code, std::string_view text) { return WithRequestIdJson(code, text, 0); };
-  auto ca_failure = [&](const absl::Status& status) {
-    auto hr = adcsc::ca::HresultOf(status);
-    fields["error"] = std::string(status.message());
-    if (hr) fields["hresult"] = absl::StrCat("0x", absl::Hex(*hr, absl::kZeroPad8));
-    std::string message = hr ? CaFailureMessage(*backend_, *hr, "") : std::string(status.message());
-    return finish(CaFailure(status, message, submit_error));
-  };
+  auto submit_error = SubmitErrorJson;
+  auto ca_failure = [&](const absl::Status& status) { return SubmitCaFailure(status, call); };
   const adcsc::store::SubmitKey key = s.key();
   // Durable before the CA call: if this node dies from here on, the intent says to look
   // at the CA before submitting again. No intent, no CA call.
@@ -520,6 +511,14 @@ ApiResponse ApiService::SubmitOnce(const CheckedSubmit& s, const adcsc::store::S
                      WithRequestIdJson(DispositionStatus(answer->disposition), DispositionMessage(answer->disposition),
                                        answer->request_id),
                      OutcomeFor(answer->disposition)));
+}
+
+ApiResponse ApiService::SubmitCaFailure(const absl::Status& status, CallLog* call) {
+  auto hr = adcsc::ca::HresultOf(status);
+  call->fields["error"] = std::string(status.message());
+  if (hr) call->fields["hresult"] = absl::StrCat("0x", absl::Hex(*hr, absl::kZeroPad8));
+  std::string message = hr ? CaFailureMessage(*backend_, *hr, "") : std::string(status.message());
+  return call->Finish(CaFailure(status, message, SubmitErrorJson));
 }
 
 int ApiService::ResolveOpenIntents() {

@@ -157,6 +157,9 @@ class ApiService {
   absl::StatusOr<std::optional<adcsc::store::RequestRecord>> FindAtCa(const CheckedSubmit& s, uint32_t after_request_id,
                                                                       const std::string& requester,
                                                                       nlohmann::json* fields);
+  // The answer (500, or 503 when the CA was unreachable) and log fields of a submit whose CA
+  // call failed.
+  ApiResponse SubmitCaFailure(const absl::Status& status, CallLog* call);
   int ClusterSize() const;
   static uint64_t NextClaimId();
   static SubmitLeases::Options LeaseOptions(const Config& config, const ApiServiceLinks& links);

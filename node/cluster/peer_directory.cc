@@ -281,14 +281,19 @@ absl::StatusOr<node::ForwardedRetrieve> PeerDirectory::ForwardRetrieve(const std
   return absl::UnavailableError(absl::StrJoin(failures, "; "));
 }
 
+namespace {
+// One lease call (a claim or a release) to one peer.
+struct LeaseCall {
+  std::string peer;
+  std::unique_ptr<v1::Peer::Stub> stub;
+  grpc::ClientContext context;
+  v1::AnnounceSubmitRequest request;
+  v1::AnnounceSubmitResponse reply;
+};
+}  // namespace
+
 std::vector<node::LeaseAnswer> PeerDirectory::ClaimSubmit(const node::SubmitIntent& claim) {
-  struct Call {
-    std::string peer;
-    std::unique_ptr<v1::Peer::Stub> stub;
-    grpc::ClientContext context;
-    v1::AnnounceSubmitRequest request;
-    v1::AnnounceSubmitResponse reply;
-  };
+  using Call = LeaseCall;
   const auto deadline = std::chrono::system_clock::now() + lookup_timeout_;
   auto gather = std::make_shared<Gather>();
   auto answers = std::make_shared<std::vector<node::LeaseAnswer>>();
@@ -317,13 +322,7 @@ std::vector<node::LeaseAnswer> PeerDirectory::ClaimSubmit(const node::SubmitInte
 }
 
 void PeerDirectory::ReleaseSubmit(const node::SubmitIntent& claim, bool settled) {
-  struct Call {
-    std::string peer;
-    std::unique_ptr<v1::Peer::Stub> stub;
-    grpc::ClientContext context;
-    v1::AnnounceSubmitRequest request;
-    v1::AnnounceSubmitResponse reply;
-  };
+  using Call = LeaseCall;
   const auto deadline = std::chrono::system_clock::now() + lookup_timeout_;
   for (const std::shared_ptr<Call>& call : CallsToEveryPeer<Call>(config_.cluster, *transport_, deadline)) {
     Stamp(call->request.mutable_from());

@@ -158,9 +158,11 @@ TEST(SubmitLeasesTest, AReleaseWakesAWaiter) {
   FakeClock clock(1'000);
   SubmitLeases leases(&clock, Lease(30'000));
   leases.Claim(Claim("b", 1), "a");
-  std::thread releaser([&] { leases.Release(Claim("b", 1), true); });
-  leases.WaitForChange(std::chrono::seconds(30));  // on the fake clock: only the release ends it
-  releaser.join();
+  // On the fake clock only the release can end the wait; release once the waiter waits.
+  std::thread waiter([&] { leases.WaitForChange(std::chrono::seconds(30)); });
+  while (clock.waiters() == 0) std::this_thread::yield();
+  leases.Release(Claim("b", 1), true);
+  waiter.join();
   EXPECT_EQ(leases.held(), 0u);
 }
 

@@ -11,6 +11,7 @@
 
 #include "store/clock.h"
 #include "store/sqlite_db.h"
+#include "tests/testing/damage.h"
 #include "tests/testing/temp_dir.h"
 
 namespace adcsc::ops {
@@ -40,22 +41,7 @@ class StoreMaintenanceTest : public ::testing::Test {
     EXPECT_TRUE(s.ok()) << s.status();
     return s.ok() ? std::move(*s) : nullptr;
   }
-  // Overwrites the root page of `object` (an index or a table) with garbage.
-  void Damage(const std::string& object) {
-    int64_t root = 0, page_size = 0;
-    {
-      auto raw = store::sqlite::Connection::Open(path_, SQLITE_OPEN_READWRITE);
-      ASSERT_TRUE(raw.ok());
-      ASSERT_TRUE((*raw)->Exec("PRAGMA wal_checkpoint(TRUNCATE)").ok());
-      root = *(*raw)->QueryInt64("SELECT rootpage FROM sqlite_schema WHERE name = '" + object + "'");
-      page_size = *(*raw)->QueryInt64("PRAGMA page_size");
-    }
-    ASSERT_GT(root, 1);
-    std::fstream f(path_, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp((root - 1) * page_size);
-    const std::string garbage(static_cast<size_t>(page_size), '\x5a');
-    f.write(garbage.data(), static_cast<std::streamsize>(garbage.size()));
-  }
+  void Damage(const std::string& object) { ASSERT_TRUE(adcsc::testing::DamageRootPage(path_, object).ok()); }
 
   adcsc::testing::TempDir dir_;
   const std::filesystem::path path_ = dir_.File("store.db");

@@ -17,6 +17,7 @@
 #include "store/repair.h"
 #include "store/request_store.h"
 #include "store/sqlite_db.h"
+#include "tests/testing/damage.h"
 #include "tests/testing/temp_dir.h"
 
 namespace adcsc::store {
@@ -66,22 +67,7 @@ class StoreFaultsTest : public ::testing::Test {
     return store.ok() ? std::move(*store) : nullptr;
   }
 
-  // Garbage over the root page of `object`, as a failing disk leaves it (no store open).
-  void DamageRootPage(const std::string& object) {
-    int64_t root = 0, page_size = 0;
-    {
-      auto raw = sqlite::Connection::Open(path_, SQLITE_OPEN_READWRITE);
-      ASSERT_TRUE(raw.ok());
-      ASSERT_TRUE((*raw)->Exec("PRAGMA wal_checkpoint(TRUNCATE)").ok());
-      root = *(*raw)->QueryInt64("SELECT rootpage FROM sqlite_schema WHERE name = '" + object + "'");
-      page_size = *(*raw)->QueryInt64("PRAGMA page_size");
-    }
-    ASSERT_GT(root, 1);
-    std::fstream f(path_, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp((root - 1) * page_size);
-    const std::string garbage(static_cast<size_t>(page_size), '\x5a');
-    f.write(garbage.data(), static_cast<std::streamsize>(garbage.size()));
-  }
+  void DamageRootPage(const std::string& object) { ASSERT_TRUE(adcsc::testing::DamageRootPage(path_, object).ok()); }
 
   adcsc::testing::TempDir dir_;
   const std::filesystem::path path_ = dir_.File("store.db");
@@ -200,25 +186,11 @@ TEST_F(StoreFaultsTest, QuickCheckPassesAHealthyStore) {
 // Garbage over the dedupe index's root page, as a failing disk leaves it: the store still
 // opens (SQLite reads the index only when a query uses it), and QuickCheck names the damage.
 TEST_F(StoreFaultsTest, QuickCheckFindsADamagedIndex) {
-  int64_t root = 0, page_size = 0;
   {
     auto store = OpenStore();
     for (uint32_t id = 1; id <= 50; ++id) ASSERT_TRUE(store->Put(Issued(id, static_cast<char>('a' + id % 20))).ok());
   }
-  {
-    auto raw = sqlite::Connection::Open(path_, SQLITE_OPEN_READWRITE);
-    ASSERT_TRUE(raw.ok());
-    ASSERT_TRUE((*raw)->Exec("PRAGMA wal_checkpoint(TRUNCATE)").ok());
-    root = *(*raw)->QueryInt64("SELECT rootpage FROM sqlite_schema WHERE name = 'requests_dedupe'");
-    page_size = *(*raw)->QueryInt64("PRAGMA page_size");
-  }
-  ASSERT_GT(root, 1);
-  {
-    std::fstream f(path_, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp((root - 1) * page_size);
-    const std::string garbage(static_cast<size_t>(page_size), '\x5a');
-    f.write(garbage.data(), static_cast<std::streamsize>(garbage.size()));
-  }
+  DamageRootPage("requests_dedupe");
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
   absl::Status s = store->QuickCheck();
