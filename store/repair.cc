@@ -104,19 +104,26 @@ absl::StatusOr<std::filesystem::path> RebuildStoreFromTables(const std::filesyst
     if (absl::Status s = db.Exec("DETACH DATABASE damaged"); !s.ok()) return s;
     if (absl::Status s = db.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); !s.ok()) return s;
   }
-  const std::filesystem::path kept = absl::StrCat(path.string(), ".damaged-", now_unix_ms);
-  MoveAside(path.string() + "-wal", kept.string() + "-wal");
-  MoveAside(path.string() + "-shm", kept.string() + "-shm");
-  std::filesystem::rename(path, kept, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot move ", path.string(), " aside: ", ec.message()));
+  absl::StatusOr<std::filesystem::path> kept = MoveStoreAside(path, now_unix_ms);
+  if (!kept.ok()) return kept.status();
   std::filesystem::remove(fresh.string() + "-wal", ec);
   std::filesystem::remove(fresh.string() + "-shm", ec);
   std::filesystem::rename(fresh, path, ec);
   if (ec) {
     return absl::InternalError(absl::StrCat("cannot move the rebuilt store into place (", fresh.string(), " -> ",
                                             path.string(), "): ", ec.message(), "; the damaged file is ",
-                                            kept.string()));
+                                            kept->string()));
   }
+  return kept;
+}
+
+absl::StatusOr<std::filesystem::path> MoveStoreAside(const std::filesystem::path& path, int64_t now_unix_ms) {
+  const std::filesystem::path kept = absl::StrCat(path.string(), ".damaged-", now_unix_ms);
+  MoveAside(path.string() + "-wal", kept.string() + "-wal");
+  MoveAside(path.string() + "-shm", kept.string() + "-shm");
+  std::error_code ec;
+  std::filesystem::rename(path, kept, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot move ", path.string(), " aside: ", ec.message()));
   return kept;
 }
 

@@ -15,4 +15,8 @@ namespace adcsc::store {
 // -shm). DATA_LOSS naming the table that could not be read when the tables are damaged too.
 absl::StatusOr<std::filesystem::path> RebuildStoreFromTables(const std::filesystem::path& path, int64_t now_unix_ms);
 
+// Moves the store's files (and its -wal and -shm) aside as "<path>.damaged-<unix ms>", so a
+// new store can be made in their place; returns the new name of the database file.
+absl::StatusOr<std::filesystem::path> MoveStoreAside(const std::filesystem::path& path, int64_t now_unix_ms);
+
 }  // namespace adcsc::store

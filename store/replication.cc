@@ -152,6 +152,10 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
   void AntiEntropyRound() {
     absl::StatusOr<VersionVector> ours = store_->GetVersionVector();
     if (!ours.ok()) return;  // the store reports its own trouble; retry next round
+    // A store rebuilt empty after damage copies a full snapshot first, whatever the vectors
+    // say: records of its own origin come back no other way (a node ignores its own
+    // mutations from peers), and the vectors exclude them.
+    const bool rebuild = store_->RebuildFromPeersPending().value_or(false);
     const int64_t now = clock_->NowUnixMillis();
     std::vector<std::string> to_pull;
     std::vector<std::string> to_snapshot;
@@ -164,7 +168,8 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
         }
         peer.request_id = 0;  // abandon a lost request
         const uint64_t behind = Behind(*ours, peer.known_vector, self());
-        if (!peer.snapshot.active && (behind > options_.snapshot_threshold_mutations || (peer.stalled && behind > 0))) {
+        if (!peer.snapshot.active &&
+            (rebuild || behind > options_.snapshot_threshold_mutations || (peer.stalled && behind > 0))) {
           if (SnapshotRunningElsewhere(name, now)) continue;
           peer.snapshot = SnapshotState{};
           peer.snapshot.active = true;

@@ -239,6 +239,18 @@ class RequestStore {
   // Returns the records deleted.
   absl::StatusOr<int64_t> PruneSettled(int64_t cutoff_ms, size_t limit);
 
+  // Rebuilding a node's store from its peers (after its own was damaged): the mark is kept
+  // in the store, so a restart before the rebuild is over resumes it, and a snapshot that
+  // commits (ApplySnapshot, CommitSnapshot) clears it in the same transaction. While it is
+  // set the replicator copies a full snapshot from a peer whatever the vectors say.
+  absl::Status MarkRebuildFromPeers();
+  absl::StatusOr<bool> RebuildFromPeersPending() const;
+  // Moves this node's own entry of the version vector up to `sequence` (never down), so the
+  // next local mutation is numbered after every one its peers already hold from it: a store
+  // rebuilt empty would otherwise number from 1 again, and peers would take its new writes
+  // for ones they hold.
+  absl::Status AdoptOwnSequence(uint64_t sequence);
+
   // Bytes the store's files take on disk (the database, its WAL and shared memory).
   int64_t BytesOnDisk() const;
 

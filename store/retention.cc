@@ -66,6 +66,28 @@ absl::StatusOr<int64_t> RequestStore::PruneSettled(int64_t cutoff_ms, size_t lim
   return deleted;
 }
 
+absl::Status RequestStore::MarkRebuildFromPeers() {
+  return impl_->Write([](Connection& c) { return c.Exec(rows::kMarkRebuildSql); });
+}
+
+absl::StatusOr<bool> RequestStore::RebuildFromPeersPending() const {
+  absl::StatusOr<sqlite::ReaderPool::Lease> reader = impl_->Reader();
+  if (!reader.ok()) return reader.status();
+  absl::StatusOr<int64_t> n = (*reader)->QueryInt64("SELECT COUNT(*) FROM meta WHERE key = 'rebuild_from_peers'");
+  if (!n.ok()) return n.status();
+  return *n > 0;
+}
+
+absl::Status RequestStore::AdoptOwnSequence(uint64_t sequence) {
+  const std::string& self = impl_->options().node_id;
+  return impl_->Write([&](Connection& c) -> absl::Status {
+    absl::StatusOr<uint64_t> ours = rows::ReadVectorEntry(c, self);
+    if (!ours.ok()) return ours.status();
+    if (*ours >= sequence) return absl::OkStatus();
+    return rows::WriteVectorEntry(c, self, sequence);
+  });
+}
+
 int64_t RequestStore::BytesOnDisk() const {
   int64_t total = 0;
   const std::string base = impl_->options().path.string();

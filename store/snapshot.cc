@@ -183,6 +183,7 @@ absl::Status RequestStore::ApplySnapshot(const std::vector<RequestRecord>& recor
       if (absl::Status s = merger.Merge(r); !s.ok()) return s;
     }
     if (absl::Status s = merger.Finish(); !s.ok()) return s;
+    if (absl::Status s = c.Exec(rows::kClearRebuildSql); !s.ok()) return s;
     return AdoptVector(c, impl.options().node_id, version_vector);
   });
   if (!written.ok()) return written;
@@ -215,6 +216,7 @@ absl::Status RequestStore::CommitSnapshot(const std::string& source, const Versi
     absl::StatusOr<uint64_t> merged = MergeStaged(c, impl.options().node_id, source);
     if (!merged.ok()) return merged.status();
     max_hlc = *merged;
+    if (absl::Status s = c.Exec(rows::kClearRebuildSql); !s.ok()) return s;
     return AdoptVector(c, impl.options().node_id, version_vector);
   });
   if (!written.ok()) return written;

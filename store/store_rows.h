@@ -58,6 +58,10 @@ constexpr char kMutationHeldSql[] = "SELECT 1 FROM mutations WHERE origin = ?1 A
 constexpr char kLoggedAfterSql[] =
     "SELECT sequence FROM mutations WHERE origin = ?1 AND sequence > ?2 ORDER BY sequence";
 constexpr char kLoggedOriginsSql[] = "SELECT DISTINCT origin FROM mutations ORDER BY origin";
+// The mark of a store being rebuilt from its peers (RequestStore::MarkRebuildFromPeers).
+constexpr char kMarkRebuildSql[] =
+    "INSERT INTO meta (key, value) VALUES ('rebuild_from_peers', '1') ON CONFLICT (key) DO NOTHING";
+constexpr char kClearRebuildSql[] = "DELETE FROM meta WHERE key = 'rebuild_from_peers'";
 
 // The record in kRecordColumns order, starting at column `first`.
 RequestRecord RowToRecord(const Statement& row, int first = 0);

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <random>
 
 #include "absl/strings/ascii.h"
@@ -597,6 +598,7 @@ ApiService::Lease ApiService::AcquireLease(const CheckedSubmit& s, Json* fields)
   const int cluster_size = ClusterSize();
   const int64_t ballot_ms = clock_->NowUnixMillis();  // one per request: the older request goes first
   std::unique_ptr<CaRequestSearch> search;            // for a rival that died after the CA took its request
+  std::map<std::pair<std::string, uint64_t>, int64_t> silent_since;  // rival claim -> when its node fell silent
   auto failed = [](absl::Status error) { return Lease{std::nullopt, std::nullopt, std::nullopt, std::move(error)}; };
   for (int round = 1;; ++round) {
     SubmitIntent claim;
@@ -635,10 +637,24 @@ ApiService::Lease ApiService::AcquireLease(const CheckedSubmit& s, Json* fields)
       leases_.WaitForChange(std::chrono::milliseconds(std::min(kReclaimLaterMs, deadline_ms - now_ms)));
       continue;
     }
-    // Another claim holds it. Meanwhile look for its answer: in the store, and at the CA
-    // (its node may have died after the CA took its request).
+    // Another claim holds it. If the process that made it is gone (its node answered as a
+    // newer process, or has not answered for a while), its lease lapses now, everywhere, and
+    // the next round takes the CSR over, searching the CA from that claim first. Otherwise
+    // look for its answer meanwhile: in the store, and at the CA (its node may have died
+    // after the CA took its request).
     const SubmitIntent& rival = *tally.wait_for;
     (*fields)["in_flight_on"] = rival.node_id;
+    if (std::string why = RivalGone(rival, answers, &silent_since); !why.empty()) {
+      (*fields)["lapsed_holder"] = absl::StrCat(rival.node_id, ": ", why);
+      leases_.Release(rival, /*settled=*/false);
+      if (peers_ != nullptr && cluster_size > 1) peers_->LapseSubmit(rival);
+      if (clock_->NowMonotonicMillis() >= deadline_ms) {
+        return failed(absl::UnavailableError(
+            absl::StrCat("node ", rival.node_id, " held this CSR and is gone; retry in a few seconds")));
+      }
+      leases_.WaitForChange(std::chrono::milliseconds(kReclaimSoonMs));
+      continue;
+    }
     if (search == nullptr) {
       search = std::make_unique<CaRequestSearch>(
           backend_, s.target, adcsc::ca::CallerIdentity{config_.ca.identity}, s.csr_der, rival.after_request_id,
@@ -660,6 +676,27 @@ ApiService::Lease ApiService::AcquireLease(const CheckedSubmit& s, Json* fields)
                        " is submitting this CSR to the CA right now; retry in a few seconds for its answer")));
     }
   }
+}
+
+std::string ApiService::RivalGone(const SubmitIntent& rival, const std::vector<LeaseAnswer>& answers,
+                                  std::map<std::pair<std::string, uint64_t>, int64_t>* silent_since) const {
+  // How long a rival's node may stay silent before its claim counts as gone: well inside the
+  // wait, yet long enough that a lost message or two does not count. A node that is cut off
+  // but alive could still be in its CA call then; the takeover searches the CA first, and
+  // docs/reliability.md lists this case.
+  const int64_t silent_limit_ms = std::min<int64_t>(2'000, config_.ca.in_flight_wait.count() / 2);
+  const auto key = std::make_pair(rival.node_id, rival.claim_id);
+  const int64_t now_ms = clock_->NowMonotonicMillis();
+  for (const LeaseAnswer& a : answers) {
+    if (a.node_id != rival.node_id) continue;
+    silent_since->erase(key);
+    return ClaimOutlivedItsNode(rival, a) ? "it restarted after the claim began" : "";
+  }
+  auto [it, first] = silent_since->try_emplace(key, now_ms);
+  if (!first && now_ms - it->second >= silent_limit_ms) {
+    return absl::StrCat("it has not answered for ", now_ms - it->second, " ms");
+  }
+  return "";
 }
 
 void ApiService::ReleaseLease(const SubmitIntent& claim, bool settled) {

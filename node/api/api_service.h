@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 
@@ -146,6 +147,10 @@ class ApiService {
   Lease AcquireLease(const CheckedSubmit& s, nlohmann::json* fields);
   // Ends `claim` here and at the peers.
   void ReleaseLease(const SubmitIntent& claim, bool settled);
+  // Why the process that made `rival` is gone (its node restarted since, or has been silent
+  // for rounds spanning a while, tracked in `silent_since`), or "" while it may be alive.
+  std::string RivalGone(const SubmitIntent& rival, const std::vector<LeaseAnswer>& answers,
+                        std::map<std::pair<std::string, uint64_t>, int64_t>* silent_since) const;
   // While `rival` holds the lease: looks for its record in the store and (one pass of
   // `search`) its request at the CA, then waits until `until_ms` (monotonic) or a change in
   // the lease table. The record found; nullopt to claim again; a CA failure of the search.

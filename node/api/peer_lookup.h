@@ -56,6 +56,10 @@ class PeerLookup {
   // its outcome is recorded or nothing reached the CA; otherwise the peers remember it as
   // lapsed so that the next claimant searches the CA for its request.
   virtual void ReleaseSubmit(const SubmitIntent& claim, bool settled) = 0;
+
+  // Tells every peer that `claim`'s node is gone, so its lease lapses now (unsettled: the
+  // next claimant searches the CA for its request). Not waited for.
+  virtual void LapseSubmit(const SubmitIntent& claim) = 0;
 };
 
 }  // namespace adcsc::node

@@ -31,7 +31,10 @@ int64_t SubmitLeases::GraceUntil(const Clock* clock, const Options& options) {
 }
 
 SubmitLeases::SubmitLeases(const Clock* clock, Options options)
-    : clock_(clock), options_(std::move(options)), grace_until_ms_(GraceUntil(clock, options_)) {}
+    : clock_(clock),
+      options_(std::move(options)),
+      grace_until_ms_(GraceUntil(clock, options_)),
+      started_unix_ms_(clock->NowUnixMillis()) {}
 
 void SubmitLeases::StampGrantLocked() {
   if (options_.grant_stamp.empty()) return;
@@ -82,6 +85,7 @@ void SubmitLeases::TrimLocked(int64_t now_ms) {
 LeaseAnswer SubmitLeases::Claim(const SubmitIntent& claim, const std::string& answering_node) {
   LeaseAnswer answer;
   answer.node_id = answering_node;
+  answer.started_ms = started_unix_ms_;
   const int64_t now = clock_->NowMonotonicMillis();
   std::lock_guard lock(mu_);
   if (now < grace_until_ms_) {
@@ -168,6 +172,10 @@ size_t SubmitLeases::held() const {
   return static_cast<size_t>(std::count_if(entries_.begin(), entries_.end(), [&](const auto& kv) {
     return kv.second.holder.has_value() && kv.second.expires_ms > now;
   }));
+}
+
+bool ClaimOutlivedItsNode(const SubmitIntent& claim, const LeaseAnswer& answer) {
+  return answer.node_id == claim.node_id && answer.started_ms > claim.ballot_ms;
 }
 
 bool ClaimPrecedes(const SubmitIntent& a, const SubmitIntent& b) {

@@ -55,7 +55,14 @@ struct LeaseAnswer {
   LeaseGrant grant = LeaseGrant::kRestarting;
   std::optional<SubmitIntent> holder;  // kHeld: the claim holding the lease
   std::optional<SubmitIntent> lapsed;  // kGranted: a claim that held it and lapsed unreleased
+  // When the answering node's process started (its wall clock): a claim of that node with
+  // an earlier ballot belongs to a process that is gone (ClaimOutlivedItsNode).
+  int64_t started_ms = 0;
 };
+
+// Whether `answer` (from `claim`'s own node) shows the process that made `claim` is gone: the
+// node started after the claim began. Both times are that node's clock.
+bool ClaimOutlivedItsNode(const SubmitIntent& claim, const LeaseAnswer& answer);
 
 class SubmitLeases {
  public:
@@ -108,6 +115,7 @@ class SubmitLeases {
   const Clock* clock_;
   const Options options_;
   const int64_t grace_until_ms_;
+  const int64_t started_unix_ms_;
   int64_t stamped_until_unix_ms_ = 0;  // guarded by mu_
   mutable std::mutex mu_;
   std::condition_variable changed_;

@@ -51,9 +51,11 @@ adcsc::ops::HealthSources HealthSourcesFor(const Config& config, adcsc::store::R
     // A peer counts as reachable when it answered within a few anti-entropy rounds.
     const int64_t recent_ms = std::max<int64_t>(10'000, 3 * config.cluster.anti_entropy_interval.count());
     const bool refuse = config.cluster.on_quorum_loss == "refuse";
-    s.cluster = [cluster, recent_ms, refuse]() -> std::optional<adcsc::ops::ClusterView> {
+    s.cluster = [cluster, store, recent_ms, refuse]() -> std::optional<adcsc::ops::ClusterView> {
       adcsc::ops::ClusterView v;
       v.refuse_on_quorum_loss = refuse;
+      // A store being rebuilt from the peers is not caught up until its snapshot commits.
+      v.snapshot_in_progress = store->RebuildFromPeersPending().value_or(true);
       auto status = cluster->Status();
       if (!status.ok()) return v;
       const int64_t now = SystemClock::Default()->NowUnixMillis();
@@ -191,9 +193,31 @@ Step OpenStore(RunningNode& n, const adcsc::store::StoreOptions& options) {
     damage = std::string(store.status().message());
     n.log->Log(LogLevel::kError, "store_integrity", {{"phase", "start"}, {"outcome", "damaged"}, {"error", damage}});
   }
-  auto kept = adcsc::store::RebuildStoreFromTables(options.path, SystemClock::Default()->NowUnixMillis());
-  if (!kept.ok())
+  const int64_t now_ms = SystemClock::Default()->NowUnixMillis();
+  auto kept = adcsc::store::RebuildStoreFromTables(options.path, now_ms);
+  if (!kept.ok() && c.cluster.enabled) {
+    // The tables are damaged too; the cluster holds copies of every record. Start empty,
+    // marked, and copy them back before serving (BuildApi; store/replication.cc).
+    auto aside = adcsc::store::MoveStoreAside(options.path, now_ms);
+    if (!aside.ok()) return refuse(absl::StrCat(damage, "; moving it aside failed: ", aside.status().message()));
+    store = adcsc::store::RequestStore::Open(options);
+    if (!store.ok()) return refuse(absl::StrCat(damage, "; a new store does not open: ", store.status().message()));
+    if (absl::Status marked = (*store)->MarkRebuildFromPeers(); !marked.ok()) {
+      return refuse(absl::StrCat(damage, "; a new store cannot be marked for rebuilding: ", marked.message()));
+    }
+    n.store = std::move(*store);
+    n.integrity = std::make_unique<adcsc::ops::StoreMaintenance>(n.store.get(), n.log.get(), maintenance);
+    n.integrity->CountRepairAtStart();
+    n.log->Log(LogLevel::kWarn, "store_integrity",
+               {{"phase", "start"},
+                {"outcome", "rebuilding"},
+                {"how", "from the peers (its tables cannot be read)"},
+                {"damaged_file_kept", aside->string()}});
+    return std::nullopt;
+  }
+  if (!kept.ok()) {
     return refuse(absl::StrCat(damage, "; rebuilding it from its tables failed: ", kept.status().message()));
+  }
   store = adcsc::store::RequestStore::Open(options);
   if (!store.ok()) return refuse(absl::StrCat(damage, "; the rebuilt store does not open: ", store.status().message()));
   n.store = std::move(*store);
@@ -255,6 +279,10 @@ Step BuildApi(RunningNode& n) {
     auto cluster = adcsc::cluster::ClusterRuntime::Create(n.config, n.store.get());
     if (!cluster.ok()) return n.Fail(kExitConfigError, n.InConfig(cluster.status().message()));
     n.cluster = std::move(*cluster);
+    // A store rebuilt empty after damage numbers its writes after every one its peers hold.
+    if (absl::Status adopted = n.cluster->AdoptOwnSequenceFromPeers(std::chrono::seconds(30)); !adopted.ok()) {
+      return n.Fail(kExitRuntimeError, absl::StrCat("request store: ", adopted.message()));
+    }
     links.replication = n.cluster.get();
     links.peers = n.cluster->peers();
   }

@@ -42,6 +42,7 @@ void AnswerToWire(const node::LeaseAnswer& in, v1::AnnounceSubmitResponse* out) 
   }
   if (in.holder.has_value()) IntentToWire(*in.holder, out->mutable_holder());
   if (in.lapsed.has_value()) IntentToWire(*in.lapsed, out->mutable_lapsed());
+  out->set_started_ms(in.started_ms);
 }
 
 node::LeaseAnswer AnswerFromWire(const v1::AnnounceSubmitResponse& in, const std::string& from_node) {
@@ -60,6 +61,7 @@ node::LeaseAnswer AnswerFromWire(const v1::AnnounceSubmitResponse& in, const std
   }
   if (in.has_holder()) out.holder = IntentFromWire(in.holder());
   if (in.has_lapsed()) out.lapsed = IntentFromWire(in.lapsed());
+  out.started_ms = in.started_ms();
   return out;
 }
 

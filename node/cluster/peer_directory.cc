@@ -72,6 +72,15 @@ void PeerDirectory::Shared::Seen(const std::string& node_id, const std::string* 
   }
 }
 
+void PeerDirectory::Shared::SawVector(const std::string& node_id, store::VersionVector vector) {
+  std::lock_guard lock(mu);
+  for (PeerView& p : peers) {
+    if (p.node_id != node_id) continue;
+    p.version_vector = std::move(vector);
+    p.has_vector = true;
+  }
+}
+
 PeerDirectory::PeerDirectory(const node::Config& config, const GrpcPeerTransport* transport,
                              std::chrono::milliseconds lookup_timeout, std::chrono::milliseconds forward_timeout)
     : config_(config),
@@ -79,7 +88,11 @@ PeerDirectory::PeerDirectory(const node::Config& config, const GrpcPeerTransport
       lookup_timeout_(lookup_timeout),
       forward_timeout_(forward_timeout),
       shared_(std::make_shared<Shared>()) {
-  for (const node::PeerConfig& p : config_.cluster.peers) shared_->peers.push_back(PeerView{p.id, "", 0});
+  for (const node::PeerConfig& p : config_.cluster.peers) {
+    PeerView view;
+    view.node_id = p.id;
+    shared_->peers.push_back(std::move(view));
+  }
 }
 
 PeerDirectory::~PeerDirectory() = default;
@@ -197,7 +210,11 @@ void PeerDirectory::Refresh() {
     call->stub->async()->Info(&call->context, &call->request, &call->reply,
                               [call, gather, shared](grpc::Status status) {
                                 if (status.ok() && call->reply.from().node_id() == call->peer) {
-                                  if (auto s = shared.lock()) s->Seen(call->peer, &call->reply.ca_identity());
+                                  if (auto s = shared.lock()) {
+                                    s->Seen(call->peer, &call->reply.ca_identity());
+                                    const auto& entries = call->reply.version_vector().entries();
+                                    s->SawVector(call->peer, store::VersionVector(entries.begin(), entries.end()));
+                                  }
                                 }
                                 std::lock_guard lock(gather->mu);
                                 --gather->outstanding;
@@ -321,7 +338,11 @@ std::vector<node::LeaseAnswer> PeerDirectory::ClaimSubmit(const node::SubmitInte
   return *answers;
 }
 
-void PeerDirectory::ReleaseSubmit(const node::SubmitIntent& claim, bool settled) {
+void PeerDirectory::LapseSubmit(const node::SubmitIntent& claim) { SendRelease(claim, false, true); }
+
+void PeerDirectory::ReleaseSubmit(const node::SubmitIntent& claim, bool settled) { SendRelease(claim, settled, false); }
+
+void PeerDirectory::SendRelease(const node::SubmitIntent& claim, bool settled, bool holder_gone) {
   using Call = LeaseCall;
   const auto deadline = std::chrono::system_clock::now() + lookup_timeout_;
   for (const std::shared_ptr<Call>& call : CallsToEveryPeer<Call>(config_.cluster, *transport_, deadline)) {
@@ -329,6 +350,7 @@ void PeerDirectory::ReleaseSubmit(const node::SubmitIntent& claim, bool settled)
     IntentToWire(claim, call->request.mutable_intent());
     call->request.set_done(true);
     call->request.set_settled(settled);
+    call->request.set_holder_gone(holder_gone);
     // Nobody waits: the call keeps itself alive until its callback.
     call->stub->async()->AnnounceSubmit(&call->context, &call->request, &call->reply, [call](grpc::Status) {});
   }

@@ -26,6 +26,9 @@ struct PeerView {
   std::string node_id;
   std::string ca_identity;   // empty: not known yet
   int64_t last_seen_ms = 0;  // system clock of the last answer; 0: never
+  // The peer's version vector in its last Info answer; has_vector false until one came.
+  store::VersionVector version_vector;
+  bool has_vector = false;
 };
 
 class PeerDirectory final : public node::PeerLookup {
@@ -46,6 +49,7 @@ class PeerDirectory final : public node::PeerLookup {
   std::vector<node::LeaseAnswer> ClaimSubmit(const node::SubmitIntent& claim) override;
   // Sent to every reachable peer; not waited for.
   void ReleaseSubmit(const node::SubmitIntent& claim, bool settled) override;
+  void LapseSubmit(const node::SubmitIntent& claim) override;
 
   // Asks every peer for its Info and waits (at most lookup_timeout) for the answers.
   void Refresh();
@@ -57,6 +61,7 @@ class PeerDirectory final : public node::PeerLookup {
     mutable std::mutex mu;
     std::vector<PeerView> peers;  // one per configured peer, in config order
     void Seen(const std::string& node_id, const std::string* identity);
+    void SawVector(const std::string& node_id, store::VersionVector vector);
   };
   using StartLookup = std::function<void(adcsc::cluster::v1::Peer::Stub*, grpc::ClientContext*,
                                          adcsc::cluster::v1::LookupResponse*, std::function<void(grpc::Status)>)>;
@@ -70,6 +75,8 @@ class PeerDirectory final : public node::PeerLookup {
       const std::function<store::RequestRecord(const store::RequestRecord&, const store::RequestRecord&)>& merge,
       const Accept& stop_early);
   void Stamp(adcsc::cluster::v1::PeerHeader* header) const;
+  // A release (or, with holder_gone, a lapse on the claim's node's behalf) to every peer.
+  void SendRelease(const node::SubmitIntent& claim, bool settled, bool holder_gone);
 
   const node::Config config_;
   const GrpcPeerTransport* transport_;

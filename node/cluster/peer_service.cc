@@ -69,8 +69,13 @@ grpc::Status PeerService::AnnounceSubmit(grpc::ServerContext* context, const v1:
                         "a claim needs a ca_config, a 32-byte csr_sha256 and a claim_id");
   }
   node::SubmitIntent claim = IntentFromWire(in);
-  claim.node_id = *caller;  // the node is the authenticated caller, whatever the message says
   Stamp(reply->mutable_from());
+  if (request->done() && request->holder_gone()) {
+    // Another node found the claim's node gone: lapse the claim as that node's.
+    api->leases().Release(claim, /*settled=*/false);
+    return grpc::Status::OK;
+  }
+  claim.node_id = *caller;  // the node is the authenticated caller, whatever the message says
   if (request->done()) {
     api->leases().Release(claim, request->settled());
   } else {

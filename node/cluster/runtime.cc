@@ -1,8 +1,11 @@
 #include "node/cluster/runtime.h"
 
+#include <algorithm>
 #include <future>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "node/cluster/tls.h"
 #include "store/clock.h"
 
@@ -71,6 +74,34 @@ absl::Status ClusterRuntime::Serve(node::ApiService* api, ca::OutageSwitch* ca_s
   replicator_->Start();
   refresher_ = std::thread([this] { RefreshLoop(); });
   return absl::OkStatus();
+}
+
+absl::Status ClusterRuntime::AdoptOwnSequenceFromPeers(std::chrono::milliseconds wait) {
+  absl::StatusOr<bool> pending = store_->RebuildFromPeersPending();
+  if (!pending.ok()) return pending.status();
+  if (!*pending) return absl::OkStatus();
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  for (;;) {
+    directory_->Refresh();
+    std::vector<std::string> silent;
+    uint64_t highest = 0;
+    for (const PeerView& p : directory_->Peers()) {
+      if (!p.has_vector) {
+        silent.push_back(p.node_id);
+        continue;
+      }
+      auto it = p.version_vector.find(node_config_.node_id);
+      if (it != p.version_vector.end()) highest = std::max(highest, it->second);
+    }
+    if (silent.empty()) return store_->AdoptOwnSequence(highest);
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return absl::UnavailableError(
+          absl::StrCat("rebuilding this node's store from its peers needs an answer from every peer, and ",
+                       absl::StrJoin(silent, ", "), " did not answer within ", wait.count(),
+                       " ms; start the node again once they run (the rebuild stays pending in the data directory)"));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
 }
 
 absl::Status ClusterRuntime::Describe(adcsc::cluster::v1::NodeInfo* info) const {

@@ -36,6 +36,12 @@ class ClusterRuntime final : public node::WriteReplication {
   // timer and the directory's refresher. `api` (optional) answers what peers forward here
   // and `ca_switch` (optional) is the ca-outage fault's switch; both borrowed. Once only.
   absl::Status Serve(node::ApiService* api, ca::OutageSwitch* ca_switch);
+  // For a store being rebuilt from its peers (RequestStore::RebuildFromPeersPending): asks
+  // every peer for its version vector (until `wait` runs out) and moves this node's own
+  // sequence past the highest any of them holds from it. Every peer must answer: one that did
+  // not could hold more of this node's mutations. UNAVAILABLE naming the silent peers. Call
+  // between Create and Serve, before anything is written; a no-op for a store not rebuilding.
+  absl::Status AdoptOwnSequenceFromPeers(std::chrono::milliseconds wait);
   // Create, then Serve without an API: a replication-only member (benchmarks, tests).
   static absl::StatusOr<std::unique_ptr<ClusterRuntime>> Start(const node::Config& config, store::RequestStore* store);
   ~ClusterRuntime() override;  // closes the listener, then stops replicating

@@ -341,7 +341,8 @@ class DamagedStore(unittest.TestCase):
                        "found by quick_check at start, store rebuilt from its tables (damaged file kept); "
                        "retries deduplicated", "1", 0)
 
-                # A damaged table cannot be rebuilt: the node refuses to start and says what to do.
+                # A single node whose table is damaged cannot be rebuilt: it refuses to start and
+                # says what to do (a cluster node rebuilds from its peers, below).
                 self.assertEqual(node.stop(), 0)
                 damage_root_page(db, "requests")
                 proc = subprocess.run([str(h.ADCSC), "node", "--config", str(node.config)], capture_output=True,
@@ -349,10 +350,81 @@ class DamagedStore(unittest.TestCase):
                 self.assertNotEqual(proc.returncode, 0)
                 self.assertIn("A damaged store", proc.stderr)
                 self.assertIn(str(db), proc.stderr)
-                record("damaged table (garbage over the requests table's root page)",
+                record("damaged table on a single node (garbage over the requests table's root page)",
                        "refuses to start; the message names the file and the runbook", "0 (not serving)", 0)
             finally:
                 node.stop()
+                emulator.stop()
+
+
+def held_in_store(node, request_id):
+    """Whether `node`'s own store holds the request (read-only, beside the running node)."""
+    import sqlite3
+    c = sqlite3.connect(f"file:{node.data_dir / 'store.db'}?mode=ro", uri=True, timeout=5)
+    try:
+        return c.execute("SELECT COUNT(*) FROM requests WHERE request_id = ?", (request_id,)).fetchone()[0] > 0
+    finally:
+        c.close()
+
+
+class DamagedClusterStore(unittest.TestCase):
+    def test_a_cluster_node_with_damaged_tables_rebuilds_from_its_peers(self):
+        with h.TempRoot() as root:
+            pki = h.Pki(root)
+            emulator = h.Emulator(root).start()
+            ids = ["node-a", "node-b", "node-c"]
+            sections = h.cluster_sections(root, ids)
+            ops = h.free_port()
+            nodes = {n: h.Node(root, pki, node_id=n, ca_section=h.icpr_ca_section(emulator),
+                               extra=sections[n] + (ops_section(ops) if n == "node-b" else "")) for n in ids}
+            try:
+                for n in nodes.values():
+                    n.start()
+                h.wait_for(lambda: ready(ops)[0] == 200, what="node-b ready")
+                b = nodes["node-b"]
+                csrs = {f"fm-peers-{i}": h.make_csr_b64(f"fm-peers-{i}") for i in range(10)}
+                acked = {}
+                # Pending, then approved and retrieved on node-b: two of node-b's own mutations
+                # per record, so a rebuilt node-b that numbered its writes from what it copied
+                # back (one per record) would reuse sequences its peers hold.
+                for cn, csr in csrs.items():
+                    status, body = h.submit(b, csr, template="Pending", dc=h.ICPR_DC)
+                    self.assertEqual(status, 200, body)
+                    acked[cn] = body["request-id"]
+                    emulator.ctl("approve", "--id", str(body["request-id"]))
+                    status, body = h.retrieve(b, acked[cn], dc=h.ICPR_DC)
+                    self.assertEqual(body["request-status"]["status"], "CR_DISP_ISSUED", body)
+                self.assertEqual(b.stop(), 0)
+                damage_root_page(b.data_dir / "store.db", "requests")
+
+                b.start()
+                h.wait_for(lambda: ready(ops)[0] == 200, timeout=60, what="node-b ready after copying its peers")
+                h.wait_for(lambda: any(l.get("event") == "store_integrity" and l.get("outcome") == "rebuilding"
+                                       for l in b.log_lines()), what="the rebuild logged")
+                # Every record came back from the peers into node-b's own store before it was
+                # ready, and retries get their requests.
+                for cn, rid in acked.items():
+                    self.assertTrue(held_in_store(b, rid), f"{cn}: request {rid} not back in node-b's store")
+                for cn, csr in csrs.items():
+                    status, body = h.submit(b, csr, template="Pending", dc=h.ICPR_DC)
+                    self.assertEqual(body["request-id"], acked[cn], f"{cn}: {body}")
+                counts = ca_requests(emulator)
+                for cn in csrs:
+                    self.assertEqual(counts[cn], 1, cn)
+                # Its new writes are numbered after what the peers hold, so they replicate.
+                status, body = h.submit(b, h.make_csr_b64("fm-peers-new"), dc=h.ICPR_DC)
+                self.assertEqual(status, 200, body)
+                fresh = body["request-id"]
+                for peer in ("node-a", "node-c"):
+                    h.wait_for(lambda: held_in_store(nodes[peer], fresh), timeout=30,
+                               what=f"request {fresh} written on node-b to reach {peer}'s store")
+                retrievable(self, nodes["node-a"], acked.values())
+                record("damaged table on a cluster node (garbage over the requests table's root page)",
+                       "starts empty, marked; takes its own sequence past what every peer holds, copies a full "
+                       "snapshot before it is ready; its new writes replicate", "1", 0)
+            finally:
+                for n in nodes.values():
+                    n.stop()
                 emulator.stop()
 
 

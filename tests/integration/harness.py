@@ -215,8 +215,15 @@ class Node:
         return f"https://localhost:{self.port}"
 
     def log_lines(self):
+        """The node's JSON log lines so far (a line the node is still writing is left out)."""
         path = self.root / f"{self.node_id}.log"
-        return [json.loads(l) for l in path.read_text().splitlines() if l.strip()] if path.exists() else []
+        if not path.exists():
+            return []
+        text = path.read_text()
+        lines = text.splitlines()
+        if lines and not text.endswith("\n"):
+            lines.pop()
+        return [json.loads(l) for l in lines if l.strip()]
 
 
 EMULATOR_TEMPLATE = """

@@ -304,13 +304,20 @@ class FakePeers : public PeerLookup {
       a.node_id = id;
       a.grant = rival.has_value() ? LeaseGrant::kHeld : LeaseGrant::kGranted;
       a.holder = rival;
+      a.started_ms = started_ms;
       out.push_back(a);
     }
     return out;
   }
   void ReleaseSubmit(const SubmitIntent& claim, bool settled) override { releases.push_back({claim, settled}); }
+  void LapseSubmit(const SubmitIntent& claim) override {
+    lapsed.push_back(claim);
+    if (rival.has_value() && rival->claim_id == claim.claim_id) rival.reset();  // the peers take the lapse
+  }
+  std::vector<SubmitIntent> lapsed;
   std::vector<std::string> peer_ids;
   std::optional<SubmitIntent> rival;
+  int64_t started_ms = 0;  // what the peers say of their process start
   std::vector<SubmitIntent> claims;
   std::vector<std::pair<SubmitIntent, bool>> releases;
 };
@@ -662,6 +669,30 @@ TEST_F(CutShortSubmitTest, ResolveOpenIntentsRecordsWhatTheCaHas) {
   auto open = store_->OpenSubmitIntents(10);
   ASSERT_EQ(open->size(), 1u);
   EXPECT_EQ(open->front().key.csr_sha256, never.key.csr_sha256);
+}
+
+// The holder's node restarted after its claim began (kill -9 and a quick restart): the claim
+// is lapsed everywhere at once and this node takes the CSR over, searching the CA first.
+TEST_F(CutShortSubmitTest, ARivalWhoseNodeRestartedIsLapsedAndTakenOver) {
+  RivalHolds(/*after=*/0);
+  peers_.started_ms = peers_.rival->ballot_ms + 1;
+  auto r = SubmitMovingTime(10);  // it pauses briefly for the peers to take the lapse
+  ASSERT_EQ(r.status, 200) << r.body;
+  ASSERT_EQ(peers_.lapsed.size(), 1u);
+  EXPECT_EQ(peers_.lapsed[0].claim_id, peers_.rival->claim_id);
+  EXPECT_EQ(ca_.submits(), 1);
+  EXPECT_GT(ca_.retrieves(), 0) << "searched the CA before submitting";
+}
+
+// The holder's node does not answer at all (killed): after 2 s of silence its claim lapses.
+TEST_F(CutShortSubmitTest, ARivalWhoseNodeFellSilentIsTakenOverWithinTheWait) {
+  config_.ca.in_flight_wait = std::chrono::seconds(5);
+  RivalHolds(/*after=*/0);
+  peers_.peer_ids = {"node-c"};  // node-c says node-b holds it; node-b is silent
+  auto r = SubmitMovingTime(500);
+  ASSERT_EQ(r.status, 200) << r.body;
+  ASSERT_EQ(peers_.lapsed.size(), 1u);
+  EXPECT_EQ(ca_.submits(), 1);
 }
 
 TEST_F(ClusteredApiServiceTest, ASubmitClaimsTheLeaseBeforeTheCaCallAndReleasesItAfter) {

@@ -39,11 +39,14 @@ constexpr int64_t kInFlightWaitMs = 400;
 constexpr int64_t kFaultPhaseMs = 6'000;
 constexpr int64_t kSettleMs = 30'000;
 constexpr int kMaxClientTries = 40;
+// A rival's node silent this long counts as gone (ApiService uses 2 s, with a 30 s lease).
+constexpr int64_t kSilentRivalMs = 600;
 
 struct SeedOutcome {
   std::string failure;  // empty: passed
   int submits = 0;      // CA requests made
   int takeovers = 0;    // CSRs found at the CA by a search instead of being submitted again
+  int gone_lapses = 0;  // rivals lapsed early because their node restarted or fell silent
 };
 
 class LeaseSim {
@@ -91,7 +94,7 @@ class LeaseSim {
         absl::StrAppend(&failure_, ";");
       }
     }
-    return SeedOutcome{failure_, submits_, takeovers_};
+    return SeedOutcome{failure_, submits_, takeovers_, gone_lapses_};
   }
 
  private:
@@ -114,6 +117,7 @@ class LeaseSim {
     std::vector<LeaseAnswer> answers;
     int outstanding = 0;
     bool decided = false;
+    std::map<uint64_t, int64_t> silent_since;  // rival claim -> when its node fell silent
   };
   using AttemptPtr = std::shared_ptr<Attempt>;
 
@@ -263,8 +267,22 @@ class LeaseSim {
         return Won(a, tally);
       case LeaseOutcome::kWait: {
         // As ApiService::AcquireLease: let go, look in the store, claim again soon if this is
-        // the earlier request, later if the rival is.
+        // the earlier request, later if the rival is. A rival whose process is gone (its
+        // node answered as a newer process, or has been silent for a while) is lapsed
+        // everywhere first (ApiService::RivalGone, Peer.AnnounceSubmit holder_gone).
         Release(a, /*settled=*/true);
+        if (RivalGone(a, *tally.wait_for)) {
+          const SubmitIntent rival = *tally.wait_for;
+          Trace("csr ", a->csr, " lapse gone rival ", rival.node_id, "#", rival.claim_id);
+          ++gone_lapses_;
+          nodes_[a->node].leases->Release(rival, /*settled=*/false);
+          for (int p = 0; p < kNodes; ++p) {
+            if (p != a->node) Send(p, [this, p, rival] { nodes_[p].leases->Release(rival, false); });
+          }
+          if (clock_.NowMonotonicMillis() >= a->deadline_ms) return GiveUp(a);
+          loop_.RunAfter(10, [this, a] { ClaimRound(a); });
+          return;
+        }
         if (clock_.NowMonotonicMillis() >= a->deadline_ms) return GiveUp(a);
         const int64_t pause = ClaimPrecedes(a->claim, *tally.wait_for) ? 10 : 100;
         loop_.RunAfter(pause, [this, a] { ClaimRound(a); });
@@ -277,6 +295,16 @@ class LeaseSim {
         loop_.RunAfter(Uniform(20, 80), [this, a] { ClaimRound(a); });
         return;
     }
+  }
+
+  bool RivalGone(const AttemptPtr& a, const SubmitIntent& rival) {
+    for (const LeaseAnswer& x : a->answers) {
+      if (x.node_id != rival.node_id) continue;
+      a->silent_since.erase(rival.claim_id);
+      return ClaimOutlivedItsNode(rival, x);
+    }
+    auto [it, first] = a->silent_since.try_emplace(rival.claim_id, clock_.NowMonotonicMillis());
+    return !first && clock_.NowMonotonicMillis() - it->second >= kSilentRivalMs;
   }
 
   void Won(const AttemptPtr& a, const LeaseTally& tally) {
@@ -323,6 +351,7 @@ class LeaseSim {
   std::set<int> recorded_;
   int submits_ = 0;
   int takeovers_ = 0;
+  int gone_lapses_ = 0;
   std::string failure_;
 };
 
@@ -337,7 +366,7 @@ TEST(SubmitLeaseSim, RandomSeedsGiveEveryCsrExactlyOneCaRequest) {
   const bool replay = one != nullptr && *one != '\0';
   const uint64_t first = replay ? std::strtoull(one, nullptr, 10) : EnvOr("ADCSC_SIM_FIRST_SEED", 1);
   const uint64_t count = replay ? 1 : EnvOr("ADCSC_SIM_SEEDS", kDefaultSeeds);
-  int submits = 0, takeovers = 0;
+  int submits = 0, takeovers = 0, gone_lapses = 0;
   for (uint64_t seed = first; seed < first + count; ++seed) {
     const std::filesystem::path seed_dir = dir.path() / absl::StrCat("seed_", seed);
     std::filesystem::create_directories(seed_dir);
@@ -345,14 +374,16 @@ TEST(SubmitLeaseSim, RandomSeedsGiveEveryCsrExactlyOneCaRequest) {
     std::filesystem::remove_all(seed_dir);
     submits += r.submits;
     takeovers += r.takeovers;
+    gone_lapses += r.gone_lapses;
     ASSERT_TRUE(r.failure.empty()) << "seed " << seed << ": " << r.failure << "\nreplay: ADCSC_SIM_SEED=" << seed
                                    << " build/tests/api_test --gtest_filter=SubmitLeaseSim.*";
   }
   if (count >= 50) {
     EXPECT_GT(takeovers, 0) << "no seed ever needed a search after a crash: the faults test nothing";
   }
-  std::printf("[ sim      ] %llu seeds, %d CA requests, %d found by a search after a crash\n",
-              static_cast<unsigned long long>(count), submits, takeovers);
+  std::printf(
+      "[ sim      ] %llu seeds, %d CA requests, %d found by a search after a crash, %d gone rivals lapsed early\n",
+      static_cast<unsigned long long>(count), submits, takeovers, gone_lapses);
 }
 
 // The checks can fail: a claimant that goes ahead on its own grant alone makes duplicates.
