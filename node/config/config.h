@@ -70,9 +70,9 @@ struct CaConfig {
   std::string identity;           // DOMAIN\user the CA sees
   std::vector<AllowedCa> allow;
   std::chrono::seconds dedupe_window{86'400};
-  // A submit that finds the same CSR in flight elsewhere (in_flight_submits.h) waits up to
-  // this long for that submit's outcome, looking for it at the CA meanwhile, before it
-  // submits itself; 0 turns the wait and the search off.
+  // A submit whose CSR's lease another submit holds (submit_leases.h) waits up to this long
+  // for that submit's outcome, looking for it at the CA meanwhile, then answers 503; it
+  // never submits without the lease. 0: answer at once.
   std::chrono::milliseconds in_flight_wait{5'000};
   int recovery_scan_limit = 256;  // request IDs one search may read from the CA
   // How long a node's lease on a CSR (node/api/submit_leases.h) holds without release: past
