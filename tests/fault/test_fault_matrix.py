@@ -9,6 +9,7 @@ At the end it prints the matrix as the table in docs/reliability.md.
 Run: python3 tests/fault/test_fault_matrix.py  (as root: the disk-full case mounts a tmpfs)
 """
 import collections
+import contextlib
 import errno
 import http.client
 import json
@@ -61,6 +62,20 @@ def ready(port):
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
+
+
+@contextlib.contextmanager
+def single_node():
+    """(root, pki, emulator, node): a node (not started) on the ADCS emulator, stopped after."""
+    with h.TempRoot() as root:
+        pki = h.Pki(root)
+        emulator = h.Emulator(root).start()
+        node = h.Node(root, pki, ca_section=h.icpr_ca_section(emulator))
+        try:
+            yield root, pki, emulator, node
+        finally:
+            node.stop()
+            emulator.stop()
 
 
 def submit_or_error(node, csr, template="JamfDevice"):
@@ -151,56 +166,43 @@ class FaultMatrix(unittest.TestCase):
                 emulator.stop()
 
     def test_kill9_at_each_step_of_a_submit(self):
-        with h.TempRoot() as root:
-            pki = h.Pki(root)
-            emulator = h.Emulator(root).start()
-            node = h.Node(root, pki, ca_section=h.icpr_ca_section(emulator))
-            try:
-                node.start()
-                expected = {"before-intent": 0, "after-intent": 0, "after-ca": 1, "after-record": 1}
-                for point, at_ca_when_killed in expected.items():
-                    cn = f"fm-kill-{point}"
-                    csr = h.make_csr_b64(cn)
-                    node.stop()
-                    node.start(env={"ADCSC_CRASH_POINT": point})
-                    status, body = submit_or_error(node, csr)
-                    self.assertIsNone(status, f"{point}: the node answered {body} instead of dying")
-                    node.proc.wait(timeout=20)
-                    self.assertEqual(node.proc.returncode, -9, f"{point}: killed by SIGKILL")
-                    self.assertEqual(ca_requests(emulator)[cn], at_ca_when_killed, point)
-                    node.start()
-                    status, body = h.submit(node, csr, dc=h.ICPR_DC)
-                    self.assertEqual(status, 200, f"{point}: {body}")
-                    self.assertEqual(ca_requests(emulator)[cn], 1, f"{point}: CA requests for the retried CSR")
-                    retrievable(self, node, [body["request-id"]])
-                    record(f"kill -9 {point.replace('-', ' ')}",
-                           {"before-intent": "nothing durable, nothing sent; the retry submits",
-                            "after-intent": "the retry searches the CA (nothing), then submits once",
-                            "after-ca": "the CA has it; found by the search at restart or on the retry",
-                            "after-record": "the retry is answered from the store"}[point], "1", 0)
-            finally:
+        with single_node() as (root, pki, emulator, node):
+            node.start()
+            expected = {"before-intent": 0, "after-intent": 0, "after-ca": 1, "after-record": 1}
+            for point, at_ca_when_killed in expected.items():
+                cn = f"fm-kill-{point}"
+                csr = h.make_csr_b64(cn)
                 node.stop()
-                emulator.stop()
+                node.start(env={"ADCSC_CRASH_POINT": point})
+                status, body = submit_or_error(node, csr)
+                self.assertIsNone(status, f"{point}: the node answered {body} instead of dying")
+                node.proc.wait(timeout=20)
+                self.assertEqual(node.proc.returncode, -9, f"{point}: killed by SIGKILL")
+                self.assertEqual(ca_requests(emulator)[cn], at_ca_when_killed, point)
+                node.start()
+                status, body = h.submit(node, csr, dc=h.ICPR_DC)
+                self.assertEqual(status, 200, f"{point}: {body}")
+                self.assertEqual(ca_requests(emulator)[cn], 1, f"{point}: CA requests for the retried CSR")
+                retrievable(self, node, [body["request-id"]])
+                record(f"kill -9 {point.replace('-', ' ')}",
+                       {"before-intent": "nothing durable, nothing sent; the retry submits",
+                        "after-intent": "the retry searches the CA (nothing), then submits once",
+                        "after-ca": "the CA has it; found by the search at restart or on the retry",
+                        "after-record": "the retry is answered from the store"}[point], "1", 0)
 
     def test_lost_answers(self):
-        with h.TempRoot() as root:
-            pki = h.Pki(root)
-            emulator = h.Emulator(root).start()
-            node = h.Node(root, pki, ca_section=h.icpr_ca_section(emulator)).start()
-            try:
-                for knob, what in (("fault_after_accept", "unsigned RPC fault after the CA took the request"),
-                                   ("drop_after_accept", "connection dropped after the CA took the request")):
-                    cn = f"fm-{knob}"
-                    emulator.ctl("set", knob, "1")
-                    status, body = h.submit(node, h.make_csr_b64(cn), dc=h.ICPR_DC)
-                    self.assertEqual(status, 200, f"{knob}: {body}")
-                    self.assertEqual(emulator.ctl("stats")[knob], 0, "the knob was used")
-                    self.assertEqual(ca_requests(emulator)[cn], 1, knob)
-                    retrievable(self, node, [body["request-id"]])
-                    record(what, "outcome unknown: found at the CA by public key, answered with its ID", "1", 0)
-            finally:
-                node.stop()
-                emulator.stop()
+        with single_node() as (root, pki, emulator, node):
+            node.start()
+            for knob, what in (("fault_after_accept", "unsigned RPC fault after the CA took the request"),
+                               ("drop_after_accept", "connection dropped after the CA took the request")):
+                cn = f"fm-{knob}"
+                emulator.ctl("set", knob, "1")
+                status, body = h.submit(node, h.make_csr_b64(cn), dc=h.ICPR_DC)
+                self.assertEqual(status, 200, f"{knob}: {body}")
+                self.assertEqual(emulator.ctl("stats")[knob], 0, "the knob was used")
+                self.assertEqual(ca_requests(emulator)[cn], 1, knob)
+                retrievable(self, node, [body["request-id"]])
+                record(what, "outcome unknown: found at the CA by public key, answered with its ID", "1", 0)
 
     def test_same_csr_on_two_nodes_at_once(self):
         with h.TempRoot() as root:
@@ -260,36 +262,30 @@ class FaultMatrix(unittest.TestCase):
                 emulator.stop()
 
     def test_denied_then_fixed(self):
-        with h.TempRoot() as root:
-            pki = h.Pki(root)
-            emulator = h.Emulator(root).start()
-            node = h.Node(root, pki, ca_section=h.icpr_ca_section(emulator)).start()
-            try:
-                cn = "fm-denied"
-                csr = h.make_csr_b64(cn)
-                status, body = h.submit(node, csr, template="Pending", dc=h.ICPR_DC)
-                self.assertEqual(body["request-status"]["status"], "CR_DISP_UNDER_SUBMISSION", body)
-                first = body["request-id"]
-                emulator.ctl("deny", "--id", str(first))
-                status, body = h.retrieve(node, first, dc=h.ICPR_DC)
-                self.assertEqual(body["request-status"]["status"], "CR_DISP_DENIED", body)
-                # The CA admin fixes what made them deny it; the same CSR must reach the CA again.
-                status, body = h.submit(node, csr, template="Pending", dc=h.ICPR_DC)
-                self.assertEqual(status, 200, body)
-                second = body["request-id"]
-                self.assertNotEqual(second, first, "the denial was not reused")
-                self.assertEqual(ca_requests(emulator)[cn], 2, "the retry made exactly one new CA request")
-                emulator.ctl("approve", "--id", str(second))
-                status, body = h.retrieve(node, second, dc=h.ICPR_DC)
-                self.assertEqual(body["request-status"]["status"], "CR_DISP_ISSUED", body)
-                status, body = h.submit(node, csr, template="Pending", dc=h.ICPR_DC)
-                self.assertEqual(body["request-id"], second, "an issued answer is reused")
-                self.assertEqual(ca_requests(emulator)[cn], 2)
-                record("denied, then fixed at the CA", "the denial is not reused: the retry reaches the CA once",
-                       "1 per submit after the denial", 0)
-            finally:
-                node.stop()
-                emulator.stop()
+        with single_node() as (root, pki, emulator, node):
+            node.start()
+            cn = "fm-denied"
+            csr = h.make_csr_b64(cn)
+            status, body = h.submit(node, csr, template="Pending", dc=h.ICPR_DC)
+            self.assertEqual(body["request-status"]["status"], "CR_DISP_UNDER_SUBMISSION", body)
+            first = body["request-id"]
+            emulator.ctl("deny", "--id", str(first))
+            status, body = h.retrieve(node, first, dc=h.ICPR_DC)
+            self.assertEqual(body["request-status"]["status"], "CR_DISP_DENIED", body)
+            # The CA admin fixes what made them deny it; the same CSR must reach the CA again.
+            status, body = h.submit(node, csr, template="Pending", dc=h.ICPR_DC)
+            self.assertEqual(status, 200, body)
+            second = body["request-id"]
+            self.assertNotEqual(second, first, "the denial was not reused")
+            self.assertEqual(ca_requests(emulator)[cn], 2, "the retry made exactly one new CA request")
+            emulator.ctl("approve", "--id", str(second))
+            status, body = h.retrieve(node, second, dc=h.ICPR_DC)
+            self.assertEqual(body["request-status"]["status"], "CR_DISP_ISSUED", body)
+            status, body = h.submit(node, csr, template="Pending", dc=h.ICPR_DC)
+            self.assertEqual(body["request-id"], second, "an issued answer is reused")
+            self.assertEqual(ca_requests(emulator)[cn], 2)
+            record("denied, then fixed at the CA", "the denial is not reused: the retry reaches the CA once",
+                   "1 per submit after the denial", 0)
 
 
 def damage_root_page(db, name):
@@ -307,54 +303,47 @@ def damage_root_page(db, name):
 
 class DamagedStore(unittest.TestCase):
     def test_a_damaged_index_is_rebuilt_and_a_damaged_table_stops_the_node(self):
-        with h.TempRoot() as root:
-            pki = h.Pki(root)
-            emulator = h.Emulator(root).start()
-            node = h.Node(root, pki, ca_section=h.icpr_ca_section(emulator))
-            try:
-                node.start()
-                csrs = {f"fm-index-{i}": h.make_csr_b64(f"fm-index-{i}") for i in range(10)}
-                acked = {}
-                for cn, csr in csrs.items():
-                    status, body = h.submit(node, csr, dc=h.ICPR_DC)
-                    self.assertEqual(status, 200, body)
-                    acked[cn] = body["request-id"]
-                self.assertEqual(node.stop(), 0)
-                db = node.data_dir / "store.db"
-                damage_root_page(db, "requests_dedupe")
+        with single_node() as (root, pki, emulator, node):
+            node.start()
+            csrs = {f"fm-index-{i}": h.make_csr_b64(f"fm-index-{i}") for i in range(10)}
+            acked = {}
+            for cn, csr in csrs.items():
+                status, body = h.submit(node, csr, dc=h.ICPR_DC)
+                self.assertEqual(status, 200, body)
+                acked[cn] = body["request-id"]
+            self.assertEqual(node.stop(), 0)
+            db = node.data_dir / "store.db"
+            damage_root_page(db, "requests_dedupe")
 
-                node.start()
-                lines = [l for l in node.log_lines() if l.get("event") == "store_integrity"]
-                self.assertTrue(any(l.get("outcome") == "damaged" for l in lines), lines)
-                self.assertTrue(any(l.get("outcome") == "repaired" for l in lines), lines)
-                kept = list(node.data_dir.glob("store.db.damaged-*"))
-                self.assertTrue(kept, "the damaged file is kept")
-                # Dedupe answers from the rebuilt index: every retry gets its request, none a new one.
-                for cn, csr in csrs.items():
-                    status, body = h.submit(node, csr, dc=h.ICPR_DC)
-                    self.assertEqual(body["request-id"], acked[cn], cn)
-                counts = ca_requests(emulator)
-                for cn in csrs:
-                    self.assertEqual(counts[cn], 1, cn)
-                retrievable(self, node, acked.values())
-                record("damaged index (garbage over the dedupe index's root page)",
-                       "found by quick_check at start, store rebuilt from its tables (damaged file kept); "
-                       "retries deduplicated", "1", 0)
+            node.start()
+            lines = [l for l in node.log_lines() if l.get("event") == "store_integrity"]
+            self.assertTrue(any(l.get("outcome") == "damaged" for l in lines), lines)
+            self.assertTrue(any(l.get("outcome") == "repaired" for l in lines), lines)
+            kept = list(node.data_dir.glob("store.db.damaged-*"))
+            self.assertTrue(kept, "the damaged file is kept")
+            # Dedupe answers from the rebuilt index: every retry gets its request, none a new one.
+            for cn, csr in csrs.items():
+                status, body = h.submit(node, csr, dc=h.ICPR_DC)
+                self.assertEqual(body["request-id"], acked[cn], cn)
+            counts = ca_requests(emulator)
+            for cn in csrs:
+                self.assertEqual(counts[cn], 1, cn)
+            retrievable(self, node, acked.values())
+            record("damaged index (garbage over the dedupe index's root page)",
+                   "found by quick_check at start, store rebuilt from its tables (damaged file kept); "
+                   "retries deduplicated", "1", 0)
 
-                # A single node whose table is damaged cannot be rebuilt: it refuses to start and
-                # says what to do (a cluster node rebuilds from its peers, below).
-                self.assertEqual(node.stop(), 0)
-                damage_root_page(db, "requests")
-                proc = subprocess.run([str(h.ADCSC), "node", "--config", str(node.config)], capture_output=True,
-                                      text=True, timeout=60)
-                self.assertNotEqual(proc.returncode, 0)
-                self.assertIn("A damaged store", proc.stderr)
-                self.assertIn(str(db), proc.stderr)
-                record("damaged table on a single node (garbage over the requests table's root page)",
-                       "refuses to start; the message names the file and the runbook", "0 (not serving)", 0)
-            finally:
-                node.stop()
-                emulator.stop()
+            # A single node whose table is damaged cannot be rebuilt: it refuses to start and
+            # says what to do (a cluster node rebuilds from its peers, below).
+            self.assertEqual(node.stop(), 0)
+            damage_root_page(db, "requests")
+            proc = subprocess.run([str(h.ADCSC), "node", "--config", str(node.config)], capture_output=True,
+                                  text=True, timeout=60)
+            self.assertNotEqual(proc.returncode, 0)
+            self.assertIn("A damaged store", proc.stderr)
+            self.assertIn(str(db), proc.stderr)
+            record("damaged table on a single node (garbage over the requests table's root page)",
+                   "refuses to start; the message names the file and the runbook", "0 (not serving)", 0)
 
 
 def held_in_store(node, request_id):
