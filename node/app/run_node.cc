@@ -80,22 +80,19 @@ adcsc::ops::HealthSources HealthSourcesFor(const Config& config, adcsc::store::R
   return s;
 }
 
-// Blocks SIGTERM/SIGINT in every thread and returns the one that arrives.
-int WaitForStopSignal() {
+// The signals the main thread waits for; every thread blocks them (BlockStopSignals), so none
+// can kill the node by default action: SIGTERM and SIGINT stop it, SIGHUP reopens its logs.
+sigset_t HandledSignals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
-  int sig = 0;
-  sigwait(&set, &sig);
-  return sig;
+  sigaddset(&set, SIGHUP);
+  return set;
 }
 
 void BlockStopSignals() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
+  const sigset_t set = HandledSignals();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
 }
@@ -397,6 +394,27 @@ Step ResolveOpenIntents(RunningNode& n) {
   return std::nullopt;
 }
 
+// Waits for SIGTERM or SIGINT and returns it; on SIGHUP reopens the event and access logs
+// (logrotate's postrotate sends it, deploy/logrotate/adcsc) and goes on waiting.
+int WaitForStopSignal(RunningNode& n) {
+  const sigset_t set = HandledSignals();
+  for (;;) {
+    int sig = 0;
+    if (sigwait(&set, &sig) != 0) continue;
+    if (sig != SIGHUP) return sig;
+    absl::Status events = n.log->Reopen();
+    absl::Status access = n.access_log ? n.access_log->Reopen() : absl::OkStatus();
+    if (events.ok() && access.ok()) {
+      n.log->Info("logs_reopened", {{"signal", "SIGHUP"}});
+    } else {
+      n.log->Error("logs_reopened",
+                   {{"signal", "SIGHUP"},
+                    {"error", absl::StrCat(events.ok() ? "" : events.message(), access.ok() ? "" : access.message())},
+                    {"what_to_check", "the log directory exists, is writable by the service user and has space"}});
+    }
+  }
+}
+
 // Stops accepting, lets requests in progress finish within api.shutdown_grace_ms, then
 // stops the ops listener (it reads the API server's connection count) and logs the totals.
 void ShutDown(RunningNode& n, int sig) {
@@ -449,7 +467,7 @@ int RunNode(const std::filesystem::path& config_path, bool check_only) {
   for (Step (*step)(RunningNode&) : {BuildApi, StartOps, StartApiServer, ResolveOpenIntents}) {
     if (auto e = step(n)) return Failed(*e);
   }
-  ShutDown(n, WaitForStopSignal());
+  ShutDown(n, WaitForStopSignal(n));
   return kExitOk;
 }
 

@@ -1,13 +1,19 @@
 #include "node/log/logging.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 
 #include "absl/strings/str_cat.h"
 #include "node/pki/absl_view.h"
-#include "spdlog/sinks/basic_file_sink.h"
+#include "spdlog/details/file_helper.h"
+#include "spdlog/sinks/base_sink.h"
 #include "spdlog/sinks/stdout_sinks.h"
 #include "spdlog/spdlog.h"
 
@@ -85,14 +91,67 @@ std::string W3cField(std::string_view v) {
   return out;
 }
 
-absl::StatusOr<spdlog::sink_ptr> FileSink(const std::filesystem::path& path, std::string_view what) {
+// Log files are created owner read-write, group read (an operator's group may read them;
+// they carry request metadata, never secrets).
+constexpr mode_t kLogFileMode = 0640;
+
+// Creates `path` with kLogFileMode if it does not exist (fopen would use 0666 & ~umask, and
+// the unit's UMask=0077 would make it 0600); a file that exists keeps the mode it has.
+void CreateLogFile(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, kLogFileMode);
+  if (fd < 0) return;  // it exists (or cannot be made: opening it says why)
+  ::fchmod(fd, kLogFileMode);
+  ::close(fd);
+}
+
+// A file sink that can close and open its file again (after logrotate renamed it). Writes
+// and the reopen take the sink's mutex, so no line is split between the two files.
+class ReopenableFileSink final : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  explicit ReopenableFileSink(std::filesystem::path path) : path_(std::move(path)) {
+    CreateLogFile(path_);
+    file_.open(path_.string(), /*truncate=*/false);
+  }
+  void Reopen() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    CreateLogFile(path_);
+    file_.reopen(/*truncate=*/false);
+  }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t formatted;
+    formatter_->format(msg, formatted);
+    file_.write(formatted);
+  }
+  void flush_() override { file_.flush(); }
+
+ private:
+  const std::filesystem::path path_;
+  spdlog::details::file_helper file_;
+};
+
+absl::StatusOr<std::shared_ptr<ReopenableFileSink>> FileSink(const std::filesystem::path& path, std::string_view what) {
   try {
-    return std::make_shared<spdlog::sinks::basic_file_sink_mt>(path.string(), /*truncate=*/false);
+    return std::make_shared<ReopenableFileSink>(path);
   } catch (const std::exception& e) {
     return absl::FailedPreconditionError(
         absl::StrCat("cannot open ", pki::AbslView(what), " ", path.string(), ": ", e.what(),
                      " (check that the directory exists and is writable by the service user)"));
   }
+}
+
+// Reopens `sink` if it is a file sink; errors (a full or missing directory) leave the old
+// file in use and are reported.
+absl::Status ReopenSink(const spdlog::sink_ptr& sink, const char* what) {
+  auto file = std::dynamic_pointer_cast<ReopenableFileSink>(sink);
+  if (file == nullptr) return absl::OkStatus();
+  try {
+    file->Reopen();
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat("cannot reopen ", what, ": ", e.what()));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -159,6 +218,14 @@ void EventLog::Log(LogLevel level, std::string_view event, nlohmann::json fields
 
 void EventLog::Flush() { logger_->flush(); }
 
+absl::Status EventLog::Reopen() {
+  logger_->flush();
+  for (const spdlog::sink_ptr& sink : logger_->sinks()) {
+    if (absl::Status s = ReopenSink(sink, "log.file"); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
 AccessLog::AccessLog(std::shared_ptr<spdlog::logger> logger) : logger_(std::move(logger)) {}
 AccessLog::~AccessLog() {
   Flush();
@@ -170,14 +237,10 @@ absl::StatusOr<std::unique_ptr<AccessLog>> AccessLog::Open(const std::filesystem
   if (!sink.ok()) return sink.status();
   auto logger = MakeLogger("access", *sink);
   logger->flush_on(spdlog::level::off);
-  const std::string ts = FormatTimestamp(std::chrono::system_clock::now());  // 2026-11-24T15:30:00.123Z
-  logger->info("#Software: adcsc {}", ADCSC_VERSION);
-  logger->info("#Version: 1.0");
-  logger->info("#Date: {} {}", ts.substr(0, 10), ts.substr(11, 8));
-  logger->info("#Fields: {}", kAccessLogFields);
-  logger->flush();
+  std::unique_ptr<AccessLog> log(new AccessLog(std::move(logger)));
+  log->WriteDirectives();
   StartPeriodicFlush();
-  return std::unique_ptr<AccessLog>(new AccessLog(std::move(logger)));
+  return log;
 }
 
 std::string AccessLog::FormatLine(const AccessEntry& e) {
@@ -190,5 +253,23 @@ std::string AccessLog::FormatLine(const AccessEntry& e) {
 
 void AccessLog::Write(const AccessEntry& e) { logger_->info("{}", FormatLine(e)); }
 void AccessLog::Flush() { logger_->flush(); }
+
+absl::Status AccessLog::Reopen() {
+  logger_->flush();
+  for (const spdlog::sink_ptr& sink : logger_->sinks()) {
+    if (absl::Status s = ReopenSink(sink, "log.access_log"); !s.ok()) return s;
+  }
+  WriteDirectives();
+  return absl::OkStatus();
+}
+
+void AccessLog::WriteDirectives() {
+  const std::string ts = FormatTimestamp(std::chrono::system_clock::now());  // 2026-11-24T15:30:00.123Z
+  logger_->info("#Software: adcsc {}", ADCSC_VERSION);
+  logger_->info("#Version: 1.0");
+  logger_->info("#Date: {} {}", ts.substr(0, 10), ts.substr(11, 8));
+  logger_->info("#Fields: {}", kAccessLogFields);
+  logger_->flush();
+}
 
 }  // namespace adcsc::node

@@ -44,6 +44,9 @@ class EventLog {
     Log(LogLevel::kError, event, std::move(f));
   }
   void Flush();
+  // Closes the log file and opens it again by name, creating it (mode 0640) if logrotate
+  // moved it away; on SIGHUP. A no-op for standard output. On failure the old file stays in use.
+  absl::Status Reopen();
 
  private:
   EventLog(std::shared_ptr<spdlog::logger> logger, std::string node_id, LogLevel min_level);
@@ -83,11 +86,14 @@ class AccessLog {
   ~AccessLog();
   void Write(const AccessEntry& e);
   void Flush();
+  // As EventLog::Reopen; a new file starts with the directives again, as IIS's do.
+  absl::Status Reopen();
   // The line Write() would append (no newline); exposed for tests.
   static std::string FormatLine(const AccessEntry& e);
 
  private:
   explicit AccessLog(std::shared_ptr<spdlog::logger> logger);
+  void WriteDirectives();
   std::shared_ptr<spdlog::logger> logger_;
 };
 
