@@ -91,6 +91,17 @@ RequestRecord RecordOfAnswer(const std::string& ca_config, const adcsc::ca::CaRe
   return base;
 }
 
+// What a submit knows of its request before the CA answers: the CSR digest, template and the
+// identity that submits.
+RequestRecord SubmitFacts(const std::string& csr_sha256, const std::string& template_name,
+                          const std::string& requester) {
+  RequestRecord r;
+  r.set_csr_sha256(csr_sha256);
+  r.set_template_name(template_name);
+  r.set_requester(requester);
+  return r;
+}
+
 // What a stored record says, as a CA response.
 adcsc::ca::CaResponse ResponseFromRecord(const RequestRecord& rec) {
   adcsc::ca::CaResponse r;
@@ -335,13 +346,7 @@ ApiResponse ApiService::Submit(const ApiRequest& request) {
   auto finish = [&](ApiResponse r) { return call.Finish(std::move(r)); };
   auto submit_error = SubmitErrorJson;
   auto ca_failure = [&](const absl::Status& status) { return SubmitCaFailure(status, &call); };
-  // The answer for a submit that found its earlier request.
-  auto answer_with = [&](const RequestRecord& rec) {
-    auto d = static_cast<Disposition>(rec.disposition());
-    fields["request_id"] = rec.request_id();
-    return finish(
-        Make(200, WithRequestIdJson(DispositionStatus(d), DispositionMessage(d), rec.request_id()), OutcomeFor(d)));
-  };
+  auto answer_with = [&](const RequestRecord& rec) { return AnswerWithRecord(rec, &call); };
 
   auto checked = CheckSubmit(request, &fields);
   if (!checked.ok()) return finish(BadRequest(std::string(checked.status().message())));
@@ -354,11 +359,11 @@ ApiResponse ApiService::Submit(const ApiRequest& request) {
     return finish(Make(500, submit_error("INTERNAL_ERROR", absl::StrCat(what, ": ", std::string(status.message()))),
                        "store_error"));
   };
+  if (window_ms == 0) return SubmitOnce(s, nullptr, &call);  // dedupe is off: every submit goes to the CA
   // A retry of a CSR this node already holds: answer from the store, no lease needed.
-  auto earlier = FindEarlierSubmit(s, not_before_ms, /*ask_peers=*/window_ms == 0, &fields);
+  auto earlier = FindEarlierSubmit(s, not_before_ms, /*ask_peers=*/false, &fields);
   if (!earlier.ok()) return store_failure(earlier.status(), "request store unavailable");
   if (earlier->has_value()) return answer_with(**earlier);
-  if (window_ms == 0) return SubmitOnce(s, nullptr, &call);  // dedupe is off: every submit goes to the CA
 
   // One submitter per CSR in the cluster: take the lease (or wait for the node that has it).
   Lease lease = AcquireLease(s, &fields);
@@ -388,10 +393,11 @@ ApiResponse ApiService::Submit(const ApiRequest& request) {
   auto ours = store_->FindSubmitIntent(s.key());
   if (!ours.ok()) return store_failure(ours.status(), "request store unavailable");
   std::optional<uint32_t> search_after;
-  std::string search_requester = config_.ca.identity;
+  std::string search_requester = config_.ca.identity;  // who would have submitted it
   if (ours->has_value()) search_after = (*ours)->after_request_id;
   if (lease.lapsed.has_value() && (!search_after || lease.lapsed->after_request_id < *search_after)) {
     search_after = lease.lapsed->after_request_id;
+    search_requester = lease.lapsed->ca_identity;
     fields["lapsed_claim_of"] = lease.lapsed->node_id;
   }
   if (search_after.has_value()) {
@@ -457,10 +463,7 @@ ApiResponse ApiService::SubmitOnce(const CheckedSubmit& s, const adcsc::store::S
                        : absl::StatusOr<std::optional<RequestRecord>>(reachable);
     if (found.ok() && found->has_value()) {
       fields["deduplicated"] = "ca-search";
-      auto d = static_cast<Disposition>((*found)->disposition());
-      fields["request_id"] = (*found)->request_id();
-      return finish(Make(200, WithRequestIdJson(DispositionStatus(d), DispositionMessage(d), (*found)->request_id()),
-                         OutcomeFor(d)));
+      return AnswerWithRecord(**found, call);
     }
     if (settled != nullptr) *settled = false;  // peers keep the claim as lapsed: the next claimant searches
     if (!found.ok()) {
@@ -484,10 +487,8 @@ ApiResponse ApiService::SubmitOnce(const CheckedSubmit& s, const adcsc::store::S
   if (!answer->message.empty()) fields["ca_message"] = answer->message;
 
   if (answer->request_id != 0) {
-    RequestRecord rec = RecordOfAnswer(s.ca_config, *answer);
-    rec.set_csr_sha256(s.csr_sha256);
-    rec.set_template_name(s.template_name);
-    rec.set_requester(config_.ca.identity);
+    const RequestRecord rec =
+        RecordOfAnswer(s.ca_config, *answer, SubmitFacts(s.csr_sha256, s.template_name, config_.ca.identity));
     if (auto put = Record(rec, intent != nullptr ? &key : nullptr); !put.ok()) {
       fields["error"] = std::string(put.message());
       return finish(Make(500,
@@ -614,7 +615,10 @@ ApiService::Lease ApiService::AcquireLease(const CheckedSubmit& s, Json* fields)
 
     std::vector<LeaseAnswer> answers{leases_.Claim(claim, config_.node_id)};
     if (peers_ != nullptr && cluster_size > 1) {
-      std::vector<LeaseAnswer> theirs = peers_->ClaimSubmit(claim);
+      // A majority ends the wait; a peer that is down must not cost every submit a timeout.
+      const size_t majority = static_cast<size_t>(cluster_size / 2 + 1);
+      const size_t granted_here = answers.front().grant == LeaseGrant::kGranted ? 1 : 0;
+      std::vector<LeaseAnswer> theirs = peers_->ClaimSubmit(claim, majority - granted_here);
       answers.insert(answers.end(), theirs.begin(), theirs.end());
     }
     const LeaseTally tally = TallyLease(answers, cluster_size);
@@ -655,16 +659,7 @@ ApiService::Lease ApiService::AcquireLease(const CheckedSubmit& s, Json* fields)
       leases_.WaitForChange(std::chrono::milliseconds(kReclaimSoonMs));
       continue;
     }
-    if (search == nullptr) {
-      search = std::make_unique<CaRequestSearch>(
-          backend_, s.target, adcsc::ca::CallerIdentity{config_.ca.identity}, s.csr_der, rival.after_request_id,
-          config_.ca.recovery_scan_limit, [this, &s](uint32_t id) {
-            // Requests the cluster already knows for another CSR need no CA call.
-            auto rec = store_->Get(s.ca_config, id);
-            return rec.ok() && rec->has_value() && !(*rec)->csr_sha256().empty() &&
-                   (*rec)->csr_sha256() != s.csr_sha256;
-          });
-    }
+    if (search == nullptr) search = NewCaSearch(s, rival.after_request_id);
     const int64_t pause_ms = ClaimPrecedes(claim, rival) ? kReclaimSoonMs : kReclaimLaterMs;
     auto found = AwaitRival(rival, s, search.get(), std::min(now_ms + pause_ms, deadline_ms), fields);
     (*fields)["in_flight_wait_ms"] = clock_->NowMonotonicMillis() - started_ms;
@@ -721,12 +716,7 @@ absl::StatusOr<std::optional<RequestRecord>> ApiService::AwaitRival(const Submit
       (*fields)["ca_search_reads"] = search->ca_reads();
       if (!found.ok()) return found.status();
       if (found->has_value()) {
-        RequestRecord facts;
-        facts.set_csr_sha256(s.csr_sha256);
-        facts.set_template_name(s.template_name);
-        facts.set_requester(rival.ca_identity);
-        if (auto put = RecordRetrieved(s.target, **found, &facts); !put.ok()) return put;
-        auto rec = store_->Get(s.ca_config, (*found)->request_id);
+        auto rec = RecordFound(s, **found, rival.ca_identity);
         if (!rec.ok()) return rec.status();
         (*fields)["recovered_for_node"] = rival.node_id;
         (*fields)["deduplicated"] = "ca-search";
@@ -740,25 +730,43 @@ absl::StatusOr<std::optional<RequestRecord>> ApiService::AwaitRival(const Submit
 
 absl::StatusOr<std::optional<RequestRecord>> ApiService::FindAtCa(const CheckedSubmit& s, uint32_t after_request_id,
                                                                   const std::string& requester, Json* fields) {
-  auto known_elsewhere = [&](uint32_t id) {
-    auto rec = store_->Get(s.ca_config, id);
-    return rec.ok() && rec->has_value() && !(*rec)->csr_sha256().empty() && (*rec)->csr_sha256() != s.csr_sha256;
-  };
-  CaRequestSearch search(backend_, s.target, {config_.ca.identity}, s.csr_der, after_request_id,
-                         config_.ca.recovery_scan_limit, known_elsewhere);
-  auto found = search.Pass();
-  (*fields)["ca_search_reads"] = search.ca_reads();
+  std::unique_ptr<CaRequestSearch> search = NewCaSearch(s, after_request_id);
+  auto found = search->Pass();
+  (*fields)["ca_search_reads"] = search->ca_reads();
   if (!found.ok()) return found.status();
   if (!found->has_value()) return std::optional<RequestRecord>();
-  RequestRecord facts;
-  facts.set_csr_sha256(s.csr_sha256);
-  facts.set_template_name(s.template_name);
-  facts.set_requester(requester);
+  return RecordFound(s, **found, requester);
+}
+
+std::unique_ptr<CaRequestSearch> ApiService::NewCaSearch(const CheckedSubmit& s, uint32_t after_request_id) {
+  // Requests the cluster already knows for another CSR need no CA call.
+  auto known_elsewhere = [store = store_, ca_config = s.ca_config, digest = s.csr_sha256](uint32_t id) {
+    auto rec = store->Get(ca_config, id);
+    return rec.ok() && rec->has_value() && !(*rec)->csr_sha256().empty() && (*rec)->csr_sha256() != digest;
+  };
+  return std::make_unique<CaRequestSearch>(backend_, s.target, adcsc::ca::CallerIdentity{config_.ca.identity},
+                                           s.csr_der, after_request_id, config_.ca.recovery_scan_limit,
+                                           std::move(known_elsewhere));
+}
+
+absl::StatusOr<RequestRecord> ApiService::RecordFound(const CheckedSubmit& s, const adcsc::ca::CaResponse& found,
+                                                      const std::string& requester) {
+  const RequestRecord facts = SubmitFacts(s.csr_sha256, s.template_name, requester);
   const adcsc::store::SubmitKey key = s.key();
-  if (auto put = RecordRetrieved(s.target, **found, &facts, &key); !put.ok()) return put;
-  auto rec = store_->Get(s.ca_config, (*found)->request_id);
+  if (auto put = RecordRetrieved(s.target, found, &facts, &key); !put.ok()) return put;
+  auto rec = store_->Get(s.ca_config, found.request_id);
   if (!rec.ok()) return rec.status();
-  return *rec;
+  if (!rec->has_value()) {
+    return absl::InternalError(absl::StrCat("request ", found.request_id, " vanished after recording"));
+  }
+  return **rec;
+}
+
+ApiResponse ApiService::AnswerWithRecord(const RequestRecord& rec, CallLog* call) {
+  auto d = static_cast<Disposition>(rec.disposition());
+  call->fields["request_id"] = rec.request_id();
+  return call->Finish(
+      Make(200, WithRequestIdJson(DispositionStatus(d), DispositionMessage(d), rec.request_id()), OutcomeFor(d)));
 }
 
 absl::StatusOr<adcsc::ca::CaResponse> ApiService::CaRetrieve(const adcsc::ca::CaTarget& target, uint32_t request_id,

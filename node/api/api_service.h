@@ -157,14 +157,23 @@ class ApiService {
   absl::StatusOr<std::optional<adcsc::store::RequestRecord>> AwaitRival(const SubmitIntent& rival,
                                                                         const CheckedSubmit& s, CaRequestSearch* search,
                                                                         int64_t until_ms, nlohmann::json* fields);
-  // Searches the CA for `s`'s request among the IDs after `after_request_id` (one full pass)
-  // and records what it finds (settling the submit intent). nullopt: not at the CA.
+  // Searches the CA for `s`'s request among the IDs after `after_request_id` (one pass) and
+  // records what it finds (RecordFound). nullopt: not at the CA.
   absl::StatusOr<std::optional<adcsc::store::RequestRecord>> FindAtCa(const CheckedSubmit& s, uint32_t after_request_id,
                                                                       const std::string& requester,
                                                                       nlohmann::json* fields);
   // The answer (500, or 503 when the CA was unreachable) and log fields of a submit whose CA
   // call failed.
   ApiResponse SubmitCaFailure(const absl::Status& status, CallLog* call);
+  // A search of the CA for `s`'s request among the IDs after `after_request_id`; IDs this
+  // node's store holds for another CSR cost no CA call.
+  std::unique_ptr<CaRequestSearch> NewCaSearch(const CheckedSubmit& s, uint32_t after_request_id);
+  // Records what a search found (as `s`'s request, submitted by `requester`), settling `s`'s
+  // submit intent; returns the stored record.
+  absl::StatusOr<adcsc::store::RequestRecord> RecordFound(const CheckedSubmit& s, const adcsc::ca::CaResponse& found,
+                                                          const std::string& requester);
+  // 200 with the request's disposition and ID: a submit answered by an earlier request.
+  ApiResponse AnswerWithRecord(const adcsc::store::RequestRecord& rec, CallLog* call);
   int ClusterSize() const;
   static uint64_t NextClaimId();
   static SubmitLeases::Options LeaseOptions(const Config& config, const ApiServiceLinks& links);

@@ -48,9 +48,10 @@ class PeerLookup {
                                                             const adcsc::ca::CaTarget& target, uint32_t request_id) = 0;
 
   // Asks every peer at once to grant `claim` the lease on its CSR (SubmitLeases::Claim on
-  // their side) and returns the answers that came back within cluster.lookup_timeout; a peer
-  // that cannot be reached is simply missing.
-  virtual std::vector<LeaseAnswer> ClaimSubmit(const SubmitIntent& claim) = 0;
+  // their side) and returns the answers that came back within cluster.lookup_timeout, or as
+  // soon as `grants_enough` peers granted it (a peer that is down then costs no wait); a
+  // peer that cannot be reached is simply missing.
+  virtual std::vector<LeaseAnswer> ClaimSubmit(const SubmitIntent& claim, size_t grants_enough) = 0;
 
   // Ends `claim`'s lease at every peer (SubmitLeases::Release), without waiting. `settled`:
   // its outcome is recorded or nothing reached the CA; otherwise the peers remember it as

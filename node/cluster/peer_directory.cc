@@ -309,7 +309,7 @@ struct LeaseCall {
 };
 }  // namespace
 
-std::vector<node::LeaseAnswer> PeerDirectory::ClaimSubmit(const node::SubmitIntent& claim) {
+std::vector<node::LeaseAnswer> PeerDirectory::ClaimSubmit(const node::SubmitIntent& claim, size_t grants_enough) {
   using Call = LeaseCall;
   const auto deadline = std::chrono::system_clock::now() + lookup_timeout_;
   auto gather = std::make_shared<Gather>();
@@ -333,7 +333,11 @@ std::vector<node::LeaseAnswer> PeerDirectory::ClaimSubmit(const node::SubmitInte
                                           gather->cv.notify_all();
                                         });
   }
-  WaitThenCancel(*gather, calls, deadline, [] { return false; });
+  WaitThenCancel(*gather, calls, deadline, [&] {
+    return std::count_if(answers->begin(), answers->end(), [](const node::LeaseAnswer& a) {
+             return a.grant == node::LeaseGrant::kGranted;
+           }) >= static_cast<std::ptrdiff_t>(grants_enough);
+  });
   std::lock_guard lock(gather->mu);
   return *answers;
 }

@@ -46,7 +46,7 @@ class PeerDirectory final : public node::PeerLookup {
   absl::StatusOr<node::ForwardedRetrieve> ForwardRetrieve(const std::string& identity, const ca::CaTarget& target,
                                                           uint32_t request_id) override;
   // Waits for every reachable peer's answer, at most lookup_timeout.
-  std::vector<node::LeaseAnswer> ClaimSubmit(const node::SubmitIntent& claim) override;
+  std::vector<node::LeaseAnswer> ClaimSubmit(const node::SubmitIntent& claim, size_t grants_enough) override;
   // Sent to every reachable peer; not waited for.
   void ReleaseSubmit(const node::SubmitIntent& claim, bool settled) override;
   void LapseSubmit(const node::SubmitIntent& claim) override;

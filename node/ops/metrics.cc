@@ -82,12 +82,13 @@ NodeMetrics::NodeMetrics()
                           .Help("CA connections since the node started, by how they were used: opened (an "
                                 "authenticated bind), reused (a call on a pooled connection)")
                           .Register(*registry_)),
-      store_integrity_(BuildGauge()
-                           .Name("adcsc_store_integrity_checks")
-                           .Help("Store integrity checks (PRAGMA quick_check) since the node started that found "
-                                 "damage (result=\"damaged\"), and of those the ones REINDEX mended "
-                                 "(result=\"repaired\")")
-                           .Register(*registry_)),
+      store_integrity_(
+          BuildGauge()
+              .Name("adcsc_store_integrity_checks")
+              .Help("Store integrity checks (PRAGMA quick_check) since the node started that found "
+                    "damage (result=\"damaged\"), and of those the ones mended, by REINDEX or by the rebuild at start "
+                    "(result=\"repaired\")")
+              .Register(*registry_)),
       store_pruned_(BuildGauge()
                         .Name("adcsc_store_pruned_records")
                         .Help("Settled records pruned by store.retention_days since the node started")

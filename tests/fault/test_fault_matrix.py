@@ -78,6 +78,14 @@ def single_node():
             emulator.stop()
 
 
+def three_nodes(root, pki, emulator, extra=lambda node_id: ""):
+    """node-a, node-b and node-c (not started) of one cluster on `emulator`; `extra(id)`: more TOML."""
+    ids = ["node-a", "node-b", "node-c"]
+    sections = h.cluster_sections(root, ids)
+    return {n: h.Node(root, pki, node_id=n, ca_section=h.icpr_ca_section(emulator), extra=sections[n] + extra(n))
+            for n in ids}
+
+
 def submit_or_error(node, csr, template="JamfDevice"):
     """(status, body), or (None, error text) when the connection broke (the node died)."""
     try:
@@ -208,10 +216,7 @@ class FaultMatrix(unittest.TestCase):
         with h.TempRoot() as root:
             pki = h.Pki(root)
             emulator = h.Emulator(root).start()
-            ids = ["node-a", "node-b", "node-c"]
-            sections = h.cluster_sections(root, ids)
-            nodes = {n: h.Node(root, pki, node_id=n, ca_section=h.icpr_ca_section(emulator), extra=sections[n])
-                     for n in ids}
+            nodes = three_nodes(root, pki, emulator)
             try:
                 for n in nodes.values():
                     n.start()
@@ -361,11 +366,8 @@ class DamagedClusterStore(unittest.TestCase):
         with h.TempRoot() as root:
             pki = h.Pki(root)
             emulator = h.Emulator(root).start()
-            ids = ["node-a", "node-b", "node-c"]
-            sections = h.cluster_sections(root, ids)
             ops = h.free_port()
-            nodes = {n: h.Node(root, pki, node_id=n, ca_section=h.icpr_ca_section(emulator),
-                               extra=sections[n] + (ops_section(ops) if n == "node-b" else "")) for n in ids}
+            nodes = three_nodes(root, pki, emulator, lambda n: ops_section(ops) if n == "node-b" else "")
             try:
                 for n in nodes.values():
                     n.start()

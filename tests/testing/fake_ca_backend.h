@@ -49,13 +49,12 @@ class FakeCaBackend : public adcsc::ca::CaBackend {
  private:
   absl::StatusOr<adcsc::ca::CaResponse> SubmitLocked(const adcsc::ca::SubmitRequest& r) {
     std::lock_guard lock(mu_);
-    submits_++;
-    last_submit_ = r;
-    if (lose_requests > 0) {
+    if (lose_requests > 0) {  // it never got there: not counted, not taken
       --lose_requests;
-      submits_--;  // it never got there
       return adcsc::ca::MarkOutcomeUnknown(adcsc::ca::CaError(adcsc::ca::hr::kRpcCallFailed, "fake: request lost"));
     }
+    submits_++;
+    last_submit_ = r;
     if (fail_hresult != 0) return adcsc::ca::CaError(fail_hresult, "fake submit");
     adcsc::ca::CaResponse resp;
     resp.request_id = next_id_++;

@@ -296,7 +296,7 @@ class FakePeers : public PeerLookup {
   }
   // Lease answers: each of `peer_ids` grants the claim, or, while `rival` is set, says the
   // rival holds the CSR.
-  std::vector<LeaseAnswer> ClaimSubmit(const SubmitIntent& claim) override {
+  std::vector<LeaseAnswer> ClaimSubmit(const SubmitIntent& claim, size_t /*grants_enough*/) override {
     claims.push_back(claim);
     std::vector<LeaseAnswer> out;
     for (const std::string& id : peer_ids) {

@@ -21,6 +21,7 @@ namespace {
 namespace v1 = adcsc::cluster::v1;
 
 constexpr char kCaConfig[] = "ca1.example.test\\Example-CA";
+constexpr size_t kAllAnswers = 99;  // more grants than there are peers: wait for every answer
 const ca::CaTarget kTarget{"ca1.example.test", "Example-CA"};
 
 struct TestNode {
@@ -143,7 +144,7 @@ TEST_F(PeerDirectoryTest, AClaimIsHeldUnderTheSendersNameAndARivalHearsWhoHoldsI
   std::vector<node::LeaseAnswer> answers;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   for (;;) {
-    answers = Directory("a").ClaimSubmit(claim);
+    answers = Directory("a").ClaimSubmit(claim, kAllAnswers);
     if (answers.size() == 2 && std::all_of(answers.begin(), answers.end(), [](const node::LeaseAnswer& a) {
           return a.grant == node::LeaseGrant::kGranted;
         })) {
@@ -163,7 +164,7 @@ TEST_F(PeerDirectoryTest, AClaimIsHeldUnderTheSendersNameAndARivalHearsWhoHoldsI
 
   node::SubmitIntent rival = claim;
   rival.claim_id = 2;
-  auto rivals = Directory("b").ClaimSubmit(rival);
+  auto rivals = Directory("b").ClaimSubmit(rival, kAllAnswers);
   ASSERT_EQ(rivals.size(), 2u);
   for (const node::LeaseAnswer& a : rivals) {
     if (a.node_id == "c") {
@@ -181,7 +182,7 @@ TEST_F(PeerDirectoryTest, AClaimIsHeldUnderTheSendersNameAndARivalHearsWhoHoldsI
     ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "c never saw the release";
     nodes_["c"]->api->leases().WaitForChange(std::chrono::milliseconds(50));
   }
-  for (const node::LeaseAnswer& a : Directory("b").ClaimSubmit(rival)) {
+  for (const node::LeaseAnswer& a : Directory("b").ClaimSubmit(rival, kAllAnswers)) {
     if (a.node_id != "c") continue;
     EXPECT_EQ(a.grant, node::LeaseGrant::kGranted);
     ASSERT_TRUE(a.lapsed.has_value()) << "the next claimant must search for a's request first";
