@@ -196,7 +196,8 @@ ApiService::ApiService(const Config& config, adcsc::ca::CaBackend* backend, adcs
       replication_(links.replication),
       peers_(links.peers),
       observer_(links.observer),
-      leases_(clock, LeaseOptions(config, links)) {}
+      leases_(clock, LeaseOptions(config, links)),
+      refusal_log_(config.api.refusal_log_interval) {}
 
 SubmitLeases::Options ApiService::LeaseOptions(const Config& config, const ApiServiceLinks& links) {
   SubmitLeases::Options o;
@@ -222,12 +223,18 @@ ApiResponse ApiService::Route(const ApiRequest& request) {
     std::string reason = request.auth ? request.auth->reason : "client certificate not checked";
     const int substatus = request.auth ? request.auth->iis_substatus : 0;
     const uint32_t win32 = request.auth ? request.auth->win32_status : 0;
-    log_->Warn("client_refused", {{"path", path},
-                                  {"remote", std::string(request.remote)},
-                                  {"client_pin", request.auth ? request.auth->pin : ""},
-                                  {"reason", reason},
-                                  {"iis_substatus", substatus},
-                                  {"win32_status", win32}});
+    // Anyone can cause this at will: one line per caller address per interval, with the count
+    // of refusals left out, and the path they chose cut short.
+    uint64_t suppressed = 0;
+    if (refusal_log_.ShouldLog(request.remote, &suppressed)) {
+      log_->Warn("client_refused", {{"path", UntrustedField(path)},
+                                    {"remote", std::string(request.remote)},
+                                    {"client_pin", request.auth ? request.auth->pin : ""},
+                                    {"reason", reason},
+                                    {"iis_substatus", substatus},
+                                    {"win32_status", win32},
+                                    {"suppressed", suppressed}});
+    }
     ApiResponse r = Make(403, StatusOnlyJson("FORBIDDEN", reason), "forbidden");
     r.iis_substatus = substatus;
     r.win32_status = win32;

@@ -16,6 +16,7 @@
 #include "node/api/submit_leases.h"
 #include "node/ca/ca_backend.h"
 #include "node/config/config.h"
+#include "node/log/log_throttle.h"
 #include "node/log/logging.h"
 #include "store/clock.h"
 #include "store/request_store.h"
@@ -188,6 +189,7 @@ class ApiService {
   PeerLookup* const peers_;
   ApiObserver* const observer_;
   SubmitLeases leases_;
+  LogThrottle refusal_log_;  // client_refused: once per caller address per interval
 
   // Records `record` durably (and on a write quorum in a cluster); when `settles` is set,
   // removes that submit intent in the same commit.

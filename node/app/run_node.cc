@@ -305,6 +305,10 @@ std::function<std::string()> MetricsScrape(RunningNode& n, int64_t certificate_n
     }
     if (const HttpsServer* server = n.api_server.load(); server != nullptr) {
       state.api_connections = static_cast<int64_t>(server->active_connections());
+      for (int k = 0; k < kRefusalKinds; ++k) {
+        const auto kind = static_cast<Refusal>(k);
+        state.api_refusals[std::string(RefusalName(kind))] = server->refusals(kind);
+      }
     }
     if (auto pool = n.ca->ConnectionStats(); pool.has_value()) {
       state.ca_idle_connections = std::move(pool->idle_by_host);

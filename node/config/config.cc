@@ -17,6 +17,7 @@
 #include "node/pki/absl_view.h"
 #include "node/pki/cluster.h"
 #include "node/pki/keys.h"
+#include "node/text/address_prefix.h"
 #include "toml++/toml.h"
 
 namespace adcsc::node {
@@ -83,11 +84,30 @@ size_t ReadPins(TomlReader& r, const toml::table& t, std::string_view key, std::
 }
 
 void ReadApi(TomlReader& r, const toml::table& api, ApiConfig* out) {
-  r.CheckKnown(
-      api, "api.",
-      {"listen", "cert_file", "key_file", "client_ca_file", "client_pins", "trusted_proxy_pins", "max_body_bytes",
-       "handshake_timeout_ms", "header_timeout_ms", "idle_timeout_ms", "request_timeout_ms", "max_connections",
-       "shutdown_grace_ms", "io_threads", "worker_threads", "session_cache_size", "session_timeout_s"});
+  r.CheckKnown(api, "api.",
+               {"listen",
+                "cert_file",
+                "key_file",
+                "client_ca_file",
+                "client_pins",
+                "trusted_proxy_pins",
+                "max_body_bytes",
+                "handshake_timeout_ms",
+                "header_timeout_ms",
+                "idle_timeout_ms",
+                "request_timeout_ms",
+                "max_connections",
+                "shutdown_grace_ms",
+                "io_threads",
+                "worker_threads",
+                "session_cache_size",
+                "session_timeout_s",
+                "reserved_connections",
+                "max_connections_per_source",
+                "refusals_per_source_per_s",
+                "refusal_burst",
+                "source_limit_exempt",
+                "refusal_log_interval_s"});
   ReadListen(r, api, "listen", "api.listen", &out->listen_address, &out->listen_port);
   r.Path(api, "cert_file", "api.cert_file", &out->cert_file, true);
   r.Path(api, "key_file", "api.key_file", &out->key_file, true);
@@ -114,6 +134,29 @@ void ReadApi(TomlReader& r, const toml::table& api, ApiConfig* out) {
   r.Millis(api, "request_timeout_ms", "api.request_timeout_ms", &out->request_timeout);
   r.Millis(api, "shutdown_grace_ms", "api.shutdown_grace_ms", &out->shutdown_grace);
   r.Int(api, "max_connections", "api.max_connections", &out->max_connections, 1, 1'000'000);
+  // Unset: an eighth of the connections, kept for mapped clients.
+  out->reserved_connections = out->max_connections / 8;
+  r.Int(api, "reserved_connections", "api.reserved_connections", &out->reserved_connections, 0, 1'000'000);
+  if (out->reserved_connections >= out->max_connections) {
+    r.Error("api.reserved_connections", absl::StrCat("must be below api.max_connections (", out->max_connections,
+                                                     "): the rest is where a new connection waits for its handshake"));
+  }
+  r.Int(api, "max_connections_per_source", "api.max_connections_per_source", &out->max_connections_per_source, 1,
+        1'000'000);
+  r.Int(api, "refusals_per_source_per_s", "api.refusals_per_source_per_s", &out->refusals_per_source_per_s, 1,
+        1'000'000);
+  r.Int(api, "refusal_burst", "api.refusal_burst", &out->refusal_burst, 1, 1'000'000);
+  r.Strings(api, "source_limit_exempt", "api.source_limit_exempt", &out->source_limit_exempt);
+  int64_t refusal_log_interval = out->refusal_log_interval.count();
+  r.Int(api, "refusal_log_interval_s", "api.refusal_log_interval_s", &refusal_log_interval, 0, 86400);
+  out->refusal_log_interval = std::chrono::seconds(refusal_log_interval);
+  for (size_t i = 0; i < out->source_limit_exempt.size(); ++i) {
+    if (!text::ParseAddressPrefix(out->source_limit_exempt[i]).ok()) {
+      r.Error(absl::StrCat("api.source_limit_exempt[", i, "]"),
+              absl::StrCat("\"", out->source_limit_exempt[i],
+                           "\" is not an address or prefix (write 192.0.2.10, 192.0.2.0/24 or 2001:db8::/64)"));
+    }
+  }
   r.Int(api, "io_threads", "api.io_threads", &out->io_threads, 0, 256);
   r.Int(api, "worker_threads", "api.worker_threads", &out->worker_threads, 0, 1024);
   r.Int(api, "session_cache_size", "api.session_cache_size", &out->session_cache_size, 0, 10'000'000);

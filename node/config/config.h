@@ -37,6 +37,24 @@ struct ApiConfig {
   std::chrono::milliseconds idle_timeout{60'000};
   std::chrono::milliseconds request_timeout{60'000};
   size_t max_connections = 1024;
+  // Admission (node/http/connection_admission.h). Of max_connections, this many only clients
+  // whose certificate is mapped (in client_pins) may hold: connections still in their
+  // handshake, or refused, share the rest, so they can never take the last slots. Unset in
+  // the file: max_connections / 8.
+  size_t reserved_connections = 128;
+  // Per source address (an IPv6 source counts by its /64): how many connections not yet found
+  // mapped it may hold, and how many refusals (unmapped certificate, failed handshake, a
+  // request never sent) it earns per second beyond a burst before its new connections are
+  // closed unanswered. Sources in source_limit_exempt (a TCP-mode load balancer: every
+  // client arrives from its address) are limited by the shared pool only.
+  size_t max_connections_per_source = 32;
+  int refusals_per_source_per_s = 5;
+  int refusal_burst = 20;
+  std::vector<std::string> source_limit_exempt;  // addresses or CIDR prefixes
+  // Refusals (and other events a client can cause at will) are logged at most once per
+  // source and event in this interval, with the count of what was left out; 0: every one.
+  // The access log still has a line for every request answered.
+  std::chrono::seconds refusal_log_interval{60};
   std::chrono::milliseconds shutdown_grace{30'000};
   unsigned io_threads = 0;      // 0: number of cores
   unsigned worker_threads = 0;  // 0: 4 x cores (CA calls may block)

@@ -27,6 +27,7 @@
 #include "absl/strings/str_cat.h"
 #include "node/api/api_codec.h"
 #include "node/http/forwarded_caller.h"
+#include "node/log/log_throttle.h"
 #include "node/pki/openssl_ptr.h"
 
 namespace adcsc::node {
@@ -47,10 +48,8 @@ constexpr size_t kReadChunk = 8 * 1024;
 constexpr std::chrono::seconds kTlsShutdownTimeout{2};
 // On shutdown, how long a connection waiting for its next request may still send one.
 constexpr std::chrono::seconds kShutdownIdleGrace{1};
-// Forwarded-identity headers from a peer that is not a trusted proxy are logged at most this
-// often per peer certificate, for at most this many certificates at once.
-constexpr std::chrono::seconds kIgnoredForwardedLogInterval{60};
-constexpr size_t kMaxIgnoredForwardedPins = 256;
+// A client-chosen field (path, User-Agent) in an event-log line is cut to this length.
+constexpr size_t kMaxLoggedFieldBytes = 256;
 // Pause after accept() fails for lack of descriptors, so the loop does not spin.
 constexpr std::chrono::milliseconds kAcceptBackoff{100};
 // TLS 1.2 suites: forward secret AEAD only. TLS 1.3 suites are OpenSSL's defaults (all AEAD).
@@ -74,7 +73,37 @@ int SkipHandshakeChainCheck(X509_STORE_CTX* /*ctx*/, void* /*arg*/) { return 1; 
 struct Endpoints {
   std::string remote_ip, local_ip;
   uint16_t local_port = 0;
+  std::string source;  // the admission source key (text::SourceKey)
+  uint64_t id = 0;     // the session
 };
+
+text::Address16 ToAddress16(const net::ip::address& a) {
+  text::Address16 out{};
+  if (a.is_v4()) {
+    const auto v4 = a.to_v4().to_bytes();
+    out[10] = out[11] = 0xff;
+    std::copy(v4.begin(), v4.end(), out.begin() + 12);
+  } else {
+    const auto v6 = a.to_v6().to_bytes();
+    std::copy(v6.begin(), v6.end(), out.begin());
+  }
+  return out;
+}
+
+AdmissionLimits LimitsFrom(const ApiConfig& c) {
+  AdmissionLimits l;
+  l.max_connections = c.max_connections;
+  // A configuration built in code may leave the default reserve above a small cap: keep one
+  // slot for connections that are not yet mapped.
+  l.reserved_for_mapped = std::min(c.reserved_connections, c.max_connections - 1);
+  l.max_per_source = c.max_connections_per_source;
+  l.refusals_per_s = c.refusals_per_source_per_s;
+  l.refusal_burst = c.refusal_burst;
+  for (const std::string& e : c.source_limit_exempt) {
+    if (auto p = text::ParseAddressPrefix(e); p.ok()) l.exempt.push_back(*p);
+  }
+  return l;
+}
 
 // What an access-log line says about the request beyond the connection's endpoints.
 struct AccessFacts {
@@ -92,7 +121,8 @@ class HttpsServer::Impl {
  public:
   Impl(const ApiConfig& config, ApiService* service, const ClientAuthorizer* authorizer, EventLog* log,
        AccessLog* access_log)
-      : config_(config),
+      : admission_(LimitsFrom(config)),
+        config_(config),
         service_(service),
         authorizer_(authorizer),
         log_(log),
@@ -100,7 +130,8 @@ class HttpsServer::Impl {
         io_threads_count_(config.io_threads ? config.io_threads : std::max(1u, std::thread::hardware_concurrency())),
         ioc_(static_cast<int>(io_threads_count_)),
         ssl_ctx_(ssl::context::tls_server),
-        trusted_proxy_pins_(config.trusted_proxy_pins.begin(), config.trusted_proxy_pins.end()) {}
+        trusted_proxy_pins_(config.trusted_proxy_pins.begin(), config.trusted_proxy_pins.end()),
+        refusal_log_(config.refusal_log_interval) {}
 
   ~Impl() { Stop(); }
 
@@ -112,6 +143,7 @@ class HttpsServer::Impl {
   uint16_t port_ = 0;
   ServerCounters counters_;
   std::atomic<size_t> active_{0};
+  ConnectionAdmission admission_;
 
  private:
   absl::Status ConfigureTls();
@@ -120,11 +152,11 @@ class HttpsServer::Impl {
   net::awaitable<void> Session(std::shared_ptr<Stream> stream_ptr, uint64_t id, const Endpoints& ep);
   // The session's steps. The TLS handshake and the client-certificate decision (nullopt: the
   // handshake failed).
-  net::awaitable<std::optional<ClientAuthResult>> Handshake(Stream& stream, const Endpoints& ep);
+  net::awaitable<std::optional<ClientAuthResult>> Handshake(Stream& stream, uint64_t id, const Endpoints& ep);
   // Waits for the first byte of the next request (header or idle timeout, shutdown rules);
   // false when the connection should end.
-  net::awaitable<bool> AwaitRequest(const std::shared_ptr<Stream>& stream, beast::flat_buffer& buffer, uint64_t id,
-                                    bool first_request);
+  net::awaitable<bool> AwaitRequest(const std::shared_ptr<Stream>& stream, beast::flat_buffer& buffer,
+                                    const Endpoints& ep, bool first_request);
   // Reads a request within the limits, answering what breaks them (431, 413, 400) itself.
   enum class ReadOutcome { kRequest, kClose, kDrop };  // kDrop: the socket is gone, no TLS close
   net::awaitable<ReadOutcome> ReadRequest(Stream& stream, beast::flat_buffer& buffer,
@@ -147,7 +179,14 @@ class HttpsServer::Impl {
   void WriteAccess(const Endpoints& ep, const AccessFacts& facts, std::chrono::steady_clock::time_point started);
   void RegisterIdle(uint64_t id, const std::shared_ptr<Stream>& stream);
   void UnregisterIdle(uint64_t id);
-  void ConnectionClosed();
+  void ConnectionClosed(uint64_t id);
+  // Closes connection `id` on its own strand (admission made room by evicting it).
+  void Evict(uint64_t id);
+  // Counts a refusal of the connection against its source and logs `event`, at most once per
+  // source and event in api.refusal_log_interval_s.
+  void Refuse(Refusal kind, const Endpoints& ep, std::string_view event, nlohmann::json fields);
+  // Logs a client-caused event at most once per source and event per interval.
+  void LogThrottled(LogLevel level, std::string_view event, const std::string& source, nlohmann::json fields);
 
   const ApiConfig& config_;
   ApiService* service_;
@@ -165,14 +204,12 @@ class HttpsServer::Impl {
   std::atomic<bool> shutting_down_{false};
   std::atomic<uint64_t> next_session_id_{1};
 
-  std::mutex mu_;  // guards idle_ and ignored_forwarded_, and signals idle_cv_
+  LogThrottle refusal_log_;
+
+  std::mutex mu_;  // guards idle_ and open_, and signals idle_cv_
   std::condition_variable idle_cv_;
   std::map<uint64_t, std::weak_ptr<Stream>> idle_;  // sessions waiting for their next request
-  struct IgnoredForwarded {
-    std::chrono::steady_clock::time_point last_logged;
-    uint64_t suppressed = 0;
-  };
-  std::map<std::string, IgnoredForwarded> ignored_forwarded_;  // by TLS peer pin
+  std::map<uint64_t, std::weak_ptr<Stream>> open_;  // every session, for eviction
 };
 
 absl::Status HttpsServer::Impl::ConfigureTls() {
@@ -274,34 +311,85 @@ net::awaitable<void> HttpsServer::Impl::AcceptLoop() {
       co_await pause.async_wait(net::redirect_error(net::use_awaitable, ec));
       continue;
     }
-    if (active_.load() >= config_.max_connections) {
+    const auto remote = socket.remote_endpoint(ec);
+    if (ec) continue;  // already gone
+    const uint64_t id = next_session_id_++;
+    const ConnectionAdmission::Decision admit =
+        admission_.Admit(id, ToAddress16(remote.address()), std::chrono::steady_clock::now());
+    if (!admit.admitted) {
+      // Closed before any TLS work: a refused source costs an accept and a close.
       counters_.connections_refused++;
-      log_->Warn("connection_refused",
-                 {{"reason", "api.max_connections reached"}, {"max_connections", config_.max_connections}});
+      static constexpr std::string_view kWhy[] = {
+          "api.max_connections held by mapped clients",
+          "the source holds api.max_connections_per_source connections not yet mapped",
+          "the source spent its refusal budget (api.refusals_per_source_per_s, api.refusal_burst)",
+      };
+      const int kind = static_cast<int>(admit.refusal);
+      LogThrottled(LogLevel::kWarn, "connection_refused", admit.source,
+                   {{"remote", remote.address().to_string()},
+                    {"refusal", RefusalName(admit.refusal)},
+                    {"reason", kind < 3 ? kWhy[kind] : RefusalName(admit.refusal)}});
       socket.close(ec);
       continue;
     }
+    if (admit.evict != 0) Evict(admit.evict);
     socket.set_option(tcp::no_delay(true), ec);
     active_++;
     counters_.connections_accepted++;
     auto stream = std::make_shared<Stream>(std::move(socket), ssl_ctx_);
-    net::co_spawn(stream->get_executor(), RunSession(stream, next_session_id_++), net::detached);
+    {
+      std::lock_guard lock(mu_);
+      open_[id] = stream;
+    }
+    net::co_spawn(stream->get_executor(), RunSession(stream, id), net::detached);
   }
 }
 
-void HttpsServer::Impl::ConnectionClosed() {
+void HttpsServer::Impl::ConnectionClosed(uint64_t id) {
+  admission_.Closed(id);
   std::lock_guard lock(mu_);
+  open_.erase(id);
   active_--;
   idle_cv_.notify_all();
 }
 
+void HttpsServer::Impl::Evict(uint64_t id) {
+  std::shared_ptr<Stream> stream;
+  {
+    std::lock_guard lock(mu_);
+    auto it = open_.find(id);
+    if (it != open_.end()) stream = it->second.lock();
+  }
+  if (!stream) return;
+  net::post(stream->get_executor(), [stream] { beast::get_lowest_layer(*stream).close(); });
+}
+
+void HttpsServer::Impl::LogThrottled(LogLevel level, std::string_view event, const std::string& source,
+                                     nlohmann::json fields) {
+  uint64_t suppressed = 0;
+  if (!refusal_log_.ShouldLog(absl::StrCat(std::string(event), " ", source), &suppressed)) return;
+  fields["suppressed"] = suppressed;
+  log_->Log(level, event, std::move(fields));
+}
+
+void HttpsServer::Impl::Refuse(Refusal kind, const Endpoints& ep, std::string_view event, nlohmann::json fields) {
+  admission_.Refused(ep.id, kind, std::chrono::steady_clock::now());
+  fields["remote"] = ep.remote_ip;
+  fields["refusal"] = RefusalName(kind);
+  LogThrottled(LogLevel::kWarn, event, ep.source, std::move(fields));
+}
+
 net::awaitable<void> HttpsServer::Impl::RunSession(std::shared_ptr<Stream> stream, uint64_t id) {
   Endpoints ep;
+  ep.id = id;
   {
     beast::error_code ec;
     auto& sock = beast::get_lowest_layer(*stream).socket();
     auto remote = sock.remote_endpoint(ec);
-    if (!ec) ep.remote_ip = remote.address().to_string();
+    if (!ec) {
+      ep.remote_ip = remote.address().to_string();
+      ep.source = text::SourceKey(ToAddress16(remote.address()));
+    }
     auto local = sock.local_endpoint(ec);
     if (!ec) {
       ep.local_ip = local.address().to_string();
@@ -317,7 +405,7 @@ net::awaitable<void> HttpsServer::Impl::RunSession(std::shared_ptr<Stream> strea
   UnregisterIdle(id);
   beast::error_code ec;
   beast::get_lowest_layer(*stream).socket().close(ec);
-  ConnectionClosed();
+  ConnectionClosed(id);
 }
 
 void HttpsServer::Impl::RegisterIdle(uint64_t id, const std::shared_ptr<Stream>& stream) {
@@ -365,31 +453,12 @@ absl::StatusOr<Caller> HttpsServer::Impl::ResolveRequestCaller(const http::reque
   auto caller = ResolveCaller(tls_peer, ep.remote_ip, forwarded, trusted_proxy_pins_);
   if (caller.ok() && caller->forwarded_ignored) {
     // A balancer left out of api.trusted_proxy_pins sends these on every request: say so once
-    // a minute per certificate, with the count of what was not said.
-    uint64_t suppressed = 0;
-    bool say = false;
-    {
-      std::lock_guard lock(mu_);
-      const auto now = std::chrono::steady_clock::now();
-      if (ignored_forwarded_.size() >= kMaxIgnoredForwardedPins) ignored_forwarded_.clear();
-      IgnoredForwarded& entry = ignored_forwarded_[tls_peer.pin];
-      if (entry.last_logged == std::chrono::steady_clock::time_point{} ||
-          now - entry.last_logged >= kIgnoredForwardedLogInterval) {
-        say = true;
-        suppressed = entry.suppressed;
-        entry = {now, 0};
-      } else {
-        entry.suppressed++;
-      }
-    }
-    if (say) {
-      log_->Warn(
-          "forwarded_identity_ignored",
-          {{"remote", ep.remote_ip},
-           {"client_pin", tls_peer.pin},
-           {"suppressed", suppressed},
-           {"reason", "X-Adcsc-Client-* headers are believed only from a certificate in api.trusted_proxy_pins"}});
-    }
+    // per interval per certificate, with the count of what was not said.
+    LogThrottled(
+        LogLevel::kWarn, "forwarded_identity_ignored", tls_peer.pin,
+        {{"remote", ep.remote_ip},
+         {"client_pin", tls_peer.pin},
+         {"reason", "X-Adcsc-Client-* headers are believed only from a certificate in api.trusted_proxy_pins"}});
   }
   return caller;
 }
@@ -430,21 +499,32 @@ static net::awaitable<ApiResponse> HandleOnWorker(ApiService* service, const Api
   co_return service->Handle(*request);
 }
 
-net::awaitable<std::optional<ClientAuthResult>> HttpsServer::Impl::Handshake(Stream& stream, const Endpoints& ep) {
+net::awaitable<std::optional<ClientAuthResult>> HttpsServer::Impl::Handshake(Stream& stream, uint64_t id,
+                                                                             const Endpoints& ep) {
   beast::error_code ec;
   beast::get_lowest_layer(stream).expires_after(config_.handshake_timeout);
   co_await stream.async_handshake(ssl::stream_base::server, net::redirect_error(net::use_awaitable, ec));
   if (ec) {
     counters_.handshake_failures++;
+    admission_.Refused(id, Refusal::kHandshakeFailed, std::chrono::steady_clock::now());
     log_->Debug("tls_handshake_failed", {{"remote", ep.remote_ip}, {"error", ec.message()}});
     co_return std::nullopt;
   }
   if (SSL_session_reused(stream.native_handle())) counters_.handshakes_resumed++;
-  co_return authorizer_->AuthorizeSsl(stream.native_handle());
+  ClientAuthResult auth = authorizer_->AuthorizeSsl(stream.native_handle());
+  if (auth.ok) {
+    // Out of the shared pool; a connection evicted during its handshake ends here.
+    if (!admission_.Mapped(id)) co_return std::nullopt;
+  } else {
+    // Charged now; the API logs the refusal (once per source per interval) and answers 403.
+    admission_.Refused(id, Refusal::kUnmappedCertificate, std::chrono::steady_clock::now());
+  }
+  co_return auth;
 }
 
 net::awaitable<bool> HttpsServer::Impl::AwaitRequest(const std::shared_ptr<Stream>& stream, beast::flat_buffer& buffer,
-                                                     uint64_t id, bool first_request) {
+                                                     const Endpoints& ep, bool first_request) {
+  const uint64_t id = ep.id;
   // While stopping, a connection still gets to send its first request (Jamf Pro opens a
   // connection per request, so one that was just accepted carries a request in flight);
   // a kept-alive connection is closed instead of waiting for another.
@@ -466,6 +546,11 @@ net::awaitable<bool> HttpsServer::Impl::AwaitRequest(const std::shared_ptr<Strea
     beast::error_code ec;
     auto got =
         co_await stream->async_read_some(buffer.prepare(kReadChunk), net::redirect_error(net::use_awaitable, ec));
+    if (ec == beast::error::timeout && first_request && !shutting_down_) {
+      // Connected, shook hands and sent nothing: the way to hold a connection open for free.
+      counters_.header_timeouts++;
+      Refuse(Refusal::kSlowClient, ep, "slow_client", {{"reason", "no request within api.header_timeout_ms"}});
+    }
     if (ec) co_return false;  // closed, idle timeout, or shutdown cancelled the wait
     buffer.commit(got);
   }
@@ -484,8 +569,8 @@ net::awaitable<HttpsServer::Impl::ReadOutcome> HttpsServer::Impl::ReadRequest(
   co_await http::async_read_header(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
   if (ec == beast::error::timeout) {
     counters_.header_timeouts++;
-    log_->Warn("slow_client",
-               {{"remote", ep.remote_ip}, {"reason", "request headers not complete within api.header_timeout_ms"}});
+    Refuse(Refusal::kSlowClient, ep, "slow_client",
+           {{"reason", "request headers not complete within api.header_timeout_ms"}});
     co_return ReadOutcome::kDrop;
   }
   if (ec == http::error::header_limit) {
@@ -525,8 +610,8 @@ net::awaitable<HttpsServer::Impl::ReadOutcome> HttpsServer::Impl::ReadRequest(
   }
   if (ec) {
     if (ec == beast::error::timeout) {
-      log_->Warn("slow_client",
-                 {{"remote", ep.remote_ip}, {"reason", "request body not complete within api.request_timeout_ms"}});
+      Refuse(Refusal::kSlowClient, ep, "slow_client",
+             {{"reason", "request body not complete within api.request_timeout_ms"}});
     }
     co_return ReadOutcome::kClose;
   }
@@ -585,11 +670,11 @@ net::awaitable<bool> HttpsServer::Impl::Respond(Stream& stream, const http::requ
 // client or a limit ends it, then the TLS close.
 net::awaitable<void> HttpsServer::Impl::Session(std::shared_ptr<Stream> stream_ptr, uint64_t id, const Endpoints& ep) {
   Stream& stream = *stream_ptr;
-  const std::optional<ClientAuthResult> auth = co_await Handshake(stream, ep);
+  const std::optional<ClientAuthResult> auth = co_await Handshake(stream, id, ep);
   if (!auth.has_value()) co_return;
   beast::flat_buffer buffer;
   for (bool first_request = true;; first_request = false) {
-    if (!co_await AwaitRequest(stream_ptr, buffer, id, first_request)) break;
+    if (!co_await AwaitRequest(stream_ptr, buffer, ep, first_request)) break;
     const auto started = std::chrono::steady_clock::now();
     http::request_parser<http::string_body> parser;
     const ReadOutcome read = co_await ReadRequest(stream, buffer, parser, *auth, ep, started);
@@ -598,6 +683,8 @@ net::awaitable<void> HttpsServer::Impl::Session(std::shared_ptr<Stream> stream_p
     const http::request<http::string_body> req = parser.release();
     if (!co_await Respond(stream, req, *auth, ep, started)) break;
   }
+  // A refused client has had its answer: no waiting for its close_notify.
+  if (!auth->ok) co_return;
   beast::error_code ec;
   beast::get_lowest_layer(stream).expires_after(kTlsShutdownTimeout);
   co_await stream.async_shutdown(net::redirect_error(net::use_awaitable, ec));
@@ -664,5 +751,6 @@ bool HttpsServer::WaitIdle(std::chrono::milliseconds grace) { return impl_->Wait
 void HttpsServer::Stop() { impl_->Stop(); }
 size_t HttpsServer::active_connections() const { return impl_->active_.load(); }
 const ServerCounters& HttpsServer::counters() const { return impl_->counters_; }
+uint64_t HttpsServer::refusals(Refusal kind) const { return impl_->admission_.refusals(kind); }
 
 }  // namespace adcsc::node

@@ -1,7 +1,8 @@
 // The API port: HTTPS (TLS 1.2/1.3 only, client certificate required at the handshake)
 // with HTTP/1.1 keep-alive on Boost.Beast. One coroutine per connection on its own strand;
 // requests are handed to a worker pool (CA calls may block) and answered by ApiService.
-// Limits (body size, header/idle/request timeouts, connection cap) come from ApiConfig.
+// Limits (body size, header/idle/request timeouts, connection caps) come from ApiConfig;
+// who may hold a connection is connection_admission.h's decision.
 //
 // Thread-safety: Start/BeginShutdown/WaitIdle/Stop are called from one controlling thread.
 #pragma once
@@ -15,13 +16,14 @@
 #include "node/api/api_service.h"
 #include "node/config/config.h"
 #include "node/http/client_auth.h"
+#include "node/http/connection_admission.h"
 #include "node/log/logging.h"
 
 namespace adcsc::node {
 
 struct ServerCounters {
   std::atomic<uint64_t> connections_accepted{0};
-  std::atomic<uint64_t> connections_refused{0};  // over max_connections
+  std::atomic<uint64_t> connections_refused{0};  // closed at accept (admission; see refusals())
   std::atomic<uint64_t> handshake_failures{0};
   std::atomic<uint64_t> handshakes_resumed{0};
   std::atomic<uint64_t> requests{0};
@@ -52,6 +54,8 @@ class HttpsServer {
 
   size_t active_connections() const;
   const ServerCounters& counters() const;
+  // Connections turned away or ended by admission and the refusals charged to sources, by kind.
+  uint64_t refusals(Refusal kind) const;
 
  private:
   class Impl;

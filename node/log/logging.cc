@@ -11,6 +11,7 @@
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
+#include "node/log/log_throttle.h"
 #include "node/pki/absl_view.h"
 #include "spdlog/details/file_helper.h"
 #include "spdlog/sinks/base_sink.h"
@@ -74,6 +75,9 @@ spdlog::level::level_enum SpdLevel(LogLevel l) {
 // Fields a client chooses (path, query, User-Agent, Referer, certificate name) are cut to
 // this length, so one request cannot write an arbitrarily long line.
 constexpr size_t kMaxW3cFieldBytes = 512;
+
+// A string field of an event-log line is cut to this length (with a note of its full size).
+constexpr size_t kMaxEventFieldBytes = 2048;
 
 // W3C fields may not contain spaces; IIS writes '+' for them. Other control characters
 // would break the line and become '?'.
@@ -211,7 +215,14 @@ void EventLog::Log(LogLevel level, std::string_view event, nlohmann::json fields
   line["node"] = node_id_;
   line["event"] = event;
   if (fields.is_object()) {
-    for (auto& [k, v] : fields.items()) line[k] = v;
+    for (auto& [k, v] : fields.items()) {
+      // No field makes a line longer than this, whatever a client put into it.
+      if (v.is_string() && v.get_ref<const std::string&>().size() > kMaxEventFieldBytes) {
+        line[k] = UntrustedField(v.get_ref<const std::string&>(), kMaxEventFieldBytes);
+      } else {
+        line[k] = v;
+      }
+    }
   }
   logger_->log(SpdLevel(level), "{}", line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace));
 }

@@ -73,6 +73,13 @@ NodeMetrics::NodeMetrics()
                            .Name("adcsc_api_open_connections")
                            .Help("Connections open on the API port")
                            .Register(*registry_)),
+      api_refusals_(BuildGauge()
+                        .Name("adcsc_api_refusals")
+                        .Help("Connections the API port turned away or ended, and refusals charged to a "
+                              "source, since the node started, by kind: connection_cap, source_connections, "
+                              "source_rate (closed at accept), evicted, unmapped_certificate, handshake_failed, "
+                              "slow_client (docs/security.md, Connection admission)")
+                        .Register(*registry_)),
       ca_idle_(BuildGauge()
                    .Name("adcsc_ca_pool_idle_connections")
                    .Help("Authenticated CA connections waiting in the pool, by CA host")
@@ -126,6 +133,9 @@ std::string NodeMetrics::Scrape(const ScrapeState& state) {
     }
   }
   if (state.api_connections >= 0) api_connections_.Add({}).Set(static_cast<double>(state.api_connections));
+  for (const auto& [kind, count] : state.api_refusals) {
+    api_refusals_.Add({{"kind", kind}}).Set(static_cast<double>(count));
+  }
   for (const auto& [host, idle] : state.ca_idle_connections) {
     ca_idle_.Add({{"host", host}}).Set(static_cast<double>(idle));
   }

@@ -1,6 +1,7 @@
 // The API's HTTPS server with real TLS on loopback: its named limits (headers above 16 KiB,
 // the connection cap, the header timeout), 100-continue for a mapped client and none for a
-// refused one, keep-alive, and the 403 a client without a certificate gets. The client is
+// refused one, keep-alive, the 403 a client without a certificate gets, and admission
+// (unmapped clients never take the reserve, per-source caps and refusal budgets). The client is
 // OpenSSL driven directly, so each test writes exactly the bytes it needs. Every wait is a
 // read with a deadline.
 #include "node/http/https_server.h"
@@ -74,7 +75,8 @@ bool WaitFor(Condition condition, std::chrono::milliseconds deadline = kAnswerDe
 // One TLS connection to the server, blocking, with a deadline on every read.
 class TlsConnection {
  public:
-  TlsConnection(uint16_t port, const Identity* client) {
+  // `source`: the loopback address to connect from (admission counts by source).
+  TlsConnection(uint16_t port, const Identity* client, const char* source = nullptr) {
     ctx_ = SSL_CTX_new(TLS_client_method());
     SSL_CTX_set_verify(ctx_, SSL_VERIFY_NONE, nullptr);
     if (client != nullptr) {
@@ -82,6 +84,12 @@ class TlsConnection {
       SSL_CTX_use_PrivateKey(ctx_, client->key.get());
     }
     fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    if (source != nullptr) {
+      sockaddr_in from{};
+      from.sin_family = AF_INET;
+      inet_pton(AF_INET, source, &from.sin_addr);
+      bind(fd_, reinterpret_cast<sockaddr*>(&from), sizeof from);
+    }
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(port);
@@ -194,8 +202,8 @@ class HttpsServerTest : public ::testing::Test {
   void TearDown() override {
     if (server_) server_->Stop();
   }
-  std::unique_ptr<TlsConnection> Connect(const Identity* who) {
-    auto c = std::make_unique<TlsConnection>(server_->port(), who);
+  std::unique_ptr<TlsConnection> Connect(const Identity* who, const char* source = nullptr) {
+    auto c = std::make_unique<TlsConnection>(server_->port(), who, source);
     EXPECT_TRUE(c->Handshake());
     return c;
   }
@@ -278,8 +286,16 @@ TEST_F(HttpsServerTest, ARefusedClientGetsItsAnswerInsteadOf100ContinueAndIsClos
 TEST_F(HttpsServerTest, ANewConnectionOverTheCapIsClosedAtOnce) {
   config_.api.max_connections = 2;
   Start();
-  auto a = Connect(&jamf_);
-  auto b = Connect(&jamf_);
+  // One after the other, each answered before the next connects: the server has found it
+  // mapped by then (a client can finish its TLS 1.3 handshake before the server has read its
+  // Finished; until then the connection is unverified, and with one shared slot a second
+  // new connection would take that slot's place).
+  std::unique_ptr<TlsConnection> a, b;
+  for (auto* c : {&a, &b}) {
+    *c = Connect(&jamf_);
+    ASSERT_TRUE((*c)->Send(kVersion));
+    ASSERT_EQ((*c)->ReadUntil("}").rfind("HTTP/1.1 200", 0), 0u);
+  }
   TlsConnection third(server_->port(), &jamf_);
   EXPECT_FALSE(third.Handshake()) << "the third connection got through the cap";
   EXPECT_EQ(server_->counters().connections_refused.load(), 1u);
@@ -306,6 +322,69 @@ TEST_F(HttpsServerTest, AConnectionThatNeverSendsIsClosedAfterTheHeaderTimeout) 
   Start();
   auto c = Connect(&jamf_);
   EXPECT_TRUE(c->ClosedByServer());
+}
+
+TEST_F(HttpsServerTest, UnmappedConnectionsNeverTakeTheSlotsReservedForMappedClients) {
+  config_.api.max_connections = 6;
+  config_.api.reserved_connections = 3;
+  Start();
+  const Identity stranger = MakeCa("stranger.example.test");
+  // Eight strangers from eight sources shake hands and sit there, more than the cap: the
+  // three shared slots keep the newest three, the older ones are closed to make room.
+  std::vector<std::unique_ptr<TlsConnection>> strangers;
+  for (int i = 0; i < 8; ++i) {
+    const std::string source = "127.0.1." + std::to_string(i + 1);
+    strangers.push_back(Connect(&stranger, source.c_str()));
+  }
+  ASSERT_TRUE(WaitFor([&] { return server_->refusals(Refusal::kEvicted) >= 5; }));
+  EXPECT_TRUE(strangers.front()->ClosedByServer());
+  // Three mapped clients still get in and are served, at once and together.
+  std::vector<std::unique_ptr<TlsConnection>> jamf;
+  for (int i = 0; i < 3; ++i) {
+    jamf.push_back(Connect(&jamf_));
+    ASSERT_TRUE(jamf.back()->Send(kVersion));
+    EXPECT_EQ(jamf.back()->ReadUntil("}").rfind("HTTP/1.1 200", 0), 0u);
+  }
+  EXPECT_EQ(server_->refusals(Refusal::kConnectionCap), 0u);
+}
+
+TEST_F(HttpsServerTest, ASourceHoldsAtMostItsShareOfConnectionsNotYetMapped) {
+  config_.api.max_connections_per_source = 2;
+  Start();
+  const Identity stranger = MakeCa("stranger.example.test");
+  auto a = Connect(&stranger, "127.0.2.1");
+  auto b = Connect(&stranger, "127.0.2.1");
+  TlsConnection third(server_->port(), &stranger, "127.0.2.1");
+  EXPECT_FALSE(third.Handshake()) << "a third connection from the same source got in";
+  EXPECT_EQ(server_->refusals(Refusal::kSourceConnections), 1u);
+  auto other = Connect(&jamf_, "127.0.2.2");
+  ASSERT_TRUE(other->Send(kVersion));
+  EXPECT_EQ(other->ReadUntil("}").rfind("HTTP/1.1 200", 0), 0u);
+}
+
+TEST_F(HttpsServerTest, ASourceThatSpentItsRefusalBudgetIsClosedBeforeTheHandshake) {
+  config_.api.refusals_per_source_per_s = 1;
+  config_.api.refusal_burst = 3;
+  Start();
+  const Identity stranger = MakeCa("stranger.example.test");
+  // Three refused requests spend the budget (each is a 403 and a closed connection).
+  for (int i = 0; i < 3; ++i) {
+    auto c = Connect(&stranger, "127.0.3.1");
+    ASSERT_TRUE(c->Send(kVersion));
+    EXPECT_EQ(c->ReadUntil("}").rfind("HTTP/1.1 403", 0), 0u);
+    EXPECT_TRUE(c->ClosedByServer());
+  }
+  TlsConnection next(server_->port(), &stranger, "127.0.3.1");
+  EXPECT_FALSE(next.Handshake());
+  EXPECT_GE(server_->refusals(Refusal::kSourceRate), 1u);
+  EXPECT_EQ(server_->refusals(Refusal::kUnmappedCertificate), 3u);
+  // Another address is not held to that source's budget, and a mapped client never is.
+  auto other = Connect(&stranger, "127.0.3.2");
+  ASSERT_TRUE(other->Send(kVersion));
+  EXPECT_EQ(other->ReadUntil("}").rfind("HTTP/1.1 403", 0), 0u);
+  auto jamf = Connect(&jamf_, "127.0.3.3");
+  ASSERT_TRUE(jamf->Send(kVersion));
+  EXPECT_EQ(jamf->ReadUntil("}").rfind("HTTP/1.1 200", 0), 0u);
 }
 
 }  // namespace
