@@ -29,8 +29,14 @@ class ApiServiceTest : public ::testing::Test {
   void SetUp() override {
     config_.node_id = "node-a";
     config_.ca.identity = "EXAMPLE\\svc-adcsc";
-    config_.ca.allow.push_back({"ca1.example.com", "Example-CA", {"JamfDevice", "Other"}});
-    config_.ca.allow.push_back({"ca2.example.com", "Standalone-CA", {}});
+    config_.ca.allow.resize(2);
+    config_.ca.allow[0].dc = "ca1.example.com";
+    config_.ca.allow[0].ca = "Example-CA";
+    config_.ca.allow[0].templates = {"JamfDevice", "Other"};
+    config_.ca.allow[0].key = "ca.allow[0]";
+    config_.ca.allow[1].dc = "ca2.example.com";
+    config_.ca.allow[1].ca = "Standalone-CA";
+    config_.ca.allow[1].key = "ca.allow[1]";
     adcsc::store::StoreOptions o;
     o.path = dir_.path() / "store.db";
     o.node_id = "node-a";
