@@ -275,6 +275,12 @@ void ReadCa(TomlReader& r, const toml::table& ca, const std::filesystem::path& d
       r.String(*t, "ca", key + ".ca", &entry.ca, true);
       r.Strings(*t, "templates", key + ".templates", &entry.templates);
       ReadSigningPolicy(r, *t, key + ".", &entry.policy);
+      for (const AllowedCa& earlier : out->allow) {
+        if (!entry.dc.empty() && absl::EqualsIgnoreCase(earlier.dc, entry.dc) && earlier.ca == entry.ca) {
+          r.Error(key, absl::StrCat("lists ", entry.dc, "\\", entry.ca, " again (as ", earlier.key,
+                                    " does); one entry per CA, with one signing policy"));
+        }
+      }
       out->allow.push_back(std::move(entry));
     }
   }

@@ -226,6 +226,18 @@ san_x400 = []
   }
 }
 
+TEST_F(ConfigTest, ACaIsListedOnceSoItHasOnePolicy) {
+  std::string text = Valid();
+  const std::string at = "[ca.local]";
+  text.replace(text.find(at), 0, "[[ca.allow]]\ndc = \"CA1.example.com\"\nca = \"Example-CA\"\n\n");
+  auto c = Parse(text);
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(
+      std::string(c.status().message()).find("ca.allow[1]: lists CA1.example.com\\Example-CA again (as ca.allow[0]"),
+      std::string::npos)
+      << c.status();
+}
+
 TEST_F(ConfigTest, APolicyThatRefusesEverythingIsAnError) {
   auto c = Parse(WithAllowKeys(Valid(), "subject_patterns = []\nkey_types = []\nmin_rsa_bits = 512"));
   ASSERT_FALSE(c.ok());
