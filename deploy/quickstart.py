@@ -219,6 +219,22 @@ identity = "QUICKSTART\\\\svc-adcsc"
 dc = "{DC}"
 ca = "{CA_NAME}"
 templates = ["{TEMPLATE}", "JamfDevicePending"]
+# Signing policy (docs/security.md, "Writing a signing policy"): what Jamf Pro's device and
+# computer profiles ask for and nothing more. Subjects are CN=<name>, optionally followed by
+# OU and O; DNS and email SANs as the profile's variables fill them in; no UPN, IP, URI or
+# SID URI SAN, no requested validity. Narrow the patterns to your own names.
+subject_patterns = ["CN=*", "CN=*,O=*", "CN=*,OU=*,O=*"]
+san_dns = ["*"]
+san_email = ["*"]
+san_uri = []
+san_upn = []
+san_ip = []
+allow_sid_uri = false
+key_types = ["rsa", "ec"]
+min_rsa_bits = 2048
+max_rsa_bits = 4096
+ec_curves = ["P-256", "P-384"]
+requested_validity = "refuse"
 
 [ca.icpr]
 password_file = "{password_file}"

@@ -171,7 +171,10 @@ struct CallLog {
     fields["outcome"] = r.outcome;
     fields["http_status"] = r.status;
     fields["latency_ms"] = latency_ms;
-    log->Log(r.status >= 500 ? LogLevel::kError : r.status >= 400 ? LogLevel::kWarn : LogLevel::kInfo, "api", fields);
+    log->Log(level.value_or(r.status >= 500   ? LogLevel::kError
+                            : r.status >= 400 ? LogLevel::kWarn
+                                              : LogLevel::kInfo),
+             "api", fields);
     if (observer != nullptr) {
       const double ca_ms = fields.contains("ca_ms") ? fields["ca_ms"].get<double>() : -1.0;
       observer->ObserveCall(endpoint, r.outcome, r.status, latency_ms, ca_ms);
@@ -181,6 +184,7 @@ struct CallLog {
 
   EventLog* log;
   ApiObserver* observer;
+  std::optional<LogLevel> level;  // set: the line's level whatever the status
   const char* endpoint;
   std::chrono::steady_clock::time_point started;
   Json fields;
@@ -306,10 +310,30 @@ absl::StatusOr<ApiService::CheckedSubmit> ApiService::CheckSubmit(const ApiReque
   if (!der.ok()) return absl::InvalidArgumentError(absl::StrCat("pkcs10: ", std::string(der.status().message())));
   auto csr = adcsc::pki::CheckCsr(*der);
   if (!csr.ok()) return absl::InvalidArgumentError(absl::StrCat("pkcs10: ", std::string(csr.status().message())));
+  s.allowed = allowed;
+  s.csr = std::move(*csr);
   const adcsc::pki::Sha256Digest digest = adcsc::pki::Sha256(adcsc::pki::ByteView(*der));
   s.csr_sha256.assign(digest.begin(), digest.end());
   s.csr_der = std::move(*der);
   return s;
+}
+
+std::optional<ApiResponse> ApiService::DenyOutsidePolicy(const CheckedSubmit& s, CallLog* call) {
+  const adcsc::pki::PolicyDecision decision = adcsc::pki::EvaluateCsrPolicy(s.allowed->policy, s.allowed->key, s.csr);
+  if (decision.allowed) return std::nullopt;
+  call->fields["request_id"] = 0;
+  call->fields["policy_rule"] = decision.rule;
+  call->fields["policy_reason"] = decision.reason;  // CSR text in it is quoted and cut short
+  call->fields["subject"] = s.csr.subject.substr(0, adcsc::pki::kMaxQuotedChars);
+  call->level = LogLevel::kWarn;
+  if (observer_ != nullptr) observer_->ObservePolicyDenial(decision.rule);
+  // As the CA would deny it, so Jamf Pro reports it the same way; the message says why.
+  return call->Finish(Make(200,
+                           WithRequestIdJson(DispositionStatus(Disposition::kDenied),
+                                             absl::StrCat(pki::AbslView(DispositionMessage(Disposition::kDenied)),
+                                                          " by the connector's signing policy: ", decision.reason),
+                                             0),
+                           "policy_denied"));
 }
 
 namespace {
@@ -358,6 +382,8 @@ ApiResponse ApiService::Submit(const ApiRequest& request) {
   auto checked = CheckSubmit(request, &fields);
   if (!checked.ok()) return finish(BadRequest(std::string(checked.status().message())));
   const CheckedSubmit& s = *checked;
+  // The signing policy first: a CSR outside it reaches no dedupe, lease, intent or CA.
+  if (std::optional<ApiResponse> denied = DenyOutsidePolicy(s, &call)) return *denied;
 
   const int64_t window_ms = std::chrono::duration_cast<std::chrono::milliseconds>(config_.ca.dedupe_window).count();
   const int64_t not_before_ms = clock_->NowUnixMillis() - window_ms;

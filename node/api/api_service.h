@@ -18,6 +18,7 @@
 #include "node/config/config.h"
 #include "node/log/log_throttle.h"
 #include "node/log/logging.h"
+#include "node/pki/csr_policy.h"
 #include "store/clock.h"
 #include "store/request_store.h"
 
@@ -69,6 +70,9 @@ class ApiObserver {
   // call made no CA call.
   virtual void ObserveCall(std::string_view endpoint, std::string_view outcome, int http_status, double latency_ms,
                            double ca_ms) = 0;
+  // A submit the signing policy denied (before ObserveCall for it); `rule` as in
+  // pki::PolicyDecision, e.g. "san_upn".
+  virtual void ObservePolicyDenial(std::string_view rule) {}
 };
 
 // What a service talks to besides the CA and its own store; each is optional.
@@ -116,6 +120,8 @@ class ApiService {
 
   // A submit's request, checked: parsed, on the allowlist, its CSR decoded and verified.
   struct CheckedSubmit {
+    const AllowedCa* allowed = nullptr;  // its allowlist entry (config_ owns it); null for an open intent
+    adcsc::pki::CsrFacts csr;            // what the CSR asks for (empty for an open intent)
     std::string ca_config;
     std::string template_name;
     adcsc::ca::CaTarget target;
@@ -125,6 +131,10 @@ class ApiService {
   };
   // InvalidArgument with the BAD_REQUEST message when the request is not acceptable.
   absl::StatusOr<CheckedSubmit> CheckSubmit(const ApiRequest& request, nlohmann::json* fields) const;
+  // The answer to a CSR its allowlist entry's signing policy refuses: what a CA denial looks
+  // like (CR_DISP_DENIED, request-id 0) with the rule named, logged at warn and counted; or
+  // nullopt when the policy allows it.
+  std::optional<ApiResponse> DenyOutsidePolicy(const CheckedSubmit& s, CallLog* call);
   // An earlier request of the same CSR (CA config, template, digest) since `not_before_ms`, in
   // this node's store or (with `ask_peers`) at a peer; nullopt when there is none to reuse.
   absl::StatusOr<std::optional<adcsc::store::RequestRecord>> FindEarlierSubmit(const CheckedSubmit& s,

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -81,6 +82,75 @@ size_t ReadPins(TomlReader& r, const toml::table& t, std::string_view key, std::
     }
   }
   return pins.size();
+}
+
+// A list of glob patterns (node/pki/csr_policy.h) at `table`[key]; each bad one is reported
+// with its index. Absent: `out` keeps its default.
+void ReadPatterns(TomlReader& r, const toml::table& t, std::string_view key, const std::string& full, bool subject,
+                  std::vector<std::string>* out) {
+  r.Strings(t, key, full, out);
+  for (size_t i = 0; t.contains(key) && i < out->size(); ++i) {
+    if (absl::Status s = pki::CheckPattern((*out)[i], subject); !s.ok()) {
+      r.Error(absl::StrCat(full, "[", i, "]"), pki::StdView(s.message()));
+    }
+  }
+}
+
+// The signing policy keys of one [[ca.allow]] entry (`prefix` is e.g. "ca.allow[0].").
+void ReadSigningPolicy(TomlReader& r, const toml::table& t, const std::string& prefix, pki::CsrPolicy* out) {
+  ReadPatterns(r, t, "subject_patterns", prefix + "subject_patterns", true, &out->subject_patterns);
+  if (out->subject_patterns.empty()) {
+    r.Error(prefix + "subject_patterns", "an empty list refuses every request (use [\"**\"] for any subject)");
+  }
+  ReadPatterns(r, t, "san_dns", prefix + "san_dns", false, &out->san_dns);
+  ReadPatterns(r, t, "san_email", prefix + "san_email", false, &out->san_email);
+  ReadPatterns(r, t, "san_uri", prefix + "san_uri", false, &out->san_uri);
+  ReadPatterns(r, t, "san_upn", prefix + "san_upn", false, &out->san_upn);
+  ReadPatterns(r, t, "san_ip", prefix + "san_ip", false, &out->san_ip);
+  for (size_t i = 0; i < out->san_uri.size(); ++i) {
+    if (absl::StartsWithIgnoreCase(out->san_uri[i], "tag:microsoft.com")) {
+      r.Error(absl::StrCat(prefix, "san_uri[", i, "]"),
+              "SID URIs (tag:microsoft.com,2022-09-14:sid:...) are allowed with allow_sid_uri = true, not by pattern");
+    }
+  }
+  r.Bool(t, "allow_sid_uri", prefix + "allow_sid_uri", &out->allow_sid_uri);
+  r.Strings(t, "key_types", prefix + "key_types", &out->key_types);
+  for (size_t i = 0; i < out->key_types.size(); ++i) {
+    std::string& type = out->key_types[i];
+    type = absl::AsciiStrToLower(type);
+    if (type != "rsa" && type != "ec" && type != "ed25519" && type != "ed448") {
+      r.Error(absl::StrCat(prefix, "key_types[", i, "]"),
+              absl::StrCat("unknown key type \"", type, "\" (use rsa, ec, ed25519 or ed448)"));
+    }
+  }
+  if (out->key_types.empty()) r.Error(prefix + "key_types", "an empty list refuses every request");
+  r.Int(t, "min_rsa_bits", prefix + "min_rsa_bits", &out->min_rsa_bits, 1024, 16384);
+  r.Int(t, "max_rsa_bits", prefix + "max_rsa_bits", &out->max_rsa_bits, 1024, 16384);
+  if (out->min_rsa_bits > out->max_rsa_bits) {
+    r.Error(prefix + "min_rsa_bits", absl::StrCat("is ", out->min_rsa_bits, ", more than max_rsa_bits (",
+                                                  out->max_rsa_bits, "): no RSA key could pass"));
+  }
+  r.Strings(t, "ec_curves", prefix + "ec_curves", &out->ec_curves);
+  for (size_t i = 0; i < out->ec_curves.size(); ++i) {
+    std::string canonical = pki::CanonicalCurveName(out->ec_curves[i]);
+    if (canonical.empty()) {
+      r.Error(absl::StrCat(prefix, "ec_curves[", i, "]"),
+              absl::StrCat("unknown curve \"", out->ec_curves[i], "\" (use P-256, P-384 or P-521)"));
+    }
+    out->ec_curves[i] = std::move(canonical);
+  }
+  if (out->ec_curves.empty() && std::find(out->key_types.begin(), out->key_types.end(), "ec") != out->key_types.end()) {
+    r.Error(prefix + "ec_curves", "is empty while key_types allows ec: list the curves, or drop ec from key_types");
+  }
+  std::string validity = out->requested_validity == pki::RequestedValidity::kRefuse ? "refuse" : "ignore";
+  r.String(t, "requested_validity", prefix + "requested_validity", &validity, false);
+  if (validity == "refuse") {
+    out->requested_validity = pki::RequestedValidity::kRefuse;
+  } else if (validity == "ignore") {
+    out->requested_validity = pki::RequestedValidity::kIgnore;
+  } else {
+    r.Error(prefix + "requested_validity", absl::StrCat("unknown value \"", validity, "\" (use refuse or ignore)"));
+  }
 }
 
 void ReadApi(TomlReader& r, const toml::table& api, ApiConfig* out) {
@@ -236,14 +306,24 @@ void ReadCa(TomlReader& r, const toml::table& ca, const std::filesystem::path& d
       std::string key = absl::StrCat("ca.allow[", i, "]");
       const toml::table* t = (*arr)[i].as_table();
       if (t == nullptr) {
-        r.Error(key, "must be a table with dc, ca and optional templates");
+        r.Error(key, "must be a table with dc, ca, optional templates and signing policy keys");
         continue;
       }
-      r.CheckKnown(*t, key + ".", {"dc", "ca", "templates"});
+      r.CheckKnown(*t, key + ".",
+                   {"dc", "ca", "templates", "subject_patterns", "san_dns", "san_email", "san_uri", "san_upn", "san_ip",
+                    "allow_sid_uri", "key_types", "min_rsa_bits", "max_rsa_bits", "ec_curves", "requested_validity"});
       AllowedCa entry;
+      entry.key = key;
       r.String(*t, "dc", key + ".dc", &entry.dc, true);
       r.String(*t, "ca", key + ".ca", &entry.ca, true);
       r.Strings(*t, "templates", key + ".templates", &entry.templates);
+      ReadSigningPolicy(r, *t, key + ".", &entry.policy);
+      for (const AllowedCa& earlier : out->allow) {
+        if (!entry.dc.empty() && absl::EqualsIgnoreCase(earlier.dc, entry.dc) && earlier.ca == entry.ca) {
+          r.Error(key, absl::StrCat("lists ", entry.dc, "\\", entry.ca, " again (as ", earlier.key,
+                                    " does); one entry per CA, with one signing policy"));
+        }
+      }
       out->allow.push_back(std::move(entry));
     }
   }

@@ -11,14 +11,19 @@
 
 #include "absl/status/statusor.h"
 #include "node/ca/local_ca.h"
+#include "node/pki/csr_policy.h"
 
 namespace adcsc::node {
 
-// One CA the connector may talk to (the Jamf "config" object), with its templates.
+// One CA the connector may talk to (the Jamf "config" object), with its templates and the
+// signing policy every CSR sent to it must pass (node/pki/csr_policy.h; absent keys take the
+// policy's restrictive defaults).
 struct AllowedCa {
   std::string dc;                      // CA host FQDN, compared case-insensitively
   std::string ca;                      // CA instance name, compared exactly
   std::vector<std::string> templates;  // empty: any template; else only these
+  adcsc::pki::CsrPolicy policy;
+  std::string key = "ca.allow";  // where it was configured, e.g. "ca.allow[0]": names the policy in denials
 };
 
 struct ApiConfig {

@@ -39,6 +39,11 @@ NodeMetrics::NodeMetrics()
                      .Name("adcsc_ca_errors_total")
                      .Help("API calls that failed at the CA, by endpoint")
                      .Register(*registry_)),
+      policy_denials_(BuildCounter()
+                          .Name("adcsc_policy_denials_total")
+                          .Help("Submits the signing policy of their [[ca.allow]] entry denied before any CA call, by "
+                                "the rule that refused (san_upn, subject_patterns, max_rsa_bits, ...)")
+                          .Register(*registry_)),
       ready_(BuildGauge().Name("adcsc_ready").Help("1 when every health check passes").Register(*registry_)),
       check_ok_(BuildGauge()
                     .Name("adcsc_health_check_ok")
@@ -108,6 +113,10 @@ void NodeMetrics::ObserveCall(std::string_view endpoint, std::string_view outcom
   request_seconds_.Add({{"endpoint", e}}, LatencyBuckets()).Observe(latency_ms / 1000.0);
   if (ca_ms >= 0) ca_seconds_.Add({{"endpoint", e}}, LatencyBuckets()).Observe(ca_ms / 1000.0);
   if (outcome == "ca_error") ca_errors_.Add({{"endpoint", e}}).Increment();
+}
+
+void NodeMetrics::ObservePolicyDenial(std::string_view rule) {
+  policy_denials_.Add({{"rule", std::string(rule)}}).Increment();
 }
 
 std::string NodeMetrics::Scrape(const ScrapeState& state) {

@@ -1,5 +1,6 @@
 #include "node/pki/csr.h"
 
+#include <arpa/inet.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -119,6 +120,174 @@ EvpPkeyPtr DecodeLegacyPublicKey(int pk_nid, const unsigned char* spki, long len
   return key;
 }
 
+// Microsoft's enrollment name/value pair attribute (szOID_ENROLLMENT_NAME_VALUE_PAIR).
+constexpr absl::string_view kNameValuePairOid = "1.3.6.1.4.1.311.13.2.1";
+
+std::string OidText(const ASN1_OBJECT* obj) {
+  char buf[128];
+  const int len = OBJ_obj2txt(buf, sizeof(buf), obj, 1);
+  if (len <= 0 || static_cast<size_t>(len) >= sizeof(buf)) return "(unreadable OID)";
+  return std::string(buf, static_cast<size_t>(len));
+}
+
+std::string StringBytes(const ASN1_STRING* s) {
+  return std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
+                     static_cast<size_t>(ASN1_STRING_length(s)));
+}
+
+std::string IpText(const ASN1_OCTET_STRING* ip) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  const int len = ASN1_STRING_length(ip);
+  const unsigned char* data = ASN1_STRING_get0_data(ip);
+  if (len == 4 && inet_ntop(AF_INET, data, buf, sizeof(buf)) != nullptr) return buf;
+  if (len == 16 && inet_ntop(AF_INET6, data, buf, sizeof(buf)) != nullptr) return buf;
+  return absl::StrCat("(", len, "-byte address)");
+}
+
+std::string EcCurveName(const EVP_PKEY* key) {
+  char name[80] = {};
+  size_t len = 0;
+  if (EVP_PKEY_get_group_name(key, name, sizeof(name), &len) != 1) {
+    ERR_clear_error();
+    return "(unknown curve)";
+  }
+  const char* nist = EC_curve_nid2nist(OBJ_txt2nid(name));
+  ERR_clear_error();
+  return nist != nullptr ? nist : std::string(name, len);
+}
+
+CsrSan SanOf(const GENERAL_NAME* gen) {
+  using Type = CsrSan::Type;
+  switch (gen->type) {
+    case GEN_DNS:
+      return {Type::kDns, StringBytes(gen->d.dNSName)};
+    case GEN_EMAIL:
+      return {Type::kEmail, StringBytes(gen->d.rfc822Name)};
+    case GEN_URI:
+      return {Type::kUri, StringBytes(gen->d.uniformResourceIdentifier)};
+    case GEN_IPADD:
+      return {Type::kIp, IpText(gen->d.iPAddress)};
+    case GEN_OTHERNAME: {
+      const OTHERNAME* other = gen->d.otherName;
+      if (OBJ_obj2nid(other->type_id) != NID_ms_upn) return {Type::kOtherName, OidText(other->type_id)};
+      const ASN1_TYPE* v = other->value;
+      if (v == nullptr || v->type != V_ASN1_UTF8STRING) return {Type::kUpn, "(not a UTF8String)"};
+      return {Type::kUpn, StringBytes(v->value.utf8string)};
+    }
+    case GEN_DIRNAME:
+      return {Type::kOther, "directoryName"};
+    case GEN_RID:
+      return {Type::kOther, "registeredID"};
+    case GEN_X400:
+      return {Type::kOther, "x400Address"};
+    case GEN_EDIPARTY:
+      return {Type::kOther, "ediPartyName"};
+  }
+  return {Type::kOther, "(unknown general name)"};
+}
+
+void NoteUndecodable(CsrFacts* facts, absl::string_view what) {
+  if (facts->undecodable.empty()) facts->undecodable = std::string(what);
+}
+
+// One value of an extension request attribute: Extensions.
+void ReadExtensionRequest(const unsigned char* der, long len, CsrFacts* facts) {
+  const unsigned char* p = der;
+  X509ExtensionStackPtr exts(d2i_X509_EXTENSIONS(nullptr, &p, len));
+  if (exts == nullptr || p != der + len) return NoteUndecodable(facts, "an extension request does not decode");
+  for (int i = 0; i < sk_X509_EXTENSION_num(exts.get()); ++i) {
+    X509_EXTENSION* ext = sk_X509_EXTENSION_value(exts.get(), i);
+    const ASN1_OBJECT* obj = X509_EXTENSION_get_object(ext);
+    if (OBJ_obj2nid(obj) != NID_subject_alt_name) {
+      facts->other_extension_oids.push_back(OidText(obj));
+      continue;
+    }
+    GeneralNamesPtr gens(static_cast<GENERAL_NAMES*>(X509V3_EXT_d2i(ext)));
+    if (gens == nullptr) {
+      NoteUndecodable(facts, "a subjectAltName extension does not decode");
+      continue;
+    }
+    for (int j = 0; j < sk_GENERAL_NAME_num(gens.get()); ++j) {
+      facts->subject_alt_names.push_back(SanOf(sk_GENERAL_NAME_value(gens.get(), j)));
+    }
+  }
+}
+
+// A BMPString element at [start, end) as UTF-8.
+bool BmpText(const Element& e, std::string* out) {
+  if (e.xclass != V_ASN1_UNIVERSAL || e.tag != V_ASN1_BMPSTRING || e.constructed) return false;
+  const unsigned char* p = e.start;
+  std::unique_ptr<ASN1_STRING, OpenSslDeleter<ASN1_STRING_free>> s(d2i_ASN1_BMPSTRING(nullptr, &p, e.end - e.start));
+  if (s == nullptr) return false;
+  unsigned char* utf8 = nullptr;
+  const int len = ASN1_STRING_to_UTF8(&utf8, s.get());
+  if (len < 0) return false;
+  out->assign(reinterpret_cast<const char*>(utf8), static_cast<size_t>(len));
+  OPENSSL_free(utf8);
+  return true;
+}
+
+// One value of a name/value pair attribute: SEQUENCE { name BMPString, value BMPString }.
+void ReadNameValuePair(const unsigned char* der, long len, CsrFacts* facts) {
+  const unsigned char* p = der;
+  const unsigned char* const limit = der + len;
+  Element seq, name, value;
+  std::pair<std::string, std::string> pair;
+  if (!ReadElement(&p, limit, &seq) || !IsSequence(seq) || p != limit) {
+    return NoteUndecodable(facts, "a name/value pair attribute does not decode");
+  }
+  const unsigned char* q = seq.contents;
+  if (!ReadElement(&q, seq.end, &name) || !ReadElement(&q, seq.end, &value) || q != seq.end ||
+      !BmpText(name, &pair.first) || !BmpText(value, &pair.second)) {
+    return NoteUndecodable(facts, "a name/value pair attribute does not decode");
+  }
+  facts->name_value_pairs.push_back(std::move(pair));
+}
+
+void ReadAttribute(X509_ATTRIBUTE* attr, CsrFacts* facts) {
+  const ASN1_OBJECT* obj = X509_ATTRIBUTE_get0_object(attr);
+  const int nid = OBJ_obj2nid(obj);
+  const bool extension_request = nid == NID_ext_req || nid == NID_ms_ext_req;
+  const bool name_value = !extension_request && OidText(obj) == kNameValuePairOid;
+  if (!extension_request && !name_value) return;
+  for (int i = 0; i < X509_ATTRIBUTE_count(attr); ++i) {
+    const ASN1_TYPE* value = X509_ATTRIBUTE_get0_type(attr, i);
+    if (value == nullptr || value->type != V_ASN1_SEQUENCE) {
+      NoteUndecodable(facts, "an extension request or name/value pair attribute is not a SEQUENCE");
+      continue;
+    }
+    const ASN1_STRING* seq = value->value.sequence;
+    if (extension_request) {
+      ReadExtensionRequest(ASN1_STRING_get0_data(seq), ASN1_STRING_length(seq), facts);
+    } else {
+      ReadNameValuePair(ASN1_STRING_get0_data(seq), ASN1_STRING_length(seq), facts);
+    }
+  }
+}
+
+// The facts of a verified request from its parts.
+CsrFacts FactsOf(const EVP_PKEY* key, const X509_NAME* subject, const std::vector<X509_ATTRIBUTE*>& attributes) {
+  CsrFacts facts;
+  facts.key_type = KeyAlgorithmName(key);
+  facts.key_bits = EVP_PKEY_get_bits(key);
+  if (EVP_PKEY_get_base_id(key) == EVP_PKEY_EC) facts.ec_curve = EcCurveName(key);
+  facts.subject = NameToString(subject);
+  for (X509_ATTRIBUTE* attr : attributes) ReadAttribute(attr, &facts);
+  ERR_clear_error();
+  return facts;
+}
+
+CsrFacts FactsOf(const ParsedCsr& parsed) {
+  std::vector<X509_ATTRIBUTE*> attributes;
+  for (int i = 0; i < X509_REQ_get_attr_count(parsed.request.get()); ++i) {
+    attributes.push_back(X509_REQ_get_attr(parsed.request.get(), i));
+  }
+  return FactsOf(X509_REQ_get0_pubkey(parsed.request.get()), X509_REQ_get_subject_name(parsed.request.get()),
+                 attributes);
+}
+
+using X509AttributePtr = std::unique_ptr<X509_ATTRIBUTE, OpenSslDeleter<X509_ATTRIBUTE_free>>;
+
 }  // namespace
 
 absl::StatusOr<CsrFacts> CheckCsr(ByteView der) {
@@ -140,11 +309,13 @@ absl::StatusOr<CsrFacts> CheckCsr(ByteView der) {
   if (!ReadElement(&in_tbs, tbs.end, &subject) || !IsSequence(subject)) return Malformed("no subject");
   if (!ReadElement(&in_tbs, tbs.end, &spki) || !IsSequence(spki)) return Malformed("no SubjectPublicKeyInfo");
   // The subject must be a valid Name, and what follows the key the [0] attribute set.
+  X509NamePtr subject_name;
   {
     const unsigned char* q = subject.start;
-    X509NamePtr name(d2i_X509_NAME(nullptr, &q, subject.end - subject.start));
-    if (name == nullptr || q != subject.end) return Malformed("the subject is not a valid Name");
+    subject_name.reset(d2i_X509_NAME(nullptr, &q, subject.end - subject.start));
+    if (subject_name == nullptr || q != subject.end) return Malformed("the subject is not a valid Name");
   }
+  std::vector<X509AttributePtr> attributes;
   if (in_tbs != tbs.end) {
     Element attrs;
     if (!ReadElement(&in_tbs, tbs.end, &attrs) || attrs.xclass != V_ASN1_CONTEXT_SPECIFIC || attrs.tag != 0 ||
@@ -153,9 +324,9 @@ absl::StatusOr<CsrFacts> CheckCsr(ByteView der) {
     }
     const unsigned char* q = attrs.contents;
     while (q < attrs.end) {
-      X509_ATTRIBUTE* attr = d2i_X509_ATTRIBUTE(nullptr, &q, attrs.end - q);
+      X509AttributePtr attr(d2i_X509_ATTRIBUTE(nullptr, &q, attrs.end - q));
       if (attr == nullptr) return Malformed("bad attribute");
-      X509_ATTRIBUTE_free(attr);
+      attributes.push_back(std::move(attr));
     }
   }
   if (!ReadElement(&in_outer, outer.end, &sig_alg) || !IsSequence(sig_alg)) return Malformed("no signature algorithm");
@@ -187,7 +358,7 @@ absl::StatusOr<CsrFacts> CheckCsr(ByteView der) {
     // signature: let OpenSSL's full parser decide and explain.
     absl::StatusOr<ParsedCsr> parsed = ParseVerifiedCsr(der);
     if (!parsed.ok()) return parsed.status();
-    return CsrFacts{parsed->key_type, parsed->key_bits};
+    return FactsOf(*parsed);
   }
   EvpMdCtxPtr ctx(EVP_MD_CTX_new());
   const bool verified = ctx != nullptr && EVP_DigestVerifyInit(ctx.get(), nullptr, md, nullptr, key.get()) == 1 &&
@@ -195,14 +366,13 @@ absl::StatusOr<CsrFacts> CheckCsr(ByteView der) {
                                          static_cast<size_t>(tbs.end - tbs.start)) == 1;
   ERR_clear_error();
   if (!verified) {
-    X509NamePtr name;
-    const unsigned char* n = subject.start;
-    name.reset(d2i_X509_NAME(nullptr, &n, subject.end - subject.start));
     return absl::InvalidArgumentError(absl::StrCat("CSR signature does not verify (the request for \"",
-                                                   NameToString(name.get()),
+                                                   NameToString(subject_name.get()),
                                                    "\" was altered or not signed by its own key)"));
   }
-  return CsrFacts{KeyAlgorithmName(key.get()), EVP_PKEY_get_bits(key.get())};
+  std::vector<X509_ATTRIBUTE*> attribute_views;
+  for (const X509AttributePtr& attr : attributes) attribute_views.push_back(attr.get());
+  return FactsOf(key.get(), subject_name.get(), attribute_views);
 }
 
 absl::StatusOr<Bytes> CsrToDer(X509_REQ* request) {

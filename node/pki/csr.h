@@ -5,6 +5,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -32,10 +33,41 @@ absl::StatusOr<ParsedCsr> ParseCsr(ByteView der);
 // ParseCsr, then InvalidArgument "CSR signature does not verify" unless signature_valid.
 absl::StatusOr<ParsedCsr> ParseVerifiedCsr(ByteView der);
 
-// What the API needs to know about a request before it goes to a CA.
+// One subjectAltName entry a request asks for.
+struct CsrSan {
+  enum class Type {
+    kDns,        // dNSName
+    kEmail,      // rfc822Name
+    kUri,        // uniformResourceIdentifier
+    kIp,         // iPAddress
+    kUpn,        // otherName of type Microsoft UPN (1.3.6.1.4.1.311.20.2.3)
+    kOtherName,  // any other otherName
+    kOther,      // directoryName, registeredID, x400Address, ediPartyName
+  };
+  Type type = Type::kOther;
+  // The text as sent (DNS, email, URI, UPN), the address as text (IP), the otherName's type
+  // OID, or the general name's kind ("directoryName", ...). Untrusted: may hold any bytes.
+  std::string value;
+};
+
+// What the API needs to know about a request before it goes to a CA: its key, and what it
+// asks to have certified (what a signing policy judges, csr_policy.h).
 struct CsrFacts {
   std::string key_type;  // "RSA", "EC", ...
   int key_bits = 0;
+  std::string ec_curve;  // EC keys: "P-256", "P-384", "P-521", or OpenSSL's name of another curve
+  std::string subject;   // RFC 2253, most specific RDN first, e.g. "CN=device-42,O=Example"
+  // From every subjectAltName extension in every extension request attribute (PKCS#9
+  // extensionRequest and Microsoft's 1.3.6.1.4.1.311.2.1.14), in order.
+  std::vector<CsrSan> subject_alt_names;
+  // Other extensions the extension requests carry, as dotted OIDs.
+  std::vector<std::string> other_extension_oids;
+  // Microsoft enrollment name/value pairs (attribute 1.3.6.1.4.1.311.13.2.1), e.g.
+  // {"ValidityPeriod", "Years"}: ADCS reads these as request attributes.
+  std::vector<std::pair<std::string, std::string>> name_value_pairs;
+  // Not empty when an extension request or name/value pair attribute could not be decoded
+  // (the request itself is well-formed; what it asks for is unknown).
+  std::string undecodable;
 };
 
 // Checks that `der` is exactly one well-formed DER PKCS#10 request (version, subject,
@@ -45,6 +77,8 @@ struct CsrFacts {
 // the key with OpenSSL's legacy decoders and verifies the signature over the request's bytes
 // directly, which is several times cheaper than d2i_X509_REQ in OpenSSL 3.0 (whose provider
 // decoder set-up dominates a submit's CPU); anything else goes through ParseVerifiedCsr.
+// The facts include the request's subject, SANs and name/value pairs; an attribute whose
+// contents do not decode is not an error here (see CsrFacts::undecodable).
 absl::StatusOr<CsrFacts> CheckCsr(ByteView der);
 
 // A DER PKCS#10 request for `key` with subject CN=<common_name> and, when `dns_sans` is not

@@ -414,7 +414,9 @@ int Main(int argc, char** argv) {
         adcsc::node::Config config;
         config.node_id = "bench";
         config.ca.identity = "BENCH\\svc";
-        config.ca.allow.push_back({kDc, kCa, {}});
+        config.ca.allow.emplace_back();
+        config.ca.allow.back().dc = kDc;
+        config.ca.allow.back().ca = kCa;
         auto log = adcsc::node::EventLog::Open(dir.path() / "service.log", adcsc::node::LogLevel::kWarn, "bench");
         adcsc::node::ApiService service(config, ca->get(), store->get(), log->get(), SystemClock::Default());
         adcsc::node::ClientAuthResult auth;

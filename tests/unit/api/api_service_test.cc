@@ -24,13 +24,45 @@ namespace {
 using adcsc::ca::Disposition;
 using nlohmann::json;
 
+// A DER CSR for `key` with subject CN=<cn> and a UPN otherName SAN.
+absl::StatusOr<adcsc::pki::Bytes> MakeCsrWithUpn(EVP_PKEY* key, const std::string& cn, const std::string& upn) {
+  adcsc::pki::X509ReqPtr req(X509_REQ_new());
+  adcsc::pki::X509NamePtr name(X509_NAME_new());
+  X509_NAME_add_entry_by_txt(name.get(), "CN", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(cn.c_str()), -1,
+                             -1, 0);
+  X509_REQ_set_subject_name(req.get(), name.get());
+  X509_REQ_set_pubkey(req.get(), key);
+  OTHERNAME* other = OTHERNAME_new();
+  ASN1_OBJECT_free(other->type_id);
+  other->type_id = OBJ_nid2obj(NID_ms_upn);
+  ASN1_UTF8STRING* value = ASN1_UTF8STRING_new();
+  ASN1_STRING_set(value, upn.data(), static_cast<int>(upn.size()));
+  ASN1_TYPE_set(other->value, V_ASN1_UTF8STRING, value);
+  adcsc::pki::GeneralNamesPtr sans(sk_GENERAL_NAME_new_null());
+  GENERAL_NAME* gen = GENERAL_NAME_new();
+  GENERAL_NAME_set0_value(gen, GEN_OTHERNAME, other);
+  sk_GENERAL_NAME_push(sans.get(), gen);
+  adcsc::pki::X509ExtensionStackPtr exts(sk_X509_EXTENSION_new_null());
+  sk_X509_EXTENSION_push(exts.get(), X509V3_EXT_i2d(NID_subject_alt_name, 0, sans.get()));
+  if (X509_REQ_add_extensions(req.get(), exts.get()) != 1 || X509_REQ_sign(req.get(), key, EVP_sha256()) <= 0) {
+    return absl::InternalError("could not build the CSR");
+  }
+  return adcsc::pki::CsrToDer(req.get());
+}
+
 class ApiServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
     config_.node_id = "node-a";
     config_.ca.identity = "EXAMPLE\\svc-adcsc";
-    config_.ca.allow.push_back({"ca1.example.com", "Example-CA", {"JamfDevice", "Other"}});
-    config_.ca.allow.push_back({"ca2.example.com", "Standalone-CA", {}});
+    config_.ca.allow.resize(2);
+    config_.ca.allow[0].dc = "ca1.example.com";
+    config_.ca.allow[0].ca = "Example-CA";
+    config_.ca.allow[0].templates = {"JamfDevice", "Other"};
+    config_.ca.allow[0].key = "ca.allow[0]";
+    config_.ca.allow[1].dc = "ca2.example.com";
+    config_.ca.allow[1].ca = "Standalone-CA";
+    config_.ca.allow[1].key = "ca.allow[1]";
     adcsc::store::StoreOptions o;
     o.path = dir_.path() / "store.db";
     o.node_id = "node-a";
@@ -102,6 +134,61 @@ TEST_F(ApiServiceTest, IssuedSubmitIsRecordedAndRetrievedFromTheStore) {
   EXPECT_EQ(Status(got), "CR_DISP_ISSUED");
   EXPECT_EQ(json::parse(got.body)["x509"], adcsc::pki::Base64EncodeLines(ca_.cert_der));
   EXPECT_EQ(ca_.retrieves(), 0) << "an issued record is served from the store";
+}
+
+// Counts what the service reports to its observer.
+class CountingObserver : public ApiObserver {
+ public:
+  void ObserveCall(std::string_view, std::string_view outcome, int, double, double) override {
+    outcomes.emplace_back(outcome);
+  }
+  void ObservePolicyDenial(std::string_view rule) override { denied_rules.emplace_back(rule); }
+  std::vector<std::string> outcomes, denied_rules;
+};
+
+TEST_F(ApiServiceTest, ACsrOutsideTheSigningPolicyIsDeniedWithoutAnyCaCallRecordOrIntent) {
+  CountingObserver observer;
+  service_ = std::make_unique<ApiService>(config_, &ca_, store_.get(), log_.get(), &clock_,
+                                          ApiServiceLinks{.observer = &observer});
+  auto key = adcsc::pki::GenerateKey(adcsc::pki::KeyType::kEcP256);
+  ASSERT_TRUE(key.ok());
+  // A UPN SAN: the ESC1 request a stolen Jamf identity would send.
+  auto der = MakeCsrWithUpn(key->get(), "device-1", "administrator@corp.example");
+  ASSERT_TRUE(der.ok()) << der.status();
+  const std::string csr = adcsc::pki::Base64Encode(*der);
+
+  auto r = Submit(csr);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.outcome, "policy_denied");
+  EXPECT_EQ(
+      r.body,
+      R"({"request-status":{"status":"CR_DISP_DENIED","message":"Request denied by the connector's signing policy: )"
+      R"(ca.allow[0].san_upn: UPN SAN \"administrator@corp.example\" is not allowed"},"request-id":0})");
+  // Again: a denied CSR is not deduplicated into anything either.
+  EXPECT_EQ(Submit(csr).outcome, "policy_denied");
+  EXPECT_EQ(ca_.submits(), 0) << "the CA never saw it";
+  EXPECT_EQ(ca_.retrieves(), 0);
+  EXPECT_EQ(*store_->CountRecords(), 0) << "nothing recorded";
+  EXPECT_TRUE(store_->OpenSubmitIntents(10)->empty()) << "no submit intent";
+  EXPECT_EQ(observer.denied_rules, (std::vector<std::string>{"san_upn", "san_upn"}));
+  EXPECT_EQ(observer.outcomes, (std::vector<std::string>{"policy_denied", "policy_denied"}));
+
+  // The entry's policy decides: allowing UPNs under this CA lets the same CSR through.
+  config_.ca.allow[0].policy.san_upn = {"*@corp.example"};
+  auto allowed = Submit(csr);
+  EXPECT_EQ(Status(allowed), "CR_DISP_ISSUED") << allowed.body;
+  EXPECT_EQ(ca_.submits(), 1);
+}
+
+TEST_F(ApiServiceTest, PolicyRulesNameTheEntryTheyBelongTo) {
+  config_.ca.allow[1].policy.subject_patterns = {"CN=mac-*"};
+  auto denied = Submit(FreshCsr("device-1"), "", "ca2.example.com", "Standalone-CA");
+  EXPECT_EQ(Status(denied), "CR_DISP_DENIED");
+  EXPECT_NE(denied.body.find("ca.allow[1].subject_patterns: subject \\\"CN=device-1\\\" matches no pattern"),
+            std::string::npos)
+      << denied.body;
+  EXPECT_EQ(Status(Submit(FreshCsr("mac-7"), "", "ca2.example.com", "Standalone-CA")), "CR_DISP_ISSUED");
+  EXPECT_EQ(ca_.submits(), 1);
 }
 
 TEST_F(ApiServiceTest, PendingThenIssuedAsksTheCaUntilSettled) {

@@ -42,7 +42,9 @@ class PeerDirectoryTest : public ::testing::Test {
       node::Config& c = n->config;
       c.node_id = id;
       c.ca.identity = id == "c" ? "EXAMPLE\\svc-two" : "EXAMPLE\\svc-one";
-      c.ca.allow.push_back({kTarget.dc, kTarget.ca, {}});
+      c.ca.allow.emplace_back();
+      c.ca.allow.back().dc = kTarget.dc;
+      c.ca.allow.back().ca = kTarget.ca;
       c.cluster = cluster.ConfigFor(id);
       c.cluster.anti_entropy_interval = std::chrono::hours(1);
       c.cluster.lookup_timeout = std::chrono::milliseconds(2000);

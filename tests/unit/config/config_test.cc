@@ -138,6 +138,121 @@ TEST_F(ConfigTest, TheInFlightSearchHasDefaultsAndBounds) {
   EXPECT_NE(std::string(c.status().message()).find("ca.in_flight_wait_ms"), std::string::npos) << c.status();
 }
 
+// Puts `keys` (TOML lines) into the [[ca.allow]] entry of Valid().
+std::string WithAllowKeys(std::string text, const std::string& keys) {
+  const std::string at = "templates = [\"JamfDevice\"]\n";
+  text.replace(text.find(at), at.size(), at + keys + "\n");
+  return text;
+}
+
+TEST_F(ConfigTest, AnAllowEntryWithoutPolicyKeysGetsTheRestrictiveDefault) {
+  auto c = Parse(Valid());
+  ASSERT_TRUE(c.ok()) << c.status();
+  const AllowedCa& a = c->ca.allow.at(0);
+  EXPECT_EQ(a.key, "ca.allow[0]");
+  const pki::CsrPolicy& p = a.policy;
+  EXPECT_EQ(p.subject_patterns, std::vector<std::string>{"**"});
+  EXPECT_EQ(p.san_dns, std::vector<std::string>{"*"});
+  EXPECT_EQ(p.san_email, std::vector<std::string>{"*"});
+  EXPECT_TRUE(p.san_uri.empty());
+  EXPECT_TRUE(p.san_upn.empty());
+  EXPECT_TRUE(p.san_ip.empty());
+  EXPECT_FALSE(p.allow_sid_uri);
+  EXPECT_EQ(p.key_types, (std::vector<std::string>{"rsa", "ec"}));
+  EXPECT_EQ(p.min_rsa_bits, 2048);
+  EXPECT_EQ(p.max_rsa_bits, 4096);
+  EXPECT_EQ(p.ec_curves, (std::vector<std::string>{"P-256", "P-384"}));
+  EXPECT_EQ(p.requested_validity, pki::RequestedValidity::kRefuse);
+}
+
+TEST_F(ConfigTest, ReadsEverySigningPolicyKey) {
+  auto c = Parse(WithAllowKeys(Valid(), R"(subject_patterns = ["CN=*,OU=Devices,O=Example"]
+san_dns = ["*.devices.example.com"]
+san_email = []
+san_uri = ["https://mdm.example.com/*"]
+san_upn = ["*@devices.example.com"]
+san_ip = ["10.20.*"]
+allow_sid_uri = true
+key_types = ["RSA", "ec", "ed25519"]
+min_rsa_bits = 3072
+max_rsa_bits = 3072
+ec_curves = ["prime256v1", "p-521"]
+requested_validity = "ignore")"));
+  ASSERT_TRUE(c.ok()) << c.status();
+  const pki::CsrPolicy& p = c->ca.allow.at(0).policy;
+  EXPECT_EQ(p.subject_patterns, std::vector<std::string>{"CN=*,OU=Devices,O=Example"});
+  EXPECT_EQ(p.san_dns, std::vector<std::string>{"*.devices.example.com"});
+  EXPECT_TRUE(p.san_email.empty()) << "an empty list allows none";
+  EXPECT_EQ(p.san_uri, std::vector<std::string>{"https://mdm.example.com/*"});
+  EXPECT_EQ(p.san_upn, std::vector<std::string>{"*@devices.example.com"});
+  EXPECT_EQ(p.san_ip, std::vector<std::string>{"10.20.*"});
+  EXPECT_TRUE(p.allow_sid_uri);
+  EXPECT_EQ(p.key_types, (std::vector<std::string>{"rsa", "ec", "ed25519"}));
+  EXPECT_EQ(p.min_rsa_bits, 3072);
+  EXPECT_EQ(p.max_rsa_bits, 3072);
+  EXPECT_EQ(p.ec_curves, (std::vector<std::string>{"P-256", "P-521"}));
+  EXPECT_EQ(p.requested_validity, pki::RequestedValidity::kIgnore);
+}
+
+TEST_F(ConfigTest, SigningPolicyProblemsNameTheFileAndKey) {
+  auto c = Parse(WithAllowKeys(Valid(), R"(subject_patterns = ["CN=*", ""]
+san_dns = ["**.example.com"]
+san_uri = ["tag:microsoft.com,2022-09-14:sid:*"]
+san_upn = "admin@corp"
+allow_sid_uri = "yes"
+key_types = ["rsa", "dsa"]
+min_rsa_bits = 4096
+max_rsa_bits = 2048
+ec_curves = ["P-256", "secp256k1"]
+requested_validity = "strip"
+san_x400 = []
+)"));
+  ASSERT_FALSE(c.ok());
+  const std::string m(c.status().message());
+  const std::string file = (dir_.path() / "node.toml").string();
+  for (const char* want : {
+           ": ca.allow[0].subject_patterns[1]: a pattern must not be empty",
+           ": ca.allow[0].san_dns[0]: pattern \"**.example.com\" has **",
+           ": ca.allow[0].san_uri[0]: SID URIs (tag:microsoft.com,2022-09-14:sid:...) are allowed with allow_sid_uri",
+           ": ca.allow[0].san_upn: must be an array of strings",
+           ": ca.allow[0].allow_sid_uri: must be true or false",
+           ": ca.allow[0].key_types[1]: unknown key type \"dsa\"",
+           ": ca.allow[0].min_rsa_bits: is 4096, more than max_rsa_bits (2048)",
+           ": ca.allow[0].ec_curves[1]: unknown curve \"secp256k1\"",
+           ": ca.allow[0].requested_validity: unknown value \"strip\" (use refuse or ignore)",
+           ": ca.allow[0].san_x400: unknown key",
+       }) {
+    EXPECT_NE(m.find(file + want), std::string::npos) << "missing: " << want << "\nin:\n" << m;
+  }
+}
+
+TEST_F(ConfigTest, ACaIsListedOnceSoItHasOnePolicy) {
+  std::string text = Valid();
+  const std::string at = "[ca.local]";
+  text.replace(text.find(at), 0, "[[ca.allow]]\ndc = \"CA1.example.com\"\nca = \"Example-CA\"\n\n");
+  auto c = Parse(text);
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(
+      std::string(c.status().message()).find("ca.allow[1]: lists CA1.example.com\\Example-CA again (as ca.allow[0]"),
+      std::string::npos)
+      << c.status();
+}
+
+TEST_F(ConfigTest, APolicyThatRefusesEverythingIsAnError) {
+  auto c = Parse(WithAllowKeys(Valid(), "subject_patterns = []\nkey_types = []\nmin_rsa_bits = 512"));
+  ASSERT_FALSE(c.ok());
+  const std::string m(c.status().message());
+  EXPECT_NE(m.find("ca.allow[0].subject_patterns: an empty list refuses every request"), std::string::npos) << m;
+  EXPECT_NE(m.find("ca.allow[0].key_types: an empty list refuses every request"), std::string::npos) << m;
+  EXPECT_NE(m.find("ca.allow[0].min_rsa_bits: must be between 1024 and 16384"), std::string::npos) << m;
+  c = Parse(WithAllowKeys(Valid(), "ec_curves = []"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(std::string(c.status().message()).find("ca.allow[0].ec_curves: is empty while key_types allows ec"),
+            std::string::npos)
+      << c.status();
+  EXPECT_TRUE(Parse(WithAllowKeys(Valid(), "ec_curves = []\nkey_types = [\"rsa\"]")).ok());
+}
+
 TEST_F(ConfigTest, ReportsEveryProblemWithFileAndKey) {
   std::string text = Valid();
   auto replace = [&](const std::string& from, const std::string& to) {

@@ -39,6 +39,16 @@ ScrapeState State() {
   return s;
 }
 
+TEST(MetricsTest, PolicyDenialsAreCountedByRule) {
+  NodeMetrics m;
+  m.ObservePolicyDenial("san_upn");
+  m.ObservePolicyDenial("san_upn");
+  m.ObservePolicyDenial("max_rsa_bits");
+  const std::string text = m.Scrape(State());
+  EXPECT_NE(text.find(R"(adcsc_policy_denials_total{rule="san_upn"} 2)"), std::string::npos) << text;
+  EXPECT_NE(text.find(R"(adcsc_policy_denials_total{rule="max_rsa_bits"} 1)"), std::string::npos) << text;
+}
+
 TEST(MetricsTest, CallsAndScrapeTimeStateAppear) {
   NodeMetrics m;
   m.ObserveCall("request", "issued", 200, 12.0, 9.0);
