@@ -24,11 +24,13 @@ enum class RequestedValidity {
 // run of characters. In subject patterns `*` stays inside one attribute value (it never
 // spans an unescaped ',' or '+' of the RFC 2253 subject) and `**` spans anything.
 // Each list allows a name that matches any of its patterns; an empty list allows none.
-// The defaults are what Jamf Pro's device and computer profiles send, and no more.
+// The defaults are restrictive: any subject (profiles name devices from variables), no
+// subjectAltName of any type until the operator lists the patterns the profiles send, the
+// usual key sizes, no requested validity.
 struct CsrPolicy {
   std::vector<std::string> subject_patterns = {"**"};
-  std::vector<std::string> san_dns = {"*"};
-  std::vector<std::string> san_email = {"*"};
+  std::vector<std::string> san_dns;    // a DNS SAN can map to a computer account (dNSHostName)
+  std::vector<std::string> san_email;
   std::vector<std::string> san_uri;  // never matches a SID URI: see allow_sid_uri
   std::vector<std::string> san_upn;  // Microsoft UPN otherName
   std::vector<std::string> san_ip;   // addresses as text: "10.1.2.3", "2001:db8::1"

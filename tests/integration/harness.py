@@ -135,6 +135,7 @@ identity = "EXAMPLE\\\\svc-adcsc"
 dc = "{dc}"
 ca = "{ca}"
 templates = ["JamfDevice", "Pending", "Denied", "Strong"]
+san_dns = ["*.example.test"]
 
 [ca.local]
 key_type = "p256"
@@ -337,6 +338,7 @@ identity = "{identity}"
 [[ca.allow]]
 dc = "{ICPR_DC}"
 ca = "{CA}"
+san_dns = ["*.example.test"]
 
 [ca.icpr]
 password_file = "{emulator.secret_file(account)}"

@@ -152,8 +152,8 @@ TEST_F(ConfigTest, AnAllowEntryWithoutPolicyKeysGetsTheRestrictiveDefault) {
   EXPECT_EQ(a.key, "ca.allow[0]");
   const pki::CsrPolicy& p = a.policy;
   EXPECT_EQ(p.subject_patterns, std::vector<std::string>{"**"});
-  EXPECT_EQ(p.san_dns, std::vector<std::string>{"*"});
-  EXPECT_EQ(p.san_email, std::vector<std::string>{"*"});
+  EXPECT_TRUE(p.san_dns.empty());
+  EXPECT_TRUE(p.san_email.empty());
   EXPECT_TRUE(p.san_uri.empty());
   EXPECT_TRUE(p.san_upn.empty());
   EXPECT_TRUE(p.san_ip.empty());

@@ -144,7 +144,16 @@ CsrFacts JamfLike(const std::string& cn = "device-1") {
   return Facts(b);
 }
 
-PolicyDecision Judge(const CsrFacts& facts, const CsrPolicy& policy = CsrPolicy()) {
+// The default policy with the SANs JamfLike() and the profiles below send listed, as an
+// operator would list them.
+CsrPolicy JamfPolicy() {
+  CsrPolicy p;
+  p.san_dns = {"*.example.test"};
+  p.san_email = {"*@example.test"};
+  return p;
+}
+
+PolicyDecision Judge(const CsrFacts& facts, const CsrPolicy& policy = JamfPolicy()) {
   return EvaluateCsrPolicy(policy, "ca.allow[0]", facts);
 }
 
@@ -199,12 +208,21 @@ TEST(CsrPolicyFactsTest, CheckCsrReadsRsaSizeAndOtherCurves) {
   EXPECT_EQ(Judge(f).rule, "ec_curves");
 }
 
-TEST(CsrPolicyTest, TheDefaultAllowsWhatJamfProfilesSend) {
-  EXPECT_TRUE(Judge(JamfLike()).allowed) << Judge(JamfLike()).reason;
+TEST(CsrPolicyTest, TheDefaultAllowsAnySubjectAndTheUsualKeysButNoSan) {
   EvpPkeyPtr rsa_key = std::move(*GenerateKey(KeyType::kRsa2048));
-  CsrBuilder b(rsa_key.get());
-  b.Rdn("O", "Example").Rdn("OU", "Macs").Rdn("CN", "C02XK0AAJG5H").Email("user@example.test");
-  const PolicyDecision d = Judge(Facts(b));
+  CsrBuilder bare(rsa_key.get());
+  bare.Rdn("O", "Example").Rdn("OU", "Macs").Rdn("CN", "C02XK0AAJG5H");
+  PolicyDecision d = EvaluateCsrPolicy(CsrPolicy(), "ca.allow[0]", Facts(bare));
+  EXPECT_TRUE(d.allowed) << d.reason;
+  // A DNS SAN can map to a computer account, an email SAN to a user: none until listed.
+  d = EvaluateCsrPolicy(CsrPolicy(), "ca.allow[0]", JamfLike());
+  EXPECT_EQ(d.reason, "ca.allow[0].san_dns: DNS SAN \"device-1.example.test\" is not allowed");
+  CsrBuilder mail(rsa_key.get());
+  mail.Rdn("CN", "C02XK0AAJG5H").Email("user@example.test");
+  EXPECT_EQ(EvaluateCsrPolicy(CsrPolicy(), "ca.allow[0]", Facts(mail)).rule, "san_email");
+  // Listed, they pass.
+  EXPECT_TRUE(Judge(JamfLike()).allowed) << Judge(JamfLike()).reason;
+  d = Judge(Facts(mail));
   EXPECT_TRUE(d.allowed) << d.reason;
 }
 
@@ -255,7 +273,7 @@ TEST(CsrPolicyTest, RsaKeysOutsideTheSizeLimitsAreRefused) {
   EXPECT_EQ(Judge(f).reason, "ca.allow[0].min_rsa_bits: RSA key of 1024 bits is below the minimum of 2048");
   f.key_bits = 3072;
   EXPECT_TRUE(Judge(f).allowed);
-  CsrPolicy p;
+  CsrPolicy p = JamfPolicy();
   p.max_rsa_bits = 2048;
   EXPECT_EQ(Judge(f, p).rule, "max_rsa_bits");
 }
@@ -264,7 +282,7 @@ TEST(CsrPolicyTest, CurvesAndKeyTypesOutsideTheListsAreRefused) {
   CsrFacts f = JamfLike();
   f.ec_curve = "P-521";
   EXPECT_EQ(Judge(f).reason, "ca.allow[0].ec_curves: EC curve \"P-521\" is not allowed");
-  CsrPolicy p;
+  CsrPolicy p = JamfPolicy();
   p.ec_curves = {"P-256", "P-384", "P-521"};
   EXPECT_TRUE(Judge(f, p).allowed);
   f.key_type = "ED25519";
