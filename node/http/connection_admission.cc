@@ -134,10 +134,13 @@ void ConnectionAdmission::Charge(const std::string& key, Time now) {
 
 void ConnectionAdmission::Refused(uint64_t id, Refusal kind, Time now) {
   std::lock_guard lock(mu_);
+  auto it = connections_.find(id);
+  // An evicted connection was counted (and charged) as evicted; its failed handshake that
+  // follows is not another refusal.
+  if (it == connections_.end()) return;
   counts_[static_cast<int>(kind)]++;
   // A mapped client is not charged: the budget is for clients nobody let in.
-  auto it = connections_.find(id);
-  if (it != connections_.end() && !it->second.mapped && !it->second.source.empty()) Charge(it->second.source, now);
+  if (!it->second.mapped && !it->second.source.empty()) Charge(it->second.source, now);
 }
 
 void ConnectionAdmission::Forget(std::map<uint64_t, Connection>::iterator it) {

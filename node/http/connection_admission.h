@@ -68,7 +68,7 @@ class ConnectionAdmission {
   // meanwhile (the caller closes it).
   bool Mapped(uint64_t id);
   // A refusal of connection `id`: counted, and charged to its source's budget unless the
-  // connection is mapped or exempt.
+  // connection is mapped or exempt. Ignored for a connection evicted or closed already.
   void Refused(uint64_t id, Refusal kind, Time now);
   // The connection ended (evicted ones were accounted for at eviction).
   void Closed(uint64_t id);

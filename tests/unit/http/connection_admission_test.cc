@@ -40,7 +40,9 @@ TEST_F(AdmissionTest, UnverifiedConnectionsNeverTakeTheReserve) {
   EXPECT_EQ(d.evict, 1u);
   EXPECT_EQ(a.unverified(), 5u);
   EXPECT_FALSE(a.Mapped(1)) << "an evicted connection cannot become mapped";
+  a.Refused(1, Refusal::kHandshakeFailed, t0_);  // its handshake ends when it is closed
   EXPECT_EQ(a.refusals(Refusal::kEvicted), 1u);
+  EXPECT_EQ(a.refusals(Refusal::kHandshakeFailed), 0u) << "an eviction is one refusal, not two";
   // Mapped connections use the shared part and the reserve, up to the cap.
   for (uint64_t id = 2; id <= 6; ++id) ASSERT_TRUE(a.Mapped(id));
   for (uint64_t id = 7; id <= 9; ++id) {
