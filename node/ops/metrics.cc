@@ -73,6 +73,15 @@ NodeMetrics::NodeMetrics()
                            .Name("adcsc_api_open_connections")
                            .Help("Connections open on the API port")
                            .Register(*registry_)),
+      ops_connections_(BuildGauge()
+                           .Name("adcsc_ops_open_connections")
+                           .Help("Connections open on the ops port")
+                           .Register(*registry_)),
+      ops_refused_(BuildGauge()
+                       .Name("adcsc_ops_refused_connections")
+                       .Help("Connections the ops port closed at accept since the node started because "
+                             "ops.max_connections were open")
+                       .Register(*registry_)),
       ca_idle_(BuildGauge()
                    .Name("adcsc_ca_pool_idle_connections")
                    .Help("Authenticated CA connections waiting in the pool, by CA host")
@@ -126,6 +135,10 @@ std::string NodeMetrics::Scrape(const ScrapeState& state) {
     }
   }
   if (state.api_connections >= 0) api_connections_.Add({}).Set(static_cast<double>(state.api_connections));
+  if (state.ops_connections >= 0) {
+    ops_connections_.Add({}).Set(static_cast<double>(state.ops_connections));
+    ops_refused_.Add({}).Set(static_cast<double>(state.ops_refused_connections));
+  }
   for (const auto& [host, idle] : state.ca_idle_connections) {
     ca_idle_.Add({{"host", host}}).Set(static_cast<double>(idle));
   }

@@ -32,6 +32,8 @@ struct ScrapeState {
   int64_t certificate_not_after_ms = 0;
   std::optional<store::ReplicatorStatus> replication;  // nullopt: a single node
   int64_t api_connections = -1;                        // open on the API port; < 0: unknown
+  int64_t ops_connections = -1;                        // open on the ops port; < 0: unknown
+  uint64_t ops_refused_connections = 0;                // over ops.max_connections, since start
   std::map<std::string, size_t> ca_idle_connections;   // per CA host (icpr backend)
   uint64_t ca_connections_opened = 0;                  // icpr: authenticated binds made
   uint64_t ca_connections_reused = 0;                  // icpr: calls on a pooled connection
@@ -65,6 +67,8 @@ class NodeMetrics final : public node::ApiObserver {
   prometheus::Family<prometheus::Gauge>& peer_last_answer_;
   prometheus::Family<prometheus::Gauge>& replicated_writes_;
   prometheus::Family<prometheus::Gauge>& api_connections_;
+  prometheus::Family<prometheus::Gauge>& ops_connections_;
+  prometheus::Family<prometheus::Gauge>& ops_refused_;
   prometheus::Family<prometheus::Gauge>& ca_idle_;
   prometheus::Family<prometheus::Gauge>& ca_connections_;
   prometheus::Family<prometheus::Gauge>& store_integrity_;
