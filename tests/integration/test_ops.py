@@ -87,12 +87,28 @@ class OpsListener(unittest.TestCase):
                 check = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True)
                 self.assertEqual((check.returncode, check.stdout + check.stderr), (0, ""))
 
-                # Cut off from the CA: the load balancer is told DOWN, with the reason on /health/ready.
-                emulator.stop()
-                h.wait_for(lambda: get(base + "/health/lb", ctx) == (503, "DOWN\n"), timeout=20, what="DOWN")
-                status, body = get(base + "/health/ready", ctx)
-                self.assertEqual(status, 503)
-                self.assertIn("ca-ping", body)
+                # Cut off from the CA: the load balancer is told DOWN, with the reason on /health/ready,
+                # and the lb-agent (no administrator's certificate) finds that reason there.
+                agent_port = h.free_port()
+                agent = subprocess.Popen([str(LB_AGENT), "--node-url", f"https://localhost:{port}", "--ca-file",
+                                          str(pki.server_ca), "--listen", f"127.0.0.1:{agent_port}", "--interval-ms",
+                                          "200"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                try:
+                    emulator.stop()
+                    h.wait_for(lambda: get(base + "/health/lb", ctx) == (503, "DOWN\n"), timeout=20, what="DOWN")
+                    status, body = get(base + "/health/ready", ctx)
+                    self.assertEqual(status, 503)
+                    self.assertIn("ca-ping", body)
+
+                    def agent_says_why():
+                        try:
+                            return agent_check(agent_port).startswith(f"down#ca {h.ICPR_DC}\\{h.CA}: ")
+                        except OSError:
+                            return False
+                    h.wait_for(agent_says_why, timeout=10, what="the agent to give the failing check")
+                finally:
+                    agent.terminate()
+                    agent.wait(timeout=10)
                 emulator.start()
                 h.wait_for(lambda: get(base + "/health/lb", ctx) == (200, "UP\n"), timeout=20, what="UP again")
 
