@@ -21,7 +21,8 @@ int main(int argc, char** argv) {
       "Exit codes: 0 stopped by SIGTERM/SIGINT, 2 bad arguments or cannot listen."};
   app.add_option("--node-url", o.node_url, "http(s)://HOST:PORT of the node's [ops] listener")->required();
   app.add_option("--ca-file", o.ca_file, "CA of the node's ops certificate (https)");
-  app.add_option("--listen", listen, "IPv4 address:port HAProxy's agent-check connects to (default 127.0.0.1:9101: this host only; for a "
+  app.add_option("--listen", listen,
+                 "IPv4 address:port HAProxy's agent-check connects to (default 127.0.0.1:9101: this host only; for a "
                  "balancer elsewhere, the address it reaches this node by, behind a firewall rule)");
   app.add_option("--interval-ms", interval_ms, "How often to poll the node (default 1000)")
       ->check(CLI::Range(100, 60'000));
