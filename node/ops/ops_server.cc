@@ -188,8 +188,9 @@ class OpsServer::Impl {
       a = Json(http::status::bad_request, R"({"error":"malformed or oversized request"})");
     } else {
       const std::string path = PathOf(parser.get());
-      const Caller caller = Identify(ssl);
       const bool admin_path = path == "/admin/mode";
+      // Only these two answer differently for an administrator; a health check is not judged.
+      const Caller caller = admin_path || path == "/status" ? Identify(ssl) : Caller{};
       const bool refused = admin_path && !caller.admin;
       const bool expects_continue = http::token_list{parser.get()[http::field::expect]}.exists("100-continue");
       if (refused && options_.on_refused) options_.on_refused(RemoteOf(stream), path, caller.reason);
@@ -202,10 +203,12 @@ class OpsServer::Impl {
       if (!ec && !parser.is_done() && !(refused && expects_continue)) {
         co_await http::async_read(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
       }
-      if (ec) {
+      if (refused) {
+        a = Forbidden();  // whatever its body was
+      } else if (ec) {
         a = Json(http::status::bad_request, R"({"error":"malformed or oversized request"})");
       } else {
-        a = refused ? Forbidden() : Route(parser.get(), path, caller);
+        a = Route(parser.get(), path, caller);
       }
     }
     http::response<http::string_body> res{a.status, 11};
