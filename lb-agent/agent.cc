@@ -79,7 +79,8 @@ std::optional<std::string> HttpGet(const std::string& url, const std::string& pa
       }
       raw.append(buf, static_cast<size_t>(n));
     }
-    if (!complete || !absl::StartsWith(raw, "HTTP/1.1 200")) break;
+    // 503 carries a body worth reading too: /health/ready's report of a node that is not ready.
+    if (!complete || !(absl::StartsWith(raw, "HTTP/1.1 200") || absl::StartsWith(raw, "HTTP/1.1 503"))) break;
     if (auto b = raw.find("\r\n\r\n"); b != std::string::npos) body = raw.substr(b + 4);
   } while (false);
   ::close(fd);
@@ -154,18 +155,27 @@ class Agent::Impl {
   uint16_t port_ = 0;
 
  private:
+  // A body from the node's ops listener (200, or 503 for a report of a node not ready).
+  std::optional<std::string> Get(const std::string& path) {
+    if (!https_) return HttpGet(options_.node_url, path, options_.timeout);
+    auto r = https_->Get(path);
+    if (!r.ok() || (r->status != 200 && r->status != 503)) return std::nullopt;
+    return r->body;
+  }
+
   void PollLoop() {
     std::unique_lock lock(mu_);
     while (!stopping_) {
       lock.unlock();
-      std::optional<std::string> body;
-      if (https_) {
-        auto r = https_->Get("/status");
-        if (r.ok() && r->status == 200) body = r->body;
-      } else {
-        body = HttpGet(options_.node_url, "/status", options_.timeout);
-      }
+      const std::optional<std::string> body = Get("/status");
       std::optional<NodeView> view = body ? ParseStatus(*body, NowMs()) : std::nullopt;
+      if (view.has_value() && view->lb == "DOWN" && view->mode != "maint" && view->reason.empty()) {
+        // /status tells a caller without an administrator's certificate only that the node is
+        // down; the failing check is on /health/ready.
+        if (const std::optional<std::string> ready = Get("/health/ready"); ready.has_value()) {
+          view->reason = FirstFailingCheck(*ready);
+        }
+      }
       lock.lock();
       if (view.has_value()) last_ = view;  // a failed poll leaves the last answer to age
       cv_.wait_for(lock, options_.interval, [this] { return stopping_; });

@@ -19,25 +19,42 @@ std::string Sanitize(std::string_view text) {
 
 }  // namespace
 
-std::optional<NodeView> ParseStatus(std::string_view json, int64_t at_ms) {
-  const auto j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object() || !j.contains("health") || !j["health"].is_object()) return std::nullopt;
-  const auto& h = j["health"];
-  if (!h.contains("lb") || !h["lb"].is_string()) return std::nullopt;
-  NodeView v;
-  v.lb = h["lb"].get<std::string>();
-  v.mode = j.value("mode", std::string("active"));
-  v.ca_ping_ms = h.value("ca_ping_ms", int64_t{0});
-  v.at_ms = at_ms;
-  if (h.contains("checks") && h["checks"].is_array()) {
-    for (const auto& c : h["checks"]) {
-      if (c.is_object() && !c.value("ok", true) && c.value("name", std::string()) != "mode") {
-        v.reason = c.value("name", std::string("check")) + ": " + c.value("detail", std::string());
-        break;
-      }
+namespace {
+
+std::string FailingCheckIn(const nlohmann::json& health) {
+  if (!health.is_object() || !health.contains("checks") || !health["checks"].is_array()) return "";
+  for (const auto& c : health["checks"]) {
+    if (c.is_object() && !c.value("ok", true) && c.value("name", std::string()) != "mode") {
+      return c.value("name", std::string("check")) + ": " + c.value("detail", std::string());
     }
   }
+  return "";
+}
+
+}  // namespace
+
+std::optional<NodeView> ParseStatus(std::string_view json, int64_t at_ms) {
+  const auto j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return std::nullopt;
+  NodeView v;
+  v.mode = j.value("mode", std::string("active"));
+  v.at_ms = at_ms;
+  if (j.contains("health") && j["health"].is_object()) {  // an administrator's view
+    const auto& h = j["health"];
+    if (!h.contains("lb") || !h["lb"].is_string()) return std::nullopt;
+    v.lb = h["lb"].get<std::string>();
+    v.ca_ping_ms = h.value("ca_ping_ms", int64_t{0});
+    v.reason = FailingCheckIn(h);
+    return v;
+  }
+  if (!j.contains("status") || !j["status"].is_string()) return std::nullopt;
+  v.lb = j["status"].get<std::string>();
+  if (j.contains("ca_ping_ms") && j["ca_ping_ms"].is_number_integer()) v.ca_ping_ms = j["ca_ping_ms"].get<int64_t>();
   return v;
+}
+
+std::string FirstFailingCheck(std::string_view health_json) {
+  return FailingCheckIn(nlohmann::json::parse(health_json, nullptr, /*allow_exceptions=*/false));
 }
 
 int WeightPercent(int64_t ca_ping_ms) {

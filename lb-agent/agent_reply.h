@@ -1,6 +1,8 @@
 // What adcsc-lb-agent tells HAProxy's agent-check (HAProxy 2.6 grammar): a line such as
 // "up ready 100%", "drain", "maint" or "down#store: disk I/O error", built from the node's
-// last /status answer. Pure functions, so the mapping is unit-tested without sockets.
+// last /status answer (and, for a node that is down, the failing check from its
+// /health/ready: /status names no checks to a caller without an administrator's certificate).
+// Pure functions, so the mapping is unit-tested without sockets.
 //
 //   node UP                         -> "up ready <weight>%"
 //   node DRAIN                      -> "up drain"    (no new connections; existing ones finish)
@@ -28,8 +30,14 @@ struct NodeView {
   int64_t at_ms = 0;  // when it was read
 };
 
-// Parses a /status body; nullopt when it is not one (the node is then treated as not answering).
+// Parses a /status body, as anyone gets it ({"status":"UP","mode":..,"ca_ping_ms":..}) or as an
+// administrator does (with the health report under "health"); nullopt when it is neither (the
+// node is then treated as not answering).
 std::optional<NodeView> ParseStatus(std::string_view json, int64_t at_ms);
+
+// The first failing check other than the service mode in a health report (the body of
+// /health/ready), as "name: detail"; empty when none or not a report.
+std::string FirstFailingCheck(std::string_view health_json);
 
 int WeightPercent(int64_t ca_ping_ms);
 

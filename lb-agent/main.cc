@@ -16,12 +16,14 @@ int main(int argc, char** argv) {
       "\"maint\", \"down#<reason>\"), from the node's ops listener, polled every interval. It answers at once\n"
       "from the newest poll, so a hanging node gets \"down#node not answering\" once its answer is stale.\n\n"
       "Example:\n  adcsc-lb-agent --node-url https://adcsc1.example.com:9100 --ca-file adcs-proxy-ca.pem \\\n"
-      "      --listen 0.0.0.0:9101\n"
+      "      --listen 10.0.0.1:9101\n"
       "HAProxy: server adcsc1 10.0.0.1:8443 check agent-check agent-addr 10.0.0.1 agent-port 9101 agent-inter 2s\n\n"
       "Exit codes: 0 stopped by SIGTERM/SIGINT, 2 bad arguments or cannot listen."};
   app.add_option("--node-url", o.node_url, "http(s)://HOST:PORT of the node's [ops] listener")->required();
   app.add_option("--ca-file", o.ca_file, "CA of the node's ops certificate (https)");
-  app.add_option("--listen", listen, "IPv4 address:port HAProxy's agent-check connects to (default 127.0.0.1:9101)");
+  app.add_option("--listen", listen,
+                 "IPv4 address:port HAProxy's agent-check connects to (default 127.0.0.1:9101: this host only; for a "
+                 "balancer elsewhere, the address it reaches this node by, behind a firewall rule)");
   app.add_option("--interval-ms", interval_ms, "How often to poll the node (default 1000)")
       ->check(CLI::Range(100, 60'000));
   app.add_option("--timeout-ms", timeout_ms, "Bound on one poll (default 800)")->check(CLI::Range(50, 60'000));

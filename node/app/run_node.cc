@@ -12,6 +12,7 @@
 #include <sstream>
 #include <thread>
 
+#include "nlohmann/json.hpp"
 #include "node/app/backend_factory.h"
 #include "node/ca/outage_switch.h"
 #include "node/cluster/runtime.h"
@@ -310,6 +311,10 @@ std::function<std::string()> MetricsScrape(RunningNode& n, int64_t certificate_n
         state.api_refusals[std::string(RefusalName(kind))] = server->refusals(kind);
       }
     }
+    if (n.ops != nullptr) {
+      state.ops_connections = static_cast<int64_t>(n.ops->open_connections());
+      state.ops_refused_connections = n.ops->refused_connections();
+    }
     if (auto pool = n.ca->ConnectionStats(); pool.has_value()) {
       state.ca_idle_connections = std::move(pool->idle_by_host);
       state.ca_connections_opened = pool->connections_opened;
@@ -322,15 +327,25 @@ std::function<std::string()> MetricsScrape(RunningNode& n, int64_t certificate_n
   };
 }
 
-// /status also shows this node's view of the cluster, as `adcsc ctl status --json` does.
-std::string ClusterStatusJson(const adcsc::cluster::ClusterRuntime& cluster) {
-  adcsc::cluster::v1::NodeInfo info;
-  if (!cluster.Describe(&info).ok()) return "";
-  std::string json;
-  google::protobuf::util::JsonPrintOptions print;
-  print.always_print_primitive_fields = true;
-  if (!google::protobuf::util::MessageToJsonString(info, &json, print).ok()) return "";
-  return absl::StrCat("{\"cluster\":", json, "}");
+// What /status adds for an administrator: the identity the node uses at the CAs, the CAs it
+// may talk to and, in a cluster, its view of the cluster (as `adcsc ctl status --json` shows).
+std::string StatusDetailsJson(const Config& config, const adcsc::cluster::ClusterRuntime* cluster) {
+  nlohmann::ordered_json details;
+  details["ca_identity"] = config.ca.identity;
+  details["ca_backend"] = config.ca.backend;
+  nlohmann::ordered_json cas = nlohmann::ordered_json::array();
+  for (const AllowedCa& allowed : config.ca.allow) cas.push_back({{"dc", allowed.dc}, {"ca", allowed.ca}});
+  details["cas"] = std::move(cas);
+  if (cluster != nullptr) {
+    adcsc::cluster::v1::NodeInfo info;
+    std::string json;
+    google::protobuf::util::JsonPrintOptions print;
+    print.always_print_primitive_fields = true;
+    if (cluster->Describe(&info).ok() && google::protobuf::util::MessageToJsonString(info, &json, print).ok()) {
+      details["cluster"] = nlohmann::ordered_json::parse(json, nullptr, /*allow_exceptions=*/false);
+    }
+  }
+  return details.dump();
 }
 
 // The health monitor and the ops listener ([ops]): health, metrics, /status and the admin
@@ -349,15 +364,14 @@ Step StartOps(RunningNode& n) {
   adcsc::ops::OpsServerOptions o;
   o.listen_address = c.ops.listen_address;
   o.listen_port = c.ops.listen_port;
+  o.max_connections = c.ops.max_connections;
   o.tls = c.ops.tls;
   o.cert_file = c.ops.cert_file;
   o.key_file = c.ops.key_file;
   o.node_id = c.node_id;
   o.version = ADCSC_VERSION;
   o.metrics = MetricsScrape(n, certificate_not_after_ms);
-  if (n.cluster != nullptr) {
-    o.status_extra = [cluster = n.cluster.get()] { return ClusterStatusJson(*cluster); };
-  }
+  o.status_extra = [&c, cluster = n.cluster.get()] { return StatusDetailsJson(c, cluster); };
   if (!c.ops.admin_pins.empty()) {
     auto admin = ClientAuthorizer::Create(c.ops.admin_ca_file.string(), c.ops.admin_pins);
     if (!admin.ok()) {
@@ -369,6 +383,10 @@ Step StartOps(RunningNode& n) {
       log->Info("service_mode", {{"mode", std::string(adcsc::ops::ModeName(m))}, {"admin_pin", pin}});
     };
   }
+  // The caller is told only "forbidden"; why is for the operator.
+  o.on_refused = [log = n.log.get()](const std::string& remote, const std::string& path, const std::string& reason) {
+    log->Warn("ops_admin_refused", {{"remote", remote}, {"path", path}, {"reason", reason}});
+  };
   n.ops = std::make_unique<adcsc::ops::OpsServer>(o, n.health.get());
   if (auto s = n.ops->Start(); !s.ok()) return n.Fail(kExitConfigError, n.InConfig(s.message()));
   n.log->Info("ops_listening", {{"listen", c.ops.listen_address + ":" + std::to_string(n.ops->port())},

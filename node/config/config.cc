@@ -367,7 +367,8 @@ void ReadCa(TomlReader& r, const toml::table& ca, const std::filesystem::path& d
 void ReadOps(TomlReader& r, const toml::table& t, const ApiConfig& api, OpsConfig* out) {
   out->enabled = true;
   r.CheckKnown(t, "ops.",
-               {"listen", "tls", "cert_file", "key_file", "probe_interval_ms", "admin_ca_file", "admin_pins"});
+               {"listen", "tls", "cert_file", "key_file", "probe_interval_ms", "max_connections", "admin_ca_file",
+                "admin_pins"});
   if (t.contains("listen")) ReadListen(r, t, "listen", "ops.listen", &out->listen_address, &out->listen_port);
   r.Bool(t, "tls", "ops.tls", &out->tls);
   r.Path(t, "cert_file", "ops.cert_file", &out->cert_file, false);
@@ -376,6 +377,9 @@ void ReadOps(TomlReader& r, const toml::table& t, const ApiConfig& api, OpsConfi
   if (out->cert_file.empty()) out->cert_file = api.cert_file;
   if (out->key_file.empty()) out->key_file = api.key_file;
   if (out->tls && t.contains("cert_file")) CheckReadable(r, "ops.cert_file", out->cert_file);
+  // The API key was checked under api.key_file; a key of the ops port's own gets the same check.
+  if (out->tls && t.contains("key_file")) CheckPrivateKeyMode(r, "ops.key_file", out->key_file);
+  r.Int(t, "max_connections", "ops.max_connections", &out->max_connections, 1, 100'000);
   if (out->probe_interval < std::chrono::milliseconds(100)) r.Error("ops.probe_interval_ms", "must be at least 100");
   r.Path(t, "admin_ca_file", "ops.admin_ca_file", &out->admin_ca_file, false);
   ReadPins(r, t, "admin_pins", "ops.admin_pins", &out->admin_pins);

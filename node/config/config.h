@@ -144,8 +144,11 @@ struct OpsConfig {
   uint16_t listen_port = 9100;
   bool tls = true;                                  // server-authenticated TLS; false: plain HTTP
   std::filesystem::path cert_file;                  // default: api.cert_file
-  std::filesystem::path key_file;                   // default: api.key_file
+  std::filesystem::path key_file;                   // default: api.key_file; mode 0600 or stricter
   std::chrono::milliseconds probe_interval{5'000};  // store write check, CA pings, cluster state
+  // Connections open at once; one more is closed at accept and counted
+  // (adcsc_ops_refused_connections). Health checks open one connection per check.
+  size_t max_connections = 64;
   // The admin channel (`adcsc ctl drain|resume|maint`): administrators' client certificates
   // must chain to admin_ca_file and have their pin listed. No pins: the channel is off.
   std::filesystem::path admin_ca_file;

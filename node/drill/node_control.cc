@@ -152,6 +152,9 @@ NodeProbe ProcessControl::Probe(const DrillNode& node) {
   node::HttpsClientOptions o;
   o.url = node.ops_url;
   o.server_ca_file = config_.ops_ca.empty() ? config_.server_ca : config_.ops_ca;
+  // /status shows the node's version vector only to an administrator's certificate.
+  o.cert_file = config_.admin_cert;
+  o.key_file = config_.admin_key;
   o.keep_alive = true;
   o.timeout = std::chrono::seconds(2);
   auto client = node::HttpsClient::Create(o);

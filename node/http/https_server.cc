@@ -27,6 +27,8 @@
 #include "absl/strings/str_cat.h"
 #include "node/api/api_codec.h"
 #include "node/http/forwarded_caller.h"
+#include "node/http/security_headers.h"
+#include "node/http/tls_settings.h"
 #include "node/log/log_throttle.h"
 #include "node/pki/openssl_ptr.h"
 
@@ -48,14 +50,8 @@ constexpr size_t kReadChunk = 8 * 1024;
 constexpr std::chrono::seconds kTlsShutdownTimeout{2};
 // On shutdown, how long a connection waiting for its next request may still send one.
 constexpr std::chrono::seconds kShutdownIdleGrace{1};
-// A client-chosen field (path, User-Agent) in an event-log line is cut to this length.
-constexpr size_t kMaxLoggedFieldBytes = 256;
 // Pause after accept() fails for lack of descriptors, so the loop does not spin.
 constexpr std::chrono::milliseconds kAcceptBackoff{100};
-// TLS 1.2 suites: forward secret AEAD only. TLS 1.3 suites are OpenSSL's defaults (all AEAD).
-constexpr const char* kTls12Ciphers =
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
-    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 constexpr unsigned char kSessionIdContext[] = "adcsc-api";
 
 // The handshake asks for a client certificate but accepts whatever is presented, or none, so
@@ -214,27 +210,9 @@ class HttpsServer::Impl {
 
 absl::Status HttpsServer::Impl::ConfigureTls() {
   SSL_CTX* ctx = ssl_ctx_.native_handle();
-  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-  SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
-  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION);
-  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-  if (SSL_CTX_set_cipher_list(ctx, kTls12Ciphers) != 1)
-    return absl::InternalError("cannot set TLS 1.2 ciphers: " + adcsc::pki::LastOpenSslError());
-  SSL_CTX_set1_groups_list(ctx, "X25519:P-256:P-384");
-  if (SSL_CTX_use_certificate_chain_file(ctx, config_.cert_file.c_str()) != 1) {
-    return absl::InvalidArgumentError(absl::StrCat("api.cert_file: cannot load ", config_.cert_file.string(), ": ",
-                                                   adcsc::pki::LastOpenSslError(),
-                                                   " (expect PEM, leaf certificate first)"));
-  }
-  if (SSL_CTX_use_PrivateKey_file(ctx, config_.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
-    return absl::InvalidArgumentError(absl::StrCat("api.key_file: cannot load ", config_.key_file.string(), ": ",
-                                                   adcsc::pki::LastOpenSslError(),
-                                                   " (expect an unencrypted PEM private key)"));
-  }
-  if (SSL_CTX_check_private_key(ctx) != 1) {
-    return absl::InvalidArgumentError(absl::StrCat("api.key_file: ", config_.key_file.string(),
-                                                   " does not match the certificate in ", config_.cert_file.string()));
-  }
+  if (auto s = ApplyServerTlsPolicy(ctx); !s.ok()) return s;
+  if (auto s = LoadServerIdentity(ctx, config_.cert_file, "api.cert_file", config_.key_file, "api.key_file"); !s.ok())
+    return s;
   if (SSL_CTX_load_verify_locations(ctx, config_.client_ca_file.c_str(), nullptr) != 1) {
     return absl::InvalidArgumentError(absl::StrCat("api.client_ca_file: cannot load ", config_.client_ca_file.string(),
                                                    ": ", adcsc::pki::LastOpenSslError()));
@@ -470,6 +448,7 @@ net::awaitable<bool> HttpsServer::Impl::WriteError(Stream& stream, int status, s
                                                    std::chrono::steady_clock::time_point started) {
   http::response<http::string_body> res{static_cast<http::status>(status), 11};
   res.set(http::field::server, "adcsc");
+  SetSecurityHeaders(res);
   res.set(http::field::content_type, "application/json; charset=utf-8");
   res.keep_alive(false);
   res.body() = StatusOnlyJson(code, message);
@@ -643,6 +622,7 @@ net::awaitable<bool> HttpsServer::Impl::Respond(Stream& stream, const http::requ
 
   http::response<http::string_body> res{static_cast<http::status>(answer.status), req.version()};
   res.set(http::field::server, "adcsc");
+  SetSecurityHeaders(res);
   res.set(http::field::content_type, "application/json; charset=utf-8");
   if (!answer.allow.empty()) res.set(http::field::allow, answer.allow);
   if (!answer.node.empty()) res.set("X-Adcsc-Node", answer.node);

@@ -85,6 +85,15 @@ NodeMetrics::NodeMetrics()
                               "source_rate (closed at accept), evicted, unmapped_certificate, handshake_failed, "
                               "slow_client (docs/security.md, Connection admission)")
                         .Register(*registry_)),
+      ops_connections_(BuildGauge()
+                           .Name("adcsc_ops_open_connections")
+                           .Help("Connections open on the ops port")
+                           .Register(*registry_)),
+      ops_refused_(BuildGauge()
+                       .Name("adcsc_ops_refused_connections")
+                       .Help("Connections the ops port closed at accept since the node started because "
+                             "ops.max_connections were open")
+                       .Register(*registry_)),
       ca_idle_(BuildGauge()
                    .Name("adcsc_ca_pool_idle_connections")
                    .Help("Authenticated CA connections waiting in the pool, by CA host")
@@ -144,6 +153,10 @@ std::string NodeMetrics::Scrape(const ScrapeState& state) {
   if (state.api_connections >= 0) api_connections_.Add({}).Set(static_cast<double>(state.api_connections));
   for (const auto& [kind, count] : state.api_refusals) {
     api_refusals_.Add({{"kind", kind}}).Set(static_cast<double>(count));
+  }
+  if (state.ops_connections >= 0) {
+    ops_connections_.Add({}).Set(static_cast<double>(state.ops_connections));
+    ops_refused_.Add({}).Set(static_cast<double>(state.ops_refused_connections));
   }
   for (const auto& [host, idle] : state.ca_idle_connections) {
     ca_idle_.Add({{"host", host}}).Set(static_cast<double>(idle));

@@ -33,6 +33,8 @@ struct ScrapeState {
   std::optional<store::ReplicatorStatus> replication;  // nullopt: a single node
   int64_t api_connections = -1;                        // open on the API port; < 0: unknown
   std::map<std::string, uint64_t> api_refusals;        // by kind (connection_admission.h)
+  int64_t ops_connections = -1;                        // open on the ops port; < 0: unknown
+  uint64_t ops_refused_connections = 0;                // over ops.max_connections, since start
   std::map<std::string, size_t> ca_idle_connections;   // per CA host (icpr backend)
   uint64_t ca_connections_opened = 0;                  // icpr: authenticated binds made
   uint64_t ca_connections_reused = 0;                  // icpr: calls on a pooled connection
@@ -69,6 +71,8 @@ class NodeMetrics final : public node::ApiObserver {
   prometheus::Family<prometheus::Gauge>& replicated_writes_;
   prometheus::Family<prometheus::Gauge>& api_connections_;
   prometheus::Family<prometheus::Gauge>& api_refusals_;
+  prometheus::Family<prometheus::Gauge>& ops_connections_;
+  prometheus::Family<prometheus::Gauge>& ops_refused_;
   prometheus::Family<prometheus::Gauge>& ca_idle_;
   prometheus::Family<prometheus::Gauge>& ca_connections_;
   prometheus::Family<prometheus::Gauge>& store_integrity_;

@@ -2,6 +2,7 @@
 
 #include <openssl/ssl.h>
 
+#include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -16,6 +17,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "node/http/security_headers.h"
+#include "node/http/tls_settings.h"
 
 namespace adcsc::ops {
 namespace {
@@ -41,6 +44,18 @@ struct Answer {
 
 Answer Json(http::status status, std::string body) { return {status, "application/json", std::move(body)}; }
 
+// Every refusal reads the same, whatever the reason (no certificate, untrusted, not pinned,
+// expired, the channel off): the reason goes to the node's log, not to the caller.
+Answer Forbidden() { return Json(http::status::forbidden, R"({"error":"forbidden"})"); }
+
+// Who is calling: an administrator (a client certificate the admin authorizer accepts) or
+// anyone else, with the reason it is not an administrator.
+struct Caller {
+  bool admin = false;
+  std::string pin;     // the administrator's certificate pin
+  std::string reason;  // why not an administrator (for the log)
+};
+
 }  // namespace
 
 class OpsServer::Impl {
@@ -52,26 +67,23 @@ class OpsServer::Impl {
   absl::Status Start() {
     if (options_.tls) {
       SSL_CTX* ctx = ssl_ctx_.native_handle();
-      SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+      if (absl::Status policy = node::ApplyServerTlsPolicy(ctx); !policy.ok()) return policy;
       if (options_.admin != nullptr) {
         // Ask for a client certificate without requiring one (load-balancer checks send none);
-        // the admin authorizer judges it on /admin paths.
+        // the admin authorizer judges it after the handshake.
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, [](int, X509_STORE_CTX*) { return 1; });
         // No chain building in the handshake (the authorizer checks it, serialized): see
         // https_server.cc on OpenSSL 3.0's racing name caches.
         SSL_CTX_set_cert_verify_callback(
             ctx, [](X509_STORE_CTX*, void*) { return 1; }, nullptr);
-        static constexpr unsigned char kContext[] = "adcsc-ops";
-        SSL_CTX_set_session_id_context(ctx, kContext, sizeof kContext - 1);
       }
-      if (SSL_CTX_use_certificate_chain_file(ctx, options_.cert_file.c_str()) != 1) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("ops.cert_file: cannot load ", options_.cert_file.string(), " (a PEM certificate chain)"));
-      }
-      if (SSL_CTX_use_PrivateKey_file(ctx, options_.key_file.c_str(), SSL_FILETYPE_PEM) != 1 ||
-          SSL_CTX_check_private_key(ctx) != 1) {
-        return absl::InvalidArgumentError(absl::StrCat("ops.key_file: cannot load ", options_.key_file.string(),
-                                                       " or it does not match ops.cert_file"));
+      // Resumed sessions stay with this listener (and its client-certificate decision).
+      static constexpr unsigned char kContext[] = "adcsc-ops";
+      SSL_CTX_set_session_id_context(ctx, kContext, sizeof kContext - 1);
+      if (absl::Status identity =
+              node::LoadServerIdentity(ctx, options_.cert_file, "ops.cert_file", options_.key_file, "ops.key_file");
+          !identity.ok()) {
+        return identity;
       }
     }
     beast::error_code ec;
@@ -106,8 +118,22 @@ class OpsServer::Impl {
   }
 
   uint16_t port_ = 0;
+  std::atomic<size_t> open_{0};
+  std::atomic<uint64_t> refused_{0};
 
  private:
+  // Holds one of max_connections while a connection is served.
+  class Slot {
+   public:
+    explicit Slot(std::atomic<size_t>* open) : open_(open) {}
+    ~Slot() { open_->fetch_sub(1); }
+    Slot(const Slot&) = delete;
+    Slot& operator=(const Slot&) = delete;
+
+   private:
+    std::atomic<size_t>* open_;
+  };
+
   net::awaitable<void> AcceptLoop() {
     while (acceptor_->is_open()) {
       beast::error_code ec;
@@ -116,43 +142,84 @@ class OpsServer::Impl {
         if (!acceptor_->is_open()) co_return;
         continue;
       }
+      // Over the cap the connection is closed before its handshake: a flood of connections
+      // cannot take the node's descriptors or memory, and checks still get through once it ends.
+      if (open_.load() >= options_.max_connections) {
+        refused_++;
+        socket.close(ec);
+        continue;
+      }
+      open_++;
+      auto slot = std::make_shared<Slot>(&open_);
       if (options_.tls) {
         auto stream = std::make_shared<beast::ssl_stream<beast::tcp_stream>>(std::move(socket), ssl_ctx_);
-        net::co_spawn(ioc_, ServeTls(stream), net::detached);
+        net::co_spawn(ioc_, ServeTls(stream, slot), net::detached);
       } else {
         auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));
-        net::co_spawn(ioc_, Serve(stream, *stream, nullptr), net::detached);
+        net::co_spawn(ioc_, Serve(stream, *stream, nullptr, slot), net::detached);
       }
     }
   }
 
-  net::awaitable<void> ServeTls(std::shared_ptr<beast::ssl_stream<beast::tcp_stream>> stream) {
+  net::awaitable<void> ServeTls(std::shared_ptr<beast::ssl_stream<beast::tcp_stream>> stream,
+                                std::shared_ptr<Slot> slot) {
     beast::error_code ec;
     beast::get_lowest_layer(*stream).expires_after(kRequestTimeout);
     co_await stream->async_handshake(ssl::stream_base::server, net::redirect_error(net::use_awaitable, ec));
     if (ec) co_return;
-    co_await Serve(stream, *stream, stream->native_handle());
+    co_await Serve(stream, *stream, stream->native_handle(), std::move(slot));
   }
 
-  // One request, one answer, then the connection closes. `keep` holds the stream alive.
+  // One request, one answer, then the connection closes. `keep` holds the stream alive and
+  // `slot` its place under max_connections. The caller is judged once the headers are in: a
+  // refused admin request is answered without an invitation to send its body (Expect:
+  // 100-continue; RFC 9110 10.1.1), an accepted one gets the invitation, then its body is read.
   template <typename Stream>
-  net::awaitable<void> Serve(std::shared_ptr<Stream> keep, Stream& stream, SSL* ssl) {
+  net::awaitable<void> Serve(std::shared_ptr<Stream> keep, Stream& stream, SSL* ssl, std::shared_ptr<Slot> slot) {
     beast::error_code ec;
     beast::get_lowest_layer(stream).expires_after(kRequestTimeout);
     beast::flat_buffer buffer;
     http::request_parser<http::string_body> parser;
     parser.header_limit(kMaxRequestBytes);
     parser.body_limit(kMaxBodyBytes);
-    co_await http::async_read(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
+    co_await http::async_read_header(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
     Answer a;
     if (ec) {
       a = Json(http::status::bad_request, R"({"error":"malformed or oversized request"})");
     } else {
-      a = Route(parser.get(), ssl);
+      const std::string path = PathOf(parser.get());
+      const bool admin_path = path == "/admin/mode";
+      // Only these two answer differently for an administrator; a health check is not judged.
+      const Caller caller = admin_path || path == "/status" ? Identify(ssl) : Caller{};
+      const bool refused = admin_path && !caller.admin;
+      const bool expects_continue = http::token_list{parser.get()[http::field::expect]}.exists("100-continue");
+      if (refused && options_.on_refused) options_.on_refused(RemoteOf(stream), path, caller.reason);
+      if (expects_continue && !refused) {
+        http::response<http::empty_body> cont{http::status::continue_, 11};
+        co_await http::async_write(stream, cont, net::redirect_error(net::use_awaitable, ec));
+      }
+      // A body announced with Expect: 100-continue is not sent to a refused caller; any other
+      // (at most kMaxBodyBytes) is read, so the answer is not lost to a reset on close.
+      if (!ec && !parser.is_done() && !(refused && expects_continue)) {
+        co_await http::async_read(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
+      }
+      if (refused) {
+        a = Forbidden();  // whatever its body was
+      } else if (ec) {
+        a = Json(http::status::bad_request, R"({"error":"malformed or oversized request"})");
+      } else {
+        a = Route(parser.get(), path, caller);
+      }
     }
     http::response<http::string_body> res{a.status, 11};
     res.set(http::field::content_type, a.content_type);
-    res.set(http::field::cache_control, "no-store");
+    // HSTS only where the port is TLS: a plain-HTTP ops port is not upgraded by a header.
+    if (ssl != nullptr) {
+      node::SetSecurityHeaders(res);
+    } else {
+      res.set(http::field::cache_control, "no-store");
+      res.set("X-Content-Type-Options", "nosniff");
+    }
     res.keep_alive(false);
     res.body() = std::move(a.body);
     res.prepare_payload();
@@ -163,12 +230,40 @@ class OpsServer::Impl {
       stream.socket().shutdown(tcp::socket::shutdown_send, ec);
     }
     (void)keep;
+    (void)slot;
   }
 
-  Answer Route(const http::request<http::string_body>& req, SSL* ssl) {
+  static std::string PathOf(const http::request<http::string_body>& req) {
     std::string path(req.target());
     if (auto q = path.find('?'); q != std::string::npos) path.resize(q);
-    if (path == "/admin/mode") return Admin(req, ssl);
+    return path;
+  }
+
+  template <typename Stream>
+  static std::string RemoteOf(Stream& stream) {
+    beast::error_code ec;
+    const auto remote = beast::get_lowest_layer(stream).socket().remote_endpoint(ec);
+    return ec ? std::string("-") : remote.address().to_string();
+  }
+
+  // An administrator is a TLS caller whose certificate the admin authorizer accepts.
+  Caller Identify(SSL* ssl) const {
+    Caller c;
+    if (options_.admin == nullptr) {
+      c.reason = "the admin channel is off on this node (ops.admin_ca_file and ops.admin_pins are not set)";
+    } else if (ssl == nullptr) {
+      c.reason = "the admin channel needs TLS (ops.tls = true)";
+    } else {
+      const node::ClientAuthResult auth = options_.admin->AuthorizeSsl(ssl);
+      c.admin = auth.ok;
+      c.pin = auth.pin;
+      c.reason = auth.reason;
+    }
+    return c;
+  }
+
+  Answer Route(const http::request<http::string_body>& req, const std::string& path, const Caller& caller) {
+    if (path == "/admin/mode") return Admin(req, caller);
     const bool known = path == "/health/live" || path == "/health/ready" || path == "/health/lb" || path == "/status" ||
                        (path == "/metrics" && options_.metrics);
     if (!known) {
@@ -192,10 +287,21 @@ class OpsServer::Impl {
       return {report.lb == LbState::kUp ? http::status::ok : http::status::service_unavailable,
               "text/plain; charset=utf-8", std::string(LbWord(report.lb)) + "\n"};
     }
+    return Json(http::status::ok, StatusJson(report, caller.admin));
+  }
+
+  // /status: health for anyone; who this node is, what it talks to and its peers only for an
+  // administrator.
+  std::string StatusJson(const HealthReport& report, bool admin) const {
     nlohmann::ordered_json status;
+    status["status"] = std::string(LbWord(report.lb));
+    status["ready"] = report.ready;
+    status["live"] = true;
+    status["mode"] = std::string(ModeName(monitor_->mode().mode()));
+    status["ca_ping_ms"] = report.ca_ping_ms;
+    if (!admin) return status.dump();
     status["node"] = options_.node_id;
     status["version"] = options_.version;
-    status["mode"] = std::string(ModeName(monitor_->mode().mode()));
     status["health"] = nlohmann::ordered_json::parse(report.ToJson());
     if (options_.status_extra) {
       const auto extra = nlohmann::ordered_json::parse(options_.status_extra(), nullptr, /*allow_exceptions=*/false);
@@ -203,25 +309,12 @@ class OpsServer::Impl {
         for (const auto& [key, value] : extra.items()) status[key] = value;
       }
     }
-    return Json(http::status::ok, status.dump());
+    return status.dump();
   }
 
   // POST /admin/mode {"mode": "..."}: the service mode, set by an authorized administrator.
-  Answer Admin(const http::request<http::string_body>& req, SSL* ssl) {
+  Answer Admin(const http::request<http::string_body>& req, const Caller& caller) {
     if (req.method() != http::verb::post) return Json(http::status::method_not_allowed, R"({"error":"only POST"})");
-    if (options_.admin == nullptr) {
-      return Json(http::status::forbidden,
-                  nlohmann::json{{"error",
-                                  "the admin channel is off on this node (set ops.admin_ca_file and "
-                                  "ops.admin_pins)"}}
-                      .dump());
-    }
-    if (ssl == nullptr) {
-      return Json(http::status::forbidden,
-                  nlohmann::json{{"error", "the admin channel needs TLS (ops.tls = true)"}}.dump());
-    }
-    const node::ClientAuthResult auth = options_.admin->AuthorizeSsl(ssl);
-    if (!auth.ok) return Json(http::status::forbidden, nlohmann::json{{"error", auth.reason}}.dump());
     const auto body = nlohmann::json::parse(req.body(), nullptr, /*allow_exceptions=*/false);
     if (!body.is_object() || !body.contains("mode") || !body["mode"].is_string()) {
       return Json(http::status::bad_request,
@@ -233,7 +326,7 @@ class OpsServer::Impl {
     if (absl::Status s = monitor_->mode().Set(*mode); !s.ok()) {
       return Json(http::status::internal_server_error, nlohmann::json{{"error", std::string(s.message())}}.dump());
     }
-    if (options_.on_mode_change) options_.on_mode_change(*mode, auth.pin);
+    if (options_.on_mode_change) options_.on_mode_change(*mode, caller.pin);
     const HealthReport report = monitor_->Report();
     return Json(http::status::ok, nlohmann::json{{"node", options_.node_id},
                                                  {"mode", std::string(ModeName(*mode))},
@@ -255,5 +348,7 @@ OpsServer::~OpsServer() = default;
 absl::Status OpsServer::Start() { return impl_->Start(); }
 uint16_t OpsServer::port() const { return impl_->port_; }
 void OpsServer::Stop() { impl_->Stop(); }
+size_t OpsServer::open_connections() const { return impl_->open_.load(); }
+uint64_t OpsServer::refused_connections() const { return impl_->refused_.load(); }
 
 }  // namespace adcsc::ops

@@ -1,16 +1,22 @@
 // The ops listener: a small HTTP(S) server on its own port for load balancers and operators.
 // It serves only GET /health/live, /health/ready, /health/lb, /status and /metrics, never the
-// API (and the API port never serves these). One request per connection, bounded in time and size.
+// API (and the API port never serves these). One request per connection, bounded in time and
+// size, at most max_connections at once (more are closed at once and counted).
 //   /health/live   200 "LIVE" while the process answers
 //   /health/ready  200 or 503, the HealthReport as JSON (every check, and why it failed)
 //   /health/lb     200 "UP", or 503 "DRAIN" (F5's receive-disable string) or "DOWN"
-//   /status        200, JSON: node, version, service mode, and the health report
+//   /status        200, JSON. Anyone: health only (status, ready, live, mode, ca_ping_ms). An
+//                  administrator (a client certificate the admin authorizer accepts): also the
+//                  node, version, the health report and the extra members (cluster, peers).
 //   /metrics       200, Prometheus text (node/ops/metrics.h), when a provider is given
 //   POST /admin/mode   {"mode":"drain"|"active"|"maint"}: the admin channel (`adcsc ctl
 //                  drain|resume|maint`). TLS only, and only for a client certificate the
-//                  admin authorizer accepts (chain and pin, as the API maps Jamf's).
-// TLS (server authentication only) with the API's certificate by default; plain HTTP when
-// configured. Thread-safety: Start/Stop from one thread; requests are served on its own thread.
+//                  admin authorizer accepts (chain and pin, as the API maps Jamf's). A refused
+//                  caller gets one generic 403 whatever the reason (the reason goes to
+//                  on_refused, for the node's log), and never a 100 Continue.
+// TLS (the API port's policy, node/http/tls_settings.h) with the API's certificate by default;
+// plain HTTP when configured. Thread-safety: Start/Stop from one thread; requests are served
+// on its own thread; the counters may be read from any thread.
 #pragma once
 
 #include <cstdint>
@@ -27,7 +33,8 @@ namespace adcsc::ops {
 
 struct OpsServerOptions {
   std::string listen_address = "127.0.0.1";
-  uint16_t listen_port = 0;  // 0: any free port (tests)
+  uint16_t listen_port = 0;     // 0: any free port (tests)
+  size_t max_connections = 64;  // open at once; one more is closed at once (and counted)
   bool tls = true;
   std::filesystem::path cert_file;  // PEM chain, when tls
   std::filesystem::path key_file;   // PEM key, when tls
@@ -42,6 +49,9 @@ struct OpsServerOptions {
   // Told after an administrator changed the mode (for the node's log): the new mode and the
   // administrator's certificate pin.
   std::function<void(ServiceMode, const std::string& pin)> on_mode_change;
+  // Told why a caller was refused the admin channel (the caller only sees a generic 403):
+  // the peer address, the path and the reason.
+  std::function<void(const std::string& remote, const std::string& path, const std::string& reason)> on_refused;
 };
 
 class OpsServer {
@@ -56,6 +66,9 @@ class OpsServer {
   absl::Status Start();
   uint16_t port() const;
   void Stop();
+
+  size_t open_connections() const;
+  uint64_t refused_connections() const;  // closed at once over max_connections, since Start
 
  private:
   class Impl;

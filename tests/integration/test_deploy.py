@@ -1,5 +1,7 @@
 """The files in deploy/ that operators install: the systemd units pass `systemd-analyze
-verify` (with the binaries this build made in place of /usr/local/bin), with no warning."""
+verify` (with the binaries this build made in place of /usr/local/bin), with no warning, and
+carry the resource bounds (no core dumps, a memory and a task limit); the lb-agent's unit keeps
+it on loopback."""
 import shutil
 import subprocess
 import sys
@@ -26,6 +28,17 @@ class SystemdUnits(unittest.TestCase):
                                      text=True, timeout=60)
                 ours = [line for line in (out.stdout + out.stderr).splitlines() if unit.name in line]
                 self.assertEqual((out.returncode, ours), (0, []), unit.name)
+
+
+    def test_units_forbid_core_dumps_and_bound_memory_and_tasks(self):
+        for unit in UNITS:
+            settings = [line.strip() for line in unit.read_text().splitlines() if not line.startswith("#")]
+            self.assertIn("LimitCORE=0", settings, unit.name)
+            self.assertTrue(any(line.startswith("MemoryMax=") for line in settings), unit.name)
+            self.assertTrue(any(line.startswith("TasksMax=") for line in settings), unit.name)
+        agent = (REPO / "deploy" / "systemd" / "adcsc-lb-agent.service").read_text()
+        exec_start = next(line for line in agent.splitlines() if line.startswith("ExecStart="))
+        self.assertIn("--listen 127.0.0.1:", exec_start, "the agent answers on loopback unless told otherwise")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 API's certificate, no client certificate) or plain HTTP, a node cut off from its CA going
 DOWN and coming back UP, a drained node (service mode kept across a restart) answering
 DRAIN, and the two ports never serving each other's paths."""
+import datetime
 import json
 import os
 import socket
@@ -22,10 +23,12 @@ LB_AGENT = h.ADCSC.parent / "adcsc-lb-agent"
 F5_MONITOR = Path(__file__).resolve().parents[2] / "lb-agent" / "f5-external-monitor"
 
 
-def ops_section(port, tls=True, admin_ca=None, admin_pins=()):
+def ops_section(port, tls=True, admin_ca=None, admin_pins=(), max_connections=None):
     admin = ""
+    if max_connections is not None:
+        admin += f"max_connections = {max_connections}\n"
     if admin_pins:
-        admin = f'admin_ca_file = "{admin_ca}"\nadmin_pins = [{", ".join(repr(p).replace(chr(39), chr(34)) for p in admin_pins)}]\n'
+        admin += f'admin_ca_file = "{admin_ca}"\nadmin_pins = [{", ".join(repr(p).replace(chr(39), chr(34)) for p in admin_pins)}]\n'
     return f"""
 [ops]
 listen = "127.0.0.1:{port}"
@@ -68,7 +71,7 @@ class OpsListener(unittest.TestCase):
                 self.assertIn("days until the API server certificate expires", checks["certificate"]["detail"])
                 self.assertEqual(get(base + "/health/live", ctx)[0], 200)
                 status, body = get(base + "/status", ctx)
-                self.assertEqual(json.loads(body)["node"], "node-a")
+                self.assertEqual((status, json.loads(body)["status"]), (200, "UP"), body)
 
                 # Metrics count the API's calls, and promtool accepts them.
                 st, b = h.submit(node, h.make_csr_b64("metrics-1"), dc=h.ICPR_DC)
@@ -84,12 +87,28 @@ class OpsListener(unittest.TestCase):
                 check = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True)
                 self.assertEqual((check.returncode, check.stdout + check.stderr), (0, ""))
 
-                # Cut off from the CA: the load balancer is told DOWN, with the reason on /health/ready.
-                emulator.stop()
-                h.wait_for(lambda: get(base + "/health/lb", ctx) == (503, "DOWN\n"), timeout=20, what="DOWN")
-                status, body = get(base + "/health/ready", ctx)
-                self.assertEqual(status, 503)
-                self.assertIn("ca-ping", body)
+                # Cut off from the CA: the load balancer is told DOWN, with the reason on /health/ready,
+                # and the lb-agent (no administrator's certificate) finds that reason there.
+                agent_port = h.free_port()
+                agent = subprocess.Popen([str(LB_AGENT), "--node-url", f"https://localhost:{port}", "--ca-file",
+                                          str(pki.server_ca), "--listen", f"127.0.0.1:{agent_port}", "--interval-ms",
+                                          "200"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                try:
+                    emulator.stop()
+                    h.wait_for(lambda: get(base + "/health/lb", ctx) == (503, "DOWN\n"), timeout=20, what="DOWN")
+                    status, body = get(base + "/health/ready", ctx)
+                    self.assertEqual(status, 503)
+                    self.assertIn("ca-ping", body)
+
+                    def agent_says_why():
+                        try:
+                            return agent_check(agent_port).startswith(f"down#ca {h.ICPR_DC}\\{h.CA}: ")
+                        except OSError:
+                            return False
+                    h.wait_for(agent_says_why, timeout=10, what="the agent to give the failing check")
+                finally:
+                    agent.terminate()
+                    agent.wait(timeout=10)
                 emulator.start()
                 h.wait_for(lambda: get(base + "/health/lb", ctx) == (200, "UP\n"), timeout=20, what="UP again")
 
@@ -164,6 +183,109 @@ class OpsListener(unittest.TestCase):
             finally:
                 node.stop()
 
+    def test_status_details_only_for_an_administrator(self):
+        with h.TempRoot() as root:
+            pki, admin_cert, admin_key, port, node = node_with_admin_channel(root)
+            try:
+                base = f"https://localhost:{port}"
+                anonymous = tls_context(pki)
+                h.wait_for(lambda: get(base + "/health/lb", anonymous) == (200, "UP\n"), timeout=20, what="UP")
+                status, body = get(base + "/status", anonymous)
+                self.assertEqual(status, 200, body)
+                self.assertEqual(set(json.loads(body)), {"status", "ready", "live", "mode", "ca_ping_ms"}, body)
+                for secret in ("svc-adcsc", "EXAMPLE", h.DC, h.CA, "node-a", "peers", "cluster"):
+                    self.assertNotIn(secret, body, "health only for a caller without an administrator's certificate")
+                # Jamf's certificate is trusted by the API, but it is not an administrator's.
+                status, body = get(base + "/status", tls_context(pki, pki.client_cert, pki.client_key))
+                self.assertNotIn("svc-adcsc", body)
+
+                status, body = get(base + "/status", tls_context(pki, admin_cert, admin_key))
+                self.assertEqual(status, 200, body)
+                j = json.loads(body)
+                self.assertEqual(j["node"], "node-a")
+                self.assertEqual(j["ca_identity"], "EXAMPLE\\svc-adcsc")
+                self.assertEqual(j["cas"], [{"dc": h.DC, "ca": h.CA}])
+                self.assertIn(f"ca {h.DC}\\{h.CA}", [c["name"] for c in j["health"]["checks"]])
+            finally:
+                node.stop()
+
+    def test_a_refused_admin_gets_one_generic_403_and_no_100_continue(self):
+        with h.TempRoot() as root:
+            pki, admin_cert, admin_key, port, node = node_with_admin_channel(root)
+            try:
+                h.wait_for(lambda: get(f"https://localhost:{port}/health/lb", tls_context(pki))[0] == 200,
+                           timeout=20, what="UP")
+                # A certificate from another CA, an expired one from the right CA, Jamf's (trusted,
+                # not an administrator's) and none at all: the same answer, byte for byte.
+                other_ca_cert, other_ca_key = pki.issue_client(root, "other-ca", signer_key=pki.client_key,
+                                                               signer_cert=pki.client_cert)
+                now = datetime.datetime.utcnow()
+                expired_cert, expired_key = pki.issue_client(
+                    root, "expired-admin", not_before=now - datetime.timedelta(days=10),
+                    not_after=now - datetime.timedelta(days=1))
+                body = b'{"mode":"maint"}'
+                head = (f"POST /admin/mode HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                        f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n")
+                answers = {}
+                for name, cert, key in (("untrusted", other_ca_cert, other_ca_key),
+                                        ("expired", expired_cert, expired_key),
+                                        ("unpinned", pki.client_cert, pki.client_key), ("none", None, None)):
+                    first, whole = raw_exchange(port, tls_context(pki, cert, key), head, body)
+                    self.assertTrue(first.startswith("HTTP/1.1 403"), f"{name}: {first}")
+                    self.assertNotIn("100 Continue", whole, f"{name}: invited to send its body")
+                    answers[name] = whole.split("\r\n\r\n", 1)[1]
+                self.assertEqual(len(set(answers.values())), 1, answers)
+                self.assertEqual(json.loads(answers["untrusted"]), {"error": "forbidden"})
+                self.assertEqual(get(f"https://localhost:{port}/health/lb", tls_context(pki)), (200, "UP\n"))
+                # The reasons are in the node's log.
+                reasons = [l["reason"] for l in node.log_lines() if l.get("event") == "ops_admin_refused"]
+                self.assertEqual(len(reasons), 4, reasons)
+
+                # The administrator is invited, sends the body, and the mode changes.
+                first, whole = raw_exchange(port, tls_context(pki, admin_cert, admin_key), head, body)
+                self.assertTrue(first.startswith("HTTP/1.1 100"), first)
+                self.assertIn("HTTP/1.1 200", whole)
+                self.assertEqual(get(f"https://localhost:{port}/health/lb", tls_context(pki)), (503, "DOWN\n"))
+            finally:
+                node.stop()
+
+    def test_connections_over_the_cap_are_closed_and_counted(self):
+        with h.TempRoot() as root:
+            pki = h.Pki(root)
+            port = h.free_port()
+            cap = 3
+            node = h.Node(root, pki, extra=ops_section(port, max_connections=cap)).start()
+            ctx = tls_context(pki)
+            base = f"https://localhost:{port}"
+            try:
+                h.wait_for(lambda: get(base + "/health/lb", ctx) == (200, "UP\n"), timeout=20, what="UP")
+                # Earlier checks' connections are closed (only the scrape itself is open).
+                h.wait_for(lambda: metric(base, ctx, "adcsc_ops_open_connections") == 1.0, timeout=20,
+                           what="the earlier connections to close")
+                held = held_open(port, cap)
+                try:
+                    # Accepted in order: once the cap is held, the next one is closed at accept.
+                    extra = socket.create_connection(("127.0.0.1", port), timeout=5)
+                    with extra:
+                        self.assertTrue(closed_by_peer(extra, timeout=4), "the connection over the cap stayed open")
+                finally:
+                    for s in held:
+                        s.close()
+                # Once they are gone the port answers again, and each refusal was counted: this
+                # one, and any scrape that came before the node saw the held connections close.
+                refused_scrapes = []
+
+                def refused_metric():
+                    try:
+                        return metric(base, ctx, "adcsc_ops_refused_connections", raise_errors=True)
+                    except OSError:
+                        refused_scrapes.append(1)
+                        return None
+                value = h.wait_for(refused_metric, timeout=20, what="the metric")
+                self.assertEqual(value, 1.0 + len(refused_scrapes))
+            finally:
+                node.stop()
+
     def test_lb_agent_follows_the_node_and_says_down_when_it_stops_answering(self):
         with h.TempRoot() as root:
             pki, admin_cert, admin_key, port, node = node_with_admin_channel(root)
@@ -209,6 +331,25 @@ class OpsListener(unittest.TestCase):
                 self.assertEqual(agent.wait(timeout=10), 0)
                 node.stop()
 
+    def test_lb_agent_listens_on_loopback_unless_told_otherwise(self):
+        default_port = 9101  # lb-agent/main.cc
+        for address in ("127.0.0.1", "0.0.0.0"):
+            with socket.socket() as probe:
+                try:
+                    probe.bind((address, default_port))
+                except OSError:
+                    self.skipTest(f"port {default_port} is taken on this machine")
+        agent = subprocess.Popen([str(LB_AGENT), "--node-url", "http://127.0.0.1:9"], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True)
+        try:
+            line = agent.stderr.readline()
+            self.assertIn(f"answering on 127.0.0.1:{default_port}", line)
+            self.assertEqual(listening_addresses(agent.pid), [("127.0.0.1", default_port)])
+        finally:
+            agent.terminate()
+            self.assertEqual(agent.wait(timeout=10), 0)
+            agent.stderr.close()
+
     def test_f5_external_monitor_prints_up_only_for_a_node_that_should_get_traffic(self):
         with h.TempRoot() as root:
             pki = h.Pki(root)
@@ -228,13 +369,109 @@ class OpsListener(unittest.TestCase):
                 node.stop()
 
 
-def node_with_admin_channel(root):
+def node_with_admin_channel(root, **ops):
     """A started node whose ops listener (TLS) accepts an administrator certificate made here."""
     pki = h.Pki(root)
     admin_cert, admin_key = pki.issue_client(root, "ops-admin")
     port = h.free_port()
-    node = h.Node(root, pki, extra=ops_section(port, admin_ca=pki.server_ca, admin_pins=[pin_of(admin_cert)])).start()
+    node = h.Node(root, pki, extra=ops_section(port, admin_ca=pki.server_ca, admin_pins=[pin_of(admin_cert)],
+                                               **ops)).start()
     return pki, admin_cert, admin_key, port, node
+
+
+def tls_context(pki, cert=None, key=None):
+    """Server authentication by the node's CA; with cert and key, a client certificate too."""
+    ctx = ssl.create_default_context(cafile=str(pki.server_ca))
+    if cert:
+        ctx.load_cert_chain(str(cert), str(key))
+    return ctx
+
+
+def raw_exchange(port, ctx, head, body=None):
+    """Sends a request head over TLS; with `body`, sends it only after reading a 100 Continue.
+    Returns (the first response's status line and headers, the whole answer as read)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            s.sendall(head.encode())
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            first = data.split(b"\r\n\r\n", 1)[0].decode()
+            if body is not None and first.startswith("HTTP/1.1 100"):
+                data = data.split(b"\r\n\r\n", 1)[1]
+                s.sendall(body)
+            try:
+                while True:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+            except (ssl.SSLError, ConnectionResetError):
+                pass
+            return first, data.decode(errors="replace")
+
+
+def metric(base, ctx, name, raise_errors=False):
+    """The value of an unlabelled metric on the ops port, or None (no answer, or not there)."""
+    try:
+        status, text = get(base + "/metrics", ctx)
+    except OSError:
+        if raise_errors:
+            raise
+        return None
+    if status != 200:
+        return None
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def listening_addresses(pid):
+    """The local addresses (ip, port) of the TCP sockets process `pid` listens on, from /proc."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = []
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state != "0A" or inode not in inodes:  # 0A: LISTEN
+                continue
+            addr_hex, port_hex = local.split(":")
+            raw = bytes.fromhex(addr_hex)
+            if width == 8:
+                ip = socket.inet_ntop(socket.AF_INET, raw[::-1])
+            else:
+                ip = socket.inet_ntop(socket.AF_INET6, b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4)))
+            found.append((ip, int(port_hex, 16)))
+    return found
+
+
+def held_open(port, count):
+    """`count` TCP connections to the port that send nothing (each holds a slot until the
+    node's request timeout)."""
+    return [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(count)]
+
+
+def closed_by_peer(sock, timeout):
+    """True when the peer closes the connection (EOF or reset) within `timeout` seconds."""
+    sock.settimeout(timeout)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
 
 
 def set_mode(command, ops_port, cert, key, pki):

@@ -279,6 +279,17 @@ TEST_F(ConfigTest, GroupReadableKeyIsRefused) {
   EXPECT_NE(c.status().message().find("chmod 600"), std::string_view::npos) << c.status();
 }
 
+TEST_F(ConfigTest, TheOpsPortsOwnKeyGetsTheSameModeCheck) {
+  std::ofstream(dir_.path() / "ops.key") << "x";
+  chmod((dir_.path() / "ops.key").c_str(), 0640);
+  auto c = Parse(Valid() + "\n[ops]\ncert_file = \"server.pem\"\nkey_file = \"ops.key\"\n");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("ops.key_file: "), std::string_view::npos) << c.status();
+  EXPECT_NE(c.status().message().find("chmod 600"), std::string_view::npos) << c.status();
+  chmod((dir_.path() / "ops.key").c_str(), 0600);
+  EXPECT_TRUE(Parse(Valid() + "\n[ops]\ncert_file = \"server.pem\"\nkey_file = \"ops.key\"\n").ok());
+}
+
 TEST_F(ConfigTest, AllowlistIsRequired) {
   std::string text = Valid();
   text.replace(text.find("[[ca.allow]]"), 12, "[[ca.allowed]]");
@@ -400,9 +411,10 @@ TEST_F(ConfigTest, OpsSectionIsReadWithItsDefaults) {
   EXPECT_TRUE(c->ops.tls);
   EXPECT_EQ(c->ops.cert_file, c->api.cert_file) << "the API's identity by default";
   EXPECT_EQ(c->ops.probe_interval, std::chrono::milliseconds(5000));
-  auto bad = Parse(Valid() + "\n[ops]\nlisten = \"nowhere\"\nprobe_interval_ms = 5\nport = 1\n");
+  EXPECT_EQ(c->ops.max_connections, 64u);
+  auto bad = Parse(Valid() + "\n[ops]\nlisten = \"nowhere\"\nprobe_interval_ms = 5\nport = 1\nmax_connections = 0\n");
   ASSERT_FALSE(bad.ok());
-  for (const char* key : {"ops.listen", "ops.probe_interval_ms", "ops.port"}) {
+  for (const char* key : {"ops.listen", "ops.probe_interval_ms", "ops.port", "ops.max_connections"}) {
     EXPECT_NE(bad.status().message().find(key), std::string_view::npos) << key << "\n" << bad.status();
   }
 }

@@ -29,6 +29,26 @@ TEST(AgentReplyTest, EachNodeStateHasItsLine) {
       << "a broken node is down even while draining";
 }
 
+// What /status tells a caller without an administrator's certificate: health only. The
+// failing check then comes from /health/ready.
+std::string AnonymousStatus(const std::string& lb, const std::string& mode, int64_t ca_ping_ms) {
+  return R"({"status":")" + lb + R"(","ready":)" + (lb == "UP" ? "true" : "false") + R"(,"live":true,"mode":")" + mode +
+         R"(","ca_ping_ms":)" + std::to_string(ca_ping_ms) + "}";
+}
+
+TEST(AgentReplyTest, TheAnonymousStatusGivesTheSameLines) {
+  EXPECT_EQ(ReplyFor(AnonymousStatus("UP", "active", 525)), "up ready 55%\n");
+  EXPECT_EQ(ReplyFor(AnonymousStatus("DRAIN", "drain", 3)), "up drain\n");
+  EXPECT_EQ(ReplyFor(AnonymousStatus("DOWN", "maint", 3)), "maint\n");
+  EXPECT_EQ(ReplyFor(AnonymousStatus("DOWN", "active", 3)), "down#node not ready\n");
+  auto view = ParseStatus(AnonymousStatus("DOWN", "active", 3), kNow);
+  ASSERT_TRUE(view.has_value());
+  view->reason = FirstFailingCheck(R"({"ready":false,"lb":"DOWN","checks":[{"name":"mode","ok":false,"detail":"m"},)"
+                                   R"({"name":"store","ok":false,"detail":"disk full"}]})");
+  EXPECT_EQ(AgentReply(view, kNow, 3000), "down#store: disk full\n");
+  EXPECT_EQ(FirstFailingCheck("<html>"), "");
+}
+
 TEST(AgentReplyTest, NoAnswerOrAStaleOneIsDown) {
   EXPECT_EQ(AgentReply(std::nullopt, kNow, 3000), "down#node not answering\n");
   EXPECT_EQ(ReplyFor(Status("UP", "active", 3), 3001), "down#node not answering\n");
