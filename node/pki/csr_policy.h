@@ -29,7 +29,7 @@ enum class RequestedValidity {
 // usual key sizes, no requested validity.
 struct CsrPolicy {
   std::vector<std::string> subject_patterns = {"**"};
-  std::vector<std::string> san_dns;    // a DNS SAN can map to a computer account (dNSHostName)
+  std::vector<std::string> san_dns;  // a DNS SAN can map to a computer account (dNSHostName)
   std::vector<std::string> san_email;
   std::vector<std::string> san_uri;  // never matches a SID URI: see allow_sid_uri
   std::vector<std::string> san_upn;  // Microsoft UPN otherName
