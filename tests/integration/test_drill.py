@@ -42,8 +42,12 @@ def free_range():
 
 
 def drill(root, scenario, *extra):
+    # A CA outage reaches the balancer through the node's CA probe (1 s), the agent's poll (1 s)
+    # and HAProxy's agent-inter (1 s), or the HTTP check's fall 2 x inter 1 s: up to about 3 s,
+    # so that drill holds its fault longer than the others.
+    hold_ms = "4500" if scenario == "ca-outage" else "2500"
     out = subprocess.run([str(h.ADCSC), "drill", "--config", str(root / "drill.toml"), "--scenario", scenario,
-                          "--warmup-ms", "1500", "--hold-ms", "2500", "--tail-ms", "1500", "--json", *extra],
+                          "--warmup-ms", "1500", "--hold-ms", hold_ms, "--tail-ms", "1500", "--json", *extra],
                          capture_output=True, text=True, timeout=240)
     return out
 
