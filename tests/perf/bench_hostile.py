@@ -11,6 +11,7 @@ Environment: ADCSC_BIN_DIR (the build's bin/), as for the integration tests.
 """
 import argparse
 import multiprocessing as mp
+import os
 import ssl
 import statistics
 import sys
@@ -57,22 +58,39 @@ def _jamf(port, pki_dir, client_cert, client_key, seconds, out):
     out.put((latencies, failures))
 
 
+def cpu_seconds(pid=None):
+    """CPU time used so far: by process `pid` (user + system), or by the whole machine (busy time
+    over all cores) when pid is None."""
+    tick = os.sysconf("SC_CLK_TCK")
+    if pid is not None:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick
+    cpu = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    values = [int(v) for v in cpu]
+    return (sum(values) - values[3] - values[4]) / tick  # all but idle and iowait
+
+
 def measure(node, pki, clients, seconds):
     out = mp.Queue()
     procs = [mp.Process(target=_jamf, args=(node.port, pki.dir, pki.client_cert, pki.client_key, seconds, out))
              for _ in range(clients)]
+    node_cpu, all_cpu, t0 = cpu_seconds(node.proc.pid), cpu_seconds(), time.monotonic()
     for p in procs:
         p.start()
     results = [out.get(timeout=seconds + 120) for _ in procs]
+    wall = time.monotonic() - t0
+    node_cores = (cpu_seconds(node.proc.pid) - node_cpu) / wall
+    all_cores = (cpu_seconds() - all_cpu) / wall
     for p in procs:
         p.join()
     latencies = sorted(l for r in results for l in r[0])
     failures = sum(r[1] for r in results)
     if not latencies:
-        return {"pairs": 0, "rate": 0.0, "p50": float("nan"), "p99": float("nan"), "failures": failures}
+        return {"pairs": 0, "rate": 0.0, "p50": float("nan"), "p99": float("nan"), "failures": failures,
+                "node_cores": node_cores, "all_cores": all_cores}
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
     return {"pairs": len(latencies), "rate": len(latencies) / seconds, "p50": statistics.median(latencies) * 1000,
-            "p99": p99 * 1000, "failures": failures}
+            "p99": p99 * 1000, "failures": failures, "node_cores": node_cores, "all_cores": all_cores}
 
 
 def main():
@@ -102,10 +120,11 @@ def main():
         finally:
             node.stop()
     print(f"\n{clients} Jamf-like clients, a new TLS connection per call, {seconds} s per phase\n")
-    print("| network | pairs/s | p50 ms | p99 ms | failed pairs |")
-    print("|---|---|---|---|---|")
+    print(f"| network | pairs/s | p50 ms | p99 ms | failed pairs | node CPU (cores) | machine CPU (of {os.cpu_count()}) |")
+    print("|---|---|---|---|---|---|---|")
     for name, r in (("quiet", quiet), (f"{holders} hostile connections + refusal flood", hostile_run)):
-        print(f"| {name} | {r['rate']:.1f} | {r['p50']:.0f} | {r['p99']:.0f} | {r['failures']} |")
+        print(f"| {name} | {r['rate']:.1f} | {r['p50']:.0f} | {r['p99']:.0f} | {r['failures']} | "
+              f"{r['node_cores']:.2f} | {r['all_cores']:.2f} |")
     print(f"\nflood: {flood_rate:.0f} refused-request attempts/s during the hostile phase; holders opened "
           f"{held} connections in all (the node closes the oldest unverified ones to make room)")
     return 0 if hostile_run["failures"] == 0 and quiet["failures"] == 0 else 1
