@@ -1,6 +1,9 @@
 """Log files under logrotate: SIGHUP makes a node reopen its event and access logs (creating
 them 0640 when logrotate moved them away) and never stops it."""
+import re
+import shutil
 import signal
+import subprocess
 import sys
 import unittest
 from pathlib import Path
@@ -40,6 +43,38 @@ class LogReopen(unittest.TestCase):
                 self.assertEqual(status, 200, body)
                 self.assertIsNone(node.proc.poll(), "SIGHUP never stops a node")
                 self.assertEqual(node.stop(), 0)
+            finally:
+                node.stop()
+
+    @unittest.skipUnless(shutil.which("logrotate"), "logrotate not installed (deploy/install-deps installs it)")
+    def test_logrotate_with_the_shipped_config_rotates_and_the_node_goes_on(self):
+        with h.TempRoot() as root:
+            pki = h.Pki(root)
+            node = h.Node(root, pki).start()
+            try:
+                status, body = h.submit(node, h.make_csr_b64("before-logrotate"))
+                self.assertEqual(status, 200, body)
+                access = root / "node-a-access.log"
+                h.wait_for(lambda: "/api/v1/certificate/request" in access.read_text(), what="the access log line")
+                # deploy/logrotate/adcsc as shipped, but for this directory, without the service
+                # user, and signalling this node instead of the systemd unit.
+                shipped = (h.REPO / "deploy" / "logrotate" / "adcsc").read_text()
+                self.assertIn("/var/log/adcsc/*.log {", shipped)
+                config = shipped.replace("/var/log/adcsc/*.log", f"{root}/*.log")
+                config = re.sub(r"\n\s*su adcsc adcsc", "", config)
+                config = re.sub(r"systemctl kill [^\n]*", f"kill -HUP {node.proc.pid}", config)
+                (root / "logrotate.conf").write_text(config)
+                run = subprocess.run(["logrotate", "-f", "-s", str(root / "logrotate.state"), str(root / "logrotate.conf")],
+                                     capture_output=True, text=True)
+                self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
+                rotated = sorted(p.name for p in root.glob("node-a*.log-*"))
+                self.assertEqual(len(rotated), 2, rotated)
+                h.wait_for(lambda: access.exists() and (root / "node-a.log").exists(), what="the logs created again")
+                status, body = h.submit(node, h.make_csr_b64("after-logrotate"))
+                self.assertEqual(status, 200, body)
+                h.wait_for(lambda: "/api/v1/certificate/request" in access.read_text(), what="a line in the new log")
+                self.assertTrue(access.read_text().startswith("#Software: adcsc"))
+                self.assertIsNone(node.proc.poll())
             finally:
                 node.stop()
 
