@@ -1,0 +1,196 @@
+"""A throw-away MIT Kerberos realm for integration tests: krb5kdc on 127.0.0.1.
+
+Writes krb5.conf and kdc.conf into a temp dir, creates the database with `kdb5_util create -s`,
+adds principals and exports keytabs with `kadmin.local`, and runs `krb5kdc -n` (foreground)
+with KRB5_CONFIG / KRB5_KDC_PROFILE pointing at those files; started() waits until the KDC
+accepts TCP connections (a deadline, no fixed sleeps), stop() ends it and waits. Nothing
+assumes a running service. Processes that should use the realm get client_env().
+Mirrors tests/testing/mit_kdc.h (the C++ fixture of the unit tests).
+
+Usage:
+    with Kdc() as kdc:                    # starts; stops on exit
+        kdc.add_principal("svc@ADCSC.TEST", password="pw")
+        kdc.export_keytab("svc@ADCSC.TEST", kdc.dir / "svc.keytab")
+        subprocess.run(["kinit", ...], env=kdc.client_env())
+
+Run this file to check the fixture itself (kinit with a password and a keytab, then stop).
+"""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+KRB5KDC = "/usr/sbin/krb5kdc"
+KDB5_UTIL = "/usr/sbin/kdb5_util"
+KADMIN_LOCAL = "/usr/sbin/kadmin.local"
+START_TIMEOUT = 20.0
+MASTER_PASSWORD = "adcsc-test-master"
+
+
+def installed():
+    return all(os.access(p, os.X_OK) for p in (KRB5KDC, KDB5_UTIL, KADMIN_LOCAL))
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Kdc:
+    def __init__(self, realm="ADCSC.TEST", domain="adcsc.test"):
+        self.realm, self.domain = realm, domain
+        self.port = _free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="adcsc_kdc_"))
+        self.proc = None
+        self.krb5_conf = self.dir / "krb5.conf"
+        self.kdc_conf = self.dir / "kdc.conf"
+
+    # --- configuration -------------------------------------------------------------------
+    def _write_krb5_conf(self, path, port):
+        path.write_text(
+            "[libdefaults]\n"
+            f"  default_realm = {self.realm}\n"
+            "  dns_lookup_kdc = false\n  dns_lookup_realm = false\n  rdns = false\n"
+            "  dns_canonicalize_hostname = false\n  udp_preference_limit = 1\n"
+            "  kdc_timeout = 1000\n  max_retries = 1\n"
+            "[realms]\n"
+            f"  {self.realm} = {{\n    kdc = 127.0.0.1:{port}\n  }}\n"
+            "[domain_realm]\n"
+            f"  .{self.domain} = {self.realm}\n  {self.domain} = {self.realm}\n")
+
+    def _write_config(self):
+        self._write_krb5_conf(self.krb5_conf, self.port)
+        d, p = self.dir, self.port
+        self.kdc_conf.write_text(
+            f"[kdcdefaults]\n  kdc_listen = 127.0.0.1:{p}\n  kdc_tcp_listen = 127.0.0.1:{p}\n"
+            f"[realms]\n  {self.realm} = {{\n"
+            f"    database_name = {d / 'principal'}\n    key_stash_file = {d / 'stash'}\n"
+            f"    acl_file = {d / 'kadm5.acl'}\n"
+            f"    kdc_listen = 127.0.0.1:{p}\n    kdc_tcp_listen = 127.0.0.1:{p}\n"
+            "    max_life = 10h\n    max_renewable_life = 7d\n"
+            "    supported_enctypes = aes256-cts-hmac-sha1-96:normal aes128-cts-hmac-sha1-96:normal\n"
+            "  }\n"
+            f"[logging]\n  kdc = FILE:{d / 'kdc.log'}\n")
+
+    def _env(self):
+        env = dict(os.environ)
+        env.update(KRB5_CONFIG=str(self.krb5_conf), KRB5_KDC_PROFILE=str(self.kdc_conf))
+        return env
+
+    def client_env(self, ccache=None):
+        """Environment for a client of this realm: its krb5.conf, a private ccache and rcache dir."""
+        env = dict(os.environ)
+        env.update(KRB5_CONFIG=str(self.krb5_conf),
+                   KRB5CCNAME="FILE:" + str(ccache or self.dir / "client.ccache"),
+                   KRB5RCACHEDIR=str(self.dir))
+        return env
+
+    def unreachable_krb5_conf(self):
+        """A krb5.conf for the same realm whose KDC port nobody listens on."""
+        path = self.dir / "krb5-unreachable.conf"
+        self._write_krb5_conf(path, _free_port())
+        return path
+
+    def _run(self, *argv):
+        r = subprocess.run(list(argv), env=self._env(), capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} failed ({r.returncode}): {r.stdout}{r.stderr}")
+        return r.stdout
+
+    # --- realm administration ------------------------------------------------------------
+    def kadmin(self, query):
+        return self._run(KADMIN_LOCAL, "-r", self.realm, "-q", query)
+
+    def add_principal(self, name, password=None):
+        """Adds `name` with `password`, or with a random key when password is None."""
+        self.kadmin(f"addprinc -pw {password} {name}" if password is not None else f"addprinc -randkey {name}")
+
+    def export_keytab(self, name, keytab, keep_key=True):
+        """Writes `name`'s keys to `keytab`; keep_key=False gives it new random keys first."""
+        self.kadmin(f"ktadd {'-norandkey ' if keep_key else ''}-k {keytab} {name}")
+        return Path(keytab)
+
+    # --- process -------------------------------------------------------------------------
+    def start(self):
+        self._write_config()
+        self._run(KDB5_UTIL, "-r", self.realm, "create", "-s", "-P", MASTER_PASSWORD)
+        return self.restart()
+
+    def restart(self):
+        err = open(self.dir / "kdc.stderr", "ab")
+        self.proc = subprocess.Popen([KRB5KDC, "-n", "-r", self.realm], env=self._env(),
+                                     stdout=err, stderr=err)
+        err.close()
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"krb5kdc exited at start ({self.proc.returncode}): {self.log()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.02)  # poll interval of the condition
+        self.stop()
+        raise RuntimeError(f"krb5kdc did not listen on 127.0.0.1:{self.port} within {START_TIMEOUT} s: {self.log()}")
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def log(self):
+        out = ""
+        for name in ("kdc.log", "kdc.stderr"):
+            p = self.dir / name
+            if p.exists():
+                out += p.read_text(errors="replace")
+        return out
+
+    def close(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _self_test():
+    if not installed():
+        print(f"SKIP: MIT krb5kdc is not installed ({KRB5KDC})")
+        return 0
+    with Kdc() as kdc:
+        kdc.add_principal("alice@ADCSC.TEST", password="Alice-Pass-1")
+        keytab = kdc.export_keytab("alice@ADCSC.TEST", kdc.dir / "alice.keytab")
+        env = kdc.client_env()
+        subprocess.run(["kinit", "alice@ADCSC.TEST"], input="Alice-Pass-1\n", text=True, env=env, check=True,
+                       capture_output=True, timeout=30)
+        subprocess.run(["kinit", "-k", "-t", str(keytab), "alice@ADCSC.TEST"], env=env, check=True,
+                       capture_output=True, timeout=30)
+        klist = subprocess.run(["klist"], env=env, check=True, capture_output=True, text=True, timeout=30).stdout
+        assert "alice@ADCSC.TEST" in klist and "krbtgt/ADCSC.TEST@ADCSC.TEST" in klist, klist
+        env["KRB5_CONFIG"] = str(kdc.unreachable_krb5_conf())
+        r = subprocess.run(["kinit", "-k", "-t", str(keytab), "alice@ADCSC.TEST"], env=env, capture_output=True,
+                           text=True, timeout=30)
+        assert r.returncode != 0 and "Cannot contact any KDC" in r.stderr, r.stderr
+        proc = kdc.proc
+    assert proc.poll() is not None, "krb5kdc still running after close()"
+    print("kdc.py: realm up, kinit with password and keytab, unreachable KDC reported, stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_self_test())
