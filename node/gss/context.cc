@@ -41,9 +41,9 @@ void ReleaseContext(void*& native) {
 
 }  // namespace
 
-uint32_t DceContextFlags() {
-  return GSS_C_MUTUAL_FLAG | GSS_C_REPLAY_FLAG | GSS_C_SEQUENCE_FLAG | GSS_C_CONF_FLAG | GSS_C_INTEG_FLAG |
-         GSS_C_DCE_STYLE;
+uint32_t DceContextFlags(Level level) {
+  return GSS_C_MUTUAL_FLAG | GSS_C_REPLAY_FLAG | GSS_C_SEQUENCE_FLAG | GSS_C_INTEG_FLAG | GSS_C_DCE_STYLE |
+         (level == Level::kPrivacy ? GSS_C_CONF_FLAG : 0);
 }
 
 SecurityContext::~SecurityContext() { ReleaseContext(native_); }
@@ -130,8 +130,12 @@ absl::Status SecurityContext::Unprotect(const Protection& protection, const PduR
 // ---- initiator ----
 
 InitiatorContext::InitiatorContext(std::shared_ptr<const internal::CredHandle> cred, TargetName target, Mech mech,
-                                   std::string realm)
-    : SecurityContext(mech), cred_(std::move(cred)), target_(std::move(target)), realm_(std::move(realm)) {}
+                                   Level level, std::string realm)
+    : SecurityContext(mech),
+      cred_(std::move(cred)),
+      target_(std::move(target)),
+      level_(level),
+      realm_(std::move(realm)) {}
 
 InitiatorContext::~InitiatorContext() {
   OM_uint32 minor = 0;
@@ -140,7 +144,7 @@ InitiatorContext::~InitiatorContext() {
 }
 
 absl::StatusOr<std::unique_ptr<InitiatorContext>> InitiatorContext::Create(const Credentials& credentials,
-                                                                           TargetName target, Mech mech) {
+                                                                           TargetName target, Mech mech, Level level) {
   const bool host_based = target.type == TargetName::Type::kHostBasedService;
   gss_buffer_desc text{target.name.size(), target.name.data()};
   gss_name_t name = GSS_C_NO_NAME;
@@ -153,7 +157,7 @@ absl::StatusOr<std::unique_ptr<InitiatorContext>> InitiatorContext::Create(const
   }
   std::string realm = internal::RealmOf(credentials.principal());
   std::unique_ptr<InitiatorContext> context(
-      new InitiatorContext(credentials.Handle(), std::move(target), mech, std::move(realm)));
+      new InitiatorContext(credentials.Handle(), std::move(target), mech, level, std::move(realm)));
   context->target_name_ = name;
   return context;
 }
@@ -165,10 +169,10 @@ absl::StatusOr<StepResult> InitiatorContext::Step(ByteView input) {
   OM_uint32 minor = 0;
   OM_uint32 flags = 0;
   gss_OID actual_mech = GSS_C_NO_OID;
-  const OM_uint32 major =
-      gss_init_sec_context(&minor, cred_->get(), Ctx(native_), static_cast<gss_name_t>(target_name_),
-                           internal::MechOid(mech_), DceContextFlags(), GSS_C_INDEFINITE, GSS_C_NO_CHANNEL_BINDINGS,
-                           native_ == nullptr ? GSS_C_NO_BUFFER : &in, &actual_mech, out.get(), &flags, nullptr);
+  const OM_uint32 major = gss_init_sec_context(
+      &minor, cred_->get(), Ctx(native_), static_cast<gss_name_t>(target_name_), internal::MechOid(mech_),
+      DceContextFlags(level_), GSS_C_INDEFINITE, GSS_C_NO_CHANNEL_BINDINGS, native_ == nullptr ? GSS_C_NO_BUFFER : &in,
+      &actual_mech, out.get(), &flags, nullptr);
   if (GSS_ERROR(major)) {
     failed_ = true;
     return GssError(
@@ -180,7 +184,8 @@ absl::StatusOr<StepResult> InitiatorContext::Step(ByteView input) {
     done_ = true;
     granted_flags_ = flags;
     negotiated_krb5_ = actual_mech != GSS_C_NO_OID && gss_oid_equal(actual_mech, gss_mech_krb5);
-    const uint32_t needed = GSS_C_MUTUAL_FLAG | GSS_C_CONF_FLAG | GSS_C_INTEG_FLAG | GSS_C_DCE_STYLE;
+    const uint32_t needed =
+        GSS_C_MUTUAL_FLAG | GSS_C_INTEG_FLAG | GSS_C_DCE_STYLE | (level_ == Level::kPrivacy ? GSS_C_CONF_FLAG : 0);
     if ((flags & needed) != needed) {
       failed_ = true;
       return absl::FailedPreconditionError(absl::StrCat("authenticating to ", target_.name,

@@ -70,13 +70,17 @@ struct TargetName {
   static TargetName Principal(std::string principal) { return {Type::kPrincipal, std::move(principal)}; }
 };
 
-// The requested context flags: MUTUAL | REPLAY | SEQUENCE | CONF | INTEG | DCE_STYLE.
-uint32_t DceContextFlags();
-
 enum class Level {
   kIntegrity,  // RPC_C_AUTHN_LEVEL_PKT_INTEGRITY: a MIC in the auth_value
   kPrivacy,    // RPC_C_AUTHN_LEVEL_PKT_PRIVACY: the stub encrypted, a wrap token in the auth_value
 };
+
+// The requested context flags: MUTUAL | REPLAY | SEQUENCE | INTEG | DCE_STYLE, and CONF at
+// privacy. At integrity CONF is not requested: with credentials acquired with no_ci_flags
+// (GSS_KRB5_CRED_NO_CI_FLAGS_X) the AP-REQ's checksum then carries INTEG alone, so an
+// acceptor that sizes tokens from the flags expects a MIC. MIT asserts CONF|INTEG by default
+// but still asserts any flag the caller asks for, option or not (MIT's t_ciflags.c).
+uint32_t DceContextFlags(Level level);
 
 struct Protection {
   Level level = Level::kPrivacy;
@@ -139,16 +143,19 @@ class SecurityContext {
 class InitiatorContext final : public SecurityContext {
  public:
   // Takes a snapshot of `credentials`' current handle (renewals do not disturb this context).
+  // `level`: the RPC authentication level the connection will use (it decides CONF).
   static absl::StatusOr<std::unique_ptr<InitiatorContext>> Create(const Credentials& credentials, TargetName target,
-                                                                  Mech mech);
+                                                                  Mech mech, Level level = Level::kPrivacy);
   ~InitiatorContext() override;
   absl::StatusOr<StepResult> Step(ByteView input) override;
   const TargetName& target() const { return target_; }
 
  private:
-  InitiatorContext(std::shared_ptr<const internal::CredHandle> cred, TargetName target, Mech mech, std::string realm);
+  InitiatorContext(std::shared_ptr<const internal::CredHandle> cred, TargetName target, Mech mech, Level level,
+                   std::string realm);
   std::shared_ptr<const internal::CredHandle> cred_;
   TargetName target_;
+  Level level_;
   std::string realm_;
   void* target_name_ = nullptr;  // gss_name_t
 };

@@ -85,9 +85,9 @@ class GssTest : public ::testing::Test {
 
   // Runs the exchange as the rpc layer will: the client sends while it has something to send,
   // the server answers each token, until both are done.
-  static Pair Establish(const Credentials& credentials, Mech mech) {
+  static Pair Establish(const Credentials& credentials, Mech mech, Level level = Level::kPrivacy) {
     Pair pair;
-    auto client = InitiatorContext::Create(credentials, TargetName::Host(kCaHost), mech);
+    auto client = InitiatorContext::Create(credentials, TargetName::Host(kCaHost), mech, level);
     EXPECT_TRUE(client.ok()) << client.status();
     if (!client.ok()) return pair;
     pair.client = std::move(*client);
@@ -157,7 +157,7 @@ TEST_F(GssTest, Krb5DceStyleTakesThreeLegs) {
   EXPECT_EQ(pair.tokens[2][0], 0x6f);
   EXPECT_EQ(pair.server->client_name(), kClient);
   EXPECT_TRUE(pair.client->negotiated_krb5());
-  EXPECT_EQ(pair.client->granted_flags() & DceContextFlags(), DceContextFlags());
+  EXPECT_EQ(pair.client->granted_flags() & DceContextFlags(Level::kPrivacy), DceContextFlags(Level::kPrivacy));
   EXPECT_TRUE(pair.client->granted_flags() & GSS_C_DCE_STYLE);
   EXPECT_TRUE(pair.server->granted_flags() & GSS_C_DCE_STYLE);
   EXPECT_TRUE(pair.server->granted_flags() & GSS_C_CONF_FLAG);
@@ -179,6 +179,37 @@ TEST_F(GssTest, SpnegoDceStyleCompletesWithKrb5Underneath) {
   EXPECT_EQ(DceAuthType(pair.client->mech()), 9);
 }
 
+// Fills a FILE ccache with a TGT for kClient from its keytab, as `kinit -k` would. With
+// `clock_offset`, the ccache also records that offset from the system clock (what MIT's
+// kdc_timesync stores after seeing the KDC's time), and every libkrb5 context that opens the
+// ccache then runs its clock that far off: a client whose clock is wrong, without faking the
+// process's clock.
+void WriteCcache(const std::filesystem::path& keytab, const std::string& ccache,
+                 std::chrono::seconds clock_offset = std::chrono::seconds(0)) {
+  krb5_context k = nullptr;
+  ASSERT_EQ(krb5_init_context(&k), 0);
+  krb5_principal me = nullptr;
+  krb5_keytab kt = nullptr;
+  krb5_ccache cc = nullptr;
+  krb5_creds creds{};
+  ASSERT_EQ(krb5_parse_name(k, kClient, &me), 0);
+  ASSERT_EQ(krb5_kt_resolve(k, keytab.c_str(), &kt), 0);
+  ASSERT_EQ(krb5_get_init_creds_keytab(k, &creds, me, kt, 0, nullptr, nullptr), 0);
+  if (clock_offset.count() != 0) {
+    krb5_timestamp now = 0;
+    ASSERT_EQ(krb5_timeofday(k, &now), 0);
+    ASSERT_EQ(krb5_set_real_time(k, now + static_cast<krb5_timestamp>(clock_offset.count()), 0), 0);
+  }
+  ASSERT_EQ(krb5_cc_resolve(k, ccache.c_str(), &cc), 0);
+  ASSERT_EQ(krb5_cc_initialize(k, cc, me), 0);
+  ASSERT_EQ(krb5_cc_store_cred(k, cc, &creds), 0);
+  krb5_free_cred_contents(k, &creds);
+  krb5_cc_close(k, cc);
+  krb5_kt_close(k, kt);
+  krb5_free_principal(k, me);
+  krb5_free_context(k);
+}
+
 TEST_F(GssTest, PasswordAndCcacheCredentialsAuthenticate) {
   auto by_password = Credentials::Acquire(CredentialSource::Password(kClient, kClientPassword));
   ASSERT_TRUE(by_password.ok()) << by_password.status();
@@ -187,25 +218,7 @@ TEST_F(GssTest, PasswordAndCcacheCredentialsAuthenticate) {
 
   // A ccache another tool keeps (here: one filled from the keytab with libkrb5, as kinit -k would).
   const std::string ccache = "FILE:" + (kdc_->dir() / "kinit.ccache").string();
-  {
-    krb5_context k = nullptr;
-    ASSERT_EQ(krb5_init_context(&k), 0);
-    krb5_principal me = nullptr;
-    krb5_keytab kt = nullptr;
-    krb5_ccache cc = nullptr;
-    krb5_creds creds{};
-    ASSERT_EQ(krb5_parse_name(k, kClient, &me), 0);
-    ASSERT_EQ(krb5_kt_resolve(k, ClientKeytab().c_str(), &kt), 0);
-    ASSERT_EQ(krb5_get_init_creds_keytab(k, &creds, me, kt, 0, nullptr, nullptr), 0);
-    ASSERT_EQ(krb5_cc_resolve(k, ccache.c_str(), &cc), 0);
-    ASSERT_EQ(krb5_cc_initialize(k, cc, me), 0);
-    ASSERT_EQ(krb5_cc_store_cred(k, cc, &creds), 0);
-    krb5_free_cred_contents(k, &creds);
-    krb5_cc_close(k, cc);
-    krb5_kt_close(k, kt);
-    krb5_free_principal(k, me);
-    krb5_free_context(k);
-  }
+  WriteCcache(ClientKeytab(), ccache);
   auto from_ccache = Credentials::Acquire(CredentialSource::Ccache(ccache));
   ASSERT_TRUE(from_ccache.ok()) << from_ccache.status();
   EXPECT_EQ((*from_ccache)->principal(), kClient);
@@ -387,8 +400,72 @@ TEST_F(GssTest, WrongPasswordAndUnknownServiceAreNamed) {
   EXPECT_THAT(step.status().message(), HasSubstr("does not know the CA's service principal")) << step.status();
 }
 
-// Clock skew cannot be staged here without faking a process's clock (no libfaketime; MIT's
-// kdc_timesync corrects a skewed client), so the mapping of MIT's codes is tested directly.
+TEST_F(GssTest, AClientClockAnHourOffIsReportedAsClockSkew) {
+  const std::string ccache = "FILE:" + (kdc_->dir() / "skewed.ccache").string();
+  WriteCcache(ClientKeytab(), ccache, std::chrono::hours(1));
+  auto credentials = Credentials::Acquire(CredentialSource::Ccache(ccache));
+  ASSERT_TRUE(credentials.ok()) << credentials.status();  // the TGT is still valid an hour on
+  for (Mech mech : {Mech::kKerberos, Mech::kSpnego}) {
+    auto client = InitiatorContext::Create(**credentials, TargetName::Host(kCaHost), mech);
+    ASSERT_TRUE(client.ok());
+    auto step = (*client)->Step({});  // the KDC refuses the TGS-REQ's authenticator
+    ASSERT_FALSE(step.ok());
+    EXPECT_EQ(step.status().code(), absl::StatusCode::kFailedPrecondition) << step.status();
+    EXPECT_THAT(std::string(step.status().message()),
+                HasSubstr("clock skew too great between this host and the KDC/CA: check NTP"));
+  }
+}
+
+TEST_F(GssTest, AnExpiredCcacheIsRefusedAtAcquire) {
+  const std::string ccache = "FILE:" + (kdc_->dir() / "expired.ccache").string();
+  WriteCcache(ClientKeytab(), ccache, std::chrono::hours(11));  // past the realm's 10 h max_life
+  auto credentials = Credentials::Acquire(CredentialSource::Ccache(ccache));
+  ASSERT_FALSE(credentials.ok());
+  EXPECT_EQ(credentials.status().code(), absl::StatusCode::kFailedPrecondition) << credentials.status();
+  EXPECT_THAT(std::string(credentials.status().message()), HasSubstr("expired")) << credentials.status();
+}
+
+TEST_F(GssTest, AStoppedKdcIsReportedAsUnreachable) {
+  kdc_->Stop();
+  auto acquire = Credentials::Acquire(CredentialSource::Keytab(kClient, ClientKeytab().string()));
+  ASSERT_EQ(kdc_->Restart(), "");
+  ASSERT_FALSE(acquire.ok());
+  EXPECT_EQ(acquire.status().code(), absl::StatusCode::kUnavailable) << acquire.status();
+  EXPECT_THAT(std::string(acquire.status().message()), HasSubstr("cannot reach the KDC for realm ADCSC.TEST"));
+}
+
+// The integrity-level trap (docs: an acceptor sizing tokens from CONF expects a wrap token):
+// with no_ci_flags and an integrity-level context, the AP-REQ asserts INTEG but not CONF.
+TEST_F(GssTest, NoCiFlagsAtIntegrityLeavesConfidentialityOutOfTheApReq) {
+  CredentialOptions options;
+  options.no_ci_flags = true;
+  auto credentials = ClientCredentials(options);
+  ASSERT_NE(credentials, nullptr);
+  for (Mech mech : {Mech::kKerberos, Mech::kSpnego}) {
+    Pair privacy = Establish(*credentials, mech, Level::kPrivacy);  // CONF asked for explicitly
+    ASSERT_TRUE(privacy.server && privacy.server->done());
+    EXPECT_TRUE(privacy.server->granted_flags() & GSS_C_CONF_FLAG);
+    Pair integrity_only = Establish(*credentials, mech, Level::kIntegrity);
+    ASSERT_TRUE(integrity_only.server && integrity_only.server->done());
+    EXPECT_FALSE(integrity_only.server->granted_flags() & GSS_C_CONF_FLAG) << MechName(mech);
+    EXPECT_TRUE(integrity_only.server->granted_flags() & GSS_C_INTEG_FLAG) << MechName(mech);
+  }
+  // Without the option MIT asserts CONF anyway, even at integrity.
+  auto plain = ClientCredentials();
+  ASSERT_NE(plain, nullptr);
+  Pair defaulted = Establish(*plain, Mech::kKerberos, Level::kIntegrity);
+  ASSERT_TRUE(defaulted.server && defaulted.server->done());
+  EXPECT_TRUE(defaulted.server->granted_flags() & GSS_C_CONF_FLAG);
+
+  Pair pair = Establish(*credentials, Mech::kKerberos, Level::kIntegrity);
+  ASSERT_TRUE(pair.server && pair.server->done());
+  const Protection integrity{Level::kIntegrity, true};
+  Pdu pdu = MakePdu(*pair.client, integrity, 16);
+  ASSERT_TRUE(pair.client->Protect(integrity, pdu.Regions()).ok());
+  EXPECT_TRUE(pair.server->Unprotect(integrity, pdu.Regions()).ok());
+}
+
+// The same mapping for codes MIT returns as they are (no mechglue renumbering).
 TEST(GssErrorsTest, ClockSkewSaysCheckNtp) {
   for (krb5_error_code code : {KRB5KRB_AP_ERR_SKEW, KRB5_KDCREP_SKEW}) {
     absl::Status status = GssError({"authenticating to host@ca1", Stage::kInitiate, GSS_S_FAILURE,
