@@ -26,8 +26,9 @@
 // trailer (EC filler, encrypted token header, checksum) into the HEADER buffer too, rotated
 // as Windows expects (RRC), so the auth_value carries the whole token: 76 bytes for
 // AES-256/AES-128 (16 token header + 16 confounder + 16 EC + 16 encrypted header + 12 HMAC).
-// Only the order of the DATA and SIGN_ONLY buffers matters to the checksum; where HEADER sits
-// in the array does not. When the server did not echo PFC_SUPPORT_HEADER_SIGN, Windows and
+// Only the order of the DATA and SIGN_ONLY buffers matters to the checksum; MIT finds the
+// HEADER buffer by its type, so where it sits in the array does not matter (Samba puts it
+// first, as we do; the shared notes list it last). When the server did not echo PFC_SUPPORT_HEADER_SIGN, Windows and
 // Samba protect the stub alone: HEADER + DATA, no SIGN_ONLY buffers. At packet integrity
 // Windows sends a MIC token (RFC 4121 GetMIC, 28 bytes for AES), not a wrap token with
 // conf_req_flag=0: gss_get_mic_iov over the same regions (the header and sec_trailer only
