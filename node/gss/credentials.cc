@@ -236,11 +236,19 @@ absl::Status Credentials::AcquireLocked() {
 
   // The TGT's remaining life. A keytab or password source has just fetched one; a ccache may
   // hold an expired one, which is better reported now than at the first bind.
-  Name cred_name;
+  // The lifetime is asked first without the name: MIT 1.20's mechglue leaks the name it made
+  // when the mechanism then reports the credentials expired (LeakSanitizer showed it).
   OM_uint32 lifetime = 0;
-  major = gss_inquire_cred(&minor, cred, cred_name.out(), &lifetime, nullptr, nullptr);
+  major = gss_inquire_cred(&minor, cred, nullptr, &lifetime, nullptr, nullptr);
   if (GSS_ERROR(major)) {
     return GssError({what, Stage::kAcquireInitiator, major, minor, Mech::kKerberos, realm});
+  }
+  Name cred_name;
+  if (lifetime != 0) {
+    major = gss_inquire_cred(&minor, cred, cred_name.out(), &lifetime, nullptr, nullptr);
+    if (GSS_ERROR(major)) {
+      return GssError({what, Stage::kAcquireInitiator, major, minor, Mech::kKerberos, realm});
+    }
   }
   if (lifetime == 0) {
     return GssError({absl::StrCat(what, ": the credentials have expired"), Stage::kAcquireInitiator,
