@@ -2,8 +2,8 @@
 // peer's Peer service for a record or a dedupe key this node does not hold yet, and the
 // forwarding of a CA retrieve to a live peer that runs as a given CA identity, and of a
 // submit or retrieve this node could not take to its CA to a peer that reaches it. It learns
-// each peer's identity and the CAs it cannot reach from its Info answer, refreshed in the background (Refresh) and on
-// demand when a forward finds no peer with the identity it needs.
+// each peer's identity and the CAs it cannot reach from its Info answer, refreshed in the
+// background (Refresh) and on demand when a forward finds no peer with the identity it needs.
 // Thread-safety: every method may be called from any thread.
 #pragma once
 

@@ -1,11 +1,11 @@
 // The Peer gRPC service of a clustered node: what the other nodes ask of it besides
 // replication. Lookup and LookupByDedupeKey read this node's store (a peer whose replica is
 // behind asks them); ForwardRetrieve runs a CA retrieve under this node's CA identity for a
-// peer that runs as another one or cannot reach the CA; ForwardSubmit runs a submit for a peer
-// that cannot reach the CA; Info is this node's view of the cluster (identity, version
-// vector, replication counters, how it sees each peer, the CAs it cannot reach), which `adcsc ctl status` and the
-// peers' PeerDirectory read. Thread-safety: gRPC calls it from its own threads; everything
-// it reads is thread-safe.
+// peer that runs as another one or cannot reach the CA; ForwardSubmit runs a submit for a
+// peer that cannot reach the CA; Info is this node's view of the cluster (identity, version
+// vector, replication counters, how it sees each peer, the CAs it cannot reach), which
+// `adcsc ctl status` and the peers' PeerDirectory read. Thread-safety: gRPC calls it from its
+// own threads; everything it reads is thread-safe.
 #pragma once
 
 #include <string>
