@@ -113,9 +113,7 @@ adcsc::ca::CaResponse ResponseFromRecord(const RequestRecord& rec) {
   return r;
 }
 
-// The CA could not be reached, or did not answer in time: another node (with its own path to
-// the CA) may do better, so the answer is 503, which load balancers retry elsewhere; a CA
-// that answered with an error is 500, as in the original.
+// The CA could not be reached, or did not answer in time.
 bool CaUnreachable(const absl::Status& s) {
   const std::optional<uint32_t> hr = adcsc::ca::HresultOf(s);
   if (hr.has_value()) {
@@ -125,21 +123,58 @@ bool CaUnreachable(const absl::Status& s) {
   return s.code() == absl::StatusCode::kUnavailable || s.code() == absl::StatusCode::kDeadlineExceeded;
 }
 
-// The answer for a CA call that failed: 503 SERVICE_UNAVAILABLE when the CA was unreachable,
-// else 500 INTERNAL_ERROR. `body` makes the JSON from (code, message).
-ApiResponse CaFailure(const absl::Status& s, std::string message,
-                      const std::function<std::string(std::string_view, std::string_view)>& body) {
-  if (CaUnreachable(s)) return Make(503, body("SERVICE_UNAVAILABLE", message), "ca_unavailable");
-  return Make(500, body("INTERNAL_ERROR", message), "ca_error");
+// How a CA call failed, which decides the answer (docs/api.md, "Errors").
+enum class CaFailureKind {
+  kAnswered,        // the CA answered with an error: the original's INTERNAL_ERROR, HTTP 200
+  kUnreachable,     // the CA could not be reached and nothing was sent: another node may do better
+  kOutcomeUnknown,  // the request may have reached the CA: a retry finds it (dedupe, intents)
+};
+
+CaFailureKind KindOf(const absl::Status& s) {
+  if (adcsc::ca::IsOutcomeUnknown(s)) return CaFailureKind::kOutcomeUnknown;
+  if (CaUnreachable(s)) return CaFailureKind::kUnreachable;
+  return CaFailureKind::kAnswered;
+}
+
+std::string_view OutcomeOf(CaFailureKind kind) {
+  switch (kind) {
+    case CaFailureKind::kAnswered:
+      return "ca_error";
+    case CaFailureKind::kUnreachable:
+      return "ca_unavailable";
+    case CaFailureKind::kOutcomeUnknown:
+      return "ca_outcome_unknown";
+  }
+  return "ca_error";
+}
+
+// The calls the original connector named in its INTERNAL_ERROR messages. CCertRequest::Submit
+// is in its documented answers; RetrievePending is the CCertRequest method that fetches a
+// request by ID (inferred: no retrieve error of the original is public).
+constexpr std::string_view kOriginalSubmitCall = "CCertRequest::Submit";
+constexpr std::string_view kOriginalRetrieveCall = "CCertRequest::RetrievePending";
+
+// The original connector's INTERNAL_ERROR message: "System.Runtime.InteropServices.COMException
+// - CCertRequest::Submit: <text> 0x... (decimal SYMBOL)" (a plain hyphen, as in its raw
+// answers), with the CA's own message after it when it gave one. Without an HRESULT (a
+// backend error of ours), the status's message stands in for the text.
+std::string OriginalCaMessage(std::string_view call, std::optional<uint32_t> hresult, std::string_view detail,
+                              std::string_view ca_message = {}) {
+  std::string msg = absl::StrCat("System.Runtime.InteropServices.COMException - ", pki::AbslView(call), ": ",
+                                 hresult ? adcsc::ca::FormatHresult(*hresult) : std::string(detail));
+  if (!ca_message.empty()) absl::StrAppend(&msg, " CA message: ", pki::AbslView(ca_message));
+  return msg;
 }
 
 // A submit's error body: the request-status and request-id 0.
 std::string SubmitErrorJson(std::string_view code, std::string_view text) { return WithRequestIdJson(code, text, 0); }
+// A retrieve's error body: the request-status and "x509":null.
+std::string RetrieveErrorJson(std::string_view code, std::string_view text) { return WithX509Json(code, text, ""); }
 
 bool IsErrorDisposition(Disposition d) { return d == Disposition::kError || d == Disposition::kIncomplete; }
 
-// "<call>: <text> 0x... (decimal SYMBOL)", in the shape of the original connector's
-// "CCertRequest::Submit: ..." messages; the backend names its call (CaBackend::CallName).
+// "<call>: <text> 0x... (decimal SYMBOL)", naming the backend's call (CaBackend::CallName):
+// the SERVICE_UNAVAILABLE message of api.ca_unreachable_status = 503, as before it existed.
 std::string CaFailureMessage(const adcsc::ca::CaBackend& backend, uint32_t hresult, std::string_view ca_message) {
   std::string msg = absl::StrCat(backend.CallName(), ": ", adcsc::ca::FormatHresult(hresult));
   if (!ca_message.empty()) absl::StrAppend(&msg, " CA message: ", pki::AbslView(ca_message));
@@ -163,6 +198,7 @@ struct CallLog {
         started(std::chrono::steady_clock::now()),
         fields({{"endpoint", endpoint}, {"client_pin", request.auth->pin}, {"remote", std::string(request.remote)}}) {
     if (!request.proxy_pin.empty()) fields["proxy_pin"] = std::string(request.proxy_pin);
+    if (!request.forwarded_by.empty()) fields["forwarded_by"] = std::string(request.forwarded_by);
   }
 
   ApiResponse Finish(ApiResponse r) {
@@ -185,6 +221,10 @@ struct CallLog {
   EventLog* log;
   ApiObserver* observer;
   std::optional<LogLevel> level;  // set: the line's level whatever the status
+  // A submit that may fail over: a CA it could not reach is not answered at once but left in
+  // `unreachable` for ApiService::Submit (SubmitCaFailure).
+  bool defer_unreachable = false;
+  absl::Status unreachable;
   const char* endpoint;
   std::chrono::steady_clock::time_point started;
   Json fields;
@@ -373,17 +413,71 @@ absl::StatusOr<std::optional<RequestRecord>> ApiService::FindEarlierSubmit(const
 // durably (and on a write quorum in a cluster), then answer.
 ApiResponse ApiService::Submit(const ApiRequest& request) {
   CallLog call(log_, observer_, "request", request);
+  auto checked = CheckSubmit(request, &call.fields);
+  if (!checked.ok()) return call.Finish(BadRequest(std::string(checked.status().message())));
+  const CheckedSubmit& s = *checked;
+  // The signing policy first: a CSR outside it reaches no dedupe, lease, intent or CA.
+  if (std::optional<ApiResponse> denied = DenyOutsidePolicy(s, &call)) return *denied;
+  // In a cluster, a CA this node cannot reach is another node's to try (one hop).
+  call.defer_unreachable = request.forwarded_by.empty() && peers_ != nullptr && ClusterSize() > 1;
+  ApiResponse answer = SubmitChecked(s, &call);
+  if (call.unreachable.ok()) return answer;
+  return FailSubmitOver(request, s, call.unreachable, &call);
+}
+
+ApiResponse ApiService::SubmitForPeer(const std::string& peer_id, std::string_view body, std::string_view client_pin,
+                                      std::string_view remote) {
+  ClientAuthResult auth;  // the peer checked the client's certificate
+  auth.ok = true;
+  auth.pin = std::string(client_pin);
+  ApiRequest request;
+  request.method = "POST";
+  request.target = kSubmitPath;
+  request.body = body;
+  request.remote = remote;
+  request.auth = &auth;
+  request.forwarded_by = peer_id;
+  return Handle(request);
+}
+
+ApiResponse ApiService::FailSubmitOver(const ApiRequest& request, const CheckedSubmit& s,
+                                       const absl::Status& unreachable, CallLog* call) {
+  Json& fields = call->fields;
+  call->defer_unreachable = false;
+  fields["ca_error_here"] = std::string(unreachable.message());
+  SubmitToForward forward;
+  forward.ca_config = s.ca_config;
+  forward.body = std::string(request.body);
+  forward.client_pin = request.auth->pin;
+  forward.remote = std::string(request.remote);
+  auto theirs = peers_->ForwardSubmit(forward);
+  if (theirs.ok()) {
+    fields["source"] = "forwarded";
+    fields["forwarded_to"] = theirs->node_id;
+    const Json answer = Json::parse(theirs->body, nullptr, /*allow_exceptions=*/false);
+    if (answer.is_object() && answer.contains("request-id")) fields["request_id"] = answer["request-id"];
+    ApiResponse r = Make(theirs->http_status, std::move(theirs->body), std::move(theirs->outcome));
+    if (r.status == 200 && absl::StartsWith(r.outcome, "ca_")) call->level = LogLevel::kError;
+    return call->Finish(std::move(r));
+  }
+  fields["forward_error"] = std::string(theirs.status().message());
+  if (adcsc::ca::IsOutcomeUnknown(theirs.status())) {
+    // A peer took the submit and did not answer in time: it may still reach the CA. The
+    // client's retry finds its request (dedupe, or the lapsed lease's search).
+    return call->Finish(CaFailureAnswer(adcsc::ca::MarkOutcomeUnknown(adcsc::ca::CaError(
+                                            adcsc::ca::hr::kTimeout, std::string(theirs.status().message()))),
+                                        kOriginalSubmitCall, SubmitErrorJson, "", call));
+  }
+  return SubmitCaFailure(unreachable, call);
+}
+
+ApiResponse ApiService::SubmitChecked(const CheckedSubmit& s, CallLog* callp) {
+  CallLog& call = *callp;
   Json& fields = call.fields;
   auto finish = [&](ApiResponse r) { return call.Finish(std::move(r)); };
   auto submit_error = SubmitErrorJson;
   auto ca_failure = [&](const absl::Status& status) { return SubmitCaFailure(status, &call); };
   auto answer_with = [&](const RequestRecord& rec) { return AnswerWithRecord(rec, &call); };
-
-  auto checked = CheckSubmit(request, &fields);
-  if (!checked.ok()) return finish(BadRequest(std::string(checked.status().message())));
-  const CheckedSubmit& s = *checked;
-  // The signing policy first: a CSR outside it reaches no dedupe, lease, intent or CA.
-  if (std::optional<ApiResponse> denied = DenyOutsidePolicy(s, &call)) return *denied;
 
   const int64_t window_ms = std::chrono::duration_cast<std::chrono::milliseconds>(config_.ca.dedupe_window).count();
   const int64_t not_before_ms = clock_->NowUnixMillis() - window_ms;
@@ -478,6 +572,9 @@ ApiResponse ApiService::SubmitOnce(const CheckedSubmit& s, const adcsc::store::S
   const auto ca_started = std::chrono::steady_clock::now();
   auto answer = backend_->Submit(sub);
   fields["ca_ms"] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - ca_started).count();
+  if (answer.ok() || KindOf(answer.status()) == CaFailureKind::kUnreachable) {
+    ca_reachability_.Note(s.ca_config, answer.ok());
+  }
   CrashPoint("after-ca");
   if (!answer.ok()) {
     if (intent == nullptr) return ca_failure(answer.status());
@@ -507,6 +604,11 @@ ApiResponse ApiService::SubmitOnce(const CheckedSubmit& s, const adcsc::store::S
       return ca_failure(answer.status());
     }
     fields["error"] = std::string(answer.status().message());
+    if (config_.api.ca_unreachable_status == 200) {
+      // As the original answered a CA call that failed; the client's retry looks at the CA
+      // again before it submits (the intent stays), so the retry is deduplicated.
+      return finish(CaFailureAnswer(answer.status(), kOriginalSubmitCall, SubmitErrorJson, "", call));
+    }
     return finish(Make(
         503,
         submit_error("SERVICE_UNAVAILABLE",
@@ -536,11 +638,13 @@ ApiResponse ApiService::SubmitOnce(const CheckedSubmit& s, const adcsc::store::S
     store_->DropSubmitIntent(key).IgnoreError();  // refused without a request: nothing at the CA
   }
   if (IsErrorDisposition(answer->disposition)) {
-    return finish(
-        Make(500,
-             WithRequestIdJson("INTERNAL_ERROR", CaFailureMessage(*backend_, answer->hresult, answer->message),
-                               answer->request_id),
-             "ca_error"));
+    // The CA answered with an error: the original's INTERNAL_ERROR, with HTTP 200.
+    call->level = LogLevel::kError;
+    return finish(Make(200,
+                       WithRequestIdJson("INTERNAL_ERROR",
+                                         OriginalCaMessage(kOriginalSubmitCall, answer->hresult, "", answer->message),
+                                         answer->request_id),
+                       "ca_error"));
   }
   return finish(Make(200,
                      WithRequestIdJson(DispositionStatus(answer->disposition), DispositionMessage(answer->disposition),
@@ -549,11 +653,35 @@ ApiResponse ApiService::SubmitOnce(const CheckedSubmit& s, const adcsc::store::S
 }
 
 ApiResponse ApiService::SubmitCaFailure(const absl::Status& status, CallLog* call) {
-  auto hr = adcsc::ca::HresultOf(status);
+  if (call->defer_unreachable && KindOf(status) == CaFailureKind::kUnreachable) {
+    call->unreachable = status;  // Submit fails it over once the lease is released
+    ApiResponse deferred;
+    deferred.outcome = "ca_unavailable";
+    return deferred;
+  }
+  return call->Finish(CaFailureAnswer(status, kOriginalSubmitCall, SubmitErrorJson, "", call));
+}
+
+ApiResponse ApiService::CaFailureAnswer(const absl::Status& status, std::string_view original_call,
+                                        std::string (*body)(std::string_view, std::string_view), std::string_view extra,
+                                        CallLog* call) const {
+  const CaFailureKind kind = KindOf(status);
+  const std::optional<uint32_t> hr = adcsc::ca::HresultOf(status);
   call->fields["error"] = std::string(status.message());
+  call->fields["ca_call"] = backend_->CallName();
   if (hr) call->fields["hresult"] = absl::StrCat("0x", absl::Hex(*hr, absl::kZeroPad8));
-  std::string message = hr ? CaFailureMessage(*backend_, *hr, "") : std::string(status.message());
-  return call->Finish(CaFailure(status, message, SubmitErrorJson));
+  call->level = LogLevel::kError;
+  const std::string outcome(OutcomeOf(kind));
+  if (kind != CaFailureKind::kAnswered && config_.api.ca_unreachable_status == 503) {
+    // For a load balancer's L7 retry (api.ca_unreachable_status = 503): the answer as it was
+    // before the original's form was restored.
+    std::string message = hr ? CaFailureMessage(*backend_, *hr, "") : std::string(status.message());
+    if (!extra.empty()) absl::StrAppend(&message, "; ", pki::AbslView(extra));
+    return Make(503, body("SERVICE_UNAVAILABLE", message), outcome);
+  }
+  std::string message = OriginalCaMessage(original_call, hr, std::string(status.message()));
+  if (!extra.empty()) absl::StrAppend(&message, "; ", pki::AbslView(extra));
+  return Make(200, body("INTERNAL_ERROR", message), outcome);
 }
 
 int ApiService::ResolveOpenIntents() {
@@ -811,6 +939,9 @@ absl::StatusOr<adcsc::ca::CaResponse> ApiService::CaRetrieve(const adcsc::ca::Ca
   const auto ca_started = std::chrono::steady_clock::now();
   auto from_ca = backend_->Retrieve(ret);
   (*fields)["ca_ms"] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - ca_started).count();
+  if (from_ca.ok() || KindOf(from_ca.status()) == CaFailureKind::kUnreachable) {
+    ca_reachability_.Note(adcsc::store::CaConfigKey(target.dc, target.ca), from_ca.ok());
+  }
   if (from_ca.ok()) from_ca->request_id = request_id;
   return from_ca;
 }
@@ -831,9 +962,13 @@ ApiResponse ApiService::Retrieve(const ApiRequest& request) {
   CallLog call(log_, observer_, "retrieve", request);
   Json& fields = call.fields;
   auto finish = [&](ApiResponse r) { return call.Finish(std::move(r)); };
+  // Our own failure (the store): 500, not the CA's answer.
   auto internal_error = [&](std::string message, std::string outcome) {
     fields["error"] = message;
     return finish(Make(500, WithX509Json("INTERNAL_ERROR", message, ""), std::move(outcome)));
+  };
+  auto ca_failure = [&](const absl::Status& status, std::string_view extra) {
+    return finish(CaFailureAnswer(status, kOriginalRetrieveCall, RetrieveErrorJson, extra, &call));
   };
 
   auto body = ParseRetrieveBody(request.body);
@@ -887,12 +1022,11 @@ ApiResponse ApiService::Retrieve(const ApiRequest& request) {
       answered = true;
       fields["source"] = "forwarded";
       fields["forwarded_to"] = forwarded->node_id;
-    } else if (auto hr = adcsc::ca::HresultOf(forwarded.status()); hr) {
+    } else if (adcsc::ca::HresultOf(forwarded.status()).has_value()) {
       // The right identity asked the CA, and the CA failed: asking again as another
       // identity would not help.
       fields["source"] = "forwarded";
-      fields["hresult"] = absl::StrCat("0x", absl::Hex(*hr, absl::kZeroPad8));
-      return internal_error(CaFailureMessage(*backend_, *hr, ""), "ca_error");
+      return ca_failure(forwarded.status(), "");
     } else {
       // No live node runs as the submitter: try as this node's identity (it may have the
       // CA's officer rights); if the CA refuses, the error says why we had to.
@@ -906,24 +1040,41 @@ ApiResponse ApiService::Retrieve(const ApiRequest& request) {
   if (!answered) {
     fields["source"] = "ca";
     auto from_ca = CaRetrieve(target, body->request_id, &fields);
-    if (!from_ca.ok()) {
-      auto hr = adcsc::ca::HresultOf(from_ca.status());
-      if (hr) fields["hresult"] = absl::StrCat("0x", absl::Hex(*hr, absl::kZeroPad8));
-      std::string message = hr ? CaFailureMessage(*backend_, *hr, "") : std::string(from_ca.status().message());
-      if (!forward_error.empty()) absl::StrAppend(&message, "; ", forward_error);
-      fields["error"] = message;
-      return finish(CaFailure(from_ca.status(), message, [](std::string_view code, std::string_view text) {
-        return WithX509Json(code, text, "");
-      }));
+    if (from_ca.ok()) {
+      if (auto recorded = RecordRetrieved(target, *from_ca, known ? &*known : nullptr); !recorded.ok()) {
+        return internal_error(std::string(recorded.message()), "store_error");
+      }
+      answer = std::move(*from_ca);
+      answered = true;
+    } else if (KindOf(from_ca.status()) != CaFailureKind::kAnswered && peers_ != nullptr && ClusterSize() > 1) {
+      // This node cannot reach the CA: a peer with the same identity that does retrieves it
+      // (a read: asking again elsewhere is harmless). The peer never forwards it on.
+      fields["ca_error_here"] = std::string(from_ca.status().message());
+      auto failover = peers_->ForwardRetrieve(config_.ca.identity, target, body->request_id);
+      if (failover.ok()) {
+        answer = ResponseFromRecord(failover->record);
+        answered = true;
+        fields["source"] = "forwarded";
+        fields["forwarded_to"] = failover->node_id;
+      } else if (adcsc::ca::HresultOf(failover.status()).has_value() &&
+                 KindOf(failover.status()) == CaFailureKind::kAnswered) {
+        fields["source"] = "forwarded";  // a peer reached the CA, which answered with an error
+        return ca_failure(failover.status(), forward_error);
+      } else {
+        fields["failover_error"] = std::string(failover.status().message());
+      }
     }
-    if (auto recorded = RecordRetrieved(target, *from_ca, known ? &*known : nullptr); !recorded.ok()) {
-      return internal_error(std::string(recorded.message()), "store_error");
-    }
-    answer = std::move(*from_ca);
+    if (!answered) return ca_failure(from_ca.status(), forward_error);
   }
   if (answer.hresult != 0) fields["hresult"] = absl::StrCat("0x", absl::Hex(answer.hresult, absl::kZeroPad8));
   if (IsErrorDisposition(answer.disposition)) {
-    return internal_error(CaFailureMessage(*backend_, answer.hresult, answer.message), "ca_error");
+    // The CA's answer is an error: the original's INTERNAL_ERROR, with HTTP 200.
+    call.level = LogLevel::kError;
+    fields["ca_call"] = backend_->CallName();
+    return finish(Make(200,
+                       WithX509Json("INTERNAL_ERROR",
+                                    OriginalCaMessage(kOriginalRetrieveCall, answer.hresult, "", answer.message), ""),
+                       "ca_error"));
   }
   std::string x509;
   if ((answer.disposition == Disposition::kIssued || answer.disposition == Disposition::kIssuedOutOfBand) &&

@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "node/api/ca_reachability.h"
 #include "node/api/ca_request_search.h"
 #include "node/api/client_identity.h"
 #include "node/api/peer_lookup.h"
@@ -36,6 +37,9 @@ struct ApiRequest {
   // When a trusted TLS-terminating proxy forwarded the request (forwarded_caller.h): its pin,
   // for logs; `auth` and `remote` then describe the client behind it.
   std::string_view proxy_pin;
+  // Set (to the peer's node ID) when a peer forwarded this submit because it could not reach
+  // the CA: such a request is never forwarded again (one hop).
+  std::string_view forwarded_by;
 };
 
 struct ApiResponse {
@@ -106,6 +110,16 @@ class ApiService {
   // how many it settled.
   int ResolveOpenIntents();
 
+  // A peer's forwarded submit (PeerLookup::ForwardSubmit on its side): the client's body run
+  // through this node's full submit path (checks, dedupe, lease, intent, CA), never forwarded
+  // again; `client_pin` and `remote` describe the client for the log.
+  ApiResponse SubmitForPeer(const std::string& peer_id, std::string_view body, std::string_view client_pin,
+                            std::string_view remote);
+
+  // This node's latest view of each CA's reachability (its CA calls; the health probes add
+  // theirs), which the Peer service reports to the peers.
+  CaReachability& ca_reachability() { return ca_reachability_; }
+
   // A peer's forwarded retrieve (PeerLookup::ForwardRetrieve on its side): runs the CA
   // retrieve as this node's identity, records the outcome (replicated like any other) and
   // returns the record. Refused with FAILED_PRECONDITION when `identity` is not this node's
@@ -129,6 +143,15 @@ class ApiService {
     std::string csr_sha256;  // raw 32 bytes
     adcsc::store::SubmitKey key() const { return {ca_config, template_name, csr_sha256}; }
   };
+  // A checked submit within the CSR's dedupe, lease and intent; returns finished answers,
+  // except (with call->defer_unreachable) for a CA it could not reach and sent nothing to:
+  // then call->unreachable holds the error, and Submit fails the submit over to a peer once
+  // this node's lease is released.
+  ApiResponse SubmitChecked(const CheckedSubmit& s, CallLog* call);
+  // Hands the client's submit to a peer that reaches the CA (this node could not: `unreachable`);
+  // answers with the peer's answer, or with this node's error when no peer could take it.
+  ApiResponse FailSubmitOver(const ApiRequest& request, const CheckedSubmit& s, const absl::Status& unreachable,
+                             CallLog* call);
   // InvalidArgument with the BAD_REQUEST message when the request is not acceptable.
   absl::StatusOr<CheckedSubmit> CheckSubmit(const ApiRequest& request, nlohmann::json* fields) const;
   // The answer to a CSR its allowlist entry's signing policy refuses: what a CA denial looks
@@ -173,9 +196,16 @@ class ApiService {
   absl::StatusOr<std::optional<adcsc::store::RequestRecord>> FindAtCa(const CheckedSubmit& s, uint32_t after_request_id,
                                                                       const std::string& requester,
                                                                       nlohmann::json* fields);
-  // The answer (500, or 503 when the CA was unreachable) and log fields of a submit whose CA
-  // call failed.
+  // The answer and log fields of a submit whose CA call failed (CaFailureAnswer), finished;
+  // or, with call->defer_unreachable and a CA that could not be reached, left to Submit.
   ApiResponse SubmitCaFailure(const absl::Status& status, CallLog* call);
+  // The answer to a CA call that failed (docs/api.md, "Errors"): HTTP 200 with the original's
+  // INTERNAL_ERROR message naming `original_call`; when the CA was unreachable or the outcome
+  // is unknown and api.ca_unreachable_status is 503, 503 SERVICE_UNAVAILABLE. `body` shapes
+  // the JSON from (status, message); `extra` is appended to the message.
+  ApiResponse CaFailureAnswer(const absl::Status& status, std::string_view original_call,
+                              std::string (*body)(std::string_view, std::string_view), std::string_view extra,
+                              CallLog* call) const;
   // A search of the CA for `s`'s request among the IDs after `after_request_id`; IDs this
   // node's store holds for another CSR cost no CA call.
   std::unique_ptr<CaRequestSearch> NewCaSearch(const CheckedSubmit& s, uint32_t after_request_id);
@@ -200,6 +230,7 @@ class ApiService {
   ApiObserver* const observer_;
   SubmitLeases leases_;
   LogThrottle refusal_log_;  // client_refused: once per caller address per interval
+  CaReachability ca_reachability_;
 
   // Records `record` durably (and on a write quorum in a cluster); when `settles` is set,
   // removes that submit intent in the same commit.

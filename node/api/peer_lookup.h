@@ -24,6 +24,22 @@ struct ForwardedRetrieve {
   adcsc::store::RequestRecord record;  // the outcome it recorded
 };
 
+// The answer of a node that ran a submit for another one (its own full submit path).
+struct ForwardedSubmit {
+  std::string node_id;  // who ran it
+  int http_status = 200;
+  std::string body;     // the JSON answer, byte for byte
+  std::string outcome;  // its outcome word
+};
+
+// What a node that could not reach the CA hands to a peer: the client's request as received.
+struct SubmitToForward {
+  std::string ca_config;  // "dc\ca": peers that report it unreachable are not asked
+  std::string body;
+  std::string client_pin;
+  std::string remote;
+};
+
 class PeerLookup {
  public:
   virtual ~PeerLookup() = default;
@@ -43,9 +59,22 @@ class PeerLookup {
   // Has a live peer whose CA identity is `identity` (compared case-insensitively, as Windows
   // does) run the CA retrieve for `target`/`request_id` and record it. UNAVAILABLE when no
   // live peer runs as that identity; a CA failure comes back as the CaError the peer's
-  // backend returned (its HRESULT travels with it).
+  // backend returned (its HRESULT travels with it). Peers that report the CA unreachable
+  // are not asked, and a peer whose CA call found the CA unreachable is followed by the
+  // next one (a retrieve is a read: repeating it is harmless); also how a node whose own
+  // CA is unreachable fails a retrieve over, with its own identity.
   virtual absl::StatusOr<ForwardedRetrieve> ForwardRetrieve(const std::string& identity,
                                                             const adcsc::ca::CaTarget& target, uint32_t request_id) = 0;
+
+  // Hands a submit this node could not take to the CA (nothing was sent) to a live peer that
+  // reaches it, trying them in turn (most recently heard from first, skipping those that
+  // report the CA unreachable) within one bound. The peer runs its full submit path and
+  // never forwards it again. UNAVAILABLE when no peer could take it to the CA; marked
+  // ca::MarkOutcomeUnknown when a peer's call ran out of time (it may still submit: the
+  // client's retry is deduplicated).
+  virtual absl::StatusOr<ForwardedSubmit> ForwardSubmit(const SubmitToForward& /*submit*/) {
+    return absl::UnavailableError("this node's peers take no forwarded submits");
+  }
 
   // Asks every peer at once to grant `claim` the lease on its CSR (SubmitLeases::Claim on
   // their side) and returns the answers that came back within cluster.lookup_timeout, or as

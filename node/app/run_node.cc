@@ -35,8 +35,8 @@ namespace {
 // certificate's expiry.
 adcsc::ops::HealthSources HealthSourcesFor(const Config& config, adcsc::store::RequestStore* store,
                                            const adcsc::ops::StoreMaintenance* integrity, adcsc::ca::CaBackend* backend,
-                                           adcsc::cluster::ClusterRuntime* cluster,
-                                           adcsc::ops::ServiceModeStore* mode) {
+                                           adcsc::cluster::ClusterRuntime* cluster, adcsc::ops::ServiceModeStore* mode,
+                                           CaReachability* reachability) {
   adcsc::ops::HealthSources s;
   s.store_check = [store, integrity] {
     if (absl::Status damage = integrity->last(); !damage.ok()) return damage;
@@ -45,8 +45,19 @@ adcsc::ops::HealthSources HealthSourcesFor(const Config& config, adcsc::store::R
   for (const AllowedCa& allowed : config.ca.allow) {
     adcsc::ca::CaTarget target{allowed.dc, allowed.ca};
     adcsc::ca::CallerIdentity caller{config.ca.identity};
-    s.cas.push_back({adcsc::store::CaConfigKey(allowed.dc, allowed.ca),
-                     [backend, target, caller] { return backend->Ping(target, caller); }});
+    const std::string key = adcsc::store::CaConfigKey(allowed.dc, allowed.ca);
+    // Each probe also tells the peers (through the API's reachability view) whether this
+    // node can take their submits and retrieves to the CA.
+    s.cas.push_back({key, [backend, target, caller, reachability, key] {
+                       absl::Status pinged = backend->Ping(target, caller);
+                       if (pinged.ok()) {
+                         reachability->Note(key, true);
+                       } else if (pinged.code() == absl::StatusCode::kUnavailable ||
+                                  pinged.code() == absl::StatusCode::kDeadlineExceeded) {
+                         reachability->Note(key, false);
+                       }
+                       return pinged;
+                     }});
   }
   if (cluster != nullptr) {
     // A peer counts as reachable when it answered within a few anti-entropy rounds.
@@ -353,8 +364,8 @@ std::string StatusDetailsJson(const Config& config, const adcsc::cluster::Cluste
 Step StartOps(RunningNode& n) {
   const Config& c = n.config;
   if (!c.ops.enabled) return std::nullopt;
-  adcsc::ops::HealthSources sources =
-      HealthSourcesFor(c, n.store.get(), n.integrity.get(), n.ca, n.cluster.get(), n.mode.get());
+  adcsc::ops::HealthSources sources = HealthSourcesFor(c, n.store.get(), n.integrity.get(), n.ca, n.cluster.get(),
+                                                       n.mode.get(), &n.service->ca_reachability());
   const int64_t certificate_not_after_ms = sources.certificate_not_after_ms;
   // A probe result is believed for 30 s, or three intervals when probes are rarer than that.
   adcsc::ops::HealthPolicy policy;

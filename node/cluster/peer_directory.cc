@@ -81,6 +81,28 @@ void PeerDirectory::Shared::SawVector(const std::string& node_id, store::Version
   }
 }
 
+void PeerDirectory::Shared::SawCaHealth(const std::string& node_id, std::vector<std::string> cas_unreachable,
+                                        bool ca_outage) {
+  std::lock_guard lock(mu);
+  for (PeerView& p : peers) {
+    if (p.node_id != node_id) continue;
+    p.cas_unreachable = std::move(cas_unreachable);
+    p.ca_outage = ca_outage;
+  }
+}
+
+void PeerDirectory::Shared::SawCaUnreachable(const std::string& node_id, const std::string& ca_config) {
+  std::lock_guard lock(mu);
+  for (PeerView& p : peers) {
+    if (p.node_id == node_id && !ReportsCaUnreachable(p, ca_config)) p.cas_unreachable.push_back(ca_config);
+  }
+}
+
+bool ReportsCaUnreachable(const PeerView& peer, const std::string& ca_config) {
+  return peer.ca_outage ||
+         std::find(peer.cas_unreachable.begin(), peer.cas_unreachable.end(), ca_config) != peer.cas_unreachable.end();
+}
+
 PeerDirectory::PeerDirectory(const node::Config& config, const GrpcPeerTransport* transport,
                              std::chrono::milliseconds lookup_timeout, std::chrono::milliseconds forward_timeout)
     : config_(config),
@@ -207,34 +229,48 @@ void PeerDirectory::Refresh() {
   gather->outstanding = calls.size();
   std::weak_ptr<Shared> shared = shared_;
   for (const std::shared_ptr<Call>& call : calls) {
-    call->stub->async()->Info(&call->context, &call->request, &call->reply,
-                              [call, gather, shared](grpc::Status status) {
-                                if (status.ok() && call->reply.from().node_id() == call->peer) {
-                                  if (auto s = shared.lock()) {
-                                    s->Seen(call->peer, &call->reply.ca_identity());
-                                    const auto& entries = call->reply.version_vector().entries();
-                                    s->SawVector(call->peer, store::VersionVector(entries.begin(), entries.end()));
-                                  }
-                                }
-                                std::lock_guard lock(gather->mu);
-                                --gather->outstanding;
-                                gather->cv.notify_all();
-                              });
+    call->stub->async()->Info(
+        &call->context, &call->request, &call->reply, [call, gather, shared](grpc::Status status) {
+          if (status.ok() && call->reply.from().node_id() == call->peer) {
+            if (auto s = shared.lock()) {
+              s->Seen(call->peer, &call->reply.ca_identity());
+              const auto& entries = call->reply.version_vector().entries();
+              s->SawVector(call->peer, store::VersionVector(entries.begin(), entries.end()));
+              const auto& down = call->reply.cas_unreachable();
+              s->SawCaHealth(call->peer, std::vector<std::string>(down.begin(), down.end()), call->reply.ca_outage());
+            }
+          }
+          std::lock_guard lock(gather->mu);
+          --gather->outstanding;
+          gather->cv.notify_all();
+        });
   }
   WaitThenCancel(*gather, calls, deadline, [] { return false; });
 }
 
+namespace {
+// A CA failure that says the peer's CA was unreachable (nothing done): another peer may do better.
+bool CaUnreachableHresult(uint32_t hresult) {
+  return hresult == ca::hr::kRpcServerUnavailable || hresult == ca::hr::kRpcCallFailed || hresult == ca::hr::kTimeout;
+}
+
+// The most recently heard from first.
+void MostRecentFirst(std::vector<PeerView>* peers) {
+  std::stable_sort(peers->begin(), peers->end(),
+                   [](const PeerView& a, const PeerView& b) { return a.last_seen_ms > b.last_seen_ms; });
+}
+}  // namespace
+
 absl::StatusOr<node::ForwardedRetrieve> PeerDirectory::ForwardRetrieve(const std::string& identity,
                                                                        const ca::CaTarget& target,
                                                                        uint32_t request_id) {
+  const std::string ca_config = store::CaConfigKey(target.dc, target.ca);
   auto candidates = [&] {
     std::vector<PeerView> found;
     for (const PeerView& p : Peers()) {
       if (absl::EqualsIgnoreCase(p.ca_identity, identity)) found.push_back(p);
     }
-    // The most recently heard from first.
-    std::stable_sort(found.begin(), found.end(),
-                     [](const PeerView& a, const PeerView& b) { return a.last_seen_ms > b.last_seen_ms; });
+    MostRecentFirst(&found);
     return found;
   };
   std::vector<PeerView> peers = candidates();
@@ -250,7 +286,16 @@ absl::StatusOr<node::ForwardedRetrieve> PeerDirectory::ForwardRetrieve(const std
     return absl::UnavailableError(
         absl::StrCat("no peer runs as ", identity, " (peers: ", absl::StrJoin(known, ", "), ")"));
   }
+  // Peers that report the CA unreachable would only say so again.
   std::vector<std::string> failures;
+  std::erase_if(peers, [&](const PeerView& p) {
+    if (!ReportsCaUnreachable(p, ca_config)) return false;
+    failures.push_back(absl::StrCat(p.node_id, " reports the CA unreachable"));
+    return true;
+  });
+  // The last CA-unreachable answer of a peer: the answer when no other peer does better.
+  absl::Status ca_unreachable =
+      peers.empty() ? ca::CaError(ca::hr::kRpcServerUnavailable, absl::StrJoin(failures, "; ")) : absl::OkStatus();
   for (const PeerView& p : peers) {
     auto channel = transport_->ChannelFor(p.node_id);
     if (!channel.ok()) {
@@ -282,7 +327,7 @@ absl::StatusOr<node::ForwardedRetrieve> PeerDirectory::ForwardRetrieve(const std
     shared_->Seen(p.node_id, nullptr);
     if (reply.has_record()) {
       const store::RequestRecord& r = reply.record();
-      if (r.ca_config() != store::CaConfigKey(target.dc, target.ca) || r.request_id() != request_id) {
+      if (r.ca_config() != ca_config || r.request_id() != request_id) {
         failures.push_back(absl::StrCat("peer ", p.node_id, " answered for another request"));
         continue;
       }
@@ -292,10 +337,72 @@ absl::StatusOr<node::ForwardedRetrieve> PeerDirectory::ForwardRetrieve(const std
       failures.push_back(absl::StrCat("peer ", p.node_id, " answered with neither a record nor an error"));
       continue;
     }
+    if (CaUnreachableHresult(reply.hresult())) {
+      // That peer cannot reach the CA either: the next one may.
+      shared_->SawCaUnreachable(p.node_id, ca_config);
+      failures.push_back(absl::StrCat(p.node_id, ": ", reply.error()));
+      ca_unreachable = ca::CaError(reply.hresult(), absl::StrCat("forwarded to ", p.node_id, ": ", reply.error()));
+      continue;
+    }
     // The CA answered the right identity with an error: that is the answer.
     return ca::CaError(reply.hresult(), absl::StrCat("forwarded to ", p.node_id, ": ", reply.error()));
   }
+  if (!ca_unreachable.ok()) return ca_unreachable;
   return absl::UnavailableError(absl::StrJoin(failures, "; "));
+}
+
+absl::StatusOr<node::ForwardedSubmit> PeerDirectory::ForwardSubmit(const node::SubmitToForward& submit) {
+  std::vector<PeerView> peers = Peers();
+  std::vector<std::string> failures;
+  std::erase_if(peers, [&](const PeerView& p) {
+    if (!ReportsCaUnreachable(p, submit.ca_config)) return false;
+    failures.push_back(absl::StrCat(p.node_id, " reports the CA unreachable"));
+    return true;
+  });
+  MostRecentFirst(&peers);
+  // One bound for every attempt: each includes the peer's lease round and CA call.
+  const auto deadline = std::chrono::system_clock::now() + forward_timeout_ + lookup_timeout_;
+  for (const PeerView& p : peers) {
+    if (std::chrono::system_clock::now() >= deadline) {
+      failures.push_back("no time left for " + p.node_id);
+      break;
+    }
+    auto channel = transport_->ChannelFor(p.node_id);
+    if (!channel.ok()) {
+      failures.push_back(std::string(channel.status().message()));
+      continue;
+    }
+    auto stub = v1::Peer::NewStub(*channel);
+    grpc::ClientContext context;
+    context.set_deadline(deadline);
+    v1::ForwardSubmitRequest request;
+    Stamp(request.mutable_from());
+    request.set_body(submit.body);
+    request.set_client_pin(submit.client_pin);
+    request.set_remote(submit.remote);
+    v1::ForwardSubmitResponse reply;
+    grpc::Status status = stub->ForwardSubmit(&context, request, &reply);
+    if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+      // The peer may be submitting still; the client's retry finds its request.
+      return ca::MarkOutcomeUnknown(
+          absl::DeadlineExceededError(absl::StrCat("the submit forwarded to ", p.node_id, " did not finish in time")));
+    }
+    if (!status.ok()) {
+      // Down, cut off, or an older node without ForwardSubmit: the next one. Should the call
+      // have run there after all, the next peer's lease round finds its claim or its record.
+      failures.push_back(std::string(FromGrpc(status, p.node_id, "forwarded submit").message()));
+      continue;
+    }
+    shared_->Seen(p.node_id, nullptr);
+    if (reply.ca_unreachable()) {
+      shared_->SawCaUnreachable(p.node_id, submit.ca_config);
+      failures.push_back(absl::StrCat(p.node_id, " cannot reach the CA either"));
+      continue;
+    }
+    return node::ForwardedSubmit{p.node_id, reply.http_status(), reply.body(), reply.outcome()};
+  }
+  if (failures.empty()) failures.push_back("no peers");
+  return absl::UnavailableError(absl::StrCat("no peer took the submit to the CA: ", absl::StrJoin(failures, "; ")));
 }
 
 namespace {

@@ -1,8 +1,9 @@
 // The API's view of the other nodes (node::PeerLookup over gRPC): a bounded fan-out to every
 // peer's Peer service for a record or a dedupe key this node does not hold yet, and the
-// forwarding of a CA retrieve to a live peer that runs as a given CA identity. It learns
-// each peer's identity from its Info answer, refreshed in the background (Refresh) and on
-// demand when a forward finds no peer with the identity it needs.
+// forwarding of a CA retrieve to a live peer that runs as a given CA identity, and of a
+// submit or retrieve this node could not take to its CA to a peer that reaches it. It learns
+// each peer's identity and the CAs it cannot reach from its Info answer, refreshed in the
+// background (Refresh) and on demand when a forward finds no peer with the identity it needs.
 // Thread-safety: every method may be called from any thread.
 #pragma once
 
@@ -29,13 +30,21 @@ struct PeerView {
   // The peer's version vector in its last Info answer; has_vector false until one came.
   store::VersionVector version_vector;
   bool has_vector = false;
+  // The CA configs the peer reported it cannot reach (its last Info answer, or a forwarded
+  // call that found it so); ca_outage: cut off from every CA by fault injection.
+  std::vector<std::string> cas_unreachable;
+  bool ca_outage = false;
 };
+
+// Whether `peer` reported `ca_config` ("dc\ca") unreachable.
+bool ReportsCaUnreachable(const PeerView& peer, const std::string& ca_config);
 
 class PeerDirectory final : public node::PeerLookup {
  public:
   // `transport` (not owned, must outlive this) provides the channels and the fault-injection
   // cut-off. `lookup_timeout` bounds lookups and Info; `forward_timeout` bounds one forwarded
-  // retrieve (it includes the peer's CA call).
+  // retrieve (it includes the peer's CA call); a forwarded submit, which also takes the
+  // CSR's lease at the peer, gets forward_timeout + lookup_timeout for all its attempts.
   PeerDirectory(const node::Config& config, const GrpcPeerTransport* transport,
                 std::chrono::milliseconds lookup_timeout, std::chrono::milliseconds forward_timeout);
   ~PeerDirectory() override;
@@ -45,6 +54,7 @@ class PeerDirectory final : public node::PeerLookup {
                                                         const std::string& csr_sha256, int64_t not_before_ms) override;
   absl::StatusOr<node::ForwardedRetrieve> ForwardRetrieve(const std::string& identity, const ca::CaTarget& target,
                                                           uint32_t request_id) override;
+  absl::StatusOr<node::ForwardedSubmit> ForwardSubmit(const node::SubmitToForward& submit) override;
   // Waits for every reachable peer's answer, at most lookup_timeout.
   std::vector<node::LeaseAnswer> ClaimSubmit(const node::SubmitIntent& claim, size_t grants_enough) override;
   // Sent to every reachable peer; not waited for.
@@ -62,6 +72,9 @@ class PeerDirectory final : public node::PeerLookup {
     std::vector<PeerView> peers;  // one per configured peer, in config order
     void Seen(const std::string& node_id, const std::string* identity);
     void SawVector(const std::string& node_id, store::VersionVector vector);
+    void SawCaHealth(const std::string& node_id, std::vector<std::string> cas_unreachable, bool ca_outage);
+    // A forwarded call found the peer's CA unreachable: not asked again until its next Info.
+    void SawCaUnreachable(const std::string& node_id, const std::string& ca_config);
   };
   using StartLookup = std::function<void(adcsc::cluster::v1::Peer::Stub*, grpc::ClientContext*,
                                          adcsc::cluster::v1::LookupResponse*, std::function<void(grpc::Status)>)>;

@@ -105,6 +105,22 @@ grpc::Status PeerService::ForwardRetrieve(grpc::ServerContext* context, const v1
   return ToGrpc(record.status());
 }
 
+grpc::Status PeerService::ForwardSubmit(grpc::ServerContext* context, const v1::ForwardSubmitRequest* request,
+                                        v1::ForwardSubmitResponse* reply) {
+  auto caller = Caller(*context, request->from());
+  if (!caller.ok()) return ToGrpc(caller.status());
+  node::ApiService* api = api_;
+  if (api == nullptr) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "node " + config_->node_id + " serves no API");
+  Stamp(reply->mutable_from());
+  node::ApiResponse answer = api->SubmitForPeer(*caller, request->body(), request->client_pin(), request->remote());
+  reply->set_http_status(answer.status);
+  reply->set_body(answer.body);
+  reply->set_outcome(answer.outcome);
+  // This node could not reach the CA either, and sent it nothing: the sender may ask another.
+  reply->set_ca_unreachable(answer.outcome == "ca_unavailable");
+  return grpc::Status::OK;
+}
+
 grpc::Status PeerService::SetFault(grpc::ServerContext* context, const v1::FaultRequest* request,
                                    v1::FaultState* reply) {
   auto caller = CheckPeerCaller(*context, config_->cluster, request->from(), config_->node_id);
@@ -145,6 +161,10 @@ absl::Status PeerService::Describe(v1::NodeInfo* reply) const {
   reply->set_cut_off(transport_ != nullptr && transport_->cut_off());
   const ca::OutageSwitch* ca_switch = ca_switch_;
   reply->set_ca_outage(ca_switch != nullptr && ca_switch->outage());
+  if (api_ != nullptr) {
+    reply->set_ca_health_reported(true);
+    for (const std::string& ca_config : api_->ca_reachability().Unreachable()) reply->add_cas_unreachable(ca_config);
+  }
   reply->mutable_from()->set_cluster_id(config_->cluster.id);
   reply->mutable_from()->set_node_id(config_->node_id);
   reply->set_ca_identity(config_->ca.identity);

@@ -1,10 +1,11 @@
 // The Peer gRPC service of a clustered node: what the other nodes ask of it besides
 // replication. Lookup and LookupByDedupeKey read this node's store (a peer whose replica is
 // behind asks them); ForwardRetrieve runs a CA retrieve under this node's CA identity for a
-// peer that runs as another one; Info is this node's view of the cluster (identity, version
-// vector, replication counters, how it sees each peer), which `adcsc ctl status` and the
-// peers' PeerDirectory read. Thread-safety: gRPC calls it from its own threads; everything
-// it reads is thread-safe.
+// peer that runs as another one or cannot reach the CA; ForwardSubmit runs a submit for a
+// peer that cannot reach the CA; Info is this node's view of the cluster (identity, version
+// vector, replication counters, how it sees each peer, the CAs it cannot reach), which
+// `adcsc ctl status` and the peers' PeerDirectory read. Thread-safety: gRPC calls it from its
+// own threads; everything it reads is thread-safe.
 #pragma once
 
 #include <string>
@@ -37,6 +38,10 @@ class PeerService final : public adcsc::cluster::v1::Peer::Service {
                                  adcsc::cluster::v1::LookupResponse* reply) override;
   grpc::Status ForwardRetrieve(grpc::ServerContext* context, const adcsc::cluster::v1::ForwardRetrieveRequest* request,
                                adcsc::cluster::v1::ForwardRetrieveResponse* reply) override;
+  // A peer's submit it could not take to the CA: run through this node's full submit path
+  // (ApiService::SubmitForPeer), never forwarded again.
+  grpc::Status ForwardSubmit(grpc::ServerContext* context, const adcsc::cluster::v1::ForwardSubmitRequest* request,
+                             adcsc::cluster::v1::ForwardSubmitResponse* reply) override;
   grpc::Status SetFault(grpc::ServerContext* context, const adcsc::cluster::v1::FaultRequest* request,
                         adcsc::cluster::v1::FaultState* reply) override;
   // A peer's claim on a CSR (node/api/submit_leases.h): answered from this node's lease

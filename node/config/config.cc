@@ -177,7 +177,8 @@ void ReadApi(TomlReader& r, const toml::table& api, ApiConfig* out) {
                 "refusals_per_source_per_s",
                 "refusal_burst",
                 "source_limit_exempt",
-                "refusal_log_interval_s"});
+                "refusal_log_interval_s",
+                "ca_unreachable_status"});
   ReadListen(r, api, "listen", "api.listen", &out->listen_address, &out->listen_port);
   r.Path(api, "cert_file", "api.cert_file", &out->cert_file, true);
   r.Path(api, "key_file", "api.key_file", &out->key_file, true);
@@ -220,6 +221,13 @@ void ReadApi(TomlReader& r, const toml::table& api, ApiConfig* out) {
   int64_t refusal_log_interval = out->refusal_log_interval.count();
   r.Int(api, "refusal_log_interval_s", "api.refusal_log_interval_s", &refusal_log_interval, 0, 86400);
   out->refusal_log_interval = std::chrono::seconds(refusal_log_interval);
+  r.Int(api, "ca_unreachable_status", "api.ca_unreachable_status", &out->ca_unreachable_status, 200, 503);
+  if (out->ca_unreachable_status != 200 && out->ca_unreachable_status != 503) {
+    r.Error("api.ca_unreachable_status",
+            absl::StrCat("must be 200 (INTERNAL_ERROR in the body, as the original connector answered) or 503 "
+                         "(SERVICE_UNAVAILABLE, for a load balancer's L7 retry), not ",
+                         out->ca_unreachable_status));
+  }
   for (size_t i = 0; i < out->source_limit_exempt.size(); ++i) {
     if (!text::ParseAddressPrefix(out->source_limit_exempt[i]).ok()) {
       r.Error(absl::StrCat("api.source_limit_exempt[", i, "]"),

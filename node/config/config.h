@@ -60,6 +60,10 @@ struct ApiConfig {
   // source and event in this interval, with the count of what was left out; 0: every one.
   // The access log still has a line for every request answered.
   std::chrono::seconds refusal_log_interval{60};
+  // The HTTP status of an answer whose CA no node of the cluster reached (or whose outcome is
+  // unknown): 200 with INTERNAL_ERROR as the original connector answered, or 503 (with
+  // SERVICE_UNAVAILABLE) for a load balancer's L7 retry. Only 200 or 503.
+  int ca_unreachable_status = 200;
   std::chrono::milliseconds shutdown_grace{30'000};
   unsigned io_threads = 0;      // 0: number of cores
   unsigned worker_threads = 0;  // 0: 4 x cores (CA calls may block)

@@ -211,15 +211,16 @@ class ClusterReplication(unittest.TestCase):
             self.assertIn("cut off", views["node-b"].get("error", ""), views["node-b"])
             out = h.run(ctl + ["heal"], check=False)
             self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
-            # The CA switch: node-b's CA calls fail at once (503, which load balancers retry
-            # elsewhere) while node-a's go through; healing restores them.
+            # The CA switch: node-b's CA calls fail at once while node-a's go through, so
+            # node-b hands its submit to node-a (test_ca_failover.py has the details); healing
+            # restores them.
             out = h.run(ctl + ["ca-cut"], check=False)
             self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
             self.assertIn("cut off from its CA", out.stdout)
             st, body = h.submit(c.nodes["node-b"], h.make_csr_b64("fault-ca-b"), dc=h.ICPR_DC)
-            self.assertEqual(st, 503, body)
-            self.assertEqual(body["request-status"]["status"], "SERVICE_UNAVAILABLE")
-            self.assertIn("RPC_S_SERVER_UNAVAILABLE", body["request-status"]["message"])
+            self.assertEqual(st, 200, body)
+            self.assertEqual(body["request-status"]["status"], "CR_DISP_ISSUED")
+            ids.append(body["request-id"])
             st, body = h.submit(c.nodes["node-a"], h.make_csr_b64("fault-ca-a"), dc=h.ICPR_DC)
             self.assertEqual(st, 200, body)
             ids.append(body["request-id"])
@@ -264,7 +265,8 @@ class ClusterReplication(unittest.TestCase):
             # tries as itself, the CA refuses, and the error says why.
             self.assertEqual(c.nodes["node-a"].stop(), 0)
             status, body = h.retrieve(c.nodes["node-b"], ids[1], dc=h.ICPR_DC)
-            self.assertEqual(status, 500, body)
+            self.assertEqual(status, 200, body)
+            self.assertEqual(body["request-status"]["status"], "INTERNAL_ERROR")
             message = body["request-status"]["message"]
             self.assertIn("was submitted as EXAMPLE\\svc-adcsc", message)
             self.assertIn("this node runs as EXAMPLE\\other", message)

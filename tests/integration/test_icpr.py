@@ -62,8 +62,12 @@ class IcprEndToEnd(unittest.TestCase):
 
     def test_template_not_permitted(self):
         status, body = h.submit(self.node, h.make_csr_b64("icpr-restricted"), template="Restricted", dc=DC)
-        self.assertEqual(status, 500, body)
+        # As the original answered a CA error: 200, INTERNAL_ERROR, request-id 0.
+        self.assertEqual(status, 200, body)
         self.assertEqual(body["request-status"]["status"], "INTERNAL_ERROR")
+        self.assertEqual(body["request-id"], 0)
+        self.assertTrue(body["request-status"]["message"].startswith(
+            "System.Runtime.InteropServices.COMException - CCertRequest::Submit: "), body)
         self.assertIn("0x80094012", body["request-status"]["message"])
         self.assertIn("CERTSRV_E_TEMPLATE_DENIED", body["request-status"]["message"])
 
@@ -74,7 +78,9 @@ class IcprEndToEnd(unittest.TestCase):
                        ca_section=h.icpr_ca_section(self.emulator, account="EXAMPLE\\other")).start()
         try:
             status, body = h.retrieve(other, rid, dc=DC)
-            self.assertEqual(status, 500, body)
+            self.assertEqual(status, 200, body)
+            self.assertEqual(body["request-status"]["status"], "INTERNAL_ERROR")
+            self.assertIn("CCertRequest::RetrievePending: Access is denied.", body["request-status"]["message"])
             self.assertIn("0x80070005", body["request-status"]["message"])
         finally:
             other.stop()
@@ -88,7 +94,8 @@ class IcprEndToEnd(unittest.TestCase):
         node = h.Node(self.root, self.pki, node_id="node-badpw", ca_section=section).start()
         try:
             status, body = h.submit(node, h.make_csr_b64("icpr-badpw"), dc=DC)
-            self.assertEqual(status, 500, body)
+            self.assertEqual(status, 200, body)
+            self.assertEqual(body["request-status"]["status"], "INTERNAL_ERROR")
             self.assertIn("0x80070005", body["request-status"]["message"])
         finally:
             node.stop()
@@ -106,10 +113,13 @@ class IcprEndToEnd(unittest.TestCase):
         self.emulator.stop()
         try:
             status, body = h.submit(self.node, h.make_csr_b64("icpr-down"), dc=DC)
-            # Unreachable, not refused: 503, which a load balancer retries on another node.
-            self.assertEqual(status, 503, body)
-            self.assertEqual(body["request-status"]["status"], "SERVICE_UNAVAILABLE")
-            self.assertIn("RPC_S_SERVER_UNAVAILABLE", body["request-status"]["message"])
+            # Unreachable, and no other node to ask: the original's answer, as in its
+            # troubleshooting table (Jamf Pro logs "INTERNAL_ERROR: <message>").
+            self.assertEqual(status, 200, body)
+            self.assertEqual(body, {"request-status": {
+                "status": "INTERNAL_ERROR",
+                "message": "System.Runtime.InteropServices.COMException - CCertRequest::Submit: The RPC server is "
+                           "unavailable. 0x800706ba (WIN32: 1722 RPC_S_SERVER_UNAVAILABLE)"}, "request-id": 0})
             out = h.run([h.ADCSC, "ctl", "ca-ping", "--config", self.node.config, "--dc", DC, "--ca", h.CA],
                         check=False)
             self.assertEqual(out.returncode, 1)

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "nlohmann/json.hpp"
+#include "node/api/api_codec.h"
 #include "node/api/peer_lookup.h"
 #include "node/ca/hresult.h"
 #include "node/pki/csr.h"
@@ -219,37 +220,94 @@ TEST_F(ApiServiceTest, DeniedIsAnAnswerNotAnError) {
   EXPECT_EQ(got.body, R"({"request-status":{"status":"CR_DISP_DENIED","message":"Request denied"},"x509":null})");
 }
 
-TEST_F(ApiServiceTest, CaFailureIs500WithTheHresultInHexDecimalAndSymbol) {
+// The original connector's answer to a CA error, byte for byte as its public test script
+// documents it: HTTP 200, INTERNAL_ERROR, the COMException text with a plain hyphen, and
+// request-id 0 (docs/api.md, "Errors").
+TEST_F(ApiServiceTest, ACaErrorIsHttp200WithTheOriginalsInternalError) {
   ca_.fail_hresult = adcsc::ca::hr::kEnrollDenied;
   auto r = Submit(FreshCsr());
-  EXPECT_EQ(r.status, 500);
-  auto j = json::parse(r.body);
-  EXPECT_EQ(j["request-status"]["status"], "INTERNAL_ERROR");
-  EXPECT_EQ(j["request-id"], 0);
-  std::string msg = j["request-status"]["message"];
-  EXPECT_NE(msg.find("0x80094011 (-2146877423 CERTSRV_E_ENROLL_DENIED)"), std::string::npos) << msg;
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.outcome, "ca_error");
+  EXPECT_EQ(r.body,
+            R"json({"request-status":{"status":"INTERNAL_ERROR","message":"System.Runtime.InteropServices.)json"
+            R"json(COMException - CCertRequest::Submit: The permissions on this certification authority do not )json"
+            R"json(allow the current user to enroll for certificates. 0x80094011 (-2146877423 )json"
+            R"json(CERTSRV_E_ENROLL_DENIED)"},"request-id":0})json");
 }
 
-TEST_F(ApiServiceTest, AnUnreachableCaIs503SoALoadBalancerRetriesElsewhere) {
+// Each CA error kind, on both calls: the message is the original's, and the HRESULT keeps its
+// hex, decimal (or WIN32/ASN code) and symbol.
+TEST_F(ApiServiceTest, EveryCaErrorKindIsHttp200WithInternalErrorOnSubmitAndRetrieve) {
+  struct Case {
+    uint32_t hresult;
+    std::string text;  // after "<call>: "
+    std::string outcome;
+  };
+  const std::vector<Case> cases = {
+      {adcsc::ca::hr::kRpcServerUnavailable,
+       "The RPC server is unavailable. 0x800706ba (WIN32: 1722 RPC_S_SERVER_UNAVAILABLE)", "ca_unavailable"},
+      {adcsc::ca::hr::kTimeout,
+       "This operation returned because the timeout period expired. 0x800705b4 (WIN32: 1460 ERROR_TIMEOUT)",
+       "ca_unavailable"},
+      {adcsc::ca::hr::kAccessDenied, "Access is denied. 0x80070005 (WIN32: 5 ERROR_ACCESS_DENIED)", "ca_error"},
+      {adcsc::ca::hr::kTemplateDenied,
+       "The permissions on the certificate template do not allow the current user to enroll for this type of "
+       "certificate. 0x80094012 (-2146877422 CERTSRV_E_TEMPLATE_DENIED)",
+       "ca_error"},
+      {adcsc::ca::hr::kAsn1BadTag, "ASN1 bad tag value met. 0x8009310b (ASN: 267 CRYPT_E_ASN1_BADTAG)", "ca_error"},
+  };
+  int n = 0;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.text);
+    ca_.fail_hresult = c.hresult;
+    auto sub = Submit(FreshCsr("kind-" + std::to_string(++n)));
+    EXPECT_EQ(sub.status, 200);
+    EXPECT_EQ(sub.outcome, c.outcome);
+    EXPECT_EQ(sub.body,
+              WithRequestIdJson("INTERNAL_ERROR",
+                                "System.Runtime.InteropServices.COMException - CCertRequest::Submit: " + c.text, 0));
+    auto ret = Retrieve(5);
+    EXPECT_EQ(ret.status, 200);
+    EXPECT_EQ(ret.outcome, c.outcome);
+    EXPECT_EQ(
+        ret.body,
+        WithX509Json("INTERNAL_ERROR",
+                     "System.Runtime.InteropServices.COMException - CCertRequest::RetrievePending: " + c.text, ""));
+  }
+  EXPECT_EQ(Retrieve(5).node, "node-a") << "the answer names the node (X-Adcsc-Node)";
+}
+
+// api.ca_unreachable_status = 503: a CA that cannot be reached is today's 503 (a load
+// balancer's L7 retry); a CA that answered with an error is still the original's 200.
+TEST_F(ApiServiceTest, WithCaUnreachableStatus503AnUnreachableCaIs503) {
+  config_.api.ca_unreachable_status = 503;
   ca_.fail_hresult = adcsc::ca::hr::kRpcServerUnavailable;
   auto r = Submit(FreshCsr());
   EXPECT_EQ(r.status, 503) << r.body;
   EXPECT_EQ(r.outcome, "ca_unavailable");
   auto j = json::parse(r.body);
   EXPECT_EQ(j["request-status"]["status"], "SERVICE_UNAVAILABLE");
+  EXPECT_EQ(j["request-id"], 0);
   EXPECT_NE(std::string(j["request-status"]["message"]).find("0x800706ba"), std::string::npos) << r.body;
   ca_.fail_hresult = adcsc::ca::hr::kTimeout;
   auto got = Retrieve(5);
   EXPECT_EQ(got.status, 503) << got.body;
   EXPECT_EQ(json::parse(got.body)["x509"], nullptr);
-  EXPECT_EQ(got.node, "node-a") << "the answer names the node (X-Adcsc-Node)";
+  ca_.fail_hresult = adcsc::ca::hr::kEnrollDenied;
+  auto denied = Submit(FreshCsr("denied"));
+  EXPECT_EQ(denied.status, 200) << denied.body;
+  EXPECT_EQ(Status(denied), "INTERNAL_ERROR");
 }
 
 TEST_F(ApiServiceTest, RetrieveOfUnknownIdNamesTheHresult) {
   auto r = Retrieve(77);
-  EXPECT_EQ(r.status, 500);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(Status(r), "INTERNAL_ERROR");
   std::string msg = json::parse(r.body)["request-status"]["message"];
-  EXPECT_NE(msg.find("CERTSRV_E_PROPERTY_EMPTY"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("CCertRequest::RetrievePending: The requested property value is empty. 0x80094004 "
+                     "(-2146877436 CERTSRV_E_PROPERTY_EMPTY)"),
+            std::string::npos)
+      << msg;
 }
 
 TEST_F(ApiServiceTest, ResubmittingTheSameCsrReturnsTheSameRequestId) {
@@ -381,6 +439,17 @@ class FakePeers : public PeerLookup {
     forwarded_identity = identity;
     return forward_answer;
   }
+  // A submit this node could not take to the CA: what the peer answers, and what it was sent.
+  absl::StatusOr<ForwardedSubmit> forward_submit_answer = absl::UnavailableError("no peer took the submit to the CA");
+  int forwarded_submits = 0;
+  SubmitToForward forwarded_submit;
+  size_t releases_when_forwarded = 0;  // lease releases sent before the forward
+  absl::StatusOr<ForwardedSubmit> ForwardSubmit(const SubmitToForward& submit) override {
+    ++forwarded_submits;
+    forwarded_submit = submit;
+    releases_when_forwarded = releases.size();
+    return forward_submit_answer;
+  }
   // Lease answers: each of `peer_ids` grants the claim, or, while `rival` is set, says the
   // rival holds the CSR.
   std::vector<LeaseAnswer> ClaimSubmit(const SubmitIntent& claim, size_t /*grants_enough*/) override {
@@ -493,7 +562,8 @@ TEST_F(ClusteredApiServiceTest, WithNoNodeOfTheSubmittersIdentityThisNodeTriesAn
   peers_.records.push_back(PeerRecord(9, adcsc::store::v1::RECORD_STATUS_PENDING, "EXAMPLE\\svc-b"));
   ca_.fail_hresult = 0x80070005;  // E_ACCESSDENIED: not the submitter
   auto got = Retrieve(9);
-  ASSERT_EQ(got.status, 500) << got.body;
+  ASSERT_EQ(got.status, 200) << got.body;
+  EXPECT_EQ(Status(got), "INTERNAL_ERROR");
   const std::string message = json::parse(got.body)["request-status"]["message"];
   EXPECT_NE(message.find("submitted as EXAMPLE\\svc-b"), std::string::npos) << message;
   EXPECT_NE(message.find("no peer runs as that identity"), std::string::npos) << message;
@@ -505,8 +575,10 @@ TEST_F(ClusteredApiServiceTest, ACaErrorOnTheForwardedNodeIsTheAnswer) {
   peers_.records.push_back(PeerRecord(9, adcsc::store::v1::RECORD_STATUS_PENDING, "EXAMPLE\\svc-b"));
   peers_.forward_answer = adcsc::ca::CaError(0x800706BA, "forwarded to node-b");  // RPC server unavailable
   auto got = Retrieve(9);
-  ASSERT_EQ(got.status, 500) << got.body;
-  EXPECT_NE(std::string(json::parse(got.body)["request-status"]["message"]).find("0x800706ba"), std::string::npos)
+  ASSERT_EQ(got.status, 200) << got.body;
+  EXPECT_NE(std::string(json::parse(got.body)["request-status"]["message"])
+                .find("CCertRequest::RetrievePending: The RPC server is unavailable. 0x800706ba"),
+            std::string::npos)
       << got.body;
   EXPECT_EQ(ca_.retrieves(), 0);
 }
@@ -557,6 +629,118 @@ TEST_F(ClusteredApiServiceTest, APeersForwardedRetrieveRunsOnlyAsThisIdentityAnd
 
 // A submit cut short: another node held the lease on the CSR, the CA took its request, and
 // that node died before recording the answer. The client's retry reaches this node.
+// A node that cannot reach the CA (nothing sent) hands the submit to a peer once its own lease
+// is released and its intent dropped, so the peer's full submit path (dedupe, lease, intent,
+// CA) runs as if the client had reached it; the client gets the peer's answer.
+TEST_F(ClusteredApiServiceTest, AnUnreachableCaFailsTheSubmitOverToAPeer) {
+  ca_.fail_hresult = adcsc::ca::hr::kRpcServerUnavailable;
+  const std::string theirs =
+      R"({"request-status":{"status":"CR_DISP_ISSUED","message":"Certificate issued"},"request-id":7})";
+  peers_.forward_submit_answer = ForwardedSubmit{"node-b", 200, theirs, "issued"};
+  const std::string csr = FreshCsr();
+  auto r = Submit(csr);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.body, theirs);
+  EXPECT_EQ(r.outcome, "issued");
+  EXPECT_EQ(r.node, "node-a");
+  ASSERT_EQ(peers_.forwarded_submits, 1);
+  EXPECT_EQ(peers_.forwarded_submit.ca_config, "ca1.example.com\\Example-CA");
+  EXPECT_EQ(json::parse(peers_.forwarded_submit.body)["pkcs10"], csr) << "the client's body as received";
+  EXPECT_EQ(peers_.forwarded_submit.client_pin, auth_.pin);
+  EXPECT_EQ(peers_.releases_when_forwarded, 1u) << "this node's lease was released before the peer took it";
+  EXPECT_TRUE(peers_.releases.back().second) << "released as settled: nothing reached the CA";
+  EXPECT_EQ(service_->leases().held(), 0u);
+  EXPECT_TRUE(store_->OpenSubmitIntents(10)->empty());
+  EXPECT_EQ(ca_.submits(), 1) << "this node's one attempt, which never reached the CA";
+}
+
+// When no peer can take it either, the client gets this node's own error, as the original's.
+TEST_F(ClusteredApiServiceTest, WhenNoNodeReachesTheCaTheAnswerIsTheOriginalsInternalError) {
+  ca_.fail_hresult = adcsc::ca::hr::kRpcServerUnavailable;
+  auto r = Submit(FreshCsr());
+  EXPECT_EQ(peers_.forwarded_submits, 1);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.outcome, "ca_unavailable");
+  EXPECT_EQ(r.body, WithRequestIdJson("INTERNAL_ERROR",
+                                      "System.Runtime.InteropServices.COMException - CCertRequest::Submit: The RPC "
+                                      "server is unavailable. 0x800706ba (WIN32: 1722 RPC_S_SERVER_UNAVAILABLE)",
+                                      0));
+  config_.api.ca_unreachable_status = 503;
+  auto old = Submit(FreshCsr("old"));
+  EXPECT_EQ(peers_.forwarded_submits, 2) << "failed over first in either setting";
+  EXPECT_EQ(old.status, 503);
+  EXPECT_EQ(Status(old), "SERVICE_UNAVAILABLE");
+}
+
+// A peer that took the submit but did not answer in time may still reach the CA: the answer
+// is an outcome-unknown one, and the client's retry is deduplicated.
+TEST_F(ClusteredApiServiceTest, APeerThatRanOutOfTimeIsAnOutcomeUnknown) {
+  ca_.fail_hresult = adcsc::ca::hr::kRpcServerUnavailable;
+  peers_.forward_submit_answer =
+      adcsc::ca::MarkOutcomeUnknown(absl::DeadlineExceededError("the submit forwarded to node-b did not finish"));
+  auto r = Submit(FreshCsr());
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.outcome, "ca_outcome_unknown");
+  EXPECT_NE(r.body.find("CCertRequest::Submit: This operation returned because the timeout period expired."),
+            std::string::npos)
+      << r.body;
+}
+
+// A CA that answered (with an error) is the answer: another node would hear the same.
+TEST_F(ClusteredApiServiceTest, ACaErrorIsNotFailedOver) {
+  ca_.fail_hresult = adcsc::ca::hr::kEnrollDenied;
+  auto r = Submit(FreshCsr());
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(Status(r), "INTERNAL_ERROR");
+  EXPECT_EQ(peers_.forwarded_submits, 0);
+}
+
+// One hop: a submit a peer forwarded here is answered here, whatever the CA does.
+TEST_F(ClusteredApiServiceTest, AForwardedSubmitIsNeverForwardedAgain) {
+  ca_.fail_hresult = adcsc::ca::hr::kRpcServerUnavailable;
+  json b = {{"pkcs10", FreshCsr()},
+            {"template", "JamfDevice"},
+            {"config", {{"dc", "ca1.example.com"}, {"ca", "Example-CA"}}}};
+  auto r = service_->SubmitForPeer("node-b", b.dump(), auth_.pin, "192.0.2.1:1234");
+  EXPECT_EQ(peers_.forwarded_submits, 0);
+  EXPECT_EQ(r.outcome, "ca_unavailable") << "tells the sender this node could not reach the CA either";
+  ca_.fail_hresult = 0;
+  auto ok = service_->SubmitForPeer("node-b", b.dump(), auth_.pin, "192.0.2.1:1234");
+  EXPECT_EQ(ok.status, 200);
+  EXPECT_EQ(Status(ok), "CR_DISP_ISSUED");
+  EXPECT_EQ(ok.node, "node-a");
+}
+
+// A retrieve this node cannot take to the CA goes to a peer with the same identity.
+TEST_F(ClusteredApiServiceTest, AnUnreachableCaFailsTheRetrieveOverToAPeerOfTheSameIdentity) {
+  ca_.fail_hresult = adcsc::ca::hr::kRpcServerUnavailable;
+  peers_.forward_answer = ForwardedRetrieve{
+      "node-b", PeerRecord(7, adcsc::store::v1::RECORD_STATUS_ISSUED, "EXAMPLE\\svc-adcsc", "\x30\x01")};
+  auto got = Retrieve(7);
+  ASSERT_EQ(got.status, 200) << got.body;
+  EXPECT_EQ(Status(got), "CR_DISP_ISSUED");
+  EXPECT_EQ(peers_.forwards, 1);
+  EXPECT_EQ(peers_.forwarded_identity, "EXAMPLE\\svc-adcsc");
+  // No peer reaches it either: this node's error, as the original's.
+  peers_.forward_answer = adcsc::ca::CaError(adcsc::ca::hr::kRpcServerUnavailable, "forwarded to node-b");
+  auto down = Retrieve(8);
+  EXPECT_EQ(down.status, 200);
+  EXPECT_EQ(down.body, WithX509Json("INTERNAL_ERROR",
+                                    "System.Runtime.InteropServices.COMException - CCertRequest::RetrievePending: The "
+                                    "RPC server is unavailable. 0x800706ba (WIN32: 1722 RPC_S_SERVER_UNAVAILABLE)",
+                                    ""));
+}
+
+// What the node reports to its peers: a CA it could not reach, until it reaches it again.
+TEST_F(ClusteredApiServiceTest, TheNodeRemembersWhichCaItCouldNotReach) {
+  ca_.fail_hresult = adcsc::ca::hr::kRpcServerUnavailable;
+  Submit(FreshCsr());
+  EXPECT_EQ(service_->ca_reachability().Unreachable(), std::vector<std::string>{"ca1.example.com\\Example-CA"});
+  ca_.fail_hresult = 0;
+  ASSERT_EQ(Submit(FreshCsr("back")).status, 200);
+  EXPECT_TRUE(service_->ca_reachability().Unreachable().empty());
+}
+
 class CutShortSubmitTest : public ClusteredApiServiceTest {
  protected:
   void SetUp() override {
@@ -676,7 +860,8 @@ TEST_F(CutShortSubmitTest, ACaOutageDuringTheSearchIsAnErrorNotASubmit) {
   RivalHolds(/*after=*/0);
   ca_.fail_hresult = adcsc::ca::hr::kRpcServerUnavailable;
   auto r = Submit(adcsc::pki::Base64Encode(csr_der_));
-  EXPECT_EQ(r.status, 503) << r.body;
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Status(r), "INTERNAL_ERROR");
   EXPECT_EQ(ca_.submits(), 0);
 }
 
@@ -695,14 +880,21 @@ TEST_F(CutShortSubmitTest, ALostAnswerIsFoundAtTheCaNotSubmittedAgain) {
   EXPECT_TRUE(peers_.releases.back().second);
 }
 
-// The request never reached the CA, but the node cannot know that: it answers 503, keeps the
-// intent, and tells the peers the claim lapsed; the retry looks again, then submits once.
-TEST_F(CutShortSubmitTest, ALostRequestIsA503AndTheRetrySubmitsItOnce) {
+// The request never reached the CA, but the node cannot know that: it answers as the original
+// answered a CA call that failed (or 503 with api.ca_unreachable_status = 503), keeps the
+// intent, and tells the peers the claim lapsed; the retry looks again, then submits once. It
+// is not failed over: the request may be at the CA.
+TEST_F(CutShortSubmitTest, ALostRequestIsAnInternalErrorAndTheRetrySubmitsItOnce) {
   ca_.lose_requests = 1;
   auto lost = Submit(adcsc::pki::Base64Encode(csr_der_));
-  ASSERT_EQ(lost.status, 503) << lost.body;
+  ASSERT_EQ(lost.status, 200) << lost.body;
   EXPECT_EQ(lost.outcome, "ca_outcome_unknown");
-  EXPECT_NE(lost.body.find("not among the CA's requests"), std::string::npos) << lost.body;
+  EXPECT_EQ(lost.body,
+            WithRequestIdJson("INTERNAL_ERROR",
+                              "System.Runtime.InteropServices.COMException - CCertRequest::Submit: The remote "
+                              "procedure call failed. 0x800706be (WIN32: 1726 RPC_S_CALL_FAILED)",
+                              0));
+  EXPECT_EQ(peers_.forwarded_submits, 0) << "the request may be at the CA: not another node's to submit";
   ASSERT_FALSE(peers_.releases.empty());
   EXPECT_FALSE(peers_.releases.back().second) << "peers remember the claim for the next claimant's search";
   auto open = store_->OpenSubmitIntents(10);
@@ -715,6 +907,18 @@ TEST_F(CutShortSubmitTest, ALostRequestIsA503AndTheRetrySubmitsItOnce) {
   EXPECT_EQ(ca_.submits(), 1);
   EXPECT_GT(ca_.retrieves(), reads_before) << "searched before submitting";
   EXPECT_TRUE(store_->OpenSubmitIntents(10)->empty());
+}
+
+TEST_F(CutShortSubmitTest, WithCaUnreachableStatus503ALostRequestIsA503ThatSaysToRetry) {
+  config_.api.ca_unreachable_status = 503;
+  ca_.lose_requests = 1;
+  auto lost = Submit(adcsc::pki::Base64Encode(csr_der_));
+  ASSERT_EQ(lost.status, 503) << lost.body;
+  EXPECT_EQ(lost.outcome, "ca_outcome_unknown");
+  EXPECT_NE(lost.body.find("not among the CA's requests"), std::string::npos) << lost.body;
+  auto retried = Submit(adcsc::pki::Base64Encode(csr_der_));
+  ASSERT_EQ(retried.status, 200) << retried.body;
+  EXPECT_EQ(ca_.submits(), 1);
 }
 
 // A node killed after its intent was durable (before or after the CA call): the retry (here,
@@ -797,7 +1001,9 @@ TEST_F(ClusteredApiServiceTest, ASubmitClaimsTheLeaseBeforeTheCaCallAndReleasesI
   EXPECT_EQ(service_->leases().held(), 0u);
 
   ca_.fail_hresult = adcsc::ca::hr::kRpcServerUnavailable;
-  ASSERT_EQ(Submit(FreshCsr("two")).status, 503);
+  auto two = Submit(FreshCsr("two"));
+  ASSERT_EQ(two.status, 200);
+  EXPECT_EQ(Status(two), "INTERNAL_ERROR");
   ASSERT_EQ(peers_.releases.size(), 2u);
   EXPECT_TRUE(peers_.releases[1].second) << "a submit the CA never took is released as settled";
   EXPECT_TRUE(store_->OpenSubmitIntents(10)->empty()) << "and leaves no intent";

@@ -10,6 +10,9 @@
 #include "node/cluster/runtime.h"
 #include "node/cluster/tls.h"
 #include "node/pki/cluster.h"
+#include "node/pki/csr.h"
+#include "node/pki/encoding.h"
+#include "node/pki/keys.h"
 #include "store/clock.h"
 #include "tests/testing/fake_ca_backend.h"
 #include "tests/testing/temp_dir.h"
@@ -231,6 +234,62 @@ TEST_F(PeerDirectoryTest, NoLivePeerOfAnIdentityIsUnavailableAndSaysWhoIsThere) 
   auto gone = Directory("a").ForwardRetrieve("EXAMPLE\\svc-two", kTarget, 14);
   EXPECT_EQ(gone.status().code(), absl::StatusCode::kUnavailable) << gone.status();
   EXPECT_FALSE(Directory("a").Lookup(kCaConfig, 14).has_value()) << "a lookup still ends";
+}
+
+// A submit body as Jamf Pro sends it, for a fresh CSR.
+std::string SubmitBody(const std::string& cn) {
+  auto key = pki::GenerateKey(pki::KeyType::kEcP256);
+  EXPECT_TRUE(key.ok());
+  auto der = pki::MakeCsr(key->get(), cn, {});
+  EXPECT_TRUE(der.ok());
+  nlohmann::json body = {{"pkcs10", pki::Base64Encode(*der)},
+                         {"template", "JamfDevice"},
+                         {"config", {{"dc", kTarget.dc}, {"ca", kTarget.ca}}}};
+  return body.dump();
+}
+
+// Node b says in its Info answer that it cannot reach the CA: a's failover skips it, and c
+// runs the submit through its own full path and records it.
+TEST_F(PeerDirectoryTest, ASubmitGoesToAPeerThatReachesTheCaNotToOneThatReportsItUnreachable) {
+  nodes_["b"]->api->ca_reachability().Note(kCaConfig, false);
+  Directory("a").Refresh();
+  for (const PeerView& p : Directory("a").Peers()) {
+    EXPECT_EQ(ReportsCaUnreachable(p, kCaConfig), p.node_id == "b") << p.node_id;
+  }
+  node::SubmitToForward submit{kCaConfig, SubmitBody("forwarded-1"), "pin", "192.0.2.1"};
+  auto forwarded = Directory("a").ForwardSubmit(submit);
+  ASSERT_TRUE(forwarded.ok()) << forwarded.status();
+  EXPECT_EQ(forwarded->node_id, "c");
+  EXPECT_EQ(forwarded->http_status, 200);
+  EXPECT_EQ(forwarded->outcome, "issued");
+  EXPECT_NE(forwarded->body.find("CR_DISP_ISSUED"), std::string::npos) << forwarded->body;
+  EXPECT_EQ(nodes_["b"]->ca.submits(), 0);
+  EXPECT_EQ(nodes_["c"]->ca.submits(), 1);
+  EXPECT_EQ(*nodes_["c"]->store->CountRecords(), 1) << "recorded where it was submitted";
+}
+
+// A peer that cannot reach the CA either says so (and sent nothing): the next is tried, and
+// with none left the failover is UNAVAILABLE, naming each.
+TEST_F(PeerDirectoryTest, APeerThatCannotReachTheCaEitherIsFollowedByTheNext) {
+  nodes_["b"]->ca.fail_hresult = ca::hr::kRpcServerUnavailable;
+  nodes_["c"]->ca.fail_hresult = ca::hr::kRpcServerUnavailable;
+  auto none = Directory("a").ForwardSubmit({kCaConfig, SubmitBody("forwarded-2"), "pin", "192.0.2.1"});
+  ASSERT_EQ(none.status().code(), absl::StatusCode::kUnavailable) << none.status();
+  EXPECT_NE(none.status().message().find("b cannot reach the CA either"), std::string_view::npos) << none.status();
+  EXPECT_NE(none.status().message().find("c cannot reach the CA either"), std::string_view::npos) << none.status();
+  for (const PeerView& p : Directory("a").Peers()) EXPECT_TRUE(ReportsCaUnreachable(p, kCaConfig)) << p.node_id;
+  EXPECT_FALSE(ca::IsOutcomeUnknown(none.status()));
+}
+
+// A retrieve this node cannot take to the CA: not sent to a peer that reports the CA
+// unreachable; that peer's word is the answer, with the HRESULT.
+TEST_F(PeerDirectoryTest, ARetrieveIsNotForwardedToAPeerThatReportsTheCaUnreachable) {
+  nodes_["b"]->api->ca_reachability().Note(kCaConfig, false);
+  Directory("a").Refresh();
+  auto forwarded = Directory("a").ForwardRetrieve("EXAMPLE\\svc-one", kTarget, 21);
+  ASSERT_FALSE(forwarded.ok());
+  EXPECT_EQ(ca::HresultOf(forwarded.status()), ca::hr::kRpcServerUnavailable) << forwarded.status();
+  EXPECT_EQ(nodes_["b"]->ca.retrieves(), 0);
 }
 
 TEST_F(PeerDirectoryTest, ANodeRefusesAForwardForAnIdentityItDoesNotRunAs) {

@@ -106,6 +106,28 @@ TEST_F(ConfigTest, TrustedProxyPinsMustBeMappedClients) {
       << c.status();
 }
 
+// api.ca_unreachable_status: the original's 200 (INTERNAL_ERROR in the body) by default, or
+// 503 for a load balancer's L7 retry; nothing else.
+TEST_F(ConfigTest, CaUnreachableStatusIs200Or503) {
+  auto defaults = Parse(Valid());
+  ASSERT_TRUE(defaults.ok()) << defaults.status();
+  EXPECT_EQ(defaults->api.ca_unreachable_status, 200);
+  for (int status : {200, 503}) {
+    std::string text = Valid();
+    auto c = Parse(
+        text.replace(text.find("header_timeout_ms"), 0, "ca_unreachable_status = " + std::to_string(status) + "\n"));
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_EQ(c->api.ca_unreachable_status, status);
+  }
+  for (int status : {500, 404, 0}) {
+    std::string text = Valid();
+    auto c = Parse(
+        text.replace(text.find("header_timeout_ms"), 0, "ca_unreachable_status = " + std::to_string(status) + "\n"));
+    ASSERT_FALSE(c.ok()) << status;
+    EXPECT_NE(c.status().message().find("api.ca_unreachable_status"), std::string_view::npos) << c.status();
+  }
+}
+
 TEST_F(ConfigTest, TheStoreSectionHasAFreeSpaceFloor) {
   auto defaults = Parse(Valid());
   ASSERT_TRUE(defaults.ok()) << defaults.status();
