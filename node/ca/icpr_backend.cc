@@ -138,7 +138,9 @@ absl::StatusOr<IcprBackend::Lease> IcprBackend::Acquire(const std::string& host)
     o.port = *port;
     o.connect_timeout = options_.connect_timeout;
     o.call_timeout = options_.call_timeout;
-    o.auth = rpc::ClientAuth{options_.credentials, options_.auth_level, nullptr};
+    // The SPN goes into NTLM's target info (MsvAvTargetName): a response relayed to another
+    // service does not verify there.
+    o.auth = rpc::ClientAuth{options_.credentials, options_.auth_level, nullptr, "host/" + host};
     auto connection = rpc::ClientConnection::Connect(o, rpc::kIcprSyntax);
     if (connection.ok()) {
       connections_opened_++;

@@ -99,7 +99,7 @@ int CaPing(const PingArgs& args) {
   o.port = *port;
   o.connect_timeout = icpr.connect_timeout;
   o.call_timeout = icpr.call_timeout;
-  o.auth = adcsc::rpc::ClientAuth{*credentials, adcsc::rpc::authn_level::kPktPrivacy, nullptr};
+  o.auth = adcsc::rpc::ClientAuth{*credentials, adcsc::rpc::authn_level::kPktPrivacy, nullptr, "host/" + args.dc};
   auto connection = adcsc::rpc::ClientConnection::Connect(o, adcsc::rpc::kIcprSyntax);
   if (!connection.ok()) {
     return Failed(connection.status(), "the dynamic RPC port is open from this node to the CA (docs/adcs.md, Network)");

@@ -218,6 +218,11 @@ absl::StatusOr<Bytes> ClientContext::BuildAuthenticate(ByteView challenge_bytes)
       target_info.push_back(MakeFlagsAvPair(kAvFlagMicPresent));
     }
   }
+  if (!target_name_.empty() && FindAvPair(target_info, AvId::kTargetName) == nullptr) {
+    absl::StatusOr<AvPair> spn = MakeStringAvPair(AvId::kTargetName, target_name_);
+    if (!spn.ok()) return spn.status();
+    target_info.push_back(*std::move(spn));
+  }
   absl::StatusOr<Bytes> av_pairs = EncodeAvPairs(target_info);
   if (!av_pairs.ok()) return av_pairs.status();
 
@@ -441,7 +446,12 @@ absl::StatusOr<AuthenticatedUser> ServerContext::Verify(ByteView authenticate) {
   }
   Cleanse(exported_session_key);
   if (!result.ok()) return result;
-  return AuthenticatedUser{message->domain, message->user, message->workstation};
+  AuthenticatedUser who{message->domain, message->user, message->workstation, {}};
+  if (const AvPair* spn = FindAvPair(*client_target_info, AvId::kTargetName); spn != nullptr) {
+    absl::StatusOr<std::string> name = Utf16LeToUtf8(spn->value);
+    if (name.ok()) who.target_name = *std::move(name);
+  }
+  return who;
 }
 
 std::unique_ptr<Session> ServerContext::TakeSession() { return std::move(session_); }

@@ -88,6 +88,12 @@ class ClientContext {
   // used and no MIC. Any failure ends the handshake.
   absl::StatusOr<Bytes> Authenticate(ByteView challenge);
 
+  // The SPN of the server being authenticated to (e.g. "host/ca01.corp.example.com"), sent as
+  // MsvAvTargetName in the NTLMv2 response's target info (MS-NLMP 3.1.5.1.2), which the proof
+  // covers: a server that checks it refuses a response relayed from a connection meant for
+  // another service. Call before Authenticate(); empty (the default): not sent.
+  void set_target_name(std::string spn) { target_name_ = std::move(spn); }
+
   // The session after a successful Authenticate(); nullptr before that or once taken.
   std::unique_ptr<Session> TakeSession();
 
@@ -102,6 +108,7 @@ class ClientContext {
   Credentials credentials_;
   RandomSource random_;
   FileTimeClock clock_;
+  std::string target_name_;
   State state_ = State::kStart;
   Bytes negotiate_message_;
   uint32_t negotiated_flags_ = 0;
@@ -122,6 +129,7 @@ struct AuthenticatedUser {
   std::string domain;
   std::string user;
   std::string workstation;
+  std::string target_name;  // the client's MsvAvTargetName (the SPN it meant), empty if none
 };
 
 // Finds the NT hash of (domain, user), or nullopt for an unknown account. Case-insensitive

@@ -88,6 +88,7 @@ absl::Status ClientConnection::Bind(const SyntaxId& interface, Deadline deadline
   if (options_.auth) {
     ntlm_client = std::make_unique<ntlm::ClientContext>(
         options_.auth->credentials, options_.auth->random ? options_.auth->random : ntlm::SystemRandom());
+    ntlm_client->set_target_name(options_.auth->target_spn);
     SecTrailer trailer;
     trailer.auth_type = authn::kWinNt;
     trailer.auth_level = options_.auth->level;

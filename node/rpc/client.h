@@ -28,6 +28,9 @@ struct ClientAuth {
   uint8_t level = authn_level::kPktPrivacy;
   // Randomness for NTLM (client challenge, session key); empty: OpenSSL's RAND_bytes.
   ntlm::RandomSource random;
+  // The server's SPN, sent as NTLM's MsvAvTargetName (e.g. "host/ca01.corp.example.com");
+  // empty: not sent.
+  std::string target_spn;
 };
 
 struct ClientOptions {

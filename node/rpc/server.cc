@@ -161,6 +161,7 @@ class Connection {
     context_.auth_level = level_;
     context_.domain = user->domain;
     context_.user = user->user;
+    context_.target_spn = user->target_name;
     return absl::OkStatus();
   }
 

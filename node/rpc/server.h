@@ -27,7 +27,8 @@ struct CallContext {
   uint8_t auth_level = authn_level::kNone;  // kNone: the client bound without authentication
   std::string domain;                       // the NTLM account; empty when unauthenticated
   std::string user;
-  std::string peer;  // "127.0.0.1:50312"
+  std::string target_spn;  // the SPN the client meant (NTLM MsvAvTargetName); empty if none
+  std::string peer;        // "127.0.0.1:50312"
 };
 
 // Handles one complete request. Answer with the response stub, or with FaultError(status) to

@@ -308,6 +308,41 @@ TEST_F(HandshakeTest, RoundTripAuthenticatesAndDerivesMatchingSessions) {
   EXPECT_EQ(response, (Bytes{'p', 'o', 'n', 'g'}));
 }
 
+TEST_F(HandshakeTest, TheTargetSpnTravelsInTheProofCoveredTargetInfo) {
+  auto server = MakeServer();
+  auto client = MakeClient();
+  client->set_target_name("host/ca01.corp.example.com");
+  absl::StatusOr<Bytes> authenticate = client->Authenticate(server->Challenge(client->Negotiate()).value());
+  ASSERT_TRUE(authenticate.ok()) << authenticate.status();
+  absl::StatusOr<AuthenticateMessage> parsed = ParseAuthenticate(*authenticate);
+  ASSERT_TRUE(parsed.ok());
+  absl::StatusOr<std::vector<AvPair>> blob_pairs = ParseAvPairs(ByteView(parsed->nt_response).subspan(16 + 28));
+  ASSERT_TRUE(blob_pairs.ok());
+  const AvPair* spn = FindAvPair(*blob_pairs, AvId::kTargetName);
+  ASSERT_NE(spn, nullptr) << "MsvAvTargetName in the NTLMv2 response's target info";
+  EXPECT_EQ(Utf16LeToUtf8(spn->value).value(), "host/ca01.corp.example.com");
+  absl::StatusOr<AuthenticatedUser> user = server->Accept(*authenticate);
+  ASSERT_TRUE(user.ok()) << user.status();
+  EXPECT_EQ(user->target_name, "host/ca01.corp.example.com");
+
+  // The proof covers it: a relay that rewrites the SPN breaks the NTProofStr.
+  auto server2 = MakeServer();
+  auto client2 = MakeClient();
+  client2->set_target_name("host/ca01.corp.example.com");
+  Bytes auth2 = client2->Authenticate(server2->Challenge(client2->Negotiate()).value()).value();
+  const std::string from = "ca01", to = "ca02";
+  Bytes needle = Utf8ToUtf16Le(from).value(), replacement = Utf8ToUtf16Le(to).value();
+  auto at = std::search(auth2.begin(), auth2.end(), needle.begin(), needle.end());
+  ASSERT_NE(at, auth2.end());
+  std::copy(replacement.begin(), replacement.end(), at);
+  EXPECT_EQ(server2->Accept(auth2).status().code(), absl::StatusCode::kPermissionDenied);
+
+  // Without a target name set, none is sent (as before).
+  auto server3 = MakeServer();
+  auto client3 = MakeClient();
+  ASSERT_TRUE(server3->Accept(client3->Authenticate(server3->Challenge(client3->Negotiate()).value()).value()).ok());
+}
+
 TEST_F(HandshakeTest, WrongPasswordIsPermissionDenied) {
   auto server = MakeServer();
   auto client = MakeClient("not-the-password");

@@ -71,7 +71,7 @@ ClientOptions Options(uint16_t port, std::optional<uint8_t> level, const char* p
   o.host = "127.0.0.1";
   o.port = port;
   o.call_timeout = std::chrono::seconds(10);
-  if (level) o.auth = ClientAuth{{"EXAMPLE", "svc", *ntlm::NtHash(password), "TEST"}, *level, nullptr};
+  if (level) o.auth = ClientAuth{{"EXAMPLE", "svc", *ntlm::NtHash(password), "TEST"}, *level, nullptr, "host/ca.example.test"};
   return o;
 }
 
@@ -98,6 +98,7 @@ TEST_P(ConnectionLevels, CallsRoundTripWithFragmentationBothWays) {
   }
   EXPECT_EQ(echo.last.auth_level, GetParam().value_or(authn_level::kNone));
   EXPECT_EQ(echo.last.user, GetParam() ? "svc" : "");
+  EXPECT_EQ(echo.last.target_spn, GetParam() ? "host/ca.example.test" : "") << "NTLM carried the SPN the client meant";
   // A fault answers one call; the connection goes on.
   auto fault = (*c)->Call(7, Pattern(10));
   ASSERT_FALSE(fault.ok());
