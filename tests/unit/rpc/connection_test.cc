@@ -71,7 +71,8 @@ ClientOptions Options(uint16_t port, std::optional<uint8_t> level, const char* p
   o.host = "127.0.0.1";
   o.port = port;
   o.call_timeout = std::chrono::seconds(10);
-  if (level) o.auth = ClientAuth{{"EXAMPLE", "svc", *ntlm::NtHash(password), "TEST"}, *level, nullptr, "host/ca.example.test"};
+  if (level)
+    o.auth = ClientAuth{{"EXAMPLE", "svc", *ntlm::NtHash(password), "TEST"}, *level, nullptr, "host/ca.example.test"};
   return o;
 }
 
