@@ -32,6 +32,26 @@ std::string_view RefusalName(Refusal r) {
   return "unknown";
 }
 
+std::string_view RefusalReason(Refusal r) {
+  switch (r) {
+    case Refusal::kConnectionCap:
+      return "api.max_connections held by mapped clients";
+    case Refusal::kSourceConnections:
+      return "the source holds api.max_connections_per_source connections not yet mapped";
+    case Refusal::kSourceRate:
+      return "the source spent its refusal budget (api.refusals_per_source_per_s, api.refusal_burst)";
+    case Refusal::kEvicted:
+      return "closed to make room for a new connection (api.max_connections - api.reserved_connections full)";
+    case Refusal::kUnmappedCertificate:
+      return "client certificate not mapped (api.client_pins)";
+    case Refusal::kHandshakeFailed:
+      return "TLS handshake failed or exceeded api.handshake_timeout_ms";
+    case Refusal::kSlowClient:
+      return "no complete request within api.header_timeout_ms";
+  }
+  return "unknown";
+}
+
 ConnectionAdmission::ConnectionAdmission(AdmissionLimits limits) : limits_(std::move(limits)) {}
 
 bool ConnectionAdmission::Exempt(const text::Address16& a) const {

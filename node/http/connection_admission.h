@@ -40,7 +40,10 @@ enum class Refusal : int {
   kSlowClient,           // no complete request within api.header_timeout_ms
 };
 inline constexpr int kRefusalKinds = 7;
+// The metric label, e.g. "source_rate".
 std::string_view RefusalName(Refusal r);
+// What a log line says about it, naming the setting that decided.
+std::string_view RefusalReason(Refusal r);
 
 struct AdmissionLimits {
   size_t max_connections = 1024;

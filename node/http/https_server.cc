@@ -297,16 +297,10 @@ net::awaitable<void> HttpsServer::Impl::AcceptLoop() {
     if (!admit.admitted) {
       // Closed before any TLS work: a refused source costs an accept and a close.
       counters_.connections_refused++;
-      static constexpr std::string_view kWhy[] = {
-          "api.max_connections held by mapped clients",
-          "the source holds api.max_connections_per_source connections not yet mapped",
-          "the source spent its refusal budget (api.refusals_per_source_per_s, api.refusal_burst)",
-      };
-      const int kind = static_cast<int>(admit.refusal);
       LogThrottled(LogLevel::kWarn, "connection_refused", admit.source,
                    {{"remote", remote.address().to_string()},
                     {"refusal", RefusalName(admit.refusal)},
-                    {"reason", kind < 3 ? kWhy[kind] : RefusalName(admit.refusal)}});
+                    {"reason", RefusalReason(admit.refusal)}});
       socket.close(ec);
       continue;
     }

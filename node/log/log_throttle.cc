@@ -18,9 +18,10 @@ bool LogThrottle::ShouldLog(std::string_view key, Time now, uint64_t* suppressed
   std::lock_guard lock(mu_);
   auto it = entries_.find(key);
   if (it == entries_.end()) {
-    if (entries_.size() >= max_keys_) {
+    if (entries_.size() >= max_keys_ && now - last_sweep_ >= interval_) {
       // Drop keys whose interval has passed with nothing left out; if that frees nothing,
       // the key shares the overflow entry.
+      last_sweep_ = now;
       for (auto e = entries_.begin(); e != entries_.end();) {
         if (e->second.suppressed == 0 && now - e->second.last_logged >= interval_) {
           e = entries_.erase(e);

@@ -36,6 +36,9 @@ class LogThrottle {
   const size_t max_keys_;
   std::mutex mu_;
   std::map<std::string, Entry, std::less<>> entries_;
+  // When the full table was last swept: at most once per interval, so that a flood of new
+  // keys costs a lookup each, not a scan each.
+  Time last_sweep_{};
 };
 
 // `value` cut to `max_bytes` (on a UTF-8 character boundary) with "...(N bytes)" appended

@@ -4,6 +4,7 @@ succeed), a flood of refused requests with 8 KiB User-Agents (log growth per 10,
 bounded and printed), and a log volume that fills up (the API keeps answering)."""
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -146,7 +147,7 @@ class FullLogVolume(unittest.TestCase):
                     self.assertLess(os.statvfs(logs).f_bavail, 1)
                     failures = jamf_pairs(node, 30)
                     self.assertEqual(failures, [], "the API answers with its log volume full")
-                    node.proc.send_signal(__import__("signal").SIGHUP)
+                    node.proc.send_signal(signal.SIGHUP)
                     failures = jamf_pairs(node, 5)
                     self.assertEqual(failures, [], "and after a SIGHUP on the full volume")
                     # Room again: the logs go on.
