@@ -1,5 +1,7 @@
 #include "node/app/backend_factory.h"
 
+#include <stdlib.h>
+
 #include <fstream>
 
 #include "absl/strings/ascii.h"
@@ -21,6 +23,43 @@ absl::StatusOr<std::string> FirstLine(const std::filesystem::path& path, std::st
 }
 
 }  // namespace
+
+absl::StatusOr<std::shared_ptr<adcsc::ca::IcprAuthenticator>> MakeIcprAuthenticator(const Config& config) {
+  const IcprConfig& icpr = config.ca.icpr;
+  using adcsc::ca::IcprAuthMode;
+  adcsc::ca::IcprAuthOptions o;
+  o.mode = icpr.auth == "kerberos"    ? IcprAuthMode::kKerberos
+           : icpr.auth == "negotiate" ? IcprAuthMode::kNegotiate
+                                      : IcprAuthMode::kNtlm;
+  if (!icpr.password_file.empty() || !icpr.nt_hash_file.empty()) {
+    auto ntlm = LoadIcprCredentials(config);
+    if (!ntlm.ok()) return ntlm.status();
+    // Kerberos-only keeps no NTLM secret in memory.
+    if (o.mode != IcprAuthMode::kKerberos) o.ntlm = *std::move(ntlm);
+  }
+  if (o.mode != IcprAuthMode::kNtlm) {
+    if (!icpr.krb5_conf.empty()) ::setenv("KRB5_CONFIG", icpr.krb5_conf.c_str(), 1);
+    const std::string& identity = config.ca.identity;
+    const std::string account = identity.substr(identity.find('\\') + 1);
+    if (!icpr.keytab.empty()) {
+      o.kerberos = gss::CredentialSource::Keytab(icpr.kerberos_principal, icpr.keytab.string());
+    } else if (!icpr.ccache.empty()) {
+      o.kerberos = gss::CredentialSource::Ccache(icpr.ccache);
+    } else {
+      auto password = gss::ReadPasswordFile(icpr.password_file);
+      if (!password.ok()) {
+        return absl::Status(password.status().code(),
+                            absl::StrCat("ca.icpr.password_file: ", password.status().message()));
+      }
+      o.kerberos = gss::CredentialSource::Password(icpr.kerberos_principal.empty() ? account : icpr.kerberos_principal,
+                                                   *std::move(password));
+    }
+    o.kerberos_options.renew_margin = icpr.ticket_renew_margin;
+    o.mech = icpr.kerberos_mechanism == "krb5" ? gss::Mech::kKerberos : gss::Mech::kSpnego;
+    o.spn = icpr.spn;
+  }
+  return adcsc::ca::IcprAuthenticator::Create(std::move(o));
+}
 
 absl::StatusOr<ntlm::Credentials> LoadIcprCredentials(const Config& config) {
   ntlm::Credentials c;
@@ -54,10 +93,10 @@ absl::StatusOr<ntlm::Credentials> LoadIcprCredentials(const Config& config) {
 
 absl::StatusOr<std::unique_ptr<adcsc::ca::CaBackend>> MakeCaBackend(const Config& config) {
   if (config.ca.backend == "icpr") {
-    auto credentials = LoadIcprCredentials(config);
-    if (!credentials.ok()) return credentials.status();
+    auto auth = MakeIcprAuthenticator(config);
+    if (!auth.ok()) return auth.status();
     adcsc::ca::IcprBackendOptions o;
-    o.credentials = std::move(*credentials);
+    o.auth = *std::move(auth);
     o.epm_port = config.ca.icpr.epm_port;
     o.connect_timeout = config.ca.icpr.connect_timeout;
     o.call_timeout = config.ca.icpr.call_timeout;

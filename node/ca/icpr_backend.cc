@@ -65,7 +65,10 @@ IcprBackend::IcprBackend(IcprBackendOptions options) : options_(std::move(option
 IcprBackend::~IcprBackend() = default;
 
 IcprBackendCounters IcprBackend::counters() const {
-  return {connections_opened_.load(), connections_reused_.load(), endpoint_lookups_.load(), retries_.load()};
+  IcprBackendCounters c{
+      connections_opened_.load(), connections_reused_.load(), endpoint_lookups_.load(), retries_.load(), {}};
+  if (options_.auth) c.auth = options_.auth->stats();
+  return c;
 }
 
 std::optional<CaConnectionStats> IcprBackend::ConnectionStats() {
@@ -102,6 +105,7 @@ void IcprBackend::ForgetEndpoint(const std::string& host) {
 }
 
 absl::StatusOr<IcprBackend::Lease> IcprBackend::Acquire(const std::string& host) {
+  if (!options_.auth) return absl::FailedPreconditionError("the icpr backend has no authentication configured");
   HostPool& pool = PoolFor(host);
   std::optional<uint16_t> port;
   {
@@ -138,15 +142,14 @@ absl::StatusOr<IcprBackend::Lease> IcprBackend::Acquire(const std::string& host)
     o.port = *port;
     o.connect_timeout = options_.connect_timeout;
     o.call_timeout = options_.call_timeout;
-    // The SPN goes into NTLM's target info (MsvAvTargetName): a response relayed to another
-    // service does not verify there.
-    o.auth = rpc::ClientAuth{options_.credentials, options_.auth_level, nullptr, "host/" + host};
-    auto connection = rpc::ClientConnection::Connect(o, rpc::kIcprSyntax);
+    auto connection = options_.auth->Connect(o, rpc::kIcprSyntax);
     if (connection.ok()) {
       connections_opened_++;
       return Lease{std::move(*connection), false};
     }
-    if (absl::IsPermissionDenied(connection.status())) {
+    // Refused by the CA, or no Kerberos ticket for it: asking the endpoint mapper again
+    // would not help.
+    if (absl::IsPermissionDenied(connection.status()) || rpc::AuthFailedBeforeBind(connection.status())) {
       return RpcErrorToCaError(connection.status(), false);
     }
     ForgetEndpoint(host);

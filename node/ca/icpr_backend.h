@@ -1,6 +1,6 @@
 // The `icpr` CA backend: submits and retrieves through MS-ICPR (ICertPassage::CertServerRequest)
-// on the CA host named by each request's config.dc, over DCE/RPC on TCP with NTLMv2 at packet
-// privacy, as the one domain service account of the cluster. Authenticated connections are
+// on the CA host named by each request's config.dc, over DCE/RPC on TCP at packet privacy, as
+// the one domain service account of the cluster, with Kerberos or NTLMv2 (icpr_auth.h). Authenticated connections are
 // pooled per CA host and reused; a dead pooled connection is replaced transparently; a
 // retrieve (idempotent) is retried once on a transport failure, a submit never is.
 // Thread-safety: all methods may be called concurrently from any thread; each call uses its
@@ -18,16 +18,15 @@
 #include <vector>
 
 #include "node/ca/ca_backend.h"
-#include "node/ntlm/ntlm.h"
+#include "node/ca/icpr_auth.h"
 #include "node/rpc/client.h"
 #include "node/rpc/icpr_stub.h"
 
 namespace adcsc::ca {
 
 struct IcprBackendOptions {
-  ntlm::Credentials credentials;  // the service account; ca.identity is its DOMAIN\user
-  // Packet privacy is what ADCS requires; lower levels exist to test that the CA refuses them.
-  uint8_t auth_level = rpc::authn_level::kPktPrivacy;
+  // How to authenticate (NTLM, Kerberos, negotiate) as the service account; required.
+  std::shared_ptr<IcprAuthenticator> auth;
   uint16_t epm_port = 135;
   std::chrono::milliseconds connect_timeout{3'000};
   std::chrono::milliseconds call_timeout{10'000};
@@ -40,6 +39,7 @@ struct IcprBackendCounters {
   uint64_t connections_reused = 0;  // calls that used a pooled connection
   uint64_t endpoint_lookups = 0;    // ept_map calls
   uint64_t retries = 0;             // retrieves retried after a transport failure
+  IcprAuthStats auth;               // mechanisms used, NTLM fallbacks, ticket renewals
 };
 
 class IcprBackend final : public CaBackend {

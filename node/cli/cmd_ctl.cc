@@ -62,14 +62,15 @@ int CaPing(const PingArgs& args) {
               << " (the connector only talks to allowed CAs)\n";
     return kExitUsage;
   }
-  auto credentials = adcsc::node::LoadIcprCredentials(*config);
-  if (!credentials.ok()) {
-    std::cerr << "adcsc ctl ca-ping: " << credentials.status().message() << "\n";
+  auto auth = adcsc::node::MakeIcprAuthenticator(*config);
+  if (!auth.ok()) {
+    std::cerr << "adcsc ctl ca-ping: " << args.config << ": " << auth.status().message() << "\n";
     return kExitUsage;
   }
   const auto& icpr = config->ca.icpr;
   const auto started = std::chrono::steady_clock::now();
-  std::cout << "Pinging \"" << args.dc << "\\" << args.ca << "\" as " << config->ca.identity << "\n";
+  std::cout << "Pinging \"" << args.dc << "\\" << args.ca << "\" as " << config->ca.identity << "\n"
+            << "Authentication: " << (*auth)->Describe() << "\n";
 
   Step(1, "resolve " + args.dc);
   addrinfo hints{};
@@ -93,18 +94,28 @@ int CaPing(const PingArgs& args) {
   }
   std::cout << "ICertPassage on port " << *port << "\n";
 
-  Step(3, absl::StrFormat("connect to %s:%d and bind with NTLMv2 at packet privacy", args.dc, *port));
+  Step(3, absl::StrFormat("connect to %s:%d and bind (%s) at packet privacy", args.dc, *port,
+                          std::string(adcsc::ca::IcprAuthModeName((*auth)->mode()))));
   adcsc::rpc::ClientOptions o;
   o.host = args.dc;
   o.port = *port;
   o.connect_timeout = icpr.connect_timeout;
   o.call_timeout = icpr.call_timeout;
-  o.auth = adcsc::rpc::ClientAuth{*credentials, adcsc::rpc::authn_level::kPktPrivacy, nullptr, "host/" + args.dc};
-  auto connection = adcsc::rpc::ClientConnection::Connect(o, adcsc::rpc::kIcprSyntax);
+  auto connection = (*auth)->Connect(o, adcsc::rpc::kIcprSyntax);
   if (!connection.ok()) {
-    return Failed(connection.status(), "the dynamic RPC port is open from this node to the CA (docs/adcs.md, Network)");
+    std::string hint = "the dynamic RPC port is open from this node to the CA (docs/adcs.md, Network)";
+    if (adcsc::rpc::AuthFailedBeforeBind(connection.status())) {
+      hint = absl::StrCat(
+          "Kerberos from this host: the keytab/password/ccache in ca.icpr, the KDC in krb5.conf, "
+          "that ",
+          (*auth)->SpnFor(args.dc), " is registered (setspn -Q), clock sync (docs/adcs.md)");
+    } else if (absl::IsPermissionDenied(connection.status())) {
+      hint = "the CA refused our logon: the account's secret, the CA's SPN and keys, clock skew (docs/adcs.md)";
+    }
+    return Failed(connection.status(), hint);
   }
-  std::cout << "OK\n";
+  std::cout << "OK, mechanism " << (*connection)->mechanism()
+            << ((*connection)->header_signing() ? " (header signing)" : "") << "\n";
 
   Step(4, "status call (CertServerRequest for a request ID no CA has issued)");
   adcsc::rpc::CertServerRequestIn in;
@@ -114,8 +125,8 @@ int CaPing(const PingArgs& args) {
   auto answer = stub.ok() ? (*connection)->Call(adcsc::rpc::kCertServerRequestOpnum, *stub) : stub.status();
   if (!answer.ok()) {
     return Failed(adcsc::ca::RpcErrorToCaError(answer.status(), true),
-                  "the service account's password or NT hash file; that NTLM is allowed to the CA; that the account "
-                  "is not locked");
+                  "the service account's secret or keytab; that the account is not locked; for NTLM, that NTLM is "
+                  "allowed to the CA");
   }
   auto out = adcsc::rpc::DecodeCertServerRequestOut(*answer);
   if (!out.ok()) return Failed(out.status(), "");
@@ -131,7 +142,7 @@ int CaPing(const PingArgs& args) {
   std::cout << "the CA answered (" << adcsc::ca::HresultSymbol(code) << "): it knows \"" << args.ca
             << "\" and accepted the logon\n";
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
-  std::cout << "CA ping: OK (" << ms.count() << " ms)\n";
+  std::cout << "CA ping: OK (" << ms.count() << " ms, mechanism " << (*connection)->mechanism() << ")\n";
   return kExitOk;
 }
 

@@ -264,16 +264,59 @@ void ReadIcpr(TomlReader& r, const toml::table& ca, CaConfig* out) {
   if (t == nullptr) return;
   IcprConfig& icpr = out->icpr;
   r.CheckKnown(*t, "ca.icpr.",
-               {"password_file", "nt_hash_file", "workstation", "epm_port", "connect_timeout_ms", "call_timeout_ms",
-                "max_idle_connections"});
+               {"auth", "password_file", "nt_hash_file", "workstation", "keytab", "ccache", "kerberos_principal", "spn",
+                "kerberos_mechanism", "krb5_conf", "ticket_renew_margin_s", "epm_port", "connect_timeout_ms",
+                "call_timeout_ms", "max_idle_connections"});
+  r.String(*t, "auth", "ca.icpr.auth", &icpr.auth, false);
   r.Path(*t, "password_file", "ca.icpr.password_file", &icpr.password_file, false);
   r.Path(*t, "nt_hash_file", "ca.icpr.nt_hash_file", &icpr.nt_hash_file, false);
-  if (icpr.password_file.empty() == icpr.nt_hash_file.empty()) {
-    r.Error("ca.icpr",
-            "set exactly one of password_file and nt_hash_file (the service account's secret, in a 0600 file)");
+  r.Path(*t, "keytab", "ca.icpr.keytab", &icpr.keytab, false);
+  r.String(*t, "ccache", "ca.icpr.ccache", &icpr.ccache, false);
+  r.String(*t, "kerberos_principal", "ca.icpr.kerberos_principal", &icpr.kerberos_principal, false);
+  r.String(*t, "spn", "ca.icpr.spn", &icpr.spn, false);
+  r.String(*t, "kerberos_mechanism", "ca.icpr.kerberos_mechanism", &icpr.kerberos_mechanism, false);
+  r.Path(*t, "krb5_conf", "ca.icpr.krb5_conf", &icpr.krb5_conf, false);
+  int64_t margin = icpr.ticket_renew_margin.count();
+  r.Int(*t, "ticket_renew_margin_s", "ca.icpr.ticket_renew_margin_s", &margin, 0, 86'400);
+  icpr.ticket_renew_margin = std::chrono::seconds(margin);
+
+  const bool kerberos_source = !icpr.keytab.empty() || !icpr.ccache.empty();
+  if (icpr.auth.empty()) icpr.auth = kerberos_source ? "negotiate" : "ntlm";
+  const bool ntlm_secret = !icpr.password_file.empty() || !icpr.nt_hash_file.empty();
+  if (!icpr.password_file.empty() && !icpr.nt_hash_file.empty()) {
+    r.Error("ca.icpr", "set at most one of password_file and nt_hash_file (the service account's secret)");
+  }
+  if (!icpr.keytab.empty() && !icpr.ccache.empty()) {
+    r.Error("ca.icpr", "set at most one of keytab and ccache (where the Kerberos ticket comes from)");
+  }
+  if (icpr.auth == "ntlm") {
+    if (!ntlm_secret) {
+      r.Error("ca.icpr",
+              "auth \"ntlm\" needs password_file or nt_hash_file (the service account's secret, in a 0600 file)");
+    }
+  } else if (icpr.auth == "kerberos" || icpr.auth == "negotiate") {
+    if (!kerberos_source && icpr.password_file.empty()) {
+      r.Error("ca.icpr", absl::StrCat("auth \"", icpr.auth,
+                                      "\" needs a Kerberos credential: keytab, ccache or password_file (an NT hash "
+                                      "cannot get a Kerberos ticket)"));
+    }
+  } else {
+    r.Error("ca.icpr.auth", absl::StrCat("unknown mechanism \"", icpr.auth, "\" (use kerberos, negotiate or ntlm)"));
+  }
+  if (icpr.kerberos_mechanism != "spnego" && icpr.kerberos_mechanism != "krb5") {
+    r.Error("ca.icpr.kerberos_mechanism",
+            absl::StrCat("unknown mechanism \"", icpr.kerberos_mechanism, "\" (use spnego or krb5)"));
+  }
+  if (icpr.spn.empty() || icpr.spn.find_first_of(" \t\"") != std::string::npos) {
+    r.Error("ca.icpr.spn", "the CA's service principal, e.g. \"host/{host}\" or \"host/ca01.example.com@EXAMPLE.COM\"");
+  }
+  if (!icpr.kerberos_principal.empty() && icpr.kerberos_principal.find_first_of(" \t\"\\") != std::string::npos) {
+    r.Error("ca.icpr.kerberos_principal", "a Kerberos principal such as \"svc-adcsc@EXAMPLE.COM\"");
   }
   CheckPrivateKeyMode(r, "ca.icpr.password_file", icpr.password_file);
   CheckPrivateKeyMode(r, "ca.icpr.nt_hash_file", icpr.nt_hash_file);
+  CheckPrivateKeyMode(r, "ca.icpr.keytab", icpr.keytab);
+  CheckReadable(r, "ca.icpr.krb5_conf", icpr.krb5_conf);
   r.String(*t, "workstation", "ca.icpr.workstation", &icpr.workstation, false);
   if (icpr.workstation.size() > 15) r.Error("ca.icpr.workstation", "a NetBIOS name has at most 15 characters");
   r.Int(*t, "epm_port", "ca.icpr.epm_port", &icpr.epm_port, 1, 65535);

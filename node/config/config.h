@@ -80,13 +80,26 @@ struct LogConfig {
 };
 
 // For backend = "icpr": how to reach and authenticate to the ADCS CAs (MS-ICPR over
-// DCE/RPC on TCP, NTLMv2 at packet privacy). The account is ca.identity (DOMAIN\user); its
-// secret stays in a 0600 file and is read when the backend starts, never kept here.
+// DCE/RPC on TCP at packet privacy) as the service account ca.identity (DOMAIN\user), with
+// Kerberos, NTLMv2, or negotiate (Kerberos; NTLM only when Kerberos cannot be used and an
+// NTLM secret is configured). Secrets stay in 0600 files read when the backend starts.
 struct IcprConfig {
-  std::filesystem::path password_file;  // the account's password (one line), or
-  std::filesystem::path nt_hash_file;   // its NT hash (32 hex digits); exactly one of the two
+  // "ntlm", "kerberos" or "negotiate". Default: "negotiate" when a Kerberos credential
+  // (keytab or ccache) is set, else "ntlm".
+  std::string auth;
+  std::filesystem::path password_file;  // the account's password (one line): NTLM, and Kerberos
+  std::filesystem::path nt_hash_file;   // its NT hash (32 hex digits): NTLM only
   std::string workstation;              // NetBIOS name sent in NTLM; empty: from node.id
-  uint16_t epm_port = 135;              // endpoint mapper port (135 on every Windows CA)
+  // Kerberos: one credential source, unless password_file serves.
+  std::filesystem::path keytab;  // the account's keytab, or a realmd/adcli machine keytab
+  std::string ccache;            // an existing ccache another tool renews ("FILE:/run/adcsc/krb5cc")
+  // user@REALM; empty: the keytab's first principal, or ca.identity's user in the default realm.
+  std::string kerberos_principal;
+  std::string spn = "host/{host}";                // the CA's SPN; {host} is config.dc
+  std::string kerberos_mechanism = "spnego";      // "spnego" (auth type 9, as Windows) or "krb5" (16)
+  std::filesystem::path krb5_conf;                // KRB5_CONFIG for this process; empty: /etc/krb5.conf
+  std::chrono::seconds ticket_renew_margin{300};  // renew the TGT this long before it expires
+  uint16_t epm_port = 135;                        // endpoint mapper port (135 on every Windows CA)
   std::chrono::milliseconds connect_timeout{3'000};
   std::chrono::milliseconds call_timeout{10'000};
   int max_idle_connections = 4;  // authenticated connections kept per CA for reuse

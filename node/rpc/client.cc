@@ -7,13 +7,13 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "node/rpc/protection.h"
 
 namespace adcsc::rpc {
 namespace {
 
 constexpr char kFaultPayload[] = "adcsc.rpc_fault";
 constexpr char kRequestSentPayload[] = "adcsc.rpc_request_sent";
+constexpr char kAuthNotStartedPayload[] = "adcsc.rpc_auth_not_started";
 
 }  // namespace
 
@@ -31,6 +31,15 @@ std::optional<uint32_t> FaultOf(const absl::Status& status) {
   uint32_t value = 0;
   if (!absl::SimpleHexAtoi(std::string(*payload), &value)) return std::nullopt;
   return value;
+}
+
+absl::Status MarkAuthNotStarted(absl::Status status) {
+  status.SetPayload(kAuthNotStartedPayload, absl::Cord("1"));
+  return status;
+}
+
+bool AuthFailedBeforeBind(const absl::Status& status) {
+  return !status.ok() && status.GetPayload(kAuthNotStartedPayload).has_value();
 }
 
 bool RequestMayHaveRun(const absl::Status& status) {
@@ -76,6 +85,19 @@ absl::StatusOr<Bytes> ClientConnection::ReceivePdu(Deadline deadline) {
   return pdu;
 }
 
+absl::Status ClientConnection::SecurityError(std::string_view step, const absl::Status& status) {
+  const std::string mech = security_ ? security_->mechanism() : "authentication";
+  std::string message = absl::StrCat(mech == "ntlm" ? "NTLM" : "Kerberos (" + mech + ")", " with ", peer_, ", ",
+                                     std::string(step), ": ", status.message());
+  // NTLM failures are all the server refusing us; GSS errors keep their own code (an
+  // unreachable KDC is UNAVAILABLE, clock skew FAILED_PRECONDITION, ...).
+  if (mech == "ntlm" || status.code() == absl::StatusCode::kInternal ||
+      status.code() == absl::StatusCode::kInvalidArgument) {
+    return Fail(absl::PermissionDeniedError(message));
+  }
+  return Fail(absl::Status(status.code(), message));
+}
+
 absl::Status ClientConnection::Bind(const SyntaxId& interface, Deadline deadline) {
   const uint32_t call_id = next_call_id_++;
   BindBody bind;
@@ -84,16 +106,27 @@ absl::Status ClientConnection::Bind(const SyntaxId& interface, Deadline deadline
   bind.contexts.push_back({0, interface, {kNdr20Syntax}});
   Pdu pdu = MakePdu(PduType::kBind, call_id, bind);
 
-  std::unique_ptr<ntlm::ClientContext> ntlm_client;
+  Leg leg;
   if (options_.auth) {
-    ntlm_client = std::make_unique<ntlm::ClientContext>(
-        options_.auth->credentials, options_.auth->random ? options_.auth->random : ntlm::SystemRandom());
-    ntlm_client->set_target_name(options_.auth->target_spn);
+    const ClientAuth& auth = *options_.auth;
+    if (auth.kerberos) {
+      if (!auth.kerberos->credentials) return Fail(absl::InvalidArgumentError("Kerberos without credentials"));
+      auto provider =
+          GssClientSecurity(*auth.kerberos->credentials, auth.kerberos->target, auth.kerberos->mech, auth.level);
+      if (!provider.ok()) return MarkAuthNotStarted(SecurityError("preparing the first leg", provider.status()));
+      security_ = *std::move(provider);
+    } else {
+      security_ = NtlmClientSecurity(auth.credentials, auth.random, auth.target_spn);
+    }
+    auto first = security_->Step({});
+    if (!first.ok()) return MarkAuthNotStarted(SecurityError("first leg", first.status()));
+    leg = *std::move(first);
     SecTrailer trailer;
-    trailer.auth_type = authn::kWinNt;
-    trailer.auth_level = options_.auth->level;
+    trailer.auth_type = security_->auth_type();
+    trailer.auth_level = auth.level;
     trailer.auth_context_id = kAuthContextId;
-    pdu.auth = AuthVerifier{trailer, ntlm_client->Negotiate()};
+    pdu.auth = AuthVerifier{trailer, std::move(leg.token)};
+    if (security_->negotiates_header_signing()) pdu.header.flags |= pfc::kSupportHeaderSign;
   }
   auto encoded = EncodePdu(pdu);
   if (!encoded.ok()) return Fail(encoded.status());
@@ -106,10 +139,14 @@ absl::Status ClientConnection::Bind(const SyntaxId& interface, Deadline deadline
     return Fail(absl::InternalError(absl::StrCat("bad bind answer from ", peer_, ": ", reply.status().message())));
   if (reply->header.type == PduType::kBindNak) {
     const auto& nak = std::get<BindNakBody>(reply->body);
-    const std::string what =
-        absl::StrCat("bind to ", peer_, " refused: ", std::string(BindNakReasonName(nak.reject_reason)));
+    std::string what = absl::StrCat("bind to ", peer_, " refused: ", std::string(BindNakReasonName(nak.reject_reason)));
     if (nak.reject_reason == bind_nak_reason::kAuthenticationTypeNotRecognized ||
         nak.reject_reason == bind_nak_reason::kInvalidChecksum) {
+      if (security_ && security_->auth_type() != authn::kWinNt) {
+        absl::StrAppend(&what, " (the CA did not accept our Kerberos ticket: check that it serves ",
+                        options_.auth->kerberos->target.name,
+                        " with the key the KDC has, and the clock skew between this host and the CA)");
+      }
       return Fail(absl::PermissionDeniedError(what));
     }
     return Fail(absl::UnavailableError(what));
@@ -131,24 +168,97 @@ absl::Status ClientConnection::Bind(const SyntaxId& interface, Deadline deadline
   max_recv_frag_ = std::max<uint16_t>(kMustRecvFragSize, std::min(options_.max_frag, ack.max_xmit_frag));
 
   if (!options_.auth) return absl::OkStatus();
+  // Header signing only when the server echoed the flag (MS-RPCE 3.3.1.5.2.1).
+  security_->set_header_signing(security_->negotiates_header_signing() &&
+                                (reply->header.flags & pfc::kSupportHeaderSign) != 0);
   if (!reply->auth || reply->auth->auth_value.empty()) {
-    return Fail(absl::PermissionDeniedError(absl::StrCat("bind to ", peer_, ": the server sent no NTLM challenge")));
+    return Fail(absl::PermissionDeniedError(
+        absl::StrCat("bind to ", peer_, ": the server answered without a ", security_->mechanism(), " token")));
   }
-  auto authenticate = ntlm_client->Authenticate(reply->auth->auth_value);
-  if (!authenticate.ok()) {
-    return Fail(absl::PermissionDeniedError(absl::StrCat("NTLM with ", peer_, ": ", authenticate.status().message())));
+  auto second = security_->Step(reply->auth->auth_value);
+  if (!second.ok()) return SecurityError("answering the server's token", second.status());
+  leg = *std::move(second);
+  // Kerberos may take one more round trip than the textbook three legs (SPNEGO's mechListMIC
+  // with some acceptors): step until done, with a bound.
+  constexpr int kMaxRoundTrips = 4;
+  for (int round = 0;; ++round) {
+    if (leg.token.empty()) {
+      if (leg.done) break;
+      return Fail(absl::PermissionDeniedError(
+          absl::StrCat(security_->mechanism(), " with ", peer_, ": the exchange stopped before it was established")));
+    }
+    if (round == kMaxRoundTrips) {
+      return Fail(absl::PermissionDeniedError(
+          absl::StrCat(security_->mechanism(), " with ", peer_, ": not established after ", round, " round trips")));
+    }
+    SecTrailer trailer;
+    trailer.auth_type = security_->auth_type();
+    trailer.auth_level = options_.auth->level;
+    trailer.auth_context_id = kAuthContextId;
+    if (security_->third_leg_in_auth3()) {
+      Pdu auth3 = MakePdu(PduType::kAuth3, call_id, Auth3Body{});
+      auth3.auth = AuthVerifier{trailer, std::move(leg.token)};
+      auto auth3_bytes = EncodePdu(auth3);
+      if (!auth3_bytes.ok()) return Fail(auth3_bytes.status());
+      if (auto s = Send(std::move(*auth3_bytes), deadline); !s.ok()) return s;
+      break;  // AUTH3 has no answer
+    }
+    auto answer = AlterContext(call_id, bind, std::move(leg.token), deadline);
+    if (!answer.ok()) return answer.status();
+    if (leg.done) break;  // the server's answer to our last token carries nothing for us
+    auto next = security_->Step(*answer);
+    if (!next.ok()) return SecurityError("completing the exchange", next.status());
+    leg = *std::move(next);
   }
-  Pdu auth3 = MakePdu(PduType::kAuth3, call_id, Auth3Body{});
+  if (!security_->done()) {
+    return Fail(
+        absl::PermissionDeniedError(absl::StrCat(security_->mechanism(), " with ", peer_, ": not established")));
+  }
+  if (options_.auth->level >= authn_level::kPktIntegrity) {
+    auto length = security_->AuthValueLength(options_.auth->level);
+    if (!length.ok()) return SecurityError("sizing the per-call token", length.status());
+    auth_value_length_ = *length;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Bytes> ClientConnection::AlterContext(uint32_t call_id, const BindBody& bind, Bytes token,
+                                                     Deadline deadline) {
+  Pdu alter = MakePdu(PduType::kAlterContext, call_id, bind);
+  if (security_->header_signing()) alter.header.flags |= pfc::kSupportHeaderSign;
   SecTrailer trailer;
-  trailer.auth_type = authn::kWinNt;
+  trailer.auth_type = security_->auth_type();
   trailer.auth_level = options_.auth->level;
   trailer.auth_context_id = kAuthContextId;
-  auth3.auth = AuthVerifier{trailer, std::move(*authenticate)};
-  auto auth3_bytes = EncodePdu(auth3);
-  if (!auth3_bytes.ok()) return Fail(auth3_bytes.status());
-  if (auto s = Send(std::move(*auth3_bytes), deadline); !s.ok()) return s;
-  session_ = ntlm_client->TakeSession();
-  return absl::OkStatus();
+  alter.auth = AuthVerifier{trailer, std::move(token)};
+  auto bytes = EncodePdu(alter);
+  if (!bytes.ok()) return Fail(bytes.status());
+  if (auto s = Send(std::move(*bytes), deadline); !s.ok()) return s;
+  auto reply_bytes = ReceivePdu(deadline);
+  if (!reply_bytes.ok()) return reply_bytes.status();
+  auto reply = DecodePdu(*reply_bytes);
+  if (!reply.ok()) {
+    return Fail(
+        absl::InternalError(absl::StrCat("bad alter_context answer from ", peer_, ": ", reply.status().message())));
+  }
+  if (reply->header.type == PduType::kFault) {
+    const auto& fault_body = std::get<FaultBody>(reply->body);
+    return Fail(absl::PermissionDeniedError(absl::StrCat(
+        security_->mechanism(), " with ", peer_, ": the server refused our token with fault 0x",
+        absl::Hex(fault_body.status, absl::kZeroPad8), " (", std::string(FaultStatusName(fault_body.status)),
+        "; check the CA's SPN and the clock skew between this host and the CA)")));
+  }
+  if (reply->header.type != PduType::kAlterContextResp || reply->header.call_id != call_id) {
+    return Fail(absl::InternalError(absl::StrCat("alter_context to ", peer_, ": unexpected ",
+                                                 std::string(PduTypeName(reply->header.type)), " PDU (call id ",
+                                                 reply->header.call_id, ")")));
+  }
+  const auto& ack = std::get<BindAckBody>(reply->body);
+  if (ack.results.empty() || ack.results.front().result != context_result::kAcceptance) {
+    return Fail(absl::FailedPreconditionError(
+        absl::StrCat("alter_context to ", peer_, ": the server no longer accepts the interface")));
+  }
+  return reply->auth ? reply->auth->auth_value : Bytes{};
 }
 
 absl::StatusOr<Bytes> ClientConnection::Call(uint16_t opnum, ByteView stub) {
@@ -172,11 +282,15 @@ absl::StatusOr<Bytes> ClientConnection::CallUnmarked(uint16_t opnum, ByteView st
   header.call_id = call_id;
   header.opnum = opnum;
   std::optional<AuthSpec> spec;
-  if (protect) spec = AuthSpec{authn::kWinNt, options_.auth->level, kAuthContextId, kNtlmSignatureSize};
+  if (protect) spec = AuthSpec{security_->auth_type(), options_.auth->level, kAuthContextId, auth_value_length_};
   auto fragments = FragmentStub(header, stub, max_xmit_frag_, spec);
   if (!fragments.ok()) return Fail(fragments.status());
   for (OutgoingPdu& f : *fragments) {
-    if (protect) ProtectPdu(*session_, options_.auth->level, f);
+    if (protect) {
+      if (auto s = security_->Protect(options_.auth->level, f); !s.ok()) {
+        return Fail(absl::InternalError(absl::StrCat("protecting a call to ", peer_, ": ", s.message())));
+      }
+    }
     *sent = true;  // from the first byte on, the server may act on it
     if (auto s = Send(std::move(f.bytes), deadline); !s.ok()) return s;
   }
@@ -194,7 +308,7 @@ absl::StatusOr<Bytes> ClientConnection::CallUnmarked(uint16_t opnum, ByteView st
     }
     const bool is_fault = header_only->type == PduType::kFault;
     if (protect && header_only->auth_length != 0) {
-      if (auto s = UnprotectPdu(*session_, options_.auth->level, *bytes); !s.ok()) {
+      if (auto s = security_->Unprotect(options_.auth->level, *bytes, kMaxFragLength); !s.ok()) {
         return Fail(
             absl::PermissionDeniedError(absl::StrCat("answer from ", peer_, " failed verification: ", s.message())));
       }

@@ -1,5 +1,6 @@
 // A DCE/RPC client connection (ncacn_ip_tcp): connects, binds one interface with NDR20,
-// optionally authenticates with NTLMv2 (connect, packet integrity or packet privacy), and
+// optionally authenticates (NTLMv2, or Kerberos through GSS-API: SPNEGO or raw krb5) at
+// connect, packet integrity or packet privacy, and
 // makes calls with fragmentation in both directions. Used by the `icpr` CA backend, the
 // endpoint-mapper lookup and `adcsc ctl ca-ping`.
 // Thread-safety: one call at a time per connection (the icpr backend pools connections);
@@ -15,15 +16,26 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "node/gss/context.h"
+#include "node/gss/credentials.h"
 #include "node/ntlm/ntlm.h"
 #include "node/rpc/pdu.h"
+#include "node/rpc/security.h"
 #include "node/rpc/tcp_stream.h"
 #include "node/rpc/uuid.h"
 
 namespace adcsc::rpc {
 
+// Kerberos instead of NTLM: the service account's credentials (renewed by their owner), the
+// CA's service principal and the GSS mechanism (auth type 9 or 16).
+struct KerberosAuth {
+  std::shared_ptr<gss::Credentials> credentials;
+  gss::TargetName target;
+  gss::Mech mech = gss::Mech::kSpnego;
+};
+
 struct ClientAuth {
-  ntlm::Credentials credentials;
+  ntlm::Credentials credentials;  // NTLM, unless `kerberos` is set
   // authn_level::kConnect, kPktIntegrity or kPktPrivacy (what ADCS demands).
   uint8_t level = authn_level::kPktPrivacy;
   // Randomness for NTLM (client challenge, session key); empty: OpenSSL's RAND_bytes.
@@ -31,6 +43,8 @@ struct ClientAuth {
   // The server's SPN, sent as NTLM's MsvAvTargetName (e.g. "host/ca01.corp.example.com");
   // empty: not sent.
   std::string target_spn;
+  // Set: authenticate with Kerberos; `credentials`, `random` and `target_spn` are unused.
+  std::optional<KerberosAuth> kerberos;
 };
 
 struct ClientOptions {
@@ -55,6 +69,13 @@ std::optional<uint32_t> FaultOf(const absl::Status& status);
 // path could have forged). A fault signed at the negotiated level is the server's definite
 // answer and is not marked. Payload "adcsc.rpc_request_sent".
 bool RequestMayHaveRun(const absl::Status& status);
+
+// True when Connect() failed in our own first authentication leg, before the bind went out:
+// for Kerberos, no ticket for the CA could be had (no credentials, KDC unreachable, unknown
+// SPN, clock skew with the KDC). What "negotiate" falls back to NTLM on. Payload
+// "adcsc.rpc_auth_not_started".
+bool AuthFailedBeforeBind(const absl::Status& status);
+absl::Status MarkAuthNotStarted(absl::Status status);
 
 class ClientConnection {
  public:
@@ -82,6 +103,10 @@ class ClientConnection {
   // Negotiated fragment sizes (after the bind).
   uint16_t max_xmit_frag() const { return max_xmit_frag_; }
   uint16_t max_recv_frag() const { return max_recv_frag_; }
+  // "ntlm", "kerberos", "negotiate/kerberos"; "none" without authentication.
+  std::string mechanism() const { return security_ ? security_->mechanism() : "none"; }
+  // Both sides agreed on PFC_SUPPORT_HEADER_SIGN (Kerberos signs header and sec_trailer then).
+  bool header_signing() const { return security_ && security_->header_signing(); }
   // Unblocks a call in progress from another thread (it fails with UNAVAILABLE).
   void Abort();
 
@@ -97,7 +122,12 @@ class ClientConnection {
 
   ClientOptions options_;
   std::unique_ptr<TcpStream> stream_;
-  std::unique_ptr<ntlm::Session> session_;
+  // Sends `token` in an alter_context and returns the server's answer token (may be empty).
+  absl::StatusOr<Bytes> AlterContext(uint32_t call_id, const BindBody& bind, Bytes token, Deadline deadline);
+  absl::Status SecurityError(std::string_view step, const absl::Status& status);
+
+  std::unique_ptr<SecurityProvider> security_;
+  uint16_t auth_value_length_ = 0;
   std::string peer_;
   uint32_t next_call_id_ = 1;
   uint16_t max_xmit_frag_ = kMustRecvFragSize;

@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "node/rpc/client.h"
-#include "node/rpc/protection.h"
+#include "node/rpc/security.h"
 
 namespace adcsc::rpc {
 namespace {
@@ -16,6 +16,7 @@ class Connection {
   Connection(TcpStream& stream, const ServerOptions& options, const CallHandler& handler)
       : stream_(stream), options_(options), handler_(handler), reassembler_(options.max_request_bytes) {
     context_.peer = stream.peer();
+    context_.mechanism = "none";
   }
 
   // Returns when the connection should close; a non-OK status says why it closed early.
@@ -80,17 +81,28 @@ class Connection {
     const auto& bind = std::get<BindBody>(pdu->body);
 
     if (!alter_context && pdu->auth) {
-      if (pdu->auth->trailer.auth_type != authn::kWinNt || !options_.accounts) {
+      const uint8_t type = pdu->auth->trailer.auth_type;
+      if (type == authn::kWinNt && options_.accounts) {
+        security_ = NtlmServerSecurity(*options_.accounts, options_.names);
+      } else if ((type == authn::kGssNegotiate || type == authn::kGssKerberos) && options_.kerberos) {
+        security_ = GssServerSecurity(options_.kerberos,
+                                      type == authn::kGssNegotiate ? gss::Mech::kSpnego : gss::Mech::kKerberos,
+                                      options_.realm_domain);
+      } else {
+        Report(absl::PermissionDeniedError(absl::StrCat("bind with auth type ", type, " (",
+                                                        std::string(AuthTypeName(type)), "), which is not enabled")));
         return SendBindNak(call_id, bind_nak_reason::kAuthenticationTypeNotRecognized);
       }
       level_ = pdu->auth->trailer.auth_level;
-      // Windows treats the NTLM levels below integrity that still sign as integrity.
+      // Windows treats the levels below integrity that still sign as integrity.
       if (level_ == authn_level::kCall || level_ == authn_level::kPkt) level_ = authn_level::kPktIntegrity;
       if (level_ < authn_level::kConnect || level_ > authn_level::kPktPrivacy) {
         return SendBindNak(call_id, bind_nak_reason::kNotSpecified);
       }
       auth_context_id_ = pdu->auth->trailer.auth_context_id;
-      ntlm_ = std::make_unique<ntlm::ServerContext>(*options_.accounts, options_.names);
+      // Echo PFC_SUPPORT_HEADER_SIGN for a mechanism that signs headers only by agreement.
+      security_->set_header_signing(security_->negotiates_header_signing() &&
+                                    (pdu->header.flags & pfc::kSupportHeaderSign) != 0);
     }
 
     BindAckBody ack;
@@ -118,22 +130,52 @@ class Connection {
     }
     xmit_frag_ = ack.max_xmit_frag;
     Pdu reply = MakePdu(alter_context ? PduType::kAlterContextResp : PduType::kBindAck, call_id, ack);
-    if (!alter_context && pdu->auth && ntlm_) {
-      auto challenge = ntlm_->Challenge(pdu->auth->auth_value);
-      if (!challenge.ok()) {
-        Report(challenge.status());
-        return SendBindNak(call_id, bind_nak_reason::kAuthenticationTypeNotRecognized);
+    if (security_ && security_->header_signing()) reply.header.flags |= pfc::kSupportHeaderSign;
+    // A token to consume: the bind's first leg, or a later Kerberos leg in an alter_context.
+    if (pdu->auth && security_ && !security_->done() && !logon_failed_) {
+      auto leg = security_->Step(pdu->auth->auth_value);
+      if (!leg.ok()) {
+        Report(leg.status());
+        if (!alter_context) {
+          return SendBindNak(call_id, security_->auth_type() == authn::kWinNt
+                                          ? bind_nak_reason::kAuthenticationTypeNotRecognized
+                                          : bind_nak_reason::kInvalidChecksum);
+        }
+        (void)SendFault(call_id, context_id_, fault::kAccessDenied, true);
+        return absl::PermissionDeniedError(absl::StrCat("logon failed: ", leg.status().message()));
       }
-      SecTrailer trailer;
-      trailer.auth_type = authn::kWinNt;
-      trailer.auth_level = level_;
-      trailer.auth_context_id = auth_context_id_;
-      reply.auth = AuthVerifier{trailer, std::move(*challenge)};
+      if (!leg->token.empty()) {
+        SecTrailer trailer;
+        trailer.auth_type = security_->auth_type();
+        trailer.auth_level = level_;
+        trailer.auth_context_id = auth_context_id_;
+        reply.auth = AuthVerifier{trailer, std::move(leg->token)};
+      }
+      if (leg->done) {
+        if (auto s = Established(); !s.ok()) return s;
+      }
     }
     auto encoded = EncodePdu(reply);
     if (!encoded.ok()) return encoded.status();
     bound_ = true;
     return Send(*encoded);
+  }
+
+  // The security context is up: who the caller is, and the size of its per-call tokens.
+  absl::Status Established() {
+    const PeerIdentity id = security_->identity();
+    context_.auth_level = level_;
+    context_.domain = id.domain;
+    context_.user = id.user;
+    context_.principal = id.principal;
+    context_.target_spn = id.target_spn;
+    context_.mechanism = security_->mechanism();
+    if (level_ >= authn_level::kPktIntegrity) {
+      auto length = security_->AuthValueLength(level_);
+      if (!length.ok()) return length.status();
+      auth_value_length_ = *length;
+    }
+    return absl::OkStatus();
   }
 
   absl::Status SendBindNak(uint32_t call_id, uint16_t reason) {
@@ -149,30 +191,30 @@ class Connection {
   absl::Status OnAuth3(const Bytes& bytes) {
     auto pdu = DecodePdu(bytes, options_.max_frag);
     if (!pdu.ok()) return pdu.status();
-    if (!ntlm_ || !pdu->auth) return absl::InvalidArgumentError("auth3 without an NTLM bind");
-    auto user = ntlm_->Accept(pdu->auth->auth_value);
-    if (!user.ok()) {
+    if (!security_ || !pdu->auth) return absl::InvalidArgumentError("auth3 without an authenticated bind");
+    if (security_->done() || logon_failed_) return absl::InvalidArgumentError("auth3 after the logon completed");
+    auto leg = security_->Step(pdu->auth->auth_value);
+    if (leg.ok() && !leg->done) {
+      leg = absl::PermissionDeniedError(
+          absl::StrCat(security_->mechanism(), " needs another leg, which auth3 cannot answer (use alter_context)"));
+    }
+    if (!leg.ok()) {
       // As Windows does, the connection stays up and its calls are refused.
       logon_failed_ = true;
-      Report(user.status());
+      Report(leg.status());
       return absl::OkStatus();
     }
-    session_ = ntlm_->TakeSession();
-    context_.auth_level = level_;
-    context_.domain = user->domain;
-    context_.user = user->user;
-    context_.target_spn = user->target_name;
-    return absl::OkStatus();
+    return Established();
   }
 
   absl::Status OnRequest(Bytes& bytes, const CommonHeader& header) {
     if (!bound_) return absl::InvalidArgumentError("request before bind");
-    const bool protect = session_ != nullptr && level_ >= authn_level::kPktIntegrity;
+    const bool protect = security_ != nullptr && security_->done() && level_ >= authn_level::kPktIntegrity;
     if (protect) {
       if (header.auth_length == 0) {
         return SendFault(header.call_id, context_id_, fault::kAccessDenied, true);
       }
-      absl::Status verified = UnprotectPdu(*session_, level_, bytes, options_.max_frag);
+      absl::Status verified = security_->Unprotect(level_, bytes, options_.max_frag);
       if (!verified.ok()) {
         // The incoming keystream is out of step now: this connection cannot go on.
         (void)SendFault(header.call_id, context_id_, fault::kSecPkgError, true);
@@ -188,7 +230,7 @@ class Connection {
     const uint16_t opnum = first.opnum;
     const uint16_t context_id = first.context_id;
     Bytes stub = reassembler_.TakeStub();
-    if (logon_failed_ || (ntlm_ != nullptr && session_ == nullptr)) {
+    if (logon_failed_ || (security_ != nullptr && !security_->done())) {
       return SendFault(header.call_id, context_id, fault::kAccessDenied, true);
     }
     if (context_id != context_id_) return SendFault(header.call_id, context_id, fault::kUnkIf, true);
@@ -205,11 +247,13 @@ class Connection {
     out.call_id = header.call_id;
     out.context_id = context_id;
     std::optional<AuthSpec> spec;
-    if (protect) spec = AuthSpec{authn::kWinNt, level_, auth_context_id_, kNtlmSignatureSize};
+    if (protect) spec = AuthSpec{security_->auth_type(), level_, auth_context_id_, auth_value_length_};
     auto fragments = FragmentStub(out, *answer, xmit_frag_, spec);
     if (!fragments.ok()) return fragments.status();
     for (OutgoingPdu& f : *fragments) {
-      if (protect) ProtectPdu(*session_, level_, f);
+      if (protect) {
+        if (auto s = security_->Protect(level_, f); !s.ok()) return s;
+      }
       if (auto s = Send(f.bytes); !s.ok()) return s;
     }
     return absl::OkStatus();
@@ -232,8 +276,8 @@ class Connection {
   uint32_t auth_context_id_ = 0;
   uint16_t context_id_ = 0;
   uint16_t xmit_frag_ = kMustRecvFragSize;
-  std::unique_ptr<ntlm::ServerContext> ntlm_;
-  std::unique_ptr<ntlm::Session> session_;
+  uint16_t auth_value_length_ = 0;
+  std::unique_ptr<SecurityProvider> security_;
 };
 
 }  // namespace

@@ -1,5 +1,7 @@
 // The server side of a DCE/RPC connection (ncacn_ip_tcp) for one interface: answers bind
-// (optionally with NTLM: CHALLENGE in the bind_ack, AUTHENTICATE in auth3), reassembles
+// (optionally authenticated: NTLM with CHALLENGE in the bind_ack and AUTHENTICATE in auth3,
+// or Kerberos through MIT's GSS-API acceptor, SPNEGO or raw krb5, DCE style, its third leg
+// in an alter_context or auth3), reassembles
 // requests, verifies / unseals them at the bound level, calls a handler and fragments,
 // signs and seals its answer. Used by the ADCS emulator (tests/adcs-emulator) for both its
 // endpoint mapper and its ICertPassage server.
@@ -10,11 +12,13 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "node/gss/credentials.h"
 #include "node/ntlm/ntlm.h"
 #include "node/rpc/pdu.h"
 #include "node/rpc/tcp_stream.h"
@@ -25,10 +29,12 @@ namespace adcsc::rpc {
 // Who is calling, as the handler sees it.
 struct CallContext {
   uint8_t auth_level = authn_level::kNone;  // kNone: the client bound without authentication
-  std::string domain;                       // the NTLM account; empty when unauthenticated
-  std::string user;
-  std::string target_spn;  // the SPN the client meant (NTLM MsvAvTargetName); empty if none
-  std::string peer;        // "127.0.0.1:50312"
+  std::string domain;                       // the account's domain (Kerberos: the realm, mapped)
+  std::string user;                         // empty when unauthenticated
+  std::string principal;                    // Kerberos "user@REALM"; NTLM "DOMAIN\user"
+  std::string mechanism;                    // "ntlm", "kerberos", "negotiate/kerberos"; "none"
+  std::string target_spn;                   // the SPN the client meant (NTLM MsvAvTargetName); empty if none
+  std::string peer;                         // "127.0.0.1:50312"
 };
 
 // Handles one complete request. Answer with the response stub, or with FaultError(status) to
@@ -42,6 +48,11 @@ struct ServerOptions {
   // decides what each level may do. Unset: an authenticated bind is refused.
   std::optional<ntlm::AccountLookup> accounts;
   ntlm::ServerNames names;
+  // When set, clients may authenticate with Kerberos (auth types 9 and 16) against this
+  // service keytab. `realm_domain` is the domain a Kerberos caller is reported under
+  // (Windows shows NETBIOSDOMAIN\user); empty: the realm's first label.
+  std::shared_ptr<gss::AcceptorCredentials> kerberos;
+  std::string realm_domain;
   uint16_t max_frag = kWindowsDefaultFragSize;
   size_t max_request_bytes = kDefaultMaxReassembledSize;
   // A connection that sends nothing for this long is closed.

@@ -100,7 +100,9 @@ int main(int argc, char** argv) {
     for (const bool pooled : {true, false}) {
       for (const int callers : {1, 8}) {
         adcsc::ca::IcprBackendOptions o;
-        o.credentials = {"EXAMPLE", "svc-adcsc", *nt_hash, "BENCH"};
+        adcsc::ca::IcprAuthOptions auth;
+        auth.ntlm = adcsc::ntlm::Credentials{"EXAMPLE", "svc-adcsc", *nt_hash, "BENCH"};
+        o.auth = *adcsc::ca::IcprAuthenticator::Create(auth);
         o.epm_port = emulator.epm_port();
         o.max_idle_connections = pooled ? 16 : 0;
         adcsc::ca::IcprBackend backend(o);

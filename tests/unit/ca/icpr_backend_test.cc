@@ -41,9 +41,17 @@ class IcprBackendTest : public ::testing::Test {
     ASSERT_TRUE(emulator_->Start().ok());
   }
 
+  static std::shared_ptr<IcprAuthenticator> Ntlm(std::string password = "Pw-1",
+                                                 uint8_t level = rpc::authn_level::kPktPrivacy) {
+    IcprAuthOptions a;
+    a.ntlm = ntlm::Credentials{"EXAMPLE", "svc", *ntlm::NtHash(password), "TEST"};
+    a.level = level;
+    return *IcprAuthenticator::Create(a);
+  }
+
   IcprBackendOptions Options() {
     IcprBackendOptions o;
-    o.credentials = {"EXAMPLE", "svc", *ntlm::NtHash("Pw-1"), "TEST"};
+    o.auth = Ntlm();
     o.epm_port = emulator_->epm_port();
     o.call_timeout = std::chrono::seconds(10);
     return o;
@@ -157,7 +165,7 @@ TEST_F(IcprBackendTest, ALostAnswerToATakenSubmitIsOutcomeUnknown) {
 
 TEST_F(IcprBackendTest, BelowPacketPrivacyTheCaSaysAccessDenied) {
   IcprBackendOptions o = Options();
-  o.auth_level = rpc::authn_level::kPktIntegrity;
+  o.auth = Ntlm("Pw-1", rpc::authn_level::kPktIntegrity);
   IcprBackend backend(o);
   auto s = backend.Submit(Csr("integrity"));
   ASSERT_FALSE(s.ok());
@@ -166,7 +174,7 @@ TEST_F(IcprBackendTest, BelowPacketPrivacyTheCaSaysAccessDenied) {
 
 TEST_F(IcprBackendTest, WrongPasswordIsAccessDenied) {
   IcprBackendOptions o = Options();
-  o.credentials.nt_hash = *ntlm::NtHash("not-it");
+  o.auth = Ntlm("not-it");
   IcprBackend backend(o);
   auto s = backend.Submit(Csr("wrong"));
   ASSERT_FALSE(s.ok());

@@ -1,5 +1,6 @@
 #include "node/config/config.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
@@ -9,6 +10,8 @@
 
 namespace adcsc::node {
 namespace {
+
+using ::testing::HasSubstr;
 
 constexpr char kPin[] =
     "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89";
@@ -375,12 +378,70 @@ epm_port = 0
   ASSERT_FALSE(c.ok());
   const std::string m(c.status().message());
   EXPECT_NE(m.find("ca.identity: for backend \"icpr\""), std::string::npos) << m;
-  EXPECT_NE(m.find("ca.icpr: set exactly one of password_file and nt_hash_file"), std::string::npos) << m;
+  EXPECT_NE(m.find("ca.icpr: set at most one of password_file and nt_hash_file"), std::string::npos) << m;
   EXPECT_NE(m.find("ca.icpr.password_file: "), std::string::npos) << m;  // readable by others
   EXPECT_NE(m.find("chmod 600"), std::string::npos) << m;
   EXPECT_NE(m.find("ca.icpr.nt_hash_file: cannot read"), std::string::npos) << m;
   EXPECT_NE(m.find("ca.icpr.workstation"), std::string::npos) << m;
   EXPECT_NE(m.find("ca.icpr.epm_port: must be between 1 and 65535"), std::string::npos) << m;
+}
+
+TEST_F(ConfigTest, IcprAuthDefaultsToNtlmWithoutAKerberosCredentialAndNegotiateWithOne) {
+  std::ofstream(dir_.path() / "svc.pass") << "secret\n";
+  chmod((dir_.path() / "svc.pass").c_str(), 0600);
+  std::ofstream(dir_.path() / "svc.keytab") << "x";
+  chmod((dir_.path() / "svc.keytab").c_str(), 0600);
+  auto ntlm = Parse(IcprConfigText(Valid(), "[ca.icpr]\npassword_file = \"svc.pass\"\n"));
+  ASSERT_TRUE(ntlm.ok()) << ntlm.status();
+  EXPECT_EQ(ntlm->ca.icpr.auth, "ntlm");
+  auto negotiate = Parse(IcprConfigText(Valid(), "[ca.icpr]\nkeytab = \"svc.keytab\"\n"));
+  ASSERT_TRUE(negotiate.ok()) << negotiate.status();
+  EXPECT_EQ(negotiate->ca.icpr.auth, "negotiate");
+  EXPECT_EQ(negotiate->ca.icpr.keytab, dir_.path() / "svc.keytab");
+  EXPECT_EQ(negotiate->ca.icpr.spn, "host/{host}") << "default";
+  EXPECT_EQ(negotiate->ca.icpr.kerberos_mechanism, "spnego") << "default";
+  auto kerberos = Parse(IcprConfigText(Valid(), R"(
+[ca.icpr]
+auth = "kerberos"
+ccache = "FILE:/run/adcsc/krb5cc"
+spn = "host/{host}@EXAMPLE.COM"
+kerberos_mechanism = "krb5"
+ticket_renew_margin_s = 600
+)"));
+  ASSERT_TRUE(kerberos.ok()) << kerberos.status();
+  EXPECT_EQ(kerberos->ca.icpr.ccache, "FILE:/run/adcsc/krb5cc");
+  EXPECT_EQ(kerberos->ca.icpr.kerberos_mechanism, "krb5");
+  EXPECT_EQ(kerberos->ca.icpr.ticket_renew_margin, std::chrono::seconds(600));
+  // The password serves Kerberos too.
+  auto password = Parse(IcprConfigText(Valid(), "[ca.icpr]\nauth = \"kerberos\"\npassword_file = \"svc.pass\"\n"));
+  ASSERT_TRUE(password.ok()) << password.status();
+}
+
+TEST_F(ConfigTest, IcprKerberosProblemsAreReportedWithTheirKeys) {
+  std::ofstream(dir_.path() / "svc.hash") << "8846f7eaee8fb117ad06bdd830b7586c\n";
+  chmod((dir_.path() / "svc.hash").c_str(), 0600);
+  std::ofstream(dir_.path() / "svc.keytab") << "x";
+  chmod((dir_.path() / "svc.keytab").c_str(), 0644);
+  auto hash_only = Parse(IcprConfigText(Valid(), "[ca.icpr]\nauth = \"kerberos\"\nnt_hash_file = \"svc.hash\"\n"));
+  ASSERT_FALSE(hash_only.ok());
+  EXPECT_THAT(std::string(hash_only.status().message()), HasSubstr("an NT hash cannot get a Kerberos ticket"));
+  auto bad = Parse(IcprConfigText(Valid(), R"(
+[ca.icpr]
+auth = "kerberoz"
+keytab = "svc.keytab"
+ccache = "FILE:/tmp/x"
+kerberos_mechanism = "ntlm"
+spn = ""
+krb5_conf = "no-such-krb5.conf"
+)"));
+  ASSERT_FALSE(bad.ok());
+  const std::string m(bad.status().message());
+  EXPECT_THAT(m, HasSubstr("ca.icpr.auth: unknown mechanism \"kerberoz\" (use kerberos, negotiate or ntlm)"));
+  EXPECT_THAT(m, HasSubstr("ca.icpr: set at most one of keytab and ccache"));
+  EXPECT_THAT(m, HasSubstr("ca.icpr.kerberos_mechanism: unknown mechanism \"ntlm\" (use spnego or krb5)"));
+  EXPECT_THAT(m, HasSubstr("ca.icpr.spn: "));
+  EXPECT_THAT(m, HasSubstr("ca.icpr.keytab: "));  // readable by others
+  EXPECT_THAT(m, HasSubstr("ca.icpr.krb5_conf: cannot read"));
 }
 
 TEST_F(ConfigTest, IcprBackendNeedsItsSection) {
