@@ -26,8 +26,9 @@ absl::StatusOr<std::shared_ptr<IcprAuthenticator>> IcprAuthenticator::Create(Icp
     return absl::InvalidArgumentError("auth \"ntlm\" needs the service account's NTLM credentials");
   }
   if (options.mode != IcprAuthMode::kNtlm && !options.kerberos) {
-    return absl::InvalidArgumentError(absl::StrCat("auth \"", std::string(IcprAuthModeName(options.mode)),
-                                                   "\" needs Kerberos credentials (a keytab, password file or ccache)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("auth \"", std::string(IcprAuthModeName(options.mode)),
+                     "\" needs Kerberos credentials (a keytab, password file or ccache)"));
   }
   if (options.spn.empty()) return absl::InvalidArgumentError("the CA's SPN template is empty");
   return std::shared_ptr<IcprAuthenticator>(new IcprAuthenticator(std::move(options)));
@@ -46,7 +47,8 @@ std::string IcprAuthenticator::Describe() const {
       if (credentials_) who = credentials_->principal();
     }
     if (who.empty()) who = "the keytab's first principal";
-    kerberos = absl::StrCat("kerberos (", std::string(gss::MechName(options_.mech)), ") as ", who, " to ", options_.spn);
+    kerberos =
+        absl::StrCat("kerberos (", std::string(gss::MechName(options_.mech)), ") as ", who, " to ", options_.spn);
   }
   const std::string ntlm =
       options_.ntlm ? absl::StrCat("ntlm as ", options_.ntlm->domain, "\\", options_.ntlm->user) : "";
@@ -105,9 +107,9 @@ absl::StatusOr<std::unique_ptr<rpc::ClientConnection>> IcprAuthenticator::Connec
   auto credentials = KerberosCredentials();
   if (!credentials.ok()) {
     // Nothing reached the CA: negotiate may fall back, as for a failed first leg.
-    return rpc::MarkAuthNotStarted(absl::Status(
-        credentials.status().code(),
-        absl::StrCat("Kerberos credentials for ", base.host, ": ", credentials.status().message())));
+    return rpc::MarkAuthNotStarted(
+        absl::Status(credentials.status().code(),
+                     absl::StrCat("Kerberos credentials for ", base.host, ": ", credentials.status().message())));
   }
   rpc::ClientOptions o = base;
   rpc::ClientAuth auth;
@@ -118,9 +120,10 @@ absl::StatusOr<std::unique_ptr<rpc::ClientConnection>> IcprAuthenticator::Connec
     target = gss::TargetName::Principal(spn);
   } else {
     const size_t slash = spn.find('/');
-    target = slash == std::string::npos ? gss::TargetName::Host(spn)
-                                        : gss::TargetName{gss::TargetName::Type::kHostBasedService,
-                                                          absl::StrCat(spn.substr(0, slash), "@", spn.substr(slash + 1))};
+    target = slash == std::string::npos
+                 ? gss::TargetName::Host(spn)
+                 : gss::TargetName{gss::TargetName::Type::kHostBasedService,
+                                   absl::StrCat(spn.substr(0, slash), "@", spn.substr(slash + 1))};
   }
   auth.kerberos = rpc::KerberosAuth{*credentials, std::move(target), options_.mech};
   o.auth = std::move(auth);
@@ -147,7 +150,8 @@ absl::StatusOr<std::unique_ptr<rpc::ClientConnection>> IcprAuthenticator::Connec
     c = ConnectNtlm(base, interface);
   } else {
     c = ConnectKerberos(base, interface);
-    if (!c.ok() && options_.mode == IcprAuthMode::kNegotiate && options_.ntlm && rpc::AuthFailedBeforeBind(c.status())) {
+    if (!c.ok() && options_.mode == IcprAuthMode::kNegotiate && options_.ntlm &&
+        rpc::AuthFailedBeforeBind(c.status())) {
       // Kerberos could not even start (no ticket for the CA from here): NTLM, as Windows'
       // Negotiate does. A CA that refused our ticket is not a reason to fall back.
       ntlm_fallbacks_++;

@@ -78,8 +78,7 @@ class NtlmServer final : public SecurityProvider {
     if (session_ != nullptr) return absl::FailedPreconditionError("NTLM has no further legs");
     auto user = context_.Accept(peer_token);
     if (!user.ok()) return user.status();
-    identity_ = PeerIdentity{user->domain, user->user, absl::StrCat(user->domain, "\\", user->user),
-                             user->target_name};
+    identity_ = PeerIdentity{user->domain, user->user, absl::StrCat(user->domain, "\\", user->user), user->target_name};
     session_ = context_.TakeSession();
     return Leg{{}, true};
   }

@@ -115,17 +115,28 @@ absl::Status Emulator::Start() {
   icpr_options_.port = icpr_port_;
   icpr_options_.names = config_.names;
   icpr_options_.on_error = report;
-  icpr_options_.accounts = [this](std::string_view domain, std::string_view user) -> std::optional<ntlm::Key16> {
-    // Called once per logon, where a Windows CA would ask a domain controller.
-    if (const auto wait = faults().logon_latency; wait.count() > 0) std::this_thread::sleep_for(wait);
-    for (const Account& a : config_.accounts) {
-      if (absl::EqualsIgnoreCase(a.domain, absl::string_view(domain.data(), domain.size())) &&
-          absl::EqualsIgnoreCase(a.user, absl::string_view(user.data(), user.size()))) {
-        return a.nt_hash;
-      }
+  if (!config_.kerberos_keytab.empty()) {
+    auto acceptor = gss::AcceptorCredentials::FromKeytab(config_.kerberos_keytab.string(), config_.kerberos_principal);
+    if (!acceptor.ok()) {
+      return absl::Status(acceptor.status().code(), absl::StrCat("kerberos.keytab ", config_.kerberos_keytab.string(),
+                                                                 ": ", acceptor.status().message()));
     }
-    return std::nullopt;
-  };
+    icpr_options_.kerberos = *std::move(acceptor);
+    icpr_options_.realm_domain =
+        config_.kerberos_realm_domain.empty() ? config_.names.netbios_domain : config_.kerberos_realm_domain;
+  }
+  if (config_.ntlm)
+    icpr_options_.accounts = [this](std::string_view domain, std::string_view user) -> std::optional<ntlm::Key16> {
+      // Called once per logon, where a Windows CA would ask a domain controller.
+      if (const auto wait = faults().logon_latency; wait.count() > 0) std::this_thread::sleep_for(wait);
+      for (const Account& a : config_.accounts) {
+        if (absl::EqualsIgnoreCase(a.domain, absl::string_view(domain.data(), domain.size())) &&
+            absl::EqualsIgnoreCase(a.user, absl::string_view(user.data(), user.size()))) {
+          return a.nt_hash;
+        }
+      }
+      return std::nullopt;
+    };
   icpr_handler_ = [this](const rpc::CallContext& caller, uint16_t opnum, rpc::ByteView stub) {
     return HandleCertPassage(caller, opnum, stub);
   };

@@ -21,6 +21,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "node/ca/local_ca.h"
+#include "node/gss/credentials.h"
 #include "node/rpc/server.h"
 #include "node/rpc/tcp_stream.h"
 #include "tools/adcs-emulator/emulator_config.h"

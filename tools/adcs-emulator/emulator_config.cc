@@ -55,17 +55,18 @@ absl::StatusOr<EmulatorConfig> LoadEmulatorConfig(const std::filesystem::path& p
   TomlReader r(source);
   EmulatorConfig c;
   c.source = source;
-  r.CheckKnown(root, "", {"emulator", "ca", "permissions", "faults"});
+  r.CheckKnown(root, "", {"emulator", "kerberos", "ca", "permissions", "faults"});
   if (const toml::table* e = r.Table(root, "emulator", "emulator", true)) {
     r.CheckKnown(*e, "emulator.",
                  {"listen", "epm_port", "icpr_port", "data_dir", "admin_socket", "accounts_file", "netbios_domain",
-                  "netbios_computer", "dns_domain", "dns_computer", "max_connections"});
+                  "netbios_computer", "dns_domain", "dns_computer", "max_connections", "ntlm"});
     r.String(*e, "listen", "emulator.listen", &c.listen_address, false);
     r.Int(*e, "epm_port", "emulator.epm_port", &c.epm_port, 0, 65535);
     r.Int(*e, "icpr_port", "emulator.icpr_port", &c.icpr_port, 0, 65535);
     r.Path(*e, "data_dir", "emulator.data_dir", &c.data_dir, true);
     r.Path(*e, "admin_socket", "emulator.admin_socket", &c.admin_socket, false);
-    r.Path(*e, "accounts_file", "emulator.accounts_file", &c.accounts_file, true);
+    r.Path(*e, "accounts_file", "emulator.accounts_file", &c.accounts_file, false);
+    r.Bool(*e, "ntlm", "emulator.ntlm", &c.ntlm);
     c.names.netbios_domain = "EXAMPLE";
     c.names.netbios_computer = "CA01";
     r.String(*e, "netbios_domain", "emulator.netbios_domain", &c.names.netbios_domain, false);
@@ -75,6 +76,18 @@ absl::StatusOr<EmulatorConfig> LoadEmulatorConfig(const std::filesystem::path& p
     r.Int(*e, "max_connections", "emulator.max_connections", &c.max_connections, 1, 100'000);
   }
   if (c.admin_socket.empty() && !c.data_dir.empty()) c.admin_socket = c.data_dir / "admin.sock";
+  if (const toml::table* k = r.Table(root, "kerberos", "kerberos", false)) {
+    r.CheckKnown(*k, "kerberos.", {"keytab", "principal", "realm_domain"});
+    r.Path(*k, "keytab", "kerberos.keytab", &c.kerberos_keytab, true);
+    r.String(*k, "principal", "kerberos.principal", &c.kerberos_principal, false);
+    r.String(*k, "realm_domain", "kerberos.realm_domain", &c.kerberos_realm_domain, false);
+  }
+  if (c.ntlm && c.accounts_file.empty()) {
+    r.Error("emulator.accounts_file", "required while emulator.ntlm is true (who may log on with NTLM)");
+  }
+  if (!c.ntlm && c.kerberos_keytab.empty()) {
+    r.Error("emulator.ntlm", "false leaves no way to log on: add a [kerberos] keytab");
+  }
   if (const toml::table* ca = r.Table(root, "ca", "ca", true)) {
     r.CheckKnown(*ca, "ca.", {"name", "common_name", "key_type", "default_template", "durable", "enroll", "templates"});
     r.String(*ca, "name", "ca.name", &c.ca.ca_name, true);
@@ -143,7 +156,7 @@ absl::StatusOr<EmulatorConfig> LoadEmulatorConfig(const std::filesystem::path& p
     if (auto v = adcsc::ca::ValidateLocalCaOptions(c.ca); !v.ok()) {
       for (absl::string_view line : absl::StrSplit(v.message(), '\n')) r.Error("ca", std::string(line));
     }
-    auto accounts = LoadAccounts(c.accounts_file);
+    auto accounts = c.accounts_file.empty() ? std::vector<Account>{} : LoadAccounts(c.accounts_file);
     if (!accounts.ok()) {
       r.Error("emulator.accounts_file", std::string(accounts.status().message()));
     } else {

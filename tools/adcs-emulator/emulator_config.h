@@ -50,8 +50,17 @@ struct EmulatorConfig {
   std::filesystem::path admin_socket;  // default <data_dir>/admin.sock
   std::filesystem::path accounts_file;
   std::vector<Account> accounts;  // read from accounts_file
-  ntlm::ServerNames names;        // what the NTLM CHALLENGE says about this "server"
-  adcsc::ca::LocalCaOptions ca;   // the CA engine (name, key, templates)
+  // NTLM logons allowed (false plays a domain that blocks network NTLM).
+  bool ntlm = true;
+  // Kerberos (auth types 9 and 16) with this service keytab (the CA computer account's
+  // host/<fqdn> key); empty: Kerberos binds are refused as an NTLM-only server would.
+  std::filesystem::path kerberos_keytab;
+  std::string kerberos_principal;  // the one principal of the keytab to accept for; empty: any
+  // The domain a Kerberos caller is checked under (ca.enroll, permissions, "only the submitter
+  // may retrieve"); empty: emulator.netbios_domain, as a Windows CA sees DOMAIN\user either way.
+  std::string kerberos_realm_domain;
+  ntlm::ServerNames names;       // what the NTLM CHALLENGE says about this "server"
+  adcsc::ca::LocalCaOptions ca;  // the CA engine (name, key, templates)
   // DOMAIN\user (case-insensitive) allowed to request certificates from the CA; "*" for any
   // authenticated account. Others get CERTSRV_E_ENROLL_DENIED.
   std::vector<std::string> ca_enroll = {"*"};
