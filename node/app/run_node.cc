@@ -330,6 +330,9 @@ std::function<std::string()> MetricsScrape(RunningNode& n, int64_t certificate_n
       state.ca_idle_connections = std::move(pool->idle_by_host);
       state.ca_connections_opened = pool->connections_opened;
       state.ca_connections_reused = pool->connections_reused;
+      state.ca_binds_by_mechanism = std::move(pool->binds_by_mechanism);
+      state.ca_ntlm_fallbacks = pool->ntlm_fallbacks;
+      state.ca_ticket_renewals = pool->ticket_renewals;
     }
     state.store_integrity_failures = n.integrity->failures();
     state.store_integrity_repairs = n.integrity->repairs();

@@ -69,6 +69,11 @@ struct CaConnectionStats {
   std::map<std::string, size_t> idle_by_host;  // authenticated connections waiting, per CA host
   uint64_t connections_opened = 0;
   uint64_t connections_reused = 0;
+  // Authenticated binds by mechanism ("kerberos", "ntlm"), negotiate's fallbacks to NTLM, and
+  // Kerberos ticket renewals.
+  std::map<std::string, uint64_t> binds_by_mechanism;
+  uint64_t ntlm_fallbacks = 0;
+  uint64_t ticket_renewals = 0;
 };
 
 // A submit whose request may have reached the CA although no definite answer came back: a

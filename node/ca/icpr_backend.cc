@@ -77,6 +77,9 @@ std::optional<CaConnectionStats> IcprBackend::ConnectionStats() {
   const IcprBackendCounters c = counters();
   stats.connections_opened = c.connections_opened;
   stats.connections_reused = c.connections_reused;
+  stats.binds_by_mechanism = {{"kerberos", c.auth.kerberos_binds}, {"ntlm", c.auth.ntlm_binds}};
+  stats.ntlm_fallbacks = c.auth.ntlm_fallbacks;
+  stats.ticket_renewals = c.auth.credential_renewals;
   return stats;
 }
 

@@ -103,6 +103,19 @@ NodeMetrics::NodeMetrics()
                           .Help("CA connections since the node started, by how they were used: opened (an "
                                 "authenticated bind), reused (a call on a pooled connection)")
                           .Register(*registry_)),
+      ca_binds_(BuildGauge()
+                    .Name("adcsc_ca_auth_binds")
+                    .Help("Authenticated binds to the CAs since the node started, by mechanism (kerberos, ntlm)")
+                    .Register(*registry_)),
+      ca_ntlm_fallbacks_(BuildGauge()
+                             .Name("adcsc_ca_auth_ntlm_fallbacks")
+                             .Help("Binds with ca.icpr.auth = \"negotiate\" that used NTLM because Kerberos could "
+                                   "not start from this node (no ticket: KDC unreachable, keytab, SPN, clock)")
+                             .Register(*registry_)),
+      ca_ticket_renewals_(BuildGauge()
+                              .Name("adcsc_ca_kerberos_ticket_renewals")
+                              .Help("Times the service account's Kerberos TGT was renewed since the node started")
+                              .Register(*registry_)),
       store_integrity_(
           BuildGauge()
               .Name("adcsc_store_integrity_checks")
@@ -164,6 +177,13 @@ std::string NodeMetrics::Scrape(const ScrapeState& state) {
   if (state.ca_connections_opened + state.ca_connections_reused > 0) {
     ca_connections_.Add({{"use", "opened"}}).Set(static_cast<double>(state.ca_connections_opened));
     ca_connections_.Add({{"use", "reused"}}).Set(static_cast<double>(state.ca_connections_reused));
+  }
+  if (!state.ca_binds_by_mechanism.empty()) {
+    for (const auto& [mechanism, binds] : state.ca_binds_by_mechanism) {
+      ca_binds_.Add({{"mechanism", mechanism}}).Set(static_cast<double>(binds));
+    }
+    ca_ntlm_fallbacks_.Add({}).Set(static_cast<double>(state.ca_ntlm_fallbacks));
+    ca_ticket_renewals_.Add({}).Set(static_cast<double>(state.ca_ticket_renewals));
   }
   store_integrity_.Add({{"result", "damaged"}}).Set(static_cast<double>(state.store_integrity_failures));
   store_integrity_.Add({{"result", "repaired"}}).Set(static_cast<double>(state.store_integrity_repairs));

@@ -30,17 +30,20 @@ struct ScrapeState {
   HealthReport health;
   ServiceMode mode = ServiceMode::kActive;
   int64_t certificate_not_after_ms = 0;
-  std::optional<store::ReplicatorStatus> replication;  // nullopt: a single node
-  int64_t api_connections = -1;                        // open on the API port; < 0: unknown
-  std::map<std::string, uint64_t> api_refusals;        // by kind (connection_admission.h)
-  int64_t ops_connections = -1;                        // open on the ops port; < 0: unknown
-  uint64_t ops_refused_connections = 0;                // over ops.max_connections, since start
-  std::map<std::string, size_t> ca_idle_connections;   // per CA host (icpr backend)
-  uint64_t ca_connections_opened = 0;                  // icpr: authenticated binds made
-  uint64_t ca_connections_reused = 0;                  // icpr: calls on a pooled connection
-  uint64_t store_integrity_failures = 0;               // quick_check found damage (since start)
-  uint64_t store_integrity_repairs = 0;                // of those, mended
-  uint64_t store_records_pruned = 0;                   // by retention, since start
+  std::optional<store::ReplicatorStatus> replication;     // nullopt: a single node
+  int64_t api_connections = -1;                           // open on the API port; < 0: unknown
+  std::map<std::string, uint64_t> api_refusals;           // by kind (connection_admission.h)
+  int64_t ops_connections = -1;                           // open on the ops port; < 0: unknown
+  uint64_t ops_refused_connections = 0;                   // over ops.max_connections, since start
+  std::map<std::string, size_t> ca_idle_connections;      // per CA host (icpr backend)
+  uint64_t ca_connections_opened = 0;                     // icpr: authenticated binds made
+  uint64_t ca_connections_reused = 0;                     // icpr: calls on a pooled connection
+  std::map<std::string, uint64_t> ca_binds_by_mechanism;  // icpr: "kerberos", "ntlm"
+  uint64_t ca_ntlm_fallbacks = 0;                         // icpr negotiate: NTLM because Kerberos could not start
+  uint64_t ca_ticket_renewals = 0;                        // icpr: Kerberos TGTs renewed
+  uint64_t store_integrity_failures = 0;                  // quick_check found damage (since start)
+  uint64_t store_integrity_repairs = 0;                   // of those, mended
+  uint64_t store_records_pruned = 0;                      // by retention, since start
 };
 
 class NodeMetrics final : public node::ApiObserver {
@@ -75,6 +78,9 @@ class NodeMetrics final : public node::ApiObserver {
   prometheus::Family<prometheus::Gauge>& ops_refused_;
   prometheus::Family<prometheus::Gauge>& ca_idle_;
   prometheus::Family<prometheus::Gauge>& ca_connections_;
+  prometheus::Family<prometheus::Gauge>& ca_binds_;
+  prometheus::Family<prometheus::Gauge>& ca_ntlm_fallbacks_;
+  prometheus::Family<prometheus::Gauge>& ca_ticket_renewals_;
   prometheus::Family<prometheus::Gauge>& store_integrity_;
   prometheus::Family<prometheus::Gauge>& store_pruned_;
   std::mutex scrape_mu_;  // one scrape at a time sets the gauges, then serializes
