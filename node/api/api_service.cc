@@ -113,12 +113,13 @@ adcsc::ca::CaResponse ResponseFromRecord(const RequestRecord& rec) {
   return r;
 }
 
-// The CA could not be reached, or did not answer in time.
+// The CA could not be reached, did not answer in time, or this node could not get a Kerberos
+// ticket for it: nothing reached the CA, another node may do better.
 bool CaUnreachable(const absl::Status& s) {
   const std::optional<uint32_t> hr = adcsc::ca::HresultOf(s);
   if (hr.has_value()) {
     return *hr == adcsc::ca::hr::kRpcServerUnavailable || *hr == adcsc::ca::hr::kRpcCallFailed ||
-           *hr == adcsc::ca::hr::kTimeout;
+           *hr == adcsc::ca::hr::kTimeout || *hr == adcsc::ca::hr::kSecPkgError;
   }
   return s.code() == absl::StatusCode::kUnavailable || s.code() == absl::StatusCode::kDeadlineExceeded;
 }

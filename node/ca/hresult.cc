@@ -25,7 +25,7 @@ struct HresultInfo {
 };
 
 // Texts as Windows prints them (winerror.h message table), so operators can search for them.
-constexpr std::array<HresultInfo, 22> kKnown = {{
+constexpr std::array<HresultInfo, 23> kKnown = {{
     {hr::kOk, "S_OK", "The operation completed successfully."},
     {hr::kAccessDenied, "ERROR_ACCESS_DENIED", "Access is denied."},
     {hr::kInvalidArg, "ERROR_INVALID_PARAMETER", "The parameter is incorrect."},
@@ -34,6 +34,7 @@ constexpr std::array<HresultInfo, 22> kKnown = {{
     {hr::kRpcServerUnavailable, "RPC_S_SERVER_UNAVAILABLE", "The RPC server is unavailable."},
     {hr::kRpcCallFailed, "RPC_S_CALL_FAILED", "The remote procedure call failed."},
     {hr::kTimeout, "ERROR_TIMEOUT", "This operation returned because the timeout period expired."},
+    {hr::kSecPkgError, "RPC_S_SEC_PKG_ERROR", "A security package specific error occurred."},
     {hr::kPropertyEmpty, "CERTSRV_E_PROPERTY_EMPTY", "The requested property value is empty."},
     {hr::kBadRequestSubject, "CERTSRV_E_BAD_REQUESTSUBJECT", "The request subject name is invalid or too long."},
     {hr::kNoRequest, "CERTSRV_E_NO_REQUEST", "The request does not exist."},
@@ -73,6 +74,7 @@ absl::StatusCode CodeFor(uint32_t hresult) {
     case hr::kRpcServerUnavailable:
     case hr::kRpcCallFailed:
     case hr::kTimeout:
+    case hr::kSecPkgError:
       return absl::StatusCode::kUnavailable;
     case hr::kAccessDenied:
     case hr::kEnrollDenied:

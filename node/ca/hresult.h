@@ -20,19 +20,22 @@ inline constexpr uint32_t kUnexpected = 0x8000FFFF;            // E_UNEXPECTED
 inline constexpr uint32_t kRpcServerUnavailable = 0x800706BA;  // RPC_S_SERVER_UNAVAILABLE
 inline constexpr uint32_t kRpcCallFailed = 0x800706BE;         // RPC_S_CALL_FAILED
 inline constexpr uint32_t kTimeout = 0x800705B4;               // ERROR_TIMEOUT
-inline constexpr uint32_t kPropertyEmpty = 0x80094004;         // CERTSRV_E_PROPERTY_EMPTY
-inline constexpr uint32_t kBadRequestSubject = 0x80094001;     // CERTSRV_E_BAD_REQUESTSUBJECT
-inline constexpr uint32_t kNoRequest = 0x80094002;             // CERTSRV_E_NO_REQUEST
-inline constexpr uint32_t kBadRequestStatus = 0x80094003;      // CERTSRV_E_BAD_REQUESTSTATUS
-inline constexpr uint32_t kEnrollDenied = 0x80094011;          // CERTSRV_E_ENROLL_DENIED
-inline constexpr uint32_t kTemplateDenied = 0x80094012;        // CERTSRV_E_TEMPLATE_DENIED
-inline constexpr uint32_t kAdminDeniedRequest = 0x80094014;    // CERTSRV_E_ADMIN_DENIED_REQUEST
-inline constexpr uint32_t kUnsupportedCertType = 0x80094800;   // CERTSRV_E_UNSUPPORTED_CERT_TYPE
-inline constexpr uint32_t kNoCertType = 0x80094801;            // CERTSRV_E_NO_CERT_TYPE
-inline constexpr uint32_t kKeyLength = 0x80094811;             // CERTSRV_E_KEY_LENGTH
-inline constexpr uint32_t kBadSignature = 0x80090006;          // NTE_BAD_SIGNATURE
-inline constexpr uint32_t kAsn1BadTag = 0x8009310B;            // CRYPT_E_ASN1_BADTAG
-inline constexpr uint32_t kRequestPending = 0x00094001;        // not an error: under submission
+// RPC_S_SEC_PKG_ERROR: what Windows' RPC runtime reports when its security package cannot
+// authenticate the call; adcsc uses it when Kerberos cannot start from this node (no ticket).
+inline constexpr uint32_t kSecPkgError = 0x80070721;
+inline constexpr uint32_t kPropertyEmpty = 0x80094004;        // CERTSRV_E_PROPERTY_EMPTY
+inline constexpr uint32_t kBadRequestSubject = 0x80094001;    // CERTSRV_E_BAD_REQUESTSUBJECT
+inline constexpr uint32_t kNoRequest = 0x80094002;            // CERTSRV_E_NO_REQUEST
+inline constexpr uint32_t kBadRequestStatus = 0x80094003;     // CERTSRV_E_BAD_REQUESTSTATUS
+inline constexpr uint32_t kEnrollDenied = 0x80094011;         // CERTSRV_E_ENROLL_DENIED
+inline constexpr uint32_t kTemplateDenied = 0x80094012;       // CERTSRV_E_TEMPLATE_DENIED
+inline constexpr uint32_t kAdminDeniedRequest = 0x80094014;   // CERTSRV_E_ADMIN_DENIED_REQUEST
+inline constexpr uint32_t kUnsupportedCertType = 0x80094800;  // CERTSRV_E_UNSUPPORTED_CERT_TYPE
+inline constexpr uint32_t kNoCertType = 0x80094801;           // CERTSRV_E_NO_CERT_TYPE
+inline constexpr uint32_t kKeyLength = 0x80094811;            // CERTSRV_E_KEY_LENGTH
+inline constexpr uint32_t kBadSignature = 0x80090006;         // NTE_BAD_SIGNATURE
+inline constexpr uint32_t kAsn1BadTag = 0x8009310B;           // CRYPT_E_ASN1_BADTAG
+inline constexpr uint32_t kRequestPending = 0x00094001;       // not an error: under submission
 }  // namespace hr
 
 // "CERTSRV_E_ENROLL_DENIED"; "HRESULT" for codes we do not know. Win32 errors carry

@@ -41,6 +41,9 @@ Disposition ToDisposition(uint32_t wire) {
 
 absl::Status RpcErrorToCaError(const absl::Status& e, bool during_call) {
   const std::string detail(e.message());
+  // No Kerberos ticket for the CA from this node: nothing reached the CA, and another node
+  // (its own clock, its own path to the KDC) may do better.
+  if (rpc::AuthFailedBeforeBind(e)) return CaError(hr::kSecPkgError, detail);
   if (auto fault = rpc::FaultOf(e)) {
     if (*fault == rpc::fault::kAccessDenied) return CaError(hr::kAccessDenied, detail);
     // Win32 codes in a fault become HRESULT_FROM_WIN32; DCE nca_s_* codes a failed call.
