@@ -2,25 +2,34 @@
 """The adcsc quickstart cluster, on loopback: an ADCS emulator (an MS-ICPR CA stand-in),
 three clustered nodes (node-a, node-b, node-c) talking MS-ICPR to it, an adcsc-lb-agent
 beside each, and HAProxy terminating TLS in front (deploy/haproxy/adcsc-tls.cfg, with L7
-retries). Everything lives in one directory (default run/quickstart/): the demo PKI, every
-configuration, the logs, the data, and the pid files. `deploy/quickstart` (the shell
-wrapper) installs packages and builds first, then runs this.
+retries). The nodes log on to the CA with NTLMv2, or with --kerberos through a throw-away MIT
+realm (QUICKSTART.TEST, a krb5kdc of its own; the emulator then refuses NTLM). Everything
+lives in one directory (default run/quickstart/): the demo PKI, every configuration, the
+logs, the data, and the pid files. `deploy/quickstart` (the shell wrapper) installs packages
+and builds first, then runs this.
 
   deploy/quickstart                 start (or reuse the PKI of) the cluster, smoke-test it,
                                     print how to use it, and stop everything on Ctrl-C
   deploy/quickstart --smoke         the same, then a short kill drill; exit 0/1 and stop
+  deploy/quickstart --kerberos      the same cluster on Kerberos (with or without --smoke; the
+                                    smoke run then also checks `adcsc ctl ca-ping` says Kerberos)
   deploy/quickstart --down          stop a cluster left running (by its pid files)
   deploy/quickstart --start-node ID start one node of a running cluster again (drills use it)
 
 Options: --dir DIR (default run/quickstart), --port N (HAProxy's port, default 8443; every
 other port is derived from it: nodes' API N+1..N+3, ops N+11..N+13, cluster N+21..N+23,
-agents N+31..N+33, the emulator's endpoint mapper N+41).
+agents N+31..N+33, the emulator's endpoint mapper N+41, the KDC N+42 with --kerberos).
+
+Exit status: 0 success (or stopped by Ctrl-C or --down), 1 a step or the smoke run failed,
+2 a usage error.
 """
 import argparse
 import datetime
 import json
 import os
+import re
 import secrets
+import shutil
 import signal
 import socket
 import ssl
@@ -30,11 +39,23 @@ import time
 import urllib.request
 from pathlib import Path
 
+import mit_realm
+
 TOP = Path(__file__).resolve().parents[1]
 NODES = ["node-a", "node-b", "node-c"]
 CA_NAME = "Quickstart-CA"
 TEMPLATE = "JamfDevice"
 DC = "localhost"  # the emulated CA listens on loopback
+DOMAIN = "QUICKSTART"  # the NetBIOS domain the emulated CA sees its callers in
+SERVICE_ACCOUNT = "svc-adcsc"
+# --kerberos: the realm, the CA's service principal (a node's default SPN is host/{host}, and
+# {host} is the DC above) and the service account's principal.
+REALM = "QUICKSTART.TEST"
+CA_SPN = f"host/{DC}@{REALM}"
+SVC_PRINCIPAL = f"{SERVICE_ACCOUNT}@{REALM}"
+KDC_START_TIMEOUT_S = 20
+CA_PING_TIMEOUT_S = 60  # ca-ping's own connect and call timeouts are far shorter
+KERBEROS_MECHANISMS = ("negotiate/kerberos", "kerberos")  # what ca-ping reports for Kerberos
 
 
 def die(message):
@@ -57,6 +78,10 @@ class Layout:
         self.cluster = {n: port + 21 + i for i, n in enumerate(NODES)}
         self.agent = {n: port + 31 + i for i, n in enumerate(NODES)}
         self.epm_port = port + 41
+        self.kdc_port = port + 42  # --kerberos only
+        self.kdc = self.dir / "kdc"
+        self.ca_keytab = self.kdc / "ca-service.keytab"  # host/localhost: the emulated CA's key
+        self.svc_keytab = self.kdc / f"{SERVICE_ACCOUNT}.keytab"  # the nodes' service account
 
     def node_dir(self, n):
         return self.dir / n
@@ -145,30 +170,76 @@ def make_pki(L):
              pki / "cluster"])
 
 
-def write_configs(L):
+def make_realm(L):
+    """A new throw-away realm in <dir>/kdc/ (any earlier one is replaced: its keys would not
+    match a fresh emulator anyway): the CA's service principal and the service account, both
+    with random keys, exported to 0600 keytabs."""
+    if not mit_realm.installed():
+        die(f"--kerberos needs the MIT KDC ({mit_realm.KRB5KDC}, {mit_realm.KADMIN_LOCAL}): "
+            f"./deploy/install-deps installs it (Debian: {mit_realm.PACKAGES})")
+    shutil.rmtree(L.kdc, ignore_errors=True)
+    L.kdc.mkdir(parents=True)
+    os.chmod(L.kdc, 0o700)
+    (L.kdc / "rcache").mkdir()  # the emulator's replay cache, not the system's
+    realm = kdc_realm(L)
+    try:
+        realm.create()
+        for principal, keytab in ((CA_SPN, L.ca_keytab), (SVC_PRINCIPAL, L.svc_keytab)):
+            realm.add_principal(principal)
+            realm.export_keytab(principal, keytab)
+    except mit_realm.RealmError as e:
+        die(f"setting up the Kerberos realm {REALM} in {L.kdc}: {e}")
+
+
+def kdc_realm(L):
+    return mit_realm.MitRealm(L.kdc, REALM, L.kdc_port)
+
+
+def write_configs(L, kerberos):
+    """Every configuration file. kerberos: the nodes log on with the service account's keytab
+    and the emulator accepts Kerberos only; else NTLMv2 with a password (file)."""
     emu = L.dir / "emulator"
     emu.mkdir(parents=True, exist_ok=True)
     os.chmod(emu, 0o700)
-    password_file = L.dir / "svc-adcsc.pass"
-    if not password_file.exists():
-        write_private(password_file, secrets.token_urlsafe(18) + "\n")
-    nt_hash = run([L.emulator_bin, "nt-hash", "--password-file", password_file]).strip()
-    write_private(emu / "accounts.txt", f"QUICKSTART\\svc-adcsc:{nt_hash}\n")
+    if kerberos:
+        # A domain without NTLM: a node that fell back to it would fail, not pass quietly.
+        emulator_logon = f"""ntlm = false
+
+# A caller's Kerberos name svc-adcsc@{REALM} is checked as {DOMAIN}\\svc-adcsc (ca.enroll).
+[kerberos]
+keytab = "{L.ca_keytab}"
+principal = "{CA_SPN}"
+realm_domain = "{DOMAIN}"
+"""
+        node_logon = f"""# Kerberos only (deploy/quickstart --kerberos): a ticket for the CA's SPN host/{DC} from
+# the throw-away realm {REALM}, with the service account's keytab; no NTLM secret at all.
+auth = "kerberos"
+keytab = "{L.svc_keytab}"
+kerberos_principal = "{SVC_PRINCIPAL}"
+krb5_conf = "{L.kdc / 'krb5.conf'}"
+"""
+    else:
+        password_file = L.dir / "svc-adcsc.pass"
+        if not password_file.exists():
+            write_private(password_file, secrets.token_urlsafe(18) + "\n")
+        nt_hash = run([L.emulator_bin, "nt-hash", "--password-file", password_file]).strip()
+        write_private(emu / "accounts.txt", f"{DOMAIN}\\{SERVICE_ACCOUNT}:{nt_hash}\n")
+        emulator_logon = f'accounts_file = "{emu / "accounts.txt"}"\n'
+        node_logon = f'password_file = "{password_file}"\n'
     (emu / "emulator.toml").write_text(f"""# Written by deploy/quickstart: the ADCS emulator (tools/adcs-emulator), a CA stand-in.
 [emulator]
 listen = "127.0.0.1"
 epm_port = {L.epm_port}
 data_dir = "{emu / 'data'}"
-accounts_file = "{emu / 'accounts.txt'}"
-netbios_domain = "QUICKSTART"
+netbios_domain = "{DOMAIN}"
 netbios_computer = "CA01"
 dns_computer = "{DC}"
-
+{emulator_logon}
 [ca]
 name = "{CA_NAME}"
 common_name = "adcsc Quickstart CA"
 key_type = "p256"
-enroll = ["QUICKSTART\\\\svc-adcsc"]
+enroll = ["{DOMAIN}\\\\{SERVICE_ACCOUNT}"]
 
 [[ca.templates]]
 name = "{TEMPLATE}"
@@ -213,7 +284,7 @@ access_log = "{d / 'access.log'}"
 
 [ca]
 backend = "icpr"
-identity = "QUICKSTART\\\\svc-adcsc"
+identity = "{DOMAIN}\\\\{SERVICE_ACCOUNT}"
 
 [[ca.allow]]
 dc = "{DC}"
@@ -237,8 +308,7 @@ ec_curves = ["P-256", "P-384"]
 requested_validity = "refuse"
 
 [ca.icpr]
-password_file = "{password_file}"
-epm_port = {L.epm_port}
+{node_logon}epm_port = {L.epm_port}
 
 [ops]
 listen = "127.0.0.1:{L.ops[n]}"
@@ -355,13 +425,28 @@ def ops_ok(L, n, path="/health/live"):
         return False
 
 
-def start_emulator(L):
+def start_kdc(L):
+    if read_pid(L, "kdc"):
+        return
+    realm = kdc_realm(L)
+    spawn(L, "kdc", realm.kdc_argv(), L.kdc,
+          env={"KRB5_CONFIG": str(realm.krb5_conf), "KRB5_KDC_PROFILE": str(realm.kdc_conf)})
+    try:
+        realm.wait_listening(lambda: read_pid(L, "kdc") is not None, KDC_START_TIMEOUT_S)
+    except mit_realm.RealmError as e:
+        die(f"the KDC of {REALM}: {e}; see {realm.kdc_log} and {L.kdc / 'kdc.out'}")
+
+
+def start_emulator(L, kerberos):
     if read_pid(L, "emulator"):
         return
     ready = L.dir / "emulator" / "ready.json"
     ready.unlink(missing_ok=True)
+    # The service keytab is named in emulator.toml; the library still wants the realm's
+    # krb5.conf, and a replay cache of our own (the default one is under /var/tmp).
+    env = {"KRB5_CONFIG": str(L.kdc / "krb5.conf"), "KRB5RCACHEDIR": str(L.kdc / "rcache")} if kerberos else None
     spawn(L, "emulator", [L.emulator_bin, "run", "--config", L.dir / "emulator" / "emulator.toml", "--ready-file", ready],
-          L.dir / "emulator")
+          L.dir / "emulator", env=env)
     wait_until(ready.exists, 30, "the ADCS emulator", "emulator", L)
 
 
@@ -423,7 +508,7 @@ def start_haproxy(L):
 
 
 def stop_all(L, quiet=False):
-    names = ["haproxy"] + [f"agent-{n}" for n in NODES] + NODES + ["emulator"]
+    names = ["haproxy"] + [f"agent-{n}" for n in NODES] + NODES + ["emulator", "kdc"]
     stopped = []
     for name in names:
         pid = read_pid(L, name)
@@ -440,6 +525,10 @@ def stop_all(L, quiet=False):
             time.sleep(0.05)
         if alive(pid):
             os.kill(pid, signal.SIGKILL)
+        try:  # a child of ours that exited between two polls: reap it, leave no zombie
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass  # started by another quickstart run (--down)
         L.pid_file(name).unlink(missing_ok=True)
         stopped.append(name)
     if not quiet:
@@ -449,6 +538,7 @@ def stop_all(L, quiet=False):
 # ---------------------------------------------------------------- the commands
 
 def smoke(L):
+    """A request and a retrieve through HAProxy; dies unless the certificate came back."""
     pki = L.pki
     conn = ["--url", f"https://localhost:{L.lb_port}", "--pfx", pki / "client-cert.pfx", "--password-file",
             pki / "client-cert.pass", "--server-ca", pki / "adcs-proxy-ca.pem"]
@@ -465,19 +555,43 @@ def smoke(L):
           f"(certificate in {L.dir / 'smoke-cert.pem'})")
 
 
-def up(L):
+def ca_ping(L, node="node-a"):
+    """`adcsc ctl ca-ping` with a node's configuration; dies unless the CA answered over
+    Kerberos. Returns the mechanism."""
+    argv = [str(L.adcsc), "ctl", "ca-ping", "--config", str(L.node_dir(node) / "node.toml"), "--dc", DC, "--ca",
+            CA_NAME]
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=CA_PING_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        die(f"ca-ping from {node}: no answer within {CA_PING_TIMEOUT_S} s")
+    print(r.stdout, end="")
+    found = re.search(r"^CA ping: OK \(.*mechanism (\S+)\)$", r.stdout, re.MULTILINE)
+    if r.returncode != 0 or not found:
+        die(f"ca-ping from {node} failed ({r.returncode}):\n{r.stderr}")
+    if found.group(1) not in KERBEROS_MECHANISMS:
+        die(f"ca-ping from {node}: the CA was reached with {found.group(1)}, not Kerberos")
+    return found.group(1)
+
+
+def up(L, kerberos):
     if read_pid(L, "haproxy") or port_in_use(L.lb_port):
         die(f"port {L.lb_port} is in use (a quickstart cluster still running? stop it with "
             f"./deploy/quickstart --down, or use --port N)")
-    for port in [*L.api.values(), *L.ops.values(), *L.cluster.values(), *L.agent.values(), L.epm_port]:
+    ports = [*L.api.values(), *L.ops.values(), *L.cluster.values(), *L.agent.values(), L.epm_port]
+    for port in ports + ([L.kdc_port] if kerberos else []):
         if port_in_use(port):
             die(f"port {port} is in use; choose another range with --port N")
     L.dir.mkdir(parents=True, exist_ok=True)
     os.chmod(L.dir, 0o700)
     make_pki(L)
-    write_configs(L)
-    print(f"quickstart: starting the ADCS emulator, {', '.join(NODES)}, their agents and HAProxy in {L.dir}")
-    start_emulator(L)
+    if kerberos:
+        make_realm(L)
+    write_configs(L, kerberos)
+    kdc = f"a Kerberos KDC ({REALM}, 127.0.0.1:{L.kdc_port}), " if kerberos else ""
+    print(f"quickstart: starting {kdc}the ADCS emulator, {', '.join(NODES)}, their agents and HAProxy in {L.dir}")
+    if kerberos:
+        start_kdc(L)
+    start_emulator(L, kerberos)
     for n in NODES:
         start_node(L, n)
     for n in NODES:
@@ -491,18 +605,21 @@ def main():
     p.add_argument("--port", type=int, default=8443)
     p.add_argument("--bin-dir", default=os.environ.get("ADCSC_BIN_DIR", str(TOP / "build" / "bin")))
     p.add_argument("--smoke", action="store_true", help="smoke test and a short kill drill, then stop; exit 0/1")
+    p.add_argument("--kerberos", action="store_true",
+                   help=f"run a throw-away MIT realm ({REALM}, KDC on --port + 42) and log on to the CA with "
+                        "Kerberos only")
     p.add_argument("--down", action="store_true", help="stop a cluster left running")
     p.add_argument("--start-node", metavar="ID", help="start one node of a running cluster again")
     a = p.parse_args()
     if not 1024 <= a.port <= 65000:
-        die("--port must be between 1024 and 65000")
+        p.error("--port must be between 1024 and 65000")
     L = Layout(a.dir, a.port, a.bin_dir)
     if a.down:
         stop_all(L)
         return 0
     if a.start_node:
         if a.start_node not in NODES:
-            die(f"--start-node: no node {a.start_node!r} ({', '.join(NODES)})")
+            p.error(f"--start-node: no node {a.start_node!r} ({', '.join(NODES)})")
         start_node(L, a.start_node)
         return 0
     for b in (L.adcsc, L.emulator_bin, L.agent_bin):
@@ -517,8 +634,10 @@ def main():
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        up(L)
+        up(L, a.kerberos)
         smoke(L)
+        if a.kerberos:
+            ca_ping(L)
     except SystemExit:
         stop_all(L, quiet=True)
         raise
@@ -530,22 +649,31 @@ def main():
         return 0 if drill.returncode == 0 else 1
 
     pki = L.pki
+    if a.kerberos:
+        logon = (f"\nThe cluster runs on Kerberos: the nodes log on to the CA as {SVC_PRINCIPAL} (keytab\n"
+                 f"kdc/{L.svc_keytab.name}) with a ticket for {CA_SPN} from the KDC on 127.0.0.1:{L.kdc_port};\n"
+                 f"the emulated CA refuses NTLM.\n")
+        kdc_files = "\n  kdc/                    the realm: krb5.conf, kdc.conf, database, keytabs (0600), kdc.log"
+        ping = "  (says \"mechanism negotiate/kerberos\")"
+    else:
+        logon, kdc_files, ping = "", "", ""
     print(f"""
 adcsc is running: https://localhost:{L.lb_port}  (HAProxy, terminating TLS, in front of {', '.join(NODES)})
-
+{logon}
 Files in {L.dir}:
   pki/adcs-proxy-ca.cer   server certificate (DER): what you upload to Jamf Pro
   pki/client-cert.pfx     Jamf Pro's client identity (PKCS#12), password in pki/client-cert.pass
   pki/jamf-identity.pem   the same as PEM (certificate + key), for curl and drills
   node-*/node.toml        each node's configuration; node-*/node.log and access.log its logs
   drill.toml              what `adcsc drill` needs to know about this cluster
-  haproxy/, emulator/     HAProxy's and the ADCS emulator's files and logs
+  haproxy/, emulator/     HAProxy's and the ADCS emulator's files and logs{kdc_files}
 
 Try it:
   {L.adcsc} client request --url https://localhost:{L.lb_port} --pfx {pki}/client-cert.pfx \\
       --password-file {pki}/client-cert.pass --server-ca {pki}/adcs-proxy-ca.pem \\
       --dc {DC} --ca {CA_NAME} --template {TEMPLATE} --subject my-device
   {L.adcsc} ctl status --config {L.node_dir('node-a')}/node.toml
+  {L.adcsc} ctl ca-ping --config {L.node_dir('node-a')}/node.toml --dc {DC} --ca {CA_NAME}{ping}
   {L.adcsc} drill --config {L.dir}/drill.toml --scenario kill --node node-c
   {L.adcsc} drill --config {L.dir}/drill.toml --scenario drain
   {L.adcsc} ctl drain --node localhost:{L.ops['node-b']} --cert {pki}/admin.pem --key {pki}/admin-key.pem \\
@@ -560,7 +688,7 @@ Press Ctrl-C to stop everything (or, from another terminal: ./deploy/quickstart 
                 pass
         except ChildProcessError:
             pass
-        if not any(read_pid(L, name) for name in ["haproxy", "emulator", *NODES]):
+        if not any(read_pid(L, name) for name in ["haproxy", "emulator", "kdc", *NODES]):
             print("\nquickstart: the cluster was stopped from elsewhere (--down); exiting")
             return 0
     print("\nquickstart: stopping")

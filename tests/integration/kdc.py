@@ -1,10 +1,11 @@
 """A throw-away MIT Kerberos realm for integration tests: krb5kdc on 127.0.0.1.
 
-Writes krb5.conf and kdc.conf into a temp dir, creates the database with `kdb5_util create -s`,
-adds principals and exports keytabs with `kadmin.local`, and runs `krb5kdc -n` (foreground)
-with KRB5_CONFIG / KRB5_KDC_PROFILE pointing at those files; started() waits until the KDC
-accepts TCP connections (a deadline, no fixed sleeps), stop() ends it and waits. Nothing
-assumes a running service. Processes that should use the realm get client_env().
+The realm itself (krb5.conf and kdc.conf in a temp dir, `kdb5_util create -s`, principals and
+keytabs with `kadmin.local`, `krb5kdc -n` with KRB5_CONFIG / KRB5_KDC_PROFILE pointing at
+those files) is deploy/mit_realm.py, which the quickstart uses as well; this fixture adds a
+free port, the KDC as a child process, and clean-up. started() waits until the KDC accepts
+TCP connections (a deadline, no fixed sleeps), stop() ends it and waits. Nothing assumes a
+running service. Processes that should use the realm get client_env().
 Mirrors tests/testing/mit_kdc.h (the C++ fixture of the unit tests).
 
 Usage:
@@ -22,18 +23,17 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-KRB5KDC = "/usr/sbin/krb5kdc"
-KDB5_UTIL = "/usr/sbin/kdb5_util"
-KADMIN_LOCAL = "/usr/sbin/kadmin.local"
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "deploy"))
+import mit_realm  # noqa: E402
+
+KRB5KDC = mit_realm.KRB5KDC
+KDB5_UTIL = mit_realm.KDB5_UTIL
+KADMIN_LOCAL = mit_realm.KADMIN_LOCAL
 START_TIMEOUT = 20.0
 MASTER_PASSWORD = "adcsc-test-master"
-
-
-def installed():
-    return all(os.access(p, os.X_OK) for p in (KRB5KDC, KDB5_UTIL, KADMIN_LOCAL))
+installed = mit_realm.installed
 
 
 def _free_port():
@@ -48,40 +48,9 @@ class Kdc:
         self.port = _free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="adcsc_kdc_"))
         self.proc = None
-        self.krb5_conf = self.dir / "krb5.conf"
-        self.kdc_conf = self.dir / "kdc.conf"
-
-    # --- configuration -------------------------------------------------------------------
-    def _write_krb5_conf(self, path, port):
-        path.write_text(
-            "[libdefaults]\n"
-            f"  default_realm = {self.realm}\n"
-            "  dns_lookup_kdc = false\n  dns_lookup_realm = false\n  rdns = false\n"
-            "  dns_canonicalize_hostname = false\n  udp_preference_limit = 1\n"
-            "  kdc_timeout = 1000\n  max_retries = 1\n"
-            "[realms]\n"
-            f"  {self.realm} = {{\n    kdc = 127.0.0.1:{port}\n  }}\n"
-            "[domain_realm]\n"
-            f"  .{self.domain} = {self.realm}\n  {self.domain} = {self.realm}\n")
-
-    def _write_config(self):
-        self._write_krb5_conf(self.krb5_conf, self.port)
-        d, p = self.dir, self.port
-        self.kdc_conf.write_text(
-            f"[kdcdefaults]\n  kdc_listen = 127.0.0.1:{p}\n  kdc_tcp_listen = 127.0.0.1:{p}\n"
-            f"[realms]\n  {self.realm} = {{\n"
-            f"    database_name = {d / 'principal'}\n    key_stash_file = {d / 'stash'}\n"
-            f"    acl_file = {d / 'kadm5.acl'}\n"
-            f"    kdc_listen = 127.0.0.1:{p}\n    kdc_tcp_listen = 127.0.0.1:{p}\n"
-            "    max_life = 10h\n    max_renewable_life = 7d\n"
-            "    supported_enctypes = aes256-cts-hmac-sha1-96:normal aes128-cts-hmac-sha1-96:normal\n"
-            "  }\n"
-            f"[logging]\n  kdc = FILE:{d / 'kdc.log'}\n")
-
-    def _env(self):
-        env = dict(os.environ)
-        env.update(KRB5_CONFIG=str(self.krb5_conf), KRB5_KDC_PROFILE=str(self.kdc_conf))
-        return env
+        self._realm = mit_realm.MitRealm(self.dir, realm, self.port, domain=domain, master_password=MASTER_PASSWORD)
+        self.krb5_conf = self._realm.krb5_conf
+        self.kdc_conf = self._realm.kdc_conf
 
     def client_env(self, ccache=None):
         """Environment for a client of this realm: its krb5.conf, a private ccache and rcache dir."""
@@ -94,50 +63,36 @@ class Kdc:
     def unreachable_krb5_conf(self):
         """A krb5.conf for the same realm whose KDC port nobody listens on."""
         path = self.dir / "krb5-unreachable.conf"
-        self._write_krb5_conf(path, _free_port())
+        self._realm.write_krb5_conf(path, _free_port())
         return path
-
-    def _run(self, *argv):
-        r = subprocess.run(list(argv), env=self._env(), capture_output=True, text=True, timeout=60)
-        if r.returncode != 0:
-            raise RuntimeError(f"{' '.join(argv)} failed ({r.returncode}): {r.stdout}{r.stderr}")
-        return r.stdout
 
     # --- realm administration ------------------------------------------------------------
     def kadmin(self, query):
-        return self._run(KADMIN_LOCAL, "-r", self.realm, "-q", query)
+        return self._realm.kadmin(query)
 
     def add_principal(self, name, password=None):
         """Adds `name` with `password`, or with a random key when password is None."""
-        self.kadmin(f"addprinc -pw {password} {name}" if password is not None else f"addprinc -randkey {name}")
+        self._realm.add_principal(name, password)
 
     def export_keytab(self, name, keytab, keep_key=True):
         """Writes `name`'s keys to `keytab`; keep_key=False gives it new random keys first."""
-        self.kadmin(f"ktadd {'-norandkey ' if keep_key else ''}-k {keytab} {name}")
-        return Path(keytab)
+        return self._realm.export_keytab(name, keytab, keep_key)
 
     # --- process -------------------------------------------------------------------------
     def start(self):
-        self._write_config()
-        self._run(KDB5_UTIL, "-r", self.realm, "create", "-s", "-P", MASTER_PASSWORD)
+        self._realm.create()
         return self.restart()
 
     def restart(self):
         err = open(self.dir / "kdc.stderr", "ab")
-        self.proc = subprocess.Popen([KRB5KDC, "-n", "-r", self.realm], env=self._env(),
-                                     stdout=err, stderr=err)
+        self.proc = subprocess.Popen(self._realm.kdc_argv(), env=self._realm.kdc_env(), stdout=err, stderr=err)
         err.close()
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"krb5kdc exited at start ({self.proc.returncode}): {self.log()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return self
-            except OSError:
-                time.sleep(0.02)  # poll interval of the condition
-        self.stop()
-        raise RuntimeError(f"krb5kdc did not listen on 127.0.0.1:{self.port} within {START_TIMEOUT} s: {self.log()}")
+        try:
+            self._realm.wait_listening(lambda: self.proc.poll() is None, START_TIMEOUT)
+        except mit_realm.RealmError as e:
+            self.stop()
+            raise RuntimeError(f"{e}: {self.log()}") from e
+        return self
 
     def stop(self):
         if self.proc is not None and self.proc.poll() is None:
@@ -150,12 +105,7 @@ class Kdc:
         self.proc = None
 
     def log(self):
-        out = ""
-        for name in ("kdc.log", "kdc.stderr"):
-            p = self.dir / name
-            if p.exists():
-                out += p.read_text(errors="replace")
-        return out
+        return self._realm.log(self.dir / "kdc.stderr")
 
     def close(self):
         self.stop()

@@ -23,11 +23,11 @@ WRAPPER = REPO / "deploy" / "quickstart"
 
 
 def free_range():
-    """A base port whose whole quickstart range (base .. base+41) is free."""
+    """A base port whose whole quickstart range (base .. base+42, the KDC's with --kerberos) is free."""
     for _ in range(50):
         # Below the ephemeral range (32768+), where other tests get their free ports.
         base = random.randrange(20000, 32000)
-        ports = [base + d for d in (0, 1, 2, 3, 11, 12, 13, 21, 22, 23, 31, 32, 33, 41)]
+        ports = [base + d for d in (0, 1, 2, 3, 11, 12, 13, 21, 22, 23, 31, 32, 33, 41, 42)]
         ok = True
         for p in ports:
             with socket.socket() as s:
