@@ -38,7 +38,7 @@ std::string IcprAuthenticator::SpnFor(const std::string& host) const {
   return absl::StrReplaceAll(options_.spn, {{"{host}", absl::AsciiStrToLower(host)}});
 }
 
-std::string IcprAuthenticator::Describe() const {
+std::string IcprAuthenticator::Describe(const std::string& host) const {
   std::string kerberos;
   if (options_.kerberos) {
     std::string who = options_.kerberos->principal;

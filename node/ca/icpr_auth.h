@@ -65,9 +65,9 @@ class IcprAuthenticator {
 
   // The SPN for a CA host, e.g. "host/ca01.example.com".
   std::string SpnFor(const std::string& host) const;
-  // "kerberos (spnego) as svc@EXAMPLE.TEST", "ntlm as EXAMPLE\svc", "negotiate: ..."; for logs
-  // and ca-ping.
-  std::string Describe() const;
+  // "kerberos (spnego) as svc@EXAMPLE.TEST to host/{host}", "ntlm as EXAMPLE\svc",
+  // "negotiate: ..."; for logs and ca-ping. With `host`, the SPN is the one for that host.
+  std::string Describe(const std::string& host = "") const;
   IcprAuthMode mode() const { return options_.mode; }
   IcprAuthStats stats() const;
 
