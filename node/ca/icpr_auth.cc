@@ -47,8 +47,8 @@ std::string IcprAuthenticator::Describe(const std::string& host) const {
       if (credentials_) who = credentials_->principal();
     }
     if (who.empty()) who = "the keytab's first principal";
-    kerberos =
-        absl::StrCat("kerberos (", std::string(gss::MechName(options_.mech)), ") as ", who, " to ", options_.spn);
+    kerberos = absl::StrCat("kerberos (", std::string(gss::MechName(options_.mech)), ") as ", who, " to ",
+                            host.empty() ? options_.spn : SpnFor(host));
   }
   const std::string ntlm =
       options_.ntlm ? absl::StrCat("ntlm as ", options_.ntlm->domain, "\\", options_.ntlm->user) : "";

@@ -70,7 +70,7 @@ int CaPing(const PingArgs& args) {
   const auto& icpr = config->ca.icpr;
   const auto started = std::chrono::steady_clock::now();
   std::cout << "Pinging \"" << args.dc << "\\" << args.ca << "\" as " << config->ca.identity << "\n"
-            << "Authentication: " << (*auth)->Describe() << "\n";
+            << "Authentication: " << (*auth)->Describe(args.dc) << "\n";
 
   Step(1, "resolve " + args.dc);
   addrinfo hints{};
