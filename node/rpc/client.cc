@@ -154,6 +154,10 @@ absl::Status ClientConnection::Bind(const SyntaxId& interface, Deadline deadline
         absl::StrAppend(&what, " (", who, " did not accept our Kerberos ticket: check that it serves ",
                         options_.auth->kerberos->target.name,
                         " with the key the KDC has, and the clock skew between this host and the CA)");
+      } else if (security_ && nak.reject_reason == bind_nak_reason::kAuthenticationTypeNotRecognized) {
+        absl::StrAppend(&what,
+                        " (the CA may not accept NTLM, as in a domain that restricts NTLM: check that it allows "
+                        "NTLM, or authenticate with Kerberos)");
       }
       return Fail(absl::PermissionDeniedError(what));
     }
