@@ -90,7 +90,8 @@ absl::StatusOr<std::shared_ptr<gss::Credentials>> IcprAuthenticator::KerberosCre
     absl::Status renewed = credentials_->RenewIfExpiring();
     if (credentials_->generation() != before) renewals_++;
     // A failed renewal keeps the current ticket while it lasts; past its end it is an error.
-    if (!renewed.ok() && std::chrono::system_clock::now() >= credentials_->expiry()) return renewed;
+    // (On the credentials' own clock: expiry() was computed on it.)
+    if (!renewed.ok() && credentials_->Expired()) return renewed;
   }
   return credentials_;
 }

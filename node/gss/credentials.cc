@@ -279,6 +279,11 @@ bool Credentials::NeedsRenewal() const {
   return Now() >= expiry_ - options_.renew_margin;
 }
 
+bool Credentials::Expired() const {
+  absl::MutexLock lock(&mu_);
+  return Now() >= expiry_;
+}
+
 absl::Status Credentials::RenewIfExpiring() {
   absl::MutexLock lock(&mu_);
   if (expiry_ != std::chrono::system_clock::time_point::max() && Now() < expiry_ - options_.renew_margin) {

@@ -75,6 +75,9 @@ class Credentials {
   std::chrono::system_clock::time_point expiry() const;
   // True once now() >= expiry() - renew_margin.
   bool NeedsRenewal() const;
+  // True once now() >= expiry(): the ticket must not be used any more. Judged on the same
+  // clock as expiry() (options.now), never the system clock beside an injected one.
+  bool Expired() const;
   // Re-acquires when NeedsRenewal() (a new TGT for keytab and password sources; a ccache is
   // read again, in case its keeper renewed it). OK when nothing was due. On failure the
   // current credentials stay in use and the error says why (KDC unreachable, expired ccache).

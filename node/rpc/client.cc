@@ -143,9 +143,21 @@ absl::Status ClientConnection::Bind(const SyntaxId& interface, Deadline deadline
     if (nak.reject_reason == bind_nak_reason::kAuthenticationTypeNotRecognized ||
         nak.reject_reason == bind_nak_reason::kInvalidChecksum) {
       if (security_ && security_->auth_type() != authn::kWinNt) {
-        absl::StrAppend(&what, " (the CA did not accept our Kerberos ticket: check that it serves ",
+        // Also what a server answers that does not take this auth type at all (an NTLM-only
+        // emulator, or only the other mechanism): say so before the ticket.
+        const std::string who =
+            nak.reject_reason == bind_nak_reason::kAuthenticationTypeNotRecognized
+                ? absl::StrCat("the CA may not accept auth type ", security_->auth_type(), " (",
+                               std::string(AuthTypeName(security_->auth_type())),
+                               "): check that Kerberos is enabled on it, or try the other kerberos_mechanism; or it")
+                : std::string("the CA");
+        absl::StrAppend(&what, " (", who, " did not accept our Kerberos ticket: check that it serves ",
                         options_.auth->kerberos->target.name,
                         " with the key the KDC has, and the clock skew between this host and the CA)");
+      } else if (security_ && nak.reject_reason == bind_nak_reason::kAuthenticationTypeNotRecognized) {
+        absl::StrAppend(&what,
+                        " (the CA may not accept NTLM, as in a domain that restricts NTLM: check that it allows "
+                        "NTLM, or authenticate with Kerberos)");
       }
       return Fail(absl::PermissionDeniedError(what));
     }

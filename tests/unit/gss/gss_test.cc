@@ -504,6 +504,10 @@ TEST_F(GssTest, CredentialsRenewWithinTheMarginOfExpiry) {
   ASSERT_TRUE(in_progress.ok());
   now = first_expiry - std::chrono::seconds(5);
   EXPECT_TRUE((*credentials)->NeedsRenewal());
+  EXPECT_FALSE((*credentials)->Expired());
+  now = first_expiry;
+  EXPECT_TRUE((*credentials)->Expired()) << "on the injected clock, not the system's";
+  now = first_expiry - std::chrono::seconds(5);
   ASSERT_TRUE((*credentials)->RenewIfExpiring().ok());
   EXPECT_EQ((*credentials)->generation(), 2u);
   EXPECT_GT((*credentials)->expiry(), first_expiry);

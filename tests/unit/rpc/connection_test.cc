@@ -4,11 +4,13 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <thread>
+#include <optional>
+#include <string_view>
 
 #include "node/rpc/client.h"
 #include "node/rpc/server.h"
 #include "node/rpc/tcp_stream.h"
+#include "tests/unit/rpc/loopback.h"
 
 namespace adcsc::rpc {
 namespace {
@@ -16,44 +18,22 @@ namespace {
 const SyntaxId kTestInterface{Uuid::Literal("12345678-1234-abcd-ef00-0123456789ab"), 1, 0};
 constexpr char kPassword[] = "Test-Password-1";
 
-// Serves every accepted connection on its own thread until destroyed.
-class TestServer {
- public:
-  explicit TestServer(CallHandler handler) : handler_(std::move(handler)) {
-    listener_ = std::move(*TcpListener::Listen("127.0.0.1", 0));
-    options_.interface = kTestInterface;
-    options_.port = listener_->port();
-    options_.names = {"EXAMPLE", "SERVER", "", ""};
-    const ntlm::Key16 hash = *ntlm::NtHash(kPassword);
-    options_.accounts = [hash](std::string_view domain, std::string_view user) -> std::optional<ntlm::Key16> {
-      if (domain == "EXAMPLE" && user == "svc") return hash;
-      return std::nullopt;
-    };
-    options_.on_error = [this](const std::string&, const absl::Status& s) { errors_++; };
-    thread_ = std::thread([this] {
-      for (;;) {
-        auto stream = listener_->Accept();
-        if (!stream.ok()) return;
-        std::shared_ptr<TcpStream> s = std::move(*stream);
-        workers_.emplace_back([this, s] { ServeConnection(*s, options_, handler_); });
-      }
-    });
-  }
-  ~TestServer() {
-    listener_->Close();
-    thread_.join();
-    for (auto& w : workers_) w.join();  // clients have closed by now
-  }
-  uint16_t port() const { return options_.port; }
-  int errors() const { return errors_; }
+// Serves every accepted connection with NTLM for EXAMPLE\svc, until destroyed.
+ServerOptions NtlmServerOptions() {
+  ServerOptions options;
+  options.interface = kTestInterface;
+  options.names = {"EXAMPLE", "SERVER", "", ""};
+  const ntlm::Key16 hash = *ntlm::NtHash(kPassword);
+  options.accounts = [hash](std::string_view domain, std::string_view user) -> std::optional<ntlm::Key16> {
+    if (domain == "EXAMPLE" && user == "svc") return hash;
+    return std::nullopt;
+  };
+  return options;
+}
 
- private:
-  CallHandler handler_;
-  std::unique_ptr<TcpListener> listener_;
-  ServerOptions options_;
-  std::thread thread_;
-  std::vector<std::thread> workers_;
-  std::atomic<int> errors_{0};
+class TestServer : public testing::LoopbackServer {
+ public:
+  explicit TestServer(CallHandler handler) : LoopbackServer(NtlmServerOptions(), std::move(handler)) {}
 };
 
 // Echoes the stub reversed, and records who called at which level.
@@ -72,7 +52,8 @@ ClientOptions Options(uint16_t port, std::optional<uint8_t> level, const char* p
   o.port = port;
   o.call_timeout = std::chrono::seconds(10);
   if (level)
-    o.auth = ClientAuth{{"EXAMPLE", "svc", *ntlm::NtHash(password), "TEST"}, *level, nullptr, "host/ca.example.test"};
+    o.auth = ClientAuth{
+        {"EXAMPLE", "svc", *ntlm::NtHash(password), "TEST"}, *level, nullptr, "host/ca.example.test", std::nullopt};
   return o;
 }
 
@@ -143,55 +124,6 @@ TEST(Connection, NothingListeningIsUnavailable) {
   EXPECT_TRUE(absl::IsUnavailable(c.status())) << c.status();
 }
 
-// Forwards one connection, flipping one byte inside the second server-to-client PDU (the
-// first answer after bind_ack): the client must refuse that answer.
-class TamperingProxy {
- public:
-  TamperingProxy(uint16_t upstream, size_t flip_offset) : upstream_(upstream), flip_offset_(flip_offset) {
-    listener_ = std::move(*TcpListener::Listen("127.0.0.1", 0));
-    thread_ = std::thread([this] { Run(); });
-  }
-  ~TamperingProxy() {
-    listener_->Close();
-    thread_.join();
-  }
-  uint16_t port() const { return listener_->port(); }
-
- private:
-  static bool Pump(TcpStream& from, TcpStream& to, int tamper_pdu, size_t offset) {
-    for (int n = 0;; ++n) {
-      Bytes pdu(kCommonHeaderSize);
-      if (!from.ReadExact(pdu, DeadlineIn(std::chrono::seconds(10))).ok()) return false;
-      auto size = NextPduSize(pdu);
-      if (!size.ok()) return false;
-      pdu.resize(*size);
-      if (!from.ReadExact(std::span<uint8_t>(pdu).subspan(kCommonHeaderSize), DeadlineIn(std::chrono::seconds(10)))
-               .ok()) {
-        return false;
-      }
-      if (n == tamper_pdu && offset < pdu.size()) pdu[offset] ^= 0x01;
-      if (!to.WriteAll(pdu, DeadlineIn(std::chrono::seconds(10))).ok()) return false;
-    }
-  }
-  void Run() {
-    auto client = listener_->Accept();
-    if (!client.ok()) return;
-    auto server = TcpStream::Connect("127.0.0.1", upstream_, std::chrono::seconds(5));
-    if (!server.ok()) return;
-    std::thread up([&] {
-      Pump(**client, **server, -1, 0);
-      (*server)->Shutdown();
-    });
-    Pump(**server, **client, 1, flip_offset_);
-    (*client)->Shutdown();
-    up.join();
-  }
-  uint16_t upstream_;
-  size_t flip_offset_;
-  std::unique_ptr<TcpListener> listener_;
-  std::thread thread_;
-};
-
 TEST(Connection, ATamperedAnswerIsRefused) {
   for (uint8_t level : {authn_level::kPktIntegrity, authn_level::kPktPrivacy}) {
     // Offset 30: inside the response stub (the response header is 24 bytes). Offset 8: the
@@ -199,7 +131,8 @@ TEST(Connection, ATamperedAnswerIsRefused) {
     for (size_t offset : {30u, 40u}) {
       Echo echo;
       TestServer server([&](const CallContext& c, uint16_t op, ByteView s) { return echo(c, op, s); });
-      TamperingProxy proxy(server.port(), offset);
+      // The first answer after bind_ack (NTLM's last leg, AUTH3, has no answer).
+      testing::PduProxy proxy(server.port(), testing::PduProxy::FlipToClient(1, offset));
       auto c = ClientConnection::Connect(Options(proxy.port(), level), kTestInterface);
       ASSERT_TRUE(c.ok()) << c.status();
       auto answer = (*c)->Call(1, Pattern(64));
