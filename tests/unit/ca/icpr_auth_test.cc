@@ -211,6 +211,37 @@ TEST_P(IcprKerberosMechs, BelowPacketPrivacyTheCaSaysAccessDenied) {
 INSTANTIATE_TEST_SUITE_P(BothMechs, IcprKerberosMechs, ::testing::Values(gss::Mech::kSpnego, gss::Mech::kKerberos),
                          [](const auto& info) { return std::string(gss::MechName(info.param)); });
 
+// A host joined with realmd/adcli: /etc/krb5.keytab holds the computer account (CONN$) next to
+// the host's own service principals. The connector authenticates as the computer account,
+// as the original did running as Network Service, and the CA sees EXAMPLE\CONN$.
+TEST_F(IcprKerberosTest, AMachineKeytabAuthenticatesAsTheComputerAccount) {
+  const auto machine_keytab = dir_.path() / "krb5.keytab";
+  for (const std::string& principal : {std::string("host/conn.adcsc.test"), std::string("CONN$")}) {
+    ASSERT_EQ(kdc_->AddRandomKeyPrincipal(principal), "");
+    ASSERT_EQ(kdc_->ExportKeytab(principal, machine_keytab), "");
+  }
+  StartEmulator({ServiceKeytab()});
+  IcprAuthOptions auth = Kerberos();
+  auth.kerberos = gss::CredentialSource::Keytab("CONN$@ADCSC.TEST", machine_keytab.string());
+  IcprBackend backend(Options(auth));
+  const CallerIdentity machine{"EXAMPLE\\CONN$"};
+  static auto key = pki::GenerateKey(pki::KeyType::kEcP256);
+  auto s = backend.Submit({target_, machine, *pki::MakeCsr(key->get(), "machine-account", {}), "JamfDevice"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_EQ(s->disposition, Disposition::kIssued);
+  // Only the submitter may retrieve: the CA recorded the computer account.
+  auto r = backend.Retrieve({target_, machine, s->request_id});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->cert_der, s->cert_der);
+  IcprAuthOptions ntlm;
+  ntlm.ntlm = Ntlm();
+  IcprBackend as_service_account(Options(ntlm));
+  auto other = as_service_account.Retrieve({target_, kCaller, s->request_id});
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(HresultOf(other.status()), hr::kAccessDenied) << other.status();
+  EXPECT_THAT(backend.counters().auth.last_mechanism, "negotiate/kerberos");
+}
+
 // The CA checks a Kerberos caller under the same DOMAIN\user as an NTLM one: what one
 // submitted the other may retrieve, and nobody else may.
 TEST_F(IcprKerberosTest, NegotiateUsesKerberosAndTheCaSeesTheSameAccountAsWithNtlm) {
