@@ -7,14 +7,21 @@ accepts TCP connections (a deadline, no fixed sleeps), stop() ends it and waits.
 assumes a running service. Processes that should use the realm get client_env().
 Mirrors tests/testing/mit_kdc.h (the C++ fixture of the unit tests).
 
+restart(clock_offset="+1h") runs krb5kdc with libfaketime preloaded (Debian's libfaketime),
+so the KDC's clock is that far from everyone else's: a clock-skew test that leaves the host's
+clock alone. (Preloaded directly rather than through the faketime command, which forks: stop()
+must signal krb5kdc itself.)
+
 Usage:
     with Kdc() as kdc:                    # starts; stops on exit
         kdc.add_principal("svc@ADCSC.TEST", password="pw")
         kdc.export_keytab("svc@ADCSC.TEST", kdc.dir / "svc.keytab")
         subprocess.run(["kinit", ...], env=kdc.client_env())
 
-Run this file to check the fixture itself (kinit with a password and a keytab, then stop).
+Run this file to check the fixture itself (kinit with a password and a keytab, an unreachable KDC,
+clock skew under libfaketime, then stop).
 """
+import glob
 import os
 import shutil
 import signal
@@ -28,12 +35,20 @@ from pathlib import Path
 KRB5KDC = "/usr/sbin/krb5kdc"
 KDB5_UTIL = "/usr/sbin/kdb5_util"
 KADMIN_LOCAL = "/usr/sbin/kadmin.local"
+# Debian's libfaketime, under the multiarch directory of this machine.
+LIBFAKETIME = next(iter(sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))),
+                   "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 START_TIMEOUT = 20.0
 MASTER_PASSWORD = "adcsc-test-master"
 
 
 def installed():
     return all(os.access(p, os.X_OK) for p in (KRB5KDC, KDB5_UTIL, KADMIN_LOCAL))
+
+
+def faketime_installed():
+    """Whether restart(clock_offset=...) can run (Debian's libfaketime; deploy/install-deps)."""
+    return os.access(LIBFAKETIME, os.R_OK)
 
 
 def _free_port():
@@ -52,10 +67,10 @@ class Kdc:
         self.kdc_conf = self.dir / "kdc.conf"
 
     # --- configuration -------------------------------------------------------------------
-    def _write_krb5_conf(self, path, port):
+    def _write_krb5_conf(self, path, port, libdefaults=""):
         path.write_text(
             "[libdefaults]\n"
-            f"  default_realm = {self.realm}\n"
+            f"  default_realm = {self.realm}\n{libdefaults}"
             "  dns_lookup_kdc = false\n  dns_lookup_realm = false\n  rdns = false\n"
             "  dns_canonicalize_hostname = false\n  udp_preference_limit = 1\n"
             "  kdc_timeout = 1000\n  max_retries = 1\n"
@@ -97,6 +112,12 @@ class Kdc:
         self._write_krb5_conf(path, _free_port())
         return path
 
+    def krb5_conf_variant(self, name, **libdefaults):
+        """A krb5.conf for this realm with more [libdefaults] (e.g. kdc_timesync=0)."""
+        path = self.dir / f"krb5-{name}.conf"
+        self._write_krb5_conf(path, self.port, "".join(f"  {k} = {v}\n" for k, v in libdefaults.items()))
+        return path
+
     def _run(self, *argv):
         r = subprocess.run(list(argv), env=self._env(), capture_output=True, text=True, timeout=60)
         if r.returncode != 0:
@@ -122,10 +143,19 @@ class Kdc:
         self._run(KDB5_UTIL, "-r", self.realm, "create", "-s", "-P", MASTER_PASSWORD)
         return self.restart()
 
-    def restart(self):
+    def set_max_ticket_life(self, name, seconds):
+        """Tickets issued to (or for) `name` last at most `seconds` (kadmin modprinc -maxlife)."""
+        self.kadmin(f'modprinc -maxlife "{seconds} seconds" {name}')
+
+    def restart(self, clock_offset=None):
+        """Starts krb5kdc again (same database); clock_offset (e.g. "+1h"): under faketime."""
         err = open(self.dir / "kdc.stderr", "ab")
-        self.proc = subprocess.Popen([KRB5KDC, "-n", "-r", self.realm], env=self._env(),
-                                     stdout=err, stderr=err)
+        env = self._env()
+        if clock_offset is not None:
+            if not faketime_installed():
+                raise RuntimeError(f"clock_offset needs {LIBFAKETIME} (Debian package libfaketime; deploy/install-deps)")
+            env.update(LD_PRELOAD=LIBFAKETIME, FAKETIME=clock_offset, FAKETIME_NO_CACHE="1")
+        self.proc = subprocess.Popen([KRB5KDC, "-n", "-r", self.realm], env=env, stdout=err, stderr=err)
         err.close()
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
@@ -157,6 +187,11 @@ class Kdc:
                 out += p.read_text(errors="replace")
         return out
 
+    def issued_tgts(self, name):
+        """How many TGTs the KDC has issued to `name` so far (AS_REQ ... ISSUE lines of its log)."""
+        return sum(1 for line in self.log().splitlines()
+                   if "AS_REQ" in line and "ISSUE:" in line and f" {name} for krbtgt/" in line)
+
     def close(self):
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -186,9 +221,18 @@ def _self_test():
         r = subprocess.run(["kinit", "-k", "-t", str(keytab), "alice@ADCSC.TEST"], env=env, capture_output=True,
                            text=True, timeout=30)
         assert r.returncode != 0 and "Cannot contact any KDC" in r.stderr, r.stderr
+        assert kdc.issued_tgts("alice@ADCSC.TEST") == 2, kdc.log()
+        if faketime_installed():  # the KDC an hour ahead: a client that keeps its own clock refuses it
+            kdc.stop()
+            kdc.restart(clock_offset="+1h")
+            env["KRB5_CONFIG"] = str(kdc.krb5_conf_variant("strict", kdc_timesync=0))
+            r = subprocess.run(["kinit", "-k", "-t", str(keytab), "alice@ADCSC.TEST"], env=env, capture_output=True,
+                               text=True, timeout=30)
+            assert r.returncode != 0 and "Clock skew too great" in r.stderr, r.stderr
         proc = kdc.proc
     assert proc.poll() is not None, "krb5kdc still running after close()"
-    print("kdc.py: realm up, kinit with password and keytab, unreachable KDC reported, stopped")
+    print("kdc.py: realm up, kinit with password and keytab, unreachable KDC reported, "
+          f"{'clock skew under libfaketime reported, ' if faketime_installed() else ''}stopped")
     return 0
 
 
