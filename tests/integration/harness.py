@@ -440,7 +440,8 @@ class Realm:
         return f"{account.split(chr(92))[-1]}@{self.name}"
 
     def add_account(self, account, password):
-        """Creates the account's principal with `password` and exports its client keytab (once)."""
+        """Creates the account's principal with `password` and exports its client keytab, once per
+        realm (emulators sharing the realm share the principal: the first password stays)."""
         if account in self._accounts:
             return
         principal = self.principal(account)
