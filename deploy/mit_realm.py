@@ -53,14 +53,15 @@ class MitRealm:
         self.kdc_log = self.dir / "kdc.log"
 
     # --- configuration -------------------------------------------------------------------
-    def write_krb5_conf(self, path, port):
+    def write_krb5_conf(self, path, port, libdefaults=""):
         """A client's krb5.conf for this realm with its KDC at 127.0.0.1:`port`. No DNS: the
         names given are the names used (no canonicalization, no reverse lookups, and a short
-        name such as "localhost" is not qualified with resolv.conf's search domain)."""
+        name such as "localhost" is not qualified with resolv.conf's search domain).
+        `libdefaults`: more [libdefaults] lines (e.g. "  kdc_timesync = 0\n")."""
         domain_realm = f"  .{self.domain} = {self.realm}\n  {self.domain} = {self.realm}\n" if self.domain else ""
         Path(path).write_text(
             "[libdefaults]\n"
-            f"  default_realm = {self.realm}\n"
+            f"  default_realm = {self.realm}\n{libdefaults}"
             "  dns_lookup_kdc = false\n  dns_lookup_realm = false\n  rdns = false\n"
             "  dns_canonicalize_hostname = false\n  qualify_shortname = \"\"\n"
             "  udp_preference_limit = 1\n  kdc_timeout = 1000\n  max_retries = 1\n"

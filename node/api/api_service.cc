@@ -673,15 +673,22 @@ ApiResponse ApiService::CaFailureAnswer(const absl::Status& status, std::string_
   if (hr) call->fields["hresult"] = absl::StrCat("0x", absl::Hex(*hr, absl::kZeroPad8));
   call->level = LogLevel::kError;
   const std::string outcome(OutcomeOf(kind));
+  // After the HRESULT: why this host could not authenticate to the CA (a Kerberos problem
+  // reads "The RPC server is unavailable" otherwise), then the caller's addition.
+  std::string after;
+  if (hr) {
+    if (std::optional<std::string> why = adcsc::ca::AuthFailureOf(status)) after = *std::move(why);
+  }
+  if (!extra.empty()) absl::StrAppend(&after, after.empty() ? "" : "; ", pki::AbslView(extra));
   if (kind != CaFailureKind::kAnswered && config_.api.ca_unreachable_status == 503) {
     // For a load balancer's L7 retry (api.ca_unreachable_status = 503): the answer as it was
     // before the original's form was restored.
     std::string message = hr ? CaFailureMessage(*backend_, *hr, "") : std::string(status.message());
-    if (!extra.empty()) absl::StrAppend(&message, "; ", pki::AbslView(extra));
+    if (!after.empty()) absl::StrAppend(&message, "; ", after);
     return Make(503, body("SERVICE_UNAVAILABLE", message), outcome);
   }
   std::string message = OriginalCaMessage(original_call, hr, std::string(status.message()));
-  if (!extra.empty()) absl::StrAppend(&message, "; ", pki::AbslView(extra));
+  if (!after.empty()) absl::StrAppend(&message, "; ", after);
   return Make(200, body("INTERNAL_ERROR", message), outcome);
 }
 

@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/cord.h"
+#include "absl/strings/string_view.h"
 
 namespace adcsc::ca {
 
@@ -88,6 +89,23 @@ inline absl::Status MarkOutcomeUnknown(absl::Status status) {
 }
 inline bool IsOutcomeUnknown(const absl::Status& status) {
   return !status.ok() && status.GetPayload(kOutcomeUnknownPayload).has_value();
+}
+
+// A failure to authenticate to the CA from this host: Kerberos could not get a ticket for it
+// (KDC unreachable, stale keytab, clock skew) or the CA refused the bind. Its HRESULT alone
+// ("The RPC server is unavailable") would send an operator to the network, so the detail —
+// what failed and what to check — travels with the status (payload, survives copies) and
+// goes into the client's answer as well as the log.
+inline constexpr char kAuthFailurePayload[] = "adcsc.ca_auth_failure";
+inline absl::Status MarkAuthFailure(absl::Status status, absl::string_view detail) {
+  if (!status.ok()) status.SetPayload(kAuthFailurePayload, absl::Cord(detail));
+  return status;
+}
+inline std::optional<std::string> AuthFailureOf(const absl::Status& status) {
+  if (status.ok()) return std::nullopt;
+  auto detail = status.GetPayload(kAuthFailurePayload);
+  if (!detail.has_value()) return std::nullopt;
+  return std::string(*detail);
 }
 
 class CaBackend {

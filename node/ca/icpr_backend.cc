@@ -154,9 +154,9 @@ absl::StatusOr<IcprBackend::Lease> IcprBackend::Acquire(const std::string& host)
       return Lease{std::move(*connection), false};
     }
     // Refused by the CA, or no Kerberos ticket for it: asking the endpoint mapper again
-    // would not help.
+    // would not help, and the client's answer says why (ca_backend.h, MarkAuthFailure).
     if (absl::IsPermissionDenied(connection.status()) || rpc::AuthFailedBeforeBind(connection.status())) {
-      return RpcErrorToCaError(connection.status(), false);
+      return MarkAuthFailure(RpcErrorToCaError(connection.status(), false), connection.status().message());
     }
     ForgetEndpoint(host);
     if (cached && round == 0) {

@@ -3,7 +3,13 @@
 Starts nodes from the build tree, makes PKI with `adcsc pki init`, and talks to the API with
 Python's ssl module (so the client is not our own code) or with curl. Every wait has a
 deadline; nothing sleeps for a fixed time to let something happen.
+
+The nodes reach the ADCS emulator with NTLM, or with Kerberos through a throw-away MIT realm
+(Realm). ADCSC_TEST_CA_AUTH=kerberos in the environment switches every Emulator and
+icpr_ca_section() of the process to Kerberos (one shared realm; the emulator then refuses
+NTLM, so a passing test did use Kerberos); the default is ntlm.
 """
+import atexit
 import datetime
 import json
 import os
@@ -22,6 +28,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID, ExtendedKeyUsageOID
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import kdc  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("ADCSC_BIN_DIR", REPO / "build" / "bin"))
@@ -237,7 +246,8 @@ netbios_domain = "EXAMPLE"
 netbios_computer = "CA01"
 dns_domain = "example.test"
 dns_computer = "localhost"
-
+ntlm = {ntlm}
+{kerberos}
 [ca]
 name = "{ca}"
 key_type = "p256"
@@ -269,24 +279,39 @@ ICPR_DC = "localhost"
 class Emulator:
     """The ADCS emulator (tools/adcs-emulator) on loopback, with an accounts file."""
 
-    def __init__(self, root: Path, accounts=None, name="emulator"):
+    def __init__(self, root: Path, accounts=None, name="emulator", kerberos=None, ntlm=None):
+        """kerberos: a Realm to accept Kerberos from (each account gets a principal there); None:
+        the shared realm under ADCSC_TEST_CA_AUTH=kerberos, else none; False: never.
+        ntlm: whether NTLM logons are accepted; default: only without Kerberos."""
         self.root, self.name = root, name
         self.dir = root / name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.accounts = accounts or {"EXAMPLE\\svc-adcsc": "Correct-Horse-1", "EXAMPLE\\other": "Other-Pass-2"}
+        if kerberos is None:
+            kerberos = shared_realm() if ca_auth() == "kerberos" else False
+        self.realm = kerberos or None
+        self.ntlm = self.realm is None if ntlm is None else ntlm
         lines = []
         for account, password in self.accounts.items():
             pw = self.dir / "pw.tmp"
             pw.write_text(password + "\n")
             nt_hash = run([EMULATOR, "nt-hash", "--password-file", pw]).stdout.strip()
             lines.append(f"{account}:{nt_hash}")
+            if self.realm is not None:
+                self.realm.add_account(account, password)
         (self.dir / "pw.tmp").unlink()
         self.accounts_file = self.dir / "accounts.txt"
         self.accounts_file.write_text("\n".join(lines) + "\n")
         self.epm_port = free_port()
         self.config = self.dir / "emulator.toml"
+        kerberos_section = ""
+        if self.realm is not None:
+            kerberos_section = (f'\n[kerberos]\nkeytab = "{self.realm.service_keytab}"\n'
+                                f'principal = "{self.realm.service_principal}"\nrealm_domain = "EXAMPLE"\n')
         self.config.write_text(EMULATOR_TEMPLATE.format(epm_port=self.epm_port, data_dir=self.dir / "data",
-                                                        accounts=self.accounts_file, ca=CA))
+                                                        accounts=self.accounts_file, ca=CA,
+                                                        ntlm="true" if self.ntlm else "false",
+                                                        kerberos=kerberos_section))
         self.ready_file = self.dir / "ready.json"
         self.proc = None
         self.icpr_port = None
@@ -295,8 +320,14 @@ class Emulator:
         if self.ready_file.exists():
             self.ready_file.unlink()
         self.stderr = open(self.dir / "stderr.log", "ab")
+        env = dict(os.environ)
+        if self.realm is not None:
+            # The acceptor's replay cache: this emulator's own, not /var/tmp's.
+            rcache = self.dir / "rcache"
+            rcache.mkdir(exist_ok=True)
+            env.update(KRB5_CONFIG=str(self.realm.krb5_conf), KRB5RCACHEDIR=str(rcache))
         self.proc = subprocess.Popen([str(EMULATOR), "run", "--config", str(self.config), "--ready-file",
-                                      str(self.ready_file)], stdout=subprocess.DEVNULL, stderr=self.stderr)
+                                      str(self.ready_file)], stdout=subprocess.DEVNULL, stderr=self.stderr, env=env)
         def ready():
             if self.proc.poll() is not None:
                 raise RuntimeError(f"emulator exited with {self.proc.returncode}: "
@@ -327,9 +358,32 @@ class Emulator:
         return path
 
 
-def icpr_ca_section(emulator: Emulator, account="EXAMPLE\\svc-adcsc", call_timeout_ms=5000):
-    """The [ca] part of a node config that reaches `emulator` over MS-ICPR."""
+def icpr_ca_section(emulator: Emulator, account="EXAMPLE\\svc-adcsc", call_timeout_ms=5000, auth=None,
+                    realm=None, credential="keytab", mechanism=None, krb5_conf=None, icpr_extra=""):
+    """The [ca] part of a node config that reaches `emulator` over MS-ICPR.
+    auth: "ntlm", "kerberos" or "negotiate"; default: ADCSC_TEST_CA_AUTH when the emulator
+    takes Kerberos, else ntlm. realm: default the emulator's. credential: where the Kerberos
+    ticket comes from, "keytab" (the account's) or "password" (password_file, which NTLM also
+    uses). mechanism: kerberos_mechanism ("spnego" or "krb5"); krb5_conf: default the realm's
+    (the node sets KRB5_CONFIG from it: no environment needed). icpr_extra: more [ca.icpr] lines."""
     identity = account.replace("\\", "\\\\")
+    realm = realm or emulator.realm
+    if auth is None:
+        auth = ca_auth() if realm is not None else "ntlm"
+    keys = [f'auth = "{auth}"']
+    if auth == "ntlm" or credential == "password":
+        keys.append(f'password_file = "{emulator.secret_file(account)}"')
+    if auth != "ntlm":
+        if realm is None:
+            raise ValueError(f'auth "{auth}" needs a Realm (the emulator has none)')
+        if credential == "keytab":
+            keys.append(f'keytab = "{realm.keytab(account)}"')
+            if auth == "negotiate":  # NTLM's secret, for the fallback
+                keys.append(f'password_file = "{emulator.secret_file(account)}"')
+        keys.append(f'krb5_conf = "{krb5_conf or realm.krb5_conf}"')
+        if mechanism is not None:
+            keys.append(f'kerberos_mechanism = "{mechanism}"')
+    keys = "\n".join(keys)
     return f"""
 [ca]
 backend = "icpr"
@@ -341,11 +395,79 @@ ca = "{CA}"
 san_dns = ["*.example.test"]
 
 [ca.icpr]
-password_file = "{emulator.secret_file(account)}"
+{keys}
 epm_port = {emulator.epm_port}
 connect_timeout_ms = 2000
 call_timeout_ms = {call_timeout_ms}
+{icpr_extra}
 """
+
+
+CA_AUTH_VALUES = ("ntlm", "kerberos")
+
+
+def ca_auth():
+    """How the nodes of this test process authenticate to the emulator (ADCSC_TEST_CA_AUTH)."""
+    value = os.environ.get("ADCSC_TEST_CA_AUTH", "ntlm")
+    if value not in CA_AUTH_VALUES:
+        raise ValueError(f"ADCSC_TEST_CA_AUTH={value!r}: use one of {', '.join(CA_AUTH_VALUES)}")
+    return value
+
+
+class Realm:
+    """A throw-away Kerberos realm for the emulator and the nodes (kdc.Kdc underneath): the CA's
+    service principal host/<ICPR_DC> with the emulator's keytab, and a principal per CA account
+    (EXAMPLE\\user -> user@ADCSC.TEST, with the account's NTLM password) with a 0600 client
+    keytab. kdc is the Kdc itself (stop, restart, kadmin, log)."""
+
+    def __init__(self):
+        if not kdc.installed():
+            raise RuntimeError(f"Kerberos tests need MIT's KDC ({kdc.KRB5KDC}; deploy/install-deps installs it)")
+        self.kdc = kdc.Kdc().start()
+        self.name = self.kdc.realm
+        self.dir = self.kdc.dir
+        self.service_principal = f"host/{ICPR_DC}@{self.name}"
+        self.kdc.add_principal(self.service_principal)
+        self.service_keytab = self.kdc.export_keytab(self.service_principal, self.dir / "service.keytab")
+        self._accounts = {}
+
+    @property
+    def krb5_conf(self):
+        return self.kdc.krb5_conf
+
+    def principal(self, account):
+        """user@REALM for DOMAIN\\user."""
+        return f"{account.split(chr(92))[-1]}@{self.name}"
+
+    def add_account(self, account, password):
+        """Creates the account's principal with `password` and exports its client keytab, once per
+        realm (emulators sharing the realm share the principal: the first password stays)."""
+        if account in self._accounts:
+            return
+        principal = self.principal(account)
+        self.kdc.add_principal(principal, password=password)
+        keytab = self.kdc.export_keytab(principal, self.dir / (principal.split("@")[0] + ".keytab"))
+        keytab.chmod(0o600)
+        self._accounts[account] = keytab
+
+    def keytab(self, account):
+        return self._accounts[account]
+
+    def close(self):
+        self.kdc.close()
+
+
+_shared_realm = None
+
+
+def shared_realm():
+    """The realm every Emulator of this process uses under ADCSC_TEST_CA_AUTH=kerberos; started on
+    first use, stopped at exit."""
+    global _shared_realm
+    if _shared_realm is None:
+        _shared_realm = Realm()
+        atexit.register(_shared_realm.close)
+    return _shared_realm
 
 
 class TcpProxy:

@@ -8,6 +8,11 @@ TCP connections (a deadline, no fixed sleeps), stop() ends it and waits. Nothing
 running service. Processes that should use the realm get client_env().
 Mirrors tests/testing/mit_kdc.h (the C++ fixture of the unit tests).
 
+restart(clock_offset="+1h") runs krb5kdc with libfaketime preloaded (Debian's libfaketime),
+so the KDC's clock is that far from everyone else's: a clock-skew test that leaves the host's
+clock alone. (Preloaded directly rather than through the faketime command, which forks: stop()
+must signal krb5kdc itself.)
+
 Usage:
     with Kdc() as kdc:                    # starts; stops on exit
         kdc.add_principal("svc@ADCSC.TEST", password="pw")
@@ -16,6 +21,7 @@ Usage:
 
 Run this file to check the fixture itself (kinit with a password and a keytab, then stop).
 """
+import glob
 import os
 import shutil
 import signal
@@ -31,9 +37,17 @@ import mit_realm  # noqa: E402
 KRB5KDC = mit_realm.KRB5KDC
 KDB5_UTIL = mit_realm.KDB5_UTIL
 KADMIN_LOCAL = mit_realm.KADMIN_LOCAL
+# Debian's libfaketime, under the multiarch directory of this machine.
+LIBFAKETIME = next(iter(sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))),
+                   "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 START_TIMEOUT = 20.0
 MASTER_PASSWORD = "adcsc-test-master"
 installed = mit_realm.installed
+
+
+def faketime_installed():
+    """Whether restart(clock_offset=...) can run (Debian's libfaketime; deploy/install-deps)."""
+    return os.access(LIBFAKETIME, os.R_OK)
 
 
 def _free_port():
@@ -66,6 +80,12 @@ class Kdc:
         self._realm.write_krb5_conf(path, _free_port())
         return path
 
+    def krb5_conf_variant(self, name, **libdefaults):
+        """A krb5.conf for this realm with more [libdefaults] (e.g. kdc_timesync=0)."""
+        path = self.dir / f"krb5-{name}.conf"
+        self._realm.write_krb5_conf(path, self.port, "".join(f"  {k} = {v}\n" for k, v in libdefaults.items()))
+        return path
+
     # --- realm administration ------------------------------------------------------------
     def kadmin(self, query):
         return self._realm.kadmin(query)
@@ -83,9 +103,19 @@ class Kdc:
         self._realm.create()
         return self.restart()
 
-    def restart(self):
+    def set_max_ticket_life(self, name, seconds):
+        """Tickets issued to (or for) `name` last at most `seconds` (kadmin modprinc -maxlife)."""
+        self.kadmin(f'modprinc -maxlife "{seconds} seconds" {name}')
+
+    def restart(self, clock_offset=None):
+        """Starts krb5kdc again (same database); clock_offset (e.g. "+1h"): under libfaketime."""
         err = open(self.dir / "kdc.stderr", "ab")
-        self.proc = subprocess.Popen(self._realm.kdc_argv(), env=self._realm.kdc_env(), stdout=err, stderr=err)
+        env = self._realm.kdc_env()
+        if clock_offset is not None:
+            if not faketime_installed():
+                raise RuntimeError(f"clock_offset needs {LIBFAKETIME} (Debian package libfaketime; deploy/install-deps)")
+            env.update(LD_PRELOAD=LIBFAKETIME, FAKETIME=clock_offset, FAKETIME_NO_CACHE="1")
+        self.proc = subprocess.Popen(self._realm.kdc_argv(), env=env, stdout=err, stderr=err)
         err.close()
         try:
             self._realm.wait_listening(lambda: self.proc.poll() is None, START_TIMEOUT)
@@ -106,6 +136,11 @@ class Kdc:
 
     def log(self):
         return self._realm.log(self.dir / "kdc.stderr")
+
+    def issued_tgts(self, name):
+        """How many TGTs the KDC has issued to `name` so far (AS_REQ ... ISSUE lines of its log)."""
+        return sum(1 for line in self.log().splitlines()
+                   if "AS_REQ" in line and "ISSUE:" in line and f" {name} for krbtgt/" in line)
 
     def close(self):
         self.stop()
@@ -136,9 +171,18 @@ def _self_test():
         r = subprocess.run(["kinit", "-k", "-t", str(keytab), "alice@ADCSC.TEST"], env=env, capture_output=True,
                            text=True, timeout=30)
         assert r.returncode != 0 and "Cannot contact any KDC" in r.stderr, r.stderr
+        assert kdc.issued_tgts("alice@ADCSC.TEST") == 2, kdc.log()
+        if faketime_installed():  # the KDC an hour ahead: a client that keeps its own clock refuses it
+            kdc.stop()
+            kdc.restart(clock_offset="+1h")
+            env["KRB5_CONFIG"] = str(kdc.krb5_conf_variant("strict", kdc_timesync=0))
+            r = subprocess.run(["kinit", "-k", "-t", str(keytab), "alice@ADCSC.TEST"], env=env, capture_output=True,
+                               text=True, timeout=30)
+            assert r.returncode != 0 and "Clock skew too great" in r.stderr, r.stderr
         proc = kdc.proc
     assert proc.poll() is not None, "krb5kdc still running after close()"
-    print("kdc.py: realm up, kinit with password and keytab, unreachable KDC reported, stopped")
+    print("kdc.py: realm up, kinit with password and keytab, unreachable KDC reported, "
+          f"{'clock skew under libfaketime reported, ' if faketime_installed() else ''}stopped")
     return 0
 
 

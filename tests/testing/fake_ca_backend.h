@@ -23,6 +23,9 @@ class FakeCaBackend : public adcsc::ca::CaBackend {
   std::vector<uint8_t> cert_der = {0x30, 0x03, 0x02, 0x01, 0x01};
   // When non-zero, Submit/Retrieve fail with this HRESULT.
   uint32_t fail_hresult = 0;
+  // With fail_hresult: the failure is this host's authentication to the CA, with this detail
+  // (ca_backend.h, MarkAuthFailure).
+  std::string fail_auth_detail;
   // When true, an issued submit gets a real certificate for the CSR's key, signed by a CA
   // key made on first use (what a search by public key needs); otherwise `cert_der`.
   bool real_certs = false;
@@ -47,6 +50,11 @@ class FakeCaBackend : public adcsc::ca::CaBackend {
   }
 
  private:
+  absl::Status Failure(const std::string& context) const {
+    absl::Status failure = adcsc::ca::CaError(fail_hresult, fail_auth_detail.empty() ? context : fail_auth_detail);
+    return fail_auth_detail.empty() ? failure : adcsc::ca::MarkAuthFailure(failure, fail_auth_detail);
+  }
+
   absl::StatusOr<adcsc::ca::CaResponse> SubmitLocked(const adcsc::ca::SubmitRequest& r) {
     std::lock_guard lock(mu_);
     if (lose_requests > 0) {  // it never got there: not counted, not taken
@@ -55,7 +63,7 @@ class FakeCaBackend : public adcsc::ca::CaBackend {
     }
     submits_++;
     last_submit_ = r;
-    if (fail_hresult != 0) return adcsc::ca::CaError(fail_hresult, "fake submit");
+    if (fail_hresult != 0) return Failure("fake submit");
     adcsc::ca::CaResponse resp;
     resp.request_id = next_id_++;
     resp.disposition = submit_disposition;
@@ -77,7 +85,7 @@ class FakeCaBackend : public adcsc::ca::CaBackend {
   absl::StatusOr<adcsc::ca::CaResponse> Retrieve(const adcsc::ca::RetrieveRequest& r) override {
     std::lock_guard lock(mu_);
     retrieves_++;
-    if (fail_hresult != 0) return adcsc::ca::CaError(fail_hresult, "fake retrieve");
+    if (fail_hresult != 0) return Failure("fake retrieve");
     auto it = states_.find(r.request_id);
     if (it == states_.end()) return adcsc::ca::CaError(adcsc::ca::hr::kPropertyEmpty, "fake retrieve");
     if (foreign_.count(r.request_id) != 0) return adcsc::ca::CaError(adcsc::ca::hr::kAccessDenied, "fake retrieve");
@@ -85,7 +93,7 @@ class FakeCaBackend : public adcsc::ca::CaBackend {
   }
 
   absl::Status Ping(const adcsc::ca::CaTarget&, const adcsc::ca::CallerIdentity&) override {
-    return fail_hresult ? adcsc::ca::CaError(fail_hresult, "fake ping") : absl::OkStatus();
+    return fail_hresult ? Failure("fake ping") : absl::OkStatus();
   }
   std::string Kind() const override { return "fake"; }
 

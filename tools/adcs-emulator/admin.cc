@@ -91,6 +91,8 @@ std::string RunAdminCommand(Emulator& emulator, const std::string& command) {
                 {"dropped_calls", s.dropped_calls},
                 {"lost_answers", s.lost_answers},
                 {"failed_logons", s.failed_logons},
+                {"ntlm_calls", s.ntlm_calls},
+                {"kerberos_calls", s.kerberos_calls},
                 {"ca_requests", count.ok() ? *count : 0},
                 {"latency_ms", f.latency.count()},
                 {"logon_latency_ms", f.logon_latency.count()},

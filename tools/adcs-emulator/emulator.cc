@@ -68,6 +68,8 @@ EmulatorStats Emulator::stats() const {
   s.dropped_calls = dropped_.load();
   s.failed_logons = failed_logons_.load();
   s.lost_answers = lost_answers_.load();
+  s.ntlm_calls = ntlm_calls_.load();
+  s.kerberos_calls = kerberos_calls_.load();
   return s;
 }
 
@@ -226,6 +228,8 @@ bool Emulator::MayEnroll(const std::string& account, const std::string& template
 absl::StatusOr<rpc::Bytes> Emulator::HandleCertPassage(const rpc::CallContext& caller, uint16_t opnum,
                                                        rpc::ByteView stub) {
   calls_++;
+  if (caller.mechanism == "ntlm") ntlm_calls_++;
+  if (caller.mechanism == "kerberos" || caller.mechanism == "negotiate/kerberos") kerberos_calls_++;
   if (opnum != rpc::kCertServerRequestOpnum) return rpc::FaultError(rpc::fault::kOpRangeError, "ICertPassage");
   const Faults f = faults();
   if (f.latency.count() > 0) std::this_thread::sleep_for(f.latency);

@@ -37,6 +37,10 @@ struct EmulatorStats {
   uint64_t dropped_calls = 0;  // dropped by the failure-rate knob
   uint64_t lost_answers = 0;   // submits taken, then answered by fault_after_accept or drop_after_accept
   uint64_t failed_logons = 0;
+  // ICertPassage calls by how their connection authenticated ("ntlm"; "kerberos" or
+  // "negotiate/kerberos"): which mechanism a client really used.
+  uint64_t ntlm_calls = 0;
+  uint64_t kerberos_calls = 0;
 };
 
 class Emulator {
@@ -84,6 +88,7 @@ class Emulator {
   std::mt19937_64 rng_{std::random_device{}()};
   bool stopping_ = false;
 
+  std::atomic<uint64_t> ntlm_calls_{0}, kerberos_calls_{0};
   std::atomic<uint64_t> connections_{0}, calls_{0}, submits_{0}, retrieves_{0}, refused_{0}, dropped_{0},
       failed_logons_{0}, lost_answers_{0};
 };

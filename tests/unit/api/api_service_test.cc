@@ -299,6 +299,34 @@ TEST_F(ApiServiceTest, WithCaUnreachableStatus503AnUnreachableCaIs503) {
   EXPECT_EQ(Status(denied), "INTERNAL_ERROR");
 }
 
+// A node that cannot authenticate to the CA (here: no Kerberos ticket, the KDC is down) says
+// why in the answer, after the original's HRESULT text: "The RPC server is unavailable" alone
+// would send the Jamf Pro administrator to the network (docs/api.md, "Errors").
+TEST_F(ApiServiceTest, AnAuthenticationFailureNamesItsCauseInTheAnswer) {
+  ca_.fail_hresult = adcsc::ca::hr::kRpcServerUnavailable;
+  ca_.fail_auth_detail = "Kerberos credentials for ca01: cannot reach the KDC for realm EXAMPLE.TEST: check krb5.conf";
+  const std::string expected =
+      "System.Runtime.InteropServices.COMException - CCertRequest::Submit: The RPC server is unavailable. 0x800706ba "
+      "(WIN32: 1722 RPC_S_SERVER_UNAVAILABLE); Kerberos credentials for ca01: cannot reach the KDC for realm "
+      "EXAMPLE.TEST: check krb5.conf";
+  auto r = Submit(FreshCsr());
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.outcome, "ca_unavailable");
+  EXPECT_EQ(r.body, WithRequestIdJson("INTERNAL_ERROR", expected, 0));
+  auto got = Retrieve(5);
+  EXPECT_EQ(json::parse(got.body)["request-status"]["message"],
+            "System.Runtime.InteropServices.COMException - CCertRequest::RetrievePending: The RPC server is "
+            "unavailable. 0x800706ba (WIN32: 1722 RPC_S_SERVER_UNAVAILABLE); Kerberos credentials for ca01: cannot "
+            "reach the KDC for realm EXAMPLE.TEST: check krb5.conf")
+      << got.body;
+  config_.api.ca_unreachable_status = 503;
+  auto unavailable = Submit(FreshCsr("503"));
+  EXPECT_EQ(unavailable.status, 503) << unavailable.body;
+  const std::string message = json::parse(unavailable.body)["request-status"]["message"];
+  EXPECT_NE(message.find("0x800706ba"), std::string::npos) << message;
+  EXPECT_NE(message.find("; Kerberos credentials for ca01: cannot reach the KDC"), std::string::npos) << message;
+}
+
 TEST_F(ApiServiceTest, RetrieveOfUnknownIdNamesTheHresult) {
   auto r = Retrieve(77);
   EXPECT_EQ(r.status, 200);

@@ -1,6 +1,7 @@
 // IcprBackend against the ADCS emulator running in this process on loopback: connection
 // pooling and reuse, transparent replacement of a dead pooled connection, the retry rule
-// (retrieve once, submit never), the refusal below packet privacy, and HRESULT mapping.
+// (retrieve once, submit never), the refusal below packet privacy (NTLM and Kerberos), and
+// HRESULT mapping, with a Kerberos failure's cause kept for the client's answer.
 #include "node/ca/icpr_backend.h"
 
 #include <gtest/gtest.h>
@@ -8,6 +9,7 @@
 #include "node/ca/hresult.h"
 #include "node/pki/csr.h"
 #include "node/pki/keys.h"
+#include "tests/testing/mit_kdc.h"
 #include "tests/testing/temp_dir.h"
 #include "tools/adcs-emulator/emulator.h"
 
@@ -202,6 +204,99 @@ TEST_F(IcprBackendTest, NoCaListeningIsServerUnavailable) {
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(HresultOf(s.status()), hr::kRpcServerUnavailable) << s.status();
   EXPECT_NE(s.status().message().find("cannot reach the CA at 127.0.0.1"), std::string_view::npos) << s.status();
+}
+
+// The same emulator taking Kerberos only (emulator.ntlm = false), against a throw-away MIT
+// realm: the CA host 127.0.0.1 is host/127.0.0.1@ADCSC.TEST, the service account
+// svc@ADCSC.TEST, seen by the CA as EXAMPLE\svc.
+class IcprBackendKerberosTest : public ::testing::Test {
+ protected:
+  static constexpr char kClient[] = "svc@ADCSC.TEST";
+  static constexpr char kService[] = "host/127.0.0.1@ADCSC.TEST";
+
+  void SetUp() override {
+    if (!testing::MitKdc::Installed())
+      GTEST_SKIP() << "MIT krb5kdc is not installed (" << testing::MitKdc::kKrb5kdc
+                   << "): apt-get install krb5-kdc krb5-admin-server";
+    std::string error = kdc_.Start();
+    for (const std::string& step :
+         {kdc_.AddPrincipal(kClient, "Pw-1"), kdc_.ExportKeytab(kClient, ClientKeytab()),
+          kdc_.AddRandomKeyPrincipal(kService), kdc_.ExportKeytab(kService, ServiceKeytab())}) {
+      if (error.empty()) error = step;
+    }
+    ASSERT_EQ(error, "");
+    kdc_.UseForThisProcess();
+    emulator::EmulatorConfig c;
+    c.data_dir = dir_.path() / "emulator";
+    c.ca.dir = c.data_dir / "ca";
+    c.ca.ca_name = kCa;
+    c.ca.durable = false;
+    TemplatePolicy t;
+    t.name = "JamfDevice";
+    c.ca.templates = {t};
+    c.ntlm = false;
+    c.kerberos_keytab = ServiceKeytab();
+    c.kerberos_realm_domain = "EXAMPLE";
+    c.names = {"EXAMPLE", "CA01", "", ""};
+    std::filesystem::create_directories(c.data_dir);
+    emulator_ = std::make_unique<emulator::Emulator>(c);
+    ASSERT_TRUE(emulator_->Start().ok());
+  }
+
+  std::filesystem::path ClientKeytab() const { return kdc_.dir() / "client.keytab"; }
+  std::filesystem::path ServiceKeytab() const { return kdc_.dir() / "service.keytab"; }
+
+  IcprBackendOptions Options(uint8_t level = rpc::authn_level::kPktPrivacy) {
+    IcprAuthOptions a;
+    a.mode = IcprAuthMode::kKerberos;
+    a.kerberos = gss::CredentialSource::Keytab(kClient, ClientKeytab().string());
+    a.level = level;
+    IcprBackendOptions o;
+    o.auth = *IcprAuthenticator::Create(a);
+    o.epm_port = emulator_->epm_port();
+    o.call_timeout = std::chrono::seconds(10);
+    return o;
+  }
+
+  SubmitRequest Csr(const std::string& cn) {
+    static auto key = pki::GenerateKey(pki::KeyType::kEcP256);
+    return {target_, kCaller, *pki::MakeCsr(key->get(), cn, {}), "JamfDevice"};
+  }
+
+  testing::MitKdc kdc_;
+  testing::TempDir dir_;
+  std::unique_ptr<emulator::Emulator> emulator_;
+  const CaTarget target_{"127.0.0.1", kCa};
+};
+
+// IF_ENFORCEENCRYPTICERTREQUEST holds for Kerberos too: the same account, the same CA, at
+// packet privacy issued, at packet integrity E_ACCESSDENIED. (A node cannot be configured
+// below privacy, so this is only reachable here.)
+TEST_F(IcprBackendKerberosTest, BelowPacketPrivacyTheCaSaysAccessDenied) {
+  IcprBackend privacy(Options());
+  auto issued = privacy.Submit(Csr("kerberos-privacy"));
+  ASSERT_TRUE(issued.ok()) << issued.status();
+  EXPECT_EQ(issued->disposition, Disposition::kIssued);
+  IcprBackend integrity(Options(rpc::authn_level::kPktIntegrity));
+  auto refused = integrity.Submit(Csr("kerberos-integrity"));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(HresultOf(refused.status()), hr::kAccessDenied) << refused.status();
+  EXPECT_EQ(integrity.counters().auth.kerberos_binds, 1u) << "the bind worked; the CA refused the call";
+}
+
+// No ticket for the CA (the KDC is down): RPC_S_SERVER_UNAVAILABLE as before, and the cause
+// travels with it for the client's answer (MarkAuthFailure).
+TEST_F(IcprBackendKerberosTest, AnUnreachableKdcIsServerUnavailableWithTheCause) {
+  kdc_.Stop();
+  IcprBackend backend(Options());
+  auto s = backend.Submit(Csr("kdc-down"));
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(HresultOf(s.status()), hr::kRpcServerUnavailable) << s.status();
+  EXPECT_FALSE(IsOutcomeUnknown(s.status()));
+  const std::optional<std::string> why = AuthFailureOf(s.status());
+  ASSERT_TRUE(why.has_value()) << s.status();
+  EXPECT_NE(why->find("cannot reach the KDC for realm ADCSC.TEST"), std::string::npos) << *why;
+  EXPECT_EQ(AuthFailureOf(CaError(hr::kRpcServerUnavailable, "no CA")), std::nullopt);
 }
 
 }  // namespace
