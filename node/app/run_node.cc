@@ -333,6 +333,7 @@ std::function<std::string()> MetricsScrape(RunningNode& n, int64_t certificate_n
       state.ca_binds_by_mechanism = std::move(pool->binds_by_mechanism);
       state.ca_ntlm_fallbacks = pool->ntlm_fallbacks;
       state.ca_ticket_renewals = pool->ticket_renewals;
+      state.ca_ticket_expiry_unix = pool->ticket_expiry_unix;
     }
     state.store_integrity_failures = n.integrity->failures();
     state.store_integrity_repairs = n.integrity->repairs();

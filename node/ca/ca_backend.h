@@ -75,6 +75,7 @@ struct CaConnectionStats {
   std::map<std::string, uint64_t> binds_by_mechanism;
   uint64_t ntlm_fallbacks = 0;
   uint64_t ticket_renewals = 0;
+  int64_t ticket_expiry_unix = 0;  // when the Kerberos TGT ends; 0: none
 };
 
 // A submit whose request may have reached the CA although no definite answer came back: a

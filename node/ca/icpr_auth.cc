@@ -74,6 +74,11 @@ IcprAuthStats IcprAuthenticator::stats() const {
   s.ntlm_binds = ntlm_binds_.load();
   s.ntlm_fallbacks = ntlm_fallbacks_.load();
   s.credential_renewals = renewals_.load();
+  absl::MutexLock lock(&mu_);
+  if (credentials_) {
+    s.ticket_expiry_unix =
+        std::chrono::duration_cast<std::chrono::seconds>(credentials_->expiry().time_since_epoch()).count();
+  }
   return s;
 }
 
@@ -94,6 +99,15 @@ absl::StatusOr<std::shared_ptr<gss::Credentials>> IcprAuthenticator::KerberosCre
     if (!renewed.ok() && credentials_->Expired()) return renewed;
   }
   return credentials_;
+}
+
+void IcprAuthenticator::RenewIfDue() {
+  if (options_.mode == IcprAuthMode::kNtlm) return;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!credentials_ || !credentials_->NeedsRenewal()) return;
+  }
+  (void)KerberosCredentials();  // renews; a failure shows at the next bind that needs a ticket
 }
 
 void IcprAuthenticator::Used(const rpc::ClientConnection& connection) {

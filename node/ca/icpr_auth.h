@@ -50,6 +50,8 @@ struct IcprAuthStats {
   uint64_t ntlm_binds = 0;
   uint64_t ntlm_fallbacks = 0;  // negotiate binds that used NTLM because Kerberos could not be used
   uint64_t credential_renewals = 0;
+  // When the current TGT ends (seconds since the epoch); 0: no Kerberos credentials yet.
+  int64_t ticket_expiry_unix = 0;
 };
 
 class IcprAuthenticator {
@@ -62,6 +64,12 @@ class IcprAuthenticator {
   // mechanism was used.
   absl::StatusOr<std::unique_ptr<rpc::ClientConnection>> Connect(rpc::ClientOptions base,
                                                                  const rpc::SyntaxId& interface);
+
+  // Renews the Kerberos ticket when it is within the renewal margin of its end (nothing for
+  // NTLM, or before the first bind). The icpr backend calls it on every call, pooled or not,
+  // and the readiness probe's periodic CA ping keeps it going on an idle node, so a pool of
+  // long-lived connections never lets the TGT lapse. A failure is retried on the next call.
+  void RenewIfDue();
 
   // The SPN for a CA host, e.g. "host/ca01.example.com".
   std::string SpnFor(const std::string& host) const;

@@ -83,6 +83,7 @@ std::optional<CaConnectionStats> IcprBackend::ConnectionStats() {
   stats.binds_by_mechanism = {{"kerberos", c.auth.kerberos_binds}, {"ntlm", c.auth.ntlm_binds}};
   stats.ntlm_fallbacks = c.auth.ntlm_fallbacks;
   stats.ticket_renewals = c.auth.credential_renewals;
+  stats.ticket_expiry_unix = c.auth.ticket_expiry_unix;
   return stats;
 }
 
@@ -112,6 +113,7 @@ void IcprBackend::ForgetEndpoint(const std::string& host) {
 
 absl::StatusOr<IcprBackend::Lease> IcprBackend::Acquire(const std::string& host) {
   if (!options_.auth) return absl::FailedPreconditionError("the icpr backend has no authentication configured");
+  options_.auth->RenewIfDue();
   HostPool& pool = PoolFor(host);
   std::optional<uint16_t> port;
   {

@@ -116,6 +116,11 @@ NodeMetrics::NodeMetrics()
                               .Name("adcsc_ca_kerberos_ticket_renewals")
                               .Help("Times the service account's Kerberos TGT was renewed since the node started")
                               .Register(*registry_)),
+      ca_ticket_expiry_(BuildGauge()
+                            .Name("adcsc_ca_kerberos_ticket_expiry_timestamp_seconds")
+                            .Help("When the service account's current Kerberos TGT ends (Unix time); renewal "
+                                  "keeps it ahead of now by more than ca.icpr.ticket_renew_margin_s")
+                            .Register(*registry_)),
       store_integrity_(
           BuildGauge()
               .Name("adcsc_store_integrity_checks")
@@ -184,6 +189,9 @@ std::string NodeMetrics::Scrape(const ScrapeState& state) {
     }
     ca_ntlm_fallbacks_.Add({}).Set(static_cast<double>(state.ca_ntlm_fallbacks));
     ca_ticket_renewals_.Add({}).Set(static_cast<double>(state.ca_ticket_renewals));
+    if (state.ca_ticket_expiry_unix > 0) {
+      ca_ticket_expiry_.Add({}).Set(static_cast<double>(state.ca_ticket_expiry_unix));
+    }
   }
   store_integrity_.Add({{"result", "damaged"}}).Set(static_cast<double>(state.store_integrity_failures));
   store_integrity_.Add({{"result", "repaired"}}).Set(static_cast<double>(state.store_integrity_repairs));

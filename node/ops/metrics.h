@@ -41,6 +41,7 @@ struct ScrapeState {
   std::map<std::string, uint64_t> ca_binds_by_mechanism;  // icpr: "kerberos", "ntlm"
   uint64_t ca_ntlm_fallbacks = 0;                         // icpr negotiate: NTLM because Kerberos could not start
   uint64_t ca_ticket_renewals = 0;                        // icpr: Kerberos TGTs renewed
+  int64_t ca_ticket_expiry_unix = 0;                      // icpr: when the TGT ends; 0: none
   uint64_t store_integrity_failures = 0;                  // quick_check found damage (since start)
   uint64_t store_integrity_repairs = 0;                   // of those, mended
   uint64_t store_records_pruned = 0;                      // by retention, since start
@@ -81,6 +82,7 @@ class NodeMetrics final : public node::ApiObserver {
   prometheus::Family<prometheus::Gauge>& ca_binds_;
   prometheus::Family<prometheus::Gauge>& ca_ntlm_fallbacks_;
   prometheus::Family<prometheus::Gauge>& ca_ticket_renewals_;
+  prometheus::Family<prometheus::Gauge>& ca_ticket_expiry_;
   prometheus::Family<prometheus::Gauge>& store_integrity_;
   prometheus::Family<prometheus::Gauge>& store_pruned_;
   std::mutex scrape_mu_;  // one scrape at a time sets the gauges, then serializes

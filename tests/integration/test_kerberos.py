@@ -188,7 +188,7 @@ class Kerberos(unittest.TestCase):
         csr = h.make_csr_b64("kdc-down")
         status, body = h.submit(node, csr, dc=DC)
         self.assert_refused_and_nothing_at_the_ca(
-            node, "kdc-down", status, body, "The RPC server is unavailable. 0x800706ba",
+            node, "kdc-down", status, body, "A security package specific error occurred. 0x80070721 (WIN32: 1825 RPC_S_SEC_PKG_ERROR)",
             "cannot reach the KDC for realm ADCSC.TEST", "check krb5.conf")
         status, body = h.submit(node503, h.make_csr_b64("kdc-down-503"), dc=DC)
         self.assertEqual(status, 503, body)

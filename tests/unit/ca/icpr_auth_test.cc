@@ -391,5 +391,27 @@ TEST_F(IcprKerberosTest, TicketsAreRenewedBeforeTheyExpire) {
   EXPECT_EQ(backend.counters().auth.ntlm_binds, 0u);
 }
 
+// With pooled connections no new bind asks for the credentials; the renewal still happens on
+// the calls (and on the readiness probe's pings), so the TGT never lapses under a busy pool.
+TEST_F(IcprKerberosTest, APooledConnectionStillRenewsTheTicketInTime) {
+  StartEmulator({ServiceKeytab()});
+  auto offset = std::make_shared<std::atomic<int64_t>>(0);
+  IcprAuthOptions auth = Kerberos();
+  auth.kerberos_options.renew_margin = std::chrono::minutes(5);
+  auth.kerberos_options.now = [offset] {
+    return std::chrono::system_clock::now() + std::chrono::seconds(offset->load());
+  };
+  IcprBackend backend(Options(auth));
+  ASSERT_EQ(SubmitAndRetrieve(backend, "pooled-renew-0"), "");
+  const int64_t first_end = backend.counters().auth.ticket_expiry_unix;
+  EXPECT_GT(first_end, 0);
+  offset->store(10 * 3600 - 60);  // within the margin of the first ticket's end
+  ASSERT_EQ(SubmitAndRetrieve(backend, "pooled-renew-1"), "");
+  const IcprBackendCounters c = backend.counters();
+  EXPECT_EQ(c.connections_opened, 1u) << "the pooled connection was reused throughout";
+  EXPECT_EQ(c.auth.credential_renewals, 1u);
+  EXPECT_GT(c.auth.ticket_expiry_unix, first_end);
+}
+
 }  // namespace
 }  // namespace adcsc::ca
