@@ -284,14 +284,15 @@ TEST_F(IcprBackendKerberosTest, BelowPacketPrivacyTheCaSaysAccessDenied) {
   EXPECT_EQ(integrity.counters().auth.kerberos_binds, 1u) << "the bind worked; the CA refused the call";
 }
 
-// No ticket for the CA (the KDC is down): RPC_S_SERVER_UNAVAILABLE as before, and the cause
-// travels with it for the client's answer (MarkAuthFailure).
-TEST_F(IcprBackendKerberosTest, AnUnreachableKdcIsServerUnavailableWithTheCause) {
+// No ticket for the CA (the KDC is down): RPC_S_SEC_PKG_ERROR (nothing reached the CA; a peer
+// may take the request), and the cause travels with it for the client's answer
+// (MarkAuthFailure).
+TEST_F(IcprBackendKerberosTest, AnUnreachableKdcIsASecurityPackageErrorWithTheCause) {
   kdc_.Stop();
   IcprBackend backend(Options());
   auto s = backend.Submit(Csr("kdc-down"));
   ASSERT_FALSE(s.ok());
-  EXPECT_EQ(HresultOf(s.status()), hr::kRpcServerUnavailable) << s.status();
+  EXPECT_EQ(HresultOf(s.status()), hr::kSecPkgError) << s.status();
   EXPECT_FALSE(IsOutcomeUnknown(s.status()));
   const std::optional<std::string> why = AuthFailureOf(s.status());
   ASSERT_TRUE(why.has_value()) << s.status();
