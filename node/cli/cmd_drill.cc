@@ -81,7 +81,8 @@ void AddDrillCommand(CLI::App& app, int* exit_code) {
       "node directly. Reports failed requests by phase and reason, the longest run of failures,\n"
       "latency per phase, when the load balancer stopped and resumed using the node, replication\n"
       "convergence, duplicate CA requests and lost requests.\n\n"
-      "Scenarios: kill (SIGKILL, then start), drain (admin channel, then resume), partition (cut off\n"
+      "Scenarios: kill (SIGKILL, then start), freeze (SIGSTOP, then SIGCONT), drain (admin channel, then resume), "
+      "partition (cut off\n"
       "from its peers, then heal), ca-outage (cut off from its CA, then heal), rolling-restart (each\n"
       "node in turn: drain, stop, start, resume). Safe in production: drain, ca-outage, rolling-restart.\n"
       "Lab only: kill, partition. partition and ca-outage need cluster.allow_fault_injection = true.\n\n"
@@ -94,7 +95,7 @@ void AddDrillCommand(CLI::App& app, int* exit_code) {
       "a drill file that lacks what the scenario needs.");
   cmd->add_option("--config,-c", a->config, "The drill file (see docs/operations.md; the quickstart writes one)")
       ->required();
-  cmd->add_option("--scenario,-s", a->scenario, "kill, drain, partition, ca-outage or rolling-restart")
+  cmd->add_option("--scenario,-s", a->scenario, "kill, freeze, drain, partition, ca-outage or rolling-restart")
       ->required()
       ->check(CLI::IsMember({"kill", "drain", "partition", "ca-outage", "rolling-restart"}));
   cmd->add_option("--node,-n", a->node, "The node to act on (default: the last in the drill file)");

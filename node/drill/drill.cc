@@ -266,6 +266,9 @@ absl::Status CheckScenarioNeeds(const DrillConfig& config, const DrillOptions& o
     if (options.scenario == "kill") {
       if (auto s = need(n, !n.pid_file.empty() || !n.kill_command.empty(), "pid_file or kill"); !s.ok()) return s;
     }
+    if (options.scenario == "freeze") {
+      if (auto s = need(n, !n.pid_file.empty(), "pid_file"); !s.ok()) return s;
+    }
     if (rolling) {
       if (auto s = need(n, !n.pid_file.empty() || !n.stop_command.empty(), "pid_file or stop"); !s.ok()) return s;
     }
@@ -306,6 +309,12 @@ class DrillRun {
         report_(report),
         run_(Clock::now()),
         watcher_(config, &run_) {}
+  // A node left frozen would stay so after the drill: thaw it whatever happened.
+  ~DrillRun() {
+    if (frozen_ != nullptr) (void)control_->Thaw(*frozen_);
+  }
+  DrillRun(const DrillRun&) = delete;
+  DrillRun& operator=(const DrillRun&) = delete;
 
   Run& run() { return run_; }
   bool lb_watched() const { return watcher_.active(); }
@@ -348,6 +357,9 @@ class DrillRun {
     run_.SetPhase("fault");
     const int64_t fault_at = run_.Now();
     if (scenario == "kill") Act("kill -9 " + target.id, [&] { return c->Kill(target); });
+    if (scenario == "freeze" && Act("freeze " + target.id + " (SIGSTOP)", [&] { return c->Freeze(target); })) {
+      frozen_ = &target;
+    }
     if (scenario == "drain") Act("drain " + target.id, [&] { return c->SetMode(target, "drain"); });
     if (scenario == "partition")
       Act("cut " + target.id + " off from its peers", [&] { return c->SetFault(target, true, std::nullopt); });
@@ -357,6 +369,9 @@ class DrillRun {
     run_.SetPhase("recovery");
     const int64_t restore_at = run_.Now();
     if (scenario == "kill") Act("start " + target.id, [&] { return c->Start(target); });
+    if (scenario == "freeze" && frozen_ != nullptr) {
+      if (Act("thaw " + target.id + " (SIGCONT)", [&] { return c->Thaw(target); })) frozen_ = nullptr;
+    }
     if (scenario == "drain") Act("resume " + target.id, [&] { return c->SetMode(target, "active"); });
     if (scenario == "partition")
       Act("heal " + target.id + " (peers)", [&] { return c->SetFault(target, false, std::nullopt); });
@@ -441,12 +456,13 @@ class DrillRun {
   DrillReport* report_;
   Run run_;
   LbWatcher watcher_;
+  const DrillNode* frozen_ = nullptr;  // frozen by this drill and not thawed yet
 };
 
 }  // namespace
 
 bool KnownScenario(const std::string& s) {
-  return s == "kill" || s == "drain" || s == "partition" || s == "ca-outage" || s == "rolling-restart";
+  return s == "kill" || s == "freeze" || s == "drain" || s == "partition" || s == "ca-outage" || s == "rolling-restart";
 }
 
 // A drill: checks, then traffic (baseline), the scenario, convergence, more traffic (after),
@@ -454,7 +470,7 @@ bool KnownScenario(const std::string& s) {
 absl::StatusOr<DrillReport> RunDrill(const DrillConfig& config, DrillOptions options, NodeControl* control) {
   if (!KnownScenario(options.scenario)) {
     return absl::InvalidArgumentError(absl::StrCat("unknown scenario \"", options.scenario,
-                                                   "\" (kill, drain, partition, ca-outage, rolling-restart)"));
+                                                   "\" (kill, freeze, drain, partition, ca-outage, rolling-restart)"));
   }
   if (options.target.empty()) options.target = config.nodes.back().id;
   const DrillNode* target = config.Find(options.target);

@@ -1,6 +1,7 @@
 // A failover drill: Jamf-like traffic through the load balancer while a scenario acts on a
 // node, then the checks and timings of docs/operations.md "Failover drills". Scenarios:
 //   kill             SIGKILL the node, hold, start it again
+//   freeze           SIGSTOP the node, hold, SIGCONT (a VM pause, a swap storm: there but silent)
 //   drain            drain it through the admin channel, hold, resume
 //   partition        cut it off from its peers (fault switch), hold, heal
 //   ca-outage        cut it off from its CA (fault switch), hold, heal

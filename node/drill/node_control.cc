@@ -107,6 +107,20 @@ absl::Status ProcessControl::Kill(const DrillNode& node) {
   return absl::OkStatus();
 }
 
+absl::Status ProcessControl::Freeze(const DrillNode& node) {
+  auto pid = ReadLivePid(node.pid_file);
+  if (!pid.ok()) return pid.status();
+  if (kill(*pid, SIGSTOP) != 0) return absl::InternalError(absl::StrCat("kill -STOP ", *pid, ": ", strerror(errno)));
+  return absl::OkStatus();
+}
+
+absl::Status ProcessControl::Thaw(const DrillNode& node) {
+  auto pid = ReadLivePid(node.pid_file);
+  if (!pid.ok()) return pid.status();
+  if (kill(*pid, SIGCONT) != 0) return absl::InternalError(absl::StrCat("kill -CONT ", *pid, ": ", strerror(errno)));
+  return absl::OkStatus();
+}
+
 absl::Status ProcessControl::Stop(const DrillNode& node, std::chrono::milliseconds grace) {
   if (!node.stop_command.empty()) return RunCommand(node.stop_command, "the stop command for " + node.id);
   auto pid = ReadLivePid(node.pid_file);

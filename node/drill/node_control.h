@@ -27,7 +27,12 @@ struct NodeProbe {
 class NodeControl {
  public:
   virtual ~NodeControl() = default;
-  virtual absl::Status Kill(const DrillNode& node) = 0;                                   // SIGKILL
+  virtual absl::Status Kill(const DrillNode& node) = 0;  // SIGKILL
+  // SIGSTOP / SIGCONT: the process is there and holds its sockets, but does nothing (a VM
+  // pause, a swap storm, a disk the kernel waits on). Freeze is undone by Thaw, whatever
+  // happens in between: the drill thaws in every path, including its own errors.
+  virtual absl::Status Freeze(const DrillNode& node) = 0;
+  virtual absl::Status Thaw(const DrillNode& node) = 0;
   virtual absl::Status Stop(const DrillNode& node, std::chrono::milliseconds grace) = 0;  // SIGTERM, wait
   virtual absl::Status Start(const DrillNode& node) = 0;                                  // the start command
   virtual absl::Status SetMode(const DrillNode& node, const std::string& mode) = 0;       // active, drain, maint
@@ -39,6 +44,8 @@ class ProcessControl final : public NodeControl {
  public:
   explicit ProcessControl(const DrillConfig& config) : config_(config) {}
   absl::Status Kill(const DrillNode& node) override;
+  absl::Status Freeze(const DrillNode& node) override;
+  absl::Status Thaw(const DrillNode& node) override;
   absl::Status Stop(const DrillNode& node, std::chrono::milliseconds grace) override;
   absl::Status Start(const DrillNode& node) override;
   absl::Status SetMode(const DrillNode& node, const std::string& mode) override;

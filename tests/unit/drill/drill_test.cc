@@ -230,6 +230,8 @@ TEST(DrillConfigTest, EveryProblemIsNamedWithFileAndKey) {
 class NoControl : public NodeControl {
  public:
   absl::Status Kill(const DrillNode&) override { return absl::OkStatus(); }
+  absl::Status Freeze(const DrillNode&) override { return absl::OkStatus(); }
+  absl::Status Thaw(const DrillNode&) override { return absl::OkStatus(); }
   absl::Status Stop(const DrillNode&, std::chrono::milliseconds) override { return absl::OkStatus(); }
   absl::Status Start(const DrillNode&) override { return absl::OkStatus(); }
   absl::Status SetMode(const DrillNode&, const std::string&) override { return absl::OkStatus(); }
@@ -255,6 +257,10 @@ TEST(DrillTest, AScenarioThatLacksWhatItNeedsIsRefusedUpFront) {
   auto kill = RunDrill(*c, o, &control);
   EXPECT_EQ(kill.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(std::string(kill.status().message()).find("pid_file"), std::string::npos) << kill.status();
+  o.scenario = "freeze";  // no pid_file either
+  auto freeze = RunDrill(*c, o, &control);
+  EXPECT_EQ(freeze.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(std::string(freeze.status().message()).find("pid_file"), std::string::npos) << freeze.status();
   o.scenario = "drain";  // no [admin]
   auto drain = RunDrill(*c, o, &control);
   EXPECT_NE(std::string(drain.status().message()).find("[admin]"), std::string::npos) << drain.status();
