@@ -97,7 +97,7 @@ void AddDrillCommand(CLI::App& app, int* exit_code) {
       ->required();
   cmd->add_option("--scenario,-s", a->scenario, "kill, freeze, drain, partition, ca-outage or rolling-restart")
       ->required()
-      ->check(CLI::IsMember({"kill", "drain", "partition", "ca-outage", "rolling-restart"}));
+      ->check(CLI::IsMember({"kill", "freeze", "drain", "partition", "ca-outage", "rolling-restart"}));
   cmd->add_option("--node,-n", a->node, "The node to act on (default: the last in the drill file)");
   cmd->add_flag("--json", a->json, "Print the report as JSON");
   cmd->add_option("--rate", a->rate, "Enrollments started per second")
