@@ -366,6 +366,8 @@ dc = "{DC}"
 ca = "{CA_NAME}"
 template = "{TEMPLATE}"
 list_command = ["{L.emulator_bin}", "ctl", "--config", "{emu / 'emulator.toml'}", "list"]
+slow_command = ["{L.emulator_bin}", "ctl", "--config", "{emu / 'emulator.toml'}", "set", "latency_ms", "1500"]
+restore_command = ["{L.emulator_bin}", "ctl", "--config", "{emu / 'emulator.toml'}", "set", "latency_ms", "0"]
 {nodes_toml}""")
 
 

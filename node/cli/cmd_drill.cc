@@ -81,11 +81,12 @@ void AddDrillCommand(CLI::App& app, int* exit_code) {
       "node directly. Reports failed requests by phase and reason, the longest run of failures,\n"
       "latency per phase, when the load balancer stopped and resumed using the node, replication\n"
       "convergence, duplicate CA requests and lost requests.\n\n"
-      "Scenarios: kill (SIGKILL, then start), freeze (SIGSTOP, then SIGCONT), drain (admin channel, then resume), "
-      "partition (cut off\n"
-      "from its peers, then heal), ca-outage (cut off from its CA, then heal), rolling-restart (each\n"
-      "node in turn: drain, stop, start, resume). Safe in production: drain, ca-outage, rolling-restart.\n"
-      "Lab only: kill, partition. partition and ca-outage need cluster.allow_fault_injection = true.\n\n"
+      "Scenarios: kill (SIGKILL, then start), freeze (SIGSTOP, then SIGCONT), drain (admin channel,\n"
+      "then resume), partition (cut off from its peers, then heal), ca-outage (cut off from its CA,\n"
+      "then heal), ca-slow (the CA answers slowly for every node: the drill file's ca.slow_command,\n"
+      "then ca.restore_command), rolling-restart (each node in turn: drain, stop, start, resume).\n"
+      "Safe in production: drain, ca-outage, rolling-restart. Lab only: kill, freeze, partition,\n"
+      "ca-slow. partition and ca-outage need cluster.allow_fault_injection = true.\n\n"
       "Objectives: zero lost requests always; zero failed requests when the drill file's lb.mode is\n"
       "tls-termination (unless --allow-failures); zero duplicate CA requests when it has\n"
       "ca.list_command; and the limits given below.\n\n"
@@ -95,9 +96,9 @@ void AddDrillCommand(CLI::App& app, int* exit_code) {
       "a drill file that lacks what the scenario needs.");
   cmd->add_option("--config,-c", a->config, "The drill file (see docs/operations.md; the quickstart writes one)")
       ->required();
-  cmd->add_option("--scenario,-s", a->scenario, "kill, freeze, drain, partition, ca-outage or rolling-restart")
+  cmd->add_option("--scenario,-s", a->scenario, "kill, freeze, drain, partition, ca-outage, ca-slow or rolling-restart")
       ->required()
-      ->check(CLI::IsMember({"kill", "freeze", "drain", "partition", "ca-outage", "rolling-restart"}));
+      ->check(CLI::IsMember({"kill", "freeze", "drain", "partition", "ca-outage", "ca-slow", "rolling-restart"}));
   cmd->add_option("--node,-n", a->node, "The node to act on (default: the last in the drill file)");
   cmd->add_flag("--json", a->json, "Print the report as JSON");
   cmd->add_option("--rate", a->rate, "Enrollments started per second")

@@ -278,6 +278,10 @@ absl::Status CheckScenarioNeeds(const DrillConfig& config, const DrillOptions& o
     if (options.scenario == "partition" || options.scenario == "ca-outage") {
       if (auto s = need(n, !n.config.empty(), "config"); !s.ok()) return s;
     }
+    if (options.scenario == "ca-slow" && (config.ca_slow_command.empty() || config.ca_restore_command.empty())) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("scenario ca-slow needs ca.slow_command and ca.restore_command in ", config.source.string()));
+    }
     if ((options.scenario == "drain" || rolling) && config.admin_cert.empty()) {
       return absl::FailedPreconditionError(
           absl::StrCat("scenario ", options.scenario, " needs an [admin] section in ", config.source.string()));
@@ -312,6 +316,7 @@ class DrillRun {
   // A node left frozen would stay so after the drill: thaw it whatever happened.
   ~DrillRun() {
     if (frozen_ != nullptr) (void)control_->Thaw(*frozen_);
+    if (ca_slowed_) (void)control_->SetCaSlow(false);
   }
   DrillRun(const DrillRun&) = delete;
   DrillRun& operator=(const DrillRun&) = delete;
@@ -361,6 +366,7 @@ class DrillRun {
       frozen_ = &target;
     }
     if (scenario == "drain") Act("drain " + target.id, [&] { return c->SetMode(target, "drain"); });
+    if (scenario == "ca-slow" && Act("slow the CA down", [&] { return c->SetCaSlow(true); })) ca_slowed_ = true;
     if (scenario == "partition")
       Act("cut " + target.id + " off from its peers", [&] { return c->SetFault(target, true, std::nullopt); });
     if (scenario == "ca-outage")
@@ -373,6 +379,9 @@ class DrillRun {
       if (Act("thaw " + target.id + " (SIGCONT)", [&] { return c->Thaw(target); })) frozen_ = nullptr;
     }
     if (scenario == "drain") Act("resume " + target.id, [&] { return c->SetMode(target, "active"); });
+    if (scenario == "ca-slow" && ca_slowed_) {
+      if (Act("restore the CA's speed", [&] { return c->SetCaSlow(false); })) ca_slowed_ = false;
+    }
     if (scenario == "partition")
       Act("heal " + target.id + " (peers)", [&] { return c->SetFault(target, false, std::nullopt); });
     if (scenario == "ca-outage")
@@ -457,20 +466,23 @@ class DrillRun {
   Run run_;
   LbWatcher watcher_;
   const DrillNode* frozen_ = nullptr;  // frozen by this drill and not thawed yet
+  bool ca_slowed_ = false;             // the CA slowed by this drill and not restored yet
 };
 
 }  // namespace
 
 bool KnownScenario(const std::string& s) {
-  return s == "kill" || s == "freeze" || s == "drain" || s == "partition" || s == "ca-outage" || s == "rolling-restart";
+  return s == "kill" || s == "freeze" || s == "drain" || s == "partition" || s == "ca-outage" || s == "ca-slow" ||
+         s == "rolling-restart";
 }
 
 // A drill: checks, then traffic (baseline), the scenario, convergence, more traffic (after),
 // then verification of every acknowledged request and the report.
 absl::StatusOr<DrillReport> RunDrill(const DrillConfig& config, DrillOptions options, NodeControl* control) {
   if (!KnownScenario(options.scenario)) {
-    return absl::InvalidArgumentError(absl::StrCat("unknown scenario \"", options.scenario,
-                                                   "\" (kill, freeze, drain, partition, ca-outage, rolling-restart)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown scenario \"", options.scenario,
+                     "\" (kill, freeze, drain, partition, ca-outage, ca-slow, rolling-restart)"));
   }
   if (options.target.empty()) options.target = config.nodes.back().id;
   const DrillNode* target = config.Find(options.target);

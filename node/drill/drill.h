@@ -5,6 +5,7 @@
 //   drain            drain it through the admin channel, hold, resume
 //   partition        cut it off from its peers (fault switch), hold, heal
 //   ca-outage        cut it off from its CA (fault switch), hold, heal
+//   ca-slow          the CA answers slowly for every node (ca.slow_command), hold, restore
 //   rolling-restart  every node in turn: drain, stop (SIGTERM), start, resume
 // Phases: "baseline" (warm-up), "fault" (the fault held), "recovery" (from the restore until
 // the node is back and replication converged), "after" (a tail); rolling-restart has one

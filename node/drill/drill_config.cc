@@ -54,11 +54,13 @@ absl::StatusOr<DrillConfig> ParseDrillConfig(std::string_view toml_text, const s
     r.Path(*admin, "ca_file", "admin.ca_file", &c.ops_ca, true);
   }
   if (const toml::table* ca = r.Table(root, "ca", "ca", true)) {
-    r.CheckKnown(*ca, "ca.", {"dc", "ca", "template", "list_command"});
+    r.CheckKnown(*ca, "ca.", {"dc", "ca", "template", "list_command", "slow_command", "restore_command"});
     r.String(*ca, "dc", "ca.dc", &c.dc, true);
     r.String(*ca, "ca", "ca.ca", &c.ca, true);
     r.String(*ca, "template", "ca.template", &c.template_name, false);
     r.Strings(*ca, "list_command", "ca.list_command", &c.ca_list_command);
+    r.Strings(*ca, "slow_command", "ca.slow_command", &c.ca_slow_command);
+    r.Strings(*ca, "restore_command", "ca.restore_command", &c.ca_restore_command);
   }
   const toml::node* nodes = root.get("node");
   const toml::array* arr = nodes ? nodes->as_array() : nullptr;

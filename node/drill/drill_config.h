@@ -41,6 +41,9 @@ struct DrillConfig {
   // Optional: prints the CA's request list as JSON ({"requests":[{"subject":..},..]}, what
   // `adcs-emulator ctl list` prints), to count duplicate CA requests from the CA's own view.
   std::vector<std::string> ca_list_command;
+  // Optional, for the ca-slow scenario: argv that makes the CA answer slowly (e.g. the
+  // emulator's `ctl set latency_ms 1500`), and argv that puts it back.
+  std::vector<std::string> ca_slow_command, ca_restore_command;
   std::vector<DrillNode> nodes;
 
   const DrillNode* Find(const std::string& id) const;

@@ -107,6 +107,15 @@ absl::Status ProcessControl::Kill(const DrillNode& node) {
   return absl::OkStatus();
 }
 
+absl::Status ProcessControl::SetCaSlow(bool slow) {
+  const std::vector<std::string>& command = slow ? config_.ca_slow_command : config_.ca_restore_command;
+  if (command.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("no ca.", slow ? "slow" : "restore", "_command in ", config_.source.string()));
+  }
+  return RunCommand(command, slow ? "ca.slow_command" : "ca.restore_command");
+}
+
 absl::Status ProcessControl::Freeze(const DrillNode& node) {
   auto pid = ReadLivePid(node.pid_file);
   if (!pid.ok()) return pid.status();

@@ -38,6 +38,8 @@ class NodeControl {
   virtual absl::Status SetMode(const DrillNode& node, const std::string& mode) = 0;       // active, drain, maint
   virtual absl::Status SetFault(const DrillNode& node, std::optional<bool> cut_off, std::optional<bool> ca_outage) = 0;
   virtual NodeProbe Probe(const DrillNode& node) = 0;
+  // The CA answers slowly (true) or as before (false): ca.slow_command / ca.restore_command.
+  virtual absl::Status SetCaSlow(bool slow) = 0;
 };
 
 class ProcessControl final : public NodeControl {
@@ -51,6 +53,7 @@ class ProcessControl final : public NodeControl {
   absl::Status SetMode(const DrillNode& node, const std::string& mode) override;
   absl::Status SetFault(const DrillNode& node, std::optional<bool> cut_off, std::optional<bool> ca_outage) override;
   NodeProbe Probe(const DrillNode& node) override;
+  absl::Status SetCaSlow(bool slow) override;
 
  private:
   const DrillConfig& config_;

@@ -1,7 +1,7 @@
 """Failover drills on the quickstart cluster, as an operator runs them: deploy/quickstart
 brings up the ADCS emulator, three nodes, their agents and HAProxy (TLS termination with L7
-retries) in a scratch directory; `adcsc drill` runs each scenario (kill, partition, drain,
-ca-outage, rolling-restart) shortly against it, and each must meet its objectives (no lost
+retries) in a scratch directory; `adcsc drill` runs each scenario (kill, freeze, partition,
+drain, ca-outage, ca-slow, rolling-restart) shortly against it, and each must meet its objectives (no lost
 and no failed request, no duplicate CA request); `--down` stops everything. `--smoke` does the whole round by itself."""
 import json
 import os
@@ -45,7 +45,8 @@ def drill(root, scenario, *extra):
     # A CA outage reaches the balancer through the node's CA probe (1 s), the agent's poll (1 s)
     # and HAProxy's agent-inter (1 s), or the HTTP check's fall 2 x inter 1 s: up to about 3 s,
     # so that drill holds its fault longer than the others.
-    hold_ms = "4500" if scenario == "ca-outage" else "2500"
+    # A freeze is seen the same way (the HTTP check times out twice), so it is held as long.
+    hold_ms = "4500" if scenario in ("ca-outage", "freeze") else "2500"
     out = subprocess.run([str(h.ADCSC), "drill", "--config", str(root / "drill.toml"), "--scenario", scenario,
                           "--warmup-ms", "1500", "--hold-ms", hold_ms, "--tail-ms", "1500", "--json", *extra],
                          capture_output=True, text=True, timeout=240)
@@ -85,7 +86,7 @@ class QuickstartCluster(unittest.TestCase):
                 self.assertEqual(bad.returncode, 2, bad.stdout + bad.stderr)
                 self.assertIn('node "node-z" is not in', bad.stderr)
 
-                for scenario in ("kill", "partition", "drain", "ca-outage", "rolling-restart"):
+                for scenario in ("kill", "freeze", "partition", "drain", "ca-outage", "ca-slow", "rolling-restart"):
                     out = drill(root, scenario, "--node", "node-c")
                     self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
                     report = json.loads(out.stdout)
@@ -102,13 +103,14 @@ class QuickstartCluster(unittest.TestCase):
                     self.assertEqual(report["duplicate_ca_requests"], 0)
                     self.assertEqual(report["nodes_checked"], ["node-a", "node-b", "node-c"])
                     self.assertIsNotNone(report["replication_converged"]["ms"])
-                    if scenario in ("kill", "drain", "ca-outage"):
+                    if scenario in ("kill", "freeze", "drain", "ca-outage"):
                         # HAProxy's own word: DOWN after inter 1 s x fall 2 (a CA outage first
                         # needs a failed probe), DRAIN from the agent; UP again after rise 2.
                         self.assertIsNotNone(report["lb_stopped_using_node"]["ms"], report["events"])
                         self.assertIsNotNone(report["node_back"]["ms"], report["events"])
-                    elif scenario == "partition":
-                        # A partitioned node keeps serving (on_quorum_loss = serve): it stays in.
+                    elif scenario in ("partition", "ca-slow"):
+                        # A partitioned node keeps serving (on_quorum_loss = serve), and a slow
+                        # CA is slow for every node: the node stays in the rotation.
                         self.assertEqual(report["node_back"]["how"], "it never left the rotation")
                     else:
                         phases = [p["phase"] for p in report["phases"]]

@@ -239,6 +239,7 @@ class NoControl : public NodeControl {
     return absl::OkStatus();
   }
   NodeProbe Probe(const DrillNode&) override { return {}; }
+  absl::Status SetCaSlow(bool) override { return absl::OkStatus(); }
 };
 
 TEST(DrillTest, AScenarioThatLacksWhatItNeedsIsRefusedUpFront) {
