@@ -17,6 +17,10 @@ namespace v1 = adcsc::cluster::v1;
 
 namespace {
 
+// How long a peer that let a lookup run out its deadline is left out of lookups, unless it
+// answers something (an Info refresh, a lookup) before.
+constexpr int64_t kQuietForMs = 5'000;
+
 int64_t NowMs() { return SystemClock::Default()->NowUnixMillis(); }
 
 // The state one fan-out shares with its calls' callbacks (which may outlive the wait).
@@ -68,8 +72,24 @@ void PeerDirectory::Shared::Seen(const std::string& node_id, const std::string* 
   for (PeerView& p : peers) {
     if (p.node_id != node_id) continue;
     p.last_seen_ms = NowMs();
+    p.quiet_until_ms = 0;  // it answers again
     if (identity != nullptr) p.ca_identity = *identity;
   }
+}
+
+void PeerDirectory::Shared::WentQuiet(const std::string& node_id, int64_t for_ms) {
+  std::lock_guard lock(mu);
+  for (PeerView& p : peers) {
+    if (p.node_id == node_id) p.quiet_until_ms = NowMs() + for_ms;
+  }
+}
+
+bool PeerDirectory::Shared::Quiet(const std::string& node_id) const {
+  std::lock_guard lock(mu);
+  for (const PeerView& p : peers) {
+    if (p.node_id == node_id) return p.quiet_until_ms > NowMs();
+  }
+  return false;
 }
 
 void PeerDirectory::Shared::SawVector(const std::string& node_id, store::VersionVector vector) {
@@ -129,6 +149,11 @@ std::vector<PeerView> PeerDirectory::Peers() const {
   return shared_->peers;
 }
 
+uint64_t PeerDirectory::skipped_lookups() const {
+  std::lock_guard lock(shared_->mu);
+  return shared_->skipped_lookups;
+}
+
 std::optional<store::RequestRecord> PeerDirectory::LookupAll(
     const StartLookup& start, const Accept& accept,
     const std::function<store::RequestRecord(const store::RequestRecord&, const store::RequestRecord&)>& merge,
@@ -138,10 +163,22 @@ std::optional<store::RequestRecord> PeerDirectory::LookupAll(
     std::unique_ptr<v1::Peer::Stub> stub;
     grpc::ClientContext context;
     v1::LookupResponse reply;
+    bool answered = false;  // under gather->mu
   };
   auto gather = std::make_shared<Gather>();
   const auto deadline = std::chrono::system_clock::now() + lookup_timeout_;
-  const auto calls = CallsToEveryPeer<Call>(config_.cluster, *transport_, deadline);
+  auto calls = CallsToEveryPeer<Call>(config_.cluster, *transport_, deadline);
+  // A peer that let the last lookup run out its deadline is left out until it answers again:
+  // waiting for it would cost every lookup the whole timeout, and going on without it is
+  // what the timeout ends in anyway (a frozen node made every submit 1 s slower).
+  const size_t before = calls.size();
+  calls.erase(std::remove_if(calls.begin(), calls.end(),
+                             [this](const std::shared_ptr<Call>& c) { return shared_->Quiet(c->peer); }),
+              calls.end());
+  if (calls.size() != before) {
+    std::lock_guard lock(shared_->mu);
+    shared_->skipped_lookups += before - calls.size();
+  }
   {
     std::lock_guard lock(gather->mu);
     gather->outstanding = calls.size();
@@ -154,6 +191,9 @@ std::optional<store::RequestRecord> PeerDirectory::LookupAll(
               if (auto s = shared.lock()) s->Seen(call->peer, nullptr);
             }
             std::lock_guard lock(gather->mu);
+            // Cancelled or out of time is silence; any other answer, even an error, is not.
+            call->answered = status.error_code() != grpc::StatusCode::CANCELLED &&
+                             status.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED;
             if (status.ok() && call->reply.has_record() && accept(call->reply.record())) {
               gather->merged = gather->merged ? merge(*gather->merged, call->reply.record()) : call->reply.record();
               if (stop_early(*gather->merged)) gather->stop = true;
@@ -164,6 +204,12 @@ std::optional<store::RequestRecord> PeerDirectory::LookupAll(
   }
   WaitThenCancel(*gather, calls, deadline, [&] { return gather->stop; });
   std::lock_guard lock(gather->mu);
+  if (!gather->stop) {
+    // Still silent at the deadline (not merely outrun by an early stop): quiet for a while.
+    for (const std::shared_ptr<Call>& call : calls) {
+      if (!call->answered) shared_->WentQuiet(call->peer, kQuietForMs);
+    }
+  }
   return gather->merged;
 }
 

@@ -34,6 +34,10 @@ struct PeerView {
   // call that found it so); ca_outage: cut off from every CA by fault injection.
   std::vector<std::string> cas_unreachable;
   bool ca_outage = false;
+  // The peer let a lookup run out its deadline (frozen, swamped, a black-holed link): lookups
+  // leave it out until it answers anything again, or until this passes (then one lookup tries
+  // it again). 0: not quiet.
+  int64_t quiet_until_ms = 0;
 };
 
 // Whether `peer` reported `ca_config` ("dc\ca") unreachable.
@@ -64,6 +68,8 @@ class PeerDirectory final : public node::PeerLookup {
   // Asks every peer for its Info and waits (at most lookup_timeout) for the answers.
   void Refresh();
   std::vector<PeerView> Peers() const;
+  // Peer lookups that left out a peer gone quiet (PeerView::quiet_until_ms), since start.
+  uint64_t skipped_lookups() const;
 
  private:
   // What outlives the directory while calls are in flight: their callbacks update it.
@@ -75,6 +81,10 @@ class PeerDirectory final : public node::PeerLookup {
     void SawCaHealth(const std::string& node_id, std::vector<std::string> cas_unreachable, bool ca_outage);
     // A forwarded call found the peer's CA unreachable: not asked again until its next Info.
     void SawCaUnreachable(const std::string& node_id, const std::string& ca_config);
+    // A lookup to the peer ran out its deadline: quiet for `for_ms`.
+    void WentQuiet(const std::string& node_id, int64_t for_ms);
+    bool Quiet(const std::string& node_id) const;
+    uint64_t skipped_lookups = 0;  // lookups that left a quiet peer out (guarded by mu)
   };
   using StartLookup = std::function<void(adcsc::cluster::v1::Peer::Stub*, grpc::ClientContext*,
                                          adcsc::cluster::v1::LookupResponse*, std::function<void(grpc::Status)>)>;

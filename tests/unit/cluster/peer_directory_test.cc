@@ -15,6 +15,7 @@
 #include "node/pki/keys.h"
 #include "store/clock.h"
 #include "tests/testing/fake_ca_backend.h"
+#include "tests/testing/freezable_proxy.h"
 #include "tests/testing/temp_dir.h"
 #include "tests/unit/cluster/cluster_fixture.h"
 
@@ -131,6 +132,61 @@ TEST_F(PeerDirectoryTest, DedupeLookupMatchesOnlyTheSameCsr) {
   const int64_t later = SystemClock::Default()->NowUnixMillis() + 60'000;
   EXPECT_FALSE(Directory("a").LookupByDedupeKey(kCaConfig, "JamfDevice", std::string(32, 'h'), later).has_value())
       << "outside the dedupe window";
+}
+
+// A peer that is there but silent (its process frozen: the connection stays, nothing
+// answers) costs one lookup its deadline; after that, lookups leave it out until it answers
+// again, so a frozen node does not make every submit on the others wait (issue 22).
+TEST_F(PeerDirectoryTest, APeerThatLetsALookupTimeOutIsLeftOutUntilItAnswersAgain) {
+  PutOnlyOn("b", Record(8, store::v1::RECORD_STATUS_PENDING, "EXAMPLE\\svc-one"));
+  // Node a reaches c through a relay the test can freeze.
+  testing::FreezableProxy relay(nodes_["c"]->config.cluster.listen_port);
+  TestNode& a = *nodes_["a"];
+  a.runtime.reset();
+  for (node::PeerConfig& p : a.config.cluster.peers) {
+    if (p.id == "c") p.address = "127.0.0.1:" + std::to_string(relay.port());
+  }
+  a.config.cluster.lookup_timeout = std::chrono::milliseconds(500);
+  auto rt = ClusterRuntime::Create(a.config, a.store.get());
+  ASSERT_TRUE(rt.ok()) << rt.status();
+  a.runtime = std::move(*rt);
+  ASSERT_TRUE(a.runtime->Serve(a.api.get(), nullptr).ok());
+  auto view = [&](const std::string& peer) {
+    for (const PeerView& p : Directory("a").Peers()) {
+      if (p.node_id == peer) return p;
+    }
+    return PeerView{};
+  };
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (view("c").ca_identity.empty()) {  // a hears from c through the relay
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "a never reached c through the relay";
+    Directory("a").Refresh();
+  }
+
+  relay.Freeze();
+  auto first = Directory("a").LookupByDedupeKey(kCaConfig, "JamfDevice", std::string(32, 'h'), 0);
+  ASSERT_TRUE(first.has_value()) << "b answered";
+  EXPECT_EQ(first->request_id(), 8u);
+  EXPECT_EQ(Directory("a").skipped_lookups(), 0u) << "the first lookup asked c and ran out its deadline";
+  EXPECT_GT(view("c").quiet_until_ms, 0);
+  EXPECT_EQ(view("b").quiet_until_ms, 0) << "b answered: never quiet";
+
+  auto second = Directory("a").LookupByDedupeKey(kCaConfig, "JamfDevice", std::string(32, 'h'), 0);
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(Directory("a").skipped_lookups(), 1u) << "c was left out";
+  EXPECT_TRUE(Directory("a").Lookup(kCaConfig, 8).has_value());
+  EXPECT_EQ(Directory("a").skipped_lookups(), 2u);
+
+  // c wakes: its next answer (an Info refresh) ends the quiet, and lookups ask it again.
+  relay.Thaw();
+  const auto back = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (view("c").quiet_until_ms != 0) {
+    ASSERT_LT(std::chrono::steady_clock::now(), back) << "c's answers never ended its quiet";
+    Directory("a").Refresh();
+  }
+  EXPECT_TRUE(Directory("a").LookupByDedupeKey(kCaConfig, "JamfDevice", std::string(32, 'h'), 0).has_value());
+  EXPECT_EQ(Directory("a").skipped_lookups(), 2u) << "c was asked again";
+  EXPECT_EQ(view("c").quiet_until_ms, 0);
 }
 
 // The lease protocol over the wire: a claim is held by every peer under the name in the
