@@ -13,6 +13,8 @@ and builds first, then runs this.
   deploy/quickstart --smoke         the same, then a short kill drill; exit 0/1 and stop
   deploy/quickstart --kerberos      the same cluster on Kerberos (with or without --smoke; the
                                     smoke run then also checks `adcsc ctl ca-ping` says Kerberos)
+  deploy/quickstart --lb-mode tcp   HAProxy in TCP pass-through (deploy/haproxy/adcsc-tcp.cfg)
+                                    instead of terminating TLS; the drill file says so
   deploy/quickstart --down          stop a cluster left running (by its pid files)
   deploy/quickstart --start-node ID start one node of a running cluster again (drills use it)
 
@@ -78,6 +80,7 @@ class Layout:
         self.cluster = {n: port + 21 + i for i, n in enumerate(NODES)}
         self.agent = {n: port + 31 + i for i, n in enumerate(NODES)}
         self.epm_port = port + 41
+        self.lb_mode = "tls-termination"  # or "tcp" (--lb-mode)
         self.kdc_port = port + 42  # --kerberos only
         self.kdc = self.dir / "kdc"
         self.ca_keytab = self.kdc / "ca-service.keytab"  # host/localhost: the emulated CA's key
@@ -347,7 +350,7 @@ lb_server = "node{i}"
 # See docs/operations.md, "Failover drills".
 [lb]
 url = "https://localhost:{L.lb_port}"
-mode = "tls-termination"
+mode = "{L.lb_mode}"
 haproxy_stats_socket = "{haproxy / 'stats.sock'}"
 haproxy_backend = "adcsc_nodes"
 
@@ -503,7 +506,8 @@ def start_haproxy(L):
         env[f"ADCSC_OPS{i}"] = str(L.ops[n])
         env[f"ADCSC_AGENT{i}"] = str(L.agent[n])
     (L.dir / "haproxy" / "stats.sock").unlink(missing_ok=True)
-    spawn(L, "haproxy", ["haproxy", "-db", "-f", TOP / "deploy" / "haproxy" / "adcsc-tls.cfg", "-f",
+    cfg = "adcsc-tcp.cfg" if L.lb_mode == "tcp" else "adcsc-tls.cfg"
+    spawn(L, "haproxy", ["haproxy", "-db", "-f", TOP / "deploy" / "haproxy" / cfg, "-f",
                          L.dir / "haproxy" / "stats.cfg"], L.dir / "haproxy", env=env)
     wait_until(lambda: set(haproxy_status(L).values()) == {"UP"} and len(haproxy_status(L)) == 3, 60,
                "HAProxy to see all three nodes UP", "haproxy", L)
@@ -610,12 +614,17 @@ def main():
     p.add_argument("--kerberos", action="store_true",
                    help=f"run a throw-away MIT realm ({REALM}, KDC on --port + 42) and log on to the CA with "
                         "Kerberos only")
+    p.add_argument("--lb-mode", choices=("tls-termination", "tcp"), default="tls-termination",
+                   help="HAProxy terminating TLS with L7 retries (deploy/haproxy/adcsc-tls.cfg, the default) or "
+                        "TCP pass-through (adcsc-tcp.cfg: the nodes see Jamf Pro's TLS; nothing after the connect "
+                        "is retried)")
     p.add_argument("--down", action="store_true", help="stop a cluster left running")
     p.add_argument("--start-node", metavar="ID", help="start one node of a running cluster again")
     a = p.parse_args()
     if not 1024 <= a.port <= 65000:
         p.error("--port must be between 1024 and 65000")
     L = Layout(a.dir, a.port, a.bin_dir)
+    L.lb_mode = a.lb_mode
     if a.down:
         stop_all(L)
         return 0
