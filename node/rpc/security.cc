@@ -19,17 +19,35 @@ constexpr size_t kSizingBody = kStubAuthPadAlignment;
 
 // ---- NTLM ----
 
-class NtlmClient final : public SecurityProvider {
+// What both sides of NTLM share: once the handshake yields a session, it signs (and seals)
+// each PDU whole (protection.h).
+class NtlmSecurity : public SecurityProvider {
  public:
-  NtlmClient(ntlm::Credentials credentials, ntlm::RandomSource random, std::string target_spn)
-      : context_(std::move(credentials), random ? std::move(random) : ntlm::SystemRandom()) {
-    context_.set_target_name(std::move(target_spn));
-  }
   uint8_t auth_type() const override { return authn::kWinNt; }
   std::string mechanism() const override { return "ntlm"; }
   bool done() const override { return session_ != nullptr; }
   bool third_leg_in_auth3() const override { return true; }
   bool negotiates_header_signing() const override { return false; }
+
+  absl::StatusOr<uint16_t> AuthValueLength(uint8_t) const override { return kNtlmSignatureSize; }
+  absl::Status Protect(uint8_t level, OutgoingPdu& pdu) override {
+    ProtectPdu(*session_, level, pdu);
+    return absl::OkStatus();
+  }
+  absl::Status Unprotect(uint8_t level, Bytes& pdu, size_t max_frag_length) override {
+    return UnprotectPdu(*session_, level, pdu, max_frag_length);
+  }
+
+ protected:
+  std::unique_ptr<ntlm::Session> session_;
+};
+
+class NtlmClient final : public NtlmSecurity {
+ public:
+  NtlmClient(ntlm::Credentials credentials, ntlm::RandomSource random, std::string target_spn)
+      : context_(std::move(credentials), random ? std::move(random) : ntlm::SystemRandom()) {
+    context_.set_target_name(std::move(target_spn));
+  }
 
   absl::StatusOr<Leg> Step(ByteView peer_token) override {
     if (!started_) {
@@ -44,29 +62,14 @@ class NtlmClient final : public SecurityProvider {
     return Leg{*std::move(authenticate), true};
   }
 
-  absl::StatusOr<uint16_t> AuthValueLength(uint8_t) const override { return kNtlmSignatureSize; }
-  absl::Status Protect(uint8_t level, OutgoingPdu& pdu) override {
-    ProtectPdu(*session_, level, pdu);
-    return absl::OkStatus();
-  }
-  absl::Status Unprotect(uint8_t level, Bytes& pdu, size_t max_frag_length) override {
-    return UnprotectPdu(*session_, level, pdu, max_frag_length);
-  }
-
  private:
   ntlm::ClientContext context_;
   bool started_ = false;
-  std::unique_ptr<ntlm::Session> session_;
 };
 
-class NtlmServer final : public SecurityProvider {
+class NtlmServer final : public NtlmSecurity {
  public:
   NtlmServer(const ntlm::AccountLookup& accounts, const ntlm::ServerNames& names) : context_(accounts, names) {}
-  uint8_t auth_type() const override { return authn::kWinNt; }
-  std::string mechanism() const override { return "ntlm"; }
-  bool done() const override { return session_ != nullptr; }
-  bool third_leg_in_auth3() const override { return true; }
-  bool negotiates_header_signing() const override { return false; }
 
   absl::StatusOr<Leg> Step(ByteView peer_token) override {
     if (!challenged_) {
@@ -83,20 +86,11 @@ class NtlmServer final : public SecurityProvider {
     return Leg{{}, true};
   }
 
-  absl::StatusOr<uint16_t> AuthValueLength(uint8_t) const override { return kNtlmSignatureSize; }
-  absl::Status Protect(uint8_t level, OutgoingPdu& pdu) override {
-    ProtectPdu(*session_, level, pdu);
-    return absl::OkStatus();
-  }
-  absl::Status Unprotect(uint8_t level, Bytes& pdu, size_t max_frag_length) override {
-    return UnprotectPdu(*session_, level, pdu, max_frag_length);
-  }
   PeerIdentity identity() const override { return identity_; }
 
  private:
   ntlm::ServerContext context_;
   bool challenged_ = false;
-  std::unique_ptr<ntlm::Session> session_;
   PeerIdentity identity_;
 };
 
