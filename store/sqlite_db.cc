@@ -7,6 +7,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "store/fault_vfs.h"
 
 namespace adcsc::store::sqlite {
 namespace {
@@ -229,8 +230,10 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::filesyst
         "the linked SQLite library was built without thread support (SQLITE_THREADSAFE=0); "
         "adcsc needs the distribution's libsqlite3");
   }
+  // Every database goes through the slow-disk shim; with no fault set it only forwards.
+  if (absl::Status registered = RegisterFaultVfs(); !registered.ok()) return registered;
   sqlite3* db = nullptr;
-  const int rc = sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr);
+  const int rc = sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, kFaultVfsName);
   if (db == nullptr) {
     return absl::ResourceExhaustedError(absl::StrCat("sqlite: cannot allocate a connection for ", path.string()));
   }

@@ -135,7 +135,8 @@ struct ConnectionSettings {
 // statements and closes on destruction.
 class Connection {
  public:
-  // Opens `path` with sqlite3_open_v2 `flags` (SQLITE_OPEN_NOMUTEX is always added).
+  // Opens `path` with sqlite3_open_v2 `flags` (SQLITE_OPEN_NOMUTEX is always added), through
+  // the "adcsc-fault" VFS (store/fault_vfs.h), which only forwards unless a disk fault is set.
   // When the flags ask for read-write but SQLite could only open the file read-only (file
   // permissions), fails instead of deferring the surprise to the first write.
   static absl::StatusOr<std::unique_ptr<Connection>> Open(const std::filesystem::path& path, int flags);
