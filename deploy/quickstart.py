@@ -15,6 +15,9 @@ and builds first, then runs this.
                                     smoke run then also checks `adcsc ctl ca-ping` says Kerberos)
   deploy/quickstart --lb-mode tcp   HAProxy in TCP pass-through (deploy/haproxy/adcsc-tcp.cfg)
                                     instead of terminating TLS; the drill file says so
+  deploy/quickstart --clock-faults  run each node under libfaketime (only its wall clock can be
+                                    stepped; its monotonic clock stays true), so the drill's
+                                    clock-jump scenario can step it: the drill file says how
   deploy/quickstart --down          stop a cluster left running (by its pid files)
   deploy/quickstart --start-node ID start one node of a running cluster again (drills use it)
 
@@ -55,6 +58,9 @@ SERVICE_ACCOUNT = "svc-adcsc"
 REALM = "QUICKSTART.TEST"
 CA_SPN = f"host/{DC}@{REALM}"
 SVC_PRINCIPAL = f"{SERVICE_ACCOUNT}@{REALM}"
+# libfaketime, thread-safe build (Debian: libfaketime), for --clock-faults.
+FAKETIME_LIB = next((str(p) for p in sorted(Path("/usr/lib").glob("*/faketime/libfaketimeMT.so.1"))),
+                    "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
 KDC_START_TIMEOUT_S = 20
 CA_PING_TIMEOUT_S = 60  # ca-ping's own connect and call timeouts are far shorter
 KERBEROS_MECHANISMS = ("negotiate/kerberos", "kerberos")  # what ca-ping reports for Kerberos
@@ -91,6 +97,10 @@ class Layout:
 
     def pid_file(self, name):
         return self.dir / "pids" / f"{name}.pid"
+
+    def clock_file(self, n):
+        """libfaketime's control file for node n (--clock-faults): "+0", "+300", "-300"."""
+        return self.dir / "clock" / f"{n}.faketime"
 
     def state_file(self):
         return self.dir / "quickstart.json"
@@ -345,7 +355,7 @@ config = "{L.node_dir(n) / 'node.toml'}"
 pid_file = "{L.pid_file(n)}"
 start = ["{wrapper}", "--dir", "{L.dir}", "--port", "{L.lb_port}", "--start-node", "{n}"]
 lb_server = "node{i}"
-""" for i, n in enumerate(NODES, 1))
+{clock_line(L, n)}""" for i, n in enumerate(NODES, 1))
     (L.dir / "drill.toml").write_text(f"""# Written by deploy/quickstart: what `adcsc drill` needs to know about this cluster.
 # See docs/operations.md, "Failover drills".
 [lb]
@@ -372,6 +382,13 @@ list_command = ["{L.emulator_bin}", "ctl", "--config", "{emu / 'emulator.toml'}"
 slow_command = ["{L.emulator_bin}", "ctl", "--config", "{emu / 'emulator.toml'}", "set", "latency_ms", "1500"]
 restore_command = ["{L.emulator_bin}", "ctl", "--config", "{emu / 'emulator.toml'}", "set", "latency_ms", "0"]
 {nodes_toml}""")
+
+
+def clock_line(L, n):
+    """The drill file's clock command for node n: writes libfaketime's control file."""
+    if not L.clock_file(n).exists():
+        return ""
+    return f'''clock = ["sh", "-c", "echo {{offset}} > \'{L.clock_file(n)}\'"]'''
 
 
 # ---------------------------------------------------------------- processes
@@ -455,10 +472,19 @@ def start_emulator(L, kerberos):
     wait_until(ready.exists, 30, "the ADCS emulator", "emulator", L)
 
 
+def faketime_env(L, n):
+    """With --clock-faults: libfaketime preloaded, reading the node's control file (re-read at
+    most every second); only CLOCK_REALTIME moves, as when NTP or an operator steps a clock."""
+    if not L.clock_file(n).exists():
+        return None
+    return {"LD_PRELOAD": FAKETIME_LIB, "FAKETIME_TIMESTAMP_FILE": str(L.clock_file(n)),
+            "FAKETIME_CACHE_DURATION": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1", "NO_FAKE_STAT": "1"}
+
+
 def start_node(L, n):
     if read_pid(L, n):
         return
-    spawn(L, n, [L.adcsc, "node", "--config", L.node_dir(n) / "node.toml"], L.node_dir(n))
+    spawn(L, n, [L.adcsc, "node", "--config", L.node_dir(n) / "node.toml"], L.node_dir(n), env=faketime_env(L, n))
     wait_until(lambda: ops_ok(L, n), 30, f"node {n}", n, L)
 
 
@@ -618,6 +644,9 @@ def main():
                    help="HAProxy terminating TLS with L7 retries (deploy/haproxy/adcsc-tls.cfg, the default) or "
                         "TCP pass-through (adcsc-tcp.cfg: the nodes see Jamf Pro's TLS; nothing after the connect "
                         "is retried)")
+    p.add_argument("--clock-faults", action="store_true",
+                   help="run the nodes under libfaketime so the drill's clock-jump scenario can step their wall "
+                        "clocks (lab only)")
     p.add_argument("--down", action="store_true", help="stop a cluster left running")
     p.add_argument("--start-node", metavar="ID", help="start one node of a running cluster again")
     a = p.parse_args()
@@ -636,6 +665,13 @@ def main():
     for b in (L.adcsc, L.emulator_bin, L.agent_bin):
         if not b.exists():
             die(f"{b} is missing: build first (./deploy/quickstart does)")
+    shutil.rmtree(L.dir / "clock", ignore_errors=True)
+    if a.clock_faults:
+        if not Path(FAKETIME_LIB).exists():
+            die(f"--clock-faults needs {FAKETIME_LIB} (Debian package libfaketime; deploy/install-deps installs it)")
+        for n in NODES:
+            L.clock_file(n).parent.mkdir(parents=True, exist_ok=True)
+            L.clock_file(n).write_text("+0\n")
 
     stopping = {"now": False}
 

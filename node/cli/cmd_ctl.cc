@@ -161,6 +161,16 @@ std::optional<adcsc::node::Config> LoadClusterConfig(const std::string& path, co
   return *std::move(config);
 }
 
+std::string DescribeLink(const adcsc::cluster::v1::LinkFault& l) {
+  if (l.cut_in() && l.cut_out()) return "cut off from its peers (both directions)";
+  std::vector<std::string> parts;
+  if (l.cut_in()) parts.push_back("refuses its peers' requests (one-way: in)");
+  if (l.cut_out()) parts.push_back("its requests to the peers fail (one-way: out)");
+  if (l.loss() > 0) parts.push_back(absl::StrCat("loses ", l.loss() * 100, "% of peer messages"));
+  if (l.delay_ms() > 0) parts.push_back(absl::StrCat("delays each peer request by ", l.delay_ms(), " ms"));
+  return parts.empty() ? "connected to its peers" : absl::StrJoin(parts, ", ");
+}
+
 struct StatusArgs {
   std::string config;
   bool json = false;
@@ -215,10 +225,18 @@ int ClusterStatus(const StatusArgs& args) {
     std::sort(vv.begin(), vv.end());
     std::cout << n.id << " (" << n.address << "): up"
               << (info.cut_off() ? ", CUT OFF from its peers (fault injection)" : "")
-              << (info.ca_outage() ? ", CUT OFF from its CA (fault injection)" : "") << ", adcsc " << info.version()
-              << ", CA identity " << info.ca_identity() << ", " << info.records() << " records, write quorum "
-              << info.write_quorum() << "\n  writes: " << info.quorum_writes() << " at quorum, "
-              << info.under_replicated_writes() << " under-replicated, " << info.refused_writes() << " refused"
+              << (info.ca_outage() ? ", CUT OFF from its CA (fault injection)" : "")
+              << (!info.cut_off() && DescribeLink(info.faults().link()) != "connected to its peers"
+                      ? ", link fault: " + DescribeLink(info.faults().link())
+                      : "")
+              << (info.faults().disk().write_delay_ms() > 0 || info.faults().disk().sync_delay_ms() > 0
+                      ? absl::StrCat(", disk fault: writes +", info.faults().disk().write_delay_ms(), " ms, fsyncs +",
+                                     info.faults().disk().sync_delay_ms(), " ms")
+                      : "")
+              << ", adcsc " << info.version() << ", CA identity " << info.ca_identity() << ", " << info.records()
+              << " records, write quorum " << info.write_quorum() << "\n  writes: " << info.quorum_writes()
+              << " at quorum, " << info.under_replicated_writes() << " under-replicated, " << info.refused_writes()
+              << " refused"
               << "\n  version vector: " << absl::StrJoin(vv, " ") << "\n";
     for (const auto& p : info.peers()) {
       const std::string last = p.last_ack_unix_ms() == 0
@@ -235,26 +253,61 @@ int ClusterStatus(const StatusArgs& args) {
 
 struct FaultArgs {
   std::string config;
-  std::string action;  // "cut" or "heal"
+  std::string action;  // cut, heal, ca-cut, ca-heal, link, link-heal, disk, disk-heal
+  double loss = 0;
+  uint32_t delay_ms = 0;
+  std::string one_way;  // "", "in" or "out"
+  uint32_t write_delay_ms = 0, sync_delay_ms = 0;
 };
 
 // Sets one of this node's fault switches through its own cluster listener.
 int Fault(const FaultArgs& args) {
   auto config = LoadClusterConfig(args.config, "fault");
   if (!config.has_value()) return kExitUsage;
-  std::optional<bool> cut_off, ca_outage;
-  if (args.action == "cut" || args.action == "heal") cut_off = args.action == "cut";
-  if (args.action == "ca-cut" || args.action == "ca-heal") ca_outage = args.action == "ca-cut";
-  auto state = adcsc::cluster::SetNodeFault(*config, cut_off, ca_outage);
+  adcsc::cluster::FaultChange change;
+  if (args.action == "cut" || args.action == "heal") change.cut_off = args.action == "cut";
+  if (args.action == "ca-cut" || args.action == "ca-heal") change.ca_outage = args.action == "ca-cut";
+  if (args.action == "link" || args.action == "link-heal") {
+    adcsc::cluster::v1::LinkFault link;
+    if (args.action == "link") {
+      if (args.loss < 0 || args.loss > 1) {
+        std::cerr << "adcsc ctl fault: --loss must be between 0 and 1 (a probability), not " << args.loss << "\n";
+        return kExitUsage;
+      }
+      link.set_loss(args.loss);
+      link.set_delay_ms(args.delay_ms);
+      link.set_cut_in(args.one_way == "in");
+      link.set_cut_out(args.one_way == "out");
+    }
+    change.link = link;
+  }
+  if (args.action == "disk" || args.action == "disk-heal") {
+    adcsc::cluster::v1::DiskFault disk;
+    if (args.action == "disk") {
+      disk.set_write_delay_ms(args.write_delay_ms);
+      disk.set_sync_delay_ms(args.sync_delay_ms);
+    }
+    change.disk = disk;
+  }
+  auto state = adcsc::cluster::SetNodeFault(*config, change);
   if (!state.ok()) {
     std::cerr << "adcsc ctl fault: " << state.status().message() << "\n";
     return state.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitFailure;
   }
   const std::string heal = "adcsc ctl fault --config " + args.config;
-  std::cout << "node " << config->node_id << ": "
-            << (state->cut_off() ? "cut off from its peers (both directions; heal with: " + heal + " heal)"
-                                 : "connected to its peers")
+  const auto& l = state->link();
+  const bool link_faulty = l.cut_in() || l.cut_out() || l.loss() > 0 || l.delay_ms() > 0;
+  const bool disk_faulty = state->disk().write_delay_ms() > 0 || state->disk().sync_delay_ms() > 0;
+  std::cout << "node " << config->node_id << ": " << DescribeLink(l)
+            << (state->cut_off() ? " (heal with: " + heal + " heal)"
+                : link_faulty    ? " (heal with: " + heal + " link-heal)"
+                                 : "")
             << "; " << (state->ca_outage() ? "cut off from its CA (heal with: " + heal + " ca-heal)" : "CA reachable")
+            << "; "
+            << (disk_faulty
+                    ? absl::StrCat("store disk slowed: writes +", state->disk().write_delay_ms(), " ms, fsyncs +",
+                                   state->disk().sync_delay_ms(), " ms (heal with: ", heal, " disk-heal)")
+                    : "store disk as is")
             << "\n";
   return kExitOk;
 }
@@ -311,17 +364,32 @@ void AddCtlCommand(CLI::App& app, int* exit_code) {
       ctl->add_subcommand("fault",
                           "Failover drills: cut this node off from its peers (replication, lookups and\n"
                           "forwarding, both directions) while it keeps serving Jamf (cut), or from its CA\n"
-                          "(ca-cut: every CA call fails, health turns not ready), or heal either.\n"
+                          "(ca-cut: every CA call fails, health turns not ready); make its peer links lossy,\n"
+                          "slow or one-way (link), or its store's disk slow (disk); or heal each.\n"
                           "Needs cluster.allow_fault_injection = true in the node's configuration.\n\n"
                           "Example:\n  adcsc ctl fault --config /etc/adcsc/node.toml cut\n"
                           "  adcsc ctl fault --config /etc/adcsc/node.toml heal\n"
-                          "  adcsc ctl fault --config /etc/adcsc/node.toml ca-cut\n\n"
+                          "  adcsc ctl fault --config /etc/adcsc/node.toml ca-cut\n"
+                          "  adcsc ctl fault --config /etc/adcsc/node.toml link --loss 0.3 --delay-ms 200\n"
+                          "  adcsc ctl fault --config /etc/adcsc/node.toml link --one-way in\n"
+                          "  adcsc ctl fault --config /etc/adcsc/node.toml disk --sync-delay-ms 2000\n\n"
                           "Exit codes: 0 done, 1 the node refused or did not answer, 2 usage or configuration "
                           "error.");
   fault->add_option("--config,-c", fargs->config, "This node's configuration (its [cluster] section)")->required();
-  fault->add_option("action", fargs->action, "cut, heal, ca-cut or ca-heal")
+  fault->add_option("action", fargs->action, "cut, heal, ca-cut, ca-heal, link, link-heal, disk or disk-heal")
       ->required()
-      ->check(CLI::IsMember({"cut", "heal", "ca-cut", "ca-heal"}));
+      ->check(CLI::IsMember({"cut", "heal", "ca-cut", "ca-heal", "link", "link-heal", "disk", "disk-heal"}));
+  fault->add_option("--loss", fargs->loss, "link: probability (0..1) that each peer message is lost");
+  fault->add_option("--delay-ms", fargs->delay_ms, "link: each request from a peer waits this long")
+      ->check(CLI::Range(0, 60000));
+  fault
+      ->add_option("--one-way", fargs->one_way,
+                   "link: in (refuse the peers' requests) or out (this node's requests fail)")
+      ->check(CLI::IsMember({"in", "out"}));
+  fault->add_option("--write-delay-ms", fargs->write_delay_ms, "disk: each write of the store waits this long")
+      ->check(CLI::Range(0, 60000));
+  fault->add_option("--sync-delay-ms", fargs->sync_delay_ms, "disk: each fsync of the store waits this long")
+      ->check(CLI::Range(0, 60000));
   fault->callback([=] { *exit_code = Fault(*fargs); });
 
   struct ModeCommand {

@@ -1,7 +1,13 @@
 // `adcsc drill`: runs a failover drill against a running cluster (node/drill/) and prints its
 // report; the exit status says whether the scenario met its objectives.
+#include <cstdlib>
+#include <fstream>
 #include <iostream>
+#include <optional>
 
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "node/cli/commands.h"
 #include "node/drill/drill.h"
 
@@ -18,7 +24,62 @@ struct DrillArgs {
   int max_failed = -1, max_duplicates = -2;
   int64_t max_failure_run_ms = -1, max_detect_ms = -1, max_back_ms = -1, max_converge_ms = -1;
   double max_p99_ms = -1;
+  // Fault strength and the soak.
+  int64_t disk_write_delay_ms = 50, disk_sync_delay_ms = 1000, clock_jump_s = 300, link_delay_ms = 300;
+  int64_t flap_period_ms = 1000;
+  double link_loss = 0.3;
+  std::string duration = "10m", faults, plot;
+  uint64_t seed = 1;
+  int64_t soak_hold_min_ms = 4000, soak_hold_max_ms = 12000, soak_gap_min_ms = 5000, soak_gap_max_ms = 15000;
+  int64_t timeline_s = 0;
 };
+
+// "90", "90s", "30m", "2h" as milliseconds; nullopt when it is none of these.
+std::optional<int64_t> ParseDuration(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  int64_t unit = 1000;
+  std::string number = text;
+  switch (text.back()) {
+    case 's':
+      unit = 1000;
+      number.pop_back();
+      break;
+    case 'm':
+      unit = 60'000;
+      number.pop_back();
+      break;
+    case 'h':
+      unit = 3'600'000;
+      number.pop_back();
+      break;
+    default:
+      break;
+  }
+  int64_t n = 0;
+  if (!absl::SimpleAtoi(number, &n) || n <= 0 || n > 24 * 3600) return std::nullopt;
+  return n * unit;
+}
+
+// Draws the soak's timeline with gnuplot (gnuplot-nox) when it is installed; the script is
+// kept beside the picture either way.
+void Plot(const drill::DrillReport& report, const std::string& svg) {
+  const std::string script = svg + ".gp";
+  {
+    std::ofstream out(script, std::ios::trunc);
+    out << drill::TimelineGnuplot(report, svg);
+    if (!out) {
+      std::cerr << "adcsc drill: --plot: cannot write " << script << "\n";
+      return;
+    }
+  }
+  const std::string command = "gnuplot '" + absl::StrReplaceAll(script, {{"'", "'\\''"}}) + "' 2>&1";
+  if (std::system(command.c_str()) == 0) {
+    std::cerr << "adcsc drill: the timeline is drawn in " << svg << "\n";
+  } else {
+    std::cerr << "adcsc drill: gnuplot did not draw " << svg << " (is gnuplot-nox installed?); its script is " << script
+              << "\n";
+  }
+}
 
 int RunDrillCommand(const DrillArgs& a) {
   auto config = drill::LoadDrillConfig(a.config);
@@ -37,6 +98,25 @@ int RunDrillCommand(const DrillArgs& a) {
   o.hold = std::chrono::milliseconds(a.hold_ms);
   o.tail = std::chrono::milliseconds(a.tail_ms);
   o.recover_timeout = std::chrono::milliseconds(a.recover_timeout_ms);
+  o.disk_write_delay_ms = a.disk_write_delay_ms;
+  o.disk_sync_delay_ms = a.disk_sync_delay_ms;
+  o.clock_jump_s = a.clock_jump_s;
+  o.link_loss = a.link_loss;
+  o.link_delay_ms = a.link_delay_ms;
+  o.flap_period = std::chrono::milliseconds(a.flap_period_ms);
+  o.seed = a.seed;
+  const auto duration = ParseDuration(a.duration);
+  if (!duration.has_value()) {
+    std::cerr << "adcsc drill: --duration: \"" << a.duration << "\" is not a duration (e.g. 600, 90s, 30m, 2h)\n";
+    return kExitUsage;
+  }
+  o.duration = std::chrono::milliseconds(*duration);
+  if (!a.faults.empty()) o.soak_faults = absl::StrSplit(a.faults, ',', absl::SkipEmpty());
+  o.soak_hold_min = std::chrono::milliseconds(a.soak_hold_min_ms);
+  o.soak_hold_max = std::chrono::milliseconds(a.soak_hold_max_ms);
+  o.soak_gap_min = std::chrono::milliseconds(a.soak_gap_min_ms);
+  o.soak_gap_max = std::chrono::milliseconds(a.soak_gap_max_ms);
+  o.timeline_interval = std::chrono::milliseconds(a.timeline_s * 1000);
   drill::Objectives& obj = o.objectives;
   obj.zero_failed = config->lb_mode == "tls-termination" && !a.allow_failures;
   if (a.max_failed >= 0) obj.max_failed = a.max_failed;
@@ -52,10 +132,13 @@ int RunDrillCommand(const DrillArgs& a) {
   }
   if (!a.json) {
     const std::string on = a.scenario == "rolling-restart" ? "every node"
+                           : a.scenario == "soak"          ? "nodes drawn from seed " + std::to_string(a.seed)
                            : a.node.empty()                ? config->nodes.back().id
                                                            : a.node;
     std::cerr << "adcsc drill: " << a.scenario << " on " << on << " through " << config->lb_url << " (warm-up "
-              << a.warmup_ms << " ms, hold " << a.hold_ms << " ms); this takes a little while ...\n";
+              << a.warmup_ms << " ms, "
+              << (a.scenario == "soak" ? "duration " + a.duration : "hold " + std::to_string(a.hold_ms) + " ms")
+              << "); this takes a little while ...\n";
   }
   drill::ProcessControl control(*config);
   auto report = drill::RunDrill(*config, o, &control);
@@ -66,6 +149,7 @@ int RunDrillCommand(const DrillArgs& a) {
                ? kExitUsage
                : kExitFailure;
   }
+  if (!a.plot.empty()) Plot(*report, a.plot);
   std::cout << (a.json ? drill::RenderJson(*report) + "\n" : drill::RenderText(*report));
   return report->passed ? kExitOk : kExitFailure;
 }
@@ -84,21 +168,30 @@ void AddDrillCommand(CLI::App& app, int* exit_code) {
       "Scenarios: kill (SIGKILL, then start), freeze (SIGSTOP, then SIGCONT), drain (admin channel,\n"
       "then resume), partition (cut off from its peers, then heal), ca-outage (cut off from its CA,\n"
       "then heal), ca-slow (the CA answers slowly for every node: the drill file's ca.slow_command,\n"
-      "then ca.restore_command), rolling-restart (each node in turn: drain, stop, start, resume).\n"
-      "Safe in production: drain, ca-outage, rolling-restart. Lab only: kill, freeze, partition,\n"
-      "ca-slow. partition and ca-outage need cluster.allow_fault_injection = true.\n\n"
+      "then ca.restore_command), slow-disk (every write and fsync of its store waits), clock-jump (its\n"
+      "wall clock steps +--clock-jump-s, then -, then right: the node's clock command), link (its peer\n"
+      "links lossy, slow, one-way, then flapping), rolling-restart (each node in turn: drain, stop,\n"
+      "start, resume), soak (faults drawn from --seed strike nodes one at a time for --duration; the\n"
+      "report adds latency and failures per interval, and --plot draws them with gnuplot).\n"
+      "Safe in production: drain, ca-outage, rolling-restart. Lab only: the others. partition,\n"
+      "ca-outage, slow-disk and link need cluster.allow_fault_injection = true.\n\n"
       "Objectives: zero lost requests always; zero failed requests when the drill file's lb.mode is\n"
       "tls-termination (unless --allow-failures); zero duplicate CA requests when it has\n"
       "ca.list_command; and the limits given below.\n\n"
       "Example:\n  adcsc drill --config run/quickstart/drill.toml --scenario kill --node node-c\n"
-      "  adcsc drill --config run/quickstart/drill.toml --scenario partition --json\n\n"
+      "  adcsc drill --config run/quickstart/drill.toml --scenario partition --json\n"
+      "  adcsc drill --config run/quickstart/drill.toml --scenario soak --duration 30m --seed 7 "
+      "--plot soak.svg\n\n"
       "Exit codes: 0 the objectives were met, 1 some were not (or the drill failed), 2 usage error or\n"
       "a drill file that lacks what the scenario needs.");
   cmd->add_option("--config,-c", a->config, "The drill file (see docs/operations.md; the quickstart writes one)")
       ->required();
-  cmd->add_option("--scenario,-s", a->scenario, "kill, freeze, drain, partition, ca-outage, ca-slow or rolling-restart")
+  cmd->add_option("--scenario,-s", a->scenario,
+                  "kill, freeze, drain, partition, ca-outage, ca-slow, slow-disk, clock-jump, link, rolling-restart "
+                  "or soak")
       ->required()
-      ->check(CLI::IsMember({"kill", "freeze", "drain", "partition", "ca-outage", "ca-slow", "rolling-restart"}));
+      ->check(CLI::IsMember({"kill", "freeze", "drain", "partition", "ca-outage", "ca-slow", "slow-disk", "clock-jump",
+                             "link", "rolling-restart", "soak"}));
   cmd->add_option("--node,-n", a->node, "The node to act on (default: the last in the drill file)");
   cmd->add_flag("--json", a->json, "Print the report as JSON");
   cmd->add_option("--rate", a->rate, "Enrollments started per second")
@@ -142,6 +235,44 @@ void AddDrillCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--max-duplicates", a->max_duplicates,
                   "Objective: duplicate CA requests at most (default 0 when the drill file has ca.list_command)")
       ->check(CLI::Range(0, 1'000'000));
+  cmd->add_option("--disk-write-delay-ms", a->disk_write_delay_ms, "slow-disk: each write of the store waits")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 60'000));
+  cmd->add_option("--disk-sync-delay-ms", a->disk_sync_delay_ms, "slow-disk: each fsync of the store waits")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 60'000));
+  cmd->add_option("--clock-jump-s", a->clock_jump_s, "clock-jump: the step, forward then back, seconds")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 86'400));
+  cmd->add_option("--link-loss", a->link_loss, "link: the share of peer messages lost in the lossy quarter")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--link-delay-ms", a->link_delay_ms, "link: the delay of each peer request in the slow quarter")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 60'000));
+  cmd->add_option("--flap-period-ms", a->flap_period_ms, "link: one cut and one heal in the flapping quarter")
+      ->capture_default_str()
+      ->check(CLI::Range(100, 600'000));
+  cmd->add_option("--duration", a->duration, "soak: how long faults strike (600, 90s, 30m, 2h)")->capture_default_str();
+  cmd->add_option("--seed", a->seed, "soak: the schedule's seed (the same seed, the same schedule)")
+      ->capture_default_str();
+  cmd->add_option("--faults", a->faults,
+                  "soak: the faults to draw from, comma-separated (default: every one the drill file allows)");
+  cmd->add_option("--soak-hold-min-ms", a->soak_hold_min_ms, "soak: shortest fault")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 3'600'000));
+  cmd->add_option("--soak-hold-max-ms", a->soak_hold_max_ms, "soak: longest fault")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 3'600'000));
+  cmd->add_option("--soak-gap-min-ms", a->soak_gap_min_ms, "soak: shortest quiet time between faults")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 3'600'000));
+  cmd->add_option("--soak-gap-max-ms", a->soak_gap_max_ms, "soak: longest quiet time between faults")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 3'600'000));
+  cmd->add_option("--timeline-s", a->timeline_s, "Interval of the per-interval table (soak default: duration/120)")
+      ->check(CLI::Range(1, 3600));
+  cmd->add_option("--plot", a->plot, "Draw the timeline into this SVG file with gnuplot (gnuplot-nox)");
   cmd->callback([a, exit_code] { *exit_code = RunDrillCommand(*a); });
 }
 

@@ -15,8 +15,7 @@ node::PeerConfig SelfAsPeer(const node::Config& config) {
   return {config.node_id, absl::StrCat(host, ":", c.listen_port)};
 }
 
-absl::StatusOr<v1::FaultState> SetNodeFault(const node::Config& config, std::optional<bool> cut_off,
-                                            std::optional<bool> ca_outage) {
+absl::StatusOr<v1::FaultState> SetNodeFault(const node::Config& config, const FaultChange& change) {
   if (!config.cluster.enabled) {
     return absl::FailedPreconditionError(
         absl::StrCat(config.source.string(), " has no [cluster] section: fault injection is for clustered nodes"));
@@ -30,8 +29,10 @@ absl::StatusOr<v1::FaultState> SetNodeFault(const node::Config& config, std::opt
   v1::FaultRequest request;
   request.mutable_from()->set_cluster_id(config.cluster.id);
   request.mutable_from()->set_node_id(config.node_id);
-  if (cut_off.has_value()) request.set_cut_off(*cut_off);
-  if (ca_outage.has_value()) request.set_ca_outage(*ca_outage);
+  if (change.cut_off.has_value()) request.set_cut_off(*change.cut_off);
+  if (change.ca_outage.has_value()) request.set_ca_outage(*change.ca_outage);
+  if (change.link.has_value()) *request.mutable_link() = *change.link;
+  if (change.disk.has_value()) *request.mutable_disk() = *change.disk;
   v1::FaultState state;
   grpc::Status s = stub->SetFault(&ctx, request, &state);
   if (!s.ok()) {

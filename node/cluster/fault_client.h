@@ -16,10 +16,17 @@ namespace adcsc::cluster {
 // on every address.
 node::PeerConfig SelfAsPeer(const node::Config& config);
 
-// Sets the switches given (unset: unchanged) on the node whose configuration is `config`
-// (it must have a [cluster] section) and returns their state. Errors name the node and say
-// what it answered.
-absl::StatusOr<v1::FaultState> SetNodeFault(const node::Config& config, std::optional<bool> cut_off,
-                                            std::optional<bool> ca_outage);
+// The switches to set; unset ones keep their state. `link` and `disk` replace the whole link
+// or disk fault (all zero heals it).
+struct FaultChange {
+  std::optional<bool> cut_off;
+  std::optional<bool> ca_outage;
+  std::optional<v1::LinkFault> link;
+  std::optional<v1::DiskFault> disk;
+};
+
+// Sets the switches in `change` on the node whose configuration is `config` (it must have a
+// [cluster] section) and returns their state. Errors name the node and say what it answered.
+absl::StatusOr<v1::FaultState> SetNodeFault(const node::Config& config, const FaultChange& change);
 
 }  // namespace adcsc::cluster

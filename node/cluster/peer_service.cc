@@ -5,6 +5,7 @@
 #include "node/cluster/replication_grpc.h"
 #include "node/cluster/tls.h"
 #include "store/clock.h"
+#include "store/fault_vfs.h"
 
 namespace adcsc::cluster {
 
@@ -20,8 +21,8 @@ PeerService::PeerService(const node::Config* config, store::RequestStore* store,
       ca_switch_(ca_switch) {}
 
 absl::StatusOr<std::string> PeerService::Caller(const grpc::ServerContext& context, const v1::PeerHeader& from) const {
-  if (transport_ != nullptr && transport_->cut_off()) {
-    return absl::UnavailableError("this node is cut off from its peers (fault injection)");
+  if (transport_ != nullptr) {
+    if (auto admitted = transport_->link().AdmitIncoming(); !admitted.ok()) return admitted;
   }
   return CheckPeerCaller(context, config_->cluster, from);
 }
@@ -140,17 +141,42 @@ grpc::Status PeerService::SetFault(grpc::ServerContext* context, const v1::Fault
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "node " + config_->node_id + " has no CA switch");
   }
   if (request->has_cut_off()) transport_->SetCutOff(request->cut_off());
+  if (request->has_link()) {
+    const v1::LinkFault& l = request->link();
+    transport_->SetLinkFault({.cut_in = l.cut_in(),
+                              .cut_out = l.cut_out(),
+                              .loss = l.loss(),
+                              .delay_ms = static_cast<int64_t>(l.delay_ms())});
+  }
+  if (request->has_disk()) {
+    store::SetDiskFault(
+        {.write_delay_ms = request->disk().write_delay_ms(), .sync_delay_ms = request->disk().sync_delay_ms()});
+  }
   if (request->has_ca_outage()) ca_switch->set_outage(request->ca_outage());
   Stamp(reply->mutable_from());
-  reply->set_cut_off(transport_->cut_off());
+  DescribeFaults(reply);
   reply->set_ca_outage(ca_switch != nullptr && ca_switch->outage());
   return grpc::Status::OK;
+}
+
+void PeerService::DescribeFaults(v1::FaultState* state) const {
+  if (transport_ != nullptr) {
+    const LinkFault link = transport_->link().Get();
+    state->set_cut_off(link.cut_off());
+    state->mutable_link()->set_cut_in(link.cut_in);
+    state->mutable_link()->set_cut_out(link.cut_out);
+    state->mutable_link()->set_loss(link.loss);
+    state->mutable_link()->set_delay_ms(static_cast<uint32_t>(link.delay_ms));
+  }
+  const store::DiskFault disk = store::CurrentDiskFault();
+  state->mutable_disk()->set_write_delay_ms(static_cast<uint32_t>(disk.write_delay_ms));
+  state->mutable_disk()->set_sync_delay_ms(static_cast<uint32_t>(disk.sync_delay_ms));
 }
 
 grpc::Status PeerService::Info(grpc::ServerContext* context, const v1::NodeInfoRequest*, v1::NodeInfo* reply) {
   auto caller = AuthenticatedPeer(*context, config_->cluster, config_->node_id);
   if (!caller.ok()) return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, std::string(caller.status().message()));
-  if (transport_ != nullptr && transport_->cut_off() && *caller != config_->node_id) {
+  if (transport_ != nullptr && transport_->link().Get().cut_in && *caller != config_->node_id) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "this node is cut off from its peers (fault injection)");
   }
   if (auto s = Describe(reply); !s.ok()) return ToGrpc(s);
@@ -161,6 +187,8 @@ absl::Status PeerService::Describe(v1::NodeInfo* reply) const {
   reply->set_cut_off(transport_ != nullptr && transport_->cut_off());
   const ca::OutageSwitch* ca_switch = ca_switch_;
   reply->set_ca_outage(ca_switch != nullptr && ca_switch->outage());
+  DescribeFaults(reply->mutable_faults());
+  reply->mutable_faults()->set_ca_outage(reply->ca_outage());
   if (api_ != nullptr) {
     reply->set_ca_health_reported(true);
     for (const std::string& ca_config : api_->ca_reachability().Unreachable()) reply->add_cas_unreachable(ca_config);

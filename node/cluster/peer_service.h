@@ -54,6 +54,9 @@ class PeerService final : public adcsc::cluster::v1::Peer::Service {
   absl::Status Describe(adcsc::cluster::v1::NodeInfo* reply) const;
 
  private:
+  // The fault switches' state (cut_off, link, disk), for SetFault's answer and Info.
+  void DescribeFaults(adcsc::cluster::v1::FaultState* state) const;
+
   const node::Config* config_;
   store::RequestStore* store_;
   store::Replicator* replicator_;

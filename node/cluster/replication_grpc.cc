@@ -88,8 +88,8 @@ absl::StatusOr<std::string> CheckPeerCaller(const grpc::ServerContext& context, 
 
 absl::StatusOr<std::string> ReplicationServer::Caller(const grpc::ServerContext& context,
                                                       const v1::PeerHeader& from) const {
-  if (transport_ != nullptr && transport_->cut_off()) {
-    return absl::UnavailableError("this node is cut off from its peers (fault injection)");
+  if (transport_ != nullptr) {
+    if (auto admitted = transport_->link().AdmitIncoming(); !admitted.ok()) return admitted;
   }
   return CheckPeerCaller(context, *config_, from);
 }
@@ -233,20 +233,22 @@ void GrpcPeerTransport::Stamp(v1::PeerHeader* header) const {
   header->set_node_id(node_id_);
 }
 
-bool GrpcPeerTransport::cut_off() const {
-  std::lock_guard lock(mu_);
-  return cut_off_;
-}
+bool GrpcPeerTransport::cut_off() const { return link_.Get().cut_off(); }
 
 void GrpcPeerTransport::SetCutOff(bool cut_off) {
+  LinkFault fault = link_.Get();
+  fault.cut_in = fault.cut_out = cut_off;
+  SetLinkFault(fault);
+}
+
+void GrpcPeerTransport::SetLinkFault(const LinkFault& fault) {
+  link_.Set(fault);
+  if (!fault.cut_out) return;
   std::vector<std::shared_ptr<PushStream>> streams;
   {
     std::lock_guard lock(mu_);
-    cut_off_ = cut_off;
-    if (cut_off) {
-      for (auto& [id, p] : peers_) {
-        if (p.push) streams.push_back(p.push);
-      }
+    for (auto& [id, p] : peers_) {
+      if (p.push) streams.push_back(p.push);
     }
   }
   for (auto& s : streams) s->context.TryCancel();  // in-flight pushes fail now
@@ -257,11 +259,11 @@ void GrpcPeerTransport::Push(const std::string& peer, store::PushRequest request
   std::shared_ptr<PushStream> s;
   std::shared_ptr<PushStream> retired;  // released after the lock, possibly joined then
   {
-    std::lock_guard lock(mu_);
-    if (cut_off_) {
-      done(absl::UnavailableError(absl::StrCat("cut off from peer ", peer, " (fault injection)")));
+    if (auto admitted = link_.AdmitOutgoing(peer); !admitted.ok()) {
+      done(admitted);
       return;
     }
+    std::lock_guard lock(mu_);
     auto it = peers_.find(peer);
     if (it == peers_.end()) {
       done(absl::InvalidArgumentError(absl::StrCat("unknown peer \"", peer, "\"")));
@@ -320,16 +322,16 @@ void GrpcPeerTransport::Push(const std::string& peer, store::PushRequest request
 }
 
 absl::StatusOr<v1::Replication::Stub*> GrpcPeerTransport::StubFor(const std::string& peer) {
+  if (auto admitted = link_.AdmitOutgoing(peer); !admitted.ok()) return admitted;
   std::lock_guard lock(mu_);
-  if (cut_off_) return absl::UnavailableError(absl::StrCat("cut off from peer ", peer, " (fault injection)"));
   auto it = peers_.find(peer);
   if (it == peers_.end()) return absl::InvalidArgumentError(absl::StrCat("unknown peer \"", peer, "\""));
   return it->second.stub.get();
 }
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> GrpcPeerTransport::ChannelFor(const std::string& peer) const {
+  if (auto admitted = link_.AdmitOutgoing(peer); !admitted.ok()) return admitted;
   std::lock_guard lock(mu_);
-  if (cut_off_) return absl::UnavailableError(absl::StrCat("cut off from peer ", peer, " (fault injection)"));
   auto it = peers_.find(peer);
   if (it == peers_.end()) return absl::InvalidArgumentError(absl::StrCat("unknown peer \"", peer, "\""));
   return it->second.channel;

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "adcsc/cluster/v1/cluster.grpc.pb.h"
+#include "node/cluster/link_fault.h"
 #include "node/config/config.h"
 #include "store/replication.h"
 
@@ -83,12 +84,17 @@ class GrpcPeerTransport final : public store::PeerTransport {
                      store::ReplyCallback<store::SnapshotPage> done) override;
 
   // Fault injection for drills: while cut off, every request fails at once with UNAVAILABLE
-  // (and a ReplicationServer given this transport refuses incoming ones).
+  // (and a ReplicationServer given this transport refuses incoming ones). SetCutOff sets both
+  // directions of the link fault; link() is what the services ask before handling a peer's
+  // request (LinkFaultSwitch::AdmitIncoming).
   void SetCutOff(bool cut_off);
-  bool cut_off() const;
+  bool cut_off() const;  // both directions cut
+  void SetLinkFault(const LinkFault& fault);
+  LinkFaultSwitch& link() const { return link_; }
 
   // The channel to `peer`, for the other node-to-node services (one connection per peer);
-  // UNAVAILABLE while cut off, INVALID_ARGUMENT for an unknown peer.
+  // UNAVAILABLE while cut off (or the message is lost, see LinkFault), INVALID_ARGUMENT for an
+  // unknown peer.
   absl::StatusOr<std::shared_ptr<grpc::Channel>> ChannelFor(const std::string& peer) const;
 
  private:
@@ -108,7 +114,7 @@ class GrpcPeerTransport final : public store::PeerTransport {
   std::chrono::milliseconds request_timeout_;
   mutable std::mutex mu_;
   std::map<std::string, Peer> peers_;
-  bool cut_off_ = false;
+  mutable LinkFaultSwitch link_;
 };
 
 // Runs functions after a delay on one timer thread (real time; the Replicator's Clock is the

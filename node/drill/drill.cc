@@ -1,9 +1,11 @@
 #include "node/drill/drill.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 #include <map>
 #include <mutex>
+#include <random>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -275,8 +277,12 @@ absl::Status CheckScenarioNeeds(const DrillConfig& config, const DrillOptions& o
     if (options.scenario == "kill" || rolling) {
       if (auto s = need(n, !n.start.empty(), "start"); !s.ok()) return s;
     }
-    if (options.scenario == "partition" || options.scenario == "ca-outage") {
+    if (options.scenario == "partition" || options.scenario == "ca-outage" || options.scenario == "slow-disk" ||
+        options.scenario == "link") {
       if (auto s = need(n, !n.config.empty(), "config"); !s.ok()) return s;
+    }
+    if (options.scenario == "clock-jump") {
+      if (auto s = need(n, !n.clock_command.empty(), "clock (a command that steps its clock)"); !s.ok()) return s;
     }
     if (options.scenario == "ca-slow" && (config.ca_slow_command.empty() || config.ca_restore_command.empty())) {
       return absl::FailedPreconditionError(
@@ -302,6 +308,28 @@ void FillTrafficFromConfig(const DrillConfig& config, TrafficOptions* t) {
   if (t->cn_prefix == "drill") t->cn_prefix = absl::StrCat("drill-", std::time(nullptr));
 }
 
+// Fault switch changes, one switch each.
+cluster::FaultChange CutOff(bool on) {
+  cluster::FaultChange c;
+  c.cut_off = on;
+  return c;
+}
+cluster::FaultChange CaOutage(bool on) {
+  cluster::FaultChange c;
+  c.ca_outage = on;
+  return c;
+}
+cluster::FaultChange Link(const cluster::v1::LinkFault& link) {
+  cluster::FaultChange c;
+  c.link = link;
+  return c;
+}
+cluster::FaultChange Disk(const cluster::v1::DiskFault& disk) {
+  cluster::FaultChange c;
+  c.disk = disk;
+  return c;
+}
+
 // One drill in progress: the timeline, HAProxy's view, the report being filled, and the
 // steps a scenario is made of.
 class DrillRun {
@@ -313,10 +341,10 @@ class DrillRun {
         report_(report),
         run_(Clock::now()),
         watcher_(config, &run_) {}
-  // A node left frozen would stay so after the drill: thaw it whatever happened.
+  // A fault left in place would outlast the drill (a frozen node, a slow CA, a skewed clock):
+  // undo every one still struck, whatever happened.
   ~DrillRun() {
-    if (frozen_ != nullptr) (void)control_->Thaw(*frozen_);
-    if (ca_slowed_) (void)control_->SetCaSlow(false);
+    for (auto& [what, undo] : undo_) (void)undo();
   }
   DrillRun(const DrillRun&) = delete;
   DrillRun& operator=(const DrillRun&) = delete;
@@ -354,40 +382,165 @@ class DrillRun {
     }
   }
 
-  // kill, drain, partition, ca-outage: the fault on `target`, held, then undone. Returns when
-  // the fault struck and when it was undone.
-  std::pair<int64_t, int64_t> SingleNodeFault(const DrillNode& target) {
-    const std::string& scenario = options_.scenario;
+  // The fault of `scenario` strikes `target`. What undoes it is remembered (Restore runs it;
+  // the destructor does if nothing else did).
+  void Strike(const std::string& scenario, const DrillNode& target) {
     NodeControl* c = control_;
+    const DrillNode* t = &target;
+    auto strike = [&](const std::string& what, const std::function<absl::Status()>& action,
+                      const std::string& undo_what, std::function<absl::Status()> undo) {
+      if (Act(what, action) && undo) undo_.emplace_back(undo_what, std::move(undo));
+    };
+    if (scenario == "kill") {
+      strike(
+          "kill -9 " + target.id, [&] { return c->Kill(target); }, "start " + target.id,
+          [c, t] { return c->Start(*t); });
+    } else if (scenario == "freeze") {
+      strike(
+          "freeze " + target.id + " (SIGSTOP)", [&] { return c->Freeze(target); }, "thaw " + target.id + " (SIGCONT)",
+          [c, t] { return c->Thaw(*t); });
+    } else if (scenario == "drain") {
+      strike(
+          "drain " + target.id, [&] { return c->SetMode(target, "drain"); }, "resume " + target.id,
+          [c, t] { return c->SetMode(*t, "active"); });
+    } else if (scenario == "ca-slow") {
+      strike(
+          "slow the CA down", [&] { return c->SetCaSlow(true); }, "restore the CA's speed",
+          [c] { return c->SetCaSlow(false); });
+    } else if (scenario == "partition") {
+      strike(
+          "cut " + target.id + " off from its peers", [&] { return c->SetFault(target, CutOff(true)); },
+          "heal " + target.id + " (peers)", [c, t] { return c->SetFault(*t, CutOff(false)); });
+    } else if (scenario == "ca-outage") {
+      strike(
+          "cut " + target.id + " off from its CA", [&] { return c->SetFault(target, CaOutage(true)); },
+          "heal " + target.id + " (CA)", [c, t] { return c->SetFault(*t, CaOutage(false)); });
+    } else if (scenario == "slow-disk") {
+      cluster::v1::DiskFault disk;
+      disk.set_write_delay_ms(static_cast<uint32_t>(options_.disk_write_delay_ms));
+      disk.set_sync_delay_ms(static_cast<uint32_t>(options_.disk_sync_delay_ms));
+      strike(
+          absl::StrCat("slow ", target.id, "'s disk (writes +", options_.disk_write_delay_ms, " ms, fsyncs +",
+                       options_.disk_sync_delay_ms, " ms)"),
+          [&] { return c->SetFault(target, Disk(disk)); }, "heal " + target.id + "'s disk",
+          [c, t] { return c->SetFault(*t, Disk(cluster::v1::DiskFault())); });
+    } else if (scenario == "clock-jump") {
+      strike(
+          absl::StrCat("step ", target.id, "'s clock +", options_.clock_jump_s, " s"),
+          [&] { return c->SetClockOffset(target, options_.clock_jump_s); }, "set " + target.id + "'s clock right",
+          [c, t] { return c->SetClockOffset(*t, 0); });
+    } else if (scenario == "link") {
+      cluster::v1::LinkFault loss;
+      loss.set_loss(options_.link_loss);
+      strike(
+          absl::StrCat("make ", target.id, "'s peer links lose ", options_.link_loss * 100, "% of messages"),
+          [&] { return c->SetFault(target, Link(loss)); }, "heal " + target.id + "'s peer links",
+          [c, t] { return c->SetFault(*t, Link(cluster::v1::LinkFault())); });
+    }
+  }
+
+  // Holds the fault for `hold`. clock-jump and link change it on the way (each step a phase
+  // `phase` + " " + step); the others just wait.
+  void Hold(const std::string& scenario, const DrillNode& target, std::chrono::milliseconds hold,
+            const std::string& phase) {
+    NodeControl* c = control_;
+    const auto until = Clock::now() + hold;
+    if (scenario == "clock-jump") {
+      run_.SetPhase(phase + " +" + std::to_string(options_.clock_jump_s) + "s");
+      std::this_thread::sleep_for(hold / 2);
+      run_.SetPhase(phase + " -" + std::to_string(options_.clock_jump_s) + "s");
+      Act(absl::StrCat("step ", target.id, "'s clock to -", options_.clock_jump_s, " s"),
+          [&] { return c->SetClockOffset(target, -options_.clock_jump_s); });
+    } else if (scenario == "link") {
+      const auto quarter = hold / 4;
+      run_.SetPhase(phase + " loss");
+      std::this_thread::sleep_for(quarter);
+      run_.SetPhase(phase + " delay");
+      cluster::v1::LinkFault f;
+      f.set_delay_ms(static_cast<uint32_t>(options_.link_delay_ms));
+      Act(absl::StrCat("delay each peer request to ", target.id, " by ", options_.link_delay_ms, " ms"),
+          [&] { return c->SetFault(target, Link(f)); });
+      std::this_thread::sleep_for(quarter);
+      run_.SetPhase(phase + " one-way");
+      f.Clear();
+      f.set_cut_in(true);
+      Act(target.id + " refuses its peers' requests (one-way: in)", [&] { return c->SetFault(target, Link(f)); });
+      std::this_thread::sleep_for(quarter / 2);
+      f.Clear();
+      f.set_cut_out(true);
+      Act(target.id + "'s requests to its peers fail (one-way: out)", [&] { return c->SetFault(target, Link(f)); });
+      std::this_thread::sleep_for(quarter / 2);
+      run_.SetPhase(phase + " flap");
+      bool cut = false;
+      while (Clock::now() + options_.flap_period / 2 < until) {
+        cut = !cut;
+        (void)c->SetFault(target, CutOff(cut));  // not noted one by one: the phase says it
+        std::this_thread::sleep_for(options_.flap_period / 2);
+      }
+      run_.Note(target.id + "'s peer links flapped every " + std::to_string(options_.flap_period.count() / 2) + " ms");
+    }
+    const auto left = until - Clock::now();
+    if (left > Clock::duration::zero()) std::this_thread::sleep_for(left);
+  }
+
+  // Undoes every fault struck (in the order struck).
+  void Restore() {
+    auto undo = std::move(undo_);
+    undo_.clear();
+    for (auto& [what, fn] : undo) Act(what, fn);
+  }
+
+  // A single fault on `target`: struck, held, then undone. Returns when it struck and when it
+  // was undone.
+  std::pair<int64_t, int64_t> SingleNodeFault(const DrillNode& target) {
     run_.SetPhase("fault");
     const int64_t fault_at = run_.Now();
-    if (scenario == "kill") Act("kill -9 " + target.id, [&] { return c->Kill(target); });
-    if (scenario == "freeze" && Act("freeze " + target.id + " (SIGSTOP)", [&] { return c->Freeze(target); })) {
-      frozen_ = &target;
-    }
-    if (scenario == "drain") Act("drain " + target.id, [&] { return c->SetMode(target, "drain"); });
-    if (scenario == "ca-slow" && Act("slow the CA down", [&] { return c->SetCaSlow(true); })) ca_slowed_ = true;
-    if (scenario == "partition")
-      Act("cut " + target.id + " off from its peers", [&] { return c->SetFault(target, true, std::nullopt); });
-    if (scenario == "ca-outage")
-      Act("cut " + target.id + " off from its CA", [&] { return c->SetFault(target, std::nullopt, true); });
-    std::this_thread::sleep_for(options_.hold);
+    Strike(options_.scenario, target);
+    Hold(options_.scenario, target, options_.hold, "fault");
     run_.SetPhase("recovery");
     const int64_t restore_at = run_.Now();
-    if (scenario == "kill") Act("start " + target.id, [&] { return c->Start(target); });
-    if (scenario == "freeze" && frozen_ != nullptr) {
-      if (Act("thaw " + target.id + " (SIGCONT)", [&] { return c->Thaw(target); })) frozen_ = nullptr;
-    }
-    if (scenario == "drain") Act("resume " + target.id, [&] { return c->SetMode(target, "active"); });
-    if (scenario == "ca-slow" && ca_slowed_) {
-      if (Act("restore the CA's speed", [&] { return c->SetCaSlow(false); })) ca_slowed_ = false;
-    }
-    if (scenario == "partition")
-      Act("heal " + target.id + " (peers)", [&] { return c->SetFault(target, false, std::nullopt); });
-    if (scenario == "ca-outage")
-      Act("heal " + target.id + " (CA)", [&] { return c->SetFault(target, std::nullopt, false); });
+    Restore();
     AwaitBack(target);
     return {fault_at, restore_at};
+  }
+
+  // soak: the seeded schedule, one fault at a time, each followed by the node's return and
+  // convergence, until the duration is up.
+  void Soak(const std::vector<std::string>& scenarios) {
+    std::vector<std::string> ids;
+    for (const DrillNode& n : config_.nodes) ids.push_back(n.id);
+    const int64_t smallest = std::max<int64_t>(1, (options_.soak_gap_min + options_.soak_hold_min).count());
+    const auto plan = PlanSoak(options_.seed, static_cast<size_t>(options_.duration.count() / smallest) + 1, scenarios,
+                               ids, options_);
+    const int64_t end_ms = run_.Now() + options_.duration.count();
+    int k = 0;
+    for (const PlannedFault& f : plan) {
+      if (run_.Now() + f.gap_ms + f.hold_ms >= end_ms) break;
+      run_.SetPhase("quiet");
+      std::this_thread::sleep_for(std::chrono::milliseconds(f.gap_ms));
+      const DrillNode& target = *config_.Find(f.target);
+      ++k;
+      run_.SetPhase(f.scenario);
+      run_.Note(absl::StrCat("fault ", k, ": ", f.scenario, " on ", f.target, " for ", f.hold_ms, " ms"));
+      FaultSpan span{f.scenario, f.scenario == "ca-slow" ? "every node" : f.target, run_.Now(), 0};
+      Strike(f.scenario, target);
+      Hold(f.scenario, target, std::chrono::milliseconds(f.hold_ms), f.scenario);
+      run_.SetPhase("recovery");
+      Restore();
+      span.end_ms = run_.Now();
+      report_->faults.push_back(span);
+      AwaitBack(target);
+      const auto held = HeldNow(config_, control_);
+      if (WaitFor([&] { return Converged(config_, control_, held); }, options_.recover_timeout)) {
+        run_.Note(absl::StrCat("converged ", run_.Now() - span.end_ms, " ms after fault ", k, " was undone"));
+      } else {
+        run_.Note(absl::StrCat("NOT converged within the recovery timeout after fault ", k));
+        report_->action_failures.push_back(absl::StrCat("replication did not converge after fault ", k));
+      }
+    }
+    run_.SetPhase("quiet");
+    const int64_t left = end_ms - run_.Now();
+    if (left > 0) std::this_thread::sleep_for(std::chrono::milliseconds(left));
   }
 
   // rolling-restart: drain, stop, start and resume, node by node. Returns when the last was
@@ -465,15 +618,15 @@ class DrillRun {
   DrillReport* report_;
   Run run_;
   LbWatcher watcher_;
-  const DrillNode* frozen_ = nullptr;  // frozen by this drill and not thawed yet
-  bool ca_slowed_ = false;             // the CA slowed by this drill and not restored yet
+  // What undoes each fault struck and not undone yet, in the order struck.
+  std::vector<std::pair<std::string, std::function<absl::Status()>>> undo_;
 };
 
 }  // namespace
 
 bool KnownScenario(const std::string& s) {
   return s == "kill" || s == "freeze" || s == "drain" || s == "partition" || s == "ca-outage" || s == "ca-slow" ||
-         s == "rolling-restart";
+         s == "slow-disk" || s == "clock-jump" || s == "link" || s == "rolling-restart" || s == "soak";
 }
 
 // A drill: checks, then traffic (baseline), the scenario, convergence, more traffic (after),
@@ -482,7 +635,8 @@ absl::StatusOr<DrillReport> RunDrill(const DrillConfig& config, DrillOptions opt
   if (!KnownScenario(options.scenario)) {
     return absl::InvalidArgumentError(
         absl::StrCat("unknown scenario \"", options.scenario,
-                     "\" (kill, freeze, drain, partition, ca-outage, ca-slow, rolling-restart)"));
+                     "\" (kill, freeze, drain, partition, ca-outage, ca-slow, slow-disk, clock-jump, link, "
+                     "rolling-restart, soak)"));
   }
   if (options.target.empty()) options.target = config.nodes.back().id;
   const DrillNode* target = config.Find(options.target);
@@ -492,14 +646,45 @@ absl::StatusOr<DrillReport> RunDrill(const DrillConfig& config, DrillOptions opt
     return absl::InvalidArgumentError(
         absl::StrCat("node \"", options.target, "\" is not in ", config.source.string(), " (", ids, ")"));
   }
-  if (auto s = CheckScenarioNeeds(config, options, target); !s.ok()) return s;
   const bool rolling = options.scenario == "rolling-restart";
+  const bool soak = options.scenario == "soak";
+  std::vector<std::string> soak_scenarios;
+  if (soak) {
+    soak_scenarios = options.soak_faults.empty() ? SoakScenarios(config) : options.soak_faults;
+    if (soak_scenarios.empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("scenario soak found no fault it can strike with ", config.source.string()));
+    }
+    for (const std::string& f : soak_scenarios) {
+      if (!KnownScenario(f) || f == "soak" || f == "rolling-restart") {
+        return absl::InvalidArgumentError(
+            absl::StrCat("soak cannot strike \"", f,
+                         "\" (kill, freeze, drain, partition, ca-outage, ca-slow, slow-disk, clock-jump, link)"));
+      }
+      DrillOptions each = options;
+      each.scenario = f;
+      for (const DrillNode& n : config.nodes) {
+        if (auto s = CheckScenarioNeeds(config, each, &n); !s.ok()) return s;
+      }
+    }
+    if (options.soak_hold_min > options.soak_hold_max || options.soak_gap_min > options.soak_gap_max) {
+      return absl::InvalidArgumentError("soak: a minimum hold or gap is above its maximum");
+    }
+  } else if (auto s = CheckScenarioNeeds(config, options, target); !s.ok()) {
+    return s;
+  }
   TrafficOptions& t = options.traffic;
   FillTrafficFromConfig(config, &t);
+  if (soak) {
+    // Traffic for the whole soak: the count bound follows the duration.
+    const double seconds = static_cast<double>((options.warmup + options.duration + options.tail).count()) / 1000.0;
+    t.max_enrollments = std::max(t.max_enrollments, static_cast<int>(t.rate * seconds) + 1);
+  }
 
   DrillReport report;
   report.scenario = options.scenario;
-  report.target = rolling ? "every node" : target->id;
+  report.target = rolling ? "every node" : soak ? "nodes drawn from the seed" : target->id;
+  if (soak) report.seed = options.seed;
   report.lb_url = config.lb_url;
   report.lb_mode = config.lb_mode;
   report.started_at = UtcNow();
@@ -514,17 +699,21 @@ absl::StatusOr<DrillReport> RunDrill(const DrillConfig& config, DrillOptions opt
   int64_t fault_at = -1, restore_at = -1;
   if (rolling) {
     restore_at = drill.RollingRestart();
+  } else if (soak) {
+    drill.Soak(soak_scenarios);
+    restore_at = run.Now();
   } else {
     std::tie(fault_at, restore_at) = drill.SingleNodeFault(*target);
+    report.faults.push_back({options.scenario, target->id, fault_at, restore_at});
   }
-  drill.AwaitConvergence(restore_at, rolling);
+  drill.AwaitConvergence(restore_at, rolling || soak);
   run.SetPhase("after");
   std::this_thread::sleep_for(options.tail);
   traffic.Stop();
   run.Note("traffic stopped");
 
   const std::vector<Sample> samples = traffic.samples();
-  if (rolling) {
+  if (rolling || soak) {
     report.timings.lb_stopped_how = "per node: see the timeline";
     report.timings.node_back_how = "per node: see the timeline";
   } else {
@@ -533,12 +722,59 @@ absl::StatusOr<DrillReport> RunDrill(const DrillConfig& config, DrillOptions opt
   report.verification = Verify(config, t, traffic.acknowledged());
   CountDuplicates(config, t.cn_prefix, &report.verification);
   report.events = run.events();
-  report.phases = run.phases();
+  for (const std::string& phase : run.phases()) {  // each once, in the order first entered
+    if (std::find(report.phases.begin(), report.phases.end(), phase) == report.phases.end()) {
+      report.phases.push_back(phase);
+    }
+  }
   report.by_phase = Summarize(samples, report.phases);
   std::tie(report.longest_failure_run, report.longest_failure_run_ms) = LongestFailureRun(samples);
   report.duration_ms = run.Now();
+  int64_t interval = options.timeline_interval.count();
+  if (interval <= 0 && soak) interval = std::clamp<int64_t>(report.duration_ms / 120, 1'000, 60'000);
+  if (interval > 0) report.timeline = Timeline(samples, report.faults, interval, report.duration_ms);
   Judge(options.objectives, &report);
   return report;
+}
+
+std::vector<std::string> SoakScenarios(const DrillConfig& config) {
+  std::vector<std::string> out;
+  auto every = [&](const std::function<bool(const DrillNode&)>& ok) {
+    return std::all_of(config.nodes.begin(), config.nodes.end(), ok);
+  };
+  if (every([](const DrillNode& n) { return (!n.pid_file.empty() || !n.kill_command.empty()) && !n.start.empty(); })) {
+    out.push_back("kill");
+  }
+  if (every([](const DrillNode& n) { return !n.pid_file.empty(); })) out.push_back("freeze");
+  if (every([](const DrillNode& n) { return !n.config.empty(); })) {
+    for (const char* s : {"partition", "ca-outage", "slow-disk", "link"}) out.push_back(s);
+  }
+  if (every([](const DrillNode& n) { return !n.clock_command.empty(); })) out.push_back("clock-jump");
+  if (!config.ca_slow_command.empty() && !config.ca_restore_command.empty()) out.push_back("ca-slow");
+  if (!config.admin_cert.empty()) out.push_back("drain");
+  return out;
+}
+
+std::vector<PlannedFault> PlanSoak(uint64_t seed, size_t count, const std::vector<std::string>& scenarios,
+                                   const std::vector<std::string>& nodes, const DrillOptions& options) {
+  std::vector<PlannedFault> plan;
+  if (scenarios.empty() || nodes.empty()) return plan;
+  // A fixed generator and hand-made draws (not std::uniform_*_distribution, whose results the
+  // standard leaves to the library): the same seed gives the same schedule everywhere.
+  std::mt19937_64 rng(seed);
+  auto draw = [&](uint64_t n) { return n == 0 ? 0 : rng() % n; };
+  auto between = [&](std::chrono::milliseconds lo, std::chrono::milliseconds hi) {
+    return lo.count() + static_cast<int64_t>(draw(static_cast<uint64_t>(hi.count() - lo.count()) + 1));
+  };
+  for (size_t i = 0; i < count; ++i) {
+    PlannedFault f;
+    f.gap_ms = between(options.soak_gap_min, options.soak_gap_max);
+    f.scenario = scenarios[draw(scenarios.size())];
+    f.target = nodes[draw(nodes.size())];
+    f.hold_ms = between(options.soak_hold_min, options.soak_hold_max);
+    plan.push_back(std::move(f));
+  }
+  return plan;
 }
 
 }  // namespace adcsc::drill

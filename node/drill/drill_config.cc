@@ -75,7 +75,8 @@ absl::StatusOr<DrillConfig> ParseDrillConfig(std::string_view toml_text, const s
         r.Error(key, "must be a table ([[node]])");
         continue;
       }
-      r.CheckKnown(*t, key + ".", {"id", "api", "ops", "config", "pid_file", "kill", "stop", "start", "lb_server"});
+      r.CheckKnown(*t, key + ".",
+                   {"id", "api", "ops", "config", "pid_file", "kill", "stop", "start", "lb_server", "clock"});
       DrillNode n;
       r.String(*t, "id", key + ".id", &n.id, true);
       r.String(*t, "api", key + ".api", &n.api_url, true);
@@ -88,6 +89,12 @@ absl::StatusOr<DrillConfig> ParseDrillConfig(std::string_view toml_text, const s
       r.Strings(*t, "stop", key + ".stop", &n.stop_command);
       r.Strings(*t, "start", key + ".start", &n.start);
       r.String(*t, "lb_server", key + ".lb_server", &n.lb_server, false);
+      r.Strings(*t, "clock", key + ".clock", &n.clock_command);
+      if (!n.clock_command.empty()) {
+        bool has_offset = false;
+        for (const std::string& a : n.clock_command) has_offset |= absl::StrContains(a, "{offset}");
+        if (!has_offset) r.Error(key + ".clock", "must contain \"{offset}\" (the offset in seconds, e.g. +300)");
+      }
       if (n.lb_server.empty()) n.lb_server = n.id;
       if (!n.id.empty() && !seen.insert(n.id).second) r.Error(key + ".id", "\"" + n.id + "\" is listed twice");
       c.nodes.push_back(std::move(n));

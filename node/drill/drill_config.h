@@ -25,6 +25,10 @@ struct DrillNode {
   std::vector<std::string> stop_command;  // run "stop": argv that stops it gracefully (rolling-restart)
   std::vector<std::string> start;         // argv that starts it and returns (kill, rolling-restart)
   std::string lb_server;                  // its server name in the load balancer (default: id)
+  // For clock-jump: argv that steps the node's wall clock; "{offset}" in any argument is
+  // replaced by the signed offset in seconds from true time ("+300", "-300", "+0"). The
+  // quickstart writes libfaketime's control file; on a real host, e.g. ssh ... date -s.
+  std::vector<std::string> clock_command;
 };
 
 struct DrillConfig {

@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "nlohmann/json.hpp"
 #include "node/client/https_client.h"
 #include "node/cluster/fault_client.h"
@@ -157,16 +158,24 @@ absl::Status ProcessControl::SetMode(const DrillNode& node, const std::string& m
   return answer.ok() ? absl::OkStatus() : answer.status();
 }
 
-absl::Status ProcessControl::SetFault(const DrillNode& node, std::optional<bool> cut_off,
-                                      std::optional<bool> ca_outage) {
+absl::Status ProcessControl::SetFault(const DrillNode& node, const cluster::FaultChange& change) {
   if (node.config.empty()) {
-    return absl::FailedPreconditionError("partition and ca-outage need the node's config file (config = ...) for " +
-                                         node.id);
+    return absl::FailedPreconditionError("fault injection needs the node's config file (config = ...) for " + node.id);
   }
   auto config = node::LoadConfig(node.config);
   if (!config.ok()) return config.status();
-  auto state = cluster::SetNodeFault(*config, cut_off, ca_outage);
+  auto state = cluster::SetNodeFault(*config, change);
   return state.ok() ? absl::OkStatus() : state.status();
+}
+
+absl::Status ProcessControl::SetClockOffset(const DrillNode& node, int64_t offset_s) {
+  if (node.clock_command.empty()) {
+    return absl::FailedPreconditionError("no clock command in the drill file for node " + node.id);
+  }
+  const std::string offset = absl::StrCat(offset_s < 0 ? "-" : "+", offset_s < 0 ? -offset_s : offset_s);
+  std::vector<std::string> command = node.clock_command;
+  for (std::string& a : command) a = absl::StrReplaceAll(a, {{"{offset}", offset}});
+  return RunCommand(command, "the clock command for " + node.id);
 }
 
 NodeProbe ProcessControl::Probe(const DrillNode& node) {

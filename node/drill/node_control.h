@@ -13,6 +13,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "node/cluster/fault_client.h"
 #include "node/drill/drill_config.h"
 
 namespace adcsc::drill {
@@ -36,7 +37,10 @@ class NodeControl {
   virtual absl::Status Stop(const DrillNode& node, std::chrono::milliseconds grace) = 0;  // SIGTERM, wait
   virtual absl::Status Start(const DrillNode& node) = 0;                                  // the start command
   virtual absl::Status SetMode(const DrillNode& node, const std::string& mode) = 0;       // active, drain, maint
-  virtual absl::Status SetFault(const DrillNode& node, std::optional<bool> cut_off, std::optional<bool> ca_outage) = 0;
+  // The node's fault switches (Peer.SetFault): partition, CA outage, link and disk faults.
+  virtual absl::Status SetFault(const DrillNode& node, const cluster::FaultChange& change) = 0;
+  // Steps the node's wall clock to `offset_s` seconds from true time (its clock command).
+  virtual absl::Status SetClockOffset(const DrillNode& node, int64_t offset_s) = 0;
   virtual NodeProbe Probe(const DrillNode& node) = 0;
   // The CA answers slowly (true) or as before (false): ca.slow_command / ca.restore_command.
   virtual absl::Status SetCaSlow(bool slow) = 0;
@@ -51,7 +55,8 @@ class ProcessControl final : public NodeControl {
   absl::Status Stop(const DrillNode& node, std::chrono::milliseconds grace) override;
   absl::Status Start(const DrillNode& node) override;
   absl::Status SetMode(const DrillNode& node, const std::string& mode) override;
-  absl::Status SetFault(const DrillNode& node, std::optional<bool> cut_off, std::optional<bool> ca_outage) override;
+  absl::Status SetFault(const DrillNode& node, const cluster::FaultChange& change) override;
+  absl::Status SetClockOffset(const DrillNode& node, int64_t offset_s) override;
   NodeProbe Probe(const DrillNode& node) override;
   absl::Status SetCaSlow(bool slow) override;
 

@@ -134,6 +134,77 @@ void Judge(const Objectives& o, DrillReport* r) {
   r->passed = std::all_of(r->judgements.begin(), r->judgements.end(), [](const Judgement& j) { return j.met; });
 }
 
+std::vector<Interval> Timeline(const std::vector<Sample>& samples, const std::vector<FaultSpan>& faults,
+                               int64_t interval_ms, int64_t end_ms) {
+  std::vector<Interval> out;
+  if (interval_ms <= 0) return out;
+  for (int64_t at = 0; at < end_ms; at += interval_ms) {
+    Interval i;
+    i.start_ms = at;
+    i.end_ms = std::min(at + interval_ms, end_ms);
+    for (const FaultSpan& f : faults) {
+      if (f.start_ms < i.end_ms && f.end_ms > i.start_ms) i.faults.push_back(f.scenario + " " + f.target);
+    }
+    out.push_back(std::move(i));
+  }
+  std::vector<std::vector<double>> latencies(out.size());
+  for (const Sample& s : samples) {
+    if (s.start_ms < 0 || s.start_ms >= end_ms) continue;
+    const size_t k = static_cast<size_t>(s.start_ms / interval_ms);
+    if (k >= out.size()) continue;
+    ++out[k].sent;
+    if (!s.ok) ++out[k].failed;
+    latencies[k].push_back(static_cast<double>(s.end_ms - s.start_ms));
+  }
+  for (size_t k = 0; k < out.size(); ++k) {
+    out[k].p50_ms = Percentile(latencies[k], 50);
+    out[k].p99_ms = Percentile(latencies[k], 99);
+  }
+  return out;
+}
+
+std::string TimelineGnuplot(const DrillReport& r, const std::string& svg_path) {
+  // Inline data blocks ($name << EOD) keep the script self-contained.
+  std::string out = "$calls << EOD\n";
+  for (const Interval& i : r.timeline) {
+    absl::StrAppend(&out, absl::StrFormat("%.1f %.0f %.0f %d %d\n", static_cast<double>(i.start_ms) / 1000.0, i.p50_ms,
+                                          i.p99_ms, i.failed, i.sent));
+  }
+  absl::StrAppend(&out, "EOD\n");
+  absl::StrAppend(&out, "set terminal svg size 1400,600 dynamic font 'sans,11'\n", "set output '", svg_path, "'\n",
+                  "set title 'adcsc drill: ", r.scenario, " (seed ", r.seed, "), ", r.started_at, ", ", r.lb_mode,
+                  "'\n", "set xlabel 'seconds'\nset ylabel 'latency ms (log)'\nset logscale y\n",
+                  "set y2label 'failed requests'\nset y2tics\nset ytics nomirror\n",
+                  "set key outside right top\nset grid\n");
+  int max_failed = 1;
+  for (const Interval& i : r.timeline) max_failed = std::max(max_failed, i.failed);
+  absl::StrAppend(&out, "set y2range [0:", max_failed, "]\n",
+                  absl::StrFormat("set xrange [0:%.1f]\n", static_cast<double>(r.duration_ms) / 1000.0));
+  // One light band per fault (a colour per kind), labelled from the bottom up.
+  int n = 0;
+  for (const FaultSpan& f : r.faults) {
+    ++n;
+    const char* colour = f.scenario == "kill"         ? "f4cccc"
+                         : f.scenario == "freeze"     ? "d9d2e9"
+                         : f.scenario == "slow-disk"  ? "e6d5c3"
+                         : f.scenario == "clock-jump" ? "d0eef2"
+                         : f.scenario == "link"       ? "fde2c8"
+                         : f.scenario == "ca-slow"    ? "eeeecc"
+                         : f.scenario == "partition"  ? "f6d0e8"
+                                                      : "dddddd";
+    absl::StrAppend(&out, absl::StrFormat("set object %d rect from %.1f, graph 0 to %.1f, graph 1 "
+                                          "fc rgb '#%s' fs solid 1.0 noborder behind\n",
+                                          n, static_cast<double>(f.start_ms) / 1000.0,
+                                          static_cast<double>(f.end_ms) / 1000.0, colour));
+    absl::StrAppend(&out, absl::StrFormat("set label %d '%s %s' at %.1f, graph 0.02 rotate by 90 left font ',8'\n", n,
+                                          f.scenario, f.target, static_cast<double>(f.start_ms) / 1000.0 + 0.3));
+  }
+  absl::StrAppend(&out, "plot $calls using 1:($2>0?$2:1/0) with lines lw 1.5 title 'p50', ",
+                  "$calls using 1:($3>0?$3:1/0) with lines lw 1.5 title 'p99', ",
+                  "$calls using 1:4 axes x1y2 with impulses lw 3 lc rgb 'red' title 'failed'\n");
+  return out;
+}
+
 std::string RenderText(const DrillReport& r) {
   std::string out = absl::StrCat("adcsc drill: scenario ", r.scenario, r.target.empty() ? "" : " on " + r.target,
                                  " through ", r.lb_url, " (", r.lb_mode, "), ", r.started_at, ", ",
@@ -165,6 +236,16 @@ std::string RenderText(const DrillReport& r) {
   absl::StrAppend(&out, "acknowledged requests:         ", v.acknowledged, ", lost: ", v.lost, " (each retrieved from ",
                   v.nodes_checked.empty() ? "no node" : absl::StrJoin(v.nodes_checked, ", "), ")\n");
   for (const std::string& d : v.lost_detail) absl::StrAppend(&out, "  lost: ", d, "\n");
+  if (!r.timeline.empty()) {
+    absl::StrAppend(
+        &out, "\nper interval", r.seed != 0 ? absl::StrCat(" (seed ", r.seed, ")") : "", ":\n",
+        absl::StrFormat("  %8s %6s %6s %8s %8s  %s\n", "from s", "sent", "failed", "p50 ms", "p99 ms", "faults"));
+    for (const Interval& i : r.timeline) {
+      absl::StrAppend(
+          &out, absl::StrFormat("  %8.0f %6d %6d %8.0f %8.0f  %s\n", static_cast<double>(i.start_ms) / 1000.0, i.sent,
+                                i.failed, i.p50_ms, i.p99_ms, absl::StrJoin(i.faults, ", ")));
+    }
+  }
   absl::StrAppend(&out, "\ntimeline:\n");
   for (const Event& e : r.events) {
     absl::StrAppend(&out, absl::StrFormat("  %8.2f s  %s\n", static_cast<double>(e.at_ms) / 1000.0, e.what));
@@ -220,6 +301,22 @@ std::string RenderJson(const DrillReport& r) {
   j["objectives"] = nlohmann::ordered_json::array();
   for (const Judgement& x : r.judgements) {
     j["objectives"].push_back({{"objective", x.objective}, {"met", x.met}, {"detail", x.detail}});
+  }
+  if (r.seed != 0) j["seed"] = r.seed;
+  j["faults"] = nlohmann::ordered_json::array();
+  for (const FaultSpan& f : r.faults) {
+    j["faults"].push_back(
+        {{"scenario", f.scenario}, {"target", f.target}, {"start_ms", f.start_ms}, {"end_ms", f.end_ms}});
+  }
+  j["timeline"] = nlohmann::ordered_json::array();
+  for (const Interval& i : r.timeline) {
+    j["timeline"].push_back({{"start_ms", i.start_ms},
+                             {"end_ms", i.end_ms},
+                             {"sent", i.sent},
+                             {"failed", i.failed},
+                             {"p50_ms", i.p50_ms},
+                             {"p99_ms", i.p99_ms},
+                             {"faults", i.faults}});
   }
   j["passed"] = r.passed;
   return j.dump(2);

@@ -72,6 +72,20 @@ struct Judgement {
   std::string detail;
 };
 
+// A fault as it happened: from the strike to the undo.
+struct FaultSpan {
+  std::string scenario, target;
+  int64_t start_ms = 0, end_ms = 0;
+};
+
+// One interval of the timeline: the calls started in it, and the faults active in it.
+struct Interval {
+  int64_t start_ms = 0, end_ms = 0;
+  int sent = 0, failed = 0;
+  double p50_ms = 0, p99_ms = 0;
+  std::vector<std::string> faults;  // "freeze node-c"
+};
+
 struct DrillReport {
   std::string scenario, target, lb_url, lb_mode, started_at;
   int64_t duration_ms = 0;
@@ -85,7 +99,18 @@ struct DrillReport {
   std::vector<std::string> action_failures;  // scenario steps that failed, nodes not back in time
   std::vector<Judgement> judgements;
   bool passed = false;
+  uint64_t seed = 0;               // soak: the schedule's seed
+  std::vector<FaultSpan> faults;   // every fault struck, in order
+  std::vector<Interval> timeline;  // soak (or asked for): per interval
 };
+
+// The calls per `interval_ms` from 0 to `end_ms`, with the faults active in each.
+std::vector<Interval> Timeline(const std::vector<Sample>& samples, const std::vector<FaultSpan>& faults,
+                               int64_t interval_ms, int64_t end_ms);
+
+// The timeline as a gnuplot script that draws latency (p50, p99) and failures per interval
+// with the faults shaded, into `svg_path`. The caller runs gnuplot on it when it is there.
+std::string TimelineGnuplot(const DrillReport& report, const std::string& svg_path);
 
 // The p-th percentile (0..100) of `values` by nearest rank; 0 when empty.
 double Percentile(std::vector<double> values, double p);

@@ -2,10 +2,13 @@
 brings up the ADCS emulator, three nodes, their agents and HAProxy (TLS termination with L7
 retries) in a scratch directory; `adcsc drill` runs each scenario (kill, freeze, partition,
 drain, ca-outage, ca-slow, rolling-restart) shortly against it, and each must meet its objectives (no lost
-and no failed request, no duplicate CA request); `--down` stops everything. `--smoke` does the whole round by itself."""
+and no failed request, no duplicate CA request); `--down` stops everything. `--smoke` does the whole round by itself.
+A second cluster runs its nodes under libfaketime (--clock-faults) for the gray faults: slow-disk, clock-jump,
+link, and a short seeded soak (ADCSC_SOAK_S sets its length; tests/run --soak runs a long one)."""
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -152,6 +155,91 @@ class QuickstartCluster(unittest.TestCase):
                 self.assertEqual(down.returncode, 0, down.stdout + down.stderr)
                 self.assertIn("stopped haproxy", down.stdout)
                 self.assertEqual(qs.wait(timeout=30), 0)
+                self.assertEqual(pids_alive(root), [])
+            finally:
+                if qs.poll() is None:
+                    subprocess.run([sys.executable, str(QUICKSTART), "--dir", str(root), "--port", str(port), "--down"],
+                                   capture_output=True, timeout=120)
+                    qs.terminate()
+                    qs.wait(timeout=30)
+                log.close()
+
+    def test_gray_faults_and_a_short_soak_meet_their_objectives(self):
+        with h.TempRoot() as tmp:
+            root = tmp / "quickstart"
+            port = free_range()
+            log = open(tmp / "quickstart.out", "w")
+            qs = subprocess.Popen([sys.executable, str(QUICKSTART), "--dir", str(root), "--port", str(port),
+                                   "--bin-dir", str(h.BIN), "--clock-faults"], stdout=log, stderr=subprocess.STDOUT)
+            try:
+                h.wait_for(lambda: "Press Ctrl-C" in (tmp / "quickstart.out").read_text() or qs.poll() is not None,
+                           timeout=120, what="the quickstart cluster (--clock-faults)")
+                self.assertIsNone(qs.poll(), (tmp / "quickstart.out").read_text())
+                self.assertIn("clock = [", (root / "drill.toml").read_text())
+
+                for scenario, hold in (("slow-disk", "6000"), ("clock-jump", "8000"), ("link", "10000")):
+                    out = subprocess.run([str(h.ADCSC), "drill", "--config", str(root / "drill.toml"), "--scenario",
+                                          scenario, "--node", "node-c", "--warmup-ms", "1500", "--hold-ms", hold,
+                                          "--tail-ms", "1500", "--json"], capture_output=True, text=True, timeout=240)
+                    self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+                    report = json.loads(out.stdout)
+                    by_phase = {p["phase"]: p for p in report["phases"]}
+                    total = by_phase["total"]
+                    print(f"\n{scenario} drill: {total['sent']} requests, {total['failed']} failed, "
+                          f"{report['acknowledged']} acknowledged, {report['lost']} lost, "
+                          f"{report['duplicate_ca_requests']} duplicates, fault p99 "
+                          f"{max(p['p99_ms'] for n, p in by_phase.items() if n.startswith('fault'))} ms, "
+                          f"converged after {report['replication_converged']['ms']} ms", file=sys.stderr)
+                    self.assertTrue(report["passed"], out.stdout)
+                    self.assertEqual(report["lost"], 0)
+                    self.assertEqual(total["failed"], 0)
+                    self.assertEqual(report["duplicate_ca_requests"], 0)
+                    self.assertIsNotNone(report["replication_converged"]["ms"])
+                    events = [e["what"] for e in report["events"]]
+                    if scenario == "clock-jump":
+                        self.assertIn("fault +300s", by_phase)
+                        self.assertIn("fault -300s", by_phase)
+                        self.assertIn("set node-c's clock right", events)
+                        self.assertEqual((root / "clock" / "node-c.faketime").read_text().strip(), "+0")
+                    if scenario == "link":
+                        for step in ("loss", "delay", "one-way", "flap"):
+                            self.assertGreater(by_phase[f"fault {step}"]["sent"], 0, step)
+                        self.assertIn("heal node-c's peer links", events)
+                    if scenario == "slow-disk":
+                        self.assertIn("heal node-c's disk", events)
+                    # Every switch is back: the node reports no fault.
+                    status = subprocess.run([str(h.ADCSC), "ctl", "status", "--config",
+                                             str(root / "node-c" / "node.toml")], capture_output=True, text=True,
+                                            timeout=60)
+                    self.assertNotIn("fault", status.stdout.split("node-c (")[1].split("\n")[0], status.stdout)
+
+                # The soak: faults drawn from the seed strike one at a time; the report has the
+                # schedule's seed, every fault, and the timeline.
+                soak_s = os.environ.get("ADCSC_SOAK_S", "40")
+                svg = tmp / "soak.svg"
+                out = subprocess.run([str(h.ADCSC), "drill", "--config", str(root / "drill.toml"), "--scenario", "soak",
+                                      "--duration", soak_s, "--seed", "7", "--soak-hold-min-ms", "3000",
+                                      "--soak-hold-max-ms", "5000", "--soak-gap-min-ms", "2000", "--soak-gap-max-ms",
+                                      "4000", "--warmup-ms", "1500", "--tail-ms", "1500", "--json", "--plot", str(svg)],
+                                     capture_output=True, text=True, timeout=int(soak_s) * 4 + 300)
+                self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+                report = json.loads(out.stdout)
+                total = report["phases"][-1]
+                print(f"\nsoak ({soak_s} s, seed 7): {len(report['faults'])} faults "
+                      f"({', '.join(f['scenario'] + ' ' + f['target'] for f in report['faults'])}), "
+                      f"{total['sent']} requests, {total['failed']} failed, {report['lost']} lost, "
+                      f"{report['duplicate_ca_requests']} duplicates", file=sys.stderr)
+                self.assertTrue(report["passed"], out.stdout)
+                self.assertEqual(report["seed"], 7)
+                self.assertGreaterEqual(len(report["faults"]), 2, report["events"])
+                self.assertEqual(total["failed"], 0)
+                self.assertEqual(report["lost"], 0)
+                self.assertGreater(len(report["timeline"]), 5)
+                self.assertEqual(sum(i["sent"] for i in report["timeline"]), total["sent"])
+                if shutil.which("gnuplot"):
+                    self.assertIn("<svg", svg.read_text(), out.stderr)
+                qs.send_signal(signal.SIGINT)
+                self.assertEqual(qs.wait(timeout=60), 0)
                 self.assertEqual(pids_alive(root), [])
             finally:
                 if qs.poll() is None:

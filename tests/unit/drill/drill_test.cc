@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "nlohmann/json.hpp"
 #include "node/drill/drill_config.h"
 #include "node/drill/haproxy_stats.h"
@@ -235,9 +237,8 @@ class NoControl : public NodeControl {
   absl::Status Stop(const DrillNode&, std::chrono::milliseconds) override { return absl::OkStatus(); }
   absl::Status Start(const DrillNode&) override { return absl::OkStatus(); }
   absl::Status SetMode(const DrillNode&, const std::string&) override { return absl::OkStatus(); }
-  absl::Status SetFault(const DrillNode&, std::optional<bool>, std::optional<bool>) override {
-    return absl::OkStatus();
-  }
+  absl::Status SetFault(const DrillNode&, const cluster::FaultChange&) override { return absl::OkStatus(); }
+  absl::Status SetClockOffset(const DrillNode&, int64_t) override { return absl::OkStatus(); }
   NodeProbe Probe(const DrillNode&) override { return {}; }
   absl::Status SetCaSlow(bool) override { return absl::OkStatus(); }
 };
@@ -268,6 +269,110 @@ TEST(DrillTest, AScenarioThatLacksWhatItNeedsIsRefusedUpFront) {
   o.scenario = "partition";
   auto partition = RunDrill(*c, o, &control);
   EXPECT_NE(std::string(partition.status().message()).find("config"), std::string::npos) << partition.status();
+  for (const char* needs_config : {"slow-disk", "link"}) {
+    o.scenario = needs_config;
+    auto r = RunDrill(*c, o, &control);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << needs_config;
+    EXPECT_NE(std::string(r.status().message()).find("config"), std::string::npos) << r.status();
+  }
+  o.scenario = "clock-jump";
+  auto clock = RunDrill(*c, o, &control);
+  EXPECT_EQ(clock.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(std::string(clock.status().message()).find("clock"), std::string::npos) << clock.status();
+  // A soak told to strike what the file does not allow is refused too, naming what is missing.
+  o.scenario = "soak";
+  o.soak_faults = {"freeze"};
+  auto soak = RunDrill(*c, o, &control);
+  EXPECT_EQ(soak.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(std::string(soak.status().message()).find("pid_file"), std::string::npos) << soak.status();
+  o.soak_faults = {"rolling-restart"};
+  EXPECT_EQ(RunDrill(*c, o, &control).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(DrillConfigTest, AClockCommandMustSayWhereTheOffsetGoes) {
+  std::string file = std::string(kDrillFile) + "clock = [\"date\", \"-s\", \"now\"]\n";
+  auto bad = ParseDrillConfig(file, "/etc/adcsc/drill.toml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(std::string(bad.status().message()).find("node[2].clock"), std::string::npos) << bad.status();
+  file = std::string(kDrillFile) + "clock = [\"sh\", \"-c\", \"echo {offset} > /run/faketime\"]\n";
+  auto good = ParseDrillConfig(file, "/etc/adcsc/drill.toml");
+  ASSERT_TRUE(good.ok()) << good.status();
+  EXPECT_EQ(good->nodes[2].clock_command.size(), 3u);
+}
+
+TEST(DrillSoakTest, TheScheduleFollowsTheSeedAndStaysInItsBounds) {
+  DrillOptions o;
+  o.soak_hold_min = std::chrono::milliseconds(4'000);
+  o.soak_hold_max = std::chrono::milliseconds(6'000);
+  o.soak_gap_min = std::chrono::milliseconds(1'000);
+  o.soak_gap_max = std::chrono::milliseconds(1'000);
+  const std::vector<std::string> faults = {"kill", "freeze", "link", "clock-jump"};
+  const std::vector<std::string> nodes = {"node-a", "node-b", "node-c"};
+  const auto a = PlanSoak(7, 200, faults, nodes, o);
+  const auto again = PlanSoak(7, 200, faults, nodes, o);
+  const auto other = PlanSoak(8, 200, faults, nodes, o);
+  ASSERT_EQ(a.size(), 200u);
+  std::set<std::string> scenarios_seen, nodes_seen;
+  bool differs = false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].scenario, again[i].scenario);
+    EXPECT_EQ(a[i].target, again[i].target);
+    EXPECT_EQ(a[i].hold_ms, again[i].hold_ms);
+    differs |= a[i].scenario != other[i].scenario || a[i].target != other[i].target || a[i].hold_ms != other[i].hold_ms;
+    EXPECT_GE(a[i].hold_ms, 4'000);
+    EXPECT_LE(a[i].hold_ms, 6'000);
+    EXPECT_EQ(a[i].gap_ms, 1'000);
+    scenarios_seen.insert(a[i].scenario);
+    nodes_seen.insert(a[i].target);
+  }
+  EXPECT_TRUE(differs) << "another seed, another schedule";
+  EXPECT_EQ(scenarios_seen.size(), faults.size()) << "every fault is drawn in 200";
+  EXPECT_EQ(nodes_seen.size(), nodes.size());
+  EXPECT_TRUE(PlanSoak(1, 5, {}, nodes, o).empty());
+}
+
+TEST(DrillSoakTest, TheFaultsASoakMayDrawFollowTheDrillFile) {
+  auto c = ParseDrillConfig(kDrillFile, "/etc/adcsc/drill.toml");
+  ASSERT_TRUE(c.ok());
+  EXPECT_TRUE(SoakScenarios(*c).empty()) << "node-b has neither pid_file, config nor clock";
+  for (DrillNode& n : c->nodes) {
+    n.pid_file = "/run/" + n.id + ".pid";
+    n.start = {"true"};
+    n.config = "/etc/" + n.id + ".toml";
+  }
+  c->ca_slow_command = {"true"};
+  c->ca_restore_command = {"true"};
+  const auto s = SoakScenarios(*c);
+  const std::set<std::string> got(s.begin(), s.end());
+  EXPECT_EQ(got, (std::set<std::string>{"kill", "freeze", "partition", "ca-outage", "slow-disk", "link", "ca-slow"}))
+      << "no clock command: no clock-jump; no [admin]: no drain";
+}
+
+TEST(DrillReportTest, TheTimelineCountsCallsPerIntervalWithTheFaultsActiveInIt) {
+  std::vector<Sample> samples = {S(100, 150, "quiet", true), S(900, 1900, "quiet", true),
+                                 S(1200, 1300, "kill", false, "http 503"), S(1500, 1600, "kill", true),
+                                 S(2500, 2600, "quiet", true)};
+  const std::vector<FaultSpan> faults = {{"kill", "node-c", 1100, 2100}};
+  const auto t = Timeline(samples, faults, 1000, 3000);
+  ASSERT_EQ(t.size(), 3u);
+  EXPECT_EQ(t[0].sent, 2);
+  EXPECT_EQ(t[0].failed, 0);
+  EXPECT_TRUE(t[0].faults.empty());
+  EXPECT_EQ(t[1].sent, 2);
+  EXPECT_EQ(t[1].failed, 1);
+  EXPECT_EQ(t[1].faults, std::vector<std::string>{"kill node-c"});
+  EXPECT_EQ(t[2].faults, std::vector<std::string>{"kill node-c"}) << "it ended in the third interval";
+  EXPECT_EQ(t[2].sent, 1);
+  EXPECT_EQ(t[0].p99_ms, 1000);
+  DrillReport r;
+  r.scenario = "soak";
+  r.timeline = t;
+  r.faults = faults;
+  const std::string gp = TimelineGnuplot(r, "/tmp/x.svg");
+  EXPECT_NE(gp.find("set output '/tmp/x.svg'"), std::string::npos);
+  EXPECT_NE(gp.find("kill node-c"), std::string::npos);
+  EXPECT_NE(RenderText(r).find("per interval"), std::string::npos);
+  EXPECT_EQ(nlohmann::json::parse(RenderJson(r))["timeline"].size(), 3u);
 }
 
 }  // namespace
