@@ -23,7 +23,9 @@
 namespace adcsc::lbagent {
 namespace {
 
-int64_t NowMs() { return SystemClock::Default()->NowUnixMillis(); }
+// Monotonic: it only ages the last poll. On the wall clock, a step back would keep a hung
+// node's last "up" fresh for minutes, and a step forward would report "down" until the next poll.
+int64_t NowMs() { return SystemClock::Default()->NowMonotonicMillis(); }
 
 // host and port of "http://host:port".
 bool SplitHostPort(std::string_view url, std::string* host, std::string* port) {

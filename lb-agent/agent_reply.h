@@ -27,7 +27,7 @@ struct NodeView {
   std::string mode;    // "active", "drain", "maint"
   std::string reason;  // the first failing check, "name: detail"; empty when none
   int64_t ca_ping_ms = 0;
-  int64_t at_ms = 0;  // when it was read
+  int64_t at_ms = 0;  // when it was read (monotonic ms, compared with AgentReply's now_ms)
 };
 
 // Parses a /status body, as anyone gets it ({"status":"UP","mode":..,"ca_ping_ms":..}) or as an

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <utility>
 
@@ -156,7 +157,7 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
     // say: records of its own origin come back no other way (a node ignores its own
     // mutations from peers), and the vectors exclude them.
     const bool rebuild = store_->RebuildFromPeersPending().value_or(false);
-    const int64_t now = clock_->NowUnixMillis();
+    const int64_t now = clock_->NowMonotonicMillis();
     std::vector<std::string> to_pull;
     std::vector<std::string> to_snapshot;
     {
@@ -213,15 +214,18 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
     {
       std::lock_guard<std::mutex> lock(mu_);
       status = status_;
+      const int64_t monotonic_now = clock_->NowMonotonicMillis();
       for (const auto& [name, peer] : peers_) {
         PeerStatus& p = status.peers.emplace_back(peer);
+        if (peer.last_ack_monotonic_ms.has_value()) p.since_last_ack_ms = monotonic_now - *peer.last_ack_monotonic_ms;
         p.lag_mutations = Behind(peer.known_vector, *ours, "");
         p.snapshot_in_progress = peer.snapshot.active;
       }
     }
     // Lag in time: how long the oldest mutation the peer's vector lacks has waited, from the
     // last update of its record (the log sends records as they stand, so a record changed
-    // again since counts from that later change).
+    // again since counts from that later change). Wall time: updated_ms is a stored wall
+    // time, possibly another node's; a clock step skews this figure, nothing else.
     const int64_t now = clock_->NowUnixMillis();
     for (PeerStatus& p : status.peers) {
       if (p.lag_mutations == 0) continue;
@@ -244,7 +248,7 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
     SnapshotCursor cursor;
     bool have_vector = false;
     VersionVector first_vector;  // from the first page; adopted after the last
-    int64_t last_page_ms = 0;    // Clock time it started or last received a page
+    int64_t last_page_ms = 0;    // monotonic Clock time it started or last received a page
   };
 
   // True while a snapshot from a peer other than `peer` is making progress (a page within
@@ -261,13 +265,17 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
     }
     return false;
   }
+  // Every interval here is timed on the Clock's monotonic time: a wall clock stepped back
+  // must not hold a push or a request "in flight" for minutes, nor a step forward declare a
+  // peer down at once.
   struct Peer : PeerStatus {
-    // Clock ms of the first push failure since the peer last answered; 0 while it answers.
-    // A peer failing for a whole quorum timeout is down: a write stops waiting for it.
-    int64_t failing_since_ms = 0;
-    uint64_t request_id = 0;  // the outstanding anti-entropy request, 0 if none
-    int64_t request_started_ms = 0;
-    bool stalled = false;  // last pull made no progress although the peer is ahead
+    // Monotonic ms of the first push failure since the peer last answered; empty while it
+    // answers. A peer failing for a whole quorum timeout is down: a write stops waiting for it.
+    std::optional<int64_t> failing_since_ms;
+    std::optional<int64_t> last_ack_monotonic_ms;  // the last answer; empty: never
+    uint64_t request_id = 0;                       // the outstanding anti-entropy request, 0 if none
+    int64_t request_started_ms = 0;                // monotonic
+    bool stalled = false;                          // last pull made no progress although the peer is ahead
     SnapshotState snapshot;
   };
   // Pushes to a peer are coalesced: while kMaxPushesInFlight pushes to it are unanswered,
@@ -276,7 +284,7 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
   // fsync per write, since a peer's push stream is applied in order.
   struct Outbox {
     std::vector<Mutation> queued;           // in sequence order
-    std::map<uint64_t, int64_t> in_flight;  // push id -> Clock ms it was sent
+    std::map<uint64_t, int64_t> in_flight;  // push id -> monotonic Clock ms it was sent
   };
   struct PendingWrite {
     WriteDone done;
@@ -289,7 +297,7 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
     std::lock_guard<std::mutex> lock(mu_);
     Peer& p = peers_[peer];
     p.request_id = ++next_request_id_;
-    p.request_started_ms = clock_->NowUnixMillis();
+    p.request_started_ms = clock_->NowMonotonicMillis();
     return p.request_id;
   }
 
@@ -343,7 +351,7 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
       {
         std::lock_guard<std::mutex> lock(mu_);
         Peer& p = peers_[peer];
-        const int64_t now = clock_->NowUnixMillis();
+        const int64_t now = clock_->NowMonotonicMillis();
         if (!stopped_ && !p.snapshot.active && p.request_id == 0 && !SnapshotRunningElsewhere(peer, now)) {
           p.snapshot = SnapshotState{};
           p.snapshot.active = true;
@@ -406,7 +414,7 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
         ++status_.snapshots_completed;
       } else {
         p.snapshot.cursor = page.next;
-        p.snapshot.last_page_ms = clock_->NowUnixMillis();
+        p.snapshot.last_page_ms = clock_->NowMonotonicMillis();
         more = !stopped_;
       }
     }
@@ -422,7 +430,7 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
     {
       std::lock_guard<std::mutex> lock(mu_);
       Outbox& box = outbox_[peer];
-      const int64_t now = clock_->NowUnixMillis();
+      const int64_t now = clock_->NowMonotonicMillis();
       std::erase_if(box.in_flight,
                     [&](const auto& push) { return now - push.second >= options_.peer_request_timeout_ms; });
       if (stopped_ || box.queued.empty() || box.in_flight.size() >= kMaxPushesInFlight) return;
@@ -468,7 +476,8 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
       Peer& p = it->second;
       MaxInto(p.known_vector, vector);
       p.last_ack_ms = clock_->NowUnixMillis();
-      p.failing_since_ms = 0;
+      p.last_ack_monotonic_ms = clock_->NowMonotonicMillis();
+      p.failing_since_ms.reset();
       auto own = p.known_vector.find(self());
       const uint64_t contiguous = own == p.known_vector.end() ? 0 : own->second;
       for (auto& [sequence, pending] : pending_) {
@@ -515,10 +524,10 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
       if (stopped_) return;
       auto peer_it = peers_.find(peer);
       if (peer_it == peers_.end()) return;
-      const int64_t now = clock_->NowUnixMillis();
+      const int64_t now = clock_->NowMonotonicMillis();
       Peer& p = peer_it->second;
-      if (p.failing_since_ms == 0) p.failing_since_ms = now;
-      const bool down = now - p.failing_since_ms >= options_.quorum_timeout_ms;
+      if (!p.failing_since_ms.has_value()) p.failing_since_ms = now;
+      const bool down = now - *p.failing_since_ms >= options_.quorum_timeout_ms;
       std::vector<Mutation> again;
       for (const Mutation& m : sent) {
         auto it = pending_.find(m.sequence());

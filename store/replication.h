@@ -68,7 +68,7 @@ class PeerTransport {
 class Scheduler {
  public:
   virtual ~Scheduler() = default;
-  // Runs `fn` once, `delay_ms` of Clock time from now, on any thread.
+  // Runs `fn` once, `delay_ms` of monotonic Clock time from now, on any thread.
   virtual void RunAfter(int64_t delay_ms, std::function<void()> fn) = 0;
 };
 
@@ -119,7 +119,8 @@ struct ReplicationOutcome {
 
 struct PeerStatus {
   std::string node_id;
-  int64_t last_ack_ms = 0;            // Clock time of the last answer from this peer; 0: never
+  int64_t last_ack_ms = 0;            // wall Clock time of the last answer (for people); 0: never
+  int64_t since_last_ack_ms = -1;     // monotonic ms since that answer (for timeouts); -1: never
   uint64_t lag_mutations = 0;         // how many of our mutations its last known vector lacks
   int64_t lag_ms = 0;                 // how long the oldest of them has waited (Clock ms, from
                                       // its record's last update); 0 when none

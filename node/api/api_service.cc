@@ -766,8 +766,10 @@ ApiService::Lease ApiService::AcquireLease(const CheckedSubmit& s, Json* fields)
   const int64_t started_ms = clock_->NowMonotonicMillis();
   const int64_t deadline_ms = started_ms + config_.ca.in_flight_wait.count();
   const int cluster_size = ClusterSize();
-  const int64_t ballot_ms = clock_->NowUnixMillis();  // one per request: the older request goes first
-  std::unique_ptr<CaRequestSearch> search;            // for a rival that died after the CA took its request
+  // One per request: the older request goes first. Only an order (ties and a skewed clock
+  // cost a retry pause, never a second winner: a lease needs a majority of grants).
+  const int64_t ballot_ms = leases_.BallotMs();
+  std::unique_ptr<CaRequestSearch> search;  // for a rival that died after the CA took its request
   std::map<std::pair<std::string, uint64_t>, int64_t> silent_since;  // rival claim -> when its node fell silent
   auto failed = [](absl::Status error) { return Lease{std::nullopt, std::nullopt, std::nullopt, std::move(error)}; };
   for (int round = 1;; ++round) {

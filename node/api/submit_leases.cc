@@ -23,7 +23,12 @@ int64_t SubmitLeases::GraceUntil(const Clock* clock, const Options& options) {
     } else {
       std::ifstream in(options.grant_stamp);
       int64_t until_unix_ms = 0;
-      // Unreadable: assume the worst, the full grace.
+      // Unreadable: assume the worst, the full grace. The stamp is wall time, the only clock
+      // that outlives the process. A wall clock stepped back before a restart lengthens the
+      // grace, at most to the full one (clamped). One stepped forward between the last grant
+      // and the restart shortens it by up to the step; that matters only if the restart also
+      // comes within a lease period of that grant (a peer's claim may still hold it). Known
+      // edge, documented in docs/reliability.md; no clock that survives a reboot avoids it.
       if (in >> until_unix_ms) grace = std::clamp<int64_t>(until_unix_ms - clock->NowUnixMillis(), 0, full);
     }
   }
@@ -34,10 +39,18 @@ SubmitLeases::SubmitLeases(const Clock* clock, Options options)
     : clock_(clock),
       options_(std::move(options)),
       grace_until_ms_(GraceUntil(clock, options_)),
-      started_unix_ms_(clock->NowUnixMillis()) {}
+      started_unix_ms_(clock->NowUnixMillis()),
+      started_monotonic_ms_(clock->NowMonotonicMillis()) {}
+
+int64_t SubmitLeases::BallotMs() const {
+  return started_unix_ms_ + (clock_->NowMonotonicMillis() - started_monotonic_ms_);
+}
 
 void SubmitLeases::StampGrantLocked() {
   if (options_.grant_stamp.empty()) return;
+  // A step of the wall clock while running only moves when the stamp is next written: one
+  // stepped back leaves a stamp further ahead than needed (a longer grace, never a shorter
+  // one); one stepped forward writes it at once. The leases themselves run on monotonic time.
   const int64_t now = clock_->NowUnixMillis();
   if (stamped_until_unix_ms_ >= now + options_.lease.count()) return;
   // Two lease periods ahead, so the next write is due one period from now. Not synced: it

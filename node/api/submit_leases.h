@@ -94,6 +94,12 @@ class SubmitLeases {
   void WaitForChange(std::chrono::milliseconds timeout);
   // Leases held now (lapsed ones not counted).
   size_t held() const;
+  // The ballot for a claim this process makes now: the wall clock at start-up plus the
+  // monotonic time since. It never steps back while the process runs, so it never precedes
+  // the started_ms this table answers with: a wall clock stepped back must not make a peer
+  // take this live process's claims for a dead one's (ClaimOutlivedItsNode) and submit the
+  // same CSR beside it. Across processes it is the wall clock, as ballots need to be.
+  int64_t BallotMs() const;
 
  private:
   using Key = std::tuple<std::string, std::string, std::string>;
@@ -116,6 +122,7 @@ class SubmitLeases {
   const Options options_;
   const int64_t grace_until_ms_;
   const int64_t started_unix_ms_;
+  const int64_t started_monotonic_ms_;
   int64_t stamped_until_unix_ms_ = 0;  // guarded by mu_
   mutable std::mutex mu_;
   std::condition_variable changed_;

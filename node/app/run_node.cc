@@ -70,10 +70,10 @@ adcsc::ops::HealthSources HealthSourcesFor(const Config& config, adcsc::store::R
       v.snapshot_in_progress = store->RebuildFromPeersPending().value_or(true);
       auto status = cluster->Status();
       if (!status.ok()) return v;
-      const int64_t now = SystemClock::Default()->NowUnixMillis();
       v.peers = status->peers.size();
       for (const auto& p : status->peers) {
-        if (p.last_ack_ms != 0 && now - p.last_ack_ms <= recent_ms) ++v.peers_reachable;
+        // Monotonic: a wall clock stepped forward must not count every peer unreachable.
+        if (p.since_last_ack_ms >= 0 && p.since_last_ack_ms <= recent_ms) ++v.peers_reachable;
         v.snapshot_in_progress = v.snapshot_in_progress || p.snapshot_in_progress;
         v.lag_mutations = std::max(v.lag_mutations, p.lag_mutations);
       }

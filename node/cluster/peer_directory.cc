@@ -21,8 +21,6 @@ namespace {
 // answers something (an Info refresh, a lookup) before.
 constexpr int64_t kQuietForMs = 5'000;
 
-int64_t NowMs() { return SystemClock::Default()->NowUnixMillis(); }
-
 // The state one fan-out shares with its calls' callbacks (which may outlive the wait).
 struct Gather {
   std::mutex mu;
@@ -32,12 +30,22 @@ struct Gather {
   bool stop = false;
 };
 
+// Waits below run to steady_clock deadlines: a wall clock stepped back must not stretch a
+// lookup to minutes, nor one stepped forward cut it short. gRPC takes its deadline on the
+// wall clock and turns it into its own monotonic time when the call starts, microseconds
+// after it was computed here from the steady one.
+using Deadline = std::chrono::steady_clock::time_point;
+
+std::chrono::system_clock::time_point ForGrpc(Deadline deadline) {
+  return std::chrono::system_clock::now() + (deadline - std::chrono::steady_clock::now());
+}
+
 // One call per reachable peer (a cut-off node reaches none), each with its own stub and
 // `deadline`. Call must have members peer, stub and context.
 template <typename Call>
 std::vector<std::shared_ptr<Call>> CallsToEveryPeer(const node::ClusterConfig& config,
-                                                    const GrpcPeerTransport& transport,
-                                                    std::chrono::system_clock::time_point deadline) {
+                                                    const GrpcPeerTransport& transport, Deadline deadline) {
+  const auto grpc_deadline = ForGrpc(deadline);
   std::vector<std::shared_ptr<Call>> calls;
   for (const node::PeerConfig& p : config.peers) {
     auto channel = transport.ChannelFor(p.id);
@@ -45,7 +53,7 @@ std::vector<std::shared_ptr<Call>> CallsToEveryPeer(const node::ClusterConfig& c
     auto call = std::make_shared<Call>();
     call->peer = p.id;
     call->stub = v1::Peer::NewStub(*channel);
-    call->context.set_deadline(deadline);
+    call->context.set_deadline(grpc_deadline);
     calls.push_back(call);
   }
   return calls;
@@ -54,8 +62,8 @@ std::vector<std::shared_ptr<Call>> CallsToEveryPeer(const node::ClusterConfig& c
 // Waits until every call answered, `enough` holds (under gather->mu) or `deadline` passes;
 // then cancels the calls still running (their callbacks still come, and find `gather`).
 template <typename Call>
-void WaitThenCancel(Gather& gather, const std::vector<std::shared_ptr<Call>>& calls,
-                    std::chrono::system_clock::time_point deadline, const std::function<bool()>& enough) {
+void WaitThenCancel(Gather& gather, const std::vector<std::shared_ptr<Call>>& calls, Deadline deadline,
+                    const std::function<bool()>& enough) {
   std::unique_lock lock(gather.mu);
   gather.cv.wait_until(lock, deadline, [&] { return gather.outstanding == 0 || enough(); });
   const bool cancel = gather.outstanding > 0;
@@ -71,7 +79,7 @@ void PeerDirectory::Shared::Seen(const std::string& node_id, const std::string* 
   std::lock_guard lock(mu);
   for (PeerView& p : peers) {
     if (p.node_id != node_id) continue;
-    p.last_seen_ms = NowMs();
+    p.last_seen_ms = clock->NowMonotonicMillis();
     p.quiet_until_ms = 0;  // it answers again
     if (identity != nullptr) p.ca_identity = *identity;
   }
@@ -80,14 +88,14 @@ void PeerDirectory::Shared::Seen(const std::string& node_id, const std::string* 
 void PeerDirectory::Shared::WentQuiet(const std::string& node_id, int64_t for_ms) {
   std::lock_guard lock(mu);
   for (PeerView& p : peers) {
-    if (p.node_id == node_id) p.quiet_until_ms = NowMs() + for_ms;
+    if (p.node_id == node_id) p.quiet_until_ms = clock->NowMonotonicMillis() + for_ms;
   }
 }
 
 bool PeerDirectory::Shared::Quiet(const std::string& node_id) const {
   std::lock_guard lock(mu);
   for (const PeerView& p : peers) {
-    if (p.node_id == node_id) return p.quiet_until_ms > NowMs();
+    if (p.node_id == node_id) return p.quiet_until_ms > clock->NowMonotonicMillis();
   }
   return false;
 }
@@ -124,12 +132,13 @@ bool ReportsCaUnreachable(const PeerView& peer, const std::string& ca_config) {
 }
 
 PeerDirectory::PeerDirectory(const node::Config& config, const GrpcPeerTransport* transport,
-                             std::chrono::milliseconds lookup_timeout, std::chrono::milliseconds forward_timeout)
+                             std::chrono::milliseconds lookup_timeout, std::chrono::milliseconds forward_timeout,
+                             const Clock* clock)
     : config_(config),
       transport_(transport),
       lookup_timeout_(lookup_timeout),
       forward_timeout_(forward_timeout),
-      shared_(std::make_shared<Shared>()) {
+      shared_(std::make_shared<Shared>(clock)) {
   for (const node::PeerConfig& p : config_.cluster.peers) {
     PeerView view;
     view.node_id = p.id;
@@ -166,7 +175,7 @@ std::optional<store::RequestRecord> PeerDirectory::LookupAll(
     bool answered = false;  // under gather->mu
   };
   auto gather = std::make_shared<Gather>();
-  const auto deadline = std::chrono::system_clock::now() + lookup_timeout_;
+  const auto deadline = std::chrono::steady_clock::now() + lookup_timeout_;
   auto calls = CallsToEveryPeer<Call>(config_.cluster, *transport_, deadline);
   // A peer that let the last lookup run out its deadline is left out until it answers again:
   // waiting for it would cost every lookup the whole timeout, and going on without it is
@@ -269,7 +278,7 @@ void PeerDirectory::Refresh() {
     v1::NodeInfo reply;
   };
   auto gather = std::make_shared<Gather>();
-  const auto deadline = std::chrono::system_clock::now() + lookup_timeout_;
+  const auto deadline = std::chrono::steady_clock::now() + lookup_timeout_;
   const auto calls = CallsToEveryPeer<Call>(config_.cluster, *transport_, deadline);
   for (const auto& call : calls) Stamp(call->request.mutable_from());
   gather->outstanding = calls.size();
@@ -407,9 +416,9 @@ absl::StatusOr<node::ForwardedSubmit> PeerDirectory::ForwardSubmit(const node::S
   });
   MostRecentFirst(&peers);
   // One bound for every attempt: each includes the peer's lease round and CA call.
-  const auto deadline = std::chrono::system_clock::now() + forward_timeout_ + lookup_timeout_;
+  const auto deadline = std::chrono::steady_clock::now() + forward_timeout_ + lookup_timeout_;
   for (const PeerView& p : peers) {
-    if (std::chrono::system_clock::now() >= deadline) {
+    if (std::chrono::steady_clock::now() >= deadline) {
       failures.push_back("no time left for " + p.node_id);
       break;
     }
@@ -420,7 +429,7 @@ absl::StatusOr<node::ForwardedSubmit> PeerDirectory::ForwardSubmit(const node::S
     }
     auto stub = v1::Peer::NewStub(*channel);
     grpc::ClientContext context;
-    context.set_deadline(deadline);
+    context.set_deadline(ForGrpc(deadline));
     v1::ForwardSubmitRequest request;
     Stamp(request.mutable_from());
     request.set_body(submit.body);
@@ -464,7 +473,7 @@ struct LeaseCall {
 
 std::vector<node::LeaseAnswer> PeerDirectory::ClaimSubmit(const node::SubmitIntent& claim, size_t grants_enough) {
   using Call = LeaseCall;
-  const auto deadline = std::chrono::system_clock::now() + lookup_timeout_;
+  const auto deadline = std::chrono::steady_clock::now() + lookup_timeout_;
   auto gather = std::make_shared<Gather>();
   auto answers = std::make_shared<std::vector<node::LeaseAnswer>>();
   const auto calls = CallsToEveryPeer<Call>(config_.cluster, *transport_, deadline);
@@ -501,7 +510,7 @@ void PeerDirectory::ReleaseSubmit(const node::SubmitIntent& claim, bool settled)
 
 void PeerDirectory::SendRelease(const node::SubmitIntent& claim, bool settled, bool holder_gone) {
   using Call = LeaseCall;
-  const auto deadline = std::chrono::system_clock::now() + lookup_timeout_;
+  const auto deadline = std::chrono::steady_clock::now() + lookup_timeout_;
   for (const std::shared_ptr<Call>& call : CallsToEveryPeer<Call>(config_.cluster, *transport_, deadline)) {
     Stamp(call->request.mutable_from());
     IntentToWire(claim, call->request.mutable_intent());

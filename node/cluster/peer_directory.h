@@ -19,6 +19,7 @@
 #include "node/api/peer_lookup.h"
 #include "node/cluster/replication_grpc.h"
 #include "node/config/config.h"
+#include "store/clock.h"
 
 namespace adcsc::cluster {
 
@@ -26,7 +27,7 @@ namespace adcsc::cluster {
 struct PeerView {
   std::string node_id;
   std::string ca_identity;   // empty: not known yet
-  int64_t last_seen_ms = 0;  // system clock of the last answer; 0: never
+  int64_t last_seen_ms = 0;  // monotonic Clock time of the last answer; 0: never
   // The peer's version vector in its last Info answer; has_vector false until one came.
   store::VersionVector version_vector;
   bool has_vector = false;
@@ -36,7 +37,8 @@ struct PeerView {
   bool ca_outage = false;
   // The peer let a lookup run out its deadline (frozen, swamped, a black-holed link): lookups
   // leave it out until it answers anything again, or until this passes (then one lookup tries
-  // it again). 0: not quiet.
+  // it again). Monotonic Clock time, so a wall clock step neither stretches nor ends the quiet.
+  // 0: not quiet.
   int64_t quiet_until_ms = 0;
 };
 
@@ -49,8 +51,11 @@ class PeerDirectory final : public node::PeerLookup {
   // cut-off. `lookup_timeout` bounds lookups and Info; `forward_timeout` bounds one forwarded
   // retrieve (it includes the peer's CA call); a forwarded submit, which also takes the
   // CSR's lease at the peer, gets forward_timeout + lookup_timeout for all its attempts.
+  // `clock` (not owned, must outlive this) times how long a peer stays quiet; the timeouts
+  // above run on steady_clock, as gRPC's do.
   PeerDirectory(const node::Config& config, const GrpcPeerTransport* transport,
-                std::chrono::milliseconds lookup_timeout, std::chrono::milliseconds forward_timeout);
+                std::chrono::milliseconds lookup_timeout, std::chrono::milliseconds forward_timeout,
+                const Clock* clock = SystemClock::Default());
   ~PeerDirectory() override;
 
   std::optional<store::RequestRecord> Lookup(const std::string& ca_config, uint32_t request_id) override;
@@ -74,6 +79,8 @@ class PeerDirectory final : public node::PeerLookup {
  private:
   // What outlives the directory while calls are in flight: their callbacks update it.
   struct Shared {
+    explicit Shared(const Clock* c) : clock(c) {}
+    const Clock* const clock;
     mutable std::mutex mu;
     std::vector<PeerView> peers;  // one per configured peer, in config order
     void Seen(const std::string& node_id, const std::string* identity);

@@ -3,6 +3,7 @@
 namespace adcsc::ops {
 namespace {
 
+// `at_ms` of the result holds the clock's monotonic time; Observations turns it into wall time.
 Probe Run(const std::function<absl::Status()>& probe, const Clock& clock, std::string_view what) {
   Probe p;
   const auto started = std::chrono::steady_clock::now();
@@ -11,7 +12,7 @@ Probe Run(const std::function<absl::Status()>& probe, const Clock& clock, std::s
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
   p.ok = s.ok();
   p.detail = s.ok() ? std::string(what) : std::string(s.message());
-  p.at_ms = clock.NowUnixMillis();
+  p.at_ms = clock.NowMonotonicMillis();
   return p;
 }
 
@@ -57,6 +58,7 @@ void HealthMonitor::ProbeNow() {
   store_ = store;
   cas_ = std::move(cas);
   cluster_ = cluster;
+  probed_ = true;
 }
 
 HealthObservations HealthMonitor::Observations() const {
@@ -67,6 +69,14 @@ HealthObservations HealthMonitor::Observations() const {
   std::lock_guard lock(mu_);
   o.store = store_;
   o.cas = cas_;
+  if (probed_) {
+    // A probe's age is monotonic time, so a wall clock step neither ages every result at once
+    // (a node stepped forward would report DOWN) nor keeps a stuck probe fresh for minutes.
+    const int64_t monotonic_now = sources_.clock->NowMonotonicMillis();
+    auto to_wall = [&](Probe& p) { p.at_ms = o.now_ms - (monotonic_now - p.at_ms); };
+    to_wall(o.store);
+    for (CaProbe& ca : o.cas) to_wall(ca.probe);
+  }
   if (cluster_.has_value()) {
     o.clustered = true;
     o.peers = cluster_->peers;

@@ -69,6 +69,7 @@ class HealthMonitor {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
+  bool probed_ = false;  // store_ and cas_ hold results, timed on the monotonic clock
   Probe store_;
   std::vector<CaProbe> cas_;
   std::optional<ClusterView> cluster_;

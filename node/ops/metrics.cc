@@ -165,7 +165,7 @@ std::string NodeMetrics::Scrape(const ScrapeState& state) {
       lag_mutations_.Add({{"peer", p.node_id}}).Set(static_cast<double>(p.lag_mutations));
       lag_seconds_.Add({{"peer", p.node_id}}).Set(static_cast<double>(p.lag_ms) / 1000.0);
       peer_last_answer_.Add({{"peer", p.node_id}})
-          .Set(p.last_ack_ms == 0 ? -1.0 : static_cast<double>(state.now_ms - p.last_ack_ms) / 1000.0);
+          .Set(p.since_last_ack_ms < 0 ? -1.0 : static_cast<double>(p.since_last_ack_ms) / 1000.0);
     }
   }
   if (state.api_connections >= 0) api_connections_.Add({}).Set(static_cast<double>(state.api_connections));

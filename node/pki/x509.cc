@@ -15,7 +15,11 @@
 namespace adcsc::pki {
 namespace {
 
-constexpr int64_t kClockSkewSeconds = 5 * 60;
+// notBefore is this far before the time of issue, so a host whose clock is behind, or was
+// stepped back (NTP, an operator, a VM resume), accepts a certificate issued just now: TLS
+// fails with "certificate is not yet valid" otherwise. Common practice (Let's Encrypt
+// backdates by one hour); notAfter still counts from the time of issue.
+constexpr int64_t kBackdateSeconds = 60 * 60;
 constexpr int64_t kSecondsPerDay = 86'400;
 constexpr size_t kSerialBytes = 16;
 constexpr int kMaxYears = 100;
@@ -302,7 +306,7 @@ absl::StatusOr<X509Ptr> MakeSelfSignedCa(EVP_PKEY* key, const SelfSignedCaOption
     return absl::InternalError(OpenSslFailure("setting the CA certificate's names"));
   }
   const int64_t now = options.now_unix_seconds.value_or(NowUnix());
-  if (absl::Status s = SetTime(X509_getm_notBefore(cert.get()), now - kClockSkewSeconds, "notBefore"); !s.ok()) {
+  if (absl::Status s = SetTime(X509_getm_notBefore(cert.get()), now - kBackdateSeconds, "notBefore"); !s.ok()) {
     return s;
   }
   if (absl::Status s = SetTime(X509_getm_notAfter(cert.get()), AddYears(now, options.years), "notAfter"); !s.ok()) {
@@ -416,7 +420,7 @@ absl::StatusOr<X509Ptr> IssueCertificate(X509* issuer_cert, EVP_PKEY* issuer_key
   int64_t not_after = now + int64_t{options.validity_days} * kSecondsPerDay;
   const int64_t issuer_not_after = NotAfterUnix(issuer_cert);
   if (issuer_not_after > 0 && not_after > issuer_not_after) not_after = issuer_not_after;
-  if (absl::Status s = SetTime(X509_getm_notBefore(cert.get()), now - kClockSkewSeconds, "notBefore"); !s.ok()) {
+  if (absl::Status s = SetTime(X509_getm_notBefore(cert.get()), now - kBackdateSeconds, "notBefore"); !s.ok()) {
     return s;
   }
   if (absl::Status s = SetTime(X509_getm_notAfter(cert.get()), not_after, "notAfter"); !s.ok()) {

@@ -42,7 +42,7 @@ struct SelfSignedCaOptions {
   // extendedKeyUsage entries (see ResolveEku); empty: no EKU extension.
   std::vector<std::string> ekus;
   // Time the validity starts from (seconds since the epoch); unset: now. notBefore is this
-  // minus 5 minutes, to tolerate clock skew between hosts.
+  // minus 1 hour, to tolerate clocks behind or stepped back.
   std::optional<int64_t> now_unix_seconds;
 };
 
@@ -72,7 +72,7 @@ struct IssueOptions {
 };
 
 // Signs a certificate for the request's public key with `issuer_key`: serial = 16 random
-// bytes (positive), notBefore = now - 5 min, notAfter = now + validity_days capped at the
+// bytes (positive), notBefore = now - 1 h, notAfter = now + validity_days capped at the
 // issuer's notAfter, basicConstraints CA:FALSE (critical), keyUsage digitalSignature
 // (+ keyEncipherment for RSA keys) (critical), EKUs, SKI, AKI (issuer's key ID), SHA-256.
 // The request's signature is not checked here; callers verify it first (see csr.h).

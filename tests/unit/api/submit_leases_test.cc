@@ -141,6 +141,53 @@ TEST(SubmitLeasesTest, TheGraceLastsOnlyAsLongAsTheStampSaysGrantsMayLive) {
   EXPECT_EQ(unsure.Claim(Claim("c", 4, 'y'), "a").grant, LeaseGrant::kGranted);
 }
 
+// Leases run on monotonic time: the wall clock stepping 5 minutes forward does not expire a
+// lease (a rival would be granted the CSR beside its holder), nor stepping back keep one past
+// its term (the CSR would stick until the wall clock caught up).
+TEST(SubmitLeasesTest, AWallClockStepNeitherExpiresNorExtendsALease) {
+  constexpr int64_t kStart = 1'800'000'000'000;
+  constexpr int64_t kStepMs = 5 * 60'000;
+  FakeClock clock(kStart);
+  SubmitLeases leases(&clock, Lease(30'000));
+  ASSERT_EQ(leases.Claim(Claim("b", 1), "a").grant, LeaseGrant::kGranted);
+  clock.SetUnixMillis(kStart + kStepMs);
+  EXPECT_EQ(leases.Claim(Claim("c", 2), "a").grant, LeaseGrant::kHeld) << "5 minutes forward: still b's";
+  EXPECT_EQ(leases.held(), 1u);
+  clock.SetUnixMillis(kStart - kStepMs);
+  clock.AdvanceMillis(29'999);
+  EXPECT_EQ(leases.Claim(Claim("c", 2), "a").grant, LeaseGrant::kHeld) << "29.999 s: still b's";
+  clock.AdvanceMillis(1);
+  LeaseAnswer after = leases.Claim(Claim("c", 2), "a");
+  EXPECT_EQ(after.grant, LeaseGrant::kGranted) << "30 s of monotonic time, wall clock 5 minutes back: expired";
+  ASSERT_TRUE(after.lapsed.has_value());
+  EXPECT_EQ(after.lapsed->node_id, "b");
+}
+
+// A node's ballots never step back while it runs, so its own answer never shows a live claim
+// of it as older than its process: with wall-clock ballots, a node stepped back 5 minutes had
+// its claims taken for a dead process's and lapsed by its peers, which then submitted the
+// same CSR beside it.
+TEST(SubmitLeasesTest, AWallClockStepBackDoesNotMakeALiveClaimLookOlderThanItsProcess) {
+  constexpr int64_t kStart = 1'800'000'000'000;
+  FakeClock clock(kStart);
+  SubmitLeases leases(&clock, Lease(30'000));
+  clock.AdvanceMillis(1'000);
+  const int64_t before_step = leases.BallotMs();
+  EXPECT_EQ(before_step, kStart + 1'000) << "the wall clock, while it does not step";
+  clock.SetUnixMillis(kStart - 5 * 60'000);
+  clock.AdvanceMillis(1);
+  const SubmitIntent claim = Claim("a", 7, 'h', 0, leases.BallotMs());
+  EXPECT_EQ(claim.ballot_ms, before_step + 1) << "follows monotonic time, not the step";
+  const LeaseAnswer own = leases.Claim(claim, "a");
+  EXPECT_EQ(own.started_ms, kStart);
+  EXPECT_FALSE(ClaimOutlivedItsNode(claim, own));
+  clock.SetUnixMillis(kStart + 5 * 60'000);
+  EXPECT_EQ(leases.BallotMs(), before_step + 1) << "nor a step forward";
+
+  // A claim from before the process started (a previous run) is still recognised.
+  EXPECT_TRUE(ClaimOutlivedItsNode(Claim("a", 6, 'h', 0, kStart - 1), own));
+}
+
 TEST(SubmitLeasesTest, TheTableIsBoundedAndDropsLapsedClaimsFirst) {
   FakeClock clock(1'000);
   SubmitLeases::Options o = Lease(30'000);

@@ -165,7 +165,7 @@ TEST_F(LocalCaTest, IssuesCertificateCarryingSubjectSansAndTemplateEkus) {
   EXPECT_EQ(pki::NameToString(X509_get_subject_name(leaf->get())), "CN=device-1");
   EXPECT_THAT(pki::SubjectAltNames(leaf->get()), ElementsAre("DNS:device-1.example.com", "IP:10.0.0.7"));
   EXPECT_THAT(pki::ExtendedKeyUsages(leaf->get()), ElementsAre(std::string(pki::kEkuClientAuth)));
-  EXPECT_EQ(pki::NotBeforeUnix(leaf->get()), now_ / 1000 - 300);
+  EXPECT_EQ(pki::NotBeforeUnix(leaf->get()), now_ / 1000 - 3600);
   EXPECT_EQ(pki::NotAfterUnix(leaf->get()), now_ / 1000 + 30 * 86400);
 
   // Another template's EKUs, by OID and name.
@@ -206,7 +206,7 @@ TEST_F(LocalCaTest, PendingRequestIssuesOncePendingSecondsHavePassed) {
   ASSERT_FALSE(issued->cert_der.empty());
   auto leaf = pki::CertFromDer(issued->cert_der);
   ASSERT_TRUE(leaf.ok());
-  EXPECT_EQ(pki::NotBeforeUnix(leaf->get()), now_ / 1000 - 300) << "validity starts at issue";
+  EXPECT_EQ(pki::NotBeforeUnix(leaf->get()), now_ / 1000 - 3600) << "validity starts at issue";
   EXPECT_THAT(pki::ExtendedKeyUsages(leaf->get()), ElementsAre(std::string(pki::kEkuClientAuth)));
   // Stable afterwards.
   EXPECT_EQ(ca.Retrieve(Retrieve(r->request_id))->cert_der, issued->cert_der);

@@ -189,6 +189,54 @@ TEST_F(PeerDirectoryTest, APeerThatLetsALookupTimeOutIsLeftOutUntilItAnswersAgai
   EXPECT_EQ(view("c").quiet_until_ms, 0);
 }
 
+// The quiet period runs on the monotonic clock: the wall clock stepping 5 minutes forward
+// does not end it early, stepping back does not stretch it to 5 minutes; 5 s of monotonic
+// time end it whatever the wall clock did.
+TEST_F(PeerDirectoryTest, AQuietPeerIsAskedAgainAfterFiveSecondsOfMonotonicTimeWhateverTheWallClockDoes) {
+  testing::FreezableProxy relay(nodes_["c"]->config.cluster.listen_port);
+  TestNode& a = *nodes_["a"];
+  a.runtime.reset();
+  for (node::PeerConfig& p : a.config.cluster.peers) {
+    if (p.id == "c") p.address = "127.0.0.1:" + std::to_string(relay.port());
+  }
+  auto rt = ClusterRuntime::Create(a.config, a.store.get());
+  ASSERT_TRUE(rt.ok()) << rt.status();
+  a.runtime = std::move(*rt);
+  constexpr int64_t kStart = 1'800'000'000'000;
+  constexpr int64_t kStepMs = 5 * 60'000;
+  FakeClock clock(kStart);
+  PeerDirectory directory(a.config, &a.runtime->transport(), std::chrono::milliseconds(500),
+                          std::chrono::milliseconds(500), &clock);
+  auto c_view = [&] {
+    for (const PeerView& p : directory.Peers()) {
+      if (p.node_id == "c") return p;
+    }
+    return PeerView{};
+  };
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (c_view().ca_identity.empty()) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "never reached c through the relay";
+    directory.Refresh();
+  }
+  auto lookup = [&] { directory.LookupByDedupeKey(kCaConfig, "JamfDevice", std::string(32, 'q'), 0); };
+
+  relay.Freeze();
+  lookup();  // c lets it run out its deadline
+  ASSERT_GT(c_view().quiet_until_ms, 0);
+  ASSERT_EQ(directory.skipped_lookups(), 0u);
+
+  clock.SetUnixMillis(kStart + kStepMs);
+  lookup();
+  EXPECT_EQ(directory.skipped_lookups(), 1u) << "5 minutes forward on the wall clock: still quiet";
+  clock.SetUnixMillis(kStart - kStepMs);
+  clock.AdvanceMillis(4'999);
+  lookup();
+  EXPECT_EQ(directory.skipped_lookups(), 2u) << "4.999 s of monotonic time: still quiet";
+  clock.AdvanceMillis(1);
+  lookup();
+  EXPECT_EQ(directory.skipped_lookups(), 2u) << "5 s of monotonic time: asked again, wall clock 5 minutes back";
+}
+
 // The lease protocol over the wire: a claim is held by every peer under the name in the
 // sender's certificate, a rival hears who holds it, and an unsettled release is told to the
 // next claimant as lapsed.

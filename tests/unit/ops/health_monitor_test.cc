@@ -88,5 +88,34 @@ TEST(HealthMonitorTest, ReportsTheLastProbesAndTheMode) {
   EXPECT_EQ(monitor.Report().lb, LbState::kDown);
 }
 
+// A probe's age is monotonic time: a wall clock stepped 5 minutes forward does not make every
+// result stale (the node would go DOWN at the load balancer), and one stepped back does not
+// keep a stuck probe fresh.
+TEST(HealthMonitorTest, AWallClockStepNeitherAgesNorFreshensTheProbes) {
+  adcsc::testing::TempDir dir;
+  auto mode = ServiceModeStore::Open(dir.path() / kServiceModeFile);
+  ASSERT_TRUE(mode.ok());
+  constexpr int64_t kStart = 1'800'000'000'000;
+  constexpr int64_t kStepMs = 5 * 60'000;
+  FakeClock clock(kStart);
+  HealthSources sources;
+  sources.store_check = [] { return absl::OkStatus(); };
+  sources.cas = {{"ca01\\Issuing", [] { return absl::OkStatus(); }}};
+  sources.mode = mode->get();
+  sources.clock = &clock;
+  HealthMonitor monitor(sources, std::chrono::hours(1));
+  monitor.ProbeNow();
+  ASSERT_EQ(monitor.Report().lb, LbState::kUp);
+
+  clock.SetUnixMillis(kStart + kStepMs);
+  EXPECT_EQ(monitor.Report().lb, LbState::kUp) << monitor.Report().ToJson();
+  EXPECT_EQ(monitor.Observations().store.at_ms, kStart + kStepMs) << "as old as it is, on the wall clock of now";
+  clock.SetUnixMillis(kStart - kStepMs);
+  EXPECT_EQ(monitor.Report().lb, LbState::kUp) << monitor.Report().ToJson();
+
+  clock.AdvanceMillis(HealthPolicy{}.max_probe_age_ms + 1);
+  EXPECT_EQ(monitor.Report().lb, LbState::kDown) << "the probes stopped: not believed, wall clock stepped back or not";
+}
+
 }  // namespace
 }  // namespace adcsc::ops

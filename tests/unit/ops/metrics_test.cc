@@ -30,6 +30,7 @@ ScrapeState State() {
   p.lag_mutations = 3;
   p.lag_ms = 1500;
   p.last_ack_ms = s.now_ms - 250;
+  p.since_last_ack_ms = 250;
   r.peers.push_back(p);
   s.replication = r;
   s.api_connections = 5;

@@ -140,7 +140,7 @@ TEST(BootstrapTest, RsaKeysAndShortValidity) {
   auto p12 = LoadPkcs12(AsBytes(*ReadFileToString(scratch.path() / kClientPfxFile)), r->client_password);
   ASSERT_TRUE(p12.ok());
   EXPECT_EQ(EVP_PKEY_get_base_id(p12->key.get()), EVP_PKEY_RSA);
-  const int64_t days = (NotAfterUnix(p12->cert.get()) - NotBeforeUnix(p12->cert.get()) - 300) / 86400;
+  const int64_t days = (NotAfterUnix(p12->cert.get()) - NotBeforeUnix(p12->cert.get()) - 3600) / 86400;
   EXPECT_EQ(days, 365);
 }
 

@@ -59,7 +59,7 @@ TEST(SelfSignedCaTest, HasTheServerIdentityExtensions) {
     absl::Status v = VerifyChain(cert, {cert}, {}, std::nullopt, X509_V_FLAG_X509_STRICT);
     EXPECT_TRUE(v.ok()) << v;
     const int64_t now = time(nullptr);
-    EXPECT_NEAR(NotBeforeUnix(cert), now - 300, 5);
+    EXPECT_NEAR(NotBeforeUnix(cert), now - 3600, 5);
     EXPECT_NEAR(NotAfterUnix(cert), now + 10 * 365.25 * 86400, 2 * 86400);
   }
 }
@@ -119,7 +119,7 @@ TEST(IssueCertificateTest, IssuedCertificateChainsAndCarriesRequest) {
   EXPECT_EQ(raw->type, V_ASN1_INTEGER) << "negative serial";
 
   const int64_t now = time(nullptr);
-  EXPECT_NEAR(NotBeforeUnix(leaf), now - 300, 5);
+  EXPECT_NEAR(NotBeforeUnix(leaf), now - 3600, 5);
   EXPECT_NEAR(NotAfterUnix(leaf), now + 30 * 86400, 5);
 
   // AKI names the issuer's SKI.
@@ -166,13 +166,44 @@ TEST(IssueCertificateTest, SubjectOverrideAndExplicitTime) {
   ASSERT_TRUE(cert.ok()) << cert.status();
   EXPECT_EQ(NameToString(X509_get_subject_name(cert->get())), "CN=override");
   EXPECT_TRUE(SubjectAltNames(cert->get()).empty());
-  EXPECT_EQ(NotBeforeUnix(cert->get()), then - 300);
+  EXPECT_EQ(NotBeforeUnix(cert->get()), then - 3600);
   EXPECT_EQ(NotAfterUnix(cert->get()), then + 10 * 86400);
   EXPECT_EQ(X509_get_signature_nid(cert->get()), NID_sha256WithRSAEncryption);
   // Verification at a time after expiry fails, naming the reason.
   absl::Status expired = VerifyChain(cert->get(), {ca.cert.get()}, {}, then + 11 * 86400);
   ASSERT_FALSE(expired.ok());
   EXPECT_THAT(expired.message(), HasSubstr("expired"));
+}
+
+// A host whose wall clock was stepped back 5 minutes (NTP, an operator, a VM resume) still
+// accepts a CA and a certificate issued just before: TLS between the nodes and with Jamf Pro
+// would fail with "certificate is not yet valid" otherwise. notBefore still holds further back.
+TEST(IssueCertificateTest, ACertificateIssuedNowVerifiesOnAClockSteppedBackFiveMinutes) {
+  const int64_t issued = 1'800'000'000;
+  auto ca_key = GenerateKey(KeyType::kEcP256);
+  ASSERT_TRUE(ca_key.ok());
+  SelfSignedCaOptions ca_options;
+  ca_options.common_name = "Stepped Root";
+  ca_options.now_unix_seconds = issued;
+  auto ca_cert = MakeSelfSignedCa(ca_key->get(), ca_options);
+  ASSERT_TRUE(ca_cert.ok()) << ca_cert.status();
+  auto leaf_key = GenerateKey(KeyType::kEcP256);
+  ASSERT_TRUE(leaf_key.ok());
+  auto csr = ParseVerifiedCsr(*MakeCsr(leaf_key->get(), "node-b"));
+  ASSERT_TRUE(csr.ok());
+  IssueOptions options;
+  options.validity_days = 30;
+  options.now_unix_seconds = issued;
+  auto leaf = IssueCertificate(ca_cert->get(), ca_key->get(), csr->request.get(), options);
+  ASSERT_TRUE(leaf.ok()) << leaf.status();
+
+  for (int64_t at : {issued - 5 * 60, issued - 59 * 60, issued, issued + 5 * 60}) {
+    absl::Status v = VerifyChain(leaf->get(), {ca_cert->get()}, {}, at);
+    EXPECT_TRUE(v.ok()) << "at issue " << at - issued << " s: " << v;
+  }
+  absl::Status early = VerifyChain(leaf->get(), {ca_cert->get()}, {}, issued - 2 * 3600);
+  EXPECT_FALSE(early.ok()) << "two hours before issue";
+  EXPECT_EQ(NotAfterUnix(leaf->get()), issued + 30 * 86400) << "notAfter counts from the time of issue";
 }
 
 TEST(ConversionsTest, DerAndPemRoundTrip) {

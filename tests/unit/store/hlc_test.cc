@@ -65,6 +65,34 @@ TEST(HlcTest, LocalEventsOrderAfterObservedRemoteStamps) {
   EXPECT_GT(hlc.Now(), local);
 }
 
+// A node whose wall clock steps 5 minutes forward and back (NTP, an operator, a VM resume):
+// stamps stay increasing, and a peer's stamps from 5 minutes ahead are taken, not refused
+// (there is no drift limit that could wedge replication); local events order after them.
+TEST(HlcTest, StaysMonotoneThroughFiveMinuteStepsAndTakesAPeerFiveMinutesAhead) {
+  constexpr int64_t kStepMs = 5 * 60'000;
+  FakeClock clock(kStartMs);
+  Hlc hlc(&clock);
+  uint64_t last = hlc.Now();
+  auto next = [&] {
+    const uint64_t t = hlc.Now();
+    EXPECT_GT(t, last);
+    last = t;
+    return t;
+  };
+  clock.SetUnixMillis(kStartMs + kStepMs);
+  EXPECT_EQ(Hlc::PhysicalMillis(next()), kStartMs + kStepMs) << "forward: follows the wall clock";
+  clock.SetUnixMillis(kStartMs);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(Hlc::PhysicalMillis(next()), kStartMs + kStepMs) << "back: holds";
+  clock.SetUnixMillis(kStartMs - kStepMs);
+  next();
+
+  const uint64_t ahead = Hlc::Pack(kStartMs + 2 * kStepMs, 3);  // a peer stepped further ahead
+  EXPECT_EQ(hlc.Observe(ahead), ahead);
+  EXPECT_GT(next(), ahead);
+  clock.AdvanceMillis(1);
+  EXPECT_EQ(Hlc::PhysicalMillis(next()), kStartMs + 2 * kStepMs) << "until the wall clock passes it";
+}
+
 TEST(HlcTest, CounterOverflowCarriesIntoThePhysicalPart) {
   FakeClock clock(kStartMs);
   Hlc hlc(&clock);

@@ -221,11 +221,11 @@ class ManualScheduler final : public Scheduler {
  public:
   explicit ManualScheduler(FakeClock* clock) : clock_(clock) {}
   void RunAfter(int64_t delay_ms, std::function<void()> fn) override {
-    due_.emplace(clock_->NowUnixMillis() + delay_ms, std::move(fn));
+    due_.emplace(clock_->NowMonotonicMillis() + delay_ms, std::move(fn));
   }
   void Advance(int64_t ms) {
     clock_->AdvanceMillis(ms);
-    while (!due_.empty() && due_.begin()->first <= clock_->NowUnixMillis()) {
+    while (!due_.empty() && due_.begin()->first <= clock_->NowMonotonicMillis()) {
       auto fn = std::move(due_.begin()->second);
       due_.erase(due_.begin());
       fn();
@@ -279,6 +279,28 @@ TEST_F(ReplicatorPeersDown, APushThatFailsWhileThePeerRestartsIsSentAgainAndMake
   EXPECT_TRUE((*out)->quorum_reached) << "sent again until the peer took it";
   EXPECT_EQ(transport.pushes, 4);
   EXPECT_EQ(replicator->Status()->under_replicated_writes, 0u);
+}
+
+// The wall clock stepping (NTP, an operator, a VM resume) is no time passing: a peer is down
+// after a quorum timeout of monotonic time, whichever way the wall clock jumped meanwhile.
+TEST_F(ReplicatorPeersDown, AWallClockStepNeitherDeclaresAPeerDownNorKeepsItUp) {
+  constexpr int64_t kStepMs = 5 * 60'000;
+  FlakyTransport transport(/*failures=*/-1);
+  std::optional<absl::StatusOr<ReplicationOutcome>> first, second;
+  auto replicator = Make(&transport, QuorumLossPolicy::kServe, {"n1", "n2"});
+  Write(*replicator, 31, first);
+  clock_.SetUnixMillis(clock_.NowUnixMillis() + kStepMs);
+  scheduler_.Advance(100);
+  EXPECT_FALSE(first.has_value()) << "5 minutes forward on the wall clock: the peers failed only 100 ms ago";
+
+  clock_.SetUnixMillis(clock_.NowUnixMillis() - 2 * kStepMs);
+  scheduler_.Advance(kQuorumTimeoutMs - 100);
+  ASSERT_TRUE(first.has_value());
+  ASSERT_TRUE(first->ok());
+  EXPECT_FALSE((*first)->quorum_reached);
+  Write(*replicator, 32, second);
+  ASSERT_TRUE(second.has_value()) << "5 minutes back on the wall clock: the peers are still down after a timeout";
+  EXPECT_FALSE((*second)->quorum_reached);
 }
 
 TEST_F(ReplicatorPeersDown, ServeAnswersAtOnceOnceThePeersAreDownButRefuseWaitsForTheTimeout) {
