@@ -374,6 +374,7 @@ Step StartOps(RunningNode& n) {
   // A probe result is believed for 30 s, or three intervals when probes are rarer than that.
   adcsc::ops::HealthPolicy policy;
   policy.max_probe_age_ms = std::max<int64_t>(policy.max_probe_age_ms, 3 * c.ops.probe_interval.count());
+  policy.max_store_write_ms = c.ops.max_store_write.count();
   n.health = std::make_unique<adcsc::ops::HealthMonitor>(std::move(sources), c.ops.probe_interval, policy);
   n.health->Start();
   adcsc::ops::OpsServerOptions o;

@@ -418,13 +418,14 @@ void ReadCa(TomlReader& r, const toml::table& ca, const std::filesystem::path& d
 void ReadOps(TomlReader& r, const toml::table& t, const ApiConfig& api, OpsConfig* out) {
   out->enabled = true;
   r.CheckKnown(t, "ops.",
-               {"listen", "tls", "cert_file", "key_file", "probe_interval_ms", "max_connections", "admin_ca_file",
-                "admin_pins"});
+               {"listen", "tls", "cert_file", "key_file", "probe_interval_ms", "max_store_write_ms", "max_connections",
+                "admin_ca_file", "admin_pins"});
   if (t.contains("listen")) ReadListen(r, t, "listen", "ops.listen", &out->listen_address, &out->listen_port);
   r.Bool(t, "tls", "ops.tls", &out->tls);
   r.Path(t, "cert_file", "ops.cert_file", &out->cert_file, false);
   r.Path(t, "key_file", "ops.key_file", &out->key_file, false);
   r.Millis(t, "probe_interval_ms", "ops.probe_interval_ms", &out->probe_interval);
+  r.Millis(t, "max_store_write_ms", "ops.max_store_write_ms", &out->max_store_write);
   if (out->cert_file.empty()) out->cert_file = api.cert_file;
   if (out->key_file.empty()) out->key_file = api.key_file;
   if (out->tls && t.contains("cert_file")) CheckReadable(r, "ops.cert_file", out->cert_file);
@@ -432,6 +433,9 @@ void ReadOps(TomlReader& r, const toml::table& t, const ApiConfig& api, OpsConfi
   if (out->tls && t.contains("key_file")) CheckPrivateKeyMode(r, "ops.key_file", out->key_file);
   r.Int(t, "max_connections", "ops.max_connections", &out->max_connections, 1, 100'000);
   if (out->probe_interval < std::chrono::milliseconds(100)) r.Error("ops.probe_interval_ms", "must be at least 100");
+  if (out->max_store_write < std::chrono::milliseconds(100)) {
+    r.Error("ops.max_store_write_ms", "must be at least 100 (a healthy disk's fsync takes milliseconds)");
+  }
   r.Path(t, "admin_ca_file", "ops.admin_ca_file", &out->admin_ca_file, false);
   ReadPins(r, t, "admin_pins", "ops.admin_pins", &out->admin_pins);
   if (!out->admin_pins.empty()) {

@@ -163,6 +163,9 @@ struct OpsConfig {
   std::filesystem::path cert_file;                  // default: api.cert_file
   std::filesystem::path key_file;                   // default: api.key_file; mode 0600 or stricter
   std::chrono::milliseconds probe_interval{5'000};  // store write check, CA pings, cluster state
+  // A store write check slower than this (or still running after it) makes the node not
+  // ready: a stalled disk (gray failure) takes it out of the load balancer's rotation.
+  std::chrono::milliseconds max_store_write{2'000};
   // Connections open at once; one more is closed at accept and counted
   // (adcsc_ops_refused_connections). Health checks open one connection per check.
   size_t max_connections = 64;

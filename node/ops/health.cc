@@ -45,8 +45,13 @@ std::string_view LbWord(LbState state) {
 
 HealthReport Evaluate(const HealthObservations& seen, const HealthPolicy& policy) {
   HealthReport r;
-  r.checks.push_back(
-      FromProbe("store", seen.store, seen, policy, "the data directory's disk: space, permissions, errors"));
+  constexpr char kDisk[] = "the data directory's disk: space, permissions, errors, latency (iostat, dmesg)";
+  r.checks.push_back(FromProbe("store", seen.store, seen, policy, kDisk));
+  if (r.checks.back().ok && seen.store.duration_ms > policy.max_store_write_ms) {
+    r.checks.back().ok = false;
+    r.checks.back().detail = absl::StrCat("the durable write check took ", seen.store.duration_ms, " ms (more than ",
+                                          policy.max_store_write_ms, " ms; ", kDisk, ")");
+  }
   if (seen.cas.empty()) r.checks.push_back({"ca", false, "no CA is allowlisted (ca.allow)"});
   for (const CaProbe& ca : seen.cas) {
     r.ca_ping_ms = std::max(r.ca_ping_ms, ca.probe.duration_ms);

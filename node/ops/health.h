@@ -55,6 +55,10 @@ struct HealthObservations {
 
 struct HealthPolicy {
   int64_t max_probe_age_ms = 30'000;  // an older probe result counts as failed
+  // A durable write check that took longer than this, or is still running after it, fails:
+  // the store's disk is stalled or very slow, and the node's submits wait on it (a gray
+  // failure the load balancer should route around).
+  int64_t max_store_write_ms = 2'000;
   int warn_certificate_days = 30;
 };
 

@@ -1,15 +1,16 @@
 #include "node/ops/health_monitor.h"
 
+#include "absl/strings/str_cat.h"
+
 namespace adcsc::ops {
 namespace {
 
 // `at_ms` of the result holds the clock's monotonic time; Observations turns it into wall time.
 Probe Run(const std::function<absl::Status()>& probe, const Clock& clock, std::string_view what) {
   Probe p;
-  const auto started = std::chrono::steady_clock::now();
+  const int64_t started = clock.NowMonotonicMillis();
   const absl::Status s = probe ? probe() : absl::UnimplementedError("no probe");
-  p.duration_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
+  p.duration_ms = clock.NowMonotonicMillis() - started;
   p.ok = s.ok();
   p.detail = s.ok() ? std::string(what) : std::string(s.message());
   p.at_ms = clock.NowMonotonicMillis();
@@ -47,8 +48,17 @@ void HealthMonitor::Loop() {
 }
 
 void HealthMonitor::ProbeNow() {
-  // Probes run outside the lock: a CA ping may take its connect timeout.
+  // Probes run outside the lock: a CA ping may take its connect timeout, and a write check
+  // as long as the disk makes it (Observations watches that one while it runs).
+  {
+    std::lock_guard lock(mu_);
+    store_started_ms_ = sources_.clock->NowMonotonicMillis();
+  }
   const Probe store = Run(sources_.store_check, *sources_.clock, "durable write check");
+  {
+    std::lock_guard lock(mu_);
+    store_started_ms_.reset();
+  }
   std::vector<CaProbe> cas;
   for (const HealthSources::Ca& ca : sources_.cas) {
     cas.push_back({ca.ca_config, Run(ca.ping, *sources_.clock, "CA answered a ping")});
@@ -69,13 +79,21 @@ HealthObservations HealthMonitor::Observations() const {
   std::lock_guard lock(mu_);
   o.store = store_;
   o.cas = cas_;
+  const int64_t monotonic_now = sources_.clock->NowMonotonicMillis();
   if (probed_) {
     // A probe's age is monotonic time, so a wall clock step neither ages every result at once
     // (a node stepped forward would report DOWN) nor keeps a stuck probe fresh for minutes.
-    const int64_t monotonic_now = sources_.clock->NowMonotonicMillis();
     auto to_wall = [&](Probe& p) { p.at_ms = o.now_ms - (monotonic_now - p.at_ms); };
     to_wall(o.store);
     for (CaProbe& ca : o.cas) to_wall(ca.probe);
+  }
+  if (store_started_ms_.has_value() && monotonic_now - *store_started_ms_ > policy_.max_store_write_ms) {
+    // A write check that has not returned: the disk stalls now; no need to wait for it.
+    o.store.ok = false;
+    o.store.duration_ms = monotonic_now - *store_started_ms_;
+    o.store.detail = absl::StrCat("the durable write check has not returned for ", o.store.duration_ms,
+                                  " ms (the store's disk is stalled or very slow)");
+    o.store.at_ms = o.now_ms;
   }
   if (cluster_.has_value()) {
     o.clustered = true;

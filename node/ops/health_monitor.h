@@ -70,6 +70,7 @@ class HealthMonitor {
   std::condition_variable cv_;
   bool stopping_ = false;
   bool probed_ = false;  // store_ and cas_ hold results, timed on the monotonic clock
+  std::optional<int64_t> store_started_ms_;  // monotonic: a store check runs since then
   Probe store_;
   std::vector<CaProbe> cas_;
   std::optional<ClusterView> cluster_;

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 #include "tests/testing/temp_dir.h"
@@ -115,6 +117,74 @@ TEST(HealthMonitorTest, AWallClockStepNeitherAgesNorFreshensTheProbes) {
 
   clock.AdvanceMillis(HealthPolicy{}.max_probe_age_ms + 1);
   EXPECT_EQ(monitor.Report().lb, LbState::kDown) << "the probes stopped: not believed, wall clock stepped back or not";
+}
+
+// A stalled disk: the write check that has not returned fails the store check once it has run
+// longer than the policy allows, without waiting for it; a check that returned but took too
+// long fails too, until a quick one passes.
+TEST(HealthMonitorTest, AStoreWriteCheckThatStallsTakesTheNodeOutOfRotation) {
+  adcsc::testing::TempDir dir;
+  auto mode = ServiceModeStore::Open(dir.path() / kServiceModeFile);
+  ASSERT_TRUE(mode.ok());
+  FakeClock clock(1'800'000'000'000);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stall = false, stalled = false, release = false;
+  int64_t slow_ms = 0;
+  HealthSources sources;
+  sources.store_check = [&] {
+    std::unique_lock lock(mu);
+    if (stall) {
+      stalled = true;
+      cv.notify_all();
+      cv.wait(lock, [&] { return release; });
+    }
+    if (slow_ms > 0) clock.AdvanceMillis(slow_ms);
+    return absl::OkStatus();
+  };
+  sources.cas = {{"ca01\\Issuing", [] { return absl::OkStatus(); }}};
+  sources.mode = mode->get();
+  sources.clock = &clock;
+  HealthPolicy policy;
+  policy.max_store_write_ms = 2'000;
+  HealthMonitor monitor(sources, std::chrono::hours(1), policy);
+  monitor.ProbeNow();
+  ASSERT_EQ(monitor.Report().lb, LbState::kUp);
+
+  {
+    std::lock_guard lock(mu);
+    stall = true;
+  }
+  std::thread probe([&] { monitor.ProbeNow(); });
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return stalled; }));
+  }
+  clock.AdvanceMillis(1'999);
+  EXPECT_EQ(monitor.Report().lb, LbState::kUp) << "within the allowance";
+  clock.AdvanceMillis(2);
+  const HealthReport stuck = monitor.Report();
+  EXPECT_EQ(stuck.lb, LbState::kDown) << stuck.ToJson();
+  EXPECT_NE(stuck.ToJson().find("has not returned for 2001 ms"), std::string::npos) << stuck.ToJson();
+  {
+    std::lock_guard lock(mu);
+    stall = false;
+    release = true;
+    slow_ms = 0;
+  }
+  cv.notify_all();
+  probe.join();
+  // It returned after 2001 ms: too slow still.
+  EXPECT_EQ(monitor.Report().lb, LbState::kDown) << monitor.Report().ToJson();
+  EXPECT_NE(monitor.Report().ToJson().find("took 2001 ms"), std::string::npos) << monitor.Report().ToJson();
+  monitor.ProbeNow();  // a quick one
+  EXPECT_EQ(monitor.Report().lb, LbState::kUp) << monitor.Report().ToJson();
+  {
+    std::lock_guard lock(mu);
+    slow_ms = 2'500;
+  }
+  monitor.ProbeNow();
+  EXPECT_EQ(monitor.Report().lb, LbState::kDown) << "slow, not stuck: still out";
 }
 
 }  // namespace
