@@ -212,7 +212,8 @@ Verification Verify(const DrillConfig& config, const TrafficOptions& traffic, co
 }
 
 // Runs the CA list command and counts the extra requests for the drill's CSRs.
-void CountDuplicates(const DrillConfig& config, const std::string& cn_prefix, Verification* v) {
+void CountDuplicates(const DrillConfig& config, const std::string& cn_prefix, const std::vector<Acknowledged>& acked,
+                     Verification* v) {
   if (config.ca_list_command.empty()) {
     v->duplicates_how =
         "no ca.list_command in the drill file; count the CA's requests for CN " + cn_prefix + "-* by hand";
@@ -249,10 +250,22 @@ void CountDuplicates(const DrillConfig& config, const std::string& cn_prefix, Ve
     const auto end = subject.find_first_of(",/+", at);
     ++per_cn[subject.substr(at, end == std::string::npos ? std::string::npos : end - at)];
   }
+  // Every acknowledged request is at the CA: if the list lacks some, it is not the whole list
+  // (or the CA lost requests), and a count on it could hide duplicates.
+  int missing = 0;
+  for (const Acknowledged& a : acked) {
+    if (!a.common_name.empty() && per_cn.find("CN=" + a.common_name) == per_cn.end()) ++missing;
+  }
+  if (missing > 0) {
+    v->duplicates_how = absl::StrCat("the CA's request list lacks ", missing,
+                                     " acknowledged CSRs of this drill: an incomplete list (ca.list_command must "
+                                     "print every request) or requests the CA lost");
+    return;
+  }
   int extra = 0;
   for (const auto& [cn, count] : per_cn) extra += count - 1;
   v->duplicates = extra;
-  v->duplicates_how = absl::StrCat("the CA's request list: ", per_cn.size(), " CSRs of this drill");
+  v->duplicates_how = absl::StrCat("the CA's request list: ", per_cn.size(), " CSRs of this drill, every acknowledged one among them");
 }
 
 // What a scenario needs from the drill file, checked before any traffic.
@@ -720,7 +733,7 @@ absl::StatusOr<DrillReport> RunDrill(const DrillConfig& config, DrillOptions opt
     drill.MeasureLbTimings(*target, samples, fault_at, restore_at);
   }
   report.verification = Verify(config, t, traffic.acknowledged());
-  CountDuplicates(config, t.cn_prefix, &report.verification);
+  CountDuplicates(config, t.cn_prefix, traffic.acknowledged(), &report.verification);
   report.events = run.events();
   for (const std::string& phase : run.phases()) {  // each once, in the order first entered
     if (std::find(report.phases.begin(), report.phases.end(), phase) == report.phases.end()) {

@@ -180,28 +180,36 @@ std::string TimelineGnuplot(const DrillReport& r, const std::string& svg_path) {
   for (const Interval& i : r.timeline) max_failed = std::max(max_failed, i.failed);
   absl::StrAppend(&out, "set y2range [0:", max_failed, "]\n",
                   absl::StrFormat("set xrange [0:%.1f]\n", static_cast<double>(r.duration_ms) / 1000.0));
-  // One light band per fault (a colour per kind), labelled from the bottom up.
+  // One light band per fault, a colour per kind; the key names the kinds (the per-interval
+  // table and the events name each fault).
+  auto colour = [](const std::string& scenario) -> const char* {
+    return scenario == "kill"         ? "f4cccc"
+           : scenario == "freeze"     ? "d9d2e9"
+           : scenario == "slow-disk"  ? "e6d5c3"
+           : scenario == "clock-jump" ? "d0eef2"
+           : scenario == "link"       ? "fde2c8"
+           : scenario == "ca-slow"    ? "eeeecc"
+           : scenario == "partition"  ? "f6d0e8"
+           : scenario == "ca-outage"  ? "d9ead3"
+                                      : "dddddd";
+  };
   int n = 0;
+  std::vector<std::string> kinds;
   for (const FaultSpan& f : r.faults) {
     ++n;
-    const char* colour = f.scenario == "kill"         ? "f4cccc"
-                         : f.scenario == "freeze"     ? "d9d2e9"
-                         : f.scenario == "slow-disk"  ? "e6d5c3"
-                         : f.scenario == "clock-jump" ? "d0eef2"
-                         : f.scenario == "link"       ? "fde2c8"
-                         : f.scenario == "ca-slow"    ? "eeeecc"
-                         : f.scenario == "partition"  ? "f6d0e8"
-                                                      : "dddddd";
     absl::StrAppend(&out, absl::StrFormat("set object %d rect from %.1f, graph 0 to %.1f, graph 1 "
                                           "fc rgb '#%s' fs solid 1.0 noborder behind\n",
                                           n, static_cast<double>(f.start_ms) / 1000.0,
-                                          static_cast<double>(f.end_ms) / 1000.0, colour));
-    absl::StrAppend(&out, absl::StrFormat("set label %d '%s %s' at %.1f, graph 0.02 rotate by 90 left font ',8'\n", n,
-                                          f.scenario, f.target, static_cast<double>(f.start_ms) / 1000.0 + 0.3));
+                                          static_cast<double>(f.end_ms) / 1000.0, colour(f.scenario)));
+    if (std::find(kinds.begin(), kinds.end(), f.scenario) == kinds.end()) kinds.push_back(f.scenario);
   }
   absl::StrAppend(&out, "plot $calls using 1:($2>0?$2:1/0) with lines lw 1.5 title 'p50', ",
                   "$calls using 1:($3>0?$3:1/0) with lines lw 1.5 title 'p99', ",
-                  "$calls using 1:4 axes x1y2 with impulses lw 3 lc rgb 'red' title 'failed'\n");
+                  "$calls using 1:4 axes x1y2 with impulses lw 3 lc rgb 'red' title 'failed'");
+  for (const std::string& kind : kinds) {
+    absl::StrAppend(&out, ", NaN with boxes fs solid 1.0 fc rgb '#", colour(kind), "' title '", kind, "'");
+  }
+  absl::StrAppend(&out, "\n");
   return out;
 }
 

@@ -69,18 +69,47 @@ def pids_alive(root):
     return alive
 
 
+class Quickstart:
+    """A foreground `deploy/quickstart` in tmp/quickstart, as an operator runs it: start() waits
+    for its banner; stop_for_sure() (the tests' finally) brings down whatever is left."""
+
+    def __init__(self, tmp, port, *extra):
+        self.tmp, self.port, self.extra = tmp, port, extra
+        self.root = tmp / "quickstart"
+        self.out = tmp / "quickstart.out"
+        self.log = None
+        self.proc = None
+
+    def start(self, test):
+        if self.log:
+            self.log.close()
+        self.log = open(self.out, "w")
+        self.proc = subprocess.Popen([sys.executable, str(QUICKSTART), "--dir", str(self.root), "--port",
+                                      str(self.port), "--bin-dir", str(h.BIN), *self.extra],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        h.wait_for(lambda: "Press Ctrl-C" in self.out.read_text() or self.proc.poll() is not None,
+                   timeout=120, what="the quickstart cluster " + " ".join(self.extra))
+        test.assertIsNone(self.proc.poll(), self.out.read_text())
+        return self.proc
+
+    def stop_for_sure(self):
+        if self.proc is not None and self.proc.poll() is None:
+            subprocess.run([sys.executable, str(QUICKSTART), "--dir", str(self.root), "--port", str(self.port),
+                            "--down"], capture_output=True, timeout=120)
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+        if self.log:
+            self.log.close()
+
+
 class QuickstartCluster(unittest.TestCase):
     def test_every_scenario_meets_its_objectives(self):
         with h.TempRoot() as tmp:
-            root = tmp / "quickstart"
             port = free_range()
-            log = open(tmp / "quickstart.out", "w")
-            qs = subprocess.Popen([sys.executable, str(QUICKSTART), "--dir", str(root), "--port", str(port),
-                                   "--bin-dir", str(h.BIN)], stdout=log, stderr=subprocess.STDOUT)
+            cluster = Quickstart(tmp, port)
+            root = cluster.root
             try:
-                h.wait_for(lambda: "Press Ctrl-C" in (tmp / "quickstart.out").read_text() or qs.poll() is not None,
-                           timeout=120, what="the quickstart cluster")
-                self.assertIsNone(qs.poll(), (tmp / "quickstart.out").read_text())
+                qs = cluster.start(self)
                 text = (tmp / "quickstart.out").read_text()
                 self.assertIn(f"adcsc is running: https://localhost:{port}", text)
                 self.assertIn("smoke: request", text)
@@ -142,13 +171,7 @@ class QuickstartCluster(unittest.TestCase):
 
                 # Again on the same directory (the PKI and data are kept), then --down from
                 # another terminal: everything stops, and the foreground quickstart notices.
-                log.close()
-                log = open(tmp / "quickstart.out", "w")
-                qs = subprocess.Popen([sys.executable, str(QUICKSTART), "--dir", str(root), "--port", str(port),
-                                       "--bin-dir", str(h.BIN)], stdout=log, stderr=subprocess.STDOUT)
-                h.wait_for(lambda: "Press Ctrl-C" in (tmp / "quickstart.out").read_text() or qs.poll() is not None,
-                           timeout=120, what="the quickstart cluster, again")
-                self.assertIsNone(qs.poll(), (tmp / "quickstart.out").read_text())
+                qs = cluster.start(self)
                 down = subprocess.run([str(WRAPPER), "--dir", str(root), "--port", str(port), "--down"],
                                       capture_output=True, text=True, timeout=120,
                                       env=dict(os.environ, ADCSC_BIN_DIR=str(h.BIN)))
@@ -157,24 +180,14 @@ class QuickstartCluster(unittest.TestCase):
                 self.assertEqual(qs.wait(timeout=30), 0)
                 self.assertEqual(pids_alive(root), [])
             finally:
-                if qs.poll() is None:
-                    subprocess.run([sys.executable, str(QUICKSTART), "--dir", str(root), "--port", str(port), "--down"],
-                                   capture_output=True, timeout=120)
-                    qs.terminate()
-                    qs.wait(timeout=30)
-                log.close()
+                cluster.stop_for_sure()
 
     def test_gray_faults_and_a_short_soak_meet_their_objectives(self):
         with h.TempRoot() as tmp:
-            root = tmp / "quickstart"
-            port = free_range()
-            log = open(tmp / "quickstart.out", "w")
-            qs = subprocess.Popen([sys.executable, str(QUICKSTART), "--dir", str(root), "--port", str(port),
-                                   "--bin-dir", str(h.BIN), "--clock-faults"], stdout=log, stderr=subprocess.STDOUT)
+            cluster = Quickstart(tmp, free_range(), "--clock-faults")
+            root = cluster.root
             try:
-                h.wait_for(lambda: "Press Ctrl-C" in (tmp / "quickstart.out").read_text() or qs.poll() is not None,
-                           timeout=120, what="the quickstart cluster (--clock-faults)")
-                self.assertIsNone(qs.poll(), (tmp / "quickstart.out").read_text())
+                qs = cluster.start(self)
                 self.assertIn("clock = [", (root / "drill.toml").read_text())
 
                 for scenario, hold in (("slow-disk", "6000"), ("clock-jump", "8000"), ("link", "10000")):
@@ -242,12 +255,7 @@ class QuickstartCluster(unittest.TestCase):
                 self.assertEqual(qs.wait(timeout=60), 0)
                 self.assertEqual(pids_alive(root), [])
             finally:
-                if qs.poll() is None:
-                    subprocess.run([sys.executable, str(QUICKSTART), "--dir", str(root), "--port", str(port), "--down"],
-                                   capture_output=True, timeout=120)
-                    qs.terminate()
-                    qs.wait(timeout=30)
-                log.close()
+                cluster.stop_for_sure()
 
     def test_smoke_runs_a_kill_drill_and_stops_everything(self):
         with h.TempRoot() as tmp:

@@ -65,10 +65,18 @@ std::string RunAdminCommand(Emulator& emulator, const std::string& command) {
     return Json{{"ok", true}, {"request_id", id}, {"disposition", DispositionName(r->disposition)}}.dump();
   }
   if (verb == "list" && words.size() == 1) {
-    auto rows = emulator.ca().List();
-    if (!rows.ok()) return Error(rows.status().message());
+    // Every request, in pages (the CA engine lists at most 10,000 at a time): a drill counts
+    // duplicates on this list, and a truncated one would hide them.
+    std::vector<adcsc::ca::LocalCaRequest> all;
+    for (uint32_t after = 0;;) {
+      auto page = emulator.ca().List(after);
+      if (!page.ok()) return Error(page.status().message());
+      if (page->empty()) break;
+      after = page->back().request_id;
+      all.insert(all.end(), std::make_move_iterator(page->begin()), std::make_move_iterator(page->end()));
+    }
     Json list = Json::array();
-    for (const auto& row : *rows) {
+    for (const auto& row : all) {
       list.push_back({{"request_id", row.request_id},
                       {"requester", row.requester},
                       {"template", row.template_name},
