@@ -265,7 +265,8 @@ void CountDuplicates(const DrillConfig& config, const std::string& cn_prefix, co
   int extra = 0;
   for (const auto& [cn, count] : per_cn) extra += count - 1;
   v->duplicates = extra;
-  v->duplicates_how = absl::StrCat("the CA's request list: ", per_cn.size(), " CSRs of this drill, every acknowledged one among them");
+  v->duplicates_how =
+      absl::StrCat("the CA's request list: ", per_cn.size(), " CSRs of this drill, every acknowledged one among them");
 }
 
 // What a scenario needs from the drill file, checked before any traffic.

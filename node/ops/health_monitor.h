@@ -69,7 +69,7 @@ class HealthMonitor {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
-  bool probed_ = false;  // store_ and cas_ hold results, timed on the monotonic clock
+  bool probed_ = false;                      // store_ and cas_ hold results, timed on the monotonic clock
   std::optional<int64_t> store_started_ms_;  // monotonic: a store check runs since then
   Probe store_;
   std::vector<CaProbe> cas_;
