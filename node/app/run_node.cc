@@ -24,6 +24,7 @@
 #include "node/ops/ops_server.h"
 #include "node/ops/store_maintenance.h"
 #include "node/pki/x509.h"
+#include "store/dir_lock.h"
 #include "store/repair.h"
 #include "store/request_store.h"
 
@@ -125,6 +126,7 @@ struct RunningNode {
   std::unique_ptr<EventLog> log;
   std::unique_ptr<AccessLog> access_log;
   std::unique_ptr<ClientAuthorizer> authorizer;
+  std::optional<adcsc::store::DirLock> data_dir_lock;  // held while the node runs
   std::unique_ptr<adcsc::store::RequestStore> store;
   std::unique_ptr<adcsc::ca::CaBackend> backend;
   // With fault injection allowed, every CA call goes through a switch a drill can turn off.
@@ -259,6 +261,10 @@ Step OpenStateAndBackend(RunningNode& n) {
   store_options.path = c.data_dir / "store.db";
   store_options.node_id = c.node_id;
   store_options.min_free_bytes = c.store.min_free_bytes;
+  // One node per data directory, and no restore under a running node.
+  auto lock = adcsc::store::DirLock::Acquire(c.data_dir);
+  if (!lock.ok()) return StartError{kExitRuntimeError, n.InConfig(lock.status().message())};
+  n.data_dir_lock = std::move(*lock);
   if (auto e = OpenStore(n, store_options)) return e;
   auto backend = MakeCaBackend(c);
   if (!backend.ok()) {
