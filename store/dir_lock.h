@@ -15,6 +15,9 @@ class DirLock {
   // Takes the lock or fails at once (FAILED_PRECONDITION, naming the directory) when another
   // process holds it.
   static absl::StatusOr<DirLock> Acquire(const std::filesystem::path& dir);
+  // The process ID of the node that holds `dir`'s lock (written into the lock file); NOT_FOUND
+  // when no process holds it.
+  static absl::StatusOr<int> Holder(const std::filesystem::path& dir);
   DirLock(DirLock&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
   DirLock& operator=(DirLock&& other) noexcept;
   DirLock(const DirLock&) = delete;

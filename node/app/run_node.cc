@@ -2,6 +2,7 @@
 
 #include <google/protobuf/util/json_util.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
@@ -30,6 +31,16 @@
 
 namespace adcsc::node {
 namespace {
+
+// The notAfter of the first certificate in `pem_file` (Unix ms); 0 when unreadable.
+int64_t CertificateNotAfterMs(const std::filesystem::path& pem_file) {
+  std::ifstream in(pem_file);
+  if (!in) return 0;
+  std::stringstream pem;
+  pem << in.rdbuf();
+  auto cert = adcsc::pki::CertFromPem(pem.str());
+  return cert.ok() ? adcsc::pki::NotAfterUnix(cert->get()) * 1000 : 0;
+}
 
 // The probes the health monitor runs for this node: a durable write to the store, a ping of
 // every allowlisted CA as the node's identity, the cluster's state, and the API
@@ -81,13 +92,7 @@ adcsc::ops::HealthSources HealthSourcesFor(const Config& config, adcsc::store::R
       return v;
     };
   }
-  if (std::ifstream in(config.api.cert_file); in) {
-    std::stringstream pem;
-    pem << in.rdbuf();
-    if (auto cert = adcsc::pki::CertFromPem(pem.str()); cert.ok()) {
-      s.certificate_not_after_ms = adcsc::pki::NotAfterUnix(cert->get()) * 1000;
-    }
-  }
+  s.certificate_not_after_ms = CertificateNotAfterMs(config.api.cert_file);
   s.mode = mode;
   s.clock = SystemClock::Default();
   return s;
@@ -123,6 +128,9 @@ using Step = std::optional<StartError>;
 // metrics it reports to, the store and the logs last.
 struct RunningNode {
   Config config;
+  std::filesystem::path config_path;  // read again on SIGHUP
+  bool check_only = false;            // --check: validate, never take the data directory
+  uint64_t reloads = 0;               // SIGHUPs handled
   std::unique_ptr<EventLog> log;
   std::unique_ptr<AccessLog> access_log;
   std::unique_ptr<ClientAuthorizer> authorizer;
@@ -262,9 +270,11 @@ Step OpenStateAndBackend(RunningNode& n) {
   store_options.node_id = c.node_id;
   store_options.min_free_bytes = c.store.min_free_bytes;
   // One node per data directory, and no restore under a running node.
-  auto lock = adcsc::store::DirLock::Acquire(c.data_dir);
-  if (!lock.ok()) return StartError{kExitRuntimeError, n.InConfig(lock.status().message())};
-  n.data_dir_lock = std::move(*lock);
+  if (!n.check_only) {
+    auto lock = adcsc::store::DirLock::Acquire(c.data_dir);
+    if (!lock.ok()) return StartError{kExitRuntimeError, n.InConfig(lock.status().message())};
+    n.data_dir_lock = std::move(*lock);
+  }
   if (auto e = OpenStore(n, store_options)) return e;
   auto backend = MakeCaBackend(c);
   if (!backend.ok()) {
@@ -311,13 +321,13 @@ Step BuildApi(RunningNode& n) {
 }
 
 // What /metrics shows: the health report, the service mode, replication, connections.
-std::function<std::string()> MetricsScrape(RunningNode& n, int64_t certificate_not_after_ms) {
-  return [&n, certificate_not_after_ms] {
+std::function<std::string()> MetricsScrape(RunningNode& n) {
+  return [&n] {
     adcsc::ops::ScrapeState state;
     state.now_ms = SystemClock::Default()->NowUnixMillis();
     state.health = n.health->Report();
     state.mode = n.health->mode().mode();
-    state.certificate_not_after_ms = certificate_not_after_ms;
+    state.certificate_not_after_ms = n.health->certificate_not_after_ms();
     if (n.cluster != nullptr) {
       if (auto status = n.cluster->Status(); status.ok()) state.replication = *status;
     }
@@ -376,7 +386,6 @@ Step StartOps(RunningNode& n) {
   if (!c.ops.enabled) return std::nullopt;
   adcsc::ops::HealthSources sources = HealthSourcesFor(c, n.store.get(), n.integrity.get(), n.ca, n.cluster.get(),
                                                        n.mode.get(), &n.service->ca_reachability());
-  const int64_t certificate_not_after_ms = sources.certificate_not_after_ms;
   // A probe result is believed for 30 s, or three intervals when probes are rarer than that.
   adcsc::ops::HealthPolicy policy;
   policy.max_probe_age_ms = std::max<int64_t>(policy.max_probe_age_ms, 3 * c.ops.probe_interval.count());
@@ -392,7 +401,7 @@ Step StartOps(RunningNode& n) {
   o.key_file = c.ops.key_file;
   o.node_id = c.node_id;
   o.version = ADCSC_VERSION;
-  o.metrics = MetricsScrape(n, certificate_not_after_ms);
+  o.metrics = MetricsScrape(n);
   o.status_extra = [&c, cluster = n.cluster.get()] { return StatusDetailsJson(c, cluster); };
   if (!c.ops.admin_pins.empty()) {
     auto admin = ClientAuthorizer::Create(c.ops.admin_ca_file.string(), c.ops.admin_pins);
@@ -438,8 +447,65 @@ Step ResolveOpenIntents(RunningNode& n) {
   return std::nullopt;
 }
 
+// SIGHUP's second half: the configuration file again. Without a restart, new connections get
+// the new API identity (api.cert_file, api.key_file, api.client_ca_file) and are mapped by the
+// new api.client_pins; connections already open keep what they had. A file that does not load
+// (a syntax error, a key that does not match its certificate, an unreadable file) changes
+// nothing: the running configuration stays, and the log and <data_dir>/reload.json say why.
+// Other settings take effect at the next restart (the log names the sections that differ).
+void ReloadConfig(RunningNode& n) {
+  ++n.reloads;
+  std::string outcome = "reloaded", detail;
+  auto fresh = LoadConfig(n.config_path);
+  if (!fresh.ok()) {
+    outcome = "refused";
+    detail = std::string(fresh.status().message());
+  } else if (fresh->node_id != n.config.node_id || fresh->data_dir != n.config.data_dir) {
+    outcome = "refused";
+    detail = "node_id and node.data_dir change only with a restart";
+  } else {
+    auto authorizer = ClientAuthorizer::Create(fresh->api.client_ca_file.string(), fresh->api.client_pins);
+    absl::Status s =
+        authorizer.ok() ? n.server->ReloadIdentity(fresh->api, std::move(*authorizer)) : authorizer.status();
+    if (!s.ok()) {
+      outcome = "refused";
+      detail = std::string(s.message());
+    } else {
+      const int64_t not_after = CertificateNotAfterMs(fresh->api.cert_file);
+      if (n.health != nullptr) n.health->SetCertificateNotAfter(not_after);
+      detail = absl::StrCat("api identity ", fresh->api.cert_file.string(), " (not after ", not_after / 1000,
+                            "), client CA ", fresh->api.client_ca_file.string(), ", ", fresh->api.client_pins.size(),
+                            " client pins; other settings take effect at the next restart");
+    }
+  }
+  if (outcome == "reloaded") {
+    n.log->Info("config_reloaded", {{"signal", "SIGHUP"}, {"outcome", outcome}, {"detail", detail}});
+  } else {
+    n.log->Error("config_reloaded", {{"signal", "SIGHUP"},
+                                     {"outcome", outcome},
+                                     {"error", detail},
+                                     {"what_to_check",
+                                      "fix the file (adcsc node --check --config ...), then reload "
+                                      "again; the node keeps running as before"}});
+  }
+  // For `adcsc ctl reload`, which waits for this generation to appear.
+  const nlohmann::json result = {{"generation", n.reloads},
+                                 {"pid", static_cast<int64_t>(::getpid())},
+                                 {"outcome", outcome},
+                                 {"detail", detail},
+                                 {"at_ms", SystemClock::Default()->NowUnixMillis()}};
+  const std::filesystem::path file = n.config.data_dir / "reload.json", tmp = n.config.data_dir / "reload.json.tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << result.dump() << "\n";
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, file, ec);
+}
+
 // Waits for SIGTERM or SIGINT and returns it; on SIGHUP reopens the event and access logs
-// (logrotate's postrotate sends it, deploy/logrotate/adcsc) and goes on waiting.
+// (logrotate's postrotate sends it, deploy/logrotate/adcsc), reloads what can be reloaded
+// (ReloadConfig) and goes on waiting.
 int WaitForStopSignal(RunningNode& n) {
   const sigset_t set = HandledSignals();
   for (;;) {
@@ -456,6 +522,7 @@ int WaitForStopSignal(RunningNode& n) {
                     {"error", absl::StrCat(events.ok() ? "" : events.message(), access.ok() ? "" : access.message())},
                     {"what_to_check", "the log directory exists, is writable by the service user and has space"}});
     }
+    ReloadConfig(n);
   }
 }
 
@@ -502,6 +569,8 @@ int RunNode(const std::filesystem::path& config_path, bool check_only) {
   BlockStopSignals();
   RunningNode n;
   n.config = std::move(*config);
+  n.config_path = config_path;
+  n.check_only = check_only;
   if (auto e = OpenLogs(n)) return Failed(*e);
   if (auto e = OpenStateAndBackend(n)) return Failed(*e);
   if (check_only) {

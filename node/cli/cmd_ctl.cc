@@ -5,8 +5,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
+#include <cstring>
+#include <fstream>
 #include <iostream>
 #include <optional>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -27,6 +31,7 @@
 #include "node/rpc/endpoint_mapper.h"
 #include "node/rpc/icpr_stub.h"
 #include "store/backup.h"
+#include "store/dir_lock.h"
 
 namespace adcsc::cli {
 namespace {
@@ -341,6 +346,61 @@ int Backup(const BackupArgs& args) {
   return kExitOk;
 }
 
+struct ReloadArgs {
+  std::string config;
+  int64_t timeout_ms = 10'000;
+};
+
+// The node's last reload answer (<data_dir>/reload.json): its generation for process `pid`.
+std::optional<nlohmann::json> ReadReloadAnswer(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  if (!in) return std::nullopt;
+  auto j = nlohmann::json::parse(in, nullptr, false);
+  if (!j.is_object()) return std::nullopt;
+  return j;
+}
+
+// Checks the configuration, then sends the node SIGHUP and waits for its answer.
+int Reload(const ReloadArgs& args) {
+  auto config = adcsc::node::LoadConfig(args.config);
+  if (!config.ok()) {
+    std::cerr << "adcsc ctl reload: not reloading; the node keeps its configuration. " << config.status().message()
+              << "\n";
+    return kExitUsage;
+  }
+  auto pid = adcsc::store::DirLock::Holder(config->data_dir);
+  if (!pid.ok()) {
+    std::cerr << "adcsc ctl reload: " << pid.status().message() << "\n";
+    return kExitFailure;
+  }
+  const auto answer_file = config->data_dir / "reload.json";
+  uint64_t before = 0;
+  if (auto last = ReadReloadAnswer(answer_file); last && (*last).value("pid", 0) == *pid) {
+    before = (*last).value("generation", uint64_t{0});
+  }
+  if (::kill(*pid, SIGHUP) != 0) {
+    std::cerr << "adcsc ctl reload: cannot signal process " << *pid << ": " << std::strerror(errno)
+              << " (run as the service user or root)\n";
+    return kExitFailure;
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(args.timeout_ms);
+  for (;;) {
+    if (auto now = ReadReloadAnswer(answer_file);
+        now && (*now).value("pid", 0) == *pid && (*now).value("generation", uint64_t{0}) > before) {
+      const std::string outcome = (*now).value("outcome", "");
+      std::cout << "node " << config->node_id << " (pid " << *pid << "): " << outcome << ": "
+                << (*now).value("detail", "") << "\n";
+      return outcome == "reloaded" ? kExitOk : kExitFailure;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      std::cerr << "adcsc ctl reload: node " << config->node_id << " (pid " << *pid << ") did not answer within "
+                << args.timeout_ms << " ms; see its log (event config_reloaded)\n";
+      return kExitFailure;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
 struct ModeArgs {
   std::string node;  // host:port of the node's ops listener, or https://host:port
   std::string cert_file, key_file, ca_file;
@@ -401,6 +461,23 @@ void AddCtlCommand(CLI::App& app, int* exit_code) {
   backup->add_option("--config,-c", bargs->config, "This node's configuration (node.data_dir)")->required();
   backup->add_option("--out,-o", bargs->out, "The backup file to write (must not exist)")->required();
   backup->callback([=] { *exit_code = Backup(*bargs); });
+
+  auto rargs = std::make_shared<ReloadArgs>();
+  auto* reload =
+      ctl->add_subcommand("reload",
+                          "Reload without a restart (the same as SIGHUP, with the answer): checks the\n"
+                          "configuration first, then the node re-reads it and new connections get the new\n"
+                          "API identity (api.cert_file, api.key_file), client CA and api.client_pins; open\n"
+                          "connections keep theirs; the logs are reopened. A configuration that does not load\n"
+                          "changes nothing. Run it on the node, as the service user or root.\n\n"
+                          "Example:\n  adcsc ctl reload --config /etc/adcsc/node.toml\n\n"
+                          "Exit codes: 0 reloaded, 1 the node refused it or did not answer, 2 the configuration\n"
+                          "has errors (nothing was sent).");
+  reload->add_option("--config,-c", rargs->config, "The node's configuration (as it should be now)")->required();
+  reload->add_option("--timeout-ms", rargs->timeout_ms, "How long to wait for the node's answer")
+      ->capture_default_str()
+      ->check(CLI::Range(100, 600'000));
+  reload->callback([=] { *exit_code = Reload(*rargs); });
 
   auto fargs = std::make_shared<FaultArgs>();
   auto* fault =

@@ -125,7 +125,7 @@ class HttpsServer::Impl {
         access_log_(access_log),
         io_threads_count_(config.io_threads ? config.io_threads : std::max(1u, std::thread::hardware_concurrency())),
         ioc_(static_cast<int>(io_threads_count_)),
-        ssl_ctx_(ssl::context::tls_server),
+        ssl_ctx_(std::make_shared<ssl::context>(ssl::context::tls_server)),
         trusted_proxy_pins_(config.trusted_proxy_pins.begin(), config.trusted_proxy_pins.end()),
         refusal_log_(config.refusal_log_interval) {}
 
@@ -135,6 +135,7 @@ class HttpsServer::Impl {
   void BeginShutdown();
   bool WaitIdle(std::chrono::milliseconds grace);
   void Stop();
+  absl::Status Reload(const ApiConfig& fresh, std::unique_ptr<const ClientAuthorizer> authorizer);
 
   uint16_t port_ = 0;
   ServerCounters counters_;
@@ -142,7 +143,13 @@ class HttpsServer::Impl {
   ConnectionAdmission admission_;
 
  private:
-  absl::Status ConfigureTls();
+  // Sets up `ctx` for the API port from `identity`: protocol policy, the server identity, the
+  // client CAs, resumption. The rest of the configuration is config_.
+  absl::Status ConfigureTls(ssl::context& ctx, const ApiConfig& identity);
+  std::shared_ptr<ssl::context> CurrentContext() {
+    std::lock_guard lock(tls_mu_);
+    return ssl_ctx_;
+  }
   net::awaitable<void> AcceptLoop();
   net::awaitable<void> RunSession(std::shared_ptr<Stream> stream, uint64_t id);
   net::awaitable<void> Session(std::shared_ptr<Stream> stream_ptr, uint64_t id, const Endpoints& ep);
@@ -186,12 +193,17 @@ class HttpsServer::Impl {
 
   const ApiConfig& config_;
   ApiService* service_;
-  const ClientAuthorizer* authorizer_;
+  std::atomic<const ClientAuthorizer*> authorizer_;
   EventLog* log_;
   AccessLog* access_log_;
   unsigned io_threads_count_;
   net::io_context ioc_;
-  ssl::context ssl_ctx_;
+  std::mutex tls_mu_;  // guards ssl_ctx_ and retired_
+  std::shared_ptr<ssl::context> ssl_ctx_;
+  // What a reload replaced, and the authorizers it made: kept until the server stops, so a
+  // handshake in progress never sees them go (reloads are rare; each is a few KiB).
+  std::vector<std::shared_ptr<ssl::context>> retired_contexts_;
+  std::vector<std::unique_ptr<const ClientAuthorizer>> reloaded_authorizers_;
   const std::set<std::string> trusted_proxy_pins_;
   std::optional<tcp::acceptor> acceptor_;
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work_;
@@ -208,20 +220,20 @@ class HttpsServer::Impl {
   std::map<uint64_t, std::weak_ptr<Stream>> open_;  // every session, for eviction
 };
 
-absl::Status HttpsServer::Impl::ConfigureTls() {
-  SSL_CTX* ctx = ssl_ctx_.native_handle();
+absl::Status HttpsServer::Impl::ConfigureTls(ssl::context& context, const ApiConfig& identity) {
+  SSL_CTX* ctx = context.native_handle();
   if (auto s = ApplyServerTlsPolicy(ctx); !s.ok()) return s;
-  if (auto s = LoadServerIdentity(ctx, config_.cert_file, "api.cert_file", config_.key_file, "api.key_file"); !s.ok())
+  if (auto s = LoadServerIdentity(ctx, identity.cert_file, "api.cert_file", identity.key_file, "api.key_file"); !s.ok())
     return s;
-  if (SSL_CTX_load_verify_locations(ctx, config_.client_ca_file.c_str(), nullptr) != 1) {
-    return absl::InvalidArgumentError(absl::StrCat("api.client_ca_file: cannot load ", config_.client_ca_file.string(),
+  if (SSL_CTX_load_verify_locations(ctx, identity.client_ca_file.c_str(), nullptr) != 1) {
+    return absl::InvalidArgumentError(absl::StrCat("api.client_ca_file: cannot load ", identity.client_ca_file.string(),
                                                    ": ", adcsc::pki::LastOpenSslError()));
   }
   // Tell clients which issuers we accept, so Java's key manager picks the right identity.
-  STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(config_.client_ca_file.c_str());
+  STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(identity.client_ca_file.c_str());
   if (names == nullptr) {
     return absl::InvalidArgumentError(
-        absl::StrCat("api.client_ca_file: no certificates in ", config_.client_ca_file.string()));
+        absl::StrCat("api.client_ca_file: no certificates in ", identity.client_ca_file.string()));
   }
   SSL_CTX_set_client_CA_list(ctx, names);
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, AcceptAnyPresentedCertificate);
@@ -240,8 +252,18 @@ absl::Status HttpsServer::Impl::ConfigureTls() {
   return absl::OkStatus();
 }
 
+absl::Status HttpsServer::Impl::Reload(const ApiConfig& fresh, std::unique_ptr<const ClientAuthorizer> authorizer) {
+  auto context = std::make_shared<ssl::context>(ssl::context::tls_server);
+  if (auto s = ConfigureTls(*context, fresh); !s.ok()) return s;  // the running one stays
+  std::lock_guard lock(tls_mu_);
+  retired_contexts_.push_back(std::exchange(ssl_ctx_, std::move(context)));
+  authorizer_.store(authorizer.get());
+  reloaded_authorizers_.push_back(std::move(authorizer));
+  return absl::OkStatus();
+}
+
 absl::Status HttpsServer::Impl::Start() {
-  if (auto s = ConfigureTls(); !s.ok()) return s;
+  if (auto s = ConfigureTls(*ssl_ctx_, config_); !s.ok()) return s;
   beast::error_code ec;
   auto address = net::ip::make_address(config_.listen_address, ec);
   if (ec) return absl::InvalidArgumentError(absl::StrCat("api.listen: bad address \"", config_.listen_address, "\""));
@@ -308,7 +330,7 @@ net::awaitable<void> HttpsServer::Impl::AcceptLoop() {
     socket.set_option(tcp::no_delay(true), ec);
     active_++;
     counters_.connections_accepted++;
-    auto stream = std::make_shared<Stream>(std::move(socket), ssl_ctx_);
+    auto stream = std::make_shared<Stream>(std::move(socket), *CurrentContext());
     {
       std::lock_guard lock(mu_);
       open_[id] = stream;
@@ -484,7 +506,7 @@ net::awaitable<std::optional<ClientAuthResult>> HttpsServer::Impl::Handshake(Str
     co_return std::nullopt;
   }
   if (SSL_session_reused(stream.native_handle())) counters_.handshakes_resumed++;
-  ClientAuthResult auth = authorizer_->AuthorizeSsl(stream.native_handle());
+  ClientAuthResult auth = authorizer_.load()->AuthorizeSsl(stream.native_handle());
   if (auth.ok) {
     // Out of the shared pool; a connection evicted during its handshake ends here.
     if (!admission_.Mapped(id)) co_return std::nullopt;
@@ -719,6 +741,9 @@ HttpsServer::HttpsServer(const ApiConfig& config, ApiService* service, const Cli
     : impl_(std::make_unique<Impl>(config, service, authorizer, log, access_log)) {}
 HttpsServer::~HttpsServer() = default;
 absl::Status HttpsServer::Start() { return impl_->Start(); }
+absl::Status HttpsServer::ReloadIdentity(const ApiConfig& fresh, std::unique_ptr<const ClientAuthorizer> authorizer) {
+  return impl_->Reload(fresh, std::move(authorizer));
+}
 uint16_t HttpsServer::port() const { return impl_->port_; }
 void HttpsServer::BeginShutdown() { impl_->BeginShutdown(); }
 bool HttpsServer::WaitIdle(std::chrono::milliseconds grace) { return impl_->WaitIdle(grace); }

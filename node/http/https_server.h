@@ -42,6 +42,11 @@ class HttpsServer {
   // Loads the TLS identity, binds and starts the I/O and worker threads. Errors name the
   // config key or address that failed.
   absl::Status Start();
+  // Reload without restart: new connections get the identity of `fresh` (api.cert_file,
+  // api.key_file, api.client_ca_file) and are mapped by `authorizer` (its pins); connections
+  // already open keep what they were accepted with. On an error (a key that does not match,
+  // an unreadable file) nothing changes. Safe while serving, from any thread.
+  absl::Status ReloadIdentity(const ApiConfig& fresh, std::unique_ptr<const ClientAuthorizer> authorizer);
   // The bound port (useful with listen port 0).
   uint16_t port() const;
   // Stops accepting; connections finish the request in progress and close; idle

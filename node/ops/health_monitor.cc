@@ -20,7 +20,10 @@ Probe Run(const std::function<absl::Status()>& probe, const Clock& clock, std::s
 }  // namespace
 
 HealthMonitor::HealthMonitor(HealthSources sources, std::chrono::milliseconds interval, HealthPolicy policy)
-    : sources_(std::move(sources)), interval_(interval), policy_(policy) {
+    : sources_(std::move(sources)),
+      interval_(interval),
+      policy_(policy),
+      certificate_not_after_ms_(sources_.certificate_not_after_ms) {
   for (const HealthSources::Ca& ca : sources_.cas) cas_.push_back({ca.ca_config, {}});
 }
 
@@ -75,7 +78,7 @@ HealthObservations HealthMonitor::Observations() const {
   HealthObservations o;
   o.now_ms = sources_.clock->NowUnixMillis();
   o.mode = sources_.mode->mode();
-  o.certificate_not_after_ms = sources_.certificate_not_after_ms;
+  o.certificate_not_after_ms = certificate_not_after_ms_;
   std::lock_guard lock(mu_);
   o.store = store_;
   o.cas = cas_;

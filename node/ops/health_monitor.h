@@ -6,6 +6,7 @@
 // Thread-safety: every method may be called from any thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -57,6 +58,9 @@ class HealthMonitor {
   void ProbeNow();
 
   HealthObservations Observations() const;
+  // The API server certificate's notAfter (Unix ms), after a reload replaced it.
+  void SetCertificateNotAfter(int64_t unix_ms) { certificate_not_after_ms_ = unix_ms; }
+  int64_t certificate_not_after_ms() const { return certificate_not_after_ms_; }
   HealthReport Report() const;
   ServiceModeStore& mode() { return *sources_.mode; }
 
@@ -69,6 +73,7 @@ class HealthMonitor {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
+  std::atomic<int64_t> certificate_not_after_ms_;
   bool probed_ = false;                      // store_ and cas_ hold results, timed on the monotonic clock
   std::optional<int64_t> store_started_ms_;  // monotonic: a store check runs since then
   Probe store_;
