@@ -1,7 +1,7 @@
 """The files in deploy/ that operators install: the systemd units pass `systemd-analyze
-verify` (with the binaries this build made in place of /usr/local/bin), with no warning, and
-carry the resource bounds (no core dumps, a memory and a task limit); the lb-agent's unit keeps
-it on loopback."""
+verify` (with the binaries this build made in place of /usr/bin, where the package puts them),
+with no warning, and carry the resource bounds (no core dumps, a memory and a task limit); the
+lb-agent's unit keeps it on loopback."""
 import shutil
 import subprocess
 import sys
@@ -21,7 +21,7 @@ class SystemdUnits(unittest.TestCase):
         self.assertEqual([u.name for u in UNITS], ["adcsc-lb-agent.service", "adcsc-node.service"])
         with h.TempRoot() as root:
             for unit in UNITS:
-                text = unit.read_text().replace("/usr/local/bin/", f"{h.ADCSC.parent.resolve()}/")
+                text = unit.read_text().replace("/usr/bin/adcsc", f"{h.ADCSC.parent.resolve()}/adcsc")
                 local = root / unit.name
                 local.write_text(text)
                 out = subprocess.run(["systemd-analyze", "verify", "--man=no", str(local)], capture_output=True,
