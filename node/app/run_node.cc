@@ -15,6 +15,7 @@
 
 #include "nlohmann/json.hpp"
 #include "node/app/backend_factory.h"
+#include "node/app/cert_inventory.h"
 #include "node/ca/outage_switch.h"
 #include "node/cluster/runtime.h"
 #include "node/config/config.h"
@@ -93,6 +94,7 @@ adcsc::ops::HealthSources HealthSourcesFor(const Config& config, adcsc::store::R
     };
   }
   s.certificate_not_after_ms = CertificateNotAfterMs(config.api.cert_file);
+  s.certificates = CertificateInventory(config);
   s.mode = mode;
   s.clock = SystemClock::Default();
   return s;
@@ -390,6 +392,16 @@ Step StartOps(RunningNode& n) {
   adcsc::ops::HealthPolicy policy;
   policy.max_probe_age_ms = std::max<int64_t>(policy.max_probe_age_ms, 3 * c.ops.probe_interval.count());
   policy.max_store_write_ms = c.ops.max_store_write.count();
+  sources.seen_clients = [&n] {
+    std::vector<adcsc::ops::CertificateExpiry> seen;
+    const HttpsServer* server = n.api_server.load();
+    if (server == nullptr) return seen;
+    for (const ClientAuthorizer::Seen& s : server->SeenClientCertificates()) {
+      seen.push_back(
+          {"jamf client (pinned)", s.subject, "seen at a handshake, sha256:" + s.pin, s.not_after_unix * 1000});
+    }
+    return seen;
+  };
   n.health = std::make_unique<adcsc::ops::HealthMonitor>(std::move(sources), c.ops.probe_interval, policy);
   n.health->Start();
   adcsc::ops::OpsServerOptions o;
@@ -472,7 +484,10 @@ void ReloadConfig(RunningNode& n) {
       detail = std::string(s.message());
     } else {
       const int64_t not_after = CertificateNotAfterMs(fresh->api.cert_file);
-      if (n.health != nullptr) n.health->SetCertificateNotAfter(not_after);
+      if (n.health != nullptr) {
+        n.health->SetCertificateNotAfter(not_after);
+        n.health->SetCertificates(CertificateInventory(*fresh));
+      }
       detail = absl::StrCat("api identity ", fresh->api.cert_file.string(), " (not after ", not_after / 1000,
                             "), client CA ", fresh->api.client_ca_file.string(), ", ", fresh->api.client_pins.size(),
                             " client pins; other settings take effect at the next restart");

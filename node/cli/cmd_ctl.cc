@@ -7,6 +7,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -19,6 +20,7 @@
 #include "adcsc/cluster/v1/cluster.grpc.pb.h"
 #include "nlohmann/json.hpp"
 #include "node/app/backend_factory.h"
+#include "node/app/cert_inventory.h"
 #include "node/ca/hresult.h"
 #include "node/ca/icpr_backend.h"
 #include "node/cli/commands.h"
@@ -346,6 +348,45 @@ int Backup(const BackupArgs& args) {
   return kExitOk;
 }
 
+struct CertsArgs {
+  std::string config;
+  bool json = false;
+  int warn_days = 30, critical_days = 7;
+};
+
+// Every certificate the node's configuration names, with its expiry (node/app/cert_inventory.h).
+int Certs(const CertsArgs& args) {
+  auto config = adcsc::node::LoadConfig(args.config);
+  if (!config.ok()) {
+    std::cerr << "adcsc ctl certs: " << config.status().message() << "\n";
+    return kExitUsage;
+  }
+  const int64_t now_ms = static_cast<int64_t>(std::time(nullptr)) * 1000;
+  int attention = 0;
+  nlohmann::ordered_json list = nlohmann::ordered_json::array();
+  for (const auto& c : adcsc::node::CertificateInventory(*config)) {
+    const std::string state(adcsc::ops::ExpiryState(c, now_ms, args.warn_days, args.critical_days));
+    if (state == "critical" || state == "expired") ++attention;
+    const int64_t days = (c.not_after_ms - now_ms) / 86'400'000;
+    if (args.json) {
+      list.push_back({{"role", c.role},
+                      {"subject", c.subject},
+                      {"source", c.source},
+                      {"not_after_ms", c.not_after_ms},
+                      {"days_left", days},
+                      {"state", state}});
+    } else {
+      std::cout << absl::StrFormat("%-18s %-9s %6d days  %s  (%s)\n", c.role, state, days, c.subject, c.source);
+    }
+  }
+  if (args.json) std::cout << list.dump(2) << "\n";
+  if (!args.json) {
+    std::cout << "Jamf Pro's pinned client certificates are known once presented: see the running node's "
+                 "/health/ready (\"certificates\") or adcsc_certificate_expiry_seconds.\n";
+  }
+  return attention == 0 ? kExitOk : kExitFailure;
+}
+
 struct ReloadArgs {
   std::string config;
   int64_t timeout_ms = 10'000;
@@ -461,6 +502,25 @@ void AddCtlCommand(CLI::App& app, int* exit_code) {
   backup->add_option("--config,-c", bargs->config, "This node's configuration (node.data_dir)")->required();
   backup->add_option("--out,-o", bargs->out, "The backup file to write (must not exist)")->required();
   backup->callback([=] { *exit_code = Backup(*bargs); });
+
+  auto cargs = std::make_shared<CertsArgs>();
+  auto* certs =
+      ctl->add_subcommand("certs",
+                          "Every certificate this node owns or trusts, from the files its configuration names (API\n"
+                          "identity and client CAs, ops identity and admin CAs, cluster identity and CA), with the\n"
+                          "days left: ok, warning (under --warn-days), critical (under --critical-days) or expired.\n"
+                          "For monitoring from cron as well as for people.\n\n"
+                          "Example:\n  adcsc ctl certs --config /etc/adcsc/node.toml\n\n"
+                          "Exit codes: 0 none critical or expired, 1 some are, 2 usage or configuration error.");
+  certs->add_option("--config,-c", cargs->config, "The node's configuration")->required();
+  certs->add_flag("--json", cargs->json, "A JSON array, for scripts");
+  certs->add_option("--warn-days", cargs->warn_days, "Warning under this many days")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 36500));
+  certs->add_option("--critical-days", cargs->critical_days, "Critical under this many days")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 36500));
+  certs->callback([=] { *exit_code = Certs(*cargs); });
 
   auto rargs = std::make_shared<ReloadArgs>();
   auto* reload =

@@ -72,8 +72,16 @@ ClientAuthResult ClientAuthorizer::Authorize(X509* leaf, STACK_OF(X509) * chain)
     std::lock_guard lock(cache_mu_);
     if (cache_.size() >= kMaxCachedDecisions) cache_.clear();
     cache_[pin] = {r, now, std::min(now + kDecisionTtl, not_after)};
+    seen_[pin] = {pin, adcsc::pki::NameToString(X509_get_subject_name(leaf)), adcsc::pki::NotAfterUnix(leaf)};
   }
   return r;
+}
+
+std::vector<ClientAuthorizer::Seen> ClientAuthorizer::SeenCertificates() const {
+  std::lock_guard lock(cache_mu_);
+  std::vector<Seen> out;
+  for (const auto& [pin, seen] : seen_) out.push_back(seen);
+  return out;
 }
 
 ClientAuthResult ClientAuthorizer::Verify(X509* leaf, STACK_OF(X509) * chain, const std::string& pin) const {

@@ -40,6 +40,15 @@ class ClientAuthorizer {
   // Convenience for a finished TLS handshake.
   ClientAuthResult AuthorizeSsl(SSL* ssl) const;
 
+  // The pinned certificates this authorizer let in, one per pin: its subject (RFC 2253) and
+  // notAfter (Unix seconds). The node reports their expiry (a pin is a hash: the certificate
+  // itself is known only once a client presented it).
+  struct Seen {
+    std::string pin, subject;
+    int64_t not_after_unix = 0;
+  };
+  std::vector<Seen> SeenCertificates() const;
+
  private:
   ClientAuthorizer(X509_STORE* store, std::set<std::string> pins, const Clock* clock);
   ClientAuthResult Verify(X509* leaf, STACK_OF(X509) * chain, const std::string& pin) const;
@@ -63,6 +72,7 @@ class ClientAuthorizer {
   mutable std::mutex cache_mu_;
   mutable std::mutex verify_mu_;  // serializes X509_verify_cert on store_
   mutable std::map<std::string, CachedDecision> cache_;
+  mutable std::map<std::string, Seen> seen_;  // by pin, guarded by cache_mu_; at most one per pin
 };
 
 }  // namespace adcsc::node

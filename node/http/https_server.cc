@@ -136,6 +136,7 @@ class HttpsServer::Impl {
   bool WaitIdle(std::chrono::milliseconds grace);
   void Stop();
   absl::Status Reload(const ApiConfig& fresh, std::unique_ptr<const ClientAuthorizer> authorizer);
+  std::vector<ClientAuthorizer::Seen> SeenClients() const { return authorizer_.load()->SeenCertificates(); }
 
   uint16_t port_ = 0;
   ServerCounters counters_;
@@ -741,6 +742,7 @@ HttpsServer::HttpsServer(const ApiConfig& config, ApiService* service, const Cli
     : impl_(std::make_unique<Impl>(config, service, authorizer, log, access_log)) {}
 HttpsServer::~HttpsServer() = default;
 absl::Status HttpsServer::Start() { return impl_->Start(); }
+std::vector<ClientAuthorizer::Seen> HttpsServer::SeenClientCertificates() const { return impl_->SeenClients(); }
 absl::Status HttpsServer::ReloadIdentity(const ApiConfig& fresh, std::unique_ptr<const ClientAuthorizer> authorizer) {
   return impl_->Reload(fresh, std::move(authorizer));
 }

@@ -47,6 +47,8 @@ class HttpsServer {
   // already open keep what they were accepted with. On an error (a key that does not match,
   // an unreadable file) nothing changes. Safe while serving, from any thread.
   absl::Status ReloadIdentity(const ApiConfig& fresh, std::unique_ptr<const ClientAuthorizer> authorizer);
+  // The pinned client certificates the current authorizer let in (ClientAuthorizer::SeenCertificates).
+  std::vector<ClientAuthorizer::Seen> SeenClientCertificates() const;
   // The bound port (useful with listen port 0).
   uint16_t port() const;
   // Stops accepting; connections finish the request in progress and close; idle

@@ -31,6 +31,14 @@ HealthCheck FromProbe(std::string name, const Probe& p, const HealthObservations
 
 }  // namespace
 
+std::string_view ExpiryState(const CertificateExpiry& c, int64_t now_ms, int warn_days, int critical_days) {
+  if (c.not_after_ms <= now_ms) return "expired";
+  const int64_t left = c.not_after_ms - now_ms;
+  if (left < critical_days * kDayMs) return "critical";
+  if (left < warn_days * kDayMs) return "warning";
+  return "ok";
+}
+
 std::string_view LbWord(LbState state) {
   switch (state) {
     case LbState::kUp:
@@ -85,6 +93,20 @@ HealthReport Evaluate(const HealthObservations& seen, const HealthPolicy& policy
         if (days < policy.warn_certificate_days) absl::StrAppend(&c.detail, " (renew it soon)");
       }
     }
+    // Every other certificate: named in the detail when it needs attention. Only the API
+    // certificate fails the check: every node's certificates tend to expire together, and a
+    // check that failed early would take the whole cluster out at once.
+    for (const CertificateExpiry& cert : seen.certificates) {
+      const std::string_view state =
+          ExpiryState(cert, seen.now_ms, policy.warn_certificate_days, policy.critical_certificate_days);
+      r.certificates.push_back({cert, (cert.not_after_ms - seen.now_ms) / kDayMs, std::string(state)});
+      if (state == "ok") continue;
+      absl::StrAppend(&c.detail, "; ", cert.role, " ", cert.subject,
+                      state == "expired" ? std::string(" has EXPIRED")
+                                         : absl::StrCat(" expires in ", (cert.not_after_ms - seen.now_ms) / kDayMs,
+                                                        " days (", std::string(state), ")"),
+                      " (", cert.source, ")");
+    }
     r.checks.push_back(std::move(c));
   }
   r.checks.push_back(
@@ -114,6 +136,15 @@ std::string HealthReport::ToJson() const {
   j["checks"] = nlohmann::ordered_json::array();
   for (const HealthCheck& c : checks) {
     j["checks"].push_back({{"name", c.name}, {"ok", c.ok}, {"detail", c.detail}});
+  }
+  j["certificates"] = nlohmann::ordered_json::array();
+  for (const Certificate& c : certificates) {
+    j["certificates"].push_back({{"role", c.certificate.role},
+                                 {"subject", c.certificate.subject},
+                                 {"source", c.certificate.source},
+                                 {"not_after_ms", c.certificate.not_after_ms},
+                                 {"days_left", c.days_left},
+                                 {"state", c.state}});
   }
   return j.dump();
 }

@@ -39,6 +39,19 @@ struct CaProbe {
   Probe probe;
 };
 
+// One certificate the node owns or trusts, and when it expires (docs/operations.md,
+// "Certificate expiry").
+struct CertificateExpiry {
+  std::string role;     // "api identity", "api client CA", "jamf client (pinned)", "cluster identity", ...
+  std::string subject;  // RFC 2253
+  std::string source;   // the file it came from, or "seen at a handshake"
+  int64_t not_after_ms = 0;
+};
+
+// ok, warning (under warn_certificate_days), critical (under critical_certificate_days) or
+// expired, at `now_ms`.
+std::string_view ExpiryState(const CertificateExpiry& c, int64_t now_ms, int warn_days, int critical_days);
+
 struct HealthObservations {
   int64_t now_ms = 0;
   ServiceMode mode = ServiceMode::kActive;
@@ -49,8 +62,9 @@ struct HealthObservations {
   size_t peers_reachable = 0;  // answered recently
   bool refuse_on_quorum_loss = false;
   bool snapshot_in_progress = false;
-  uint64_t lag_mutations = 0;            // the most any peer lacks of ours (informational)
-  int64_t certificate_not_after_ms = 0;  // API server certificate; 0: unknown
+  uint64_t lag_mutations = 0;                   // the most any peer lacks of ours (informational)
+  int64_t certificate_not_after_ms = 0;         // API server certificate; 0: unknown
+  std::vector<CertificateExpiry> certificates;  // every certificate the node owns or trusts
 };
 
 struct HealthPolicy {
@@ -60,6 +74,7 @@ struct HealthPolicy {
   // failure the load balancer should route around).
   int64_t max_store_write_ms = 2'000;
   int warn_certificate_days = 30;
+  int critical_certificate_days = 7;
 };
 
 enum class LbState { kUp, kDrain, kDown };
@@ -76,7 +91,14 @@ struct HealthReport {
   LbState lb = LbState::kDown;
   std::vector<HealthCheck> checks;
   int64_t ca_ping_ms = 0;  // the slowest CA's last ping: a hint for load-balancer weights
-  // {"ready":false,"lb":"DRAIN","ca_ping_ms":3,"checks":[{"name":..,"ok":..,"detail":..},...]}
+  struct Certificate {
+    CertificateExpiry certificate;
+    int64_t days_left = 0;
+    std::string state;  // ok, warning, critical, expired
+  };
+  std::vector<Certificate> certificates;
+  // {"ready":false,"lb":"DRAIN","ca_ping_ms":3,"checks":[{"name":..,"ok":..,"detail":..},...],
+  //  "certificates":[{"role":..,"subject":..,"source":..,"not_after_ms":..,"days_left":..,"state":..},...]}
   std::string ToJson() const;
 };
 

@@ -23,7 +23,8 @@ HealthMonitor::HealthMonitor(HealthSources sources, std::chrono::milliseconds in
     : sources_(std::move(sources)),
       interval_(interval),
       policy_(policy),
-      certificate_not_after_ms_(sources_.certificate_not_after_ms) {
+      certificate_not_after_ms_(sources_.certificate_not_after_ms),
+      certificates_(sources_.certificates) {
   for (const HealthSources::Ca& ca : sources_.cas) cas_.push_back({ca.ca_config, {}});
 }
 
@@ -79,7 +80,11 @@ HealthObservations HealthMonitor::Observations() const {
   o.now_ms = sources_.clock->NowUnixMillis();
   o.mode = sources_.mode->mode();
   o.certificate_not_after_ms = certificate_not_after_ms_;
+  std::vector<CertificateExpiry> seen_clients =
+      sources_.seen_clients ? sources_.seen_clients() : std::vector<CertificateExpiry>{};
   std::lock_guard lock(mu_);
+  o.certificates = certificates_;
+  o.certificates.insert(o.certificates.end(), seen_clients.begin(), seen_clients.end());
   o.store = store_;
   o.cas = cas_;
   const int64_t monotonic_now = sources_.clock->NowMonotonicMillis();
@@ -107,6 +112,11 @@ HealthObservations HealthMonitor::Observations() const {
     o.lag_mutations = cluster_->lag_mutations;
   }
   return o;
+}
+
+void HealthMonitor::SetCertificates(std::vector<CertificateExpiry> certificates) {
+  std::lock_guard lock(mu_);
+  certificates_ = std::move(certificates);
 }
 
 HealthReport HealthMonitor::Report() const { return Evaluate(Observations(), policy_); }

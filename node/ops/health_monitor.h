@@ -41,6 +41,10 @@ struct HealthSources {
   std::vector<Ca> cas;
   std::function<std::optional<ClusterView>()> cluster;  // empty, or nullopt: a single node
   int64_t certificate_not_after_ms = 0;
+  // Every certificate the node owns or trusts, from its files (a reload replaces the list),
+  // and the pinned client certificates seen at handshakes since the start (may be empty).
+  std::vector<CertificateExpiry> certificates;
+  std::function<std::vector<CertificateExpiry>()> seen_clients;
   ServiceModeStore* mode = nullptr;  // not owned; required
   const Clock* clock = nullptr;      // not owned; required
 };
@@ -61,6 +65,7 @@ class HealthMonitor {
   // The API server certificate's notAfter (Unix ms), after a reload replaced it.
   void SetCertificateNotAfter(int64_t unix_ms) { certificate_not_after_ms_ = unix_ms; }
   int64_t certificate_not_after_ms() const { return certificate_not_after_ms_; }
+  void SetCertificates(std::vector<CertificateExpiry> certificates);
   HealthReport Report() const;
   ServiceModeStore& mode() { return *sources_.mode; }
 
@@ -74,8 +79,9 @@ class HealthMonitor {
   std::condition_variable cv_;
   bool stopping_ = false;
   std::atomic<int64_t> certificate_not_after_ms_;
-  bool probed_ = false;                      // store_ and cas_ hold results, timed on the monotonic clock
-  std::optional<int64_t> store_started_ms_;  // monotonic: a store check runs since then
+  std::vector<CertificateExpiry> certificates_;  // guarded by mu_
+  bool probed_ = false;                          // store_ and cas_ hold results, timed on the monotonic clock
+  std::optional<int64_t> store_started_ms_;      // monotonic: a store check runs since then
   Probe store_;
   std::vector<CaProbe> cas_;
   std::optional<ClusterView> cluster_;

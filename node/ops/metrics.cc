@@ -2,6 +2,7 @@
 
 #include <prometheus/text_serializer.h>
 
+#include <algorithm>
 #include <sstream>
 
 namespace adcsc::ops {
@@ -57,6 +58,11 @@ NodeMetrics::NodeMetrics()
                               .Name("adcsc_api_certificate_expiry_seconds")
                               .Help("Seconds until the API server certificate expires")
                               .Register(*registry_)),
+      certificates_expiry_(BuildGauge()
+                               .Name("adcsc_certificate_expiry_seconds")
+                               .Help("Seconds until each certificate the node owns or trusts expires (negative: "
+                                     "expired), by role and subject")
+                               .Register(*registry_)),
       lag_mutations_(BuildGauge()
                          .Name("adcsc_replication_lag_mutations")
                          .Help("Mutations this node holds that the peer's last known vector lacks")
@@ -156,6 +162,16 @@ std::string NodeMetrics::Scrape(const ScrapeState& state) {
   if (state.certificate_not_after_ms != 0) {
     certificate_expiry_.Add({}).Set(static_cast<double>(state.certificate_not_after_ms - state.now_ms) / 1000.0);
   }
+  std::vector<prometheus::Gauge*> gauges;
+  for (const HealthReport::Certificate& c : state.health.certificates) {
+    prometheus::Gauge& g = certificates_expiry_.Add({{"role", c.certificate.role}, {"subject", c.certificate.subject}});
+    g.Set(static_cast<double>(c.certificate.not_after_ms - state.now_ms) / 1000.0);
+    gauges.push_back(&g);
+  }
+  for (prometheus::Gauge* old : certificate_gauges_) {
+    if (std::find(gauges.begin(), gauges.end(), old) == gauges.end()) certificates_expiry_.Remove(old);
+  }
+  certificate_gauges_ = std::move(gauges);
   if (state.replication.has_value()) {
     const store::ReplicatorStatus& r = *state.replication;
     replicated_writes_.Add({{"result", "quorum"}}).Set(static_cast<double>(r.quorum_writes));

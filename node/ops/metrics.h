@@ -69,6 +69,8 @@ class NodeMetrics final : public node::ApiObserver {
   prometheus::Family<prometheus::Gauge>& check_ok_;
   prometheus::Family<prometheus::Gauge>& mode_;
   prometheus::Family<prometheus::Gauge>& certificate_expiry_;
+  prometheus::Family<prometheus::Gauge>& certificates_expiry_;
+  std::vector<prometheus::Gauge*> certificate_gauges_;  // last scrape's, removed when gone (a reload)
   prometheus::Family<prometheus::Gauge>& lag_mutations_;
   prometheus::Family<prometheus::Gauge>& lag_seconds_;
   prometheus::Family<prometheus::Gauge>& peer_last_answer_;

@@ -3,9 +3,11 @@ rotates the API identity and Jamf Pro's pinned client certificate with an overla
 and new pins both hold; a configuration that does not load is refused before anything is sent,
 one the node cannot use (a key that does not match its certificate) is refused by the node,
 and either way the node keeps serving as before."""
+import json
 import ssl
 import sys
 import unittest
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -25,12 +27,37 @@ class Reload(unittest.TestCase):
         with h.TempRoot() as root:
             old = h.Pki(root)
             new = h.Pki(root, name="pki-new")
-            node = h.Node(root, old).start()
+            ops_port = h.free_port()
+            node = h.Node(root, old, extra=f'\n[ops]\nlisten = "127.0.0.1:{ops_port}"\ntls = false\n'
+                                           'probe_interval_ms = 200\n').start()
             try:
                 pid = node.proc.pid
                 old_client = h.ssl_context(old)
                 self.assertEqual(version(node, old_client), 200)
                 original = node.config.read_text()
+
+                def certificates():
+                    try:
+                        with urllib.request.urlopen(f"http://127.0.0.1:{ops_port}/health/ready", timeout=5) as r:
+                            return json.loads(r.read())["certificates"]
+                    except urllib.error.HTTPError as e:
+                        return json.loads(e.read())["certificates"]
+
+                # Every certificate with its expiry: the API identity, its client CA, and Jamf
+                # Pro's pinned certificate once it was presented.
+                before = certificates()
+                roles = {c["role"] for c in before}
+                self.assertIn("api identity", roles)
+                self.assertIn("api client CA", roles)
+                self.assertIn("jamf client (pinned)", roles, before)
+                self.assertTrue(all(c["state"] == "ok" and c["days_left"] > 300 for c in before), before)
+                listed = h.run([h.ADCSC, "ctl", "certs", "--config", node.config], check=False)
+                self.assertEqual(listed.returncode, 0, listed.stdout + listed.stderr)
+                self.assertIn("api identity", listed.stdout)
+                tight = h.run([h.ADCSC, "ctl", "certs", "--config", node.config, "--critical-days", "36500", "--json"],
+                              check=False)
+                self.assertEqual(tight.returncode, 1, "a certificate under the critical threshold: exit 1")
+                self.assertEqual({c["state"] for c in json.loads(tight.stdout)}, {"critical"})
                 both_cas = root / "client-cas.pem"
                 both_cas.write_text(old.server_ca.read_text() + new.server_ca.read_text())
 
@@ -56,6 +83,9 @@ class Reload(unittest.TestCase):
                 old_cert_new_trust = h.ssl_context(new, cert=old.client_cert, key=old.client_key)
                 self.assertEqual(version(node, new_client), 200)
                 self.assertEqual(version(node, old_cert_new_trust), 200, "the old pin still holds")
+                api = [c for c in certificates() if c["role"] == "api identity"]
+                self.assertEqual(len(api), 1)
+                self.assertEqual(api[0]["source"], str(new.dir / "adcs-proxy-ca.pem"), "the health follows the reload")
                 self.assertEqual(version(node, old_client), "SSLCertVerificationError", "the server identity changed")
 
                 # A key that does not match its certificate: the node refuses and keeps serving.

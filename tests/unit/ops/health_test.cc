@@ -123,5 +123,38 @@ TEST(HealthTest, TheReportIsJsonNamingEveryCheck) {
   EXPECT_EQ(j["checks"][4]["ok"], false);
 }
 
+// Every certificate is reported with its state; only an expired API certificate fails the
+// check (certificates of every node tend to expire together: failing early would take the
+// whole cluster out at once).
+TEST(HealthTest, EveryCertificateIsReportedAndOnlyTheApiCertificateFailsTheCheck) {
+  HealthObservations o = Healthy();
+  o.certificates = {{"api identity", "CN=adcs.example.com", "/etc/adcsc/server.pem", kNow + 200 * kDayMs},
+                    {"cluster identity", "CN=node-c", "/etc/adcsc/node.pem", kNow + 20 * kDayMs},
+                    {"cluster CA", "CN=cluster", "/etc/adcsc/cluster-ca.pem", kNow + 3 * kDayMs},
+                    {"jamf client (pinned)", "CN=jamf", "seen at a handshake, sha256:ab", kNow - kDayMs}};
+  HealthReport r = Evaluate(o, {});
+  EXPECT_TRUE(r.ready) << r.ToJson();
+  ASSERT_EQ(r.certificates.size(), 4u);
+  EXPECT_EQ(r.certificates[0].state, "ok");
+  EXPECT_EQ(r.certificates[1].state, "warning");
+  EXPECT_EQ(r.certificates[2].state, "critical");
+  EXPECT_EQ(r.certificates[3].state, "expired");
+  EXPECT_EQ(r.certificates[1].days_left, 20);
+  const HealthCheck* c = Find(r, "certificate");
+  ASSERT_NE(c, nullptr);
+  EXPECT_TRUE(c->ok);
+  EXPECT_NE(c->detail.find("cluster CA CN=cluster expires in 3 days (critical)"), std::string::npos) << c->detail;
+  EXPECT_NE(c->detail.find("jamf client (pinned) CN=jamf has EXPIRED"), std::string::npos) << c->detail;
+  EXPECT_EQ(c->detail.find("CN=adcs.example.com"), std::string::npos) << "an ok certificate is not named";
+  auto j = nlohmann::json::parse(r.ToJson());
+  ASSERT_EQ(j["certificates"].size(), 4u);
+  EXPECT_EQ(j["certificates"][2]["state"], "critical");
+  HealthPolicy tight;
+  tight.warn_certificate_days = 400;
+  tight.critical_certificate_days = 300;
+  EXPECT_EQ(Evaluate(o, tight).certificates[0].state, "critical");
+  EXPECT_EQ(ExpiryState(o.certificates[0], kNow + 200 * kDayMs, 30, 7), "expired") << "at its notAfter";
+}
+
 }  // namespace
 }  // namespace adcsc::ops
