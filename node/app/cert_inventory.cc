@@ -30,7 +30,7 @@ void Add(std::vector<adcsc::ops::CertificateExpiry>* out, std::set<std::string>*
 std::vector<adcsc::ops::CertificateExpiry> CertificateInventory(const Config& c) {
   std::vector<adcsc::ops::CertificateExpiry> out;
   std::set<std::string> done;
-  Add(&out, &done, "api identity", c.api.cert_file, false);
+  Add(&out, &done, adcsc::ops::kApiIdentityRole, c.api.cert_file, false);
   Add(&out, &done, "api client CA", c.api.client_ca_file, true);
   if (c.ops.enabled && c.ops.tls && c.ops.cert_file != c.api.cert_file) {
     Add(&out, &done, "ops identity", c.ops.cert_file, false);

@@ -33,16 +33,6 @@
 namespace adcsc::node {
 namespace {
 
-// The notAfter of the first certificate in `pem_file` (Unix ms); 0 when unreadable.
-int64_t CertificateNotAfterMs(const std::filesystem::path& pem_file) {
-  std::ifstream in(pem_file);
-  if (!in) return 0;
-  std::stringstream pem;
-  pem << in.rdbuf();
-  auto cert = adcsc::pki::CertFromPem(pem.str());
-  return cert.ok() ? adcsc::pki::NotAfterUnix(cert->get()) * 1000 : 0;
-}
-
 // The probes the health monitor runs for this node: a durable write to the store, a ping of
 // every allowlisted CA as the node's identity, the cluster's state, and the API
 // certificate's expiry.
@@ -93,7 +83,6 @@ adcsc::ops::HealthSources HealthSourcesFor(const Config& config, adcsc::store::R
       return v;
     };
   }
-  s.certificate_not_after_ms = CertificateNotAfterMs(config.api.cert_file);
   s.certificates = CertificateInventory(config);
   s.mode = mode;
   s.clock = SystemClock::Default();
@@ -464,7 +453,7 @@ Step ResolveOpenIntents(RunningNode& n) {
 // new api.client_pins; connections already open keep what they had. A file that does not load
 // (a syntax error, a key that does not match its certificate, an unreadable file) changes
 // nothing: the running configuration stays, and the log and <data_dir>/reload.json say why.
-// Other settings take effect at the next restart (the log names the sections that differ).
+// Other settings take effect at the next restart (the answer says so).
 void ReloadConfig(RunningNode& n) {
   ++n.reloads;
   std::string outcome = "reloaded", detail;
@@ -483,13 +472,9 @@ void ReloadConfig(RunningNode& n) {
       outcome = "refused";
       detail = std::string(s.message());
     } else {
-      const int64_t not_after = CertificateNotAfterMs(fresh->api.cert_file);
-      if (n.health != nullptr) {
-        n.health->SetCertificateNotAfter(not_after);
-        n.health->SetCertificates(CertificateInventory(*fresh));
-      }
-      detail = absl::StrCat("api identity ", fresh->api.cert_file.string(), " (not after ", not_after / 1000,
-                            "), client CA ", fresh->api.client_ca_file.string(), ", ", fresh->api.client_pins.size(),
+      if (n.health != nullptr) n.health->SetCertificates(CertificateInventory(*fresh));
+      detail = absl::StrCat("api identity ", fresh->api.cert_file.string(), ", client CA ",
+                            fresh->api.client_ca_file.string(), ", ", fresh->api.client_pins.size(),
                             " client pins; other settings take effect at the next restart");
     }
   }

@@ -48,6 +48,10 @@ struct CertificateExpiry {
   int64_t not_after_ms = 0;
 };
 
+// The role of the API server certificate in the inventory: health's certificate check and
+// adcsc_api_certificate_expiry_seconds follow it.
+inline constexpr char kApiIdentityRole[] = "api identity";
+
 // ok, warning (under warn_certificate_days), critical (under critical_certificate_days) or
 // expired, at `now_ms`.
 std::string_view ExpiryState(const CertificateExpiry& c, int64_t now_ms, int warn_days, int critical_days);

@@ -20,11 +20,7 @@ Probe Run(const std::function<absl::Status()>& probe, const Clock& clock, std::s
 }  // namespace
 
 HealthMonitor::HealthMonitor(HealthSources sources, std::chrono::milliseconds interval, HealthPolicy policy)
-    : sources_(std::move(sources)),
-      interval_(interval),
-      policy_(policy),
-      certificate_not_after_ms_(sources_.certificate_not_after_ms),
-      certificates_(sources_.certificates) {
+    : sources_(std::move(sources)), interval_(interval), policy_(policy), certificates_(sources_.certificates) {
   for (const HealthSources::Ca& ca : sources_.cas) cas_.push_back({ca.ca_config, {}});
 }
 
@@ -79,10 +75,10 @@ HealthObservations HealthMonitor::Observations() const {
   HealthObservations o;
   o.now_ms = sources_.clock->NowUnixMillis();
   o.mode = sources_.mode->mode();
-  o.certificate_not_after_ms = certificate_not_after_ms_;
   std::vector<CertificateExpiry> seen_clients =
       sources_.seen_clients ? sources_.seen_clients() : std::vector<CertificateExpiry>{};
   std::lock_guard lock(mu_);
+  o.certificate_not_after_ms = ApiNotAfterLocked();
   o.certificates = certificates_;
   o.certificates.insert(o.certificates.end(), seen_clients.begin(), seen_clients.end());
   o.store = store_;
@@ -117,6 +113,18 @@ HealthObservations HealthMonitor::Observations() const {
 void HealthMonitor::SetCertificates(std::vector<CertificateExpiry> certificates) {
   std::lock_guard lock(mu_);
   certificates_ = std::move(certificates);
+}
+
+int64_t HealthMonitor::ApiNotAfterLocked() const {
+  for (const CertificateExpiry& c : certificates_) {
+    if (c.role == kApiIdentityRole) return c.not_after_ms;
+  }
+  return 0;
+}
+
+int64_t HealthMonitor::certificate_not_after_ms() const {
+  std::lock_guard lock(mu_);
+  return ApiNotAfterLocked();
 }
 
 HealthReport HealthMonitor::Report() const { return Evaluate(Observations(), policy_); }

@@ -6,7 +6,6 @@
 // Thread-safety: every method may be called from any thread.
 #pragma once
 
-#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -40,9 +39,9 @@ struct HealthSources {
   };
   std::vector<Ca> cas;
   std::function<std::optional<ClusterView>()> cluster;  // empty, or nullopt: a single node
-  int64_t certificate_not_after_ms = 0;
-  // Every certificate the node owns or trusts, from its files (a reload replaces the list),
-  // and the pinned client certificates seen at handshakes since the start (may be empty).
+  // Every certificate the node owns or trusts, from its files (a reload replaces the list;
+  // the kApiIdentityRole entry is the API certificate the health check judges), and the
+  // pinned client certificates seen at handshakes since the start (may be empty).
   std::vector<CertificateExpiry> certificates;
   std::function<std::vector<CertificateExpiry>()> seen_clients;
   ServiceModeStore* mode = nullptr;  // not owned; required
@@ -62,15 +61,16 @@ class HealthMonitor {
   void ProbeNow();
 
   HealthObservations Observations() const;
-  // The API server certificate's notAfter (Unix ms), after a reload replaced it.
-  void SetCertificateNotAfter(int64_t unix_ms) { certificate_not_after_ms_ = unix_ms; }
-  int64_t certificate_not_after_ms() const { return certificate_not_after_ms_; }
+  // The certificates from the node's files, after a reload replaced them.
   void SetCertificates(std::vector<CertificateExpiry> certificates);
+  // The API server certificate's notAfter (Unix ms); 0 when unknown.
+  int64_t certificate_not_after_ms() const;
   HealthReport Report() const;
   ServiceModeStore& mode() { return *sources_.mode; }
 
  private:
   void Loop();
+  int64_t ApiNotAfterLocked() const;  // from certificates_; mu_ held
 
   const HealthSources sources_;
   const std::chrono::milliseconds interval_;
@@ -78,7 +78,6 @@ class HealthMonitor {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
-  std::atomic<int64_t> certificate_not_after_ms_;
   std::vector<CertificateExpiry> certificates_;  // guarded by mu_
   bool probed_ = false;                          // store_ and cas_ hold results, timed on the monotonic clock
   std::optional<int64_t> store_started_ms_;      // monotonic: a store check runs since then

@@ -60,7 +60,7 @@ TEST(HealthMonitorTest, ReportsTheLastProbesAndTheMode) {
   };
   sources.cas = {{"ca01\\Issuing", [&] { return ca_answer; }}};
   sources.cluster = [] { return ClusterView{2, 1, false, false, 3}; };
-  sources.certificate_not_after_ms = clock.NowUnixMillis() + 86'400'000LL * 90;
+  sources.certificates = {{kApiIdentityRole, "CN=adcs", "server.pem", clock.NowUnixMillis() + 86'400'000LL * 90}};
   sources.mode = mode->get();
   sources.clock = &clock;
   HealthMonitor monitor(sources, std::chrono::hours(1));
@@ -73,6 +73,13 @@ TEST(HealthMonitorTest, ReportsTheLastProbesAndTheMode) {
   EXPECT_TRUE(r.ready) << r.ToJson();
   EXPECT_EQ(r.lb, LbState::kUp);
   EXPECT_EQ(store_checks.load(), 1);
+  EXPECT_NE(r.ToJson().find("90 days until the API server certificate expires"), std::string::npos) << r.ToJson();
+
+  // A reload replaces the certificates; the API certificate's expiry follows.
+  monitor.SetCertificates({{kApiIdentityRole, "CN=adcs", "new.pem", clock.NowUnixMillis() - 1}});
+  EXPECT_EQ(monitor.certificate_not_after_ms(), clock.NowUnixMillis() - 1);
+  EXPECT_EQ(monitor.Report().lb, LbState::kDown) << "an expired API certificate";
+  monitor.SetCertificates({{kApiIdentityRole, "CN=adcs", "server.pem", clock.NowUnixMillis() + 86'400'000LL * 90}});
 
   ca_answer = absl::UnavailableError("connection refused by ca01:135");
   monitor.ProbeNow();
