@@ -364,7 +364,6 @@ class DrillRun {
   DrillRun& operator=(const DrillRun&) = delete;
 
   Run& run() { return run_; }
-  bool lb_watched() const { return watcher_.active(); }
 
   // Notes the action when it starts (the timeline orders it before what it causes), and a
   // failure when it ends. True when it succeeded.
