@@ -1,6 +1,7 @@
 #include "node/app/run_node.h"
 
 #include <google/protobuf/util/json_util.h>
+#include <openssl/ssl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
 #include "node/app/backend_factory.h"
 #include "node/app/cert_inventory.h"
@@ -21,6 +23,7 @@
 #include "node/config/config.h"
 #include "node/http/client_auth.h"
 #include "node/http/https_server.h"
+#include "node/http/tls_settings.h"
 #include "node/log/logging.h"
 #include "node/ops/metrics.h"
 #include "node/ops/ops_server.h"
@@ -32,6 +35,30 @@
 
 namespace adcsc::node {
 namespace {
+
+// A health probe per allowlisted CA: a ping as the node's identity. Each also tells the peers
+// (through the API's reachability view) whether this node can take their submits and
+// retrieves to that CA.
+std::vector<adcsc::ops::HealthSources::Ca> CaProbesFor(const std::vector<AllowedCa>& allow, const std::string& identity,
+                                                       adcsc::ca::CaBackend* backend, CaReachability* reachability) {
+  std::vector<adcsc::ops::HealthSources::Ca> probes;
+  for (const AllowedCa& allowed : allow) {
+    adcsc::ca::CaTarget target{allowed.dc, allowed.ca};
+    adcsc::ca::CallerIdentity caller{identity};
+    const std::string key = adcsc::store::CaConfigKey(allowed.dc, allowed.ca);
+    probes.push_back({key, [backend, target, caller, reachability, key] {
+                        absl::Status pinged = backend->Ping(target, caller);
+                        if (pinged.ok()) {
+                          reachability->Note(key, true);
+                        } else if (pinged.code() == absl::StatusCode::kUnavailable ||
+                                   pinged.code() == absl::StatusCode::kDeadlineExceeded) {
+                          reachability->Note(key, false);
+                        }
+                        return pinged;
+                      }});
+  }
+  return probes;
+}
 
 // The probes the health monitor runs for this node: a durable write to the store, a ping of
 // every allowlisted CA as the node's identity, the cluster's state, and the API
@@ -45,23 +72,7 @@ adcsc::ops::HealthSources HealthSourcesFor(const Config& config, adcsc::store::R
     if (absl::Status damage = integrity->last(); !damage.ok()) return damage;
     return store->Check(/*write=*/true);
   };
-  for (const AllowedCa& allowed : config.ca.allow) {
-    adcsc::ca::CaTarget target{allowed.dc, allowed.ca};
-    adcsc::ca::CallerIdentity caller{config.ca.identity};
-    const std::string key = adcsc::store::CaConfigKey(allowed.dc, allowed.ca);
-    // Each probe also tells the peers (through the API's reachability view) whether this
-    // node can take their submits and retrieves to the CA.
-    s.cas.push_back({key, [backend, target, caller, reachability, key] {
-                       absl::Status pinged = backend->Ping(target, caller);
-                       if (pinged.ok()) {
-                         reachability->Note(key, true);
-                       } else if (pinged.code() == absl::StatusCode::kUnavailable ||
-                                  pinged.code() == absl::StatusCode::kDeadlineExceeded) {
-                         reachability->Note(key, false);
-                       }
-                       return pinged;
-                     }});
-  }
+  s.cas = CaProbesFor(config.ca.allow, config.ca.identity, backend, reachability);
   if (cluster != nullptr) {
     // A peer counts as reachable when it answered within a few anti-entropy rounds.
     const int64_t recent_ms = std::max<int64_t>(10'000, 3 * config.cluster.anti_entropy_interval.count());
@@ -351,12 +362,13 @@ std::function<std::string()> MetricsScrape(RunningNode& n) {
 
 // What /status adds for an administrator: the identity the node uses at the CAs, the CAs it
 // may talk to and, in a cluster, its view of the cluster (as `adcsc ctl status --json` shows).
-std::string StatusDetailsJson(const Config& config, const adcsc::cluster::ClusterRuntime* cluster) {
+std::string StatusDetailsJson(const Config& config, const std::vector<AllowedCa>& allow,
+                              const adcsc::cluster::ClusterRuntime* cluster) {
   nlohmann::ordered_json details;
   details["ca_identity"] = config.ca.identity;
   details["ca_backend"] = config.ca.backend;
   nlohmann::ordered_json cas = nlohmann::ordered_json::array();
-  for (const AllowedCa& allowed : config.ca.allow) cas.push_back({{"dc", allowed.dc}, {"ca", allowed.ca}});
+  for (const AllowedCa& allowed : allow) cas.push_back({{"dc", allowed.dc}, {"ca", allowed.ca}});
   details["cas"] = std::move(cas);
   if (cluster != nullptr) {
     adcsc::cluster::v1::NodeInfo info;
@@ -403,7 +415,9 @@ Step StartOps(RunningNode& n) {
   o.node_id = c.node_id;
   o.version = ADCSC_VERSION;
   o.metrics = MetricsScrape(n);
-  o.status_extra = [&c, cluster = n.cluster.get()] { return StatusDetailsJson(c, cluster); };
+  o.status_extra = [&c, service = n.service.get(), cluster = n.cluster.get()] {
+    return StatusDetailsJson(c, *service->Allowlist(), cluster);
+  };
   if (!c.ops.admin_pins.empty()) {
     auto admin = ClientAuthorizer::Create(c.ops.admin_ca_file.string(), c.ops.admin_pins);
     if (!admin.ok()) {
@@ -448,34 +462,115 @@ Step ResolveOpenIntents(RunningNode& n) {
   return std::nullopt;
 }
 
-// SIGHUP's second half: the configuration file again. Without a restart, new connections get
-// the new API identity (api.cert_file, api.key_file, api.client_ca_file) and are mapped by the
-// new api.client_pins; connections already open keep what they had. A file that does not load
-// (a syntax error, a key that does not match its certificate, an unreadable file) changes
-// nothing: the running configuration stays, and the log and <data_dir>/reload.json say why.
-// Other settings take effect at the next restart (the answer says so).
+// The settings a reload leaves for the next restart that differ in `fresh`, by key.
+std::vector<std::string> ChangedUntilRestart(const Config& running, const Config& fresh) {
+  std::vector<std::string> keys;
+  auto note = [&](bool changed, const char* key) {
+    if (changed) keys.push_back(key);
+  };
+  note(running.api.listen_address != fresh.api.listen_address || running.api.listen_port != fresh.api.listen_port,
+       "api.listen");
+  note(running.api.max_connections != fresh.api.max_connections, "api.max_connections");
+  note(running.ca.backend != fresh.ca.backend, "ca.backend");
+  note(running.ca.identity != fresh.ca.identity, "ca.identity");
+  note(running.cluster.enabled != fresh.cluster.enabled, "cluster");
+  note(running.cluster.peers.size() != fresh.cluster.peers.size() ||
+           !std::equal(running.cluster.peers.begin(), running.cluster.peers.end(), fresh.cluster.peers.begin(),
+                       [](const PeerConfig& a, const PeerConfig& b) { return a.id == b.id && a.address == b.address; }),
+       "cluster.peers");
+  note(running.cluster.cert_file != fresh.cluster.cert_file || running.cluster.key_file != fresh.cluster.key_file ||
+           running.cluster.ca_file != fresh.cluster.ca_file,
+       "cluster.cert_file/key_file/ca_file");
+  note(running.ops.enabled != fresh.ops.enabled || running.ops.tls != fresh.ops.tls ||
+           running.ops.listen_address != fresh.ops.listen_address || running.ops.listen_port != fresh.ops.listen_port,
+       "ops.listen/tls");
+  note(running.log.file != fresh.log.file || running.log.access_log != fresh.log.access_log ||
+           running.log.level != fresh.log.level,
+       "log");
+  return keys;
+}
+
+// Proves a TLS identity loads (key matches certificate, modes, chain) without using it.
+absl::Status CheckIdentity(const std::filesystem::path& cert, std::string_view cert_key,
+                           const std::filesystem::path& key, std::string_view key_key) {
+  std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_server_method()), SSL_CTX_free);
+  if (ctx == nullptr) return absl::InternalError("cannot allocate a TLS context");
+  return LoadServerIdentity(ctx.get(), cert, cert_key, key, key_key);
+}
+
+// SIGHUP's second half: the configuration file again. Without a restart:
+//  - new API connections get the new identity (api.cert_file, api.key_file, api.client_ca_file)
+//    and are mapped by the new api.client_pins;
+//  - new ops connections get the new ops identity (ops.cert_file, ops.key_file), and the admin
+//    channel judges callers by the new ops.admin_ca_file and ops.admin_pins;
+//  - submits and retrieves checked after it use the new CA allowlist (ca.allow: CAs, templates,
+//    signing policy), the health probes ping its CAs, and /status lists them;
+//  - the health report's certificates are read again from the new files.
+// Connections and calls already under way keep what they had. Everything is checked before
+// anything changes: a file that does not load (a syntax error, a key that does not match its
+// certificate, an unreadable file, a changed node_id or data_dir) changes nothing; the
+// running configuration stays, and the log and <data_dir>/reload.json say why. Other settings
+// take effect at the next restart; the answer names those that changed.
 void ReloadConfig(RunningNode& n) {
   ++n.reloads;
   std::string outcome = "reloaded", detail;
+  auto refuse = [&](std::string why) {
+    outcome = "refused";
+    detail = std::move(why);
+  };
   auto fresh = LoadConfig(n.config_path);
+  std::unique_ptr<ClientAuthorizer> authorizer, admin;
   if (!fresh.ok()) {
-    outcome = "refused";
-    detail = std::string(fresh.status().message());
+    refuse(std::string(fresh.status().message()));
   } else if (fresh->node_id != n.config.node_id || fresh->data_dir != n.config.data_dir) {
-    outcome = "refused";
-    detail = "node_id and node.data_dir change only with a restart";
+    refuse("node_id and node.data_dir change only with a restart");
+  } else if (auto api = ClientAuthorizer::Create(fresh->api.client_ca_file.string(), fresh->api.client_pins);
+             !api.ok()) {
+    refuse(absl::StrCat("api.client_ca_file: ", api.status().message()));
+  } else if (absl::Status id =
+                 CheckIdentity(fresh->api.cert_file, "api.cert_file", fresh->api.key_file, "api.key_file");
+             !id.ok()) {
+    refuse(std::string(id.message()));
   } else {
-    auto authorizer = ClientAuthorizer::Create(fresh->api.client_ca_file.string(), fresh->api.client_pins);
-    absl::Status s =
-        authorizer.ok() ? n.server->ReloadIdentity(fresh->api, std::move(*authorizer)) : authorizer.status();
+    authorizer = std::move(*api);
+    if (n.ops != nullptr && n.config.ops.tls && !fresh->ops.cert_file.empty()) {
+      if (absl::Status ops = CheckIdentity(fresh->ops.cert_file, "ops.cert_file", fresh->ops.key_file, "ops.key_file");
+          !ops.ok()) {
+        refuse(std::string(ops.message()));
+      }
+    }
+    if (outcome == "reloaded" && !fresh->ops.admin_pins.empty()) {
+      auto created = ClientAuthorizer::Create(fresh->ops.admin_ca_file.string(), fresh->ops.admin_pins);
+      if (created.ok()) {
+        admin = std::move(*created);
+      } else {
+        refuse(absl::StrCat("ops.admin_ca_file: ", created.status().message()));
+      }
+    }
+  }
+  if (outcome == "reloaded") {
+    // Checked above; what could still fail here is a file replaced in the last milliseconds.
+    absl::Status s = n.server->ReloadIdentity(fresh->api, std::move(authorizer));
+    if (s.ok() && n.ops != nullptr) {
+      const bool ops_tls_identity = n.config.ops.tls && !fresh->ops.cert_file.empty();
+      s = n.ops->Reload(ops_tls_identity ? fresh->ops.cert_file : n.config.ops.cert_file,
+                        ops_tls_identity ? fresh->ops.key_file : n.config.ops.key_file, std::move(admin));
+    }
     if (!s.ok()) {
-      outcome = "refused";
-      detail = std::string(s.message());
+      refuse(std::string(s.message()));
     } else {
-      if (n.health != nullptr) n.health->SetCertificates(CertificateInventory(*fresh));
-      detail = absl::StrCat("api identity ", fresh->api.cert_file.string(), ", client CA ",
-                            fresh->api.client_ca_file.string(), ", ", fresh->api.client_pins.size(),
-                            " client pins; other settings take effect at the next restart");
+      n.service->ReplaceAllowlist(fresh->ca.allow);
+      if (n.health != nullptr) {
+        n.health->SetCertificates(CertificateInventory(*fresh));
+        n.health->SetCas(CaProbesFor(fresh->ca.allow, n.config.ca.identity, n.ca, &n.service->ca_reachability()));
+      }
+      const std::vector<std::string> later = ChangedUntilRestart(n.config, *fresh);
+      detail = absl::StrCat(
+          "api identity ", fresh->api.cert_file.string(), ", client CA ", fresh->api.client_ca_file.string(), ", ",
+          fresh->api.client_pins.size(), " client pins, ", fresh->ops.admin_pins.size(), " admin pins, ",
+          fresh->ca.allow.size(), " allowlisted CAs; ",
+          later.empty() ? std::string("nothing else changed")
+                        : absl::StrCat("changed but applied only at the next restart: ", absl::StrJoin(later, ", ")));
     }
   }
   if (outcome == "reloaded") {

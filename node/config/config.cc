@@ -520,7 +520,11 @@ void ReadCluster(TomlReader& r, const toml::table& t, const std::string& node_id
 }  // namespace
 
 const AllowedCa* Config::FindAllowedCa(std::string_view dc, std::string_view ca_name) const {
-  for (const AllowedCa& a : ca.allow) {
+  return node::FindAllowedCa(ca.allow, dc, ca_name);
+}
+
+const AllowedCa* FindAllowedCa(const std::vector<AllowedCa>& allow, std::string_view dc, std::string_view ca_name) {
+  for (const AllowedCa& a : allow) {
     if (absl::EqualsIgnoreCase(a.dc, pki::AbslView(dc)) && a.ca == ca_name) return &a;
   }
   return nullptr;

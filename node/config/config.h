@@ -203,6 +203,10 @@ struct Config {
   const AllowedCa* FindAllowedCa(std::string_view dc, std::string_view ca) const;
 };
 
+// The entry of `allow` for (dc, ca): the host compared case-insensitively, the CA name exactly;
+// nullptr when there is none.
+const AllowedCa* FindAllowedCa(const std::vector<AllowedCa>& allow, std::string_view dc, std::string_view ca);
+
 // Reads and validates `path`. On failure the status message lists every problem, one per
 // line, as "<file>: <key>: <what is wrong>".
 absl::StatusOr<Config> LoadConfig(const std::filesystem::path& path);

@@ -51,6 +51,10 @@ class Traffic {
   // timeouts).
   void Stop();
 
+  // From now on, enrollments present this client identity (as Jamf Pro does once a new
+  // .pfx is uploaded); enrollments under way finish with the one they began with.
+  void SwitchIdentity(const std::filesystem::path& cert, const std::filesystem::path& key);
+
   std::vector<Sample> samples() const;
   std::vector<Acknowledged> acknowledged() const;
   int enrollments_started() const { return started_.load(); }
@@ -70,6 +74,8 @@ class Traffic {
   std::chrono::steady_clock::time_point next_start_;
   std::vector<Sample> samples_;
   std::vector<Acknowledged> acknowledged_;
+  std::filesystem::path cert_, key_;  // the identity enrollments present; guarded by mu_
+  uint64_t identity_generation_ = 0;  // bumped by SwitchIdentity; guarded by mu_
   std::vector<std::thread> workers_;
 };
 

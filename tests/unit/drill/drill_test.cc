@@ -241,6 +241,11 @@ class NoControl : public NodeControl {
   absl::Status SetClockOffset(const DrillNode&, int64_t) override { return absl::OkStatus(); }
   NodeProbe Probe(const DrillNode&) override { return {}; }
   absl::Status SetCaSlow(bool) override { return absl::OkStatus(); }
+  absl::Status ApplyConfig(const DrillNode&, const std::string&) override { return absl::OkStatus(); }
+  absl::StatusOr<int> ApiStatusAs(const DrillNode&, const std::filesystem::path&,
+                                  const std::filesystem::path&) override {
+    return 200;
+  }
 };
 
 TEST(DrillTest, AScenarioThatLacksWhatItNeedsIsRefusedUpFront) {
