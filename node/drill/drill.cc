@@ -572,6 +572,7 @@ class DrillRun {
     apply_all(overlap, "new API identity, old and new Jamf Pro pins");
     run_.Note("the traffic presents Jamf Pro's new client identity (the new .pfx uploaded)");
     traffic->SwitchIdentity(config_.reload_client_cert, config_.reload_client_key);
+    AwaitSwitched(traffic);
     std::this_thread::sleep_for(options_.hold / 2);
     run_.SetPhase("new pin only");
     apply_all(final_text, "only the new Jamf Pro pin");
@@ -595,9 +596,18 @@ class DrillRun {
     apply_all(overlap, "old and new Jamf Pro pins again");
     run_.Note("the traffic presents Jamf Pro's original client identity again");
     traffic->SwitchIdentity(config_.client_cert, config_.client_key);
+    AwaitSwitched(traffic);
     apply_all(original, "its configuration as it was");
     report_->faults.push_back({"reload", "every node", rotation_at, back_at});
     return {rotation_at, back_at};
+  }
+
+  // Jamf Pro's calls that began with the identity before the switch finish before the nodes
+  // stop accepting it (as an operator waits for the access log to show only the new pin).
+  void AwaitSwitched(Traffic* traffic) {
+    if (!traffic->AwaitIdentitySwitched(std::chrono::seconds(60))) {
+      report_->action_failures.push_back("calls with the previous client identity were still in flight after 60 s");
+    }
   }
 
   static absl::StatusOr<std::string> ReadText(const std::filesystem::path& path) {

@@ -1,5 +1,7 @@
 #include "node/drill/traffic.h"
 
+#include <algorithm>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
@@ -38,6 +40,14 @@ void Traffic::SwitchIdentity(const std::filesystem::path& cert, const std::files
   cert_ = cert;
   key_ = key;
   ++identity_generation_;
+}
+
+bool Traffic::AwaitIdentitySwitched(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  return cv_.wait_for(lock, timeout, [&] {
+    return std::all_of(in_flight_.begin(), in_flight_.end(),
+                       [&](const auto& entry) { return entry.first == identity_generation_ || entry.second == 0; });
+  });
 }
 
 Traffic::~Traffic() { Stop(); }
@@ -117,12 +127,31 @@ void Traffic::Worker() {
   auto call = [&](const char* op, const char* path, const nlohmann::json& body,
                   uint32_t request_id) -> std::optional<nlohmann::json> {
     Sample s;
+    // Every call presents the current identity, as Jamf Pro does: a retrieve after the switch
+    // presents the new one even when its submit presented the old.
+    if (!refresh_client()) {
+      s.reason = "client identity";
+      s.phase = phase_();
+      s.op = op;
+      std::lock_guard lock(mu_);
+      samples_.push_back(s);
+      return std::nullopt;
+    }
     s.phase = phase_();
     s.op = op;
     s.request_id = request_id;
     s.start_ms = Now();
+    {
+      std::lock_guard lock(mu_);
+      ++in_flight_[generation];
+    }
     auto answer = client_ptr->Post(path, body.dump());
     s.end_ms = Now();
+    {
+      std::lock_guard lock(mu_);
+      --in_flight_[generation];
+    }
+    cv_.notify_all();
     std::optional<nlohmann::json> parsed;
     if (!answer.ok()) {
       s.reason = TransportReason(answer.status());
@@ -162,7 +191,6 @@ void Traffic::Worker() {
       next_start_ = at + interval;
     }
     if (!WaitUntil(at)) return;
-    if (!refresh_client()) return;
     auto key = pki::GenerateKey(pki::KeyType::kEcP256);
     if (!key.ok()) return;
     const std::string cn = absl::StrCat(options_.cn_prefix, "-", n);
