@@ -526,10 +526,13 @@ void AddCtlCommand(CLI::App& app, int* exit_code) {
   auto* reload =
       ctl->add_subcommand("reload",
                           "Reload without a restart (the same as SIGHUP, with the answer): checks the\n"
-                          "configuration first, then the node re-reads it and new connections get the new\n"
-                          "API identity (api.cert_file, api.key_file), client CA and api.client_pins; open\n"
-                          "connections keep theirs; the logs are reopened. A configuration that does not load\n"
-                          "changes nothing. Run it on the node, as the service user or root.\n\n"
+                          "configuration first, then the node re-reads it. New connections get the new API\n"
+                          "identity (api.cert_file, api.key_file), client CA and api.client_pins, and the new\n"
+                          "ops identity; the admin channel takes the new ops.admin_pins and admin CA; calls\n"
+                          "after it use the new CA allowlist and signing policy ([[ca.allow]]); open connections\n"
+                          "keep theirs; the logs are reopened. The answer names the settings that changed but\n"
+                          "wait for a restart. A configuration the node cannot use changes nothing (all or\n"
+                          "nothing). Run it on the node, as the service user or root.\n\n"
                           "Example:\n  adcsc ctl reload --config /etc/adcsc/node.toml\n\n"
                           "Exit codes: 0 reloaded, 1 the node refused it or did not answer, 2 the configuration\n"
                           "has errors (nothing was sent).");
