@@ -15,6 +15,11 @@
 
 namespace adcsc::cluster {
 
+// How often the cluster identity's files are read again: a node's certificate, key and the
+// cluster CA replaced on disk (each written whole and renamed into place) serve new
+// handshakes within this, without a restart or a reload.
+inline constexpr unsigned kIdentityRefreshSeconds = 2;
+
 // Reads the cluster CA, this node's certificate and key. Errors name the file.
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(const node::ClusterConfig& config);
 
