@@ -300,8 +300,8 @@ Step BuildApi(RunningNode& n) {
     n.cluster = std::move(*cluster);
     // Once per change, not per call: a peer refused for its cluster protocol, or accepted again.
     n.cluster->transport().protocols().SetOnChange([log = n.log.get()](const std::string& peer,
-                                                                        const adcsc::cluster::ProtocolRange& theirs,
-                                                                        const std::string& refusal) {
+                                                                       const adcsc::cluster::ProtocolRange& theirs,
+                                                                       const std::string& refusal) {
       if (refusal.empty()) {
         log->Info("peer_version_accepted", {{"peer", peer}, {"peer_protocol", theirs.ToMetadata()}});
       } else {

@@ -228,7 +228,8 @@ int ClusterStatus(const StatusArgs& args) {
       if (s.ok()) {
         (void)google::protobuf::util::MessageToJsonString(info, &one);
       } else {
-        one = absl::StrCat(R"({"from":{"nodeId":")", n.id, R"("},"error":")", s.error_message(), R"("})");
+        // Escaped: an error names files and quotes words.
+        one = nlohmann::json{{"from", {{"nodeId", n.id}}}, {"error", s.error_message()}}.dump();
       }
       absl::StrAppend(&json, i ? "," : "", one);
       if (!s.ok()) ++unreachable;
@@ -254,10 +255,10 @@ int ClusterStatus(const StatusArgs& args) {
                       ? absl::StrCat(", disk fault: writes +", info.faults().disk().write_delay_ms(), " ms, fsyncs +",
                                      info.faults().disk().sync_delay_ms(), " ms")
                       : "")
-              << ", adcsc " << info.version() << " (" << ProtocolOf(ctx) << ")" << ", CA identity " << info.ca_identity() << ", " << info.records()
-              << " records, write quorum " << info.write_quorum() << "\n  writes: " << info.quorum_writes()
-              << " at quorum, " << info.under_replicated_writes() << " under-replicated, " << info.refused_writes()
-              << " refused"
+              << ", adcsc " << info.version() << " (" << ProtocolOf(ctx) << ")"
+              << ", CA identity " << info.ca_identity() << ", " << info.records() << " records, write quorum "
+              << info.write_quorum() << "\n  writes: " << info.quorum_writes() << " at quorum, "
+              << info.under_replicated_writes() << " under-replicated, " << info.refused_writes() << " refused"
               << "\n  version vector: " << absl::StrJoin(vv, " ") << "\n";
     for (const auto& p : info.peers()) {
       const std::string last = p.last_ack_unix_ms() == 0

@@ -41,7 +41,8 @@ std::chrono::system_clock::time_point ForGrpc(Deadline deadline) {
 }
 
 // One call per reachable peer (a cut-off node reaches none; one refused for its cluster
-// protocol only for a `handshake`), each with its own stub and `deadline`. Call must have members peer, stub and context.
+// protocol only for a `handshake`), each with its own stub and `deadline`. Call must have members peer, stub and
+// context.
 template <typename Call>
 std::vector<std::shared_ptr<Call>> CallsToEveryPeer(const node::ClusterConfig& config,
                                                     const GrpcPeerTransport& transport, Deadline deadline,

@@ -164,8 +164,8 @@ std::string RefusalMessage(const std::string& self_id, const ProtocolRange& self
       absl::StrCat("peer ", peer, " ", theirs.Describe(), "; this node (", self_id, ", adcsc ", ADCSC_VERSION, ") ",
                    self.Describe(), ", so they cannot replicate with each other: ");
   if (theirs.speaks > self.speaks) {
-    return absl::StrCat(what, "upgrade ", self_id, " to a release that reads protocol ", theirs.speaks,
-                        ", or roll ", peer, " back to one that reads protocol ", self.speaks,
+    return absl::StrCat(what, "upgrade ", self_id, " to a release that reads protocol ", theirs.speaks, ", or roll ",
+                        peer, " back to one that reads protocol ", self.speaks,
                         " (upgrade one release at a time; docs/operations.md, \"Upgrade\")");
   }
   return absl::StrCat(what, "upgrade ", peer, " to a release that reads protocol ", self.speaks, ", or roll ", self_id,

@@ -75,7 +75,8 @@ class PeerProtocols {
  public:
   // Called when a peer becomes refused (message set) or accepted again after a refusal
   // (message empty): once per change, not per call. Called without the lock held.
-  using OnChange = std::function<void(const std::string& peer, const ProtocolRange& theirs, const std::string& message)>;
+  using OnChange =
+      std::function<void(const std::string& peer, const ProtocolRange& theirs, const std::string& message)>;
 
   PeerProtocols(std::string self_id, ProtocolRange self);
   PeerProtocols(const PeerProtocols&) = delete;
@@ -112,8 +113,7 @@ class PeerProtocols {
       std::shared_ptr<PeerProtocols> protocols, std::string peer, ProtocolRange self);
   // The server interceptor that stamps every answer (initial and trailing metadata) with
   // `self`.
-  static std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> ServerInterceptor(
-      ProtocolRange self);
+  static std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> ServerInterceptor(ProtocolRange self);
 
  private:
   // Records `theirs` for `peer`, refusing or accepting it; returns the refusal ("" if none).

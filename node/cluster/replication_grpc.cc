@@ -341,7 +341,7 @@ absl::StatusOr<v1::Replication::Stub*> GrpcPeerTransport::StubFor(const std::str
 }
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> GrpcPeerTransport::ChannelFor(const std::string& peer,
-                                                                           bool handshake) const {
+                                                                             bool handshake) const {
   if (auto admitted = link_.AdmitOutgoing(peer); !admitted.ok()) return admitted;
   if (!handshake) {
     if (auto readable = protocols_->AdmitOutgoing(peer); !readable.ok()) return readable;

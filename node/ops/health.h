@@ -67,7 +67,7 @@ struct HealthObservations {
   size_t peers_reachable = 0;  // answered recently
   bool refuse_on_quorum_loss = false;
   bool snapshot_in_progress = false;
-  uint64_t lag_mutations = 0;                   // the most any peer lacks of ours (informational)
+  uint64_t lag_mutations = 0;  // the most any peer lacks of ours (informational)
   // Peers refused for their cluster protocol (a release this node cannot replicate with), one
   // message each: informational, as the node serves on with the others.
   std::vector<std::string> refused_for_version;

@@ -31,13 +31,13 @@ struct ScrapeState {
   HealthReport health;
   ServiceMode mode = ServiceMode::kActive;
   int64_t certificate_not_after_ms = 0;
-  std::optional<store::ReplicatorStatus> replication;     // nullopt: a single node
+  std::optional<store::ReplicatorStatus> replication;  // nullopt: a single node
   struct PeerProtocol {
     std::string node_id;
     uint32_t speaks = 0;  // 0: not heard from yet
     bool refused = false;
   };
-  std::vector<PeerProtocol> peer_protocols;  // the peers heard from (node/cluster/protocol.h)
+  std::vector<PeerProtocol> peer_protocols;               // the peers heard from (node/cluster/protocol.h)
   int64_t api_connections = -1;                           // open on the API port; < 0: unknown
   std::map<std::string, uint64_t> api_refusals;           // by kind (connection_admission.h)
   int64_t ops_connections = -1;                           // open on the ops port; < 0: unknown

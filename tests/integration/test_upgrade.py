@@ -32,10 +32,14 @@ PREVIOUS_BUILD_TIMEOUT_S = 3600  # a build without ccache on two cores takes ~20
 
 
 def previous_binary():
-    """Builds `adcsc` of PREVIOUS_COMMIT in <build>/prev, unless built already; its path, and
-    how long the build took (0 when reused)."""
-    root = h.BIN.parent / "prev"
-    src, build, stamp = root / "src", root / "build", root / "commit"
+    """Builds `adcsc` of PREVIOUS_COMMIT in <build>/prev/src/build, unless built already; its
+    path, and how long the build took (0 when reused)."""
+    root = h.BIN.resolve().parent / "prev"
+    # The build directory inside the source tree, and the flags tests/run builds with: the
+    # compiler sees the same relative paths and options as in any checkout's build, so ccache
+    # hits what a build of that commit anywhere left in it.
+    src, stamp = root / "src", root / "commit"
+    build = src / "build"
     binary = build / "bin" / "adcsc"
     commit = h.run(["git", "-C", h.REPO, "rev-parse", f"{PREVIOUS_COMMIT}^{{commit}}"]).stdout.strip()
     if stamp.exists() and stamp.read_text() == commit and binary.exists():
@@ -45,6 +49,7 @@ def previous_binary():
     src.mkdir(parents=True)
     archive = subprocess.Popen(["git", "-C", str(h.REPO), "archive", commit], stdout=subprocess.PIPE)
     subprocess.run(["tar", "-x", "-C", str(src)], stdin=archive.stdout, check=True, timeout=120)
+    archive.stdout.close()
     if archive.wait(timeout=120) != 0:
         raise RuntimeError(f"git archive {commit} failed")
     # The cache tests/run uses; paths relative to this source tree, so later runs (and other
@@ -52,7 +57,7 @@ def previous_binary():
     env = {**os.environ, "CCACHE_DIR": os.environ.get("CCACHE_DIR", str(Path.home() / ".cache" / "adcsc-ccache")),
            "CCACHE_BASEDIR": str(src), "CCACHE_NOHASHDIR": "1"}
     for args in (["cmake", "-S", src, "-B", build, "-G", "Ninja", "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
-                  "-DADCSC_BUILD_TESTS=OFF"],
+                  "-DADCSC_WERROR=ON", "-DADCSC_BUILD_TESTS=OFF"],
                  ["cmake", "--build", build, "-j", str(os.cpu_count() or 2), "--target", "adcsc"]):
         out = subprocess.run([str(a) for a in args], capture_output=True, text=True, env=env,
                              timeout=PREVIOUS_BUILD_TIMEOUT_S)
