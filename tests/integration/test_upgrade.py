@@ -207,9 +207,13 @@ class RollingUpgrade(unittest.TestCase):
             served = c.enrol_everywhere(2, "during", nodes=["node-a", OLD])
             h.wait_for(lambda: c.converged(len(ids) + len(served), nodes=["node-a", OLD]), timeout=30,
                        what="node-a and the old node to converge without node-b")
-            status, body = get(c.ops["node-a"] + "/health/ready")
-            self.assertEqual(status, 200, body)
-            cluster = next(ch for ch in json.loads(body)["checks"] if ch["name"] == "cluster")
+
+            def cluster_check():  # as of the health monitor's next probe
+                status, body = get(c.ops["node-a"] + "/health/ready")
+                check = next(ch for ch in json.loads(body)["checks"] if ch["name"] == "cluster")
+                return (status, check) if "REFUSED FOR VERSION" in check["detail"] else None
+            status, cluster = h.wait_for(cluster_check, timeout=10, what="node-a's health to name node-b")
+            self.assertEqual(status, 200, cluster)
             self.assertTrue(cluster["ok"], cluster)
             self.assertIn("REFUSED FOR VERSION: peer node-b speaks cluster protocol 9", cluster["detail"])
             _, metrics = get(c.ops["node-a"] + "/metrics")
