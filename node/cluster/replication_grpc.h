@@ -2,7 +2,8 @@
 // stream, one ack per durable batch), Pull and Snapshot through the local Replicator;
 // GrpcPeerTransport is the Replicator's PeerTransport over mutual-TLS channels to each peer;
 // TimerScheduler is its Scheduler on a timer thread. Every message names the sender's cluster
-// and node, which must match the certificate the peer presented.
+// and node, which must match the certificate the peer presented, and every call carries the
+// sender's cluster protocol range, which this node must read (protocol.h).
 // Thread-safety: all classes are safe to use from any thread.
 #pragma once
 

@@ -1,7 +1,8 @@
 // The node's Prometheus metrics, on prometheus-cpp's registry (Debian's prometheus-cpp-dev,
 // core only; the ops listener serves the text). Counted as they happen: API calls by
 // endpoint and outcome, their latency, CA call latency and errors, signing policy denials by rule. Read at scrape time:
-// health and service mode, certificate expiry, replication lag and write counts, connections
+// health and service mode, certificate expiry, replication lag and write counts, the peers'
+// cluster protocols and refusals, connections
 // open on the API port and the CA connection pool.
 // Reference: docs/operations.md, "Metrics". Thread-safety: every method from any thread.
 #pragma once

@@ -41,7 +41,12 @@ def previous_binary():
     src, stamp = root / "src", root / "commit"
     build = src / "build"
     binary = build / "bin" / "adcsc"
-    commit = h.run(["git", "-C", h.REPO, "rev-parse", f"{PREVIOUS_COMMIT}^{{commit}}"]).stdout.strip()
+    found = h.run(["git", "-C", h.REPO, "rev-parse", "--verify", "--quiet", f"{PREVIOUS_COMMIT}^{{commit}}"],
+                  check=False)
+    if found.returncode != 0:
+        raise RuntimeError(f"commit {PREVIOUS_COMMIT} (the previous release) is not in {h.REPO}: a shallow clone? "
+                           "Fetch the history (git fetch --unshallow) to run the upgrade test")
+    commit = found.stdout.strip()
     if stamp.exists() and stamp.read_text() == commit and binary.exists():
         return binary, 0.0
     started = time.monotonic()
