@@ -1,7 +1,9 @@
 """Rolling upgrade: a three-node cluster with one node on the previous release, built from git
 (PREVIOUS_COMMIT), replicates both ways with the nodes of this build; that node is then
 upgraded in place (restarted on this build's binary over the same data directory) and the
-cluster still holds and serves every acknowledged request. A node that claims a cluster
+cluster still holds and serves every acknowledged request. Exercised across the versions, both
+ways: pushes, pulls, Info, submit leases (AnnounceSubmit), peer lookups and forwarded submits.
+A node that claims a cluster
 protocol this build cannot read (through the test-only ADCSC_TEST_ONLY_CLUSTER_PROTOCOL) is
 refused with the operator's message, once in the log, on /health/ready, in /metrics and in
 `adcsc ctl status`, while the other two nodes keep serving.
@@ -100,7 +102,7 @@ class MixedCluster:
     def __enter__(self):
         self.pki = h.Pki(self.root)
         self.emulator = h.Emulator(self.root).start()
-        sections = h.cluster_sections(self.root, NODES)
+        sections = h.cluster_sections(self.root, NODES, allow_fault_injection=True)
         self.nodes, self.ops = {}, {}
         for n in NODES:
             port, ops = ops_section()
@@ -121,6 +123,11 @@ class MixedCluster:
         """`adcsc ctl status --json` from node n (this build's CLI): each node's view."""
         out = h.run([h.ADCSC, "ctl", "status", "--config", self.nodes[n].config, "--json"], check=False)
         return {v["from"]["nodeId"]: v for v in json.loads(out.stdout)}
+
+    def fault(self, n, action):
+        """`adcsc ctl fault` on node n, with the binary it runs."""
+        out = h.run([self.nodes[n].binary, "ctl", "fault", "--config", self.nodes[n].config, action], check=False)
+        assert out.returncode == 0, out.stdout + out.stderr
 
     def converged(self, count, nodes=NODES):
         """Every node of `nodes` holds `count` records and the same version vector."""
@@ -174,6 +181,21 @@ class RollingUpgrade(unittest.TestCase):
             self.assertEqual(peers[OLD].get("clusterProtocol"), 1, peers[OLD])
             self.assertFalse(peers[OLD].get("refusedForVersion"), peers[OLD])
             self.assertTrue(c.everywhere(ids))
+            # Forwarded submits both ways: the old node cut off from its CA hands its submit to a
+            # new node; a new node cut off (node-b too, so the old node is the one left) to it.
+            c.fault(OLD, "ca-cut")
+            status, body = h.submit(c.nodes[OLD], h.make_csr_b64("forwarded-by-old"), dc=h.ICPR_DC)
+            self.assertEqual((status, body["request-status"]["status"]), (200, "CR_DISP_ISSUED"), body)
+            ids.append(body["request-id"])
+            c.fault(OLD, "ca-heal")
+            for n in ("node-a", "node-b"):
+                c.fault(n, "ca-cut")
+            status, body = h.submit(c.nodes["node-a"], h.make_csr_b64("forwarded-to-old"), dc=h.ICPR_DC)
+            self.assertEqual((status, body["request-status"]["status"]), (200, "CR_DISP_ISSUED"), body)
+            ids.append(body["request-id"])
+            for n in ("node-a", "node-b"):
+                c.fault(n, "ca-heal")
+            h.wait_for(lambda: c.converged(len(ids)), timeout=30, what="the stores to converge after the forwards")
 
             # Upgrade the old node in place: drain it, stop it, start this build on its data.
             out = h.run([h.ADCSC, "ctl", "status", "--config", c.nodes[OLD].config], check=False)
@@ -188,6 +210,12 @@ class RollingUpgrade(unittest.TestCase):
             # The CA is unreachable from here on: only the replicated stores can answer.
             c.emulator.ctl("set", "refuse_connections", "true")
             h.wait_for(lambda: c.everywhere(ids + more), timeout=30, what="every acknowledged ID on every node")
+            self.assertEqual(c.nodes[OLD].stop(), 0)  # flushes its log
+            old_log = c.nodes[OLD].log_lines()
+            self.assertTrue([l for l in old_log if l.get("endpoint") == "request" and l.get("forwarded_to")],
+                            "the old node forwarded its submit to a new one")
+            self.assertTrue([l for l in old_log if l.get("endpoint") == "request" and l.get("forwarded_by") == "node-a"],
+                            "the old node took node-a's submit to the CA")
 
     def test_a_node_of_an_unreadable_protocol_is_refused_and_the_others_serve_on(self):
         with h.TempRoot() as root, MixedCluster(root, self.old_binary) as c:
