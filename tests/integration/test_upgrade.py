@@ -31,7 +31,7 @@ PREVIOUS_COMMIT = "b5b5179"
 PREVIOUS_VERSION = "0.1.0"
 NODES = ["node-a", "node-b", "node-c"]
 OLD = "node-c"  # the node that starts on the previous release
-PREVIOUS_BUILD_TIMEOUT_S = 3600  # a build without ccache on two cores takes ~20 minutes
+PREVIOUS_BUILD_TIMEOUT_S = 3600  # without ccache, on two busy cores: 33 minutes
 
 
 def previous_binary():
