@@ -77,8 +77,8 @@ NodeMetrics::NodeMetrics()
                             .Register(*registry_)),
       peer_protocol_(BuildGauge()
                          .Name("adcsc_peer_cluster_protocol")
-                         .Help("The cluster protocol the peer speaks (docs/operations.md, \"Upgrade\"); 0 if not "
-                               "heard from yet")
+                         .Help("The cluster protocol the peer speaks (docs/operations.md, \"Upgrade\"), once it "
+                               "has been heard from")
                          .Register(*registry_)),
       peer_refused_(BuildGauge()
                         .Name("adcsc_peer_version_refused")

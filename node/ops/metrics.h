@@ -35,7 +35,7 @@ struct ScrapeState {
   std::optional<store::ReplicatorStatus> replication;  // nullopt: a single node
   struct PeerProtocol {
     std::string node_id;
-    uint32_t speaks = 0;  // 0: not heard from yet
+    uint32_t speaks = 0;
     bool refused = false;
   };
   std::vector<PeerProtocol> peer_protocols;               // the peers heard from (node/cluster/protocol.h)
