@@ -91,6 +91,9 @@ adcsc::ops::HealthSources HealthSourcesFor(const Config& config, adcsc::store::R
         v.snapshot_in_progress = v.snapshot_in_progress || p.snapshot_in_progress;
         v.lag_mutations = std::max(v.lag_mutations, p.lag_mutations);
       }
+      for (const auto& p : cluster->transport().protocols().All()) {
+        if (!p.refusal.empty()) v.refused_for_version.push_back(p.refusal);
+      }
       return v;
     };
   }
@@ -306,6 +309,17 @@ Step BuildApi(RunningNode& n) {
     auto cluster = adcsc::cluster::ClusterRuntime::Create(n.config, n.store.get());
     if (!cluster.ok()) return n.Fail(kExitConfigError, n.InConfig(cluster.status().message()));
     n.cluster = std::move(*cluster);
+    // Once per change, not per call: a peer refused for its cluster protocol, or accepted again.
+    n.cluster->transport().protocols().SetOnChange([log = n.log.get()](const std::string& peer,
+                                                                       const adcsc::cluster::ProtocolRange& theirs,
+                                                                       const std::string& refusal) {
+      if (refusal.empty()) {
+        log->Info("peer_version_accepted", {{"peer", peer}, {"peer_protocol", theirs.ToMetadata()}});
+      } else {
+        log->Error("peer_version_refused",
+                   {{"peer", peer}, {"peer_protocol", theirs.ToMetadata()}, {"error", refusal}});
+      }
+    });
     // A store rebuilt empty after damage numbers its writes after every one its peers hold.
     if (absl::Status adopted = n.cluster->AdoptOwnSequenceFromPeers(std::chrono::seconds(30)); !adopted.ok()) {
       return n.Fail(kExitRuntimeError, absl::StrCat("request store: ", adopted.message()));
@@ -332,6 +346,9 @@ std::function<std::string()> MetricsScrape(RunningNode& n) {
     state.certificate_not_after_ms = n.health->certificate_not_after_ms();
     if (n.cluster != nullptr) {
       if (auto status = n.cluster->Status(); status.ok()) state.replication = *status;
+      for (const auto& p : n.cluster->transport().protocols().All()) {
+        state.peer_protocols.push_back({p.node_id, p.range ? p.range->speaks : 0, !p.refusal.empty()});
+      }
     }
     if (const HttpsServer* server = n.api_server.load(); server != nullptr) {
       state.api_connections = static_cast<int64_t>(server->active_connections());
@@ -447,6 +464,7 @@ Step StartApiServer(RunningNode& n) {
   if (auto s = n.server->Start(); !s.ok()) return n.Fail(kExitConfigError, n.InConfig(s.message()));
   n.api_server.store(n.server.get());
   n.log->Info("started", {{"version", ADCSC_VERSION},
+                          {"cluster_protocol", adcsc::cluster::LocalProtocolRange().ToMetadata()},
                           {"listen", c.api.listen_address + ":" + std::to_string(n.server->port())},
                           {"backend", n.backend->Kind()},
                           {"data_dir", c.data_dir.string()}});

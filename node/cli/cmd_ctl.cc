@@ -179,6 +179,17 @@ std::string DescribeLink(const adcsc::cluster::v1::LinkFault& l) {
   return parts.empty() ? "connected to its peers" : absl::StrJoin(parts, ", ");
 }
 
+// The cluster protocol range a node's answer carried (node/cluster/protocol.h).
+std::string ProtocolOf(const grpc::ClientContext& ctx) {
+  for (const auto* metadata : {&ctx.GetServerInitialMetadata(), &ctx.GetServerTrailingMetadata()}) {
+    auto it = metadata->find(adcsc::cluster::kProtocolMetadataKey);
+    if (it == metadata->end()) continue;
+    auto range = adcsc::cluster::ParseProtocolRange(std::string(it->second.data(), it->second.size()));
+    if (range.ok()) return range->Describe();
+  }
+  return "cluster protocol 1: a release from before protocol versioning";
+}
+
 struct StatusArgs {
   std::string config;
   bool json = false;
@@ -217,7 +228,8 @@ int ClusterStatus(const StatusArgs& args) {
       if (s.ok()) {
         (void)google::protobuf::util::MessageToJsonString(info, &one);
       } else {
-        one = absl::StrCat(R"({"from":{"nodeId":")", n.id, R"("},"error":")", s.error_message(), R"("})");
+        // Escaped: an error names files and quotes words.
+        one = nlohmann::json{{"from", {{"nodeId", n.id}}}, {"error", s.error_message()}}.dump();
       }
       absl::StrAppend(&json, i ? "," : "", one);
       if (!s.ok()) ++unreachable;
@@ -225,7 +237,9 @@ int ClusterStatus(const StatusArgs& args) {
     }
     if (!s.ok()) {
       ++unreachable;
-      std::cout << n.id << " (" << n.address << "): UNREACHABLE: " << s.error_message() << "\n";
+      std::cout << n.id << " (" << n.address << "): "
+                << (s.error_code() == grpc::StatusCode::FAILED_PRECONDITION ? "REFUSES this node: " : "UNREACHABLE: ")
+                << s.error_message() << "\n";
       continue;
     }
     std::vector<std::string> vv;
@@ -241,10 +255,10 @@ int ClusterStatus(const StatusArgs& args) {
                       ? absl::StrCat(", disk fault: writes +", info.faults().disk().write_delay_ms(), " ms, fsyncs +",
                                      info.faults().disk().sync_delay_ms(), " ms")
                       : "")
-              << ", adcsc " << info.version() << ", CA identity " << info.ca_identity() << ", " << info.records()
-              << " records, write quorum " << info.write_quorum() << "\n  writes: " << info.quorum_writes()
-              << " at quorum, " << info.under_replicated_writes() << " under-replicated, " << info.refused_writes()
-              << " refused"
+              << ", adcsc " << info.version() << " (" << ProtocolOf(ctx) << ")"
+              << ", CA identity " << info.ca_identity() << ", " << info.records() << " records, write quorum "
+              << info.write_quorum() << "\n  writes: " << info.quorum_writes() << " at quorum, "
+              << info.under_replicated_writes() << " under-replicated, " << info.refused_writes() << " refused"
               << "\n  version vector: " << absl::StrJoin(vv, " ") << "\n";
     for (const auto& p : info.peers()) {
       const std::string last = p.last_ack_unix_ms() == 0
@@ -252,7 +266,10 @@ int ClusterStatus(const StatusArgs& args) {
                                    : absl::StrCat("last answer ", info.now_unix_ms() - p.last_ack_unix_ms(), " ms ago");
       std::cout << "  sees " << p.node_id() << ": " << last << ", lag " << p.lag_mutations() << " mutations";
       if (p.lag_mutations() > 0) std::cout << " (oldest " << p.lag_ms() << " ms)";
-      std::cout << (p.snapshot_in_progress() ? ", copying its snapshot" : "") << "\n";
+      std::cout << (p.snapshot_in_progress() ? ", copying its snapshot" : "");
+      if (p.cluster_protocol() != 0) std::cout << ", cluster protocol " << p.cluster_protocol();
+      if (!p.refused_for_version().empty()) std::cout << "\n    REFUSED FOR VERSION: " << p.refused_for_version();
+      std::cout << "\n";
     }
   }
   if (args.json) std::cout << json << "]\n";

@@ -24,7 +24,10 @@ absl::StatusOr<std::string> PeerService::Caller(const grpc::ServerContext& conte
   if (transport_ != nullptr) {
     if (auto admitted = transport_->link().AdmitIncoming(); !admitted.ok()) return admitted;
   }
-  return CheckPeerCaller(context, config_->cluster, from);
+  auto peer = CheckPeerCaller(context, config_->cluster, from);
+  if (!peer.ok() || transport_ == nullptr) return peer;
+  if (auto readable = transport_->protocols().AdmitIncoming(context, *peer); !readable.ok()) return readable;
+  return peer;
 }
 
 void PeerService::Stamp(v1::PeerHeader* header) const {
@@ -179,6 +182,12 @@ grpc::Status PeerService::Info(grpc::ServerContext* context, const v1::NodeInfoR
   if (transport_ != nullptr && transport_->link().Get().cut_in && *caller != config_->node_id) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "this node is cut off from its peers (fault injection)");
   }
+  // Operator tools on this node (its own certificate) are not peers: any release may ask.
+  if (transport_ != nullptr && *caller != config_->node_id) {
+    if (auto readable = transport_->protocols().AdmitIncoming(*context, *caller); !readable.ok()) {
+      return ToGrpc(readable);
+    }
+  }
   if (auto s = Describe(reply); !s.ok()) return ToGrpc(s);
   return grpc::Status::OK;
 }
@@ -214,6 +223,13 @@ absl::Status PeerService::Describe(v1::NodeInfo* reply) const {
     s->set_lag_ms(p.lag_ms);
     *s->mutable_known_vector() = ToProto(p.known_vector);
     s->set_snapshot_in_progress(p.snapshot_in_progress);
+    if (transport_ != nullptr) {
+      if (auto protocol = transport_->protocols().Get(p.node_id); protocol.has_value() && protocol->range) {
+        s->set_cluster_protocol(protocol->range->speaks);
+        s->set_cluster_protocol_oldest(protocol->range->oldest);
+        s->set_refused_for_version(protocol->refusal);
+      }
+    }
   }
   return absl::OkStatus();
 }

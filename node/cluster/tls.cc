@@ -64,7 +64,8 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(c
 }
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakePeerChannel(const node::ClusterConfig& config,
-                                                               const node::PeerConfig& peer) {
+                                                               const node::PeerConfig& peer,
+                                                               std::shared_ptr<PeerProtocols> protocols) {
   if (auto m = Load(config); !m.ok()) return m.status();
   grpc::experimental::TlsChannelCredentialsOptions options;
   options.set_certificate_provider(WatchedIdentity(config));
@@ -80,7 +81,10 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakePeerChannel(const node::Clust
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, kPeerReconnectBackoffMinMs);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, kPeerReconnectBackoffMaxMs);
   args.SetMaxReceiveMessageSize(kPeerMaxMessageBytes);
-  return grpc::CreateCustomChannel(peer.address, grpc::experimental::TlsCredentials(options), args);
+  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(PeerProtocols::ClientInterceptor(std::move(protocols), peer.id, LocalProtocolRange()));
+  return grpc::experimental::CreateCustomChannelWithInterceptors(
+      peer.address, grpc::experimental::TlsCredentials(options), args, std::move(interceptors));
 }
 
 absl::StatusOr<std::string> AuthenticatedPeer(const grpc::ServerContext& context, const node::ClusterConfig& config,

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "node/cluster/protocol.h"
 #include "node/config/config.h"
 
 namespace adcsc::cluster {
@@ -33,9 +34,12 @@ inline constexpr int kPeerReconnectBackoffMaxMs = 1000;
 inline constexpr int kPeerMaxMessageBytes = 32 * 1024 * 1024;
 
 // A channel to `peer` that verifies its certificate chains to the cluster CA and names
-// NodeSubjectName(config.id, peer.id), presenting this node's certificate.
+// NodeSubjectName(config.id, peer.id), presenting this node's certificate. Every call on it
+// carries this process's cluster protocol range; `protocols` (optional) learns the peer's
+// from its answers and refuses answers in a protocol this node does not read (protocol.h).
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakePeerChannel(const node::ClusterConfig& config,
-                                                               const node::PeerConfig& peer);
+                                                               const node::PeerConfig& peer,
+                                                               std::shared_ptr<PeerProtocols> protocols = nullptr);
 
 // Server side: the ID of the configured peer whose certificate the caller presented (gRPC has
 // already verified it against the cluster CA); PERMISSION_DENIED for a certificate that names

@@ -79,6 +79,11 @@ HealthReport Evaluate(const HealthObservations& seen, const HealthPolicy& policy
                       "; cut off from every peer with on_quorum_loss = \"refuse\": writes would be refused (check the "
                       "network between the nodes, and `adcsc ctl status`)");
     }
+    // Not a failure of this node: it serves on with the peers it can read, and taking it out
+    // of the load balancer would not bring the refused peer back.
+    for (const std::string& refusal : seen.refused_for_version) {
+      absl::StrAppend(&c.detail, "; REFUSED FOR VERSION: ", refusal);
+    }
     r.checks.push_back(std::move(c));
   }
   {

@@ -122,6 +122,7 @@ HealthObservations HealthMonitor::Observations() const {
     o.refuse_on_quorum_loss = cluster_->refuse_on_quorum_loss;
     o.snapshot_in_progress = cluster_->snapshot_in_progress;
     o.lag_mutations = cluster_->lag_mutations;
+    o.refused_for_version = cluster_->refused_for_version;
   }
   return o;
 }

@@ -29,6 +29,7 @@ struct ClusterView {
   bool refuse_on_quorum_loss = false;
   bool snapshot_in_progress = false;
   uint64_t lag_mutations = 0;
+  std::vector<std::string> refused_for_version;  // one message per peer refused for its protocol
 };
 
 struct HealthSources {

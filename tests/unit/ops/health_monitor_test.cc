@@ -62,7 +62,7 @@ TEST(HealthMonitorTest, ReportsTheLastProbesAndTheMode) {
     return absl::OkStatus();
   };
   sources.cas = {{"ca01\\Issuing", [&] { return ca_answer; }}};
-  sources.cluster = [] { return ClusterView{2, 1, false, false, 3}; };
+  sources.cluster = [] { return ClusterView{2, 1, false, false, 3, {}}; };
   sources.certificates = {{kApiIdentityRole, "CN=adcs", "server.pem", clock.NowUnixMillis() + 86'400'000LL * 90}};
   sources.mode = mode->get();
   sources.clock = &clock;

@@ -41,6 +41,18 @@ TEST(HealthTest, AHealthyNodeIsReadyAndUp) {
   ASSERT_NE(Find(r, "ca ca01.example.com\\Issuing CA"), nullptr);
 }
 
+TEST(HealthTest, APeerRefusedForItsVersionIsNamedWithoutTakingTheNodeOut) {
+  HealthObservations o = Healthy();
+  o.refused_for_version = {"peer node-c speaks cluster protocol 9 and reads 9..9; ..."};
+  HealthReport r = Evaluate(o, {});
+  EXPECT_TRUE(r.ready);
+  EXPECT_EQ(r.lb, LbState::kUp);
+  EXPECT_TRUE(Find(r, "cluster")->ok);
+  EXPECT_NE(Find(r, "cluster")->detail.find("REFUSED FOR VERSION: peer node-c speaks cluster protocol 9"),
+            std::string::npos)
+      << Find(r, "cluster")->detail;
+}
+
 TEST(HealthTest, DrainKeepsTheNodeOutOfNewWorkButNotDown) {
   HealthObservations o = Healthy();
   o.mode = ServiceMode::kDrain;
