@@ -9,6 +9,7 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <mutex>
 #include <optional>
 #include <sstream>
 #include <thread>
@@ -16,6 +17,7 @@
 #include "nlohmann/json.hpp"
 #include "node/app/backend_factory.h"
 #include "node/app/cert_inventory.h"
+#include "node/ca/chain_recorder.h"
 #include "node/ca/outage_switch.h"
 #include "node/cluster/runtime.h"
 #include "node/config/config.h"
@@ -128,6 +130,11 @@ struct RunningNode {
   std::optional<adcsc::store::DirLock> data_dir_lock;  // held while the node runs
   std::unique_ptr<adcsc::store::RequestStore> store;
   std::unique_ptr<adcsc::ca::CaBackend> backend;
+  std::unique_ptr<adcsc::ca::ChainRecorder> ca_chains;  // learns each CA's certificates from its answers
+  // The certificates of the configuration's files, for `ctl status` on a node without [ops]
+  // (with [ops] the health monitor holds them); a reload replaces them.
+  std::mutex file_certificates_mu;
+  std::vector<adcsc::ops::CertificateExpiry> file_certificates;  // guarded by file_certificates_mu
   // With fault injection allowed, every CA call goes through a switch a drill can turn off.
   std::unique_ptr<adcsc::ca::OutageSwitch> ca_switch;
   adcsc::ca::CaBackend* ca = nullptr;  // the backend, or the switch in front of it
@@ -246,7 +253,8 @@ Step OpenStore(RunningNode& n, const adcsc::store::StoreOptions& options) {
 
 Step OpenStateAndBackend(RunningNode& n) {
   const Config& c = n.config;
-  auto authorizer = ClientAuthorizer::Create(c.api.client_ca_file.string(), c.api.client_pins);
+  auto authorizer = ClientAuthorizer::Create(c.api.client_ca_file.string(), c.api.client_pins, SystemClock::Default(),
+                                             c.api.client_pin_until);
   if (!authorizer.ok()) return StartError{kExitConfigError, n.InConfig(authorizer.status().message())};
   n.authorizer = std::move(*authorizer);
   std::error_code ec;
@@ -273,7 +281,8 @@ Step OpenStateAndBackend(RunningNode& n) {
                       absl::StrCat("CA backend \"", c.ca.backend, "\": ", backend.status().message())};
   }
   n.backend = std::move(*backend);
-  n.ca = n.backend.get();
+  n.ca_chains = std::make_unique<adcsc::ca::ChainRecorder>(n.backend.get());
+  n.ca = n.ca_chains.get();
   if (c.cluster.enabled && c.cluster.allow_fault_injection) {
     n.ca_switch = std::make_unique<adcsc::ca::OutageSwitch>(n.ca);
     n.ca = n.ca_switch.get();
@@ -372,27 +381,77 @@ std::string StatusDetailsJson(const Config& config, const adcsc::cluster::Cluste
 
 // The health monitor and the ops listener ([ops]): health, metrics, /status and the admin
 // channel for drain and maintenance.
+// The certificates a node learns while it runs: the pinned client certificates presented at
+// handshakes, and each CA's chain from its answers.
+std::vector<adcsc::ops::CertificateExpiry> SeenCertificates(RunningNode& n) {
+  std::vector<adcsc::ops::CertificateExpiry> seen;
+  if (const HttpsServer* server = n.api_server.load(); server != nullptr) {
+    for (const ClientAuthorizer::Seen& s : server->SeenClientCertificates()) {
+      seen.push_back({"jamf client (pinned)", s.subject, "seen at a handshake, sha256:" + s.pin,
+                      s.not_after_unix * 1000, s.until_unix * 1000});
+    }
+  }
+  for (const adcsc::ca::ChainRecorder::Known& k : n.ca_chains->Certificates()) {
+    seen.push_back(
+        {"ca certificate", k.subject, absl::StrCat("chain of an answer from ", k.ca_config), k.not_after_unix * 1000});
+  }
+  return seen;
+}
+
+// Peer.Info's certificates (`adcsc ctl status`): the health's list with its states, or without
+// [ops] the configuration's files judged by the default thresholds.
+void ShareCertificates(RunningNode& n) {
+  if (n.cluster == nullptr) return;
+  {
+    std::lock_guard lock(n.file_certificates_mu);
+    n.file_certificates = CertificateInventory(n.config);
+  }
+  n.cluster->SetCertificateSource([&n] {
+    std::vector<adcsc::cluster::v1::NodeCertificate> out;
+    auto add = [&out](const adcsc::ops::CertificateExpiry& e, std::string_view state) {
+      adcsc::cluster::v1::NodeCertificate& c = out.emplace_back();
+      c.set_role(e.role);
+      c.set_subject(e.subject);
+      c.set_source(e.source);
+      c.set_not_after_unix_ms(e.not_after_ms);
+      c.set_state(std::string(state));
+      c.set_mapped_until_unix_ms(e.mapped_until_ms);
+    };
+    if (n.health != nullptr) {
+      for (const auto& c : n.health->Report().certificates) add(c.certificate, c.state);
+    } else {
+      const adcsc::ops::HealthPolicy defaults;
+      const int64_t now_ms = SystemClock::Default()->NowUnixMillis();
+      std::vector<adcsc::ops::CertificateExpiry> all;
+      {
+        std::lock_guard lock(n.file_certificates_mu);
+        all = n.file_certificates;
+      }
+      for (auto& e : SeenCertificates(n)) all.push_back(std::move(e));
+      for (const auto& e : all) {
+        add(e, adcsc::ops::ExpiryState(e, now_ms, defaults.warn_certificate_days, defaults.critical_certificate_days));
+      }
+    }
+    return out;
+  });
+}
+
 Step StartOps(RunningNode& n) {
   const Config& c = n.config;
-  if (!c.ops.enabled) return std::nullopt;
+  if (!c.ops.enabled) {
+    ShareCertificates(n);
+    return std::nullopt;
+  }
   adcsc::ops::HealthSources sources = HealthSourcesFor(c, n.store.get(), n.integrity.get(), n.ca, n.cluster.get(),
                                                        n.mode.get(), &n.service->ca_reachability());
   // A probe result is believed for 30 s, or three intervals when probes are rarer than that.
   adcsc::ops::HealthPolicy policy;
   policy.max_probe_age_ms = std::max<int64_t>(policy.max_probe_age_ms, 3 * c.ops.probe_interval.count());
   policy.max_store_write_ms = c.ops.max_store_write.count();
-  sources.seen_clients = [&n] {
-    std::vector<adcsc::ops::CertificateExpiry> seen;
-    const HttpsServer* server = n.api_server.load();
-    if (server == nullptr) return seen;
-    for (const ClientAuthorizer::Seen& s : server->SeenClientCertificates()) {
-      seen.push_back(
-          {"jamf client (pinned)", s.subject, "seen at a handshake, sha256:" + s.pin, s.not_after_unix * 1000});
-    }
-    return seen;
-  };
+  sources.seen_clients = [&n] { return SeenCertificates(n); };
   n.health = std::make_unique<adcsc::ops::HealthMonitor>(std::move(sources), c.ops.probe_interval, policy);
   n.health->Start();
+  ShareCertificates(n);
   adcsc::ops::OpsServerOptions o;
   o.listen_address = c.ops.listen_address;
   o.listen_port = c.ops.listen_port;
@@ -465,7 +524,8 @@ void ReloadConfig(RunningNode& n) {
     outcome = "refused";
     detail = "node_id and node.data_dir change only with a restart";
   } else {
-    auto authorizer = ClientAuthorizer::Create(fresh->api.client_ca_file.string(), fresh->api.client_pins);
+    auto authorizer = ClientAuthorizer::Create(fresh->api.client_ca_file.string(), fresh->api.client_pins,
+                                               SystemClock::Default(), fresh->api.client_pin_until);
     absl::Status s =
         authorizer.ok() ? n.server->ReloadIdentity(fresh->api, std::move(*authorizer)) : authorizer.status();
     if (!s.ok()) {
@@ -473,9 +533,16 @@ void ReloadConfig(RunningNode& n) {
       detail = std::string(s.message());
     } else {
       if (n.health != nullptr) n.health->SetCertificates(CertificateInventory(*fresh));
+      {
+        std::lock_guard lock(n.file_certificates_mu);
+        n.file_certificates = CertificateInventory(*fresh);
+      }
       detail = absl::StrCat("api identity ", fresh->api.cert_file.string(), ", client CA ",
-                            fresh->api.client_ca_file.string(), ", ", fresh->api.client_pins.size(),
-                            " client pins; other settings take effect at the next restart");
+                            fresh->api.client_ca_file.string(), ", ", fresh->api.client_pins.size(), " client pins",
+                            fresh->api.client_pin_until.empty() ? std::string()
+                                                                : absl::StrCat(" (", fresh->api.client_pin_until.size(),
+                                                                               " until the end of an overlap)"),
+                            "; other settings take effect at the next restart");
     }
   }
   if (outcome == "reloaded") {
