@@ -11,6 +11,7 @@
 #include <iostream>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -131,8 +132,9 @@ struct RunningNode {
   std::unique_ptr<adcsc::store::RequestStore> store;
   std::unique_ptr<adcsc::ca::CaBackend> backend;
   std::unique_ptr<adcsc::ca::ChainRecorder> ca_chains;  // learns each CA's certificates from its answers
-  // The certificates of the configuration's files, for `ctl status` on a node without [ops]
-  // (with [ops] the health monitor holds them); a reload replaces them.
+  // The certificates of the configuration's files (the health monitor holds its own copy): for
+  // `ctl status` on a node without [ops], and so a CA certificate learned from the CA's answers
+  // is not listed twice when ca.allow[].ca_cert_file names it too. A reload replaces them.
   std::mutex file_certificates_mu;
   std::vector<adcsc::ops::CertificateExpiry> file_certificates;  // guarded by file_certificates_mu
   // With fault injection allowed, every CA call goes through a switch a drill can turn off.
@@ -283,6 +285,10 @@ Step OpenStateAndBackend(RunningNode& n) {
   n.backend = std::move(*backend);
   n.ca_chains = std::make_unique<adcsc::ca::ChainRecorder>(n.backend.get());
   n.ca = n.ca_chains.get();
+  {
+    std::lock_guard lock(n.file_certificates_mu);
+    n.file_certificates = CertificateInventory(c);
+  }
   if (c.cluster.enabled && c.cluster.allow_fault_injection) {
     n.ca_switch = std::make_unique<adcsc::ca::OutageSwitch>(n.ca);
     n.ca = n.ca_switch.get();
@@ -391,7 +397,13 @@ std::vector<adcsc::ops::CertificateExpiry> SeenCertificates(RunningNode& n) {
                       s.not_after_unix * 1000, s.until_unix * 1000});
     }
   }
+  std::set<std::pair<std::string, int64_t>> in_files;  // a CA certificate also in ca.allow[].ca_cert_file
+  {
+    std::lock_guard lock(n.file_certificates_mu);
+    for (const auto& f : n.file_certificates) in_files.insert({f.subject, f.not_after_ms});
+  }
   for (const adcsc::ca::ChainRecorder::Known& k : n.ca_chains->Certificates()) {
+    if (in_files.count({k.subject, k.not_after_unix * 1000}) != 0) continue;
     seen.push_back(
         {"ca certificate", k.subject, absl::StrCat("chain of an answer from ", k.ca_config), k.not_after_unix * 1000});
   }
@@ -402,10 +414,6 @@ std::vector<adcsc::ops::CertificateExpiry> SeenCertificates(RunningNode& n) {
 // [ops] the configuration's files judged by the default thresholds.
 void ShareCertificates(RunningNode& n) {
   if (n.cluster == nullptr) return;
-  {
-    std::lock_guard lock(n.file_certificates_mu);
-    n.file_certificates = CertificateInventory(n.config);
-  }
   n.cluster->SetCertificateSource([&n] {
     std::vector<adcsc::cluster::v1::NodeCertificate> out;
     auto add = [&out](const adcsc::ops::CertificateExpiry& e, std::string_view state) {

@@ -431,14 +431,17 @@ void ReadCa(TomlReader& r, const toml::table& ca, const std::filesystem::path& d
         r.Error(key, "must be a table with dc, ca, optional templates and signing policy keys");
         continue;
       }
-      r.CheckKnown(*t, key + ".",
-                   {"dc", "ca", "templates", "subject_patterns", "san_dns", "san_email", "san_uri", "san_upn", "san_ip",
-                    "allow_sid_uri", "key_types", "min_rsa_bits", "max_rsa_bits", "ec_curves", "requested_validity"});
+      r.CheckKnown(
+          *t, key + ".",
+          {"dc", "ca", "templates", "ca_cert_file", "subject_patterns", "san_dns", "san_email", "san_uri", "san_upn",
+           "san_ip", "allow_sid_uri", "key_types", "min_rsa_bits", "max_rsa_bits", "ec_curves", "requested_validity"});
       AllowedCa entry;
       entry.key = key;
       r.String(*t, "dc", key + ".dc", &entry.dc, true);
       r.String(*t, "ca", key + ".ca", &entry.ca, true);
       r.Strings(*t, "templates", key + ".templates", &entry.templates);
+      r.Path(*t, "ca_cert_file", key + ".ca_cert_file", &entry.ca_cert_file, false);
+      CheckReadable(r, key + ".ca_cert_file", entry.ca_cert_file);
       ReadSigningPolicy(r, *t, key + ".", &entry.policy);
       for (const AllowedCa& earlier : out->allow) {
         if (!entry.dc.empty() && absl::EqualsIgnoreCase(earlier.dc, entry.dc) && earlier.ca == entry.ca) {

@@ -23,6 +23,9 @@ struct AllowedCa {
   std::string dc;                      // CA host FQDN, compared case-insensitively
   std::string ca;                      // CA instance name, compared exactly
   std::vector<std::string> templates;  // empty: any template; else only these
+  // Optional PEM file of the CA's certificate (and the chain above it), for the expiry report
+  // only; without it the node learns the certificate from the CA's answers.
+  std::filesystem::path ca_cert_file;
   adcsc::pki::CsrPolicy policy;
   std::string key = "ca.allow";  // where it was configured, e.g. "ca.allow[0]": names the policy in denials
 };

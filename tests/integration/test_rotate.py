@@ -108,8 +108,13 @@ class Rotate(unittest.TestCase):
             ops = f'\n[ops]\nlisten = "127.0.0.1:{ops_port}"\ntls = false\nprobe_interval_ms = 200\n'
             nodes = {}
             try:
+                # node-b is also given the CA's certificate file (ca.allow[].ca_cert_file).
+                ca_cert_file = emulator.dir / "data" / "ca" / "ca-cert.pem"
                 for n in NODES:
-                    nodes[n] = h.Node(root, old, node_id=n, ca_section=h.icpr_ca_section(emulator),
+                    ca_section = h.icpr_ca_section(emulator)
+                    if n == "node-b":
+                        ca_section = ca_section.replace('san_dns = [', f'ca_cert_file = "{ca_cert_file}"\nsan_dns = [', 1)
+                    nodes[n] = h.Node(root, old, node_id=n, ca_section=ca_section,
                                       extra=sections[n] + (ops if n == "node-a" else ""),
                                       api_extra="refusal_log_interval_s = 0").start()  # log every refusal
                 a, b = nodes["node-a"], nodes["node-b"]
@@ -212,6 +217,12 @@ class Rotate(unittest.TestCase):
                     self.assertTrue({"api identity", "api client CA", "cluster identity", "cluster CA",
                                      "jamf client (pinned)"} <= roles, (n, roles))
                 self.assertIn("ca certificate", {c["role"] for c in infos["node-a"]["certificates"]})
+                # node-b's from its file and from its answers: the same certificate, listed once.
+                b_ca = [c for c in infos["node-b"]["certificates"] if c["role"] == "ca certificate"]
+                self.assertEqual([c["source"] for c in b_ca], [str(ca_cert_file)], b_ca)
+                self.assertEqual(int(b_ca[0]["notAfterUnixMs"]), ca_certs[0]["not_after_ms"])  # proto JSON: int64 as a string
+                listed_b = h.run([h.ADCSC, "ctl", "certs", "--config", b.config], check=False)
+                self.assertRegex(listed_b.stdout, r"ca certificate\s+ok\s+\d+ days\s+CN=" + h.CA)
                 status_text = h.run([h.ADCSC, "ctl", "status", "--config", b.config], check=False)
                 self.assertEqual(status_text.returncode, 0, status_text.stdout + status_text.stderr)
                 self.assertEqual(status_text.stdout.count("  certificates: "), 2, status_text.stdout)

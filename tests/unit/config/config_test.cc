@@ -590,5 +590,19 @@ TEST_F(ConfigTest, ABadOverlapEntryIsNamedWithItsIndex) {
   }
 }
 
+// ca.allow[].ca_cert_file: optional, resolved like every path, and checked readable.
+TEST_F(ConfigTest, AnAllowedCaMayNameItsCertificateFile) {
+  std::ofstream(dir_.path() / "issuing-ca.pem") << "x";
+  std::string text = Valid();
+  const size_t at = text.find("templates = [\"JamfDevice\"]");
+  auto c = Parse(std::string(text).insert(at, "ca_cert_file = \"issuing-ca.pem\"\n"));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->ca.allow.at(0).ca_cert_file, dir_.path() / "issuing-ca.pem");
+  EXPECT_TRUE(Parse(Valid())->ca.allow.at(0).ca_cert_file.empty());
+  auto missing = Parse(std::string(text).insert(at, "ca_cert_file = \"absent.pem\"\n"));
+  ASSERT_FALSE(missing.ok());
+  EXPECT_THAT(std::string(missing.status().message()), HasSubstr("ca.allow[0].ca_cert_file: cannot read"));
+}
+
 }  // namespace
 }  // namespace adcsc::node
