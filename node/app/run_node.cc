@@ -154,6 +154,11 @@ struct RunningNode {
   // Settles the submits a previous run left open (ApiService::ResolveOpenIntents).
   std::thread intent_resolver;
 
+  // Peer.Info's certificate source reads the health monitor, which goes before the cluster.
+  ~RunningNode() {
+    if (cluster != nullptr) cluster->SetCertificateSource(nullptr);
+  }
+
   // A failure after the logs are open is logged too.
   StartError Fail(int exit_code, std::string message) {
     if (log != nullptr) log->Error("start_failed", {{"error", message}});

@@ -198,14 +198,13 @@ absl::Status PeerService::Describe(v1::NodeInfo* reply) const {
     reply->set_ca_health_reported(true);
     for (const std::string& ca_config : api_->ca_reachability().Unreachable()) reply->add_cas_unreachable(ca_config);
   }
-  CertificateSource certificates;
   {
+    // Called under the lock, so SetCertificateSource(nullptr) waits for a call in progress.
     std::lock_guard lock(certificates_mu_);
-    certificates = certificates_;
-  }
-  if (certificates) {
-    reply->set_certificates_reported(true);
-    for (v1::NodeCertificate& c : certificates()) *reply->add_certificates() = std::move(c);
+    if (certificates_) {
+      reply->set_certificates_reported(true);
+      for (v1::NodeCertificate& c : certificates_()) *reply->add_certificates() = std::move(c);
+    }
   }
   reply->mutable_from()->set_cluster_id(config_->cluster.id);
   reply->mutable_from()->set_node_id(config_->node_id);

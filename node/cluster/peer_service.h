@@ -56,7 +56,8 @@ class PeerService final : public adcsc::cluster::v1::Peer::Service {
   // What Info answers, for this node's own /status.
   absl::Status Describe(adcsc::cluster::v1::NodeInfo* reply) const;
   // Where Info's certificates come from (the node's health); until set, Info reports none
-  // and certificates_reported stays false.
+  // and certificates_reported stays false. Setting it (nullptr included) waits for a call of
+  // the previous source in progress, so a node clears it before what the source reads goes.
   using CertificateSource = std::function<std::vector<adcsc::cluster::v1::NodeCertificate>()>;
   void SetCertificateSource(CertificateSource source);
 

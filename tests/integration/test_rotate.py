@@ -5,8 +5,10 @@ identity both enrol, and Java's default trust manager (Jamf Pro's stack) with a 
 only the old adcs-proxy-ca.cer still trusts the renewed server certificate; once the overlap's
 `until` has passed, the old
 identity gets 403 with a log line that says why and the new one enrols. Meanwhile the CA's own
-certificate, learned from an issuance's chain, is reported, and `adcsc ctl status` shows every
-node's certificates."""
+certificate, learned from an issuance's chain (node-a) or named in ca.allow[].ca_cert_file
+(node-b, whose file also holds a certificate 3 days from expiry), is reported, and `adcsc ctl
+status` shows every node's certificates with the worst state, exiting 4 for the critical one."""
+import datetime
 import json
 import re
 import ssl
@@ -108,8 +110,12 @@ class Rotate(unittest.TestCase):
             ops = f'\n[ops]\nlisten = "127.0.0.1:{ops_port}"\ntls = false\nprobe_interval_ms = 200\n'
             nodes = {}
             try:
-                # node-b is also given the CA's certificate file (ca.allow[].ca_cert_file).
-                ca_cert_file = emulator.dir / "data" / "ca" / "ca-cert.pem"
+                # node-b is also given a file for the CA (ca.allow[].ca_cert_file): the emulator's
+                # CA certificate and, above it, one that expires in 3 days (critical).
+                ca_cert_file = root / "node-b-ca-certs.pem"
+                short, _ = old.issue_client(root, "Short-Lived-Root",
+                                            not_after=datetime.datetime.utcnow() + datetime.timedelta(days=3))
+                ca_cert_file.write_text((emulator.dir / "data" / "ca" / "ca-cert.pem").read_text() + short.read_text())
                 for n in NODES:
                     ca_section = h.icpr_ca_section(emulator)
                     if n == "node-b":
@@ -208,7 +214,8 @@ class Rotate(unittest.TestCase):
 
                 # ctl status: every node's certificates.
                 status_json = h.run([h.ADCSC, "ctl", "status", "--config", a.config, "--json"], check=False)
-                self.assertEqual(status_json.returncode, 0, status_json.stdout + status_json.stderr)
+                self.assertEqual(status_json.returncode, 4, "every node answered, one has a critical certificate: "
+                                 + status_json.stdout + status_json.stderr)
                 infos = {i["from"]["nodeId"]: i for i in json.loads(status_json.stdout)}
                 self.assertEqual(set(infos), set(NODES))
                 for n in NODES:
@@ -219,14 +226,18 @@ class Rotate(unittest.TestCase):
                 self.assertIn("ca certificate", {c["role"] for c in infos["node-a"]["certificates"]})
                 # node-b's from its file and from its answers: the same certificate, listed once.
                 b_ca = [c for c in infos["node-b"]["certificates"] if c["role"] == "ca certificate"]
-                self.assertEqual([c["source"] for c in b_ca], [str(ca_cert_file)], b_ca)
+                self.assertEqual([c["source"] for c in b_ca], [str(ca_cert_file)] * 2, b_ca)
                 self.assertEqual(int(b_ca[0]["notAfterUnixMs"]), ca_certs[0]["not_after_ms"])  # proto JSON: int64 as a string
+                self.assertEqual([c["state"] for c in b_ca], ["ok", "critical"], b_ca)
                 listed_b = h.run([h.ADCSC, "ctl", "certs", "--config", b.config], check=False)
                 self.assertRegex(listed_b.stdout, r"ca certificate\s+ok\s+\d+ days\s+CN=" + h.CA)
+                self.assertEqual(listed_b.returncode, 1, "a critical certificate: exit 1")
                 status_text = h.run([h.ADCSC, "ctl", "status", "--config", b.config], check=False)
-                self.assertEqual(status_text.returncode, 0, status_text.stdout + status_text.stderr)
+                self.assertEqual(status_text.returncode, 4, status_text.stdout + status_text.stderr)
                 self.assertEqual(status_text.stdout.count("  certificates: "), 2, status_text.stdout)
-                self.assertIn("worst ok", status_text.stdout)
+                self.assertIn("worst ok", status_text.stdout)  # node-a
+                self.assertIn("worst CRITICAL", status_text.stdout)  # node-b
+                self.assertRegex(status_text.stdout, r"\n    CRITICAL\s+ca certificate\s+[0-9] days\s+CN=Short-Lived-Root")
 
                 # The end of the overlap (an `until` already past), on every node.
                 for node in nodes.values():
