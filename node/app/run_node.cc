@@ -390,8 +390,6 @@ std::string StatusDetailsJson(const Config& config, const adcsc::cluster::Cluste
   return details.dump();
 }
 
-// The health monitor and the ops listener ([ops]): health, metrics, /status and the admin
-// channel for drain and maintenance.
 // The certificates a node learns while it runs: the pinned client certificates presented at
 // handshakes, and each CA's chain from its answers.
 std::vector<adcsc::ops::CertificateExpiry> SeenCertificates(RunningNode& n) {
@@ -449,6 +447,8 @@ void ShareCertificates(RunningNode& n) {
   });
 }
 
+// The health monitor and the ops listener ([ops]): health, metrics, /status and the admin
+// channel for drain and maintenance.
 Step StartOps(RunningNode& n) {
   const Config& c = n.config;
   if (!c.ops.enabled) {

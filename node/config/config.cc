@@ -146,7 +146,11 @@ size_t ReadClientPins(TomlReader& r, const toml::table& api, ApiConfig* out) {
       continue;
     }
     if (std::find(out->client_pins.begin(), out->client_pins.end(), *pin) != out->client_pins.end()) {
-      r.Error(key, "this pin is listed twice");
+      // A plain pin twice is harmless (and was always accepted); with an `until` it is unclear
+      // whether the pin ends.
+      if (until.has_value() || out->client_pin_until.count(*pin) != 0) {
+        r.Error(key, "this pin is listed twice, once with an until: list it once");
+      }
       continue;
     }
     out->client_pins.push_back(*pin);

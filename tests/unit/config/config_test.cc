@@ -579,7 +579,7 @@ TEST_F(ConfigTest, ABadOverlapEntryIsNamedWithItsIndex) {
            {"{ pin = \"" + pin + "\", until = 2027-01-15, unti = 1 }", "api.client_pins[0].unti: unknown key"},
            {"{ pin = \"xyz\", until = 2027-01-15 }", "api.client_pins[0]:"},
            {"\"" + pin + "\", { pin = \"" + pin + "\", until = 2027-01-15 }",
-            "api.client_pins[1]: this pin is listed twice"},
+            "api.client_pins[1]: this pin is listed twice, once with an until"},
            {"42", "api.client_pins[0]: must be a pin"}}) {
     std::string text = Valid();
     const size_t at = text.find("client_pins = [");
