@@ -133,7 +133,7 @@ ClientAuthResult ClientAuthorizer::Verify(X509* leaf, STACK_OF(X509) * chain, co
         r.iis_substatus = kIisExpired;
         r.win32_status = kCertEExpired;
         r.reason = absl::StrCat("403.17 Client certificate has expired: sha256:", r.pin,
-                                " (issue a new client identity with `adcsc pki init` or your CA, and upload it to "
+                                " (issue a new client identity with `adcsc pki rotate` or your CA, and upload it to "
                                 "Jamf Pro)");
         break;
       case X509_V_ERR_CERT_NOT_YET_VALID:
