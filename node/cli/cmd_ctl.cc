@@ -434,7 +434,7 @@ int Certs(const CertsArgs& args) {
     const std::string state = until_ms <= now_ms ? "ended" : "overlap";
     const int64_t days = (until_ms - now_ms) / 86'400'000;
     if (args.json) {
-      list.push_back({{"role", "jamf client pin (overlap)"},
+      list.push_back({{"role", "jamf client pin"},
                       {"subject", "sha256:" + pin},
                       {"source", "api.client_pins until"},
                       {"mapped_until_ms", until_ms},
