@@ -12,7 +12,6 @@ import datetime
 import json
 import re
 import ssl
-import subprocess
 import sys
 import unittest
 import urllib.error
@@ -60,6 +59,13 @@ public class JamfTrust {
   }
 }
 """
+
+
+def client_context(trusted_pem, cert, key):
+    """Python's ssl (OpenSSL) as a client: trusts `trusted_pem`, presents cert/key."""
+    ctx = ssl.create_default_context(cafile=str(trusted_pem))
+    ctx.load_cert_chain(str(cert), str(key))
+    return ctx
 
 
 def java_client(root, node, trusted_cer, pfx, password):
@@ -186,10 +192,8 @@ class Rotate(unittest.TestCase):
                     self.assertIn("2 client pins (1 until the end of an overlap)", r.stdout)
                 # Python's ssl (OpenSSL) matches a self-signed certificate exactly: from here on
                 # these clients trust the renewed file (Jamf Pro, in Java, is checked below).
-                renewed = h.Pki.__new__(h.Pki)
-                renewed.server_ca = new_dir / "adcs-proxy-ca.pem"
-                old_client = h.ssl_context(renewed, cert=old.client_cert, key=old.client_key)
-                new_client = h.ssl_context(renewed, cert=new_dir / "client-cert.pem", key=new_key)
+                old_client = client_context(new_dir / "adcs-proxy-ca.pem", old.client_cert, old.client_key)
+                new_client = client_context(new_dir / "adcs-proxy-ca.pem", new_dir / "client-cert.pem", new_key)
                 for node in (a, b):
                     for ctx, cn in ((old_client, "old-in-overlap"), (new_client, "new-in-overlap")):
                         status, body = enrol(node, ctx, f"{cn}-{node.node_id}")
