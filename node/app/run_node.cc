@@ -10,7 +10,9 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -18,6 +20,7 @@
 #include "nlohmann/json.hpp"
 #include "node/app/backend_factory.h"
 #include "node/app/cert_inventory.h"
+#include "node/ca/chain_recorder.h"
 #include "node/ca/outage_switch.h"
 #include "node/cluster/runtime.h"
 #include "node/config/config.h"
@@ -142,6 +145,12 @@ struct RunningNode {
   std::optional<adcsc::store::DirLock> data_dir_lock;  // held while the node runs
   std::unique_ptr<adcsc::store::RequestStore> store;
   std::unique_ptr<adcsc::ca::CaBackend> backend;
+  std::unique_ptr<adcsc::ca::ChainRecorder> ca_chains;  // learns each CA's certificates from its answers
+  // The certificates of the configuration's files (the health monitor holds its own copy): for
+  // `ctl status` on a node without [ops], and so a CA certificate learned from the CA's answers
+  // is not listed twice when ca.allow[].ca_cert_file names it too. A reload replaces them.
+  std::mutex file_certificates_mu;
+  std::vector<adcsc::ops::CertificateExpiry> file_certificates;  // guarded by file_certificates_mu
   // With fault injection allowed, every CA call goes through a switch a drill can turn off.
   std::unique_ptr<adcsc::ca::OutageSwitch> ca_switch;
   adcsc::ca::CaBackend* ca = nullptr;  // the backend, or the switch in front of it
@@ -158,6 +167,11 @@ struct RunningNode {
   std::atomic<const HttpsServer*> api_server{nullptr};
   // Settles the submits a previous run left open (ApiService::ResolveOpenIntents).
   std::thread intent_resolver;
+
+  // Peer.Info's certificate source reads the health monitor, which goes before the cluster.
+  ~RunningNode() {
+    if (cluster != nullptr) cluster->SetCertificateSource(nullptr);
+  }
 
   // A failure after the logs are open is logged too.
   StartError Fail(int exit_code, std::string message) {
@@ -260,7 +274,8 @@ Step OpenStore(RunningNode& n, const adcsc::store::StoreOptions& options) {
 
 Step OpenStateAndBackend(RunningNode& n) {
   const Config& c = n.config;
-  auto authorizer = ClientAuthorizer::Create(c.api.client_ca_file.string(), c.api.client_pins);
+  auto authorizer = ClientAuthorizer::Create(c.api.client_ca_file.string(), c.api.client_pins, SystemClock::Default(),
+                                             c.api.client_pin_until);
   if (!authorizer.ok()) return StartError{kExitConfigError, n.InConfig(authorizer.status().message())};
   n.authorizer = std::move(*authorizer);
   std::error_code ec;
@@ -287,7 +302,12 @@ Step OpenStateAndBackend(RunningNode& n) {
                       absl::StrCat("CA backend \"", c.ca.backend, "\": ", backend.status().message())};
   }
   n.backend = std::move(*backend);
-  n.ca = n.backend.get();
+  n.ca_chains = std::make_unique<adcsc::ca::ChainRecorder>(n.backend.get());
+  n.ca = n.ca_chains.get();
+  {
+    std::lock_guard lock(n.file_certificates_mu);
+    n.file_certificates = CertificateInventory(c);
+  }
   if (c.cluster.enabled && c.cluster.allow_fault_injection) {
     n.ca_switch = std::make_unique<adcsc::ca::OutageSwitch>(n.ca);
     n.ca = n.ca_switch.get();
@@ -399,29 +419,81 @@ std::string StatusDetailsJson(const Config& config, const std::vector<AllowedCa>
   return details.dump();
 }
 
+// The certificates a node learns while it runs: the pinned client certificates presented at
+// handshakes, and each CA's chain from its answers.
+std::vector<adcsc::ops::CertificateExpiry> SeenCertificates(RunningNode& n) {
+  std::vector<adcsc::ops::CertificateExpiry> seen;
+  if (const HttpsServer* server = n.api_server.load(); server != nullptr) {
+    for (const ClientAuthorizer::Seen& s : server->SeenClientCertificates()) {
+      seen.push_back({"jamf client (pinned)", s.subject, "seen at a handshake, sha256:" + s.pin,
+                      s.not_after_unix * 1000, s.until_unix * 1000});
+    }
+  }
+  std::set<std::pair<std::string, int64_t>> in_files;  // a CA certificate also in ca.allow[].ca_cert_file
+  {
+    std::lock_guard lock(n.file_certificates_mu);
+    for (const auto& f : n.file_certificates) in_files.insert({f.subject, f.not_after_ms});
+  }
+  for (const adcsc::ca::ChainRecorder::Known& k : n.ca_chains->Certificates()) {
+    if (in_files.count({k.subject, k.not_after_unix * 1000}) != 0) continue;
+    seen.push_back(
+        {"ca certificate", k.subject, absl::StrCat("chain of an answer from ", k.ca_config), k.not_after_unix * 1000});
+  }
+  return seen;
+}
+
+// Peer.Info's certificates (`adcsc ctl status`): the health's list with its states, or without
+// [ops] the configuration's files judged by the default thresholds.
+void ShareCertificates(RunningNode& n) {
+  if (n.cluster == nullptr) return;
+  n.cluster->SetCertificateSource([&n] {
+    std::vector<adcsc::cluster::v1::NodeCertificate> out;
+    auto add = [&out](const adcsc::ops::CertificateExpiry& e, std::string_view state) {
+      adcsc::cluster::v1::NodeCertificate& c = out.emplace_back();
+      c.set_role(e.role);
+      c.set_subject(e.subject);
+      c.set_source(e.source);
+      c.set_not_after_unix_ms(e.not_after_ms);
+      c.set_state(std::string(state));
+      c.set_mapped_until_unix_ms(e.mapped_until_ms);
+    };
+    if (n.health != nullptr) {
+      for (const auto& c : n.health->Report().certificates) add(c.certificate, c.state);
+    } else {
+      const adcsc::ops::HealthPolicy defaults;
+      const int64_t now_ms = SystemClock::Default()->NowUnixMillis();
+      std::vector<adcsc::ops::CertificateExpiry> all;
+      {
+        std::lock_guard lock(n.file_certificates_mu);
+        all = n.file_certificates;
+      }
+      for (auto& e : SeenCertificates(n)) all.push_back(std::move(e));
+      for (const auto& e : all) {
+        add(e, adcsc::ops::ExpiryState(e, now_ms, defaults.warn_certificate_days, defaults.critical_certificate_days));
+      }
+    }
+    return out;
+  });
+}
+
 // The health monitor and the ops listener ([ops]): health, metrics, /status and the admin
 // channel for drain and maintenance.
 Step StartOps(RunningNode& n) {
   const Config& c = n.config;
-  if (!c.ops.enabled) return std::nullopt;
+  if (!c.ops.enabled) {
+    ShareCertificates(n);
+    return std::nullopt;
+  }
   adcsc::ops::HealthSources sources = HealthSourcesFor(c, n.store.get(), n.integrity.get(), n.ca, n.cluster.get(),
                                                        n.mode.get(), &n.service->ca_reachability());
   // A probe result is believed for 30 s, or three intervals when probes are rarer than that.
   adcsc::ops::HealthPolicy policy;
   policy.max_probe_age_ms = std::max<int64_t>(policy.max_probe_age_ms, 3 * c.ops.probe_interval.count());
   policy.max_store_write_ms = c.ops.max_store_write.count();
-  sources.seen_clients = [&n] {
-    std::vector<adcsc::ops::CertificateExpiry> seen;
-    const HttpsServer* server = n.api_server.load();
-    if (server == nullptr) return seen;
-    for (const ClientAuthorizer::Seen& s : server->SeenClientCertificates()) {
-      seen.push_back(
-          {"jamf client (pinned)", s.subject, "seen at a handshake, sha256:" + s.pin, s.not_after_unix * 1000});
-    }
-    return seen;
-  };
+  sources.seen_clients = [&n] { return SeenCertificates(n); };
   n.health = std::make_unique<adcsc::ops::HealthMonitor>(std::move(sources), c.ops.probe_interval, policy);
   n.health->Start();
+  ShareCertificates(n);
   adcsc::ops::OpsServerOptions o;
   o.listen_address = c.ops.listen_address;
   o.listen_port = c.ops.listen_port;
@@ -542,7 +614,8 @@ void ReloadConfig(RunningNode& n) {
     refuse(std::string(fresh.status().message()));
   } else if (fresh->node_id != n.config.node_id || fresh->data_dir != n.config.data_dir) {
     refuse("node_id and node.data_dir change only with a restart");
-  } else if (auto api = ClientAuthorizer::Create(fresh->api.client_ca_file.string(), fresh->api.client_pins);
+  } else if (auto api = ClientAuthorizer::Create(fresh->api.client_ca_file.string(), fresh->api.client_pins,
+                                                 SystemClock::Default(), fresh->api.client_pin_until);
              !api.ok()) {
     refuse(absl::StrCat("api.client_ca_file: ", api.status().message()));
   } else if (absl::Status id =
@@ -582,11 +655,18 @@ void ReloadConfig(RunningNode& n) {
         n.health->SetCertificates(CertificateInventory(*fresh));
         n.health->SetCas(CaProbesFor(fresh->ca.allow, n.config.ca.identity, n.ca, &n.service->ca_reachability()));
       }
+      {
+        std::lock_guard lock(n.file_certificates_mu);
+        n.file_certificates = CertificateInventory(*fresh);
+      }
       const std::vector<std::string> later = ChangedUntilRestart(n.config, *fresh);
       detail = absl::StrCat(
           "api identity ", fresh->api.cert_file.string(), ", client CA ", fresh->api.client_ca_file.string(), ", ",
-          fresh->api.client_pins.size(), " client pins, ", fresh->ops.admin_pins.size(), " admin pins, ",
-          fresh->ca.allow.size(), " allowlisted CAs; ",
+          fresh->api.client_pins.size(), " client pins",
+          fresh->api.client_pin_until.empty()
+              ? std::string()
+              : absl::StrCat(" (", fresh->api.client_pin_until.size(), " until the end of an overlap)"),
+          ", ", fresh->ops.admin_pins.size(), " admin pins, ", fresh->ca.allow.size(), " allowlisted CAs; ",
           later.empty() ? std::string("nothing else changed")
                         : absl::StrCat("changed but applied only at the next restart: ", absl::StrJoin(later, ", ")));
     }

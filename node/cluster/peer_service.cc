@@ -192,6 +192,11 @@ grpc::Status PeerService::Info(grpc::ServerContext* context, const v1::NodeInfoR
   return grpc::Status::OK;
 }
 
+void PeerService::SetCertificateSource(CertificateSource source) {
+  std::lock_guard lock(certificates_mu_);
+  certificates_ = std::move(source);
+}
+
 absl::Status PeerService::Describe(v1::NodeInfo* reply) const {
   reply->set_cut_off(transport_ != nullptr && transport_->cut_off());
   const ca::OutageSwitch* ca_switch = ca_switch_;
@@ -201,6 +206,14 @@ absl::Status PeerService::Describe(v1::NodeInfo* reply) const {
   if (api_ != nullptr) {
     reply->set_ca_health_reported(true);
     for (const std::string& ca_config : api_->ca_reachability().Unreachable()) reply->add_cas_unreachable(ca_config);
+  }
+  {
+    // Called under the lock, so SetCertificateSource(nullptr) waits for a call in progress.
+    std::lock_guard lock(certificates_mu_);
+    if (certificates_) {
+      reply->set_certificates_reported(true);
+      for (v1::NodeCertificate& c : certificates_()) *reply->add_certificates() = std::move(c);
+    }
   }
   reply->mutable_from()->set_cluster_id(config_->cluster.id);
   reply->mutable_from()->set_node_id(config_->node_id);

@@ -47,6 +47,9 @@ struct CertificateExpiry {
   std::string subject;  // RFC 2253
   std::string source;   // the file it came from, or "seen at a handshake"
   int64_t not_after_ms = 0;
+  // A pinned client certificate mapped only until then (Unix ms): the old identity during a
+  // rotation's overlap (api.client_pins `until`). 0: no end.
+  int64_t mapped_until_ms = 0;
 };
 
 // The role of the API server certificate in the inventory: health's certificate check and
@@ -106,7 +109,8 @@ struct HealthReport {
   };
   std::vector<Certificate> certificates;
   // {"ready":false,"lb":"DRAIN","ca_ping_ms":3,"checks":[{"name":..,"ok":..,"detail":..},...],
-  //  "certificates":[{"role":..,"subject":..,"source":..,"not_after_ms":..,"days_left":..,"state":..},...]}
+  //  "certificates":[{"role":..,"subject":..,"source":..,"not_after_ms":..,"days_left":..,"state":..
+  //                    [,"mapped_until_ms":..]},...]}
   std::string ToJson() const;
 };
 
