@@ -17,6 +17,7 @@
 #include "absl/strings/strip.h"
 #include "nlohmann/json.hpp"
 #include "node/ca/hresult.h"
+#include "node/dcom/csra_stub.h"
 
 namespace adcsc::emulator {
 namespace {
@@ -82,7 +83,12 @@ std::string RunAdminCommand(Emulator& emulator, const std::string& command) {
                       {"template", row.template_name},
                       {"subject", row.subject},
                       {"disposition", DispositionName(row.disposition)},
-                      {"hresult", row.hresult == 0 ? "" : adcsc::ca::FormatHresult(row.hresult)}});
+                      {"hresult", row.hresult == 0 ? "" : adcsc::ca::FormatHresult(row.hresult)},
+                      {"serial", row.serial_hex}});
+      if (row.revocation_reason) {
+        list.back()["revocation_reason"] = std::string(dcom::CrlReasonName(*row.revocation_reason));
+        list.back()["revoked_unix_millis"] = row.revoked_unix_millis;
+      }
     }
     return Json{{"ok", true}, {"requests", list}}.dump();
   }
@@ -101,6 +107,8 @@ std::string RunAdminCommand(Emulator& emulator, const std::string& command) {
                 {"failed_logons", s.failed_logons},
                 {"ntlm_calls", s.ntlm_calls},
                 {"kerberos_calls", s.kerberos_calls},
+                {"admin_calls", s.admin_calls},
+                {"admin_refused", s.admin_refused},
                 {"ca_requests", count.ok() ? *count : 0},
                 {"latency_ms", f.latency.count()},
                 {"logon_latency_ms", f.logon_latency.count()},

@@ -48,6 +48,7 @@ int Run(const std::string& config_path, const std::string& ready_file) {
       {"event", "ready"},
       {"epm_port", emulator.epm_port()},
       {"icpr_port", emulator.icpr_port()},
+      {"dcom_port", emulator.dcom_port()},
       {"admin_socket",
        admin_socket.string()}}.dump();
   std::cout << ready << std::endl;
