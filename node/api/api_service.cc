@@ -981,6 +981,12 @@ absl::Status ApiService::RecordRetrieved(const adcsc::ca::CaTarget& target, cons
                                    " was read from the CA but could not be recorded: ", std::string(put.message())));
 }
 
+absl::Status ApiService::RecordCaAdminOutcome(const adcsc::ca::CaTarget& target, const adcsc::ca::CaResponse& answer) {
+  auto known = store_->Get(adcsc::store::CaConfigKey(target.dc, target.ca), answer.request_id);
+  if (!known.ok()) return known.status();
+  return RecordRetrieved(target, answer, known->has_value() ? &**known : nullptr);
+}
+
 ApiResponse ApiService::Retrieve(const ApiRequest& request) {
   CallLog call(log_, observer_, "retrieve", request);
   Json& fields = call.fields;

@@ -246,6 +246,16 @@ class ApiService {
   // Records `record` durably (and on a write quorum in a cluster); when `settles` is set,
   // removes that submit intent in the same commit.
   absl::Status Record(const adcsc::store::RequestRecord& record, const adcsc::store::SubmitKey* settles = nullptr);
+
+ public:
+  // Records what the CA answers for a request after an administrator changed it (approved,
+  // denied, revoked): over what the store knows of it, replicated as any CA answer, so a
+  // retrieve on any node answers it without the CA. The record's status only moves up its
+  // lattice: a certificate released from hold stays revoked in the store (the CA is asked
+  // when the record is not final). Errors: the store's.
+  absl::Status RecordCaAdminOutcome(const adcsc::ca::CaTarget& target, const adcsc::ca::CaResponse& answer);
+
+ private:
   // A CA retrieve as this node's identity; the call's duration goes into `fields`.
   absl::StatusOr<adcsc::ca::CaResponse> CaRetrieve(const adcsc::ca::CaTarget& target, uint32_t request_id,
                                                    nlohmann::json* fields);

@@ -31,9 +31,9 @@ std::optional<CaAdminOp> CaAdminOpByName(std::string_view name) {
   return std::nullopt;
 }
 
-absl::StatusOr<CaAdminOutcome> RunCaAdmin(const Config& config, std::shared_ptr<ca::IcprAuthenticator> auth,
-                                          const CaAdminRequest& request) {
-  if (config.FindAllowedCa(request.dc, request.ca) == nullptr) {
+absl::StatusOr<CaAdminOutcome> RunCaAdmin(const Config& config, const std::vector<AllowedCa>& allow,
+                                          std::shared_ptr<ca::IcprAuthenticator> auth, const CaAdminRequest& request) {
+  if (FindAllowedCa(allow, request.dc, request.ca) == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("\"", request.dc, "\\", request.ca,
                                                    "\" is not in ca.allow (the connector only talks to allowed CAs)"));
   }
@@ -109,10 +109,14 @@ absl::StatusOr<CaAdminOutcome> RunCaAdmin(const Config& config, std::shared_ptr<
   }
   (void)(*session)->Release();
   if (!done.ok()) return done;
-  if (request.op == CaAdminOp::kApprove && outcome.disposition == ca::Disposition::kIssued) {
-    // The certificate, so the store can answer the next retrieve without the CA.
+  if (request.op != CaAdminOp::kInfo && outcome.request_id != 0) {
+    // The CA's own answer now (certificate, message), for the store to answer from.
     ca::IcprBackend icpr_backend(icpr_options);
-    if (auto r = icpr_backend.Retrieve({target, caller, request.request_id}); r.ok()) outcome.cert_der = r->cert_der;
+    if (auto r = icpr_backend.Retrieve({target, caller, outcome.request_id}); r.ok()) {
+      r->request_id = outcome.request_id;
+      if (!r->cert_der.empty()) outcome.cert_der = r->cert_der;
+      outcome.after = *std::move(r);
+    }
   }
   return outcome;
 }

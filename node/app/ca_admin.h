@@ -40,11 +40,15 @@ struct CaAdminOutcome {
   std::vector<uint8_t> cert_der;                               // revoke by request ID, approve: the certificate
   std::string mechanism;                                       // "ntlm", "negotiate/kerberos", ...
   dcom::CaInfo info;                                           // info
+  // approve, deny, revoke by request ID: what an MS-ICPR retrieve answers afterwards (what
+  // the store records); nullopt when that retrieve failed or the request ID is not known.
+  std::optional<ca::CaResponse> after;
 };
 
 // INVALID_ARGUMENT for a CA not in ca.allow or a missing request ID/serial; CA errors as
 // ca::CaError statuses (their HRESULT text).
-absl::StatusOr<CaAdminOutcome> RunCaAdmin(const Config& config, std::shared_ptr<ca::IcprAuthenticator> auth,
-                                          const CaAdminRequest& request);
+// `allow`: the CA allowlist in force (a node's may have been reloaded since `config` was read).
+absl::StatusOr<CaAdminOutcome> RunCaAdmin(const Config& config, const std::vector<AllowedCa>& allow,
+                                          std::shared_ptr<ca::IcprAuthenticator> auth, const CaAdminRequest& request);
 
 }  // namespace adcsc::node

@@ -1,7 +1,9 @@
 // `adcsc ctl revoke|approve|deny|ca-info`: CA administration through the CA's admin interface
-// (MS-CSRA ICertAdminD2 over DCOM) with a node's CA identity. With --config the command runs on
-// this host, straight to the CA as ca-ping does; the replicated store is not told, so a record
-// it already holds answers as before until the node's own admin channel (--node) is used.
+// (MS-CSRA ICertAdminD2 over DCOM) with a node's CA identity. With --node (and an
+// administrator's certificate) a node runs it through its admin channel and records the CA's
+// answer in the replicated store, so every node answers the request's retrieve at once. With
+// --config the command runs on this host, straight to the CA as ca-ping does; the store is not
+// told.
 #include <ctime>
 #include <iostream>
 #include <memory>
@@ -9,18 +11,21 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
 #include "node/app/backend_factory.h"
 #include "node/app/ca_admin.h"
 #include "node/ca/hresult.h"
 #include "node/cli/commands.h"
 #include "node/config/config.h"
 #include "node/dcom/csra_stub.h"
+#include "node/ops/admin_client.h"
 
 namespace adcsc::cli {
 namespace {
 
 struct CaAdminArgs {
   std::string config;
+  std::string node, cert_file, key_file, ca_file;  // --node: the admin channel
   std::string dc, ca;
   uint32_t request_id = 0;
   std::string serial;
@@ -56,6 +61,44 @@ std::string_view DispositionStatus(ca::Disposition d) {
   return "CR_DISP_ERROR";
 }
 
+// Through a node's admin channel (POST /admin/ca on its ops port).
+int RunRemote(node::CaAdminOp op, const CaAdminArgs& args) {
+  const std::string command = op == node::CaAdminOp::kInfo ? "ca-info" : std::string(node::CaAdminOpName(op));
+  if (args.cert_file.empty() || args.key_file.empty() || args.ca_file.empty()) {
+    std::cerr << "adcsc ctl " << command << ": --node needs --cert, --key and --ca-file\n";
+    return kExitUsage;
+  }
+  nlohmann::json request{{"op", std::string(node::CaAdminOpName(op))}, {"dc", args.dc}, {"ca", args.ca}};
+  if (args.request_id != 0) request["request_id"] = args.request_id;
+  if (!args.serial.empty()) request["serial"] = args.serial;
+  if (op == node::CaAdminOp::kRevoke) request["reason"] = args.reason;
+  auto answer = ops::RunCaAdmin({args.node, args.cert_file, args.key_file, args.ca_file}, request.dump());
+  if (!answer.ok()) {
+    std::cerr << "adcsc ctl " << command << ": " << answer.status().message() << "\n";
+    return absl::IsInvalidArgument(answer.status()) ? kExitUsage : kExitFailure;
+  }
+  const auto out = nlohmann::json::parse(*answer, nullptr, /*allow_exceptions=*/false);
+  const std::string where = absl::StrCat("\"", args.dc, "\\", args.ca, "\"");
+  const std::string by = out.value("node", std::string("the node"));
+  if (op == node::CaAdminOp::kInfo) {
+    std::cout << "CA " << out.value("ca_name", std::string()) << " (" << where << ", via " << by << ", "
+              << out.value("mechanism", std::string()) << ")\n"
+              << "certificate: " << out.value("subject", std::string()) << "\n"
+              << "valid: " << Utc(out.value("not_before_unix", int64_t{0})) << " to "
+              << Utc(out.value("not_after_unix", int64_t{0})) << "\n";
+    return kExitOk;
+  }
+  std::cout << where << ", via " << by << ": " << command;
+  if (out.contains("request_id")) std::cout << " request " << out["request_id"].get<uint64_t>();
+  if (out.contains("serial")) std::cout << " certificate " << out["serial"].get<std::string>();
+  std::cout << " done";
+  if (out.contains("status")) std::cout << "; the CA now answers " << out["status"].get<std::string>();
+  std::cout << "\nrecorded in the cluster's store: " << out.value("recorded", std::string("no")) << "\n";
+  return kExitOk;
+}
+
+int Run(node::CaAdminOp op, const CaAdminArgs& args);
+
 int RunLocal(node::CaAdminOp op, const CaAdminArgs& args) {
   const std::string command = op == node::CaAdminOp::kInfo ? "ca-info" : std::string(node::CaAdminOpName(op));
   auto config = node::LoadConfig(args.config);
@@ -87,7 +130,7 @@ int RunLocal(node::CaAdminOp op, const CaAdminArgs& args) {
     }
     request.reason = *reason;
   }
-  auto outcome = node::RunCaAdmin(*config, *auth, request);
+  auto outcome = node::RunCaAdmin(*config, config->ca.allow, *auth, request);
   if (!outcome.ok()) {
     std::cerr << "adcsc ctl " << command << ": " << outcome.status().message() << "\n";
     return absl::IsInvalidArgument(outcome.status()) && !ca::HresultOf(outcome.status()) ? kExitUsage : kExitFailure;
@@ -120,9 +163,24 @@ int RunLocal(node::CaAdminOp op, const CaAdminArgs& args) {
   return kExitOk;
 }
 
+int Run(node::CaAdminOp op, const CaAdminArgs& args) {
+  const std::string command = op == node::CaAdminOp::kInfo ? "ca-info" : std::string(node::CaAdminOpName(op));
+  if (args.config.empty() == args.node.empty()) {
+    std::cerr << "adcsc ctl " << command << ": give either --node (through a node's admin channel) or --config "
+              << "(from this host)\n";
+    return kExitUsage;
+  }
+  return args.node.empty() ? RunLocal(op, args) : RunRemote(op, args);
+}
+
 void Common(CLI::App* cmd, const std::shared_ptr<CaAdminArgs>& args) {
-  cmd->add_option("--config,-c", args->config, "A node's configuration (its CA identity, ca.allow, ca.icpr)")
-      ->required();
+  cmd->add_option("--node", args->node, "HOST:PORT of a node's ops listener: the node runs it and records the outcome");
+  cmd->add_option("--cert", args->cert_file, "With --node: administrator's client certificate (PEM)");
+  cmd->add_option("--key", args->key_file, "With --node: its private key (PEM)");
+  cmd->add_option("--ca-file", args->ca_file, "With --node: CA that issued the node's server certificate (PEM)");
+  cmd->add_option("--config,-c", args->config,
+                  "Instead of --node: run from this host with this node configuration (its CA identity, ca.allow, "
+                  "ca.icpr); the cluster's store is not told");
   cmd->add_option("--dc", args->dc, "CA host, as in Jamf's config.dc")->required();
   cmd->add_option("--ca", args->ca, "CA name, as in Jamf's config.ca")->required();
 }
@@ -131,8 +189,11 @@ void Common(CLI::App* cmd, const std::shared_ptr<CaAdminArgs>& args) {
 
 void AddCaAdminCommands(CLI::App* ctl, int* exit_code) {
   const std::string channel =
-      "\nThe CA's admin interface (MS-CSRA over DCOM): TCP 135 and the CA's DCOM port must be open from\n"
-      "this host, and the node's CA account needs \"Issue and Manage Certificates\" (docs/adcs.md).\n";
+      "\nThe CA's admin interface (MS-CSRA over DCOM), with the node's CA account, which needs \"Issue and\n"
+      "Manage Certificates\"; TCP 135 and the CA's DCOM port must be open from the node (docs/adcs.md).\n"
+      "With --node the node runs it (its admin channel, an administrator's certificate in ops.admin_pins)\n"
+      "and records the CA's answer in the cluster's store; with --config it runs from this host, and the\n"
+      "store is not told (docs/operations.md).\n";
   const std::string exits =
       "\nExit codes: 0 done, 1 the CA refused or could not be reached (its HRESULT is shown), 2 usage or\n"
       "configuration error (a CA not in ca.allow included).";
@@ -140,22 +201,24 @@ void AddCaAdminCommands(CLI::App* ctl, int* exit_code) {
   auto info_args = std::make_shared<CaAdminArgs>();
   auto* info = ctl->add_subcommand(
       "ca-info", "The CA's name and its certificate's validity, read through its admin interface." + channel +
-                     "\nExample:\n  adcsc ctl ca-info --config /etc/adcsc/node.toml --dc ca01.example.com --ca "
+                     "\nExample:\n  adcsc ctl ca-info --node adcsc1.example.com:9100 --cert admin.pem --key "
+                     "admin-key.pem --ca-file adcs-proxy-ca.pem \\\n    --dc ca01.example.com --ca "
                      "\"Example Issuing CA\"\n" +
                      exits);
   Common(info, info_args);
-  info->callback([=] { *exit_code = RunLocal(node::CaAdminOp::kInfo, *info_args); });
+  info->callback([=] { *exit_code = Run(node::CaAdminOp::kInfo, *info_args); });
 
   auto revoke_args = std::make_shared<CaAdminArgs>();
-  auto* revoke = ctl->add_subcommand(
-      "revoke",
-      "Revoke a certificate (RevokeCertificate), named by its serial as the CA writes it (hex,\n"
-      "compared case-sensitively) or by its request ID. Revoking again changes the reason;\n"
-      "--reason release-from-hold takes a certificate-hold back." +
-          channel +
-          "\nExample:\n  adcsc ctl revoke --config /etc/adcsc/node.toml --dc ca01.example.com --ca \"Example "
-          "Issuing CA\" --request-id 95 --reason key-compromise\n" +
-          exits);
+  auto* revoke =
+      ctl->add_subcommand("revoke",
+                          "Revoke a certificate (RevokeCertificate), named by its serial as the CA writes it (hex,\n"
+                          "compared case-sensitively) or by its request ID. Revoking again changes the reason;\n"
+                          "--reason release-from-hold takes a certificate-hold back." +
+                              channel +
+                              "\nExample:\n  adcsc ctl revoke --node adcsc1.example.com:9100 --cert admin.pem --key "
+                              "admin-key.pem --ca-file adcs-proxy-ca.pem \\\n    --dc ca01.example.com --ca \"Example "
+                              "Issuing CA\" --request-id 95 --reason key-compromise\n" +
+                              exits);
   Common(revoke, revoke_args);
   auto* by_id = revoke->add_option("--request-id", revoke_args->request_id, "The request whose certificate to revoke");
   auto* by_serial = revoke->add_option("--serial", revoke_args->serial, "The certificate's serial number (hex)");
@@ -167,7 +230,7 @@ void AddCaAdminCommands(CLI::App* ctl, int* exit_code) {
       *exit_code = kExitUsage;
       return;
     }
-    *exit_code = RunLocal(node::CaAdminOp::kRevoke, *revoke_args);
+    *exit_code = Run(node::CaAdminOp::kRevoke, *revoke_args);
   });
 
   for (const auto& [name, op, help] :
@@ -175,14 +238,16 @@ void AddCaAdminCommands(CLI::App* ctl, int* exit_code) {
                    "Issue a pending request (ResubmitRequest), as \"Issue\" in the CA console does."},
         std::tuple{"deny", node::CaAdminOp::kDeny, "Deny a pending request (DenyRequest)."}}) {
     auto args = std::make_shared<CaAdminArgs>();
-    auto* cmd = ctl->add_subcommand(name, std::string(help) + channel + "\nExample:\n  adcsc ctl " + name +
-                                              " --config /etc/adcsc/node.toml --dc ca01.example.com --ca \"Example "
-                                              "Issuing CA\" --request-id 90\n" +
-                                              exits);
+    auto* cmd =
+        ctl->add_subcommand(name, std::string(help) + channel + "\nExample:\n  adcsc ctl " + name +
+                                      " --node adcsc1.example.com:9100 --cert admin.pem --key admin-key.pem --ca-file "
+                                      "adcs-proxy-ca.pem \\\n    --dc ca01.example.com --ca \"Example "
+                                      "Issuing CA\" --request-id 90\n" +
+                                      exits);
     Common(cmd, args);
     cmd->add_option("--request-id", args->request_id, "The pending request")->required()->check(CLI::PositiveNumber);
     const node::CaAdminOp the_op = op;
-    cmd->callback([=] { *exit_code = RunLocal(the_op, *args); });
+    cmd->callback([=] { *exit_code = Run(the_op, *args); });
   }
 }
 

@@ -29,4 +29,10 @@ struct ModeAnswer {
 // the node does not answer; PermissionDenied (with the node's reason) when it refuses.
 absl::StatusOr<ModeAnswer> SetServiceMode(const AdminEndpoint& endpoint, std::string_view mode);
 
+// POST /admin/ca with `request_json` (`adcsc ctl revoke|approve|deny --node`): the node runs the
+// CA administration operation with its CA identity and records the outcome. Returns the node's
+// JSON answer on 200; errors as SetServiceMode, and FailedPrecondition carrying the node's
+// message (the CA's HRESULT text) when the CA refused or could not be reached (502).
+absl::StatusOr<std::string> RunCaAdmin(const AdminEndpoint& endpoint, const std::string& request_json);
+
 }  // namespace adcsc::ops

@@ -118,7 +118,10 @@ class Connection {
       const bool served = c.abstract_syntax == options_.interface ||
                           std::find(options_.more_interfaces.begin(), options_.more_interfaces.end(),
                                     c.abstract_syntax) != options_.more_interfaces.end();
-      if (served && ndr20) {
+      if (served && ndr20 && contexts_.size() >= kMaxContexts && contexts_.count(c.context_id) == 0) {
+        r.result = context_result::kProviderRejection;
+        r.reason = context_reason::kLocalLimitExceeded;
+      } else if (served && ndr20) {
         r.result = context_result::kAcceptance;
         r.transfer_syntax = kNdr20Syntax;
         contexts_[c.context_id] = c.abstract_syntax;
@@ -273,6 +276,8 @@ class Connection {
   }
 
   static constexpr uint32_t kAssocGroupId = 0x00001a2b;
+  // Presentation contexts one connection may hold (DCOM binds two); more are rejected.
+  static constexpr size_t kMaxContexts = 16;
 
   TcpStream& stream_;
   const ServerOptions& options_;

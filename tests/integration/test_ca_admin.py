@@ -1,4 +1,8 @@
-"""CA administration over DCOM (MS-CSRA ICertAdminD2) on real processes. CaAdmin: `adcsc ctl ca-info`,
+"""CA administration over DCOM (MS-CSRA ICertAdminD2) on real processes. CaAdminThroughTheNode: a
+two-node cluster, `adcsc ctl revoke|approve|deny --node` through node-a's admin channel (pinned
+administrator certificate): the outcome is in the replicated store at once, so node-b answers
+CR_DISP_REVOKED / ISSUED / DENIED even with the CA stopped; each action is logged with the
+administrator's pin and counted in /metrics. CaAdmin: `adcsc ctl ca-info`,
 `revoke`, `approve` and `deny` with a node's configuration against the ADCS emulator, then what
 MS-ICPR answers afterwards (a fresh node retrieves CR_DISP_REVOKED, the node retrieves the
 approved or denied request), an account without the Officer right refused with the CA's
@@ -6,8 +10,10 @@ Access is denied, a CA outside ca.allow refused before anything is sent, the emu
 by operation, and an independent DCOM client (impacket) against the emulator: packet privacy
 works, packet integrity is refused (IF_ENFORCEENCRYPTICERTADMIN).
 Runs over NTLM, or Kerberos under ADCSC_TEST_CA_AUTH=kerberos (harness.py)."""
+import ssl
 import sys
 import unittest
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -213,6 +219,113 @@ class CaAdmin(unittest.TestCase):
         self.assertEqual(self.row(rid)["disposition"], "revoked")
         self.assertEqual(self.row(rid)["revocation_reason"], "superseded")
 
+
+
+def pin_of(cert_path):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    return x509.load_pem_x509_certificate(Path(cert_path).read_bytes()).fingerprint(hashes.SHA256()).hex()
+
+
+class CaAdminThroughTheNode(unittest.TestCase):
+    NODES = ("node-a", "node-b")
+
+    @classmethod
+    def setUpClass(cls):
+        cls._root_ctx = h.TempRoot()
+        cls.root = cls._root_ctx.__enter__()
+        cls.pki = h.Pki(cls.root)
+        cls.emulator = h.Emulator(cls.root).start()
+        cls.admin_cert, cls.admin_key = cls.pki.issue_client(cls.root, "ops-admin")
+        cls.ops_port = h.free_port()
+        ops = (f'\n[ops]\nlisten = "127.0.0.1:{cls.ops_port}"\ntls = true\nprobe_interval_ms = 200\n'
+               f'admin_ca_file = "{cls.pki.server_ca}"\nadmin_pins = ["{pin_of(cls.admin_cert)}"]\n')
+        # Quorum 2: when node-a answers the administrator, node-b holds the outcome.
+        sections = h.cluster_sections(cls.root, cls.NODES, write_quorum=2)
+        cls.nodes = {}
+        for n in cls.NODES:
+            cls.nodes[n] = h.Node(cls.root, cls.pki, node_id=n, ca_section=h.icpr_ca_section(cls.emulator),
+                                  extra=sections[n] + (ops if n == "node-a" else "")).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        for node in cls.nodes.values():
+            node.stop()
+        cls.emulator.stop()
+        cls._root_ctx.__exit__(None, None, None)
+
+    def ctl(self, *args, ca=h.CA):
+        return h.run([h.ADCSC, "ctl", *args, "--node", f"localhost:{self.ops_port}", "--cert", self.admin_cert,
+                      "--key", self.admin_key, "--ca-file", self.pki.server_ca, "--dc", DC, "--ca", ca], check=False)
+
+    def submit(self, cn, template="JamfDevice"):
+        status, body = h.submit(self.nodes["node-a"], h.make_csr_b64(cn), template=template, dc=DC)
+        self.assertEqual(status, 200, body)
+        return body["request-id"]
+
+    def status_on(self, node, rid):
+        status, body = h.retrieve(self.nodes[node], rid, dc=DC)
+        self.assertEqual(status, 200, body)
+        return body["request-status"]["status"]
+
+    def test_revoke_then_every_node_answers_revoked(self):
+        rid = self.submit("node-revoke")
+        for n in self.NODES:
+            self.assertEqual(self.status_on(n, rid), "CR_DISP_ISSUED")  # both now hold it as issued
+        out = self.ctl("revoke", "--request-id", str(rid), "--reason", "cessation-of-operation")
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        self.assertIn("the CA now answers CR_DISP_REVOKED", out.stdout)
+        self.assertIn("recorded in the cluster's store: yes", out.stdout)
+        for n in self.NODES:
+            self.assertEqual(self.status_on(n, rid), "CR_DISP_REVOKED", n)
+        # Logged with the administrator's pin (the log is written behind the answer: wait for it).
+        def logged():
+            return [l for l in self.nodes["node-a"].log_lines() if l.get("event") == "ca_admin"
+                    and l.get("request_id") == rid]
+        h.wait_for(logged, timeout=10, what="the ca_admin log line")
+        lines = logged()
+        self.assertEqual(lines[-1]["admin_pin"], pin_of(self.admin_cert))
+        self.assertEqual(lines[-1]["outcome"], "ok")
+        self.assertEqual(lines[-1]["reason"], "cessation-of-operation")
+
+    def test_approve_and_deny_then_node_b_answers_them(self):
+        approve = self.submit("node-approve", template="Pending")
+        deny = self.submit("node-deny", template="Pending")
+        out = self.ctl("approve", "--request-id", str(approve))
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        self.assertIn("the CA now answers CR_DISP_ISSUED", out.stdout)
+        out = self.ctl("deny", "--request-id", str(deny))
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        self.assertIn("the CA now answers CR_DISP_DENIED", out.stdout)
+        self.assertEqual(self.status_on("node-b", approve), "CR_DISP_ISSUED")
+        self.assertEqual(self.status_on("node-b", deny), "CR_DISP_DENIED")
+
+    def test_refusals(self):
+        out = self.ctl("revoke", "--serial", "00ff", ca="Not-This-CA")
+        self.assertEqual(out.returncode, 2, out.stdout + out.stderr)
+        self.assertIn("is not in ca.allow", out.stderr)
+        out = self.ctl("revoke", "--serial", "00ff")
+        self.assertEqual(out.returncode, 1, out.stdout + out.stderr)
+        self.assertIn("0x80070057", out.stderr)
+        # Without the administrator's certificate: the admin channel's generic refusal.
+        out = h.run([h.ADCSC, "ctl", "revoke", "--node", f"localhost:{self.ops_port}", "--cert", self.pki.client_cert,
+                     "--key", self.pki.client_key, "--ca-file", self.pki.server_ca, "--dc", DC, "--ca", h.CA,
+                     "--serial", "00ff"], check=False)
+        self.assertEqual(out.returncode, 1, out.stdout + out.stderr)
+        self.assertIn("403", out.stderr)
+
+    def test_zz_metrics_count_and_the_store_answers_without_the_ca(self):
+        rid = self.submit("node-last")
+        out = self.ctl("revoke", "--request-id", str(rid), "--reason", "superseded")
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        ctx = ssl.create_default_context(cafile=str(self.pki.server_ca))
+        with urllib.request.urlopen(f"https://localhost:{self.ops_port}/metrics", context=ctx, timeout=10) as r:
+            text = r.read().decode()
+        self.assertRegex(text, r'adcsc_ca_admin_actions_total\{operation="revoke",outcome="ok"\} [1-9]')
+        self.assertRegex(text, r'adcsc_ca_admin_actions_total\{operation="revoke",outcome="ca_error"\} [1-9]')
+        self.emulator.stop()
+        for n in self.NODES:
+            self.assertEqual(self.status_on(n, rid), "CR_DISP_REVOKED", n)
 
 
 if __name__ == "__main__":
