@@ -2,7 +2,8 @@
 two-node cluster, `adcsc ctl revoke|approve|deny --node` through node-a's admin channel (pinned
 administrator certificate): the outcome is in the replicated store at once, so node-b answers
 CR_DISP_REVOKED / ISSUED / DENIED even with the CA stopped; each action is logged with the
-administrator's pin and counted in /metrics. CaAdmin: `adcsc ctl ca-info`,
+administrator's pin and counted in /metrics; an answer lost mid-call (the CA acted, the
+connection dropped) records nothing. CaAdmin: `adcsc ctl ca-info`,
 `revoke`, `approve` and `deny` with a node's configuration against the ADCS emulator, then what
 MS-ICPR answers afterwards (a fresh node retrieves CR_DISP_REVOKED, the node retrieves the
 approved or denied request), an account without the Officer right refused with the CA's
@@ -313,6 +314,25 @@ class CaAdminThroughTheNode(unittest.TestCase):
                      "--serial", "00ff"], check=False)
         self.assertEqual(out.returncode, 1, out.stdout + out.stderr)
         self.assertIn("403", out.stderr)
+
+    def test_an_answer_lost_mid_call_records_nothing(self):
+        rid = self.submit("node-lost")
+        self.assertEqual(self.status_on("node-b", rid), "CR_DISP_ISSUED")
+        # The CA revokes, then the connection drops before its answer: the node never heard.
+        self.emulator.ctl("set", "drop_admin_after_apply", "1")
+        out = self.ctl("revoke", "--request-id", str(rid), "--reason", "key-compromise")
+        self.assertEqual(out.returncode, 1, out.stdout + out.stderr)
+        self.assertIn("0x800706be", out.stderr)  # RPC_S_CALL_FAILED
+        self.assertEqual([r for r in self.emulator.ctl("list")["requests"] if r["request_id"] == rid][0]
+                         ["disposition"], "revoked")
+        # Nothing half-written: the store still says what it knew.
+        for n in self.NODES:
+            self.assertEqual(self.status_on(n, rid), "CR_DISP_ISSUED", n)
+        # The operator runs it again: the CA updates the revocation, the store records it.
+        out = self.ctl("revoke", "--request-id", str(rid), "--reason", "key-compromise")
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        for n in self.NODES:
+            self.assertEqual(self.status_on(n, rid), "CR_DISP_REVOKED", n)
 
     def test_zz_metrics_count_and_the_store_answers_without_the_ca(self):
         rid = self.submit("node-last")

@@ -115,7 +115,8 @@ std::string RunAdminCommand(Emulator& emulator, const std::string& command) {
                 {"failure_rate", f.failure_rate},
                 {"refuse_connections", f.refuse_connections},
                 {"fault_after_accept", f.fault_after_accept},
-                {"drop_after_accept", f.drop_after_accept}}
+                {"drop_after_accept", f.drop_after_accept},
+                {"drop_admin_after_apply", f.drop_admin_after_apply}}
         .dump();
   }
   if (verb == "set" && words.size() == 3) {
@@ -132,10 +133,12 @@ std::string RunAdminCommand(Emulator& emulator, const std::string& command) {
       double rate = 0;
       if (!absl::SimpleAtod(value, &rate) || rate < 0 || rate > 1) return Error("failure_rate: a number from 0 to 1");
       f.failure_rate = rate;
-    } else if (key == "fault_after_accept" || key == "drop_after_accept") {
+    } else if (key == "fault_after_accept" || key == "drop_after_accept" || key == "drop_admin_after_apply") {
       int n = 0;
       if (!absl::SimpleAtoi(value, &n) || n < 0 || n > 1'000'000) return Error(key + ": a count from 0 to 1000000");
-      (key == "fault_after_accept" ? f.fault_after_accept : f.drop_after_accept) = n;
+      (key == "fault_after_accept"  ? f.fault_after_accept
+       : key == "drop_after_accept" ? f.drop_after_accept
+                                    : f.drop_admin_after_apply) = n;
     } else if (key == "refuse_connections") {
       if (value != "true" && value != "false") return Error("refuse_connections: true or false");
       f.refuse_connections = value == "true";
@@ -143,7 +146,7 @@ std::string RunAdminCommand(Emulator& emulator, const std::string& command) {
       return Error(
           absl::StrCat("unknown setting \"", key,
                        "\" (latency_ms, logon_latency_ms, submit_reply_latency_ms, failure_rate, refuse_connections, "
-                       "fault_after_accept, drop_after_accept)"));
+                       "fault_after_accept, drop_after_accept, drop_admin_after_apply)"));
     }
     emulator.set_faults(f);
     return Json{{"ok", true}}.dump();
@@ -151,7 +154,7 @@ std::string RunAdminCommand(Emulator& emulator, const std::string& command) {
   return Error(absl::StrCat("unknown command \"", command,
                             "\" (approve N, deny N, list, stats, set "
                             "latency_ms|logon_latency_ms|submit_reply_latency_ms|failure_rate|refuse_connections|"
-                            "fault_after_accept|drop_after_accept VALUE)"));
+                            "fault_after_accept|drop_after_accept|drop_admin_after_apply VALUE)"));
 }
 
 absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(Emulator& emulator, const std::filesystem::path& path) {

@@ -52,6 +52,11 @@ bool AccountMatches(const std::string& pattern, const std::string& account) {
   return pattern == "*" || absl::EqualsIgnoreCase(pattern, account);
 }
 
+// The drop_admin_after_apply knob: the change is made, the connection dropped unanswered.
+absl::Status AnswerLost(const std::string& operation) {
+  return absl::UnavailableError(absl::StrCat("drop_admin_after_apply knob: ", operation, " done, answer dropped"));
+}
+
 bool ValidReason(uint32_t reason) {
   return reason <= dcom::crl_reason::kCertificateHold || reason == dcom::crl_reason::kRemoveFromCrl ||
          reason == dcom::crl_reason::kReleaseFromHold;
@@ -199,10 +204,12 @@ absl::StatusOr<rpc::Bytes> Emulator::HandleCertAdmin(const rpc::CallContext& cal
           if (code == hr::kPropertyEmpty) return dcom::EncodeResubmitOut({code, hr::kOk});
           return dcom::EncodeResubmitOut({0, code});
         }
+        if (TakeOne(&Faults::drop_admin_after_apply)) return AnswerLost(operation);
         return dcom::EncodeResubmitOut({static_cast<uint32_t>(r->disposition), hr::kOk});
       }
       auto r = ca_->Deny(in->request_id);
       if (!r.ok()) return dcom::EncodeOrpcThatAndHresult(adcsc::ca::HresultOf(r.status()).value_or(hr::kFail));
+      if (TakeOne(&Faults::drop_admin_after_apply)) return AnswerLost(operation);
       return dcom::EncodeOrpcThatAndHresult(hr::kOk);
     }
     case dcom::kRevokeCertificateOpnum: {
@@ -214,6 +221,7 @@ absl::StatusOr<rpc::Bytes> Emulator::HandleCertAdmin(const rpc::CallContext& cal
       const int64_t when = in->filetime == 0 ? 0 : dcom::UnixMillisFromFiletime(in->filetime);
       auto r = ca_->Revoke(in->serial, in->reason, when);
       if (!r.ok()) return dcom::EncodeOrpcThatAndHresult(adcsc::ca::HresultOf(r.status()).value_or(hr::kFail));
+      if (TakeOne(&Faults::drop_admin_after_apply)) return AnswerLost(operation);
       return dcom::EncodeOrpcThatAndHresult(hr::kOk);
     }
     case dcom::kGetCAPropertyOpnum: {

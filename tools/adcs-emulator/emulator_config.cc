@@ -132,7 +132,7 @@ absl::StatusOr<EmulatorConfig> LoadEmulatorConfig(const std::filesystem::path& p
   if (const toml::table* f = r.Table(root, "faults", "faults", false)) {
     r.CheckKnown(*f, "faults.",
                  {"latency_ms", "logon_latency_ms", "submit_reply_latency_ms", "failure_rate", "refuse_connections",
-                  "fault_after_accept", "drop_after_accept"});
+                  "fault_after_accept", "drop_after_accept", "drop_admin_after_apply"});
     int64_t latency = 0, logon_latency = 0;
     r.Int(*f, "latency_ms", "faults.latency_ms", &latency, 0, 600'000);
     r.Int(*f, "logon_latency_ms", "faults.logon_latency_ms", &logon_latency, 0, 600'000);
@@ -154,6 +154,9 @@ absl::StatusOr<EmulatorConfig> LoadEmulatorConfig(const std::filesystem::path& p
     r.Int(*f, "drop_after_accept", "faults.drop_after_accept", &drop_after, 0, 1'000'000);
     c.faults.fault_after_accept = static_cast<int>(fault_after);
     c.faults.drop_after_accept = static_cast<int>(drop_after);
+    int64_t drop_admin = 0;
+    r.Int(*f, "drop_admin_after_apply", "faults.drop_admin_after_apply", &drop_admin, 0, 1'000'000);
+    c.faults.drop_admin_after_apply = static_cast<int>(drop_admin);
   }
   if (r.ok()) {
     if (auto v = adcsc::ca::ValidateLocalCaOptions(c.ca); !v.ok()) {

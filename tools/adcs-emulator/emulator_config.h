@@ -39,6 +39,10 @@ struct Faults {
   // one down.
   int fault_after_accept = 0;
   int drop_after_accept = 0;
+  // The next N admin calls that change a request (ResubmitRequest, DenyRequest,
+  // RevokeCertificate) are carried out, then their connection is dropped without an answer:
+  // the CA changed, the caller never heard (each such call counts one down).
+  int drop_admin_after_apply = 0;
 };
 
 struct EmulatorConfig {
