@@ -45,6 +45,12 @@ NodeMetrics::NodeMetrics()
                           .Help("Submits the signing policy of their [[ca.allow]] entry denied before any CA call, by "
                                 "the rule that refused (san_upn, subject_patterns, max_rsa_bits, ...)")
                           .Register(*registry_)),
+      unserved_(BuildCounter()
+                    .Name("adcsc_api_unserved_requests_total")
+                    .Help("Authorized calls under /api/ that adcsc does not serve (answered 404 or 405), by method "
+                          "and path (identifier-like segments as {id}; beyond 32 paths, \"other\"); the first of "
+                          "each is logged as unserved_api_call with its shape")
+                    .Register(*registry_)),
       ready_(BuildGauge().Name("adcsc_ready").Help("1 when every health check passes").Register(*registry_)),
       check_ok_(BuildGauge()
                     .Name("adcsc_health_check_ok")
@@ -160,6 +166,10 @@ void NodeMetrics::ObserveCall(std::string_view endpoint, std::string_view outcom
 
 void NodeMetrics::ObservePolicyDenial(std::string_view rule) {
   policy_denials_.Add({{"rule", std::string(rule)}}).Increment();
+}
+
+void NodeMetrics::ObserveUnserved(std::string_view method, std::string_view path_label) {
+  unserved_.Add({{"method", std::string(method)}, {"path", std::string(path_label)}}).Increment();
 }
 
 std::string NodeMetrics::Scrape(const ScrapeState& state) {
