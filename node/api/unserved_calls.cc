@@ -4,7 +4,6 @@
 #include <cctype>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/str_split.h"
 #include "nlohmann/json.hpp"
 #include "node/log/log_throttle.h"
 
@@ -18,6 +17,17 @@ constexpr size_t kMaxArrayElements = 4;
 // A name longer than this (a key, a header, a parameter) is cut short, as any field a client
 // chooses.
 constexpr size_t kMaxNameBytes = 64;
+
+// `text` cut at every `sep` (empty pieces kept).
+std::vector<std::string_view> Split(std::string_view text, char sep) {
+  std::vector<std::string_view> pieces;
+  while (true) {
+    const size_t at = text.find(sep);
+    pieces.push_back(text.substr(0, at));
+    if (at == std::string_view::npos) return pieces;
+    text.remove_prefix(at + 1);
+  }
+}
 
 bool IsHttpMethod(std::string_view m) {
   static constexpr std::string_view kMethods[] = {"GET",  "POST",    "PUT",   "DELETE", "PATCH",
@@ -37,7 +47,7 @@ bool LooksLikeIdentifier(std::string_view segment) {
 std::string NormalizePath(std::string_view path) {
   std::string out;
   bool first = true;
-  for (std::string_view segment : absl::StrSplit(path, '/')) {
+  for (std::string_view segment : Split(path, '/')) {
     if (!first) out += '/';
     first = false;
     out += LooksLikeIdentifier(segment) ? std::string("{id}") : UntrustedField(segment, kMaxNameBytes);
@@ -83,7 +93,8 @@ UnservedShape UnservedCalls::ShapeOf(std::string_view method, std::string_view t
   const size_t q = target.find('?');
   shape.path = NormalizePath(target.substr(0, q));
   if (q != std::string_view::npos) {
-    for (std::string_view pair : absl::StrSplit(target.substr(q + 1), '&', absl::SkipEmpty())) {
+    for (std::string_view pair : Split(target.substr(q + 1), '&')) {
+      if (pair.empty()) continue;
       shape.query_keys.push_back(UntrustedField(pair.substr(0, pair.find('=')), kMaxNameBytes));
     }
     SortUnique(shape.query_keys);

@@ -17,7 +17,7 @@ using Names = std::vector<std::string>;
 TEST(UnservedCallsTest, TheShapeHasTheNamesAndNoValue) {
   const std::string body =
       R"({"serialNumber":"61000000A1B2","reason":1,"device":{"udid":"00008030-0011","name":"Kim's Mac"},)"
-      R"("items":[{"id":7,"tag":"x"},{"id":8,"note":"y"}]})";
+      R"("items":[{"id":7,"tag":"tag-value-1"},{"id":8,"note":"note-value-2"}]})";
   UnservedShape s = UnservedCalls::ShapeOf("POST", "/api/v1/certificate/revoke?token=s3cret&dryRun=1&token=2",
                                            {"Host", "Content-Type", "Authorization", "content-type"}, body);
   EXPECT_EQ(s.method, "POST");
@@ -34,7 +34,7 @@ TEST(UnservedCallsTest, TheShapeHasTheNamesAndNoValue) {
   for (const auto* v : {&s.query_keys, &s.header_names, &s.body_keys}) {
     for (const std::string& x : *v) all += "|" + x;
   }
-  for (const char* value : {"61000000A1B2", "s3cret", "Kim", "00008030", "x", "y"}) {
+  for (const char* value : {"61000000A1B2", "s3cret", "Kim", "00008030", "tag-value", "note-value"}) {
     EXPECT_EQ(all.find(value), std::string::npos) << value << " leaked into " << all;
   }
 }
