@@ -40,6 +40,12 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(c
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakePeerChannel(const node::ClusterConfig& config,
                                                                const node::PeerConfig& peer) {
+  return MakePeerChannel(config, peer, nullptr);
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakePeerChannel(
+    const node::ClusterConfig& config, const node::PeerConfig& peer,
+    const std::function<void(grpc::ChannelArguments&)>& tune) {
   auto m = Load(config);
   if (!m.ok()) return m.status();
   grpc::SslCredentialsOptions options;
@@ -55,6 +61,7 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakePeerChannel(const node::Clust
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, kPeerReconnectBackoffMinMs);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, kPeerReconnectBackoffMaxMs);
   args.SetMaxReceiveMessageSize(kPeerMaxMessageBytes);
+  if (tune) tune(args);
   return grpc::CreateCustomChannel(peer.address, grpc::SslCredentials(options), args);
 }
 

@@ -7,6 +7,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -31,6 +32,11 @@ inline constexpr int kPeerMaxMessageBytes = 32 * 1024 * 1024;
 // NodeSubjectName(config.id, peer.id), presenting this node's certificate.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakePeerChannel(const node::ClusterConfig& config,
                                                                const node::PeerConfig& peer);
+// The same, with `tune` setting more channel arguments last (a channel for one purpose, like
+// a bulk join's, which bounds its flow-control window).
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakePeerChannel(
+    const node::ClusterConfig& config, const node::PeerConfig& peer,
+    const std::function<void(grpc::ChannelArguments&)>& tune);
 
 // Server side: the ID of the configured peer whose certificate the caller presented (gRPC has
 // already verified it against the cluster CA); PERMISSION_DENIED for a certificate that names
