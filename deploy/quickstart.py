@@ -155,6 +155,38 @@ def issue_client(pki, name):
     write_private(pki / f"{name}-identity.pem", cert_pem + key_pem)
 
 
+def issue_server_leaf(pki, name):
+    """A second server identity for the reload drill's rotation: a new key and certificate for
+    the same names, signed by the demo server identity, so what trusts that one (Jamf Pro's
+    upload, HAProxy's checks) trusts this one too."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    ca_key = serialization.load_pem_private_key((pki / "server-key.pem").read_bytes(), None)
+    ca_cert = x509.load_pem_x509_certificate((pki / "adcs-proxy-ca.pem").read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.utcnow()
+    # A subject of its own: one equal to its issuer's would make it look self-signed.
+    subject = x509.Name(list(ca_cert.subject) + [x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME,
+                                                                     "adcsc API identity " + name)])
+    builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_cert.subject)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=5))
+               .not_valid_after(now + datetime.timedelta(days=365))
+               .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False))
+    try:
+        san = ca_cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        builder = builder.add_extension(san.value, critical=san.critical)
+    except x509.ExtensionNotFound:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
+    write_private(pki / f"{name}.pem", cert.public_bytes(serialization.Encoding.PEM))
+    write_private(pki / f"{name}-key.pem", key.private_bytes(serialization.Encoding.PEM,
+                                                             serialization.PrivateFormat.PKCS8,
+                                                             serialization.NoEncryption()))
+
+
 def pin_of(cert_path):
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
@@ -171,9 +203,13 @@ def make_pki(L):
         out = run(["openssl", "pkcs12", "-in", pki / "client-cert.pfx", "-passin",
                    f"file:{pki / 'client-cert.pass'}", "-nodes"])
         write_private(pki / "jamf-identity.pem", out)
-    for name in ("haproxy-client", "admin"):
+    # jamf-next and server-next: what the reload drill rotates to (Jamf Pro's next identity, the
+    # nodes' next API identity) and back from.
+    for name in ("haproxy-client", "admin", "jamf-next"):
         if not (pki / f"{name}-identity.pem").exists():
             issue_client(pki, name)
+    if not (pki / "server-next.pem").exists():
+        issue_server_leaf(pki, "server-next")
     # HAProxy's server identity is the nodes' one: Jamf Pro sees one certificate either way.
     write_private(pki / "haproxy-server.pem",
                   (pki / "adcs-proxy-ca.pem").read_text() + (pki / "server-key.pem").read_text())
@@ -274,7 +310,7 @@ policy = "pending"
         os.chmod(d, 0o700)
         peers = "".join(f'\n[[cluster.peers]]\nid = "{p}"\naddress = "127.0.0.1:{L.cluster[p]}"\n'
                         for p in NODES if p != n)
-        (d / "node.toml").write_text(f"""# Written by deploy/quickstart. See docs/configuration.md for every key.
+        node_toml = f"""# Written by deploy/quickstart. See docs/configuration.md for every key.
 [node]
 id = "{n}"
 data_dir = "{d / 'data'}"
@@ -339,7 +375,22 @@ key_file = "{pki / 'cluster' / n / 'node-key.pem'}"
 anti_entropy_interval_ms = 500
 # The quickstart is a lab: `adcsc ctl fault` and the partition and ca-outage drills may act on it.
 allow_fault_injection = true
-{peers}""")
+{peers}"""
+        (d / "node.toml").write_text(node_toml)
+        # The reload drill's rotation (docs/operations.md, "Rotating the API identity and Jamf
+        # Pro's certificate"): first the nodes' next identity with both of Jamf Pro's pins, then
+        # only the next pin.
+        now_cert, now_key = pki / "adcs-proxy-ca.pem", pki / "server-key.pem"
+        next_cert, next_key = pki / "server-next.pem", pki / "server-next-key.pem"
+        api_identity = (f'cert_file = "{now_cert}"\nkey_file = "{now_key}"',
+                        f'cert_file = "{next_cert}"\nkey_file = "{next_key}"')
+        pins = f'client_pins = ["{jamf_pin}", "{lb_pin}"]'
+        next_pin = pin_of(pki / "jamf-next.pem")
+        overlap = (node_toml.replace(*api_identity)
+                   .replace(pins, f'client_pins = ["{jamf_pin}", "{next_pin}", "{lb_pin}"]'))
+        assert overlap != node_toml and api_identity[0] in node_toml and pins in node_toml
+        (d / "node.reload-overlap.toml").write_text(overlap)
+        (d / "node.reload-final.toml").write_text(overlap.replace(f'"{jamf_pin}", ', ""))
     haproxy = L.dir / "haproxy"
     haproxy.mkdir(exist_ok=True)
     (haproxy / "stats.cfg").write_text(
@@ -355,7 +406,10 @@ config = "{L.node_dir(n) / 'node.toml'}"
 pid_file = "{L.pid_file(n)}"
 start = ["{wrapper}", "--dir", "{L.dir}", "--port", "{L.lb_port}", "--start-node", "{n}"]
 lb_server = "node{i}"
-{clock_line(L, n)}""" for i, n in enumerate(NODES, 1))
+{clock_line(L, n)}
+reload_overlap = "{L.node_dir(n) / 'node.reload-overlap.toml'}"
+reload_final = "{L.node_dir(n) / 'node.reload-final.toml'}"
+""" for i, n in enumerate(NODES, 1))
     (L.dir / "drill.toml").write_text(f"""# Written by deploy/quickstart: what `adcsc drill` needs to know about this cluster.
 # See docs/operations.md, "Failover drills".
 [lb]
@@ -381,6 +435,11 @@ template = "{TEMPLATE}"
 list_command = ["{L.emulator_bin}", "ctl", "--config", "{emu / 'emulator.toml'}", "list"]
 slow_command = ["{L.emulator_bin}", "ctl", "--config", "{emu / 'emulator.toml'}", "set", "latency_ms", "1500"]
 restore_command = ["{L.emulator_bin}", "ctl", "--config", "{emu / 'emulator.toml'}", "set", "latency_ms", "0"]
+
+# The reload drill: Jamf Pro's next identity (lb.mode "tcp": the nodes check Jamf Pro's pin).
+[reload]
+client_cert_file = "{pki / 'jamf-next-identity.pem'}"
+client_key_file = "{pki / 'jamf-next-identity.pem'}"
 {nodes_toml}""")
 
 

@@ -242,7 +242,19 @@ ApiService::ApiService(const Config& config, adcsc::ca::CaBackend* backend, adcs
       peers_(links.peers),
       observer_(links.observer),
       leases_(clock, LeaseOptions(config, links)),
+      allowlist_(std::make_shared<const std::vector<AllowedCa>>(config.ca.allow)),
       refusal_log_(config.api.refusal_log_interval) {}
+
+std::shared_ptr<const std::vector<AllowedCa>> ApiService::Allowlist() const {
+  std::lock_guard<std::mutex> lock(allowlist_mutex_);
+  return allowlist_;
+}
+
+void ApiService::ReplaceAllowlist(std::vector<AllowedCa> allow) {
+  auto fresh = std::make_shared<const std::vector<AllowedCa>>(std::move(allow));
+  std::lock_guard<std::mutex> lock(allowlist_mutex_);
+  allowlist_ = std::move(fresh);
+}
 
 SubmitLeases::Options ApiService::LeaseOptions(const Config& config, const ApiServiceLinks& links) {
   SubmitLeases::Options o;
@@ -336,7 +348,8 @@ absl::StatusOr<ApiService::CheckedSubmit> ApiService::CheckSubmit(const ApiReque
   s.target = {body->dc, body->ca};
   (*fields)["ca_config"] = s.ca_config;
   (*fields)["template"] = s.template_name;
-  const AllowedCa* allowed = config_.FindAllowedCa(body->dc, body->ca);
+  s.allowlist = Allowlist();
+  const AllowedCa* allowed = FindAllowedCa(*s.allowlist, body->dc, body->ca);
   if (allowed == nullptr) {
     return absl::InvalidArgumentError(
         absl::StrCat("CA config \"", body->dc, "\\", body->ca,
@@ -723,7 +736,7 @@ int ApiService::ResolveOpenIntents() {
       log_->Log(LogLevel::kWarn, "open_intent", fields);
       continue;
     }
-    if (sep == std::string::npos || config_.FindAllowedCa(s.target.dc, s.target.ca) == nullptr) {
+    if (sep == std::string::npos || FindAllowedCa(*Allowlist(), s.target.dc, s.target.ca) == nullptr) {
       fields["outcome"] = "ca_not_allowed";
       log_->Log(LogLevel::kWarn, "open_intent", fields);
       continue;
@@ -990,7 +1003,7 @@ ApiResponse ApiService::Retrieve(const ApiRequest& request) {
   const adcsc::ca::CaTarget target{body->dc, body->ca};
   fields["ca_config"] = ca_config;
   fields["request_id"] = body->request_id;
-  if (config_.FindAllowedCa(body->dc, body->ca) == nullptr) {
+  if (FindAllowedCa(*Allowlist(), body->dc, body->ca) == nullptr) {
     return finish(BadRequest(absl::StrCat("CA config \"", body->dc, "\\", body->ca,
                                           "\" is not allowed on this connector (check ca.allow in the node config)")));
   }
@@ -1116,7 +1129,7 @@ absl::StatusOr<RequestRecord> ApiService::RetrieveForPeer(const std::string& pee
   };
   // A peer may only ask for what this node would do for Jamf itself: the same allowlist,
   // and only under this node's own identity.
-  if (config_.FindAllowedCa(target.dc, target.ca) == nullptr) {
+  if (FindAllowedCa(*Allowlist(), target.dc, target.ca) == nullptr) {
     return finish(absl::FailedPreconditionError(absl::StrCat("CA config \"", target.dc, "\\", target.ca,
                                                              "\" is not allowed on node ", config_.node_id,
                                                              " (check ca.allow on both nodes)")));

@@ -7,6 +7,8 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -100,6 +102,12 @@ class ApiService {
 
   ApiResponse Handle(const ApiRequest& request);
 
+  // The CA allowlist (with each entry's templates and signing policy) the service enforces:
+  // the configuration's ca.allow until a reload replaces it. Calls already past their check
+  // finish under the list they were checked against; later calls see the new one.
+  std::shared_ptr<const std::vector<AllowedCa>> Allowlist() const;
+  void ReplaceAllowlist(std::vector<AllowedCa> allow);
+
   // This node's table of leases on CSRs (submit_leases.h): its own submits' and those it
   // granted its peers (the Peer service answers their claims from it).
   SubmitLeases& leases() { return leases_; }
@@ -134,8 +142,9 @@ class ApiService {
 
   // A submit's request, checked: parsed, on the allowlist, its CSR decoded and verified.
   struct CheckedSubmit {
-    const AllowedCa* allowed = nullptr;  // its allowlist entry (config_ owns it); null for an open intent
-    adcsc::pki::CsrFacts csr;            // what the CSR asks for (empty for an open intent)
+    std::shared_ptr<const std::vector<AllowedCa>> allowlist;  // the list it was checked against
+    const AllowedCa* allowed = nullptr;                       // its entry (in `allowlist`); null for an open intent
+    adcsc::pki::CsrFacts csr;                                 // what the CSR asks for (empty for an open intent)
     std::string ca_config;
     std::string template_name;
     adcsc::ca::CaTarget target;
@@ -229,7 +238,9 @@ class ApiService {
   PeerLookup* const peers_;
   ApiObserver* const observer_;
   SubmitLeases leases_;
-  LogThrottle refusal_log_;  // client_refused: once per caller address per interval
+  mutable std::mutex allowlist_mutex_;
+  std::shared_ptr<const std::vector<AllowedCa>> allowlist_;  // guarded by allowlist_mutex_
+  LogThrottle refusal_log_;                                  // client_refused: once per caller address per interval
   CaReachability ca_reachability_;
 
   // Records `record` durably (and on a write quorum in a cluster); when `settles` is set,

@@ -36,6 +36,7 @@ std::vector<adcsc::ops::CertificateExpiry> CertificateInventory(const Config& c)
     Add(&out, &done, "ops identity", c.ops.cert_file, false);
   }
   if (c.ops.enabled) Add(&out, &done, "admin CA", c.ops.admin_ca_file, true);
+  for (const AllowedCa& allowed : c.ca.allow) Add(&out, &done, "ca certificate", allowed.ca_cert_file, true);
   if (c.cluster.enabled) {
     Add(&out, &done, "cluster identity", c.cluster.cert_file, false);
     Add(&out, &done, "cluster CA", c.cluster.ca_file, true);

@@ -1,6 +1,7 @@
 #include "node/app/run_node.h"
 
 #include <google/protobuf/util/json_util.h>
+#include <openssl/ssl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -10,7 +11,9 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -18,12 +21,14 @@
 #include "nlohmann/json.hpp"
 #include "node/app/backend_factory.h"
 #include "node/app/cert_inventory.h"
+#include "node/ca/chain_recorder.h"
 #include "node/ca/outage_switch.h"
 #include "node/cluster/bulk_join.h"
 #include "node/cluster/runtime.h"
 #include "node/config/config.h"
 #include "node/http/client_auth.h"
 #include "node/http/https_server.h"
+#include "node/http/tls_settings.h"
 #include "node/log/logging.h"
 #include "node/ops/metrics.h"
 #include "node/ops/ops_server.h"
@@ -35,6 +40,30 @@
 
 namespace adcsc::node {
 namespace {
+
+// A health probe per allowlisted CA: a ping as the node's identity. Each also tells the peers
+// (through the API's reachability view) whether this node can take their submits and
+// retrieves to that CA.
+std::vector<adcsc::ops::HealthSources::Ca> CaProbesFor(const std::vector<AllowedCa>& allow, const std::string& identity,
+                                                       adcsc::ca::CaBackend* backend, CaReachability* reachability) {
+  std::vector<adcsc::ops::HealthSources::Ca> probes;
+  for (const AllowedCa& allowed : allow) {
+    adcsc::ca::CaTarget target{allowed.dc, allowed.ca};
+    adcsc::ca::CallerIdentity caller{identity};
+    const std::string key = adcsc::store::CaConfigKey(allowed.dc, allowed.ca);
+    probes.push_back({key, [backend, target, caller, reachability, key] {
+                        absl::Status pinged = backend->Ping(target, caller);
+                        if (pinged.ok()) {
+                          reachability->Note(key, true);
+                        } else if (pinged.code() == absl::StatusCode::kUnavailable ||
+                                   pinged.code() == absl::StatusCode::kDeadlineExceeded) {
+                          reachability->Note(key, false);
+                        }
+                        return pinged;
+                      }});
+  }
+  return probes;
+}
 
 // The probes the health monitor runs for this node: a durable write to the store, a ping of
 // every allowlisted CA as the node's identity, the cluster's state, and the API
@@ -48,23 +77,7 @@ adcsc::ops::HealthSources HealthSourcesFor(const Config& config, adcsc::store::R
     if (absl::Status damage = integrity->last(); !damage.ok()) return damage;
     return store->Check(/*write=*/true);
   };
-  for (const AllowedCa& allowed : config.ca.allow) {
-    adcsc::ca::CaTarget target{allowed.dc, allowed.ca};
-    adcsc::ca::CallerIdentity caller{config.ca.identity};
-    const std::string key = adcsc::store::CaConfigKey(allowed.dc, allowed.ca);
-    // Each probe also tells the peers (through the API's reachability view) whether this
-    // node can take their submits and retrieves to the CA.
-    s.cas.push_back({key, [backend, target, caller, reachability, key] {
-                       absl::Status pinged = backend->Ping(target, caller);
-                       if (pinged.ok()) {
-                         reachability->Note(key, true);
-                       } else if (pinged.code() == absl::StatusCode::kUnavailable ||
-                                  pinged.code() == absl::StatusCode::kDeadlineExceeded) {
-                         reachability->Note(key, false);
-                       }
-                       return pinged;
-                     }});
-  }
+  s.cas = CaProbesFor(config.ca.allow, config.ca.identity, backend, reachability);
   if (cluster != nullptr) {
     // A peer counts as reachable when it answered within a few anti-entropy rounds.
     const int64_t recent_ms = std::max<int64_t>(10'000, 3 * config.cluster.anti_entropy_interval.count());
@@ -82,6 +95,9 @@ adcsc::ops::HealthSources HealthSourcesFor(const Config& config, adcsc::store::R
         if (p.since_last_ack_ms >= 0 && p.since_last_ack_ms <= recent_ms) ++v.peers_reachable;
         v.snapshot_in_progress = v.snapshot_in_progress || p.snapshot_in_progress;
         v.lag_mutations = std::max(v.lag_mutations, p.lag_mutations);
+      }
+      for (const auto& p : cluster->transport().protocols().All()) {
+        if (!p.refusal.empty()) v.refused_for_version.push_back(p.refusal);
       }
       return v;
     };
@@ -131,6 +147,12 @@ struct RunningNode {
   std::optional<adcsc::store::DirLock> data_dir_lock;  // held while the node runs
   std::unique_ptr<adcsc::store::RequestStore> store;
   std::unique_ptr<adcsc::ca::CaBackend> backend;
+  std::unique_ptr<adcsc::ca::ChainRecorder> ca_chains;  // learns each CA's certificates from its answers
+  // The certificates of the configuration's files (the health monitor holds its own copy): for
+  // `ctl status` on a node without [ops], and so a CA certificate learned from the CA's answers
+  // is not listed twice when ca.allow[].ca_cert_file names it too. A reload replaces them.
+  std::mutex file_certificates_mu;
+  std::vector<adcsc::ops::CertificateExpiry> file_certificates;  // guarded by file_certificates_mu
   // With fault injection allowed, every CA call goes through a switch a drill can turn off.
   std::unique_ptr<adcsc::ca::OutageSwitch> ca_switch;
   adcsc::ca::CaBackend* ca = nullptr;  // the backend, or the switch in front of it
@@ -147,6 +169,11 @@ struct RunningNode {
   std::atomic<const HttpsServer*> api_server{nullptr};
   // Settles the submits a previous run left open (ApiService::ResolveOpenIntents).
   std::thread intent_resolver;
+
+  // Peer.Info's certificate source reads the health monitor, which goes before the cluster.
+  ~RunningNode() {
+    if (cluster != nullptr) cluster->SetCertificateSource(nullptr);
+  }
 
   // A failure after the logs are open is logged too.
   StartError Fail(int exit_code, std::string message) {
@@ -277,7 +304,8 @@ void JoinClusterIfEmpty(RunningNode& n, const adcsc::store::StoreOptions& option
 
 Step OpenStateAndBackend(RunningNode& n) {
   const Config& c = n.config;
-  auto authorizer = ClientAuthorizer::Create(c.api.client_ca_file.string(), c.api.client_pins);
+  auto authorizer = ClientAuthorizer::Create(c.api.client_ca_file.string(), c.api.client_pins, SystemClock::Default(),
+                                             c.api.client_pin_until);
   if (!authorizer.ok()) return StartError{kExitConfigError, n.InConfig(authorizer.status().message())};
   n.authorizer = std::move(*authorizer);
   std::error_code ec;
@@ -305,7 +333,12 @@ Step OpenStateAndBackend(RunningNode& n) {
                       absl::StrCat("CA backend \"", c.ca.backend, "\": ", backend.status().message())};
   }
   n.backend = std::move(*backend);
-  n.ca = n.backend.get();
+  n.ca_chains = std::make_unique<adcsc::ca::ChainRecorder>(n.backend.get());
+  n.ca = n.ca_chains.get();
+  {
+    std::lock_guard lock(n.file_certificates_mu);
+    n.file_certificates = CertificateInventory(c);
+  }
   if (c.cluster.enabled && c.cluster.allow_fault_injection) {
     n.ca_switch = std::make_unique<adcsc::ca::OutageSwitch>(n.ca);
     n.ca = n.ca_switch.get();
@@ -327,6 +360,17 @@ Step BuildApi(RunningNode& n) {
     auto cluster = adcsc::cluster::ClusterRuntime::Create(n.config, n.store.get());
     if (!cluster.ok()) return n.Fail(kExitConfigError, n.InConfig(cluster.status().message()));
     n.cluster = std::move(*cluster);
+    // Once per change, not per call: a peer refused for its cluster protocol, or accepted again.
+    n.cluster->transport().protocols().SetOnChange([log = n.log.get()](const std::string& peer,
+                                                                       const adcsc::cluster::ProtocolRange& theirs,
+                                                                       const std::string& refusal) {
+      if (refusal.empty()) {
+        log->Info("peer_version_accepted", {{"peer", peer}, {"peer_protocol", theirs.ToMetadata()}});
+      } else {
+        log->Error("peer_version_refused",
+                   {{"peer", peer}, {"peer_protocol", theirs.ToMetadata()}, {"error", refusal}});
+      }
+    });
     // A store rebuilt empty after damage numbers its writes after every one its peers hold.
     if (absl::Status adopted = n.cluster->AdoptOwnSequenceFromPeers(std::chrono::seconds(30)); !adopted.ok()) {
       return n.Fail(kExitRuntimeError, absl::StrCat("request store: ", adopted.message()));
@@ -353,6 +397,9 @@ std::function<std::string()> MetricsScrape(RunningNode& n) {
     state.certificate_not_after_ms = n.health->certificate_not_after_ms();
     if (n.cluster != nullptr) {
       if (auto status = n.cluster->Status(); status.ok()) state.replication = *status;
+      for (const auto& p : n.cluster->transport().protocols().All()) {
+        state.peer_protocols.push_back({p.node_id, p.range ? p.range->speaks : 0, !p.refusal.empty()});
+      }
     }
     if (const HttpsServer* server = n.api_server.load(); server != nullptr) {
       state.api_connections = static_cast<int64_t>(server->active_connections());
@@ -383,12 +430,13 @@ std::function<std::string()> MetricsScrape(RunningNode& n) {
 
 // What /status adds for an administrator: the identity the node uses at the CAs, the CAs it
 // may talk to and, in a cluster, its view of the cluster (as `adcsc ctl status --json` shows).
-std::string StatusDetailsJson(const Config& config, const adcsc::cluster::ClusterRuntime* cluster) {
+std::string StatusDetailsJson(const Config& config, const std::vector<AllowedCa>& allow,
+                              const adcsc::cluster::ClusterRuntime* cluster) {
   nlohmann::ordered_json details;
   details["ca_identity"] = config.ca.identity;
   details["ca_backend"] = config.ca.backend;
   nlohmann::ordered_json cas = nlohmann::ordered_json::array();
-  for (const AllowedCa& allowed : config.ca.allow) cas.push_back({{"dc", allowed.dc}, {"ca", allowed.ca}});
+  for (const AllowedCa& allowed : allow) cas.push_back({{"dc", allowed.dc}, {"ca", allowed.ca}});
   details["cas"] = std::move(cas);
   if (cluster != nullptr) {
     adcsc::cluster::v1::NodeInfo info;
@@ -402,29 +450,81 @@ std::string StatusDetailsJson(const Config& config, const adcsc::cluster::Cluste
   return details.dump();
 }
 
+// The certificates a node learns while it runs: the pinned client certificates presented at
+// handshakes, and each CA's chain from its answers.
+std::vector<adcsc::ops::CertificateExpiry> SeenCertificates(RunningNode& n) {
+  std::vector<adcsc::ops::CertificateExpiry> seen;
+  if (const HttpsServer* server = n.api_server.load(); server != nullptr) {
+    for (const ClientAuthorizer::Seen& s : server->SeenClientCertificates()) {
+      seen.push_back({"jamf client (pinned)", s.subject, "seen at a handshake, sha256:" + s.pin,
+                      s.not_after_unix * 1000, s.until_unix * 1000});
+    }
+  }
+  std::set<std::pair<std::string, int64_t>> in_files;  // a CA certificate also in ca.allow[].ca_cert_file
+  {
+    std::lock_guard lock(n.file_certificates_mu);
+    for (const auto& f : n.file_certificates) in_files.insert({f.subject, f.not_after_ms});
+  }
+  for (const adcsc::ca::ChainRecorder::Known& k : n.ca_chains->Certificates()) {
+    if (in_files.count({k.subject, k.not_after_unix * 1000}) != 0) continue;
+    seen.push_back(
+        {"ca certificate", k.subject, absl::StrCat("chain of an answer from ", k.ca_config), k.not_after_unix * 1000});
+  }
+  return seen;
+}
+
+// Peer.Info's certificates (`adcsc ctl status`): the health's list with its states, or without
+// [ops] the configuration's files judged by the default thresholds.
+void ShareCertificates(RunningNode& n) {
+  if (n.cluster == nullptr) return;
+  n.cluster->SetCertificateSource([&n] {
+    std::vector<adcsc::cluster::v1::NodeCertificate> out;
+    auto add = [&out](const adcsc::ops::CertificateExpiry& e, std::string_view state) {
+      adcsc::cluster::v1::NodeCertificate& c = out.emplace_back();
+      c.set_role(e.role);
+      c.set_subject(e.subject);
+      c.set_source(e.source);
+      c.set_not_after_unix_ms(e.not_after_ms);
+      c.set_state(std::string(state));
+      c.set_mapped_until_unix_ms(e.mapped_until_ms);
+    };
+    if (n.health != nullptr) {
+      for (const auto& c : n.health->Report().certificates) add(c.certificate, c.state);
+    } else {
+      const adcsc::ops::HealthPolicy defaults;
+      const int64_t now_ms = SystemClock::Default()->NowUnixMillis();
+      std::vector<adcsc::ops::CertificateExpiry> all;
+      {
+        std::lock_guard lock(n.file_certificates_mu);
+        all = n.file_certificates;
+      }
+      for (auto& e : SeenCertificates(n)) all.push_back(std::move(e));
+      for (const auto& e : all) {
+        add(e, adcsc::ops::ExpiryState(e, now_ms, defaults.warn_certificate_days, defaults.critical_certificate_days));
+      }
+    }
+    return out;
+  });
+}
+
 // The health monitor and the ops listener ([ops]): health, metrics, /status and the admin
 // channel for drain and maintenance.
 Step StartOps(RunningNode& n) {
   const Config& c = n.config;
-  if (!c.ops.enabled) return std::nullopt;
+  if (!c.ops.enabled) {
+    ShareCertificates(n);
+    return std::nullopt;
+  }
   adcsc::ops::HealthSources sources = HealthSourcesFor(c, n.store.get(), n.integrity.get(), n.ca, n.cluster.get(),
                                                        n.mode.get(), &n.service->ca_reachability());
   // A probe result is believed for 30 s, or three intervals when probes are rarer than that.
   adcsc::ops::HealthPolicy policy;
   policy.max_probe_age_ms = std::max<int64_t>(policy.max_probe_age_ms, 3 * c.ops.probe_interval.count());
   policy.max_store_write_ms = c.ops.max_store_write.count();
-  sources.seen_clients = [&n] {
-    std::vector<adcsc::ops::CertificateExpiry> seen;
-    const HttpsServer* server = n.api_server.load();
-    if (server == nullptr) return seen;
-    for (const ClientAuthorizer::Seen& s : server->SeenClientCertificates()) {
-      seen.push_back(
-          {"jamf client (pinned)", s.subject, "seen at a handshake, sha256:" + s.pin, s.not_after_unix * 1000});
-    }
-    return seen;
-  };
+  sources.seen_clients = [&n] { return SeenCertificates(n); };
   n.health = std::make_unique<adcsc::ops::HealthMonitor>(std::move(sources), c.ops.probe_interval, policy);
   n.health->Start();
+  ShareCertificates(n);
   adcsc::ops::OpsServerOptions o;
   o.listen_address = c.ops.listen_address;
   o.listen_port = c.ops.listen_port;
@@ -435,7 +535,9 @@ Step StartOps(RunningNode& n) {
   o.node_id = c.node_id;
   o.version = ADCSC_VERSION;
   o.metrics = MetricsScrape(n);
-  o.status_extra = [&c, cluster = n.cluster.get()] { return StatusDetailsJson(c, cluster); };
+  o.status_extra = [&c, service = n.service.get(), cluster = n.cluster.get()] {
+    return StatusDetailsJson(c, *service->Allowlist(), cluster);
+  };
   if (!c.ops.admin_pins.empty()) {
     auto admin = ClientAuthorizer::Create(c.ops.admin_ca_file.string(), c.ops.admin_pins);
     if (!admin.ok()) {
@@ -465,6 +567,7 @@ Step StartApiServer(RunningNode& n) {
   if (auto s = n.server->Start(); !s.ok()) return n.Fail(kExitConfigError, n.InConfig(s.message()));
   n.api_server.store(n.server.get());
   n.log->Info("started", {{"version", ADCSC_VERSION},
+                          {"cluster_protocol", adcsc::cluster::LocalProtocolRange().ToMetadata()},
                           {"listen", c.api.listen_address + ":" + std::to_string(n.server->port())},
                           {"backend", n.backend->Kind()},
                           {"data_dir", c.data_dir.string()}});
@@ -480,34 +583,123 @@ Step ResolveOpenIntents(RunningNode& n) {
   return std::nullopt;
 }
 
-// SIGHUP's second half: the configuration file again. Without a restart, new connections get
-// the new API identity (api.cert_file, api.key_file, api.client_ca_file) and are mapped by the
-// new api.client_pins; connections already open keep what they had. A file that does not load
-// (a syntax error, a key that does not match its certificate, an unreadable file) changes
-// nothing: the running configuration stays, and the log and <data_dir>/reload.json say why.
-// Other settings take effect at the next restart (the answer says so).
+// The settings a reload leaves for the next restart that differ in `fresh`, by key.
+std::vector<std::string> ChangedUntilRestart(const Config& running, const Config& fresh) {
+  std::vector<std::string> keys;
+  auto note = [&](bool changed, const char* key) {
+    if (changed) keys.push_back(key);
+  };
+  note(running.api.listen_address != fresh.api.listen_address || running.api.listen_port != fresh.api.listen_port,
+       "api.listen");
+  note(running.api.max_connections != fresh.api.max_connections, "api.max_connections");
+  note(running.ca.backend != fresh.ca.backend, "ca.backend");
+  note(running.ca.identity != fresh.ca.identity, "ca.identity");
+  note(running.cluster.enabled != fresh.cluster.enabled, "cluster");
+  note(running.cluster.peers.size() != fresh.cluster.peers.size() ||
+           !std::equal(running.cluster.peers.begin(), running.cluster.peers.end(), fresh.cluster.peers.begin(),
+                       [](const PeerConfig& a, const PeerConfig& b) { return a.id == b.id && a.address == b.address; }),
+       "cluster.peers");
+  note(running.cluster.cert_file != fresh.cluster.cert_file || running.cluster.key_file != fresh.cluster.key_file ||
+           running.cluster.ca_file != fresh.cluster.ca_file,
+       "cluster.cert_file/key_file/ca_file");
+  note(running.ops.enabled != fresh.ops.enabled || running.ops.tls != fresh.ops.tls ||
+           running.ops.listen_address != fresh.ops.listen_address || running.ops.listen_port != fresh.ops.listen_port,
+       "ops.listen/tls");
+  note(running.log.file != fresh.log.file || running.log.access_log != fresh.log.access_log ||
+           running.log.level != fresh.log.level,
+       "log");
+  return keys;
+}
+
+// Proves a TLS identity loads (key matches certificate, modes, chain) without using it.
+absl::Status CheckIdentity(const std::filesystem::path& cert, std::string_view cert_key,
+                           const std::filesystem::path& key, std::string_view key_key) {
+  std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_server_method()), SSL_CTX_free);
+  if (ctx == nullptr) return absl::InternalError("cannot allocate a TLS context");
+  return LoadServerIdentity(ctx.get(), cert, cert_key, key, key_key);
+}
+
+// SIGHUP's second half: the configuration file again. Without a restart:
+//  - new API connections get the new identity (api.cert_file, api.key_file, api.client_ca_file)
+//    and are mapped by the new api.client_pins;
+//  - new ops connections get the new ops identity (ops.cert_file, ops.key_file), and the admin
+//    channel judges callers by the new ops.admin_ca_file and ops.admin_pins;
+//  - submits and retrieves checked after it use the new CA allowlist (ca.allow: CAs, templates,
+//    signing policy), the health probes ping its CAs, and /status lists them;
+//  - the health report's certificates are read again from the new files.
+// Connections and calls already under way keep what they had. Everything is checked before
+// anything changes: a file that does not load (a syntax error, a key that does not match its
+// certificate, an unreadable file, a changed node_id or data_dir) changes nothing; the
+// running configuration stays, and the log and <data_dir>/reload.json say why. Other settings
+// take effect at the next restart; the answer names those that changed.
 void ReloadConfig(RunningNode& n) {
   ++n.reloads;
   std::string outcome = "reloaded", detail;
+  auto refuse = [&](std::string why) {
+    outcome = "refused";
+    detail = std::move(why);
+  };
   auto fresh = LoadConfig(n.config_path);
+  std::unique_ptr<ClientAuthorizer> authorizer, admin;
   if (!fresh.ok()) {
-    outcome = "refused";
-    detail = std::string(fresh.status().message());
+    refuse(std::string(fresh.status().message()));
   } else if (fresh->node_id != n.config.node_id || fresh->data_dir != n.config.data_dir) {
-    outcome = "refused";
-    detail = "node_id and node.data_dir change only with a restart";
+    refuse("node_id and node.data_dir change only with a restart");
+  } else if (auto api = ClientAuthorizer::Create(fresh->api.client_ca_file.string(), fresh->api.client_pins,
+                                                 SystemClock::Default(), fresh->api.client_pin_until);
+             !api.ok()) {
+    refuse(absl::StrCat("api.client_ca_file: ", api.status().message()));
+  } else if (absl::Status id =
+                 CheckIdentity(fresh->api.cert_file, "api.cert_file", fresh->api.key_file, "api.key_file");
+             !id.ok()) {
+    refuse(std::string(id.message()));
   } else {
-    auto authorizer = ClientAuthorizer::Create(fresh->api.client_ca_file.string(), fresh->api.client_pins);
-    absl::Status s =
-        authorizer.ok() ? n.server->ReloadIdentity(fresh->api, std::move(*authorizer)) : authorizer.status();
+    authorizer = std::move(*api);
+    if (n.ops != nullptr && n.config.ops.tls && !fresh->ops.cert_file.empty()) {
+      if (absl::Status ops = CheckIdentity(fresh->ops.cert_file, "ops.cert_file", fresh->ops.key_file, "ops.key_file");
+          !ops.ok()) {
+        refuse(std::string(ops.message()));
+      }
+    }
+    if (outcome == "reloaded" && !fresh->ops.admin_pins.empty()) {
+      auto created = ClientAuthorizer::Create(fresh->ops.admin_ca_file.string(), fresh->ops.admin_pins);
+      if (created.ok()) {
+        admin = std::move(*created);
+      } else {
+        refuse(absl::StrCat("ops.admin_ca_file: ", created.status().message()));
+      }
+    }
+  }
+  if (outcome == "reloaded") {
+    // Checked above; what could still fail here is a file replaced in the last milliseconds.
+    absl::Status s = n.server->ReloadIdentity(fresh->api, std::move(authorizer));
+    if (s.ok() && n.ops != nullptr) {
+      const bool ops_tls_identity = n.config.ops.tls && !fresh->ops.cert_file.empty();
+      s = n.ops->Reload(ops_tls_identity ? fresh->ops.cert_file : n.config.ops.cert_file,
+                        ops_tls_identity ? fresh->ops.key_file : n.config.ops.key_file, std::move(admin));
+    }
     if (!s.ok()) {
-      outcome = "refused";
-      detail = std::string(s.message());
+      refuse(std::string(s.message()));
     } else {
-      if (n.health != nullptr) n.health->SetCertificates(CertificateInventory(*fresh));
-      detail = absl::StrCat("api identity ", fresh->api.cert_file.string(), ", client CA ",
-                            fresh->api.client_ca_file.string(), ", ", fresh->api.client_pins.size(),
-                            " client pins; other settings take effect at the next restart");
+      n.service->ReplaceAllowlist(fresh->ca.allow);
+      if (n.health != nullptr) {
+        n.health->SetCertificates(CertificateInventory(*fresh));
+        n.health->SetCas(CaProbesFor(fresh->ca.allow, n.config.ca.identity, n.ca, &n.service->ca_reachability()));
+      }
+      {
+        std::lock_guard lock(n.file_certificates_mu);
+        n.file_certificates = CertificateInventory(*fresh);
+      }
+      const std::vector<std::string> later = ChangedUntilRestart(n.config, *fresh);
+      detail = absl::StrCat(
+          "api identity ", fresh->api.cert_file.string(), ", client CA ", fresh->api.client_ca_file.string(), ", ",
+          fresh->api.client_pins.size(), " client pins",
+          fresh->api.client_pin_until.empty()
+              ? std::string()
+              : absl::StrCat(" (", fresh->api.client_pin_until.size(), " until the end of an overlap)"),
+          ", ", fresh->ops.admin_pins.size(), " admin pins, ", fresh->ca.allow.size(), " allowlisted CAs; ",
+          later.empty() ? std::string("nothing else changed")
+                        : absl::StrCat("changed but applied only at the next restart: ", absl::StrJoin(later, ", ")));
     }
   }
   if (outcome == "reloaded") {

@@ -63,6 +63,9 @@ struct CaResponse {
   uint32_t hresult = 0;           // status accompanying the disposition (0 = S_OK)
   std::string message;            // the CA's disposition message (may be empty)
   std::vector<uint8_t> cert_der;  // issued leaf certificate; empty unless issued/revoked
+  // The certificates above the leaf as the CA sent them (ADCS: pctbCertChain's PKCS#7 without
+  // the leaf), DER, issuing CA first when the CA orders them so; may be empty.
+  std::vector<std::vector<uint8_t>> chain_der{};
 };
 
 // A backend's pooled connections to its CAs, for the metrics (backends without a pool: none).

@@ -5,6 +5,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "node/ca/hresult.h"
+#include "node/pki/x509.h"
 #include "node/rpc/endpoint_mapper.h"
 #include "node/rpc/pdu.h"
 
@@ -213,6 +214,24 @@ absl::StatusOr<rpc::CertServerRequestOut> IcprBackend::Call(const CaTarget& targ
   }
 }
 
+// The CA certificates of pctbCertChain (a PKCS#7 of the leaf and its chain), without the leaf.
+// The chain is for reporting the CA's expiry: a chain that does not parse is left out, never
+// an error of the request.
+namespace {
+std::vector<std::vector<uint8_t>> ChainWithoutLeaf(const std::vector<uint8_t>& pkcs7,
+                                                   const std::vector<uint8_t>& leaf) {
+  std::vector<std::vector<uint8_t>> out;
+  if (pkcs7.empty()) return out;
+  auto certs = pki::CertsFromPkcs7Der(pkcs7);
+  if (!certs.ok()) return out;
+  for (const pki::X509Ptr& cert : *certs) {
+    auto der = pki::CertToDer(cert.get());
+    if (der.ok() && *der != leaf) out.push_back(std::move(*der));
+  }
+  return out;
+}
+}  // namespace
+
 absl::StatusOr<CaResponse> IcprBackend::Submit(const SubmitRequest& request) {
   rpc::CertServerRequestIn in;
   in.flags = rpc::cr_in::kFormatAny;
@@ -239,6 +258,7 @@ absl::StatusOr<CaResponse> IcprBackend::Submit(const SubmitRequest& request) {
     return r;
   }
   r.disposition = ToDisposition(out->disposition);
+  r.chain_der = ChainWithoutLeaf(out->cert_chain, out->encoded_cert);
   r.cert_der = std::move(out->encoded_cert);
   return r;
 }
@@ -264,6 +284,7 @@ absl::StatusOr<CaResponse> IcprBackend::Retrieve(const RetrieveRequest& request)
   }
   r.disposition = ToDisposition(out->disposition);
   if (r.disposition == Disposition::kDenied && r.hresult == 0) r.hresult = hr::kAdminDeniedRequest;
+  r.chain_der = ChainWithoutLeaf(out->cert_chain, out->encoded_cert);
   r.cert_der = std::move(out->encoded_cert);
   return r;
 }

@@ -344,7 +344,7 @@ absl::StatusOr<std::vector<uint8_t>> LocalCa::Sign(X509_REQ* csr, const std::str
   return pki::CertToDer(cert->get());
 }
 
-CaResponse LocalCa::ToResponse(const Row& row) {
+CaResponse LocalCa::ToResponse(const Row& row) const {
   CaResponse response;
   response.request_id = row.id;
   response.disposition = row.disposition;
@@ -352,6 +352,7 @@ CaResponse LocalCa::ToResponse(const Row& row) {
   response.message = row.message;
   if (row.disposition == Disposition::kIssued || row.disposition == Disposition::kRevoked) {
     response.cert_der = row.cert;
+    response.chain_der = {ca_cert_der_};
   }
   return response;
 }

@@ -162,7 +162,7 @@ class LocalCa final : public CaBackend {
   // Moves a pending row to issued (signing outside the lock) or denied; returns the row as
   // it is afterwards (another thread may have resolved it first).
   absl::StatusOr<Row> ResolvePending(const Row& row, bool issue, std::string_view message);
-  static CaResponse ToResponse(const Row& row);
+  CaResponse ToResponse(const Row& row) const;  // with this CA's certificate as the chain
 
   const LocalCaOptions options_;
   pki::EvpPkeyPtr ca_key_;

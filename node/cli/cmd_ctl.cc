@@ -13,6 +13,7 @@
 #include <optional>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -179,10 +180,63 @@ std::string DescribeLink(const adcsc::cluster::v1::LinkFault& l) {
   return parts.empty() ? "connected to its peers" : absl::StrJoin(parts, ", ");
 }
 
+// The cluster protocol range a node's answer carried (node/cluster/protocol.h).
+std::string ProtocolOf(const grpc::ClientContext& ctx) {
+  for (const auto* metadata : {&ctx.GetServerInitialMetadata(), &ctx.GetServerTrailingMetadata()}) {
+    auto it = metadata->find(adcsc::cluster::kProtocolMetadataKey);
+    if (it == metadata->end()) continue;
+    auto range = adcsc::cluster::ParseProtocolRange(std::string(it->second.data(), it->second.size()));
+    if (range.ok()) return range->Describe();
+  }
+  return "cluster protocol 1: a release from before protocol versioning";
+}
+
 struct StatusArgs {
   std::string config;
   bool json = false;
 };
+
+// Worse states sort later: ok < warning < critical < expired (unknown states count as ok).
+int StateRank(std::string_view state) {
+  if (state == "expired") return 3;
+  if (state == "critical") return 2;
+  if (state == "warning") return 1;
+  return 0;
+}
+
+// A node's certificates as `ctl status` prints them: the worst state first, then one line
+// each, states other than ok in capitals. Returns the worst state's rank.
+int PrintNodeCertificates(const adcsc::cluster::v1::NodeInfo& info) {
+  if (!info.certificates_reported()) {
+    std::cout << "  certificates: unknown (adcsc " << info.version() << " does not report them; `adcsc ctl certs` on "
+              << "that node)\n";
+    return 0;
+  }
+  int worst = 0;
+  std::string worst_state = "ok";
+  for (const auto& c : info.certificates()) {
+    if (StateRank(c.state()) > worst) {
+      worst = StateRank(c.state());
+      worst_state = c.state();
+    }
+  }
+  std::cout << "  certificates: " << info.certificates_size() << ", worst "
+            << (worst == 0 ? worst_state : absl::AsciiStrToUpper(worst_state)) << "\n";
+  for (const auto& c : info.certificates()) {
+    const int64_t days = (c.not_after_unix_ms() - info.now_unix_ms()) / 86'400'000;
+    std::cout << absl::StrFormat("    %-9s %-22s %6d days  %s",
+                                 StateRank(c.state()) == 0 ? c.state() : absl::AsciiStrToUpper(c.state()), c.role(),
+                                 days, c.subject());
+    if (c.mapped_until_unix_ms() != 0) {
+      std::cout << (c.mapped_until_unix_ms() <= info.now_unix_ms()
+                        ? "  (old client identity: overlap ENDED, refused)"
+                        : absl::StrCat("  (old client identity: mapped ",
+                                       (c.mapped_until_unix_ms() - info.now_unix_ms()) / 86'400'000, " more days)"));
+    }
+    std::cout << "\n";
+  }
+  return worst;
+}
 
 // Asks every node of the cluster (this one included) for its view, over mutual TLS with this
 // node's identity, and prints what each says.
@@ -194,7 +248,7 @@ int ClusterStatus(const StatusArgs& args) {
   nodes.push_back(adcsc::cluster::SelfAsPeer(*config));
   nodes.insert(nodes.end(), c.peers.begin(), c.peers.end());
 
-  int unreachable = 0;
+  int unreachable = 0, worst_certificate = 0;
   std::string json = "[";
   for (size_t i = 0; i < nodes.size(); ++i) {
     const auto& n = nodes[i];
@@ -212,12 +266,17 @@ int ClusterStatus(const StatusArgs& args) {
     request.mutable_from()->set_cluster_id(c.id);
     request.mutable_from()->set_node_id(config->node_id);
     s = stub->Info(&ctx, request, &info);
+    if (s.ok()) {
+      for (const auto& cert : info.certificates())
+        worst_certificate = std::max(worst_certificate, StateRank(cert.state()));
+    }
     if (args.json) {
       std::string one;
       if (s.ok()) {
         (void)google::protobuf::util::MessageToJsonString(info, &one);
       } else {
-        one = absl::StrCat(R"({"from":{"nodeId":")", n.id, R"("},"error":")", s.error_message(), R"("})");
+        // Escaped: an error names files and quotes words.
+        one = nlohmann::json{{"from", {{"nodeId", n.id}}}, {"error", s.error_message()}}.dump();
       }
       absl::StrAppend(&json, i ? "," : "", one);
       if (!s.ok()) ++unreachable;
@@ -225,7 +284,9 @@ int ClusterStatus(const StatusArgs& args) {
     }
     if (!s.ok()) {
       ++unreachable;
-      std::cout << n.id << " (" << n.address << "): UNREACHABLE: " << s.error_message() << "\n";
+      std::cout << n.id << " (" << n.address << "): "
+                << (s.error_code() == grpc::StatusCode::FAILED_PRECONDITION ? "REFUSES this node: " : "UNREACHABLE: ")
+                << s.error_message() << "\n";
       continue;
     }
     std::vector<std::string> vv;
@@ -241,10 +302,10 @@ int ClusterStatus(const StatusArgs& args) {
                       ? absl::StrCat(", disk fault: writes +", info.faults().disk().write_delay_ms(), " ms, fsyncs +",
                                      info.faults().disk().sync_delay_ms(), " ms")
                       : "")
-              << ", adcsc " << info.version() << ", CA identity " << info.ca_identity() << ", " << info.records()
-              << " records, write quorum " << info.write_quorum() << "\n  writes: " << info.quorum_writes()
-              << " at quorum, " << info.under_replicated_writes() << " under-replicated, " << info.refused_writes()
-              << " refused"
+              << ", adcsc " << info.version() << " (" << ProtocolOf(ctx) << ")"
+              << ", CA identity " << info.ca_identity() << ", " << info.records() << " records, write quorum "
+              << info.write_quorum() << "\n  writes: " << info.quorum_writes() << " at quorum, "
+              << info.under_replicated_writes() << " under-replicated, " << info.refused_writes() << " refused"
               << "\n  version vector: " << absl::StrJoin(vv, " ") << "\n";
     for (const auto& p : info.peers()) {
       const std::string last = p.last_ack_unix_ms() == 0
@@ -252,11 +313,16 @@ int ClusterStatus(const StatusArgs& args) {
                                    : absl::StrCat("last answer ", info.now_unix_ms() - p.last_ack_unix_ms(), " ms ago");
       std::cout << "  sees " << p.node_id() << ": " << last << ", lag " << p.lag_mutations() << " mutations";
       if (p.lag_mutations() > 0) std::cout << " (oldest " << p.lag_ms() << " ms)";
-      std::cout << (p.snapshot_in_progress() ? ", copying its snapshot" : "") << "\n";
+      std::cout << (p.snapshot_in_progress() ? ", copying its snapshot" : "");
+      if (p.cluster_protocol() != 0) std::cout << ", cluster protocol " << p.cluster_protocol();
+      if (!p.refused_for_version().empty()) std::cout << "\n    REFUSED FOR VERSION: " << p.refused_for_version();
+      std::cout << "\n";
     }
+    PrintNodeCertificates(info);
   }
   if (args.json) std::cout << json << "]\n";
-  return unreachable == 0 ? kExitOk : kExitFailure;
+  if (unreachable != 0) return kExitFailure;
+  return worst_certificate >= StateRank("critical") ? kExitCertificateAttention : kExitOk;
 }
 
 struct FaultArgs {
@@ -379,6 +445,24 @@ int Certs(const CertsArgs& args) {
       std::cout << absl::StrFormat("%-18s %-9s %6d days  %s  (%s)\n", c.role, state, days, c.subject, c.source);
     }
   }
+  // The old client identity of a rotation: mapped until its end of overlap, then refused.
+  for (const auto& [pin, until] : config->api.client_pin_until) {
+    const int64_t until_ms = until * 1000;
+    const std::string state = until_ms <= now_ms ? "ended" : "overlap";
+    const int64_t days = (until_ms - now_ms) / 86'400'000;
+    if (args.json) {
+      list.push_back({{"role", "jamf client pin"},
+                      {"subject", "sha256:" + pin},
+                      {"source", "api.client_pins until"},
+                      {"mapped_until_ms", until_ms},
+                      {"days_left", days},
+                      {"state", state}});
+    } else {
+      std::cout << absl::StrFormat(
+          "%-18s %-9s %6d days  sha256:%s  (api.client_pins until: %s)\n", "jamf client pin", state, days, pin,
+          state == "ended" ? "refused since then; remove the pin" : "the old client identity, refused from then on");
+    }
+  }
   if (args.json) std::cout << list.dump(2) << "\n";
   if (!args.json) {
     std::cout << "Jamf Pro's pinned client certificates are known once presented: see the running node's "
@@ -481,10 +565,13 @@ void AddCtlCommand(CLI::App& app, int* exit_code) {
   auto* status =
       ctl->add_subcommand("status",
                           "Each node's view of the cluster: peers, version vectors, replication lag,\n"
-                          "under-replicated writes (run on any node, with its configuration)\n\n"
+                          "under-replicated writes, and every certificate it owns or trusts with its expiry\n"
+                          "(run on any node, with its configuration)\n\n"
                           "Example:\n  adcsc ctl status --config /etc/adcsc/node.toml\n"
                           "  adcsc ctl status --config /etc/adcsc/node.toml --json\n\n"
-                          "Exit codes: 0 every node answered, 1 some did not, 2 usage or configuration error.");
+                          "Exit codes: 0 every node answered and none reports a certificate critical or expired,\n"
+                          "1 some node did not answer, 2 usage or configuration error, 4 every node answered but\n"
+                          "one reports a certificate critical (under 7 days) or expired.");
   status->add_option("--config,-c", sargs->config, "This node's configuration (its [cluster] section)")->required();
   status->add_flag("--json", sargs->json, "One JSON object per node, for scripts");
   status->callback([=] { *exit_code = ClusterStatus(*sargs); });
@@ -526,10 +613,13 @@ void AddCtlCommand(CLI::App& app, int* exit_code) {
   auto* reload =
       ctl->add_subcommand("reload",
                           "Reload without a restart (the same as SIGHUP, with the answer): checks the\n"
-                          "configuration first, then the node re-reads it and new connections get the new\n"
-                          "API identity (api.cert_file, api.key_file), client CA and api.client_pins; open\n"
-                          "connections keep theirs; the logs are reopened. A configuration that does not load\n"
-                          "changes nothing. Run it on the node, as the service user or root.\n\n"
+                          "configuration first, then the node re-reads it. New connections get the new API\n"
+                          "identity (api.cert_file, api.key_file), client CA and api.client_pins, and the new\n"
+                          "ops identity; the admin channel takes the new ops.admin_pins and admin CA; calls\n"
+                          "after it use the new CA allowlist and signing policy ([[ca.allow]]); open connections\n"
+                          "keep theirs; the logs are reopened. The answer names the settings that changed but\n"
+                          "wait for a restart. A configuration the node cannot use changes nothing (all or\n"
+                          "nothing). Run it on the node, as the service user or root.\n\n"
                           "Example:\n  adcsc ctl reload --config /etc/adcsc/node.toml\n\n"
                           "Exit codes: 0 reloaded, 1 the node refused it or did not answer, 2 the configuration\n"
                           "has errors (nothing was sent).");

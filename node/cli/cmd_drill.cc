@@ -118,7 +118,8 @@ int RunDrillCommand(const DrillArgs& a) {
   o.soak_gap_max = std::chrono::milliseconds(a.soak_gap_max_ms);
   o.timeline_interval = std::chrono::milliseconds(a.timeline_s * 1000);
   drill::Objectives& obj = o.objectives;
-  obj.zero_failed = config->lb_mode == "tls-termination" && !a.allow_failures;
+  // A reload drops no connection whatever the load balancer does: nothing may fail.
+  obj.zero_failed = (config->lb_mode == "tls-termination" || a.scenario == "reload") && !a.allow_failures;
   if (a.max_failed >= 0) obj.max_failed = a.max_failed;
   if (a.max_failure_run_ms >= 0) obj.max_failure_run_ms = a.max_failure_run_ms;
   if (a.max_p99_ms >= 0) obj.max_p99_ms = a.max_p99_ms;
@@ -131,10 +132,10 @@ int RunDrillCommand(const DrillArgs& a) {
     obj.max_duplicates = 0;  // the CA can be asked: no CSR may reach it twice
   }
   if (!a.json) {
-    const std::string on = a.scenario == "rolling-restart" ? "every node"
-                           : a.scenario == "soak"          ? "nodes drawn from seed " + std::to_string(a.seed)
-                           : a.node.empty()                ? config->nodes.back().id
-                                                           : a.node;
+    const std::string on = a.scenario == "rolling-restart" || a.scenario == "reload" ? "every node"
+                           : a.scenario == "soak" ? "nodes drawn from seed " + std::to_string(a.seed)
+                           : a.node.empty()       ? config->nodes.back().id
+                                                  : a.node;
     std::cerr << "adcsc drill: " << a.scenario << " on " << on << " through " << config->lb_url << " (warm-up "
               << a.warmup_ms << " ms, "
               << (a.scenario == "soak" ? "duration " + a.duration : "hold " + std::to_string(a.hold_ms) + " ms")
@@ -171,12 +172,15 @@ void AddDrillCommand(CLI::App& app, int* exit_code) {
       "then ca.restore_command), slow-disk (every write and fsync of its store waits), clock-jump (its\n"
       "wall clock steps +--clock-jump-s, then -, then right: the node's clock command), link (its peer\n"
       "links lossy, slow, one-way, then flapping), rolling-restart (each node in turn: drain, stop,\n"
-      "start, resume), soak (faults drawn from --seed strike nodes one at a time for --duration; the\n"
+      "start, resume), reload (Jamf Pro's client identity and every node's API identity rotate under\n"
+      "the traffic through adcsc ctl reload: the drill file's reload_overlap, the traffic switches to\n"
+      "[reload]'s identity, reload_final, then back; needs lb.mode = \"tcp\"), soak (faults drawn from --seed strike "
+      "nodes one at a time for --duration; the\n"
       "report adds latency and failures per interval, and --plot draws them with gnuplot).\n"
-      "Safe in production: drain, ca-outage, rolling-restart. Lab only: the others. partition,\n"
+      "Safe in production: drain, ca-outage, rolling-restart, reload. Lab only: the others. partition,\n"
       "ca-outage, slow-disk and link need cluster.allow_fault_injection = true.\n\n"
       "Objectives: zero lost requests always; zero failed requests when the drill file's lb.mode is\n"
-      "tls-termination (unless --allow-failures); zero duplicate CA requests when it has\n"
+      "tls-termination, and in reload (unless --allow-failures); zero duplicate CA requests when it has\n"
       "ca.list_command; and the limits given below.\n\n"
       "Example:\n  adcsc drill --config run/quickstart/drill.toml --scenario kill --node node-c\n"
       "  adcsc drill --config run/quickstart/drill.toml --scenario partition --json\n"
@@ -187,11 +191,11 @@ void AddDrillCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--config,-c", a->config, "The drill file (see docs/operations.md; the quickstart writes one)")
       ->required();
   cmd->add_option("--scenario,-s", a->scenario,
-                  "kill, freeze, drain, partition, ca-outage, ca-slow, slow-disk, clock-jump, link, rolling-restart "
-                  "or soak")
+                  "kill, freeze, drain, partition, ca-outage, ca-slow, slow-disk, clock-jump, link, rolling-restart, "
+                  "reload or soak")
       ->required()
       ->check(CLI::IsMember({"kill", "freeze", "drain", "partition", "ca-outage", "ca-slow", "slow-disk", "clock-jump",
-                             "link", "rolling-restart", "soak"}));
+                             "link", "rolling-restart", "reload", "soak"}));
   cmd->add_option("--node,-n", a->node, "The node to act on (default: the last in the drill file)");
   cmd->add_flag("--json", a->json, "Print the report as JSON");
   cmd->add_option("--rate", a->rate, "Enrollments started per second")

@@ -61,6 +61,61 @@ int RunPkiInit(const PkiInitArgs& a) {
   return kExitOk;
 }
 
+struct PkiRotateArgs {
+  std::string from, out, jamf_pro_dn, key_type = "p256", password_file;
+  int client_years = 10, server_years = 10, overlap_days = 14;
+  bool new_server_key = false;
+};
+
+int RunPkiRotate(const PkiRotateArgs& a) {
+  adcsc::pki::PkiRotateOptions o;
+  o.from_dir = a.from;
+  o.out_dir = a.out;
+  o.jamf_pro_dn = a.jamf_pro_dn;
+  o.client_years = a.client_years;
+  o.server_years = a.server_years;
+  o.overlap_days = a.overlap_days;
+  o.new_server_key = a.new_server_key;
+  o.password_file = a.password_file;
+  auto kt = adcsc::pki::ParseKeyType(a.key_type);
+  if (!kt.ok()) {
+    std::cerr << "adcsc pki rotate: --key-type: " << kt.status().message() << "\n";
+    return kExitUsage;
+  }
+  o.key_type = *kt;
+  auto r = adcsc::pki::RotateConnectorPki(o);
+  if (!r.ok()) {
+    std::cerr << "adcsc pki rotate: " << r.status().message() << "\n";
+    const auto code = r.status().code();
+    return code == absl::StatusCode::kAlreadyExists || code == absl::StatusCode::kInvalidArgument ? kExitUsage
+                                                                                                  : kExitFailure;
+  }
+  const std::filesystem::path out(a.out);
+  std::cout << "Wrote:\n";
+  for (const auto& f : r->files) std::cout << "  " << f.string() << "\n";
+  std::cout << "\nOld client pin (mapped until " << r->overlap_until << "):\n  " << r->old_client_pin
+            << "\nNew client pin:\n  " << r->client_pin << "\n";
+  if (r->server_key_kept) {
+    std::cout << "\nThe server certificate is renewed on the same key and name: the adcs-proxy-ca.cer Jamf Pro\n"
+              << "holds still verifies it, so the nodes can switch to it at once.\n";
+  } else {
+    std::cout << "\nA NEW server key: Jamf Pro distrusts a node from its switch to it until Jamf Pro has the new\n"
+              << "adcs-proxy-ca.cer. Upload it, then switch every node at once (docs/operations.md).\n";
+  }
+  std::cout << "\nUpload to Jamf Pro (Settings > Global Settings > PKI Certificates > the ADCS connector), before "
+            << r->overlap_until << ":\n"
+            << "  client identity:     " << (out / adcsc::pki::kClientPfxFile).string() << "\n"
+            << "  server certificate:  " << (out / adcsc::pki::kServerCertDerFile).string() << "\n";
+  if (a.password_file.empty()) {
+    std::cout << "\n!!! Client identity (client-cert.pfx) password, shown only this once:\n  " << r->client_password
+              << "\n";
+  } else {
+    std::cout << "\nThe client-cert.pfx password is in " << a.password_file << " (mode 0600).\n";
+  }
+  std::cout << "\nNode config (also in " << (out / adcsc::pki::kRotationSnippetFile).string() << "):\n" << r->snippet;
+  return kExitOk;
+}
+
 struct PkiClusterArgs {
   std::string cluster_id = "adcsc", nodes, out, key_type = "p256";
   int years = 10;
@@ -129,6 +184,43 @@ void AddPkiCommand(CLI::App& app, int* exit_code) {
                    "Also write the PKCS#12 password to this file (mode 0600) instead of printing it");
   init->add_flag("--force", args->force, "Overwrite existing files");
   init->callback([=] { *exit_code = RunPkiInit(*args); });
+
+  auto rargs = std::make_shared<PkiRotateArgs>();
+  auto* rotate = pki->add_subcommand(
+      "rotate",
+      "Make the successors of the identities `pki init` made, with an overlap for Jamf Pro's switch\n\n"
+      "Example:\n"
+      "  adcsc pki rotate --from /etc/adcsc/pki --out /etc/adcsc/pki-2027 --password-file /root/pfx-2027.pass\n\n"
+      "Writes into --out: server-key.pem (0600; the same key unless --new-server-key), adcs-proxy-ca.cer/.pem\n"
+      "(the server certificate renewed: same key and name, so Jamf Pro's uploaded copy still verifies it),\n"
+      "client-ca.pem (new and old server certificate: api.client_ca_file during the overlap), a new\n"
+      "client-cert.pfx (0600, new password, printed unless --password-file) with client-cert.pem and\n"
+      "client-cert.pin, and api-rotation.toml: the [api] lines to set on every node, where the old client\n"
+      "pin carries `until`, the end of the overlap, after which nodes refuse it. Never overwrites a file.\n"
+      "Exit codes: 0 written, 1 failed (unreadable or foreign --from), 2 usage or files already there.\n"
+      "Walk-through: docs/operations.md, \"Rotating the API identity and Jamf Pro's certificate\".");
+  rotate->add_option("--from", rargs->from, "The directory `adcsc pki init` (or an earlier rotate) wrote")->required();
+  rotate->add_option("--out", rargs->out, "A new output directory (created with mode 0700)")->required();
+  rotate
+      ->add_option("--overlap-days", rargs->overlap_days,
+                   "Days the old client pin stays mapped (to the next midnight UTC after them)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 365));
+  rotate->add_option("--jamf-pro-dn", rargs->jamf_pro_dn, "The new client certificate's CN (default: the old one's)");
+  rotate->add_option("--client-years", rargs->client_years, "Client certificate validity in years")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 50));
+  rotate->add_option("--server-years", rargs->server_years, "Server certificate validity in years")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 50));
+  rotate->add_option("--key-type", rargs->key_type, "Key type of the new keys: p256, p384, rsa2048, rsa3072")
+      ->capture_default_str();
+  rotate->add_flag("--new-server-key", rargs->new_server_key,
+                   "Also replace the server key (after a compromise); Jamf Pro then needs the new adcs-proxy-ca.cer "
+                   "before the nodes switch");
+  rotate->add_option("--password-file", rargs->password_file,
+                     "Also write the PKCS#12 password to this file (mode 0600) instead of printing it");
+  rotate->callback([=] { *exit_code = RunPkiRotate(*rargs); });
 
   auto cargs = std::make_shared<PkiClusterArgs>();
   auto* cluster = pki->add_subcommand(

@@ -11,6 +11,8 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;
 inline constexpr int kExitUsage = 2;
 inline constexpr int kExitHttpError = 3;
+// `adcsc ctl status`: every node answered, but one reports a certificate critical or expired.
+inline constexpr int kExitCertificateAttention = 4;
 
 // Each Add* registers a subcommand whose callback stores its exit code in *exit_code.
 void AddNodeCommand(CLI::App& app, int* exit_code);

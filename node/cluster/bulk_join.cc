@@ -150,7 +150,7 @@ Attempt JoinFrom(const node::Config& config, const node::PeerConfig& peer, const
   // gRPC's bandwidth-delay probing would otherwise let the transport take in tens of MiB
   // ahead of a writer that is slower than the network.
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
-      MakePeerChannel(config.cluster, peer, [&options](grpc::ChannelArguments& args) {
+      MakePeerChannel(config.cluster, peer, nullptr, [&options](grpc::ChannelArguments& args) {
         args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
         args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, static_cast<int>(options.window_bytes));
         args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);

@@ -40,15 +40,17 @@ std::chrono::system_clock::time_point ForGrpc(Deadline deadline) {
   return std::chrono::system_clock::now() + (deadline - std::chrono::steady_clock::now());
 }
 
-// One call per reachable peer (a cut-off node reaches none), each with its own stub and
-// `deadline`. Call must have members peer, stub and context.
+// One call per reachable peer (a cut-off node reaches none; one refused for its cluster
+// protocol only for a `handshake`), each with its own stub and `deadline`. Call must have members peer, stub and
+// context.
 template <typename Call>
 std::vector<std::shared_ptr<Call>> CallsToEveryPeer(const node::ClusterConfig& config,
-                                                    const GrpcPeerTransport& transport, Deadline deadline) {
+                                                    const GrpcPeerTransport& transport, Deadline deadline,
+                                                    bool handshake = false) {
   const auto grpc_deadline = ForGrpc(deadline);
   std::vector<std::shared_ptr<Call>> calls;
   for (const node::PeerConfig& p : config.peers) {
-    auto channel = transport.ChannelFor(p.id);
+    auto channel = transport.ChannelFor(p.id, handshake);
     if (!channel.ok()) continue;
     auto call = std::make_shared<Call>();
     call->peer = p.id;
@@ -279,7 +281,8 @@ void PeerDirectory::Refresh() {
   };
   auto gather = std::make_shared<Gather>();
   const auto deadline = std::chrono::steady_clock::now() + lookup_timeout_;
-  const auto calls = CallsToEveryPeer<Call>(config_.cluster, *transport_, deadline);
+  // A handshake: asks a peer refused for its cluster protocol too, to learn when it changed.
+  const auto calls = CallsToEveryPeer<Call>(config_.cluster, *transport_, deadline, /*handshake=*/true);
   for (const auto& call : calls) Stamp(call->request.mutable_from());
   gather->outstanding = calls.size();
   std::weak_ptr<Shared> shared = shared_;

@@ -24,7 +24,10 @@ absl::StatusOr<std::string> PeerService::Caller(const grpc::ServerContext& conte
   if (transport_ != nullptr) {
     if (auto admitted = transport_->link().AdmitIncoming(); !admitted.ok()) return admitted;
   }
-  return CheckPeerCaller(context, config_->cluster, from);
+  auto peer = CheckPeerCaller(context, config_->cluster, from);
+  if (!peer.ok() || transport_ == nullptr) return peer;
+  if (auto readable = transport_->protocols().AdmitIncoming(context, *peer); !readable.ok()) return readable;
+  return peer;
 }
 
 void PeerService::Stamp(v1::PeerHeader* header) const {
@@ -179,8 +182,19 @@ grpc::Status PeerService::Info(grpc::ServerContext* context, const v1::NodeInfoR
   if (transport_ != nullptr && transport_->link().Get().cut_in && *caller != config_->node_id) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "this node is cut off from its peers (fault injection)");
   }
+  // Operator tools on this node (its own certificate) are not peers: any release may ask.
+  if (transport_ != nullptr && *caller != config_->node_id) {
+    if (auto readable = transport_->protocols().AdmitIncoming(*context, *caller); !readable.ok()) {
+      return ToGrpc(readable);
+    }
+  }
   if (auto s = Describe(reply); !s.ok()) return ToGrpc(s);
   return grpc::Status::OK;
+}
+
+void PeerService::SetCertificateSource(CertificateSource source) {
+  std::lock_guard lock(certificates_mu_);
+  certificates_ = std::move(source);
 }
 
 absl::Status PeerService::Describe(v1::NodeInfo* reply) const {
@@ -192,6 +206,14 @@ absl::Status PeerService::Describe(v1::NodeInfo* reply) const {
   if (api_ != nullptr) {
     reply->set_ca_health_reported(true);
     for (const std::string& ca_config : api_->ca_reachability().Unreachable()) reply->add_cas_unreachable(ca_config);
+  }
+  {
+    // Called under the lock, so SetCertificateSource(nullptr) waits for a call in progress.
+    std::lock_guard lock(certificates_mu_);
+    if (certificates_) {
+      reply->set_certificates_reported(true);
+      for (v1::NodeCertificate& c : certificates_()) *reply->add_certificates() = std::move(c);
+    }
   }
   reply->mutable_from()->set_cluster_id(config_->cluster.id);
   reply->mutable_from()->set_node_id(config_->node_id);
@@ -214,6 +236,13 @@ absl::Status PeerService::Describe(v1::NodeInfo* reply) const {
     s->set_lag_ms(p.lag_ms);
     *s->mutable_known_vector() = ToProto(p.known_vector);
     s->set_snapshot_in_progress(p.snapshot_in_progress);
+    if (transport_ != nullptr) {
+      if (auto protocol = transport_->protocols().Get(p.node_id); protocol.has_value() && protocol->range) {
+        s->set_cluster_protocol(protocol->range->speaks);
+        s->set_cluster_protocol_oldest(protocol->range->oldest);
+        s->set_refused_for_version(protocol->refusal);
+      }
+    }
   }
   return absl::OkStatus();
 }

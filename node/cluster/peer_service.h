@@ -8,7 +8,10 @@
 // own threads; everything it reads is thread-safe.
 #pragma once
 
+#include <functional>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "adcsc/cluster/v1/cluster.grpc.pb.h"
 #include "node/api/api_service.h"
@@ -52,6 +55,11 @@ class PeerService final : public adcsc::cluster::v1::Peer::Service {
                     adcsc::cluster::v1::NodeInfo* reply) override;
   // What Info answers, for this node's own /status.
   absl::Status Describe(adcsc::cluster::v1::NodeInfo* reply) const;
+  // Where Info's certificates come from (the node's health); until set, Info reports none
+  // and certificates_reported stays false. Setting it (nullptr included) waits for a call of
+  // the previous source in progress, so a node clears it before what the source reads goes.
+  using CertificateSource = std::function<std::vector<adcsc::cluster::v1::NodeCertificate>()>;
+  void SetCertificateSource(CertificateSource source);
 
  private:
   // The fault switches' state (cut_off, link, disk), for SetFault's answer and Info.
@@ -63,6 +71,8 @@ class PeerService final : public adcsc::cluster::v1::Peer::Service {
   GrpcPeerTransport* transport_;
   node::ApiService* const api_;
   ca::OutageSwitch* const ca_switch_;
+  mutable std::mutex certificates_mu_;
+  CertificateSource certificates_;  // guarded by certificates_mu_
 
   // The calling peer, after the checks every call gets.
   absl::StatusOr<std::string> Caller(const grpc::ServerContext& context,

@@ -91,7 +91,10 @@ absl::StatusOr<std::string> ReplicationServer::Caller(const grpc::ServerContext&
   if (transport_ != nullptr) {
     if (auto admitted = transport_->link().AdmitIncoming(); !admitted.ok()) return admitted;
   }
-  return CheckPeerCaller(context, *config_, from);
+  auto peer = CheckPeerCaller(context, *config_, from);
+  if (!peer.ok() || transport_ == nullptr) return peer;
+  if (auto readable = transport_->protocols().AdmitIncoming(context, *peer); !readable.ok()) return readable;
+  return peer;
 }
 
 grpc::Status ReplicationServer::Push(grpc::ServerContext* context,
@@ -246,13 +249,16 @@ struct GrpcPeerTransport::PushStream {
 
 GrpcPeerTransport::GrpcPeerTransport(node::ClusterConfig config, std::string node_id,
                                      std::chrono::milliseconds request_timeout)
-    : config_(std::move(config)), node_id_(std::move(node_id)), request_timeout_(request_timeout) {}
+    : config_(std::move(config)),
+      node_id_(std::move(node_id)),
+      request_timeout_(request_timeout),
+      protocols_(std::make_shared<PeerProtocols>(node_id_, LocalProtocolRange())) {}
 
 absl::StatusOr<std::unique_ptr<GrpcPeerTransport>> GrpcPeerTransport::Create(
     const node::ClusterConfig& config, std::string node_id, std::chrono::milliseconds request_timeout) {
   std::unique_ptr<GrpcPeerTransport> t(new GrpcPeerTransport(config, std::move(node_id), request_timeout));
   for (const node::PeerConfig& p : config.peers) {
-    auto channel = MakePeerChannel(config, p);
+    auto channel = MakePeerChannel(config, p, t->protocols_);
     if (!channel.ok()) return channel.status();
     Peer peer;
     peer.channel = *channel;
@@ -304,6 +310,10 @@ void GrpcPeerTransport::Push(const std::string& peer, store::PushRequest request
   {
     if (auto admitted = link_.AdmitOutgoing(peer); !admitted.ok()) {
       done(admitted);
+      return;
+    }
+    if (auto readable = protocols_->AdmitOutgoing(peer); !readable.ok()) {
+      done(readable);
       return;
     }
     std::lock_guard lock(mu_);
@@ -366,14 +376,19 @@ void GrpcPeerTransport::Push(const std::string& peer, store::PushRequest request
 
 absl::StatusOr<v1::Replication::Stub*> GrpcPeerTransport::StubFor(const std::string& peer) {
   if (auto admitted = link_.AdmitOutgoing(peer); !admitted.ok()) return admitted;
+  if (auto readable = protocols_->AdmitOutgoing(peer); !readable.ok()) return readable;
   std::lock_guard lock(mu_);
   auto it = peers_.find(peer);
   if (it == peers_.end()) return absl::InvalidArgumentError(absl::StrCat("unknown peer \"", peer, "\""));
   return it->second.stub.get();
 }
 
-absl::StatusOr<std::shared_ptr<grpc::Channel>> GrpcPeerTransport::ChannelFor(const std::string& peer) const {
+absl::StatusOr<std::shared_ptr<grpc::Channel>> GrpcPeerTransport::ChannelFor(const std::string& peer,
+                                                                             bool handshake) const {
   if (auto admitted = link_.AdmitOutgoing(peer); !admitted.ok()) return admitted;
+  if (!handshake) {
+    if (auto readable = protocols_->AdmitOutgoing(peer); !readable.ok()) return readable;
+  }
   std::lock_guard lock(mu_);
   auto it = peers_.find(peer);
   if (it == peers_.end()) return absl::InvalidArgumentError(absl::StrCat("unknown peer \"", peer, "\""));

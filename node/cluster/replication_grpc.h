@@ -2,7 +2,8 @@
 // stream, one ack per durable batch), Pull, Snapshot and Join through the local Replicator;
 // GrpcPeerTransport is the Replicator's PeerTransport over mutual-TLS channels to each peer;
 // TimerScheduler is its Scheduler on a timer thread. Every message names the sender's cluster
-// and node, which must match the certificate the peer presented.
+// and node, which must match the certificate the peer presented, and every call carries the
+// sender's cluster protocol range, which this node must read (protocol.h).
 // Thread-safety: all classes are safe to use from any thread.
 #pragma once
 
@@ -19,6 +20,7 @@
 
 #include "adcsc/cluster/v1/cluster.grpc.pb.h"
 #include "node/cluster/link_fault.h"
+#include "node/cluster/protocol.h"
 #include "node/config/config.h"
 #include "store/replication.h"
 
@@ -101,8 +103,13 @@ class GrpcPeerTransport final : public store::PeerTransport {
 
   // The channel to `peer`, for the other node-to-node services (one connection per peer);
   // UNAVAILABLE while cut off (or the message is lost, see LinkFault), INVALID_ARGUMENT for an
-  // unknown peer.
-  absl::StatusOr<std::shared_ptr<grpc::Channel>> ChannelFor(const std::string& peer) const;
+  // unknown peer, FAILED_PRECONDITION while the peer is refused for its cluster protocol
+  // (protocol.h) unless `handshake` (the Info refresh, which learns when that changed).
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> ChannelFor(const std::string& peer, bool handshake = false) const;
+
+  // What this node knows of its peers' cluster protocols; the services admit each request
+  // through it, and every channel's calls report the peers' answers to it.
+  PeerProtocols& protocols() const { return *protocols_; }
 
  private:
   struct PushStream;
@@ -122,6 +129,8 @@ class GrpcPeerTransport final : public store::PeerTransport {
   mutable std::mutex mu_;
   std::map<std::string, Peer> peers_;
   mutable LinkFaultSwitch link_;
+  // Shared with the channels' interceptors, which calls in flight may keep past the transport.
+  std::shared_ptr<PeerProtocols> protocols_;
 };
 
 // Runs functions after a delay on one timer thread (real time; the Replicator's Clock is the

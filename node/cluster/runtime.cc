@@ -66,6 +66,10 @@ absl::Status ClusterRuntime::Serve(node::ApiService* api, ca::OutageSwitch* ca_s
   builder.AddListeningPort(address, *credentials, &port_);
   builder.RegisterService(service_.get());
   builder.RegisterService(peer_service_.get());
+  // Every answer says which cluster protocol this node speaks (protocol.h).
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(PeerProtocols::ServerInterceptor(transport_->protocols().self()));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port_ == 0) {
     return absl::UnavailableError(

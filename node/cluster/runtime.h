@@ -52,6 +52,10 @@ class ClusterRuntime final : public node::WriteReplication {
   PeerDirectory& directory() { return *directory_; }
   // This node's view of the cluster, as Peer.Info answers it (FAILED_PRECONDITION before Serve).
   absl::Status Describe(adcsc::cluster::v1::NodeInfo* info) const;
+  // The certificates Peer.Info reports (PeerService::SetCertificateSource); after Serve.
+  void SetCertificateSource(PeerService::CertificateSource source) {
+    if (peer_service_ != nullptr) peer_service_->SetCertificateSource(std::move(source));
+  }
   absl::StatusOr<store::ReplicatorStatus> Status() const;
   GrpcPeerTransport& transport() { return *transport_; }
   int port() const { return port_; }

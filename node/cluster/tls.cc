@@ -1,5 +1,12 @@
 #include "node/cluster/tls.h"
 
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
+
+#include <map>
+#include <mutex>
+#include <tuple>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "node/pki/cluster.h"
@@ -27,31 +34,44 @@ absl::StatusOr<Material> Load(const node::ClusterConfig& c) {
   return m;
 }
 
+// One watcher per set of files in the process, shared by the server and every channel: gRPC
+// reads the files again every kIdentityRefreshSeconds and uses a changed pair (when the key
+// matches the certificate) for new handshakes.
+std::shared_ptr<grpc::experimental::CertificateProviderInterface> WatchedIdentity(const node::ClusterConfig& c) {
+  static std::mutex mu;
+  static auto* providers = new std::map<std::tuple<std::string, std::string, std::string>,
+                                        std::shared_ptr<grpc::experimental::CertificateProviderInterface>>();
+  const auto key = std::make_tuple(c.key_file.string(), c.cert_file.string(), c.ca_file.string());
+  std::lock_guard lock(mu);
+  auto& provider = (*providers)[key];
+  if (provider == nullptr) {
+    provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+        c.key_file.string(), c.cert_file.string(), c.ca_file.string(), kIdentityRefreshSeconds);
+  }
+  return provider;
+}
+
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(const node::ClusterConfig& config) {
-  auto m = Load(config);
-  if (!m.ok()) return m.status();
-  grpc::SslServerCredentialsOptions options(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-  options.pem_root_certs = m->ca;
-  options.pem_key_cert_pairs.push_back({m->key, m->cert});
-  return grpc::SslServerCredentials(options);
-}
-
-absl::StatusOr<std::shared_ptr<grpc::Channel>> MakePeerChannel(const node::ClusterConfig& config,
-                                                               const node::PeerConfig& peer) {
-  return MakePeerChannel(config, peer, nullptr);
+  // Read here once to name a missing or unreadable file; gRPC's watcher reads them itself.
+  if (auto m = Load(config); !m.ok()) return m.status();
+  grpc::experimental::TlsServerCredentialsOptions options(WatchedIdentity(config));
+  options.watch_root_certs();
+  options.watch_identity_key_cert_pairs();
+  options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  return grpc::experimental::TlsServerCredentials(options);
 }
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakePeerChannel(
-    const node::ClusterConfig& config, const node::PeerConfig& peer,
+    const node::ClusterConfig& config, const node::PeerConfig& peer, std::shared_ptr<PeerProtocols> protocols,
     const std::function<void(grpc::ChannelArguments&)>& tune) {
-  auto m = Load(config);
-  if (!m.ok()) return m.status();
-  grpc::SslCredentialsOptions options;
-  options.pem_root_certs = m->ca;
-  options.pem_private_key = m->key;
-  options.pem_cert_chain = m->cert;
+  if (auto m = Load(config); !m.ok()) return m.status();
+  grpc::experimental::TlsChannelCredentialsOptions options;
+  options.set_certificate_provider(WatchedIdentity(config));
+  options.watch_root_certs();
+  options.watch_identity_key_cert_pairs();
+  options.set_verify_server_certs(true);
   grpc::ChannelArguments args;
   // The server must prove it is this peer, whatever address it was reached at.
   args.SetSslTargetNameOverride(pki::NodeSubjectName(config.id, peer.id));
@@ -62,7 +82,10 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakePeerChannel(
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, kPeerReconnectBackoffMaxMs);
   args.SetMaxReceiveMessageSize(kPeerMaxMessageBytes);
   if (tune) tune(args);
-  return grpc::CreateCustomChannel(peer.address, grpc::SslCredentials(options), args);
+  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(PeerProtocols::ClientInterceptor(std::move(protocols), peer.id, LocalProtocolRange()));
+  return grpc::experimental::CreateCustomChannelWithInterceptors(
+      peer.address, grpc::experimental::TlsCredentials(options), args, std::move(interceptors));
 }
 
 absl::StatusOr<std::string> AuthenticatedPeer(const grpc::ServerContext& context, const node::ClusterConfig& config,

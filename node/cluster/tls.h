@@ -12,9 +12,15 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "node/cluster/protocol.h"
 #include "node/config/config.h"
 
 namespace adcsc::cluster {
+
+// How often the cluster identity's files are read again: a node's certificate, key and the
+// cluster CA replaced on disk (each written whole and renamed into place) serve new
+// handshakes within this, without a restart or a reload.
+inline constexpr unsigned kIdentityRefreshSeconds = 2;
 
 // Reads the cluster CA, this node's certificate and key. Errors name the file.
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(const node::ClusterConfig& config);
@@ -29,14 +35,14 @@ inline constexpr int kPeerReconnectBackoffMaxMs = 1000;
 inline constexpr int kPeerMaxMessageBytes = 32 * 1024 * 1024;
 
 // A channel to `peer` that verifies its certificate chains to the cluster CA and names
-// NodeSubjectName(config.id, peer.id), presenting this node's certificate.
-absl::StatusOr<std::shared_ptr<grpc::Channel>> MakePeerChannel(const node::ClusterConfig& config,
-                                                               const node::PeerConfig& peer);
-// The same, with `tune` setting more channel arguments last (a channel for one purpose, like
-// a bulk join's, which bounds its flow-control window).
+// NodeSubjectName(config.id, peer.id), presenting this node's certificate. Every call on it
+// carries this process's cluster protocol range; `protocols` (optional) learns the peer's
+// from its answers and refuses answers in a protocol this node does not read (protocol.h).
+// `tune` (optional) sets more channel arguments last: a channel for one purpose, like a bulk
+// join's, which bounds its flow-control window.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakePeerChannel(
-    const node::ClusterConfig& config, const node::PeerConfig& peer,
-    const std::function<void(grpc::ChannelArguments&)>& tune);
+    const node::ClusterConfig& config, const node::PeerConfig& peer, std::shared_ptr<PeerProtocols> protocols = nullptr,
+    const std::function<void(grpc::ChannelArguments&)>& tune = nullptr);
 
 // Server side: the ID of the configured peer whose certificate the caller presented (gRPC has
 // already verified it against the cluster CA); PERMISSION_DENIED for a certificate that names

@@ -1,9 +1,11 @@
 #include "node/config/config.h"
 
 #include <sys/stat.h>
+#include <time.h>
 
 #include <algorithm>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -82,6 +84,79 @@ size_t ReadPins(TomlReader& r, const toml::table& t, std::string_view key, std::
     }
   }
   return pins.size();
+}
+
+// Seconds since the epoch of a calendar date and time read as UTC.
+int64_t UtcSeconds(const toml::date& date, const toml::time& time) {
+  struct tm t {};
+  t.tm_year = date.year - 1900;
+  t.tm_mon = date.month - 1;
+  t.tm_mday = date.day;
+  t.tm_hour = time.hour;
+  t.tm_min = time.minute;
+  t.tm_sec = time.second;
+  return static_cast<int64_t>(timegm(&t));
+}
+
+// api.client_pins: each entry a pin (as ReadPins takes it) or, during a rotation's overlap,
+// `{ pin = "...", until = 2027-01-15T00:00:00Z }` — the pin is mapped until that instant
+// (an offset date-time, or a bare date meaning its midnight UTC). Returns how many entries
+// the list had.
+size_t ReadClientPins(TomlReader& r, const toml::table& api, ApiConfig* out) {
+  const toml::node* n = api.get("client_pins");
+  if (n == nullptr) return 0;
+  const toml::array* list = n->as_array();
+  if (list == nullptr) {
+    r.Error("api.client_pins", "must be an array of pins (strings) or { pin = \"...\", until = <date-time> } tables");
+    return 0;
+  }
+  for (size_t i = 0; i < list->size(); ++i) {
+    const std::string key = absl::StrCat("api.client_pins[", i, "]");
+    const toml::node& entry = *list->get(i);
+    std::string text;
+    std::optional<int64_t> until;
+    if (auto s = entry.value<std::string>(); s && entry.is_string()) {
+      text = *s;
+    } else if (const toml::table* t = entry.as_table()) {
+      r.CheckKnown(*t, key + ".", {"pin", "until"});
+      r.String(*t, "pin", key + ".pin", &text, true);
+      const toml::node* u = t->get("until");
+      if (u == nullptr) {
+        r.Error(
+            key + ".until",
+            "missing: the end of the overlap, e.g. until = 2027-01-15T00:00:00Z (or list the pin as a plain string)");
+      } else if (const auto* dt = u->as_date_time(); dt != nullptr && dt->get().offset.has_value()) {
+        const toml::date_time& v = dt->get();
+        until = UtcSeconds(v.date, v.time) - int64_t{v.offset->minutes} * 60;
+      } else if (const auto* d = u->as_date(); d != nullptr) {
+        until = UtcSeconds(d->get(), toml::time{});
+      } else {
+        r.Error(key + ".until",
+                "must be a date-time with its offset (2027-01-15T00:00:00Z) or a date (2027-01-15, midnight UTC), "
+                "unquoted");
+      }
+    } else {
+      r.Error(key, "must be a pin (a string) or { pin = \"...\", until = <date-time> }");
+      continue;
+    }
+    if (text.empty()) continue;
+    auto pin = adcsc::pki::NormalizePin(text);
+    if (!pin.ok()) {
+      r.Error(key, pki::StdView(pin.status().message()));
+      continue;
+    }
+    if (std::find(out->client_pins.begin(), out->client_pins.end(), *pin) != out->client_pins.end()) {
+      // A plain pin twice is harmless (and was always accepted); with an `until` it is unclear
+      // whether the pin ends.
+      if (until.has_value() || out->client_pin_until.count(*pin) != 0) {
+        r.Error(key, "this pin is listed twice, once with an until: list it once");
+      }
+      continue;
+    }
+    out->client_pins.push_back(*pin);
+    if (until.has_value()) out->client_pin_until[*pin] = *until;
+  }
+  return list->size();
 }
 
 // A list of glob patterns (node/pki/csr_policy.h) at `table`[key]; each bad one is reported
@@ -186,7 +261,7 @@ void ReadApi(TomlReader& r, const toml::table& api, ApiConfig* out) {
   CheckReadable(r, "api.cert_file", out->cert_file);
   CheckPrivateKeyMode(r, "api.key_file", out->key_file);
   CheckReadable(r, "api.client_ca_file", out->client_ca_file);
-  if (ReadPins(r, api, "client_pins", "api.client_pins", &out->client_pins) == 0) {
+  if (ReadClientPins(r, api, out) == 0) {
     r.Error("api.client_pins", "at least one client certificate pin is required (see `adcsc pki init`)");
   }
   std::vector<size_t> proxy_indices;  // each pin's index in the file, for messages
@@ -360,14 +435,17 @@ void ReadCa(TomlReader& r, const toml::table& ca, const std::filesystem::path& d
         r.Error(key, "must be a table with dc, ca, optional templates and signing policy keys");
         continue;
       }
-      r.CheckKnown(*t, key + ".",
-                   {"dc", "ca", "templates", "subject_patterns", "san_dns", "san_email", "san_uri", "san_upn", "san_ip",
-                    "allow_sid_uri", "key_types", "min_rsa_bits", "max_rsa_bits", "ec_curves", "requested_validity"});
+      r.CheckKnown(
+          *t, key + ".",
+          {"dc", "ca", "templates", "ca_cert_file", "subject_patterns", "san_dns", "san_email", "san_uri", "san_upn",
+           "san_ip", "allow_sid_uri", "key_types", "min_rsa_bits", "max_rsa_bits", "ec_curves", "requested_validity"});
       AllowedCa entry;
       entry.key = key;
       r.String(*t, "dc", key + ".dc", &entry.dc, true);
       r.String(*t, "ca", key + ".ca", &entry.ca, true);
       r.Strings(*t, "templates", key + ".templates", &entry.templates);
+      r.Path(*t, "ca_cert_file", key + ".ca_cert_file", &entry.ca_cert_file, false);
+      CheckReadable(r, key + ".ca_cert_file", entry.ca_cert_file);
       ReadSigningPolicy(r, *t, key + ".", &entry.policy);
       for (const AllowedCa& earlier : out->allow) {
         if (!entry.dc.empty() && absl::EqualsIgnoreCase(earlier.dc, entry.dc) && earlier.ca == entry.ca) {
@@ -520,7 +598,11 @@ void ReadCluster(TomlReader& r, const toml::table& t, const std::string& node_id
 }  // namespace
 
 const AllowedCa* Config::FindAllowedCa(std::string_view dc, std::string_view ca_name) const {
-  for (const AllowedCa& a : ca.allow) {
+  return node::FindAllowedCa(ca.allow, dc, ca_name);
+}
+
+const AllowedCa* FindAllowedCa(const std::vector<AllowedCa>& allow, std::string_view dc, std::string_view ca_name) {
+  for (const AllowedCa& a : allow) {
     if (absl::EqualsIgnoreCase(a.dc, pki::AbslView(dc)) && a.ca == ca_name) return &a;
   }
   return nullptr;

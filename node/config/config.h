@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,9 @@ struct AllowedCa {
   std::string dc;                      // CA host FQDN, compared case-insensitively
   std::string ca;                      // CA instance name, compared exactly
   std::vector<std::string> templates;  // empty: any template; else only these
+  // Optional PEM file of the CA's certificate (and the chain above it), for the expiry report
+  // only; without it the node learns the certificate from the CA's answers.
+  std::filesystem::path ca_cert_file;
   adcsc::pki::CsrPolicy policy;
   std::string key = "ca.allow";  // where it was configured, e.g. "ca.allow[0]": names the policy in denials
 };
@@ -33,6 +37,9 @@ struct ApiConfig {
   std::filesystem::path key_file;        // server private key (PEM); must be mode 0600 or stricter
   std::filesystem::path client_ca_file;  // PEM bundle a client certificate must chain to
   std::vector<std::string> client_pins;  // SHA-256 of allowed client certificates, normalised hex
+  // The pins written `{ pin = "...", until = <date-time> }`: the end of a rotation's overlap
+  // (Unix seconds), after which that certificate is refused (docs/configuration.md).
+  std::map<std::string, int64_t> client_pin_until;
   // Pins (each also in client_pins) of TLS-terminating load balancers whose X-Adcsc-Client-*
   // headers name the real caller (forwarded_caller.h); from anyone else they are ignored.
   std::vector<std::string> trusted_proxy_pins;
@@ -202,6 +209,10 @@ struct Config {
   // The allowlist entry for (dc, ca), or nullptr.
   const AllowedCa* FindAllowedCa(std::string_view dc, std::string_view ca) const;
 };
+
+// The entry of `allow` for (dc, ca): the host compared case-insensitively, the CA name exactly;
+// nullptr when there is none.
+const AllowedCa* FindAllowedCa(const std::vector<AllowedCa>& allow, std::string_view dc, std::string_view ca);
 
 // Reads and validates `path`. On failure the status message lists every problem, one per
 // line, as "<file>: <key>: <what is wrong>".

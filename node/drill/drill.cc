@@ -3,9 +3,12 @@
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -277,8 +280,21 @@ absl::Status CheckScenarioNeeds(const DrillConfig& config, const DrillOptions& o
                                                       " in ", config.source.string()));
   };
   const bool rolling = options.scenario == "rolling-restart";
+  const bool every_node = rolling || options.scenario == "reload";
+  if (options.scenario == "reload") {
+    if (config.reload_client_cert.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "scenario reload needs a [reload] section (Jamf Pro's new client identity) in ", config.source.string()));
+    }
+    if (config.lb_mode != "tcp") {
+      return absl::FailedPreconditionError(
+          "scenario reload rotates the identities Jamf Pro meets at the nodes: with the load balancer terminating "
+          "TLS, Jamf Pro's certificate is checked by the load balancer instead (its pin list), so run it with "
+          "lb.mode = \"tcp\" (./deploy/quickstart --lb-mode tcp)");
+    }
+  }
   for (const DrillNode& n : config.nodes) {
-    if (!rolling && &n != target) continue;
+    if (!every_node && &n != target) continue;
     if (options.scenario == "kill") {
       if (auto s = need(n, !n.pid_file.empty() || !n.kill_command.empty(), "pid_file or kill"); !s.ok()) return s;
     }
@@ -297,6 +313,13 @@ absl::Status CheckScenarioNeeds(const DrillConfig& config, const DrillOptions& o
     }
     if (options.scenario == "clock-jump") {
       if (auto s = need(n, !n.clock_command.empty(), "clock (a command that steps its clock)"); !s.ok()) return s;
+    }
+    if (options.scenario == "reload") {
+      if (auto s = need(n, !n.config.empty(), "config"); !s.ok()) return s;
+      if (auto s = need(n, !n.reload_overlap.empty() && !n.reload_final.empty(), "reload_overlap and reload_final");
+          !s.ok()) {
+        return s;
+      }
     }
     if (options.scenario == "ca-slow" && (config.ca_slow_command.empty() || config.ca_restore_command.empty())) {
       return absl::FailedPreconditionError(
@@ -517,6 +540,84 @@ class DrillRun {
     return {fault_at, restore_at};
   }
 
+  // reload: Jamf Pro's identity and every node's API identity rotate under the traffic, as
+  // docs/operations.md walks an operator through it. Phase "overlap": each node gets its
+  // reload_overlap configuration (the new API identity, the old and the new pin) and re-reads
+  // it; then the traffic presents the new client identity (Jamf Pro after the upload). Phase
+  // "new pin only": each node gets reload_final; the old client identity must now be refused
+  // by every node. Phase "rotate back" (the recovery): the same steps backwards, to each node's
+  // configuration as it was, so the drill leaves the cluster as it found it. Returns when the
+  // rotation began and when the rotation back began.
+  std::pair<int64_t, int64_t> Rotation(Traffic* traffic) {
+    NodeControl* c = control_;
+    std::map<std::string, std::string> original, overlap, final_text;
+    for (const DrillNode& n : config_.nodes) {
+      for (auto [path, out] : {std::pair{n.config, &original}, std::pair{n.reload_overlap, &overlap},
+                               std::pair{n.reload_final, &final_text}}) {
+        auto text = ReadText(path);
+        if (!text.ok()) {
+          report_->action_failures.push_back(std::string(text.status().message()));
+          return {run_.Now(), run_.Now()};
+        }
+        (*out)[n.id] = std::move(*text);
+      }
+    }
+    auto apply_all = [&](const std::map<std::string, std::string>& texts, const std::string& what) {
+      for (const DrillNode& n : config_.nodes) {
+        Act(absl::StrCat(n.id, ": ", what, ", adcsc ctl reload"), [&] { return c->ApplyConfig(n, texts.at(n.id)); });
+      }
+    };
+    const int64_t rotation_at = run_.Now();
+    run_.SetPhase("overlap");
+    apply_all(overlap, "new API identity, old and new Jamf Pro pins");
+    run_.Note("the traffic presents Jamf Pro's new client identity (the new .pfx uploaded)");
+    traffic->SwitchIdentity(config_.reload_client_cert, config_.reload_client_key);
+    AwaitSwitched(traffic);
+    std::this_thread::sleep_for(options_.hold / 2);
+    run_.SetPhase("new pin only");
+    apply_all(final_text, "only the new Jamf Pro pin");
+    for (const DrillNode& n : config_.nodes) {
+      Act(n.id + " refuses Jamf Pro's old client identity", [&]() -> absl::Status {
+        auto status = c->ApiStatusAs(n, config_.client_cert, config_.client_key);
+        if (!status.ok()) return status.status();
+        if (*status != 403) return absl::InternalError(absl::StrCat("it answered HTTP ", *status, ", not 403"));
+        return absl::OkStatus();
+      });
+      Act(n.id + " accepts Jamf Pro's new client identity", [&]() -> absl::Status {
+        auto status = c->ApiStatusAs(n, config_.reload_client_cert, config_.reload_client_key);
+        if (!status.ok()) return status.status();
+        if (*status != 200) return absl::InternalError(absl::StrCat("it answered HTTP ", *status, ", not 200"));
+        return absl::OkStatus();
+      });
+    }
+    std::this_thread::sleep_for(options_.hold / 2);
+    run_.SetPhase("rotate back");
+    const int64_t back_at = run_.Now();
+    apply_all(overlap, "old and new Jamf Pro pins again");
+    run_.Note("the traffic presents Jamf Pro's original client identity again");
+    traffic->SwitchIdentity(config_.client_cert, config_.client_key);
+    AwaitSwitched(traffic);
+    apply_all(original, "its configuration as it was");
+    report_->faults.push_back({"reload", "every node", rotation_at, back_at});
+    return {rotation_at, back_at};
+  }
+
+  // Jamf Pro's calls that began with the identity before the switch finish before the nodes
+  // stop accepting it (as an operator waits for the access log to show only the new pin).
+  void AwaitSwitched(Traffic* traffic) {
+    if (!traffic->AwaitIdentitySwitched(std::chrono::seconds(60))) {
+      report_->action_failures.push_back("calls with the previous client identity were still in flight after 60 s");
+    }
+  }
+
+  static absl::StatusOr<std::string> ReadText(const std::filesystem::path& path) {
+    std::ifstream in(path);
+    if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path.string()));
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+
   // soak: the seeded schedule, one fault at a time, each followed by the node's return and
   // convergence, until the duration is up.
   void Soak(const std::vector<std::string>& scenarios) {
@@ -639,7 +740,7 @@ class DrillRun {
 
 bool KnownScenario(const std::string& s) {
   return s == "kill" || s == "freeze" || s == "drain" || s == "partition" || s == "ca-outage" || s == "ca-slow" ||
-         s == "slow-disk" || s == "clock-jump" || s == "link" || s == "rolling-restart" || s == "soak";
+         s == "slow-disk" || s == "clock-jump" || s == "link" || s == "rolling-restart" || s == "reload" || s == "soak";
 }
 
 // A drill: checks, then traffic (baseline), the scenario, convergence, more traffic (after),
@@ -649,7 +750,7 @@ absl::StatusOr<DrillReport> RunDrill(const DrillConfig& config, DrillOptions opt
     return absl::InvalidArgumentError(
         absl::StrCat("unknown scenario \"", options.scenario,
                      "\" (kill, freeze, drain, partition, ca-outage, ca-slow, slow-disk, clock-jump, link, "
-                     "rolling-restart, soak)"));
+                     "rolling-restart, reload, soak)"));
   }
   if (options.target.empty()) options.target = config.nodes.back().id;
   const DrillNode* target = config.Find(options.target);
@@ -661,6 +762,7 @@ absl::StatusOr<DrillReport> RunDrill(const DrillConfig& config, DrillOptions opt
   }
   const bool rolling = options.scenario == "rolling-restart";
   const bool soak = options.scenario == "soak";
+  const bool reload = options.scenario == "reload";
   std::vector<std::string> soak_scenarios;
   if (soak) {
     soak_scenarios = options.soak_faults.empty() ? SoakScenarios(config) : options.soak_faults;
@@ -669,7 +771,7 @@ absl::StatusOr<DrillReport> RunDrill(const DrillConfig& config, DrillOptions opt
           absl::StrCat("scenario soak found no fault it can strike with ", config.source.string()));
     }
     for (const std::string& f : soak_scenarios) {
-      if (!KnownScenario(f) || f == "soak" || f == "rolling-restart") {
+      if (!KnownScenario(f) || f == "soak" || f == "rolling-restart" || f == "reload") {
         return absl::InvalidArgumentError(
             absl::StrCat("soak cannot strike \"", f,
                          "\" (kill, freeze, drain, partition, ca-outage, ca-slow, slow-disk, clock-jump, link)"));
@@ -696,7 +798,7 @@ absl::StatusOr<DrillReport> RunDrill(const DrillConfig& config, DrillOptions opt
 
   DrillReport report;
   report.scenario = options.scenario;
-  report.target = rolling ? "every node" : soak ? "nodes drawn from the seed" : target->id;
+  report.target = rolling || reload ? "every node" : soak ? "nodes drawn from the seed" : target->id;
   if (soak) report.seed = options.seed;
   report.lb_url = config.lb_url;
   report.lb_mode = config.lb_mode;
@@ -712,6 +814,8 @@ absl::StatusOr<DrillReport> RunDrill(const DrillConfig& config, DrillOptions opt
   int64_t fault_at = -1, restore_at = -1;
   if (rolling) {
     restore_at = drill.RollingRestart();
+  } else if (reload) {
+    std::tie(fault_at, restore_at) = drill.Rotation(&traffic);
   } else if (soak) {
     drill.Soak(soak_scenarios);
     restore_at = run.Now();
@@ -719,14 +823,17 @@ absl::StatusOr<DrillReport> RunDrill(const DrillConfig& config, DrillOptions opt
     std::tie(fault_at, restore_at) = drill.SingleNodeFault(*target);
     report.faults.push_back({options.scenario, target->id, fault_at, restore_at});
   }
-  drill.AwaitConvergence(restore_at, rolling || soak);
+  drill.AwaitConvergence(restore_at, rolling || soak || reload);
   run.SetPhase("after");
   std::this_thread::sleep_for(options.tail);
   traffic.Stop();
   run.Note("traffic stopped");
 
   const std::vector<Sample> samples = traffic.samples();
-  if (rolling || soak) {
+  if (reload) {
+    report.timings.lb_stopped_how = "no node leaves the rotation (a reload is not a restart)";
+    report.timings.node_back_how = "no node leaves the rotation (a reload is not a restart)";
+  } else if (rolling || soak) {
     report.timings.lb_stopped_how = "per node: see the timeline";
     report.timings.node_back_how = "per node: see the timeline";
   } else {

@@ -12,12 +12,16 @@
 //   link             the node's peer links: lossy, then slow, then one-way (in, then out), then
 //                    flapping (cut and healed in turn), a quarter of the hold each; then healed
 //   rolling-restart  every node in turn: drain, stop (SIGTERM), start, resume
+//   reload           Jamf Pro's client identity and every node's API identity rotate under
+//                    the traffic through `adcsc ctl reload` (an overlap with both pins, the
+//                    traffic switches, only the new pin), then back the same way; no restart
 //   soak             faults from the list above (kill included) strike nodes on a random
 //                    schedule drawn from --seed, one at a time, for --duration; the report adds
 //                    a timeline (latency and failures per interval, with the faults)
 // Phases: "baseline" (warm-up), "fault" (the fault held), "recovery" (from the restore until
 // the node is back and replication converged), "after" (a tail); rolling-restart has one
-// "restart <node>" phase per node instead of fault and recovery.
+// "restart <node>" phase per node instead of fault and recovery, reload "overlap", "new pin
+// only" and "rotate back".
 // RunDrill blocks for the whole drill; it runs its own threads (traffic, HAProxy watcher) and
 // joins them before it returns.
 #pragma once

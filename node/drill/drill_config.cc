@@ -28,7 +28,7 @@ absl::StatusOr<DrillConfig> ParseDrillConfig(std::string_view toml_text, const s
   node::TomlReader r(source);
   DrillConfig c;
   c.source = source;
-  r.CheckKnown(root, "", {"lb", "client", "admin", "ca", "node"});
+  r.CheckKnown(root, "", {"lb", "client", "admin", "ca", "reload", "node"});
   auto https_url = [&](const std::string& url, const std::string& key) {
     if (!url.empty() && !absl::StartsWith(url, "https://")) r.Error(key, "must be an https:// URL");
   };
@@ -62,6 +62,11 @@ absl::StatusOr<DrillConfig> ParseDrillConfig(std::string_view toml_text, const s
     r.Strings(*ca, "slow_command", "ca.slow_command", &c.ca_slow_command);
     r.Strings(*ca, "restore_command", "ca.restore_command", &c.ca_restore_command);
   }
+  if (const toml::table* reload = r.Table(root, "reload", "reload", false)) {
+    r.CheckKnown(*reload, "reload.", {"client_cert_file", "client_key_file"});
+    r.Path(*reload, "client_cert_file", "reload.client_cert_file", &c.reload_client_cert, true);
+    r.Path(*reload, "client_key_file", "reload.client_key_file", &c.reload_client_key, true);
+  }
   const toml::node* nodes = root.get("node");
   const toml::array* arr = nodes ? nodes->as_array() : nullptr;
   if (arr == nullptr || arr->empty()) {
@@ -76,7 +81,8 @@ absl::StatusOr<DrillConfig> ParseDrillConfig(std::string_view toml_text, const s
         continue;
       }
       r.CheckKnown(*t, key + ".",
-                   {"id", "api", "ops", "config", "pid_file", "kill", "stop", "start", "lb_server", "clock"});
+                   {"id", "api", "ops", "config", "pid_file", "kill", "stop", "start", "lb_server", "clock",
+                    "reload_overlap", "reload_final", "reload"});
       DrillNode n;
       r.String(*t, "id", key + ".id", &n.id, true);
       r.String(*t, "api", key + ".api", &n.api_url, true);
@@ -90,6 +96,13 @@ absl::StatusOr<DrillConfig> ParseDrillConfig(std::string_view toml_text, const s
       r.Strings(*t, "start", key + ".start", &n.start);
       r.String(*t, "lb_server", key + ".lb_server", &n.lb_server, false);
       r.Strings(*t, "clock", key + ".clock", &n.clock_command);
+      r.Path(*t, "reload_overlap", key + ".reload_overlap", &n.reload_overlap, false);
+      r.Path(*t, "reload_final", key + ".reload_final", &n.reload_final, false);
+      r.Strings(*t, "reload", key + ".reload", &n.reload_command);
+      if (n.reload_overlap.empty() != n.reload_final.empty()) {
+        r.Error(key + (n.reload_overlap.empty() ? ".reload_overlap" : ".reload_final"),
+                "reload_overlap and reload_final go together (the two configurations of a rotation)");
+      }
       if (!n.clock_command.empty()) {
         bool has_offset = false;
         for (const std::string& a : n.clock_command) has_offset |= absl::StrContains(a, "{offset}");

@@ -29,6 +29,12 @@ struct DrillNode {
   // replaced by the signed offset in seconds from true time ("+300", "-300", "+0"). The
   // quickstart writes libfaketime's control file; on a real host, e.g. ssh ... date -s.
   std::vector<std::string> clock_command;
+  // For reload: the node configurations of a rotation — `reload_overlap` with the new API
+  // identity and both Jamf Pro pins (old and new), `reload_final` with only the new pin —
+  // and argv that makes the node re-read its configuration (default: this binary's
+  // `adcsc ctl reload --config <config>`, for nodes on this host).
+  std::filesystem::path reload_overlap, reload_final;
+  std::vector<std::string> reload_command;
 };
 
 struct DrillConfig {
@@ -48,6 +54,9 @@ struct DrillConfig {
   // Optional, for the ca-slow scenario: argv that makes the CA answer slowly (e.g. the
   // emulator's `ctl set latency_ms 1500`), and argv that puts it back.
   std::vector<std::string> ca_slow_command, ca_restore_command;
+  // For reload: Jamf Pro's new client identity (PEM), which the traffic switches to once every
+  // node holds both pins (as Jamf Pro does when the new .pfx is uploaded).
+  std::filesystem::path reload_client_cert, reload_client_key;
   std::vector<DrillNode> nodes;
 
   const DrillNode* Find(const std::string& id) const;

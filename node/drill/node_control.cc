@@ -108,6 +108,47 @@ absl::Status ProcessControl::Kill(const DrillNode& node) {
   return absl::OkStatus();
 }
 
+absl::Status ProcessControl::ApplyConfig(const DrillNode& node, const std::string& text) {
+  if (node.config.empty()) return absl::FailedPreconditionError("no config in the drill file for node " + node.id);
+  std::error_code ec;
+  const auto mode = std::filesystem::status(node.config, ec).permissions();
+  if (ec) return absl::NotFoundError(absl::StrCat(node.config.string(), ": ", ec.message()));
+  const std::filesystem::path tmp = node.config.string() + ".drill-tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << text;
+    out.close();
+    if (!out) return absl::InternalError(absl::StrCat("cannot write ", tmp.string()));
+  }
+  std::filesystem::permissions(tmp, mode, ec);
+  std::filesystem::rename(tmp, node.config, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot replace ", node.config.string(), ": ", ec.message()));
+  std::vector<std::string> command = node.reload_command;
+  if (command.empty()) {
+    // This binary's `adcsc ctl reload`: for a node on this host.
+    const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+    if (ec) return absl::InternalError("cannot find this binary (/proc/self/exe) to run adcsc ctl reload");
+    command = {self.string(), "ctl", "reload", "--config", node.config.string()};
+  }
+  return RunCommand(command, "the reload of " + node.id);
+}
+
+absl::StatusOr<int> ProcessControl::ApiStatusAs(const DrillNode& node, const std::filesystem::path& cert,
+                                                const std::filesystem::path& key) {
+  node::HttpsClientOptions o;
+  o.url = node.api_url;
+  o.cert_file = cert;
+  o.key_file = key;
+  o.server_ca_file = config_.server_ca;
+  o.keep_alive = false;
+  o.timeout = std::chrono::seconds(5);
+  auto client = node::HttpsClient::Create(o);
+  if (!client.ok()) return client.status();
+  auto answer = (*client)->Get("/api/v1/version");
+  if (!answer.ok()) return answer.status();
+  return answer->status;
+}
+
 absl::Status ProcessControl::SetCaSlow(bool slow) {
   const std::vector<std::string>& command = slow ? config_.ca_slow_command : config_.ca_restore_command;
   if (command.empty()) {

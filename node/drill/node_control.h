@@ -44,6 +44,14 @@ class NodeControl {
   virtual NodeProbe Probe(const DrillNode& node) = 0;
   // The CA answers slowly (true) or as before (false): ca.slow_command / ca.restore_command.
   virtual absl::Status SetCaSlow(bool slow) = 0;
+  // Installs `text` as the node's configuration file (written beside it, then renamed over it,
+  // its mode kept) and has the node re-read it (its reload command); an error names what
+  // failed, including a reload the node refused.
+  virtual absl::Status ApplyConfig(const DrillNode& node, const std::string& text) = 0;
+  // A call to the node's API directly (not through the load balancer) as the client identity
+  // in `cert`/`key`: the HTTP status of GET /api/v1/version, or the transport error.
+  virtual absl::StatusOr<int> ApiStatusAs(const DrillNode& node, const std::filesystem::path& cert,
+                                          const std::filesystem::path& key) = 0;
 };
 
 class ProcessControl final : public NodeControl {
@@ -59,6 +67,9 @@ class ProcessControl final : public NodeControl {
   absl::Status SetClockOffset(const DrillNode& node, int64_t offset_s) override;
   NodeProbe Probe(const DrillNode& node) override;
   absl::Status SetCaSlow(bool slow) override;
+  absl::Status ApplyConfig(const DrillNode& node, const std::string& text) override;
+  absl::StatusOr<int> ApiStatusAs(const DrillNode& node, const std::filesystem::path& cert,
+                                  const std::filesystem::path& key) override;
 
  private:
   const DrillConfig& config_;

@@ -1,5 +1,7 @@
 #include "node/drill/traffic.h"
 
+#include <algorithm>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
@@ -31,7 +33,22 @@ std::string TransportReason(const absl::Status& s) {
 }  // namespace
 
 Traffic::Traffic(TrafficOptions options, std::function<std::string()> phase, std::chrono::steady_clock::time_point t0)
-    : options_(std::move(options)), phase_(std::move(phase)), t0_(t0) {}
+    : options_(std::move(options)), phase_(std::move(phase)), t0_(t0), cert_(options_.cert), key_(options_.key) {}
+
+void Traffic::SwitchIdentity(const std::filesystem::path& cert, const std::filesystem::path& key) {
+  std::lock_guard lock(mu_);
+  cert_ = cert;
+  key_ = key;
+  ++identity_generation_;
+}
+
+bool Traffic::AwaitIdentitySwitched(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  return cv_.wait_for(lock, timeout, [&] {
+    return std::all_of(in_flight_.begin(), in_flight_.end(),
+                       [&](const auto& entry) { return entry.first == identity_generation_ || entry.second == 0; });
+  });
+}
 
 Traffic::~Traffic() { Stop(); }
 
@@ -80,15 +97,28 @@ std::vector<Acknowledged> Traffic::acknowledged() const {
 void Traffic::Worker() {
   node::HttpsClientOptions o;
   o.url = options_.url;
-  o.cert_file = options_.cert;
-  o.key_file = options_.key;
   o.server_ca_file = options_.server_ca;
   o.keep_alive = false;  // Jamf Pro's client opens a connection per request
   o.timeout = options_.call_timeout;
   o.user_agent = "adcsc-drill";
-  auto created = node::HttpsClient::Create(o);
-  if (!created.ok()) return;
-  node::HttpsClient& client = **created;
+  std::unique_ptr<node::HttpsClient> client_ptr;
+  uint64_t generation = 0;
+  // The client for the current identity (made again after SwitchIdentity); false when its
+  // files cannot be loaded.
+  auto refresh_client = [&]() -> bool {
+    {
+      std::lock_guard lock(mu_);
+      if (client_ptr != nullptr && generation == identity_generation_) return true;
+      o.cert_file = cert_;
+      o.key_file = key_;
+      generation = identity_generation_;
+    }
+    auto created = node::HttpsClient::Create(o);
+    if (!created.ok()) return false;
+    client_ptr = std::move(*created);
+    return true;
+  };
+  if (!refresh_client()) return;
   const auto interval = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
       std::chrono::duration<double>(1.0 / std::max(0.01, options_.rate)));
 
@@ -97,12 +127,31 @@ void Traffic::Worker() {
   auto call = [&](const char* op, const char* path, const nlohmann::json& body,
                   uint32_t request_id) -> std::optional<nlohmann::json> {
     Sample s;
+    // Every call presents the current identity, as Jamf Pro does: a retrieve after the switch
+    // presents the new one even when its submit presented the old.
+    if (!refresh_client()) {
+      s.reason = "client identity";
+      s.phase = phase_();
+      s.op = op;
+      std::lock_guard lock(mu_);
+      samples_.push_back(s);
+      return std::nullopt;
+    }
     s.phase = phase_();
     s.op = op;
     s.request_id = request_id;
     s.start_ms = Now();
-    auto answer = client.Post(path, body.dump());
+    {
+      std::lock_guard lock(mu_);
+      ++in_flight_[generation];
+    }
+    auto answer = client_ptr->Post(path, body.dump());
     s.end_ms = Now();
+    {
+      std::lock_guard lock(mu_);
+      --in_flight_[generation];
+    }
+    cv_.notify_all();
     std::optional<nlohmann::json> parsed;
     if (!answer.ok()) {
       s.reason = TransportReason(answer.status());

@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -51,6 +52,13 @@ class Traffic {
   // timeouts).
   void Stop();
 
+  // From now on, every call presents this client identity (as Jamf Pro does once a new .pfx
+  // is uploaded), including the retrieves of enrollments under way.
+  void SwitchIdentity(const std::filesystem::path& cert, const std::filesystem::path& key);
+  // Waits until no call that began before the last SwitchIdentity is in flight (at most
+  // `timeout`); false when some still are.
+  bool AwaitIdentitySwitched(std::chrono::milliseconds timeout);
+
   std::vector<Sample> samples() const;
   std::vector<Acknowledged> acknowledged() const;
   int enrollments_started() const { return started_.load(); }
@@ -70,6 +78,9 @@ class Traffic {
   std::chrono::steady_clock::time_point next_start_;
   std::vector<Sample> samples_;
   std::vector<Acknowledged> acknowledged_;
+  std::filesystem::path cert_, key_;   // the identity enrollments present; guarded by mu_
+  uint64_t identity_generation_ = 0;   // bumped by SwitchIdentity; guarded by mu_
+  std::map<uint64_t, int> in_flight_;  // calls in flight by the identity generation they present; mu_
   std::vector<std::thread> workers_;
 };
 

@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509_vfy.h>
+#include <time.h>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -26,16 +27,28 @@ std::string CommonName(X509* cert) {
   return cn;
 }
 
+// "2027-01-15T00:00:00Z" for a Unix time.
+std::string Rfc3339(int64_t unix_seconds) {
+  const time_t t = static_cast<time_t>(unix_seconds);
+  struct tm utc {};
+  gmtime_r(&t, &utc);
+  char text[32];
+  strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", &utc);
+  return text;
+}
+
 }  // namespace
 
-ClientAuthorizer::ClientAuthorizer(X509_STORE* store, std::set<std::string> pins, const Clock* clock)
-    : store_(store), pins_(std::move(pins)), clock_(clock) {}
+ClientAuthorizer::ClientAuthorizer(X509_STORE* store, std::set<std::string> pins, const Clock* clock,
+                                   std::map<std::string, int64_t> pin_until)
+    : store_(store), pins_(std::move(pins)), clock_(clock), pin_until_(std::move(pin_until)) {}
 
 ClientAuthorizer::~ClientAuthorizer() { X509_STORE_free(store_); }
 
 absl::StatusOr<std::unique_ptr<ClientAuthorizer>> ClientAuthorizer::Create(const std::string& trust_pem_file,
                                                                            const std::vector<std::string>& pins,
-                                                                           const Clock* clock) {
+                                                                           const Clock* clock,
+                                                                           std::map<std::string, int64_t> pin_until) {
   X509_STORE* store = X509_STORE_new();
   if (store == nullptr) return absl::ResourceExhaustedError("X509_STORE_new failed");
   if (X509_STORE_load_file(store, trust_pem_file.c_str()) != 1) {
@@ -46,7 +59,7 @@ absl::StatusOr<std::unique_ptr<ClientAuthorizer>> ClientAuthorizer::Create(const
                                                    "certificate)"));
   }
   return std::unique_ptr<ClientAuthorizer>(
-      new ClientAuthorizer(store, std::set<std::string>(pins.begin(), pins.end()), clock));
+      new ClientAuthorizer(store, std::set<std::string>(pins.begin(), pins.end()), clock, std::move(pin_until)));
 }
 
 ClientAuthResult ClientAuthorizer::Authorize(X509* leaf, STACK_OF(X509) * chain) const {
@@ -68,11 +81,16 @@ ClientAuthResult ClientAuthorizer::Authorize(X509* leaf, STACK_OF(X509) * chain)
   }
   ClientAuthResult r = Verify(leaf, chain, pin);
   if (r.ok) {
-    auto not_after = std::chrono::system_clock::from_time_t(adcsc::pki::NotAfterUnix(leaf));
+    auto valid_until =
+        std::min(now + kDecisionTtl, std::chrono::system_clock::from_time_t(adcsc::pki::NotAfterUnix(leaf)));
+    const auto until = pin_until_.find(pin);
+    const int64_t until_unix = until == pin_until_.end() ? 0 : until->second;
+    if (until_unix != 0) valid_until = std::min(valid_until, std::chrono::system_clock::from_time_t(until_unix));
     std::lock_guard lock(cache_mu_);
     if (cache_.size() >= kMaxCachedDecisions) cache_.clear();
-    cache_[pin] = {r, now, std::min(now + kDecisionTtl, not_after)};
-    seen_[pin] = {pin, adcsc::pki::NameToString(X509_get_subject_name(leaf)), adcsc::pki::NotAfterUnix(leaf)};
+    cache_[pin] = {r, now, valid_until};
+    seen_[pin] = {pin, adcsc::pki::NameToString(X509_get_subject_name(leaf)), adcsc::pki::NotAfterUnix(leaf),
+                  until_unix};
   }
   return r;
 }
@@ -115,7 +133,7 @@ ClientAuthResult ClientAuthorizer::Verify(X509* leaf, STACK_OF(X509) * chain, co
         r.iis_substatus = kIisExpired;
         r.win32_status = kCertEExpired;
         r.reason = absl::StrCat("403.17 Client certificate has expired: sha256:", r.pin,
-                                " (issue a new client identity with `adcsc pki init` or your CA, and upload it to "
+                                " (issue a new client identity with `adcsc pki rotate` or your CA, and upload it to "
                                 "Jamf Pro)");
         break;
       case X509_V_ERR_CERT_NOT_YET_VALID:
@@ -141,6 +159,17 @@ ClientAuthResult ClientAuthorizer::Verify(X509* leaf, STACK_OF(X509) * chain, co
     r.reason = absl::StrCat("403.12 Client certificate is not mapped: sha256:", r.pin,
                             " is trusted but not one of api.client_pins (one-to-one mapping, as in IIS: add the "
                             "pin to map it)");
+    return r;
+  }
+  if (auto until = pin_until_.find(r.pin);
+      until != pin_until_.end() && clock_->NowUnixMillis() / 1000 >= until->second) {
+    r.iis_substatus = kIisMapperDenied;
+    r.win32_status = kWin32AccessDenied;
+    r.reason =
+        absl::StrCat("403.12 Client certificate is no longer mapped: sha256:", r.pin,
+                     " was the old client identity of a rotation whose overlap ended at ", Rfc3339(until->second),
+                     " (api.client_pins until); Jamf Pro must present the new client-cert.pfx (upload it in "
+                     "Settings > Global Settings > PKI Certificates), or move the until of this pin later and reload");
     return r;
   }
   r.ok = true;

@@ -1,6 +1,8 @@
 // Client-certificate authorization for the API port, the equivalent of IIS one-to-one
 // mapping: a client is let in only if its certificate chains to the configured trust, is
-// within its validity period, and its SHA-256 fingerprint is one of the configured pins.
+// within its validity period, and its SHA-256 fingerprint is one of the configured pins — and,
+// for a pin that carries an end (the old client identity during a rotation's overlap), the
+// clock has not reached that end.
 // Thread-safe after construction (X509_STORE verification is safe to share; the decision
 // cache has its own lock).
 #pragma once
@@ -27,10 +29,13 @@ class ClientAuthorizer {
  public:
   // `trust_pem_file`: the PEM bundle client certificates must chain to (intermediates may
   // be included). `pins`: normalised lowercase hex SHA-256 fingerprints. `clock` (borrowed):
-  // the time certificates are checked against and decisions are cached by.
+  // the time certificates are checked against and decisions are cached by. `pin_until`: the
+  // pins (each also in `pins`) that are mapped only until then (Unix seconds), refused from
+  // that instant (api.client_pins' `until`, the end of a rotation's overlap).
   static absl::StatusOr<std::unique_ptr<ClientAuthorizer>> Create(const std::string& trust_pem_file,
                                                                   const std::vector<std::string>& pins,
-                                                                  const Clock* clock = SystemClock::Default());
+                                                                  const Clock* clock = SystemClock::Default(),
+                                                                  std::map<std::string, int64_t> pin_until = {});
   ~ClientAuthorizer();
   ClientAuthorizer(const ClientAuthorizer&) = delete;
   ClientAuthorizer& operator=(const ClientAuthorizer&) = delete;
@@ -46,16 +51,19 @@ class ClientAuthorizer {
   struct Seen {
     std::string pin, subject;
     int64_t not_after_unix = 0;
+    int64_t until_unix = 0;  // the pin's end of overlap; 0: none
   };
   std::vector<Seen> SeenCertificates() const;
 
  private:
-  ClientAuthorizer(X509_STORE* store, std::set<std::string> pins, const Clock* clock);
+  ClientAuthorizer(X509_STORE* store, std::set<std::string> pins, const Clock* clock,
+                   std::map<std::string, int64_t> pin_until);
   ClientAuthResult Verify(X509* leaf, STACK_OF(X509) * chain, const std::string& pin) const;
 
   X509_STORE* store_;  // owned
   std::set<std::string> pins_;
   const Clock* clock_;
+  const std::map<std::string, int64_t> pin_until_;  // pin -> Unix seconds it is refused from
 
   // Positive decisions by certificate fingerprint: a resumed connection from Jamf Pro does
   // not pay for chain verification again. An entry lives at most kDecisionTtl and never past

@@ -79,6 +79,11 @@ HealthReport Evaluate(const HealthObservations& seen, const HealthPolicy& policy
                       "; cut off from every peer with on_quorum_loss = \"refuse\": writes would be refused (check the "
                       "network between the nodes, and `adcsc ctl status`)");
     }
+    // Not a failure of this node: it serves on with the peers it can read, and taking it out
+    // of the load balancer would not bring the refused peer back.
+    for (const std::string& refusal : seen.refused_for_version) {
+      absl::StrAppend(&c.detail, "; REFUSED FOR VERSION: ", refusal);
+    }
     r.checks.push_back(std::move(c));
   }
   {
@@ -100,6 +105,15 @@ HealthReport Evaluate(const HealthObservations& seen, const HealthPolicy& policy
       const std::string_view state =
           ExpiryState(cert, seen.now_ms, policy.warn_certificate_days, policy.critical_certificate_days);
       r.certificates.push_back({cert, (cert.not_after_ms - seen.now_ms) / kDayMs, std::string(state)});
+      if (cert.mapped_until_ms != 0) {
+        // The old identity of a rotation: say when the overlap ends (or that it has).
+        absl::StrAppend(
+            &c.detail, "; ", cert.role, " ", cert.subject,
+            cert.mapped_until_ms <= seen.now_ms
+                ? " is no longer mapped: its rotation overlap has ended (remove its pin)"
+                : absl::StrCat(" is the old client identity of a rotation, mapped for ",
+                               (cert.mapped_until_ms - seen.now_ms) / kDayMs, " more days (api.client_pins until)"));
+      }
       if (state == "ok") continue;
       absl::StrAppend(&c.detail, "; ", cert.role, " ", cert.subject,
                       state == "expired" ? std::string(" has EXPIRED")
@@ -145,6 +159,7 @@ std::string HealthReport::ToJson() const {
                                  {"not_after_ms", c.certificate.not_after_ms},
                                  {"days_left", c.days_left},
                                  {"state", c.state}});
+    if (c.certificate.mapped_until_ms != 0) j["certificates"].back()["mapped_until_ms"] = c.certificate.mapped_until_ms;
   }
   return j.dump();
 }

@@ -10,7 +10,8 @@
 //   - ca <dc\ca>: the last ping of each allowlisted CA succeeded and is recent — a node cut off
 //     from the CA would fail every request that reaches the CA;
 //   - cluster: not copying a snapshot (a joining node is not caught up yet), and not cut off
-//     from every peer when on_quorum_loss = "refuse" (it would refuse every write);
+//     from every peer when on_quorum_loss = "refuse" (it would refuse every write); a peer
+//     refused for its release (cluster protocol) is named in the detail, without failing it;
 //   - certificate: the API server certificate has not expired (a warning from
 //     warn_certificate_days before);
 //   - mode: active. A draining node reports DRAIN to the load balancer (F5's receive-disable
@@ -46,6 +47,9 @@ struct CertificateExpiry {
   std::string subject;  // RFC 2253
   std::string source;   // the file it came from, or "seen at a handshake"
   int64_t not_after_ms = 0;
+  // A pinned client certificate mapped only until then (Unix ms): the old identity during a
+  // rotation's overlap (api.client_pins `until`). 0: no end.
+  int64_t mapped_until_ms = 0;
 };
 
 // The role of the API server certificate in the inventory: health's certificate check and
@@ -66,7 +70,10 @@ struct HealthObservations {
   size_t peers_reachable = 0;  // answered recently
   bool refuse_on_quorum_loss = false;
   bool snapshot_in_progress = false;
-  uint64_t lag_mutations = 0;                   // the most any peer lacks of ours (informational)
+  uint64_t lag_mutations = 0;  // the most any peer lacks of ours (informational)
+  // Peers refused for their cluster protocol (a release this node cannot replicate with), one
+  // message each: informational, as the node serves on with the others.
+  std::vector<std::string> refused_for_version;
   int64_t certificate_not_after_ms = 0;         // API server certificate; 0: unknown
   std::vector<CertificateExpiry> certificates;  // every certificate the node owns or trusts
 };
@@ -102,7 +109,8 @@ struct HealthReport {
   };
   std::vector<Certificate> certificates;
   // {"ready":false,"lb":"DRAIN","ca_ping_ms":3,"checks":[{"name":..,"ok":..,"detail":..},...],
-  //  "certificates":[{"role":..,"subject":..,"source":..,"not_after_ms":..,"days_left":..,"state":..},...]}
+  //  "certificates":[{"role":..,"subject":..,"source":..,"not_after_ms":..,"days_left":..,"state":..
+  //                    [,"mapped_until_ms":..]},...]}
   std::string ToJson() const;
 };
 

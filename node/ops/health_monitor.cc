@@ -1,5 +1,7 @@
 #include "node/ops/health_monitor.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace adcsc::ops {
@@ -22,6 +24,7 @@ Probe Run(const std::function<absl::Status()>& probe, const Clock& clock, std::s
 HealthMonitor::HealthMonitor(HealthSources sources, std::chrono::milliseconds interval, HealthPolicy policy)
     : sources_(std::move(sources)), interval_(interval), policy_(policy), certificates_(sources_.certificates) {
   for (const HealthSources::Ca& ca : sources_.cas) cas_.push_back({ca.ca_config, {}});
+  ca_sources_ = sources_.cas;
 }
 
 HealthMonitor::~HealthMonitor() {
@@ -40,7 +43,10 @@ void HealthMonitor::Start() {
 
 void HealthMonitor::Loop() {
   std::unique_lock lock(mu_);
-  while (!sources_.clock->WaitFor(cv_, lock, interval_, [this] { return stopping_; })) {
+  for (;;) {
+    sources_.clock->WaitFor(cv_, lock, interval_, [this] { return stopping_ || probe_requested_; });
+    if (stopping_) return;
+    probe_requested_ = false;
     lock.unlock();
     ProbeNow();
     lock.lock();
@@ -59,13 +65,23 @@ void HealthMonitor::ProbeNow() {
     std::lock_guard lock(mu_);
     store_started_ms_.reset();
   }
+  std::vector<HealthSources::Ca> to_ping;
+  {
+    std::lock_guard lock(mu_);
+    to_ping = ca_sources_;
+  }
   std::vector<CaProbe> cas;
-  for (const HealthSources::Ca& ca : sources_.cas) {
+  for (const HealthSources::Ca& ca : to_ping) {
     cas.push_back({ca.ca_config, Run(ca.ping, *sources_.clock, "CA answered a ping")});
   }
   std::optional<ClusterView> cluster = sources_.cluster ? sources_.cluster() : std::nullopt;
   std::lock_guard lock(mu_);
   store_ = store;
+  // A reload during the round may have removed some of them.
+  std::erase_if(cas, [this](const CaProbe& p) {
+    return std::none_of(ca_sources_.begin(), ca_sources_.end(),
+                        [&](const HealthSources::Ca& c) { return c.ca_config == p.ca_config; });
+  });
   cas_ = std::move(cas);
   cluster_ = cluster;
   probed_ = true;
@@ -106,6 +122,7 @@ HealthObservations HealthMonitor::Observations() const {
     o.refuse_on_quorum_loss = cluster_->refuse_on_quorum_loss;
     o.snapshot_in_progress = cluster_->snapshot_in_progress;
     o.lag_mutations = cluster_->lag_mutations;
+    o.refused_for_version = cluster_->refused_for_version;
   }
   return o;
 }
@@ -113,6 +130,19 @@ HealthObservations HealthMonitor::Observations() const {
 void HealthMonitor::SetCertificates(std::vector<CertificateExpiry> certificates) {
   std::lock_guard lock(mu_);
   certificates_ = std::move(certificates);
+}
+
+void HealthMonitor::SetCas(std::vector<HealthSources::Ca> cas) {
+  {
+    std::lock_guard lock(mu_);
+    std::erase_if(cas_, [&](const CaProbe& p) {
+      return std::none_of(cas.begin(), cas.end(),
+                          [&](const HealthSources::Ca& c) { return c.ca_config == p.ca_config; });
+    });
+    ca_sources_ = std::move(cas);
+    probe_requested_ = true;
+  }
+  cv_.notify_all();
 }
 
 int64_t HealthMonitor::ApiNotAfterLocked() const {

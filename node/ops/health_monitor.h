@@ -29,6 +29,7 @@ struct ClusterView {
   bool refuse_on_quorum_loss = false;
   bool snapshot_in_progress = false;
   uint64_t lag_mutations = 0;
+  std::vector<std::string> refused_for_version;  // one message per peer refused for its protocol
 };
 
 struct HealthSources {
@@ -63,6 +64,10 @@ class HealthMonitor {
   HealthObservations Observations() const;
   // The certificates from the node's files, after a reload replaced them.
   void SetCertificates(std::vector<CertificateExpiry> certificates);
+  // The CAs to ping, after a reload changed the allowlist: results of CAs still listed are
+  // kept, those of CAs removed go at once, and a round of probes starts now so that a CA
+  // added is reported (and judged) after its first ping.
+  void SetCas(std::vector<HealthSources::Ca> cas);
   // The API server certificate's notAfter (Unix ms); 0 when unknown.
   int64_t certificate_not_after_ms() const;
   HealthReport Report() const;
@@ -78,6 +83,8 @@ class HealthMonitor {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
+  bool probe_requested_ = false;                 // SetCas wants a round now; guarded by mu_
+  std::vector<HealthSources::Ca> ca_sources_;    // what to ping; guarded by mu_
   std::vector<CertificateExpiry> certificates_;  // guarded by mu_
   bool probed_ = false;                          // store_ and cas_ hold results, timed on the monotonic clock
   std::optional<int64_t> store_started_ms_;      // monotonic: a store check runs since then

@@ -75,6 +75,16 @@ NodeMetrics::NodeMetrics()
                             .Name("adcsc_replication_peer_last_answer_age_seconds")
                             .Help("Seconds since the peer last answered; -1 if it never has")
                             .Register(*registry_)),
+      peer_protocol_(BuildGauge()
+                         .Name("adcsc_peer_cluster_protocol")
+                         .Help("The cluster protocol the peer speaks (docs/operations.md, \"Upgrade\"), once it "
+                               "has been heard from")
+                         .Register(*registry_)),
+      peer_refused_(BuildGauge()
+                        .Name("adcsc_peer_version_refused")
+                        .Help("1 while this node refuses the peer for its cluster protocol (a release it cannot "
+                              "replicate with), else 0")
+                        .Register(*registry_)),
       replicated_writes_(BuildGauge()
                              .Name("adcsc_replication_writes")
                              .Help("Writes since the node started, by result: quorum, under_replicated (served "
@@ -183,6 +193,10 @@ std::string NodeMetrics::Scrape(const ScrapeState& state) {
       peer_last_answer_.Add({{"peer", p.node_id}})
           .Set(p.since_last_ack_ms < 0 ? -1.0 : static_cast<double>(p.since_last_ack_ms) / 1000.0);
     }
+  }
+  for (const ScrapeState::PeerProtocol& p : state.peer_protocols) {
+    peer_protocol_.Add({{"peer", p.node_id}}).Set(static_cast<double>(p.speaks));
+    peer_refused_.Add({{"peer", p.node_id}}).Set(p.refused ? 1 : 0);
   }
   if (state.api_connections >= 0) api_connections_.Add({}).Set(static_cast<double>(state.api_connections));
   for (const auto& [kind, count] : state.api_refusals) {

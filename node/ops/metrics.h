@@ -1,7 +1,8 @@
 // The node's Prometheus metrics, on prometheus-cpp's registry (Debian's prometheus-cpp-dev,
 // core only; the ops listener serves the text). Counted as they happen: API calls by
 // endpoint and outcome, their latency, CA call latency and errors, signing policy denials by rule. Read at scrape time:
-// health and service mode, certificate expiry, replication lag and write counts, connections
+// health and service mode, certificate expiry, replication lag and write counts, the peers'
+// cluster protocols and refusals, connections
 // open on the API port and the CA connection pool.
 // Reference: docs/operations.md, "Metrics". Thread-safety: every method from any thread.
 #pragma once
@@ -17,6 +18,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "node/api/api_service.h"
 #include "node/ops/health.h"
@@ -30,7 +32,13 @@ struct ScrapeState {
   HealthReport health;
   ServiceMode mode = ServiceMode::kActive;
   int64_t certificate_not_after_ms = 0;
-  std::optional<store::ReplicatorStatus> replication;     // nullopt: a single node
+  std::optional<store::ReplicatorStatus> replication;  // nullopt: a single node
+  struct PeerProtocol {
+    std::string node_id;
+    uint32_t speaks = 0;
+    bool refused = false;
+  };
+  std::vector<PeerProtocol> peer_protocols;               // the peers heard from (node/cluster/protocol.h)
   int64_t api_connections = -1;                           // open on the API port; < 0: unknown
   std::map<std::string, uint64_t> api_refusals;           // by kind (connection_admission.h)
   int64_t ops_connections = -1;                           // open on the ops port; < 0: unknown
@@ -74,6 +82,8 @@ class NodeMetrics final : public node::ApiObserver {
   prometheus::Family<prometheus::Gauge>& lag_mutations_;
   prometheus::Family<prometheus::Gauge>& lag_seconds_;
   prometheus::Family<prometheus::Gauge>& peer_last_answer_;
+  prometheus::Family<prometheus::Gauge>& peer_protocol_;
+  prometheus::Family<prometheus::Gauge>& peer_refused_;
   prometheus::Family<prometheus::Gauge>& replicated_writes_;
   prometheus::Family<prometheus::Gauge>& api_connections_;
   prometheus::Family<prometheus::Gauge>& api_refusals_;

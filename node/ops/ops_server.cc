@@ -12,8 +12,11 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <mutex>
 #include <optional>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
@@ -60,31 +63,14 @@ struct Caller {
 
 class OpsServer::Impl {
  public:
-  Impl(OpsServerOptions options, HealthMonitor* monitor)
-      : options_(std::move(options)), monitor_(monitor), ssl_ctx_(ssl::context::tls_server) {}
+  Impl(OpsServerOptions options, HealthMonitor* monitor) : options_(std::move(options)), monitor_(monitor) {}
   ~Impl() { Stop(); }
 
   absl::Status Start() {
     if (options_.tls) {
-      SSL_CTX* ctx = ssl_ctx_.native_handle();
-      if (absl::Status policy = node::ApplyServerTlsPolicy(ctx); !policy.ok()) return policy;
-      if (options_.admin != nullptr) {
-        // Ask for a client certificate without requiring one (load-balancer checks send none);
-        // the admin authorizer judges it after the handshake.
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, [](int, X509_STORE_CTX*) { return 1; });
-        // No chain building in the handshake (the authorizer checks it, serialized): see
-        // https_server.cc on OpenSSL 3.0's racing name caches.
-        SSL_CTX_set_cert_verify_callback(
-            ctx, [](X509_STORE_CTX*, void*) { return 1; }, nullptr);
-      }
-      // Resumed sessions stay with this listener (and its client-certificate decision).
-      static constexpr unsigned char kContext[] = "adcsc-ops";
-      SSL_CTX_set_session_id_context(ctx, kContext, sizeof kContext - 1);
-      if (absl::Status identity =
-              node::LoadServerIdentity(ctx, options_.cert_file, "ops.cert_file", options_.key_file, "ops.key_file");
-          !identity.ok()) {
-        return identity;
-      }
+      auto context = std::make_shared<ssl::context>(ssl::context::tls_server);
+      if (absl::Status s = ConfigureTls(*context, options_.cert_file, options_.key_file); !s.ok()) return s;
+      ssl_ctx_ = std::move(context);
     }
     beast::error_code ec;
     const auto address = net::ip::make_address(options_.listen_address, ec);
@@ -117,11 +103,51 @@ class OpsServer::Impl {
     thread_.join();
   }
 
+  // New connections get the identity in `cert_file`/`key_file` and are judged by `admin`
+  // (null: the admin channel is off); connections already open keep what they had.
+  absl::Status Reload(const std::filesystem::path& cert_file, const std::filesystem::path& key_file,
+                      std::unique_ptr<const node::ClientAuthorizer> admin) {
+    std::shared_ptr<ssl::context> context;
+    if (options_.tls) {
+      context = std::make_shared<ssl::context>(ssl::context::tls_server);
+      if (absl::Status s = ConfigureTls(*context, cert_file, key_file); !s.ok()) return s;  // the running one stays
+    }
+    std::lock_guard lock(reload_mu_);
+    if (context != nullptr) retired_contexts_.push_back(std::exchange(ssl_ctx_, std::move(context)));
+    admin_.store(admin.get());
+    if (admin != nullptr) reloaded_admins_.push_back(std::move(admin));
+    return absl::OkStatus();
+  }
+
   uint16_t port_ = 0;
   std::atomic<size_t> open_{0};
   std::atomic<uint64_t> refused_{0};
 
  private:
+  // The protocol policy, the identity and client-certificate requests for the ops port. A
+  // client certificate is asked for without being required (load-balancer checks send none)
+  // and never judged in the handshake: the admin authorizer judges it afterwards, so a reload
+  // can turn the admin channel on without a new listener.
+  static absl::Status ConfigureTls(ssl::context& context, const std::filesystem::path& cert_file,
+                                   const std::filesystem::path& key_file) {
+    SSL_CTX* ctx = context.native_handle();
+    if (absl::Status policy = node::ApplyServerTlsPolicy(ctx); !policy.ok()) return policy;
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, [](int, X509_STORE_CTX*) { return 1; });
+    // No chain building in the handshake (the authorizer checks it, serialized): see
+    // https_server.cc on OpenSSL 3.0's racing name caches.
+    SSL_CTX_set_cert_verify_callback(
+        ctx, [](X509_STORE_CTX*, void*) { return 1; }, nullptr);
+    // Resumed sessions stay with this listener (and its client-certificate decision).
+    static constexpr unsigned char kContext[] = "adcsc-ops";
+    SSL_CTX_set_session_id_context(ctx, kContext, sizeof kContext - 1);
+    return node::LoadServerIdentity(ctx, cert_file, "ops.cert_file", key_file, "ops.key_file");
+  }
+
+  std::shared_ptr<ssl::context> CurrentContext() {
+    std::lock_guard lock(reload_mu_);
+    return ssl_ctx_;
+  }
+
   // Holds one of max_connections while a connection is served.
   class Slot {
    public:
@@ -152,7 +178,7 @@ class OpsServer::Impl {
       open_++;
       auto slot = std::make_shared<Slot>(&open_);
       if (options_.tls) {
-        auto stream = std::make_shared<beast::ssl_stream<beast::tcp_stream>>(std::move(socket), ssl_ctx_);
+        auto stream = std::make_shared<beast::ssl_stream<beast::tcp_stream>>(std::move(socket), *CurrentContext());
         net::co_spawn(ioc_, ServeTls(stream, slot), net::detached);
       } else {
         auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));
@@ -249,12 +275,13 @@ class OpsServer::Impl {
   // An administrator is a TLS caller whose certificate the admin authorizer accepts.
   Caller Identify(SSL* ssl) const {
     Caller c;
-    if (options_.admin == nullptr) {
+    const node::ClientAuthorizer* admin = admin_.load();
+    if (admin == nullptr) {
       c.reason = "the admin channel is off on this node (ops.admin_ca_file and ops.admin_pins are not set)";
     } else if (ssl == nullptr) {
       c.reason = "the admin channel needs TLS (ops.tls = true)";
     } else {
-      const node::ClientAuthResult auth = options_.admin->AuthorizeSsl(ssl);
+      const node::ClientAuthResult auth = admin->AuthorizeSsl(ssl);
       c.admin = auth.ok;
       c.pin = auth.pin;
       c.reason = auth.reason;
@@ -337,7 +364,13 @@ class OpsServer::Impl {
   const OpsServerOptions options_;
   HealthMonitor* monitor_;
   net::io_context ioc_{1};
-  ssl::context ssl_ctx_;
+  std::atomic<const node::ClientAuthorizer*> admin_{options_.admin};
+  std::mutex reload_mu_;  // guards ssl_ctx_ and what reloads retired
+  std::shared_ptr<ssl::context> ssl_ctx_;
+  // What reloads replaced, kept for the node's life: connections accepted before a reload
+  // still use them (a reload is an operator's action: a handful per year).
+  std::vector<std::shared_ptr<ssl::context>> retired_contexts_;
+  std::vector<std::unique_ptr<const node::ClientAuthorizer>> reloaded_admins_;
   std::optional<tcp::acceptor> acceptor_;
   std::thread thread_;
 };
@@ -348,6 +381,10 @@ OpsServer::~OpsServer() = default;
 absl::Status OpsServer::Start() { return impl_->Start(); }
 uint16_t OpsServer::port() const { return impl_->port_; }
 void OpsServer::Stop() { impl_->Stop(); }
+absl::Status OpsServer::Reload(const std::filesystem::path& cert_file, const std::filesystem::path& key_file,
+                               std::unique_ptr<const node::ClientAuthorizer> admin) {
+  return impl_->Reload(cert_file, key_file, std::move(admin));
+}
 size_t OpsServer::open_connections() const { return impl_->open_.load(); }
 uint64_t OpsServer::refused_connections() const { return impl_->refused_.load(); }
 

@@ -44,7 +44,8 @@ struct OpsServerOptions {
   // Extra members of the /status object (a JSON object as text, e.g. {"cluster": {...}});
   // empty or unset: none.
   std::function<std::string()> status_extra;
-  // Who may change the service mode; null: nobody (POST /admin/mode answers 403). Not owned.
+  // Who may change the service mode; null: nobody (POST /admin/mode answers 403). Not owned;
+  // a Reload replaces it.
   const node::ClientAuthorizer* admin = nullptr;
   // Told after an administrator changed the mode (for the node's log): the new mode and the
   // administrator's certificate pin.
@@ -66,6 +67,12 @@ class OpsServer {
   absl::Status Start();
   uint16_t port() const;
   void Stop();
+  // A reload (SIGHUP): new connections get the TLS identity in `cert_file`/`key_file` (when
+  // the listener has TLS) and are judged by `admin` (null: the admin channel is off);
+  // connections already open keep what they had. A bad identity changes nothing and is
+  // returned. Thread-safe; after Start.
+  absl::Status Reload(const std::filesystem::path& cert_file, const std::filesystem::path& key_file,
+                      std::unique_ptr<const node::ClientAuthorizer> admin);
 
   size_t open_connections() const;
   uint64_t refused_connections() const;  // closed at once over max_connections, since Start

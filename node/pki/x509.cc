@@ -4,6 +4,7 @@
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/pkcs7.h>
 #include <openssl/rsa.h>
 #include <openssl/x509_vfy.h>
 #include <time.h>
@@ -500,6 +501,40 @@ absl::StatusOr<Bytes> CertToDer(X509* cert) {
     return absl::InternalError(OpenSslFailure("encoding the certificate as DER"));
   }
   return der;
+}
+
+absl::StatusOr<Bytes> CertsToPkcs7Der(const std::vector<X509*>& certs) {
+  std::unique_ptr<PKCS7, OpenSslDeleter<PKCS7_free>> p7(PKCS7_new());
+  if (p7 == nullptr || PKCS7_set_type(p7.get(), NID_pkcs7_signed) != 1 ||
+      PKCS7_content_new(p7.get(), NID_pkcs7_data) != 1) {
+    return absl::InternalError(OpenSslFailure("making a PKCS#7 SignedData"));
+  }
+  for (X509* cert : certs) {
+    if (PKCS7_add_certificate(p7.get(), cert) != 1) return absl::InternalError(OpenSslFailure("PKCS7_add_certificate"));
+  }
+  const int len = i2d_PKCS7(p7.get(), nullptr);
+  if (len <= 0) return absl::InternalError(OpenSslFailure("encoding PKCS#7"));
+  Bytes out(static_cast<size_t>(len));
+  unsigned char* p = out.data();
+  if (i2d_PKCS7(p7.get(), &p) != len) return absl::InternalError(OpenSslFailure("encoding PKCS#7"));
+  return out;
+}
+
+absl::StatusOr<std::vector<X509Ptr>> CertsFromPkcs7Der(ByteView der) {
+  const unsigned char* p = der.data();
+  std::unique_ptr<PKCS7, OpenSslDeleter<PKCS7_free>> p7(d2i_PKCS7(nullptr, &p, static_cast<long>(der.size())));
+  if (p7 == nullptr) return absl::InvalidArgumentError(OpenSslFailure("not a DER PKCS#7 structure"));
+  if (PKCS7_type_is_signed(p7.get()) == 0 || p7->d.sign == nullptr) {
+    return absl::InvalidArgumentError("the PKCS#7 structure is not SignedData (no certificates in it)");
+  }
+  std::vector<X509Ptr> out;
+  STACK_OF(X509)* certs = p7->d.sign->cert;
+  for (int i = 0; certs != nullptr && i < sk_X509_num(certs); ++i) {
+    X509* cert = sk_X509_value(certs, i);
+    if (X509_up_ref(cert) != 1) return absl::InternalError(OpenSslFailure("X509_up_ref"));
+    out.emplace_back(cert);
+  }
+  return out;
 }
 
 absl::StatusOr<X509Ptr> CertFromDer(ByteView der) {

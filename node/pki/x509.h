@@ -94,6 +94,11 @@ absl::StatusOr<X509Ptr> CertFromPem(std::string_view pem);
 // Every certificate of a PEM bundle, in order; an error if there is none.
 absl::StatusOr<std::vector<X509Ptr>> CertsFromPem(std::string_view pem);
 
+// A certs-only PKCS#7 SignedData (no signers), DER: the form of the chain an ADCS CA answers in
+// CertServerRequest's pctbCertChain (MS-WCCE), leaf and issuers.
+absl::StatusOr<Bytes> CertsToPkcs7Der(const std::vector<X509*>& certs);
+// The certificates of a PKCS#7 SignedData (DER), in the order the structure holds them.
+absl::StatusOr<std::vector<X509Ptr>> CertsFromPkcs7Der(ByteView der);
 // The subject or issuer as an RFC 2253 string ("CN=a,O=b").
 std::string NameToString(const X509_NAME* name);
 // The certificate's serial as lowercase hex.

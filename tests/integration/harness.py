@@ -191,11 +191,12 @@ class Node:
         self.config.write_text(text + extra)
         self.proc = None
         self.stderr_path = root / f"{node_id}.stderr"
+        self.binary = ADCSC  # another build's adcsc may run it (test_upgrade.py)
 
     def start(self, env=None):
         """env: extra environment variables for the process (e.g. ADCSC_CRASH_POINT)."""
         with open(self.stderr_path, "ab") as stderr:
-            self.proc = subprocess.Popen([str(ADCSC), "node", "--config", str(self.config)],
+            self.proc = subprocess.Popen([str(self.binary), "node", "--config", str(self.config)],
                                          stdout=subprocess.DEVNULL, stderr=stderr,
                                          env={**os.environ, **(env or {})})
         wait_for(self._listening, timeout=30, what=f"{self.node_id} to listen on {self.port}")

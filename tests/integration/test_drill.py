@@ -118,6 +118,10 @@ class QuickstartCluster(unittest.TestCase):
                 bad = drill(root, "kill", "--node", "node-z")
                 self.assertEqual(bad.returncode, 2, bad.stdout + bad.stderr)
                 self.assertIn('node "node-z" is not in', bad.stderr)
+                # With HAProxy terminating TLS, Jamf Pro's pin is HAProxy's: reload says so.
+                bad = drill(root, "reload")
+                self.assertEqual(bad.returncode, 2, bad.stdout + bad.stderr)
+                self.assertIn('lb.mode = "tcp"', bad.stderr)
 
                 for scenario in ("kill", "freeze", "partition", "drain", "ca-outage", "ca-slow", "rolling-restart"):
                     out = drill(root, scenario, "--node", "node-c")
@@ -254,6 +258,47 @@ class QuickstartCluster(unittest.TestCase):
                 qs.send_signal(signal.SIGINT)
                 self.assertEqual(qs.wait(timeout=60), 0)
                 self.assertEqual(pids_alive(root), [])
+            finally:
+                cluster.stop_for_sure()
+
+    def test_reload_rotates_jamfs_pin_and_the_api_identity_under_load(self):
+        """The reload drill (HAProxy passing TLS through, so the nodes meet Jamf Pro's certificate):
+        every node's API identity and Jamf Pro's client identity rotate through `adcsc ctl reload`
+        and back, under traffic, with no failed request and no restart."""
+        with h.TempRoot() as tmp:
+            cluster = Quickstart(tmp, free_range(), "--lb-mode", "tcp")
+            root = cluster.root
+            try:
+                cluster.start(self)
+                pids = {n: (root / "pids" / f"{n}.pid").read_text().strip() for n in ("node-a", "node-b", "node-c")}
+                configs = {n: (root / n / "node.toml").read_text() for n in pids}
+                out = subprocess.run([str(h.ADCSC), "drill", "--config", str(root / "drill.toml"), "--scenario",
+                                      "reload", "--warmup-ms", "1500", "--hold-ms", "6000", "--tail-ms", "1500",
+                                      "--rate", "20", "--json"], capture_output=True, text=True, timeout=240)
+                self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+                report = json.loads(out.stdout)
+                by_phase = {p["phase"]: p for p in report["phases"]}
+                total = by_phase["total"]
+                print(f"\nreload drill: {total['sent']} requests ({by_phase['overlap']['sent']} in the overlap, "
+                      f"{by_phase['new pin only']['sent']} on the new pin only, {by_phase['rotate back']['sent']} "
+                      f"rotating back), {total['failed']} failed, {report['lost']} lost, "
+                      f"{report['duplicate_ca_requests']} duplicates", file=sys.stderr)
+                self.assertTrue(report["passed"], out.stdout)
+                self.assertEqual(total["failed"], 0)
+                self.assertEqual(report["lost"], 0)
+                self.assertGreater(by_phase["new pin only"]["sent"], 0)
+                events = [e["what"] for e in report["events"]]
+                for n in pids:
+                    self.assertIn(f"{n} refuses Jamf Pro's old client identity", events)
+                    self.assertIn(f"{n} accepts Jamf Pro's new client identity", events)
+                self.assertFalse([e for e in events if "FAILED" in e], events)
+                # No restart, and every node is back on its configuration as it was.
+                for n, pid in pids.items():
+                    self.assertEqual((root / "pids" / f"{n}.pid").read_text().strip(), pid)
+                    self.assertEqual((root / n / "node.toml").read_text(), configs[n])
+                    reloads = [json.loads(l) for l in (root / n / "node.log").read_text().splitlines()
+                               if '"config_reloaded"' in l]
+                    self.assertEqual([r["outcome"] for r in reloads], ["reloaded"] * 4, n)
             finally:
                 cluster.stop_for_sure()
 

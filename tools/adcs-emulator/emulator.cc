@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "node/ca/hresult.h"
+#include "node/pki/x509.h"
 #include "node/rpc/client.h"
 #include "node/rpc/epm_stub.h"
 #include "node/rpc/icpr_stub.h"
@@ -43,6 +44,17 @@ rpc::CertServerRequestOut FromResponse(const adcsc::ca::CaResponse& r, bool subm
   out.request_id = r.request_id;
   out.disposition = static_cast<uint32_t>(r.disposition);
   out.encoded_cert = r.cert_der;
+  if (!r.cert_der.empty()) {
+    // As ADCS does: pctbCertChain is a PKCS#7 of the leaf and the CA's chain.
+    std::vector<pki::X509Ptr> certs;
+    if (auto leaf = pki::CertFromDer(r.cert_der); leaf.ok()) certs.push_back(std::move(*leaf));
+    for (const auto& der : r.chain_der) {
+      if (auto cert = pki::CertFromDer(der); cert.ok()) certs.push_back(std::move(*cert));
+    }
+    std::vector<X509*> raw;
+    for (const auto& cert : certs) raw.push_back(cert.get());
+    if (auto pkcs7 = pki::CertsToPkcs7Der(raw); pkcs7.ok()) out.cert_chain = std::move(*pkcs7);
+  }
   auto message = rpc::EncodeDispositionMessage(r.message);
   if (message.ok()) out.disposition_message = std::move(*message);
   return out;

@@ -174,8 +174,9 @@ TEST_F(ApiServiceTest, ACsrOutsideTheSigningPolicyIsDeniedWithoutAnyCaCallRecord
   EXPECT_EQ(observer.denied_rules, (std::vector<std::string>{"san_upn", "san_upn"}));
   EXPECT_EQ(observer.outcomes, (std::vector<std::string>{"policy_denied", "policy_denied"}));
 
-  // The entry's policy decides: allowing UPNs under this CA lets the same CSR through.
+  // The entry's policy decides: allowing UPNs under this CA (a reload) lets the same CSR through.
   config_.ca.allow[0].policy.san_upn = {"*@corp.example"};
+  service_->ReplaceAllowlist(config_.ca.allow);
   auto allowed = Submit(csr);
   EXPECT_EQ(Status(allowed), "CR_DISP_ISSUED") << allowed.body;
   EXPECT_EQ(ca_.submits(), 1);
@@ -183,6 +184,7 @@ TEST_F(ApiServiceTest, ACsrOutsideTheSigningPolicyIsDeniedWithoutAnyCaCallRecord
 
 TEST_F(ApiServiceTest, PolicyRulesNameTheEntryTheyBelongTo) {
   config_.ca.allow[1].policy.subject_patterns = {"CN=mac-*"};
+  service_->ReplaceAllowlist(config_.ca.allow);
   auto denied = Submit(FreshCsr("device-1"), "", "ca2.example.com", "Standalone-CA");
   EXPECT_EQ(Status(denied), "CR_DISP_DENIED");
   EXPECT_NE(denied.body.find("ca.allow[1].subject_patterns: subject \\\"CN=device-1\\\" matches no pattern"),

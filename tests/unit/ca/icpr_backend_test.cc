@@ -2,13 +2,16 @@
 // pooling and reuse, transparent replacement of a dead pooled connection, the retry rule
 // (retrieve once, submit never), the refusal below packet privacy (NTLM and Kerberos), and
 // HRESULT mapping, with a Kerberos failure's cause kept for the client's answer.
+// The chain an issued answer carries reaches a ChainRecorder.
 #include "node/ca/icpr_backend.h"
 
 #include <gtest/gtest.h>
 
+#include "node/ca/chain_recorder.h"
 #include "node/ca/hresult.h"
 #include "node/pki/csr.h"
 #include "node/pki/keys.h"
+#include "node/pki/x509.h"
 #include "tests/testing/mit_kdc.h"
 #include "tests/testing/temp_dir.h"
 #include "tools/adcs-emulator/emulator.h"
@@ -83,6 +86,30 @@ TEST_F(IcprBackendTest, SubmitAndRetrieveReuseOnePooledConnection) {
   EXPECT_EQ(backend.counters().connections_opened, 1u);
   EXPECT_EQ(backend.counters().connections_reused, 9u);
   EXPECT_EQ(backend.counters().endpoint_lookups, 1u);
+}
+
+// The CA's certificate travels with an issued certificate (pctbCertChain, a PKCS#7 of the leaf
+// and its chain): the backend hands on the chain without the leaf, and a ChainRecorder in
+// front of it learns the CA's certificate and its expiry (the node reports it).
+TEST_F(IcprBackendTest, AnIssuedAnswerCarriesTheCaCertificateAndTheRecorderLearnsIt) {
+  IcprBackend backend(Options());
+  ChainRecorder recorder(&backend);
+  EXPECT_TRUE(recorder.Certificates().empty());
+  auto s = recorder.Submit(Csr("chain"));
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_EQ(s->chain_der.size(), 1u);
+  EXPECT_EQ(s->chain_der[0], emulator_->ca().CaCertificateDer());
+  auto r = recorder.Retrieve({target_, kCaller, s->request_id});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->chain_der, s->chain_der);
+  auto known = recorder.Certificates();
+  ASSERT_EQ(known.size(), 1u);
+  EXPECT_EQ(known[0].ca_config, "127.0.0.1\\" + std::string(kCa));
+  EXPECT_EQ(known[0].subject, pki::NameToString(X509_get_subject_name(emulator_->ca().ca_certificate())));
+  EXPECT_EQ(known[0].not_after_unix, pki::NotAfterUnix(emulator_->ca().ca_certificate()));
+  // A pending answer has no chain and changes nothing.
+  ASSERT_TRUE(recorder.Submit(Csr("pending-chain", "Pending")).ok());
+  EXPECT_EQ(recorder.Certificates().size(), 1u);
 }
 
 TEST_F(IcprBackendTest, WithoutAPoolEveryCallBindsAgain) {

@@ -155,6 +155,8 @@ TEST_F(LocalCaTest, IssuesCertificateCarryingSubjectSansAndTemplateEkus) {
   EXPECT_EQ(r->disposition, Disposition::kIssued);
   EXPECT_EQ(r->hresult, hr::kOk);
   EXPECT_EQ(r->message, "Issued");
+  // The chain above the leaf, as an ADCS CA sends it: this CA's certificate.
+  EXPECT_EQ(r->chain_der, std::vector<std::vector<uint8_t>>{ca.CaCertificateDer()});
   ASSERT_FALSE(r->cert_der.empty());
 
   absl::StatusOr<pki::X509Ptr> leaf = pki::CertFromDer(r->cert_der);

@@ -6,8 +6,12 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include "adcsc/cluster/v1/cluster.grpc.pb.h"
 #include "node/pki/cluster.h"
+#include "node/pki/keys.h"
 #include "tests/testing/temp_dir.h"
 
 namespace adcsc::cluster {
@@ -118,6 +122,61 @@ TEST_F(ClusterTlsTest, PlaintextIsRefused) {
   v1::NodeInfo reply;
   grpc::Status s = CallInfo(channel, &reply);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+}
+
+// The cluster CA and a node's identity rotate on disk, without a restart: a bundle of the old
+// and the new CA first (a node of the new CA gets in), then the node's new certificate (a
+// client trusting only the new CA accepts it). Files are replaced whole (write, rename), as
+// docs/operations.md says.
+TEST_F(ClusterTlsTest, FilesReplacedOnDiskServeNewHandshakesWithoutARestart) {
+  ASSERT_TRUE(pki::InitClusterPki({"prod", {"a", "b"}, dir_.path() / "next"}).ok());
+  const std::string address = StartServer();
+  node::ClusterConfig b_next = ConfigFor("prod", "b");
+  b_next.ca_file = dir_.path() / "next" / pki::kClusterCaCertFile;
+  b_next.cert_file = dir_.path() / "next" / "b" / pki::kNodeCertFile;
+  b_next.key_file = dir_.path() / "next" / "b" / pki::kNodeKeyFile;
+  auto read = [](const std::filesystem::path& p) { return *pki::ReadFileToString(p); };
+  auto replace = [](const std::filesystem::path& p, const std::string& text) {
+    const std::filesystem::path tmp = p.string() + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::trunc);
+      out << text;
+    }
+    std::filesystem::rename(tmp, p);
+  };
+  auto call_until_ok = [&](const node::ClusterConfig& client) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    grpc::Status s;
+    do {
+      auto channel = MakePeerChannel(client, {"a", address});
+      EXPECT_TRUE(channel.ok());
+      v1::NodeInfo reply;
+      s = CallInfo(*channel, &reply);
+    } while (!s.ok() && std::chrono::steady_clock::now() < deadline);
+    return s;
+  };
+  // b with the next CA's certificate, trusting both CAs: refused until a trusts the next CA.
+  b_next.ca_file = dir_.path() / "both.pem";
+  const std::string both =
+      read(dir_.path() / "prod" / pki::kClusterCaCertFile) + read(dir_.path() / "next" / pki::kClusterCaCertFile);
+  replace(b_next.ca_file, both);
+  {
+    auto channel = MakePeerChannel(b_next, {"a", address});
+    ASSERT_TRUE(channel.ok());
+    v1::NodeInfo reply;
+    EXPECT_FALSE(CallInfo(*channel, &reply).ok()) << "a does not trust the next CA yet";
+  }
+  replace(server_config_.ca_file, both);
+  grpc::Status s = call_until_ok(b_next);
+  EXPECT_TRUE(s.ok()) << "a took the CA bundle from disk: " << s.error_message();
+
+  // a's own certificate from the next CA: a client trusting only the next CA gets through.
+  node::ClusterConfig b_only_next = b_next;
+  b_only_next.ca_file = dir_.path() / "next" / pki::kClusterCaCertFile;
+  replace(server_config_.cert_file, read(dir_.path() / "next" / "a" / pki::kNodeCertFile));
+  replace(server_config_.key_file, read(dir_.path() / "next" / "a" / pki::kNodeKeyFile));
+  s = call_until_ok(b_only_next);
+  EXPECT_TRUE(s.ok()) << "a presents its new certificate: " << s.error_message();
 }
 
 TEST_F(ClusterTlsTest, MissingFilesAreNamed) {

@@ -552,5 +552,57 @@ address = "10.0.0.2:9443"
   EXPECT_NE(c.status().message().find("node.id: node ID \"node_a\""), std::string_view::npos) << c.status();
 }
 
+// api.client_pins during a rotation: a pin may carry `until`, the end of its overlap, as an
+// offset date-time or a bare date (midnight UTC); plain strings stay as they were.
+TEST_F(ConfigTest, AClientPinMayCarryTheEndOfItsOverlap) {
+  const std::string old_pin(64, 'a'), new_pin(64, 'b'), third(64, 'c');
+  std::string text = Valid();
+  const std::string list = std::string("client_pins = [\n  { pin = \"") + old_pin +
+                           "\", until = 2027-01-15T01:00:00+01:00 },  # old\n  \"" + new_pin + "\",\n  { pin = \"" +
+                           third + "\", until = 2027-01-16 },\n]";
+  text.replace(text.find("client_pins = ["),
+               text.find("]", text.find("client_pins = [")) - text.find("client_pins = [") + 1, list);
+  auto c = Parse(text);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->api.client_pins, (std::vector<std::string>{old_pin, new_pin, third}));
+  ASSERT_EQ(c->api.client_pin_until.size(), 2u);
+  EXPECT_EQ(c->api.client_pin_until.at(old_pin), 1'799'971'200);  // 2027-01-15T00:00:00Z
+  EXPECT_EQ(c->api.client_pin_until.at(third), 1'799'971'200 + 86'400);
+}
+
+TEST_F(ConfigTest, ABadOverlapEntryIsNamedWithItsIndex) {
+  const std::string pin(64, 'a');
+  for (const auto& [entry, key] : std::vector<std::pair<std::string, std::string>>{
+           {"{ pin = \"" + pin + "\" }", "api.client_pins[0].until: missing"},
+           {"{ pin = \"" + pin + "\", until = \"2027-01-15\" }", "api.client_pins[0].until: must be a date-time"},
+           {"{ pin = \"" + pin + "\", until = 2027-01-15T00:00:00 }", "api.client_pins[0].until: must be a date-time"},
+           {"{ pin = \"" + pin + "\", until = 2027-01-15, unti = 1 }", "api.client_pins[0].unti: unknown key"},
+           {"{ pin = \"xyz\", until = 2027-01-15 }", "api.client_pins[0]:"},
+           {"\"" + pin + "\", { pin = \"" + pin + "\", until = 2027-01-15 }",
+            "api.client_pins[1]: this pin is listed twice, once with an until"},
+           {"42", "api.client_pins[0]: must be a pin"}}) {
+    std::string text = Valid();
+    const size_t at = text.find("client_pins = [");
+    text.replace(at, text.find("]", at) - at + 1, "client_pins = [" + entry + "]");
+    auto c = Parse(text);
+    ASSERT_FALSE(c.ok()) << entry;
+    EXPECT_THAT(std::string(c.status().message()), HasSubstr(key)) << entry;
+  }
+}
+
+// ca.allow[].ca_cert_file: optional, resolved like every path, and checked readable.
+TEST_F(ConfigTest, AnAllowedCaMayNameItsCertificateFile) {
+  std::ofstream(dir_.path() / "issuing-ca.pem") << "x";
+  std::string text = Valid();
+  const size_t at = text.find("templates = [\"JamfDevice\"]");
+  auto c = Parse(std::string(text).insert(at, "ca_cert_file = \"issuing-ca.pem\"\n"));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->ca.allow.at(0).ca_cert_file, dir_.path() / "issuing-ca.pem");
+  EXPECT_TRUE(Parse(Valid())->ca.allow.at(0).ca_cert_file.empty());
+  auto missing = Parse(std::string(text).insert(at, "ca_cert_file = \"absent.pem\"\n"));
+  ASSERT_FALSE(missing.ok());
+  EXPECT_THAT(std::string(missing.status().message()), HasSubstr("ca.allow[0].ca_cert_file: cannot read"));
+}
+
 }  // namespace
 }  // namespace adcsc::node

@@ -241,7 +241,50 @@ class NoControl : public NodeControl {
   absl::Status SetClockOffset(const DrillNode&, int64_t) override { return absl::OkStatus(); }
   NodeProbe Probe(const DrillNode&) override { return {}; }
   absl::Status SetCaSlow(bool) override { return absl::OkStatus(); }
+  absl::Status ApplyConfig(const DrillNode&, const std::string&) override { return absl::OkStatus(); }
+  absl::StatusOr<int> ApiStatusAs(const DrillNode&, const std::filesystem::path&,
+                                  const std::filesystem::path&) override {
+    return 200;
+  }
 };
+
+// reload: the rotation's files per node, Jamf Pro's next identity, and a load balancer that
+// passes TLS through (with one terminating it, Jamf Pro's pin is the load balancer's).
+TEST(DrillTest, TheReloadScenarioNeedsItsFilesAndTcpMode) {
+  NoControl control;
+  DrillOptions o;
+  o.scenario = "reload";
+  auto c = ParseDrillConfig(kDrillFile, "/etc/adcsc/drill.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  auto no_section = RunDrill(*c, o, &control);
+  EXPECT_EQ(no_section.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(std::string(no_section.status().message()).find("[reload]"), std::string::npos);
+
+  std::string text = kDrillFile;
+  text.insert(text.find("[[node]]"),
+              "[reload]\nclient_cert_file = \"next.pem\"\nclient_key_file = \"next-key.pem\"\n\n");
+  c = ParseDrillConfig(text, "/etc/adcsc/drill.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->reload_client_cert, "/etc/adcsc/next.pem");
+  auto tls = RunDrill(*c, o, &control);
+  EXPECT_EQ(tls.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(std::string(tls.status().message()).find("lb.mode = \"tcp\""), std::string::npos) << tls.status();
+
+  text.replace(text.find("tls-termination"), std::string("tls-termination").size(), "tcp");
+  c = ParseDrillConfig(text, "/etc/adcsc/drill.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  auto no_files = RunDrill(*c, o, &control);
+  EXPECT_EQ(no_files.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(std::string(no_files.status().message()).find("node-a"), std::string::npos) << no_files.status();
+
+  // One of the pair alone is a mistake in the file.
+  std::string half = text;
+  half.insert(half.find("pid_file"), "reload_overlap = \"a-overlap.toml\"\n");
+  auto refused = ParseDrillConfig(half, "/etc/adcsc/drill.toml");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(std::string(refused.status().message()).find("node[0].reload_final"), std::string::npos)
+      << refused.status();
+}
 
 TEST(DrillTest, AScenarioThatLacksWhatItNeedsIsRefusedUpFront) {
   auto c = ParseDrillConfig(kDrillFile, "/etc/adcsc/drill.toml");

@@ -122,6 +122,36 @@ TEST_F(ClientAuthTest, ACachedDecisionEndsWhenTheCertificateExpiresOrTheClockSte
   EXPECT_NE(early.reason.find("not yet valid"), std::string::npos) << early.reason;
 }
 
+// A rotation's overlap (api.client_pins until): the old client identity is mapped beside the
+// new one until its end, refused from that instant with a 403.12 that says why, even when a
+// decision for it was cached just before; the new one is unaffected. Driven by the clock seam.
+TEST_F(ClientAuthTest, AnOldPinHoldsUntilTheEndOfItsOverlapAndIsRefusedFromThen) {
+  const int64_t start_s = static_cast<int64_t>(std::time(nullptr));
+  FakeClock clock(start_s * 1000);
+  X509Ptr old_identity = IssueClient(trust_, "jamf.example.com");
+  X509Ptr new_identity = IssueClient(trust_, "jamf.example.com");
+  const std::string old_pin = adcsc::pki::CertSha256Hex(old_identity.get());
+  const std::string new_pin = adcsc::pki::CertSha256Hex(new_identity.get());
+  const int64_t until_s = start_s + 14 * 86'400;
+  auto a = ClientAuthorizer::Create(trust_file_.string(), {old_pin, new_pin}, &clock, {{old_pin, until_s}});
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_TRUE((*a)->Authorize(old_identity.get(), nullptr).ok);
+  EXPECT_TRUE((*a)->Authorize(new_identity.get(), nullptr).ok);
+  auto seen = (*a)->SeenCertificates();
+  ASSERT_EQ(seen.size(), 2u);
+  for (const auto& s : seen) EXPECT_EQ(s.until_unix, s.pin == old_pin ? until_s : 0) << s.pin;
+
+  clock.SetUnixMillis(until_s * 1000 - 10'000);  // 10 s before the end: cached for at most 10 s
+  EXPECT_TRUE((*a)->Authorize(old_identity.get(), nullptr).ok);
+  clock.SetUnixMillis(until_s * 1000);
+  auto refused = (*a)->Authorize(old_identity.get(), nullptr);
+  EXPECT_FALSE(refused.ok);
+  EXPECT_EQ(refused.iis_substatus, kIisMapperDenied);
+  EXPECT_NE(refused.reason.find("overlap ended at"), std::string::npos) << refused.reason;
+  EXPECT_NE(refused.reason.find("api.client_pins until"), std::string::npos) << refused.reason;
+  EXPECT_TRUE((*a)->Authorize(new_identity.get(), nullptr).ok);
+}
+
 TEST_F(ClientAuthTest, NoCertificate) {
   auto r = authorizer_->Authorize(nullptr, nullptr);
   EXPECT_FALSE(r.ok);

@@ -3,10 +3,13 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "tests/testing/temp_dir.h"
 
@@ -59,7 +62,7 @@ TEST(HealthMonitorTest, ReportsTheLastProbesAndTheMode) {
     return absl::OkStatus();
   };
   sources.cas = {{"ca01\\Issuing", [&] { return ca_answer; }}};
-  sources.cluster = [] { return ClusterView{2, 1, false, false, 3}; };
+  sources.cluster = [] { return ClusterView{2, 1, false, false, 3, {}}; };
   sources.certificates = {{kApiIdentityRole, "CN=adcs", "server.pem", clock.NowUnixMillis() + 86'400'000LL * 90}};
   sources.mode = mode->get();
   sources.clock = &clock;
@@ -192,6 +195,54 @@ TEST(HealthMonitorTest, AStoreWriteCheckThatStallsTakesTheNodeOutOfRotation) {
   }
   monitor.ProbeNow();
   EXPECT_EQ(monitor.Report().lb, LbState::kDown) << "slow, not stuck: still out";
+}
+
+// A reload's allowlist: a CA kept keeps its result, a CA removed leaves the report at once, and a
+// CA added is pinged at once (on the probe thread, not after an interval) and judged from then.
+TEST(HealthMonitorTest, AReloadedAllowlistChangesTheCasProbedAtOnce) {
+  adcsc::testing::TempDir dir;
+  auto mode = ServiceModeStore::Open(dir.path() / kServiceModeFile);
+  ASSERT_TRUE(mode.ok());
+  FakeClock clock(1'800'000'000'000);
+  std::atomic<int> kept_pings{0}, added_pings{0};
+  HealthSources sources;
+  sources.store_check = [] { return absl::OkStatus(); };
+  sources.cas = {{"ca01\\Kept",
+                  [&] {
+                    ++kept_pings;
+                    return absl::OkStatus();
+                  }},
+                 {"ca02\\Removed", [] { return absl::OkStatus(); }}};
+  sources.mode = mode->get();
+  sources.clock = &clock;
+  HealthMonitor monitor(sources, std::chrono::hours(1));
+  monitor.Start();
+  auto checks = [&] {
+    std::vector<std::string> names;
+    for (const HealthCheck& c : monitor.Report().checks) {
+      if (c.name.rfind("ca ", 0) == 0) names.push_back(c.name + (c.ok ? " ok" : " failed"));
+    }
+    return names;
+  };
+  EXPECT_EQ(checks(), (std::vector<std::string>{"ca ca01\\Kept ok", "ca ca02\\Removed ok"}));
+
+  monitor.SetCas({{"ca01\\Kept",
+                   [&] {
+                     ++kept_pings;
+                     return absl::OkStatus();
+                   }},
+                  {"ca03\\Added", [&] {
+                     ++added_pings;
+                     return absl::UnavailableError("ca03 does not answer");
+                   }}});
+  const std::vector<std::string> right_after = checks();
+  EXPECT_EQ(std::count(right_after.begin(), right_after.end(), "ca ca02\\Removed ok"), 0) << "removed at once";
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (checks().size() < 2 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  EXPECT_EQ(checks(), (std::vector<std::string>{"ca ca01\\Kept ok", "ca ca03\\Added failed"}))
+      << "the added CA pinged without waiting for the hour";
+  EXPECT_EQ(added_pings.load(), 1);
+  EXPECT_EQ(monitor.Report().lb, LbState::kDown) << "an allowlisted CA that does not answer";
 }
 
 }  // namespace

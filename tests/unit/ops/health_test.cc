@@ -41,6 +41,18 @@ TEST(HealthTest, AHealthyNodeIsReadyAndUp) {
   ASSERT_NE(Find(r, "ca ca01.example.com\\Issuing CA"), nullptr);
 }
 
+TEST(HealthTest, APeerRefusedForItsVersionIsNamedWithoutTakingTheNodeOut) {
+  HealthObservations o = Healthy();
+  o.refused_for_version = {"peer node-c speaks cluster protocol 9 and reads 9..9; ..."};
+  HealthReport r = Evaluate(o, {});
+  EXPECT_TRUE(r.ready);
+  EXPECT_EQ(r.lb, LbState::kUp);
+  EXPECT_TRUE(Find(r, "cluster")->ok);
+  EXPECT_NE(Find(r, "cluster")->detail.find("REFUSED FOR VERSION: peer node-c speaks cluster protocol 9"),
+            std::string::npos)
+      << Find(r, "cluster")->detail;
+}
+
 TEST(HealthTest, DrainKeepsTheNodeOutOfNewWorkButNotDown) {
   HealthObservations o = Healthy();
   o.mode = ServiceMode::kDrain;
@@ -154,6 +166,39 @@ TEST(HealthTest, EveryCertificateIsReportedAndOnlyTheApiCertificateFailsTheCheck
   tight.critical_certificate_days = 300;
   EXPECT_EQ(Evaluate(o, tight).certificates[0].state, "critical");
   EXPECT_EQ(ExpiryState(o.certificates[0], kNow + 200 * kDayMs, 30, 7), "expired") << "at its notAfter";
+}
+
+// The old client identity of a rotation (mapped until the end of its overlap) and the CA's
+// certificate learned from its answers are listed like the others; the overlap's end is in the
+// JSON and named in the check's detail, before and after it, without failing the check.
+TEST(HealthTest, TheOverlapOfAnOldClientIdentityAndTheCaCertificateAreReported) {
+  HealthObservations o = Healthy();
+  o.certificates = {
+      {"api identity", "CN=adcs.example.com", "/etc/adcsc/server.pem", kNow + 200 * kDayMs},
+      {"jamf client (pinned)", "CN=jamf", "seen at a handshake, sha256:aa", kNow + 300 * kDayMs, kNow + 5 * kDayMs},
+      {"ca certificate", "CN=Example-Issuing-CA", "chain of an answer from ca1\\Example-Issuing-CA",
+       kNow + 10 * kDayMs}};
+  HealthReport r = Evaluate(o, {});
+  EXPECT_TRUE(r.ready) << r.ToJson();
+  const HealthCheck* c = Find(r, "certificate");
+  ASSERT_NE(c, nullptr);
+  EXPECT_TRUE(c->ok);
+  EXPECT_NE(c->detail.find("CN=jamf is the old client identity of a rotation, mapped for 5 more days"),
+            std::string::npos)
+      << c->detail;
+  EXPECT_NE(c->detail.find("ca certificate CN=Example-Issuing-CA expires in 10 days (warning)"), std::string::npos)
+      << c->detail;
+  auto j = nlohmann::json::parse(r.ToJson());
+  EXPECT_EQ(j["certificates"][1]["mapped_until_ms"], kNow + 5 * kDayMs);
+  EXPECT_FALSE(j["certificates"][0].contains("mapped_until_ms"));
+  o.now_ms = kNow + 6 * kDayMs;
+  o.store.at_ms = o.now_ms;
+  for (auto& ca : o.cas) ca.probe.at_ms = o.now_ms;
+  const HealthReport after = Evaluate(o, {});
+  const HealthCheck* ended = Find(after, "certificate");
+  ASSERT_NE(ended, nullptr);
+  EXPECT_NE(ended->detail.find("CN=jamf is no longer mapped: its rotation overlap has ended"), std::string::npos)
+      << ended->detail;
 }
 
 }  // namespace

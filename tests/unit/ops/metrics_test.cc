@@ -33,6 +33,7 @@ ScrapeState State() {
   p.since_last_ack_ms = 250;
   r.peers.push_back(p);
   s.replication = r;
+  s.peer_protocols = {{"node-b", 2, false}, {"node-c", 9, true}};
   s.api_connections = 5;
   s.ca_idle_connections = {{"ca01.example.com", 2}};
   s.ca_connections_opened = 3;
@@ -69,6 +70,9 @@ TEST(MetricsTest, CallsAndScrapeTimeStateAppear) {
            R"(adcsc_replication_lag_mutations{peer="node-b"} 3)",
            R"(adcsc_replication_lag_seconds{peer="node-b"} 1.5)",
            R"(adcsc_replication_writes{result="under_replicated"} 2)",
+           R"(adcsc_peer_cluster_protocol{peer="node-c"} 9)",
+           R"(adcsc_peer_version_refused{peer="node-b"} 0)",
+           R"(adcsc_peer_version_refused{peer="node-c"} 1)",
            R"(adcsc_api_open_connections 5)",
            R"(adcsc_ca_pool_idle_connections{host="ca01.example.com"} 2)",
            R"(adcsc_ca_connections{use="reused"} 40)",

@@ -231,5 +231,21 @@ TEST(ConversionsTest, DerAndPemRoundTrip) {
   EXPECT_FALSE(CertFromDer(AsBytes("junk")).ok());
 }
 
+// The certs-only PKCS#7 an ADCS CA answers with (pctbCertChain): what we write, OpenSSL's
+// own tool reads, and what we read keeps the order.
+TEST(ConversionsTest, Pkcs7ChainRoundTrip) {
+  Ca ca = MakeCa(KeyType::kEcP256);
+  Ca other = MakeCa(KeyType::kEcP256);
+  absl::StatusOr<Bytes> p7 = CertsToPkcs7Der({ca.cert.get(), other.cert.get()});
+  ASSERT_TRUE(p7.ok()) << p7.status();
+  absl::StatusOr<std::vector<X509Ptr>> back = CertsFromPkcs7Der(*p7);
+  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_EQ(back->size(), 2u);
+  EXPECT_EQ(X509_cmp((*back)[0].get(), ca.cert.get()), 0);
+  EXPECT_EQ(X509_cmp((*back)[1].get(), other.cert.get()), 0);
+  EXPECT_FALSE(CertsFromPkcs7Der(AsBytes("junk")).ok());
+  EXPECT_FALSE(CertsFromPkcs7Der(*CertToDer(ca.cert.get())).ok()) << "a certificate is not a PKCS#7";
+}
+
 }  // namespace
 }  // namespace adcsc::pki

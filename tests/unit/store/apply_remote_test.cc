@@ -1,5 +1,8 @@
 // RequestStore's replication surface: ApplyRemote (idempotence, merge, gaps, own origin),
-// MutationsMissing, and the snapshot reader/ApplySnapshot.
+// MutationsMissing, the snapshot reader/ApplySnapshot, and what becomes of a record field
+// this release does not know.
+#include <google/protobuf/unknown_field_set.h>
+
 #include <string>
 #include <vector>
 
@@ -82,6 +85,26 @@ TEST_F(ApplyRemoteTest, AppliesMergesAndIsIdempotent) {
   ASSERT_EQ(since->size(), 1u);
   EXPECT_EQ((*since)[0].origin(), "c");
   EXPECT_EQ((*since)[0].record().status(), v1::RECORD_STATUS_ISSUED);
+}
+
+// The rule docs/architecture.md ("Versions") states for record fields: the store keeps a
+// record as one column per field it knows, so a field added by a newer release (here 99,
+// which this schema lacks) is gone when this node passes the record on; the fields it knows
+// travel intact. A change to the store that keeps unknown fields flips this test.
+TEST_F(ApplyRemoteTest, ARecordFieldThisReleaseLacksIsNotPassedOn) {
+  RequestRecord newer = Rec(5, v1::RECORD_STATUS_ISSUED, 30, "b");
+  newer.set_certificate_der("DER");
+  newer.GetReflection()->MutableUnknownFields(&newer)->AddVarint(99, 42);
+  ASSERT_FALSE(newer.GetReflection()->GetUnknownFields(newer).empty());
+  ASSERT_TRUE(store_->ApplyRemote({Mut("b", 1, newer)}).ok());
+  auto since = store_->MutationsSince("b", 0, 10);
+  ASSERT_TRUE(since.ok()) << since.status();
+  ASSERT_EQ(since->size(), 1u);
+  const RequestRecord& passed_on = (*since)[0].record();
+  EXPECT_TRUE(passed_on.GetReflection()->GetUnknownFields(passed_on).empty());
+  EXPECT_EQ(passed_on.status(), v1::RECORD_STATUS_ISSUED);
+  EXPECT_EQ(passed_on.certificate_der(), "DER");
+  EXPECT_EQ(passed_on.hlc(), 30u);
 }
 
 TEST_F(ApplyRemoteTest, GapHoldsVectorUntilFilled) {
