@@ -150,6 +150,24 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
     return store_->ReadSnapshotPage(request.after, std::min(request.limit, options_.snapshot_page_records));
   }
 
+  absl::Status HandleJoin(const std::string& from, size_t batch_bytes,
+                          absl::FunctionRef<absl::Status(const JoinHeader&)> on_header,
+                          absl::FunctionRef<absl::Status(JoinBatch&)> on_batch) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopped_) return absl::UnavailableError("replicator shut down");
+      if (!joining_.empty()) {
+        return absl::ResourceExhaustedError(
+            absl::StrCat("node ", self(), " is serving a bulk join to ", joining_, "; join from another peer"));
+      }
+      joining_ = from;
+    }
+    absl::Status read = store_->ReadForJoin(batch_bytes, on_header, on_batch);
+    std::lock_guard<std::mutex> lock(mu_);
+    joining_.clear();
+    return read;
+  }
+
   void AntiEntropyRound() {
     absl::StatusOr<VersionVector> ours = store_->GetVersionVector();
     if (!ours.ok()) return;  // the store reports its own trouble; retry next round
@@ -606,6 +624,7 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
   uint64_t next_request_id_ = 0;              // guarded by mu_
   ReplicatorStatus status_;                   // guarded by mu_; peers left empty
   int64_t last_compaction_ms_ = 0;            // guarded by mu_
+  std::string joining_;                       // guarded by mu_; the node a bulk join is served to
 };
 
 absl::StatusOr<std::unique_ptr<Replicator>> Replicator::Create(RequestStore* store, PeerTransport* transport,
@@ -648,6 +667,11 @@ absl::StatusOr<PushAck> Replicator::HandlePush(const PushRequest& request) { ret
 absl::StatusOr<PullResponse> Replicator::HandlePull(const PullRequest& request) { return core_->HandlePull(request); }
 absl::StatusOr<SnapshotPage> Replicator::HandleSnapshot(const SnapshotRequest& request) {
   return core_->HandleSnapshot(request);
+}
+absl::Status Replicator::HandleJoin(const std::string& from, size_t batch_bytes,
+                                    absl::FunctionRef<absl::Status(const JoinHeader&)> on_header,
+                                    absl::FunctionRef<absl::Status(JoinBatch&)> on_batch) {
+  return core_->HandleJoin(from.empty() ? "a peer" : from, batch_bytes, on_header, on_batch);
 }
 void Replicator::RunAntiEntropyRound() { core_->AntiEntropyRound(); }
 absl::StatusOr<ReplicatorStatus> Replicator::Status() const { return core_->Status(); }

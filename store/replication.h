@@ -166,6 +166,12 @@ class Replicator {
   absl::StatusOr<PushAck> HandlePush(const PushRequest& request);
   absl::StatusOr<PullResponse> HandlePull(const PullRequest& request);
   absl::StatusOr<SnapshotPage> HandleSnapshot(const SnapshotRequest& request);
+  // A bulk join (RequestStore::ReadForJoin) for the empty node `from`. One at a time: a
+  // second join while one is served is refused (RESOURCE_EXHAUSTED; the joiner tries another
+  // peer), as each holds a read connection and a read transaction for its whole length.
+  absl::Status HandleJoin(const std::string& from, size_t batch_bytes,
+                          absl::FunctionRef<absl::Status(const JoinHeader&)> on_header,
+                          absl::FunctionRef<absl::Status(JoinBatch&)> on_batch);
 
   // One anti-entropy round now (the timer calls this too): a pull or the next snapshot page
   // from every peer without a live request outstanding.

@@ -20,6 +20,8 @@ namespace {
 using rows::AppendMutation;
 using rows::CachedStatement;
 using rows::Connection;
+using rows::kMetaCreatedMs;
+using rows::kMetaNodeId;
 using rows::ReadRecord;
 using rows::RowToRecord;
 using rows::SelectByDedupeKeySql;
@@ -35,9 +37,6 @@ constexpr mode_t kStoreFileMode = 0600;
 constexpr size_t kMaxNodeIdBytes = 128;
 // A CSR digest is a binary SHA-256.
 constexpr size_t kCsrSha256Bytes = 32;
-
-constexpr char kMetaNodeId[] = "node_id";
-constexpr char kMetaCreatedMs[] = "created_ms";
 
 constexpr char kAppendProbeSql[] =
     "INSERT INTO append_probe (id, payload) VALUES (1, randomblob(?1)) "
@@ -351,6 +350,17 @@ absl::Status RequestStore::Check(bool write) const {
                                                   failed_write.ok() ? ": the health check write failed: "
                                                                     : ": writes fail (the last one, and a probe): ",
                                                   probed.message()));
+}
+
+absl::StatusOr<bool> RequestStore::HoldsNothing() const {
+  absl::StatusOr<sqlite::ReaderPool::Lease> reader = impl_->Reader();
+  if (!reader.ok()) return reader.status();
+  absl::StatusOr<int64_t> held = (*reader)->QueryInt64(
+      "SELECT EXISTS (SELECT 1 FROM requests) OR EXISTS (SELECT 1 FROM mutations) OR "
+      "EXISTS (SELECT 1 FROM version_vector) OR EXISTS (SELECT 1 FROM submit_intents) OR "
+      "EXISTS (SELECT 1 FROM meta WHERE key = 'rebuild_from_peers')");
+  if (!held.ok()) return held.status();
+  return *held == 0;
 }
 
 absl::Status RequestStore::RebuildIndexes() {

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "store/clock.h"
@@ -100,6 +101,28 @@ struct SnapshotPage {
   VersionVector version_vector;
   SnapshotCursor next;  // pass to the next call
   bool done = false;    // no records after this page
+};
+
+// Bulk join (store/bulk_join.h): a mutation the sender holds beyond its version vector
+// (arrived ahead of a gap), by reference to the record it changed.
+struct HeldMutation {
+  std::string origin;
+  uint64_t sequence = 0;
+  uint64_t hlc = 0;
+  std::string ca_config;
+  uint32_t request_id = 0;
+};
+
+// What a bulk join reads first, in the same read transaction as everything after it.
+struct JoinHeader {
+  VersionVector version_vector;
+  int64_t records = 0;  // how many records the read will hand on
+};
+
+// One batch of a bulk join's read: held mutations come before the first record.
+struct JoinBatch {
+  std::vector<HeldMutation> held;
+  std::vector<RequestRecord> records;  // in key order, continuing the previous batch
 };
 
 class RequestStore {
@@ -213,6 +236,22 @@ class RequestStore {
   absl::Status StageSnapshotPage(const std::string& source, const std::vector<RequestRecord>& records);
   absl::Status CommitSnapshot(const std::string& source, const VersionVector& version_vector);
   absl::Status DiscardSnapshot(const std::string& source);
+
+  // Bulk join, the sender's side (the receiver is store/bulk_join.h): in ONE read
+  // transaction, the version vector and the record count (`on_header`), then the mutations
+  // held beyond the vector and every record in key order (`on_batch`, batches of about
+  // `batch_bytes`). One transaction, unlike snapshot pages: the records then carry exactly
+  // the mutations the vector and the held list name, so a receiver that adopts them need not
+  // log each record as its own mutation. The callbacks may block (a stream's flow control);
+  // the read transaction stays open meanwhile, so WAL checkpoints cannot pass it until the
+  // read ends. Stops with the first error a callback returns. Holds one read connection.
+  absl::Status ReadForJoin(size_t batch_bytes, absl::FunctionRef<absl::Status(const JoinHeader&)> on_header,
+                           absl::FunctionRef<absl::Status(JoinBatch&)> on_batch) const;
+
+  // True when the store holds nothing a peer could not give it back: no records, no logged
+  // mutation, an empty version vector, no submit intent and no rebuild mark. Such a store may
+  // be replaced by a bulk join (store/bulk_join.h).
+  absl::StatusOr<bool> HoldsNothing() const;
 
   absl::StatusOr<VersionVector> GetVersionVector() const;
   absl::StatusOr<int64_t> CountRecords() const;

@@ -1,6 +1,7 @@
 // RequestStore, snapshots: a page of records in key order for a peer that is far behind,
 // and on the receiving side staging pages until the last one, then merging them in one
-// transaction and adopting the sender's version vector.
+// transaction and adopting the sender's version vector. Also the sender's side of a bulk
+// join: the whole store in one read transaction (the receiver is store/bulk_join.cc).
 #include <algorithm>
 #include <limits>
 #include <map>
@@ -20,6 +21,7 @@ using rows::kRecordColumns;
 using rows::MergeIntoStore;
 using rows::ReadVectorEntry;
 using rows::RowToRecord;
+using rows::Statement;
 using rows::WriteVectorEntry;
 namespace {
 
@@ -171,6 +173,123 @@ absl::StatusOr<SnapshotPage> RequestStore::ReadSnapshotPage(const SnapshotCursor
     page.next.request_id = page.records.back().request_id();
   }
   return page;
+}
+
+namespace {
+
+// Ends the read transaction a bulk join's read opened, however the read ends.
+class ReadTransaction {
+ public:
+  static absl::StatusOr<ReadTransaction> Begin(Connection& c) {
+    if (absl::Status s = c.Exec("BEGIN"); !s.ok()) return s;
+    return ReadTransaction(&c);
+  }
+  ReadTransaction(ReadTransaction&& other) noexcept : c_(std::exchange(other.c_, nullptr)) {}
+  ReadTransaction& operator=(ReadTransaction&&) = delete;
+  ~ReadTransaction() {
+    if (c_ != nullptr && !c_->autocommit()) c_->Exec("ROLLBACK").IgnoreError();
+  }
+
+ private:
+  explicit ReadTransaction(Connection* c) : c_(c) {}
+  Connection* c_;
+};
+
+// The mutations held beyond the vector, with the key of the record each changed (a row
+// logged by schema 1 carries a copy of the record instead).
+constexpr char kHeldForJoinSql[] =
+    "SELECT m.origin, m.sequence, m.hlc, m.ca_config, m.request_id, m.record FROM mutations m "
+    "LEFT JOIN version_vector v ON v.origin = m.origin WHERE m.sequence > IFNULL(v.sequence, 0) "
+    "ORDER BY m.origin, m.sequence";
+
+// What a record costs in a batch, near enough to bound a batch's size without serializing.
+size_t ApproximateBytes(const RequestRecord& r) {
+  return r.ca_config().size() + r.message().size() + r.certificate_der().size() + r.csr_sha256().size() +
+         r.template_name().size() + r.requester().size() + r.node_id().size() + 48;
+}
+
+}  // namespace
+
+absl::Status RequestStore::ReadForJoin(size_t batch_bytes, absl::FunctionRef<absl::Status(const JoinHeader&)> on_header,
+                                       absl::FunctionRef<absl::Status(JoinBatch&)> on_batch) const {
+  absl::StatusOr<sqlite::ReaderPool::Lease> reader = impl_->Reader();
+  if (!reader.ok()) return reader.status();
+  Connection& c = **reader;
+  // Every read below sees the same state of the file.
+  absl::StatusOr<ReadTransaction> txn = ReadTransaction::Begin(c);
+  if (!txn.ok()) return txn.status();
+  JoinHeader header;
+  {
+    absl::StatusOr<Statement> st = c.Prepare(rows::kVersionVectorSql);
+    if (!st.ok()) return st.status();
+    while (true) {
+      absl::StatusOr<bool> row = st->Step();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      header.version_vector[st->ColumnText(0)] = static_cast<uint64_t>(st->ColumnInt64(1));
+    }
+  }
+  absl::StatusOr<int64_t> count = c.QueryInt64("SELECT COUNT(*) FROM requests");
+  if (!count.ok()) return count.status();
+  header.records = *count;
+  if (absl::Status s = on_header(header); !s.ok()) return s;
+
+  const size_t limit = std::max<size_t>(batch_bytes, 1);
+  JoinBatch batch;
+  size_t bytes = 0;
+  auto flush = [&]() -> absl::Status {
+    if (batch.held.empty() && batch.records.empty()) return absl::OkStatus();
+    absl::Status s = on_batch(batch);
+    batch.held.clear();
+    batch.records.clear();
+    bytes = 0;
+    return s;
+  };
+  {
+    absl::StatusOr<Statement> st = c.Prepare(kHeldForJoinSql);
+    if (!st.ok()) return st.status();
+    while (true) {
+      absl::StatusOr<bool> row = st->Step();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      HeldMutation& m = batch.held.emplace_back();
+      m.origin = st->ColumnText(0);
+      m.sequence = static_cast<uint64_t>(st->ColumnInt64(1));
+      m.hlc = static_cast<uint64_t>(st->ColumnInt64(2));
+      if (!st->ColumnIsNull(3)) {
+        m.ca_config = st->ColumnText(3);
+        m.request_id = static_cast<uint32_t>(st->ColumnInt64(4));
+      } else {  // logged by schema 1, with a copy of the record
+        RequestRecord copy;
+        if (!copy.ParseFromString(st->ColumnBlob(5))) {
+          return absl::DataLossError(absl::StrCat("request store ", impl_->options().path.string(), ": mutation ",
+                                                  m.origin, "/", m.sequence, " does not parse as a RequestRecord"));
+        }
+        m.ca_config = copy.ca_config();
+        m.request_id = copy.request_id();
+      }
+      bytes += m.origin.size() + m.ca_config.size() + 32;
+      if (bytes >= limit) {
+        if (absl::Status s = flush(); !s.ok()) return s;
+      }
+    }
+  }
+  {
+    static const std::string* const kAllSql =
+        new std::string(absl::StrCat("SELECT ", kRecordColumns, " FROM requests ORDER BY ca_config, request_id"));
+    absl::StatusOr<Statement> st = c.Prepare(*kAllSql);
+    if (!st.ok()) return st.status();
+    while (true) {
+      absl::StatusOr<bool> row = st->Step();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      bytes += ApproximateBytes(batch.records.emplace_back(RowToRecord(*st)));
+      if (bytes >= limit) {
+        if (absl::Status s = flush(); !s.ok()) return s;
+      }
+    }
+  }
+  return flush();
 }
 
 absl::Status RequestStore::ApplySnapshot(const std::vector<RequestRecord>& records,

@@ -135,6 +135,18 @@ Statement& Statement::BindBlob(int index, std::string_view value) {
   return *this;
 }
 
+Statement& Statement::BindTextUnowned(int index, std::string_view value) {
+  const char* data = value.data() != nullptr ? value.data() : "";
+  NoteBindResult(sqlite3_bind_text64(stmt_, index, data, value.size(), SQLITE_STATIC, SQLITE_UTF8), index);
+  return *this;
+}
+
+Statement& Statement::BindBlobUnowned(int index, std::string_view value) {
+  const char* data = value.data() != nullptr ? value.data() : "";
+  NoteBindResult(sqlite3_bind_blob64(stmt_, index, data, value.size(), SQLITE_STATIC), index);
+  return *this;
+}
+
 Statement& Statement::BindNull(int index) {
   NoteBindResult(sqlite3_bind_null(stmt_, index), index);
   return *this;

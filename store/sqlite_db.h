@@ -39,7 +39,8 @@ class Connection;
 // A prepared statement. Owns its sqlite3_stmt and finalizes it on destruction; must not
 // outlive the Connection that prepared it. Move-only.
 //
-// Bind* methods use SQLite's 1-based parameter indexes and copy their arguments. A bind
+// Bind* methods use SQLite's 1-based parameter indexes and copy their arguments (but the
+// *Unowned ones). A bind
 // error is remembered and returned by the next Step()/Run(), so a run of binds needs no
 // error check of its own. Column* methods use 0-based indexes and are valid only after
 // Step() returned true.
@@ -57,6 +58,10 @@ class Statement {
   // Binds bytes as a BLOB; an empty value binds a zero-length BLOB, not NULL.
   Statement& BindBlob(int index, std::string_view value);
   Statement& BindNull(int index);
+  // As BindText/BindBlob without the copy: `value` must stay unchanged until the statement is
+  // stepped to completion and reset (or the parameter bound again). For bulk inserts.
+  Statement& BindTextUnowned(int index, std::string_view value);
+  Statement& BindBlobUnowned(int index, std::string_view value);
 
   // Advances to the next row: true when a row is available, false when the statement has
   // finished.

@@ -58,6 +58,9 @@ constexpr char kMutationHeldSql[] = "SELECT 1 FROM mutations WHERE origin = ?1 A
 constexpr char kLoggedAfterSql[] =
     "SELECT sequence FROM mutations WHERE origin = ?1 AND sequence > ?2 ORDER BY sequence";
 constexpr char kLoggedOriginsSql[] = "SELECT DISTINCT origin FROM mutations ORDER BY origin";
+// The meta rows that say which node a store belongs to and when it was made.
+constexpr char kMetaNodeId[] = "node_id";
+constexpr char kMetaCreatedMs[] = "created_ms";
 // The mark of a store being rebuilt from its peers (RequestStore::MarkRebuildFromPeers).
 constexpr char kMarkRebuildSql[] =
     "INSERT INTO meta (key, value) VALUES ('rebuild_from_peers', '1') ON CONFLICT (key) DO NOTHING";

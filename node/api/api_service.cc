@@ -311,13 +311,40 @@ ApiResponse ApiService::Route(const ApiRequest& request) {
                                                                              " for ", pki::AbslView(route.path))),
                            "method_not_allowed");
       r.allow = std::string(route.method);
+      NoteUnserved(request, path, r.status);
       return r;
     }
     if (route.path == kVersionPath) return Version();
     if (route.path == kSubmitPath) return Submit(request);
     return Retrieve(request);
   }
+  NoteUnserved(request, path, 404);
   return Make(404, StatusOnlyJson("NOT_FOUND", absl::StrCat("no such endpoint: ", path)), "not_found");
+}
+
+void ApiService::NoteUnserved(const ApiRequest& request, const std::string& path, int status) {
+  if (!UnservedCalls::Covers(path)) return;  // a scanner's /wp-login.php is not a Jamf call
+  const UnservedNote note = unserved_.Note(request.method, request.target, request.header_names, request.body);
+  if (observer_ != nullptr) observer_->ObserveUnserved(note.shape.method, note.path_label);
+  if (!note.first) return;
+  const UnservedShape& shape = note.shape;
+  nlohmann::json fields = {{"method", shape.method},
+                           {"path", shape.path},
+                           {"status", status},
+                           {"query_keys", shape.query_keys},
+                           {"header_names", shape.header_names},
+                           {"body_kind", shape.body_kind},
+                           {"body_bytes", shape.body_bytes},
+                           {"body_keys", shape.body_keys},
+                           {"remote", std::string(request.remote)},
+                           {"client_pin", request.auth ? request.auth->pin : ""}};
+  if (shape.body_keys_truncated) fields["body_keys_truncated"] = true;
+  if (note.table_full) {
+    fields["note"] = absl::StrCat("more than ", UnservedCalls::kMaxShapes,
+                                  " kinds of unserved call: later new ones are counted under path \"other\" only");
+  }
+  // Names only, never values: see docs/api.md, "Calls adcsc does not serve".
+  log_->Warn("unserved_api_call", std::move(fields));
 }
 
 absl::Status ApiService::Record(const adcsc::store::RequestRecord& record, const adcsc::store::SubmitKey* settles) {

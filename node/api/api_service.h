@@ -11,12 +11,14 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "node/api/ca_reachability.h"
 #include "node/api/ca_request_search.h"
 #include "node/api/client_identity.h"
 #include "node/api/peer_lookup.h"
 #include "node/api/submit_leases.h"
+#include "node/api/unserved_calls.h"
 #include "node/ca/ca_backend.h"
 #include "node/config/config.h"
 #include "node/log/log_throttle.h"
@@ -42,6 +44,9 @@ struct ApiRequest {
   // Set (to the peer's node ID) when a peer forwarded this submit because it could not reach
   // the CA: such a request is never forwarded again (one hop).
   std::string_view forwarded_by;
+  // The request's header names as received (no values), for the shape of an unserved call
+  // (unserved_calls.h). May be left empty.
+  std::vector<std::string_view> header_names;
 };
 
 struct ApiResponse {
@@ -79,6 +84,9 @@ class ApiObserver {
   // A submit the signing policy denied (before ObserveCall for it); `rule` as in
   // pki::PolicyDecision, e.g. "san_upn".
   virtual void ObservePolicyDenial(std::string_view rule) {}
+  // An authorized call under /api/ that adcsc does not serve (404 or 405), by method and path
+  // label (unserved_calls.h: at most UnservedCalls::kMaxShapes paths, then "other").
+  virtual void ObserveUnserved(std::string_view method, std::string_view path_label) {}
 };
 
 // What a service talks to besides the CA and its own store; each is optional.
@@ -138,6 +146,9 @@ class ApiService {
  private:
   ApiResponse Route(const ApiRequest& request);
   ApiResponse Version();
+  // Records the shape of an authorized call under /api/ that is answered `status` (404 or
+  // 405) because adcsc does not serve it: logged once per shape, counted always.
+  void NoteUnserved(const ApiRequest& request, const std::string& path, int status);
   ApiResponse Submit(const ApiRequest& request);
 
   // A submit's request, checked: parsed, on the allowlist, its CSR decoded and verified.
@@ -240,6 +251,7 @@ class ApiService {
   SubmitLeases leases_;
   mutable std::mutex allowlist_mutex_;
   std::shared_ptr<const std::vector<AllowedCa>> allowlist_;  // guarded by allowlist_mutex_
+  UnservedCalls unserved_;                                   // the shapes of calls not served, logged once each
   LogThrottle refusal_log_;                                  // client_refused: once per caller address per interval
   CaReachability ca_reachability_;
 

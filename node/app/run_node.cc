@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <functional>
@@ -25,6 +26,7 @@
 #include "node/ca/chain_recorder.h"
 #include "node/ca/hresult.h"
 #include "node/ca/outage_switch.h"
+#include "node/cluster/bulk_join.h"
 #include "node/cluster/runtime.h"
 #include "node/config/config.h"
 #include "node/dcom/csra_stub.h"
@@ -276,6 +278,34 @@ Step OpenStore(RunningNode& n, const adcsc::store::StoreOptions& options) {
   return std::nullopt;
 }
 
+// A clustered node whose store holds nothing (a new node, or one that never wrote) copies a
+// peer's whole store in one stream before it opens it (node/cluster/bulk_join.h); when no
+// peer can serve that, the store opens as it was and the replicator copies snapshot pages.
+// Never fails the start: the store's own open reports what is wrong with it.
+void JoinClusterIfEmpty(RunningNode& n, const adcsc::store::StoreOptions& options) {
+  EventLog* log = n.log.get();
+  adcsc::cluster::BulkJoinOptions o;
+  o.progress = [log](const std::string& peer, int64_t written, int64_t total) {
+    log->Info("store_join", {{"phase", "progress"}, {"peer", peer}, {"records", written}, {"of", total}});
+  };
+  auto joined = adcsc::cluster::JoinIfEmpty(n.config, options, o);
+  if (!joined.ok()) {
+    log->Warn("store_join", {{"outcome", "skipped"}, {"error", std::string(joined.status().message())}});
+    return;
+  }
+  if (joined->outcome == adcsc::cluster::BulkJoinResult::Outcome::kNotEmpty) return;
+  nlohmann::json fields = {{"outcome", adcsc::cluster::OutcomeName(joined->outcome)},
+                           {"seconds", std::round(joined->seconds * 1000) / 1000}};
+  if (!joined->peer.empty()) fields["peer"] = joined->peer;
+  if (joined->outcome == adcsc::cluster::BulkJoinResult::Outcome::kJoined) {
+    fields["records"] = joined->records;
+    fields["held_mutations"] = joined->held;
+  }
+  if (!joined->failures.empty()) fields["failures"] = absl::StrJoin(joined->failures, "; ");
+  // Peers that are down (a new cluster starting) or older is ordinary; a join cut short is not.
+  log->Log(joined->abandoned ? LogLevel::kWarn : LogLevel::kInfo, "store_join", std::move(fields));
+}
+
 Step OpenStateAndBackend(RunningNode& n) {
   const Config& c = n.config;
   auto authorizer = ClientAuthorizer::Create(c.api.client_ca_file.string(), c.api.client_pins, SystemClock::Default(),
@@ -298,6 +328,7 @@ Step OpenStateAndBackend(RunningNode& n) {
     auto lock = adcsc::store::DirLock::Acquire(c.data_dir);
     if (!lock.ok()) return StartError{kExitRuntimeError, n.InConfig(lock.status().message())};
     n.data_dir_lock = std::move(*lock);
+    if (c.cluster.enabled) JoinClusterIfEmpty(n, store_options);
   }
   if (auto e = OpenStore(n, store_options)) return e;
   auto backend = MakeCaBackend(c);

@@ -155,6 +155,49 @@ grpc::Status ReplicationServer::Snapshot(grpc::ServerContext* context, const v1:
   return grpc::Status::OK;
 }
 
+grpc::Status ReplicationServer::Join(grpc::ServerContext* context, const v1::JoinRequest* request,
+                                     grpc::ServerWriter<v1::JoinChunk>* writer) {
+  auto peer = Caller(*context, request->from());
+  if (!peer.ok()) return ToGrpc(peer.status());
+  v1::JoinChunk chunk;
+  auto send = [&](bool last) -> absl::Status {
+    Stamp(chunk.mutable_from());
+    chunk.set_last(last);
+    // Blocks while the joiner's flow-control window is full: memory stays at a chunk or two.
+    if (!writer->Write(chunk)) return absl::CancelledError(absl::StrCat("the joining node ", *peer, " went away"));
+    chunk.Clear();
+    return absl::OkStatus();
+  };
+  absl::Status read = replicator_->HandleJoin(
+      *peer, kJoinChunkBytes,
+      [&](const store::JoinHeader& header) {
+        // Sent with the first batch (or alone, as the last chunk, from an empty store).
+        *chunk.mutable_version_vector() = ToProto(header.version_vector);
+        chunk.set_records_total(header.records);
+        return absl::OkStatus();
+      },
+      [&](store::JoinBatch& batch) {
+        for (const store::HeldMutation& m : batch.held) {
+          v1::JoinHeld* held = chunk.add_held();
+          held->set_origin(m.origin);
+          held->set_sequence(m.sequence);
+          held->set_hlc(m.hlc);
+          held->set_ca_config(m.ca_config);
+          held->set_request_id(m.request_id);
+        }
+        chunk.mutable_records()->Reserve(static_cast<int>(batch.records.size()));
+        for (store::RequestRecord& r : batch.records) *chunk.add_records() = std::move(r);
+        return send(/*last=*/false);
+      });
+  if (read.ok()) read = send(/*last=*/true);
+  if (read.code() == absl::StatusCode::kResourceExhausted) {
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, std::string(read.message()));
+  }
+  if (read.code() == absl::StatusCode::kCancelled)
+    return grpc::Status(grpc::StatusCode::CANCELLED, std::string(read.message()));
+  return ToGrpc(read);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Client transport
 

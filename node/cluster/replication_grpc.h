@@ -1,5 +1,5 @@
 // The gRPC glue of store replication: ReplicationServer answers peers' Push (a persistent
-// stream, one ack per durable batch), Pull and Snapshot through the local Replicator;
+// stream, one ack per durable batch), Pull, Snapshot and Join through the local Replicator;
 // GrpcPeerTransport is the Replicator's PeerTransport over mutual-TLS channels to each peer;
 // TimerScheduler is its Scheduler on a timer thread. Every message names the sender's cluster
 // and node, which must match the certificate the peer presented, and every call carries the
@@ -44,6 +44,10 @@ absl::StatusOr<std::string> CheckPeerCaller(const grpc::ServerContext& context, 
 
 class GrpcPeerTransport;
 
+// About how many bytes of records a Join chunk carries: large enough that per-message costs
+// vanish, small enough that a few in flight keep a joining node's memory low.
+inline constexpr size_t kJoinChunkBytes = 1 << 20;
+
 class ReplicationServer final : public adcsc::cluster::v1::Replication::Service {
  public:
   // No pointer is owned; all must outlive the server. While `transport` is cut off (fault
@@ -58,6 +62,9 @@ class ReplicationServer final : public adcsc::cluster::v1::Replication::Service 
                     adcsc::cluster::v1::PullResponse* reply) override;
   grpc::Status Snapshot(grpc::ServerContext* context, const adcsc::cluster::v1::SnapshotRequest* request,
                         adcsc::cluster::v1::SnapshotChunk* reply) override;
+  // The whole store for an empty node, in chunks of about kJoinChunkBytes (node/cluster/bulk_join.h).
+  grpc::Status Join(grpc::ServerContext* context, const adcsc::cluster::v1::JoinRequest* request,
+                    grpc::ServerWriter<adcsc::cluster::v1::JoinChunk>* writer) override;
 
  private:
   // The authenticated peer's ID, after checking that `from` names it in this cluster.

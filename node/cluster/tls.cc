@@ -63,9 +63,9 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(c
   return grpc::experimental::TlsServerCredentials(options);
 }
 
-absl::StatusOr<std::shared_ptr<grpc::Channel>> MakePeerChannel(const node::ClusterConfig& config,
-                                                               const node::PeerConfig& peer,
-                                                               std::shared_ptr<PeerProtocols> protocols) {
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakePeerChannel(
+    const node::ClusterConfig& config, const node::PeerConfig& peer, std::shared_ptr<PeerProtocols> protocols,
+    const std::function<void(grpc::ChannelArguments&)>& tune) {
   if (auto m = Load(config); !m.ok()) return m.status();
   grpc::experimental::TlsChannelCredentialsOptions options;
   options.set_certificate_provider(WatchedIdentity(config));
@@ -81,6 +81,7 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakePeerChannel(const node::Clust
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, kPeerReconnectBackoffMinMs);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, kPeerReconnectBackoffMaxMs);
   args.SetMaxReceiveMessageSize(kPeerMaxMessageBytes);
+  if (tune) tune(args);
   std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(PeerProtocols::ClientInterceptor(std::move(protocols), peer.id, LocalProtocolRange()));
   return grpc::experimental::CreateCustomChannelWithInterceptors(

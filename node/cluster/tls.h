@@ -7,6 +7,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -37,9 +38,11 @@ inline constexpr int kPeerMaxMessageBytes = 32 * 1024 * 1024;
 // NodeSubjectName(config.id, peer.id), presenting this node's certificate. Every call on it
 // carries this process's cluster protocol range; `protocols` (optional) learns the peer's
 // from its answers and refuses answers in a protocol this node does not read (protocol.h).
-absl::StatusOr<std::shared_ptr<grpc::Channel>> MakePeerChannel(const node::ClusterConfig& config,
-                                                               const node::PeerConfig& peer,
-                                                               std::shared_ptr<PeerProtocols> protocols = nullptr);
+// `tune` (optional) sets more channel arguments last: a channel for one purpose, like a bulk
+// join's, which bounds its flow-control window.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakePeerChannel(
+    const node::ClusterConfig& config, const node::PeerConfig& peer, std::shared_ptr<PeerProtocols> protocols = nullptr,
+    const std::function<void(grpc::ChannelArguments&)>& tune = nullptr);
 
 // Server side: the ID of the configured peer whose certificate the caller presented (gRPC has
 // already verified it against the cluster CA); PERMISSION_DENIED for a certificate that names

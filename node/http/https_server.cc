@@ -634,6 +634,7 @@ net::awaitable<bool> HttpsServer::Impl::Respond(Stream& stream, const http::requ
   api.remote = caller->remote;
   api.auth = &caller->auth;
   api.proxy_pin = caller->proxy_pin;
+  for (const auto& field : req) api.header_names.push_back(field.name_string());
   ApiResponse answer =
       co_await net::co_spawn(workers_->get_executor(), HandleOnWorker(service_, &api), net::use_awaitable);
 

@@ -50,6 +50,12 @@ NodeMetrics::NodeMetrics()
                             .Help("CA administration through the admin channel (adcsc ctl revoke|approve|deny "
                                   "--node), by operation and outcome (ok, ca_error, refused)")
                             .Register(*registry_)),
+      unserved_(BuildCounter()
+                    .Name("adcsc_api_unserved_requests_total")
+                    .Help("Authorized calls under /api/ that adcsc does not serve (answered 404 or 405), by method "
+                          "and path (identifier-like segments as {id}; beyond 32 paths, \"other\"); the first of "
+                          "each is logged as unserved_api_call with its shape")
+                    .Register(*registry_)),
       ready_(BuildGauge().Name("adcsc_ready").Help("1 when every health check passes").Register(*registry_)),
       check_ok_(BuildGauge()
                     .Name("adcsc_health_check_ok")
@@ -169,6 +175,10 @@ void NodeMetrics::ObserveCaAdmin(std::string_view operation, std::string_view ou
 
 void NodeMetrics::ObservePolicyDenial(std::string_view rule) {
   policy_denials_.Add({{"rule", std::string(rule)}}).Increment();
+}
+
+void NodeMetrics::ObserveUnserved(std::string_view method, std::string_view path_label) {
+  unserved_.Add({{"method", std::string(method)}, {"path", std::string(path_label)}}).Increment();
 }
 
 std::string NodeMetrics::Scrape(const ScrapeState& state) {

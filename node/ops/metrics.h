@@ -1,10 +1,9 @@
 // The node's Prometheus metrics, on prometheus-cpp's registry (Debian's prometheus-cpp-dev,
 // core only; the ops listener serves the text). Counted as they happen: API calls by
-// endpoint and outcome, their latency, CA call latency and errors, signing policy denials by rule. Read at scrape time:
-// health and service mode, certificate expiry, replication lag and write counts, the peers'
-// cluster protocols and refusals, connections
-// open on the API port and the CA connection pool.
-// Reference: docs/operations.md, "Metrics". Thread-safety: every method from any thread.
+// endpoint and outcome, their latency, CA call latency and errors, signing policy denials by rule, calls under /api/
+// not served. Read at scrape time: health and service mode, certificate expiry, replication lag and write counts, the
+// peers' cluster protocols and refusals, connections open on the API port and the CA connection pool. Reference:
+// docs/operations.md, "Metrics". Thread-safety: every method from any thread.
 #pragma once
 
 #include <prometheus/counter.h>
@@ -65,6 +64,7 @@ class NodeMetrics final : public node::ApiObserver {
   // A CA administration action through the admin channel (revoke, approve, deny, info) and
   // its outcome ("ok", "ca_error", "refused").
   void ObserveCaAdmin(std::string_view operation, std::string_view outcome);
+  void ObserveUnserved(std::string_view method, std::string_view path_label) override;
 
   // The Prometheus text exposition, with the scrape-time gauges set from `state`.
   std::string Scrape(const ScrapeState& state);
@@ -77,6 +77,7 @@ class NodeMetrics final : public node::ApiObserver {
   prometheus::Family<prometheus::Counter>& ca_errors_;
   prometheus::Family<prometheus::Counter>& policy_denials_;
   prometheus::Family<prometheus::Counter>& ca_admin_actions_;
+  prometheus::Family<prometheus::Counter>& unserved_;
   prometheus::Family<prometheus::Gauge>& ready_;
   prometheus::Family<prometheus::Gauge>& check_ok_;
   prometheus::Family<prometheus::Gauge>& mode_;

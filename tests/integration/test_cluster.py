@@ -1,10 +1,15 @@
 """A three-node cluster of real processes on loopback, replicating its request store over
 gRPC with mutual TLS, in front of one ADCS emulator: a request submitted on one node is
 retrievable from the others at once, from their own stores (the CA is stopped before the
-retrieves, so nothing else could answer)."""
+retrieves, so nothing else could answer). And a fresh node joining a running cluster through
+the bulk path (node/cluster/bulk_join.h), whole or after being killed mid-join."""
+import hashlib
 import json
+import os
+import sqlite3
 import sys
 import threading
+import time
 import unittest
 from pathlib import Path
 
@@ -17,10 +22,12 @@ NODES = ["node-a", "node-b", "node-c"]
 class Cluster:
     """PKI, one ADCS emulator and real nodes with [cluster] sections; everything stops on exit."""
 
-    def __init__(self, root, node_ids=NODES, accounts=None, **cluster_options):
-        """accounts: node ID -> the CA account it runs as (default: one shared account)."""
+    def __init__(self, root, node_ids=NODES, accounts=None, start=None, **cluster_options):
+        """accounts: node ID -> the CA account it runs as (default: one shared account).
+        start: the nodes to start at once (default all); start(node_id) starts another later."""
         self.root, self.node_ids, self.options = root, node_ids, cluster_options
         self.accounts = accounts or {}
+        self.start_ids = node_ids if start is None else start
 
     def __enter__(self):
         self.pki = h.Pki(self.root)
@@ -31,13 +38,20 @@ class Cluster:
             account = self.accounts.get(n, "EXAMPLE\\svc-adcsc")
             self.nodes[n] = h.Node(self.root, self.pki, node_id=n,
                                    ca_section=h.icpr_ca_section(self.emulator, account=account),
-                                   extra=sections[n]).start()
+                                   extra=sections[n])
+            if n in self.start_ids:
+                self.nodes[n].start()
         return self
 
     def __exit__(self, *exc):
         for node in self.nodes.values():
             node.stop()
         self.emulator.stop()
+
+    def views(self, via="node-a"):
+        """Every node's view (`adcsc ctl status --json`, asked on `via`), by node ID."""
+        out = h.run([h.ADCSC, "ctl", "status", "--config", self.nodes[via].config, "--json"], check=False)
+        return {v["from"]["nodeId"]: v for v in json.loads(out.stdout)}
 
     def everywhere(self, ids):
         """True when every node answers every ID as issued (from its store, if the CA is down)."""
@@ -47,6 +61,59 @@ class Cluster:
                 if st != 200 or b["request-status"]["status"] != "CR_DISP_ISSUED":
                     return False
         return True
+
+
+ISSUED = 3  # RECORD_STATUS_ISSUED (proto/adcsc/store/v1/record.proto)
+
+
+def preload(cluster, node_ids, count, origin="node-a", first_id=1_000_000):
+    """Gives a running cluster `count` issued records of `origin`'s without `count` trips through
+    the CA: the nodes stop, the records go into their stores as the replicated state would leave
+    them (`origin` holds them as its own mutations, logged; the others hold them with the vector
+    saying so, their log compacted), and the nodes start again. Returns the IDs."""
+    for n in node_ids:
+        cluster.nodes[n].stop()
+    ca_config = h.ICPR_DC + "\\" + h.CA  # CaConfigKey(dc, ca)
+    now_ms = int(time.time() * 1000)
+    ids = list(range(first_id, first_id + count))
+    rows = []
+    for i, rid in enumerate(ids):
+        cert = hashlib.sha256(rid.to_bytes(8, "big")).digest() * 47  # 1,504 bytes, a certificate's size
+        csr = hashlib.sha256(b"csr" + rid.to_bytes(8, "big")).digest()
+        rows.append((ca_config, rid, ISSUED, 3, "Issued", cert, csr, "JamfDevice", "EXAMPLE\\svc-adcsc", origin,
+                     now_ms, now_ms, (now_ms << 16) + i, 0))
+    for n in node_ids:
+        db = sqlite3.connect(cluster.nodes[n].data_dir / "store.db")
+        with db:
+            db.executemany("INSERT INTO requests (ca_config, request_id, status, disposition, message, "
+                           "certificate_der, csr_sha256, template_name, requester, node_id, created_ms, "
+                           "updated_ms, hlc, hresult) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            held = db.execute("SELECT sequence FROM version_vector WHERE origin = ?", (origin,)).fetchone()
+            last = (held[0] if held else 0) + count
+            if n == origin:
+                db.executemany("INSERT INTO mutations (origin, sequence, hlc, record, ca_config, request_id) "
+                               "VALUES (?, ?, ?, x'', ?, ?)",
+                               [(origin, last - count + 1 + i, r[12], ca_config, r[1]) for i, r in enumerate(rows)])
+            db.execute("INSERT INTO version_vector (origin, sequence) VALUES (?, ?) "
+                       "ON CONFLICT (origin) DO UPDATE SET sequence = excluded.sequence", (origin, last))
+        db.close()
+    for n in node_ids:
+        cluster.nodes[n].start()
+    return ids
+
+
+def store_rows(node):
+    """Every record in `node`'s store as (key, status, hlc, certificate digest), read-only."""
+    db = sqlite3.connect(f"file:{node.data_dir / 'store.db'}?mode=ro", uri=True)
+    try:
+        return sorted((r[0], r[1], r[2], r[3], hashlib.sha256(r[4]).hexdigest()) for r in db.execute(
+            "SELECT ca_config, request_id, status, hlc, certificate_der FROM requests"))
+    finally:
+        db.close()
+
+
+def join_lines(node):
+    return [l for l in node.log_lines() if l.get("event") == "store_join" and l.get("phase") != "progress"]
 
 
 class ClusterReplication(unittest.TestCase):
@@ -278,6 +345,74 @@ class ClusterReplication(unittest.TestCase):
             self.assertTrue(all(l.get("forwarded_to") == "node-a" for l in forwarded), forwarded)
             on_a = [l for l in c.nodes["node-a"].log_lines() if l.get("event") == "forwarded_retrieve"]
             self.assertTrue(on_a and all(l["peer"] == "node-b" for l in on_a), on_a)
+
+
+class BulkJoin(unittest.TestCase):
+    """A fresh node joins a running cluster through the bulk path: one stream of a peer's whole
+    store, written into a new file before the node opens it."""
+    PRELOADED = 20_000
+
+    def assert_joined_everything(self, c, fresh, announced):
+        # The log is flushed within a second.
+        lines = h.wait_for(lambda: join_lines(c.nodes[fresh]), timeout=10, what=f"{fresh} to log its join")
+        self.assertEqual([l["outcome"] for l in lines], ["joined"], lines)
+        self.assertEqual(lines[0]["peer"], "node-a", lines)  # the first peer in its configuration
+        self.assertEqual(lines[0]["records"], announced, lines)
+        data_dir = c.nodes[fresh].data_dir
+        self.assertFalse((data_dir / "store.db.joining").exists())
+        # Every record, byte for byte the peer's, and a vector that covers the peers at once.
+        self.assertEqual(store_rows(c.nodes[fresh]), store_rows(c.nodes["node-a"]))
+        views = c.views()
+        self.assertEqual(int(views[fresh]["records"]), announced, views[fresh])
+        for origin, seq in views["node-a"]["versionVector"]["entries"].items():
+            self.assertGreaterEqual(int(views[fresh]["versionVector"]["entries"].get(origin, 0)), int(seq))
+
+    def replicates_as_usual(self, c, fresh, earlier):
+        """After the join the fresh node takes part like any other: a submit on it and one on a
+        peer reach every node, answered from the stores with the CA stopped."""
+        more = []
+        for n in (fresh, "node-a"):
+            st, body = h.submit(c.nodes[n], h.make_csr_b64(f"after-join-{n}"), dc=h.ICPR_DC)
+            self.assertEqual(st, 200, body)
+            more.append(body["request-id"])
+        c.emulator.stop()
+        h.wait_for(lambda: c.everywhere(earlier + more), timeout=30, what="every request on every node")
+
+    def test_a_fresh_node_joins_through_the_bulk_path_then_replicates_as_usual(self):
+        with h.TempRoot() as root, Cluster(root, start=["node-a", "node-b"]) as c:
+            preload(c, ["node-a", "node-b"], self.PRELOADED)
+            earlier = []
+            for n in ("node-a", "node-b"):
+                st, body = h.submit(c.nodes[n], h.make_csr_b64(f"before-join-{n}"), dc=h.ICPR_DC)
+                self.assertEqual(st, 200, body)
+                earlier.append(body["request-id"])
+            h.wait_for(lambda: all(int(c.views()[n].get("records", 0)) == self.PRELOADED + 2
+                                   for n in ("node-a", "node-b")), timeout=20, what="node-a and node-b to hold both")
+            c.nodes["node-c"].start()
+            self.assert_joined_everything(c, "node-c", self.PRELOADED + 2)
+            self.replicates_as_usual(c, "node-c", earlier)
+            # A restart finds a store that holds records: no second join.
+            c.nodes["node-c"].stop()
+            c.nodes["node-c"].start()
+            self.assertEqual(c.nodes["node-c"].stop(), 0)  # flushes the log
+            self.assertEqual(len(join_lines(c.nodes["node-c"])), 1)
+
+    def test_a_node_killed_mid_join_starts_over_and_ends_with_every_record(self):
+        with h.TempRoot() as root, Cluster(root, start=["node-a", "node-b"]) as c:
+            preload(c, ["node-a", "node-b"], self.PRELOADED)
+            fresh = c.nodes["node-c"]
+            # Killed (SIGKILL, as kill -9) once half the records are written.
+            with self.assertRaises(RuntimeError):
+                fresh.start(env={"ADCSC_CRASH_POINT": "mid-join"})
+            self.assertEqual(fresh.proc.returncode, -9)
+            partial = fresh.data_dir / "store.db.joining"
+            self.assertTrue(partial.exists() and partial.stat().st_size > 1 << 20, "a partial join file")
+            self.assertFalse((fresh.data_dir / "store.db").exists(), "no store: the join had not finished")
+            self.assertEqual(join_lines(fresh), [])
+            # Started again, it throws the partial file away and joins from the start.
+            fresh.start()
+            self.assert_joined_everything(c, "node-c", self.PRELOADED)
+            self.replicates_as_usual(c, "node-c", [])
 
 
 if __name__ == "__main__":

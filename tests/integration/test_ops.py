@@ -53,6 +53,53 @@ def get(url, ctx=None):
 
 
 class OpsListener(unittest.TestCase):
+    def test_an_unserved_api_call_is_answered_as_before_logged_once_by_shape_and_counted(self):
+        """Jamf Pro's revoke call is not public (docs/api.md, "Calls adcsc does not serve"): its
+        first call shows its shape in the log and /metrics, names only, never values."""
+        with h.TempRoot() as root:
+            pki = h.Pki(root)
+            port = h.free_port()
+            node = h.Node(root, pki, extra=ops_section(port, tls=False)).start()
+            try:
+                secret_values = ["61000000A1B2C3", "key-compromise-by-kim", "hunter2", "00008030-0011"]
+                for _ in range(2):
+                    status, body = h.call(node, "POST", "/api/v1/certificate/revoke?token=hunter2",
+                                          body={"serialNumber": "61000000A1B2C3", "reason": "key-compromise-by-kim",
+                                                "device": {"udid": "00008030-0011"}},
+                                          headers={"X-Jamf-Trace": "hunter2"})
+                    self.assertEqual(status, 404, body)
+                    self.assertEqual(body, {"request-status": {
+                        "status": "NOT_FOUND", "message": "no such endpoint: /api/v1/certificate/revoke"}})
+                status, _ = h.call(node, "DELETE", "/api/v1/certificate/61000000a1b2c3")
+                self.assertEqual(status, 404)
+
+                def unserved():
+                    return [l for l in node.log_lines() if l.get("event") == "unserved_api_call"]
+
+                lines = h.wait_for(lambda: len(unserved()) >= 2 and unserved(), timeout=10,
+                                   what="two unserved_api_call lines")
+                self.assertEqual(len(lines), 2, lines)
+                post = lines[0]
+                self.assertEqual((post["method"], post["path"], post["status"]),
+                                 ("POST", "/api/v1/certificate/revoke", 404))
+                self.assertEqual(post["query_keys"], ["token"])
+                self.assertIn("x-jamf-trace", post["header_names"])
+                self.assertIn("content-type", post["header_names"])
+                self.assertEqual(post["body_keys"], ["device", "device.udid", "reason", "serialNumber"])
+                self.assertEqual(post["client_pin"], pki.pin)
+                self.assertEqual((lines[1]["method"], lines[1]["path"]), ("DELETE", "/api/v1/certificate/{id}"))
+                text = (root / "node-a.log").read_text()
+                for value in secret_values:
+                    self.assertNotIn(value, text)
+                status, metrics = get(f"http://127.0.0.1:{port}/metrics")
+                self.assertEqual(status, 200)
+                self.assertIn('adcsc_api_unserved_requests_total{method="POST",path="/api/v1/certificate/revoke"} 2',
+                              metrics)
+                self.assertIn('adcsc_api_unserved_requests_total{method="DELETE",path="/api/v1/certificate/{id}"} 1',
+                              metrics)
+            finally:
+                node.stop()
+
     def test_tls_health_follows_the_ca_and_the_api_port_does_not_serve_it(self):
         with h.TempRoot() as root:
             pki = h.Pki(root)

@@ -10,19 +10,25 @@
 //   For 1, 16 and 256 concurrent writers: replicated writes/s and p50/p99 latency of each,
 //   and the ratio. Values are the same ~1.7 KB serialized records on both sides.
 //   3. catch-up: records bulk-loaded on one store node (its peer copies them by
-//      anti-entropy), then a fresh member with an empty data directory joins over gRPC; the
-//      time until its version vector covers the others'; then every member's VmRSS / VmHWM.
+//      anti-entropy), then a fresh member with an empty data directory joins over gRPC (the
+//      bulk join, node/cluster/bulk_join.h; --no-bulk-join: snapshot pages, as before it); the
+//      time until its version vector covers the others'; every member's VmRSS / VmHWM, and the
+//      fresh member's highest VmRSS while it joined. With etcd: the same number of records Put
+//      into a 3-member etcd, then a 4th member added with an empty data directory (MemberAdd),
+//      and the time until it has applied the leader's revision.
 // Prints Markdown tables; asserts nothing about time. Exit 77 (ctest: skipped) when
 // /usr/bin/etcd is missing.
 //
 // Usage: bench_replication [--smoke | --full] [--writers 1,16,256] [--cell-ms N]
 //                          [--cell-max N] [--catchup-records N] [--etcd-channels N]
-//                          [--skip-etcd] [--skip-store] [--skip-catchup]
+//                          [--skip-etcd] [--skip-store] [--skip-catchup] [--skip-write-cells]
+//                          [--no-bulk-join]
 //   --smoke  a few hundred writes per side, 10,000 records catch-up (< 60 s; ctest runs it)
 //   --full   10 s cells, 1,000,000 records catch-up (the figures in docs/performance.md)
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -60,6 +66,7 @@ constexpr milliseconds kMemberStartTimeout{30'000};
 constexpr milliseconds kMemberQueryTimeout{30'000};
 constexpr milliseconds kPollInterval{100};
 constexpr int kBulkBatch = 5000;  // records per transaction of the catch-up load
+constexpr int kEtcdLoadWriters = 256;
 
 struct Settings {
   std::string label = "default";
@@ -71,6 +78,8 @@ struct Settings {
   milliseconds catchup_timeout{15 * 60'000};
   int etcd_channels = 8;
   bool etcd = true, store = true, catchup = true;
+  bool write_cells = true;  // false: the catch-up parts alone
+  bool bulk_join = true;    // the fresh store node joins through the bulk path
 };
 
 void PrintHelp() {
@@ -85,6 +94,9 @@ node's memory. Everything runs on 127.0.0.1; prints Markdown tables.
   --catchup-records N  records loaded before the fresh node joins
   --etcd-channels N    gRPC connections the etcd writers spread over (default 8)
   --skip-etcd | --skip-store | --skip-catchup   leave a part out
+  --skip-write-cells   no write cells on either side (the catch-ups alone)
+  --no-bulk-join       the fresh store node copies snapshot pages instead (the path before
+                       the bulk join), for a before/after on one build
 Example: bench_replication --full
 Exit codes: 0 done, 1 a part failed (message on stderr), 2 bad arguments, 77 no /usr/bin/etcd.
 )";
@@ -137,6 +149,10 @@ bool ParseArgs(int argc, char** argv, Settings* s) {
       s->store = false;
     } else if (a == "--skip-catchup") {
       s->catchup = false;
+    } else if (a == "--skip-write-cells") {
+      s->write_cells = false;
+    } else if (a == "--no-bulk-join") {
+      s->bulk_join = false;
     } else {
       std::cerr << "bench_replication: bad argument " << a << " (see --help)\n";
       return false;
@@ -211,7 +227,8 @@ struct Member {
 // Several store members of one cluster, with ports chosen up front so each knows its peers.
 class StoreCluster {
  public:
-  StoreCluster(const std::filesystem::path& root, const std::vector<std::string>& ids) : root_(root) {
+  StoreCluster(const std::filesystem::path& root, const std::vector<std::string>& ids, bool bulk_join = true)
+      : root_(root) {
     std::vector<int> ports;
     for (size_t i = 0; i < ids.size(); ++i) ports.push_back(testing::FreePort());
     for (size_t i = 0; i < ids.size(); ++i) {
@@ -221,6 +238,7 @@ class StoreCluster {
       m.spec.data_dir = (root / ids[i]).string();
       m.spec.pki_dir = (root / "pki").string();
       m.spec.port = ports[i];
+      m.spec.bulk_join = bulk_join;
       for (size_t j = 0; j < ids.size(); ++j) {
         if (j != i) m.spec.peers.emplace_back(ids[j], ports[j]);
       }
@@ -228,13 +246,22 @@ class StoreCluster {
     }
   }
 
-  absl::Status StartMember(size_t i, const std::string& self) {
+  absl::Status StartMember(size_t i, const std::string& self, milliseconds timeout = kMemberStartTimeout) {
+    if (absl::Status s = Spawn(i, self); !s.ok()) return s;
+    return WaitReady(i, timeout);
+  }
+  absl::Status Spawn(size_t i, const std::string& self) {
     Member& m = members_[i];
     std::filesystem::create_directories(m.spec.data_dir);
     auto child = ChildProcess::Start(StoreMemberArgs(self, m.spec), /*pipes=*/true, root_ / (m.spec.node_id + ".log"));
     if (!child.ok()) return child.status();
     m.process = std::move(*child);
-    absl::StatusOr<std::string> ready = m.process->ReadLine(kMemberStartTimeout);
+    return absl::OkStatus();
+  }
+  // A member answers "ok ready" once its store is open (after its bulk join) and it serves.
+  absl::Status WaitReady(size_t i, milliseconds timeout) {
+    Member& m = members_[i];
+    absl::StatusOr<std::string> ready = m.process->ReadLine(timeout);
     if (!ready.ok() || ready->rfind("ok ready", 0) != 0) {
       return absl::InternalError(absl::StrCat("store member ", m.spec.node_id,
                                               " did not start: ", ready.ok() ? *ready : ready.status().ToString(),
@@ -357,7 +384,15 @@ struct CatchUp {
   double fresh_seconds = 0;       // c3 from an empty directory to covering c1 and c2
   double fresh_records_seen = 0;  // c3 from start to holding every record (the snapshot commit)
   int64_t fresh_records = 0;
+  double ready_seconds = 0;                                  // c3 from start to serving (its bulk join done)
+  std::string join;                                          // c3's own account of its bulk join
+  double join_rss_max = 0;                                   // c3's highest VmRSS sampled until it served, MiB
   std::vector<std::tuple<std::string, double, double>> rss;  // node, VmRSS, VmHWM
+  // etcd, the same number of records: the Put load, and a 4th member added empty.
+  bool etcd = false;
+  double etcd_load_seconds = 0;
+  double etcd_fresh_seconds = 0;
+  std::vector<std::tuple<std::string, double, double>> etcd_rss;
 };
 
 // Polls until member `i`'s vector covers those of members `of`; returns the seconds since
@@ -390,7 +425,7 @@ absl::StatusOr<double> WaitCovered(StoreCluster& cluster, size_t i, const std::v
 
 absl::Status RunCatchUp(const Settings& s, const std::string& self, const std::filesystem::path& root, IdAllocator& ids,
                         CatchUp* out) {
-  StoreCluster cluster(root, {"c1", "c2", "c3"});
+  StoreCluster cluster(root, {"c1", "c2", "c3"}, s.bulk_join);
   for (size_t i = 0; i < 2; ++i) {
     if (absl::Status st = cluster.StartMember(i, self); !st.ok()) return st;
   }
@@ -415,7 +450,28 @@ absl::Status RunCatchUp(const Settings& s, const std::string& self, const std::f
     return settled.status();
   }
   const auto start = Clock::now();
-  if (absl::Status st = cluster.StartMember(2, self); !st.ok()) return st;
+  if (absl::Status st = cluster.Spawn(2, self); !st.ok()) return st;
+  {
+    // c3's memory while it joins: it answers "ready" only once its store is in place.
+    std::atomic<bool> joining{true};
+    ChildProcess* c3 = cluster.member(2).process.get();
+    std::thread sampler([&] {
+      while (joining.load()) {
+        out->join_rss_max = std::max(out->join_rss_max, c3->StatusMiB("VmRSS"));
+        std::this_thread::sleep_for(milliseconds(50));
+      }
+    });
+    absl::Status ready = cluster.WaitReady(2, s.catchup_timeout);
+    joining = false;
+    sampler.join();
+    if (!ready.ok()) return ready;
+  }
+  out->ready_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  absl::StatusOr<std::string> joined = cluster.Call(2, "join");
+  if (!joined.ok()) return joined.status();
+  out->join = *joined;
+  std::cerr << absl::StrFormat("  c3 serves %.1f s after its start; bulk join: %s; peak VmRSS until then %.0f MiB\n",
+                               out->ready_seconds, *joined, out->join_rss_max);
   absl::StatusOr<double> fresh =
       WaitCovered(cluster, 2, {0, 1}, start, s.catchup_timeout, &out->fresh_records_seen, s.catchup_records);
   if (!fresh.ok()) return fresh.status();
@@ -430,6 +486,58 @@ absl::Status RunCatchUp(const Settings& s, const std::string& self, const std::f
     out->rss.emplace_back(cluster.member(i).spec.node_id, p.StatusMiB("VmRSS"), p.StatusMiB("VmHWM"));
   }
   cluster.StopAll();
+  return absl::OkStatus();
+}
+
+// etcd's figure for the same: `records` Puts of the same records into a 3-member etcd, then a
+// 4th member added with an empty data directory; the time until it has applied the revision
+// the leader had (every key), and its memory.
+absl::Status RunEtcdCatchUp(const Settings& s, const std::filesystem::path& dir, IdAllocator& ids, CatchUp* out) {
+  std::filesystem::create_directories(dir);
+  // A million ~1.7 KB values pass etcd's default backend quota (2 GiB); 8 GiB is its
+  // documented maximum. Otherwise defaults, as in the write cells.
+  absl::StatusOr<std::unique_ptr<EtcdCluster>> etcd =
+      EtcdCluster::Start(dir, 3, {"--quota-backend-bytes", "8589934592"});
+  if (!etcd.ok()) return etcd.status();
+  absl::StatusOr<std::string> leader = (*etcd)->LeaderAddress();
+  if (!leader.ok()) return leader.status();
+  std::cerr << "etcd catch-up: putting " << s.catchup_records << " records (" << kEtcdLoadWriters << " writers)\n";
+  EtcdWriter writer(*leader, s.etcd_channels);
+  const uint32_t first = ids.Take(s.catchup_records);
+  WriteCell load = RunWriters(kEtcdLoadWriters, s.catchup_records, s.catchup_timeout, [&](size_t i) {
+    const uint32_t id = first + static_cast<uint32_t>(i);
+    return writer.Put(i, absl::StrCat("/adcsc/requests/", kBenchCaConfig, "/", id),
+                      MakeBenchRecord(id).SerializeAsString());
+  });
+  if (load.errors > 0) return absl::InternalError(absl::StrCat("etcd load failed: ", load.first_error));
+  out->etcd_load_seconds = load.seconds;
+  std::cerr << absl::StrFormat("  put in %.1f s (%.0f records/s)\n", load.seconds, load.per_second());
+  int64_t target = 0;
+  for (size_t i = 0; i < 3; ++i) {
+    absl::StatusOr<int64_t> revision = (*etcd)->Revision(i);
+    if (!revision.ok()) return revision.status();
+    target = std::max(target, *revision);
+  }
+  const auto start = Clock::now();
+  absl::StatusOr<size_t> fresh = (*etcd)->AddMember();
+  if (!fresh.ok()) return fresh.status();
+  const auto deadline = start + s.catchup_timeout;
+  while (true) {
+    absl::StatusOr<int64_t> revision = (*etcd)->Revision(*fresh);
+    if (revision.ok() && *revision >= target) break;
+    if (Clock::now() >= deadline) {
+      return absl::DeadlineExceededError(absl::StrCat("the added etcd member did not reach revision ", target,
+                                                      " within ", s.catchup_timeout.count() / 1000, " s"));
+    }
+    std::this_thread::sleep_for(kPollInterval);
+  }
+  out->etcd = true;
+  out->etcd_fresh_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  std::cerr << absl::StrFormat("  the 4th etcd member applied revision %d %.1f s after its start\n", target,
+                               out->etcd_fresh_seconds);
+  std::vector<std::pair<double, double>> rss = (*etcd)->MemberRss();
+  for (size_t i = 0; i < rss.size(); ++i)
+    out->etcd_rss.emplace_back(absl::StrCat("etcd-", i), rss[i].first, rss[i].second);
   return absl::OkStatus();
 }
 
@@ -480,14 +588,30 @@ void PrintReport(const Settings& s, const std::vector<Row>& rows,
     std::cout << "\n";
   }
   if (catchup != nullptr) {
-    std::cout << "\n| catch-up | records | bulk load on c1 s | c2 (running) covers c1, s after load | "
-                 "fresh c3: records committed at s | fresh c3 covers c1 and c2 at s |\n";
+    std::cout << "\n| catch-up | records | loaded in s (store: on c1; etcd: Puts, 256 writers) | "
+                 "c2 (running) covers c1, s after load | fresh node: every record at s | fresh node covers "
+                 "the others at s |\n";
     std::cout << "|---|---:|---:|---:|---:|---:|\n";
-    std::cout << absl::StrFormat("| store | %d | %.1f | %.1f | %.1f | %.1f |\n", catchup->records,
-                                 catchup->load_seconds, catchup->peer_copy_seconds, catchup->fresh_records_seen,
-                                 catchup->fresh_seconds);
+    if (catchup->fresh_seconds > 0) {
+      std::cout << absl::StrFormat("| store (%s) | %d | %.1f | %.1f | %.1f | %.1f |\n",
+                                   s.bulk_join ? "bulk join" : "snapshot pages", catchup->records,
+                                   catchup->load_seconds, catchup->peer_copy_seconds, catchup->fresh_records_seen,
+                                   catchup->fresh_seconds);
+    }
+    if (catchup->etcd) {
+      std::cout << absl::StrFormat("| etcd (4th member added) | %d | %.1f | - | %.1f | %.1f |\n", catchup->records,
+                                   catchup->etcd_load_seconds, catchup->etcd_fresh_seconds,
+                                   catchup->etcd_fresh_seconds);
+    }
+    if (catchup->fresh_seconds > 0) {
+      std::cout << absl::StrFormat(
+          "\nc3 served %.1f s after it started; its bulk join: %s. Highest VmRSS sampled until then: %.0f MiB.\n",
+          catchup->ready_seconds, catchup->join, catchup->join_rss_max);
+    }
     std::cout << "\n| node at " << catchup->records << " records | VmRSS MiB | VmHWM MiB |\n|---|---:|---:|\n";
     for (const auto& [node, rss, hwm] : catchup->rss)
+      std::cout << absl::StrFormat("| %s | %.0f | %.0f |\n", node, rss, hwm);
+    for (const auto& [node, rss, hwm] : catchup->etcd_rss)
       std::cout << absl::StrFormat("| %s | %.0f | %.0f |\n", node, rss, hwm);
   }
   std::cout << "\nReproduce: " << command << "\n";
@@ -548,11 +672,16 @@ int Main(int argc, char** argv) {
     std::cerr << "bench_replication: " << part << ": " << st << "\n";
     failed = true;
   };
-  if (s.etcd) report("etcd", RunEtcd(s, root.path() / "etcd", ids, rows, &etcd_rss));
-  if (s.store) report("store", RunStore(s, self, root.path(), ids, rows, &store_rss));
+  if (!s.write_cells) rows.clear();
+  if (s.etcd && !rows.empty()) report("etcd", RunEtcd(s, root.path() / "etcd", ids, rows, &etcd_rss));
+  if (s.store && !rows.empty()) report("store", RunStore(s, self, root.path(), ids, rows, &store_rss));
   CatchUp catchup;
-  if (s.catchup) report("catch-up", RunCatchUp(s, self, root.path(), ids, &catchup));
-  PrintReport(s, rows, etcd_rss, store_rss, s.catchup && catchup.fresh_seconds > 0 ? &catchup : nullptr, argc, argv);
+  if (s.catchup) {
+    report("catch-up", RunCatchUp(s, self, root.path(), ids, &catchup));
+    if (s.etcd) report("etcd catch-up", RunEtcdCatchUp(s, root.path() / "etcd-catchup", ids, &catchup));
+  }
+  PrintReport(s, rows, etcd_rss, store_rss,
+              s.catchup && (catchup.fresh_seconds > 0 || catchup.etcd) ? &catchup : nullptr, argc, argv);
   return failed ? 1 : 0;
 }
 

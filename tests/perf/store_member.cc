@@ -8,6 +8,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "node/cluster/bulk_join.h"
 #include "node/cluster/runtime.h"
 #include "node/config/config.h"
 #include "node/pki/cluster.h"
@@ -24,6 +26,8 @@ std::vector<std::string> StoreMemberArgs(const std::string& self, const StoreMem
     args.push_back("--peer");
     args.push_back(absl::StrCat(id, "=", port));
   }
+  args.push_back("--bulk-join");
+  args.push_back(spec.bulk_join ? "1" : "0");
   return args;
 }
 
@@ -43,6 +47,8 @@ absl::StatusOr<StoreMemberSpec> ParseMemberArgs(int argc, char** argv) {
       spec.pki_dir = value;
     } else if (key == "--port") {
       spec.port = std::stoi(value);
+    } else if (key == "--bulk-join") {
+      spec.bulk_join = value != "0";
     } else if (key == "--peer" && value.find('=') != std::string::npos) {
       spec.peers.emplace_back(value.substr(0, value.find('=')), std::stoi(value.substr(value.find('=') + 1)));
     } else {
@@ -110,7 +116,8 @@ WriteCell BulkLoad(store::RequestStore& store, size_t count, size_t batch, uint3
 }
 
 // One command line -> one answer line.
-std::string Handle(const std::string& line, store::RequestStore& store, cluster::ClusterRuntime& runtime) {
+std::string Handle(const std::string& line, store::RequestStore& store, cluster::ClusterRuntime& runtime,
+                   const std::string& joined) {
   std::istringstream in(line);
   std::string command;
   in >> command;
@@ -144,6 +151,7 @@ std::string Handle(const std::string& line, store::RequestStore& store, cluster:
     absl::StatusOr<int64_t> n = store.CountRecords();
     return n.ok() ? absl::StrCat("ok ", *n) : "error " + n.status().ToString();
   }
+  if (command == "join") return "ok " + joined;
   if (command == "status") {
     absl::StatusOr<store::ReplicatorStatus> s = runtime.Status();
     if (!s.ok()) return "error " + s.status().ToString();
@@ -165,12 +173,28 @@ int RunStoreMember(int argc, char** argv) {
   options.path = std::filesystem::path(spec->data_dir) / "requests.db";
   options.node_id = spec->node_id;
   options.fsync = true;  // the durability under test: synchronous=FULL, fsync on every commit
+  const node::Config config = MemberConfig(*spec);
+  // As a node does before it opens its store (node/app/run_node.cc).
+  std::string joined = "outcome=off";
+  if (spec->bulk_join) {
+    cluster::BulkJoinOptions join_options;
+    auto result = cluster::JoinIfEmpty(config, options, join_options);
+    if (!result.ok()) {
+      joined = absl::StrCat("outcome=error error=", absl::StrReplaceAll(result.status().message(), {{" ", "_"}}));
+    } else {
+      joined = absl::StrCat("outcome=", cluster::OutcomeName(result->outcome), " peer=", result->peer,
+                            " records=", result->records, " held=", result->held, " seconds=", result->seconds,
+                            " index_seconds=", result->index_seconds, " sync_seconds=", result->sync_seconds,
+                            " starved_seconds=", result->starved_seconds, " full_seconds=", result->full_seconds);
+      for (const std::string& failure : result->failures) std::cerr << "bulk join: " << failure << "\n";
+    }
+    std::cerr << "bulk join: " << joined << "\n";
+  }
   auto store = store::RequestStore::Open(options);
   if (!store.ok()) {
     std::cout << "error " << store.status() << std::endl;
     return 1;
   }
-  const node::Config config = MemberConfig(*spec);
   auto runtime = cluster::ClusterRuntime::Start(config, store->get());
   if (!runtime.ok()) {
     std::cout << "error " << runtime.status() << std::endl;
@@ -180,7 +204,7 @@ int RunStoreMember(int argc, char** argv) {
   std::string line;
   while (std::getline(std::cin, line)) {
     if (line == "quit") break;
-    std::cout << Handle(line, **store, **runtime) << std::endl;
+    std::cout << Handle(line, **store, **runtime, joined) << std::endl;
   }
   runtime->reset();
   return 0;

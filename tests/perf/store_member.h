@@ -11,6 +11,8 @@
 //   vv       -> ok ORIGIN=SEQ,ORIGIN=SEQ        the version vector
 //   count    -> ok N                            records held
 //   status   -> ok snapshots=N pulled=M quorum_writes=Q under_replicated=U
+//   join     -> ok outcome=WORD peer=ID records=N held=H seconds=S   the bulk join at its start
+//                                            (node/cluster/bulk_join.h), made before "ok ready"
 // Thread-safety: single-threaded command loop; the writers are its own threads.
 #pragma once
 
@@ -27,6 +29,7 @@ struct StoreMemberSpec {
   std::string pki_dir;                             // from InitClusterPki: cluster-ca.pem and <node_id>/node*.pem
   int port = 0;                                    // its cluster listener on 127.0.0.1
   std::vector<std::pair<std::string, int>> peers;  // (node id, port on 127.0.0.1)
+  bool bulk_join = true;                           // an empty store joins through the bulk path
 };
 
 // argv for `self member ...` (argv[0] = self).

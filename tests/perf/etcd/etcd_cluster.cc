@@ -33,47 +33,58 @@ absl::StatusOr<etcdserverpb::StatusResponse> MemberStatus(const std::string& add
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<EtcdCluster>> EtcdCluster::Start(const std::filesystem::path& dir, int members) {
+absl::Status EtcdCluster::StartProcess(const std::string& name, int client_port, int peer_port,
+                                       const std::string& state) {
+  const std::string client_url = absl::StrCat("http://127.0.0.1:", client_port);
+  const std::string peer_url = absl::StrCat("http://127.0.0.1:", peer_port);
+  // Defaults otherwise: every member fsyncs its WAL before it acknowledges an entry.
+  std::vector<std::string> argv = {kEtcdBinary,
+                                   "--name",
+                                   name,
+                                   "--data-dir",
+                                   (dir_ / (name + ".data")).string(),
+                                   "--listen-client-urls",
+                                   client_url,
+                                   "--advertise-client-urls",
+                                   client_url,
+                                   "--listen-peer-urls",
+                                   peer_url,
+                                   "--initial-advertise-peer-urls",
+                                   peer_url,
+                                   "--initial-cluster",
+                                   absl::StrJoin(initial_, ","),
+                                   "--initial-cluster-state",
+                                   state,
+                                   "--initial-cluster-token",
+                                   "adcsc-bench",
+                                   "--logger",
+                                   "zap",
+                                   "--log-level",
+                                   "warn"};
+  argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
+  auto child = ChildProcess::Start(argv, /*pipes=*/false, dir_ / (name + ".log"));
+  if (!child.ok()) return child.status();
+  members_.push_back(std::move(*child));
+  client_ports_.push_back(client_port);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<EtcdCluster>> EtcdCluster::Start(const std::filesystem::path& dir, int members,
+                                                                const std::vector<std::string>& extra_args) {
   std::unique_ptr<EtcdCluster> cluster(new EtcdCluster());
-  std::vector<int> peer_ports;
-  std::vector<std::string> initial;
+  cluster->dir_ = dir;
+  cluster->extra_args_ = extra_args;
+  std::vector<int> client_ports, peer_ports;
   for (int i = 0; i < members; ++i) {
-    cluster->client_ports_.push_back(testing::FreePort());
+    client_ports.push_back(testing::FreePort());
     peer_ports.push_back(testing::FreePort());
-    initial.push_back(absl::StrCat("etcd-", i, "=http://127.0.0.1:", peer_ports.back()));
+    cluster->initial_.push_back(absl::StrCat("etcd-", i, "=http://127.0.0.1:", peer_ports.back()));
   }
-  const std::string initial_cluster = absl::StrJoin(initial, ",");
   for (int i = 0; i < members; ++i) {
-    const std::string name = absl::StrCat("etcd-", i);
-    const std::string client_url = absl::StrCat("http://127.0.0.1:", cluster->client_ports_[i]);
-    const std::string peer_url = absl::StrCat("http://127.0.0.1:", peer_ports[i]);
-    // Defaults otherwise: every member fsyncs its WAL before it acknowledges an entry.
-    std::vector<std::string> argv = {kEtcdBinary,
-                                     "--name",
-                                     name,
-                                     "--data-dir",
-                                     (dir / (name + ".data")).string(),
-                                     "--listen-client-urls",
-                                     client_url,
-                                     "--advertise-client-urls",
-                                     client_url,
-                                     "--listen-peer-urls",
-                                     peer_url,
-                                     "--initial-advertise-peer-urls",
-                                     peer_url,
-                                     "--initial-cluster",
-                                     initial_cluster,
-                                     "--initial-cluster-state",
-                                     "new",
-                                     "--initial-cluster-token",
-                                     "adcsc-bench",
-                                     "--logger",
-                                     "zap",
-                                     "--log-level",
-                                     "warn"};
-    auto child = ChildProcess::Start(argv, /*pipes=*/false, dir / (name + ".log"));
-    if (!child.ok()) return child.status();
-    cluster->members_.push_back(std::move(*child));
+    if (absl::Status s = cluster->StartProcess(absl::StrCat("etcd-", i), client_ports[i], peer_ports[i], "new");
+        !s.ok()) {
+      return s;
+    }
   }
   const auto deadline = std::chrono::steady_clock::now() + kEtcdReadyTimeout;
   absl::Status last = absl::UnavailableError("not asked yet");
@@ -106,6 +117,42 @@ absl::StatusOr<std::string> EtcdCluster::LeaderAddress() const {
     if (status->leader() == status->header().member_id()) return address;
   }
   return absl::UnavailableError("etcd: no member says it is the leader");
+}
+
+absl::StatusOr<size_t> EtcdCluster::AddMember() {
+  absl::StatusOr<std::string> leader = LeaderAddress();
+  if (!leader.ok()) return leader.status();
+  const std::string name = absl::StrCat("etcd-", members_.size());
+  const int client_port = testing::FreePort();
+  const int peer_port = testing::FreePort();
+  const std::string peer_url = absl::StrCat("http://127.0.0.1:", peer_port);
+  auto stub = etcdserverpb::Cluster::NewStub(Channel(*leader, 0));
+  etcdserverpb::MemberAddRequest request;
+  request.add_peerurls(peer_url);
+  // etcd refuses a new member until every member has been connected for 5 s ("unhealthy
+  // cluster", its strict reconfiguration check): a cluster started moments ago waits.
+  const auto deadline = std::chrono::steady_clock::now() + kEtcdReadyTimeout;
+  while (true) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + kEtcdCallTimeout);
+    etcdserverpb::MemberAddResponse reply;
+    grpc::Status added = stub->MemberAdd(&context, request, &reply);
+    if (added.ok()) break;
+    if (added.error_message().find("unhealthy cluster") == std::string::npos ||
+        std::chrono::steady_clock::now() >= deadline) {
+      return absl::UnavailableError(absl::StrCat("etcd MemberAdd: ", added.error_message()));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  initial_.push_back(absl::StrCat(name, "=", peer_url));
+  if (absl::Status s = StartProcess(name, client_port, peer_port, "existing"); !s.ok()) return s;
+  return members_.size() - 1;
+}
+
+absl::StatusOr<int64_t> EtcdCluster::Revision(size_t i) const {
+  auto status = MemberStatus(absl::StrCat("127.0.0.1:", client_ports_[i]));
+  if (!status.ok()) return status.status();
+  return status->header().revision();
 }
 
 std::vector<std::pair<double, double>> EtcdCluster::MemberRss() const {

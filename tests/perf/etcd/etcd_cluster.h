@@ -25,8 +25,9 @@ inline constexpr char kEtcdBinary[] = "/usr/bin/etcd";
 class EtcdCluster {
  public:
   // Starts `members` etcd processes (logs in <dir>/etcd-N.log) and waits until every one
-  // reports the same leader. Errors name the member and its log.
-  static absl::StatusOr<std::unique_ptr<EtcdCluster>> Start(const std::filesystem::path& dir, int members);
+  // reports the same leader. `extra_args` go to every member. Errors name the member and its log.
+  static absl::StatusOr<std::unique_ptr<EtcdCluster>> Start(const std::filesystem::path& dir, int members,
+                                                            const std::vector<std::string>& extra_args = {});
   ~EtcdCluster() = default;  // kills the members
   EtcdCluster(const EtcdCluster&) = delete;
   EtcdCluster& operator=(const EtcdCluster&) = delete;
@@ -37,9 +38,20 @@ class EtcdCluster {
   std::vector<std::pair<double, double>> MemberRss() const;
   // Bytes all members have written to storage so far (/proc/PID/io write_bytes).
   double WriteBytes() const;
+  // Adds a member with an empty data directory the way etcd's docs say (Cluster.MemberAdd on
+  // the leader, then the process with --initial-cluster-state existing); returns its index.
+  absl::StatusOr<size_t> AddMember();
+  // The store revision member `i` has applied (Maintenance.Status on it).
+  absl::StatusOr<int64_t> Revision(size_t i) const;
+  ChildProcess& member(size_t i) { return *members_[i]; }
 
  private:
   EtcdCluster() = default;
+  absl::Status StartProcess(const std::string& name, int client_port, int peer_port, const std::string& state);
+
+  std::filesystem::path dir_;
+  std::vector<std::string> extra_args_;
+  std::vector<std::string> initial_;  // name=peer URL, every member so far
   std::vector<std::unique_ptr<ChildProcess>> members_;
   std::vector<int> client_ports_;
 };

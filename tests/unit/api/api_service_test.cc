@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <future>
 #include <thread>
 
@@ -144,7 +145,10 @@ class CountingObserver : public ApiObserver {
     outcomes.emplace_back(outcome);
   }
   void ObservePolicyDenial(std::string_view rule) override { denied_rules.emplace_back(rule); }
-  std::vector<std::string> outcomes, denied_rules;
+  void ObserveUnserved(std::string_view method, std::string_view path) override {
+    unserved.push_back(std::string(method) + " " + std::string(path));
+  }
+  std::vector<std::string> outcomes, denied_rules, unserved;
 };
 
 TEST_F(ApiServiceTest, ACsrOutsideTheSigningPolicyIsDeniedWithoutAnyCaCallRecordOrIntent) {
@@ -417,6 +421,61 @@ TEST_F(ApiServiceTest, PemArmourAndLineBreaksAreTolerated) {
   for (size_t i = 0; i < b64.size(); i += 64) wrapped += b64.substr(i, 64) + "\r\n";
   wrapped += "-----END CERTIFICATE REQUEST-----\n";
   EXPECT_EQ(Submit(wrapped).status, 200);
+}
+
+// Jamf Pro's revoke call is not public (docs/api.md, "Calls adcsc does not serve"): an
+// authorized call under /api/ that adcsc does not serve gets the answer it always got, and its
+// shape (names, never values) is logged once and counted every time.
+TEST_F(ApiServiceTest, AnUnservedApiCallIsAnsweredAsBeforeLoggedOnceByShapeAndCounted) {
+  auto log = EventLog::Open(dir_.path() / "events.log", LogLevel::kInfo, "node-a");
+  ASSERT_TRUE(log.ok()) << log.status();
+  CountingObserver observer;
+  service_ = std::make_unique<ApiService>(config_, &ca_, store_.get(), log->get(), &clock_,
+                                          ApiServiceLinks{.observer = &observer});
+  auto call = [&](std::string_view method, std::string_view target, const std::string& body) {
+    ApiRequest r;
+    r.method = method;
+    r.target = target;
+    r.body = body;
+    r.auth = &auth_;
+    r.header_names = {"Host", "Content-Type", "X-Jamf-Trace"};
+    return service_->Handle(r);
+  };
+  const std::string body = R"({"serialNumber":"61000000A1B2C3","reason":"superseded","udid":"00008030-0011ABC"})";
+  auto first = call("POST", "/api/v1/certificate/revoke?token=hunter2", body);
+  EXPECT_EQ(first.status, 404);
+  EXPECT_EQ(first.body,
+            R"({"request-status":{"status":"NOT_FOUND","message":"no such endpoint: /api/v1/certificate/revoke"}})");
+  EXPECT_EQ(call("POST", "/api/v1/certificate/revoke", body).status, 404);
+  auto wrong_method = call("DELETE", "/api/v1/certificate/request", "");
+  EXPECT_EQ(wrong_method.status, 405);
+  EXPECT_EQ(call("GET", "/not-api", "").status, 404);  // not under /api/: neither logged nor counted
+  auth_.ok = false;
+  EXPECT_EQ(call("POST", "/api/v1/certificate/revoke", body).status, 403);  // refused before routing
+  auth_.ok = true;
+  EXPECT_EQ(observer.unserved,
+            (std::vector<std::string>{"POST /api/v1/certificate/revoke", "POST /api/v1/certificate/revoke",
+                                      "DELETE /api/v1/certificate/request"}));
+  (*log)->Flush();
+  std::ifstream in(dir_.path() / "events.log");
+  std::vector<json> lines;
+  for (std::string line; std::getline(in, line);) {
+    if (line.find("unserved_api_call") != std::string::npos) lines.push_back(json::parse(line));
+    for (const char* value : {"61000000A1B2C3", "superseded", "00008030", "hunter2"}) {
+      EXPECT_EQ(line.find(value), std::string::npos) << value << " reached the log: " << line;
+    }
+  }
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[0]["method"], "POST");
+  EXPECT_EQ(lines[0]["path"], "/api/v1/certificate/revoke");
+  EXPECT_EQ(lines[0]["status"], 404);
+  EXPECT_EQ(lines[0]["query_keys"], json::array({"token"}));
+  EXPECT_EQ(lines[0]["header_names"], json::array({"content-type", "host", "x-jamf-trace"}));
+  EXPECT_EQ(lines[0]["body_kind"], "json_object");
+  EXPECT_EQ(lines[0]["body_keys"], json::array({"reason", "serialNumber", "udid"}));
+  EXPECT_EQ(lines[0]["client_pin"], auth_.pin);
+  EXPECT_EQ(lines[1]["method"], "DELETE");
+  EXPECT_EQ(lines[1]["status"], 405);
 }
 
 TEST_F(ApiServiceTest, RoutingAndAuthorization) {
