@@ -253,7 +253,9 @@ TEST_F(LocalCaTest, RevokeBySerialAndReleaseAHold) {
   const std::string serial = pki::SerialHex(pki::CertFromDer(issued->cert_der)->get());
   std::string upper = serial;
   for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  if (upper != serial) EXPECT_EQ(HresultOf(ca.Revoke(upper, 1, 0).status()), hr::kInvalidArg);
+  if (upper != serial) {
+    EXPECT_EQ(HresultOf(ca.Revoke(upper, 1, 0).status()), hr::kInvalidArg);
+  }
   EXPECT_EQ(HresultOf(ca.Revoke("00", 1, 0).status()), hr::kInvalidArg);
   EXPECT_EQ(HresultOf(ca.Revoke(serial, 0xffffffff, 0).status()), hr::kBadRequestStatus);  // not on hold
 
