@@ -63,6 +63,9 @@ absl::Status ClusterRuntime::Serve(node::ApiService* api, ca::OutageSwitch* ca_s
                                   : absl::StrCat(c.listen_address, ":", c.listen_port);
   grpc::ServerBuilder builder;
   builder.SetMaxReceiveMessageSize(kPeerMaxMessageBytes);
+  // gRPC sets SO_REUSEPORT by default, which lets a second process bind the same port and take
+  // a share of the peers' connections. One port, one node: a second bind fails loudly below.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(address, *credentials, &port_);
   builder.RegisterService(service_.get());
   builder.RegisterService(peer_service_.get());

@@ -27,16 +27,6 @@ std::string CommonName(X509* cert) {
   return cn;
 }
 
-// "2027-01-15T00:00:00Z" for a Unix time.
-std::string Rfc3339(int64_t unix_seconds) {
-  const time_t t = static_cast<time_t>(unix_seconds);
-  struct tm utc {};
-  gmtime_r(&t, &utc);
-  char text[32];
-  strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", &utc);
-  return text;
-}
-
 }  // namespace
 
 ClientAuthorizer::ClientAuthorizer(X509_STORE* store, std::set<std::string> pins, const Clock* clock,
@@ -165,11 +155,11 @@ ClientAuthResult ClientAuthorizer::Verify(X509* leaf, STACK_OF(X509) * chain, co
       until != pin_until_.end() && clock_->NowUnixMillis() / 1000 >= until->second) {
     r.iis_substatus = kIisMapperDenied;
     r.win32_status = kWin32AccessDenied;
-    r.reason =
-        absl::StrCat("403.12 Client certificate is no longer mapped: sha256:", r.pin,
-                     " was the old client identity of a rotation whose overlap ended at ", Rfc3339(until->second),
-                     " (api.client_pins until); Jamf Pro must present the new client-cert.pfx (upload it in "
-                     "Settings > Global Settings > PKI Certificates), or move the until of this pin later and reload");
+    r.reason = absl::StrCat(
+        "403.12 Client certificate is no longer mapped: sha256:", r.pin,
+        " was the old client identity of a rotation whose overlap ended at ", adcsc::pki::UtcDateTime(until->second),
+        " (api.client_pins until); Jamf Pro must present the new client-cert.pfx (upload it in "
+        "Settings > Global Settings > PKI Certificates), or move the until of this pin later and reload");
     return r;
   }
   r.ok = true;

@@ -130,16 +130,6 @@ absl::StatusOr<X509Ptr> ReadCertFile(const std::filesystem::path& path) {
   return cert;
 }
 
-// "2027-01-15T00:00:00Z".
-std::string TomlDateTime(int64_t unix_seconds) {
-  const time_t t = static_cast<time_t>(unix_seconds);
-  struct tm utc {};
-  gmtime_r(&t, &utc);
-  char text[32];
-  strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", &utc);
-  return text;
-}
-
 }  // namespace
 
 absl::StatusOr<PkiInitResult> InitConnectorPki(const PkiInitOptions& options) {
@@ -371,7 +361,7 @@ absl::StatusOr<PkiRotateResult> RotateConnectorPki(const PkiRotateOptions& o) {
   // The old pin is mapped to the midnight (UTC) at least overlap_days from now.
   const int64_t now = o.now_unix_seconds.value_or(static_cast<int64_t>(std::time(nullptr)));
   result.overlap_until_unix = (now / kSecondsPerDay + o.overlap_days + 1) * kSecondsPerDay;
-  result.overlap_until = TomlDateTime(result.overlap_until_unix);
+  result.overlap_until = UtcDateTime(result.overlap_until_unix);
   // Absolute paths: a node resolves relative ones against its configuration file's directory.
   std::error_code ec;
   const std::filesystem::path abs_dir = std::filesystem::absolute(dir, ec).lexically_normal();

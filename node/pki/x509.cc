@@ -650,4 +650,13 @@ std::vector<std::string> ExtendedKeyUsages(X509* cert) {
   return out;
 }
 
+std::string UtcDateTime(int64_t unix_seconds) {
+  const time_t t = static_cast<time_t>(unix_seconds);
+  struct tm utc {};
+  gmtime_r(&t, &utc);
+  char text[32];
+  strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", &utc);
+  return text;
+}
+
 }  // namespace adcsc::pki

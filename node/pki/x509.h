@@ -106,6 +106,8 @@ std::string SerialHex(X509* cert);
 // notBefore / notAfter in seconds since the epoch (0 on a malformed time).
 int64_t NotBeforeUnix(X509* cert);
 int64_t NotAfterUnix(X509* cert);
+// A Unix time as RFC 3339 in UTC, "2027-01-15T00:00:00Z" (also a TOML date-time).
+std::string UtcDateTime(int64_t unix_seconds);
 // The subjectAltName entries in order, as "DNS:name", "IP:addr", "email:addr", "URI:uri"
 // (other name forms as "othername"/"dirName:..."); empty without the extension.
 std::vector<std::string> SubjectAltNames(X509* cert);

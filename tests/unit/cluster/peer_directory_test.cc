@@ -456,12 +456,34 @@ grpc::Status SetFault(const node::Config& config, const std::string& as, bool cu
   auto stub = v1::Peer::NewStub(*channel);
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  // The node may just have been restarted on this port: wait for it rather than fail on the
+  // first connection attempt.
+  context.set_wait_for_ready(true);
   v1::FaultRequest request;
   request.mutable_from()->set_cluster_id(config.cluster.id);
   request.mutable_from()->set_node_id(as);
   request.set_cut_off(cut_off);
   v1::FaultState state;
   return stub->SetFault(&context, request, &state);
+}
+
+TEST_F(PeerDirectoryTest, ASecondNodeOnATakenPortFailsToServeInsteadOfSharingIt) {
+  // gRPC's default SO_REUSEPORT would let this bind succeed and split a's peers between two
+  // processes; a node must refuse to start instead.
+  store::StoreOptions so;
+  so.path = dir_.path() / "a-second.db";
+  so.node_id = "a";
+  so.fsync = false;
+  auto second_store = store::RequestStore::Open(so);
+  ASSERT_TRUE(second_store.ok()) << second_store.status();
+  auto second = ClusterRuntime::Create(nodes_["a"]->config, second_store->get());
+  ASSERT_TRUE(second.ok()) << second.status();
+  const absl::Status served = (*second)->Serve(nodes_["a"]->api.get(), nullptr);
+  EXPECT_EQ(served.code(), absl::StatusCode::kUnavailable) << served;
+  EXPECT_NE(served.message().find("cannot listen"), std::string::npos) << served;
+  second->reset();
+  PutOnlyOn("a", Record(22, store::v1::RECORD_STATUS_ISSUED, "EXAMPLE\\svc-one"));
+  EXPECT_TRUE(Directory("b").Lookup(kCaConfig, 22).has_value()) << "a still serves its peers";
 }
 
 TEST_F(PeerDirectoryTest, TheFaultSwitchIsOffByDefaultAndOnlyForTheNodeItself) {
@@ -480,7 +502,8 @@ TEST_F(PeerDirectoryTest, TheFaultSwitchCutsBothDirectionsAndHeals) {
   nodes_["a"]->runtime = std::move(*rt);
 
   const grpc::Status by_peer = SetFault(nodes_["a"]->config, "b", true);
-  EXPECT_EQ(by_peer.error_code(), grpc::StatusCode::PERMISSION_DENIED) << "a peer may not cut a node off";
+  EXPECT_EQ(by_peer.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+      << "a peer may not cut a node off: " << by_peer.error_message();
 
   PutOnlyOn("a", Record(20, store::v1::RECORD_STATUS_ISSUED, "EXAMPLE\\svc-one"));
   PutOnlyOn("c", Record(21, store::v1::RECORD_STATUS_ISSUED, "EXAMPLE\\svc-two"));
