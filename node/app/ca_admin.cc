@@ -31,6 +31,12 @@ std::optional<CaAdminOp> CaAdminOpByName(std::string_view name) {
   return std::nullopt;
 }
 
+uint64_t UnixSecondsToFiletime(int64_t unix_seconds) {
+  if (unix_seconds <= 0) return 0;
+  constexpr uint64_t kFiletimeAtUnixEpoch = 116'444'736'000'000'000ULL;  // 1970-01-01 in FILETIME
+  return kFiletimeAtUnixEpoch + static_cast<uint64_t>(unix_seconds) * 10'000'000ULL;
+}
+
 absl::StatusOr<CaAdminOutcome> RunCaAdmin(const Config& config, const std::vector<AllowedCa>& allow,
                                           std::shared_ptr<ca::IcprAuthenticator> auth, const CaAdminRequest& request) {
   if (FindAllowedCa(allow, request.dc, request.ca) == nullptr) {
@@ -96,7 +102,7 @@ absl::StatusOr<CaAdminOutcome> RunCaAdmin(const Config& config, const std::vecto
       outcome.disposition = ca::Disposition::kDenied;
       break;
     case CaAdminOp::kRevoke:
-      done = (*session)->Revoke(outcome.serial, request.reason, 0);
+      done = (*session)->Revoke(outcome.serial, request.reason, UnixSecondsToFiletime(request.effective_unix_seconds));
       outcome.disposition =
           request.reason == dcom::crl_reason::kReleaseFromHold ? ca::Disposition::kIssued : ca::Disposition::kRevoked;
       break;

@@ -31,7 +31,13 @@ struct CaAdminRequest {
   uint32_t request_id = 0;  // approve, deny; revoke when serial is empty
   std::string serial;       // revoke: hex as the CA writes it
   uint32_t reason = 0;      // revoke: dcom::crl_reason
+  // revoke: when the revocation takes effect, Unix seconds (UTC); 0 = now, at the CA.
+  int64_t effective_unix_seconds = 0;
 };
+
+// FILETIME (100 ns since 1601-01-01 UTC) of a Unix time in seconds, as RevokeCertificate
+// takes it; 0 for 0 (the CA's "now").
+uint64_t UnixSecondsToFiletime(int64_t unix_seconds);
 
 struct CaAdminOutcome {
   uint32_t request_id = 0;                                     // when known

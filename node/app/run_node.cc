@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "absl/strings/str_join.h"
+#include "absl/time/time.h"
 #include "nlohmann/json.hpp"
 #include "node/api/api_codec.h"
 #include "node/app/backend_factory.h"
@@ -421,6 +422,16 @@ std::pair<int, std::string> CaAdminAnswer(RunningNode& n, const std::shared_ptr<
     } else {
       error = absl::StrCat("unknown reason \"", reason, "\" (", adcsc::dcom::CrlReasonNames(), ")");
     }
+    if (in.contains("date")) {
+      absl::Time when;
+      std::string why;
+      if (!in["date"].is_string() || !absl::ParseTime(absl::RFC3339_full, in["date"].get<std::string>(), &when, &why) ||
+          absl::ToUnixSeconds(when) <= 0) {
+        error = "\"date\" must be an RFC 3339 time after 1970, e.g. \"2026-12-01T08:00:00Z\"";
+      } else {
+        request.effective_unix_seconds = absl::ToUnixSeconds(when);
+      }
+    }
   }
   const std::string op_name = op ? std::string(CaAdminOpName(*op)) : "unknown";
   nlohmann::json fields{{"operation", op_name}, {"dc", request.dc}, {"ca", request.ca}, {"admin_pin", pin}};
@@ -435,6 +446,27 @@ std::pair<int, std::string> CaAdminAnswer(RunningNode& n, const std::shared_ptr<
     return std::pair<int, std::string>(status, Json{{"error", why}}.dump());
   };
   if (!error.empty()) return refuse(400, error, "refused");
+  if (request.op == CaAdminOp::kRevoke && request.reason == adcsc::dcom::crl_reason::kReleaseFromHold &&
+      n.cluster != nullptr) {
+    // A peer of protocol 2 would keep the certificate revoked in its store (store/record.h).
+    for (const auto& p : n.cluster->transport().protocols().All()) {
+      if (p.range && p.range->speaks < adcsc::cluster::kAdminStampProtocol) {
+        return refuse(409,
+                      absl::StrCat("peer ", p.node_id, " ", p.range->Describe(),
+                                   ", which would keep the certificate revoked in its store after a release from "
+                                   "hold: upgrade every node first (docs/operations.md, \"Upgrade\")"),
+                      "refused");
+      }
+    }
+  }
+  if (request.op == CaAdminOp::kRevoke && request.request_id == 0 && !request.serial.empty()) {
+    // The request the certificate belongs to, so that the store can record the revocation.
+    auto found = n.service->FindRequestBySerial({request.dc, request.ca}, request.serial);
+    if (found.ok() && found->has_value()) {
+      request.request_id = **found;
+      fields["request_id"] = request.request_id;
+    }
+  }
   auto outcome = RunCaAdmin(n.config, *n.service->Allowlist(), auth, request);
   if (!outcome.ok()) {
     const bool ours = absl::IsInvalidArgument(outcome.status()) && !adcsc::ca::HresultOf(outcome.status());
@@ -458,7 +490,8 @@ std::pair<int, std::string> CaAdminAnswer(RunningNode& n, const std::shared_ptr<
       recorded = absl::StrCat("failed: ", put.message());
     }
   } else if (request.op != CaAdminOp::kInfo) {
-    recorded = "no: the request ID is not known (revoked by serial) or the CA's answer could not be read";
+    recorded = request.request_id == 0 ? "no: no request in this node's store has a certificate with this serial number"
+                                       : "no: the CA's answer could not be read";
   }
   out["recorded"] = recorded;
   fields["outcome"] = "ok";

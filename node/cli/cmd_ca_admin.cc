@@ -4,13 +4,13 @@
 // answer in the replicated store, so every node answers the request's retrieve at once. With
 // --config the command runs on this host, straight to the CA as ca-ping does; the store is not
 // told.
-#include <ctime>
 #include <iostream>
 #include <memory>
 #include <optional>
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "nlohmann/json.hpp"
 #include "node/app/backend_factory.h"
 #include "node/app/ca_admin.h"
@@ -19,6 +19,7 @@
 #include "node/config/config.h"
 #include "node/dcom/csra_stub.h"
 #include "node/ops/admin_client.h"
+#include "node/pki/x509.h"
 
 namespace adcsc::cli {
 namespace {
@@ -30,16 +31,18 @@ struct CaAdminArgs {
   uint32_t request_id = 0;
   std::string serial;
   std::string reason = "unspecified";
+  std::string date;  // revoke: when it takes effect (RFC 3339); empty = now
 };
 
-std::string Utc(int64_t unix_seconds) {
-  const std::time_t t = static_cast<std::time_t>(unix_seconds);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
+// --date: an RFC 3339 time after 1970 (Unix seconds), or nullopt.
+std::optional<int64_t> ParseDate(const std::string& text) {
+  absl::Time when;
+  std::string why;
+  if (!absl::ParseTime(absl::RFC3339_full, text, &when, &why) || absl::ToUnixSeconds(when) <= 0) return std::nullopt;
+  return absl::ToUnixSeconds(when);
 }
+
+constexpr char kDateHelp[] = "RFC 3339 time after 1970, e.g. 2026-12-01T08:00:00Z";
 
 std::string_view DispositionStatus(ca::Disposition d) {
   switch (d) {
@@ -72,6 +75,7 @@ int RunRemote(node::CaAdminOp op, const CaAdminArgs& args) {
   if (args.request_id != 0) request["request_id"] = args.request_id;
   if (!args.serial.empty()) request["serial"] = args.serial;
   if (op == node::CaAdminOp::kRevoke) request["reason"] = args.reason;
+  if (!args.date.empty()) request["date"] = args.date;
   auto answer = ops::RunCaAdmin({args.node, args.cert_file, args.key_file, args.ca_file}, request.dump());
   if (!answer.ok()) {
     std::cerr << "adcsc ctl " << command << ": " << answer.status().message() << "\n";
@@ -84,8 +88,8 @@ int RunRemote(node::CaAdminOp op, const CaAdminArgs& args) {
     std::cout << "CA " << out.value("ca_name", std::string()) << " (" << where << ", via " << by << ", "
               << out.value("mechanism", std::string()) << ")\n"
               << "certificate: " << out.value("subject", std::string()) << "\n"
-              << "valid: " << Utc(out.value("not_before_unix", int64_t{0})) << " to "
-              << Utc(out.value("not_after_unix", int64_t{0})) << "\n";
+              << "valid: " << pki::UtcDateTime(out.value("not_before_unix", int64_t{0})) << " to "
+              << pki::UtcDateTime(out.value("not_after_unix", int64_t{0})) << "\n";
     return kExitOk;
   }
   std::cout << where << ", via " << by << ": " << command;
@@ -129,6 +133,7 @@ int RunLocal(node::CaAdminOp op, const CaAdminArgs& args) {
       return kExitUsage;
     }
     request.reason = *reason;
+    if (!args.date.empty()) request.effective_unix_seconds = *ParseDate(args.date);
   }
   auto outcome = node::RunCaAdmin(*config, config->ca.allow, *auth, request);
   if (!outcome.ok()) {
@@ -140,8 +145,8 @@ int RunLocal(node::CaAdminOp op, const CaAdminArgs& args) {
     case node::CaAdminOp::kInfo:
       std::cout << "CA " << outcome->info.name << " (" << where << ", " << outcome->mechanism << ")\n"
                 << "certificate: " << outcome->info.subject << "\n"
-                << "valid: " << Utc(outcome->info.not_before_unix) << " to " << Utc(outcome->info.not_after_unix)
-                << "\n";
+                << "valid: " << pki::UtcDateTime(outcome->info.not_before_unix) << " to "
+                << pki::UtcDateTime(outcome->info.not_after_unix) << "\n";
       break;
     case node::CaAdminOp::kApprove:
     case node::CaAdminOp::kDeny:
@@ -224,6 +229,13 @@ void AddCaAdminCommands(CLI::App* ctl, int* exit_code) {
   auto* by_serial = revoke->add_option("--serial", revoke_args->serial, "The certificate's serial number (hex)");
   by_id->excludes(by_serial);
   revoke->add_option("--reason", revoke_args->reason, "One of: " + dcom::CrlReasonNames())->capture_default_str();
+  revoke
+      ->add_option("--date", revoke_args->date,
+                   "When the revocation takes effect (the CRL's revocation date), as an RFC 3339 time, e.g.\n"
+                   "2026-12-01T08:00:00Z; default: now, at the CA")
+      ->check([](const std::string& text) {
+        return ParseDate(text) ? std::string() : absl::StrCat("\"", text, "\" is not an ", kDateHelp);
+      });
   revoke->callback([=] {
     if (revoke_args->request_id == 0 && revoke_args->serial.empty()) {
       std::cerr << "adcsc ctl revoke: give --request-id or --serial\n";

@@ -289,6 +289,76 @@ class CaAdminThroughTheNode(unittest.TestCase):
         self.assertEqual(lines[-1]["outcome"], "ok")
         self.assertEqual(lines[-1]["reason"], "cessation-of-operation")
 
+    def emulator_row(self, rid):
+        return [r for r in self.emulator.ctl("list")["requests"] if r["request_id"] == rid][0]
+
+    def metrics_of_node_a(self):
+        ctx = ssl.create_default_context(cafile=str(self.pki.server_ca))
+        with urllib.request.urlopen(f"https://localhost:{self.ops_port}/metrics", context=ctx, timeout=10) as r:
+            return r.read().decode()
+
+    def test_hold_then_release_and_every_node_follows(self):
+        rid = self.submit("node-hold")
+        for n in self.NODES:
+            self.assertEqual(self.status_on(n, rid), "CR_DISP_ISSUED", n)
+        out = self.ctl("revoke", "--request-id", str(rid), "--reason", "certificate-hold")
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        for n in self.NODES:
+            self.assertEqual(self.status_on(n, rid), "CR_DISP_REVOKED", n)
+        # Released (named by serial this time): the store moves back from revoked to issued.
+        out = self.ctl("revoke", "--serial", self.emulator_row(rid)["serial"], "--reason", "release-from-hold")
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        self.assertIn(f"request {rid}", out.stdout)
+        self.assertIn("the CA now answers CR_DISP_ISSUED", out.stdout)
+        self.assertIn("recorded in the cluster's store: yes", out.stdout)
+        self.assertEqual(self.emulator_row(rid)["disposition"], "issued")
+        for n in self.NODES:
+            status, body = h.retrieve(self.nodes[n], rid, dc=DC)
+            self.assertEqual((status, body["request-status"]["status"]), (200, "CR_DISP_ISSUED"), (n, body))
+            self.assertTrue(body.get("x509"), (n, body))
+
+    def test_revoke_by_serial_alone_is_recorded_and_takes_effect_on_its_date(self):
+        rid = self.submit("node-serial")
+        self.assertEqual(self.status_on("node-b", rid), "CR_DISP_ISSUED")
+        serial = self.emulator_row(rid)["serial"]
+        out = self.ctl("revoke", "--serial", serial, "--reason", "superseded", "--date", "2026-11-01T08:00:00Z")
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        self.assertIn(f"request {rid} certificate {serial} done", out.stdout)
+        self.assertIn("recorded in the cluster's store: yes", out.stdout)
+        row = self.emulator_row(rid)
+        self.assertEqual((row["disposition"], row["revocation_reason"]), ("revoked", "superseded"))
+        self.assertEqual(row["revoked_unix_millis"], 1793520000000)  # 2026-11-01T08:00:00Z
+        for n in self.NODES:
+            self.assertEqual(self.status_on(n, rid), "CR_DISP_REVOKED", n)
+        out = self.ctl("revoke", "--serial", serial, "--date", "last tuesday")
+        self.assertEqual(out.returncode, 2, out.stdout + out.stderr)
+        self.assertIn("is not an RFC 3339 time", out.stderr)
+
+    def test_y_a_release_from_hold_waits_until_every_node_speaks_protocol_3(self):
+        rid = self.submit("node-hold-mixed")
+        self.assertEqual(self.status_on("node-b", rid), "CR_DISP_ISSUED")
+        out = self.ctl("revoke", "--request-id", str(rid), "--reason", "certificate-hold")
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        # node-b comes back as a node of the previous release would (protocol 2 merges by rank
+        # alone and would keep the certificate revoked).
+        self.assertEqual(self.nodes["node-b"].stop(), 0)
+        self.nodes["node-b"].start(env={"ADCSC_TEST_ONLY_CLUSTER_PROTOCOL": "2;1"})
+        h.wait_for(lambda: 'adcsc_peer_cluster_protocol{peer="node-b"} 2' in self.metrics_of_node_a(), timeout=30,
+                   what="node-a to hear node-b's protocol 2")
+        out = self.ctl("revoke", "--request-id", str(rid), "--reason", "release-from-hold")
+        self.assertEqual(out.returncode, 1, out.stdout + out.stderr)
+        self.assertIn("peer node-b speaks cluster protocol 2", out.stderr)
+        self.assertIn("upgrade every node first", out.stderr)
+        self.assertEqual(self.emulator_row(rid)["disposition"], "revoked", "nothing was sent to the CA")
+        self.assertEqual(self.nodes["node-b"].stop(), 0)
+        self.nodes["node-b"].start()
+        h.wait_for(lambda: 'adcsc_peer_cluster_protocol{peer="node-b"} 3' in self.metrics_of_node_a(), timeout=30,
+                   what="node-a to hear node-b's protocol 3")
+        out = self.ctl("revoke", "--request-id", str(rid), "--reason", "release-from-hold")
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        for n in self.NODES:
+            self.assertEqual(self.status_on(n, rid), "CR_DISP_ISSUED", n)
+
     def test_approve_and_deny_then_node_b_answers_them(self):
         approve = self.submit("node-approve", template="Pending")
         deny = self.submit("node-deny", template="Pending")
@@ -338,9 +408,7 @@ class CaAdminThroughTheNode(unittest.TestCase):
         rid = self.submit("node-last")
         out = self.ctl("revoke", "--request-id", str(rid), "--reason", "superseded")
         self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
-        ctx = ssl.create_default_context(cafile=str(self.pki.server_ca))
-        with urllib.request.urlopen(f"https://localhost:{self.ops_port}/metrics", context=ctx, timeout=10) as r:
-            text = r.read().decode()
+        text = self.metrics_of_node_a()
         self.assertRegex(text, r'adcsc_ca_admin_actions_total\{operation="revoke",outcome="ok"\} [1-9]')
         self.assertRegex(text, r'adcsc_ca_admin_actions_total\{operation="revoke",outcome="ca_error"\} [1-9]')
         self.emulator.stop()
