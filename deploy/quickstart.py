@@ -289,6 +289,8 @@ name = "{CA_NAME}"
 common_name = "adcsc Quickstart CA"
 key_type = "p256"
 enroll = ["{DOMAIN}\\\\{SERVICE_ACCOUNT}"]
+# The Officer right (Issue and Manage Certificates): `adcsc ctl revoke|approve|deny` over DCOM.
+officers = ["{DOMAIN}\\\\{SERVICE_ACCOUNT}"]
 
 [[ca.templates]]
 name = "{TEMPLATE}"

@@ -58,7 +58,7 @@ std::filesystem::path DirectoryOf(const std::filesystem::path& path) {
 const std::string& InsertRecordSql() {
   static const std::string* const kSql =
       new std::string(absl::StrCat("INSERT INTO requests (", kRecordColumns,
-                                   ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"));
+                                   ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"));
   return *kSql;
 }
 
@@ -258,7 +258,8 @@ absl::Status JoinWriter::Add(const RequestRecord& r) {
       .BindInt64(11, r.created_ms())
       .BindInt64(12, r.updated_ms())
       .BindInt64(13, static_cast<int64_t>(r.hlc()))
-      .BindInt64(14, r.hresult());
+      .BindInt64(14, r.hresult())
+      .BindInt64(15, static_cast<int64_t>(r.admin_hlc()));
   absl::Status s = insert_record_.Run();
   insert_record_.Reset();
   if (!s.ok()) return s;

@@ -19,11 +19,12 @@ using adcsc::store::v1::RECORD_STATUS_UNSPECIFIED;
 
 // The merge order: a total order over every field except created_ms (which merges by
 // min instead) and the submit's facts csr_sha256, template_name and requester (each merges
-// on its own, see SubmitFact). Rank first, then (hlc, node_id) as documented; the remaining fields only
+// on its own, see SubmitFact). admin_hlc, rank, then (hlc, node_id) as documented; the remaining fields only
 // break ties between versions that share rank, hlc and node_id — which a correct cluster
 // never produces, but without them Merge would depend on argument order for such inputs
 // and replicas could diverge.
 std::strong_ordering CompareForMerge(const RequestRecord& a, const RequestRecord& b) {
+  if (auto c = a.admin_hlc() <=> b.admin_hlc(); c != 0) return c;
   if (auto c = StatusRank(a.status()) <=> StatusRank(b.status()); c != 0) return c;
   if (auto c = a.hlc() <=> b.hlc(); c != 0) return c;
   if (auto c = a.node_id() <=> b.node_id(); c != 0) return c;

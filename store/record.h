@@ -3,12 +3,17 @@
 //
 // Status lattice (a record only moves up):
 //   SUBMITTED < PENDING < {ISSUED, DENIED, FAILED};  ISSUED < REVOKED
-// Merge picks the version whose status ranks higher; between versions of equal rank it
-// picks the higher (hlc, node_id). Versions that tie on all three (which a correct cluster
-// never produces) are ordered by their remaining fields (status value, disposition,
-// hresult, message, certificate, ...), so the choice never depends on argument order.
-// Merge is commutative, associative and idempotent, so replicas converge whatever order
-// updates arrive in.
+// Above the status sits the stamp of the last administrator action (admin_hlc): each revoke,
+// release from hold, approve or deny through the CA's admin interface records the CA's answer
+// with admin_hlc = its own hlc, so it wins over every version recorded before the action on
+// any node, and a later action wins over it. That is how a certificate released from hold
+// moves from REVOKED back to ISSUED, and why a retrieve recorded late from an answer the CA
+// gave before a revocation cannot undo it.
+// Merge picks the version of the higher admin_hlc; then the one whose status ranks higher;
+// between versions of equal rank it picks the higher (hlc, node_id). Versions that tie on all three (which a correct
+// cluster never produces) are ordered by their remaining fields (status value, disposition, hresult, message,
+// certificate, ...), so the choice never depends on argument order. Merge is commutative, associative and idempotent,
+// so replicas converge whatever order updates arrive in.
 #pragma once
 
 #include <cstdint>

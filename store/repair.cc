@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "store/schema.h"
 #include "store/sqlite_db.h"
 
@@ -89,11 +90,26 @@ absl::StatusOr<std::filesystem::path> RebuildStoreFromTables(const std::filesyst
       if (known->ColumnInt64(0) == 0) {
         if (absl::Status s = db.Exec(sql); !s.ok()) return s;  // a table the migrations do not make
       }
+      // The damaged file's columns by name: it may lack a column added on open since
+      // (schema.cc, additive columns), which the fresh file then fills with its default.
+      std::vector<std::string> columns;
+      {
+        auto cols = db.Prepare("SELECT name FROM pragma_table_info(?1, 'damaged')");
+        if (!cols.ok()) return cols.status();
+        cols->BindText(1, name);
+        for (;;) {
+          auto col = cols->Step();
+          if (!col.ok()) return col.status();
+          if (!*col) break;
+          columns.push_back(QuoteIdentifier(cols->ColumnText(0)));
+        }
+      }
+      const std::string list = absl::StrJoin(columns, ", ");
       // Row by row from the table b-tree, never a damaged index: NOT INDEXED keeps the
       // planner off the indexes, and the WHERE clause keeps SQLite from its transfer
       // optimisation, which would copy the source's index b-trees as they are.
-      if (absl::Status s = db.Exec(absl::StrCat("INSERT INTO main.", QuoteIdentifier(name), " SELECT * FROM damaged.",
-                                                QuoteIdentifier(name), " NOT INDEXED WHERE 1"));
+      if (absl::Status s = db.Exec(absl::StrCat("INSERT INTO main.", QuoteIdentifier(name), " (", list, ") SELECT ",
+                                                list, " FROM damaged.", QuoteIdentifier(name), " NOT INDEXED WHERE 1"));
           !s.ok()) {
         return absl::DataLossError(
             absl::StrCat("table ", name, " of ", path.string(),

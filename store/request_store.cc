@@ -51,14 +51,31 @@ constexpr char kHealthWriteSql[] =
 bool SameContent(const RequestRecord& a, const RequestRecord& b) {
   return a.status() == b.status() && a.disposition() == b.disposition() && a.message() == b.message() &&
          a.certificate_der() == b.certificate_der() && a.hresult() == b.hresult() && a.csr_sha256() == b.csr_sha256() &&
-         a.template_name() == b.template_name() && a.requester() == b.requester();
+         a.template_name() == b.template_name() && a.requester() == b.requester() && a.admin_hlc() == b.admin_hlc();
 }
 
 // The local-write rule documented on RequestStore::Put: the unstamped record to store, or
 // nullopt when `update` changes nothing.
-std::optional<RequestRecord> ApplyLocalUpdate(const std::optional<RequestRecord>& existing,
-                                              const RequestRecord& update) {
-  if (!existing.has_value()) return update;
+std::optional<RequestRecord> ApplyLocalUpdate(const std::optional<RequestRecord>& existing, const RequestRecord& update,
+                                              bool admin_action) {
+  const uint64_t admin_hlc = existing.has_value() ? existing->admin_hlc() : 0;
+  if (admin_action) {
+    // Always recorded, even when this node's copy says the same: another node may hold a
+    // version from an earlier action that this one has not received yet. The caller stamps
+    // admin_hlc.
+    RequestRecord next = update;
+    if (existing.has_value()) {
+      if (next.csr_sha256().empty()) next.set_csr_sha256(existing->csr_sha256());
+      if (next.template_name().empty()) next.set_template_name(existing->template_name());
+      if (next.requester().empty()) next.set_requester(existing->requester());
+    }
+    return next;
+  }
+  if (!existing.has_value()) {
+    RequestRecord first = update;
+    first.set_admin_hlc(0);
+    return first;
+  }
   const int update_rank = StatusRank(update.status());
   const int existing_rank = StatusRank(existing->status());
   if (update_rank < existing_rank) return std::nullopt;
@@ -68,6 +85,7 @@ std::optional<RequestRecord> ApplyLocalUpdate(const std::optional<RequestRecord>
   if (update_rank == existing_rank && update.status() != existing->status()) return std::nullopt;
 
   RequestRecord merged = update;
+  merged.set_admin_hlc(admin_hlc);  // only an administrator's action moves it
   // A retrieve often does not know how the request was submitted; keep what we know.
   if (merged.csr_sha256().empty()) merged.set_csr_sha256(existing->csr_sha256());
   if (merged.template_name().empty()) merged.set_template_name(existing->template_name());
@@ -208,6 +226,15 @@ const std::string& RequestStore::node_id() const { return impl_->options().node_
 absl::StatusOr<WriteResult> RequestStore::Put(const RequestRecord& update) { return Put(update, nullptr); }
 
 absl::StatusOr<WriteResult> RequestStore::Put(const RequestRecord& update, const SubmitKey* settles) {
+  return Write(update, settles, /*admin_action=*/false);
+}
+
+absl::StatusOr<WriteResult> RequestStore::PutAdminOutcome(const RequestRecord& update) {
+  return Write(update, nullptr, /*admin_action=*/true);
+}
+
+absl::StatusOr<WriteResult> RequestStore::Write(const RequestRecord& update, const SubmitKey* settles,
+                                                bool admin_action) {
   if (absl::Status s = ValidateUpdate(update); !s.ok()) return s;
   Impl& impl = *impl_;
   WriteResult result;
@@ -218,7 +245,7 @@ absl::StatusOr<WriteResult> RequestStore::Put(const RequestRecord& update, const
     if (settles != nullptr) {
       if (absl::Status s = rows::DeleteSubmitIntent(c, *settles); !s.ok()) return s;
     }
-    std::optional<RequestRecord> next = ApplyLocalUpdate(*existing, update);
+    std::optional<RequestRecord> next = ApplyLocalUpdate(*existing, update, admin_action);
     if (!next.has_value()) {
       result = WriteResult{.record = **existing, .changed = false, .sequence = 0};
       return absl::OkStatus();
@@ -228,6 +255,7 @@ absl::StatusOr<WriteResult> RequestStore::Put(const RequestRecord& update, const
     if (existing->has_value()) impl.hlc().Observe((*existing)->hlc());
     const int64_t now_ms = impl.clock().NowUnixMillis();
     next->set_hlc(impl.hlc().Now());
+    if (admin_action) next->set_admin_hlc(next->hlc());
     next->set_node_id(impl.options().node_id);
     next->set_updated_ms(now_ms);
     next->set_created_ms(existing->has_value() && (*existing)->created_ms() != 0 ? (*existing)->created_ms() : now_ms);
@@ -287,6 +315,28 @@ absl::StatusOr<std::optional<RequestRecord>> RequestStore::FindByDedupeKey(const
   if (!row.ok()) return row.status();
   if (!*row) return std::nullopt;
   return RowToRecord(**st);
+}
+
+absl::StatusOr<std::vector<RequestRecord>> RequestStore::FindByCertificateBytes(const std::string& ca_config,
+                                                                                const std::string& bytes,
+                                                                                size_t limit) const {
+  if (bytes.empty()) return absl::InvalidArgumentError("RequestStore::FindByCertificateBytes: nothing to search for");
+  absl::StatusOr<sqlite::ReaderPool::Lease> reader = impl_->Reader();
+  if (!reader.ok()) return reader.status();
+  // instr() on two BLOBs searches bytes, not text.
+  absl::StatusOr<Statement> st = (*reader)->Prepare(absl::StrCat(
+      "SELECT ", rows::kRecordColumns,
+      " FROM requests WHERE ca_config = ?1 AND instr(certificate_der, ?2) > 0 ORDER BY request_id LIMIT ?3"));
+  if (!st.ok()) return st.status();
+  st->BindText(1, ca_config).BindBlob(2, bytes).BindInt64(3, static_cast<int64_t>(limit));
+  std::vector<RequestRecord> found;
+  for (;;) {
+    absl::StatusOr<bool> row = st->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    found.push_back(RowToRecord(*st));
+  }
+  return found;
 }
 
 absl::StatusOr<int64_t> RequestStore::CountRecords() const {

@@ -140,7 +140,8 @@ class RequestStore {
   // this node) when the record changed, and commits durably.
   //
   // A local update is this node's newest knowledge, so its own hlc/node_id/created_ms/
-  // updated_ms are ignored and the rule is, against the stored record S:
+  // updated_ms/admin_hlc are ignored (the stored record's admin_hlc is kept) and the rule is,
+  // against the stored record S:
   //   - no S: stored as given;
   //   - rank(update) < rank(S): ignored (the lattice never moves down);
   //   - rank(update) == rank(S) but a different status (issued vs denied vs failed):
@@ -158,6 +159,13 @@ class RequestStore {
   // The same, and in the same transaction removes the submit intent `settles` (when it is
   // not null): the CA's answer and the end of the "outcome unknown" window are one commit.
   absl::StatusOr<WriteResult> Put(const RequestRecord& update, const SubmitKey* settles);
+  // The CA's answer after an administrator's action on the request (revoke, release from
+  // hold, approve, deny): replaces S's content whatever its status (a release moves REVOKED
+  // back to ISSUED) and is stamped admin_hlc = hlc, so it wins Merge over every version
+  // recorded before it on any node (store/record.h). Always recorded, even when S says the
+  // same (another node may hold an earlier action's answer). Empty csr_sha256, template_name
+  // and requester keep S's. Otherwise as Put.
+  absl::StatusOr<WriteResult> PutAdminOutcome(const RequestRecord& update);
 
   // Writes `intent` durably (one group commit, fsynced) before a CA call. An intent already
   // held for the same key keeps its created_ms and the lower after_request_id, and counts
@@ -184,6 +192,12 @@ class RequestStore {
                                                                const std::string& template_name,
                                                                const std::string& csr_sha256,
                                                                int64_t not_before_ms) const;
+
+  // Records of `ca_config` whose certificate contains `bytes` (a byte search, e.g. for a
+  // serial number's encoding; the caller checks each candidate), lowest request ID first, at
+  // most `limit`. A full scan of the CA's records: for operator commands, not the API path.
+  absl::StatusOr<std::vector<RequestRecord>> FindByCertificateBytes(const std::string& ca_config,
+                                                                    const std::string& bytes, size_t limit) const;
 
   // Mutations with origin `origin` and sequence > `after`, oldest first, at most `limit`.
   absl::StatusOr<std::vector<adcsc::store::v1::Mutation>> MutationsSince(const std::string& origin, uint64_t after,
@@ -307,6 +321,7 @@ class RequestStore {
   static constexpr int kSchemaVersion = 3;
 
  private:
+  absl::StatusOr<WriteResult> Write(const RequestRecord& update, const SubmitKey* settles, bool admin_action);
   class Impl;
   explicit RequestStore(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;

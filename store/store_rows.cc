@@ -11,14 +11,15 @@ const std::string& SelectRecordSql() {
 const std::string& UpsertRecordSql() {
   static const std::string* const kSql =
       new std::string(absl::StrCat("INSERT INTO requests (", kRecordColumns,
-                                   ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) "
+                                   ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) "
                                    "ON CONFLICT (ca_config, request_id) DO UPDATE SET "
                                    "status = excluded.status, disposition = excluded.disposition, "
                                    "message = excluded.message, certificate_der = excluded.certificate_der, "
                                    "csr_sha256 = excluded.csr_sha256, template_name = excluded.template_name, "
                                    "requester = excluded.requester, node_id = excluded.node_id, "
                                    "created_ms = excluded.created_ms, updated_ms = excluded.updated_ms, "
-                                   "hlc = excluded.hlc, hresult = excluded.hresult"));
+                                   "hlc = excluded.hlc, hresult = excluded.hresult, "
+                                   "admin_hlc = excluded.admin_hlc"));
   return *kSql;
 }
 
@@ -54,6 +55,7 @@ RequestRecord RowToRecord(const Statement& row, int first) {
   r.set_updated_ms(row.ColumnInt64(first + 11));
   r.set_hlc(static_cast<uint64_t>(row.ColumnInt64(first + 12)));  // stored bit for bit
   r.set_hresult(static_cast<uint32_t>(row.ColumnInt64(first + 13)));
+  r.set_admin_hlc(static_cast<uint64_t>(row.ColumnInt64(first + 14)));  // bit for bit
   return r;
 }
 
@@ -85,7 +87,8 @@ absl::Status WriteRecord(Connection& c, const RequestRecord& r) {
       .BindInt64(11, r.created_ms())
       .BindInt64(12, r.updated_ms())
       .BindInt64(13, static_cast<int64_t>(r.hlc()))
-      .BindInt64(14, r.hresult());
+      .BindInt64(14, r.hresult())
+      .BindInt64(15, static_cast<int64_t>(r.admin_hlc()));
   return (*st)->Run();
 }
 

@@ -32,7 +32,7 @@ using sqlite::Statement;
 // Column order shared by every SELECT of a request row and by RowToRecord().
 constexpr char kRecordColumns[] =
     "ca_config, request_id, status, disposition, message, certificate_der, csr_sha256, "
-    "template_name, requester, node_id, created_ms, updated_ms, hlc, hresult";
+    "template_name, requester, node_id, created_ms, updated_ms, hlc, hresult, admin_hlc";
 
 // The SQL of the statements run on every request. Built once: connections cache statements
 // by their text (Connection::PrepareCached), and rebuilding the text per call would cost an

@@ -6,6 +6,7 @@
 #include <random>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "node/api/api_codec.h"
@@ -15,6 +16,7 @@
 #include "node/pki/absl_view.h"
 #include "node/pki/csr.h"
 #include "node/pki/encoding.h"
+#include "node/pki/x509.h"
 
 namespace adcsc::node {
 namespace {
@@ -349,6 +351,13 @@ void ApiService::NoteUnserved(const ApiRequest& request, const std::string& path
 
 absl::Status ApiService::Record(const adcsc::store::RequestRecord& record, const adcsc::store::SubmitKey* settles) {
   auto put = store_->Put(record, settles);
+  if (!put.ok()) return put.status();
+  if (replication_ == nullptr || !put->changed) return absl::OkStatus();
+  return replication_->Replicate(*put);
+}
+
+absl::Status ApiService::RecordAdminAction(const adcsc::store::RequestRecord& record) {
+  auto put = store_->PutAdminOutcome(record);
   if (!put.ok()) return put.status();
   if (replication_ == nullptr || !put->changed) return absl::OkStatus();
   return replication_->Replicate(*put);
@@ -1006,6 +1015,40 @@ absl::Status ApiService::RecordRetrieved(const adcsc::ca::CaTarget& target, cons
   return absl::Status(put.code(),
                       absl::StrCat("request ", answer.request_id,
                                    " was read from the CA but could not be recorded: ", std::string(put.message())));
+}
+
+absl::Status ApiService::RecordCaAdminOutcome(const adcsc::ca::CaTarget& target, const adcsc::ca::CaResponse& answer) {
+  auto known = store_->Get(adcsc::store::CaConfigKey(target.dc, target.ca), answer.request_id);
+  if (!known.ok()) return known.status();
+  RequestRecord rec = RecordOfAnswer(adcsc::store::CaConfigKey(target.dc, target.ca), answer,
+                                     known->has_value() ? **known : RequestRecord());
+  if (rec.requester().empty()) rec.set_requester(config_.ca.identity);
+  if (absl::Status put = RecordAdminAction(rec); !put.ok()) {
+    return absl::Status(put.code(), absl::StrCat("request ", answer.request_id,
+                                                 " was changed at the CA but could not be recorded: ", put.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<uint32_t>> ApiService::FindRequestBySerial(const adcsc::ca::CaTarget& target,
+                                                                        const std::string& serial_hex) const {
+  // The serial's bytes as the certificate carries them (an INTEGER's content, where a
+  // leading zero byte may or may not appear): search for them without leading zeros, then
+  // check each candidate's serial exactly.
+  if (serial_hex.empty() || serial_hex.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos) {
+    return std::nullopt;
+  }
+  std::string bytes = absl::HexStringToBytes(serial_hex.size() % 2 == 1 ? "0" + serial_hex : serial_hex);
+  const size_t first = bytes.find_first_not_of('\0');
+  bytes = first == std::string::npos ? std::string(1, '\0') : bytes.substr(first);
+  auto candidates = store_->FindByCertificateBytes(adcsc::store::CaConfigKey(target.dc, target.ca), bytes, 64);
+  if (!candidates.ok()) return candidates.status();
+  for (const RequestRecord& r : *candidates) {
+    const std::string& der = r.certificate_der();
+    auto cert = adcsc::pki::CertFromDer(adcsc::pki::ByteView(reinterpret_cast<const uint8_t*>(der.data()), der.size()));
+    if (cert.ok() && adcsc::pki::SerialHex(cert->get()) == serial_hex) return r.request_id();
+  }
+  return std::nullopt;
 }
 
 ApiResponse ApiService::Retrieve(const ApiRequest& request) {

@@ -258,6 +258,24 @@ class ApiService {
   // Records `record` durably (and on a write quorum in a cluster); when `settles` is set,
   // removes that submit intent in the same commit.
   absl::Status Record(const adcsc::store::RequestRecord& record, const adcsc::store::SubmitKey* settles = nullptr);
+  // The same for an administrator's action (RequestStore::PutAdminOutcome).
+  absl::Status RecordAdminAction(const adcsc::store::RequestRecord& record);
+
+ public:
+  // Records what the CA answers for a request after an administrator changed it (approved,
+  // denied, revoked, released from hold): over what the store knows of it, stamped as an
+  // administrator's action (RequestStore::PutAdminOutcome, so a release moves a revoked record
+  // back to issued), replicated as any CA answer, so a retrieve on any node answers it without the
+  // CA. Errors: the store's.
+  absl::Status RecordCaAdminOutcome(const adcsc::ca::CaTarget& target, const adcsc::ca::CaResponse& answer);
+
+  // The request ID of the certificate with serial number `serial_hex` (as the CA writes it)
+  // among the records of `target` this node holds, or nullopt. A scan of the CA's records:
+  // for an administrator's revoke by serial, not the API path. Errors: the store's.
+  absl::StatusOr<std::optional<uint32_t>> FindRequestBySerial(const adcsc::ca::CaTarget& target,
+                                                              const std::string& serial_hex) const;
+
+ private:
   // A CA retrieve as this node's identity; the call's duration goes into `fields`.
   absl::StatusOr<adcsc::ca::CaResponse> CaRetrieve(const adcsc::ca::CaTarget& target, uint32_t request_id,
                                                    nlohmann::json* fields);

@@ -18,14 +18,19 @@
 #include <thread>
 
 #include "absl/strings/str_join.h"
+#include "absl/time/time.h"
 #include "nlohmann/json.hpp"
+#include "node/api/api_codec.h"
 #include "node/app/backend_factory.h"
+#include "node/app/ca_admin.h"
 #include "node/app/cert_inventory.h"
 #include "node/ca/chain_recorder.h"
+#include "node/ca/hresult.h"
 #include "node/ca/outage_switch.h"
 #include "node/cluster/bulk_join.h"
 #include "node/cluster/runtime.h"
 #include "node/config/config.h"
+#include "node/dcom/csra_stub.h"
 #include "node/http/client_auth.h"
 #include "node/http/https_server.h"
 #include "node/http/tls_settings.h"
@@ -387,6 +392,116 @@ Step BuildApi(RunningNode& n) {
   return std::nullopt;
 }
 
+// POST /admin/ca: a CA administration operation with this node's CA identity (node/app/
+// ca_admin.h); the CA's answer afterwards goes into the replicated store, so every node
+// answers the request's retrieve without the CA. Logged with the administrator's pin and
+// counted. Answers 200 with the outcome, 400 for a bad request (a CA not in ca.allow
+// included), 502 with the CA's error (its HRESULT text).
+std::pair<int, std::string> CaAdminAnswer(RunningNode& n, const std::shared_ptr<adcsc::ca::IcprAuthenticator>& auth,
+                                          const std::string& body, const std::string& pin) {
+  using Json = nlohmann::ordered_json;
+  const auto in = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  CaAdminRequest request;
+  std::string error;
+  std::optional<CaAdminOp> op;
+  if (!in.is_object() || !in.contains("op") || !in["op"].is_string() ||
+      !(op = CaAdminOpByName(in["op"].get<std::string>()))) {
+    error = "expected {\"op\": \"revoke\" | \"approve\" | \"deny\" | \"info\", \"dc\", \"ca\", ...}";
+  } else {
+    request.op = *op;
+    request.dc = in.value("dc", std::string());
+    request.ca = in.value("ca", std::string());
+    if (in.contains("request_id") && in["request_id"].is_number_unsigned() &&
+        in["request_id"].get<uint64_t>() <= 0xffffffffULL) {
+      request.request_id = static_cast<uint32_t>(in["request_id"].get<uint64_t>());
+    }
+    request.serial = in.value("serial", std::string());
+    const std::string reason = in.value("reason", std::string("unspecified"));
+    if (auto code = adcsc::dcom::CrlReasonByName(reason)) {
+      request.reason = *code;
+    } else {
+      error = absl::StrCat("unknown reason \"", reason, "\" (", adcsc::dcom::CrlReasonNames(), ")");
+    }
+    if (in.contains("date")) {
+      absl::Time when;
+      std::string why;
+      if (!in["date"].is_string() || !absl::ParseTime(absl::RFC3339_full, in["date"].get<std::string>(), &when, &why) ||
+          absl::ToUnixSeconds(when) <= 0) {
+        error = "\"date\" must be an RFC 3339 time after 1970, e.g. \"2026-12-01T08:00:00Z\"";
+      } else {
+        request.effective_unix_seconds = absl::ToUnixSeconds(when);
+      }
+    }
+  }
+  const std::string op_name = op ? std::string(CaAdminOpName(*op)) : "unknown";
+  nlohmann::json fields{{"operation", op_name}, {"dc", request.dc}, {"ca", request.ca}, {"admin_pin", pin}};
+  if (request.request_id != 0) fields["request_id"] = request.request_id;
+  if (!request.serial.empty()) fields["serial"] = request.serial;
+  if (request.op == CaAdminOp::kRevoke) fields["reason"] = std::string(adcsc::dcom::CrlReasonName(request.reason));
+  auto refuse = [&](int status, const std::string& why, std::string_view outcome) {
+    fields["outcome"] = std::string(outcome);
+    fields["error"] = why;
+    n.log->Warn("ca_admin", fields);
+    if (n.metrics) n.metrics->ObserveCaAdmin(op_name, outcome);
+    return std::pair<int, std::string>(status, Json{{"error", why}}.dump());
+  };
+  if (!error.empty()) return refuse(400, error, "refused");
+  if (request.op == CaAdminOp::kRevoke && request.reason == adcsc::dcom::crl_reason::kReleaseFromHold &&
+      n.cluster != nullptr) {
+    // A peer of protocol 2 would keep the certificate revoked in its store (store/record.h).
+    for (const auto& p : n.cluster->transport().protocols().All()) {
+      if (p.range && p.range->speaks < adcsc::cluster::kAdminStampProtocol) {
+        return refuse(409,
+                      absl::StrCat("peer ", p.node_id, " ", p.range->Describe(),
+                                   ", which would keep the certificate revoked in its store after a release from "
+                                   "hold: upgrade every node first (docs/operations.md, \"Upgrade\")"),
+                      "refused");
+      }
+    }
+  }
+  if (request.op == CaAdminOp::kRevoke && request.request_id == 0 && !request.serial.empty()) {
+    // The request the certificate belongs to, so that the store can record the revocation.
+    auto found = n.service->FindRequestBySerial({request.dc, request.ca}, request.serial);
+    if (found.ok() && found->has_value()) {
+      request.request_id = **found;
+      fields["request_id"] = request.request_id;
+    }
+  }
+  auto outcome = RunCaAdmin(n.config, *n.service->Allowlist(), auth, request);
+  if (!outcome.ok()) {
+    const bool ours = absl::IsInvalidArgument(outcome.status()) && !adcsc::ca::HresultOf(outcome.status());
+    return refuse(ours ? 400 : 502, std::string(outcome.status().message()), ours ? "refused" : "ca_error");
+  }
+  Json out{{"node", n.config.node_id}, {"operation", op_name}, {"mechanism", outcome->mechanism}};
+  if (outcome->request_id != 0) out["request_id"] = outcome->request_id;
+  if (!outcome->serial.empty()) out["serial"] = outcome->serial;
+  if (request.op == CaAdminOp::kInfo) {
+    out["ca_name"] = outcome->info.name;
+    out["subject"] = outcome->info.subject;
+    out["not_before_unix"] = outcome->info.not_before_unix;
+    out["not_after_unix"] = outcome->info.not_after_unix;
+  }
+  std::string recorded = "no";
+  if (outcome->after) {
+    out["status"] = std::string(DispositionStatus(outcome->after->disposition));
+    if (absl::Status put = n.service->RecordCaAdminOutcome({request.dc, request.ca}, *outcome->after); put.ok()) {
+      recorded = "yes";
+    } else {
+      recorded = absl::StrCat("failed: ", put.message());
+    }
+  } else if (request.op != CaAdminOp::kInfo) {
+    recorded = request.request_id == 0 ? "no: no request in this node's store has a certificate with this serial number"
+                                       : "no: the CA's answer could not be read";
+  }
+  out["recorded"] = recorded;
+  fields["outcome"] = "ok";
+  fields["recorded"] = recorded;
+  if (out.contains("status")) fields["status"] = out["status"].get<std::string>();
+  n.log->Info("ca_admin", fields);
+  if (n.metrics) n.metrics->ObserveCaAdmin(op_name, "ok");
+  return {200, out.dump()};
+}
+
 // What /metrics shows: the health report, the service mode, replication, connections.
 std::function<std::string()> MetricsScrape(RunningNode& n) {
   return [&n] {
@@ -548,6 +663,13 @@ Step StartOps(RunningNode& n) {
     o.on_mode_change = [log = n.log.get()](adcsc::ops::ServiceMode m, const std::string& pin) {
       log->Info("service_mode", {{"mode", std::string(adcsc::ops::ModeName(m))}, {"admin_pin", pin}});
     };
+    if (c.ca.backend == "icpr") {
+      auto auth = MakeIcprAuthenticator(c);
+      if (!auth.ok()) return n.Fail(kExitConfigError, n.InConfig(auth.status().message()));
+      o.on_ca_admin = [&n, auth = *auth](const std::string& body, const std::string& pin) {
+        return CaAdminAnswer(n, auth, body, pin);
+      };
+    }
   }
   // The caller is told only "forbidden"; why is for the operator.
   o.on_refused = [log = n.log.get()](const std::string& remote, const std::string& path, const std::string& reason) {

@@ -118,7 +118,7 @@ void IcprAuthenticator::Used(const rpc::ClientConnection& connection) {
 }
 
 absl::StatusOr<std::unique_ptr<rpc::ClientConnection>> IcprAuthenticator::ConnectKerberos(
-    const rpc::ClientOptions& base, const rpc::SyntaxId& interface) {
+    const rpc::ClientOptions& base, const std::vector<rpc::SyntaxId>& interfaces, uint8_t level) {
   auto credentials = KerberosCredentials();
   if (!credentials.ok()) {
     // Nothing reached the CA: negotiate may fall back, as for a failed first leg.
@@ -128,7 +128,7 @@ absl::StatusOr<std::unique_ptr<rpc::ClientConnection>> IcprAuthenticator::Connec
   }
   rpc::ClientOptions o = base;
   rpc::ClientAuth auth;
-  auth.level = options_.level;
+  auth.level = level;
   const std::string spn = SpnFor(base.host);
   gss::TargetName target;
   if (spn.find('@') != std::string::npos) {
@@ -142,35 +142,41 @@ absl::StatusOr<std::unique_ptr<rpc::ClientConnection>> IcprAuthenticator::Connec
   }
   auth.kerberos = rpc::KerberosAuth{*credentials, std::move(target), options_.mech};
   o.auth = std::move(auth);
-  return rpc::ClientConnection::Connect(o, interface);
+  return rpc::ClientConnection::Connect(o, interfaces);
 }
 
-absl::StatusOr<std::unique_ptr<rpc::ClientConnection>> IcprAuthenticator::ConnectNtlm(const rpc::ClientOptions& base,
-                                                                                      const rpc::SyntaxId& interface) {
+absl::StatusOr<std::unique_ptr<rpc::ClientConnection>> IcprAuthenticator::ConnectNtlm(
+    const rpc::ClientOptions& base, const std::vector<rpc::SyntaxId>& interfaces, uint8_t level) {
   rpc::ClientOptions o = base;
   rpc::ClientAuth auth;
   auth.credentials = *options_.ntlm;
-  auth.level = options_.level;
+  auth.level = level;
   // The SPN goes into NTLM's target info (MsvAvTargetName): a response relayed to another
   // service does not verify there.
   auth.target_spn = SpnFor(base.host);
   o.auth = std::move(auth);
-  return rpc::ClientConnection::Connect(o, interface);
+  return rpc::ClientConnection::Connect(o, interfaces);
 }
 
 absl::StatusOr<std::unique_ptr<rpc::ClientConnection>> IcprAuthenticator::Connect(rpc::ClientOptions base,
                                                                                   const rpc::SyntaxId& interface) {
+  return Connect(std::move(base), std::vector<rpc::SyntaxId>{interface});
+}
+
+absl::StatusOr<std::unique_ptr<rpc::ClientConnection>> IcprAuthenticator::Connect(
+    rpc::ClientOptions base, const std::vector<rpc::SyntaxId>& interfaces, std::optional<uint8_t> level_override) {
+  const uint8_t level = level_override.value_or(options_.level);
   absl::StatusOr<std::unique_ptr<rpc::ClientConnection>> c;
   if (options_.mode == IcprAuthMode::kNtlm) {
-    c = ConnectNtlm(base, interface);
+    c = ConnectNtlm(base, interfaces, level);
   } else {
-    c = ConnectKerberos(base, interface);
+    c = ConnectKerberos(base, interfaces, level);
     if (!c.ok() && options_.mode == IcprAuthMode::kNegotiate && options_.ntlm &&
         rpc::AuthFailedBeforeBind(c.status())) {
       // Kerberos could not even start (no ticket for the CA from here): NTLM, as Windows'
       // Negotiate does. A CA that refused our ticket is not a reason to fall back.
       ntlm_fallbacks_++;
-      c = ConnectNtlm(base, interface);
+      c = ConnectNtlm(base, interfaces, level);
     }
   }
   if (c.ok()) Used(**c);

@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -64,6 +65,11 @@ class IcprAuthenticator {
   // mechanism was used.
   absl::StatusOr<std::unique_ptr<rpc::ClientConnection>> Connect(rpc::ClientOptions base,
                                                                  const rpc::SyntaxId& interface);
+  // The same binding several interfaces at once (DCOM: the object's interface and IRemUnknown),
+  // at `level` instead of the configured one when set (DCOM activation may use integrity).
+  absl::StatusOr<std::unique_ptr<rpc::ClientConnection>> Connect(rpc::ClientOptions base,
+                                                                 const std::vector<rpc::SyntaxId>& interfaces,
+                                                                 std::optional<uint8_t> level = std::nullopt);
 
   // Renews the Kerberos ticket when it is within the renewal margin of its end (nothing for
   // NTLM, or before the first bind). The icpr backend calls it on every call, pooled or not,
@@ -84,9 +90,11 @@ class IcprAuthenticator {
   // Acquires on first use, renews when due. An error says why Kerberos cannot be used.
   absl::StatusOr<std::shared_ptr<gss::Credentials>> KerberosCredentials();
   absl::StatusOr<std::unique_ptr<rpc::ClientConnection>> ConnectKerberos(const rpc::ClientOptions& base,
-                                                                         const rpc::SyntaxId& interface);
+                                                                         const std::vector<rpc::SyntaxId>& interfaces,
+                                                                         uint8_t level);
   absl::StatusOr<std::unique_ptr<rpc::ClientConnection>> ConnectNtlm(const rpc::ClientOptions& base,
-                                                                     const rpc::SyntaxId& interface);
+                                                                     const std::vector<rpc::SyntaxId>& interfaces,
+                                                                     uint8_t level);
   void Used(const rpc::ClientConnection& connection);
 
   const IcprAuthOptions options_;

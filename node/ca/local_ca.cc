@@ -28,7 +28,8 @@ namespace {
 constexpr char kCaKeyFile[] = "ca-key.pem";
 constexpr char kCaCertFile[] = "ca-cert.pem";
 constexpr char kDatabaseFile[] = "requests.db";
-constexpr int kSchemaVersion = 1;
+// 2: revocation (revocation_reason, revoked_ms), added to version-1 databases on open.
+constexpr int kSchemaVersion = 2;
 constexpr int kBusyTimeoutMillis = 5'000;
 constexpr int kMaxCaYears = 100;
 constexpr mode_t kCaDirMode = 0700;
@@ -38,6 +39,10 @@ constexpr char kMessageIssued[] = "Issued";
 constexpr char kMessagePending[] = "Taken Under Submission";
 constexpr char kMessagePolicyDenied[] = "Denied by Policy Module";
 constexpr char kMessageAdminDenied[] = "Denied by CA administrator";
+constexpr char kMessageRevoked[] = "Revoked";
+// RevokeCertificate's reason for certificateHold, and the one that takes a hold back.
+constexpr uint32_t kReasonCertificateHold = 6;
+constexpr uint32_t kReasonReleaseFromHold = 0xffffffff;
 
 constexpr char kSchema[] = R"sql(
 CREATE TABLE IF NOT EXISTS requests (
@@ -55,7 +60,9 @@ CREATE TABLE IF NOT EXISTS requests (
   serial           TEXT,
   submitted_ms     INTEGER NOT NULL,
   pending_until_ms INTEGER,            -- NULL: pending until Approve/Deny
-  resolved_ms      INTEGER
+  resolved_ms      INTEGER,
+  revocation_reason INTEGER,           -- CRL reason while revoked, else NULL
+  revoked_ms       INTEGER             -- when the revocation takes effect
 );
 )sql";
 
@@ -288,6 +295,19 @@ absl::Status LocalCa::OpenDatabase() {
                                                       "; run a newer adcsc"));
   }
   if (*found < kSchemaVersion) {
+    // A version-1 database lacks the revocation columns (a new one has them from kSchema).
+    absl::StatusOr<int64_t> has_revocation =
+        db_->QueryInt64("SELECT COUNT(*) FROM pragma_table_info('requests') WHERE name = 'revocation_reason'");
+    if (!has_revocation.ok()) {
+      return DbError(options_.dir, "cannot inspect the schema", std::string(has_revocation.status().message()));
+    }
+    if (*has_revocation == 0) {
+      if (absl::Status s = db_->Exec("ALTER TABLE requests ADD COLUMN revocation_reason INTEGER; "
+                                     "ALTER TABLE requests ADD COLUMN revoked_ms INTEGER;");
+          !s.ok()) {
+        return DbError(options_.dir, "cannot add the revocation columns", std::string(s.message()));
+      }
+    }
     if (absl::Status s = db_->Exec(absl::StrCat("PRAGMA user_version=", kSchemaVersion)); !s.ok()) {
       return DbError(options_.dir, "cannot set user_version", std::string(s.message()));
     }
@@ -629,11 +649,61 @@ absl::StatusOr<CaResponse> LocalCa::Deny(uint32_t request_id) {
   return ToResponse(*row);
 }
 
+absl::StatusOr<LocalCaRequest> LocalCa::Revoke(const std::string& serial_hex, uint32_t reason,
+                                               int64_t effective_unix_millis) {
+  const bool release = reason == kReasonReleaseFromHold;
+  uint32_t request_id = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    // TEXT = compares bytes: the serial must be written as this CA writes it.
+    absl::StatusOr<Statement> select =
+        db_->Prepare("SELECT id, disposition, revocation_reason FROM requests WHERE serial = ?1");
+    if (!select.ok()) return DbError(options_.dir, "cannot look up a serial", std::string(select.status().message()));
+    select->BindText(1, serial_hex);
+    absl::StatusOr<bool> found = select->Step();
+    if (!found.ok()) return DbError(options_.dir, "cannot look up a serial", std::string(found.status().message()));
+    if (!*found) {
+      return CaError(hr::kInvalidArg, absl::StrCat("Revoke: no certificate with serial number ", Quote(serial_hex),
+                                                   " on CA ", Quote(options_.ca_name),
+                                                   " (serials are compared as the CA writes them, case-sensitively)"));
+    }
+    request_id = static_cast<uint32_t>(select->ColumnInt64(0));
+    const auto disposition = static_cast<Disposition>(select->ColumnInt64(1));
+    const bool on_hold = !select->ColumnIsNull(2) && select->ColumnInt64(2) == kReasonCertificateHold;
+    if (release && !(disposition == Disposition::kRevoked && on_hold)) {
+      return CaError(hr::kBadRequestStatus,
+                     absl::StrCat("Revoke: the certificate with serial number ", Quote(serial_hex), " is not on hold"));
+    }
+    absl::StatusOr<Statement> update = db_->Prepare(
+        "UPDATE requests SET disposition = ?2, message = ?3, revocation_reason = ?4, revoked_ms = ?5 WHERE id = ?1");
+    absl::Status done = update.status();
+    if (done.ok()) {
+      update->BindInt64(1, request_id)
+          .BindInt64(2, static_cast<int64_t>(release ? Disposition::kIssued : Disposition::kRevoked))
+          .BindText(3, release ? kMessageIssued : kMessageRevoked);
+      if (release) {
+        update->BindNull(4).BindNull(5);
+      } else {
+        update->BindInt64(4, reason).BindInt64(5, effective_unix_millis > 0 ? effective_unix_millis : NowMillis());
+      }
+      done = update->Run();
+    }
+    if (!done.ok()) {
+      return CaError(hr::kFail, DbErrorText(options_.dir, absl::StrCat("cannot revoke request ", request_id),
+                                            std::string(done.message())));
+    }
+  }
+  auto rows = List(request_id - 1, 1);
+  if (!rows.ok()) return rows.status();
+  if (rows->empty()) return CaError(hr::kFail, "Revoke: the request vanished");
+  return rows->front();
+}
+
 absl::StatusOr<std::vector<LocalCaRequest>> LocalCa::List(uint32_t after_id, size_t limit) const {
   std::lock_guard<std::mutex> lock(mu_);
   absl::StatusOr<Statement> select = db_->Prepare(
       "SELECT id, requester, template, subject, disposition, hresult, message, cert, "
-      "serial, submitted_ms, resolved_ms FROM requests WHERE id > ?1 ORDER BY id "
+      "serial, submitted_ms, resolved_ms, revocation_reason, revoked_ms FROM requests WHERE id > ?1 ORDER BY id "
       "LIMIT ?2");
   if (!select.ok()) return DbError(options_.dir, "cannot list requests", std::string(select.status().message()));
   const int64_t max_limit = std::numeric_limits<int64_t>::max();
@@ -657,6 +727,8 @@ absl::StatusOr<std::vector<LocalCaRequest>> LocalCa::List(uint32_t after_id, siz
     r.serial_hex = q.ColumnText(8);
     r.submitted_unix_millis = q.ColumnInt64(9);
     r.resolved_unix_millis = q.ColumnIsNull(10) ? 0 : q.ColumnInt64(10);
+    if (!q.ColumnIsNull(11)) r.revocation_reason = static_cast<uint32_t>(q.ColumnInt64(11));
+    r.revoked_unix_millis = q.ColumnIsNull(12) ? 0 : q.ColumnInt64(12);
     out.push_back(std::move(r));
   }
   return out;

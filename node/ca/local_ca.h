@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -91,7 +92,9 @@ struct LocalCaRequest {
   std::vector<uint8_t> cert_der;  // when issued
   std::string serial_hex;         // when issued
   int64_t submitted_unix_millis = 0;
-  int64_t resolved_unix_millis = 0;  // issued or denied; 0 while pending
+  int64_t resolved_unix_millis = 0;           // issued or denied; 0 while pending
+  std::optional<uint32_t> revocation_reason;  // CRL reason while revoked
+  int64_t revoked_unix_millis = 0;            // when the revocation takes effect
 };
 
 class LocalCa final : public CaBackend {
@@ -130,6 +133,13 @@ class LocalCa final : public CaBackend {
   // CERTSRV_E_PROPERTY_EMPTY.
   absl::StatusOr<CaResponse> Approve(uint32_t request_id);
   absl::StatusOr<CaResponse> Deny(uint32_t request_id);
+
+  // RevokeCertificate (MS-CSRA 3.1.4.1.8) as the emulator serves it: the issued certificate
+  // whose serial is `serial_hex` exactly (case-sensitive) becomes revoked with `reason` from
+  // `effective_unix_millis` (0: now); revoking again updates reason and date. Reason
+  // 0xffffffff takes a certificateHold (6) back: issued again. Unknown serial -> E_INVALIDARG;
+  // releasing a certificate not on hold -> CERTSRV_E_BAD_REQUESTSTATUS. Returns the row after.
+  absl::StatusOr<LocalCaRequest> Revoke(const std::string& serial_hex, uint32_t reason, int64_t effective_unix_millis);
 
   // Requests with ID > after_id, oldest first, at most `limit`.
   absl::StatusOr<std::vector<LocalCaRequest>> List(uint32_t after_id = 0, size_t limit = 10'000) const;

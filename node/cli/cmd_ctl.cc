@@ -560,6 +560,7 @@ void AddCtlCommand(CLI::App& app, int* exit_code) {
   ping->add_option("--dc", args->dc, "CA host, as in Jamf's config.dc")->required();
   ping->add_option("--ca", args->ca, "CA name, as in Jamf's config.ca")->required();
   ping->callback([=] { *exit_code = CaPing(*args); });
+  AddCaAdminCommands(ctl, exit_code);
 
   auto sargs = std::make_shared<StatusArgs>();
   auto* status =

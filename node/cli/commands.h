@@ -19,6 +19,8 @@ void AddNodeCommand(CLI::App& app, int* exit_code);
 void AddPkiCommand(CLI::App& app, int* exit_code);
 void AddClientCommand(CLI::App& app, int* exit_code);
 void AddCtlCommand(CLI::App& app, int* exit_code);
+// `adcsc ctl revoke|approve|deny|ca-info` (cmd_ca_admin.cc), added to the ctl subcommand.
+void AddCaAdminCommands(CLI::App* ctl, int* exit_code);
 void AddDrillCommand(CLI::App& app, int* exit_code);
 
 }  // namespace adcsc::cli

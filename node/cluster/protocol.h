@@ -30,7 +30,12 @@ namespace adcsc::cluster {
 // The protocol this build speaks. Bump it when a node-to-node message changes meaning, a
 // field becomes required, or the store's record gains a field whose loss an older node would
 // not tolerate (docs/architecture.md, "Versions"). Adding an optional field does not need it.
-inline constexpr uint32_t kClusterProtocol = 2;
+// 3: records carry admin_hlc, which Merge compares first (store/record.h); a node of
+// protocol 2 keeps a certificate released from hold revoked, so a release waits for every
+// peer to speak 3 (node/app/run_node.cc, CaAdminAnswer).
+inline constexpr uint32_t kClusterProtocol = 3;
+// The first protocol whose nodes merge by admin_hlc.
+inline constexpr uint32_t kAdminStampProtocol = 3;
 // The oldest protocol this build still reads and writes for: 1 is adcsc 0.1.0.
 inline constexpr uint32_t kOldestReadableProtocol = 1;
 // A peer that sends no range: adcsc 0.1.0, which predates the versioning.
@@ -48,8 +53,8 @@ struct ProtocolRange {
   uint32_t speaks = kClusterProtocol;
   uint32_t oldest = kOldestReadableProtocol;  // <= speaks
 
-  std::string ToMetadata() const;  // "2;1"
-  std::string Describe() const;    // "speaks cluster protocol 2 and reads 1..2"
+  std::string ToMetadata() const;  // "3;1"
+  std::string Describe() const;    // "speaks cluster protocol 3 and reads 1..3"
   bool operator==(const ProtocolRange&) const = default;
 };
 

@@ -45,6 +45,11 @@ NodeMetrics::NodeMetrics()
                           .Help("Submits the signing policy of their [[ca.allow]] entry denied before any CA call, by "
                                 "the rule that refused (san_upn, subject_patterns, max_rsa_bits, ...)")
                           .Register(*registry_)),
+      ca_admin_actions_(BuildCounter()
+                            .Name("adcsc_ca_admin_actions_total")
+                            .Help("CA administration through the admin channel (adcsc ctl revoke|approve|deny "
+                                  "--node), by operation and outcome (ok, ca_error, refused)")
+                            .Register(*registry_)),
       unserved_(BuildCounter()
                     .Name("adcsc_api_unserved_requests_total")
                     .Help("Authorized calls under /api/ that adcsc does not serve (answered 404 or 405), by method "
@@ -162,6 +167,10 @@ void NodeMetrics::ObserveCall(std::string_view endpoint, std::string_view outcom
   request_seconds_.Add({{"endpoint", e}}, LatencyBuckets()).Observe(latency_ms / 1000.0);
   if (ca_ms >= 0) ca_seconds_.Add({{"endpoint", e}}, LatencyBuckets()).Observe(ca_ms / 1000.0);
   if (outcome == "ca_error") ca_errors_.Add({{"endpoint", e}}).Increment();
+}
+
+void NodeMetrics::ObserveCaAdmin(std::string_view operation, std::string_view outcome) {
+  ca_admin_actions_.Add({{"operation", std::string(operation)}, {"outcome", std::string(outcome)}}).Increment();
 }
 
 void NodeMetrics::ObservePolicyDenial(std::string_view rule) {

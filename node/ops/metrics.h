@@ -61,6 +61,9 @@ class NodeMetrics final : public node::ApiObserver {
   void ObserveCall(std::string_view endpoint, std::string_view outcome, int http_status, double latency_ms,
                    double ca_ms) override;
   void ObservePolicyDenial(std::string_view rule) override;
+  // A CA administration action through the admin channel (revoke, approve, deny, info) and
+  // its outcome ("ok", "ca_error", "refused").
+  void ObserveCaAdmin(std::string_view operation, std::string_view outcome);
   void ObserveUnserved(std::string_view method, std::string_view path_label) override;
 
   // The Prometheus text exposition, with the scrape-time gauges set from `state`.
@@ -73,6 +76,7 @@ class NodeMetrics final : public node::ApiObserver {
   prometheus::Family<prometheus::Histogram>& ca_seconds_;
   prometheus::Family<prometheus::Counter>& ca_errors_;
   prometheus::Family<prometheus::Counter>& policy_denials_;
+  prometheus::Family<prometheus::Counter>& ca_admin_actions_;
   prometheus::Family<prometheus::Counter>& unserved_;
   prometheus::Family<prometheus::Gauge>& ready_;
   prometheus::Family<prometheus::Gauge>& check_ok_;

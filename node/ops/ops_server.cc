@@ -8,6 +8,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -35,7 +36,9 @@ using tcp = net::ip::tcp;
 // A health check sends a line and a few headers; anything bigger is not one.
 constexpr uint32_t kMaxRequestBytes = 8 * 1024;
 // An admin request's body is one small JSON object.
-constexpr uint64_t kMaxBodyBytes = 256;
+constexpr uint64_t kMaxBodyBytes = 2048;
+// CA administration calls (POST /admin/ca) run on this many threads, off the ops thread.
+constexpr int kCaAdminWorkers = 2;
 // A load balancer's check gets its answer at once; a client that dawdles is dropped.
 constexpr std::chrono::seconds kRequestTimeout{5};
 
@@ -101,6 +104,8 @@ class OpsServer::Impl {
     });
     ioc_.stop();
     thread_.join();
+    workers_.stop();
+    workers_.join();
   }
 
   // New connections get the identity in `cert_file`/`key_file` and are judged by `admin`
@@ -214,7 +219,7 @@ class OpsServer::Impl {
       a = Json(http::status::bad_request, R"({"error":"malformed or oversized request"})");
     } else {
       const std::string path = PathOf(parser.get());
-      const bool admin_path = path == "/admin/mode";
+      const bool admin_path = path == "/admin/mode" || path == "/admin/ca";
       // Only these two answer differently for an administrator; a health check is not judged.
       const Caller caller = admin_path || path == "/status" ? Identify(ssl) : Caller{};
       const bool refused = admin_path && !caller.admin;
@@ -233,6 +238,16 @@ class OpsServer::Impl {
         a = Forbidden();  // whatever its body was
       } else if (ec) {
         a = Json(http::status::bad_request, R"({"error":"malformed or oversized request"})");
+      } else if (path == "/admin/ca" && options_.on_ca_admin && parser.get().method() == http::verb::post) {
+        // Seconds of CA calls: on a worker, while this thread keeps answering health checks.
+        // (Plain variables and a coroutine function with by-value parameters: GCC 12
+        // destroys a structured binding or a lambda's captures initialised by co_await twice.)
+        std::pair<int, std::string> result;
+        result = co_await net::co_spawn(workers_.get_executor(),
+                                        RunCaAdminJob(options_.on_ca_admin, parser.get().body(), caller.pin),
+                                        net::use_awaitable);
+        a = Json(static_cast<http::status>(result.first), std::move(result.second));
+        beast::get_lowest_layer(stream).expires_after(kRequestTimeout);  // the answer's own time
       } else {
         a = Route(parser.get(), path, caller);
       }
@@ -257,6 +272,13 @@ class OpsServer::Impl {
     }
     (void)keep;
     (void)slot;
+  }
+
+  // One POST /admin/ca on a worker thread; everything it needs is copied into its frame.
+  static net::awaitable<std::pair<int, std::string>> RunCaAdminJob(
+      std::function<std::pair<int, std::string>(const std::string&, const std::string&)> run, std::string body,
+      std::string pin) {
+    co_return run(body, pin);
   }
 
   static std::string PathOf(const http::request<http::string_body>& req) {
@@ -373,6 +395,7 @@ class OpsServer::Impl {
   std::vector<std::unique_ptr<const node::ClientAuthorizer>> reloaded_admins_;
   std::optional<tcp::acceptor> acceptor_;
   std::thread thread_;
+  net::thread_pool workers_{kCaAdminWorkers};
 };
 
 OpsServer::OpsServer(OpsServerOptions options, HealthMonitor* monitor)

@@ -14,6 +14,9 @@
 //                  admin authorizer accepts (chain and pin, as the API maps Jamf's). A refused
 //                  caller gets one generic 403 whatever the reason (the reason goes to
 //                  on_refused, for the node's log), and never a 100 Continue.
+//   POST /admin/ca     a CA administration operation (`adcsc ctl revoke|approve|deny --node`),
+//                  for administrators as /admin/mode; run by on_ca_admin on a worker thread
+//                  (CA calls take seconds: health checks are not held up meanwhile).
 // TLS (the API port's policy, node/http/tls_settings.h) with the API's certificate by default;
 // plain HTTP when configured. Thread-safety: Start/Stop from one thread; requests are served
 // on its own thread; the counters may be read from any thread.
@@ -24,6 +27,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "node/http/client_auth.h"
@@ -50,6 +54,10 @@ struct OpsServerOptions {
   // Told after an administrator changed the mode (for the node's log): the new mode and the
   // administrator's certificate pin.
   std::function<void(ServiceMode, const std::string& pin)> on_mode_change;
+  // POST /admin/ca: runs the operation the JSON body asks for, as the administrator with
+  // certificate pin `pin`; answers an HTTP status and a JSON body. Unset: 404. Called on a
+  // worker thread, at most kCaAdminWorkers at once.
+  std::function<std::pair<int, std::string>(const std::string& body, const std::string& pin)> on_ca_admin;
   // Told why a caller was refused the admin channel (the caller only sees a generic 403):
   // the peer address, the path and the reason.
   std::function<void(const std::string& remote, const std::string& path, const std::string& reason)> on_refused;

@@ -62,10 +62,16 @@ absl::Status ClientConnection::Fail(absl::Status status) {
 
 absl::StatusOr<std::unique_ptr<ClientConnection>> ClientConnection::Connect(const ClientOptions& options,
                                                                             const SyntaxId& interface) {
+  return Connect(options, std::vector<SyntaxId>{interface});
+}
+
+absl::StatusOr<std::unique_ptr<ClientConnection>> ClientConnection::Connect(const ClientOptions& options,
+                                                                            const std::vector<SyntaxId>& interfaces) {
+  if (interfaces.empty()) return absl::InvalidArgumentError("bind without an interface");
   auto stream = TcpStream::Connect(options.host, options.port, options.connect_timeout);
   if (!stream.ok()) return stream.status();
   std::unique_ptr<ClientConnection> c(new ClientConnection(options, std::move(*stream)));
-  if (auto s = c->Bind(interface, DeadlineIn(options.call_timeout)); !s.ok()) return s;
+  if (auto s = c->Bind(interfaces, DeadlineIn(options.call_timeout)); !s.ok()) return s;
   return c;
 }
 
@@ -98,12 +104,14 @@ absl::Status ClientConnection::SecurityError(std::string_view step, const absl::
   return Fail(absl::Status(status.code(), message));
 }
 
-absl::Status ClientConnection::Bind(const SyntaxId& interface, Deadline deadline) {
+absl::Status ClientConnection::Bind(const std::vector<SyntaxId>& interfaces, Deadline deadline) {
   const uint32_t call_id = next_call_id_++;
   BindBody bind;
   bind.max_xmit_frag = options_.max_frag;
   bind.max_recv_frag = options_.max_frag;
-  bind.contexts.push_back({0, interface, {kNdr20Syntax}});
+  for (size_t i = 0; i < interfaces.size(); ++i) {
+    bind.contexts.push_back({static_cast<uint16_t>(i), interfaces[i], {kNdr20Syntax}});
+  }
   Pdu pdu = MakePdu(PduType::kBind, call_id, bind);
 
   Leg leg;
@@ -169,11 +177,13 @@ absl::Status ClientConnection::Bind(const SyntaxId& interface, Deadline deadline
                                                  reply->header.call_id, ")")));
   }
   const auto& ack = std::get<BindAckBody>(reply->body);
-  if (ack.results.empty() || ack.results.front().result != context_result::kAcceptance) {
-    const uint16_t reason = ack.results.empty() ? 0 : ack.results.front().reason;
-    return Fail(
-        absl::FailedPreconditionError(absl::StrCat("bind to ", peer_, ": the server does not serve interface ",
-                                                   interface.ToString(), " (provider rejection reason ", reason, ")")));
+  for (size_t i = 0; i < interfaces.size(); ++i) {
+    if (ack.results.size() <= i || ack.results[i].result != context_result::kAcceptance) {
+      const uint16_t reason = ack.results.size() <= i ? 0 : ack.results[i].reason;
+      return Fail(absl::FailedPreconditionError(
+          absl::StrCat("bind to ", peer_, ": the server does not serve interface ", interfaces[i].ToString(),
+                       " (provider rejection reason ", reason, ")")));
+    }
   }
   // We send fragments the server can receive, and expect ones we said we can receive.
   max_xmit_frag_ = std::max<uint16_t>(kMustRecvFragSize, std::min(options_.max_frag, ack.max_recv_frag));
@@ -273,17 +283,20 @@ absl::StatusOr<Bytes> ClientConnection::AlterContext(uint32_t call_id, const Bin
   return reply->auth ? reply->auth->auth_value : Bytes{};
 }
 
-absl::StatusOr<Bytes> ClientConnection::Call(uint16_t opnum, ByteView stub) {
+absl::StatusOr<Bytes> ClientConnection::Call(uint16_t opnum, ByteView stub) { return Call(opnum, stub, CallTarget{}); }
+
+absl::StatusOr<Bytes> ClientConnection::Call(uint16_t opnum, ByteView stub, const CallTarget& target) {
   bool sent = false;
   bool definite = false;
-  absl::StatusOr<Bytes> answer = CallUnmarked(opnum, stub, &sent, &definite);
+  absl::StatusOr<Bytes> answer = CallUnmarked(opnum, stub, target, &sent, &definite);
   if (answer.ok() || !sent || definite) return answer;
   absl::Status marked = answer.status();
   marked.SetPayload(kRequestSentPayload, absl::Cord("1"));
   return marked;
 }
 
-absl::StatusOr<Bytes> ClientConnection::CallUnmarked(uint16_t opnum, ByteView stub, bool* sent, bool* definite) {
+absl::StatusOr<Bytes> ClientConnection::CallUnmarked(uint16_t opnum, ByteView stub, const CallTarget& target,
+                                                     bool* sent, bool* definite) {
   if (broken_) return absl::FailedPreconditionError(absl::StrCat("connection to ", peer_, " is broken"));
   const Deadline deadline = DeadlineIn(options_.call_timeout);
   const uint32_t call_id = next_call_id_++;
@@ -293,6 +306,8 @@ absl::StatusOr<Bytes> ClientConnection::CallUnmarked(uint16_t opnum, ByteView st
   header.type = PduType::kRequest;
   header.call_id = call_id;
   header.opnum = opnum;
+  header.context_id = target.context_id;
+  header.object = target.object;
   std::optional<AuthSpec> spec;
   if (protect) spec = AuthSpec{security_->auth_type(), options_.auth->level, kAuthContextId, auth_value_length_};
   auto fragments = FragmentStub(header, stub, max_xmit_frag_, spec);

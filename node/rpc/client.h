@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -85,6 +86,11 @@ class ClientConnection {
   // INTERNAL (protocol violations), each naming host:port and the step.
   static absl::StatusOr<std::unique_ptr<ClientConnection>> Connect(const ClientOptions& options,
                                                                    const SyntaxId& interface);
+  // The same with several interfaces in one bind, presentation context i for interfaces[i]
+  // (DCOM binds an object's interface and IRemUnknown on one connection). Every context
+  // must be accepted.
+  static absl::StatusOr<std::unique_ptr<ClientConnection>> Connect(const ClientOptions& options,
+                                                                   const std::vector<SyntaxId>& interfaces);
   ~ClientConnection();
   ClientConnection(const ClientConnection&) = delete;
   ClientConnection& operator=(const ClientConnection&) = delete;
@@ -95,6 +101,13 @@ class ClientConnection {
   // failure after the request started going out is marked (RequestMayHaveRun) unless it is
   // a signed fault.
   absl::StatusOr<Bytes> Call(uint16_t opnum, ByteView stub);
+  // Per-call options of a DCOM call: which bound interface (presentation context) and the
+  // object UUID (an IPID) the request carries with PFC_OBJECT_UUID.
+  struct CallTarget {
+    uint16_t context_id = 0;
+    std::optional<Uuid> object;
+  };
+  absl::StatusOr<Bytes> Call(uint16_t opnum, ByteView stub, const CallTarget& target);
 
   bool broken() const { return broken_; }
   // Fit to be handed out again by a pool: not broken, and not closed by the server while idle.
@@ -112,10 +125,11 @@ class ClientConnection {
 
  private:
   ClientConnection(ClientOptions options, std::unique_ptr<TcpStream> stream);
-  absl::Status Bind(const SyntaxId& interface, Deadline deadline);
+  absl::Status Bind(const std::vector<SyntaxId>& interfaces, Deadline deadline);
   // Call() without the mark; `sent` tells whether the request started going out, `definite`
   // whether the failure is a signed fault.
-  absl::StatusOr<Bytes> CallUnmarked(uint16_t opnum, ByteView stub, bool* sent, bool* definite);
+  absl::StatusOr<Bytes> CallUnmarked(uint16_t opnum, ByteView stub, const CallTarget& target, bool* sent,
+                                     bool* definite);
   absl::Status Send(Bytes bytes, Deadline deadline);
   absl::StatusOr<Bytes> ReceivePdu(Deadline deadline);
   absl::Status Fail(absl::Status status);

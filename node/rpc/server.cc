@@ -1,6 +1,7 @@
 #include "node/rpc/server.h"
 
 #include <algorithm>
+#include <map>
 #include <memory>
 #include <utility>
 
@@ -114,17 +115,23 @@ class Connection {
       ContextResult r;
       const bool ndr20 =
           std::find(c.transfer_syntaxes.begin(), c.transfer_syntaxes.end(), kNdr20Syntax) != c.transfer_syntaxes.end();
-      if (c.abstract_syntax == options_.interface && ndr20) {
+      const bool served = c.abstract_syntax == options_.interface ||
+                          std::find(options_.more_interfaces.begin(), options_.more_interfaces.end(),
+                                    c.abstract_syntax) != options_.more_interfaces.end();
+      if (served && ndr20 && contexts_.size() >= kMaxContexts && contexts_.count(c.context_id) == 0) {
+        r.result = context_result::kProviderRejection;
+        r.reason = context_reason::kLocalLimitExceeded;
+      } else if (served && ndr20) {
         r.result = context_result::kAcceptance;
         r.transfer_syntax = kNdr20Syntax;
-        context_id_ = c.context_id;
+        contexts_[c.context_id] = c.abstract_syntax;
       } else if (!c.transfer_syntaxes.empty() && c.transfer_syntaxes.front().uuid == kBindTimeFeatureSyntax.uuid) {
         r.result = context_result::kNegotiateAck;
         r.reason = 0;  // no optional features
       } else {
         r.result = context_result::kProviderRejection;
-        r.reason = c.abstract_syntax == options_.interface ? context_reason::kProposedTransferSyntaxesNotSupported
-                                                           : context_reason::kAbstractSyntaxNotSupported;
+        r.reason = served ? context_reason::kProposedTransferSyntaxesNotSupported
+                          : context_reason::kAbstractSyntaxNotSupported;
       }
       ack.results.push_back(r);
     }
@@ -229,13 +236,18 @@ class Connection {
     const auto& first = std::get<RequestBody>(reassembler_.first_fragment()->body);
     const uint16_t opnum = first.opnum;
     const uint16_t context_id = first.context_id;
+    const std::optional<Uuid> object = first.object;
     Bytes stub = reassembler_.TakeStub();
     if (logon_failed_ || (security_ != nullptr && !security_->done())) {
       return SendFault(header.call_id, context_id, fault::kAccessDenied, true);
     }
-    if (context_id != context_id_) return SendFault(header.call_id, context_id, fault::kUnkIf, true);
+    const auto bound = contexts_.find(context_id);
+    if (bound == contexts_.end()) return SendFault(header.call_id, context_id, fault::kUnkIf, true);
 
-    absl::StatusOr<Bytes> answer = handler_(context_, opnum, stub);
+    CallContext call = context_;
+    call.interface = bound->second;
+    call.object = object;
+    absl::StatusOr<Bytes> answer = handler_(call, opnum, stub);
     if (!answer.ok()) {
       auto status = FaultOf(answer.status());
       if (!status && absl::IsUnavailable(answer.status())) return answer.status();  // drop, unanswered
@@ -264,6 +276,8 @@ class Connection {
   }
 
   static constexpr uint32_t kAssocGroupId = 0x00001a2b;
+  // Presentation contexts one connection may hold (DCOM binds two); more are rejected.
+  static constexpr size_t kMaxContexts = 16;
 
   TcpStream& stream_;
   const ServerOptions& options_;
@@ -274,7 +288,8 @@ class Connection {
   bool logon_failed_ = false;
   uint8_t level_ = authn_level::kNone;
   uint32_t auth_context_id_ = 0;
-  uint16_t context_id_ = 0;
+  uint16_t context_id_ = 0;                // for faults before any context is known
+  std::map<uint16_t, SyntaxId> contexts_;  // accepted presentation contexts
   uint16_t xmit_frag_ = kMustRecvFragSize;
   uint16_t auth_value_length_ = 0;
   std::unique_ptr<SecurityProvider> security_;

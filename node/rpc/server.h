@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -35,6 +36,8 @@ struct CallContext {
   std::string mechanism;                    // "ntlm", "kerberos", "negotiate/kerberos"; "none"
   std::string target_spn;                   // the SPN the client meant (NTLM MsvAvTargetName); empty if none
   std::string peer;                         // "127.0.0.1:50312"
+  SyntaxId interface;                       // the interface of the call's presentation context
+  std::optional<Uuid> object;               // the request's object UUID (DCOM: the IPID), if any
 };
 
 // Handles one complete request. Answer with the response stub, or with FaultError(status) to
@@ -44,6 +47,9 @@ using CallHandler = std::function<absl::StatusOr<Bytes>(const CallContext&, uint
 
 struct ServerOptions {
   SyntaxId interface;
+  // Further interfaces served on the same connections (a DCOM object exporter serves the
+  // object's interfaces and IRemUnknown); the handler tells them apart by CallContext::interface.
+  std::vector<SyntaxId> more_interfaces;
   // When set, clients may authenticate with NTLM (auth type 10) at any level; the handler
   // decides what each level may do. Unset: an authenticated bind is refused.
   std::optional<ntlm::AccountLookup> accounts;

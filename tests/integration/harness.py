@@ -253,6 +253,7 @@ ntlm = {ntlm}
 name = "{ca}"
 key_type = "p256"
 enroll = ["*"]
+officers = [{officers}]
 
 [[ca.templates]]
 name = "JamfDevice"
@@ -280,10 +281,12 @@ ICPR_DC = "localhost"
 class Emulator:
     """The ADCS emulator (tools/adcs-emulator) on loopback, with an accounts file."""
 
-    def __init__(self, root: Path, accounts=None, name="emulator", kerberos=None, ntlm=None):
+    def __init__(self, root: Path, accounts=None, name="emulator", kerberos=None, ntlm=None,
+                 officers=("EXAMPLE\\svc-adcsc",)):
         """kerberos: a Realm to accept Kerberos from (each account gets a principal there); None:
         the shared realm under ADCSC_TEST_CA_AUTH=kerberos, else none; False: never.
-        ntlm: whether NTLM logons are accepted; default: only without Kerberos."""
+        ntlm: whether NTLM logons are accepted; default: only without Kerberos.
+        officers: the accounts with the CA's Officer right (approve, deny, revoke over DCOM)."""
         self.root, self.name = root, name
         self.dir = root / name
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -312,7 +315,10 @@ class Emulator:
         self.config.write_text(EMULATOR_TEMPLATE.format(epm_port=self.epm_port, data_dir=self.dir / "data",
                                                         accounts=self.accounts_file, ca=CA,
                                                         ntlm="true" if self.ntlm else "false",
-                                                        kerberos=kerberos_section))
+                                                        kerberos=kerberos_section,
+                                                        officers=", ".join(
+                                                            '"' + o.replace("\\", "\\\\") + '"'
+                                                            for o in officers)))
         self.ready_file = self.dir / "ready.json"
         self.proc = None
         self.icpr_port = None
@@ -337,6 +343,7 @@ class Emulator:
         wait_for(ready, timeout=30, what="the ADCS emulator")
         info = json.loads(self.ready_file.read_text())
         self.icpr_port = info["icpr_port"]
+        self.dcom_port = info["dcom_port"]
         return self
 
     def stop(self):

@@ -263,7 +263,7 @@ class RollingUpgrade(unittest.TestCase):
             self.assertIn('adcsc_peer_cluster_protocol{peer="node-b"} 9', metrics)
             out = h.run([h.ADCSC, "ctl", "status", "--config", c.nodes["node-a"].config], check=False)
             self.assertIn("node-b (127.0.0.1:", out.stdout)
-            self.assertIn("REFUSES this node: peer node-a speaks cluster protocol 2", out.stdout)
+            self.assertIn("REFUSES this node: peer node-a speaks cluster protocol 3", out.stdout)
             self.assertIn("REFUSED FOR VERSION: peer node-b speaks cluster protocol 9", out.stdout)
 
             # Rolled back (restarted without the claim), node-b is accepted again and catches up.

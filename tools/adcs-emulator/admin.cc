@@ -17,6 +17,7 @@
 #include "absl/strings/strip.h"
 #include "nlohmann/json.hpp"
 #include "node/ca/hresult.h"
+#include "node/dcom/csra_stub.h"
 
 namespace adcsc::emulator {
 namespace {
@@ -82,7 +83,12 @@ std::string RunAdminCommand(Emulator& emulator, const std::string& command) {
                       {"template", row.template_name},
                       {"subject", row.subject},
                       {"disposition", DispositionName(row.disposition)},
-                      {"hresult", row.hresult == 0 ? "" : adcsc::ca::FormatHresult(row.hresult)}});
+                      {"hresult", row.hresult == 0 ? "" : adcsc::ca::FormatHresult(row.hresult)},
+                      {"serial", row.serial_hex}});
+      if (row.revocation_reason) {
+        list.back()["revocation_reason"] = std::string(dcom::CrlReasonName(*row.revocation_reason));
+        list.back()["revoked_unix_millis"] = row.revoked_unix_millis;
+      }
     }
     return Json{{"ok", true}, {"requests", list}}.dump();
   }
@@ -101,13 +107,16 @@ std::string RunAdminCommand(Emulator& emulator, const std::string& command) {
                 {"failed_logons", s.failed_logons},
                 {"ntlm_calls", s.ntlm_calls},
                 {"kerberos_calls", s.kerberos_calls},
+                {"admin_calls", s.admin_calls},
+                {"admin_refused", s.admin_refused},
                 {"ca_requests", count.ok() ? *count : 0},
                 {"latency_ms", f.latency.count()},
                 {"logon_latency_ms", f.logon_latency.count()},
                 {"failure_rate", f.failure_rate},
                 {"refuse_connections", f.refuse_connections},
                 {"fault_after_accept", f.fault_after_accept},
-                {"drop_after_accept", f.drop_after_accept}}
+                {"drop_after_accept", f.drop_after_accept},
+                {"drop_admin_after_apply", f.drop_admin_after_apply}}
         .dump();
   }
   if (verb == "set" && words.size() == 3) {
@@ -124,10 +133,12 @@ std::string RunAdminCommand(Emulator& emulator, const std::string& command) {
       double rate = 0;
       if (!absl::SimpleAtod(value, &rate) || rate < 0 || rate > 1) return Error("failure_rate: a number from 0 to 1");
       f.failure_rate = rate;
-    } else if (key == "fault_after_accept" || key == "drop_after_accept") {
+    } else if (key == "fault_after_accept" || key == "drop_after_accept" || key == "drop_admin_after_apply") {
       int n = 0;
       if (!absl::SimpleAtoi(value, &n) || n < 0 || n > 1'000'000) return Error(key + ": a count from 0 to 1000000");
-      (key == "fault_after_accept" ? f.fault_after_accept : f.drop_after_accept) = n;
+      (key == "fault_after_accept"  ? f.fault_after_accept
+       : key == "drop_after_accept" ? f.drop_after_accept
+                                    : f.drop_admin_after_apply) = n;
     } else if (key == "refuse_connections") {
       if (value != "true" && value != "false") return Error("refuse_connections: true or false");
       f.refuse_connections = value == "true";
@@ -135,7 +146,7 @@ std::string RunAdminCommand(Emulator& emulator, const std::string& command) {
       return Error(
           absl::StrCat("unknown setting \"", key,
                        "\" (latency_ms, logon_latency_ms, submit_reply_latency_ms, failure_rate, refuse_connections, "
-                       "fault_after_accept, drop_after_accept)"));
+                       "fault_after_accept, drop_after_accept, drop_admin_after_apply)"));
     }
     emulator.set_faults(f);
     return Json{{"ok", true}}.dump();
@@ -143,7 +154,7 @@ std::string RunAdminCommand(Emulator& emulator, const std::string& command) {
   return Error(absl::StrCat("unknown command \"", command,
                             "\" (approve N, deny N, list, stats, set "
                             "latency_ms|logon_latency_ms|submit_reply_latency_ms|failure_rate|refuse_connections|"
-                            "fault_after_accept|drop_after_accept VALUE)"));
+                            "fault_after_accept|drop_after_accept|drop_admin_after_apply VALUE)"));
 }
 
 absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(Emulator& emulator, const std::filesystem::path& path) {

@@ -8,6 +8,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "node/ca/hresult.h"
+#include "node/dcom/csra_stub.h"
+#include "node/dcom/dcom_wire.h"
 #include "node/pki/x509.h"
 #include "node/rpc/client.h"
 #include "node/rpc/epm_stub.h"
@@ -82,6 +84,9 @@ EmulatorStats Emulator::stats() const {
   s.lost_answers = lost_answers_.load();
   s.ntlm_calls = ntlm_calls_.load();
   s.kerberos_calls = kerberos_calls_.load();
+  std::lock_guard lock(mu_);
+  s.admin_calls = admin_calls_;
+  s.admin_refused = admin_refused_;
   return s;
 }
 
@@ -110,10 +115,14 @@ absl::Status Emulator::Start() {
   if (!epm.ok()) return absl::Status(epm.status().code(), absl::StrCat("endpoint mapper: ", epm.status().message()));
   auto icpr = rpc::TcpListener::Listen(config_.listen_address, config_.icpr_port);
   if (!icpr.ok()) return absl::Status(icpr.status().code(), absl::StrCat("ICertPassage: ", icpr.status().message()));
+  auto dcom = rpc::TcpListener::Listen(config_.listen_address, config_.dcom_port);
+  if (!dcom.ok()) return absl::Status(dcom.status().code(), absl::StrCat("DCOM exporter: ", dcom.status().message()));
   epm_listener_ = std::move(*epm);
   icpr_listener_ = std::move(*icpr);
+  dcom_listener_ = std::move(*dcom);
   epm_port_ = epm_listener_->port();
   icpr_port_ = icpr_listener_->port();
+  dcom_port_ = dcom_listener_->port();
 
   auto report = [this](const std::string& peer, const absl::Status& s) {
     if (absl::IsPermissionDenied(s)) failed_logons_++;
@@ -122,7 +131,8 @@ absl::Status Emulator::Start() {
   epm_options_.interface = rpc::kEpmSyntax;
   epm_options_.port = epm_port_;
   epm_options_.on_error = report;
-  epm_handler_ = [this](const rpc::CallContext&, uint16_t opnum, rpc::ByteView stub) {
+  epm_handler_ = [this](const rpc::CallContext& caller, uint16_t opnum, rpc::ByteView stub) {
+    if (caller.interface == dcom::kRemoteScmActivatorSyntax) return HandleActivation(caller, opnum, stub);
     return HandleEndpointMapper(opnum, stub);
   };
   icpr_options_.interface = rpc::kIcprSyntax;
@@ -154,8 +164,25 @@ absl::Status Emulator::Start() {
   icpr_handler_ = [this](const rpc::CallContext& caller, uint16_t opnum, rpc::ByteView stub) {
     return HandleCertPassage(caller, opnum, stub);
   };
+  // The endpoint mapper's port also takes DCOM activation, which must be authenticated: it
+  // logs on the same accounts as ICertPassage (unauthenticated binds stay for ept_map).
+  epm_options_.more_interfaces = {dcom::kRemoteScmActivatorSyntax};
+  epm_options_.accounts = icpr_options_.accounts;
+  epm_options_.names = icpr_options_.names;
+  epm_options_.kerberos = icpr_options_.kerberos;
+  epm_options_.realm_domain = icpr_options_.realm_domain;
+  dcom_options_ = icpr_options_;
+  dcom_options_.interface = dcom::kCertAdminD2Syntax;
+  dcom_options_.more_interfaces = {dcom::kCertAdminDSyntax, dcom::kRemUnknownSyntax, dcom::kRemUnknown2Syntax};
+  dcom_options_.port = dcom_port_;
+  dcom_handler_ = [this](const rpc::CallContext& caller, uint16_t opnum, rpc::ByteView stub) {
+    return HandleExporter(caller, opnum, stub);
+  };
+  oxid_ = std::random_device{}() | static_cast<uint64_t>(std::random_device{}()) << 32;
+  ipid_rem_unknown_ = dcom::RandomUuid().wire();
   accept_threads_.emplace_back([this] { AcceptLoop(epm_listener_.get(), &epm_options_, &epm_handler_); });
   accept_threads_.emplace_back([this] { AcceptLoop(icpr_listener_.get(), &icpr_options_, &icpr_handler_); });
+  accept_threads_.emplace_back([this] { AcceptLoop(dcom_listener_.get(), &dcom_options_, &dcom_handler_); });
   return absl::OkStatus();
 }
 
@@ -167,11 +194,13 @@ void Emulator::Stop() {
   }
   epm_listener_->Close();
   icpr_listener_->Close();
+  dcom_listener_->Close();
   for (auto& t : accept_threads_) t.join();
   accept_threads_.clear();
   // Closing the sockets makes new connections fail at once, as with a stopped CA service.
   epm_listener_.reset();
   icpr_listener_.reset();
+  dcom_listener_.reset();
   std::unique_lock lock(mu_);
   for (rpc::TcpStream* s : open_) s->Shutdown();
   connections_done_.wait(lock, [this] { return open_.empty(); });

@@ -58,11 +58,12 @@ absl::StatusOr<EmulatorConfig> LoadEmulatorConfig(const std::filesystem::path& p
   r.CheckKnown(root, "", {"emulator", "kerberos", "ca", "permissions", "faults"});
   if (const toml::table* e = r.Table(root, "emulator", "emulator", true)) {
     r.CheckKnown(*e, "emulator.",
-                 {"listen", "epm_port", "icpr_port", "data_dir", "admin_socket", "accounts_file", "netbios_domain",
-                  "netbios_computer", "dns_domain", "dns_computer", "max_connections", "ntlm"});
+                 {"listen", "epm_port", "icpr_port", "dcom_port", "data_dir", "admin_socket", "accounts_file",
+                  "netbios_domain", "netbios_computer", "dns_domain", "dns_computer", "max_connections", "ntlm"});
     r.String(*e, "listen", "emulator.listen", &c.listen_address, false);
     r.Int(*e, "epm_port", "emulator.epm_port", &c.epm_port, 0, 65535);
     r.Int(*e, "icpr_port", "emulator.icpr_port", &c.icpr_port, 0, 65535);
+    r.Int(*e, "dcom_port", "emulator.dcom_port", &c.dcom_port, 0, 65535);
     r.Path(*e, "data_dir", "emulator.data_dir", &c.data_dir, true);
     r.Path(*e, "admin_socket", "emulator.admin_socket", &c.admin_socket, false);
     r.Path(*e, "accounts_file", "emulator.accounts_file", &c.accounts_file, false);
@@ -89,7 +90,8 @@ absl::StatusOr<EmulatorConfig> LoadEmulatorConfig(const std::filesystem::path& p
     r.Error("emulator.ntlm", "false leaves no way to log on: add a [kerberos] keytab");
   }
   if (const toml::table* ca = r.Table(root, "ca", "ca", true)) {
-    r.CheckKnown(*ca, "ca.", {"name", "common_name", "key_type", "default_template", "durable", "enroll", "templates"});
+    r.CheckKnown(*ca, "ca.",
+                 {"name", "common_name", "key_type", "default_template", "durable", "enroll", "officers", "templates"});
     r.String(*ca, "name", "ca.name", &c.ca.ca_name, true);
     r.String(*ca, "common_name", "ca.common_name", &c.ca.common_name, false);
     std::string key_type = "p256";
@@ -102,6 +104,7 @@ absl::StatusOr<EmulatorConfig> LoadEmulatorConfig(const std::filesystem::path& p
     r.String(*ca, "default_template", "ca.default_template", &c.ca.default_template, false);
     r.Bool(*ca, "durable", "ca.durable", &c.ca.durable);
     r.Strings(*ca, "enroll", "ca.enroll", &c.ca_enroll);
+    r.Strings(*ca, "officers", "ca.officers", &c.ca_officers);
     adcsc::node::ReadLocalCaTemplates(r, *ca, "templates", "ca.templates", &c.ca);
   }
   c.ca.dir = c.data_dir / "ca";
@@ -129,7 +132,7 @@ absl::StatusOr<EmulatorConfig> LoadEmulatorConfig(const std::filesystem::path& p
   if (const toml::table* f = r.Table(root, "faults", "faults", false)) {
     r.CheckKnown(*f, "faults.",
                  {"latency_ms", "logon_latency_ms", "submit_reply_latency_ms", "failure_rate", "refuse_connections",
-                  "fault_after_accept", "drop_after_accept"});
+                  "fault_after_accept", "drop_after_accept", "drop_admin_after_apply"});
     int64_t latency = 0, logon_latency = 0;
     r.Int(*f, "latency_ms", "faults.latency_ms", &latency, 0, 600'000);
     r.Int(*f, "logon_latency_ms", "faults.logon_latency_ms", &logon_latency, 0, 600'000);
@@ -151,6 +154,9 @@ absl::StatusOr<EmulatorConfig> LoadEmulatorConfig(const std::filesystem::path& p
     r.Int(*f, "drop_after_accept", "faults.drop_after_accept", &drop_after, 0, 1'000'000);
     c.faults.fault_after_accept = static_cast<int>(fault_after);
     c.faults.drop_after_accept = static_cast<int>(drop_after);
+    int64_t drop_admin = 0;
+    r.Int(*f, "drop_admin_after_apply", "faults.drop_admin_after_apply", &drop_admin, 0, 1'000'000);
+    c.faults.drop_admin_after_apply = static_cast<int>(drop_admin);
   }
   if (r.ok()) {
     if (auto v = adcsc::ca::ValidateLocalCaOptions(c.ca); !v.ok()) {

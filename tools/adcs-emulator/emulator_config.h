@@ -39,6 +39,10 @@ struct Faults {
   // one down.
   int fault_after_accept = 0;
   int drop_after_accept = 0;
+  // The next N admin calls that change a request (ResubmitRequest, DenyRequest,
+  // RevokeCertificate) are carried out, then their connection is dropped without an answer:
+  // the CA changed, the caller never heard (each such call counts one down).
+  int drop_admin_after_apply = 0;
 };
 
 struct EmulatorConfig {
@@ -46,6 +50,10 @@ struct EmulatorConfig {
   std::string listen_address = "127.0.0.1";
   uint16_t epm_port = 0;   // the endpoint mapper (135 on Windows); 0: any free port
   uint16_t icpr_port = 0;  // ICertPassage; 0: any free port (announced by the endpoint mapper)
+  // The DCOM object exporter serving ICertAdminD(2) and IRemUnknown (a Windows CA's dynamic
+  // DCOM port); 0: any free port (announced in the activation's OXID bindings). Activation
+  // itself (IRemoteSCMActivator) is served on epm_port, as Windows serves it on 135.
+  uint16_t dcom_port = 0;
   std::filesystem::path data_dir;
   std::filesystem::path admin_socket;  // default <data_dir>/admin.sock
   std::filesystem::path accounts_file;
@@ -64,6 +72,10 @@ struct EmulatorConfig {
   // DOMAIN\user (case-insensitive) allowed to request certificates from the CA; "*" for any
   // authenticated account. Others get CERTSRV_E_ENROLL_DENIED.
   std::vector<std::string> ca_enroll = {"*"};
+  // DOMAIN\user (case-insensitive; "*" any) holding the CA's Officer right ("Issue and Manage
+  // Certificates"): who may call ResubmitRequest, DenyRequest and RevokeCertificate. Others
+  // get E_ACCESSDENIED. Empty (the default): nobody.
+  std::vector<std::string> ca_officers;
   // Per template: who has Enroll. A template not listed here allows any account in ca_enroll.
   std::vector<std::pair<std::string, std::vector<std::string>>> template_enroll;
   Faults faults;

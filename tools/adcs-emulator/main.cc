@@ -48,6 +48,7 @@ int Run(const std::string& config_path, const std::string& ready_file) {
       {"event", "ready"},
       {"epm_port", emulator.epm_port()},
       {"icpr_port", emulator.icpr_port()},
+      {"dcom_port", emulator.dcom_port()},
       {"admin_socket",
        admin_socket.string()}}.dump();
   std::cout << ready << std::endl;
@@ -98,7 +99,9 @@ int main(int argc, char** argv) {
   auto* set = ctl->add_subcommand("set",
                                   "Change a knob: latency_ms N, logon_latency_ms N, submit_reply_latency_ms N, "
                                   "failure_rate 0..1, refuse_connections true|false, fault_after_accept N, "
-                                  "drop_after_accept N (the next N submits are taken, then their answer is lost)");
+                                  "drop_after_accept N (the next N submits are taken, then their answer is lost), "
+                                  "drop_admin_after_apply N (the next N approve/deny/revoke admin calls are carried "
+                                  "out, then their answer is lost)");
   set->add_option("key", key)->required();
   set->add_option("value", value)->required();
 

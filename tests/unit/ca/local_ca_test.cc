@@ -17,6 +17,7 @@
 #include "node/ca/hresult.h"
 #include "node/pki/csr.h"
 #include "node/pki/x509.h"
+#include "store/sqlite_db.h"
 
 namespace adcsc::ca {
 namespace {
@@ -241,6 +242,59 @@ TEST_F(LocalCaTest, ManualPendingWaitsForApproveOrDeny) {
   EXPECT_TRUE(retrieved->cert_der.empty());
   EXPECT_EQ(HresultOf(ca.Approve(b->request_id).status()), hr::kBadRequestStatus);
   EXPECT_EQ(HresultOf(ca.Deny(999).status()), hr::kPropertyEmpty);
+}
+
+// RevokeCertificate as the emulator serves it: by the serial exactly as written, a hold
+// released with 0xffffffff, a retrieve answering revoked with the certificate.
+TEST_F(LocalCaTest, RevokeBySerialAndReleaseAHold) {
+  LocalCa& ca = Open();
+  auto issued = ca.Submit(Submit(Csr(pki::KeyType::kEcP256, "revoked"), "User"));
+  ASSERT_TRUE(issued.ok()) << issued.status();
+  const std::string serial = pki::SerialHex(pki::CertFromDer(issued->cert_der)->get());
+  std::string upper = serial;
+  for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (upper != serial) {
+    EXPECT_EQ(HresultOf(ca.Revoke(upper, 1, 0).status()), hr::kInvalidArg);
+  }
+  EXPECT_EQ(HresultOf(ca.Revoke("00", 1, 0).status()), hr::kInvalidArg);
+  EXPECT_EQ(HresultOf(ca.Revoke(serial, 0xffffffff, 0).status()), hr::kBadRequestStatus);  // not on hold
+
+  auto held = ca.Revoke(serial, 6, 0);
+  ASSERT_TRUE(held.ok()) << held.status();
+  EXPECT_EQ(held->disposition, Disposition::kRevoked);
+  EXPECT_EQ(held->revocation_reason, 6u);
+  EXPECT_EQ(held->revoked_unix_millis, now_.load());
+  auto retrieved = ca.Retrieve(Retrieve(issued->request_id));
+  ASSERT_TRUE(retrieved.ok());
+  EXPECT_EQ(retrieved->disposition, Disposition::kRevoked);
+  EXPECT_EQ(retrieved->cert_der, issued->cert_der);
+
+  auto released = ca.Revoke(serial, 0xffffffff, 0);
+  ASSERT_TRUE(released.ok()) << released.status();
+  EXPECT_EQ(released->disposition, Disposition::kIssued);
+  EXPECT_FALSE(released->revocation_reason.has_value());
+  EXPECT_EQ(ca.Retrieve(Retrieve(issued->request_id))->disposition, Disposition::kIssued);
+}
+
+// A database from before revocation (schema 1, without its columns) is upgraded on open.
+TEST_F(LocalCaTest, ASchemaOneDatabaseGetsTheRevocationColumns) {
+  auto issued = Open().Submit(Submit(Csr(pki::KeyType::kEcP256, "old"), "User"));
+  ASSERT_TRUE(issued.ok()) << issued.status();
+  ca_.reset();
+  {
+    auto db = store::sqlite::Connection::Open(scratch_ / "ca" / "requests.db", SQLITE_OPEN_READWRITE);
+    ASSERT_TRUE(db.ok()) << db.status();
+    ASSERT_TRUE((*db)
+                    ->Exec("ALTER TABLE requests DROP COLUMN revocation_reason; "
+                           "ALTER TABLE requests DROP COLUMN revoked_ms; PRAGMA user_version=1;")
+                    .ok());
+  }
+  LocalCa& ca = Open();
+  const std::string serial = pki::SerialHex(pki::CertFromDer(issued->cert_der)->get());
+  auto revoked = ca.Revoke(serial, 4, 0);
+  ASSERT_TRUE(revoked.ok()) << revoked.status();
+  EXPECT_EQ(revoked->revocation_reason, 4u);
+  EXPECT_EQ(ca.Retrieve(Retrieve(issued->request_id))->disposition, Disposition::kRevoked);
 }
 
 TEST_F(LocalCaTest, DenyPolicyDeniesButRecordsTheRequest) {

@@ -45,6 +45,7 @@ RequestRecord RandomRecord(std::mt19937_64& rng) {
   static const std::array<int64_t, 4> kTimes = {0, 100, 200, 300};
   static const std::array<uint32_t, 3> kSmall = {0, 3, 5};
   static const std::array<uint32_t, 2> kHresults = {0, 0x80094011u};
+  static const std::array<uint64_t, 4> kAdminStamps = {0, 0, 1, 2};  // mostly untouched by an administrator
 
   RequestRecord r;
   r.set_ca_config("ca01.contoso.com\\Contoso-CA");
@@ -61,6 +62,7 @@ RequestRecord RandomRecord(std::mt19937_64& rng) {
   r.set_updated_ms(Pick(rng, kTimes));
   r.set_hlc(Pick(rng, kHlcs));
   r.set_hresult(Pick(rng, kHresults));
+  r.set_admin_hlc(Pick(rng, kAdminStamps));
   return r;
 }
 
@@ -143,6 +145,23 @@ TEST(MergeTest, HigherRankWinsEvenWithAnOlderStamp) {
   EXPECT_FALSE(Supersedes(pending, issued));
 }
 
+TEST(MergeTest, AnAdministratorsActionWinsOverEverythingRecordedBeforeIt) {
+  // Revoked by an administrator, then a retrieve recorded late on another node from an answer
+  // the CA gave before the revocation, with a later stamp: the revocation stays.
+  RequestRecord revoked = WithStatus(RECORD_STATUS_REVOKED, 100, "node-a");
+  revoked.set_admin_hlc(100);
+  const RequestRecord stale_issued = WithStatus(RECORD_STATUS_ISSUED, 200, "node-b");
+  EXPECT_TRUE(SameRecord(Merge(revoked, stale_issued), revoked));
+  EXPECT_TRUE(SameRecord(Merge(stale_issued, revoked), revoked));
+  // Released from hold later: back to issued, below REVOKED in rank.
+  RequestRecord released = WithStatus(RECORD_STATUS_ISSUED, 300, "node-c");
+  released.set_admin_hlc(300);
+  EXPECT_TRUE(SameRecord(Merge(revoked, released), released));
+  EXPECT_TRUE(SameRecord(Merge(released, revoked), released));
+  EXPECT_TRUE(Supersedes(released, revoked));
+  EXPECT_FALSE(Supersedes(revoked, released));
+}
+
 TEST(MergeTest, EqualRankPicksHigherHlcThenHigherNodeId) {
   const RequestRecord older = WithStatus(RECORD_STATUS_PENDING, 5, "node-z");
   const RequestRecord newer = WithStatus(RECORD_STATUS_PENDING, 6, "node-a");
@@ -208,7 +227,13 @@ TEST(MergePropertyTest, NeverMovesDownTheLattice) {
     const RequestRecord a = RandomRecord(rng);
     const RequestRecord b = RandomRecord(rng);
     const RequestRecord m = Merge(a, b);
-    ASSERT_EQ(StatusRank(m.status()), std::max(StatusRank(a.status()), StatusRank(b.status()))) << "iteration " << i;
+    // The lattice is (admin_hlc, rank): the later administrator action wins, then the higher rank.
+    ASSERT_EQ(m.admin_hlc(), std::max(a.admin_hlc(), b.admin_hlc())) << "iteration " << i;
+    int top_rank = 0;
+    for (const RequestRecord* r : {&a, &b}) {
+      if (r->admin_hlc() == m.admin_hlc()) top_rank = std::max(top_rank, StatusRank(r->status()));
+    }
+    ASSERT_EQ(StatusRank(m.status()), top_rank) << "iteration " << i;
     // The winning version is one of the inputs (apart from created_ms and the submit's
     // facts), never a blend; each submit fact is one of the inputs' too.
     ASSERT_TRUE(MessageDifferencer::Equals(VersionOnly(m), VersionOnly(a)) ||

@@ -181,6 +181,64 @@ TEST_F(RequestStoreTest, ATerminalOutcomeIsFinalExceptForRevocation) {
   EXPECT_EQ(revoked.status(), RECORD_STATUS_REVOKED);
 }
 
+TEST_F(RequestStoreTest, AnAdministratorsOutcomeMovesARecordAnywhereOneGenerationUp) {
+  auto store = OpenStore();
+  MustPut(*store, Submitted(45, 'q'));
+  const RequestRecord issued = MustPut(*store, Outcome(45, RECORD_STATUS_ISSUED, 3, "Issued"));
+  EXPECT_EQ(issued.admin_hlc(), 0u);
+  // Held (revoked, reason certificate-hold) by an administrator.
+  absl::StatusOr<WriteResult> held = store->PutAdminOutcome(Outcome(45, RECORD_STATUS_REVOKED, 6, "Revoked"));
+  ASSERT_TRUE(held.ok()) << held.status();
+  EXPECT_TRUE(held->changed);
+  EXPECT_EQ(held->record.admin_hlc(), held->record.hlc());
+  EXPECT_EQ(held->record.csr_sha256(), Digest('q')) << "the submit's facts are kept";
+  // A retrieve's answer recorded late (the CA said issued before the hold): ignored.
+  clock_.AdvanceMillis(10);
+  MustPut(*store, Outcome(45, RECORD_STATUS_ISSUED, 3, "Issued"), /*changed=*/false);
+  // Released from hold: REVOKED back to ISSUED, which a plain Put never does.
+  absl::StatusOr<WriteResult> released = store->PutAdminOutcome(Outcome(45, RECORD_STATUS_ISSUED, 3, "Issued"));
+  ASSERT_TRUE(released.ok()) << released.status();
+  EXPECT_TRUE(released->changed);
+  EXPECT_EQ(released->record.status(), RECORD_STATUS_ISSUED);
+  EXPECT_GT(released->record.admin_hlc(), held->record.admin_hlc());
+  EXPECT_TRUE(Supersedes(released->record, held->record));
+  // The same action again is recorded again (another node may hold an earlier action's answer).
+  absl::StatusOr<WriteResult> again = store->PutAdminOutcome(Outcome(45, RECORD_STATUS_ISSUED, 3, "Issued"));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->changed);
+  EXPECT_GT(again->record.admin_hlc(), released->record.admin_hlc());
+  // A later ordinary write keeps the stamp of the last action.
+  const RequestRecord later = MustPut(*store, Outcome(45, RECORD_STATUS_REVOKED, 6, "Revoked"));
+  EXPECT_EQ(later.admin_hlc(), again->record.admin_hlc());
+  EXPECT_EQ(MustGet(*store, 45)->admin_hlc(), again->record.admin_hlc()) << "stored and read back";
+}
+
+TEST_F(RequestStoreTest, FindByCertificateBytesSearchesTheCertificatesOfOneCa) {
+  auto store = OpenStore();
+  RequestRecord a = Outcome(60, RECORD_STATUS_ISSUED, 3, "Issued");
+  a.set_certificate_der(std::string("\x30\x82\x01\x0a\x02\x03\x61\x00\x07\x30", 10));
+  RequestRecord b = Outcome(61, RECORD_STATUS_ISSUED, 3, "Issued");
+  b.set_certificate_der(std::string("\x30\x82\x01\x0a\x02\x03\x61\x00\x08\x30", 10));
+  MustPut(*store, a);
+  MustPut(*store, b);
+  MustPut(*store, Submitted(62));
+  auto found = store->FindByCertificateBytes(kCa, std::string("\x61\x00\x08", 3), 10);
+  ASSERT_TRUE(found.ok()) << found.status();
+  ASSERT_EQ(found->size(), 1u);
+  EXPECT_EQ(found->front().request_id(), 61u);
+  found = store->FindByCertificateBytes(kCa, std::string("\x61\x00", 2), 10);
+  ASSERT_TRUE(found.ok());
+  ASSERT_EQ(found->size(), 2u);
+  EXPECT_EQ(found->front().request_id(), 60u);
+  found = store->FindByCertificateBytes(kCa, std::string("\x61\x00", 2), 1);
+  ASSERT_TRUE(found.ok());
+  EXPECT_EQ(found->size(), 1u) << "at most `limit`";
+  found = store->FindByCertificateBytes(CaConfigKey("ca02", "X"), std::string("\x61\x00", 2), 10);
+  ASSERT_TRUE(found.ok());
+  EXPECT_TRUE(found->empty()) << "another CA's records are not searched";
+  EXPECT_FALSE(store->FindByCertificateBytes(kCa, "", 10).ok());
+}
+
 TEST_F(RequestStoreTest, AnUpdateWithoutSubmitDetailsKeepsTheStoredOnes) {
   auto store = OpenStore();
   MustPut(*store, Submitted(50, 'z', "JamfUser"));
@@ -449,6 +507,26 @@ TEST_F(RequestStoreTest, AStoreFromANewerSchemaIsRefused) {
   EXPECT_THAT(store.status().message(), HasSubstr(path_.string()));
   EXPECT_THAT(store.status().message(), HasSubstr(absl::StrCat("schema version ", schema::kLatestVersion + 1)));
   EXPECT_THAT(store.status().message(), HasSubstr("newer adcsc"));
+}
+
+TEST_F(RequestStoreTest, AStoreOfThePreviousReleaseGainsTheAdditiveColumnOnOpenAndKeepsItsVersion) {
+  {
+    auto store = OpenStore();
+    MustPut(*store, Outcome(70, RECORD_STATUS_ISSUED, 3, "Issued"));
+  }
+  // As the previous release left it: no admin_hlc column.
+  ASSERT_TRUE(Raw()->Exec("ALTER TABLE requests DROP COLUMN admin_hlc").ok());
+  {
+    auto store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    EXPECT_EQ(MustGet(*store, 70)->admin_hlc(), 0u);
+    absl::StatusOr<WriteResult> revoked = store->PutAdminOutcome(Outcome(70, RECORD_STATUS_REVOKED, 6, "Revoked"));
+    ASSERT_TRUE(revoked.ok()) << revoked.status();
+    EXPECT_EQ(MustGet(*store, 70)->admin_hlc(), revoked->record.hlc());
+  }
+  // The version stays, so the previous release still opens the file after a rollback.
+  EXPECT_EQ(*Raw()->QueryInt64("PRAGMA user_version"), schema::kLatestVersion);
+  EXPECT_GT(*Raw()->QueryInt64("SELECT admin_hlc FROM requests WHERE request_id = 70"), 0);
 }
 
 TEST_F(RequestStoreTest, AStoreBelongsToOneNode) {
