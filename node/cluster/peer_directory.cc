@@ -306,6 +306,57 @@ void PeerDirectory::Refresh() {
   WaitThenCancel(*gather, calls, deadline, [] { return false; });
 }
 
+std::vector<PeerSurvey> PeerDirectory::Survey(bool include_activity) const {
+  struct Call {
+    std::string peer;
+    std::unique_ptr<v1::Peer::Stub> stub;
+    grpc::ClientContext context;
+    v1::NodeInfoRequest request;
+    v1::NodeInfo reply;
+    grpc::Status status;
+  };
+  auto gather = std::make_shared<Gather>();
+  const auto deadline = std::chrono::steady_clock::now() + lookup_timeout_;
+  const auto calls = CallsToEveryPeer<Call>(config_.cluster, *transport_, deadline, /*handshake=*/true);
+  for (const auto& call : calls) {
+    Stamp(call->request.mutable_from());
+    call->request.set_include_activity(include_activity);
+  }
+  gather->outstanding = calls.size();
+  for (const std::shared_ptr<Call>& call : calls) {
+    call->stub->async()->Info(&call->context, &call->request, &call->reply, [call, gather](grpc::Status status) {
+      std::lock_guard lock(gather->mu);
+      call->status = std::move(status);
+      --gather->outstanding;
+      gather->cv.notify_all();
+    });
+  }
+  WaitThenCancel(*gather, calls, deadline, [] { return false; });
+  {
+    // A cancelled call's callback follows the cancel at once; its reply is ours after it.
+    std::unique_lock lock(gather->mu);
+    gather->cv.wait(lock, [&] { return gather->outstanding == 0; });
+  }
+  std::vector<PeerSurvey> out;
+  for (const node::PeerConfig& p : config_.cluster.peers) {
+    PeerSurvey& s = out.emplace_back();
+    s.node_id = p.id;
+    s.address = p.address;
+    auto call = std::find_if(calls.begin(), calls.end(), [&](const auto& c) { return c->peer == p.id; });
+    if (call == calls.end()) {
+      auto channel = transport_->ChannelFor(p.id, /*handshake=*/true);
+      s.error = channel.ok() ? "not asked" : std::string(channel.status().message());
+    } else if (!(*call)->status.ok()) {
+      s.error = (*call)->status.error_message().empty() ? "no answer" : (*call)->status.error_message();
+    } else if ((*call)->reply.from().node_id() != p.id) {
+      s.error = "answered as " + (*call)->reply.from().node_id();
+    } else {
+      s.info = std::move((*call)->reply);
+    }
+  }
+  return out;
+}
+
 namespace {
 // A CA failure that says the peer's CA was unreachable (nothing done): another peer may do better.
 bool CaUnreachableHresult(uint32_t hresult) {
