@@ -78,7 +78,7 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakePeerChannel(
   // A peer that restarts must be reachable again within a second or two: gRPC's default
   // reconnect backoff grows to two minutes, and calls fail at once while it waits.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, kPeerReconnectBackoffMinMs);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, kPeerReconnectBackoffMinMs);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, kPeerConnectTimeoutMs);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, kPeerReconnectBackoffMaxMs);
   args.SetMaxReceiveMessageSize(kPeerMaxMessageBytes);
   if (tune) tune(args);

@@ -28,6 +28,11 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(c
 // Reconnect backoff of peer channels: first retry after the minimum, growing to the maximum.
 inline constexpr int kPeerReconnectBackoffMinMs = 100;
 inline constexpr int kPeerReconnectBackoffMaxMs = 1000;
+// How long one connection attempt (TCP, TLS handshake, HTTP/2 settings) may take. gRPC takes
+// it from GRPC_ARG_MIN_RECONNECT_BACKOFF_MS (its "minimum connect timeout"): set to the 100 ms
+// backoff, it failed every attempt whose handshake took longer (a loaded node, a long link,
+// "connection attempt timed out before receiving SETTINGS frame"), until the backoff grew.
+inline constexpr int kPeerConnectTimeoutMs = 2000;
 
 // Largest node-to-node message. A snapshot page is 512 records, about 1 MB with typical
 // certificates, but a page (or a pull batch) of records with large certificates can pass

@@ -157,9 +157,11 @@ TEST_F(PeerDirectoryTest, APeerThatLetsALookupTimeOutIsLeftOutUntilItAnswersAgai
     }
     return PeerView{};
   };
+  // The restarted a's channels are new: wait until it has heard from b directly and from c
+  // through the relay, or the first lookup below would spend its deadline connecting to b.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (view("c").ca_identity.empty()) {  // a hears from c through the relay
-    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "a never reached c through the relay";
+  while (view("c").ca_identity.empty() || view("b").ca_identity.empty()) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "a never reached b, and c through the relay";
     Directory("a").Refresh();
   }
 
@@ -207,15 +209,17 @@ TEST_F(PeerDirectoryTest, AQuietPeerIsAskedAgainAfterFiveSecondsOfMonotonicTimeW
   FakeClock clock(kStart);
   PeerDirectory directory(a.config, &a.runtime->transport(), std::chrono::milliseconds(500),
                           std::chrono::milliseconds(500), &clock);
-  auto c_view = [&] {
+  auto view = [&](const std::string& peer) {
     for (const PeerView& p : directory.Peers()) {
-      if (p.node_id == "c") return p;
+      if (p.node_id == peer) return p;
     }
     return PeerView{};
   };
+  auto c_view = [&] { return view("c"); };
+  // New channels: b must answer within the lookups' 500 ms too, or it would go quiet as well.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (c_view().ca_identity.empty()) {
-    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "never reached c through the relay";
+  while (c_view().ca_identity.empty() || view("b").ca_identity.empty()) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "never reached b, and c through the relay";
     directory.Refresh();
   }
   auto lookup = [&] { directory.LookupByDedupeKey(kCaConfig, "JamfDevice", std::string(32, 'q'), 0); };
