@@ -37,9 +37,9 @@
 #include "node/http/https_server.h"
 #include "node/http/tls_settings.h"
 #include "node/log/logging.h"
+#include "node/ops/activity.h"
 #include "node/ops/metrics.h"
 #include "node/ops/ops_server.h"
-#include "node/ops/activity.h"
 #include "node/ops/status_page.h"
 #include "node/ops/store_maintenance.h"
 #include "node/pki/x509.h"
@@ -167,8 +167,8 @@ struct RunningNode {
   adcsc::ca::CaBackend* ca = nullptr;  // the backend, or the switch in front of it
   std::unique_ptr<adcsc::ops::ServiceModeStore> mode;
   std::unique_ptr<adcsc::ops::NodeMetrics> metrics;
-  std::unique_ptr<adcsc::ops::ActivityLog> activity;  // the status page's view of API calls
-  std::unique_ptr<ApiObserverFanout> observers;       // metrics and activity
+  std::unique_ptr<adcsc::ops::ActivityLog> activity;        // the status page's view of API calls
+  std::unique_ptr<ApiObserverFanout> observers;             // metrics and activity
   std::unique_ptr<adcsc::ops::StoreMaintenance> integrity;  // integrity, retention, compaction
   std::unique_ptr<ApiService> service;
   std::unique_ptr<adcsc::cluster::ClusterRuntime> cluster;

@@ -176,8 +176,7 @@ void PeerService::DescribeFaults(v1::FaultState* state) const {
   state->mutable_disk()->set_sync_delay_ms(static_cast<uint32_t>(disk.sync_delay_ms));
 }
 
-grpc::Status PeerService::Info(grpc::ServerContext* context, const v1::NodeInfoRequest* request,
-                               v1::NodeInfo* reply) {
+grpc::Status PeerService::Info(grpc::ServerContext* context, const v1::NodeInfoRequest* request, v1::NodeInfo* reply) {
   auto caller = AuthenticatedPeer(*context, config_->cluster, config_->node_id);
   if (!caller.ok()) return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, std::string(caller.status().message()));
   if (transport_ != nullptr && transport_->link().Get().cut_in && *caller != config_->node_id) {

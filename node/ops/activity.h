@@ -34,8 +34,8 @@ struct ActivityMinute {
 };
 
 struct ActivitySnapshot {
-  std::vector<ActivityMinute> minutes;     // the last hour's minutes with calls, oldest first
-  std::vector<ActivityFailure> failures;   // newest first
+  std::vector<ActivityMinute> minutes;    // the last hour's minutes with calls, oldest first
+  std::vector<ActivityFailure> failures;  // newest first
 };
 
 // Whether a call with this outcome and HTTP status is a failure on the status page: anything

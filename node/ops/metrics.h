@@ -52,8 +52,8 @@ struct ScrapeState {
   uint64_t store_integrity_failures = 0;                  // quick_check found damage (since start)
   uint64_t store_integrity_repairs = 0;                   // of those, mended
   uint64_t store_records_pruned = 0;                      // by retention, since start
-  int64_t store_free_bytes = -1;      // free to the node on the data directory's volume; -1 unknown
-  int64_t store_min_free_bytes = 0;   // store.min_free_bytes (0: no floor)
+  int64_t store_free_bytes = -1;                          // free to the node on the data directory's volume; -1 unknown
+  int64_t store_min_free_bytes = 0;                       // store.min_free_bytes (0: no floor)
 };
 
 class NodeMetrics final : public node::ApiObserver {

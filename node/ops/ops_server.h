@@ -1,7 +1,7 @@
 // The ops listener: a small HTTP(S) server on its own port for load balancers and operators.
 // It serves only GET /, /health/live, /health/ready, /health/lb, /status and /metrics and the
-// admin calls below, never the API (and the API port never serves these). One request per connection, bounded in time and
-// size, at most max_connections at once (more are closed at once and counted).
+// admin calls below, never the API (and the API port never serves these). One request per connection, bounded in time
+// and size, at most max_connections at once (more are closed at once and counted).
 //   /health/live   200 "LIVE" while the process answers
 //   /health/ready  200 or 503, the HealthReport as JSON (every check, and why it failed)
 //   /health/lb     200 "UP", or 503 "DRAIN" (F5's receive-disable string) or "DOWN"

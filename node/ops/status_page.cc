@@ -36,6 +36,7 @@ table{border-collapse:collapse;width:100%;font-size:.9rem}
 th,td{border-bottom:1px solid var(--line);padding:.35rem .5rem;text-align:left;vertical-align:top}
 th{background:var(--bg);white-space:nowrap}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
+td b,.nw{white-space:nowrap}
 .ok{color:var(--ok);font-weight:600}
 .warn{color:var(--warn);font-weight:600}
 .bad{color:var(--bad);font-weight:600}
@@ -110,25 +111,40 @@ void Cards(const StatusPageModel& m, std::string* out) {
   }
   absl::StrAppend(out, "<section class=\"cards\">");
   const size_t total = m.nodes.size();
-  absl::StrAppend(out, "<div class=\"card\"><b class=\"", ready == static_cast<int>(total) ? "ok" : ready ? "warn" : "bad",
+  absl::StrAppend(out, "<div class=\"card\"><b class=\"",
+                  ready == static_cast<int>(total) ? "ok"
+                  : ready                          ? "warn"
+                                                   : "bad",
                   "\">", ready, " of ", total, "</b><span>nodes ready</span></div>");
   if (cas.empty()) {
     absl::StrAppend(out, "<div class=\"card\"><b class=\"muted\">?</b><span>CA health not reported</span></div>");
   }
   for (const auto& [name, counts] : cas) {
     const auto [ok, all] = counts;
-    absl::StrAppend(out, "<div class=\"card\"><b class=\"", ok == all ? "ok" : ok ? "warn" : "bad", "\">",
-                    ok == 0 ? "unreachable" : absl::StrCat("reachable from ", ok, " of ", all), "</b><span>",
+    absl::StrAppend(out, "<div class=\"card\"><b class=\"",
+                    ok == all ? "ok"
+                    : ok      ? "warn"
+                              : "bad",
+                    "\">", ok == 0 ? "unreachable" : absl::StrCat("reachable from ", ok, " of ", all), "</b><span>",
                     Esc(name.substr(name.rfind("ca ", 0) == 0 ? 3 : 0)), "</span></div>");
   }
-  absl::StrAppend(out, "<div class=\"card\"><b class=\"", worst_lag_ms > 60'000 ? "bad" : worst_lag_ms > 0 ? "warn" : "ok",
+  absl::StrAppend(out, "<div class=\"card\"><b class=\"",
+                  worst_lag_ms > 60'000 ? "bad"
+                  : worst_lag_ms > 0    ? "warn"
+                                        : "ok",
                   "\">", worst_lag_ms == 0 ? "none" : Duration(worst_lag_ms),
                   "</b><span>replication lag (oldest unacknowledged write)</span></div>");
-  absl::StrAppend(out, "<div class=\"card\"><b class=\"", refused ? "bad" : under ? "warn" : "ok", "\">", under, " / ",
-                  refused, "</b><span>writes under-replicated / refused since start</span></div>");
+  absl::StrAppend(out, "<div class=\"card\"><b class=\"",
+                  refused ? "bad"
+                  : under ? "warn"
+                          : "ok",
+                  "\">", under, " / ", refused, "</b><span>writes under-replicated / refused since start</span></div>");
   if (soonest != 0) {
     const int64_t days = (soonest - m.now_ms) / kDayMs;
-    const std::string cls = soonest <= m.now_ms ? "bad" : days < m.critical_days ? "bad" : days < m.warn_days ? "warn" : "ok";
+    const std::string cls = soonest <= m.now_ms      ? "bad"
+                            : days < m.critical_days ? "bad"
+                            : days < m.warn_days     ? "warn"
+                                                     : "ok";
     absl::StrAppend(out, "<div class=\"card\"><b class=\"", cls, "\">",
                     soonest <= m.now_ms ? std::string("EXPIRED") : absl::StrCat(days, " days"),
                     "</b><span>until the first certificate expires (", Esc(soonest_what), ")</span></div>");
@@ -137,12 +153,14 @@ void Cards(const StatusPageModel& m, std::string* out) {
 }
 
 void NodesTable(const StatusPageModel& m, std::string* out) {
-  absl::StrAppend(out, "<h2 id=\"nodes\">Nodes</h2><div class=\"scroll\"><table><thead><tr><th>node</th><th>state</th>"
-                       "<th>load balancer</th><th>mode</th><th>CA</th><th>records</th><th>writes (quorum "
-                       "/ under / refused)</th><th>version</th></tr></thead><tbody>");
+  absl::StrAppend(out,
+                  "<h2 id=\"nodes\">Nodes</h2><div class=\"scroll\"><table><thead><tr><th>node</th><th>state</th>"
+                  "<th>load balancer</th><th>mode</th><th>CA</th><th>records</th><th>writes (quorum "
+                  "/ under / refused)</th><th>version</th></tr></thead><tbody>");
   for (const auto& n : m.nodes) {
     const auto [word, cls] = NodeState(n);
-    absl::StrAppend(out, "<tr><td><b>", Esc(n.node_id), "</b>", n.node_id == m.served_by ? " <span class=\"muted\">(this page)</span>" : "",
+    absl::StrAppend(out, "<tr><td><b>", Esc(n.node_id), "</b>",
+                    n.node_id == m.served_by ? " <span class=\"muted\">(this page)</span>" : "",
                     "<div class=\"detail\">", Esc(n.address), "</div></td><td class=\"", cls, "\">", Esc(word));
     if (!n.error.empty()) absl::StrAppend(out, "<div class=\"detail\">", Esc(n.error), "</div>");
     if (n.cut_off) absl::StrAppend(out, "<div class=\"bad\">cut off from its peers (fault injection)</div>");
@@ -194,17 +212,18 @@ void Replication(const StatusPageModel& m, std::string* out) {
   bool any = false;
   for (const auto& n : m.nodes) any = any || !n.peers.empty();
   if (!any) return;
-  absl::StrAppend(out, "<h2 id=\"replication\">Replication</h2><div class=\"scroll\"><table><thead><tr><th>from</th>"
-                       "<th>to peer</th><th>writes it lacks</th><th>oldest waits</th><th>last answer</th>"
-                       "<th>protocol</th></tr></thead><tbody>");
+  absl::StrAppend(out,
+                  "<h2 id=\"replication\">Replication</h2><div class=\"scroll\"><table><thead><tr><th>from</th>"
+                  "<th>to peer</th><th>writes it lacks</th><th>oldest waits</th><th>last answer</th>"
+                  "<th>protocol</th></tr></thead><tbody>");
   for (const auto& n : m.nodes) {
     for (const auto& p : n.peers) {
       const int64_t age = p.last_answer_ms == 0 ? -1 : std::max<int64_t>(0, m.now_ms - p.last_answer_ms);
-      absl::StrAppend(out, "<tr><td>", Esc(n.node_id), "</td><td>", Esc(p.peer), "</td><td class=\"num ",
-                      p.lag_mutations ? "warn" : "", "\">", p.lag_mutations, "</td><td class=\"num ",
-                      p.lag_ms > 60'000 ? "bad" : "", "\">", p.lag_ms ? Duration(p.lag_ms) : "-",
-                      "</td><td class=\"", age < 0 || age > 60'000 ? "bad" : "", "\">",
-                      age < 0 ? std::string("never") : absl::StrCat(Duration(age), " ago"), "</td><td>",
+      absl::StrAppend(out, "<tr><td class=\"nw\">", Esc(n.node_id), "</td><td class=\"nw\">", Esc(p.peer),
+                      "</td><td class=\"num ", p.lag_mutations ? "warn" : "", "\">", p.lag_mutations,
+                      "</td><td class=\"num ", p.lag_ms > 60'000 ? "bad" : "", "\">",
+                      p.lag_ms ? Duration(p.lag_ms) : "-", "</td><td class=\"", age < 0 || age > 60'000 ? "bad" : "",
+                      "\">", age < 0 ? std::string("never") : absl::StrCat(Duration(age), " ago"), "</td><td>",
                       p.protocol ? absl::StrCat(p.protocol) : "?",
                       p.refused.empty() ? "" : absl::StrCat("<div class=\"bad\">refused: ", Esc(p.refused), "</div>"),
                       "</td></tr>");
@@ -215,10 +234,10 @@ void Replication(const StatusPageModel& m, std::string* out) {
 
 void Certificates(const StatusPageModel& m, std::string* out) {
   absl::StrAppend(out, "<h2 id=\"certificates\">Certificates</h2><p class=\"detail\">warning under ", m.warn_days,
-                  " days, critical under ", m.critical_days,
-                  " days, as /health/ready judges them</p>");
-  absl::StrAppend(out, "<div class=\"scroll\"><table><thead><tr><th>node</th><th>role</th><th>subject</th>"
-                       "<th>expires</th><th>days left</th><th>state</th></tr></thead><tbody>");
+                  " days, critical under ", m.critical_days, " days, as /health/ready judges them</p>");
+  absl::StrAppend(out,
+                  "<div class=\"scroll\"><table><thead><tr><th>node</th><th>role</th><th>subject</th>"
+                  "<th>expires</th><th>days left</th><th>state</th></tr></thead><tbody>");
   for (const auto& n : m.nodes) {
     if (!n.error.empty()) continue;
     if (!n.certificates_known) {
@@ -230,10 +249,10 @@ void Certificates(const StatusPageModel& m, std::string* out) {
     std::stable_sort(sorted.begin(), sorted.end(),
                      [](const auto* a, const auto* b) { return a->not_after_ms < b->not_after_ms; });
     for (const auto* c : sorted) {
-      absl::StrAppend(out, "<tr><td>", Esc(n.node_id), "</td><td>", Esc(c->role), "</td><td>", Esc(c->subject),
-                      "<div class=\"detail\">", Esc(c->source), "</div></td><td>", Time(c->not_after_ms),
-                      "</td><td class=\"num\">", (c->not_after_ms - m.now_ms) / kDayMs, "</td><td class=\"",
-                      StateClass(c->state), "\">", Esc(c->state), "</td></tr>");
+      absl::StrAppend(out, "<tr><td class=\"nw\">", Esc(n.node_id), "</td><td>", Esc(c->role), "</td><td>",
+                      Esc(c->subject), "<div class=\"detail\">", Esc(c->source), "</div></td><td class=\"nw\">",
+                      Time(c->not_after_ms), "</td><td class=\"num\">", (c->not_after_ms - m.now_ms) / kDayMs,
+                      "</td><td class=\"", StateClass(c->state), "\">", Esc(c->state), "</td></tr>");
     }
   }
   absl::StrAppend(out, "</tbody></table></div>");
@@ -253,8 +272,9 @@ void Bars(const StatusPageModel& m, const ActivitySnapshot& a, std::string* out)
     }
     peak = std::max(peak, calls);
   }
-  absl::StrAppend(out, "<svg class=\"bars\" viewBox=\"0 0 600 60\" preserveAspectRatio=\"none\" role=\"img\" "
-                       "aria-label=\"calls per minute, last hour\">");
+  absl::StrAppend(out,
+                  "<svg class=\"bars\" viewBox=\"0 0 600 60\" preserveAspectRatio=\"none\" role=\"img\" "
+                  "aria-label=\"calls per minute, last hour\">");
   for (const auto& [ago, counts] : per_minute) {
     const auto [calls, failed] = counts;
     if (peak == 0) break;
@@ -290,8 +310,9 @@ void Activity(const StatusPageModel& m, std::string* out) {
       continue;
     }
     Bars(m, n.activity, out);
-    absl::StrAppend(out, "<div class=\"scroll\"><table><thead><tr><th>endpoint</th><th>outcome</th><th>calls</th>"
-                         "<th>per minute</th></tr></thead><tbody>");
+    absl::StrAppend(out,
+                    "<div class=\"scroll\"><table><thead><tr><th>endpoint</th><th>outcome</th><th>calls</th>"
+                    "<th>per minute</th></tr></thead><tbody>");
     for (const auto& [key, count] : totals) {
       const bool failed = IsFailure(key.second, 0);
       absl::StrAppend(out, "<tr><td>", Esc(key.first), "</td><td class=\"", failed ? "bad" : "ok", "\">",
@@ -318,12 +339,14 @@ void Failures(const StatusPageModel& m, std::string* out) {
     absl::StrAppend(out, "<p class=\"muted\">none recorded since the nodes started</p>");
     return;
   }
-  absl::StrAppend(out, "<div class=\"scroll\"><table><thead><tr><th>time (UTC)</th><th>node</th><th>endpoint</th>"
-                       "<th>HTTP</th><th>outcome</th><th>message</th></tr></thead><tbody>");
+  absl::StrAppend(out,
+                  "<div class=\"scroll\"><table><thead><tr><th>time (UTC)</th><th>node</th><th>endpoint</th>"
+                  "<th>HTTP</th><th>outcome</th><th>message</th></tr></thead><tbody>");
   for (const Row& r : rows) {
-    absl::StrAppend(out, "<tr><td>", Time(r.f->unix_ms), "</td><td>", Esc(*r.node), "</td><td>", Esc(r.f->endpoint),
-                    "</td><td class=\"num\">", r.f->http_status, "</td><td class=\"bad\">", Esc(r.f->outcome),
-                    "</td><td class=\"detail\">", Esc(r.f->message), "</td></tr>");
+    absl::StrAppend(out, "<tr><td class=\"nw\">", Time(r.f->unix_ms), "</td><td class=\"nw\">", Esc(*r.node),
+                    "</td><td>", Esc(r.f->endpoint), "</td><td class=\"num\">", r.f->http_status,
+                    "</td><td class=\"bad\">", Esc(r.f->outcome), "</td><td class=\"detail\">", Esc(r.f->message),
+                    "</td></tr>");
   }
   absl::StrAppend(out, "</tbody></table></div>");
 }
@@ -371,9 +394,9 @@ std::string RenderStatusPage(const StatusPageModel& m) {
   absl::StrAppend(&out, "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
                   "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
                   "<meta http-equiv=\"refresh\" content=\"", m.refresh_seconds, "\">", "<title>", Esc(title),
-                  "</title><style>", kStyle, "</style></head><body><header><h1>", Esc(title),
-                  "</h1><p>served by ", Esc(m.served_by), " (adcsc ", Esc(m.version), ") at ", Time(m.now_ms),
-                  " UTC; refreshes every ", m.refresh_seconds, " s</p></header><main>");
+                  "</title><style>", kStyle, "</style></head><body><header><h1>", Esc(title), "</h1><p>served by ",
+                  Esc(m.served_by), " (adcsc ", Esc(m.version), ") at ", Time(m.now_ms), " UTC; refreshes every ",
+                  m.refresh_seconds, " s</p></header><main>");
   Cards(m, &out);
   NodesTable(m, &out);
   Checks(m, &out);

@@ -44,8 +44,8 @@ struct StatusPageNode {
   std::string error;    // set: it did not answer (every other member is empty)
   std::string version;
   std::string ca_identity;
-  bool cut_off = false;    // fault injection
-  bool ca_outage = false;  // fault injection
+  bool cut_off = false;       // fault injection
+  bool ca_outage = false;     // fault injection
   bool health_known = false;  // false: a node too old to report its health
   bool ready = false;
   std::string lb;    // UP, DRAIN, DOWN
@@ -68,8 +68,8 @@ struct StatusPageModel {
   std::string served_by;   // the node that rendered the page
   std::string version;
   int64_t now_ms = 0;
-  int warn_days = 30;      // ops.warn_certificate_days
-  int critical_days = 7;   // ops.critical_certificate_days
+  int warn_days = 30;     // ops.warn_certificate_days
+  int critical_days = 7;  // ops.critical_certificate_days
   int refresh_seconds = 15;
   std::vector<StatusPageNode> nodes;  // the serving node first
 };

@@ -171,7 +171,7 @@ class StatusPage(unittest.TestCase):
             self.assertIn(f"<b>{n}</b>", dom, n)
         self.assertIn("3 of 3</b><span>nodes ready", dom)
         self.assertRegex(dom, r"reachable from 3 of 3</b><span>[^<]*" + re.escape(h.CA))
-        self.assertRegex(dom, r"<td>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ</td>", "a certificate's expiry date")
+        self.assertRegex(dom, r"<td class=\"nw\">\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ</td>", "a certificate's expiry date")
         self.assertIn("bad_request", dom)
         self.assertIn("Latest failures", dom)
         self.assertRegex(dom, r'class="ok">issued</td><td class="num">[1-9]')

@@ -51,8 +51,9 @@ TEST(ActivityTest, CallsAreCountedPerMinuteForAnHour) {
   EXPECT_EQ(s.failures[0].outcome, "ca_error");
   EXPECT_EQ(s.failures[0].message, "The RPC server is unavailable. 0x800706ba");
   EXPECT_EQ(s.failures[0].unix_ms, kStart + 5'000 + kMinute);
-  // An hour on, the first minute has left the window; the second stays one minute more.
-  clock.AdvanceMillis(59 * kMinute);
+  // A minute stays while any of it lies in the last hour: once the first has wholly left
+  // the window it is gone, and the second follows a minute later.
+  clock.AdvanceMillis(60 * kMinute);
   s = log.Snapshot();
   ASSERT_EQ(s.minutes.size(), 1u);
   EXPECT_EQ(s.minutes[0].start_unix_ms, kStart + kMinute);
