@@ -441,52 +441,74 @@ absl::StatusOr<node::ForwardedRetrieve> PeerDirectory::ForwardRetrieve(const std
 absl::StatusOr<node::ForwardedSubmit> PeerDirectory::ForwardSubmit(const node::SubmitToForward& submit) {
   std::vector<PeerView> peers = Peers();
   std::vector<std::string> failures;
+  std::vector<std::string> skipped;  // left out for their report of the CA
   std::erase_if(peers, [&](const PeerView& p) {
     if (!ReportsCaUnreachable(p, submit.ca_config)) return false;
     failures.push_back(absl::StrCat(p.node_id, " reports the CA unreachable"));
+    skipped.push_back(p.node_id);
     return true;
   });
   MostRecentFirst(&peers);
   // One bound for every attempt: each includes the peer's lease round and CA call.
   const auto deadline = std::chrono::steady_clock::now() + forward_timeout_ + lookup_timeout_;
-  for (const PeerView& p : peers) {
-    if (std::chrono::steady_clock::now() >= deadline) {
-      failures.push_back("no time left for " + p.node_id);
-      break;
+  // Tries `candidates` in order: the first answer that settles the submit, or nullopt.
+  auto try_peers =
+      [&](const std::vector<PeerView>& candidates) -> std::optional<absl::StatusOr<node::ForwardedSubmit>> {
+    for (const PeerView& p : candidates) {
+      if (std::chrono::steady_clock::now() >= deadline) {
+        failures.push_back("no time left for " + p.node_id);
+        break;
+      }
+      auto channel = transport_->ChannelFor(p.node_id);
+      if (!channel.ok()) {
+        failures.push_back(std::string(channel.status().message()));
+        continue;
+      }
+      auto stub = v1::Peer::NewStub(*channel);
+      grpc::ClientContext context;
+      context.set_deadline(ForGrpc(deadline));
+      v1::ForwardSubmitRequest request;
+      Stamp(request.mutable_from());
+      request.set_body(submit.body);
+      request.set_client_pin(submit.client_pin);
+      request.set_remote(submit.remote);
+      v1::ForwardSubmitResponse reply;
+      grpc::Status status = stub->ForwardSubmit(&context, request, &reply);
+      if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+        // The peer may be submitting still; the client's retry finds its request.
+        return ca::MarkOutcomeUnknown(absl::DeadlineExceededError(
+            absl::StrCat("the submit forwarded to ", p.node_id, " did not finish in time")));
+      }
+      if (!status.ok()) {
+        // Down, cut off, or an older node without ForwardSubmit: the next one. Should the call
+        // have run there after all, the next peer's lease round finds its claim or its record.
+        failures.push_back(std::string(FromGrpc(status, p.node_id, "forwarded submit").message()));
+        continue;
+      }
+      shared_->Seen(p.node_id, nullptr);
+      if (reply.ca_unreachable()) {
+        shared_->SawCaUnreachable(p.node_id, submit.ca_config);
+        failures.push_back(absl::StrCat(p.node_id, " cannot reach the CA either"));
+        continue;
+      }
+      return node::ForwardedSubmit{p.node_id, reply.http_status(), reply.body(), reply.outcome()};
     }
-    auto channel = transport_->ChannelFor(p.node_id);
-    if (!channel.ok()) {
-      failures.push_back(std::string(channel.status().message()));
-      continue;
+    return std::nullopt;
+  };
+  if (auto settled = try_peers(peers)) return *std::move(settled);
+  if (!skipped.empty() && std::chrono::steady_clock::now() < deadline) {
+    // A report is up to a refresh interval old, and the CA may be back there since: before
+    // giving up, ask those peers again and try the ones that now reach it.
+    Refresh();
+    std::vector<PeerView> again;
+    for (const PeerView& p : Peers()) {
+      if (std::find(skipped.begin(), skipped.end(), p.node_id) != skipped.end() &&
+          !ReportsCaUnreachable(p, submit.ca_config)) {
+        failures.push_back(absl::StrCat(p.node_id, " reaches it again"));
+        again.push_back(p);
+      }
     }
-    auto stub = v1::Peer::NewStub(*channel);
-    grpc::ClientContext context;
-    context.set_deadline(ForGrpc(deadline));
-    v1::ForwardSubmitRequest request;
-    Stamp(request.mutable_from());
-    request.set_body(submit.body);
-    request.set_client_pin(submit.client_pin);
-    request.set_remote(submit.remote);
-    v1::ForwardSubmitResponse reply;
-    grpc::Status status = stub->ForwardSubmit(&context, request, &reply);
-    if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
-      // The peer may be submitting still; the client's retry finds its request.
-      return ca::MarkOutcomeUnknown(
-          absl::DeadlineExceededError(absl::StrCat("the submit forwarded to ", p.node_id, " did not finish in time")));
-    }
-    if (!status.ok()) {
-      // Down, cut off, or an older node without ForwardSubmit: the next one. Should the call
-      // have run there after all, the next peer's lease round finds its claim or its record.
-      failures.push_back(std::string(FromGrpc(status, p.node_id, "forwarded submit").message()));
-      continue;
-    }
-    shared_->Seen(p.node_id, nullptr);
-    if (reply.ca_unreachable()) {
-      shared_->SawCaUnreachable(p.node_id, submit.ca_config);
-      failures.push_back(absl::StrCat(p.node_id, " cannot reach the CA either"));
-      continue;
-    }
-    return node::ForwardedSubmit{p.node_id, reply.http_status(), reply.body(), reply.outcome()};
+    if (auto settled = try_peers(again)) return *std::move(settled);
   }
   if (failures.empty()) failures.push_back("no peers");
   return absl::UnavailableError(absl::StrCat("no peer took the submit to the CA: ", absl::StrJoin(failures, "; ")));

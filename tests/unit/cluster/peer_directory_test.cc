@@ -376,6 +376,27 @@ TEST_F(PeerDirectoryTest, ASubmitGoesToAPeerThatReachesTheCaNotToOneThatReportsI
   EXPECT_EQ(*nodes_["c"]->store->CountRecords(), 1) << "recorded where it was submitted";
 }
 
+// b reported the CA unreachable and has reached it since, but a has not refreshed: with c
+// unable to reach the CA, a asks again before giving up, and b takes the submit.
+TEST_F(PeerDirectoryTest, APeerWhoseReportIsStaleIsAskedAgainBeforeASubmitFails) {
+  nodes_["b"]->api->ca_reachability().Note(kCaConfig, false);
+  Directory("a").Refresh();
+  nodes_["b"]->api->ca_reachability().Note(kCaConfig, true);
+  nodes_["c"]->ca.fail_hresult = ca::hr::kRpcServerUnavailable;
+  auto forwarded = Directory("a").ForwardSubmit({kCaConfig, SubmitBody("forwarded-stale"), "pin", "192.0.2.1"});
+  ASSERT_TRUE(forwarded.ok()) << forwarded.status();
+  EXPECT_EQ(forwarded->node_id, "b");
+  EXPECT_EQ(forwarded->outcome, "issued");
+  EXPECT_EQ(nodes_["b"]->ca.submits(), 1);
+  // Still unreachable when asked again: not sent there, and the failover says why.
+  nodes_["b"]->api->ca_reachability().Note(kCaConfig, false);
+  Directory("a").Refresh();
+  auto none = Directory("a").ForwardSubmit({kCaConfig, SubmitBody("forwarded-stale-2"), "pin", "192.0.2.1"});
+  ASSERT_EQ(none.status().code(), absl::StatusCode::kUnavailable) << none.status();
+  EXPECT_NE(none.status().message().find("b reports the CA unreachable"), std::string_view::npos) << none.status();
+  EXPECT_EQ(nodes_["b"]->ca.submits(), 1);
+}
+
 // A peer that cannot reach the CA either says so (and sent nothing): the next is tried, and
 // with none left the failover is UNAVAILABLE, naming each.
 TEST_F(PeerDirectoryTest, APeerThatCannotReachTheCaEitherIsFollowedByTheNext) {
