@@ -217,6 +217,10 @@ struct CallLog {
     if (observer != nullptr) {
       const double ca_ms = fields.contains("ca_ms") ? fields["ca_ms"].get<double>() : -1.0;
       observer->ObserveCall(endpoint, r.outcome, r.status, latency_ms, ca_ms);
+      const auto error = fields.find("error");
+      observer->ObserveResult(
+          endpoint, r.outcome, r.status,
+          error != fields.end() && error->is_string() ? error->get_ref<const std::string&>() : std::string_view());
     }
     return r;
   }

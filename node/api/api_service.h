@@ -87,6 +87,33 @@ class ApiObserver {
   // An authorized call under /api/ that adcsc does not serve (404 or 405), by method and path
   // label (unserved_calls.h: at most UnservedCalls::kMaxShapes paths, then "other").
   virtual void ObserveUnserved(std::string_view method, std::string_view path_label) {}
+  // Every call once answered (after ObserveCall), with the error text it was logged with
+  // (empty when none): the status page's recent failures. Never the request's contents.
+  virtual void ObserveResult(std::string_view endpoint, std::string_view outcome, int http_status,
+                             std::string_view error) {}
+};
+
+// Tells each of several observers (the metrics and the status page's activity log).
+class ApiObserverFanout final : public ApiObserver {
+ public:
+  explicit ApiObserverFanout(std::vector<ApiObserver*> observers) : observers_(std::move(observers)) {}
+  void ObserveCall(std::string_view endpoint, std::string_view outcome, int http_status, double latency_ms,
+                   double ca_ms) override {
+    for (ApiObserver* o : observers_) o->ObserveCall(endpoint, outcome, http_status, latency_ms, ca_ms);
+  }
+  void ObservePolicyDenial(std::string_view rule) override {
+    for (ApiObserver* o : observers_) o->ObservePolicyDenial(rule);
+  }
+  void ObserveUnserved(std::string_view method, std::string_view path_label) override {
+    for (ApiObserver* o : observers_) o->ObserveUnserved(method, path_label);
+  }
+  void ObserveResult(std::string_view endpoint, std::string_view outcome, int http_status,
+                     std::string_view error) override {
+    for (ApiObserver* o : observers_) o->ObserveResult(endpoint, outcome, http_status, error);
+  }
+
+ private:
+  std::vector<ApiObserver*> observers_;
 };
 
 // What a service talks to besides the CA and its own store; each is optional.

@@ -24,10 +24,12 @@
 #include "node/app/backend_factory.h"
 #include "node/app/ca_admin.h"
 #include "node/app/cert_inventory.h"
+#include "node/app/status_view.h"
 #include "node/ca/chain_recorder.h"
 #include "node/ca/hresult.h"
 #include "node/ca/outage_switch.h"
 #include "node/cluster/bulk_join.h"
+#include "node/cluster/fault_client.h"
 #include "node/cluster/runtime.h"
 #include "node/config/config.h"
 #include "node/dcom/csra_stub.h"
@@ -35,8 +37,10 @@
 #include "node/http/https_server.h"
 #include "node/http/tls_settings.h"
 #include "node/log/logging.h"
+#include "node/ops/activity.h"
 #include "node/ops/metrics.h"
 #include "node/ops/ops_server.h"
+#include "node/ops/status_page.h"
 #include "node/ops/store_maintenance.h"
 #include "node/pki/x509.h"
 #include "store/dir_lock.h"
@@ -163,6 +167,8 @@ struct RunningNode {
   adcsc::ca::CaBackend* ca = nullptr;  // the backend, or the switch in front of it
   std::unique_ptr<adcsc::ops::ServiceModeStore> mode;
   std::unique_ptr<adcsc::ops::NodeMetrics> metrics;
+  std::unique_ptr<adcsc::ops::ActivityLog> activity;        // the status page's view of API calls
+  std::unique_ptr<ApiObserverFanout> observers;             // metrics and activity
   std::unique_ptr<adcsc::ops::StoreMaintenance> integrity;  // integrity, retention, compaction
   std::unique_ptr<ApiService> service;
   std::unique_ptr<adcsc::cluster::ClusterRuntime> cluster;
@@ -177,7 +183,10 @@ struct RunningNode {
 
   // Peer.Info's certificate source reads the health monitor, which goes before the cluster.
   ~RunningNode() {
-    if (cluster != nullptr) cluster->SetCertificateSource(nullptr);
+    if (cluster != nullptr) {
+      cluster->SetCertificateSource(nullptr);
+      cluster->SetStatusSource(nullptr);
+    }
   }
 
   // A failure after the logs are open is logged too.
@@ -359,8 +368,13 @@ Step BuildApi(RunningNode& n) {
   if (!mode.ok()) return StartError{kExitRuntimeError, std::string(mode.status().message())};
   n.mode = std::move(*mode);
   if (n.config.ops.enabled) n.metrics = std::make_unique<adcsc::ops::NodeMetrics>();
+  // Kept with or without [ops]: a peer's status page asks for it.
+  n.activity = std::make_unique<adcsc::ops::ActivityLog>(SystemClock::Default());
+  std::vector<ApiObserver*> observers{n.activity.get()};
+  if (n.metrics != nullptr) observers.push_back(n.metrics.get());
+  n.observers = std::make_unique<ApiObserverFanout>(std::move(observers));
   ApiServiceLinks links;
-  links.observer = n.metrics.get();
+  links.observer = n.observers.get();
   if (n.config.cluster.enabled) {
     auto cluster = adcsc::cluster::ClusterRuntime::Create(n.config, n.store.get());
     if (!cluster.ok()) return n.Fail(kExitConfigError, n.InConfig(cluster.status().message()));
@@ -537,6 +551,11 @@ std::function<std::string()> MetricsScrape(RunningNode& n) {
       state.ca_ticket_expiry_unix = pool->ticket_expiry_unix;
     }
     state.store_integrity_failures = n.integrity->failures();
+    // The data directory's volume against the floor below which the store check fails.
+    std::error_code ec;
+    const std::filesystem::space_info space = std::filesystem::space(n.config.data_dir, ec);
+    if (!ec) state.store_free_bytes = static_cast<int64_t>(space.available);
+    state.store_min_free_bytes = n.config.store.min_free_bytes;
     state.store_integrity_repairs = n.integrity->repairs();
     state.store_records_pruned = n.integrity->pruned();
     return n.metrics->Scrape(state);
@@ -590,36 +609,96 @@ std::vector<adcsc::ops::CertificateExpiry> SeenCertificates(RunningNode& n) {
 
 // Peer.Info's certificates (`adcsc ctl status`): the health's list with its states, or without
 // [ops] the configuration's files judged by the default thresholds.
+std::vector<adcsc::cluster::v1::NodeCertificate> NodeCertificates(RunningNode& n) {
+  std::vector<adcsc::cluster::v1::NodeCertificate> out;
+  auto add = [&out](const adcsc::ops::CertificateExpiry& e, std::string_view state) {
+    adcsc::cluster::v1::NodeCertificate& c = out.emplace_back();
+    c.set_role(e.role);
+    c.set_subject(e.subject);
+    c.set_source(e.source);
+    c.set_not_after_unix_ms(e.not_after_ms);
+    c.set_state(std::string(state));
+    c.set_mapped_until_unix_ms(e.mapped_until_ms);
+  };
+  if (n.health != nullptr) {
+    for (const auto& c : n.health->Report().certificates) add(c.certificate, c.state);
+  } else {
+    const adcsc::ops::HealthPolicy defaults;
+    const int64_t now_ms = SystemClock::Default()->NowUnixMillis();
+    std::vector<adcsc::ops::CertificateExpiry> all;
+    {
+      std::lock_guard lock(n.file_certificates_mu);
+      all = n.file_certificates;
+    }
+    for (auto& e : SeenCertificates(n)) all.push_back(std::move(e));
+    for (const auto& e : all) {
+      add(e, adcsc::ops::ExpiryState(e, now_ms, defaults.warn_certificate_days, defaults.critical_certificate_days));
+    }
+  }
+  return out;
+}
+
+// What Peer.Info reports of this node besides the store: its health (with [ops]) and, when
+// asked, its API activity of the last hour.
+void DescribeNodeStatus(RunningNode& n, bool include_activity, adcsc::cluster::v1::NodeInfo* reply) {
+  if (n.health != nullptr) FillNodeHealth(n.health->Report(), adcsc::ops::ModeName(n.mode->mode()), reply);
+  if (include_activity && n.activity != nullptr) FillNodeActivity(n.activity->Snapshot(), reply);
+}
+
 void ShareCertificates(RunningNode& n) {
   if (n.cluster == nullptr) return;
-  n.cluster->SetCertificateSource([&n] {
-    std::vector<adcsc::cluster::v1::NodeCertificate> out;
-    auto add = [&out](const adcsc::ops::CertificateExpiry& e, std::string_view state) {
-      adcsc::cluster::v1::NodeCertificate& c = out.emplace_back();
-      c.set_role(e.role);
-      c.set_subject(e.subject);
-      c.set_source(e.source);
-      c.set_not_after_unix_ms(e.not_after_ms);
-      c.set_state(std::string(state));
-      c.set_mapped_until_unix_ms(e.mapped_until_ms);
-    };
-    if (n.health != nullptr) {
-      for (const auto& c : n.health->Report().certificates) add(c.certificate, c.state);
-    } else {
-      const adcsc::ops::HealthPolicy defaults;
-      const int64_t now_ms = SystemClock::Default()->NowUnixMillis();
-      std::vector<adcsc::ops::CertificateExpiry> all;
-      {
-        std::lock_guard lock(n.file_certificates_mu);
-        all = n.file_certificates;
-      }
-      for (auto& e : SeenCertificates(n)) all.push_back(std::move(e));
-      for (const auto& e : all) {
-        add(e, adcsc::ops::ExpiryState(e, now_ms, defaults.warn_certificate_days, defaults.critical_certificate_days));
-      }
-    }
-    return out;
+  n.cluster->SetCertificateSource([&n] { return NodeCertificates(n); });
+  n.cluster->SetStatusSource([&n](bool include_activity, adcsc::cluster::v1::NodeInfo* reply) {
+    DescribeNodeStatus(n, include_activity, reply);
   });
+}
+
+// GET / on the ops port (administrators only): the cluster status page. Asks every peer for
+// its Info with activity (in parallel, bounded by cluster.lookup_timeout), so it runs on an
+// ops worker thread.
+std::string StatusPageHtml(RunningNode& n) {
+  adcsc::ops::StatusPageModel m;
+  m.served_by = n.config.node_id;
+  m.version = ADCSC_VERSION;
+  m.now_ms = SystemClock::Default()->NowUnixMillis();
+  const adcsc::ops::HealthPolicy thresholds;
+  m.warn_days = thresholds.warn_certificate_days;
+  m.critical_days = thresholds.critical_certificate_days;
+  adcsc::cluster::v1::NodeInfo self;
+  std::string self_address;
+  if (n.cluster != nullptr) {
+    m.cluster_id = n.config.cluster.id;
+    self_address = adcsc::cluster::SelfAsPeer(n.config).address;
+    (void)n.cluster->Describe(&self, /*include_activity=*/true);
+  }
+  // Without a cluster (or if Describe failed): this node from its own parts.
+  self.mutable_from()->set_node_id(n.config.node_id);
+  if (self.version().empty()) self.set_version(ADCSC_VERSION);
+  if (self.ca_identity().empty()) self.set_ca_identity(n.config.ca.identity);
+  if (!self.certificates_reported()) {
+    for (auto& c : NodeCertificates(n)) *self.add_certificates() = std::move(c);
+    self.set_certificates_reported(true);
+  }
+  if (!self.health_reported() || !self.activity_reported()) {
+    self.clear_health();
+    self.clear_activity();
+    DescribeNodeStatus(n, /*include_activity=*/true, &self);
+  }
+  m.nodes.push_back(StatusPageNodeOf(self, self_address));
+  if (n.cluster != nullptr) {
+    for (adcsc::cluster::PeerSurvey& p : n.cluster->directory().Survey(/*include_activity=*/true)) {
+      if (!p.error.empty()) {
+        adcsc::ops::StatusPageNode down;
+        down.node_id = p.node_id;
+        down.address = p.address;
+        down.error = p.error;
+        m.nodes.push_back(std::move(down));
+        continue;
+      }
+      m.nodes.push_back(StatusPageNodeOf(p.info, p.address));
+    }
+  }
+  return adcsc::ops::RenderStatusPage(m);
 }
 
 // The health monitor and the ops listener ([ops]): health, metrics, /status and the admin
@@ -653,6 +732,7 @@ Step StartOps(RunningNode& n) {
   o.status_extra = [&c, service = n.service.get(), cluster = n.cluster.get()] {
     return StatusDetailsJson(c, *service->Allowlist(), cluster);
   };
+  o.status_page = [&n] { return StatusPageHtml(n); };
   if (!c.ops.admin_pins.empty()) {
     auto admin = ClientAuthorizer::Create(c.ops.admin_ca_file.string(), c.ops.admin_pins);
     if (!admin.ok()) {

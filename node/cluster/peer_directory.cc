@@ -272,38 +272,67 @@ std::optional<store::RequestRecord> PeerDirectory::LookupByDedupeKey(const std::
 }
 
 void PeerDirectory::Refresh() {
+  // A survey is a handshake too: it asks a peer refused for its cluster protocol, to learn
+  // when that changed.
+  for (const PeerSurvey& s : Survey(/*include_activity=*/false)) {
+    if (!s.error.empty()) continue;
+    shared_->Seen(s.node_id, &s.info.ca_identity());
+    const auto& entries = s.info.version_vector().entries();
+    shared_->SawVector(s.node_id, store::VersionVector(entries.begin(), entries.end()));
+    const auto& down = s.info.cas_unreachable();
+    shared_->SawCaHealth(s.node_id, std::vector<std::string>(down.begin(), down.end()), s.info.ca_outage());
+  }
+}
+
+std::vector<PeerSurvey> PeerDirectory::Survey(bool include_activity) const {
   struct Call {
     std::string peer;
     std::unique_ptr<v1::Peer::Stub> stub;
     grpc::ClientContext context;
     v1::NodeInfoRequest request;
     v1::NodeInfo reply;
+    grpc::Status status;
   };
   auto gather = std::make_shared<Gather>();
   const auto deadline = std::chrono::steady_clock::now() + lookup_timeout_;
-  // A handshake: asks a peer refused for its cluster protocol too, to learn when it changed.
   const auto calls = CallsToEveryPeer<Call>(config_.cluster, *transport_, deadline, /*handshake=*/true);
-  for (const auto& call : calls) Stamp(call->request.mutable_from());
+  for (const auto& call : calls) {
+    Stamp(call->request.mutable_from());
+    call->request.set_include_activity(include_activity);
+  }
   gather->outstanding = calls.size();
-  std::weak_ptr<Shared> shared = shared_;
   for (const std::shared_ptr<Call>& call : calls) {
-    call->stub->async()->Info(
-        &call->context, &call->request, &call->reply, [call, gather, shared](grpc::Status status) {
-          if (status.ok() && call->reply.from().node_id() == call->peer) {
-            if (auto s = shared.lock()) {
-              s->Seen(call->peer, &call->reply.ca_identity());
-              const auto& entries = call->reply.version_vector().entries();
-              s->SawVector(call->peer, store::VersionVector(entries.begin(), entries.end()));
-              const auto& down = call->reply.cas_unreachable();
-              s->SawCaHealth(call->peer, std::vector<std::string>(down.begin(), down.end()), call->reply.ca_outage());
-            }
-          }
-          std::lock_guard lock(gather->mu);
-          --gather->outstanding;
-          gather->cv.notify_all();
-        });
+    call->stub->async()->Info(&call->context, &call->request, &call->reply, [call, gather](grpc::Status status) {
+      std::lock_guard lock(gather->mu);
+      call->status = std::move(status);
+      --gather->outstanding;
+      gather->cv.notify_all();
+    });
   }
   WaitThenCancel(*gather, calls, deadline, [] { return false; });
+  {
+    // A cancelled call's callback follows the cancel at once; its reply is ours after it.
+    std::unique_lock lock(gather->mu);
+    gather->cv.wait(lock, [&] { return gather->outstanding == 0; });
+  }
+  std::vector<PeerSurvey> out;
+  for (const node::PeerConfig& p : config_.cluster.peers) {
+    PeerSurvey& s = out.emplace_back();
+    s.node_id = p.id;
+    s.address = p.address;
+    auto call = std::find_if(calls.begin(), calls.end(), [&](const auto& c) { return c->peer == p.id; });
+    if (call == calls.end()) {
+      auto channel = transport_->ChannelFor(p.id, /*handshake=*/true);
+      s.error = channel.ok() ? "not asked" : std::string(channel.status().message());
+    } else if (!(*call)->status.ok()) {
+      s.error = (*call)->status.error_message().empty() ? "no answer" : (*call)->status.error_message();
+    } else if ((*call)->reply.from().node_id() != p.id) {
+      s.error = "answered as " + (*call)->reply.from().node_id();
+    } else {
+      s.info = std::move((*call)->reply);
+    }
+  }
+  return out;
 }
 
 namespace {

@@ -42,6 +42,14 @@ struct PeerView {
   int64_t quiet_until_ms = 0;
 };
 
+// One peer's answer to a survey (PeerDirectory::Survey).
+struct PeerSurvey {
+  std::string node_id;
+  std::string address;
+  std::string error;  // empty: `info` holds its answer
+  adcsc::cluster::v1::NodeInfo info;
+};
+
 // Whether `peer` reported `ca_config` ("dc\ca") unreachable.
 bool ReportsCaUnreachable(const PeerView& peer, const std::string& ca_config);
 
@@ -72,6 +80,10 @@ class PeerDirectory final : public node::PeerLookup {
 
   // Asks every peer for its Info and waits (at most lookup_timeout) for the answers.
   void Refresh();
+  // Asks every configured peer for its Info (with its API activity when `include_activity`),
+  // in parallel, for at most lookup_timeout; one entry per peer in configuration order, an
+  // unreachable, refused or silent peer with its error. For the status page.
+  std::vector<PeerSurvey> Survey(bool include_activity) const;
   std::vector<PeerView> Peers() const;
   // Peer lookups that left out a peer gone quiet (PeerView::quiet_until_ms), since start.
   uint64_t skipped_lookups() const;

@@ -176,7 +176,7 @@ void PeerService::DescribeFaults(v1::FaultState* state) const {
   state->mutable_disk()->set_sync_delay_ms(static_cast<uint32_t>(disk.sync_delay_ms));
 }
 
-grpc::Status PeerService::Info(grpc::ServerContext* context, const v1::NodeInfoRequest*, v1::NodeInfo* reply) {
+grpc::Status PeerService::Info(grpc::ServerContext* context, const v1::NodeInfoRequest* request, v1::NodeInfo* reply) {
   auto caller = AuthenticatedPeer(*context, config_->cluster, config_->node_id);
   if (!caller.ok()) return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, std::string(caller.status().message()));
   if (transport_ != nullptr && transport_->link().Get().cut_in && *caller != config_->node_id) {
@@ -188,8 +188,13 @@ grpc::Status PeerService::Info(grpc::ServerContext* context, const v1::NodeInfoR
       return ToGrpc(readable);
     }
   }
-  if (auto s = Describe(reply); !s.ok()) return ToGrpc(s);
+  if (auto s = Describe(reply, request->include_activity()); !s.ok()) return ToGrpc(s);
   return grpc::Status::OK;
+}
+
+void PeerService::SetStatusSource(StatusSource source) {
+  std::lock_guard lock(certificates_mu_);
+  status_ = std::move(source);
 }
 
 void PeerService::SetCertificateSource(CertificateSource source) {
@@ -197,7 +202,7 @@ void PeerService::SetCertificateSource(CertificateSource source) {
   certificates_ = std::move(source);
 }
 
-absl::Status PeerService::Describe(v1::NodeInfo* reply) const {
+absl::Status PeerService::Describe(v1::NodeInfo* reply, bool include_activity) const {
   reply->set_cut_off(transport_ != nullptr && transport_->cut_off());
   const ca::OutageSwitch* ca_switch = ca_switch_;
   reply->set_ca_outage(ca_switch != nullptr && ca_switch->outage());
@@ -214,6 +219,7 @@ absl::Status PeerService::Describe(v1::NodeInfo* reply) const {
       reply->set_certificates_reported(true);
       for (v1::NodeCertificate& c : certificates_()) *reply->add_certificates() = std::move(c);
     }
+    if (status_) status_(include_activity, reply);
   }
   reply->mutable_from()->set_cluster_id(config_->cluster.id);
   reply->mutable_from()->set_node_id(config_->node_id);

@@ -53,13 +53,18 @@ class PeerService final : public adcsc::cluster::v1::Peer::Service {
                               adcsc::cluster::v1::AnnounceSubmitResponse* reply) override;
   grpc::Status Info(grpc::ServerContext* context, const adcsc::cluster::v1::NodeInfoRequest* request,
                     adcsc::cluster::v1::NodeInfo* reply) override;
-  // What Info answers, for this node's own /status.
-  absl::Status Describe(adcsc::cluster::v1::NodeInfo* reply) const;
+  // What Info answers, for this node's own /status and status page; with its API activity
+  // when `include_activity` (NodeInfoRequest.include_activity).
+  absl::Status Describe(adcsc::cluster::v1::NodeInfo* reply, bool include_activity = false) const;
   // Where Info's certificates come from (the node's health); until set, Info reports none
   // and certificates_reported stays false. Setting it (nullptr included) waits for a call of
   // the previous source in progress, so a node clears it before what the source reads goes.
   using CertificateSource = std::function<std::vector<adcsc::cluster::v1::NodeCertificate>()>;
   void SetCertificateSource(CertificateSource source);
+  // Where Info's health and activity come from (it sets health/health_reported and, when
+  // asked, activity/activity_reported); as SetCertificateSource.
+  using StatusSource = std::function<void(bool include_activity, adcsc::cluster::v1::NodeInfo* reply)>;
+  void SetStatusSource(StatusSource source);
 
  private:
   // The fault switches' state (cut_off, link, disk), for SetFault's answer and Info.
@@ -73,6 +78,7 @@ class PeerService final : public adcsc::cluster::v1::Peer::Service {
   ca::OutageSwitch* const ca_switch_;
   mutable std::mutex certificates_mu_;
   CertificateSource certificates_;  // guarded by certificates_mu_
+  StatusSource status_;             // guarded by certificates_mu_
 
   // The calling peer, after the checks every call gets.
   absl::StatusOr<std::string> Caller(const grpc::ServerContext& context,

@@ -111,9 +111,9 @@ absl::Status ClusterRuntime::AdoptOwnSequenceFromPeers(std::chrono::milliseconds
   }
 }
 
-absl::Status ClusterRuntime::Describe(adcsc::cluster::v1::NodeInfo* info) const {
+absl::Status ClusterRuntime::Describe(adcsc::cluster::v1::NodeInfo* info, bool include_activity) const {
   if (peer_service_ == nullptr) return absl::FailedPreconditionError("the cluster runtime is not serving yet");
-  return peer_service_->Describe(info);
+  return peer_service_->Describe(info, include_activity);
 }
 
 void ClusterRuntime::RefreshLoop() {

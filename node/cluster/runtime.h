@@ -51,10 +51,14 @@ class ClusterRuntime final : public node::WriteReplication {
   node::PeerLookup* peers() { return directory_.get(); }
   PeerDirectory& directory() { return *directory_; }
   // This node's view of the cluster, as Peer.Info answers it (FAILED_PRECONDITION before Serve).
-  absl::Status Describe(adcsc::cluster::v1::NodeInfo* info) const;
+  absl::Status Describe(adcsc::cluster::v1::NodeInfo* info, bool include_activity = false) const;
   // The certificates Peer.Info reports (PeerService::SetCertificateSource); after Serve.
   void SetCertificateSource(PeerService::CertificateSource source) {
     if (peer_service_ != nullptr) peer_service_->SetCertificateSource(std::move(source));
+  }
+  // Peer.Info's health and activity (PeerService::SetStatusSource); after Serve.
+  void SetStatusSource(PeerService::StatusSource source) {
+    if (peer_service_ != nullptr) peer_service_->SetStatusSource(std::move(source));
   }
   absl::StatusOr<store::ReplicatorStatus> Status() const;
   GrpcPeerTransport& transport() { return *transport_; }

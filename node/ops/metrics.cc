@@ -158,7 +158,16 @@ NodeMetrics::NodeMetrics()
       store_pruned_(BuildGauge()
                         .Name("adcsc_store_pruned_records")
                         .Help("Settled records pruned by store.retention_days since the node started")
-                        .Register(*registry_)) {}
+                        .Register(*registry_)),
+      store_free_(BuildGauge()
+                      .Name("adcsc_store_free_bytes")
+                      .Help("Bytes free to the node on its data directory's volume")
+                      .Register(*registry_)),
+      store_min_free_(BuildGauge()
+                          .Name("adcsc_store_min_free_bytes")
+                          .Help("store.min_free_bytes: below it the store check fails and the node takes no requests "
+                                "(0: no floor)")
+                          .Register(*registry_)) {}
 
 void NodeMetrics::ObserveCall(std::string_view endpoint, std::string_view outcome, int /*http_status*/,
                               double latency_ms, double ca_ms) {
@@ -245,6 +254,8 @@ std::string NodeMetrics::Scrape(const ScrapeState& state) {
   store_integrity_.Add({{"result", "damaged"}}).Set(static_cast<double>(state.store_integrity_failures));
   store_integrity_.Add({{"result", "repaired"}}).Set(static_cast<double>(state.store_integrity_repairs));
   store_pruned_.Add({}).Set(static_cast<double>(state.store_records_pruned));
+  if (state.store_free_bytes >= 0) store_free_.Add({}).Set(static_cast<double>(state.store_free_bytes));
+  store_min_free_.Add({}).Set(static_cast<double>(state.store_min_free_bytes));
   std::ostringstream out;
   prometheus::TextSerializer().Serialize(out, registry_->Collect());
   return out.str();

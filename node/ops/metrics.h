@@ -52,6 +52,8 @@ struct ScrapeState {
   uint64_t store_integrity_failures = 0;                  // quick_check found damage (since start)
   uint64_t store_integrity_repairs = 0;                   // of those, mended
   uint64_t store_records_pruned = 0;                      // by retention, since start
+  int64_t store_free_bytes = -1;                          // free to the node on the data directory's volume; -1 unknown
+  int64_t store_min_free_bytes = 0;                       // store.min_free_bytes (0: no floor)
 };
 
 class NodeMetrics final : public node::ApiObserver {
@@ -102,6 +104,8 @@ class NodeMetrics final : public node::ApiObserver {
   prometheus::Family<prometheus::Gauge>& ca_ticket_expiry_;
   prometheus::Family<prometheus::Gauge>& store_integrity_;
   prometheus::Family<prometheus::Gauge>& store_pruned_;
+  prometheus::Family<prometheus::Gauge>& store_free_;
+  prometheus::Family<prometheus::Gauge>& store_min_free_;
   std::mutex scrape_mu_;  // one scrape at a time sets the gauges, then serializes
 };
 

@@ -19,10 +19,12 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 #include "node/http/security_headers.h"
 #include "node/http/tls_settings.h"
+#include "node/ops/status_page.h"
 
 namespace adcsc::ops {
 namespace {
@@ -219,7 +221,7 @@ class OpsServer::Impl {
       a = Json(http::status::bad_request, R"({"error":"malformed or oversized request"})");
     } else {
       const std::string path = PathOf(parser.get());
-      const bool admin_path = path == "/admin/mode" || path == "/admin/ca";
+      const bool admin_path = path == "/admin/mode" || path == "/admin/ca" || (path == "/" && options_.status_page);
       // Only these two answer differently for an administrator; a health check is not judged.
       const Caller caller = admin_path || path == "/status" ? Identify(ssl) : Caller{};
       const bool refused = admin_path && !caller.admin;
@@ -238,6 +240,13 @@ class OpsServer::Impl {
         a = Forbidden();  // whatever its body was
       } else if (ec) {
         a = Json(http::status::bad_request, R"({"error":"malformed or oversized request"})");
+      } else if (path == "/" && options_.status_page &&
+                 (parser.get().method() == http::verb::get || parser.get().method() == http::verb::head)) {
+        // The peers are asked for their state: on a worker, as a CA administration call.
+        std::string html;
+        html = co_await net::co_spawn(workers_.get_executor(), RenderJob(options_.status_page), net::use_awaitable);
+        a = {http::status::ok, "text/html; charset=utf-8", std::move(html)};
+        beast::get_lowest_layer(stream).expires_after(kRequestTimeout);
       } else if (path == "/admin/ca" && options_.on_ca_admin && parser.get().method() == http::verb::post) {
         // Seconds of CA calls: on a worker, while this thread keeps answering health checks.
         // (Plain variables and a coroutine function with by-value parameters: GCC 12
@@ -257,6 +266,8 @@ class OpsServer::Impl {
     // HSTS only where the port is TLS: a plain-HTTP ops port is not upgraded by a header.
     if (ssl != nullptr) {
       node::SetSecurityHeaders(res);
+      // The status page's own stylesheet, allowed by its hash; nothing else loads.
+      if (absl::StartsWith(a.content_type, "text/html")) res.set("Content-Security-Policy", StatusPageCsp());
     } else {
       res.set(http::field::cache_control, "no-store");
       res.set("X-Content-Type-Options", "nosniff");
@@ -273,6 +284,9 @@ class OpsServer::Impl {
     (void)keep;
     (void)slot;
   }
+
+  // The status page on a worker thread.
+  static net::awaitable<std::string> RenderJob(std::function<std::string()> render) { co_return render(); }
 
   // One POST /admin/ca on a worker thread; everything it needs is copied into its frame.
   static net::awaitable<std::pair<int, std::string>> RunCaAdminJob(
@@ -319,8 +333,8 @@ class OpsServer::Impl {
       return Json(
           http::status::not_found,
           nlohmann::json{{"error", "no such endpoint on the ops port: " + path +
-                                       " (it serves /health/live, /health/ready, /health/lb, /status and /metrics; "
-                                       "the API is on the API port)"}}
+                                       " (it serves /health/live, /health/ready, /health/lb, /status, /metrics "
+                                       "and, for administrators, the status page at /; the API is on the API port)"}}
               .dump());
     }
     if (req.method() != http::verb::get && req.method() != http::verb::head) {

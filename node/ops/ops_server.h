@@ -1,7 +1,7 @@
 // The ops listener: a small HTTP(S) server on its own port for load balancers and operators.
-// It serves only GET /health/live, /health/ready, /health/lb, /status and /metrics, never the
-// API (and the API port never serves these). One request per connection, bounded in time and
-// size, at most max_connections at once (more are closed at once and counted).
+// It serves only GET /, /health/live, /health/ready, /health/lb, /status and /metrics and the
+// admin calls below, never the API (and the API port never serves these). One request per connection, bounded in time
+// and size, at most max_connections at once (more are closed at once and counted).
 //   /health/live   200 "LIVE" while the process answers
 //   /health/ready  200 or 503, the HealthReport as JSON (every check, and why it failed)
 //   /health/lb     200 "UP", or 503 "DRAIN" (F5's receive-disable string) or "DOWN"
@@ -9,6 +9,9 @@
 //                  administrator (a client certificate the admin authorizer accepts): also the
 //                  node, version, the health report and the extra members (cluster, peers).
 //   /metrics       200, Prometheus text (node/ops/metrics.h), when a provider is given
+//   /              200, the cluster status page (HTML, node/ops/status_page.h), for
+//                  administrators only (as POST /admin/mode; anyone else gets the generic 403),
+//                  when a provider is given; rendered on a worker thread (it asks the peers).
 //   POST /admin/mode   {"mode":"drain"|"active"|"maint"}: the admin channel (`adcsc ctl
 //                  drain|resume|maint`). TLS only, and only for a client certificate the
 //                  admin authorizer accepts (chain and pin, as the API maps Jamf's). A refused
@@ -48,6 +51,8 @@ struct OpsServerOptions {
   // Extra members of the /status object (a JSON object as text, e.g. {"cluster": {...}});
   // empty or unset: none.
   std::function<std::string()> status_extra;
+  // GET /: the status page's HTML; unset: 404. Called on a worker thread.
+  std::function<std::string()> status_page;
   // Who may change the service mode; null: nobody (POST /admin/mode answers 403). Not owned;
   // a Reload replaces it.
   const node::ClientAuthorizer* admin = nullptr;

@@ -8,6 +8,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+
 #include "nlohmann/json.hpp"
 #include "tests/testing/temp_dir.h"
 
@@ -65,6 +67,10 @@ class OpsServerTest : public ::testing::Test {
     o.tls = false;
     o.node_id = "node-a";
     o.version = "test";
+    o.status_page = [this] {
+      ++pages_rendered_;
+      return std::string("<!DOCTYPE html><title>page</title>");
+    };
     server_ = std::make_unique<OpsServer>(o, monitor_.get());
     ASSERT_TRUE(server_->Start().ok());
   }
@@ -74,6 +80,7 @@ class OpsServerTest : public ::testing::Test {
   std::unique_ptr<ServiceModeStore> mode_;
   std::unique_ptr<HealthMonitor> monitor_;
   std::unique_ptr<OpsServer> server_;
+  std::atomic<int> pages_rendered_{0};
 };
 
 TEST_F(OpsServerTest, AHealthyNodeAnswersUpAndReady) {
@@ -126,6 +133,15 @@ TEST_F(OpsServerTest, OnlyTheOpsEndpointsAndOnlyGet) {
   EXPECT_NE(Exchange(port, "GET /health/lb HTTP/1.1\r\nX: " + std::string(20000, 'a') + "\r\n\r\n").find(" 400 "),
             std::string::npos);
   EXPECT_EQ(Get(port, "/health/live").status, 200);
+}
+
+TEST_F(OpsServerTest, TheStatusPageIsForAdministratorsOnly) {
+  // Plain HTTP carries no administrator's certificate: the generic refusal, nothing rendered
+  // (the page's data never reaches an anonymous caller). Over TLS: test_status_page.py.
+  Reply page = Get(server_->port(), "/");
+  EXPECT_EQ(page.status, 403) << page.body;
+  EXPECT_EQ(page.body.find("<title>"), std::string::npos);
+  EXPECT_EQ(pages_rendered_.load(), 0);
 }
 
 }  // namespace
