@@ -1,6 +1,7 @@
 #include "store/replication.h"
 
 #include <algorithm>
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -71,13 +72,46 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
     for (WriteDone& done : cancelled) {
       done(absl::CancelledError("replicator shut down before the write reached its quorum"));
     }
+    // The store goes once the Replicator has: no callback may be using it then.
+    std::unique_lock<std::mutex> lock(gate_mu_);
+    gate_closed_ = true;
+    gate_cv_.wait(lock, [this] { return gate_active_ == 0; });
   }
+
+  // Callbacks of the transport and the scheduler run on their own threads and can come after
+  // the Replicator is gone (a call still connecting when the node stops), but the store they
+  // use does not outlive it. Each runs inside an Entry: none starts once Shutdown began, and
+  // Shutdown waits for those running.
+  class Entry {
+   public:
+    explicit Entry(Core* core) : core_(core) {
+      std::lock_guard<std::mutex> lock(core->gate_mu_);
+      if (core->gate_closed_) {
+        core_ = nullptr;
+      } else {
+        ++core->gate_active_;
+      }
+    }
+    ~Entry() {
+      if (core_ == nullptr) return;
+      std::lock_guard<std::mutex> lock(core_->gate_mu_);
+      if (--core_->gate_active_ == 0) core_->gate_cv_.notify_all();
+    }
+    Entry(const Entry&) = delete;
+    Entry& operator=(const Entry&) = delete;
+    explicit operator bool() const { return core_ != nullptr; }
+
+   private:
+    Core* core_;
+  };
 
   void ScheduleTick() {
     std::weak_ptr<Core> weak = weak_from_this();
     scheduler_->RunAfter(options_.anti_entropy_interval_ms, [weak] {
       std::shared_ptr<Core> core = weak.lock();
       if (core == nullptr || core->Stopped()) return;
+      Entry entry(core.get());
+      if (!entry) return;
       core->AntiEntropyRound();
       core->ScheduleTick();
     });
@@ -123,7 +157,9 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
     const uint64_t sequence = write.sequence;
     for (const std::string& peer : options_.peers) FlushOutbox(peer);
     scheduler_->RunAfter(options_.quorum_timeout_ms, [weak, sequence] {
-      if (std::shared_ptr<Core> core = weak.lock()) core->OnWriteTimeout(sequence);
+      if (std::shared_ptr<Core> core = weak.lock()) {
+        if (Entry entry(core.get()); entry) core->OnWriteTimeout(sequence);
+      }
     });
     CompleteReadyWrites();  // quorum may already hold (vectors reported earlier)
   }
@@ -341,7 +377,9 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
                                  .limit = options_.pull_batch_mutations},
                      [weak, peer, id](absl::StatusOr<PullResponse> response) {
                        std::shared_ptr<Core> core = weak.lock();
-                       if (core == nullptr || !core->EndRequest(peer, id) || !response.ok()) return;
+                       if (core == nullptr) return;
+                       Entry entry(core.get());
+                       if (!entry || !core->EndRequest(peer, id) || !response.ok()) return;
                        core->OnPullResponse(peer, *std::move(response));
                      });
   }
@@ -396,7 +434,9 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
                               SnapshotRequest{.from = self(), .after = cursor, .limit = options_.snapshot_page_records},
                               [weak, peer, id](absl::StatusOr<SnapshotPage> page) {
                                 std::shared_ptr<Core> core = weak.lock();
-                                if (core == nullptr || !core->EndRequest(peer, id) || !page.ok()) return;
+                                if (core == nullptr) return;
+                                Entry entry(core.get());
+                                if (!entry || !core->EndRequest(peer, id) || !page.ok()) return;
                                 core->OnSnapshotPage(peer, *std::move(page));
                               });
   }
@@ -470,6 +510,8 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
                      [weak, peer, push_id, sent, sequences = std::move(sequences)](absl::StatusOr<PushAck> ack) {
                        std::shared_ptr<Core> core = weak.lock();
                        if (core == nullptr) return;
+                       Entry entry(core.get());
+                       if (!entry) return;
                        {
                          std::lock_guard<std::mutex> lock(core->mu_);
                          core->outbox_[peer].in_flight.erase(push_id);
@@ -574,7 +616,9 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
     if (retry) {
       std::weak_ptr<Core> weak = weak_from_this();
       scheduler_->RunAfter(kPushRetryDelayMs, [weak, peer] {
-        if (std::shared_ptr<Core> core = weak.lock()) core->FlushOutbox(peer);
+        if (std::shared_ptr<Core> core = weak.lock()) {
+          if (Entry entry(core.get()); entry) core->FlushOutbox(peer);
+        }
       });
     }
   }
@@ -617,7 +661,11 @@ class Replicator::Core : public std::enable_shared_from_this<Replicator::Core> {
   const size_t quorum_;
 
   std::mutex mu_;
-  bool stopped_ = false;                      // guarded by mu_
+  bool stopped_ = false;  // guarded by mu_
+  std::mutex gate_mu_;    // Entry's
+  std::condition_variable gate_cv_;
+  int gate_active_ = 0;                       // callbacks inside an Entry; guarded by gate_mu_
+  bool gate_closed_ = false;                  // guarded by gate_mu_
   std::map<std::string, Peer> peers_;         // guarded by mu_; keys fixed at construction
   std::map<uint64_t, PendingWrite> pending_;  // guarded by mu_; by local sequence
   std::map<std::string, Outbox> outbox_;      // guarded by mu_; by peer
