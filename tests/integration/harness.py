@@ -625,6 +625,24 @@ def retrieve(node, request_id, ctx=None, dc=DC):
                 ctx=ctx)
 
 
+def cluster_views(node: "Node"):
+    """Every node's view of the cluster (`adcsc ctl status --json`, asked with `node`'s
+    configuration and this build's CLI), by node ID."""
+    out = run([ADCSC, "ctl", "status", "--config", node.config, "--json"], check=False)
+    return {v["from"]["nodeId"]: v for v in json.loads(out.stdout)}
+
+
+def issued_everywhere(nodes, ids, dc=DC):
+    """True when each node of `nodes` answers every request ID of `ids` as issued (from its
+    store when the CA is down)."""
+    for node in nodes:
+        for rid in ids:
+            status, body = retrieve(node, rid, dc=dc)
+            if status != 200 or body["request-status"]["status"] != "CR_DISP_ISSUED":
+                return False
+    return True
+
+
 class TempRoot:
     """A scratch directory removed on exit; kept (and named on stderr) when the environment sets
     ADCSC_KEEP_TEST_DIRS, to read the nodes' logs after a failure."""

@@ -50,17 +50,11 @@ class Cluster:
 
     def views(self, via="node-a"):
         """Every node's view (`adcsc ctl status --json`, asked on `via`), by node ID."""
-        out = h.run([h.ADCSC, "ctl", "status", "--config", self.nodes[via].config, "--json"], check=False)
-        return {v["from"]["nodeId"]: v for v in json.loads(out.stdout)}
+        return h.cluster_views(self.nodes[via])
 
     def everywhere(self, ids):
         """True when every node answers every ID as issued (from its store, if the CA is down)."""
-        for n in self.node_ids:
-            for rid in ids:
-                st, b = h.retrieve(self.nodes[n], rid, dc=h.ICPR_DC)
-                if st != 200 or b["request-status"]["status"] != "CR_DISP_ISSUED":
-                    return False
-        return True
+        return h.issued_everywhere([self.nodes[n] for n in self.node_ids], ids, dc=h.ICPR_DC)
 
 
 ISSUED = 3  # RECORD_STATUS_ISSUED (proto/adcsc/store/v1/record.proto)

@@ -122,8 +122,7 @@ class MixedCluster:
 
     def status(self, n="node-a"):
         """`adcsc ctl status --json` from node n (this build's CLI): each node's view."""
-        out = h.run([h.ADCSC, "ctl", "status", "--config", self.nodes[n].config, "--json"], check=False)
-        return {v["from"]["nodeId"]: v for v in json.loads(out.stdout)}
+        return h.cluster_views(self.nodes[n])
 
     def fault(self, n, action):
         """`adcsc ctl fault` on node n, with the binary it runs."""
@@ -148,12 +147,7 @@ class MixedCluster:
         return ids
 
     def everywhere(self, ids, nodes=NODES):
-        for n in nodes:
-            for rid in ids:
-                st, b = h.retrieve(self.nodes[n], rid, dc=h.ICPR_DC)
-                if st != 200 or b["request-status"]["status"] != "CR_DISP_ISSUED":
-                    return False
-        return True
+        return h.issued_everywhere([self.nodes[n] for n in nodes], ids, dc=h.ICPR_DC)
 
 
 class RollingUpgrade(unittest.TestCase):
