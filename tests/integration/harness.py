@@ -11,8 +11,10 @@ NTLM, so a passing test did use Kerberos); the default is ntlm.
 """
 import atexit
 import datetime
+import fcntl
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -39,10 +41,33 @@ EMULATOR = BIN / "adcs-emulator"
 DC, CA = "ca1.example.test", "Example-Issuing-CA"
 
 
+# Ports this process reserved (free_port): the lock files stay open, and locked, until it exits.
+_PORT_LOCKS = []
+PORT_LOCK_DIR = Path(tempfile.gettempdir()) / "adcsc-test-ports"
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 for a listener this test starts later. Drawn from 10000-19999:
+    below the kernel's ephemeral range (no client connection takes it meanwhile, and no other
+    process's bind to port 0 hands it out again) and below the drills' quickstart blocks
+    (20000-32000). Reserved until this process exits by an flock on
+    $TMPDIR/adcsc-test-ports/<port>.lock, which the C++ tests' FreePort (tests/testing/
+    free_port.h) takes too, so concurrent tests never pick the same port; and checked free."""
+    PORT_LOCK_DIR.mkdir(mode=0o1777, exist_ok=True)
+    rng = random.SystemRandom()
+    for _ in range(500):
+        port = rng.randrange(10000, 20000)
+        lock = open(PORT_LOCK_DIR / f"{port}.lock", "a")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port))
+        except OSError:
+            lock.close()
+            continue
+        _PORT_LOCKS.append(lock)
+        return port
+    raise RuntimeError("free_port: no free port in 10000-19999")
 
 
 def wait_for(predicate, timeout=20.0, what="condition"):
